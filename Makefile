@@ -1,0 +1,65 @@
+# modelyard — every set-up step lives here. `make demo` and `make test` are the two
+# commands a newcomer needs; both install what is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TOOLS := .tools/bin
+HELM := $(TOOLS)/helm
+export PATH := $(CURDIR)/$(BIN):$(CURDIR)/$(TOOLS):$(PATH)
+# Single-threaded math libraries: two cores are shared by servers, workers and tests.
+export OMP_NUM_THREADS ?= 1
+
+PYTEST_ARGS ?=
+
+.PHONY: help install test test-fast lint typecheck demo bench up down clean constraints
+
+help:
+	@echo "make demo       run the whole chain on embedded defaults"
+	@echo "make test       install what is missing, then ruff, mypy and every test tier"
+	@echo "make test-fast  the fast tiers only (unit, data, dags, chart)"
+	@echo "make bench      serving benchmark against mlflow models serve"
+	@echo "make down       stop what make demo started"
+
+install: $(STAMP) $(HELM)
+
+$(STAMP): setup.cfg constraints.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	@touch $@
+
+$(HELM): | $(STAMP)
+	$(BIN)/python -m deploy.helmbin install --dest $(TOOLS)
+
+# Regenerate the pinned constraints from the working environment (after changing deps).
+constraints:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/pytest -m "unit or data or dags or chart" $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/modelyard demo
+
+bench: install
+	$(BIN)/python -m deploy.bench
+
+down: install
+	$(BIN)/modelyard down
+
+clean:
+	rm -rf .modelyard .demo test-results

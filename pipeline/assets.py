@@ -1,0 +1,37 @@
+"""Names of the Airflow Assets that chain the stages.
+
+Plain strings, so library code can name them without importing Airflow. Every event
+carries an ``extra`` dict; the keys each stage writes are listed next to its URI.
+"""
+
+from __future__ import annotations
+
+SCHEME = "modelyard"
+
+
+def features_uri(family: str, region: str) -> str:
+    """Validated feature snapshot published. extra: family, region, digest, rows."""
+    return f"{SCHEME}://features/{family}/{region}"
+
+
+def challenger_uri(family: str, region: str) -> str:
+    """Challenger registered. extra: family, region, model_name, version, run_id."""
+    return f"{SCHEME}://challenger/{family}/{region}"
+
+
+def champion_uri(family: str, region: str) -> str:
+    """Champion promoted. extra: family, region, model_name, version."""
+    return f"{SCHEME}://champion/{family}/{region}"
+
+
+def deployed_uri(release: str) -> str:
+    """Plan deployed. extra: release, target, plan_digest, versions."""
+    return f"{SCHEME}://deployed/{release}"
+
+
+def parse_uri(uri: str) -> tuple[str, list[str]]:
+    """Split ``modelyard://kind/a/b`` into ``("kind", ["a", "b"])``."""
+    if not uri.startswith(f"{SCHEME}://"):
+        raise ValueError(f"not a modelyard asset URI: {uri!r}")
+    kind, *rest = uri[len(SCHEME) + 3 :].split("/")
+    return kind, rest

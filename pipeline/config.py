@@ -1,0 +1,336 @@
+"""The one typed configuration of modelyard, loaded from ``modelyard.yaml``.
+
+Environment variables ``MODELYARD_<SECTION>__<KEY>`` override keys of the file
+(values are parsed as YAML scalars, so ``MODELYARD_SEED=7`` is an int). The path of
+the file itself comes from ``MODELYARD_CONFIG`` when set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import zoneinfo
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "MODELYARD_"
+CONFIG_ENV = "MODELYARD_CONFIG"
+DEFAULT_CONFIG_FILE = "modelyard.yaml"
+
+Task = Literal["classification", "regression"]
+Algorithm = Literal["xgboost", "sklearn_logistic", "sklearn_ridge", "sklearn_random_forest"]
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing or invalid; the message names the key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Festival(_Model):
+    name: str
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Festival:
+        if self.end < self.start:
+            raise ValueError(f"festival '{self.name}' ends ({self.end}) before it starts ({self.start})")
+        return self
+
+
+class Region(_Model):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    country: str = Field(min_length=2, max_length=2)
+    timezone: str
+    festivals: list[Festival] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone '{value}' (use an IANA name such as Asia/Jakarta)") from exc
+        return value
+
+
+class RegionOverride(_Model):
+    algorithm: Algorithm | None = None
+    params: dict[str, Any] = {}
+
+
+class Family(_Model):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    task: Task
+    target: str
+    features: list[str] = Field(min_length=1)
+    algorithm: Algorithm = "xgboost"
+    params: dict[str, Any] = {}
+    baseline: Algorithm | None = None
+    region_overrides: dict[str, RegionOverride] = {}
+
+    def algorithm_for(self, region: str) -> Algorithm:
+        override = self.region_overrides.get(region)
+        return override.algorithm if override and override.algorithm else self.algorithm
+
+    def params_for(self, region: str) -> dict[str, Any]:
+        override = self.region_overrides.get(region)
+        return {**self.params, **(override.params if override else {})}
+
+
+class Storage(_Model):
+    root: Path = Path(".modelyard")
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.root / "features"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+
+class MlflowSettings(_Model):
+    tracking_uri: str = "http://127.0.0.1:5000"
+    model_name_template: str = "{family}-{region}"
+
+    def model_name(self, family: str, region: str) -> str:
+        return self.model_name_template.format(family=family, region=region)
+
+
+class Schedules(_Model):
+    data_processing: str | None = "@daily"
+
+
+class DataSource(_Model):
+    kind: Literal["synthetic", "file"] = "synthetic"
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> DataSource:
+        if self.kind == "file" and not self.path:
+            raise ValueError("kind 'file' needs 'path' (a CSV/Parquet path or glob)")
+        return self
+
+
+class SyntheticSettings(_Model):
+    rows: int = Field(6000, ge=10)
+    start: dt.date = dt.date(2026, 1, 5)
+    days: int = Field(120, ge=7)
+
+
+class DataSettings(_Model):
+    source: DataSource = DataSource()
+    synthetic: SyntheticSettings = SyntheticSettings()
+    min_rows: int = Field(500, ge=1)
+    freshness_days: int = Field(3650, ge=1)
+
+
+class TrainingSettings(_Model):
+    holdout_days: int = Field(14, ge=1)
+    validation_days: int = Field(14, ge=1)
+    early_stopping_rounds: int = Field(20, ge=1)
+    operating_threshold: float = Field(0.5, gt=0, lt=1)
+
+
+class AbsoluteGate(_Model):
+    metric: str
+    op: Literal[">=", "<=", ">", "<"]
+    threshold: float
+
+
+class VersusChampionGate(_Model):
+    metric: str
+    direction: Literal["higher", "lower"]
+    max_regression: float = Field(0.0, ge=0)
+
+
+class TaskGates(_Model):
+    absolute: list[AbsoluteGate] = []
+    versus_champion: list[VersusChampionGate] = []
+
+
+class GateDefaults(_Model):
+    classification: TaskGates = TaskGates()
+    regression: TaskGates = TaskGates()
+    max_model_size_mb: float = Field(50, gt=0)
+    max_p99_latency_ms: float = Field(20, gt=0)
+    max_psi: float = Field(0.25, gt=0)
+    max_slice_regression: float = Field(0.05, ge=0)
+
+
+class GateSettings(_Model):
+    defaults: GateDefaults = GateDefaults()
+    # "<family>" or "<family>/<region>" -> partial GateDefaults fields.
+    region_overrides: dict[str, dict[str, Any]] = {}
+
+
+class LocalTarget(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class KubernetesTarget(_Model):
+    namespace: str = "modelyard"
+    chart: str = "helm/modelyard-serving"
+    timeout_seconds: int = Field(600, ge=1)
+    releases: dict[str, list[str]] = {}
+
+
+class RolloutSettings(_Model):
+    strategy: Literal["rolling", "canary", "blue-green", "shadow"] = "rolling"
+    canary_steps: list[int] = [10, 50, 100]
+    analysis_seconds: float = Field(20, ge=0)
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    max_p99_ms: float = Field(100, gt=0)
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _increasing_percentages(cls, steps: list[int]) -> list[int]:
+        if not steps or steps != sorted(set(steps)) or steps[0] <= 0 or steps[-1] != 100:
+            raise ValueError("canary_steps must be increasing percentages ending at 100, e.g. [10, 50, 100]")
+        return steps
+
+
+class DeploySettings(_Model):
+    target: Literal["local", "kubernetes"] = "local"
+    local: LocalTarget = LocalTarget()
+    kubernetes: KubernetesTarget = KubernetesTarget()
+    rollout: RolloutSettings = RolloutSettings()
+
+
+class Config(_Model):
+    """The whole modelyard configuration."""
+
+    project: str = "modelyard"
+    seed: int = 42
+    storage: Storage = Storage()
+    mlflow: MlflowSettings = MlflowSettings()
+    schedules: Schedules = Schedules()
+    data: DataSettings = DataSettings()
+    regions: list[Region] = Field(min_length=1)
+    families: list[Family] = Field(min_length=1)
+    training: TrainingSettings = TrainingSettings()
+    gates: GateSettings = GateSettings()
+    deploy: DeploySettings = DeploySettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        _unique("regions", [r.name for r in self.regions])
+        _unique("families", [f.name for f in self.families])
+        names = set(self.region_names)
+        for family in self.families:
+            unknown = set(family.region_overrides) - names
+            if unknown:
+                raise ValueError(f"families '{family.name}' region_overrides name unknown regions {sorted(unknown)}")
+        for release, regions in self.deploy.kubernetes.releases.items():
+            unknown = set(regions) - names
+            if unknown:
+                raise ValueError(f"deploy.kubernetes.releases '{release}' names unknown regions {sorted(unknown)}")
+        return self
+
+    @property
+    def region_names(self) -> list[str]:
+        return [r.name for r in self.regions]
+
+    @property
+    def family_names(self) -> list[str]:
+        return [f.name for f in self.families]
+
+    def region(self, name: str) -> Region:
+        for region in self.regions:
+            if region.name == name:
+                return region
+        raise ConfigError(f"unknown region '{name}' (configured: {', '.join(self.region_names)})")
+
+    def family(self, name: str) -> Family:
+        for family in self.families:
+            if family.name == name:
+                return family
+        raise ConfigError(f"unknown family '{name}' (configured: {', '.join(self.family_names)})")
+
+    def pairs(self, families: list[str] | None = None, regions: list[str] | None = None) -> list[tuple[str, str]]:
+        """Every (family, region) selected, in config order; unknown names raise ConfigError."""
+        chosen_families = [self.family(f).name for f in families] if families else self.family_names
+        chosen_regions = [self.region(r).name for r in regions] if regions else self.region_names
+        return [(f, r) for f in chosen_families for r in chosen_regions]
+
+    def digest(self) -> str:
+        """A stable hash of the effective configuration, logged with every run."""
+        payload = self.model_dump_json().encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def _unique(key: str, names: list[str]) -> None:
+    seen = {n for n in names if names.count(n) > 1}
+    if seen:
+        raise ValueError(f"{key}: duplicate names {sorted(seen)}")
+
+
+def config_path(path: str | Path | None = None) -> Path:
+    """The config file to read: the argument, else $MODELYARD_CONFIG, else ./modelyard.yaml."""
+    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, override from the environment and validate the configuration.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or a key is invalid; the message
+            names the file and the key.
+    """
+    file = config_path(path)
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{file}: config file not found (set {CONFIG_ENV} or pass --config)") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of sections")
+    _apply_env_overrides(raw, os.environ if environ is None else environ)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{file}: invalid configuration\n{_describe(exc)}") from exc
+    if not config.storage.root.is_absolute():
+        root = (file.resolve().parent / config.storage.root).resolve()
+        config = config.model_copy(update={"storage": Storage(root=root)})
+    return config
+
+
+def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        if keys[0] not in Config.model_fields:
+            continue  # other MODELYARD_* variables (ports, plan paths) are not config keys
+        node = raw
+        for key in keys[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {}
+            node = child
+        node[keys[-1]] = yaml.safe_load(value) if value else value
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in error["loc"])
+        lines.append(f"  {key.replace('.[', '[')}: {error['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,193 @@
+"""Immutable, content-addressed feature snapshots per (family, region).
+
+Layout under ``<storage.root>/features/<family>/<region>/``::
+
+    <digest>.parquet      the features and the target, sorted by event time
+    <digest>.json         SnapshotMeta (rows, time range, source, validation result)
+    <digest>.report.html  the data-quality report (when validation produced one)
+    LATEST                the digest of the newest snapshot that passed validation
+
+Every file is written to a temporary name in the same folder and renamed into place,
+so a reader never sees a half-written snapshot; the pointer moves last.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+LATEST = "LATEST"
+
+
+class SnapshotNotFoundError(LookupError):
+    """No valid snapshot exists for a (family, region)."""
+
+
+class ValidationSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    success: bool
+    checks: int = 0
+    failed: int = 0
+    failures: list[str] = []
+    report: str | None = None  # file name of the HTML report next to the snapshot
+
+
+class SnapshotMeta(BaseModel):
+    """What a snapshot holds; written next to it as ``<digest>.json``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    family: str
+    region: str
+    digest: str
+    rows: int
+    columns: list[str]
+    target: str
+    time_min: dt.datetime
+    time_max: dt.datetime
+    source: str
+    validation: ValidationSummary
+    created_at: dt.datetime
+
+    def path(self, features_dir: Path) -> Path:
+        return snapshot_dir(features_dir, self.family, self.region) / f"{self.digest}.parquet"
+
+    def report_path(self, features_dir: Path) -> Path | None:
+        if not self.validation.report:
+            return None
+        return snapshot_dir(features_dir, self.family, self.region) / self.validation.report
+
+
+def snapshot_dir(features_dir: Path, family: str, region: str) -> Path:
+    return Path(features_dir) / family / region
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """A digest of the content (columns, dtypes, values), independent of file encoding."""
+    import pandas as pd
+
+    hasher = hashlib.sha256()
+    hasher.update(repr([(c, str(t)) for c, t in frame.dtypes.items()]).encode())
+    hasher.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return hasher.hexdigest()[:16]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either nothing or all of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def publish(
+    features_dir: Path,
+    frame: pd.DataFrame,
+    *,
+    family: str,
+    region: str,
+    target: str,
+    time_column: str,
+    source: str,
+    validation: ValidationSummary,
+    report_html: str | None = None,
+) -> tuple[SnapshotMeta, bool]:
+    """Publish ``frame`` as the snapshot of (family, region).
+
+    Only a frame that passed validation becomes ``LATEST``; a failed one is never
+    published at all. Publishing content that already exists writes nothing.
+
+    Returns:
+        The snapshot's metadata and whether anything new was written.
+    """
+    if not validation.success:
+        raise ValueError(f"{family}/{region}: refusing to publish a snapshot that failed validation")
+    digest = frame_digest(frame)
+    folder = snapshot_dir(features_dir, family, region)
+    meta_file = folder / f"{digest}.json"
+    if meta_file.exists():
+        meta = SnapshotMeta.model_validate_json(meta_file.read_text())
+        created = _point_latest(folder, digest)
+        return meta, created
+    if report_html is not None:
+        validation = validation.model_copy(update={"report": f"{digest}.report.html"})
+        atomic_write_bytes(folder / f"{digest}.report.html", report_html.encode())
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    atomic_write_bytes(folder / f"{digest}.parquet", buffer.getvalue())
+    times = frame[time_column]
+    meta = SnapshotMeta(
+        family=family,
+        region=region,
+        digest=digest,
+        rows=len(frame),
+        columns=list(frame.columns),
+        target=target,
+        time_min=times.min().to_pydatetime(),
+        time_max=times.max().to_pydatetime(),
+        source=source,
+        validation=validation,
+        created_at=dt.datetime.now(dt.UTC),
+    )
+    atomic_write_bytes(meta_file, meta.model_dump_json(indent=2).encode())
+    _point_latest(folder, digest)
+    return meta, True
+
+
+def _point_latest(folder: Path, digest: str) -> bool:
+    pointer = folder / LATEST
+    if pointer.exists() and pointer.read_text().strip() == digest:
+        return False
+    atomic_write_bytes(pointer, f"{digest}\n".encode())
+    return True
+
+
+def latest_snapshot(features_dir: Path, family: str, region: str) -> SnapshotMeta:
+    """The newest valid snapshot of (family, region).
+
+    Raises:
+        SnapshotNotFoundError: none has been published; the message says how to make one.
+    """
+    folder = snapshot_dir(features_dir, family, region)
+    pointer = folder / LATEST
+    if not pointer.exists():
+        raise SnapshotNotFoundError(
+            f"no valid snapshot for family '{family}', region '{region}' under {folder} "
+            f"(run `modelyard data build --family {family} --region {region}` first)"
+        )
+    return read_snapshot(features_dir, family, region, pointer.read_text().strip())
+
+
+def read_snapshot(features_dir: Path, family: str, region: str, digest: str) -> SnapshotMeta:
+    """The metadata of one snapshot by digest."""
+    meta_file = snapshot_dir(features_dir, family, region) / f"{digest}.json"
+    if not meta_file.exists():
+        raise SnapshotNotFoundError(
+            f"snapshot {digest} of family '{family}', region '{region}' not found ({meta_file})"
+        )
+    return SnapshotMeta.model_validate_json(meta_file.read_text())
+
+
+def load_frame(features_dir: Path, meta: SnapshotMeta) -> pd.DataFrame:
+    """The snapshot's rows."""
+    import pandas as pd
+
+    return pd.read_parquet(meta.path(features_dir))

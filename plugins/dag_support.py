@@ -1,0 +1,59 @@
+"""What every modelyard DAG file shares: the config read once at parse time, default
+task arguments, and the Params that render as a form in the trigger UI.
+
+Only cheap imports here: the DAG processor parses DAG files in a loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from typing import Any
+
+from airflow.sdk import Asset, Param
+
+from pipeline import assets
+from pipeline.config import Config, load_config
+
+OWNER = "ml-platform"
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": dt.timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+}
+
+
+@functools.cache
+def config() -> Config:
+    """The modelyard config ($MODELYARD_CONFIG or ./modelyard.yaml), read once per process."""
+    return load_config()
+
+
+def families_param(description: str = "Model families to run (empty: all).") -> Param:
+    names = config().family_names
+    return Param(
+        [], type="array", items={"type": "string", "enum": names}, examples=names, title="Families",
+        description=description,
+    )  # fmt: skip
+
+
+def regions_param(description: str = "Regions to run (empty: all).") -> Param:
+    names = config().region_names
+    return Param(
+        [], type="array", items={"type": "string", "enum": names}, examples=names, title="Regions",
+        description=description,
+    )  # fmt: skip
+
+
+def feature_assets() -> list[Asset]:
+    return [Asset(assets.features_uri(f, r)) for f, r in config().pairs()]
+
+
+def challenger_assets() -> list[Asset]:
+    return [Asset(assets.challenger_uri(f, r)) for f, r in config().pairs()]
+
+
+def champion_assets() -> list[Asset]:
+    return [Asset(assets.champion_uri(f, r)) for f, r in config().pairs()]
