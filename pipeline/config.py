@@ -153,9 +153,19 @@ class AbsoluteGate(_Model):
 
 
 class VersusChampionGate(_Model):
+    """Challenger vs champion on the same holdout: allow at most ``max_regression`` (absolute,
+    in the metric's unit) or demand at least ``min_improvement``; set one of the two."""
+
     metric: str
     direction: Literal["higher", "lower"]
     max_regression: float = Field(0.0, ge=0)
+    min_improvement: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> VersusChampionGate:
+        if self.max_regression and self.min_improvement:
+            raise ValueError(f"gate on '{self.metric}': set max_regression or min_improvement, not both")
+        return self
 
 
 class TaskGates(_Model):
@@ -169,7 +179,9 @@ class GateDefaults(_Model):
     max_model_size_mb: float = Field(50, gt=0)
     max_p99_latency_ms: float = Field(20, gt=0)
     max_psi: float = Field(0.25, gt=0)
+    # Relative: a slice metric may be at most this fraction worse than the champion's on that slice.
     max_slice_regression: float = Field(0.05, ge=0)
+    latency_calls: int = Field(300, ge=20, le=100_000)
 
 
 class GateSettings(_Model):
@@ -236,6 +248,7 @@ class Config(_Model):
             unknown = set(family.region_overrides) - names
             if unknown:
                 raise ValueError(f"families '{family.name}' region_overrides name unknown regions {sorted(unknown)}")
+        _check_gate_overrides(self.gates.region_overrides, self.family_names, names)
         for release, regions in self.deploy.kubernetes.releases.items():
             unknown = set(regions) - names
             if unknown:
@@ -272,6 +285,26 @@ class Config(_Model):
         """A stable hash of the effective configuration, logged with every run."""
         payload = self.model_dump_json().encode()
         return hashlib.sha256(payload).hexdigest()[:16]
+
+
+# Besides GateDefaults' own fields, an override may give these at its top level (for the family's task).
+GATE_TASK_KEYS = ("absolute", "versus_champion")
+
+
+def _check_gate_overrides(overrides: dict[str, dict[str, Any]], families: list[str], regions: set[str]) -> None:
+    allowed = set(GateDefaults.model_fields) | set(GATE_TASK_KEYS)
+    for key, override in overrides.items():
+        family, _, region = key.partition("/")
+        if family not in families or (region and region not in regions):
+            raise ValueError(
+                f"gates.region_overrides '{key}': expected '<family>' or '<family>/<region>' with a configured "
+                f"family ({', '.join(families)}) and region ({', '.join(sorted(regions))})"
+            )
+        unknown = set(override) - allowed
+        if unknown:
+            raise ValueError(
+                f"gates.region_overrides '{key}': unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})"
+            )
 
 
 def _unique(key: str, names: list[str]) -> None:
