@@ -1,0 +1,102 @@
+"""The MLflow model registry side of training: idempotency keys, registration, the ``challenger`` alias.
+
+One registered model per (family, region), named by ``config.mlflow.model_name``. Every
+version carries the tags below; ``input_key`` is what makes training idempotent: a
+version whose ``input_key`` tag matches the inputs about to be trained is returned instead
+of training again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from pipeline.config import Config
+
+CHALLENGER_ALIAS = "challenger"
+INPUT_KEY_TAG = "input_key"
+# Tags every registered version carries (plus the metric summary, one tag per metric).
+VERSION_TAGS = ("family", "region", "data_digest", "run_id", "config_hash", "input_key", "algorithm", "task", "flavor")
+
+
+def _stable_hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def training_settings_hash(config: Config, family: str, region: str) -> str:
+    """A hash of everything in the config that changes what (family, region) trains into.
+
+    Unlike ``config.digest()`` it ignores unrelated sections (deploy targets, gates, other
+    regions), so editing those does not retrain every model.
+    """
+    spec = config.family(family)
+    payload = {
+        "task": spec.task,
+        "target": spec.target,
+        "features": spec.features,
+        "algorithm": spec.algorithm_for(region),
+        "params": spec.params_for(region),
+        "baseline": spec.baseline,
+        "training": config.training.model_dump(mode="json"),
+        "min_rows": config.data.min_rows,
+    }
+    return _stable_hash(payload)
+
+
+def input_key(data_digest: str, settings_hash: str, seed: int, algorithm: str, params: Mapping[str, Any]) -> str:
+    """The identity of one training's inputs: same key, same model (the idempotency key)."""
+    return _stable_hash(
+        {"data": data_digest, "settings": settings_hash, "seed": seed, "algorithm": algorithm, "params": dict(params)}
+    )
+
+
+def find_version(client: MlflowClient, model_name: str, key: str) -> ModelVersion | None:
+    """The oldest version of ``model_name`` trained on inputs ``key``, or None."""
+    found = client.search_model_versions(f"name = '{model_name}' and tags.{INPUT_KEY_TAG} = '{key}'")
+    if not found:
+        return None
+    return min(found, key=lambda version: int(version.version))
+
+
+def register(model_uri: str, model_name: str, tags: Mapping[str, str]) -> ModelVersion:
+    """Register ``model_uri`` as a new version of ``model_name`` (created if missing) with ``tags``.
+
+    The tags are written with the version in one call, so a version found by its
+    ``input_key`` is always complete. Callers use the returned version number: with
+    concurrent registrations, "the latest version" may be someone else's.
+    """
+    import mlflow
+
+    return mlflow.register_model(model_uri, model_name, tags=dict(tags))
+
+
+def set_challenger(client: MlflowClient, model_name: str, version: str) -> None:
+    """Point the ``challenger`` alias of ``model_name`` at ``version``."""
+    client.set_registered_model_alias(model_name, CHALLENGER_ALIAS, version)
+
+
+def repair_alias(client: MlflowClient, version: ModelVersion) -> bool:
+    """Alias ``version`` as challenger if a retried registration lost its alias step.
+
+    Only the newest version of a model without any alias qualifies: older ones were
+    superseded on purpose, and a version with an alias is already managed by promotion.
+    """
+    if version.aliases:
+        return False
+    newest = client.search_model_versions(f"name = '{version.name}'", order_by=["version_number DESC"], max_results=1)
+    if not newest or newest[0].version != version.version:
+        return False
+    set_challenger(client, version.name, str(version.version))
+    return True
+
+
+def metric_tags(metrics: Mapping[str, float], names: tuple[str, ...]) -> dict[str, str]:
+    """The metric summary tags of a version: each of ``names`` present in ``metrics``, rounded."""
+    return {name: f"{metrics[name]:.6g}" for name in names if name in metrics}

@@ -1,0 +1,572 @@
+"""Train one model per (family, region) from its latest valid snapshot and register it in MLflow.
+
+:func:`fit_pair` is the pure part (split, fit, score; no MLflow), :func:`train_pair` adds
+tracking, registry and idempotency, :func:`train_all` runs every selected pair and
+:func:`render_results` shows the outcome as a table.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pipeline import assets
+from pipeline.snapshots import SnapshotMeta, latest_snapshot, load_frame
+from training import metrics as metrics_mod
+from training import models, plots, registry
+from training.split import SplitError, TimeSplit, time_split
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+    from rich.table import Table
+
+    from pipeline.config import Config, Family
+
+log = logging.getLogger(__name__)
+
+Status = Literal["registered", "unchanged", "skipped", "failed"]
+REPO_DIR = Path(__file__).resolve().parents[1]
+# The holdout metrics shown in tables and written as version tags, per task.
+KEY_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("holdout_auc", "holdout_logloss", "holdout_brier", "baseline_holdout_auc"),
+    "regression": ("holdout_mae", "holdout_rmse", "holdout_mape", "baseline_holdout_mae"),
+}
+
+
+class TrainingError(RuntimeError):
+    """Training of a (family, region) cannot run; the message names the pair and what to do."""
+
+
+class TrainingSkipped(Exception):
+    """The data cannot make a model (too few rows, one class, empty window); ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The outcome of training one (family, region)."""
+
+    family: str
+    region: str
+    status: Status
+    model_name: str
+    version: str | None = None
+    run_id: str | None = None
+    run_url: str | None = None
+    data_digest: str | None = None
+    input_key: str | None = None
+    reason: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def asset_extra(self) -> dict[str, str]:
+        """The ``extra`` of the challenger Asset event (see ``pipeline.assets.challenger_uri``)."""
+        return {
+            "family": self.family,
+            "region": self.region,
+            "model_name": self.model_name,
+            "version": self.version or "",
+            "run_id": self.run_id or "",
+        }
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Everything decided before touching data: what trains, with which settings, under which key."""
+
+    family: Family
+    region: str
+    algorithm: str
+    params: dict[str, Any]
+    baseline: str | None
+    seed: int
+    meta: SnapshotMeta
+    settings_hash: str
+    input_key: str
+    model_name: str
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.family.name}/{self.region}/{self.meta.digest[:8]}"
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    """A fitted model, its baseline, the split and every metric (no MLflow involved)."""
+
+    model: Any
+    baseline_model: Any | None
+    split: TimeSplit
+    holdout_predictions: np.ndarray
+    metrics: dict[str, float]
+    importance: dict[str, float]
+    best_iteration: int | None
+
+
+def resolve_tracking_uri(config: Config) -> str:
+    """``$MLFLOW_TRACKING_URI`` if set, else ``mlflow.tracking_uri`` from the config."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or config.mlflow.tracking_uri
+
+
+def experiment_name(config: Config, family: str) -> str:
+    """The MLflow experiment of a family (one per family; runs are filtered by region tag)."""
+    return f"{config.project}/{family}"
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The MLflow UI page of a run."""
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+@functools.cache
+def git_commit() -> str:
+    """The commit of the code that trains (``unknown`` outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def plan_training(
+    config: Config, family: str, region: str, params_override: Mapping[str, Any] | None = None
+) -> TrainingPlan:
+    """Resolve algorithm, validated params and the idempotency key of (family, region).
+
+    Raises:
+        ConfigError: unknown family or region.
+        SnapshotNotFoundError: no valid snapshot; the message names the pair.
+        TrainingError: the latest snapshot did not pass validation.
+        AlgorithmError, ParamError: the algorithm or a hyperparameter is invalid (names the key).
+    """
+    spec = config.family(family)
+    config.region(region)
+    meta = latest_snapshot(config.storage.features_dir, family, region)
+    if not meta.validation.success:
+        raise TrainingError(
+            f"{family}/{region}: snapshot {meta.digest} did not pass validation "
+            f"({meta.validation.failed} failed checks); rebuild it with `modelyard data build`"
+        )
+    algorithm = spec.algorithm_for(region)
+    models.get_algorithm(algorithm, spec.task)
+    params = models.validate_params(algorithm, {**spec.params_for(region), **(params_override or {})})
+    if spec.baseline:
+        models.get_algorithm(spec.baseline, spec.task)
+    settings_hash = registry.training_settings_hash(config, family, region)
+    return TrainingPlan(
+        family=spec,
+        region=region,
+        algorithm=algorithm,
+        params=params,
+        baseline=spec.baseline,
+        seed=config.seed,
+        meta=meta,
+        settings_hash=settings_hash,
+        input_key=registry.input_key(meta.digest, settings_hash, config.seed, algorithm, params),
+        model_name=config.mlflow.model_name(family, region),
+    )
+
+
+def check_trainable(config: Config, family: Family, frame: pd.DataFrame) -> None:
+    """Raise :class:`TrainingSkipped` when the frame cannot make a model.
+
+    Raises:
+        TrainingSkipped: fewer rows than ``data.min_rows``, or a single-class label.
+        TrainingError: a configured feature or the target is missing from the snapshot.
+    """
+    missing = [c for c in [*family.features, family.target] if c not in frame.columns]
+    if missing:
+        raise TrainingError(
+            f"family '{family.name}': columns {missing} are not in the snapshot; "
+            "rebuild it after changing the family's features"
+        )
+    if len(frame) < config.data.min_rows:
+        raise TrainingSkipped(f"{len(frame)} rows, fewer than data.min_rows={config.data.min_rows}")
+    if family.task == "classification" and frame[family.target].nunique() < 2:
+        raise TrainingSkipped(f"target '{family.target}' has a single class ({frame[family.target].iloc[0]})")
+
+
+def fit_pair(
+    config: Config,
+    family: Family,
+    frame: pd.DataFrame,
+    algorithm: str,
+    params: Mapping[str, Any],
+    baseline: str | None = None,
+) -> FitOutcome:
+    """Split ``frame`` by time, fit the model (and baseline) and score validation and holdout.
+
+    Deterministic: the same frame, settings and ``config.seed`` give the same model,
+    predictions and metrics.
+
+    Raises:
+        TrainingSkipped: the frame is too small, has one class, or a time window is empty.
+    """
+    check_trainable(config, family, frame)
+    settings = config.training
+    try:
+        split = time_split(frame, settings.holdout_days, settings.validation_days)
+    except SplitError as exc:
+        raise TrainingSkipped(str(exc)) from exc
+    if family.task == "classification" and split.train[family.target].nunique() < 2:
+        raise TrainingSkipped(f"target '{family.target}' has a single class in the training window")
+    model = _fit(config, family, algorithm, params, split)
+    scores = _score(config, family, model, split)
+    baseline_model = None
+    if baseline:
+        baseline_model = _fit(config, family, baseline, {}, split)
+        scores.update(_score(config, family, baseline_model, split, prefix="baseline_", slices=False))
+    return FitOutcome(
+        model=model,
+        baseline_model=baseline_model,
+        split=split,
+        holdout_predictions=models.predict(model, family.task, models.feature_frame(split.holdout, family.features)),
+        metrics=scores,
+        importance=models.feature_importance(model, family.features),
+        best_iteration=models.best_iteration(model),
+    )
+
+
+def _fit(config: Config, family: Family, algorithm: str, params: Mapping[str, Any], split: TimeSplit) -> Any:
+    model = models.build_model(algorithm, family.task, params, config.seed, config.training.early_stopping_rounds)
+    x_train = models.feature_frame(split.train, family.features)
+    x_valid = models.feature_frame(split.valid, family.features)
+    target = family.target
+    return models.fit(algorithm, model, x_train, split.train[target], x_valid, split.valid[target])
+
+
+def _score(
+    config: Config, family: Family, model: Any, split: TimeSplit, prefix: str = "", slices: bool = True
+) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for name, part in (("valid", split.valid), ("holdout", split.holdout)):
+        predicted = models.predict(model, family.task, models.feature_frame(part, family.features))
+        scores.update(
+            metrics_mod.evaluate(
+                family.task,
+                part,
+                predicted,
+                target=family.target,
+                split=f"{prefix}{name}",
+                threshold=config.training.operating_threshold,
+                slices=slices,
+            )
+        )
+    return scores
+
+
+def train_pair(
+    config: Config,
+    family: str,
+    region: str,
+    *,
+    tracking_uri: str | None = None,
+    force: bool = False,
+    params_override: Mapping[str, Any] | None = None,
+) -> TrainResult:
+    """Train (family, region) on its latest valid snapshot, log everything to MLflow, register a challenger.
+
+    Inputs already trained (same ``input_key`` tag on a version) are not trained again
+    unless ``force``; the existing version is returned with status ``unchanged``.
+
+    Args:
+        config: the modelyard config.
+        family: a configured family.
+        region: a configured region.
+        tracking_uri: the MLflow server; default: :func:`resolve_tracking_uri`.
+        force: train and register even if a version with the same inputs exists.
+        params_override: hyperparameters on top of the family's and region's.
+
+    Returns:
+        ``registered`` with the new version, ``unchanged`` with the existing one, or
+        ``skipped`` with the reason (too few rows, single class, empty window).
+
+    Raises:
+        SnapshotNotFoundError, TrainingError, ParamError, AlgorithmError: see :func:`plan_training`.
+        Exception: anything failing during training; the MLflow run is then marked FAILED
+            and no version is registered.
+    """
+    import mlflow
+
+    plan = plan_training(config, family, region, params_override)
+    uri = tracking_uri or resolve_tracking_uri(config)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = mlflow.MlflowClient(uri, uri)
+    if not force and (existing := registry.find_version(client, plan.model_name, plan.input_key)):
+        return _unchanged(client, plan, existing, uri)
+    frame = load_frame(config.storage.features_dir, plan.meta)
+    try:
+        check_trainable(config, plan.family, frame)
+    except TrainingSkipped as skip:
+        return _skipped(plan, skip.reason)
+    experiment_id = _experiment_id(client, experiment_name(config, family))
+    with mlflow.start_run(experiment_id=experiment_id, run_name=plan.run_name, tags=_run_tags(config, plan)) as run:
+        try:
+            outcome = fit_pair(config, plan.family, frame, plan.algorithm, plan.params, plan.baseline)
+        except TrainingSkipped as skip:
+            mlflow.set_tag("skip_reason", skip.reason)
+            return _skipped(plan, skip.reason, run.info.run_id, run_url(uri, experiment_id, run.info.run_id))
+        model_uri = _log_run(config, plan, frame, outcome)
+        version = _register(client, plan, run.info.run_id, model_uri, outcome, config)
+    log.info("%s: registered %s version %s (run %s)", plan.run_name, plan.model_name, version.version, run.info.run_id)
+    return TrainResult(
+        family=family,
+        region=region,
+        status="registered",
+        model_name=plan.model_name,
+        version=str(version.version),
+        run_id=run.info.run_id,
+        run_url=run_url(uri, experiment_id, run.info.run_id),
+        data_digest=plan.meta.digest,
+        input_key=plan.input_key,
+        metrics=outcome.metrics,
+    )
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        return str(client.create_experiment(name))
+    except MlflowException:  # created by a concurrent training meanwhile
+        again = client.get_experiment_by_name(name)
+        if again is None:
+            raise
+        return str(again.experiment_id)
+
+
+def _run_tags(config: Config, plan: TrainingPlan) -> dict[str, str]:
+    return {
+        "family": plan.family.name,
+        "region": plan.region,
+        "task": plan.family.task,
+        "data_digest": plan.meta.digest,
+        "git_commit": git_commit(),
+        "config_hash": config.digest(),
+        "algorithm": plan.algorithm,
+        "input_key": plan.input_key,
+        "mlflow.source.git.commit": git_commit(),
+    }
+
+
+def _log_run(config: Config, plan: TrainingPlan, frame: pd.DataFrame, outcome: FitOutcome) -> str:
+    import mlflow
+
+    mlflow.log_params(
+        {
+            **plan.params,
+            **outcome.split.params(),
+            "algorithm": plan.algorithm,
+            "seed": plan.seed,
+            "baseline_algorithm": plan.baseline or "none",
+            "target": plan.family.target,
+            "features": ",".join(plan.family.features),
+            "operating_threshold": config.training.operating_threshold,
+            "early_stopping_rounds": config.training.early_stopping_rounds,
+            "settings_hash": plan.settings_hash,
+        }
+    )
+    mlflow.log_metrics(outcome.metrics)
+    if outcome.best_iteration is not None:
+        mlflow.log_metric("best_iteration", outcome.best_iteration)
+    _log_dataset(config, plan, frame)
+    _log_plots(plan, outcome)
+    return _log_model(plan, outcome)
+
+
+def _log_dataset(config: Config, plan: TrainingPlan, frame: pd.DataFrame) -> None:
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    features_dir = config.storage.features_dir
+    source = plan.meta.path(features_dir).resolve().as_uri()
+    dataset = from_pandas(
+        frame,
+        source=source,
+        targets=plan.family.target,
+        name=f"{plan.family.name}/{plan.region}",
+        digest=plan.meta.digest,
+    )
+    mlflow.log_input(dataset, context="training")
+    mlflow.log_dict(plan.meta.model_dump(mode="json"), "data/snapshot.json")
+    report = plan.meta.report_path(features_dir)
+    if report is not None and report.exists():
+        mlflow.log_artifact(str(report), artifact_path="data")
+
+
+def _log_plots(plan: TrainingPlan, outcome: FitOutcome) -> None:
+    import mlflow
+
+    label = f"{plan.family.name}/{plan.region} {plan.algorithm}"
+    y = outcome.split.holdout[plan.family.target].to_numpy()
+    figures = plots.holdout_figures(plan.family.task, y, outcome.holdout_predictions, outcome.importance, label)
+    with tempfile.TemporaryDirectory(prefix="modelyard-plots-") as folder:
+        plots.save_all(figures, Path(folder))
+        mlflow.log_artifacts(folder, artifact_path="plots")
+
+
+def _log_model(plan: TrainingPlan, outcome: FitOutcome) -> str:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example = models.feature_frame(outcome.split.holdout, plan.family.features).head(5)
+    signature = infer_signature(example, outcome.model.predict(example))
+    flavor = models.get_algorithm(plan.algorithm).flavor
+    log_model = mlflow.xgboost.log_model if flavor == "xgboost" else mlflow.sklearn.log_model
+    info = log_model(outcome.model, name="model", signature=signature, input_example=example)
+    return str(info.model_uri)
+
+
+def _register(
+    client: MlflowClient, plan: TrainingPlan, run_id: str, model_uri: str, outcome: FitOutcome, config: Config
+) -> ModelVersion:
+    import mlflow
+
+    # A concurrent retry of the same inputs may have registered meanwhile.
+    existing = registry.find_version(client, plan.model_name, plan.input_key)
+    if existing is not None:
+        return existing
+    tags = {
+        "family": plan.family.name,
+        "region": plan.region,
+        "data_digest": plan.meta.digest,
+        "run_id": run_id,
+        "config_hash": config.digest(),
+        "input_key": plan.input_key,
+        "algorithm": plan.algorithm,
+        "task": plan.family.task,
+        "flavor": models.get_algorithm(plan.algorithm).flavor,
+        **registry.metric_tags(outcome.metrics, KEY_METRICS[plan.family.task]),
+    }
+    version = registry.register(model_uri, plan.model_name, tags)
+    registry.set_challenger(client, plan.model_name, str(version.version))
+    mlflow.set_tag("registered_version", f"{plan.model_name}/{version.version}")
+    return version
+
+
+def _unchanged(client: MlflowClient, plan: TrainingPlan, version: ModelVersion, uri: str) -> TrainResult:
+    registry.repair_alias(client, version)
+    run = client.get_run(version.run_id) if version.run_id else None
+    return TrainResult(
+        family=plan.family.name,
+        region=plan.region,
+        status="unchanged",
+        model_name=plan.model_name,
+        version=str(version.version),
+        run_id=version.run_id,
+        run_url=run_url(uri, run.info.experiment_id, run.info.run_id) if run else None,
+        data_digest=plan.meta.digest,
+        input_key=plan.input_key,
+        reason="already trained on these inputs (use --force to retrain)",
+        metrics=dict(run.data.metrics) if run else {},
+    )
+
+
+def _skipped(plan: TrainingPlan, reason: str, run_id: str | None = None, url: str | None = None) -> TrainResult:
+    log.warning("%s/%s skipped: %s", plan.family.name, plan.region, reason)
+    return TrainResult(
+        family=plan.family.name,
+        region=plan.region,
+        status="skipped",
+        model_name=plan.model_name,
+        run_id=run_id,
+        run_url=url,
+        data_digest=plan.meta.digest,
+        input_key=plan.input_key,
+        reason=reason,
+    )
+
+
+def train_all(
+    config: Config,
+    families: list[str] | None = None,
+    regions: list[str] | None = None,
+    force: bool = False,
+    *,
+    tracking_uri: str | None = None,
+    params_override: Mapping[str, Any] | None = None,
+) -> list[TrainResult]:
+    """Train every selected (family, region); one failing pair is recorded as ``failed``, the rest still run.
+
+    Raises:
+        ConfigError: an unknown family or region was named.
+    """
+    results = []
+    for family, region in config.pairs(families, regions):
+        try:
+            results.append(
+                train_pair(
+                    config, family, region, tracking_uri=tracking_uri, force=force, params_override=params_override
+                )
+            )
+        except Exception as exc:
+            log.exception("%s/%s: training failed", family, region)
+            results.append(
+                TrainResult(
+                    family=family,
+                    region=region,
+                    status="failed",
+                    model_name=config.mlflow.model_name(family, region),
+                    reason=f"{type(exc).__name__}: {exc}",
+                )
+            )
+    return results
+
+
+def pairs_from_asset_uris(config: Config, uris: Iterable[str]) -> list[tuple[str, str]]:
+    """The configured (family, region) pairs named by feature Asset URIs, in config order, deduplicated."""
+    named = set()
+    for uri in uris:
+        kind, parts = assets.parse_uri(uri)
+        if kind == "features" and len(parts) == 2:
+            named.add((parts[0], parts[1]))
+    return [pair for pair in config.pairs() if pair in named]
+
+
+def render_results(results: list[TrainResult]) -> Table:
+    """A rich table: family, region, status, version or reason, key holdout metrics, run URL."""
+    from rich.table import Table
+
+    table = Table(title="Training", show_lines=False)
+    for column in ("family", "region", "status", "version / reason", "holdout metrics", "MLflow run"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        table.add_row(
+            result.family,
+            result.region,
+            _styled_status(result.status),
+            f"{result.model_name} v{result.version}" if result.version else (result.reason or ""),
+            _metric_summary(result),
+            result.run_url or "",
+        )
+    return table
+
+
+def _styled_status(status: Status) -> str:
+    colour = {"registered": "green", "unchanged": "cyan", "skipped": "yellow", "failed": "red"}[status]
+    return f"[{colour}]{status}[/{colour}]"
+
+
+def _metric_summary(result: TrainResult) -> str:
+    names = KEY_METRICS["classification"] + KEY_METRICS["regression"]
+    return " ".join(
+        f"{name.removeprefix('holdout_')}={result.metrics[name]:.3f}" for name in names if name in result.metrics
+    )
