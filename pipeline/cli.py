@@ -1,7 +1,185 @@
-"""``modelyard data …`` commands."""
+"""``modelyard data …`` commands: generate, ingest, validate, build.
+
+Exit codes: 0 success, 1 data failed validation (or a region failed to build),
+2 unusable input or configuration (the one-line cause is printed).
+"""
 
 from __future__ import annotations
 
-import typer
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
-app = typer.Typer(no_args_is_help=True)
+import typer
+from rich.console import Console
+
+from pipeline.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pipeline.build import BuildRequest, BuildResult
+    from pipeline.validation import ValidationOutcome
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console()
+errors = Console(stderr=True)
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="Config file (default: $MODELYARD_CONFIG).")]
+FamiliesOption = Annotated[list[str] | None, typer.Option("--family", "-f", help="Family (repeatable; default all).")]
+RegionsOption = Annotated[list[str] | None, typer.Option("--region", "-r", help="Region (repeatable; default all).")]
+
+
+@contextmanager
+def _exits_on_bad_input() -> Iterator[None]:
+    """Turn a bad config or an unreadable file into one line on stderr and exit code 2."""
+    from pipeline.features import FeatureError
+    from pipeline.ingest import IngestError
+
+    try:
+        yield
+    except (ConfigError, IngestError, FeatureError) as exc:
+        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
+
+
+def _config(path: Path | None) -> Config:
+    with _exits_on_bad_input():
+        return load_config(path)
+
+
+@app.command()
+def generate(
+    region: Annotated[str, typer.Option("--region", "-r", help="Region to generate bookings for.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv or .parquet.")],
+    family: Annotated[str | None, typer.Option("--family", "-f", help="Keep only this family's columns.")] = None,
+    rows: Annotated[int | None, typer.Option("--rows", "-n", min=1, help="Rows (default data.synthetic.rows).")] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Write synthetic raw bookings of one region as CSV or Parquet (by the extension)."""
+    from pipeline.features import required_raw_columns
+    from pipeline.generator import generate_for
+
+    config = _config(config_path)
+    with _exits_on_bad_input():
+        if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
+            raise ConfigError(f"--out {out}: use a .csv or .parquet file name")
+        frame = generate_for(config, config.region(region).name, rows)
+        if family:
+            keep = ["booking_id", "driver_id", *required_raw_columns(config.family(family))]
+            frame = frame[[c for c in frame.columns if c in keep]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".csv":
+        frame.to_csv(out, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+    else:
+        frame.to_parquet(out, index=False)
+    console.print(f"wrote {len(frame)} bookings of region '{region}' to {out}", highlight=False)
+
+
+@app.command()
+def validate(
+    input_path: Annotated[str, typer.Option("--input", "-i", help="CSV/Parquet path or glob.")],
+    family: Annotated[str, typer.Option("--family", "-f", help="Family whose suites to run.")],
+    region: Annotated[str | None, typer.Option("--region", "-r", help="Rows must all be of this region.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.")] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Run the raw and the features suites on a file; exit 0 when good, 1 when not."""
+    from pipeline.ingest import read_bookings
+    from pipeline.validation import render_report
+
+    config = _config(config_path)
+    with _exits_on_bad_input():
+        fam = config.family(family)
+        region_name = config.region(region).name if region else None
+        frame = read_bookings(input_path, fam)
+        outcomes = _validate_file(config, fam.name, region_name, frame)
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(render_report(f"{family} data quality: {input_path}", outcomes))
+    failures = [f for o in outcomes for f in o.failures]
+    checks = sum(len(o.checks) for o in outcomes)
+    for line in failures:
+        console.print(f"[red]✗[/] {line}", highlight=False, soft_wrap=True)
+    if failures:
+        console.print(f"[bold red]FAILED[/] {len(failures)} of {checks} checks on {len(frame)} rows")
+        raise typer.Exit(1)
+    console.print(f"[green]passed[/] {checks} checks on {len(frame)} rows of {input_path}", highlight=False)
+
+
+def _validate_file(config: Config, family: str, region: str | None, frame: pd.DataFrame) -> list[ValidationOutcome]:
+    """The raw suite over the file, then, if it passed, the features suite per region in it."""
+    from pipeline.features import build_features
+    from pipeline.validation import validate_features, validate_raw
+
+    fam = config.family(family)
+    outcomes = [validate_raw(frame, config, fam, region)]
+    if not outcomes[0].success:
+        return outcomes
+    for name in sorted(frame["region"].unique()):
+        features = build_features(frame[frame["region"] == name], fam, config.region(str(name)))
+        outcomes.append(validate_features(features, config, fam, str(name)))
+    return outcomes
+
+
+@app.command()
+def build(
+    families: FamiliesOption = None,
+    regions: RegionsOption = None,
+    source: Annotated[str | None, typer.Option(help="'synthetic' or a CSV/Parquet path or glob.")] = None,
+    start: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First day (UTC).")] = None,
+    end: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day (UTC).")] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Validate, build and publish feature snapshots; exit 1 if any (family, region) failed."""
+    from pipeline.build import BuildRequest
+
+    request = BuildRequest(source=source, start=start.date() if start else None, end=end.date() if end else None)
+    _run_build(_config(config_path), families, regions, request)
+
+
+@app.command()
+def ingest(
+    input_path: Annotated[str, typer.Option("--input", "-i", help="CSV/Parquet path or glob.")],
+    families: FamiliesOption = None,
+    regions: RegionsOption = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Build and publish snapshots from a user file (rows are filtered to each region)."""
+    from pipeline.build import BuildRequest
+
+    _run_build(_config(config_path), families, regions, BuildRequest(source=input_path))
+
+
+def _run_build(config: Config, families: list[str] | None, regions: list[str] | None, request: BuildRequest) -> None:
+    from pipeline.build import render_summary
+
+    with _exits_on_bad_input():
+        results = _build_with_progress(config, families, regions, request)
+    console.print(render_summary(results))
+    failed = [r for r in results if r.status == "failed"]
+    for r in failed:
+        if r.report:
+            console.print(f"[red]{r.family}/{r.region}[/]: report {r.report}", highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _build_with_progress(
+    config: Config, families: list[str] | None, regions: list[str] | None, request: BuildRequest
+) -> list[BuildResult]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipeline.build import build_all
+
+    total = len(config.pairs(families or None, regions or None))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("building snapshots", total=total)
+
+        def advance(result: BuildResult) -> None:
+            progress.update(task, advance=1, description=f"{result.family}/{result.region}: {result.status}")
+
+        return build_all(config, families, regions, request, on_result=advance)

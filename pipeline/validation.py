@@ -1,0 +1,373 @@
+"""Great Expectations 1.x suites for raw bookings and for feature snapshots.
+
+The suites are built in code from the config (regions, the family's features and
+target, ``data.min_rows``, ``data.freshness_days``), so adding a region or a feature
+needs no suite edit. They run in-process on pandas in an ephemeral GX context: no GX
+project folder. Each run gives a :class:`ValidationOutcome` with one line per failed
+expectation that names the column, the expectation and how many rows offend, e.g.::
+
+    region 'jakarta': column 'pickup_distance_km' has 312 values outside [0, 200]
+    (expect_column_values_to_be_between)
+
+and an HTML report stored with the snapshot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipeline.config import Config, Family
+from pipeline.features import FEATURES, TIME_COLUMN, required_raw_columns, snapshot_columns
+from pipeline.snapshots import ValidationSummary
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+    import pandas as pd
+
+# Plausible physical bounds of raw columns; values outside are data errors, not outliers.
+RAW_RANGES: dict[str, tuple[float, float]] = {
+    "pickup_distance_km": (0, 200),
+    "driver_rating": (1, 5),
+    "driver_acceptance_rate": (0, 1),
+    "driver_tenure_days": (0, 20000),
+    "surge_multiplier": (1, 10),
+    "pickup_eta_min": (0, 240),
+}
+FEATURE_RANGES: dict[str, tuple[float, float]] = {
+    **RAW_RANGES,
+    "hour": (0, 23),
+    "hour_sin": (-1, 1),
+    "hour_cos": (-1, 1),
+    "day_of_week": (0, 6),
+    "area_demand_index": (0, 10000),
+}
+BINARY_COLUMNS = ("accepted", "is_new_driver", "is_weekend", "is_festival")
+# A classifier's positive rate outside these bounds means a broken label, not a signal.
+LABEL_BALANCE = (0.05, 0.95)
+
+
+class ValidationFailedError(ValueError):
+    """Data failed its suite; the message lists every failed expectation."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One evaluated expectation."""
+
+    expectation: str
+    column: str | None
+    success: bool
+    message: str  # empty when it passed
+    unexpected_count: int | None = None
+    sample: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    observed: Any = None
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """The result of one suite on one frame."""
+
+    suite: str
+    stage: str  # "raw" or "features"
+    rows: int
+    checks: list[CheckResult]
+
+    @property
+    def success(self) -> bool:
+        return all(c.success for c in self.checks)
+
+    @property
+    def failures(self) -> list[str]:
+        return [c.message for c in self.checks if not c.success]
+
+    def raise_for_failures(self, subject: str) -> None:
+        """Raise :class:`ValidationFailedError` naming ``subject`` when any check failed."""
+        if not self.success:
+            lines = "; ".join(self.failures)
+            raise ValidationFailedError(
+                f"{subject}: {self.stage} data failed {len(self.failures)} of {len(self.checks)} checks: {lines}"
+            )
+
+
+def summarize(outcomes: list[ValidationOutcome]) -> ValidationSummary:
+    """The summary stored in a snapshot's metadata, over every suite that ran."""
+    failures = [f for o in outcomes for f in o.failures]
+    return ValidationSummary(
+        success=not failures,
+        checks=sum(len(o.checks) for o in outcomes),
+        failed=len(failures),
+        failures=failures,
+    )
+
+
+# --- suites ----------------------------------------------------------------------------
+
+
+def raw_suite(
+    config: Config, family: Family, region: str | None, as_of: dt.datetime, columns: list[str]
+) -> gx.ExpectationSuite:
+    """Expectations on raw bookings of ``family`` (for ``region``, or any configured region).
+
+    GX needs an active context to build a suite: call :func:`frame_batch` first.
+
+    Args:
+        config: Gives the region names, ``data.min_rows`` and ``data.freshness_days``.
+        family: Gives the required columns and the target.
+        region: The one region the rows must belong to; None accepts every configured region.
+        as_of: The moment freshness is measured from.
+        columns: The frame's columns (optional columns such as ``booking_id`` are checked when present).
+    """
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    required = required_raw_columns(family)
+    suite = gx.ExpectationSuite(name=f"raw.{family.name}")
+    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=config.data.min_rows))
+    for column in required:
+        suite.add_expectation(gxe.ExpectColumnToExist(column=column))
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    for column in required:
+        if column in RAW_RANGES:
+            _numeric(suite, column, RAW_RANGES[column])
+    regions = [region] if region else config.region_names
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="region", value_set=regions))
+    if "booking_id" in columns:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="booking_id"))
+    _time_checks(suite, config, as_of, ordered=False)
+    _label_checks(suite, family)
+    return suite
+
+
+def features_suite(config: Config, family: Family, as_of: dt.datetime) -> gx.ExpectationSuite:
+    """Expectations on a snapshot frame of ``family``: the exact contract, complete and in range."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    columns = snapshot_columns(family)
+    suite = gx.ExpectationSuite(name=f"features.{family.name}")
+    suite.add_expectation(gxe.ExpectTableColumnsToMatchOrderedList(column_list=columns))
+    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=config.data.min_rows))
+    for column in columns:
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    for column in columns[1:]:
+        is_int = column in BINARY_COLUMNS or (column in FEATURES and FEATURES[column].kind == "int")
+        if column == family.target:
+            is_int = family.task == "classification"
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=["int64"] if is_int else ["float64"])
+        )
+        if column in FEATURE_RANGES:
+            _range(suite, column, FEATURE_RANGES[column])
+        elif column in BINARY_COLUMNS:
+            suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=column, value_set=[0, 1]))
+    _time_checks(suite, config, as_of, ordered=True)
+    _label_checks(suite, family)
+    return suite
+
+
+def _numeric(suite: gx.ExpectationSuite, column: str, bounds: tuple[float, float]) -> None:
+    import great_expectations.expectations as gxe
+
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=["int64", "float64"]))
+    _range(suite, column, bounds)
+
+
+def _range(suite: gx.ExpectationSuite, column: str, bounds: tuple[float, float]) -> None:
+    import great_expectations.expectations as gxe
+
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=bounds[0], max_value=bounds[1]))
+
+
+def _time_checks(suite: gx.ExpectationSuite, config: Config, as_of: dt.datetime, *, ordered: bool) -> None:
+    import great_expectations.expectations as gxe
+    import pandas as pd
+
+    oldest = pd.Timestamp(as_of).tz_convert("UTC") - pd.Timedelta(days=config.data.freshness_days)
+    suite.add_expectation(gxe.ExpectColumnMaxToBeBetween(column=TIME_COLUMN, min_value=oldest))
+    if ordered:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeIncreasing(column=TIME_COLUMN))
+
+
+def _label_checks(suite: gx.ExpectationSuite, family: Family) -> None:
+    import great_expectations.expectations as gxe
+
+    if family.task == "classification":
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=family.target, value_set=[0, 1]))
+        low, high = LABEL_BALANCE
+        suite.add_expectation(gxe.ExpectColumnMeanToBeBetween(column=family.target, min_value=low, max_value=high))
+    else:
+        suite.add_expectation(gxe.ExpectColumnStdevToBeBetween(column=family.target, min_value=1e-6))
+
+
+# --- running ---------------------------------------------------------------------------
+
+
+def run_suite(
+    batch: Any, frame: pd.DataFrame, suite: gx.ExpectationSuite, stage: str, region: str | None
+) -> ValidationOutcome:
+    """Validate ``batch`` (of ``frame``, from :func:`frame_batch`) against ``suite``."""
+    result = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5})
+    prefix = f"region '{region}': " if region else ""
+    checks = [_check(r, prefix) for r in result.results]
+    return ValidationOutcome(suite=suite.name, stage=stage, rows=len(frame), checks=checks)
+
+
+def validate_raw(
+    frame: pd.DataFrame, config: Config, family: Family, region: str | None, as_of: dt.datetime | None = None
+) -> ValidationOutcome:
+    """Run the raw suite of ``family`` on ``frame``."""
+    batch = frame_batch(frame)  # GX needs its context before a suite can be built
+    suite = raw_suite(config, family, region, as_of or _now(), list(frame.columns))
+    return run_suite(batch, frame, suite, "raw", region)
+
+
+def validate_features(
+    frame: pd.DataFrame, config: Config, family: Family, region: str | None, as_of: dt.datetime | None = None
+) -> ValidationOutcome:
+    """Run the features suite of ``family`` on a snapshot frame."""
+    batch = frame_batch(frame)
+    return run_suite(batch, frame, features_suite(config, family, as_of or _now()), "features", region)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def frame_batch(frame: pd.DataFrame) -> Any:
+    """A GX batch over ``frame`` in a fresh ephemeral context (no files, no analytics, no progress bars)."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    project = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
+    context = gx.get_context(mode="ephemeral", project_config=project)
+    asset = context.data_sources.add_pandas("modelyard").add_dataframe_asset("frame")
+    return asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})
+
+
+def _check(result: Any, prefix: str) -> CheckResult:
+    config = result.expectation_config
+    kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id", "meta")}
+    details = result.result or {}
+    check = CheckResult(
+        expectation=config.type,
+        column=kwargs.get("column"),
+        success=bool(result.success),
+        message="",
+        unexpected_count=details.get("unexpected_count"),
+        sample=list(details.get("partial_unexpected_list") or [])[:5],
+        kwargs=kwargs,
+        observed=details.get("observed_value"),
+    )
+    if check.success:
+        return check
+    error = (result.exception_info or {}).get("exception_message") if result.exception_info else None
+    text = describe_failure(check, error)
+    return CheckResult(**{**check.__dict__, "message": f"{prefix}{text} ({check.expectation})"})
+
+
+def describe_failure(check: CheckResult, error: str | None = None) -> str:
+    """A sentence a data scientist understands: the column, what is wrong, how many rows."""
+    col, n, kw = check.column, check.unexpected_count, check.kwargs
+    subject = f"column '{col}'" if col else "the table"
+    if error and n is None and check.observed is None:
+        return f"{subject}: could not be checked ({str(error).splitlines()[0]})"
+    kind = check.expectation
+    if kind == "expect_column_to_exist":
+        return f"{subject} is missing"
+    if kind == "expect_column_values_to_not_be_null":
+        return f"{subject} has {n} missing values"
+    if kind == "expect_column_values_to_be_between":
+        return f"{subject} has {n} values outside [{_num(kw.get('min_value'))}, {_num(kw.get('max_value'))}]"
+    if kind == "expect_column_values_to_be_in_set":
+        return f"{subject} has {n} values not in {sorted(kw['value_set'])} (e.g. {_examples(check.sample)})"
+    if kind == "expect_column_values_to_be_unique":
+        return f"{subject} has {n} duplicated values (e.g. {_examples(check.sample)})"
+    if kind == "expect_column_values_to_be_in_type_list":
+        return f"{subject} has type {check.observed}, expected {' or '.join(kw['type_list'])}"
+    if kind == "expect_column_values_to_be_increasing":
+        return f"{subject} has {n} values out of time order"
+    if kind == "expect_table_row_count_to_be_between":
+        return f"{subject} has {check.observed} rows, fewer than the minimum {kw.get('min_value')} (data.min_rows)"
+    if kind == "expect_table_columns_to_match_ordered_list":
+        return f"{subject} has columns {check.observed}, expected {kw.get('column_list')}"
+    if kind == "expect_column_max_to_be_between":
+        return (
+            f"{subject}: the newest booking ({check.observed}) is older than {kw.get('min_value')} "
+            "(stale data; see data.freshness_days)"
+        )
+    if kind == "expect_column_mean_to_be_between":
+        return (
+            f"{subject}: mean (label balance) {_num(check.observed)} is outside "
+            f"[{_num(kw.get('min_value'))}, {_num(kw.get('max_value'))}]"
+        )
+    if kind == "expect_column_stdev_to_be_between":
+        return f"{subject}: every row has the same value (standard deviation {_num(check.observed)})"
+    return f"{subject} failed with {n if n is not None else 'observed ' + str(check.observed)}"
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _examples(values: list[Any]) -> str:
+    shown = sorted({repr(v) for v in values})[:3]
+    return ", ".join(shown) if shown else "none shown"
+
+
+# --- report ----------------------------------------------------------------------------
+
+
+def render_report(title: str, outcomes: list[ValidationOutcome]) -> str:
+    """A self-contained HTML data-quality report of every suite run on one (family, region)."""
+    sections = "\n".join(_section(o) for o in outcomes)
+    verdict = "passed" if all(o.success for o in outcomes) else "FAILED"
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}: {verdict}</h1>{sections}</body></html>"
+    )
+
+
+def _section(outcome: ValidationOutcome) -> str:
+    rows = "\n".join(_row(c) for c in sorted(outcome.checks, key=lambda c: c.success))
+    passed = sum(c.success for c in outcome.checks)
+    return (
+        f"<h2>{html.escape(outcome.stage)} ({html.escape(outcome.suite)}): {passed}/{len(outcome.checks)} passed, "
+        f"{outcome.rows} rows</h2><table><tr><th>result</th><th>column</th><th>expectation</th>"
+        f"<th>arguments</th><th>offending rows</th><th>observed / examples</th><th>message</th></tr>{rows}</table>"
+    )
+
+
+def _row(check: CheckResult) -> str:
+    cells = [
+        "pass" if check.success else "FAIL",
+        check.column or "(table)",
+        check.expectation,
+        ", ".join(f"{k}={v}" for k, v in check.kwargs.items() if k != "column"),
+        "" if check.unexpected_count is None else str(check.unexpected_count),
+        str(check.observed) if check.observed is not None else _examples(check.sample),
+        check.message,
+    ]
+    css = "ok" if check.success else "bad"
+    return f"<tr class='{css}'>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+
+
+_CSS = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;width:100%}"
+    "td,th{border:1px solid #ccc;padding:4px;font-size:13px;text-align:left}"
+    "tr.bad{background:#fdd}tr.ok{background:#efe}"
+)
