@@ -1,0 +1,127 @@
+"""Bad values fail ``helm template`` with a message that names the key and the fix.
+
+Two layers: ``values.schema.json`` (types, unknown keys, enums) and the chart's
+``modelyard-serving.validateValues`` helper (rules across keys).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from .conftest import CHART, RenderError
+
+SCHEMA_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
+    ("typo at the top", {"replicaCont": 3}, ["additional properties 'replicaCont' not allowed"]),
+    ("typo nested", {"autoscaling": {"maxReplica": 3}}, ["/autoscaling", "'maxReplica' not allowed"]),
+    (
+        "tracking uri as a value",
+        {"mlflow": {"trackingUri": "http://mlflow:5000"}},
+        ["/mlflow", "'trackingUri' not allowed"],
+    ),
+    ("password as a value", {"mlflow": {"password": "hunter2"}}, ["/mlflow", "'password' not allowed"]),
+    (
+        "credential through extraEnv",
+        {"serving": {"extraEnv": [{"name": "MLFLOW_TRACKING_PASSWORD", "value": "hunter2"}]}},
+        ["/serving/extraEnv/0/name"],
+    ),
+    ("pull policy", {"image": {"pullPolicy": "Sometimes"}}, ["/image/pullPolicy", "Always", "IfNotPresent"]),
+    ("port type", {"serving": {"port": "eighty"}}, ["/serving/port", "integer"]),
+    ("port range", {"service": {"port": 70000}}, ["/service/port", "maximum"]),
+    ("surge shape", {"updateStrategy": {"maxSurge": "lots"}}, ["/updateStrategy/maxSurge"]),
+    ("escalation", {"containerSecurityContext": {"allowPrivilegeEscalation": True}}, ["allowPrivilegeEscalation"]),
+    ("plan type", {"plan": ["not", "a", "mapping"]}, ["/plan", "object"]),
+    ("cpu target", {"autoscaling": {"targetCPU": 150}}, ["/autoscaling/targetCPU", "maximum"]),
+    ("image digest", {"image": {"digest": "latest"}}, ["/image/digest"]),
+]
+
+
+@pytest.mark.parametrize(("case", "values", "expected"), SCHEMA_CASES, ids=[c[0] for c in SCHEMA_CASES])
+def test_schema_rejects_bad_values(
+    render_error: RenderError, case: str, values: dict[str, Any], expected: list[str]
+) -> None:
+    message = render_error(values)
+    assert "don't meet the specifications of the schema" in message, message
+    for fragment in expected:
+        assert fragment in message, f"{case}: {fragment!r} not in {message}"
+
+
+VALIDATION_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
+    ("no plan", {"plan": {}}, ["modelyard-serving: plan", "The plan is empty", "modelyard plan"]),
+    ("no secret", {"mlflow": {"existingSecret": ""}}, ["mlflow.existingSecret", "kubectl create secret generic"]),
+    ("surge zero", {"updateStrategy": {"maxSurge": 0}}, ["updateStrategy.maxSurge", "maxSurge is 0"]),
+    ("surge zero percent", {"updateStrategy": {"maxSurge": "0%"}}, ["updateStrategy.maxSurge"]),
+    ("unavailable", {"updateStrategy": {"maxUnavailable": 1}}, ["updateStrategy.maxUnavailable", "must be 0"]),
+    (
+        "hpa min above max",
+        {"autoscaling": {"minReplicas": 12, "maxReplicas": 4}},
+        ["autoscaling.minReplicas", "minReplicas (12) is above maxReplicas (4)"],
+    ),
+    ("hpa without metric", {"autoscaling": {"targetCPU": 0}}, ["The HPA has no metric"]),
+    (
+        "grace below sleep",
+        {"preStopSleepSeconds": 30, "terminationGracePeriodSeconds": 30},
+        ["terminationGracePeriodSeconds (30) must be above preStopSleepSeconds (30)"],
+    ),
+    (
+        "pdb both",
+        {"pdb": {"minAvailable": 1, "maxUnavailable": 1}},
+        ["Both pdb.minAvailable (1) and pdb.maxUnavailable (1)"],
+    ),
+    ("pdb neither", {"pdb": {"minAvailable": ""}}, ["Set one of pdb.minAvailable and pdb.maxUnavailable"]),
+    ("ingress host", {"ingress": {"enabled": True, "hostname": ""}}, ["ingress.hostname"]),
+]
+
+
+@pytest.mark.parametrize(("case", "values", "expected"), VALIDATION_CASES, ids=[c[0] for c in VALIDATION_CASES])
+def test_validate_values_explains_the_fix(
+    render_error: RenderError, case: str, values: dict[str, Any], expected: list[str]
+) -> None:
+    message = render_error(values)
+    assert "VALUES VALIDATION" in message, message
+    for fragment in expected:
+        assert fragment in message, f"{case}: {fragment!r} not in {message}"
+
+
+def test_every_problem_is_reported_at_once(render_error: RenderError) -> None:
+    message = render_error({"plan": {}, "mlflow": {"existingSecret": ""}, "updateStrategy": {"maxSurge": 0}})
+    assert message.count("modelyard-serving: ") == 3
+
+
+def test_nothing_required_is_left_out_of_the_defaults(render_error: RenderError) -> None:
+    # The bare chart refuses to render: a plan and a Secret are the two things an operator must decide.
+    message = render_error({}, base=False)
+    assert "modelyard-serving: plan" in message
+    assert "mlflow.existingSecret" in message
+
+
+def test_every_value_is_documented_and_in_the_schema() -> None:
+    values_text = (CHART / "values.yaml").read_text()
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    documented = {line.split()[2] for line in values_text.splitlines() if line.lstrip().startswith("## @param ")}
+
+    def leaves(node: dict[str, Any], prefix: str = "") -> set[str]:
+        found: set[str] = set()
+        for key, spec in node.get("properties", {}).items():
+            path = f"{prefix}{key}"
+            children = spec.get("properties") if spec.get("additionalProperties") is False else None
+            found |= leaves(spec, f"{path}.") if children else {path}
+        return found
+
+    assert leaves(schema) - {"global"} == documented
+
+
+def test_schema_closes_every_object() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    open_objects: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        if node.get("type") == "object" and "properties" in node and node.get("additionalProperties") is not False:
+            open_objects.append(path)
+        for key, child in node.get("properties", {}).items():
+            walk(child, f"{path}.{key}")
+
+    walk(schema, "")
+    assert open_objects == [], f"objects without additionalProperties: false: {open_objects}"
