@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pipeline import assets
-from pipeline.snapshots import SnapshotMeta, latest_snapshot, load_frame
+from pipeline.snapshots import SnapshotMeta, SnapshotNotFoundError, latest_snapshot, load_frame
 from training import metrics as metrics_mod
 from training import models, plots, registry
 from training.split import SplitError, TimeSplit, time_split
@@ -45,6 +45,9 @@ KEY_METRICS: dict[str, tuple[str, ...]] = {
 
 class TrainingError(RuntimeError):
     """Training of a (family, region) cannot run; the message names the pair and what to do."""
+
+
+EXPECTED_ERRORS = (SnapshotNotFoundError, TrainingError, models.ParamError, models.AlgorithmError)
 
 
 class TrainingSkipped(Exception):
@@ -155,17 +158,13 @@ def plan_training(
     """
     spec = config.family(family)
     config.region(region)
+    algorithm, params = resolve_params(config, family, region, params_override)
     meta = latest_snapshot(config.storage.features_dir, family, region)
     if not meta.validation.success:
         raise TrainingError(
             f"{family}/{region}: snapshot {meta.digest} did not pass validation "
             f"({meta.validation.failed} failed checks); rebuild it with `modelyard data build`"
         )
-    algorithm = spec.algorithm_for(region)
-    models.get_algorithm(algorithm, spec.task)
-    params = models.validate_params(algorithm, {**spec.params_for(region), **(params_override or {})})
-    if spec.baseline:
-        models.get_algorithm(spec.baseline, spec.task)
     settings_hash = registry.training_settings_hash(config, family, region)
     return TrainingPlan(
         family=spec,
@@ -179,6 +178,37 @@ def plan_training(
         input_key=registry.input_key(meta.digest, settings_hash, config.seed, algorithm, params),
         model_name=config.mlflow.model_name(family, region),
     )
+
+
+def resolve_params(
+    config: Config, family: str, region: str, params_override: Mapping[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The algorithm of (family, region) and its validated hyperparameters (family, region, override).
+
+    Raises:
+        AlgorithmError: the algorithm or baseline is unknown or cannot do the family's task.
+        ParamError: a hyperparameter is unknown or invalid; the message names the key and the pair.
+    """
+    spec = config.family(family)
+    algorithm = spec.algorithm_for(region)
+    models.get_algorithm(algorithm, spec.task)
+    if spec.baseline:
+        models.get_algorithm(spec.baseline, spec.task)
+    try:
+        params = models.validate_params(algorithm, {**spec.params_for(region), **(params_override or {})})
+    except models.ParamError as exc:
+        raise models.ParamError(f"{family}/{region}: {exc}", key=exc.key) from exc
+    return algorithm, params
+
+
+def validate_override(config: Config, pairs: Iterable[tuple[str, str]], params_override: Mapping[str, Any]) -> None:
+    """Check a hyperparameter override against the algorithm of every pair, before anything trains.
+
+    Raises:
+        ParamError: the first invalid key, naming the pair and the key.
+    """
+    for family, region in pairs:
+        resolve_params(config, family, region, params_override)
 
 
 def check_trainable(config: Config, family: Family, frame: pd.DataFrame) -> None:
@@ -518,7 +548,10 @@ def train_all(
                 )
             )
         except Exception as exc:
-            log.exception("%s/%s: training failed", family, region)
+            if isinstance(exc, EXPECTED_ERRORS):
+                log.error("%s/%s: training failed: %s", family, region, exc)
+            else:
+                log.exception("%s/%s: training failed", family, region)
             results.append(
                 TrainResult(
                     family=family,

@@ -1,0 +1,1 @@
+"""Hooks: each owns a client and takes a ``*_conn_id``, like an Airflow provider's hooks."""

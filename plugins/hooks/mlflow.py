@@ -1,0 +1,94 @@
+"""``MlflowHook``: where the MLflow tracking server is, from an Airflow Connection.
+
+The Connection ``mlflow_default`` (any conn type; ``http`` is typical) gives the server:
+``schema`` is the URL scheme (``http`` unless set), ``host`` and ``port`` the address; a
+host that already holds a full URL (``https://mlflow.example.com/prefix``) is used as is.
+``login`` / ``password`` become ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``
+for MLflow's basic auth. Without the Connection the hook falls back to
+``$MLFLOW_TRACKING_URI`` and then to ``mlflow.tracking_uri`` of the modelyard config, so
+the embedded demo needs no Airflow setup.
+
+Example: ``AIRFLOW_CONN_MLFLOW_DEFAULT='http://mlflow.internal:5000'``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from pipeline.config import Config
+
+
+class MlflowHook(BaseHook):
+    """Resolve the MLflow tracking URI (and credentials) and hand out a client."""
+
+    conn_name_attr = "mlflow_conn_id"
+    default_conn_name = "mlflow_default"
+    conn_type = "http"
+    hook_name = "MLflow"
+
+    def __init__(self, mlflow_conn_id: str = default_conn_name, config: Config | None = None) -> None:
+        super().__init__()
+        self.mlflow_conn_id = mlflow_conn_id
+        self._config = config
+        self._uri: str | None = None
+
+    def get_tracking_uri(self) -> str:
+        """The tracking URI: the Connection, else ``$MLFLOW_TRACKING_URI``, else the config's.
+
+        Credentials on the Connection are exported to the environment MLflow reads them from.
+        """
+        if self._uri is None:
+            self._uri = self._from_connection() or os.environ.get("MLFLOW_TRACKING_URI") or self._from_config()
+        return self._uri
+
+    def get_conn(self) -> MlflowClient:
+        """An ``MlflowClient`` bound to the tracking (and registry) URI."""
+        from mlflow import MlflowClient
+
+        uri = self.get_tracking_uri()
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    def _from_connection(self) -> str | None:
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            conn = self.get_connection(self.mlflow_conn_id)
+        except AirflowNotFoundException:
+            self.log.info("no Airflow connection '%s'; falling back to MLFLOW_TRACKING_URI/config", self.mlflow_conn_id)
+            return None
+        if conn.login:
+            os.environ["MLFLOW_TRACKING_USERNAME"] = conn.login
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = conn.password or ""
+        return connection_uri(conn.host, conn.port, conn.schema)
+
+    def _from_config(self) -> str:
+        if self._config is None:
+            from pipeline.config import load_config
+
+            self._config = load_config()
+        return self._config.mlflow.tracking_uri
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """How the connection form looks in the Airflow UI."""
+        return {
+            "hidden_fields": ["extra"],
+            "relabeling": {"schema": "Scheme (http/https)", "login": "Username"},
+            "placeholders": {"host": "mlflow.internal or https://mlflow.example.com", "port": "5000"},
+        }
+
+
+def connection_uri(host: str | None, port: int | None, schema: str | None) -> str | None:
+    """``<schema>://<host>[:<port>]``; a host with a scheme already is a full URL. None without a host."""
+    if not host:
+        return None
+    if "://" in host:
+        return host.rstrip("/")
+    address = f"{host}:{port}" if port else host
+    return f"{schema or 'http'}://{address}"
