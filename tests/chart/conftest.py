@@ -24,19 +24,21 @@ CHART = REPO / "helm" / "modelyard-serving"
 RELEASE = "sea-west"
 NAMESPACE = "modelyard"
 
-# A plan shaped like the deploy stage's (the chart treats it as opaque).
+# A plan as deploy.plan writes it (the chart itself treats it as opaque).
 ROLLING_PLAN: dict[str, Any] = {
     "version": 1,
-    "routes": [
+    "services": [
         {
             "family": "driver_acceptance",
             "region": "jakarta",
-            "variants": [{"name": "champion", "model": "driver_acceptance-jakarta", "version": "7", "weight": 100}],
+            "timezone": "Asia/Jakarta",
+            "variants": [{"name": "champion", "model_uri": "models:/driver_acceptance-jakarta/7", "weight": 100}],
         },
         {
             "family": "pickup_eta",
             "region": "jakarta",
-            "variants": [{"name": "champion", "model": "pickup_eta-jakarta", "version": "3", "weight": 100}],
+            "timezone": "Asia/Jakarta",
+            "variants": [{"name": "champion", "model_uri": "models:/pickup_eta-jakarta/3", "weight": 100}],
         },
     ],
 }

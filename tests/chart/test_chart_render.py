@@ -17,6 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from deploy.plan import parse_plan
+
 from .conftest import CHART, RELEASE, ROLLING_PLAN, Render, merge
 
 KUBERNETES_VERSIONS = ("1.30", "1.37")
@@ -33,26 +35,28 @@ STANDARD_LABELS = (
 
 CANARY_PLAN: dict[str, Any] = {
     "version": 1,
-    "routes": [
+    "services": [
         {
             "family": "driver_acceptance",
             "region": "jakarta",
+            "timezone": "Asia/Jakarta",
             "variants": [
-                {"name": "champion", "model": "driver_acceptance-jakarta", "version": "7", "weight": 90},
-                {"name": "canary", "model": "driver_acceptance-jakarta", "version": "8", "weight": 10},
+                {"name": "champion", "model_uri": "models:/driver_acceptance-jakarta/7", "weight": 90},
+                {"name": "canary", "model_uri": "models:/driver_acceptance-jakarta/8", "weight": 10},
             ],
         }
     ],
 }
 SHADOW_PLAN: dict[str, Any] = {
     "version": 1,
-    "routes": [
+    "services": [
         {
             "family": "pickup_eta",
             "region": "surabaya",
-            "variants": [{"name": "champion", "model": "pickup_eta-surabaya", "version": "3", "weight": 100}],
-            "shadows": [{"name": "challenger", "model": "pickup_eta-surabaya", "version": "4"}],
-            "windows": [{"start": "17:00", "end": "21:00", "variant": "champion"}],
+            "timezone": "Asia/Jakarta",
+            "variants": [{"name": "champion", "model_uri": "models:/pickup_eta-surabaya/3", "weight": 100}],
+            "shadows": [{"name": "challenger", "model_uri": "models:/pickup_eta-surabaya/4"}],
+            "rules": [{"name": "evening", "variant": "champion", "hours": {"start": 17, "end": 21}}],
         }
     ],
 }
@@ -99,7 +103,11 @@ CASES: dict[str, dict[str, Any]] = {
         "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "nodeSelector": {"kubernetes.io/arch": "amd64"},
         "podLabels": {"cost-center": "ml"},
-        "serving": {"workers": 4, "extraEnv": [{"name": "MODELYARD_BATCH_MAX", "value": "32"}]},
+        "serving": {
+            "workers": 4,
+            "adminTokenSecret": {"name": "modelyard-admin"},
+            "extraEnv": [{"name": "MODELYARD_BATCH_MAX", "value": "32"}],
+        },
     },
 }
 EXPECTED_KINDS = {
@@ -112,6 +120,11 @@ EXPECTED_KINDS = {
         "ServiceAccount",
     },
 }
+
+
+@pytest.mark.parametrize("plan", [ROLLING_PLAN, CANARY_PLAN, SHADOW_PLAN])
+def test_test_plans_are_real_plans(plan: dict[str, Any]) -> None:
+    parse_plan(plan, "test plan")  # the matrix renders what the deploy stage really produces
 
 
 def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -236,7 +249,7 @@ def test_pod_is_hardened_with_writable_cache(rendered: dict[str, list[dict[str, 
     assert "emptyDir" in volumes[mounts["/var/cache/modelyard"]]
     assert "emptyDir" in volumes[mounts["/tmp"]]
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
-    assert env["MODELYARD_MODEL_CACHE"]["value"] == "/var/cache/modelyard"
+    assert env["MODELYARD_SERVE_MODEL_CACHE"]["value"] == "/var/cache/modelyard"
 
 
 def test_resources_and_topology_spread(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -261,7 +274,7 @@ def test_checksum_rolls_pods_only_when_the_plan_changes(render: Render) -> None:
     assert checksum({}) == baseline
     assert checksum({"replicaCount": 5, "service": {"port": 8080}}) == baseline
     bumped = merge(ROLLING_PLAN, {})
-    bumped["routes"][0]["variants"][0]["version"] = "8"
+    bumped["services"][0]["variants"][0]["model_uri"] = "models:/driver_acceptance-jakarta/8"
     assert checksum({"plan": bumped}) != baseline
     assert checksum({"plan": CANARY_PLAN}) != baseline
 
@@ -278,6 +291,8 @@ def test_mlflow_credentials_only_by_secret_reference(rendered: dict[str, list[di
         assert "value" not in env[name]
         assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "modelyard-mlflow", "key": key}
     assert "MLFLOW_TRACKING_TOKEN" not in env  # its key is empty: not referenced at all
+    token = env["MODELYARD_SERVE_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token == {"name": "modelyard-admin", "key": "admin-token"}
 
 
 def strings(node: Any) -> list[str]:
