@@ -122,6 +122,12 @@ ALGORITHMS: dict[str, Algorithm] = {
             "tree_method": ParamSpec((str,), lambda v: v in {"hist", "approx", "exact"}, "one of hist, approx, exact"),
             "n_jobs": _positive_int(),
             "early_stopping_rounds": _positive_int(),
+            # Domain knowledge as a guarantee, e.g. {driver_rating: 1}: a higher rating never lowers the score.
+            "monotone_constraints": ParamSpec(
+                (dict,),
+                lambda v: all(isinstance(k, str) and c in (-1, 0, 1) for k, c in v.items()),
+                "a mapping of feature name to -1, 0 or 1",
+            ),
         },
         # One thread: identical results everywhere, and the cores are shared with other tasks.
         defaults={"n_jobs": 1, "tree_method": "hist"},
@@ -223,6 +229,21 @@ def _type_matches(value: Any, types: tuple[type | None, ...]) -> bool:
     if isinstance(value, int) and float in types:
         return True
     return any(t is not None and isinstance(value, t) for t in types)
+
+
+def check_feature_params(algorithm: str, params: Mapping[str, Any], features: list[str]) -> None:
+    """Check that hyperparameters naming features (``monotone_constraints``) name configured features.
+
+    Raises:
+        ParamError: an unknown feature is named; the message names the key and the feature.
+    """
+    unknown = sorted(set(params.get("monotone_constraints") or {}) - set(features))
+    if unknown:
+        raise ParamError(
+            f"algorithm '{algorithm}': hyperparameter 'monotone_constraints' names unknown features {unknown} "
+            f"(features: {', '.join(features)})",
+            key="monotone_constraints",
+        )
 
 
 def parse_params_json(text: str | None) -> dict[str, Any]:

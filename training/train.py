@@ -196,6 +196,7 @@ def resolve_params(
         models.get_algorithm(spec.baseline, spec.task)
     try:
         params = models.validate_params(algorithm, {**spec.params_for(region), **(params_override or {})})
+        models.check_feature_params(algorithm, params, spec.features)
     except models.ParamError as exc:
         raise models.ParamError(f"{family}/{region}: {exc}", key=exc.key) from exc
     return algorithm, params
