@@ -200,6 +200,8 @@ class KubernetesTarget(_Model):
     chart: str = "helm/modelyard-serving"
     timeout_seconds: int = Field(600, ge=1)
     releases: dict[str, list[str]] = {}
+    # Chart values every release gets (image, mlflow.existingSecret, resources, ...); the plan is added per release.
+    values: dict[str, Any] = {}
 
 
 class RolloutSettings(_Model):
