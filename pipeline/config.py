@@ -210,6 +210,8 @@ class RolloutSettings(_Model):
     analysis_seconds: float = Field(20, ge=0)
     max_error_rate: float = Field(0.01, ge=0, le=1)
     max_p99_ms: float = Field(100, gt=0)
+    # A canary step is judged only once the canary variant answered this many requests.
+    min_requests: int = Field(20, ge=1)
 
     @field_validator("canary_steps")
     @classmethod
@@ -219,11 +221,39 @@ class RolloutSettings(_Model):
         return steps
 
 
+class DeployWindow(_Model):
+    """Route a (family, region) to the version an MLflow alias names while a local-time window holds.
+
+    Conditions combine with AND: ``festivals`` (the region's festival dates), ``weekdays``,
+    ``hours`` ([start, end) local hours; start > end wraps past midnight). A model without
+    the alias is served as usual.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_\-]*$")
+    alias: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    families: list[str] = []
+    regions: list[str] = []
+    festivals: bool = False
+    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = []
+    hours: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> DeployWindow:
+        if not (self.festivals or self.weekdays or self.hours):
+            raise ValueError(f"window '{self.name}' has no condition: set festivals, weekdays and/or hours")
+        if self.hours and not (
+            0 <= self.hours[0] <= 23 and 1 <= self.hours[1] <= 24 and self.hours[0] != self.hours[1]
+        ):
+            raise ValueError(f"window '{self.name}': hours must be [start 0-23, end 1-24] with start != end")
+        return self
+
+
 class DeploySettings(_Model):
     target: Literal["local", "kubernetes"] = "local"
     local: LocalTarget = LocalTarget()
     kubernetes: KubernetesTarget = KubernetesTarget()
     rollout: RolloutSettings = RolloutSettings()
+    windows: list[DeployWindow] = []
 
 
 class Config(_Model):
@@ -255,6 +285,10 @@ class Config(_Model):
             unknown = set(regions) - names
             if unknown:
                 raise ValueError(f"deploy.kubernetes.releases '{release}' names unknown regions {sorted(unknown)}")
+        for window in self.deploy.windows:
+            unknown = (set(window.regions) - names) | (set(window.families) - set(self.family_names))
+            if unknown:
+                raise ValueError(f"deploy.windows '{window.name}' names unknown families/regions {sorted(unknown)}")
         return self
 
     @property
