@@ -601,6 +601,5 @@ def _styled_status(status: Status) -> str:
 
 def _metric_summary(result: TrainResult) -> str:
     names = KEY_METRICS["classification"] + KEY_METRICS["regression"]
-    return " ".join(
-        f"{name.removeprefix('holdout_')}={result.metrics[name]:.3f}" for name in names if name in result.metrics
-    )
+    shown = [name for name in names if name in result.metrics]
+    return " ".join(f"{name.replace('holdout_', '')}={result.metrics[name]:.3f}" for name in shown)
