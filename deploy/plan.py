@@ -1,0 +1,296 @@
+"""The deployment plan: which model versions serve which (family, region), and how.
+
+A plan is a YAML or JSON file written by the deploy stage and read by the serving
+runtime. Per service (family, region) it lists weighted variants, optional time-window
+rules evaluated in the region's time zone, and optional shadows; globally it sets the
+micro-batching bounds, the routing-key field and an optional sampled prediction log.
+
+Validation errors name the field, e.g. ``services[2].variants: weights sum to 90, must
+be 100``. ``Plan.digest()`` is the sha256 of the canonical JSON of the plan, so the same
+plan always has the same digest (the deploy stage uses it for idempotency).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import zoneinfo
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MODEL_URI_PATTERN = r"^models:/[^/@\s]+(/[0-9]+|@[A-Za-z0-9_\-]+)$"
+NAME_PATTERN = r"^[a-z][a-z0-9_\-]*$"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class PlanError(ValueError):
+    """A plan file is missing, unreadable or invalid; the message names the field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Variant(_Model):
+    """One model taking a share of a service's traffic."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    model_uri: str = Field(pattern=MODEL_URI_PATTERN, description="models:/<name>/<version> or models:/<name>@<alias>")
+    weight: int = Field(ge=0, le=100, description="Percent of the weighted split (0 = only via rules)")
+
+
+class Shadow(_Model):
+    """A model that gets a copy of every request off the response path."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    model_uri: str = Field(pattern=MODEL_URI_PATTERN)
+
+
+class DateWindow(_Model):
+    """Inclusive local calendar dates, e.g. a festival."""
+
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateWindow:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class HourWindow(_Model):
+    """Local hours ``start <= hour < end``; ``start > end`` wraps past midnight."""
+
+    start: int = Field(ge=0, le=23)
+    end: int = Field(ge=1, le=24)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> HourWindow:
+        if self.start == self.end:
+            raise ValueError(f"start and end are both {self.start}: the window is empty")
+        return self
+
+    def contains(self, hour: int) -> bool:
+        if self.start < self.end:
+            return self.start <= hour < self.end
+        return hour >= self.start or hour < self.end
+
+
+class Rule(_Model):
+    """Send all traffic to ``variant`` while every given condition holds (local time)."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    variant: str
+    dates: list[DateWindow] = []
+    weekdays: list[Weekday] = []
+    hours: HourWindow | None = None
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> Rule:
+        if not (self.dates or self.weekdays or self.hours):
+            raise ValueError(f"rule '{self.name}' has no condition: set dates, weekdays and/or hours")
+        return self
+
+    def matches(self, local: dt.datetime) -> bool:
+        """Whether the rule holds at ``local`` (a datetime in the region's time zone)."""
+        if self.dates and not any(w.start <= local.date() <= w.end for w in self.dates):
+            return False
+        if self.weekdays and WEEKDAYS[local.weekday()] not in self.weekdays:
+            return False
+        return self.hours is None or self.hours.contains(local.hour)
+
+
+class Service(_Model):
+    """The models serving one (family, region)."""
+
+    family: str = Field(pattern=NAME_PATTERN)
+    region: str = Field(pattern=NAME_PATTERN)
+    timezone: str = "UTC"
+    variants: list[Variant] = Field(min_length=1)
+    rules: list[Rule] = []
+    shadows: list[Shadow] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone '{value}' (use an IANA name such as Asia/Jakarta)") from exc
+        return value
+
+    @field_validator("variants")
+    @classmethod
+    def _weights(cls, variants: list[Variant]) -> list[Variant]:
+        _unique([v.name for v in variants], "variant")
+        total = sum(v.weight for v in variants)
+        if total != 100:
+            raise ValueError(f"weights sum to {total}, must be 100")
+        return variants
+
+    @field_validator("shadows")
+    @classmethod
+    def _unique_shadows(cls, shadows: list[Shadow]) -> list[Shadow]:
+        _unique([s.name for s in shadows], "shadow")
+        return shadows
+
+    @model_validator(mode="after")
+    def _rules_name_variants(self) -> Service:
+        names = {v.name for v in self.variants}
+        for index, rule in enumerate(self.rules):
+            if rule.variant not in names:
+                raise ValueError(
+                    f"rules[{index}].variant: '{rule.variant}' is not a variant of this service "
+                    f"(variants: {', '.join(sorted(names))})"
+                )
+        clash = names & {s.name for s in self.shadows}
+        if clash:
+            raise ValueError(f"shadows: name(s) {sorted(clash)} are also variant names; use distinct names")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.family, self.region)
+
+    def model_uris(self) -> list[str]:
+        return [v.model_uri for v in self.variants] + [s.model_uri for s in self.shadows]
+
+
+class Batching(_Model):
+    """Micro-batching bounds, per variant."""
+
+    max_batch_size: int = Field(
+        default=64, ge=1, le=100_000, description="Rows per model call (one request is never split)"
+    )
+    max_wait_ms: float = Field(default=1.0, ge=0, le=50, description="Longest a request waits for companions")
+
+
+class PredictionLog(_Model):
+    """Sampled JSONL log of requests and predictions (and every shadow comparison)."""
+
+    path: Path
+    sample_rate: float = Field(default=0.01, ge=0, le=1)
+
+
+class Plan(_Model):
+    """A complete, validated deployment plan."""
+
+    version: Literal[1] = 1
+    services: list[Service] = Field(min_length=1)
+    batching: Batching = Batching()
+    routing_key: str = Field(default="customer_id", min_length=1)
+    max_records: int = Field(default=10_000, ge=1, description="Largest accepted request, in records")
+    prediction_log: PredictionLog | None = None
+    clock_override: dt.datetime | None = Field(
+        default=None, description="Fixed 'now' for time-window rules (tests and drills only; must be tz-aware)"
+    )
+    metadata: dict[str, str] = {}
+
+    @field_validator("services")
+    @classmethod
+    def _unique_services(cls, services: list[Service]) -> list[Service]:
+        _unique([f"{s.family}/{s.region}" for s in services], "service")
+        return services
+
+    @field_validator("clock_override")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a UTC offset, e.g. 2026-03-20T18:30:00+07:00")
+        return value
+
+    def service(self, family: str, region: str) -> Service | None:
+        return next((s for s in self.services if s.family == family and s.region == region), None)
+
+    def model_uris(self) -> list[str]:
+        """Every distinct model URI of the plan, in plan order."""
+        return list(dict.fromkeys(uri for s in self.services for uri in s.model_uris()))
+
+    def canonical_json(self) -> bytes:
+        """The plan as canonical JSON (sorted keys, no whitespace): the input of ``digest()``."""
+        data = self.model_dump(mode="json")
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def digest(self) -> str:
+        """``sha256:<hex>`` of the canonical JSON; equal plans have equal digests."""
+        return "sha256:" + hashlib.sha256(self.canonical_json()).hexdigest()
+
+
+def _unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"duplicate {what} '{name}'")
+        seen.add(name)
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem, each naming the field path, e.g. ``services[2].variants: ...``."""
+    lines = []
+    for error in exc.errors():
+        path = _field_path(error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{path}: {message}" if path else message)
+    return f"invalid plan {source}:\n  " + "\n  ".join(lines)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def parse_plan(data: Any, source: str = "<plan>") -> Plan:
+    """Validate already-parsed plan data.
+
+    Raises:
+        PlanError: the data does not describe a valid plan; the message names each field.
+    """
+    if not isinstance(data, dict):
+        raise PlanError(f"invalid plan {source}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        raise PlanError(format_validation_error(exc, source)) from exc
+
+
+def parse_plan_text(text: str | bytes, source: str = "<plan>") -> Plan:
+    """Parse a YAML or JSON plan document (JSON is a subset of YAML).
+
+    Raises:
+        PlanError: the text is not YAML/JSON or not a valid plan.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PlanError(f"plan {source} is not valid YAML/JSON: {exc}") from exc
+    return parse_plan(data, source)
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and validate a plan file.
+
+    Raises:
+        PlanError: the file is missing or unreadable, or the plan is invalid.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise PlanError(f"cannot read plan file {path}: {exc.strerror or exc}") from exc
+    return parse_plan_text(text, str(path))
+
+
+def dump_plan(plan: Plan, fmt: Literal["yaml", "json"] = "yaml") -> bytes:
+    """Serialize a plan for writing to a file (YAML for humans, JSON for machines)."""
+    data = plan.model_dump(mode="json", exclude_defaults=False)
+    if fmt == "json":
+        return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+    return yaml.safe_dump(data, sort_keys=False).encode()

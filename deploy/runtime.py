@@ -1,0 +1,455 @@
+"""The model lifecycle of the serving runtime: ``load`` -> ``warm_up`` -> ``ready``, ``predict``.
+
+A ``ServedModel`` is one registered MLflow model version held in memory. Loading picks
+the fastest path the model allows:
+
+* xgboost flavor: the native ``Booster`` from the model directory, ``inplace_predict``
+  on a float32 numpy matrix, one thread;
+* scikit-learn flavor: the unpickled estimator, ``predict_proba`` (class 1) for
+  classifiers, ``predict`` otherwise;
+* anything else: the generic ``mlflow.pyfunc`` model on a pandas frame (run off the
+  event loop, since its cost is unknown).
+
+Inputs are validated against the model signature while converting JSON records
+straight to numpy (no pandas on the fast paths); problems raise ``BadInput`` naming the
+record and field. Typed errors: ``ModelMissing`` (not in the registry),
+``ModelLoadFailed`` (cannot be loaded or warmed up), ``BadInput``, ``InferenceFailed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger("modelyard.serving.runtime")
+
+ModelState = Literal["loading", "warming", "ready", "failed", "released"]
+Task = Literal["classification", "regression", "unknown"]
+_URI = re.compile(r"^models:/(?P<name>[^/@\s]+)(?:/(?P<version>[0-9]+)|@(?P<alias>[A-Za-z0-9_\-]+))$")
+_PYTHON_TYPES: dict[str, type] = {"double": float, "float": float, "long": int, "integer": int, "boolean": bool}
+WARMUP_BATCH_SIZES = (1, 8, 64)
+
+
+class ServingError(Exception):
+    """Base of the runtime's typed errors; ``status`` is the HTTP status it maps to."""
+
+    status = 500
+    code = "serving_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class ModelMissing(ServingError):
+    """The registry has no such model version (or alias), or its artifacts are gone."""
+
+    status = 404
+    code = "model_missing"
+
+
+class ModelLoadFailed(ServingError):
+    """The model exists but cannot be loaded or fails its warm-up."""
+
+    status = 503
+    code = "model_load_failed"
+
+
+class BadInput(ServingError):
+    """The request does not match the model's input signature; ``field`` names where."""
+
+    status = 422
+    code = "bad_input"
+
+
+class InferenceFailed(ServingError):
+    """The model raised or returned an unusable result on valid input."""
+
+    status = 500
+    code = "inference_failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRef:
+    """A parsed ``models:/name/version`` or ``models:/name@alias`` URI."""
+
+    uri: str
+    name: str
+    version: str | None
+    alias: str | None
+
+    @classmethod
+    def parse(cls, uri: str) -> ModelRef:
+        match = _URI.match(uri)
+        if not match:
+            raise ModelMissing(f"model URI '{uri}' is not models:/<name>/<version> or models:/<name>@<alias>")
+        return cls(uri, match["name"], match["version"], match["alias"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """One input column of a model signature."""
+
+    name: str
+    kind: str
+    required: bool = True
+
+
+_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*?)(?: - at `\$\[(?P<index>\d+)\](?P<rest>[^`]*)`)?$", re.S)
+_MISSING_FIELD = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
+
+
+class InputSchema:
+    """Validates JSON records against a signature and turns them into a model input matrix."""
+
+    def __init__(self, features: Sequence[Feature]) -> None:
+        if not features:
+            raise ModelLoadFailed("the model signature has no named input columns")
+        self.features = tuple(features)
+        self.names = tuple(f.name for f in features)
+        self.numeric = all(f.kind in _PYTHON_TYPES for f in features)
+        self._row_list_type: Any = list[self._row_struct()]  # type: ignore[misc]
+
+    def _row_struct(self) -> type[msgspec.Struct]:
+        fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+        for feature in self.features:
+            python_type = _PYTHON_TYPES.get(feature.kind, str)
+            if feature.required:
+                fields.append((feature.name, python_type))
+            else:
+                fields.append((feature.name, python_type | None, None))
+        return msgspec.defstruct("Row", fields, gc=False)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [{"name": f.name, "type": f.kind, "required": f.required} for f in self.features]
+
+    def to_matrix(self, records: list[Any]) -> np.ndarray:
+        """Validate ``records`` (dicts) and return the model input matrix.
+
+        Raises:
+            BadInput: a record is not an object, misses a feature, has a value of the wrong
+                type, or a value does not fit float32; ``field`` is e.g. ``records[3].hour_sin``.
+        """
+        import numpy as np
+
+        try:
+            rows = msgspec.convert(records, self._row_list_type)
+        except msgspec.ValidationError as exc:
+            raise _bad_input_from_msgspec(str(exc)) from None
+        values = [msgspec.structs.astuple(row) for row in rows]
+        if not self.numeric:
+            matrix = np.empty((len(values), len(self.names)), dtype=object)
+            matrix[:] = values
+            return matrix
+        try:
+            matrix = np.array(values, dtype=np.float32)
+        except (TypeError, ValueError) as exc:  # None in an optional column
+            matrix = np.array([[math.nan if v is None else v for v in row] for row in values], dtype=np.float32)
+            if matrix.size == 0:
+                raise BadInput(f"records could not be converted: {exc}", field="records") from None
+        if np.isinf(matrix).any():
+            row, col = (int(i) for i in np.argwhere(np.isinf(matrix))[0])
+            raise BadInput("value does not fit a 32-bit float", field=f"records[{row}].{self.names[col]}")
+        return matrix
+
+
+def _bad_input_from_msgspec(text: str) -> BadInput:
+    match = _MSGSPEC_ERROR.match(text)
+    message, index, rest = (match["msg"], match["index"], match["rest"]) if match else (text, None, "")
+    missing = _MISSING_FIELD.search(message)
+    if missing:
+        rest = f".{missing['name']}"
+        message = "required feature is missing"
+    if index is None:
+        return BadInput(message.replace("`", "'"), field="records")
+    if message.startswith("Expected `object`"):
+        message = message.replace("`", "'") + " (each record must be a JSON object of feature -> value)"
+    return BadInput(message.replace("`", "'"), field=f"records[{index}]{rest}")
+
+
+@dataclasses.dataclass
+class ModelStatus:
+    """What ``/readyz`` shows per model."""
+
+    uri: str
+    name: str
+    version: str | None = None
+    flavor: str | None = None
+    task: Task = "unknown"
+    state: ModelState = "loading"
+    load_seconds: float | None = None
+    warmup_seconds: float | None = None
+    last_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class ServedModel:
+    """One model version in memory, ready to predict on validated matrices."""
+
+    def __init__(
+        self,
+        status: ModelStatus,
+        schema: InputSchema,
+        predict_fn: Callable[[np.ndarray], np.ndarray],
+        *,
+        inline: bool,
+        example: list[dict[str, Any]],
+        workdir: Path | None,
+    ) -> None:
+        self.status = status
+        self.schema = schema
+        self._predict_fn = predict_fn
+        self.inline = inline  # cheap and predictable enough to run on the event loop
+        self.example = example
+        self._workdir = workdir
+
+    @property
+    def uri(self) -> str:
+        return self.status.uri
+
+    @property
+    def name(self) -> str:
+        return self.status.name
+
+    @property
+    def version(self) -> str:
+        return self.status.version or "?"
+
+    def prepare(self, records: list[Any]) -> np.ndarray:
+        """Validate records and convert them to this model's input matrix (raises ``BadInput``)."""
+        return self.schema.to_matrix(records)
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """Predict on a prepared matrix: class-1 probability (classifiers) or value (regressors).
+
+        Raises:
+            InferenceFailed: the model raised, or returned the wrong number of rows.
+        """
+        try:
+            output = self._predict_fn(matrix)
+        except Exception as exc:
+            raise InferenceFailed(f"model {self.uri} failed: {type(exc).__name__}: {exc}") from exc
+        if len(output) != len(matrix):
+            raise InferenceFailed(f"model {self.uri} returned {len(output)} predictions for {len(matrix)} rows")
+        return output
+
+    def warm_up(self, batch_sizes: Sequence[int] = WARMUP_BATCH_SIZES) -> None:
+        """Predict on the input example at a few batch sizes, checking the outputs.
+
+        Raises:
+            ModelLoadFailed: the example does not validate or the model fails on it.
+        """
+        import numpy as np
+
+        self.status.state = "warming"
+        started = time.perf_counter()
+        try:
+            base = self.prepare(self.example)
+        except BadInput as exc:
+            raise ModelLoadFailed(f"model {self.uri}: input example does not match its signature: {exc}") from exc
+        for size in batch_sizes:
+            matrix = np.resize(base, (size, base.shape[1])) if len(base) != size else base
+            try:
+                output = self.predict(matrix)
+            except InferenceFailed as exc:
+                raise ModelLoadFailed(f"warm-up failed on a batch of {size}: {exc.message}") from exc
+            if output.dtype.kind == "f" and not np.isfinite(output).all():
+                raise ModelLoadFailed(f"model {self.uri}: warm-up on a batch of {size} returned NaN/inf")
+        self.status.warmup_seconds = round(time.perf_counter() - started, 4)
+        self.status.state = "ready"
+
+    def release(self) -> None:
+        """Drop the model and its downloaded files."""
+        self.status.state = "released"
+        self._predict_fn = _released
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+def _released(matrix: Any) -> Any:
+    raise RuntimeError("model was released")
+
+
+def load_model(uri: str, cache_root: Path | None = None, warmup_batch: int = 64) -> ServedModel:
+    """Load ``uri`` from the MLflow registry (tracking URI from ``MLFLOW_TRACKING_URI``) and warm it up.
+
+    Raises:
+        ModelMissing: the registry has no such model version or alias.
+        ModelLoadFailed: the artifacts cannot be read or loaded, or warm-up fails.
+    """
+    ref = ModelRef.parse(uri)
+    status = ModelStatus(uri=uri, name=ref.name)
+    started = time.perf_counter()
+    status.version = _resolve_version(ref)
+    workdir = Path(tempfile.mkdtemp(prefix="modelyard-model-", dir=cache_root))
+    try:
+        model = _load_from_dir(status, _download(ref, status.version, workdir), workdir)
+        status.load_seconds = round(time.perf_counter() - started, 4)
+        model.warm_up(sorted({1, 8, max(1, warmup_batch)}))
+    except Exception:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    return model
+
+
+def _resolve_version(ref: ModelRef) -> str:
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    try:
+        if ref.alias is not None:
+            return str(client.get_model_version_by_alias(ref.name, ref.alias).version)
+        return str(client.get_model_version(ref.name, str(ref.version)).version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            what = f"alias '{ref.alias}'" if ref.alias else f"version {ref.version}"
+            raise ModelMissing(
+                f"registered model '{ref.name}' has no {what} in the MLflow registry "
+                f"(check the plan's model_uri {ref.uri} or register the model first)"
+            ) from exc
+        raise ModelLoadFailed(f"MLflow registry error for {ref.uri}: {exc.message}") from exc
+    except Exception as exc:
+        raise ModelLoadFailed(f"cannot reach the MLflow registry for {ref.uri}: {type(exc).__name__}: {exc}") from exc
+
+
+def _download(ref: ModelRef, version: str, workdir: Path) -> Path:
+    import mlflow
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(f"models:/{ref.name}/{version}", dst_path=str(workdir)))
+    except Exception as exc:
+        raise ModelMissing(f"artifacts of {ref.uri} (version {version}) cannot be downloaded: {exc}") from exc
+
+
+def _load_from_dir(status: ModelStatus, path: Path, workdir: Path) -> ServedModel:
+    from mlflow.models import Model
+
+    try:
+        meta = Model.load(str(path))
+    except Exception as exc:
+        raise ModelLoadFailed(f"{status.uri}: no readable MLmodel file in the artifacts: {exc}") from exc
+    schema = _schema_from(meta, status.uri)
+    example = _example_records(meta, path, schema)
+    flavors = meta.flavors
+    if "xgboost" in flavors and schema.numeric:
+        status.flavor = "xgboost"
+        predict_fn, status.task = _xgboost_predictor(path / flavors["xgboost"]["data"])
+        return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=None)
+    if "sklearn" in flavors and schema.numeric:
+        status.flavor = "sklearn"
+        predict_fn, status.task = _sklearn_predictor(path)
+        return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=None)
+    status.flavor = "pyfunc"
+    predict_fn = _pyfunc_predictor(path, schema)
+    return ServedModel(status, schema, predict_fn, inline=False, example=example, workdir=workdir)
+
+
+def _schema_from(meta: Any, uri: str) -> InputSchema:
+    signature = meta.signature
+    if signature is None or signature.inputs is None:
+        raise ModelLoadFailed(f"{uri} has no input signature: log it with signature=infer_signature(X, y)")
+    features = []
+    for spec in signature.inputs.to_dict():
+        if "name" not in spec:
+            raise ModelLoadFailed(f"{uri}: the signature has an unnamed input; log a column-based signature")
+        features.append(Feature(spec["name"], str(spec.get("type", "double")), bool(spec.get("required", True))))
+    return InputSchema(features)
+
+
+def _example_records(meta: Any, path: Path, schema: InputSchema) -> list[dict[str, Any]]:
+    import orjson
+
+    try:
+        example = meta.load_input_example(str(path))
+    except Exception as exc:
+        log.warning("input example unreadable, warming up on zeros", extra={"uri": str(path), "error": str(exc)})
+        example = None
+    if example is None:
+        return [{f.name: _zero(f.kind) for f in schema.features}]
+    if hasattr(example, "to_json"):
+        return list(orjson.loads(example.to_json(orient="records")))
+    if isinstance(example, dict):
+        return [example]
+    return list(example)
+
+
+def _zero(kind: str) -> Any:
+    return {"double": 0.0, "float": 0.0, "long": 0, "integer": 0, "boolean": False}.get(kind, "")
+
+
+def _xgboost_predictor(model_file: Path) -> tuple[Callable[[np.ndarray], np.ndarray], Task]:
+    import orjson
+    import xgboost as xgb
+
+    booster = xgb.Booster()
+    booster.load_model(str(model_file))
+    booster.set_param({"nthread": 1})
+    objective = str(orjson.loads(booster.save_config())["learner"]["objective"]["name"])
+    task: Task = "classification" if objective.startswith(("binary:", "multi:")) else "regression"
+    if objective == "binary:logitraw":
+        import numpy as np
+
+        return (lambda x: 1.0 / (1.0 + np.exp(-booster.inplace_predict(x)))), task
+    return booster.inplace_predict, task
+
+
+def _sklearn_predictor(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], Task]:
+    import mlflow.sklearn
+    from sklearn.base import is_classifier
+
+    estimator = mlflow.sklearn.load_model(str(path))
+    if is_classifier(estimator) and hasattr(estimator, "predict_proba"):
+        n_classes = len(getattr(estimator, "classes_", [0, 1]))
+        if n_classes == 2:
+            return (lambda x: estimator.predict_proba(x)[:, 1]), "classification"
+        return estimator.predict_proba, "classification"
+    return estimator.predict, "regression"
+
+
+def _pyfunc_predictor(path: Path, schema: InputSchema) -> Callable[[np.ndarray], np.ndarray]:
+    import mlflow.pyfunc
+
+    try:
+        model = mlflow.pyfunc.load_model(str(path))
+    except Exception as exc:
+        raise ModelLoadFailed(f"pyfunc model at {path} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    names = list(schema.names)
+
+    def predict(matrix: np.ndarray) -> np.ndarray:
+        import numpy as np
+        import pandas as pd
+
+        frame = pd.DataFrame(matrix, columns=names)
+        for feature in schema.features:
+            if feature.kind in ("long", "integer"):
+                frame[feature.name] = frame[feature.name].astype("int64")
+            elif feature.kind in ("double", "float"):
+                frame[feature.name] = frame[feature.name].astype("float64")
+        output = model.predict(frame)
+        array = np.asarray(output.to_numpy() if hasattr(output, "to_numpy") else output)
+        return array.reshape(len(matrix), -1)[:, 0] if array.ndim > 1 and array.shape[-1] == 1 else array
+
+    return predict
