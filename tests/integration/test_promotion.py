@@ -1,0 +1,242 @@
+"""Gates and promotion end to end: real snapshots, real training, the real MLflow server.
+
+Each test gets its own registered-model names (a unique ``model_name_template``), so the
+session's shared MLflow server never mixes their versions.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from pipeline.config import Config, load_config
+from pipeline.snapshots import ValidationSummary, publish
+from training import promotion
+from training.promotion import CHAMPION_ALIAS, PREVIOUS_ALIAS
+from training.train import train_pair
+
+REPO = Path(__file__).resolve().parents[2]
+FAMILY = "driver_acceptance"
+REGION = "jakarta"
+START = pd.Timestamp("2026-01-05", tz="UTC")
+
+
+def write_config(folder: Path, mlflow_url: str, **gate_overrides: Any) -> Config:
+    """The demo config shrunk to one region, small models, its own storage and model names."""
+    raw = yaml.safe_load((REPO / "modelyard.yaml").read_text())
+    raw["regions"] = [r for r in raw["regions"] if r["name"] in (REGION, "ho_chi_minh")]
+    raw.pop("deploy", None)  # not used here; the defaults keep this test independent of deploy settings
+    raw["storage"] = {"root": str(folder / "data")}
+    raw["mlflow"] = {"tracking_uri": mlflow_url, "model_name_template": f"{{family}}-{{region}}-{uuid.uuid4().hex[:8]}"}
+    for family in raw["families"]:
+        family["params"] = {**family["params"], "n_estimators": 60}
+    raw["gates"]["defaults"].update(gate_overrides)
+    path = folder / "modelyard.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_config(path, environ={})
+
+
+def bookings(seed: int, rows: int = 2000, days: int = 70) -> pd.DataFrame:
+    """Synthetic bookings with the snapshot columns of both families and a strong, learnable signal."""
+    rng = np.random.default_rng(seed)
+    times = START + pd.to_timedelta(np.sort(rng.uniform(0, days * 86400, rows)), unit="s")
+    local = times.tz_convert("Asia/Jakarta")
+    hour = local.hour.to_numpy()
+    tenure = rng.gamma(2.0, 200.0, rows)
+    frame = pd.DataFrame(
+        {
+            "event_time": times,
+            "hour": hour.astype("int64"),
+            "pickup_distance_km": rng.gamma(2.0, 1.5, rows),
+            "driver_rating": rng.uniform(3.8, 5.0, rows),
+            "driver_acceptance_rate": rng.beta(5, 2, rows),
+            "driver_tenure_days": tenure,
+            "is_new_driver": (tenure < 60).astype("int64"),
+            "surge_multiplier": rng.choice([1.0, 1.2, 1.5, 2.0], rows),
+            "area_demand_index": rng.uniform(0, 1, rows),
+            "hour_sin": np.sin(2 * np.pi * hour / 24),
+            "hour_cos": np.cos(2 * np.pi * hour / 24),
+            "day_of_week": local.dayofweek.to_numpy().astype("int64"),
+            "is_weekend": np.asarray(local.dayofweek >= 5, dtype="int64"),
+            "is_festival": np.zeros(rows, dtype="int64"),
+        }
+    )
+    logit = (
+        1.0 - 0.9 * frame.pickup_distance_km + 5.0 * (frame.driver_acceptance_rate - 0.7)
+        + 1.5 * (frame.driver_rating - 4.4) + 0.8 * (frame.surge_multiplier - 1)
+    )  # fmt: skip
+    frame["accepted"] = (rng.uniform(size=rows) < 1 / (1 + np.exp(-logit))).astype("int64")
+    frame["pickup_eta_min"] = 2 + 2.2 * frame.pickup_distance_km + 3 * frame.area_demand_index + rng.normal(0, 1, rows)
+    return frame
+
+
+def shuffle_training_labels(frame: pd.DataFrame, config: Config, seed: int, fraction: float = 1.0) -> pd.DataFrame:
+    """Shuffle the target of (a fraction of) the rows before the holdout; the holdout stays honest."""
+    holdout_start = frame.event_time.max() - pd.Timedelta(days=config.training.holdout_days)
+    rng = np.random.default_rng(seed)
+    before = np.flatnonzero((frame.event_time < holdout_start).to_numpy())
+    chosen = rng.choice(before, size=int(len(before) * fraction), replace=False)
+    shuffled = frame.copy()
+    shuffled.loc[chosen, "accepted"] = rng.permutation(shuffled.loc[chosen, "accepted"].to_numpy())
+    return shuffled
+
+
+def publish_and_train(config: Config, frame: pd.DataFrame, family: str = FAMILY) -> str:
+    """Publish ``frame`` as the family's snapshot and train a challenger on it; returns its version."""
+    spec = config.family(family)
+    columns = ["event_time", "hour", *dict.fromkeys([*spec.features, "is_new_driver"]), spec.target]
+    publish(
+        config.storage.features_dir, frame[columns], family=family, region=REGION, target=spec.target,
+        time_column="event_time", source="test", validation=ValidationSummary(success=True, checks=3),
+    )  # fmt: skip
+    result = train_pair(config, family, REGION, tracking_uri=config.mlflow.tracking_uri)
+    assert result.status == "registered", result.reason
+    assert result.version is not None
+    return result.version
+
+
+def gate(decision: promotion.Decision, name: str) -> promotion.GateResult:
+    return next(g for g in decision.gates if g.name == name)
+
+
+@pytest.fixture
+def config(tmp_path: Path, mlflow_uri: str) -> Config:
+    return write_config(tmp_path, mlflow_uri)
+
+
+@pytest.fixture
+def client(config: Config) -> MlflowClient:
+    return promotion.open_client(config)
+
+
+def test_first_model_is_promoted_on_absolute_gates_and_the_decision_is_recorded(
+    config: Config, client: MlflowClient
+) -> None:
+    version = publish_and_train(config, bookings(seed=1))
+
+    decision = promotion.evaluate_pair(client, config, FAMILY, REGION, decided_by="user:test")
+
+    assert decision.outcome == "promoted", decision.summary
+    assert (decision.champion_before, decision.champion_after, decision.previous_champion_after) == (
+        None,
+        version,
+        None,
+    )
+    assert gate(decision, "absolute:holdout_auc").passed
+    assert gate(decision, "absolute:holdout_auc").value > 0.7
+    assert gate(decision, "versus_champion:holdout_auc").skipped
+    assert gate(decision, "prediction_psi").skipped
+    assert {g.name for g in decision.gates} >= {"data_validation", "model_size", "latency"}
+    assert gate(decision, "latency").value > 0
+    model_name = config.mlflow.model_name(FAMILY, REGION)
+    tags = client.get_model_version(model_name, version).tags
+    assert tags["promotion.outcome"] == "promoted"
+    assert tags["promotion.decided_by"] == "user:test"
+    assert "first model" in tags["promotion.summary"]
+    assert {row["name"] for row in json.loads(tags["promotion.gates"])} >= {"absolute:holdout_auc", "latency"}
+    artifacts = _artifact_files(client, decision.run_id or "")
+    assert {"decision.json", "gates.txt", "comparison.png", "history.json"} <= {Path(a).name for a in artifacts}
+    assert [e["outcome"] for e in promotion.history(client, model_name)] == ["promoted"]
+
+
+def test_worse_challenger_is_rejected_for_the_right_reasons_and_champion_is_unchanged(
+    config: Config, client: MlflowClient
+) -> None:
+    frame = bookings(seed=2)
+    champion = publish_and_train(config, frame)
+    assert promotion.evaluate_pair(client, config, FAMILY, REGION, "test").outcome == "promoted"
+    worse = publish_and_train(config, shuffle_training_labels(frame, config, seed=3))
+
+    decision = promotion.evaluate_pair(client, config, FAMILY, REGION, decided_by="test")
+
+    assert decision.outcome == "rejected"
+    failed = {g.name for g in decision.gates if not g.passed}
+    assert {"absolute:holdout_auc", "versus_champion:holdout_auc"} <= failed
+    assert not failed & {"data_validation", "model_size"}
+    assert gate(decision, "versus_champion:holdout_auc").value < -0.1
+    model_name = config.mlflow.model_name(FAMILY, REGION)
+    current = promotion.aliases(client, model_name)
+    assert current[CHAMPION_ALIAS] == champion
+    assert current["challenger"] == worse
+    assert PREVIOUS_ALIAS not in current
+    tags = client.get_model_version(model_name, worse).tags
+    assert tags["promotion.outcome"] == "rejected"
+    assert "holdout_auc" in tags["promotion.summary"]
+
+
+def test_second_run_on_a_decided_version_changes_nothing(config: Config, client: MlflowClient) -> None:
+    frame = bookings(seed=4)
+    publish_and_train(config, frame)
+    promotion.evaluate_pair(client, config, FAMILY, REGION, "test")
+    worse = publish_and_train(config, shuffle_training_labels(frame, config, seed=5))
+    first = promotion.evaluate_pair(client, config, FAMILY, REGION, "test")
+    model_name = config.mlflow.model_name(FAMILY, REGION)
+    before = (promotion.aliases(client, model_name), client.get_model_version(model_name, worse).tags)
+    history_before = promotion.history(client, model_name)
+
+    again = promotion.evaluate_pair(client, config, FAMILY, REGION, "someone-else")
+
+    assert again.already_decided
+    assert not again.champion_changed
+    assert (again.outcome, again.decided_by, again.decided_at) == (first.outcome, first.decided_by, first.decided_at)
+    assert (promotion.aliases(client, model_name), client.get_model_version(model_name, worse).tags) == before
+    assert promotion.history(client, model_name) == history_before
+
+
+def test_better_challenger_is_promoted_and_rollback_restores_the_old_champion(
+    config: Config, client: MlflowClient
+) -> None:
+    frame = bookings(seed=6)
+    # Less history, same calibration: a weaker model whose predictions are distributed alike
+    # (label noise would also shrink its predictions, and the PSI gate would rightly object).
+    weaker = publish_and_train(config, frame[frame.event_time >= START + pd.Timedelta(days=30)].reset_index(drop=True))
+    assert promotion.evaluate_pair(client, config, FAMILY, REGION, "test").outcome == "promoted"
+    better = publish_and_train(config, frame)
+
+    decision = promotion.evaluate_pair(client, config, FAMILY, REGION, decided_by="airflow:promotion/run-1")
+
+    assert decision.outcome == "promoted", decision.summary
+    assert gate(decision, "versus_champion:holdout_auc").value > 0
+    assert any(g.kind == "slice" and not g.skipped for g in decision.gates)
+    assert decision.champion_changed
+    model_name = config.mlflow.model_name(FAMILY, REGION)
+    assert promotion.aliases(client, model_name)[CHAMPION_ALIAS] == better
+    assert promotion.aliases(client, model_name)[PREVIOUS_ALIAS] == weaker
+
+    rolled = promotion.rollback(client, config, FAMILY, REGION, decided_by="user:oncall", reason="bad canary")
+
+    assert (rolled.outcome, rolled.champion_before, rolled.champion_after) == ("rolled-back", better, weaker)
+    current = promotion.aliases(client, model_name)
+    assert current[CHAMPION_ALIAS] == weaker
+    assert PREVIOUS_ALIAS not in current  # the weaker one replaced nobody: nothing further back
+    assert client.get_model_version(model_name, better).tags["promotion.rolled_back_by"] == "user:oncall"
+    entries = promotion.history(client, model_name)
+    assert [e["action"] for e in entries] == ["evaluate", "evaluate", "rollback"]
+    assert entries[-1]["why"] == "bad canary"
+    with pytest.raises(promotion.PromotionError, match="nothing to roll back to"):
+        promotion.rollback(client, config, FAMILY, REGION, decided_by="user:oncall")
+
+
+def test_regression_family_first_model(config: Config, client: MlflowClient) -> None:
+    version = publish_and_train(config, bookings(seed=8), family="pickup_eta")
+
+    decision = promotion.evaluate_pair(client, config, "pickup_eta", REGION, decided_by="test")
+
+    assert decision.outcome == "promoted", decision.summary
+    assert decision.version == version
+    assert gate(decision, "absolute:holdout_mae").value < 6.0
+
+
+def _artifact_files(client: MlflowClient, run_id: str, path: str = "promotion") -> list[str]:
+    found = []
+    for item in client.list_artifacts(run_id, path):
+        found += _artifact_files(client, run_id, item.path) if item.is_dir else [item.path]
+    return found
