@@ -2,7 +2,10 @@
 
 Environment variables ``MODELYARD_<SECTION>__<KEY>`` override keys of the file
 (values are parsed as YAML scalars, so ``MODELYARD_SEED=7`` is an int). The path of
-the file itself comes from ``MODELYARD_CONFIG`` when set.
+the file itself comes from ``MODELYARD_CONFIG`` when set. ``MODELYARD_CONFIG_OVERLAY`` may
+name a YAML file merged over it before the variables (mappings merge key by key, lists and
+scalars replace): a running stack picks up a temporary change (the demo's festival)
+without anyone editing the config file; a missing overlay file is ignored.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ENV_PREFIX = "MODELYARD_"
 CONFIG_ENV = "MODELYARD_CONFIG"
+OVERLAY_ENV = "MODELYARD_CONFIG_OVERLAY"
 DEFAULT_CONFIG_FILE = "modelyard.yaml"
 
 Task = Literal["classification", "regression"]
@@ -370,7 +374,9 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: the top level must be a mapping of sections")
-    _apply_env_overrides(raw, os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    _apply_overlay(raw, environ.get(OVERLAY_ENV))
+    _apply_env_overrides(raw, environ)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -381,9 +387,32 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     return config
 
 
+def _apply_overlay(raw: dict[str, Any], overlay_path: str | None) -> None:
+    if not overlay_path:
+        return
+    overlay = Path(overlay_path)
+    try:
+        data = yaml.safe_load(overlay.read_text()) or {}
+    except FileNotFoundError:
+        return
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{overlay} ({OVERLAY_ENV}): not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{overlay} ({OVERLAY_ENV}): the top level must be a mapping of sections")
+    _deep_merge(raw, data)
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+
+
 def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, OVERLAY_ENV):
             continue
         keys = name[len(ENV_PREFIX) :].lower().split("__")
         if keys[0] not in Config.model_fields:

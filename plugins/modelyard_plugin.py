@@ -1,0 +1,35 @@
+"""The modelyard Airflow plugin: links from task pages to MLflow, and MLflow in the UI's menu.
+
+Register it with the entry point ``airflow.plugins = modelyard = plugins.modelyard_plugin:ModelyardPlugin``
+or, as the embedded stack does, with a one-line file in Airflow's plugins folder that
+imports ``ModelyardPlugin`` (``deploy.stack.prepare_airflow_home``). Nothing here talks to
+a server at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from airflow.plugins_manager import AirflowPlugin
+
+from plugins.links import MlflowModelVersionLink, MlflowRunLink
+
+
+def mlflow_menu_views(environ: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """A "MLflow" entry in the Airflow UI's Browse menu when ``MLFLOW_TRACKING_URI`` is an HTTP server."""
+    uri = (environ if environ is not None else dict(os.environ)).get("MLFLOW_TRACKING_URI", "")
+    if not uri.startswith(("http://", "https://")):
+        return []
+    return [{"name": "MLflow", "href": uri.rstrip("/"), "category": "browse", "destination": "nav"}]
+
+
+class ModelyardPlugin(AirflowPlugin):
+    """Global extra links (MLflow run, MLflow model version) and an MLflow menu entry."""
+
+    name = "modelyard"
+    global_operator_extra_links = [MlflowRunLink(), MlflowModelVersionLink()]
+
+    def __init__(self) -> None:
+        # Read when Airflow instantiates the plugin (in the API server), not at import.
+        self.external_views = mlflow_menu_views()
