@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from deploy.deploy_cli import app as deploy_app
 from pipeline.cli import app as data_app
 from training.cli import app as training_app
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data", help="Generate, ingest, validate and publish feature snapshots.")
 app.registered_commands.extend(training_app.registered_commands)
+app.registered_commands.extend(deploy_app.registered_commands)  # plan, deploy
 
 
 def main() -> None:

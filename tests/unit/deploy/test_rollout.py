@@ -35,7 +35,7 @@ def service(region: str, version: str, **extra: object) -> Service:
         family="eta",
         region=region,
         variants=[Variant(name="primary", model_uri=f"models:/eta-{region}/{version}", weight=100)],
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 
