@@ -128,13 +128,13 @@ def check_family(family: Family) -> None:
         ConfigError: names the family and the unknown feature, and lists the known ones.
     """
     for name in family.features:
+        if name == family.target:
+            raise ConfigError(f"families '{family.name}': the target '{name}' is also listed as a feature")
         if name not in FEATURES:
             raise ConfigError(
                 f"families '{family.name}': feature '{name}' is not known to the feature builder "
                 f"(known: {', '.join(sorted(FEATURES))}); fix features in the config or add it to pipeline/features.py"
             )
-        if name == family.target:
-            raise ConfigError(f"families '{family.name}': the target '{name}' is also listed as a feature")
 
 
 def snapshot_columns(family: Family) -> list[str]:

@@ -1,0 +1,131 @@
+"""build_all: publish, idempotent re-runs, skips, and failures that stay in their region."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from pipeline.build import BuildRequest, build_all, render_summary
+from pipeline.config import Config, ConfigError, load_config
+from pipeline.generator import generate_for
+from pipeline.snapshots import latest_snapshot, load_frame
+
+REPO = Path(__file__).resolve().parents[3]
+REGIONS = ["jakarta", "singapore"]
+
+
+def _config(root: Path, **overrides: str) -> Config:
+    environ = {
+        "MODELYARD_STORAGE__ROOT": str(root),
+        "MODELYARD_DATA__SYNTHETIC__ROWS": "600",
+        "MODELYARD_DATA__MIN_ROWS": "200",
+        **overrides,
+    }
+    return load_config(REPO / "modelyard.yaml", environ=environ)
+
+
+def _files(root: Path) -> dict[Path, float]:
+    return {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def test_publishes_then_rerun_is_a_no_op(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    first = build_all(config, regions=REGIONS)
+    assert [(r.family, r.region, r.status) for r in first] == [
+        (f, r, "published") for f in config.family_names for r in REGIONS
+    ]
+    for result in first:
+        meta = latest_snapshot(config.storage.features_dir, result.family, result.region)
+        assert meta.digest == result.digest
+        assert meta.rows == result.rows == 600
+        assert meta.validation.success
+        assert meta.validation.checks == result.checks > 50
+        assert result.report is not None
+        assert "passed" in result.report.read_text()
+        assert meta.source.startswith("synthetic:seed=42")
+        frame = load_frame(config.storage.features_dir, meta)
+        assert frame.columns[-1] == config.family(result.family).target
+    before = _files(tmp_path)
+    second = build_all(config, regions=REGIONS)
+    assert {r.status for r in second} == {"unchanged"}
+    assert [r.digest for r in second] == [r.digest for r in first]
+    assert _files(tmp_path) == before
+
+
+def test_too_few_rows_is_a_recorded_skip(tmp_path: Path) -> None:
+    config = _config(tmp_path, MODELYARD_DATA__MIN_ROWS="5000")
+    results = build_all(config, families=["pickup_eta"], regions=["jakarta"])
+    assert [r.status for r in results] == ["skipped"]
+    assert results[0].reason == "600 rows for region 'jakarta', fewer than data.min_rows=5000"
+    assert not (config.storage.features_dir / "pickup_eta" / "jakarta").exists()
+
+
+def test_bad_region_fails_alone_and_publishes_nothing(tmp_path: Path) -> None:
+    config = _config(tmp_path / "store")
+    good = generate_for(config, "jakarta", rows=400)
+    bad = generate_for(config, "singapore", rows=400)
+    bad.loc[:311, "pickup_distance_km"] = 312.0
+    source = tmp_path / "bookings.parquet"
+    pd.concat([good, bad]).to_parquet(source, index=False)
+
+    results = build_all(
+        config, families=["driver_acceptance"], regions=REGIONS, request=BuildRequest(source=str(source))
+    )
+
+    by_region = {r.region: r for r in results}
+    assert by_region["jakarta"].status == "published"
+    failed = by_region["singapore"]
+    assert failed.status == "failed"
+    assert failed.reason == (
+        "region 'singapore': column 'pickup_distance_km' has 312 values outside [0, 200] "
+        "(expect_column_values_to_be_between)"
+    )
+    assert failed.validation.startswith("FAILED 1/")
+    assert failed.report is not None
+    assert "FAIL" in failed.report.read_text()
+    assert not (config.storage.features_dir / "driver_acceptance" / "singapore").exists()
+    meta = latest_snapshot(config.storage.features_dir, "driver_acceptance", "jakarta")
+    assert meta.source == f"file:{source}"
+
+
+def test_unreadable_source_fails_every_pair_with_the_cause(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    results = build_all(config, regions=["jakarta"], request=BuildRequest(source=str(tmp_path / "missing.csv")))
+    assert {r.status for r in results} == {"failed"}
+    assert all("no such file" in r.reason for r in results)
+
+
+def test_date_range_filters_rows(tmp_path: Path) -> None:
+    import datetime as dt
+
+    config = _config(tmp_path, MODELYARD_DATA__SYNTHETIC__ROWS="2000")
+    request = BuildRequest(start=dt.date(2026, 2, 1), end=dt.date(2026, 3, 31))
+    [result] = build_all(config, families=["pickup_eta"], regions=["jakarta"], request=request)
+    meta = latest_snapshot(config.storage.features_dir, "pickup_eta", "jakarta")
+    assert result.status == "published"
+    assert 200 < meta.rows < 2000
+    assert meta.time_min >= dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+    assert meta.time_max < dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
+
+
+def test_unknown_names_are_config_errors(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    with pytest.raises(ConfigError, match="unknown region 'atlantis'"):
+        build_all(config, regions=["atlantis"])
+
+
+def test_summary_table_lists_every_pair(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    results = build_all(config, families=["pickup_eta"], regions=REGIONS)
+    console = Console(width=200, record=True)
+    console.print(render_summary(results))
+    text = console.export_text()
+    for column in ("family", "region", "status", "rows", "validation", "digest"):
+        assert column in text
+    for result in results:
+        assert result.digest is not None
+        assert result.digest in text
+    assert text.count("published") == 2

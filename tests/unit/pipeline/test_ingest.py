@@ -1,0 +1,120 @@
+"""Ingest: CSV and Parquet, paths and globs, and one typed error per kind of unusable file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.config import Config, load_config
+from pipeline.generator import generate_for
+from pipeline.ingest import (
+    ColumnTypeError,
+    EmptyFileError,
+    HeaderOnlyError,
+    IngestError,
+    MissingColumnError,
+    NoInputError,
+    TimestampError,
+    UnsupportedFormatError,
+    read_bookings,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    return load_config(REPO / "modelyard.yaml", environ={})
+
+
+@pytest.fixture(scope="module")
+def bookings(config: Config) -> pd.DataFrame:
+    return generate_for(config, "bangkok", rows=300)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_round_trip_keeps_values_and_types(config: Config, bookings: pd.DataFrame, tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"b{suffix}"
+    bookings.to_csv(path, index=False) if suffix == ".csv" else bookings.to_parquet(path, index=False)
+    frame = read_bookings(path, config.family("driver_acceptance"))
+    assert list(frame.columns) == list(bookings.columns)
+    assert str(frame["event_time"].dtype).endswith("UTC]")
+    assert frame["accepted"].dtype == "int64"
+    assert frame["driver_tenure_days"].dtype == "int64"
+    assert frame["pickup_distance_km"].dtype == "float64"
+    assert (frame["event_time"] == bookings["event_time"]).all()
+    pd.testing.assert_series_equal(frame["pickup_eta_min"], bookings["pickup_eta_min"])
+
+
+def test_glob_concatenates_files_in_name_order(bookings: pd.DataFrame, tmp_path: Path) -> None:
+    bookings.iloc[:100].to_csv(tmp_path / "part-1.csv", index=False)
+    bookings.iloc[100:].to_parquet(tmp_path / "part-2.parquet", index=False)
+    frame = read_bookings(str(tmp_path / "part-*"))
+    assert len(frame) == len(bookings)
+    assert frame["booking_id"].tolist() == bookings["booking_id"].tolist()
+
+
+def test_naive_and_offset_timestamps_become_utc(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("event_time,region\n2026-01-05 08:00:00,jakarta\n2026-01-05T15:00:00+07:00,jakarta\n")
+    frame = read_bookings(path)
+    assert frame["event_time"].tolist() == [pd.Timestamp("2026-01-05T08:00Z")] * 2
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "error", "message"),
+    [
+        ("b.xlsx", "x", UnsupportedFormatError, "'.xlsx' is not a supported format"),
+        ("b", "x", UnsupportedFormatError, "'no extension' is not a supported format"),
+        ("b.parquet", "event_time,region\n", UnsupportedFormatError, "not a valid Parquet file"),
+        ("b.csv", "", EmptyFileError, "the file is empty"),
+        ("b.csv", "\n\n", EmptyFileError, "no header and no rows"),
+        ("b.csv", "event_time,region\n", HeaderOnlyError, "header but no rows"),
+        ("b.csv", "event_time,place\n2026-01-05,jakarta\n", MissingColumnError, "missing column(s) 'region'"),
+        ("b.csv", "event_time,region\nsoon,jakarta\n", TimestampError, "column 'event_time' has 1 values"),
+        (
+            "b.csv",
+            "event_time,region,driver_rating\n2026-01-05,jakarta,five\n",
+            ColumnTypeError,
+            "column 'driver_rating' has 1 values that are not numbers (e.g. 'five')",
+        ),
+    ],
+)
+def test_unusable_files_get_one_line_typed_errors(
+    tmp_path: Path, name: str, content: str, error: type[IngestError], message: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(error) as caught:
+        read_bookings(path)
+    text = str(caught.value)
+    assert message in text
+    assert str(path) in text
+    assert "\n" not in text
+
+
+def test_missing_file_and_empty_glob(tmp_path: Path) -> None:
+    with pytest.raises(NoInputError, match="no such file"):
+        read_bookings(tmp_path / "nope.csv")
+    with pytest.raises(NoInputError, match="the glob matches no file"):
+        read_bookings(str(tmp_path / "*.parquet"))
+
+
+def test_family_columns_are_required(config: Config, bookings: pd.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "eta_only.csv"
+    bookings.drop(columns=["accepted"]).to_csv(path, index=False)
+    assert len(read_bookings(path, config.family("pickup_eta"))) == len(bookings)
+    with pytest.raises(MissingColumnError, match=r"missing column\(s\) 'accepted' \(family 'driver_acceptance'"):
+        read_bookings(path, config.family("driver_acceptance"))
+
+
+def test_nulls_survive_ingest_for_validation_to_count(config: Config, bookings: pd.DataFrame, tmp_path: Path) -> None:
+    frame = bookings.copy()
+    frame["accepted"] = frame["accepted"].astype(object)
+    frame.loc[:4, "accepted"] = None
+    path = tmp_path / "nulls.csv"
+    frame.to_csv(path, index=False)
+    out = read_bookings(path)
+    assert out["accepted"].isna().sum() == 5
