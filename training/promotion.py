@@ -595,3 +595,53 @@ def main_metrics(config: Config, family: str) -> list[str]:
     section = task_gates(config.gates.defaults, task)
     names = [g.metric for g in section.absolute] + [g.metric for g in section.versus_champion]
     return list(dict.fromkeys(names))
+
+
+# ---------------------------------------------------------------- what a run decides (CLI and DAG)
+
+
+def pairs_from_challenger_uris(config: Config, uris: list[str]) -> list[tuple[str, str]]:
+    """The configured (family, region) pairs named by challenger Asset URIs, in config order, deduplicated."""
+    from pipeline.assets import parse_uri
+
+    named = set()
+    for uri in uris:
+        kind, parts = parse_uri(uri)
+        if kind == "challenger" and len(parts) == 2:
+            named.add((parts[0], parts[1]))
+    return [pair for pair in config.pairs() if pair in named]
+
+
+def check_request(action: str, pairs: list[tuple[str, str]], version: str | None, reason: str | None) -> None:
+    """Validate a manual request before anything runs.
+
+    Raises:
+        PromotionError: ``promote-version`` without exactly one pair, a version and a reason; an unknown action.
+    """
+    if action == "promote-version":
+        if len(pairs) != 1:
+            raise PromotionError(f"promote-version needs exactly one family and one region, got {len(pairs)} pairs")
+        if not version or not (reason or "").strip():
+            raise PromotionError("promote-version needs a version and a reason (both are recorded)")
+    elif action not in ("evaluate", "rollback"):
+        raise PromotionError(f"unknown action '{action}' (use evaluate, promote-version or rollback)")
+
+
+def decide(
+    client: MlflowClient,
+    config: Config,
+    pair: tuple[str, str],
+    action: Action,
+    decided_by: str,
+    *,
+    version: str | None = None,
+    reason: str | None = None,
+    force: bool = False,
+) -> Decision:
+    """Run one ``action`` on one (family, region): evaluate the challenger, promote ``version``, or roll back."""
+    family, region = pair
+    if action == "promote-version":
+        return promote_version(client, config, family, region, str(version), reason or "", decided_by)
+    if action == "rollback":
+        return rollback(client, config, family, region, decided_by, reason)
+    return evaluate_pair(client, config, family, region, decided_by, force=force)

@@ -1,0 +1,120 @@
+"""
+### Promotion: validation gates, champion aliases, rollback
+
+**Triggers.** Runs when a `modelyard://challenger/<family>/<region>` Asset gets an event
+(training registered a challenger) and then decides **only the pairs named by those
+events**. Triggered by hand, the form chooses:
+
+* `families`, `regions`: empty means all configured ones;
+* `action`: `evaluate` (run the gates on each challenger, promote those that pass),
+  `promote-version` (make `version` the champion of exactly one pair, with a `reason`),
+  or `rollback` (move `champion` back to `previous-champion`);
+* `force`: decide again on challengers already decided (otherwise they are left alone).
+
+**Tasks.** `select_pairs` decides the pairs; `decide` is mapped over them. A challenger
+that fails a gate is a recorded decision (`rejected`), not a task failure: the task log
+prints the gate table, MLflow keeps it on the model version and its run. Only pairs whose
+champion moved (promoted, rolled back) emit `modelyard://champion/<family>/<region>` with
+extra `{family, region, model_name, version}`, which the deploy stage follows.
+
+**MLflow.** The server comes from the Airflow connection `mlflow_default`, falling back
+to `$MLFLOW_TRACKING_URI` and then `mlflow.tracking_uri` in `modelyard.yaml`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import operator
+from typing import Any
+
+from airflow.sdk import AssetAlias, Param, dag, get_current_context, task
+
+from plugins.dag_support import DEFAULT_ARGS, challenger_assets, families_param, regions_param
+
+CHAMPIONS = AssetAlias("modelyard-champions")
+ACTIONS = ["evaluate", "promote-version", "rollback"]
+
+
+@dag(
+    dag_id="promotion",
+    schedule=functools.reduce(operator.or_, challenger_assets()),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["modelyard", "promotion", "mlflow"],
+    doc_md=__doc__,
+    params={
+        "families": families_param("Families to decide (empty: all)."),
+        "regions": regions_param("Regions to decide (empty: all)."),
+        "action": Param(
+            "evaluate", type="string", enum=ACTIONS, title="Action",
+            description="evaluate: gates on each challenger; promote-version: make 'version' champion "
+            "(one family and region); rollback: champion back to previous-champion.",
+        ),
+        "version": Param(None, type=["null", "integer"], minimum=1, title="Version", description="To promote."),
+        "reason": Param("", type="string", title="Reason", description="Why (required for promote-version)."),
+        "force": Param(False, type="boolean", title="Force", description="Decide again on decided challengers."),
+    },
+)  # fmt: skip
+def promotion() -> None:
+    """Select the (family, region) pairs, then decide each in its own mapped task."""
+
+    @task
+    def select_pairs() -> list[dict[str, str]]:
+        """Pairs named by triggering challenger events, else by the form (checked before anything runs)."""
+        from plugins.dag_support import config
+        from training.promotion import check_request, pairs_from_challenger_uris
+
+        context = get_current_context()
+        params = context["params"]
+        uris = [event.asset.uri for events in context["triggering_asset_events"].values() for event in events]
+        if uris:
+            pairs = pairs_from_challenger_uris(config(), uris)
+        else:
+            pairs = config().pairs(params["families"] or None, params["regions"] or None)
+            version = str(params["version"]) if params["version"] else None
+            check_request(params["action"], pairs, version, params["reason"])
+        return [{"family": family, "region": region} for family, region in pairs]
+
+    @task(outlets=[CHAMPIONS], map_index_template="{{ pair_label }}", execution_timeout=dt.timedelta(minutes=30))
+    def decide(pair: dict[str, str]) -> dict[str, Any]:
+        """Decide one pair, log the gate table, and announce a new champion on its Asset."""
+        from airflow.sdk import Asset
+
+        from pipeline.assets import champion_uri
+        from plugins.dag_support import config
+        from plugins.hooks.mlflow import MlflowHook
+        from training.gates import GateReport
+        from training.promotion import decide, open_client
+
+        context = get_current_context()
+        family, region = pair["family"], pair["region"]
+        context["pair_label"] = f"{family}/{region}"  # type: ignore[typeddict-unknown-key]
+        manual = not context["triggering_asset_events"]
+        params = context["params"]
+        client = open_client(config(), MlflowHook(config=config()).get_tracking_uri())
+        decision = decide(
+            client, config(), (family, region), params["action"] if manual else "evaluate", _decided_by(context),
+            version=str(params["version"]) if manual and params["version"] else None,
+            reason=params["reason"] or None if manual else None, force=bool(params["force"]) if manual else False,
+        )  # fmt: skip
+        print(f"{decision.model_name}: {decision.outcome} - {decision.summary}")
+        if decision.gates:
+            print(GateReport(results=decision.gates).as_text())
+        if decision.champion_changed:
+            extra: dict[str, Any] = decision.asset_extra()
+            context["outlet_events"][CHAMPIONS].add(Asset(champion_uri(family, region)), extra=extra)
+        return {**decision.asset_extra(), "outcome": decision.outcome, "summary": decision.summary}
+
+    decide.expand(pair=select_pairs())
+
+
+def _decided_by(context: Any) -> str:
+    run = context["dag_run"]
+    user = getattr(run, "triggering_user_name", None)
+    return f"airflow:{run.dag_id}/{run.run_id}" + (f" (by {user})" if user else "")
+
+
+promotion()
