@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from deploy import demo
 from deploy.deploy_cli import app as deploy_app
 from pipeline.cli import app as data_app
 from training.cli import app as training_app
@@ -23,6 +24,11 @@ app = typer.Typer(
 app.add_typer(data_app, name="data", help="Generate, ingest, validate and publish feature snapshots.")
 app.registered_commands.extend(training_app.registered_commands)
 app.registered_commands.extend(deploy_app.registered_commands)  # plan, deploy
+# The embedded stack: the whole chain on a real Airflow and MLflow.
+app.command("demo")(demo.demo)
+app.command("up")(demo.up)
+app.command("down")(demo.down)
+app.command("demo-festival")(demo.demo_festival)
 
 
 def main() -> None:

@@ -22,12 +22,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
 
 from deploy.services import Service, ServiceError, ensure_mlflow, start_detached, stop_all
-from pipeline.config import CONFIG_ENV, Config
+from pipeline.config import CONFIG_ENV, OVERLAY_ENV, Config
 from training.mlflow_server import port_in_use
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +64,11 @@ class StackSettings:
     @property
     def run_dir(self) -> Path:
         return self.root / "run"
+
+    @property
+    def overlay_path(self) -> Path:
+        """The config overlay every task reads (``MODELYARD_CONFIG_OVERLAY``); absent unless a demo act wrote it."""
+        return self.run_dir / "config-overlay.yaml"
 
     @property
     def airflow_home(self) -> Path:
@@ -152,6 +158,7 @@ def airflow_environment(settings: StackSettings, base: Mapping[str, str] | None 
             "AIRFLOW_CONN_MLFLOW_DEFAULT": settings.mlflow_url,
             "MLFLOW_TRACKING_URI": settings.mlflow_url,
             CONFIG_ENV: str(settings.config_path),
+            OVERLAY_ENV: str(settings.overlay_path),
             "MODELYARD_MLFLOW__TRACKING_URI": settings.mlflow_url,
             "MODELYARD_DEPLOY__LOCAL__PORT": str(settings.serving_port),
             "MODELYARD_DEPLOY__LOCAL__HOST": settings.host,
@@ -287,8 +294,14 @@ def up(settings: StackSettings, timeout: float = 300) -> StackUrls:
 
 
 def down(settings: StackSettings) -> list[str]:
-    """Stop every service of the stack (Airflow, MLflow, serving); the names of those stopped."""
-    return stop_all(settings.run_dir)
+    """Stop every service of the stack (Airflow, MLflow, serving) and drop the config overlay.
+
+    Returns:
+        The names of the services that were running.
+    """
+    stopped = stop_all(settings.run_dir)
+    settings.overlay_path.unlink(missing_ok=True)
+    return stopped
 
 
 def log_tail(path: Path, lines: int = 40) -> str:
@@ -297,3 +310,146 @@ def log_tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return ""
+
+
+class AirflowApiError(StackError):
+    """The Airflow REST API answered with an error; the message has the call and the answer."""
+
+
+@dataclass
+class AirflowApi:
+    """A small client of Airflow 3's REST API (``/api/v2``) with a JWT from ``/auth/token``."""
+
+    url: str
+    username: str = AIRFLOW_USER
+    password: str = AIRFLOW_PASSWORD
+    timeout: float = 30
+    _token: str | None = None
+
+    def _fetch_token(self) -> str:
+        response = httpx.post(
+            f"{self.url}/auth/token", json={"username": self.username, "password": self.password}, timeout=self.timeout
+        )
+        if response.status_code >= 400:
+            raise AirflowApiError(
+                f"login to {self.url} as '{self.username}' failed ({response.status_code}): {response.text[:300]}"
+            )
+        return str(response.json()["access_token"])
+
+    def request(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
+        """Call ``/api/v2<path>``; the decoded JSON (None for a 404 when ``missing_ok``).
+
+        Raises:
+            AirflowApiError: the server is unreachable or answered an error.
+        """
+        for attempt in range(2):
+            if self._token is None:
+                self._token = self._fetch_token()
+            headers = {"Authorization": f"Bearer {self._token}", **kwargs.pop("headers", {})}
+            try:
+                response = httpx.request(
+                    method, f"{self.url}/api/v2{path}", headers=headers, timeout=self.timeout, **kwargs
+                )
+            except httpx.HTTPError as exc:
+                raise AirflowApiError(f"{method} {self.url}/api/v2{path}: {type(exc).__name__}: {exc}") from exc
+            if response.status_code == 401 and attempt == 0:
+                self._token = None  # expired: log in again once
+                continue
+            if response.status_code == 404 and missing_ok:
+                return None
+            if response.status_code >= 400:
+                raise AirflowApiError(
+                    f"{method} {self.url}/api/v2{path} answered {response.status_code}: {response.text[:500]}"
+                )
+            return response.json() if response.content else None
+        raise AirflowApiError(f"{method} {self.url}/api/v2{path}: still unauthorized after logging in again")
+
+    def dag(self, dag_id: str) -> dict[str, Any] | None:
+        """The DAG as the API server knows it, or None before the DAG processor has parsed it."""
+        result = self.request("GET", f"/dags/{dag_id}", missing_ok=True)
+        return dict(result) if result else None
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        """DAG files that failed to import, with their tracebacks."""
+        return list(self.request("GET", "/importErrors", params={"limit": 100})["import_errors"])
+
+    def wait_for_dags(self, dag_ids: tuple[str, ...] = DAG_IDS, timeout: float = 240) -> None:
+        """Wait until the DAG processor has parsed every DAG in ``dag_ids``.
+
+        Raises:
+            StackError: a DAG file has an import error (the message carries it), or a DAG is
+                still missing after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        missing = list(dag_ids)
+        while time.monotonic() < deadline:
+            missing = [dag_id for dag_id in dag_ids if self.dag(dag_id) is None]
+            if not missing:
+                return
+            errors = self.import_errors()
+            if errors:
+                details = "\n".join(f"{e['filename']}:\n{e['stack_trace'][-1500:]}" for e in errors)
+                raise StackError(f"DAGs {missing} did not load; import errors:\n{details}")
+            time.sleep(3)
+        raise StackError(f"DAGs {missing} not parsed after {timeout:.0f}s; is the dags folder {REPO / 'dags'}?")
+
+    def unpause(self, dag_id: str) -> None:
+        self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None, note: str | None = None) -> dict[str, Any]:
+        """Create a manual run of ``dag_id``; the new run."""
+        body: dict[str, Any] = {"logical_date": None, "conf": dict(conf or {})}
+        if note:
+            body["note"] = note
+        return dict(self.request("POST", f"/dags/{dag_id}/dagRuns", json=body))
+
+    def dag_runs(self, dag_id: str, since: str | None = None) -> list[dict[str, Any]]:
+        """Runs of ``dag_id`` (oldest first), only those whose ``run_after`` is at or after ``since``."""
+        params: dict[str, Any] = {"order_by": "run_after", "limit": 100}
+        if since:
+            params["run_after_gte"] = since
+        return list(self.request("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"])
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of a run, mapped ones included."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        return list(self.request("GET", path, params={"limit": 1000})["task_instances"])
+
+    def queued_asset_events(self, dag_id: str) -> int:
+        """How many asset events wait to trigger a run of ``dag_id``."""
+        result = self.request("GET", f"/dags/{dag_id}/assets/queuedEvents", missing_ok=True)
+        return int(result["total_entries"]) if result else 0
+
+    def asset_events(self, source_dag_id: str, source_run_id: str) -> list[dict[str, Any]]:
+        """Asset events a run emitted."""
+        params = {"source_dag_id": source_dag_id, "source_run_id": source_run_id, "limit": 1000}
+        return list(self.request("GET", "/assets/events", params=params)["asset_events"])
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
+        """The log of one try of a task instance, as plain lines."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{max(try_number, 1)}"
+        result = self.request("GET", path, params={"map_index": map_index, "full_content": True}, missing_ok=True)
+        return log_text(result.get("content") if result else None)
+
+    def extra_links(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, str | None]:
+        """The extra links (name -> URL) of a task instance."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/links"
+        return dict(self.request("GET", path, params={"map_index": map_index})["extra_links"])
+
+
+def log_text(content: Any) -> str:
+    """Plain text from a structured (Airflow 3) or plain task log."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    lines = []
+    for entry in content:
+        if not isinstance(entry, dict):
+            lines.append(str(entry))
+            continue
+        level = f"[{entry['level']}] " if entry.get("level") else ""
+        lines.append(f"{level}{entry.get('event', '')}")
+        for error in entry.get("error_detail") or []:
+            lines.append(f"  {error.get('exc_type', '')}: {error.get('exc_value', '')}")
+    return "\n".join(lines)
