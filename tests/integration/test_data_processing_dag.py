@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,9 @@ def test_publishes_every_pair_and_announces_digests(first_run: AirflowEnv) -> No
         assert event.extra == {"family": family, "region": region, "digest": meta.digest, "rows": meta.rows}
         assert event.source_task_id == "build_snapshot"
     assert len(first_run.asset_events(PREFIX, dag_id=DAG_ID)) == len(pairs)
+    with sqlite3.connect(first_run.db_path) as conn:
+        labels = {row[0] for row in conn.execute("SELECT rendered_map_index FROM task_instance WHERE map_index >= 0")}
+    assert labels == {f"{family}/{region}" for family, region in pairs}
 
 
 def test_second_run_writes_and_announces_nothing(first_run: AirflowEnv) -> None:
@@ -67,6 +71,8 @@ def test_bad_region_fails_alone_with_its_reason(first_run: AirflowEnv, tmp_path:
 
     result = first_run.run_dag_test(DAG_ID, {"families": ["driver_acceptance"], "source": str(source)})
 
+    assert result.returncode != 0
+    assert "DagRun failed" in result.stdout
     states = {(t, m): s for t, m, s in first_run.task_states(DAG_ID)}
     assert sorted(s for (t, _), s in states.items() if t == "build_snapshot") == ["failed", "success"]
     assert "column 'pickup_distance_km' has 41 values outside [0, 200]" in result.stdout
