@@ -162,7 +162,8 @@ class InputSchema:
             matrix[:] = values
             return matrix
         try:
-            matrix = np.array(values, dtype=np.float32)
+            with np.errstate(over="ignore"):  # overflow is reported below, naming the field
+                matrix = np.array(values, dtype=np.float32)
         except (TypeError, ValueError) as exc:  # None in an optional column
             matrix = np.array([[math.nan if v is None else v for v in row] for row in values], dtype=np.float32)
             if matrix.size == 0:

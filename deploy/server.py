@@ -21,6 +21,7 @@ models are released once none is left. See ``docs/adr/0002-serving-runtime.md``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -124,35 +125,38 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 class BackgroundWorker:
-    """One daemon thread for shadows and the prediction log: never on the response path.
+    """A daemon thread with a bounded queue: work that must never be on the response path.
 
-    The queue is bounded; when a slow shadow falls behind, new jobs are dropped (and
-    counted by the caller) instead of piling up memory or delaying anything.
+    Each shadow gets its own worker (a slow shadow cannot starve another one or the
+    prediction log). When a worker falls behind, new jobs are dropped (the caller counts
+    them) instead of piling up memory; a stopped worker discards what is still queued.
     """
 
-    def __init__(self, maxsize: int = 2048) -> None:
+    def __init__(self, name: str, maxsize: int = 256) -> None:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize)
-        self._thread = threading.Thread(target=self._run, name="modelyard-background", daemon=True)
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"modelyard-{name}", daemon=True)
         self._thread.start()
 
     def offer(self, job: Callable[[], None]) -> bool:
+        if self._closed:
+            return False
         try:
             self._queue.put_nowait(job)
         except queue.Full:
             return False
         return True
 
-    def stop(self, timeout: float = 2.0) -> None:
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            return
-        self._thread.join(timeout)
+    def stop(self) -> None:
+        """Stop after the current job; never blocks the caller."""
+        self._closed = True
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
 
     def _run(self) -> None:
         while True:
             job = self._queue.get()
-            if job is None:
+            if job is None or self._closed:
                 return
             try:
                 job()
@@ -191,6 +195,7 @@ class VariantHandle:
 class ShadowHandle:
     name: str
     model: ServedModel
+    worker: BackgroundWorker
 
 
 @dataclasses.dataclass
@@ -341,7 +346,10 @@ class PlanManager:
                 variants={
                     v.name: VariantHandle(v.name, models[v.model_uri], batchers[v.model_uri]) for v in service.variants
                 },
-                shadows=[ShadowHandle(s.name, models[s.model_uri]) for s in service.shadows],
+                shadows=[
+                    ShadowHandle(s.name, models[s.model_uri], BackgroundWorker(f"shadow-{s.name}"))
+                    for s in service.shadows
+                ],
             )
             for service in plan.services
         }
@@ -390,6 +398,9 @@ class PlanManager:
         deadline = time.monotonic() + RETIRE_TIMEOUT_S
         while old.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        for service in old.services.values():
+            for shadow in service.shadows:
+                shadow.worker.stop()
         for uri, batcher in old.batchers.items():
             if uri not in keep:
                 await batcher.close()
@@ -655,7 +666,7 @@ class ServingApp:
 
     def startup(self) -> None:
         """Start the plan manager: the first plan loads in the background (``/healthz`` answers meanwhile)."""
-        self.worker = BackgroundWorker()
+        self.worker = BackgroundWorker("prediction-log", maxsize=4096)
         self.manager = PlanManager(self.settings, self.metrics, self.worker)
         self.metrics.ready.set(0)
         self.manager.start()
@@ -797,7 +808,7 @@ class ServingApp:
                 entry.update(shadow_predictions=predicted, mean_abs_diff=diff)
                 plog.write(entry)
 
-        if not self._offer(run):
+        if not shadow.worker.offer(run):
             metrics.shadow.labels(family, region, shadow.name, "dropped").inc()
 
     def _offer(self, job: Callable[[], None]) -> bool:
