@@ -24,6 +24,7 @@ import yaml
 
 from deploy import helmbin
 from deploy.helm_release import HelmReleaseError, HelmReleases, make_command
+from deploy.kubernetes import deployment_name
 from deploy.plan import parse_plan
 from deploy.releases import release_groups, release_values, split_plan
 from pipeline.config import load_config
@@ -174,6 +175,16 @@ def test_every_release_of_the_demo_config_renders_its_own_plan(offline: HelmRele
         deployment = next(o for o in objects if o["kind"] == "Deployment")
         assert deployment["metadata"]["annotations"]["modelyard.io/plan-digest"] == plan.digest()
         assert deployment["metadata"]["labels"]["modelyard.io/shard"] == release
+
+
+@pytest.mark.parametrize("release", ["sea-west", "modelyard-serving-canary", "r" * 53])
+def test_watched_deployment_name_is_the_rendered_one(offline: HelmReleases, release: str) -> None:
+    shard = shards(1)[0]
+    objects = asyncio.run(offline.template(release, release_values(shard, BASE)))
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    assert deployment["metadata"]["name"] == deployment_name(release)
+    (service,) = [o for o in objects if o["kind"] == "Service"]
+    assert service["metadata"]["name"] == deployment_name(release)  # the smoke test goes through it
 
 
 def test_lint_and_client_dry_run_need_no_cluster(offline: HelmReleases) -> None:
