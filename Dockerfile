@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1.7
+# The modelyard serving image: code and pinned dependencies only. Models are never baked
+# in: a pod pulls the models its plan names from the MLflow registry at start, warms them
+# up and only then reports ready (see helm/modelyard-serving).
+#
+#   docker build -t ghcr.io/modelyard/modelyard-serving:0.1.0 .
+ARG PYTHON_VERSION=3.11
+
+FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/modelyard
+ENV PATH=/opt/modelyard/bin:$PATH
+WORKDIR /src
+# Dependencies first (pinned by constraints.txt), so code changes reuse this layer.
+COPY constraints.txt setup.cfg pyproject.toml README.md ./
+RUN mkdir pipeline training deploy plugins \
+    && touch pipeline/__init__.py training/__init__.py deploy/__init__.py plugins/__init__.py \
+    && pip install -c constraints.txt . \
+    && pip uninstall -y modelyard
+COPY pipeline ./pipeline
+COPY training ./training
+COPY deploy ./deploy
+COPY plugins ./plugins
+RUN pip install --no-deps -c constraints.txt . \
+    && python -m compileall -q /opt/modelyard/lib
+
+FROM python:${PYTHON_VERSION}-slim-bookworm
+# libgomp: xgboost's OpenMP runtime.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 modelyard \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --shell /usr/sbin/nologin modelyard \
+    && mkdir -p /var/cache/modelyard /etc/modelyard \
+    && chown 10001:10001 /var/cache/modelyard
+COPY --from=build /opt/modelyard /opt/modelyard
+ENV PATH=/opt/modelyard/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    OMP_NUM_THREADS=1 \
+    MODELYARD_SERVE_MODEL_CACHE=/var/cache/modelyard
+# Non-root, numeric, so Kubernetes can check runAsNonRoot (the chart runs as 10001 too).
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 8000
+ENTRYPOINT ["modelyard"]
+CMD ["serve", "--plan", "/etc/modelyard/plan.yaml", "--host", "0.0.0.0", "--port", "8000"]
