@@ -353,7 +353,7 @@ def train_pair(
             mlflow.set_tag("skip_reason", skip.reason)
             return _skipped(plan, skip.reason, run.info.run_id, run_url(uri, experiment_id, run.info.run_id))
         model_uri = _log_run(config, plan, frame, outcome)
-        version = _register(client, plan, run.info.run_id, model_uri, outcome, config)
+        version = _register(client, plan, run.info.run_id, model_uri, outcome, config, force)
     log.info("%s: registered %s version %s (run %s)", plan.run_name, plan.model_name, version.version, run.info.run_id)
     return TrainResult(
         family=family,
@@ -467,12 +467,18 @@ def _log_model(plan: TrainingPlan, outcome: FitOutcome) -> str:
 
 
 def _register(
-    client: MlflowClient, plan: TrainingPlan, run_id: str, model_uri: str, outcome: FitOutcome, config: Config
+    client: MlflowClient,
+    plan: TrainingPlan,
+    run_id: str,
+    model_uri: str,
+    outcome: FitOutcome,
+    config: Config,
+    force: bool,
 ) -> ModelVersion:
     import mlflow
 
-    # A concurrent retry of the same inputs may have registered meanwhile.
-    existing = registry.find_version(client, plan.model_name, plan.input_key)
+    # A concurrent retry of the same inputs may have registered meanwhile (forced runs register anyway).
+    existing = None if force else registry.find_version(client, plan.model_name, plan.input_key)
     if existing is not None:
         return existing
     tags = {
