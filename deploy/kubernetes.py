@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from deploy.helm_release import HelmReleaseError, UpgradeResult
-from deploy.releases import Shard, release_values
+from deploy.plan import Plan
+from deploy.releases import Shard, release_values, split_plan
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -390,6 +391,41 @@ async def deploy_shard(
     except (RolloutError, SmokeTestError) as exc:
         raise await _roll_back(releaser, shard.release, str(exc)) from exc
     return KubernetesDeployResult(shard.release, upgrade.revision, True, shard.digest, rollout)
+
+
+async def apply_plan(
+    releaser: Releaser,
+    api: ApiClient,
+    namespace: str,
+    plan: Plan,
+    groups: Mapping[str, Sequence[str]],
+    *,
+    base_values: Mapping[str, Any] | None = None,
+    timeout_seconds: float = 600,
+    poll_seconds: float = 2.0,
+    smoke_requests: Sequence[SmokeRequest] = (),
+) -> list[KubernetesDeployResult]:
+    """Apply ``plan`` release by release (see ``deploy.releases.split_plan``).
+
+    Releases go one after the other and the first failure stops the rollout, so a bad plan
+    reaches one region group, not the fleet. Smoke requests go to the release serving
+    their region.
+
+    Raises:
+        RolledBackError: a release failed (it was rolled back; later releases were not touched).
+        ShardingError: the plan serves a region no release lists.
+    """
+    results = []
+    for shard in split_plan(plan, groups):
+        requests = [r for r in smoke_requests if r.region in shard.regions]
+        results.append(
+            await deploy_shard(
+                releaser, api, namespace, shard,
+                base_values=base_values, timeout_seconds=timeout_seconds, poll_seconds=poll_seconds,
+                smoke_requests=requests,
+            )
+        )  # fmt: skip
+    return results
 
 
 async def _roll_back(releaser: Releaser, release: str, reason: str) -> RolledBackError:

@@ -41,12 +41,15 @@ from deploy.kubernetes import (
     RolloutFailedError,
     RolloutTimeoutError,
     SmokeRequest,
+    apply_plan,
     deploy_shard,
     deployment_name,
+    read_rollout,
     wait_for_rollout,
 )
 from deploy.plan import parse_plan, parse_plan_text
 from deploy.releases import Shard, split_plan
+from plugins.hooks.kubernetes import KubernetesHook
 
 NAMESPACE = "modelyard"
 RELEASE = "sea-west"
@@ -525,3 +528,41 @@ def test_timeout_error_carries_reasons(cluster: Cluster, emulated_helm: Emulated
         wait_for_rollout(cluster.api, NAMESPACE, NAME, timeout_seconds=0.5, poll_seconds=TICK)
     assert any("Startup probe failed" in r for r in failure.value.reasons)
     assert not isinstance(failure.value, RolloutFailedError)
+
+
+def test_the_airflow_connection_reaches_the_cluster(
+    cluster: Cluster, emulated_helm: EmulatedHelm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deploy(cluster, emulated_helm, shard_for(1))
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "emulator", "cluster": {"server": cluster.url}}],
+        "users": [{"name": "deployer", "user": {"token": "t0ken"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "deployer"}}],
+        "current-context": "emulator",
+    }
+    extra = {"kube_config": json.dumps(kubeconfig), "namespace": NAMESPACE}
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps({"conn_type": "kubernetes", "extra": extra}))
+    api = KubernetesHook().get_conn()
+    try:
+        assert read_rollout(api, NAMESPACE, NAME).complete
+    finally:
+        api.close()
+    deployment_reads = [r for r in list(cluster.emulator) if r.url.path.endswith(f"/deployments/{NAME}")]
+    assert deployment_reads[-1].headers.get("Authorization") == "Bearer t0ken"
+
+
+def test_apply_plan_stops_at_the_first_failing_release(cluster: Cluster, emulated_helm: EmulatedHelm) -> None:
+    plan = make_plan(1, regions=("jakarta", "hanoi"))
+    groups = {"sea-west": ["jakarta"], "sea-east": ["hanoi"]}
+    values = {**BASE_VALUES, "image": {"tag": "never-ready"}}
+    with pytest.raises(RolledBackError) as failure:
+        asyncio.run(
+            apply_plan(
+                emulated_helm, cluster.api, NAMESPACE, plan, groups,
+                base_values=values, timeout_seconds=0.5, poll_seconds=TICK,
+            )
+        )  # fmt: skip
+    assert failure.value.release == "sea-west"
+    assert cluster.find("deployments", NAMESPACE, deployment_name("sea-east")) is None  # never touched
