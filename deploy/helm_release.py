@@ -117,7 +117,11 @@ class HelmReleases:
         return [obj for obj in rendered if obj]
 
     async def lint(self, values: dict[str, Any], *, strict: bool = True) -> LintResult:
-        """``helm lint`` the chart with ``values`` (values go on stdin, as for every command here)."""
+        """``helm lint`` the chart with ``values`` (values go on stdin, as for every command here).
+
+        Helm 4 lints in a lenient mode where the chart's ``fail`` does not fail: the
+        ``validateValues`` rules surface in ``template`` and ``dry_run``, not here.
+        """
         import pyhelm3
 
         command: list[str] = ["lint", str(self.chart_path), "--values", "-"] + (["--strict"] if strict else [])

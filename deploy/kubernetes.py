@@ -64,15 +64,17 @@ class SmokeTestError(RuntimeError):
 class RolledBackError(RuntimeError):
     """A deploy failed and the release was rolled back (or could not be); the message says why."""
 
-    def __init__(self, release: str, reason: str, restored_revision: int | None) -> None:
+    def __init__(self, release: str, reason: str, restored_revision: int | None, *, by_helm: bool = False) -> None:
         self.release = release
         self.reason = reason
         self.restored_revision = restored_revision
-        action = (
-            f"rolled back to revision {restored_revision}"
-            if restored_revision is not None
-            else "NOT rolled back: no earlier good revision (fix the cause, then deploy again or uninstall)"
-        )
+        self.by_helm = by_helm
+        if by_helm:
+            action = "was rolled back by helm (--rollback-on-failure) to its previous revision, if it had one"
+        elif restored_revision is not None:
+            action = f"rolled back to revision {restored_revision}"
+        else:
+            action = "NOT rolled back: no earlier good revision (fix the cause, then deploy again or uninstall)"
         super().__init__(f"release '{release}' {action}; reason: {reason}")
 
 
@@ -377,7 +379,7 @@ async def deploy_shard(
     except HelmReleaseError as exc:
         # --rollback-on-failure: helm has already restored the previous revision.
         reasons = await asyncio.to_thread(_reasons_or_empty, api, namespace, deployment_name(shard.release))
-        raise RolledBackError(shard.release, _join(str(exc), reasons), None) from exc
+        raise RolledBackError(shard.release, _join(str(exc), reasons), None, by_helm=True) from exc
     if not upgrade.changed:
         return KubernetesDeployResult(shard.release, upgrade.revision, False, shard.digest)
     name = deployment_name(shard.release)

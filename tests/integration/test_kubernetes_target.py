@@ -35,7 +35,14 @@ import pytest
 import yaml
 from kubernetes import client
 
-from deploy.helm_release import HelmReleases, Revision, UpgradeResult, last_good_revision, make_command
+from deploy.helm_release import (
+    HelmReleaseError,
+    HelmReleases,
+    Revision,
+    UpgradeResult,
+    last_good_revision,
+    make_command,
+)
 from deploy.kubernetes import (
     RolledBackError,
     RolloutFailedError,
@@ -334,6 +341,11 @@ class EmulatedHelm:
 
     async def upgrade(self, release: str, values: dict[str, Any], *, description: str = "") -> UpgradeResult:
         plain = json.loads(json.dumps(values))
+        if plain.get("image", {}).get("tag") == "helm-wait-fails":
+            # What `helm upgrade --rollback-on-failure --wait` reports when pods never get ready.
+            raise HelmReleaseError(
+                f"release '{release}': helm upgrade failed: Error: UPGRADE FAILED: context deadline exceeded"
+            )
         if self.history and self.history[-1].status == "deployed" and self.values[self.history[-1].revision] == plain:
             return UpgradeResult(release, self.history[-1].revision, changed=False, status="deployed")
         return await self._apply(release, plain, description)
@@ -566,3 +578,13 @@ def test_apply_plan_stops_at_the_first_failing_release(cluster: Cluster, emulate
         )  # fmt: skip
     assert failure.value.release == "sea-west"
     assert cluster.find("deployments", NAMESPACE, deployment_name("sea-east")) is None  # never touched
+
+
+def test_helm_wait_failure_is_reported_as_helms_rollback(cluster: Cluster, emulated_helm: EmulatedHelm) -> None:
+    deploy(cluster, emulated_helm, shard_for(1))
+    with pytest.raises(RolledBackError) as failure:
+        deploy(cluster, emulated_helm, shard_for(2), tag="helm-wait-fails")
+    assert failure.value.by_helm is True
+    assert "UPGRADE FAILED: context deadline exceeded" in str(failure.value)
+    assert "rolled back by helm (--rollback-on-failure)" in str(failure.value)
+    assert emulated_helm.rollbacks == []  # helm did it; modelyard does not roll back twice

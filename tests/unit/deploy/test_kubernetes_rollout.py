@@ -55,3 +55,6 @@ def test_errors_list_their_reasons() -> None:
     rolled = RolledBackError("sea-west", "smoke failed", 3)
     assert str(rolled) == "release 'sea-west' rolled back to revision 3; reason: smoke failed"
     assert "NOT rolled back" in str(RolledBackError("sea-west", "x", None))
+    by_helm = RolledBackError("sea-west", "UPGRADE FAILED: context deadline exceeded", None, by_helm=True)
+    assert "rolled back by helm (--rollback-on-failure)" in str(by_helm)
+    assert "NOT rolled back" not in str(by_helm)
