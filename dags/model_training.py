@@ -57,7 +57,7 @@ CHALLENGERS = AssetAlias("modelyard-challengers")
 def training() -> None:
     """Select the (family, region) pairs, then train each in its own mapped task."""
 
-    @task
+    @task(retries=0)  # a bad form or unknown name does not get better by retrying
     def select_pairs() -> list[dict[str, str]]:
         """Pairs named by triggering feature events, else by the form; validates the overrides."""
         from plugins.dag_support import config
@@ -78,25 +78,28 @@ def training() -> None:
     def train(pair: dict[str, str]) -> dict[str, Any]:
         """Train one pair, register the challenger and announce it on the challenger Asset."""
         from airflow.sdk import Asset
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from pipeline.assets import challenger_uri
         from plugins.dag_support import config
         from plugins.hooks.mlflow import MlflowHook
         from training.models import parse_params_json
-        from training.train import train_pair
+        from training.train import EXPECTED_ERRORS, train_pair
 
         context = get_current_context()
         family, region = pair["family"], pair["region"]
         context["pair_label"] = f"{family}/{region}"  # type: ignore[typeddict-unknown-key]
         manual = not context["triggering_asset_events"]
         params = context["params"]
-        result = train_pair(
-            config(), family, region,
-            tracking_uri=MlflowHook(config=config()).get_tracking_uri(),
-            force=bool(params["force"]) if manual else False,
-            params_override=parse_params_json(params["hyperparameters"]) if manual else None,
-        )  # fmt: skip
+        try:
+            result = train_pair(
+                config(), family, region,
+                tracking_uri=MlflowHook(config=config()).get_tracking_uri(),
+                force=bool(params["force"]) if manual else False,
+                params_override=parse_params_json(params["hyperparameters"]) if manual else None,
+            )  # fmt: skip
+        except EXPECTED_ERRORS as exc:  # missing snapshot, bad params: retrying cannot help
+            raise AirflowFailException(str(exc)) from exc
         if result.status == "skipped":
             raise AirflowSkipException(f"{family}/{region} skipped: {result.reason}")
         extra: dict[str, Any] = result.asset_extra()

@@ -1,0 +1,77 @@
+"""The training DAG on a real Airflow (``airflow dags test``) against a real ``mlflow server``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+from mlflow import MlflowClient
+
+from pipeline.assets import challenger_uri
+from pipeline.build import build_all
+from training.mlflow_server import MlflowServer
+from training.registry import CHALLENGER_ALIAS
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import AirflowEnv
+
+DAG_ID = "training"
+PREFIX = "modelyard://challenger/"
+CONF = {"families": ["pickup_eta"], "regions": ["jakarta"]}
+
+
+@pytest.fixture(scope="module")
+def trained(airflow: AirflowEnv, mlflow_server: MlflowServer) -> Iterator[AirflowEnv]:
+    """Snapshots published and the ``mlflow_default`` connection pointing at the session's server."""
+    results = build_all(airflow.config, families=CONF["families"], regions=CONF["regions"])
+    assert all(r.status in ("published", "unchanged") for r in results), results
+    airflow.env["AIRFLOW_CONN_MLFLOW_DEFAULT"] = mlflow_server.url
+    try:
+        yield airflow
+    finally:
+        airflow.env.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
+
+
+def test_manual_run_registers_and_announces_the_challenger(trained: AirflowEnv, mlflow_server: MlflowServer) -> None:
+    before = trained.asset_events(PREFIX, dag_id=DAG_ID)
+    result = trained.run_dag_test(DAG_ID, CONF)
+    assert result.returncode == 0, result.stdout[-6000:]
+
+    new = trained.asset_events(PREFIX, dag_id=DAG_ID)[len(before) :]
+    assert [e.uri for e in new] == [challenger_uri("pickup_eta", "jakarta")]
+    extra = new[0].extra
+    model_name = trained.config.mlflow.model_name("pickup_eta", "jakarta")
+    assert {k: extra[k] for k in ("family", "region", "model_name")} == {
+        "family": "pickup_eta", "region": "jakarta", "model_name": model_name,
+    }  # fmt: skip
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
+    version = client.get_model_version(model_name, extra["version"])
+    assert version.tags["run_id"] == extra["run_id"]
+    assert client.get_model_version_by_alias(model_name, CHALLENGER_ALIAS).version == extra["version"]
+    with sqlite3.connect(trained.db_path) as conn:
+        labels = {r[0] for r in conn.execute("SELECT rendered_map_index FROM task_instance WHERE dag_id = ? "
+                                             "AND task_id = 'train' AND map_index >= 0", (DAG_ID,))}  # fmt: skip
+    assert "pickup_eta/jakarta" in labels
+
+
+def test_rerun_registers_nothing_new_and_reannounces(trained: AirflowEnv, mlflow_server: MlflowServer) -> None:
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
+    model_name = trained.config.mlflow.model_name("pickup_eta", "jakarta")
+    versions_before = {v.version for v in client.search_model_versions(f"name = '{model_name}'")}
+    assert versions_before, "the first test registers a version"
+    result = trained.run_dag_test(DAG_ID, CONF)
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert {v.version for v in client.search_model_versions(f"name = '{model_name}'")} == versions_before
+    last = trained.asset_events(PREFIX, dag_id=DAG_ID)[-1]
+    assert last.extra["version"] == max(versions_before, key=int)
+
+
+def test_invalid_override_fails_the_run_naming_the_key(trained: AirflowEnv) -> None:
+    conf = {**CONF, "hyperparameters": json.dumps({"max_dept": 3})}
+    result = trained.run_dag_test(DAG_ID, conf)
+    assert "unknown hyperparameter 'max_dept'" in result.stdout
+    states = {(t, m): s for t, m, s in trained.task_states(DAG_ID)}
+    assert states[("select_pairs", -1)] == "failed"
