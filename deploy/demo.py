@@ -328,7 +328,13 @@ def run_demo(config: Config, settings: StackSettings, console: Console, timeout:
     since = trigger_chain(api, note="modelyard demo")
     console.print(f"triggered data_processing; following the chain (Airflow UI: {settings.airflow_url})")
     follow_chain(api, since, console, timeout=timeout)
-    print_summary(config, settings, console)
+    served = print_summary(config, settings, console)
+    not_serving = sorted(key for key, version in served.items() if not version.isdigit())
+    if not_serving:
+        raise StackError(
+            f"the chain finished but nothing serves {', '.join(not_serving)}: no champion passed the gates "
+            "(see the status table above and the promotion task logs), or the deploy stage did not run"
+        )
 
 
 # ---------------------------------------------------------------- festival act
