@@ -57,11 +57,14 @@ CHALLENGERS = AssetAlias("modelyard-challengers")
 def training() -> None:
     """Select the (family, region) pairs, then train each in its own mapped task."""
 
-    @task(retries=0)  # a bad form or unknown name does not get better by retrying
+    @task
     def select_pairs() -> list[dict[str, str]]:
         """Pairs named by triggering feature events, else by the form; validates the overrides."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from pipeline.config import ConfigError
         from plugins.dag_support import config
-        from training.models import parse_params_json
+        from training.models import AlgorithmError, ParamError, parse_params_json
         from training.train import pairs_from_asset_uris, validate_override
 
         context = get_current_context()
@@ -70,8 +73,11 @@ def training() -> None:
         if uris:
             pairs = pairs_from_asset_uris(config(), uris)
         else:
-            pairs = config().pairs(params["families"] or None, params["regions"] or None)
-            validate_override(config(), pairs, parse_params_json(params["hyperparameters"]))
+            try:
+                pairs = config().pairs(params["families"] or None, params["regions"] or None)
+                validate_override(config(), pairs, parse_params_json(params["hyperparameters"]))
+            except (ConfigError, ParamError, AlgorithmError) as exc:  # a bad form does not improve on retry
+                raise AirflowFailException(str(exc)) from exc
         return [{"family": family, "region": region} for family, region in pairs]
 
     @task(outlets=[CHALLENGERS], map_index_template="{{ pair_label }}", execution_timeout=dt.timedelta(hours=1))
