@@ -306,13 +306,26 @@ def proxy_request(
         The status code and body the service (or the API server) answered.
     """
     quoted = urllib.parse.quote(path.lstrip("/"), safe="/?=&")
-    headers = {"Accept": "application/json"}
+    resource_path = f"/api/v1/namespaces/{{namespace}}/services/{{name}}/proxy/{quoted}"
+    params = {"namespace": namespace, "name": f"{service}:{port}"}
+    return _proxy(api, resource_path, params, method, body, timeout_seconds)
+
+
+def _proxy(
+    api: ApiClient,
+    resource_path: str,
+    path_params: dict[str, str],
+    method: str,
+    body: Mapping[str, Any] | None,
+    timeout_seconds: float,
+) -> tuple[int, bytes]:
+    headers = {"Accept": "application/json, text/plain;q=0.9, */*;q=0.8"}
     if body is not None:
         headers["Content-Type"] = "application/json"
     method_, url, header_params, serialized, post = api.param_serialize(
         method=method,
-        resource_path=f"/api/v1/namespaces/{{namespace}}/services/{{name}}/proxy/{quoted}",
-        path_params={"namespace": namespace, "name": f"{service}:{port}"},
+        resource_path=resource_path,
+        path_params=path_params,
         header_params=headers,
         body=dict(body) if body is not None else None,
         auth_settings=["BearerToken"],
@@ -393,6 +406,142 @@ async def deploy_shard(
     except (RolloutError, SmokeTestError) as exc:
         raise await _roll_back(releaser, shard.release, str(exc)) from exc
     return KubernetesDeployResult(shard.release, upgrade.revision, True, shard.digest, rollout)
+
+
+class HelmReleaseTarget:
+    """One Helm release as a ``deploy.rollout.Target``: canary steps, blue-green and shadow plans
+    go through the same verified upgrade (``deploy_shard``); a failure is a ``TargetError``.
+
+    Args:
+        releaser: The Helm side (``HelmReleases``, e.g. from ``HelmHook.get_releases``).
+        api: A kubernetes ApiClient (``KubernetesHook.get_conn``).
+        namespace: Namespace of the release.
+        release: Release name; ``regions`` the regions it serves.
+    """
+
+    def __init__(
+        self,
+        releaser: Releaser,
+        api: ApiClient,
+        namespace: str,
+        release: str,
+        regions: Sequence[str],
+        *,
+        base_values: Mapping[str, Any] | None = None,
+        timeout_seconds: float = 600,
+        poll_seconds: float = 2.0,
+        smoke_requests: Sequence[SmokeRequest] = (),
+    ) -> None:
+        self.name = release
+        self.releaser = releaser
+        self.api = api
+        self.namespace = namespace
+        self.regions = tuple(regions)
+        self.base_values = dict(base_values or {})
+        self.timeout_seconds = timeout_seconds
+        self.poll_seconds = poll_seconds
+        self.smoke_requests = [r for r in smoke_requests if r.region in self.regions]
+
+    def apply(self, plan: Plan) -> bool:
+        """Make ``plan`` live on this release, verified; True if a new revision was rolled out.
+
+        Raises:
+            TargetError: the upgrade, rollout or smoke test failed (the release was rolled back).
+        """
+        from deploy.rollout import TargetError
+
+        shard = Shard(self.name, self.regions, plan)
+        try:
+            result = asyncio.run(
+                deploy_shard(
+                    self.releaser, self.api, self.namespace, shard,
+                    base_values=self.base_values, timeout_seconds=self.timeout_seconds,
+                    poll_seconds=self.poll_seconds, smoke_requests=self.smoke_requests,
+                )
+            )  # fmt: skip
+        except RolledBackError as exc:
+            raise TargetError(str(exc)) from exc
+        return result.changed
+
+    def metrics_text(self) -> str:
+        """The summed Prometheus metrics of every ready pod (scraped through the pod proxy).
+
+        Through the Service each scrape would hit a different pod and counter deltas would mix
+        pods; summing all pods gives release-wide counters and histograms.
+
+        Raises:
+            TargetError: no ready pod answered.
+        """
+        from deploy.rollout import TargetError
+
+        texts = scrape_pods(self.api, self.namespace, deployment_name(self.name))
+        if not texts:
+            raise TargetError(f"release '{self.name}': no ready pod answered /metrics")
+        return merge_expositions(texts)
+
+    def live(self) -> Plan | None:
+        """The plan the release serves (``/admin/plan`` through the Service), None when nothing answers."""
+        from deploy.plan import PlanError, parse_plan
+
+        try:
+            status, body = proxy_request(self.api, self.namespace, deployment_name(self.name), "admin/plan")
+        except Exception:  # the API server or the release is not there: nothing is live
+            return None
+        if status != 200:
+            return None
+        try:
+            return parse_plan(json.loads(body).get("plan"), f"release {self.name} /admin/plan")
+        except (PlanError, ValueError):
+            return None
+
+
+def scrape_pods(api: ApiClient, namespace: str, name: str, path: str = "metrics") -> list[str]:
+    """``GET /<path>`` on every ready pod of ``deployment/name`` through the API server's pod proxy."""
+    texts = []
+    for pod in pods_of(api, namespace, name):
+        if not _pod_ready(pod):
+            continue
+        port = _http_port(pod)
+        resource_path = f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/proxy/{path}"
+        params = {"namespace": namespace, "name": f"{pod.metadata.name}:{port}"}
+        status, body = _proxy(api, resource_path, params, "GET", None, 30)
+        if status == 200:
+            texts.append(body.decode())
+    return texts
+
+
+def merge_expositions(texts: Sequence[str]) -> str:
+    """Sum the samples of several Prometheus expositions (counters and histogram buckets add up)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                totals[key] = totals.get(key, 0.0) + sample.value
+    lines = []
+    for (name, labels), value in totals.items():
+        rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+        lines.append(f"{name}{{{rendered}}} {value!r}" if rendered else f"{name} {value!r}")
+    return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _pod_ready(pod: Any) -> bool:
+    conditions = (pod.status.conditions or []) if pod.status else []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def _http_port(pod: Any) -> int | str:
+    for container in pod.spec.containers if pod.spec else []:
+        for port in container.ports or []:
+            if port.name == "http":
+                return int(port.container_port)
+    return "http"
 
 
 async def apply_plan(

@@ -44,6 +44,7 @@ from deploy.helm_release import (
     make_command,
 )
 from deploy.kubernetes import (
+    HelmReleaseTarget,
     RolledBackError,
     RolloutFailedError,
     RolloutTimeoutError,
@@ -56,6 +57,7 @@ from deploy.kubernetes import (
 )
 from deploy.plan import parse_plan, parse_plan_text
 from deploy.releases import Shard, split_plan
+from deploy.rollout import TargetError, parse_metrics
 from plugins.hooks.kubernetes import KubernetesHook
 
 NAMESPACE = "modelyard"
@@ -110,6 +112,7 @@ class Cluster:
     loop: asyncio.AbstractEventLoop
     api: client.ApiClient
     generations: dict[str, int] = field(default_factory=dict)
+    scrapes: list[str] = field(default_factory=list)
 
     def find(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The stored object, or None (looked up by plural: keys are parsed resources)."""
@@ -207,9 +210,13 @@ class SimulatedController:
             ):
                 del objects[resource, ns, pod_name]  # pods of older generations are gone
         labels = deployment["spec"]["template"]["metadata"]["labels"]
-        pod_name = f"{name}-g{generation}-0"
-        if self.cluster.find("pods", namespace, pod_name) is not None:
-            return
+        for index in range(int(deployment["spec"].get("replicas", 1))):
+            pod_name = f"{name}-g{generation}-{index}"
+            if self.cluster.find("pods", namespace, pod_name) is None:
+                self.add_pod(namespace, pod_name, labels, behaviour)
+
+    def add_pod(self, namespace: str, pod_name: str, labels: dict[str, str], behaviour: str) -> None:
+        objects = self.cluster.emulator.objects
         state: dict[str, Any] = {"running": {"startedAt": "2026-11-23T10:00:00Z"}}
         conditions = [{"type": "Ready", "status": "True"}]
         if behaviour == "never-ready":
@@ -233,11 +240,12 @@ class SimulatedController:
         if behaviour == "bad-image":
             state = {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "bad-image"'}}
             conditions = [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}]
+        ports = [{"name": "http", "containerPort": 8000}]
         objects["v1/pods", namespace, pod_name] = {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": pod_name, "namespace": namespace, "labels": labels},
-            "spec": {"containers": [{"name": "serving", "image": "x"}]},
+            "spec": {"containers": [{"name": "serving", "image": "x", "ports": ports}]},
             "status": {
                 "phase": "Running" if "running" in state else "Pending",
                 "conditions": conditions,
@@ -280,6 +288,24 @@ def serve_proxy(cluster: Cluster, request: Any) -> Any:
     return kmock.Response(status=404, payload={"error": {"code": "not_found"}})
 
 
+def with_status(answer: Any) -> Any:
+    """Always answer with an explicit status: kmock keeps the last status a reaction returned."""
+    return answer if isinstance(answer, kmock.Response) else kmock.Response(status=200, payload=answer)
+
+
+def serve_pod_metrics(cluster: Cluster, request: Any) -> Any:
+    """Each pod's own /metrics: 10 ok and 1 failed canary request so far."""
+    pod, port = str(request.name).rsplit(":", 1)
+    if port != "8000" or cluster.find("pods", request.namespace, pod) is None:
+        return kmock.Response(status=503, payload={"kind": "Status", "message": f"pod {pod}:{port} unavailable"})
+    cluster.scrapes.append(pod)
+    return (
+        b"# TYPE modelyard_requests counter\n"
+        b'modelyard_requests_total{family="driver_acceptance",region="jakarta",variant="canary",status="ok"} 10\n'
+        b'modelyard_requests_total{family="driver_acceptance",region="jakarta",variant="canary",status="error"} 1\n'
+    )
+
+
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
     started = threading.Event()
@@ -293,10 +319,13 @@ def cluster() -> Iterator[Cluster]:
             configuration.host = str(server.url).rstrip("/")
             cluster = Cluster(emulator, configuration.host, asyncio.get_running_loop(), client.ApiClient(configuration))
             emulator["get", re.compile(r"/api/v1/namespaces/[^/]+/services/[^/]+/proxy/.*")] << (
-                lambda request: serve_proxy(cluster, request)
+                lambda request: with_status(serve_proxy(cluster, request))
+            )
+            emulator["get", re.compile(r"/api/v1/namespaces/[^/]+/pods/[^/]+/proxy/metrics")] << (
+                lambda request: with_status(serve_pod_metrics(cluster, request))
             )
             emulator["post", re.compile(r"/api/v1/namespaces/[^/]+/services/[^/]+/proxy/.*")] << (
-                lambda request: serve_proxy(cluster, request)
+                lambda request: with_status(serve_proxy(cluster, request))
             )
             simulated = SimulatedController(cluster)
             for method, pattern in (("post", r"/deployments$"), ("patch", r"/deployments/[^/]+$")):
@@ -588,3 +617,31 @@ def test_helm_wait_failure_is_reported_as_helms_rollback(cluster: Cluster, emula
     assert "UPGRADE FAILED: context deadline exceeded" in str(failure.value)
     assert "rolled back by helm (--rollback-on-failure)" in str(failure.value)
     assert emulated_helm.rollbacks == []  # helm did it; modelyard does not roll back twice
+
+
+def target(cluster: Cluster, helm: EmulatedHelm, tag: str = "good", timeout: float = 5) -> HelmReleaseTarget:
+    smoke = [SmokeRequest("driver_acceptance", "jakarta", {"instances": [{"pickup_distance_km": 1.2}]})]
+    return HelmReleaseTarget(
+        helm, cluster.api, NAMESPACE, RELEASE, ("jakarta", "surabaya", "singapore"),
+        base_values={**BASE_VALUES, "image": {"tag": tag}}, timeout_seconds=timeout, poll_seconds=TICK,
+        smoke_requests=smoke,
+    )  # fmt: skip
+
+
+def test_release_target_for_the_rollout_strategies(cluster: Cluster, emulated_helm: EmulatedHelm) -> None:
+    release = target(cluster, emulated_helm)
+    assert release.live() is None  # nothing deployed yet
+    assert release.apply(make_plan(1)) is True
+    assert release.apply(make_plan(1)) is False  # idempotent
+    live = release.live()
+    assert live is not None
+    assert live.digest() == make_plan(1).digest()
+    metrics = parse_metrics(release.metrics_text())
+    # Two ready pods, each counting 10 ok and 1 error: the release-wide counters are the sums.
+    assert metrics.requests[("driver_acceptance", "jakarta", "canary", "ok")] == 20
+    assert metrics.requests[("driver_acceptance", "jakarta", "canary", "error")] == 2
+    assert sorted(cluster.scrapes) == [f"{NAME}-g1-0", f"{NAME}-g1-1"]
+
+    with pytest.raises(TargetError, match="rolled back to revision 1"):
+        target(cluster, emulated_helm, tag="never-ready", timeout=0.5).apply(make_plan(2))
+    assert release.live().digest() == make_plan(1).digest()  # type: ignore[union-attr]
