@@ -204,17 +204,27 @@ def start_airflow(settings: StackSettings, timeout: float = 300) -> str:
     if service.pid() is not None:
         wait_for_airflow(url, service, timeout)
         return url
-    if port_in_use(settings.host, settings.airflow_port):
-        raise StackError(
-            f"port {settings.airflow_port} on {settings.host} is taken by another program; "
-            "set AIRFLOW_PORT to a free port (e.g. AIRFLOW_PORT=8081 make demo)"
-        )
+    check_airflow_port(settings)
     prepare_airflow_home(settings)
     command = [str(VENV_BIN / "airflow"), "standalone"]
     pid = start_detached(service, command, env=airflow_environment(settings))
     service.record(pid, url)
     wait_for_airflow(url, service, timeout)
     return url
+
+
+def check_airflow_port(settings: StackSettings) -> None:
+    """Fail early when another program holds the Airflow port (our own Airflow is fine).
+
+    Raises:
+        StackError: the port is taken by a process the stack did not start.
+    """
+    ours = Service("airflow", settings.run_dir).pid() is not None
+    if not ours and port_in_use(settings.host, settings.airflow_port):
+        raise StackError(
+            f"port {settings.airflow_port} on {settings.host} is taken by another program; "
+            "set AIRFLOW_PORT to a free port (e.g. AIRFLOW_PORT=8081 make demo)"
+        )
 
 
 def airflow_health(url: str) -> dict[str, str]:
@@ -283,6 +293,7 @@ def up(settings: StackSettings, timeout: float = 300) -> StackUrls:
         StackError: a port is taken or a service did not start; the message says what to do.
     """
     check_serving_port(settings)
+    check_airflow_port(settings)
     try:
         mlflow_url = ensure_mlflow(settings.run_dir, settings.mlflow_dir, settings.host, settings.mlflow_port)
     except ServiceError as exc:
