@@ -8,7 +8,7 @@ form the demo uses; ``render_deploy`` and ``render_diff`` draw the results for t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -116,7 +116,7 @@ class DeployResult(BaseModel):
     def ok(self) -> bool:
         return self.outcome in ("deployed", "unchanged", "dry-run")
 
-    def asset_extra(self) -> dict[str, object]:
+    def asset_extra(self) -> dict[str, Any]:
         """The ``extra`` of the deployed Asset event (see ``pipeline.assets.deployed_uri``)."""
         return {
             "release": self.release,
@@ -192,6 +192,32 @@ def deploy(config: Config, request: DeployRequest, tracking_uri: str) -> list[De
 
         return deploy_kubernetes(config, request, tracking_uri)
     return [deploy_local(config, request, tracking_uri)]
+
+
+def release_names(config: Config, request: DeployRequest) -> list[str]:
+    """The releases a request deploys to: ``local``, or the selected Helm releases.
+
+    Raises:
+        DeployError: the release map is invalid or names an unknown release.
+    """
+    if request.target_name(config) == "local":
+        return [LOCAL_RELEASE]
+    from deploy.kube_target import release_regions
+
+    return list(release_regions(config, request))
+
+
+def deploy_release(config: Config, request: DeployRequest, release: str, tracking_uri: str) -> DeployResult:
+    """Deploy one release (the DAG maps this over ``release_names``).
+
+    Raises:
+        DeployError: the request cannot be planned or the target is unreachable.
+    """
+    if request.target_name(config) == "local":
+        return deploy_local(config, request, tracking_uri)
+    from deploy.kube_target import deploy_kubernetes
+
+    return deploy_kubernetes(config, request.model_copy(update={"releases": [release]}), tracking_uri)[0]
 
 
 def deploy_local(config: Config, request: DeployRequest | None = None, tracking_uri: str | None = None) -> DeployResult:

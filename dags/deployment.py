@@ -1,0 +1,110 @@
+"""
+### Deploy: the registry's champions to the serving target, with a rollout strategy
+
+**Triggers.** Runs when any `modelyard://champion/<family>/<region>` Asset gets an event
+(promotion moved a champion) and deploys **the regions named by those events** (the other
+services of the target keep what they serve). Triggered by hand, the form chooses:
+
+* `target`: `local` (the local serving process, started if not running) or `kubernetes`
+  (one Helm release per region group of `deploy.kubernetes.releases`);
+* `families`, `regions`: empty means all;
+* `strategy`: `rolling`, `canary` (weights `canary_steps`, each held while error rate and
+  p99 of the canary are checked), `blue-green`, `shadow`;
+* `version`: deploy this registered version instead of the champion (one family and region);
+* `dry_run`: plan and record the diff, change nothing.
+
+**Tasks.** `select_releases` decides the releases (`local` is one release); `deploy` is
+mapped over them. Each plans from the MLflow registry, applies the strategy, verifies
+(ready, smoke prediction, expected versions) and emits `modelyard://deployed/<release>`
+with extra `{release, target, plan_digest, versions, strategy, outcome}`. Applying the
+plan already live changes nothing. **A rollback fails the task** with the reason (error
+rate, latency, rejected model, failed rollout) and is not retried: the old plan serves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import AssetAlias, AssetAny, Param, dag, get_current_context, task
+
+from plugins.dag_support import DEFAULT_ARGS, champion_assets, config, families_param, regions_param
+
+DEPLOYED = AssetAlias("modelyard-deployed")
+STRATEGIES = ["rolling", "canary", "blue-green", "shadow"]
+
+
+@dag(
+    dag_id="deploy",
+    schedule=AssetAny(*champion_assets()),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["modelyard", "deploy", "serving"],
+    doc_md=__doc__,
+    params={
+        "target": Param(config().deploy.target, enum=["local", "kubernetes"], title="Target"),
+        "families": families_param("Families to deploy (empty: all)."),
+        "regions": regions_param("Regions to deploy (empty: all)."),
+        "strategy": Param(config().deploy.rollout.strategy, enum=STRATEGIES, title="Rollout strategy"),
+        "canary_steps": Param(
+            config().deploy.rollout.canary_steps, type="array", items={"type": "integer", "minimum": 1, "maximum": 100},
+            title="Canary steps", description="Increasing weights ending at 100, e.g. [10, 50, 100].",
+        ),
+        "version": Param(
+            "", type="string", pattern="^[0-9]*$", title="Version override",
+            description="Deploy this registered version instead of the champion (select one family and one region).",
+        ),
+        "dry_run": Param(False, type="boolean", title="Dry run", description="Plan and record; change nothing."),
+    },
+)  # fmt: skip
+def deployment() -> None:
+    """Select the releases, then deploy each in its own mapped task."""
+
+    @task
+    def select_releases() -> list[dict[str, Any]]:
+        """The deploy request (form, or the regions of triggering champion events) per release."""
+        from deploy.apply import DeployRequest, release_names
+        from pipeline.assets import parse_uri
+
+        context = get_current_context()
+        params = context["params"]
+        uris = [event.asset.uri for events in context["triggering_asset_events"].values() for event in events]
+        regions = sorted({parse_uri(uri)[1][1] for uri in uris}) if uris else list(params["regions"])
+        request = DeployRequest(
+            target=params["target"], strategy=params["strategy"], families=[] if uris else params["families"],
+            regions=regions, version=params["version"] or None, canary_steps=params["canary_steps"],
+            dry_run=bool(params["dry_run"]) and not uris,
+        )  # fmt: skip
+        request.steps(config())  # bad canary steps fail here, before anything is mapped
+        payload = request.model_dump(mode="json")
+        return [{"release": name, "request": payload} for name in release_names(config(), request)]
+
+    @task(outlets=[DEPLOYED], map_index_template="{{ release_label }}", retries=0)
+    def deploy_release(item: dict[str, Any]) -> dict[str, Any]:
+        """Deploy one release; record its plan digest and versions; a rollback fails the task."""
+        from airflow.sdk import Asset
+        from airflow.sdk.exceptions import AirflowFailException
+        from rich.console import Console
+
+        from deploy.apply import DeployRequest, deploy_release, render_deploy
+        from pipeline.assets import deployed_uri
+        from plugins.hooks.mlflow import MlflowHook
+
+        context = get_current_context()
+        release = item["release"]
+        context["release_label"] = release  # type: ignore[typeddict-unknown-key]
+        request = DeployRequest.model_validate(item["request"])
+        result = deploy_release(config(), request, release, MlflowHook(config=config()).get_tracking_uri())
+        Console(width=160).print(render_deploy(result))
+        if not result.ok:
+            raise AirflowFailException(f"release {release}: {result.outcome}: {result.reason}")
+        if result.outcome != "dry-run":
+            context["outlet_events"][DEPLOYED].add(Asset(deployed_uri(release)), extra=result.asset_extra())
+        return result.model_dump(mode="json", include={"release", "outcome", "plan_digest", "versions", "url"})
+
+    deploy_release.expand(item=select_releases())
+
+
+deployment()
