@@ -236,6 +236,7 @@ class PlanManager:
         self._lock = asyncio.Lock()
         self._file_stamp: tuple[int, int] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._claimed: set[str] = set()  # digests an admin request is applying: the file watcher leaves them alone
 
     # -- lifecycle
 
@@ -452,14 +453,29 @@ class PlanManager:
 
     def _known(self, digest: str) -> bool:
         return (
-            (self.active is not None and self.active.digest == digest)
+            digest in self._claimed
+            or (self.active is not None and self.active.digest == digest)
             or (self.loading is not None and self.loading["digest"] == digest)
             or (self.last_rejected is not None and self.last_rejected.get("digest") == digest)
         )
 
+    def claim(self, digest: str) -> None:
+        """Mark ``digest`` as being applied by a caller (before it writes the plan file)."""
+        self._claimed.add(digest)
+
+    def unclaim(self, digest: str) -> None:
+        self._claimed.discard(digest)
+
+    async def apply_claimed(self, plan: Plan) -> dict[str, Any]:
+        """``apply`` a claimed plan, then release the claim."""
+        try:
+            return await self.apply(plan)
+        finally:
+            self.unclaim(plan.digest())
+
     def schedule(self, plan: Plan) -> None:
-        """Apply ``plan`` in the background (the admin endpoint's default)."""
-        self._spawn(self.apply(plan))
+        """Apply a claimed ``plan`` in the background (the admin endpoint's default)."""
+        self._spawn(self.apply_claimed(plan))
 
     # -- status
 
@@ -839,9 +855,14 @@ class ServingApp:
             raise RequestError(str(exc), field="plan", status=422, code="invalid_plan") from None
         if manager.active is not None and manager.active.digest == plan.digest():
             return json_response(200, {"status": "active", "digest": plan.digest(), "unchanged": True})
-        await asyncio.to_thread(_write_plan_file, self.settings.plan_path, body)
+        manager.claim(plan.digest())
+        try:
+            await asyncio.to_thread(_write_plan_file, self.settings.plan_path, body)
+        except OSError as exc:
+            manager.unclaim(plan.digest())
+            raise RequestError(f"cannot write plan file {self.settings.plan_path}: {exc}", status=500) from exc
         if _query(scope).get("wait") in ("1", "true", "yes"):
-            result = await manager.apply(plan)
+            result = await manager.apply_claimed(plan)
             return json_response(200 if result["status"] == "active" else 409, result)
         manager.schedule(plan)
         return json_response(202, {"status": "loading", "digest": plan.digest()})
