@@ -15,13 +15,15 @@ export OMP_NUM_THREADS ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast lint typecheck demo bench up down clean constraints
+.PHONY: help install test test-fast lint typecheck demo demo-festival bench up down browser clean constraints
 
 help:
 	@echo "make demo       run the whole chain on embedded defaults"
 	@echo "make test       install what is missing, then ruff, mypy and every test tier"
 	@echo "make test-fast  the fast tiers only (unit, data, dags, chart)"
 	@echo "make bench      serving benchmark against mlflow models serve"
+	@echo "make up         start MLflow + Airflow + serving without triggering anything"
+	@echo "make demo-festival  second act: festival drift, retrain, canary under load"
 	@echo "make down       stop what make demo started"
 
 install: $(STAMP) $(HELM)
@@ -46,7 +48,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+# Debian's chromium + chromedriver for the browser tests (installed only when missing).
+browser:
+	bash .ci/install-browser.sh
+
+test: lint typecheck browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: install
@@ -54,6 +60,12 @@ test-fast: install
 
 demo: install
 	$(BIN)/modelyard demo
+
+demo-festival: install
+	$(BIN)/modelyard demo-festival
+
+up: install
+	$(BIN)/modelyard up
 
 bench: install
 	$(BIN)/python -m deploy.bench
