@@ -115,6 +115,8 @@ def promote(
         if decision.gates and not decision.already_decided:
             console.print(render_gates(decision))
     console.print(render_decisions(decisions))
+    if any(decision.outcome == "failed" for decision in decisions):
+        raise typer.Exit(1)
 
 
 @app.command()

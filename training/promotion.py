@@ -65,7 +65,7 @@ HISTORY_MAX_CHARS = 4800
 LOCK_TIMEOUT_SECONDS = 900.0
 
 Action = Literal["evaluate", "promote-version", "rollback"]
-Outcome = Literal["promoted", "rejected", "rolled-back", "unchanged", "no-challenger"]
+Outcome = Literal["promoted", "rejected", "rolled-back", "unchanged", "no-challenger", "failed"]
 
 
 class PromotionError(RuntimeError):
@@ -543,12 +543,29 @@ def promote_all(
 ) -> list[Decision]:
     """Evaluate the challenger of every selected (family, region); one decision per pair.
 
+    A pair whose inputs cannot be read (snapshot, artifacts) or whose lock times out gets an
+    unrecorded ``failed`` decision naming the cause; the other pairs are still decided.
+
     Raises:
-        ConfigError: an unknown family or region was named.
-        GateInputError, GateConfigError, PromotionError: see :func:`evaluate_pair`.
+        ConfigError: an unknown family or region was named, or a gate is misconfigured.
     """
     client = open_client(config, tracking_uri)
-    return [evaluate_pair(client, config, f, r, decided_by, force=force) for f, r in config.pairs(families, regions)]
+    decisions = []
+    for family, region in config.pairs(families, regions):
+        try:
+            decisions.append(evaluate_pair(client, config, family, region, decided_by, force=force))
+        except (GateInputError, PromotionError) as exc:
+            log.exception("%s/%s: promotion failed", family, region)
+            decisions.append(_failed(config, family, region, decided_by, exc))
+    return decisions
+
+
+def _failed(config: Config, family: str, region: str, decided_by: str, exc: Exception) -> Decision:
+    return Decision(
+        family=family, region=region, model_name=config.mlflow.model_name(family, region), action="evaluate",
+        outcome="failed", version=None, champion_before=None, champion_after=None, previous_champion_after=None,
+        summary=f"{type(exc).__name__}: {exc}", decided_by=decided_by, decided_at=_now(),
+    )  # fmt: skip
 
 
 def render_decisions(decisions: list[Decision]) -> Table:
@@ -585,7 +602,7 @@ def render_gates(decision: Decision) -> Table:
 
 
 def _styled(outcome: str, text: str) -> str:
-    colour = {"promoted": "green", "rolled-back": "yellow", "rejected": "red"}.get(outcome, "cyan")
+    colour = {"promoted": "green", "rolled-back": "yellow", "rejected": "red", "failed": "red"}.get(outcome, "cyan")
     return f"[{colour}]{text}[/{colour}]"
 
 
