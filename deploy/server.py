@@ -784,7 +784,7 @@ class ServingApp:
     ) -> None:
         family, region = labels[0], labels[1]
         self.metrics.requests.labels(*labels, "ok").inc()
-        self.metrics.latency.labels(family, region).observe(time.perf_counter() - started)
+        self.metrics.latency.labels(family, region, variant.name).observe(time.perf_counter() - started)
         self.metrics.observe_predictions(family, region, variant.name, output)
         request_id = None
         plog = active.prediction_log

@@ -44,7 +44,7 @@ class ServingMetrics:
         self.latency = Histogram(
             "modelyard_request_seconds",
             "Prediction request latency, body read to response",
-            ["family", "region"],
+            ["family", "region", "variant"],
             buckets=LATENCY_BUCKETS,
             registry=reg,
         )
