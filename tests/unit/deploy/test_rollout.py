@@ -78,7 +78,7 @@ class FakeTarget:
                 self.metrics.requests.labels(*labels, "error").inc(errors)
                 self.metrics.requests.labels(*labels, "ok").inc(count - errors)
                 for _ in range(count):
-                    self.metrics.latency.labels(svc.family, svc.region).observe(seconds)
+                    self.metrics.latency.labels(svc.family, svc.region, variant.name).observe(seconds)
 
     def sleep(self, seconds: float) -> None:
         self.now += max(seconds, 0.5)
@@ -217,7 +217,7 @@ def test_window_stats_reads_deltas_and_ignores_bad_input() -> None:
     metrics.requests.labels(*labels, "error").inc(5)
     metrics.requests.labels(*labels, "bad_input").inc(50)
     for seconds in [0.002] * 98 + [0.3] * 2:
-        metrics.latency.labels("eta", "jakarta").observe(seconds)
+        metrics.latency.labels("eta", "jakarta", CANARY).observe(seconds)
 
     stats = window_stats(before, parse_metrics(metrics.exposition().decode()), ("eta", "jakarta"), CANARY)
 
