@@ -112,11 +112,9 @@ def test_without_champion_the_comparative_gates_are_skipped_and_absolute_ones_de
 def test_every_failing_gate_is_named_in_the_summary_and_the_table(defaults: GateDefaults) -> None:
     champion = score("1", 1, holdout_auc=0.82)
     challenger = ModelScore("2", champion.predictions + 0.4, {"holdout_auc": 0.71})
-    report = gates.evaluate_gates(
-        defaults,
-        evidence(challenger, champion, validation=ValidationSummary(success=False, checks=12, failed=1,
-                 failures=["column 'driver_rating' has 3 nulls"]), size_mb=80.0, latency_p99_ms=45.0),
-    )  # fmt: skip
+    broken_data = ValidationSummary(success=False, checks=12, failed=1, failures=["column 'driver_rating' has 3 nulls"])
+    over_budget = {"size_mb": defaults.max_model_size_mb + 1, "latency_p99_ms": defaults.max_p99_latency_ms + 1}
+    report = gates.evaluate_gates(defaults, evidence(challenger, champion, validation=broken_data, **over_budget))
     failed = {r.name for r in report.failures}
     assert failed == {
         "versus_champion:holdout_auc", "data_validation", "model_size", "latency", "prediction_psi",
@@ -124,7 +122,7 @@ def test_every_failing_gate_is_named_in_the_summary_and_the_table(defaults: Gate
     summary = report.summary()
     assert summary.startswith("5 of")
     assert "driver_rating" in summary
-    assert "over budget 50" in summary
+    assert f"over budget {defaults.max_model_size_mb:.4g}" in summary
     table = report.as_text()
     assert table.count("FAIL") == 5
     assert "absolute:holdout_auc" in table
