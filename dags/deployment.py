@@ -81,7 +81,7 @@ def deployment() -> None:
         payload = request.model_dump(mode="json")
         return [{"release": name, "request": payload} for name in release_names(config(), request)]
 
-    @task(outlets=[DEPLOYED], map_index_template="{{ release_label }}", retries=0)
+    @task(outlets=[DEPLOYED], map_index_template="{{ release_label }}")
     def deploy_release(item: dict[str, Any]) -> dict[str, Any]:
         """Deploy one release; record its plan digest and versions; a rollback fails the task."""
         from airflow.sdk import Asset
