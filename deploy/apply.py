@@ -135,7 +135,9 @@ def propose(config: Config, options: PlanOptions, live: Plan | None, tracking_ur
     """Read the registry and build the plan for ``options`` on top of ``live``."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    from training.mlflow_server import require_reachable
+
+    client = MlflowClient(tracking_uri=require_reachable(tracking_uri), registry_uri=tracking_uri)
     return build_plan(config, read_registry(client, config, options), options, live)
 
 

@@ -14,6 +14,7 @@ from deploy import demo
 from deploy.deploy_cli import app as deploy_app
 from pipeline.cli import app as data_app
 from training.cli import app as training_app
+from training.mlflow_server import TrackingServerUnreachableError
 
 app = typer.Typer(
     name="modelyard",
@@ -32,14 +33,24 @@ app.command("demo-festival")(demo.demo_festival)
 
 
 def main() -> None:
-    app()
+    import os
+    import sys
+
+    if not sys.stdout.isatty():
+        # Rich falls back to 80 columns off a terminal (CI logs, pipes): tables of digests and URLs need more.
+        os.environ.setdefault("COLUMNS", "160")
+    try:
+        app()
+    except TrackingServerUnreachableError as exc:
+        typer.echo(f"modelyard: {exc}", err=True)
+        raise SystemExit(3) from exc
 
 
 @app.command()
 def serve(
     plan: Path = typer.Option(..., "--plan", help="Deployment plan file (YAML or JSON); watched for changes."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 in a pod)."),
-    port: int = typer.Option(8080, help="TCP port."),
+    port: int = typer.Option(8000, help="TCP port."),
     workers: int = typer.Option(1, min=1, help="Worker processes (each loads every model of the plan)."),
     poll_seconds: float = typer.Option(1.0, help="How often each worker checks the plan file for a new plan."),
 ) -> None:

@@ -22,6 +22,10 @@ class MlflowServerError(RuntimeError):
     """The MLflow server could not be started; the message carries its log tail."""
 
 
+class TrackingServerUnreachableError(ConnectionError):
+    """The MLflow tracking server does not answer; the message says how to start or point at one."""
+
+
 @dataclass
 class MlflowServer:
     """A running ``mlflow server`` process."""
@@ -64,6 +68,23 @@ def is_healthy(url: str, timeout: float = 2) -> bool:
         return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def require_reachable(uri: str, timeout: float = 5) -> str:
+    """Fail fast when an HTTP tracking server does not answer its health check.
+
+    The MLflow client retries a refused connection for minutes before it gives up, so
+    every command checks once, up front, and says what to do.
+
+    Raises:
+        TrackingServerUnreachableError: ``GET <uri>/health`` did not answer 200.
+    """
+    if uri.startswith(("http://", "https://")) and not is_healthy(uri.rstrip("/"), timeout=timeout):
+        raise TrackingServerUnreachableError(
+            f"cannot reach the MLflow server at {uri} (GET /health failed): start the embedded stack with "
+            "`make up`, or point MLFLOW_TRACKING_URI (or mlflow.tracking_uri in modelyard.yaml) at your server"
+        )
+    return uri
 
 
 def start_mlflow_server(

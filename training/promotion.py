@@ -135,9 +135,10 @@ def open_client(config: Config, tracking_uri: str | None = None) -> MlflowClient
     """
     import mlflow
 
+    from training.mlflow_server import require_reachable
     from training.train import resolve_tracking_uri
 
-    uri = tracking_uri or resolve_tracking_uri(config)
+    uri = require_reachable(tracking_uri or resolve_tracking_uri(config))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return mlflow.MlflowClient(uri, uri)

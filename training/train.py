@@ -21,6 +21,7 @@ from pipeline import assets
 from pipeline.snapshots import SnapshotMeta, SnapshotNotFoundError, latest_snapshot, load_frame
 from training import metrics as metrics_mod
 from training import models, plots, registry
+from training.mlflow_server import require_reachable
 from training.split import SplitError, TimeSplit, time_split
 
 if TYPE_CHECKING:
@@ -545,9 +546,12 @@ def train_all(
 
     Raises:
         ConfigError: an unknown family or region was named.
+        TrackingServerUnreachableError: the MLflow server does not answer (checked once, up front).
     """
+    pairs = config.pairs(families, regions)
+    tracking_uri = require_reachable(tracking_uri or resolve_tracking_uri(config))
     results = []
-    for family, region in config.pairs(families, regions):
+    for family, region in pairs:
         try:
             results.append(
                 train_pair(
