@@ -14,11 +14,21 @@ REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "data", "model", "dags", "chart", "integration", "e2e")
 
 
+def _tier(item: pytest.Item) -> str | None:
+    parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+    return parts[0] if parts and parts[0] in TIERS else None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier and run the tiers fastest first: a broken unit fails in
+    seconds, and the e2e stack (session-scoped, so alive until the session ends) starts last
+    instead of loading the machine under every later tier."""
     for item in items:
-        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
-        if parts and parts[0] in TIERS:
-            item.add_marker(getattr(pytest.mark, parts[0]))
+        tier = _tier(item)
+        if tier:
+            item.add_marker(getattr(pytest.mark, tier))
+    order = {tier: rank for rank, tier in enumerate(TIERS)}
+    items.sort(key=lambda item: order.get(_tier(item) or "", len(TIERS)))
 
 
 @pytest.fixture(scope="session")
