@@ -67,10 +67,11 @@ def deployment() -> None:
         """The deploy request (form, or the regions of triggering champion events) per release."""
         from deploy.apply import DeployRequest, release_names
         from pipeline.assets import parse_uri
+        from plugins.dag_support import triggering_uris
 
         context = get_current_context()
         params = context["params"]
-        uris = [event.asset.uri for events in context["triggering_asset_events"].values() for event in events]
+        uris = triggering_uris(context)
         regions = sorted({parse_uri(uri)[1][1] for uri in uris}) if uris else list(params["regions"])
         request = DeployRequest(
             target=params["target"], strategy=params["strategy"], families=[] if uris else params["families"],

@@ -62,16 +62,17 @@ def training() -> None:
         """Pairs named by triggering feature events, else by the form; validates the overrides."""
         from airflow.sdk.exceptions import AirflowFailException
 
+        from pipeline.assets import pairs_in
         from pipeline.config import ConfigError
-        from plugins.dag_support import config
+        from plugins.dag_support import config, triggering_uris
         from training.models import AlgorithmError, ParamError, parse_params_json
-        from training.train import pairs_from_asset_uris, validate_override
+        from training.train import validate_override
 
         context = get_current_context()
         params = context["params"]
-        uris = [event.asset.uri for events in context["triggering_asset_events"].values() for event in events]
+        uris = triggering_uris(context)
         if uris:
-            pairs = pairs_from_asset_uris(config(), uris)
+            pairs = pairs_in(uris, "features", config().pairs())
         else:
             try:
                 pairs = config().pairs(params["families"] or None, params["regions"] or None)

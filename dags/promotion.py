@@ -64,14 +64,15 @@ def promotion() -> None:
     @task
     def select_pairs() -> list[dict[str, str]]:
         """Pairs named by triggering challenger events, else by the form (checked before anything runs)."""
-        from plugins.dag_support import config
-        from training.promotion import check_request, pairs_from_challenger_uris
+        from pipeline.assets import pairs_in
+        from plugins.dag_support import config, triggering_uris
+        from training.promotion import check_request
 
         context = get_current_context()
         params = context["params"]
-        uris = [event.asset.uri for events in context["triggering_asset_events"].values() for event in events]
+        uris = triggering_uris(context)
         if uris:
-            pairs = pairs_from_challenger_uris(config(), uris)
+            pairs = pairs_in(uris, "challenger", config().pairs())
         else:
             pairs = config().pairs(params["families"] or None, params["regions"] or None)
             version = str(params["version"]) if params["version"] else None

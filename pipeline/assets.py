@@ -6,6 +6,8 @@ carries an ``extra`` dict; the keys each stage writes are listed next to its URI
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 SCHEME = "modelyard"
 
 
@@ -27,6 +29,17 @@ def champion_uri(family: str, region: str) -> str:
 def deployed_uri(release: str) -> str:
     """Plan deployed. extra: release, target, plan_digest, versions."""
     return f"{SCHEME}://deployed/{release}"
+
+
+def pairs_in(uris: Iterable[str], kind: str, known: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The ``known`` (family, region) pairs named by ``kind`` URIs (e.g. the events that
+    triggered a run), in the order of ``known``, each once; other URIs are ignored."""
+    named = set()
+    for uri in uris:
+        uri_kind, parts = parse_uri(uri)
+        if uri_kind == kind and len(parts) == 2:
+            named.add((parts[0], parts[1]))
+    return [pair for pair in known if pair in named]
 
 
 def parse_uri(uri: str) -> tuple[str, list[str]]:

@@ -47,6 +47,11 @@ def regions_param(description: str = "Regions to run (empty: all).") -> Param:
     )  # fmt: skip
 
 
+def triggering_uris(context: Any) -> list[str]:
+    """The URIs of the asset events that triggered this run (empty for a manual run)."""
+    return [event.asset.uri for events in context["triggering_asset_events"].values() for event in events]
+
+
 def feature_assets() -> list[Asset]:
     return [Asset(assets.features_uri(f, r)) for f, r in config().pairs()]
 

@@ -618,18 +618,6 @@ def main_metrics(config: Config, family: str) -> list[str]:
 # ---------------------------------------------------------------- what a run decides (CLI and DAG)
 
 
-def pairs_from_challenger_uris(config: Config, uris: list[str]) -> list[tuple[str, str]]:
-    """The configured (family, region) pairs named by challenger Asset URIs, in config order, deduplicated."""
-    from pipeline.assets import parse_uri
-
-    named = set()
-    for uri in uris:
-        kind, parts = parse_uri(uri)
-        if kind == "challenger" and len(parts) == 2:
-            named.add((parts[0], parts[1]))
-    return [pair for pair in config.pairs() if pair in named]
-
-
 def check_request(action: str, pairs: list[tuple[str, str]], version: str | None, reason: str | None) -> None:
     """Validate a manual request before anything runs.
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pipeline import assets
 from pipeline.snapshots import SnapshotMeta, SnapshotNotFoundError, latest_snapshot, load_frame
 from training import metrics as metrics_mod
 from training import models, plots, registry
@@ -573,16 +572,6 @@ def train_all(
                 )
             )
     return results
-
-
-def pairs_from_asset_uris(config: Config, uris: Iterable[str]) -> list[tuple[str, str]]:
-    """The configured (family, region) pairs named by feature Asset URIs, in config order, deduplicated."""
-    named = set()
-    for uri in uris:
-        kind, parts = assets.parse_uri(uri)
-        if kind == "features" and len(parts) == 2:
-            named.add((parts[0], parts[1]))
-    return [pair for pair in config.pairs() if pair in named]
 
 
 def render_results(results: list[TrainResult]) -> Table:

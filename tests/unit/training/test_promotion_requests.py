@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.assets import challenger_uri, features_uri
+from pipeline.assets import challenger_uri, features_uri, pairs_in
 from pipeline.config import Config, load_config
-from training.promotion import PromotionError, check_request, pairs_from_challenger_uris
+from training.promotion import PromotionError, check_request
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -26,7 +26,7 @@ def test_pairs_come_from_challenger_events_only_in_config_order(config: Config) 
         features_uri("driver_acceptance", "hanoi"),
         challenger_uri("driver_acceptance", "atlantis"),
     ]
-    assert pairs_from_challenger_uris(config, uris) == [("driver_acceptance", "jakarta"), ("pickup_eta", "bangkok")]
+    assert pairs_in(uris, "challenger", config.pairs()) == [("driver_acceptance", "jakarta"), ("pickup_eta", "bangkok")]
 
 
 def test_manual_promotion_needs_one_pair_a_version_and_a_reason() -> None:

@@ -5,6 +5,7 @@ import pytest
 from rich.console import Console
 
 from pipeline import snapshots
+from pipeline.assets import pairs_in
 from pipeline.config import Config
 from training import models
 from training.train import (
@@ -13,7 +14,6 @@ from training.train import (
     TrainResult,
     check_trainable,
     fit_pair,
-    pairs_from_asset_uris,
     plan_training,
     render_results,
     run_url,
@@ -97,7 +97,7 @@ def test_pairs_from_asset_uris_keeps_configured_feature_pairs(small_config: Conf
         "modelyard://features/unknown/alpha",
         "modelyard://challenger/eta/alpha",
     ]
-    assert pairs_from_asset_uris(small_config, uris) == [("acceptance", "alpha"), ("eta", "beta")]
+    assert pairs_in(uris, "features", small_config.pairs()) == [("acceptance", "alpha"), ("eta", "beta")]
 
 
 def test_render_results_shows_version_metrics_url_and_reasons() -> None:
