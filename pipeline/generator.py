@@ -259,15 +259,23 @@ def _acceptance(
     import numpy as np
 
     night = np.isin(hour, [0, 1, 2, 3, 4]).astype(float)
+    high_surge = (surge >= 1.5).astype(float)
+    # Real drivers are not linear: far pickups are declined sharply past a region's tolerance
+    # (less so when surge pays for the detour, more so at night), and new drivers chase surge.
+    too_far = (distance > 1.6 * profile.distance_km).astype(float)
+    commute = np.isin(hour, [7, 8, 17, 18, 19]).astype(float)  # two daily dips: not one sine wave
     logit = (
-        0.9
+        1.5
         + profile.acceptance_bias
         + 2.2 * (rating - 4.6)
         + 5.0 * (acc_rate - 0.74)
-        - 0.55 * (distance - profile.distance_km)
+        - 0.35 * (distance - profile.distance_km)
+        - 2.2 * too_far * (1.0 - 0.7 * high_surge) * (1.0 + 0.8 * night)
+        - 0.9 * commute
         + 0.5 * (surge - 1.0)
         - 0.6 * is_new
-        - 0.9 * festival
+        + 1.2 * is_new * high_surge
+        - 1.4 * festival
         - 0.4 * night
         + rng.normal(0, 0.6, size=len(distance))
     )
