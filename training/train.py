@@ -376,7 +376,8 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
     if found is not None:
         return str(found.experiment_id)
     try:
-        return str(client.create_experiment(name))
+        # The MLflow 3 UI opens GenAI experiments on an overview page; this kind opens on the runs.
+        return str(client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"}))
     except MlflowException:  # created by a concurrent training meanwhile
         again = client.get_experiment_by_name(name)
         if again is None:

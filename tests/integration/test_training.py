@@ -76,12 +76,13 @@ def test_training_registers_a_tagged_challenger_with_everything_logged(
     assert run.info.run_name == f"driver_acceptance/jakarta/{meta.digest[:8]}"
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == experiment_name(config, "driver_acceptance")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs
     assert result.run_url == f"{mlflow_uri}/#/experiments/{experiment.experiment_id}/runs/{result.run_id}"
     for key, value in {"family": "driver_acceptance", "region": "jakarta", "data_digest": meta.digest,
                        "algorithm": "xgboost", "config_hash": config.digest()}.items():  # fmt: skip
         assert run.data.tags[key] == value
     assert len(run.data.tags["git_commit"]) in (7, 40) or run.data.tags["git_commit"] == "unknown"
-    assert run.data.params["max_depth"] == "5"
+    assert run.data.params["max_depth"] == str(config.family("driver_acceptance").params["max_depth"])
     assert run.data.params["seed"] == str(config.seed)
     assert run.data.params["split_holdout_start"] < run.data.params["split_end"]
     expected = ["holdout_auc", "valid_auc", "holdout_logloss", "holdout_brier", "holdout_precision", "holdout_recall",
