@@ -134,7 +134,10 @@ class ServerProcess:
             str(Path(sys.executable).with_name("modelyard")), "serve", "--plan", str(plan_path),
             "--port", str(port), "--workers", str(workers), "--poll-seconds", str(poll_seconds),
         ]  # fmt: skip
-        full_env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "OMP_NUM_THREADS": "1", **(env or {})}
+        full_env = {
+            **os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri,
+            "OMP_NUM_THREADS": "1", **(env or {}),
+        }  # fmt: skip
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
@@ -279,7 +282,10 @@ def start_mlflow_scoring(model_uri: str, tracking_uri: str, workdir: Path) -> tu
     ]  # fmt: skip
     # mlflow execs `uvicorn` by name: the venv's bin must be on PATH.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "OMP_NUM_THREADS": "1", "PATH": path}
+    env = {
+        **os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri,
+        "OMP_NUM_THREADS": "1", "PATH": path,
+    }  # fmt: skip
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -121,7 +121,12 @@ class LocalTarget:
             sys.executable, "-c", "from deploy.cli import main; main()", "serve",
             "--plan", str(self.plan_file), "--host", self.host, "--port", str(self.port),
         ]  # fmt: skip
-        env = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri, "OMP_NUM_THREADS": "1"}
+        # The registry is the tracking server: an inherited MLFLOW_REGISTRY_URI (mlflow.set_registry_uri
+        # exports one) must not send the server to another registry.
+        env = {
+            **os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri, "MLFLOW_REGISTRY_URI": self.tracking_uri,
+            "OMP_NUM_THREADS": "1",
+        }  # fmt: skip
         pid = start_detached(self.service, command, env)
         self.service.record(pid, self.url)
 

@@ -157,6 +157,7 @@ def airflow_environment(settings: StackSettings, base: Mapping[str, str] | None 
             "AIRFLOW__API__SECRET_KEY": _secret(home),
             "AIRFLOW_CONN_MLFLOW_DEFAULT": settings.mlflow_url,
             "MLFLOW_TRACKING_URI": settings.mlflow_url,
+            "MLFLOW_REGISTRY_URI": settings.mlflow_url,
             CONFIG_ENV: str(settings.config_path),
             OVERLAY_ENV: str(settings.overlay_path),
             "MODELYARD_MLFLOW__TRACKING_URI": settings.mlflow_url,

@@ -51,7 +51,10 @@ def mlflow_uri(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> 
     """Point the MLflow client of this test at the session's server."""
     import mlflow
 
+    # set_tracking_uri/set_registry_uri export both variables; registering them with monkeypatch first
+    # restores them afterwards, so no later test (or the processes it starts) inherits this server.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", mlflow_server.url)
     mlflow.set_tracking_uri(mlflow_server.url)
     mlflow.set_registry_uri(mlflow_server.url)
     return mlflow_server.url

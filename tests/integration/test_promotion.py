@@ -37,7 +37,7 @@ def write_config(folder: Path, mlflow_url: str, **gate_overrides: Any) -> Config
     raw["storage"] = {"root": str(folder / "data")}
     raw["mlflow"] = {"tracking_uri": mlflow_url, "model_name_template": f"{{family}}-{{region}}-{uuid.uuid4().hex[:8]}"}
     for family in raw["families"]:
-        family["params"] = {**family["params"], "n_estimators": 60}
+        family["params"] = {**family["params"], "n_estimators": 60, "learning_rate": 0.15}  # small but fitted
     raw["gates"]["defaults"].update(gate_overrides)
     path = folder / "modelyard.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
