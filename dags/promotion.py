@@ -107,7 +107,11 @@ def promotion() -> None:
         if decision.champion_changed:
             extra: dict[str, Any] = decision.asset_extra()
             context["outlet_events"][CHAMPIONS].add(Asset(champion_uri(family, region)), extra=extra)
-        return {**decision.asset_extra(), "outcome": decision.outcome, "summary": decision.summary}
+        # "version" is the version decided on (so the MLflow link works for rejections too).
+        return {
+            **decision.asset_extra(), "version": decision.version or decision.champion_after or "",
+            "champion": decision.champion_after or "", "outcome": decision.outcome, "summary": decision.summary,
+        }  # fmt: skip
 
     decide.expand(pair=select_pairs())
 
