@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from training.mlflow_server import free_port, start_mlflow_server
+from training.mlflow_server import free_port, start_mlflow_server, stop_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"ratio": 25.0, "p99_ms": 5.0, "rows_per_s": 150_000.0, "failed_across_swaps": 0}
@@ -165,14 +165,7 @@ class ServerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = 15) -> None:
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout)
+        stop_process_group(self.process, timeout)
 
     def __enter__(self) -> ServerProcess:
         return self

@@ -36,20 +36,26 @@ class MlflowServer:
     log_path: Path
 
     def stop(self, timeout: float = 15) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout)
+        if self.process is not None:
+            stop_process_group(self.process, timeout)
 
     def __enter__(self) -> MlflowServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM the process group a server was started in (``start_new_session``), SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
