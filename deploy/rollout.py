@@ -116,24 +116,30 @@ def changed_services(live: Plan | None, target: Plan) -> set[ServiceKey]:
     return changed
 
 
-def canary_plan(live: Plan, target: Plan, weight: int) -> Plan:
-    """``target`` where each changed service gives ``weight``% of its primary share to the new version."""
+def _rewrite_changed(live: Plan, target: Plan, rewrite: Callable[[Service, Service], Service]) -> Plan:
+    """``target`` with each changed service replaced by ``rewrite(new, old)``; the rest as they are."""
     changed = changed_services(live, target)
     services = []
     for service in target.services:
         old = live.service(service.family, service.region)
-        if service.key not in changed or old is None:
-            services.append(service)
-            continue
+        services.append(rewrite(service, old) if service.key in changed and old is not None else service)
+    return target.model_copy(update={"services": services})
+
+
+def canary_plan(live: Plan, target: Plan, weight: int) -> Plan:
+    """``target`` where each changed service gives ``weight``% of its primary share to the new version."""
+
+    def split(service: Service, old: Service) -> Service:
         primary = primary_variant(service)
         canary_weight = round(primary.weight * weight / 100)
-        split = [
+        variants = [
             Variant(name=PRIMARY, model_uri=primary_variant(old).model_uri, weight=primary.weight - canary_weight),
             Variant(name=CANARY, model_uri=primary.model_uri, weight=canary_weight),
         ]
         others = [v for v in service.variants if v.name != primary.name and v.name not in (PRIMARY, CANARY)]
-        services.append(service.model_copy(update={"variants": [*split, *others], "rules": _rules(service, primary)}))
-    return target.model_copy(update={"services": services})
+        return service.model_copy(update={"variants": [*variants, *others], "rules": _rules(service, primary)})
+
+    return _rewrite_changed(live, target, split)
 
 
 def _rules(service: Service, primary: Variant) -> list[Rule]:
@@ -143,17 +149,13 @@ def _rules(service: Service, primary: Variant) -> list[Rule]:
 
 def green_plan(live: Plan, target: Plan) -> Plan:
     """``live`` plus each changed service's new version as ``green`` at weight 0 (loaded, warmed, unrouted)."""
-    changed = changed_services(live, target)
-    services = []
-    for service in target.services:
-        old = live.service(service.family, service.region)
-        if service.key not in changed or old is None:
-            services.append(service)
-            continue
+
+    def add_green(service: Service, old: Service) -> Service:
         green = Variant(name=GREEN, model_uri=primary_variant(service).model_uri, weight=0)
         kept = [v for v in old.variants if v.name != GREEN]
-        services.append(old.model_copy(update={"variants": [*kept, green]}))
-    return target.model_copy(update={"services": services})
+        return old.model_copy(update={"variants": [*kept, green]})
+
+    return _rewrite_changed(live, target, add_green)
 
 
 # ---------------------------------------------------------------------------- metrics
