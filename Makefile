@@ -35,7 +35,7 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	@touch $@
 
 $(HELM): | $(STAMP)
-	$(BIN)/python -m deploy.helmbin install --dest $(TOOLS)
+	$(BIN)/python -m modelyard.deploy.rollout.helmbin install --dest $(TOOLS)
 
 # Regenerate the pinned constraints from the working environment (after changing deps).
 constraints:
@@ -44,6 +44,7 @@ constraints:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
@@ -68,7 +69,7 @@ up: install
 	$(BIN)/modelyard up
 
 bench: install
-	$(BIN)/python -m deploy.bench
+	$(BIN)/python tests/bench/serving.py
 
 down: install
 	$(BIN)/modelyard down

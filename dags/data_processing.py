@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task
 
-from plugins import dag_support
+from modelyard.plugins import dag_support
 
 FEATURES_ALIAS = "modelyard-features"
 
@@ -73,8 +73,8 @@ def data_processing() -> None:
         """Build, validate and publish one (family, region); emit its asset event when new."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from pipeline.assets import features_uri
-        from pipeline.build import BuildRequest, build_pair
+        from modelyard.pipeline.assets import features_uri
+        from modelyard.pipeline.build import BuildRequest, build_pair
 
         context = get_current_context()
         context["pair_label"] = f"{pair['family']}/{pair['region']}"  # type: ignore[typeddict-unknown-key]

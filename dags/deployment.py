@@ -28,7 +28,7 @@ from typing import Any
 
 from airflow.sdk import AssetAlias, AssetAny, Param, dag, get_current_context, task
 
-from plugins.dag_support import DEFAULT_ARGS, champion_assets, config, families_param, regions_param
+from modelyard.plugins.dag_support import DEFAULT_ARGS, champion_assets, config, families_param, regions_param
 
 DEPLOYED = AssetAlias("modelyard-deployed")
 STRATEGIES = ["rolling", "canary", "blue-green", "shadow"]
@@ -65,9 +65,10 @@ def deployment() -> None:
     @task
     def select_releases() -> list[dict[str, Any]]:
         """The deploy request (form, or the regions of triggering champion events) per release."""
-        from deploy.apply import DeployRequest, release_names
-        from pipeline.assets import parse_uri
-        from plugins.dag_support import triggering_uris
+        from modelyard.deploy.rollout.apply import release_names
+        from modelyard.deploy.rollout.request import DeployRequest
+        from modelyard.pipeline.assets import parse_uri
+        from modelyard.plugins.dag_support import triggering_uris
 
         context = get_current_context()
         params = context["params"]
@@ -89,9 +90,11 @@ def deployment() -> None:
         from airflow.sdk.exceptions import AirflowFailException
         from rich.console import Console
 
-        from deploy.apply import DeployRequest, deploy_release, render_deploy
-        from pipeline.assets import deployed_uri
-        from plugins.hooks.mlflow import MlflowHook
+        from modelyard.deploy.rollout.apply import deploy_release
+        from modelyard.deploy.rollout.render import render_deploy
+        from modelyard.deploy.rollout.request import DeployRequest
+        from modelyard.pipeline.assets import deployed_uri
+        from modelyard.plugins.hooks.mlflow import MlflowHook
 
         context = get_current_context()
         release = item["release"]

@@ -30,7 +30,7 @@ from typing import Any
 
 from airflow.sdk import AssetAlias, AssetAny, Param, dag, get_current_context, task
 
-from plugins.dag_support import DEFAULT_ARGS, families_param, feature_assets, regions_param
+from modelyard.plugins.dag_support import DEFAULT_ARGS, families_param, feature_assets, regions_param
 
 CHALLENGERS = AssetAlias("modelyard-challengers")
 
@@ -62,11 +62,11 @@ def training() -> None:
         """Pairs named by triggering feature events, else by the form; validates the overrides."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from pipeline.assets import pairs_in
-        from pipeline.config import ConfigError
-        from plugins.dag_support import config, triggering_uris
-        from training.models import AlgorithmError, ParamError, parse_params_json
-        from training.train import validate_override
+        from modelyard.pipeline.assets import pairs_in
+        from modelyard.pipeline.config import ConfigError
+        from modelyard.plugins.dag_support import config, triggering_uris
+        from modelyard.training.models import AlgorithmError, ParamError, parse_params_json
+        from modelyard.training.train import validate_override
 
         context = get_current_context()
         params = context["params"]
@@ -87,11 +87,11 @@ def training() -> None:
         from airflow.sdk import Asset
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from pipeline.assets import challenger_uri
-        from plugins.dag_support import config
-        from plugins.hooks.mlflow import MlflowHook
-        from training.models import parse_params_json
-        from training.train import EXPECTED_ERRORS, train_pair
+        from modelyard.pipeline.assets import challenger_uri
+        from modelyard.plugins.dag_support import config
+        from modelyard.plugins.hooks.mlflow import MlflowHook
+        from modelyard.training.models import parse_params_json
+        from modelyard.training.train import EXPECTED_ERRORS, train_pair
 
         context = get_current_context()
         family, region = pair["family"], pair["region"]

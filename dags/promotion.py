@@ -30,7 +30,7 @@ from typing import Any
 
 from airflow.sdk import AssetAlias, Param, dag, get_current_context, task
 
-from plugins.dag_support import DEFAULT_ARGS, challenger_assets, families_param, regions_param
+from modelyard.plugins.dag_support import DEFAULT_ARGS, challenger_assets, families_param, regions_param
 
 CHAMPIONS = AssetAlias("modelyard-champions")
 ACTIONS = ["evaluate", "promote-version", "rollback"]
@@ -64,9 +64,9 @@ def promotion() -> None:
     @task
     def select_pairs() -> list[dict[str, str]]:
         """Pairs named by triggering challenger events, else by the form (checked before anything runs)."""
-        from pipeline.assets import pairs_in
-        from plugins.dag_support import config, triggering_uris
-        from training.promotion import check_request
+        from modelyard.pipeline.assets import pairs_in
+        from modelyard.plugins.dag_support import config, triggering_uris
+        from modelyard.training.promotion import check_request
 
         context = get_current_context()
         params = context["params"]
@@ -84,11 +84,11 @@ def promotion() -> None:
         """Decide one pair, log the gate table, and announce a new champion on its Asset."""
         from airflow.sdk import Asset
 
-        from pipeline.assets import champion_uri
-        from plugins.dag_support import config
-        from plugins.hooks.mlflow import MlflowHook
-        from training.gates import GateReport
-        from training.promotion import decide, open_client
+        from modelyard.pipeline.assets import champion_uri
+        from modelyard.plugins.dag_support import config
+        from modelyard.plugins.hooks.mlflow import MlflowHook
+        from modelyard.training.gates import GateReport
+        from modelyard.training.promotion import decide, open_client
 
         context = get_current_context()
         family, region = pair["family"], pair["region"]

@@ -1,35 +1,59 @@
 """The ``modelyard`` command: one entry point over every stage.
 
 It sits above all three layers (like ``dags/``), so it lives in the top layer and
-composes each layer's own commands.
+composes each layer's own commands. The developer stack's commands (``demo``, ``up``,
+``down``, ``demo-festival``) are imported only when one of them runs (or ``--help``
+lists them), so ``modelyard serve`` in a pod loads nothing of the stack.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
+import click
 import typer
+from typer.core import TyperGroup
 
-from deploy import demo
-from deploy.deploy_cli import app as deploy_app
-from pipeline.cli import app as data_app
-from training.cli import app as training_app
-from training.mlflow_server import TrackingServerUnreachableError
+from modelyard.deploy.rollout.cli import app as deploy_app
+from modelyard.pipeline.cli import app as data_app
+from modelyard.training.cli import app as training_app
+from modelyard.training.mlflow_server import TrackingServerUnreachableError
+
+# name -> "module:function", loaded on first use.
+LAZY_COMMANDS = {
+    "demo": "modelyard.deploy.devstack.demo:demo",
+    "up": "modelyard.deploy.devstack.demo:up",
+    "down": "modelyard.deploy.devstack.demo:down",
+    "demo-festival": "modelyard.deploy.devstack.demo:demo_festival",
+}
+
+
+class LazyGroup(TyperGroup):
+    """A command group whose ``LAZY_COMMANDS`` are imported when they are looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, function = LAZY_COMMANDS[cmd_name].split(":")
+        single = typer.Typer(pretty_exceptions_enable=False)
+        single.command(cmd_name)(getattr(importlib.import_module(module), function))
+        return typer.main.get_command(single)
+
 
 app = typer.Typer(
     name="modelyard",
-    help="Per-region ML models from raw bookings to a live endpoint, in versioned stages.",
+    cls=LazyGroup,
+    help="Per-region ML models from raw data to a live endpoint, in versioned stages.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data", help="Generate, ingest, validate and publish feature snapshots.")
 app.registered_commands.extend(training_app.registered_commands)
 app.registered_commands.extend(deploy_app.registered_commands)  # plan, deploy
-# The embedded stack: the whole chain on a real Airflow and MLflow.
-app.command("demo")(demo.demo)
-app.command("up")(demo.up)
-app.command("down")(demo.down)
-app.command("demo-festival")(demo.demo_festival)
 
 
 def main() -> None:
@@ -59,7 +83,7 @@ def serve(
     import shutil
     import tempfile
 
-    from deploy.plan import PlanError, load_plan
+    from modelyard.deploy.serving.plan import PlanError, load_plan
 
     try:
         load_plan(plan)
@@ -77,7 +101,7 @@ def serve(
 
     try:
         uvicorn.run(
-            "deploy.server:create_app",
+            "modelyard.deploy.serving.server:create_app",
             factory=True,
             host=host,
             port=port,

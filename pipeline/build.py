@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pipeline import snapshots
-from pipeline.config import Config, ConfigError, Family
-from pipeline.features import TIME_COLUMN, FeatureError, build_features, check_family
-from pipeline.ingest import IngestError, read_bookings
-from pipeline.snapshots import atomic_write_bytes
-from pipeline.validation import ValidationOutcome, render_report, summarize, validate_features, validate_raw
+from modelyard.pipeline import snapshots
+from modelyard.pipeline.config import Config, ConfigError, Family
+from modelyard.pipeline.features import TIME_COLUMN, FeatureError, build_features, check_family
+from modelyard.pipeline.ingest import IngestError, read_bookings
+from modelyard.pipeline.snapshots import atomic_write_bytes
+from modelyard.pipeline.validation import ValidationOutcome, render_report, summarize, validate_features, validate_raw
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,7 +91,7 @@ def load_raw(config: Config, family: Family, region: str, source: str, cache: Ra
     Raises:
         IngestError: the file cannot be read (the message names file and cause).
     """
-    from pipeline.generator import generate_for
+    from modelyard.pipeline.generator import generate_for
 
     cache = cache or RawCache()
     key = (region, "") if source == SYNTHETIC else ("", family.name)

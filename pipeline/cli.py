@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from pipeline.config import Config, ConfigError, load_config
+from modelyard.pipeline.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from pipeline.build import BuildRequest, BuildResult
-    from pipeline.validation import ValidationOutcome
+    from modelyard.pipeline.build import BuildRequest, BuildResult
+    from modelyard.pipeline.validation import ValidationOutcome
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console()
@@ -35,8 +35,8 @@ RegionsOption = Annotated[list[str] | None, typer.Option("--region", "-r", help=
 @contextmanager
 def _exits_on_bad_input() -> Iterator[None]:
     """Turn a bad config or an unreadable file into one line on stderr and exit code 2."""
-    from pipeline.features import FeatureError
-    from pipeline.ingest import IngestError
+    from modelyard.pipeline.features import FeatureError
+    from modelyard.pipeline.ingest import IngestError
 
     try:
         yield
@@ -59,8 +59,8 @@ def generate(
     config_path: ConfigOption = None,
 ) -> None:
     """Write synthetic raw bookings of one region as CSV or Parquet (by the extension)."""
-    from pipeline.features import required_raw_columns
-    from pipeline.generator import generate_for
+    from modelyard.pipeline.features import required_raw_columns
+    from modelyard.pipeline.generator import generate_for
 
     config = _config(config_path)
     with _exits_on_bad_input():
@@ -87,8 +87,8 @@ def validate(
     config_path: ConfigOption = None,
 ) -> None:
     """Run the raw and the features suites on a file; exit 0 when good, 1 when not."""
-    from pipeline.ingest import read_bookings
-    from pipeline.validation import render_report
+    from modelyard.pipeline.ingest import read_bookings
+    from modelyard.pipeline.validation import render_report
 
     config = _config(config_path)
     with _exits_on_bad_input():
@@ -111,8 +111,8 @@ def validate(
 
 def _validate_file(config: Config, family: str, region: str | None, frame: pd.DataFrame) -> list[ValidationOutcome]:
     """The raw suite over the file, then, if it passed, the features suite per region in it."""
-    from pipeline.features import build_features
-    from pipeline.validation import validate_features, validate_raw
+    from modelyard.pipeline.features import build_features
+    from modelyard.pipeline.validation import validate_features, validate_raw
 
     fam = config.family(family)
     outcomes = [validate_raw(frame, config, fam, region)]
@@ -134,7 +134,7 @@ def build(
     config_path: ConfigOption = None,
 ) -> None:
     """Validate, build and publish feature snapshots; exit 1 if any (family, region) failed."""
-    from pipeline.build import BuildRequest
+    from modelyard.pipeline.build import BuildRequest
 
     request = BuildRequest(source=source, start=start.date() if start else None, end=end.date() if end else None)
     _run_build(_config(config_path), families, regions, request)
@@ -148,13 +148,13 @@ def ingest(
     config_path: ConfigOption = None,
 ) -> None:
     """Build and publish snapshots from a user file (rows are filtered to each region)."""
-    from pipeline.build import BuildRequest
+    from modelyard.pipeline.build import BuildRequest
 
     _run_build(_config(config_path), families, regions, BuildRequest(source=input_path))
 
 
 def _run_build(config: Config, families: list[str] | None, regions: list[str] | None, request: BuildRequest) -> None:
-    from pipeline.build import render_summary
+    from modelyard.pipeline.build import render_summary
 
     with _exits_on_bad_input():
         results = _build_with_progress(config, families, regions, request)
@@ -172,7 +172,7 @@ def _build_with_progress(
 ) -> list[BuildResult]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipeline.build import build_all
+    from modelyard.pipeline.build import build_all
 
     total = len(config.pairs(families or None, regions or None))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipeline.config import ConfigError, Family, Region
+from modelyard.pipeline.config import ConfigError, Family, Region
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -12,8 +12,8 @@ import glob
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.config import Family
-from pipeline.features import TIME_COLUMN, required_raw_columns
+from modelyard.pipeline.config import Family
+from modelyard.pipeline.features import TIME_COLUMN, required_raw_columns
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -19,9 +19,9 @@ import html
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import Config, Family
-from pipeline.features import FEATURES, TIME_COLUMN, required_raw_columns, snapshot_columns
-from pipeline.snapshots import ValidationSummary
+from modelyard.pipeline.config import Config, Family
+from modelyard.pipeline.features import FEATURES, TIME_COLUMN, required_raw_columns, snapshot_columns
+from modelyard.pipeline.snapshots import ValidationSummary
 
 if TYPE_CHECKING:
     import great_expectations as gx

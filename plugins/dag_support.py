@@ -12,8 +12,8 @@ from typing import Any
 
 from airflow.sdk import Asset, Param
 
-from pipeline import assets
-from pipeline.config import Config, load_config
+from modelyard.pipeline import assets
+from modelyard.pipeline.config import Config, load_config
 
 OWNER = "ml-platform"
 

@@ -1,9 +1,9 @@
 """The modelyard Airflow plugin: links from task pages to MLflow, and MLflow in the UI's menu.
 
-Register it with the entry point ``airflow.plugins = modelyard = plugins.modelyard_plugin:ModelyardPlugin``
-or, as the embedded stack does, with a one-line file in Airflow's plugins folder that
-imports ``ModelyardPlugin`` (``deploy.stack.prepare_airflow_home``). Nothing here talks to
-a server at import time.
+Airflow loads it through the distribution's entry point
+``airflow.plugins = modelyard = modelyard.plugins.modelyard_plugin:ModelyardPlugin``, so an
+Airflow that has the package installed shows the links with no file in its plugins folder.
+Nothing here talks to a server at import time.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-from plugins.links import MlflowModelVersionLink, MlflowRunLink
+from modelyard.plugins.links import MlflowModelVersionLink, MlflowRunLink
 
 
 def mlflow_menu_views(environ: dict[str, str] | None = None) -> list[dict[str, Any]]:

@@ -40,9 +40,9 @@ def train(
     """Train every selected (family, region) on its latest snapshot and register challengers in MLflow."""
     from rich.console import Console
 
-    from pipeline.config import ConfigError, load_config
-    from training.models import AlgorithmError, ParamError, parse_params_json
-    from training.train import render_results, train_all, validate_override
+    from modelyard.pipeline.config import ConfigError, load_config
+    from modelyard.training.models import AlgorithmError, ParamError, parse_params_json
+    from modelyard.training.train import render_results, train_all, validate_override
 
     console = Console()
     try:
@@ -88,9 +88,9 @@ def promote(
     """Run the validation gates on each challenger and promote those that pass; or promote --version N by hand."""
     from rich.console import Console
 
-    from pipeline.config import ConfigError, load_config
-    from training.gates import GateInputError
-    from training.promotion import (
+    from modelyard.pipeline.config import ConfigError, load_config
+    from modelyard.training.gates import GateInputError
+    from modelyard.training.promotion import (
         PromotionError,
         open_client,
         promote_all,
@@ -130,9 +130,9 @@ def rollback(
     """Move the champion of (family, region) back to the previous champion."""
     from rich.console import Console
 
-    from pipeline.config import ConfigError, load_config
-    from training.promotion import PromotionError, open_client, render_decisions
-    from training.promotion import rollback as do_rollback
+    from modelyard.pipeline.config import ConfigError, load_config
+    from modelyard.training.promotion import PromotionError, open_client, render_decisions
+    from modelyard.training.promotion import rollback as do_rollback
 
     console = Console()
     try:
@@ -155,8 +155,8 @@ def status(
     """Per (family, region): the champion (version, key metrics, since when), the challenger and its gate outcome."""
     from rich.console import Console
 
-    from pipeline.config import ConfigError, load_config
-    from training.status import collect_status, render_status
+    from modelyard.pipeline.config import ConfigError, load_config
+    from modelyard.training.status import collect_status, render_status
 
     console = Console()
     try:

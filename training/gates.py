@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pipeline.config import GATE_TASK_KEYS, ConfigError, GateDefaults, TaskGates
-from training import metrics as metric_names
+from modelyard.pipeline.config import GATE_TASK_KEYS, ConfigError, GateDefaults, TaskGates
+from modelyard.training import metrics as metric_names
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,10 +47,10 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from pipeline.config import Config
-    from pipeline.snapshots import ValidationSummary
-    from training.metrics import Task
-    from training.split import SplitBoundaries
+    from modelyard.pipeline.config import Config
+    from modelyard.pipeline.snapshots import ValidationSummary
+    from modelyard.training.metrics import Task
+    from modelyard.training.split import SplitBoundaries
 
 GateKind = Literal[
     "absolute", "versus_champion", "data_validation", "model_size", "latency", "prediction_shift", "slice"
@@ -392,7 +392,7 @@ def collect_evidence(
     """
     family, region = _tag(challenger, "family"), _tag(challenger, "region")
     spec = config.family(family)
-    from training.models import feature_frame
+    from modelyard.training.models import feature_frame
 
     holdout, validation = challenger_holdout(client, config, challenger, family, region)
     x = feature_frame(holdout, spec.features)
@@ -433,8 +433,8 @@ def challenger_holdout(
     The snapshot comes from the version's ``data_digest`` tag; the split boundaries from its
     run's ``split_*`` params (so a later change of ``training.holdout_days`` cannot move them).
     """
-    from pipeline.snapshots import SnapshotNotFoundError, load_frame, read_snapshot
-    from training.split import SplitError, split_at, time_split
+    from modelyard.pipeline.snapshots import SnapshotNotFoundError, load_frame, read_snapshot
+    from modelyard.training.split import SplitError, split_at, time_split
 
     digest = _tag(version, "data_digest")
     try:
@@ -456,7 +456,7 @@ def challenger_holdout(
 def _run_boundaries(client: MlflowClient, version: ModelVersion) -> SplitBoundaries | None:
     import datetime as dt
 
-    from training.split import SplitBoundaries
+    from modelyard.training.split import SplitBoundaries
 
     if not version.run_id:
         return None
@@ -496,8 +496,8 @@ def score_model(
     model: Any, version: ModelVersion, task: Task, holdout: pd.DataFrame, target: str, config: Config
 ) -> ModelScore:
     """Predictions of ``model`` on ``holdout`` and the holdout metrics (overall and per slice)."""
-    from training.metrics import evaluate
-    from training.models import feature_frame
+    from modelyard.training.metrics import evaluate
+    from modelyard.training.models import feature_frame
 
     features = config.family(_tag(version, "family")).features
     predictions = _predict(model, task, feature_frame(holdout, features))
@@ -511,7 +511,7 @@ def _predict(model: Any, task: Task, x: pd.DataFrame) -> np.ndarray:
     import numpy as np
     from mlflow.pyfunc import PyFuncModel
 
-    from training.models import predict
+    from modelyard.training.models import predict
 
     if isinstance(model, PyFuncModel):
         # A generic pyfunc model: its predict() is taken as the score (probability or value).

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import numpy as np
     from matplotlib.figure import Figure
 
-    from training.metrics import Task
+    from modelyard.training.metrics import Task
 
 
 def _figure(width: float = 6, height: float = 4.5) -> Figure:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from training.gates import (
+from modelyard.training.gates import (
     Evidence,
     GateInputError,
     GateReport,
@@ -44,7 +44,7 @@ from training.gates import (
     task_gates,
     verdict,
 )
-from training.registry import CHALLENGER_ALIAS
+from modelyard.training.registry import CHALLENGER_ALIAS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from rich.table import Table
 
-    from pipeline.config import Config
+    from modelyard.pipeline.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ def open_client(config: Config, tracking_uri: str | None = None) -> MlflowClient
     """
     import mlflow
 
-    from training.mlflow_server import require_reachable
-    from training.train import resolve_tracking_uri
+    from modelyard.training.mlflow_server import require_reachable
+    from modelyard.training.train import resolve_tracking_uri
 
     uri = require_reachable(tracking_uri or resolve_tracking_uri(config))
     mlflow.set_tracking_uri(uri)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from pipeline.config import Config
+    from modelyard.pipeline.config import Config
 
 CHALLENGER_ALIAS = "challenger"
 INPUT_KEY_TAG = "input_key"

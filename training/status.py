@@ -9,15 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from training.promotion import CHAMPION_ALIAS, PREVIOUS_ALIAS, TAG, aliases, open_client
-from training.registry import CHALLENGER_ALIAS
+from modelyard.training.promotion import CHAMPION_ALIAS, PREVIOUS_ALIAS, TAG, aliases, open_client
+from modelyard.training.registry import CHALLENGER_ALIAS
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
     from rich.table import Table
 
-    from pipeline.config import Config
+    from modelyard.pipeline.config import Config
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _is_number(text: str | None) -> bool:
 
 def pair_status(client: MlflowClient, config: Config, family: str, region: str) -> PairStatus:
     """Champion, challenger and previous champion of (family, region) with their key metrics."""
-    from training.train import KEY_METRICS
+    from modelyard.training.train import KEY_METRICS
 
     name = config.mlflow.model_name(family, region)
     current = aliases(client, name)

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pipeline.snapshots import SnapshotMeta, SnapshotNotFoundError, latest_snapshot, load_frame
-from training import metrics as metrics_mod
-from training import models, plots, registry
-from training.mlflow_server import require_reachable
-from training.split import SplitError, TimeSplit, time_split
+from modelyard.pipeline.snapshots import SnapshotMeta, SnapshotNotFoundError, latest_snapshot, load_frame
+from modelyard.training import metrics as metrics_mod
+from modelyard.training import models, plots, registry
+from modelyard.training.mlflow_server import require_reachable
+from modelyard.training.split import SplitError, TimeSplit, time_split
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from rich.table import Table
 
-    from pipeline.config import Config, Family
+    from modelyard.pipeline.config import Config, Family
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
 
-from plugins.hooks.kubernetes import KubernetesHook
+from modelyard.plugins.hooks.kubernetes import KubernetesHook
 
 if TYPE_CHECKING:
     import pyhelm3
 
-    from deploy.helm_release import HelmReleases
+    from modelyard.deploy.rollout.helm_release import HelmReleases
 
 
 class HelmHook(BaseHook):
@@ -40,7 +40,7 @@ class HelmHook(BaseHook):
 
     def get_command(self) -> pyhelm3.Command:
         """The pyhelm3 Command: helm binary, kubeconfig and context of the Connection."""
-        from deploy.helm_release import make_command
+        from modelyard.deploy.rollout.helm_release import make_command
 
         settings = self.kubernetes.get_settings()
         return make_command(
@@ -59,7 +59,7 @@ class HelmHook(BaseHook):
 
     def get_releases(self, namespace: str | None = None, chart: Path | None = None) -> HelmReleases:
         """The modelyard-serving releases of ``namespace`` (default: the Connection's, else ``modelyard``)."""
-        from deploy.helm_release import DEFAULT_CHART, HelmReleases
+        from modelyard.deploy.rollout.helm_release import DEFAULT_CHART, HelmReleases
 
         namespace = namespace or self.kubernetes.get_settings().namespace or "modelyard"
         return HelmReleases(self.get_command(), namespace, chart or DEFAULT_CHART, self.timeout_seconds)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy import helmbin
+from modelyard.deploy.rollout import helmbin
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "modelyard-serving"

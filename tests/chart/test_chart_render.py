@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from deploy.plan import parse_plan
+from modelyard.deploy.serving.plan import parse_plan
 
 from .conftest import CHART, RELEASE, ROLLING_PLAN, Render, merge
 

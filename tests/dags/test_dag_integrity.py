@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from pipeline import assets
-from pipeline.config import load_config
+from modelyard.pipeline import assets
+from modelyard.pipeline.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"

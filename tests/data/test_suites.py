@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from deploy.cli import app
-from pipeline.config import Config, load_config
-from pipeline.features import build_features
-from pipeline.generator import generate_for
-from pipeline.validation import validate_features, validate_raw
+from modelyard.deploy.cli import app
+from modelyard.pipeline.config import Config, load_config
+from modelyard.pipeline.features import build_features
+from modelyard.pipeline.generator import generate_for
+from modelyard.pipeline.validation import validate_features, validate_raw
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 800

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import pytest
 from e2e_stack import CHAIN_TIMEOUT, RESULTS, Chain, write_e2e_config
 
-from deploy.stack import AirflowApi, StackSettings, down, stack_settings, up
-from pipeline.config import Config, load_config
-from training.mlflow_server import free_port
+from modelyard.deploy.devstack.stack import AirflowApi, StackSettings, down, stack_settings, up
+from modelyard.pipeline.config import Config, load_config
+from modelyard.training.mlflow_server import free_port
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +53,7 @@ def chain(stack: tuple[Config, StackSettings]) -> Chain:
     """Trigger ``data_processing`` through the REST API and follow the chain to its end (once)."""
     from rich.console import Console
 
-    from deploy.demo import follow_chain, trigger_chain
+    from modelyard.deploy.devstack.demo import follow_chain, trigger_chain
 
     config, settings = stack
     api = AirflowApi(settings.airflow_url)

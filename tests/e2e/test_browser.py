@@ -21,7 +21,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from deploy.stack import AIRFLOW_PASSWORD, AIRFLOW_USER, DAG_IDS
+from modelyard.deploy.devstack.stack import AIRFLOW_PASSWORD, AIRFLOW_USER, DAG_IDS
 
 pytestmark = pytest.mark.timeout(1800)  # may be the first test of the session: starts the stack and the chain
 
@@ -96,7 +96,7 @@ def test_airflow_ui_lists_the_four_dags_with_successful_last_runs(chain: Chain, 
 def test_mlflow_ui_shows_the_runs_of_one_family(chain: Chain, browser: WebDriver) -> None:
     from mlflow import MlflowClient
 
-    from training.train import experiment_name
+    from modelyard.training.train import experiment_name
 
     family = chain.config.family_names[0]
     experiment = MlflowClient(chain.settings.mlflow_url).get_experiment_by_name(experiment_name(chain.config, family))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from e2e_stack import Chain
 
-from deploy.demo import serving_versions
-from deploy.stack import DAG_IDS
-from training.status import collect_status
+from modelyard.deploy.devstack.demo import serving_versions
+from modelyard.deploy.devstack.stack import DAG_IDS
+from modelyard.training.status import collect_status
 
 pytestmark = pytest.mark.timeout(1800)  # the first test pays for starting the stack and the chain
 

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.config import Config, load_config
+from modelyard.pipeline.config import Config, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
-from pipeline.assets import features_uri
-from pipeline.generator import generate_for
-from pipeline.snapshots import latest_snapshot
+from modelyard.pipeline.assets import features_uri
+from modelyard.pipeline.generator import generate_for
+from modelyard.pipeline.snapshots import latest_snapshot
 
 if TYPE_CHECKING:
     from tests.integration.conftest import AirflowEnv

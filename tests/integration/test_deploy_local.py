@@ -24,12 +24,13 @@ import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from deploy.apply import DeployRequest, deploy_local
-from deploy.local_target import LocalTarget
-from deploy.rollout import parse_metrics
-from pipeline.config import Config, load_config
-from training.mlflow_server import free_port
-from training.promotion import aliases, move_champion
+from modelyard.deploy.rollout.apply import deploy_local
+from modelyard.deploy.rollout.local_target import LocalTarget
+from modelyard.deploy.rollout.request import DeployRequest
+from modelyard.deploy.rollout.strategies import parse_metrics
+from modelyard.pipeline.config import Config, load_config
+from modelyard.training.mlflow_server import free_port
+from modelyard.training.promotion import aliases, move_champion
 
 REPO = Path(__file__).resolve().parents[2]
 REGIONS = ("jakarta",)  # two services (one per family): enough for every path, half the model loads
@@ -293,7 +294,7 @@ def shadow_answers(target: LocalTarget, family: str, region: str, wait: float = 
 
 
 def test_plan_command_shows_the_diff_and_dry_run_changes_nothing(config: Config, serving: LocalTarget) -> None:
-    from deploy.cli import app
+    from modelyard.deploy.cli import app
 
     register_all(config)
     deployed = deploy_local(config)

@@ -35,7 +35,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from deploy.helm_release import (
+from modelyard.deploy.rollout.helm_release import (
     HelmReleaseError,
     HelmReleases,
     Revision,
@@ -43,7 +43,7 @@ from deploy.helm_release import (
     last_good_revision,
     make_command,
 )
-from deploy.kubernetes import (
+from modelyard.deploy.rollout.kubernetes import (
     HelmReleaseTarget,
     RolledBackError,
     RolloutFailedError,
@@ -55,10 +55,10 @@ from deploy.kubernetes import (
     read_rollout,
     wait_for_rollout,
 )
-from deploy.plan import parse_plan, parse_plan_text
-from deploy.releases import Shard, split_plan
-from deploy.rollout import TargetError, parse_metrics
-from plugins.hooks.kubernetes import KubernetesHook
+from modelyard.deploy.rollout.releases import Shard, split_plan
+from modelyard.deploy.rollout.strategies import TargetError, parse_metrics
+from modelyard.deploy.serving.plan import parse_plan, parse_plan_text
+from modelyard.plugins.hooks.kubernetes import KubernetesHook
 
 NAMESPACE = "modelyard"
 RELEASE = "sea-west"

@@ -17,11 +17,11 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from pipeline.config import Config, load_config
-from pipeline.snapshots import ValidationSummary, publish
-from training import promotion
-from training.promotion import CHAMPION_ALIAS, PREVIOUS_ALIAS
-from training.train import train_pair
+from modelyard.pipeline.config import Config, load_config
+from modelyard.pipeline.snapshots import ValidationSummary, publish
+from modelyard.training import promotion
+from modelyard.training.promotion import CHAMPION_ALIAS, PREVIOUS_ALIAS
+from modelyard.training.train import train_pair
 
 REPO = Path(__file__).resolve().parents[2]
 FAMILY = "driver_acceptance"

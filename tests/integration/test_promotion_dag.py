@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from test_promotion import FAMILY, REGION, bookings, publish_and_train, shuffle_training_labels, write_config
 
-from pipeline.assets import champion_uri
-from training import promotion
-from training.mlflow_server import MlflowServer
+from modelyard.pipeline.assets import champion_uri
+from modelyard.training import promotion
+from modelyard.training.mlflow_server import MlflowServer
 
 DAG_ID = "promotion"
 

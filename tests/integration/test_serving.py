@@ -17,8 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from deploy.bench import ServerProcess, feature_names, register_xgboost
-from deploy.plan import parse_plan
+from modelyard.deploy.serving.plan import parse_plan
+from tests.bench.serving import ServerProcess, feature_names, register_xgboost
 
 N_FEATURES = 5
 NAMES = feature_names(N_FEATURES)
@@ -516,7 +516,7 @@ def test_a_plan_with_a_broken_model_is_rejected_and_the_old_plan_keeps_serving(s
 
 
 def test_a_plan_file_change_is_picked_up_and_invalid_ones_are_refused(swap_server, models):
-    from pipeline.snapshots import atomic_write_bytes
+    from modelyard.pipeline.snapshots import atomic_write_bytes
 
     # Wednesday 18:30 in Jakarta (11:30 UTC): the weekday-evening rule sends traffic to v3.
     evening = _swap_plan(models["v1"], models["v2"], 100, clock_override="2026-05-06T11:30:00+00:00")

@@ -10,11 +10,11 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 
-from pipeline import snapshots
-from pipeline.build import build_all
-from pipeline.config import Config, load_config
-from training.registry import CHALLENGER_ALIAS
-from training.train import TrainResult, experiment_name, train_all, train_pair
+from modelyard.pipeline import snapshots
+from modelyard.pipeline.build import build_all
+from modelyard.pipeline.config import Config, load_config
+from modelyard.training.registry import CHALLENGER_ALIAS
+from modelyard.training.train import TrainResult, experiment_name, train_all, train_pair
 
 REPO = Path(__file__).resolve().parents[2]
 REGIONS = ["jakarta", "bangkok"]

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import pytest
 from mlflow import MlflowClient
 
-from pipeline.assets import challenger_uri
-from pipeline.build import build_all
-from training.mlflow_server import MlflowServer
-from training.registry import CHALLENGER_ALIAS
+from modelyard.pipeline.assets import challenger_uri
+from modelyard.pipeline.build import build_all
+from modelyard.training.mlflow_server import MlflowServer
+from modelyard.training.registry import CHALLENGER_ALIAS
 
 if TYPE_CHECKING:
     from tests.integration.conftest import AirflowEnv

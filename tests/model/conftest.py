@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.build import build_all
-from pipeline.config import Config, load_config
-from pipeline.snapshots import latest_snapshot, load_frame
+from modelyard.pipeline.build import build_all
+from modelyard.pipeline.config import Config, load_config
+from modelyard.pipeline.snapshots import latest_snapshot, load_frame
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_REGIONS = ["jakarta", "bangkok"]  # test_behaviour.py parametrizes over the same list

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import Config
-from training import models
-from training.train import FitOutcome, fit_pair
+from modelyard.pipeline.config import Config
+from modelyard.training import models
+from modelyard.training.train import FitOutcome, fit_pair
 
 MODEL_REGIONS = ["jakarta", "bangkok"]  # the regions conftest.snapshot_frames builds
 

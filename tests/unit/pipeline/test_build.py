@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from pipeline.build import BuildRequest, build_all, render_summary
-from pipeline.config import Config, ConfigError, load_config
-from pipeline.generator import generate_for
-from pipeline.snapshots import latest_snapshot, load_frame
+from modelyard.pipeline.build import BuildRequest, build_all, render_summary
+from modelyard.pipeline.config import Config, ConfigError, load_config
+from modelyard.pipeline.generator import generate_for
+from modelyard.pipeline.snapshots import latest_snapshot, load_frame
 
 REPO = Path(__file__).resolve().parents[3]
 REGIONS = ["jakarta", "singapore"]

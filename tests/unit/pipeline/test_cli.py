@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from deploy.cli import app
+from modelyard.deploy.cli import app
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, load_config
+from modelyard.pipeline.config import ConfigError, load_config
 
 
 def _write(tmp_path: Path, data: dict) -> Path:

@@ -8,16 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import Config, ConfigError, Family, load_config
-from pipeline.features import (
+from modelyard.pipeline.config import Config, ConfigError, Family, load_config
+from modelyard.pipeline.features import (
     FeatureError,
     build_features,
     check_family,
     required_raw_columns,
     snapshot_columns,
 )
-from pipeline.generator import generate_for
-from pipeline.snapshots import frame_digest
+from modelyard.pipeline.generator import generate_for
+from modelyard.pipeline.snapshots import frame_digest
 
 REPO = Path(__file__).resolve().parents[3]
 

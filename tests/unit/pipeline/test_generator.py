@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import Config, Festival, Region, load_config
-from pipeline.generator import RAW_COLUMNS, generate_bookings, generate_for, region_profile
+from modelyard.pipeline.config import Config, Festival, Region, load_config
+from modelyard.pipeline.generator import RAW_COLUMNS, generate_bookings, generate_for, region_profile
 
 REPO = Path(__file__).resolve().parents[3]
 

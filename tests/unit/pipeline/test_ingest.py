@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.config import Config, load_config
-from pipeline.generator import generate_for
-from pipeline.ingest import (
+from modelyard.pipeline.config import Config, load_config
+from modelyard.pipeline.generator import generate_for
+from modelyard.pipeline.ingest import (
     ColumnTypeError,
     EmptyFileError,
     HeaderOnlyError,

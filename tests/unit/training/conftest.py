@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import Config, load_config
+from modelyard.pipeline.config import Config, load_config
 
 FEATURES = ["x1", "x2", "is_new_driver"]
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, GateDefaults, load_config
-from pipeline.snapshots import ValidationSummary
-from training import gates
-from training.gates import Evidence, GateConfigError, ModelScore
+from modelyard.pipeline.config import ConfigError, GateDefaults, load_config
+from modelyard.pipeline.snapshots import ValidationSummary
+from modelyard.training import gates
+from modelyard.training.gates import Evidence, GateConfigError, ModelScore
 
 REPO = Path(__file__).resolve().parents[3]
 PASSED = ValidationSummary(success=True, checks=12)

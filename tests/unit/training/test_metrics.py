@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import metrics
+from modelyard.training import metrics
 
 
 def test_perfect_classifier_scores() -> None:

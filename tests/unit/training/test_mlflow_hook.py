@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from pipeline.config import Config
-from plugins.hooks.mlflow import MlflowHook, connection_uri
+from modelyard.pipeline.config import Config
+from modelyard.plugins.hooks.mlflow import MlflowHook, connection_uri
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training import models
-from training.split import time_split
+from modelyard.training import models
+from modelyard.training.split import time_split
 
 
 def test_defaults_are_filled_in_and_given_params_win() -> None:

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from pipeline.config import Config, load_config
-from training import promotion
-from training.promotion import CHAMPION_ALIAS, PREVIOUS_ALIAS, Decision, PromotionError
+from modelyard.pipeline.config import Config, load_config
+from modelyard.training import promotion
+from modelyard.training.promotion import CHAMPION_ALIAS, PREVIOUS_ALIAS, Decision, PromotionError
 
 REPO = Path(__file__).resolve().parents[3]
 FAMILY, REGION = "driver_acceptance", "jakarta"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.assets import challenger_uri, features_uri, pairs_in
-from pipeline.config import Config, load_config
-from training.promotion import PromotionError, check_request
+from modelyard.pipeline.assets import challenger_uri, features_uri, pairs_in
+from modelyard.pipeline.config import Config, load_config
+from modelyard.training.promotion import PromotionError, check_request
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from pipeline.config import Config
-from training import registry
+from modelyard.pipeline.config import Config
+from modelyard.training import registry
 
 
 def test_input_key_is_stable_and_ignores_param_order() -> None:

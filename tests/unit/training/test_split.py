@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from training.split import SplitError, split_at, time_split
+from modelyard.training.split import SplitError, split_at, time_split
 
 
 def test_holdout_is_the_most_recent_window_and_windows_do_not_overlap(frame_factory) -> None:

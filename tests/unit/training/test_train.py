@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from pipeline import snapshots
-from pipeline.assets import pairs_in
-from pipeline.config import Config
-from training import models
-from training.train import (
+from modelyard.pipeline import snapshots
+from modelyard.pipeline.assets import pairs_in
+from modelyard.pipeline.config import Config
+from modelyard.training import models
+from modelyard.training.train import (
     TrainingError,
     TrainingSkipped,
     TrainResult,

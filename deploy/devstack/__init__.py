@@ -1,0 +1,1 @@
+"""The developer stack (a laptop): embedded MLflow + Airflow, ``make up`` / ``make demo``."""

@@ -1,0 +1,1 @@
+"""Rollout orchestration (runs in an Airflow worker or the CLI): planner, strategies, local and Kubernetes targets."""

@@ -1,0 +1,217 @@
+"""``modelyard plan`` and ``modelyard deploy`` (composed into the root app by ``deploy/cli.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from modelyard.deploy.rollout.planner import PlanOptions
+    from modelyard.deploy.rollout.request import DeployRequest
+    from modelyard.deploy.serving.plan import Plan
+    from modelyard.pipeline.config import Config
+
+T = TypeVar("T")
+
+app = typer.Typer(no_args_is_help=True)
+
+FamilyOption = Annotated[list[str] | None, typer.Option("--family", "-f", help="Family (repeatable; default: all).")]
+RegionOption = Annotated[list[str] | None, typer.Option("--region", "-r", help="Region (repeatable; default: all).")]
+VersionOption = Annotated[
+    str | None, typer.Option("--version", help="Deploy this registered version instead of the champion (one pair).")
+]
+StrategyOption = Annotated[
+    str | None,
+    typer.Option("--strategy", "-s", help="rolling | canary | blue-green | shadow (default: deploy.rollout.strategy)."),
+]
+TargetOption = Annotated[
+    str | None, typer.Option("--target", "-t", help="local | kubernetes (default: deploy.target).")
+]
+ChallengerWeightOption = Annotated[
+    int, typer.Option("--challenger-weight", min=0, max=99, help="Send this % of traffic to the challenger alias.")
+]
+ShadowChallengerOption = Annotated[
+    bool, typer.Option("--shadow-challenger", help="Mirror traffic to the challenger alias as a shadow.")
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Config file (default: $MODELYARD_CONFIG or ./modelyard.yaml).")
+]
+TrackingOption = Annotated[
+    str | None,
+    typer.Option("--tracking-uri", help="MLflow server (default: $MLFLOW_TRACKING_URI, then mlflow.tracking_uri)."),
+]
+PortOption = Annotated[int | None, typer.Option("--port", help="Local serving port (default: deploy.local.port).")]
+
+
+@app.command("plan")
+def plan_command(
+    family: FamilyOption = None,
+    region: RegionOption = None,
+    version: VersionOption = None,
+    strategy: StrategyOption = None,
+    target: TargetOption = None,
+    challenger_weight: ChallengerWeightOption = 0,
+    shadow_challenger: ShadowChallengerOption = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the plan (YAML) here.")] = None,
+    config: ConfigOption = None,
+    tracking_uri: TrackingOption = None,
+    port: PortOption = None,
+) -> None:
+    """Print the plan that `modelyard deploy` would apply, and its diff against what is live."""
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    from modelyard.deploy.rollout.planner import diff_plans
+    from modelyard.deploy.rollout.render import render_diff
+    from modelyard.deploy.rollout.request import propose
+    from modelyard.deploy.serving.plan import dump_plan
+    from modelyard.pipeline.snapshots import atomic_write_bytes
+
+    console = Console()
+    loaded, request, uri = _prepare(console, config, tracking_uri, locals())
+    for release, live, options in _releases(console, loaded, request, uri):
+        proposal = _or_exit(console, lambda: propose(loaded, options, live, uri))  # noqa: B023
+        text = dump_plan(proposal.plan).decode()
+        console.print(Syntax(text, "yaml"), f"[bold]digest[/bold] {proposal.plan.digest()}")
+        title = f"{release}: plan vs live ({live.digest()[:19] if live else 'nothing live'})"
+        console.print(render_diff(diff_plans(live, proposal.plan), title))
+        for key, why in proposal.skipped.items():
+            console.print(f"[yellow]skipped[/yellow] {key}: {why}")
+        if output is not None:
+            path = output if len(_release_names(loaded, request)) == 1 else output.with_suffix(f".{release}.yaml")
+            atomic_write_bytes(path, text.encode())
+
+
+@app.command("deploy")
+def deploy_command(
+    target: TargetOption = None,
+    strategy: StrategyOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and show the diff; change nothing.")] = False,
+    family: FamilyOption = None,
+    region: RegionOption = None,
+    version: VersionOption = None,
+    canary_steps: Annotated[
+        str | None, typer.Option("--canary-steps", help="Canary weights, e.g. 10,50,100 (default: config).")
+    ] = None,
+    analysis_seconds: Annotated[
+        float | None, typer.Option("--analysis-seconds", min=0, help="Hold per canary step (default: config).")
+    ] = None,
+    challenger_weight: ChallengerWeightOption = 0,
+    shadow_challenger: ShadowChallengerOption = False,
+    config: ConfigOption = None,
+    tracking_uri: TrackingOption = None,
+    port: PortOption = None,
+) -> None:
+    """Apply the registry's champions to the target with a rollout strategy; roll back on failure."""
+    from rich.console import Console
+
+    from modelyard.deploy.rollout.apply import deploy
+    from modelyard.deploy.rollout.render import render_deploy
+
+    console = Console()
+    loaded, request, uri = _prepare(console, config, tracking_uri, locals())
+    results = _or_exit(console, lambda: deploy(loaded, request, uri))
+    for result in results:
+        console.print(render_deploy(result))
+    if any(not result.ok for result in results):
+        raise typer.Exit(1)
+    local = next((r for r in results if r.target == "local" and r.url), None)
+    if local is not None and not dry_run:
+        family_name, region_name = next(iter(local.versions)).split("/")
+        console.print(f"[bold]live:[/bold] {local.url}  e.g. curl -s {local.url}/readyz")
+        console.print(f"  curl -s -X POST {local.url}/v1/predict/{family_name}/{region_name} -d '{{...features...}}'")
+
+
+def _prepare(
+    console: Console, config: Path | None, tracking_uri: str | None, args: dict[str, Any]
+) -> tuple[Config, DeployRequest, str]:
+    """Load the config and turn the flags into a validated ``DeployRequest`` (exit 2 on a bad flag)."""
+    from pydantic import ValidationError
+
+    from modelyard.deploy.rollout.request import DeployRequest
+    from modelyard.pipeline.config import ConfigError, load_config
+    from modelyard.training.train import resolve_tracking_uri
+
+    try:
+        loaded = load_config(config)
+        request = DeployRequest.model_validate(
+            {
+                "target": args.get("target"),
+                "strategy": args.get("strategy"),
+                "dry_run": bool(args.get("dry_run", False)),
+                "families": list(args.get("family") or []),
+                "regions": list(args.get("region") or []),
+                "version": args.get("version"),
+                "challenger_weight": args.get("challenger_weight") or 0,
+                "shadow_challenger": bool(args.get("shadow_challenger")),
+                "canary_steps": _steps(args.get("canary_steps")),
+                "analysis_seconds": args.get("analysis_seconds"),
+                "port": args.get("port"),
+            }
+        )
+    except ValidationError as exc:
+        _fail(console, _flag_errors(exc))
+    except (ConfigError, ValueError) as exc:
+        _fail(console, str(exc))
+    return loaded, request, tracking_uri or resolve_tracking_uri(loaded)
+
+
+def _flag_errors(exc: Any) -> str:
+    names = {"families": "--family", "regions": "--region", "strategy": "--strategy", "target": "--target"}
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        lines.append(f"{names.get(field, '--' + field.replace('_', '-'))}: {error['msg']}")
+    return "; ".join(lines)
+
+
+def _steps(value: object) -> list[int] | None:
+    if not value:
+        return None
+    try:
+        return [int(part) for part in str(value).split(",")]
+    except ValueError as exc:
+        raise ValueError(f"--canary-steps {value!r}: use comma-separated percentages, e.g. 10,50,100") from exc
+
+
+def _release_names(config: Config, request: DeployRequest) -> list[str]:
+    if request.target_name(config) == "local":
+        return ["local"]
+    from modelyard.deploy.rollout.kube_target import release_regions
+
+    return list(release_regions(config, request))
+
+
+def _releases(
+    console: Console, config: Config, request: DeployRequest, uri: str
+) -> list[tuple[str, Plan | None, PlanOptions]]:
+    """(release, live plan, planner options) per release of the request's target."""
+    from modelyard.deploy.rollout.local_target import LocalTarget
+
+    if request.target_name(config) == "local":
+        live = LocalTarget.from_config(config, uri, port=request.port).live()
+        return [("local", live, request.options(config))]
+    from modelyard.deploy.rollout.kube_target import live_plans
+
+    return _or_exit(console, lambda: live_plans(config, request))
+
+
+def _or_exit(console: Console, action: Callable[[], T]) -> T:
+    """Run ``action``; a DeployError or PlannerError prints the reason and exits 2."""
+    from modelyard.deploy.rollout.planner import PlannerError
+    from modelyard.deploy.rollout.strategies import DeployError
+
+    try:
+        return action()
+    except (DeployError, PlannerError) as exc:
+        _fail(console, str(exc))
+
+
+def _fail(console: Console, message: str) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)

@@ -1,0 +1,269 @@
+"""The local target: one ``modelyard serve`` process on this machine, hot-swapped over HTTP.
+
+``LocalTarget.apply(plan)``:
+
+1. start the serving process (detached, pid file under ``<storage.root>/run/``) with the
+   plan when nothing serves yet; otherwise ``PUT /admin/plan?wait=1``: the server loads
+   and warms the new models while the old plan keeps answering, then swaps;
+2. wait until ``/readyz`` reports the plan digest active and every model ready (a
+   rejected plan is an error carrying the server's reason);
+3. smoke-test one prediction per (family, region) and check that the server runs exactly
+   the plan's versions.
+
+The same digest already live is a no-op (no swap, no smoke-test of a changed plan).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelyard.deploy.rollout.planner import service_versions, version_of
+from modelyard.deploy.rollout.processes import Service, start_detached
+from modelyard.deploy.rollout.strategies import TargetError
+from modelyard.deploy.serving.plan import Plan, PlanError, dump_plan, parse_plan
+
+if TYPE_CHECKING:
+    import httpx
+
+    from modelyard.pipeline.config import Config
+
+SERVICE_NAME = "serving"
+READY_TIMEOUT_SECONDS = 300.0
+POLL_SECONDS = 0.25
+
+
+@dataclass
+class LocalTarget:
+    """The local serving process at ``host:port``, its plan file and pid file under ``run_dir``."""
+
+    host: str
+    port: int
+    run_dir: Path
+    tracking_uri: str
+    families: dict[str, list[str]]
+    ready_timeout: float = READY_TIMEOUT_SECONDS
+    name: str = "local"
+
+    @classmethod
+    def from_config(cls, config: Config, tracking_uri: str, port: int | None = None) -> LocalTarget:
+        """The target of ``deploy.local`` (``port`` overrides the configured one)."""
+        local = config.deploy.local
+        return cls(
+            host=local.host,
+            port=port or local.port,
+            run_dir=config.storage.root / "run",
+            tracking_uri=tracking_uri,
+            families={f.name: list(f.features) for f in config.families},
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def plan_file(self) -> Path:
+        return self.run_dir / "plan.json"
+
+    @property
+    def service(self) -> Service:
+        return Service(SERVICE_NAME, self.run_dir)
+
+    # -- reading
+
+    def live(self) -> Plan | None:
+        """The plan the process serves now, or None when nothing answers (or nothing is active)."""
+        try:
+            body = self._get("/admin/plan").json()
+        except TargetError:
+            return None
+        if not body.get("plan"):
+            return None
+        try:
+            return parse_plan(body["plan"], f"{self.url}/admin/plan")
+        except PlanError as exc:
+            raise TargetError(f"the serving process at {self.url} reports an unreadable plan: {exc}") from exc
+
+    def metrics_text(self) -> str:
+        """The server's Prometheus exposition."""
+        return self._get("/metrics").text
+
+    # -- applying
+
+    def apply(self, plan: Plan) -> bool:
+        """Make ``plan`` live and verified; True if it was not live already.
+
+        Raises:
+            TargetError: the process cannot start, rejects the plan, does not become ready in
+                time, or fails the smoke test; the message carries the server's reason.
+        """
+        digest = plan.digest()
+        if not self._alive():
+            self._start(plan)
+        elif self._active_digest() != digest:
+            self._put(plan)
+        else:
+            self.smoke(plan)
+            return False
+        self.wait_active(digest)
+        self.smoke(plan)
+        return True
+
+    def _start(self, plan: Plan) -> None:
+        from modelyard.pipeline.snapshots import atomic_write_bytes
+
+        atomic_write_bytes(self.plan_file, dump_plan(plan, "json"))
+        command = [
+            sys.executable, "-c", "from deploy.cli import main; main()", "serve",
+            "--plan", str(self.plan_file), "--host", self.host, "--port", str(self.port),
+        ]  # fmt: skip
+        # The registry is the tracking server: an inherited MLFLOW_REGISTRY_URI (mlflow.set_registry_uri
+        # exports one) must not send the server to another registry.
+        env = {
+            **os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri, "MLFLOW_REGISTRY_URI": self.tracking_uri,
+            "OMP_NUM_THREADS": "1",
+        }  # fmt: skip
+        pid = start_detached(self.service, command, env)
+        self.service.record(pid, self.url)
+
+    def _put(self, plan: Plan) -> None:
+        response = self._request("PUT", "/admin/plan?wait=1", content=dump_plan(plan, "json"), timeout=None)
+        body = _json(response)
+        if response.status_code == 409 or body.get("status") == "rejected":
+            raise TargetError(
+                f"the serving process rejected plan {plan.digest()[:19]}: {body.get('model_uri', '')}: "
+                f"{body.get('error', body)}; the previous plan keeps serving"
+            )
+        if response.status_code >= 400:
+            raise TargetError(f"PUT {self.url}/admin/plan answered {response.status_code}: {body}")
+
+    def wait_active(self, digest: str) -> dict[str, Any]:
+        """Poll ``/readyz`` until ``digest`` is active and every model ready; the readiness detail.
+
+        Raises:
+            TargetError: the plan was rejected, the process died, or the timeout passed.
+        """
+        deadline = time.monotonic() + self.ready_timeout
+        detail: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                detail = _json(self._request("GET", "/readyz"))
+            except TargetError:
+                self._check_process()
+                time.sleep(POLL_SECONDS)
+                continue
+            plan_state = detail.get("plan", {})
+            if detail.get("ready") and plan_state.get("active_digest") == digest:
+                return detail
+            rejected = plan_state.get("last_rejected") or {}
+            if rejected.get("digest") == digest:
+                raise TargetError(
+                    f"the serving process rejected plan {digest[:19]}: {rejected.get('model_uri') or ''} "
+                    f"{rejected.get('error')}"
+                )
+            time.sleep(POLL_SECONDS)
+        raise TargetError(
+            f"plan {digest[:19]} not active and ready at {self.url} after {self.ready_timeout:.0f}s "
+            f"(last /readyz: {detail or 'no answer'}); see {self.service.log_file}"
+        )
+
+    def smoke(self, plan: Plan) -> dict[str, str]:
+        """One prediction per service; its version must be one of the service's; every plan model ready.
+
+        Returns:
+            ``family/region`` -> the version that answered.
+
+        Raises:
+            TargetError: naming the service and what came back.
+        """
+        detail = _json(self._request("GET", "/readyz"))
+        _check_models(plan, detail.get("models", {}))
+        answered = {}
+        for service in plan.services:
+            key = f"{service.family}/{service.region}"
+            record = dict.fromkeys(self.families.get(service.family, []), 0)
+            response = self._request("POST", f"/v1/predict/{service.family}/{service.region}", json=record)
+            body = _json(response)
+            if response.status_code != 200:
+                raise TargetError(f"smoke test of {key} failed: HTTP {response.status_code}: {body}")
+            expected = set(service_versions(service).values())
+            if str(body.get("version")) not in expected:
+                raise TargetError(
+                    f"smoke test of {key}: version {body.get('version')} answered, expected one of {sorted(expected)}"
+                )
+            answered[key] = str(body["version"])
+        return answered
+
+    # -- process and HTTP
+
+    def _alive(self) -> bool:
+        try:
+            return self._request("GET", "/healthz").status_code == 200
+        except TargetError:
+            return False
+
+    def _check_process(self) -> None:
+        pid = self.service.pid()
+        if pid is None or _exited(pid):
+            self.service.pid_file.unlink(missing_ok=True)
+            raise TargetError(f"the serving process exited; last log lines:\n{self._log_tail()}")
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.service.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _active_digest(self) -> str | None:
+        body = _json(self._request("GET", "/admin/plan"))
+        digest = body.get("digest")
+        return str(digest) if digest else None
+
+    def _get(self, path: str) -> httpx.Response:
+        response = self._request("GET", path)
+        if response.status_code != 200:
+            raise TargetError(f"GET {self.url}{path} answered {response.status_code}")
+        return response
+
+    def _request(self, method: str, path: str, timeout: float | None = 30.0, **kwargs: Any) -> httpx.Response:
+        import httpx
+
+        try:
+            return httpx.request(method, f"{self.url}{path}", timeout=timeout, **kwargs)
+        except httpx.HTTPError as exc:
+            raise TargetError(f"{method} {self.url}{path}: {type(exc).__name__}: {exc}") from exc
+
+    def stop(self) -> bool:
+        """Stop the serving process this target started (True if one was running)."""
+        return self.service.stop()
+
+
+def _exited(pid: int) -> bool:
+    """Whether our child ``pid`` has exited (reaping it); False for processes that are not our children."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done != 0
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {"raw": response.text[:500]}
+    return body if isinstance(body, dict) else {"body": body}
+
+
+def _check_models(plan: Plan, models: dict[str, Any]) -> None:
+    """Every model of the plan is loaded, ready, and at the version its pinned URI names."""
+    for uri in plan.model_uris():
+        status = models.get(uri)
+        if status is None or status.get("state") != "ready":
+            raise TargetError(f"model {uri} is not ready on the serving process: {status}")
+        if str(status.get("version")) != version_of(uri) and "@" not in uri:
+            raise TargetError(f"model {uri} serves version {status.get('version')}, expected {version_of(uri)}")

@@ -1,0 +1,323 @@
+"""Registry state -> deployment plan: which versions serve each (family, region), and how.
+
+The planner is split in two so the rules stay pure and testable without MLflow:
+
+* ``read_registry`` reads the aliases (``champion``, ``previous-champion``, ``challenger``,
+  window aliases) of every selected pair's registered model;
+* ``build_plan`` turns those ``PairState``s, the config and the run's ``PlanOptions`` into a
+  ``deploy.plan.Plan``.
+
+Plans pin versions (``models:/<name>/<version>``, never ``@alias``), contain no timestamps
+and list services in config order, so the same registry state and options always give the
+same plan digest: that is what makes a deploy idempotent (see docs/adr/0005-rollouts.md).
+
+Variant names are fixed: ``primary`` (the version being deployed), ``standby`` (blue-green:
+the version it replaces, kept warm at weight 0), ``challenger`` (an optional weighted
+split), one per config window (``deploy.windows``); shadows are ``shadow`` (the shadow
+strategy) and ``challenger``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.deploy.serving.plan import DateWindow, HourWindow, Plan, Rule, Service, Shadow, Variant
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from modelyard.pipeline.config import Config, DeployWindow
+
+Strategy = Literal["rolling", "canary", "blue-green", "shadow"]
+STRATEGIES: tuple[Strategy, ...] = ("rolling", "canary", "blue-green", "shadow")
+PRIMARY = "primary"
+STANDBY = "standby"
+CHALLENGER = "challenger"
+SHADOW = "shadow"
+CHAMPION_ALIAS = "champion"
+PREVIOUS_ALIAS = "previous-champion"
+CHALLENGER_ALIAS = "challenger"
+_PINNED = re.compile(r"^models:/(?P<name>[^/@\s]+)/(?P<version>[0-9]+)$")
+
+
+class PlannerError(ValueError):
+    """The plan cannot be built; the message names the model, pair or option and what to do."""
+
+
+@dataclass(frozen=True)
+class PairState:
+    """The registry state of one (family, region): its model name and aliases (alias -> version)."""
+
+    family: str
+    region: str
+    model_name: str
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    override: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}/{self.region}"
+
+    @property
+    def champion(self) -> str | None:
+        return self.aliases.get(CHAMPION_ALIAS)
+
+    @property
+    def new_version(self) -> str | None:
+        """The version to deploy: the hand-picked override, else the champion."""
+        return self.override or self.champion
+
+    @property
+    def current_version(self) -> str | None:
+        """The version the new one replaces: the champion under an override, else previous-champion."""
+        current = self.champion if self.override else self.aliases.get(PREVIOUS_ALIAS)
+        return current if current != self.new_version else None
+
+    def uri(self, version: str) -> str:
+        return f"models:/{self.model_name}/{version}"
+
+
+class PlanOptions(BaseModel):
+    """The run's choices (CLI flags or DAG params) on top of the config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    families: list[str] = []
+    regions: list[str] = []
+    version: str | None = Field(default=None, pattern=r"^[0-9]+$")
+    strategy: Strategy = "rolling"
+    challenger_weight: int = Field(default=0, ge=0, le=99)
+    shadow_challenger: bool = False
+
+
+@dataclass(frozen=True)
+class PlanProposal:
+    """A built plan, the pairs planned from the registry and the pairs left out (key -> reason)."""
+
+    plan: Plan
+    planned: list[str]
+    skipped: dict[str, str]
+    kept: list[str]
+
+
+def selected_pairs(config: Config, options: PlanOptions) -> list[tuple[str, str]]:
+    """The (family, region) pairs the options select; a version override needs exactly one.
+
+    Raises:
+        PlannerError: unknown family/region, or ``version`` with several pairs.
+    """
+    from modelyard.pipeline.config import ConfigError
+
+    try:
+        pairs = config.pairs(options.families or None, options.regions or None)
+    except ConfigError as exc:
+        raise PlannerError(str(exc)) from exc
+    if options.version and len(pairs) != 1:
+        raise PlannerError(
+            f"version {options.version} names one model: select exactly one family and one region "
+            f"(selected {len(pairs)} pairs)"
+        )
+    return pairs
+
+
+def read_registry(client: MlflowClient, config: Config, options: PlanOptions) -> list[PairState]:
+    """The aliases of every selected pair's registered model (empty for unregistered models).
+
+    Raises:
+        PlannerError: the selection is invalid or the override version does not exist.
+    """
+    from modelyard.training.promotion import aliases
+
+    states = []
+    for family, region in selected_pairs(config, options):
+        name = config.mlflow.model_name(family, region)
+        if options.version:
+            _check_version(client, name, options.version)
+        states.append(PairState(family, region, name, aliases(client, name), options.version))
+    return states
+
+
+def _check_version(client: MlflowClient, name: str, version: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise PlannerError(
+            f"registered model '{name}' has no version {version}; list its versions in the MLflow UI "
+            "or with `modelyard status`"
+        ) from exc
+
+
+def build_plan(config: Config, states: list[PairState], options: PlanOptions, live: Plan | None = None) -> PlanProposal:
+    """The plan for ``states``; services of ``live`` outside a narrowed selection are kept as they are.
+
+    Without a family/region filter the plan covers exactly the configured pairs, so a
+    region removed from the config is removed from serving.
+
+    Raises:
+        PlannerError: no service could be planned (no champion anywhere, nothing live).
+    """
+    services: dict[str, Service] = {}
+    planned, skipped, kept = [], {}, []
+    for state in states:
+        service = plan_service(config, state, options)
+        if service is not None:
+            services[state.key] = service
+            planned.append(state.key)
+        else:
+            skipped[state.key] = (
+                f"model '{state.model_name}' has no champion alias: promote a version first "
+                "(`modelyard promote`) or pass a version"
+            )
+    narrowed = bool(options.families or options.regions)
+    for service in live.services if live else []:
+        key = f"{service.family}/{service.region}"
+        if key not in services and (narrowed or key in skipped):
+            services[key] = service
+            kept.append(key)
+    if not services:
+        reasons = "; ".join(f"{k}: {why}" for k, why in skipped.items()) or "no pair selected"
+        raise PlannerError(f"nothing to deploy: {reasons}")
+    order = {f"{f}/{r}": i for i, (f, r) in enumerate(config.pairs())}
+    ordered = sorted(services.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+    return PlanProposal(Plan(services=[s for _, s in ordered]), planned, skipped, kept)
+
+
+def plan_service(config: Config, state: PairState, options: PlanOptions) -> Service | None:
+    """The service of one pair under ``options``; None when there is no version to serve."""
+    new = state.new_version
+    if new is None:
+        return None
+    variants = [Variant(name=PRIMARY, model_uri=state.uri(new), weight=100)]
+    shadows: list[Shadow] = []
+    current = state.current_version
+    if options.strategy == "shadow" and current is not None:
+        variants = [Variant(name=PRIMARY, model_uri=state.uri(current), weight=100)]
+        shadows.append(Shadow(name=SHADOW, model_uri=state.uri(new)))
+    elif options.strategy == "blue-green" and current is not None:
+        variants.append(Variant(name=STANDBY, model_uri=state.uri(current), weight=0))
+    variants, shadows = _challenger(state, options, variants, shadows)
+    variants, rules = _windows(config, state, variants)
+    return Service(
+        family=state.family,
+        region=state.region,
+        timezone=config.region(state.region).timezone,
+        variants=variants,
+        rules=rules,
+        shadows=shadows,
+    )
+
+
+def _challenger(
+    state: PairState, options: PlanOptions, variants: list[Variant], shadows: list[Shadow]
+) -> tuple[list[Variant], list[Shadow]]:
+    version = state.aliases.get(CHALLENGER_ALIAS)
+    used = {v.model_uri for v in variants} | {s.model_uri for s in shadows}
+    if version is None or state.uri(version) in used:
+        return variants, shadows
+    if options.challenger_weight:
+        primary = variants[0]
+        split = primary.model_copy(update={"weight": primary.weight - options.challenger_weight})
+        challenger = Variant(name=CHALLENGER, model_uri=state.uri(version), weight=options.challenger_weight)
+        return [split, *variants[1:], challenger], shadows
+    if options.shadow_challenger:
+        return variants, [*shadows, Shadow(name=CHALLENGER, model_uri=state.uri(version))]
+    return variants, shadows
+
+
+def _windows(config: Config, state: PairState, variants: list[Variant]) -> tuple[list[Variant], list[Rule]]:
+    rules = []
+    for window in config.deploy.windows:
+        if (window.families and state.family not in window.families) or (
+            window.regions and state.region not in window.regions
+        ):
+            continue
+        version = state.aliases.get(window.alias)
+        rule = _window_rule(config, state, window, version)
+        if version is None or rule is None:
+            continue
+        uri = state.uri(version)
+        target = next((v.name for v in variants if v.model_uri == uri), None)
+        if target is None:
+            variants = [*variants, Variant(name=window.name, model_uri=uri, weight=0)]
+            target = window.name
+        rules.append(rule.model_copy(update={"variant": target}))
+    return variants, rules
+
+
+def _window_rule(config: Config, state: PairState, window: DeployWindow, version: str | None) -> Rule | None:
+    dates: list[DateWindow] = []
+    if window.festivals:
+        dates = [DateWindow(start=f.start, end=f.end) for f in config.region(state.region).festivals]
+        if not dates:
+            return None  # a festival window in a region without festivals never holds
+    hours = HourWindow(start=window.hours[0], end=window.hours[1]) if window.hours else None
+    return Rule(name=window.name, variant=PRIMARY, dates=dates, weekdays=list(window.weekdays), hours=hours)
+
+
+# ---------------------------------------------------------------------------- reading plans
+
+
+def version_of(model_uri: str) -> str:
+    """The version of a pinned ``models:/<name>/<version>`` URI (the alias for ``@alias`` URIs)."""
+    match = _PINNED.match(model_uri)
+    return match["version"] if match else model_uri.rpartition("@")[2]
+
+
+def primary_variant(service: Service) -> Variant:
+    """The variant named ``primary``, else the heaviest one (first on a tie)."""
+    named = next((v for v in service.variants if v.name == PRIMARY), None)
+    return named or max(service.variants, key=lambda v: v.weight)
+
+
+def service_versions(service: Service) -> dict[str, str]:
+    """Variant/shadow name -> version, e.g. ``{"primary": "4", "standby": "3"}``; shadows as ``shadow:<name>``."""
+    versions = {v.name: version_of(v.model_uri) for v in service.variants}
+    versions.update({f"shadow:{s.name}": version_of(s.model_uri) for s in service.shadows})
+    return versions
+
+
+def plan_versions(plan: Plan) -> dict[str, dict[str, str]]:
+    """``family/region`` -> ``service_versions``, for results, asset events and the diff."""
+    return {f"{s.family}/{s.region}": service_versions(s) for s in plan.services}
+
+
+def describe_service(service: Service | None) -> str:
+    """A one-line summary, e.g. ``primary v4 90% · challenger v5 10% · shadow v6 · rule festival→festival``."""
+    if service is None:
+        return "-"
+    parts = [f"{v.name} v{version_of(v.model_uri)} {v.weight}%" for v in service.variants]
+    parts += [f"shadow {s.name} v{version_of(s.model_uri)}" for s in service.shadows]
+    parts += [f"rule {r.name}→{r.variant}" for r in service.rules]
+    return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class ServiceChange:
+    """How one service differs between the live plan and a new one."""
+
+    key: str
+    change: Literal["added", "removed", "changed", "unchanged"]
+    before: str
+    after: str
+
+
+def diff_plans(live: Plan | None, new: Plan) -> list[ServiceChange]:
+    """Per service (new plan order, then removed ones): added, removed, changed or unchanged."""
+    before = {f"{s.family}/{s.region}": s for s in (live.services if live else [])}
+    changes = []
+    for service in new.services:
+        key = f"{service.family}/{service.region}"
+        old = before.pop(key, None)
+        kind: Literal["added", "changed", "unchanged"] = (
+            "added" if old is None else ("unchanged" if old == service else "changed")
+        )
+        changes.append(ServiceChange(key, kind, describe_service(old), describe_service(service)))
+    changes += [ServiceChange(key, "removed", describe_service(s), "-") for key, s in before.items()]
+    return changes

@@ -1,0 +1,133 @@
+"""Background services of the embedded stack (MLflow server, serving process).
+
+Each service is a detached process with a pid file and a log under
+``<storage.root>/run/``, so ``modelyard demo`` can leave them running for the user and
+``modelyard down`` can stop exactly what it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelyard.training.mlflow_server import is_healthy, port_in_use, start_mlflow_server
+
+
+class ServiceError(RuntimeError):
+    """A background service could not be started or stopped."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """A named background process of the embedded stack."""
+
+    name: str
+    run_dir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid of the running process, or None (a stale pid file is removed)."""
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def record(self, pid: int, url: str) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.pid_file.write_text(f"{pid} {url}\n")
+
+    def url(self) -> str | None:
+        try:
+            parts = self.pid_file.read_text().split()
+        except FileNotFoundError:
+            return None
+        return parts[1] if len(parts) > 1 else None
+
+    def stop(self, timeout: float = 20) -> bool:
+        """Stop the process group; True if something was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of ours counts as gone
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def ensure_mlflow(run_dir: Path, workdir: Path, host: str, port: int) -> str:
+    """The URL of the embedded MLflow server, starting it detached if it is not running.
+
+    Raises:
+        ServiceError: the port is taken by something else.
+    """
+    service = Service("mlflow", run_dir)
+    url = f"http://{host}:{port}"
+    if service.pid() is not None and is_healthy(url):
+        return url
+    if port_in_use(host, port):
+        if is_healthy(url):
+            return url  # a server the user runs already: use it
+        raise ServiceError(f"port {port} on {host} is taken by another program; set MLFLOW_PORT to a free port")
+    server = start_mlflow_server(workdir, host=host, port=port)
+    assert server.process is not None
+    service.record(server.process.pid, url)
+    return url
+
+
+def start_detached(service: Service, command: list[str], env: dict[str, str] | None = None) -> int:
+    """Start ``command`` in its own session with output to the service's log."""
+    service.run_dir.mkdir(parents=True, exist_ok=True)
+    with service.log_file.open("ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env or dict(os.environ)
+        )
+    return process.pid
+
+
+def stop_all(run_dir: Path) -> list[str]:
+    """Stop every service with a pid file under ``run_dir``; the names of those stopped."""
+    stopped = []
+    for pid_file in sorted(run_dir.glob("*.pid")):
+        service = Service(pid_file.stem, run_dir)
+        if service.stop():
+            stopped.append(service.name)
+    return stopped

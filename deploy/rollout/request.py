@@ -1,0 +1,179 @@
+"""What a deploy is asked to do and what it did: ``DeployRequest`` -> plan -> strategy -> ``DeployResult``.
+
+``propose`` reads the registry into a plan; ``rollout_to`` runs a strategy from the live plan
+to it on one target. Both targets (local, Kubernetes) build on these; ``apply`` picks the target.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.deploy.rollout.planner import (
+    PlanOptions,
+    PlanProposal,
+    ServiceChange,
+    Strategy,
+    build_plan,
+    diff_plans,
+    plan_versions,
+    read_registry,
+)
+from modelyard.deploy.rollout.strategies import DeployError, Rollout, Target, Thresholds, plan_steps
+
+if TYPE_CHECKING:
+    from modelyard.deploy.serving.plan import Plan
+    from modelyard.pipeline.config import Config
+
+TargetName = Literal["local", "kubernetes"]
+Outcome = Literal["deployed", "unchanged", "rolled-back", "failed", "dry-run"]
+LOCAL_RELEASE = "local"
+
+
+class DeployRequest(BaseModel):
+    """What to deploy and how (CLI flags or DAG params); None means the config's value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: TargetName | None = None
+    strategy: Strategy | None = None
+    dry_run: bool = False
+    families: list[str] = []
+    regions: list[str] = []
+    version: str | None = Field(default=None, pattern=r"^[0-9]+$")
+    challenger_weight: int = Field(default=0, ge=0, le=99)
+    shadow_challenger: bool = False
+    canary_steps: list[int] | None = None
+    analysis_seconds: float | None = Field(default=None, ge=0)
+    releases: list[str] = []
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+    def target_name(self, config: Config) -> TargetName:
+        return self.target or config.deploy.target
+
+    def strategy_name(self, config: Config) -> Strategy:
+        return self.strategy or config.deploy.rollout.strategy
+
+    def options(self, config: Config, regions: list[str] | None = None) -> PlanOptions:
+        """The planner options; ``regions`` narrows to one release's regions."""
+        return PlanOptions(
+            families=self.families,
+            regions=regions if regions is not None else self.regions,
+            version=self.version,
+            strategy=self.strategy_name(config),
+            challenger_weight=self.challenger_weight,
+            shadow_challenger=self.shadow_challenger,
+        )
+
+    def steps(self, config: Config) -> list[int]:
+        """Canary weights, validated like ``deploy.rollout.canary_steps``.
+
+        Raises:
+            DeployError: not increasing percentages ending at 100.
+        """
+        steps = self.canary_steps or config.deploy.rollout.canary_steps
+        if steps != sorted(set(steps)) or steps[0] <= 0 or steps[-1] != 100:
+            raise DeployError(f"canary steps {steps} must be increasing percentages ending at 100, e.g. [10, 50, 100]")
+        return steps
+
+    def thresholds(self, config: Config) -> Thresholds:
+        rollout = config.deploy.rollout
+        seconds = rollout.analysis_seconds if self.analysis_seconds is None else self.analysis_seconds
+        return Thresholds(rollout.max_error_rate, rollout.max_p99_ms, rollout.min_requests, seconds)
+
+
+class StepResult(BaseModel):
+    """One applied step of a rollout (or its rollback)."""
+
+    step: str
+    plan_digest: str
+    outcome: str
+    detail: str = ""
+
+
+class DeployResult(BaseModel):
+    """What one deploy did to one release."""
+
+    release: str
+    target: TargetName
+    strategy: Strategy
+    outcome: Outcome
+    plan_digest: str
+    previous_digest: str | None
+    versions: dict[str, dict[str, str]]
+    changes: list[str] = []
+    skipped: dict[str, str] = {}
+    steps: list[StepResult] = []
+    reason: str | None = None
+    url: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("deployed", "unchanged", "dry-run")
+
+    def asset_extra(self) -> dict[str, Any]:
+        """The ``extra`` of the deployed Asset event (see ``pipeline.assets.deployed_uri``)."""
+        return {
+            "release": self.release,
+            "target": self.target,
+            "plan_digest": self.plan_digest,
+            "versions": self.versions,
+            "strategy": self.strategy,
+            "outcome": self.outcome,
+        }
+
+
+def propose(config: Config, options: PlanOptions, live: Plan | None, tracking_uri: str) -> PlanProposal:
+    """Read the registry and build the plan for ``options`` on top of ``live``."""
+    from mlflow import MlflowClient
+
+    from modelyard.training.mlflow_server import require_reachable
+
+    client = MlflowClient(tracking_uri=require_reachable(tracking_uri), registry_uri=tracking_uri)
+    return build_plan(config, read_registry(client, config, options), options, live)
+
+
+def rollout_to(
+    target: Target,
+    live: Plan | None,
+    proposal: PlanProposal,
+    request: DeployRequest,
+    config: Config,
+    release: str,
+) -> DeployResult:
+    """Run the strategy from ``live`` to the proposal on ``target`` and report (never raises on rollback)."""
+    strategy = request.strategy_name(config)
+    plan = proposal.plan
+    result = DeployResult(
+        release=release,
+        target=request.target_name(config),
+        strategy=strategy,
+        outcome="dry-run",
+        plan_digest=plan.digest(),
+        previous_digest=live.digest() if live else None,
+        versions=plan_versions(plan),
+        changes=[_change_line(c) for c in diff_plans(live, plan) if c.change != "unchanged"],
+        skipped=proposal.skipped,
+        url=getattr(target, "url", None),
+    )
+    if request.dry_run:
+        return result
+    rollout = Rollout(target, plan_steps(strategy, live, plan, request.steps(config)), live, request.thresholds(config))
+    state = rollout.run()
+    steps = [
+        StepResult(step=r.step, plan_digest=r.plan_digest, outcome=r.outcome, detail=r.detail) for r in rollout.records
+    ]
+    return result.model_copy(
+        update={"outcome": _outcome(state, rollout.changed), "steps": steps, "reason": rollout.reason}
+    )
+
+
+def _outcome(state: str, changed: bool) -> Outcome:
+    if state == "succeeded":
+        return "deployed" if changed else "unchanged"
+    return "rolled-back" if state == "rolled-back" else "failed"
+
+
+def _change_line(change: ServiceChange) -> str:
+    return f"{change.key}: {change.change}: {change.before} → {change.after}"

@@ -1,0 +1,966 @@
+"""The HTTP model server: a raw ASGI app on uvicorn (uvloop + httptools), JSON via orjson.
+
+Endpoints:
+
+* ``POST /v1/predict/{family}/{region}``: one record, a list of records, or
+  ``{"records": [...]}``; answers predictions, model name, version and variant.
+* ``POST /invocations/{family}/{region}``: MLflow scoring-server drop-in
+  (``dataframe_split``, ``dataframe_records``, ``inputs``/``instances``), answers
+  ``{"predictions": [...]}``.
+* ``GET /healthz`` (alive), ``GET /readyz`` (every model warm; per-model detail and swap
+  status), ``GET /metrics`` (Prometheus).
+* ``GET /admin/plan`` (active plan and digest), ``PUT /admin/plan`` (validate, write the
+  plan file atomically, swap; ``?wait=1`` waits for the result in this worker).
+
+The ``PlanManager`` owns the active plan. A swap loads and warms the new plan's models in
+a thread while the old plan keeps serving, reuses models whose URI did not change, then
+replaces one reference; requests that started on the old plan finish on it, and its
+models are released once none is left. See ``docs/adr/0002-serving-runtime.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import os
+import queue
+import random
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from modelyard.deploy.serving.batching import Batcher
+from modelyard.deploy.serving.metrics import CONTENT_TYPE, ServingMetrics
+from modelyard.deploy.serving.plan import Plan, PlanError, Service, load_plan, parse_plan_text
+from modelyard.deploy.serving.router import ServiceRouter, fixed_clock, system_clock
+from modelyard.deploy.serving.runtime import BadInput, ServedModel, ServingError, load_model
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger("modelyard.serving")
+
+PLAN_ENV = "MODELYARD_SERVE_PLAN"
+POLL_ENV = "MODELYARD_SERVE_POLL_SECONDS"
+CACHE_ENV = "MODELYARD_SERVE_MODEL_CACHE"
+TOKEN_ENV = "MODELYARD_SERVE_ADMIN_TOKEN"
+MAX_BODY_BYTES = 64 * 1024 * 1024
+RETIRE_TIMEOUT_S = 60.0
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+# ---------------------------------------------------------------------------- settings & logs
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeSettings:
+    """Read once at server start, from the environment the CLI prepared."""
+
+    plan_path: Path
+    poll_seconds: float = 1.0
+    model_cache: Path | None = None
+    admin_token: str | None = None
+
+    @classmethod
+    def from_env(cls) -> ServeSettings:
+        path = os.environ.get(PLAN_ENV)
+        if not path:
+            raise PlanError(f"no plan: set {PLAN_ENV} or run `modelyard serve --plan PLAN`")
+        cache = os.environ.get(CACHE_ENV)
+        return cls(
+            plan_path=Path(path),
+            poll_seconds=float(os.environ.get(POLL_ENV, "1.0")),
+            model_cache=Path(cache) if cache else None,
+            admin_token=os.environ.get(TOKEN_ENV) or None,
+        )
+
+
+_RECORD_KEYS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName", "color_message",
+}  # fmt: skip
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "pid": record.process,
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in _RECORD_KEYS})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Structured JSON logs on stderr for the server and uvicorn."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+# ---------------------------------------------------------------------------- background work
+
+
+class BackgroundWorker:
+    """A daemon thread with a bounded queue: work that must never be on the response path.
+
+    Each shadow gets its own worker (a slow shadow cannot starve another one or the
+    prediction log). When a worker falls behind, new jobs are dropped (the caller counts
+    them) instead of piling up memory; a stopped worker discards what is still queued.
+    """
+
+    def __init__(self, name: str, maxsize: int = 256) -> None:
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize)
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"modelyard-{name}", daemon=True)
+        self._thread.start()
+
+    def offer(self, job: Callable[[], None]) -> bool:
+        if self._closed:
+            return False
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            return False
+        return True
+
+    def stop(self) -> None:
+        """Stop after the current job; never blocks the caller."""
+        self._closed = True
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None or self._closed:
+                return
+            try:
+                job()
+            except Exception:
+                log.exception("background job failed")
+
+
+class PredictionLog:
+    """Append-only JSONL, written from the background thread."""
+
+    def __init__(self, path: Path, sample_rate: float) -> None:
+        self.path = path
+        self.sample_rate = sample_rate
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = path.open("ab")
+
+    def write(self, entry: dict[str, Any]) -> None:
+        self._handle.write(orjson.dumps(entry, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+# ---------------------------------------------------------------------------- active plan
+
+
+@dataclasses.dataclass
+class VariantHandle:
+    name: str
+    model: ServedModel
+    batcher: Batcher
+
+
+@dataclasses.dataclass
+class ShadowHandle:
+    name: str
+    model: ServedModel
+    worker: BackgroundWorker
+
+
+@dataclasses.dataclass
+class ServiceHandle:
+    service: Service
+    router: ServiceRouter
+    variants: dict[str, VariantHandle]
+    shadows: list[ShadowHandle]
+
+
+@dataclasses.dataclass
+class ActivePlan:
+    """An immutable snapshot a request holds from routing to response."""
+
+    plan: Plan
+    digest: str
+    services: dict[tuple[str, str], ServiceHandle]
+    models: dict[str, ServedModel]
+    batchers: dict[str, Batcher]
+    families: frozenset[str]
+    prediction_log: PredictionLog | None
+    activated_at: str
+    inflight: int = 0
+
+
+class PlanManager:
+    """Loads plans, swaps them atomically and releases what the old plan no longer needs."""
+
+    def __init__(self, settings: ServeSettings, metrics: ServingMetrics, worker: BackgroundWorker) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.worker = worker
+        self.active: ActivePlan | None = None
+        self.loading: dict[str, Any] | None = None
+        self.last_rejected: dict[str, Any] | None = None
+        self.failed_models: dict[str, dict[str, Any]] = {}
+        self.counts = {"applied": 0, "rejected": 0}
+        self._lock = asyncio.Lock()
+        self._file_stamp: tuple[int, int] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._claimed: set[str] = set()  # digests an admin request is applying: the file watcher leaves them alone
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        self._spawn(self._watch_file())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.active is not None:
+            await self._retire(self.active, keep=set())
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- swaps
+
+    async def apply(self, plan: Plan) -> dict[str, Any]:
+        """Load, warm and switch to ``plan``; on any model failure keep the current plan.
+
+        Returns:
+            ``{"status": "active"|"rejected", "digest": ..., "error"?: ...}``.
+        """
+        digest = plan.digest()
+        async with self._lock:
+            if self.active is not None and self.active.digest == digest:
+                return {"status": "active", "digest": digest, "unchanged": True}
+            self.loading = {"digest": digest, "since": _now()}
+            try:
+                return await self._apply_locked(plan, digest)
+            except Exception as exc:
+                log.exception("plan swap failed", extra={"digest": digest})
+                return self._reject(digest, None, exc)
+            finally:
+                self.loading = None
+
+    async def _apply_locked(self, plan: Plan, digest: str) -> dict[str, Any]:
+        started = time.perf_counter()
+        current = self.active.models if self.active is not None else {}
+        fresh: dict[str, ServedModel] = {}
+        for uri in plan.model_uris():
+            if uri in current:
+                continue
+            try:
+                fresh[uri] = await asyncio.to_thread(
+                    load_model, uri, self.settings.model_cache, plan.batching.max_batch_size
+                )
+            except Exception as exc:
+                for model in fresh.values():
+                    model.release()
+                return self._reject(digest, uri, exc)
+            self.failed_models.pop(uri, None)
+            self._observe_load(fresh[uri])
+        new = self._build(plan, digest, {**{u: current[u] for u in plan.model_uris() if u in current}, **fresh})
+        old, self.active = self.active, new
+        self.counts["applied"] += 1
+        self.metrics.swaps.labels("applied").inc()
+        self.metrics.ready.set(1)
+        self.metrics.plan_active.labels(digest).set(1)
+        seconds = round(time.perf_counter() - started, 3)
+        log.info(
+            "plan active", extra={"event": "plan_active", "digest": digest, "loaded": list(fresh), "seconds": seconds}
+        )
+        if old is not None:
+            self.metrics.plan_active.labels(old.digest).set(0)
+            self._spawn(self._retire(old, keep=set(new.models)))
+        return {"status": "active", "digest": digest, "seconds": seconds}
+
+    def _reject(self, digest: str, uri: str | None, exc: Exception) -> dict[str, Any]:
+        error = exc.message if isinstance(exc, ServingError) else f"{type(exc).__name__}: {exc}"
+        if uri is not None:
+            self.failed_models[uri] = {"uri": uri, "state": "failed", "last_error": error, "at": _now()}
+            self.metrics.model_load_failures.labels(uri).inc()
+        self.last_rejected = {"digest": digest, "model_uri": uri, "error": error, "at": _now()}
+        self.counts["rejected"] += 1
+        self.metrics.swaps.labels("rejected").inc()
+        log.error("plan rejected", extra={"event": "plan_rejected", "digest": digest, "model_uri": uri, "error": error})
+        return {"status": "rejected", "digest": digest, "model_uri": uri, "error": error}
+
+    def reject_unparsable(self, error: str, source: str) -> None:
+        """Record a plan file that does not validate (the old plan keeps serving)."""
+        self.last_rejected = {"digest": None, "source": source, "error": error, "at": _now()}
+        self.counts["rejected"] += 1
+        self.metrics.swaps.labels("rejected").inc()
+        log.error("plan rejected", extra={"event": "plan_rejected", "source": source, "error": error})
+
+    def _observe_load(self, model: ServedModel) -> None:
+        status = model.status
+        self.metrics.load_seconds.labels(status.name, model.version).set(status.load_seconds or 0)
+        self.metrics.warmup_seconds.labels(status.name, model.version).set(status.warmup_seconds or 0)
+        log.info("model ready", extra={"event": "model_ready", "model": status.to_dict()})
+
+    def _build(self, plan: Plan, digest: str, models: dict[str, ServedModel]) -> ActivePlan:
+        old_batchers = self.active.batchers if self.active is not None else {}
+        batchers: dict[str, Batcher] = {}
+        for service in plan.services:
+            for variant in service.variants:
+                batchers.setdefault(variant.model_uri, self._batcher(old_batchers, models[variant.model_uri], plan))
+        clock = fixed_clock(plan.clock_override) if plan.clock_override else system_clock
+        services = {
+            service.key: ServiceHandle(
+                service=service,
+                router=ServiceRouter(service, clock),
+                variants={
+                    v.name: VariantHandle(v.name, models[v.model_uri], batchers[v.model_uri]) for v in service.variants
+                },
+                shadows=[
+                    ShadowHandle(s.name, models[s.model_uri], BackgroundWorker(f"shadow-{s.name}"))
+                    for s in service.shadows
+                ],
+            )
+            for service in plan.services
+        }
+        return ActivePlan(
+            plan=plan,
+            digest=digest,
+            services=services,
+            models=models,
+            batchers=batchers,
+            families=frozenset(s.family for s in plan.services),
+            prediction_log=self._prediction_log(plan),
+            activated_at=_now(),
+        )
+
+    def _batcher(self, old: dict[str, Batcher], model: ServedModel, plan: Plan) -> Batcher:
+        batcher = old.get(model.uri)
+        if batcher is not None:
+            # Same model: keep its collector, only the bounds may have changed.
+            batcher.max_batch_size = plan.batching.max_batch_size
+            batcher.max_wait = plan.batching.max_wait_ms / 1000
+            return batcher
+        batcher = Batcher(
+            model,
+            max_batch_size=plan.batching.max_batch_size,
+            max_wait_ms=plan.batching.max_wait_ms,
+            on_batch=self._on_batch,
+        )
+        batcher.start()
+        return batcher
+
+    def _on_batch(self, model: ServedModel, rows: int) -> None:
+        self.metrics.batch_rows.labels(model.name).observe(rows)
+
+    def _prediction_log(self, plan: Plan) -> PredictionLog | None:
+        settings = plan.prediction_log
+        if settings is None:
+            return None
+        old = self.active.prediction_log if self.active is not None else None
+        if old is not None and old.path == settings.path:
+            old.sample_rate = settings.sample_rate
+            return old
+        return PredictionLog(settings.path, settings.sample_rate)
+
+    async def _retire(self, old: ActivePlan, keep: set[str]) -> None:
+        """Wait for the old plan's in-flight requests, then stop and release what is unused."""
+        deadline = time.monotonic() + RETIRE_TIMEOUT_S
+        while old.inflight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for service in old.services.values():
+            for shadow in service.shadows:
+                shadow.worker.stop()
+        for uri, batcher in old.batchers.items():
+            if uri not in keep:
+                await batcher.close()
+        released = [uri for uri in old.models if uri not in keep]
+        for uri in released:
+            old.models[uri].release()
+        if old.prediction_log is not None and (
+            self.active is None or self.active.prediction_log is not old.prediction_log
+        ):
+            old.prediction_log.close()
+        if released:
+            log.info("models released", extra={"event": "models_released", "models": released, "plan": old.digest})
+
+    # -- plan file
+
+    async def _watch_file(self) -> None:
+        while True:
+            try:
+                await self._check_file()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("plan file check failed", extra={"path": str(self.settings.plan_path)})
+            await asyncio.sleep(self.settings.poll_seconds)
+
+    async def _check_file(self) -> None:
+        path = self.settings.plan_path
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            if self._file_stamp != (-1, -1):
+                self._file_stamp = (-1, -1)
+                self.reject_unparsable(f"cannot read plan file {path}: {exc.strerror}", str(path))
+            return
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._file_stamp:
+            return
+        self._file_stamp = stamp
+        try:
+            plan = load_plan(path)
+        except PlanError as exc:
+            self.reject_unparsable(str(exc), str(path))
+            return
+        digest = plan.digest()
+        if self._known(digest):
+            return
+        log.info("plan file changed", extra={"event": "plan_file_changed", "digest": digest, "path": str(path)})
+        await self.apply(plan)
+
+    def _known(self, digest: str) -> bool:
+        return (
+            digest in self._claimed
+            or (self.active is not None and self.active.digest == digest)
+            or (self.loading is not None and self.loading["digest"] == digest)
+            or (self.last_rejected is not None and self.last_rejected.get("digest") == digest)
+        )
+
+    def claim(self, digest: str) -> None:
+        """Mark ``digest`` as being applied by a caller (before it writes the plan file)."""
+        self._claimed.add(digest)
+
+    def unclaim(self, digest: str) -> None:
+        self._claimed.discard(digest)
+
+    async def apply_claimed(self, plan: Plan) -> dict[str, Any]:
+        """``apply`` a claimed plan, then release the claim."""
+        try:
+            return await self.apply(plan)
+        finally:
+            self.unclaim(plan.digest())
+
+    def schedule(self, plan: Plan) -> None:
+        """Apply a claimed ``plan`` in the background (the admin endpoint's default)."""
+        self._spawn(self.apply_claimed(plan))
+
+    # -- status
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        active = self.active
+        models = {uri: m.status.to_dict() for uri, m in (active.models.items() if active else [])}
+        for uri, failure in self.failed_models.items():
+            models.setdefault(uri, failure)
+        ready = active is not None and all(m.status.state == "ready" for m in active.models.values())
+        detail = {
+            "ready": ready,
+            "pid": os.getpid(),
+            "plan": {
+                "active_digest": active.digest if active else None,
+                "activated_at": active.activated_at if active else None,
+                "loading": self.loading,
+                "last_rejected": self.last_rejected,
+                "swaps": dict(self.counts),
+                "path": str(self.settings.plan_path),
+            },
+            "models": models,
+        }
+        return ready, detail
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+# ---------------------------------------------------------------------------- request parsing
+
+
+class RequestError(ServingError):
+    """A request problem that is not about one record (JSON, shape, size, routing)."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None, status: int = 400, code: str = "bad_request"):
+        super().__init__(message, field=field)
+        self.status = status
+        self.code = code
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a request body (raises ``RequestError`` naming the position)."""
+    if not body.strip():
+        raise RequestError("request body is empty; send a JSON object or array", field="body", code="bad_json")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"body is not valid JSON: {exc}", field="body", code="bad_json") from None
+
+
+def records_of(payload: Any, max_records: int) -> list[Any]:
+    """The records of a predict body: one object, a list, or ``{"records": [...]}``."""
+    if isinstance(payload, dict):
+        records = payload.get("records", [payload])
+        if not isinstance(records, list):
+            raise RequestError("'records' must be a JSON array of objects", field="records")
+    elif isinstance(payload, list):
+        records = payload
+    else:
+        raise RequestError(
+            f"body must be a JSON object (one record) or an array of records, got {type(payload).__name__}",
+            field="body",
+        )
+    return _bounded(records, max_records)
+
+
+def _bounded(records: list[Any], max_records: int) -> list[Any]:
+    if not records:
+        raise RequestError("no records to predict", field="records", status=422)
+    if len(records) > max_records:
+        raise RequestError(
+            f"{len(records)} records, at most {max_records} per request (split the request)",
+            field="records",
+            status=413,
+            code="too_many_records",
+        )
+    return records
+
+
+def mlflow_records(payload: Any, max_records: int) -> list[Any]:
+    """The records of an MLflow scoring body (``dataframe_split``/``dataframe_records``/``inputs``)."""
+    if not isinstance(payload, dict):
+        raise RequestError("body must be a JSON object with dataframe_split, dataframe_records or inputs", field="body")
+    if "dataframe_split" in payload:
+        return _bounded(_split_records(payload["dataframe_split"]), max_records)
+    if "dataframe_records" in payload:
+        records = payload["dataframe_records"]
+        if not isinstance(records, list):
+            raise RequestError("must be a JSON array of objects", field="dataframe_records")
+        return _bounded(records, max_records)
+    for key in ("inputs", "instances"):
+        if key in payload:
+            return _bounded(_columnar_or_records(payload[key], key), max_records)
+    raise RequestError(
+        f"unknown format: keys {sorted(payload)}; use dataframe_split, dataframe_records, inputs or instances",
+        field="body",
+    )
+
+
+def _split_records(split: Any) -> list[Any]:
+    if (
+        not isinstance(split, dict)
+        or not isinstance(split.get("columns"), list)
+        or not isinstance(split.get("data"), list)
+    ):
+        raise RequestError("must be {'columns': [...], 'data': [[...], ...]}", field="dataframe_split")
+    columns = split["columns"]
+    records = []
+    for index, row in enumerate(split["data"]):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise RequestError(
+                f"row has not {len(columns)} values (one per column)", field=f"dataframe_split.data[{index}]"
+            )
+        records.append(dict(zip(columns, row, strict=True)))
+    return records
+
+
+def _columnar_or_records(inputs: Any, key: str) -> list[Any]:
+    if isinstance(inputs, list):
+        return inputs
+    if isinstance(inputs, dict):
+        columns = {name: (values if isinstance(values, list) else [values]) for name, values in inputs.items()}
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise RequestError(f"columns have different lengths {sorted(lengths)}", field=key)
+        size = lengths.pop() if lengths else 0
+        return [{name: values[i] for name, values in columns.items()} for i in range(size)]
+    raise RequestError("must be a list of records or an object of column -> values", field=key)
+
+
+def routing_key_of(records: list[Any], header: str | None, field: str) -> str | None:
+    """The sticky routing key: the ``x-routing-key`` header, else the first record's field."""
+    if header:
+        return header
+    first = records[0]
+    value = first.get(field) if isinstance(first, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise BadInput(
+            f"routing key must be a string or an integer, got {type(value).__name__}", field=f"records[0].{field}"
+        )
+    return str(value)
+
+
+# ---------------------------------------------------------------------------- the ASGI app
+
+
+@dataclasses.dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: bytes = b"application/json"
+
+
+def json_response(status: int, payload: Any) -> Response:
+    return Response(status, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+def error_response(exc: ServingError) -> Response:
+    return json_response(exc.status, exc.to_dict())
+
+
+class ServingApp:
+    """The ASGI application (one per worker process)."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.metrics = ServingMetrics()
+        self.worker: BackgroundWorker | None = None
+        self.manager: PlanManager | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            response = await self._http(scope, receive)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": [
+                        (b"content-type", response.content_type),
+                        (b"content-length", b"%d" % len(response.body)),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": response.body})
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def startup(self) -> None:
+        """Start the plan manager: the first plan loads in the background (``/healthz`` answers meanwhile)."""
+        self.worker = BackgroundWorker("prediction-log", maxsize=4096)
+        self.manager = PlanManager(self.settings, self.metrics, self.worker)
+        self.metrics.ready.set(0)
+        self.manager.start()
+        log.info("server starting", extra={"event": "start", "plan": str(self.settings.plan_path)})
+
+    async def shutdown(self) -> None:
+        if self.manager is not None:
+            await self.manager.stop()
+        if self.worker is not None:
+            self.worker.stop()
+
+    async def _http(self, scope: Scope, receive: Receive) -> Response:
+        try:
+            body = await _read_body(receive)
+            return await self._dispatch(scope, body)
+        except ServingError as exc:
+            return error_response(exc)
+        except Exception as exc:
+            log.exception("unhandled error", extra={"path": scope.get("path")})
+            return json_response(500, {"error": "internal", "message": f"{type(exc).__name__}: {exc}"})
+
+    async def _dispatch(self, scope: Scope, body: bytes) -> Response:
+        method, path = scope["method"], scope["path"]
+        parts = path.strip("/").split("/")
+        if method == "POST" and len(parts) == 4 and parts[:2] == ["v1", "predict"]:
+            return await self.predict(parts[2], parts[3], body, scope, mlflow_format=False)
+        if method == "POST" and len(parts) == 3 and parts[0] == "invocations":
+            return await self.predict(parts[1], parts[2], body, scope, mlflow_format=True)
+        if path == "/healthz":
+            return json_response(200, {"status": "alive", "pid": os.getpid()})
+        if path == "/readyz":
+            ready, detail = self._manager().readiness()
+            return json_response(200 if ready else 503, detail)
+        if path == "/metrics":
+            return Response(200, self.metrics.exposition(), CONTENT_TYPE.encode())
+        if path == "/admin/plan":
+            return await self.admin_plan(method, body, scope)
+        if len(parts) >= 2 and parts[0] in ("v1", "invocations"):
+            raise RequestError(f"{method} not allowed on {path}; use POST", status=405, code="method_not_allowed")
+        raise RequestError(f"no endpoint {path}", field="path", status=404, code="not_found")
+
+    def _manager(self) -> PlanManager:
+        if self.manager is None:
+            raise RequestError("server is starting", status=503, code="not_ready")
+        return self.manager
+
+    # -- prediction
+
+    async def predict(self, family: str, region: str, body: bytes, scope: Scope, *, mlflow_format: bool) -> Response:
+        """Validate, route, batch and answer one prediction request."""
+        started = time.perf_counter()
+        active = self._manager().active
+        if active is None:
+            raise RequestError("no plan is active yet; see /readyz", status=503, code="not_ready")
+        handle = _service(active, family, region)
+        payload = parse_json(body)
+        max_records = active.plan.max_records
+        records = mlflow_records(payload, max_records) if mlflow_format else records_of(payload, max_records)
+        key = routing_key_of(records, _header(scope, b"x-routing-key"), active.plan.routing_key)
+        decision = handle.router.route(key)
+        variant = handle.variants[decision.variant]
+        labels = (family, region, variant.name, variant.model.version)
+        try:
+            matrix = variant.model.prepare(records)
+        except BadInput:
+            self.metrics.requests.labels(*labels, "bad_input").inc()
+            raise
+        active.inflight += 1
+        try:
+            output = await variant.batcher.submit(matrix)
+        except ServingError:
+            self.metrics.requests.labels(*labels, "error").inc()
+            raise
+        finally:
+            active.inflight -= 1
+        self._observe(active, handle, variant, labels, records, output, started)
+        if mlflow_format:
+            return json_response(200, {"predictions": output})
+        return json_response(
+            200,
+            {
+                "predictions": output,
+                "model": variant.model.name,
+                "version": variant.model.version,
+                "variant": variant.name,
+                "routed_by": decision.reason,
+            },
+        )
+
+    def _observe(
+        self,
+        active: ActivePlan,
+        handle: ServiceHandle,
+        variant: VariantHandle,
+        labels: tuple[str, str, str, str],
+        records: list[Any],
+        output: np.ndarray,
+        started: float,
+    ) -> None:
+        family, region = labels[0], labels[1]
+        self.metrics.requests.labels(*labels, "ok").inc()
+        self.metrics.latency.labels(family, region, variant.name).observe(time.perf_counter() - started)
+        self.metrics.observe_predictions(family, region, variant.name, output)
+        request_id = None
+        plog = active.prediction_log
+        if plog is not None and plog.sample_rate > 0 and random.random() < plog.sample_rate:
+            request_id = uuid.uuid4().hex
+            entry = _log_entry("prediction", request_id, labels, active.digest, records, output)
+            self._offer(lambda: plog.write(entry))
+        for shadow in handle.shadows:
+            self._shadow(active, labels, shadow, records, output, request_id)
+
+    def _shadow(
+        self,
+        active: ActivePlan,
+        labels: tuple[str, str, str, str],
+        shadow: ShadowHandle,
+        records: list[Any],
+        served: np.ndarray,
+        request_id: str | None,
+    ) -> None:
+        family, region = labels[0], labels[1]
+        metrics, plog = self.metrics, active.prediction_log
+
+        def run() -> None:
+            try:
+                predicted = shadow.model.predict(shadow.model.prepare(records))
+            except Exception as exc:
+                metrics.shadow.labels(family, region, shadow.name, "error").inc()
+                log.warning("shadow failed", extra={"event": "shadow_error", "shadow": shadow.name, "error": str(exc)})
+                return
+            metrics.shadow.labels(family, region, shadow.name, "ok").inc()
+            diff = _mean_abs_diff(predicted, served)
+            if diff is not None:
+                metrics.shadow_diff.labels(family, region, shadow.name).observe(diff)
+            if plog is not None:
+                entry = _log_entry("shadow", request_id or uuid.uuid4().hex, labels, active.digest, None, served)
+                entry.update(shadow=shadow.name, shadow_model=shadow.model.name, shadow_version=shadow.model.version)
+                entry.update(shadow_predictions=predicted, mean_abs_diff=diff)
+                plog.write(entry)
+
+        if not shadow.worker.offer(run):
+            metrics.shadow.labels(family, region, shadow.name, "dropped").inc()
+
+    def _offer(self, job: Callable[[], None]) -> bool:
+        return self.worker is not None and self.worker.offer(job)
+
+    # -- admin
+
+    async def admin_plan(self, method: str, body: bytes, scope: Scope) -> Response:
+        """``GET``: the active plan and digest. ``PUT``: validate, write, swap."""
+        manager = self._manager()
+        if method == "GET":
+            active = manager.active
+            return json_response(
+                200,
+                {
+                    "digest": active.digest if active else None,
+                    "plan": active.plan.model_dump(mode="json") if active else None,
+                    "loading": manager.loading,
+                    "last_rejected": manager.last_rejected,
+                },
+            )
+        if method != "PUT":
+            raise RequestError("use GET or PUT on /admin/plan", status=405, code="method_not_allowed")
+        self._authorize(scope)
+        try:
+            plan = parse_plan_text(body, "request body")
+        except PlanError as exc:
+            raise RequestError(str(exc), field="plan", status=422, code="invalid_plan") from None
+        if manager.active is not None and manager.active.digest == plan.digest():
+            return json_response(200, {"status": "active", "digest": plan.digest(), "unchanged": True})
+        manager.claim(plan.digest())
+        try:
+            await asyncio.to_thread(_write_plan_file, self.settings.plan_path, body)
+        except OSError as exc:
+            manager.unclaim(plan.digest())
+            raise RequestError(f"cannot write plan file {self.settings.plan_path}: {exc}", status=500) from exc
+        if _query(scope).get("wait") in ("1", "true", "yes"):
+            result = await manager.apply_claimed(plan)
+            return json_response(200 if result["status"] == "active" else 409, result)
+        manager.schedule(plan)
+        return json_response(202, {"status": "loading", "digest": plan.digest()})
+
+    def _authorize(self, scope: Scope) -> None:
+        token = self.settings.admin_token
+        if token and _header(scope, b"authorization") != f"Bearer {token}":
+            raise RequestError("admin endpoints need 'Authorization: Bearer <token>'", status=401, code="unauthorized")
+
+
+def _service(active: ActivePlan, family: str, region: str) -> ServiceHandle:
+    handle = active.services.get((family, region))
+    if handle is not None:
+        return handle
+    if family not in active.families:
+        raise RequestError(
+            f"unknown family '{family}' (served: {', '.join(sorted(active.families))})",
+            field="family",
+            status=404,
+            code="unknown_service",
+        )
+    regions = sorted(r for f, r in active.services if f == family)
+    raise RequestError(
+        f"region '{region}' is not served for family '{family}' (served: {', '.join(regions)})",
+        field="region",
+        status=404,
+        code="unknown_service",
+    )
+
+
+def _log_entry(
+    kind: str, request_id: str, labels: tuple[str, str, str, str], digest: str, records: Any, output: Any
+) -> dict[str, Any]:
+    entry = {
+        "ts": _now(),
+        "kind": kind,
+        "request_id": request_id,
+        "family": labels[0],
+        "region": labels[1],
+        "variant": labels[2],
+        "version": labels[3],
+        "plan": digest,
+        "predictions": output,
+    }
+    if records is not None:
+        entry["records"] = records
+    return entry
+
+
+def _mean_abs_diff(a: Any, b: Any) -> float | None:
+    import numpy as np
+
+    try:
+        return float(np.mean(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+    except (TypeError, ValueError):
+        return None
+
+
+def _write_plan_file(path: Path, body: bytes) -> None:
+    from modelyard.pipeline.snapshots import atomic_write_bytes
+
+    atomic_write_bytes(path, body)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise RequestError(f"body larger than {MAX_BODY_BYTES} bytes", field="body", status=413, code="too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+
+
+def create_app() -> ServingApp:
+    """uvicorn factory (one call per worker process): settings from the environment."""
+    configure_logging()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import warnings
+
+    # scikit-learn estimators fitted on frames warn on every numpy call; the column order is the signature's.
+    warnings.filterwarnings("ignore", message="X does not have valid feature names")
+    return ServingApp(ServeSettings.from_env())

@@ -1,0 +1,594 @@
+"""Serving benchmark: ``python tests/bench/serving.py`` (``make bench``). Not a test.
+
+One xgboost model (200 trees, 20 features) is registered on a temporary real MLflow
+server, then served one worker each by ``modelyard serve`` and by ``mlflow models serve
+--env-manager local``, both loaded by the same generator (``wrk``, installed from
+Debian's packages if missing). Reported: single-row req/s and p50/p99 at concurrency 8
+and the ratio to mlflow's, rows/s with 1,000-row requests, the time from writing a new
+plan to serving it, and failed requests across 10 consecutive swaps under load.
+Results go to ``docs/benchmarks.md`` and ``docs/benchmarks.json``.
+
+The helpers (``register_xgboost``, ``ServerProcess``) are also used by the integration
+tests, so the benchmark and the tests drive the very same server process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from modelyard.training.mlflow_server import free_port, start_mlflow_server, stop_process_group
+
+REPO = Path(__file__).resolve().parents[2]
+TARGETS = {"ratio": 25.0, "p99_ms": 5.0, "rows_per_s": 150_000.0, "failed_across_swaps": 0}
+
+
+# ---------------------------------------------------------------------------- models
+
+
+def feature_names(n_features: int) -> list[str]:
+    return [f"f{i:02d}" for i in range(n_features)]
+
+
+def register_xgboost(
+    name: str,
+    *,
+    n_features: int = 20,
+    n_trees: int = 200,
+    seed: int = 0,
+    task: str = "classification",
+    rows: int = 2000,
+) -> str:
+    """Train a small xgboost model on synthetic data and register it (uses the current tracking URI).
+
+    Returns:
+        The registered version's URI, ``models:/<name>/<version>``.
+    """
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    import xgboost as xgb
+    from mlflow.models import infer_signature
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(rows, n_features)), columns=feature_names(n_features))
+    signal_ = frame.iloc[:, 0] + 0.5 * frame.iloc[:, 1] - 0.25 * frame.iloc[:, 2]
+    common = {"n_estimators": n_trees, "max_depth": 6, "n_jobs": 1, "random_state": seed}
+    if task == "classification":
+        model: Any = xgb.XGBClassifier(**common).fit(frame, (signal_ + rng.normal(0, 0.5, rows) > 0).astype(int))
+        output = model.predict_proba(frame.head(5))[:, 1]
+    else:
+        model = xgb.XGBRegressor(**common).fit(frame, 10 + 3 * signal_)
+        output = model.predict(frame.head(5))
+    signature = infer_signature(frame.head(5), output)
+    with mlflow.start_run(run_name=f"bench-{name}"):
+        info = mlflow.xgboost.log_model(
+            model,
+            name="model",
+            registered_model_name=name,
+            signature=signature,
+            input_example=frame.head(3),
+        )
+    return f"models:/{name}/{info.registered_model_version}"
+
+
+def single_plan(model_uri: str, *, family: str = "bench", region: str = "local", **batching: Any) -> dict[str, Any]:
+    """A one-service, one-variant plan as a dict."""
+    plan: dict[str, Any] = {
+        "version": 1,
+        "services": [
+            {
+                "family": family,
+                "region": region,
+                "timezone": "UTC",
+                "variants": [{"name": "champion", "model_uri": model_uri, "weight": 100}],
+            }
+        ],
+    }
+    if batching:
+        plan["batching"] = batching
+    return plan
+
+
+# ---------------------------------------------------------------------------- server process
+
+
+@dataclasses.dataclass
+class ServerProcess:
+    """A ``modelyard serve`` process on a free port."""
+
+    url: str
+    plan_path: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @classmethod
+    def start(
+        cls,
+        plan_path: Path,
+        tracking_uri: str,
+        *,
+        workers: int = 1,
+        poll_seconds: float = 0.2,
+        log_path: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ServerProcess:
+        """Start the server (does not wait: call ``wait_ready``)."""
+        port = free_port()
+        log_path = log_path or plan_path.with_suffix(".server.log")
+        command = [
+            str(Path(sys.executable).with_name("modelyard")), "serve", "--plan", str(plan_path),
+            "--port", str(port), "--workers", str(workers), "--poll-seconds", str(poll_seconds),
+        ]  # fmt: skip
+        full_env = {
+            **os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri,
+            "OMP_NUM_THREADS": "1", **(env or {}),
+        }  # fmt: skip
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
+            )
+        return cls(f"http://127.0.0.1:{port}", plan_path, process, log_path)
+
+    def wait_ready(self, timeout: float = 120, digest: str | None = None) -> dict[str, Any]:
+        """Wait until ``/readyz`` is 200 (and, if given, ``digest`` is the active plan)."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                response = httpx.get(f"{self.url}/readyz", timeout=5)
+                last = response.json()
+                if response.status_code == 200 and (digest is None or last["plan"]["active_digest"] == digest):
+                    return dict(last)
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.1)
+        raise TimeoutError(f"server not ready within {timeout}s; last /readyz: {last}\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 15) -> None:
+        stop_process_group(self.process, timeout)
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------------------- load generator
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK_RESULT %d %d %d %d %d %d %d %.1f %.1f %.1f\\n",
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+@dataclasses.dataclass
+class LoadResult:
+    """One wrk run: throughput, latency and every kind of failed request."""
+
+    requests: int
+    seconds: float
+    failed: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def ensure_wrk() -> str:
+    """The ``wrk`` binary, installed from Debian's packages when missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk not found: apt-get install -y wrk", flush=True)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    install = subprocess.run([*sudo, "apt-get", "install", "-y", "wrk"], capture_output=True, text=True)
+    if install.returncode != 0:
+        subprocess.run([*sudo, "apt-get", "update"], capture_output=True, check=False)
+        subprocess.run([*sudo, "apt-get", "install", "-y", "wrk"], capture_output=True, check=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise RuntimeError("wrk could not be installed; install it with `apt-get install -y wrk`")
+    return found
+
+
+def start_wrk(
+    wrk: str, url: str, body_path: Path, script: Path, *, connections: int, seconds: float
+) -> subprocess.Popen[str]:
+    """Start wrk in the background (collect with ``finish_wrk``)."""
+    command = [
+        wrk, "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{seconds:.0f}s",
+        "--timeout", "5s", "-s", str(script), url,
+    ]  # fmt: skip
+    env = {**os.environ, "BENCH_BODY": str(body_path)}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def finish_wrk(process: subprocess.Popen[str]) -> LoadResult:
+    output, _ = process.communicate()
+    match = re.search(r"WRK_RESULT (.+)", output)
+    if not match:
+        raise RuntimeError(f"wrk gave no result:\n{output}")
+    requests, duration_us, connect, read, write, status, timeout, p50, p99, top = match[1].split()
+    return LoadResult(
+        requests=int(requests),
+        seconds=int(duration_us) / 1e6,
+        failed=sum(int(x) for x in (connect, read, write, status, timeout)),
+        p50_ms=float(p50) / 1000,
+        p99_ms=float(p99) / 1000,
+        max_ms=float(top) / 1000,
+    )
+
+
+def run_wrk(wrk: str, url: str, body_path: Path, script: Path, *, connections: int, seconds: float) -> LoadResult:
+    result = finish_wrk(start_wrk(wrk, url, body_path, script, connections=connections, seconds=seconds))
+    print(
+        f"  {url} {body_path.name} c={connections}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
+        f"p99 {result.p99_ms:.2f} ms, failed {result.failed}",
+        flush=True,
+    )
+    return result
+
+
+# ---------------------------------------------------------------------------- mlflow models serve
+
+
+def start_mlflow_scoring(model_uri: str, tracking_uri: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``mlflow models serve --env-manager local`` with one worker; returns (process, url)."""
+    port = free_port()
+    log_path = workdir / "mlflow-models-serve.log"
+    command = [
+        sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+        "-p", str(port), "-h", "127.0.0.1", "-w", "1",
+    ]  # fmt: skip
+    # mlflow execs `uvicorn` by name: the venv's bin must be on PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {
+        **os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri,
+        "OMP_NUM_THREADS": "1", "PATH": path,
+    }  # fmt: skip
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"mlflow models serve exited: {log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    _kill_group(process)
+    raise TimeoutError("mlflow models serve did not answer /ping within 180s")
+
+
+def _kill_group(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(15)
+
+
+# ---------------------------------------------------------------------------- scenarios
+
+
+def write_bodies(workdir: Path, n_features: int, rows: int) -> dict[str, Path]:
+    """Request bodies: one row and ``rows`` rows, in our format and MLflow's."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    names = feature_names(n_features)
+    matrix = rng.normal(size=(rows, n_features)).round(4).tolist()
+    records = [dict(zip(names, row, strict=True)) for row in matrix]
+    bodies = {
+        "ours_1": records[0],
+        "ours_n": {"records": records},
+        "mlflow_1": {"dataframe_split": {"columns": names, "data": matrix[:1]}},
+        "mlflow_n": {"dataframe_split": {"columns": names, "data": matrix}},
+    }
+    paths = {}
+    for key, body in bodies.items():
+        paths[key] = workdir / f"{key}.json"
+        paths[key].write_text(json.dumps(body))
+    return paths
+
+
+def write_plan(path: Path, plan: dict[str, Any]) -> str:
+    """Write a plan file atomically; return its digest."""
+    from modelyard.deploy.serving.plan import parse_plan
+    from modelyard.pipeline.snapshots import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(plan).encode())
+    return parse_plan(plan).digest()
+
+
+def time_to_serve(server: ServerProcess, plan: dict[str, Any], version: str, body_path: Path) -> float:
+    """Seconds from writing ``plan`` to the first response served by model ``version``."""
+    body = json.loads(body_path.read_text())
+    started = time.perf_counter()
+    write_plan(server.plan_path, plan)
+    while time.perf_counter() - started < 120:
+        response = httpx.post(f"{server.url}/v1/predict/bench/local", json=body, timeout=5)
+        if response.status_code == 200 and response.json()["version"] == version:
+            return time.perf_counter() - started
+        time.sleep(0.005)
+    raise TimeoutError(f"version {version} not served within 120s:\n{server.log_tail()}")
+
+
+def swaps_under_load(
+    server: ServerProcess, wrk: str, script: Path, plans: Sequence[tuple[dict[str, Any], str]], body: Path
+) -> tuple[LoadResult, list[float]]:
+    """Swap through ``plans`` (plan, version) while wrk keeps c=8 single-row load on the server."""
+    load = start_wrk(
+        wrk, f"{server.url}/v1/predict/bench/local", body, script, connections=8, seconds=4 + 2.5 * len(plans)
+    )
+    time.sleep(1.0)
+    times = []
+    try:
+        for plan, version in plans:
+            times.append(time_to_serve(server, plan, version, body))
+            time.sleep(0.5)
+    finally:
+        result = finish_wrk(load)
+    return result, times
+
+
+# ---------------------------------------------------------------------------- main
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchOptions:
+    seconds: float = 10.0
+    connections: int = 8
+    trees: int = 200
+    features: int = 20
+    rows: int = 1000
+    swaps: int = 10
+    out: Path = REPO / "docs"
+
+
+def run_benchmark(options: BenchOptions, workdir: Path) -> dict[str, Any]:
+    """Run every scenario against a fresh MLflow server under ``workdir``; return the results."""
+    import mlflow
+
+    wrk = ensure_wrk()
+    registry = start_mlflow_server(workdir / "mlflow")
+    try:
+        mlflow.set_tracking_uri(registry.url)
+        uris = [
+            register_xgboost("bench-xgb", n_features=options.features, n_trees=options.trees, seed=s) for s in (0, 1)
+        ]
+        bodies = write_bodies(workdir, options.features, options.rows)
+        script = workdir / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        ours = _bench_ours(options, workdir, registry.url, uris, bodies, wrk, script)
+        theirs = _bench_mlflow(options, workdir, registry.url, uris[0], bodies, wrk, script)
+    finally:
+        registry.stop()
+    return _summarize(options, ours, theirs)
+
+
+def _bench_ours(
+    options: BenchOptions,
+    workdir: Path,
+    tracking_uri: str,
+    uris: list[str],
+    bodies: dict[str, Path],
+    wrk: str,
+    script: Path,
+) -> dict[str, Any]:
+    plan_path = workdir / "plan.json"
+    write_plan(plan_path, single_plan(uris[0]))
+    server = ServerProcess.start(plan_path, tracking_uri, poll_seconds=0.05, log_path=workdir / "serve.log")
+    try:
+        server.wait_ready()
+        url = f"{server.url}/v1/predict/bench/local"
+        run_wrk(wrk, url, bodies["ours_1"], script, connections=options.connections, seconds=2)  # warm the path
+        single = run_wrk(wrk, url, bodies["ours_1"], script, connections=options.connections, seconds=options.seconds)
+        batch = run_wrk(wrk, url, bodies["ours_n"], script, connections=options.connections, seconds=options.seconds)
+        new_model = time_to_serve(server, single_plan(uris[1]), "2", bodies["ours_1"])
+        plans = [(single_plan(uris[i % 2]), str(i % 2 + 1)) for i in range(options.swaps)]
+        swap_load, swap_times = swaps_under_load(server, wrk, script, plans, bodies["ours_1"])
+    finally:
+        server.stop()
+    return {
+        "single": single,
+        "batch": batch,
+        "new_model_s": new_model,
+        "swap_load": swap_load,
+        "swap_times": swap_times,
+    }
+
+
+def _bench_mlflow(
+    options: BenchOptions, workdir: Path, tracking_uri: str, uri: str, bodies: dict[str, Path], wrk: str, script: Path
+) -> dict[str, LoadResult]:
+    process, url = start_mlflow_scoring(uri, tracking_uri, workdir)
+    try:
+        run_wrk(wrk, f"{url}/invocations", bodies["mlflow_1"], script, connections=options.connections, seconds=2)
+        single = run_wrk(
+            wrk,
+            f"{url}/invocations",
+            bodies["mlflow_1"],
+            script,
+            connections=options.connections,
+            seconds=options.seconds,
+        )
+        batch = run_wrk(
+            wrk,
+            f"{url}/invocations",
+            bodies["mlflow_n"],
+            script,
+            connections=options.connections,
+            seconds=options.seconds,
+        )
+    finally:
+        _kill_group(process)
+    return {"single": single, "batch": batch}
+
+
+def _summarize(options: BenchOptions, ours: dict[str, Any], theirs: dict[str, LoadResult]) -> dict[str, Any]:
+    single, batch, swap_load = ours["single"], ours["batch"], ours["swap_load"]
+    ratio = single.rps / theirs["single"].rps if theirs["single"].rps else float("inf")
+    measured = {
+        "ratio": round(ratio, 1),
+        "p99_ms": round(single.p99_ms, 2),
+        "rows_per_s": round(batch.rps * options.rows),
+        "failed_across_swaps": swap_load.failed,
+    }
+    met = {
+        "ratio": measured["ratio"] >= TARGETS["ratio"],
+        "p99_ms": measured["p99_ms"] <= TARGETS["p99_ms"],
+        "rows_per_s": measured["rows_per_s"] >= TARGETS["rows_per_s"],
+        "failed_across_swaps": measured["failed_across_swaps"] == 0,
+    }
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "setup": dataclasses.asdict(options) | {"out": str(options.out)},
+        "modelyard": {
+            "single_row": _load_dict(single),
+            f"rows_{options.rows}": _load_dict(batch) | {"rows_per_s": measured["rows_per_s"]},
+            "new_plan_to_serving_s": round(ours["new_model_s"], 3),
+            "swap_to_serving_s": [round(t, 3) for t in ours["swap_times"]],
+            "swaps_under_load": _load_dict(swap_load) | {"swaps": len(ours["swap_times"])},
+        },
+        "mlflow_models_serve": {
+            "single_row": _load_dict(theirs["single"]),
+            f"rows_{options.rows}": _load_dict(theirs["batch"])
+            | {"rows_per_s": round(theirs["batch"].rps * options.rows)},
+        },
+        "measured": measured,
+        "targets": TARGETS,
+        "met": met,
+    }
+
+
+def _load_dict(result: LoadResult) -> dict[str, Any]:
+    return {
+        "requests": result.requests,
+        "req_per_s": round(result.rps, 1),
+        "p50_ms": round(result.p50_ms, 2),
+        "p99_ms": round(result.p99_ms, 2),
+        "max_ms": round(result.max_ms, 2),
+        "failed": result.failed,
+    }
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The side-by-side table of ``docs/benchmarks.md``."""
+    options, ours, theirs = results["setup"], results["modelyard"], results["mlflow_models_serve"]
+    rows_key = f"rows_{options['rows']}"
+    measured, met = results["measured"], results["met"]
+    swaps = ours["swap_to_serving_s"]
+
+    def mark(key: str) -> str:
+        return "met" if met[key] else "MISSED"
+
+    lines = [
+        "# Serving benchmark",
+        "",
+        f"`make bench` (`python tests/bench/serving.py`), {results['when']}, "
+        f"{results['machine']['cpus']} CPUs shared with "
+        f"the load generator (load average at the end: {results['machine']['loadavg_at_end']}).",
+        f"One xgboost model ({options['trees']} trees, {options['features']} features) from a real MLflow registry; "
+        f"one worker per server; `wrk` at {options['connections']} connections, {options['seconds']:.0f} s per run.",
+        "",
+        "| scenario | modelyard serve | mlflow models serve | ratio |",
+        "|---|---|---|---|",
+        _row("single row: req/s", ours["single_row"]["req_per_s"], theirs["single_row"]["req_per_s"]),
+        f"| single row: p50 / p99 ms | {ours['single_row']['p50_ms']} / {ours['single_row']['p99_ms']} "
+        f"| {theirs['single_row']['p50_ms']} / {theirs['single_row']['p99_ms']} | |",
+        _row(f"{options['rows']}-row requests: rows/s", ours[rows_key]["rows_per_s"], theirs[rows_key]["rows_per_s"]),
+        f"| {options['rows']}-row requests: p50 / p99 ms | {ours[rows_key]['p50_ms']} / {ours[rows_key]['p99_ms']} "
+        f"| {theirs[rows_key]['p50_ms']} / {theirs[rows_key]['p99_ms']} | |",
+        "",
+        "| target | measured | goal | |",
+        "|---|---|---|---|",
+        f"| single-row throughput vs mlflow | {measured['ratio']}x | >= {TARGETS['ratio']:.0f}x | {mark('ratio')} |",
+        f"| single-row p99 at c={options['connections']} | {measured['p99_ms']} ms | <= {TARGETS['p99_ms']} ms "
+        f"| {mark('p99_ms')} |",
+        f"| rows/s, {options['rows']}-row requests | {measured['rows_per_s']:,} | >= {TARGETS['rows_per_s']:,.0f} "
+        f"| {mark('rows_per_s')} |",
+        f"| failed requests across {len(swaps)} swaps under load | {measured['failed_across_swaps']} "
+        f"(of {ours['swaps_under_load']['requests']:,}) | 0 | {mark('failed_across_swaps')} |",
+        "",
+        f"New plan (a model version not yet loaded) to serving it: {ours['new_plan_to_serving_s']} s "
+        f"(write the plan file, the server polls it, downloads, loads and warms the model, switches).",
+        f"Swaps under load, plan written to first response by the new version: "
+        f"median {sorted(swaps)[len(swaps) // 2]} s, max {max(swaps)} s.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _row(label: str, ours: float, theirs: float) -> str:
+    ratio = f"{ours / theirs:.1f}x" if theirs else "n/a"
+    return f"| {label} | {ours:,.0f} | {theirs:,.0f} | {ratio} |"
+
+
+def _parse_args(argv: Sequence[str] | None) -> BenchOptions:
+    parser = argparse.ArgumentParser(prog="python tests/bench/serving.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each wrk run")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--trees", type=int, default=200)
+    parser.add_argument("--features", type=int, default=20)
+    parser.add_argument("--rows", type=int, default=1000, help="rows per request in the batch scenario")
+    parser.add_argument("--swaps", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=REPO / "docs", help="where benchmarks.md/.json go")
+    args = parser.parse_args(argv)
+    return BenchOptions(args.seconds, args.connections, args.trees, args.features, args.rows, args.swaps, args.out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark, write ``benchmarks.md``/``.json`` and print the table."""
+    options = _parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as tmp:
+        results = run_benchmark(options, Path(tmp))
+    options.out.mkdir(parents=True, exist_ok=True)
+    (options.out / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
+    markdown = render_markdown(results)
+    (options.out / "benchmarks.md").write_text(markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""KubernetesHook and HelmHook read the cluster from the ``kubernetes_default`` Connection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelyard.plugins.hooks.helm import HelmHook
+from modelyard.plugins.hooks.kubernetes import (
+    KubernetesConnectionError,
+    KubernetesHook,
+    KubeSettings,
+    default_kubeconfig,
+    settings_from_extras,
+)
+
+
+def kubeconfig(server: str = "https://10.0.0.1:6443", context: str = "prod") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "c", "cluster": {"server": server}},
+            {"name": "d", "cluster": {"server": "https://dev:6443"}},
+        ],
+        "users": [{"name": "u", "user": {"token": "t0ken"}}],
+        "contexts": [
+            {"name": context, "context": {"cluster": "c", "user": "u"}},
+            {"name": "dev", "context": {"cluster": "d", "user": "u"}},
+        ],
+        "current-context": "dev",
+    }
+
+
+def connection(monkeypatch: pytest.MonkeyPatch, extra: dict[str, Any], conn_id: str = "kubernetes_default") -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "kubernetes", "extra": extra}))
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AIRFLOW_CONN_KUBERNETES_DEFAULT", "AIRFLOW_CONN_KUBERNETES_OTHER", "KUBECONFIG"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_extras_select_kubeconfig_context_and_namespace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig()))
+    connection(monkeypatch, {"kube_config_path": str(path), "cluster_context": "prod", "namespace": "serving"})
+    hook = KubernetesHook()
+    assert hook.get_settings() == KubeSettings(config_file=path, context="prod", namespace="serving")
+    api = hook.get_conn()
+    assert api.configuration.host == "https://10.0.0.1:6443"  # the context asked for, not current-context
+    assert hook.kubeconfig_path() == path
+
+
+def test_inline_kubeconfig_is_written_privately_for_helm(monkeypatch: pytest.MonkeyPatch) -> None:
+    connection(monkeypatch, {"kube_config": json.dumps(kubeconfig()), "cluster_context": "prod"}, "kubernetes_other")
+    hook = KubernetesHook("kubernetes_other")
+    assert hook.get_conn().configuration.host == "https://10.0.0.1:6443"
+    written = hook.kubeconfig_path()
+    assert written is not None
+    try:
+        assert stat.S_IMODE(written.stat().st_mode) == 0o600
+        assert yaml.safe_load(written.read_text()) == kubeconfig()
+        assert hook.kubeconfig_path() == written  # written once
+    finally:
+        written.unlink()
+
+
+def test_without_a_connection_kubeconfig_env_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump(kubeconfig(server="https://from-env:6443")))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    hook = KubernetesHook()
+    assert hook.get_settings() == KubeSettings()
+    assert default_kubeconfig() == path
+    assert hook.get_conn().configuration.host == "https://dev:6443"  # current-context of the file
+
+
+def test_in_cluster_needs_no_kubeconfig(monkeypatch: pytest.MonkeyPatch) -> None:
+    connection(monkeypatch, {"in_cluster": "true"})
+    hook = KubernetesHook()
+    assert hook.get_settings().in_cluster is True
+    assert hook.kubeconfig_path() is None
+
+
+@pytest.mark.parametrize(
+    ("extras", "message"),
+    [
+        ({"in_cluster": True, "kube_config_path": "/x"}, "'in_cluster' cannot be combined"),
+        ({"kube_config_path": "/x", "kube_config": "{}"}, "not both"),
+        ({"kube_config": "[1, 2"}, "'kube_config' is not YAML/JSON"),
+        ({"kube_config": "- a list"}, "must be a kubeconfig mapping"),
+    ],
+)
+def test_contradictory_extras_are_refused(extras: dict[str, Any], message: str) -> None:
+    with pytest.raises(KubernetesConnectionError, match=message):
+        settings_from_extras(extras)
+
+
+def test_prefixed_extras_of_older_connections() -> None:
+    settings = settings_from_extras({"extra__kubernetes__in_cluster": "1", "extra__kubernetes__namespace": "ns"})
+    assert settings == KubeSettings(in_cluster=True, namespace="ns")
+
+
+def test_helm_hook_points_the_real_helm_at_the_connection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig()))
+    connection(monkeypatch, {"kube_config_path": str(path), "cluster_context": "prod", "namespace": "serving"})
+    hook = HelmHook(timeout_seconds=900)
+    client = hook.get_conn()
+    assert client.version.major == 4
+    # `helm env` prints what helm itself resolved from the flags pyhelm3 passes.
+    env = asyncio.run(hook.get_command().run(["env"])).decode()
+    assert f'KUBECONFIG="{path}"' in env
+    assert 'HELM_KUBECONTEXT="prod"' in env
+    releases = hook.get_releases()
+    assert releases.namespace == "serving"
+    assert releases.timeout == "900s"

@@ -1,0 +1,186 @@
+"""The planner's rules on registry states, without MLflow: champion, strategies, challenger, windows, digest."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from modelyard.deploy.rollout.planner import (
+    PairState,
+    PlannerError,
+    PlanOptions,
+    build_plan,
+    diff_plans,
+    plan_versions,
+    selected_pairs,
+)
+from modelyard.deploy.serving.plan import Plan, parse_plan_text
+from modelyard.deploy.serving.router import ServiceRouter, fixed_clock
+from modelyard.pipeline.config import Config, load_config
+
+
+@pytest.fixture
+def config(demo_config_path: Path, clean_env: None) -> Config:
+    return load_config(demo_config_path, environ={})
+
+
+def states(config: Config, **aliases_by_key: dict[str, str]) -> list[PairState]:
+    """A state per configured pair; ``family__region=aliases`` sets a pair's aliases (default: champion 1)."""
+    result = []
+    for family, region in config.pairs():
+        aliases = aliases_by_key.get(f"{family}__{region}", {"champion": "1"})
+        result.append(PairState(family, region, config.mlflow.model_name(family, region), aliases))
+    return result
+
+
+def test_every_pair_serves_its_champion_pinned_by_version(config: Config) -> None:
+    proposal = build_plan(config, states(config, driver_acceptance__jakarta={"champion": "7"}), PlanOptions())
+
+    plan = proposal.plan
+    assert len(plan.services) == len(config.pairs())
+    service = plan.service("driver_acceptance", "jakarta")
+    assert service is not None
+    assert [(v.name, v.model_uri, v.weight) for v in service.variants] == [
+        ("primary", "models:/driver_acceptance-jakarta/7", 100)
+    ]
+    assert service.timezone == "Asia/Jakarta"
+    assert [f"{s.family}/{s.region}" for s in plan.services] == [f"{f}/{r}" for f, r in config.pairs()]
+
+
+def test_same_registry_state_gives_the_same_digest_and_a_moved_alias_another(config: Config) -> None:
+    first = build_plan(config, states(config), PlanOptions()).plan
+    again = build_plan(config, list(reversed(states(config))), PlanOptions()).plan
+    moved = build_plan(config, states(config, pickup_eta__hanoi={"champion": "2"}), PlanOptions()).plan
+
+    assert first.digest() == again.digest()
+    assert moved.digest() != first.digest()
+    # The digest survives the JSON round trip the server does.
+    assert parse_plan_text(first.canonical_json()).digest() == first.digest()
+
+
+def test_pairs_without_champion_are_skipped_with_the_reason(config: Config) -> None:
+    proposal = build_plan(config, states(config, pickup_eta__bangkok={}), PlanOptions())
+
+    assert proposal.plan.service("pickup_eta", "bangkok") is None
+    assert "pickup_eta-bangkok" in proposal.skipped["pickup_eta/bangkok"]
+    assert "promote" in proposal.skipped["pickup_eta/bangkok"]
+
+
+def test_nothing_to_deploy_is_an_error_naming_the_pairs(config: Config) -> None:
+    empty = [PairState(f, r, config.mlflow.model_name(f, r), {}) for f, r in config.pairs()]
+
+    with pytest.raises(PlannerError, match="nothing to deploy: driver_acceptance/jakarta"):
+        build_plan(config, empty, PlanOptions())
+
+
+def test_a_version_override_needs_one_pair(config: Config) -> None:
+    with pytest.raises(PlannerError, match="select exactly one family and one region"):
+        selected_pairs(config, PlanOptions(version="3", regions=["jakarta"]))
+    assert selected_pairs(config, PlanOptions(version="3", families=["pickup_eta"], regions=["jakarta"])) == [
+        ("pickup_eta", "jakarta")
+    ]
+
+
+def test_override_serves_the_version_and_blue_green_keeps_the_champion_on_standby(config: Config) -> None:
+    state = PairState("pickup_eta", "jakarta", "pickup_eta-jakarta", {"champion": "4"}, override="6")
+
+    plan = build_plan(config, [state], PlanOptions(regions=["jakarta"], strategy="blue-green")).plan
+
+    assert plan_versions(plan) == {"pickup_eta/jakarta": {"primary": "6", "standby": "4"}}
+    service = plan.services[0]
+    assert [v.weight for v in service.variants] == [100, 0]
+
+
+def test_blue_green_standby_is_previous_champion_and_rolling_has_none(config: Config) -> None:
+    aliases = {"champion": "5", "previous-champion": "4"}
+    one = [PairState("driver_acceptance", "hanoi", "driver_acceptance-hanoi", aliases)]
+
+    blue_green = build_plan(config, one, PlanOptions(strategy="blue-green")).plan
+    rolling = build_plan(config, one, PlanOptions(strategy="rolling")).plan
+
+    assert plan_versions(blue_green)["driver_acceptance/hanoi"] == {"primary": "5", "standby": "4"}
+    assert plan_versions(rolling)["driver_acceptance/hanoi"] == {"primary": "5"}
+
+
+def test_shadow_strategy_keeps_the_previous_version_answering(config: Config) -> None:
+    aliases = {"champion": "5", "previous-champion": "4"}
+    one = [PairState("driver_acceptance", "hanoi", "driver_acceptance-hanoi", aliases)]
+
+    plan = build_plan(config, one, PlanOptions(strategy="shadow")).plan
+
+    assert plan_versions(plan)["driver_acceptance/hanoi"] == {"primary": "4", "shadow:shadow": "5"}
+
+
+def test_shadow_strategy_without_a_previous_version_serves_the_new_one(config: Config) -> None:
+    one = [PairState("driver_acceptance", "hanoi", "driver_acceptance-hanoi", {"champion": "1"})]
+
+    plan = build_plan(config, one, PlanOptions(strategy="shadow")).plan
+
+    assert plan_versions(plan)["driver_acceptance/hanoi"] == {"primary": "1"}
+
+
+def test_challenger_weight_splits_and_shadow_challenger_mirrors(config: Config) -> None:
+    aliases = {"champion": "5", "challenger": "8"}
+    one = [PairState("pickup_eta", "singapore", "pickup_eta-singapore", aliases)]
+
+    split = build_plan(config, one, PlanOptions(challenger_weight=20)).plan.services[0]
+    mirrored = build_plan(config, one, PlanOptions(shadow_challenger=True)).plan.services[0]
+    same = build_plan(
+        config,
+        [PairState("pickup_eta", "singapore", "pickup_eta-singapore", {"champion": "5", "challenger": "5"})],
+        PlanOptions(challenger_weight=20),
+    ).plan.services[0]
+
+    assert [(v.name, v.weight) for v in split.variants] == [("primary", 80), ("challenger", 20)]
+    assert [s.model_uri for s in mirrored.shadows] == ["models:/pickup_eta-singapore/8"]
+    assert [(v.name, v.weight) for v in same.variants] == [("primary", 100)]  # the challenger is the champion
+
+
+def test_festival_window_routes_to_the_alias_during_the_region_festival(config: Config) -> None:
+    aliases = {"champion": "5", "festival": "9"}
+    one = [PairState("driver_acceptance", "jakarta", "driver_acceptance-jakarta", aliases)]
+
+    service = build_plan(config, one, PlanOptions()).plan.services[0]
+
+    assert [(v.name, v.weight) for v in service.variants] == [("primary", 100), ("festival", 0)]
+    assert [r.variant for r in service.rules] == ["festival"]
+    lebaran = ServiceRouter(service, fixed_clock(dt.datetime(2026, 3, 20, 12, tzinfo=dt.UTC)))
+    ordinary = ServiceRouter(service, fixed_clock(dt.datetime(2026, 5, 20, 12, tzinfo=dt.UTC)))
+    assert lebaran.route("customer-1").variant == "festival"
+    assert ordinary.route("customer-1").variant == "primary"
+
+
+def test_no_window_rule_without_the_alias(config: Config) -> None:
+    service = build_plan(config, states(config), PlanOptions()).plan.services[0]
+
+    assert service.rules == []
+
+
+def test_narrowed_selection_keeps_the_other_live_services_and_full_selection_drops_stale_ones(config: Config) -> None:
+    live = build_plan(config, states(config), PlanOptions()).plan
+    stale = live.services[0].model_copy(update={"region": "atlantis"})
+    live_with_stale = Plan(services=[*live.services, stale])
+    jakarta = [s for s in states(config, driver_acceptance__jakarta={"champion": "2"}) if s.region == "jakarta"]
+
+    narrowed = build_plan(config, jakarta, PlanOptions(regions=["jakarta"]), live_with_stale)
+    full = build_plan(config, states(config), PlanOptions(), live_with_stale)
+
+    assert narrowed.plan.service("driver_acceptance", "jakarta").variants[0].model_uri.endswith("/2")  # type: ignore[union-attr]
+    assert narrowed.plan.service("pickup_eta", "bangkok") == live.service("pickup_eta", "bangkok")
+    assert narrowed.plan.service("driver_acceptance", "atlantis") is not None
+    assert full.plan.service("driver_acceptance", "atlantis") is None
+    changes = {c.key: c.change for c in diff_plans(live_with_stale, full.plan)}
+    assert changes["driver_acceptance/atlantis"] == "removed"
+    assert changes["driver_acceptance/jakarta"] == "unchanged"
+
+
+def test_diff_names_added_and_changed_services(config: Config) -> None:
+    live = build_plan(config, states(config), PlanOptions()).plan
+    new = build_plan(config, states(config, pickup_eta__hanoi={"champion": "3"}), PlanOptions()).plan
+
+    changes = diff_plans(live, new)
+    changed = [c for c in changes if c.change == "changed"]
+    assert [(c.key, c.before, c.after) for c in changed] == [("pickup_eta/hanoi", "primary v1 100%", "primary v3 100%")]
+    assert {c.change for c in diff_plans(None, new)} == {"added"}

@@ -1,0 +1,243 @@
+"""Rollout strategies and the rollback state machine, against an in-memory target.
+
+The target's ``/metrics`` text is produced by the real ``ServingMetrics`` of the server,
+so the parser is tested on the exact exposition format the server writes. Time is a
+fake clock: every ``sleep`` sends simulated traffic through the active plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from modelyard.deploy.rollout.strategies import (
+    CANARY,
+    GREEN,
+    Rollout,
+    TargetError,
+    Thresholds,
+    breach_of,
+    canary_plan,
+    histogram_quantile,
+    parse_metrics,
+    plan_steps,
+    window_stats,
+)
+from modelyard.deploy.serving.metrics import ServingMetrics
+from modelyard.deploy.serving.plan import Plan, Service, Variant
+
+THRESHOLDS = Thresholds(max_error_rate=0.01, max_p99_ms=100, min_requests=20, analysis_seconds=10)
+
+
+def service(region: str, version: str, **extra: object) -> Service:
+    return Service(
+        family="eta",
+        region=region,
+        variants=[Variant(name="primary", model_uri=f"models:/eta-{region}/{version}", weight=100)],
+        **extra,
+    )
+
+
+def plan(**versions: str) -> Plan:
+    return Plan(services=[service(region, version) for region, version in versions.items()])
+
+
+@dataclass
+class FakeTarget:
+    """Applies plans in memory; ``traffic`` answers requests per the active plan's weights."""
+
+    bad_versions: dict[str, tuple[float, float]] = field(default_factory=dict)  # version -> (error rate, seconds)
+    reject: set[str] = field(default_factory=set)
+    name: str = "fake"
+    active: Plan | None = None
+    applied: list[Plan] = field(default_factory=list)
+    metrics: ServingMetrics = field(default_factory=ServingMetrics)
+    now: float = 0.0
+
+    def apply(self, new: Plan) -> bool:
+        if new.digest() in self.reject:
+            raise TargetError("model failed its warm-up")
+        changed = self.active is None or self.active.digest() != new.digest()
+        self.active = new
+        self.applied.append(new)
+        return changed
+
+    def metrics_text(self) -> str:
+        return self.metrics.exposition().decode()
+
+    def traffic(self, requests_per_service: int = 100) -> None:
+        assert self.active is not None
+        for svc in self.active.services:
+            for variant in svc.variants:
+                version = variant.model_uri.rsplit("/", 1)[1]
+                error_rate, seconds = self.bad_versions.get(version, (0.0, 0.002))
+                count = requests_per_service * variant.weight // 100
+                errors = round(count * error_rate)
+                labels = (svc.family, svc.region, variant.name, version)
+                self.metrics.requests.labels(*labels, "error").inc(errors)
+                self.metrics.requests.labels(*labels, "ok").inc(count - errors)
+                for _ in range(count):
+                    self.metrics.latency.labels(svc.family, svc.region, variant.name).observe(seconds)
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.5)
+        self.traffic()
+
+    def clock(self) -> float:
+        return self.now
+
+
+def run(target: FakeTarget, strategy: str, live: Plan | None, new: Plan) -> Rollout:
+    rollout = Rollout(
+        target, plan_steps(strategy, live, new, [10, 50, 100]), live, THRESHOLDS,  # type: ignore[arg-type]
+        sleep=target.sleep, clock=target.clock,
+    )  # fmt: skip
+    if live is not None:
+        target.apply(live)
+        target.applied.clear()
+    rollout.run()
+    return rollout
+
+
+def test_rolling_is_one_swap() -> None:
+    target = FakeTarget()
+    rollout = run(target, "rolling", plan(jakarta="1"), plan(jakarta="2"))
+
+    assert rollout.state == "succeeded"
+    assert target.applied == [plan(jakarta="2")]
+
+
+def test_healthy_canary_steps_weights_up_and_ends_on_the_new_plan() -> None:
+    target = FakeTarget()
+    live, new = plan(jakarta="1", hanoi="1"), plan(jakarta="2", hanoi="1")
+
+    rollout = run(target, "canary", live, new)
+
+    assert rollout.state == "succeeded", rollout.reason
+    weights = [[(v.name, v.weight) for v in p.services[0].variants] for p in target.applied]
+    assert weights == [[("primary", 90), (CANARY, 10)], [("primary", 50), (CANARY, 50)], [("primary", 100)]]
+    assert all(p.services[1] == new.services[1] for p in target.applied)  # the unchanged service is left alone
+    assert [r.outcome for r in rollout.records] == ["applied", "passed", "applied", "passed", "applied"]
+    assert target.active == new
+
+
+def test_erroring_canary_rolls_back_at_the_first_step_with_the_reason() -> None:
+    target = FakeTarget(bad_versions={"2": (0.3, 0.002)})
+
+    rollout = run(target, "canary", plan(jakarta="1"), plan(jakarta="2"))
+
+    assert rollout.state == "rolled-back"
+    assert rollout.reason is not None
+    assert "canary 10%: canary of eta/jakarta: error rate" in rollout.reason
+    assert "max_error_rate 1.0%" in rollout.reason
+    assert target.active == plan(jakarta="1")
+    assert len(target.applied) == 2  # the 10% step, then the rollback
+    assert target.now < THRESHOLDS.analysis_seconds  # a clear breach does not wait for the window's end
+
+
+def test_slow_canary_breaches_p99_and_rolls_back() -> None:
+    target = FakeTarget(bad_versions={"2": (0.0, 0.4)})
+
+    rollout = run(target, "canary", plan(jakarta="1"), plan(jakarta="2"))
+
+    assert rollout.state == "rolled-back"
+    assert "p99 latency" in (rollout.reason or "")
+    assert target.active == plan(jakarta="1")
+
+
+def test_rejected_step_rolls_back_and_nothing_live_means_failed() -> None:
+    new = plan(jakarta="2")
+    target = FakeTarget(reject={new.digest()})
+
+    rolled = run(target, "rolling", plan(jakarta="1"), new)
+    failed = run(FakeTarget(reject={new.digest()}), "rolling", None, new)
+
+    assert rolled.state == "rolled-back"
+    assert "model failed its warm-up" in (rolled.reason or "")
+    assert target.active == plan(jakarta="1")
+    assert failed.state == "failed"
+    assert "nothing was live before" in (failed.reason or "")
+
+
+def test_blue_green_warms_the_new_version_at_zero_before_switching() -> None:
+    target = FakeTarget()
+    live = plan(jakarta="1")
+    new = Plan(
+        services=[
+            service("jakarta", "2").model_copy(
+                update={
+                    "variants": [
+                        Variant(name="primary", model_uri="models:/eta-jakarta/2", weight=100),
+                        Variant(name="standby", model_uri="models:/eta-jakarta/1", weight=0),
+                    ]
+                }
+            )
+        ]
+    )
+
+    rollout = run(target, "blue-green", live, new)
+
+    assert rollout.state == "succeeded"
+    warm = target.applied[0].services[0]
+    assert [(v.name, v.model_uri[-1], v.weight) for v in warm.variants] == [("primary", "1", 100), (GREEN, "2", 0)]
+    assert target.applied[1] == new
+
+
+def test_first_deploy_and_unchanged_primary_skip_canary_steps() -> None:
+    assert [s.name for s in plan_steps("canary", None, plan(jakarta="1"), [10, 100])] == ["swap"]
+    assert [s.name for s in plan_steps("canary", plan(jakarta="1"), plan(jakarta="1"), [10, 100])] == ["swap"]
+
+
+def test_canary_keeps_a_challenger_split_and_rules_point_at_the_primary_slot() -> None:
+    live = plan(jakarta="1")
+    new = Plan(
+        services=[
+            service("jakarta", "2").model_copy(
+                update={
+                    "variants": [
+                        Variant(name="primary", model_uri="models:/eta-jakarta/2", weight=80),
+                        Variant(name="challenger", model_uri="models:/eta-jakarta/3", weight=20),
+                    ]
+                }
+            )
+        ]
+    )
+
+    step = canary_plan(live, new, 50).services[0]
+
+    assert [(v.name, v.weight) for v in step.variants] == [("primary", 40), (CANARY, 40), ("challenger", 20)]
+
+
+def test_window_stats_reads_deltas_and_ignores_bad_input() -> None:
+    metrics = ServingMetrics()
+    before = parse_metrics(metrics.exposition().decode())
+    labels = ("eta", "jakarta", CANARY, "2")
+    metrics.requests.labels(*labels, "ok").inc(95)
+    metrics.requests.labels(*labels, "error").inc(5)
+    metrics.requests.labels(*labels, "bad_input").inc(50)
+    for seconds in [0.002] * 98 + [0.3] * 2:
+        metrics.latency.labels("eta", "jakarta", CANARY).observe(seconds)
+
+    stats = window_stats(before, parse_metrics(metrics.exposition().decode()), ("eta", "jakarta"), CANARY)
+
+    assert (stats.requests, stats.errors) == (100, 5)
+    assert stats.error_rate == pytest.approx(0.05)
+    assert stats.p99_ms is not None
+    assert 100 < stats.p99_ms <= 500
+    assert breach_of(stats, THRESHOLDS) is not None
+
+
+def test_too_few_requests_are_not_judged() -> None:
+    from modelyard.deploy.rollout.strategies import VariantStats
+
+    assert breach_of(VariantStats(requests=5, errors=5, p99_ms=900), THRESHOLDS) is None
+
+
+def test_histogram_quantile_interpolates_like_prometheus() -> None:
+    buckets = {0.1: 50.0, 0.2: 100.0, float("inf"): 100.0}
+
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.1)
+    assert histogram_quantile(0.75, buckets) == pytest.approx(0.15)
+    assert histogram_quantile(0.99, {0.1: 0.0, float("inf"): 10.0}) == pytest.approx(0.1)
+    assert histogram_quantile(0.99, {}) is None
