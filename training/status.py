@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from modelyard.training.promotion import CHAMPION_ALIAS, PREVIOUS_ALIAS, TAG, aliases, open_client
+from modelyard.training.promotion import CHAMPION_ALIAS, PREVIOUS_ALIAS, TAG, open_client
 from modelyard.training.registry import CHALLENGER_ALIAS
 
 if TYPE_CHECKING:
@@ -66,20 +66,34 @@ def _is_number(text: str | None) -> bool:
 
 def pair_status(client: MlflowClient, config: Config, family: str, region: str) -> PairStatus:
     """Champion, challenger and previous champion of (family, region) with their key metrics."""
+    return pair_statuses(client, config, [(family, region)])[0]
+
+
+def pair_statuses(client: MlflowClient, config: Config, pairs: list[tuple[str, str]]) -> list[PairStatus]:
+    """The status of every pair in two paginated searches (aliases, then the aliased versions)."""
+    from modelyard.training.catalog import aliases_of, versions_of
     from modelyard.training.train import KEY_METRICS
 
-    name = config.mlflow.model_name(family, region)
-    current = aliases(client, name)
-    names = KEY_METRICS[config.family(family).task]
+    names = {pair: config.mlflow.model_name(*pair) for pair in pairs}
+    current = aliases_of(client, names.values())
+    wanted: dict[str, set[str]] = {name: set(current[name].values()) for name in names.values()}
+    versions = versions_of(client, wanted)
 
-    def info(alias: str) -> VersionInfo | None:
-        number = current.get(alias)
-        return VersionInfo.from_version(client.get_model_version(name, number), names) if number else None
+    def status(family: str, region: str) -> PairStatus:
+        name = names[(family, region)]
+        metric_names = KEY_METRICS[config.family(family).task]
 
-    return PairStatus(
-        family=family, region=region, model_name=name, champion=info(CHAMPION_ALIAS),
-        challenger=info(CHALLENGER_ALIAS), previous=info(PREVIOUS_ALIAS),
-    )  # fmt: skip
+        def info(alias: str) -> VersionInfo | None:
+            number = current[name].get(alias)
+            found = versions.get((name, number)) if number else None
+            return VersionInfo.from_version(found, metric_names) if found else None
+
+        return PairStatus(
+            family=family, region=region, model_name=name, champion=info(CHAMPION_ALIAS),
+            challenger=info(CHALLENGER_ALIAS), previous=info(PREVIOUS_ALIAS),
+        )  # fmt: skip
+
+    return [status(family, region) for family, region in pairs]
 
 
 def collect_status(
@@ -95,7 +109,7 @@ def collect_status(
         ConfigError: an unknown family or region was named.
     """
     client = open_client(config, tracking_uri)
-    return [pair_status(client, config, f, r) for f, r in config.pairs(families, regions)]
+    return pair_statuses(client, config, list(config.pairs(families, regions)))
 
 
 def render_status(statuses: list[PairStatus]) -> Table:

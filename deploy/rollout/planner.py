@@ -131,15 +131,16 @@ def read_registry(client: MlflowClient, config: Config, options: PlanOptions) ->
     Raises:
         PlannerError: the selection is invalid or the override version does not exist.
     """
-    from modelyard.training.promotion import aliases
+    from modelyard.training.catalog import aliases_of
 
-    states = []
-    for family, region in selected_pairs(config, options):
-        name = config.mlflow.model_name(family, region)
-        if options.version:
+    pairs = selected_pairs(config, options)
+    names = {pair: config.mlflow.model_name(*pair) for pair in pairs}
+    if options.version:
+        for name in names.values():
             _check_version(client, name, options.version)
-        states.append(PairState(family, region, name, aliases(client, name), options.version))
-    return states
+    current = aliases_of(client, names.values())  # paginated: a few requests for thousands of models
+    return [PairState(family, region, names[(family, region)], current[names[(family, region)]], options.version)
+            for family, region in pairs]  # fmt: skip
 
 
 def _check_version(client: MlflowClient, name: str, version: str) -> None:

@@ -1,0 +1,72 @@
+"""The registry state of many models in a few requests: aliases and versions by paginated search.
+
+``modelyard status``, ``modelyard plan`` and the deploy planner read every configured
+(family, region) model. One ``get_registered_model`` / ``get_model_version`` call per model
+costs a round trip each (1,000 models: thousands of requests); these helpers ask the
+registry with ``name IN (...)`` filters, ``NAMES_PER_QUERY`` names at a time, and follow
+``page_token`` to the end, so the request count grows with pages, not with models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+# Names per ``name IN (...)`` filter: keeps each query string well under URL and SQL limits.
+NAMES_PER_QUERY = 200
+PAGE_SIZE = 1000  # MLflow's maximum page for registered models (SEARCH_REGISTERED_MODEL_MAX_RESULTS_THRESHOLD)
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _quoted(value: str) -> str:
+    # MLflow's filter grammar has no escape inside a literal; a name with a single quote goes in double quotes.
+    return f'"{value}"' if "'" in value else f"'{value}'"
+
+
+def _in_filter(key: str, values: Iterable[str]) -> str:
+    return f"{key} IN ({', '.join(_quoted(value) for value in values)})"
+
+
+def aliases_of(client: MlflowClient, names: Iterable[str]) -> dict[str, dict[str, str]]:
+    """``{model name: {alias: version}}`` for ``names``; a name that is not registered maps to ``{}``."""
+    wanted = sorted(set(names))
+    found: dict[str, dict[str, str]] = {name: {} for name in wanted}
+    for chunk in _chunks(wanted, NAMES_PER_QUERY):
+        token: str | None = None
+        while True:
+            page = client.search_registered_models(
+                filter_string=_in_filter("name", chunk), max_results=PAGE_SIZE, page_token=token
+            )
+            for model in page:
+                found[model.name] = {alias: str(version) for alias, version in (model.aliases or {}).items()}
+            token = page.token
+            if not token:
+                break
+    return found
+
+
+def versions_of(client: MlflowClient, wanted: dict[str, set[str]]) -> dict[tuple[str, str], ModelVersion]:
+    """``{(model name, version): ModelVersion}`` for the wanted versions of each model, with their tags."""
+    names = sorted(name for name, versions in wanted.items() if versions)
+    found: dict[tuple[str, str], ModelVersion] = {}
+    for chunk in _chunks(names, NAMES_PER_QUERY):
+        token: str | None = None
+        while True:
+            page = client.search_model_versions(
+                filter_string=_in_filter("name", chunk), max_results=PAGE_SIZE, page_token=token
+            )
+            for version in page:
+                if str(version.version) in wanted[version.name]:
+                    found[(version.name, str(version.version))] = version
+            token = page.token
+            if not token:
+                break
+    return found
