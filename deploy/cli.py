@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -19,6 +19,10 @@ from modelyard.deploy.rollout.cli import app as deploy_app
 from modelyard.pipeline.cli import app as data_app
 from modelyard.training.cli import app as training_app
 from modelyard.training.mlflow_server import TrackingServerUnreachableError
+
+if TYPE_CHECKING:
+    # typer vendors click; its group methods take and return the vendored classes.
+    from typer._click import Command, Context
 
 # name -> "module:function", loaded on first use.
 LAZY_COMMANDS = {
@@ -32,10 +36,10 @@ LAZY_COMMANDS = {
 class LazyGroup(TyperGroup):
     """A command group whose ``LAZY_COMMANDS`` are imported when they are looked up."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         if cmd_name not in LAZY_COMMANDS:
             return super().get_command(ctx, cmd_name)
         module, function = LAZY_COMMANDS[cmd_name].split(":")
