@@ -50,6 +50,7 @@ PARITY_RTOL = 2.0**-18
 CALIBRATION_MAX_ROWS = 1024
 CALIBRATION_BUDGET_S = 0.01  # per engine and batch size: enough runs for a stable minimum, bounded load time
 CALIBRATION_MIN_RUNS = 3
+CALIBRATION_RETRIES = 2
 
 
 class OnnxUnavailable(Exception):
@@ -254,8 +255,14 @@ def calibrate(native: Predict, onnx: Predict, example: np.ndarray) -> dict[str, 
     size = 1
     while size <= CALIBRATION_MAX_ROWS:
         matrix = np.ascontiguousarray(np.resize(example, (size, example.shape[1])))
-        for name, fn in (("native", native), ("onnx", onnx)):
-            timings[name][str(size)] = round(_best_time(fn, matrix) * 1e6, 1)
+        best = {"native": _best_time(native, matrix), "onnx": _best_time(onnx, matrix)}
+        for _ in range(CALIBRATION_RETRIES):
+            if best["onnx"] <= best["native"]:
+                break
+            # A loaded machine preempts single runs: before ONNX loses at a size, time both again.
+            best = {name: min(best[name], _best_time(fn, matrix)) for name, fn in (("native", native), ("onnx", onnx))}
+        for name in best:
+            timings[name][str(size)] = round(best[name] * 1e6, 1)
         size *= 2
     return timings
 
