@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from modelyard.pipeline.snapshots import SnapshotMeta, SnapshotNotFoundError, latest_snapshot, load_frame
 from modelyard.training import metrics as metrics_mod
-from modelyard.training import models, plots, registry
+from modelyard.training import models, onnx_export, plots, registry
 from modelyard.training.mlflow_server import require_reachable
 from modelyard.training.split import SplitError, TimeSplit, time_split
 
@@ -41,6 +41,10 @@ KEY_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("holdout_auc", "holdout_logloss", "holdout_brier", "baseline_holdout_auc"),
     "regression": ("holdout_mae", "holdout_rmse", "holdout_mape", "baseline_holdout_mae"),
 }
+
+
+# Types of the scikit-learn models we train that skops does not trust by default (tree node storage).
+SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 
 
 class TrainingError(RuntimeError):
@@ -463,7 +467,15 @@ def _log_model(plan: TrainingPlan, outcome: FitOutcome) -> str:
     signature = infer_signature(example, outcome.model.predict(example))
     flavor = models.get_algorithm(plan.algorithm).flavor
     log_model = mlflow.xgboost.log_model if flavor == "xgboost" else mlflow.sklearn.log_model
-    info = log_model(outcome.model, name="model", signature=signature, input_example=example)
+    # Our own forests: without this, MLflow's skops format refuses to load them back (in serving too).
+    trust = {"skops_trusted_types": SKOPS_TRUSTED_TYPES} if flavor == "sklearn" else {}
+    holdout = models.feature_frame(outcome.split.holdout, plan.family.features)
+    with tempfile.TemporaryDirectory(prefix="modelyard-onnx-") as folder:
+        # The ONNX copy and a holdout sample for the serving fast path, checked by the server (ADR 0002).
+        extras = onnx_export.write_serving_extras(outcome.model, flavor, holdout, Path(folder))
+        info = log_model(
+            outcome.model, name="model", signature=signature, input_example=example, extra_files=extras, **trust
+        )
     return str(info.model_uri)
 
 

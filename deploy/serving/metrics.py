@@ -70,6 +70,13 @@ class ServingMetrics:
             "modelyard_model_warmup_seconds", "Warm-up time", ["model", "version"], registry=reg,
             multiprocess_mode="mostrecent",
         )  # fmt: skip
+        self.model_engine = Gauge(
+            "modelyard_model_engine",
+            "1 for the engine a loaded model answers small batches with (onnx or native; reason in /readyz)",
+            ["model", "version", "engine"],
+            registry=reg,
+            multiprocess_mode="mostrecent",
+        )
         self.model_load_failures = Counter(
             "modelyard_model_load_failures", "Models that failed to load or warm up", ["model"], registry=reg
         )

@@ -201,6 +201,8 @@ class ModelStatus:
     load_seconds: float | None = None
     warmup_seconds: float | None = None
     last_error: str | None = None
+    engine: str = "native"
+    engine_detail: dict[str, Any] | None = None  # see engines.EngineReport
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -358,14 +360,37 @@ def _load_from_dir(status: ModelStatus, path: Path, workdir: Path) -> ServedMode
     if "xgboost" in flavors and schema.numeric:
         status.flavor = "xgboost"
         predict_fn, status.task = _xgboost_predictor(path / flavors["xgboost"]["data"])
+        predict_fn = _fast_path(status, path, predict_fn, schema, example)
         return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=None)
     if "sklearn" in flavors and schema.numeric:
         status.flavor = "sklearn"
         predict_fn, status.task = _sklearn_predictor(path)
+        predict_fn = _fast_path(status, path, predict_fn, schema, example)
         return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=None)
     status.flavor = "pyfunc"
+    status.engine_detail = {"engine": "native", "reason": "pyfunc flavor or non-numeric inputs: no ONNX fast path"}
     predict_fn = _pyfunc_predictor(path, schema)
     return ServedModel(status, schema, predict_fn, inline=False, example=example, workdir=workdir)
+
+
+def _fast_path(
+    status: ModelStatus,
+    path: Path,
+    native: Callable[[np.ndarray], np.ndarray],
+    schema: InputSchema,
+    example: list[dict[str, Any]],
+) -> Callable[[np.ndarray], np.ndarray]:
+    """ONNX for small batches when its copy is exact and faster, else ``native`` (the reason goes to /readyz)."""
+    from modelyard.deploy.serving import engines
+
+    try:
+        matrix = schema.to_matrix(example)
+    except BadInput:  # warm-up reports it
+        return native
+    predict_fn, report = engines.choose_engine(path, native, matrix)
+    status.engine, status.engine_detail = report.engine, report.to_dict()
+    log.info("engine chosen", extra={"uri": status.uri, "engine": report.engine, "reason": report.reason})
+    return predict_fn
 
 
 def _schema_from(meta: Any, uri: str) -> InputSchema:
@@ -410,11 +435,19 @@ def _xgboost_predictor(model_file: Path) -> tuple[Callable[[np.ndarray], np.ndar
     booster.set_param({"nthread": 1})
     objective = str(orjson.loads(booster.save_config())["learner"]["objective"]["name"])
     task: Task = "classification" if objective.startswith(("binary:", "multi:")) else "regression"
+    # Early stopping keeps every tree in the file; the model that was scored (and that the
+    # sklearn wrapper predicts with) stops at best_iteration.
+    best = booster.attributes().get("best_iteration")
+    trees = (0, int(best) + 1) if best is not None else (0, 0)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return booster.inplace_predict(x, iteration_range=trees)
+
     if objective == "binary:logitraw":
         import numpy as np
 
-        return (lambda x: 1.0 / (1.0 + np.exp(-booster.inplace_predict(x)))), task
-    return booster.inplace_predict, task
+        return (lambda x: 1.0 / (1.0 + np.exp(-predict(x)))), task
+    return predict, task
 
 
 def _sklearn_predictor(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], Task]:
@@ -425,7 +458,10 @@ def _sklearn_predictor(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], 
     if is_classifier(estimator) and hasattr(estimator, "predict_proba"):
         n_classes = len(getattr(estimator, "classes_", [0, 1]))
         if n_classes == 2:
-            return (lambda x: estimator.predict_proba(x)[:, 1]), "classification"
+            import numpy as np
+
+            # A column view is not C-contiguous, and orjson refuses to serialize it.
+            return (lambda x: np.ascontiguousarray(estimator.predict_proba(x)[:, 1])), "classification"
         return estimator.predict_proba, "classification"
     return estimator.predict, "regression"
 

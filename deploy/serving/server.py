@@ -331,6 +331,7 @@ class PlanManager:
         status = model.status
         self.metrics.load_seconds.labels(status.name, model.version).set(status.load_seconds or 0)
         self.metrics.warmup_seconds.labels(status.name, model.version).set(status.warmup_seconds or 0)
+        self.metrics.model_engine.labels(status.name, model.version, status.engine).set(1)
         log.info("model ready", extra={"event": "model_ready", "model": status.to_dict()})
 
     def _build(self, plan: Plan, digest: str, models: dict[str, ServedModel]) -> ActivePlan:
