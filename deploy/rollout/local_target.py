@@ -118,7 +118,7 @@ class LocalTarget:
 
         atomic_write_bytes(self.plan_file, dump_plan(plan, "json"))
         command = [
-            sys.executable, "-c", "from deploy.cli import main; main()", "serve",
+            sys.executable, "-c", "from modelyard.deploy.cli import main; main()", "serve",
             "--plan", str(self.plan_file), "--host", self.host, "--port", str(self.port),
         ]  # fmt: skip
         # The registry is the tracking server: an inherited MLFLOW_REGISTRY_URI (mlflow.set_registry_uri
