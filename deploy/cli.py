@@ -87,20 +87,31 @@ def serve(
     import shutil
     import tempfile
 
+    from modelyard.deploy.serving.faults import bound_registry_wait
+    from modelyard.deploy.serving.lifeline import SUPERVISOR_ENV
     from modelyard.deploy.serving.plan import PlanError, load_plan
+    from modelyard.deploy.serving.server import last_good_path
 
     try:
         load_plan(plan)
     except PlanError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
+        last_good = last_good_path(plan)
+        if not last_good.exists():
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from exc
+        typer.echo(f"{exc}\nstarting on the last plan that served: {last_good}", err=True)
     os.environ["MODELYARD_SERVE_PLAN"] = str(plan.resolve())
     os.environ["MODELYARD_SERVE_POLL_SECONDS"] = str(poll_seconds)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    bound_registry_wait(os.environ)  # one registry call waits seconds, not minutes; the server retries the plan
     metrics_dir = None
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        metrics_dir = tempfile.mkdtemp(prefix="modelyard-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    if workers > 1:
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())  # workers exit when this process dies, even by kill -9
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            metrics_dir = tempfile.mkdtemp(prefix="modelyard-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    else:
+        os.environ.pop(SUPERVISOR_ENV, None)
     import uvicorn
 
     try:

@@ -268,13 +268,17 @@ def curl_example(config: Config, serving_url: str) -> str:
 # ---------------------------------------------------------------- demo
 
 
-def start_stack(settings: StackSettings, console: Console) -> AirflowApi:
-    """Start (or reuse) the stack and wait for the four DAGs to be parsed."""
-    from modelyard.deploy.devstack.stack import up
+def start_stack(config: Config, settings: StackSettings, console: Console) -> AirflowApi:
+    """Start (or reuse) the stack, bring serving back on the last deployed plan, wait for the DAGs."""
+    from modelyard.deploy.devstack.stack import resume_serving, serving_target, up
 
     with console.status("starting MLflow and Airflow (the first start migrates Airflow's database: ~1 min)"):
         urls = up(settings)
     console.print(f"[green]MLflow[/green] {urls.mlflow}   [green]Airflow[/green] {urls.airflow}")
+    with console.status("restarting the serving process on the last deployed plan"):
+        resumed = resume_serving(serving_target(config, settings))
+    if resumed is not None:
+        console.print(f"[green]Serving[/green] {urls.serving}   (plan {resumed.digest()[:19]}, as last deployed)")
     api = AirflowApi(urls.airflow)
     with console.status("waiting for the DAG processor to parse the DAGs"):
         api.wait_for_dags()
@@ -324,7 +328,7 @@ def run_demo(config: Config, settings: StackSettings, console: Console, timeout:
     Raises:
         StackError: the stack did not start, a task failed (with its log), or the chain timed out.
     """
-    api = start_stack(settings, console)
+    api = start_stack(config, settings, console)
     since = trigger_chain(api, note="modelyard demo")
     console.print(f"triggered data_processing; following the chain (Airflow UI: {settings.airflow_url})")
     follow_chain(api, since, console, timeout=timeout)
@@ -424,7 +428,7 @@ def run_festival(
     from modelyard.pipeline.snapshots import atomic_write_bytes
 
     config.region(region)
-    api = start_stack(settings, console)
+    api = start_stack(config, settings, console)
     before = serving_versions(config, settings.serving_url)
     if not any(v.isdigit() for v in before.values()):
         raise StackError(f"nothing serves at {settings.serving_url} yet; run `make demo` first")
@@ -499,10 +503,10 @@ def demo(config_file: Path | None = CONFIG_OPTION, timeout: float = TIMEOUT_OPTI
 
 
 def up(config_file: Path | None = CONFIG_OPTION) -> None:
-    """Start MLflow and Airflow in the background without triggering anything."""
+    """Start MLflow, Airflow and (once a plan was deployed) serving, without triggering anything."""
 
     def action(config: Config, settings: StackSettings, console: Console) -> None:
-        start_stack(settings, console)
+        start_stack(config, settings, console)
         console.print(
             f"Airflow UI {settings.airflow_url} (login {AIRFLOW_USER} / {AIRFLOW_PASSWORD}), "
             f"MLflow UI {settings.mlflow_url}; nothing triggered. Stop with: make down"

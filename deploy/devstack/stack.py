@@ -3,8 +3,11 @@
 ``modelyard up`` starts both as detached services (pid files and logs under
 ``<storage.root>/run/``, see ``deploy.services``), with ``AIRFLOW_HOME`` under
 ``<storage.root>/airflow``, the repo's ``dags/`` and the modelyard Airflow plugin. The
-serving process is started later by the deploy DAG on ``SERVING_PORT``. ``modelyard down``
-stops every service that has a pid file, and nothing else.
+serving process is started by the deploy DAG on ``SERVING_PORT``; once a plan was deployed,
+``up`` restarts it on the last plan that served (``run/plan.json.last-good``, else
+``run/plan.json``), so ``down`` then ``up`` or ``demo`` brings the endpoint back even when
+no new deploy runs. ``modelyard down`` stops every service that has a pid file, and
+nothing else.
 
 Ports come from the environment (``AIRFLOW_PORT``, ``MLFLOW_PORT``, ``SERVING_PORT``)
 and default to 8080, the port of ``mlflow.tracking_uri`` (5000) and ``deploy.local.port``
@@ -27,7 +30,11 @@ from urllib.parse import urlparse
 
 import httpx
 
+from modelyard.deploy.rollout.local_target import LocalTarget
 from modelyard.deploy.rollout.processes import Service, ServiceError, ensure_mlflow, start_detached, stop_all
+from modelyard.deploy.rollout.strategies import TargetError
+from modelyard.deploy.serving.plan import Plan, PlanError, load_plan
+from modelyard.deploy.serving.server import last_good_path
 from modelyard.pipeline.config import CONFIG_ENV, OVERLAY_ENV, Config
 from modelyard.training.mlflow_server import port_in_use
 
@@ -296,6 +303,48 @@ def up(settings: StackSettings, timeout: float = 300) -> StackUrls:
         raise StackError(f"MLflow server did not start: {exc}") from exc
     airflow_url = start_airflow(settings, timeout)
     return StackUrls(airflow=airflow_url, mlflow=mlflow_url, serving=settings.serving_url)
+
+
+def serving_target(config: Config, settings: StackSettings) -> LocalTarget:
+    """The local serving process of the stack (the one the deploy DAG drives)."""
+    target = LocalTarget.from_config(config, settings.mlflow_url, port=settings.serving_port)
+    target.run_dir = settings.run_dir
+    return target
+
+
+def last_deployed_plan(target: LocalTarget) -> Plan | None:
+    """The last plan that served (its ``last-good`` copy), else the plan file; None if never deployed."""
+    for path in (last_good_path(target.plan_file), target.plan_file):
+        if path.exists():
+            try:
+                return load_plan(path)
+            except PlanError:
+                continue  # a damaged copy: try the other one
+    return None
+
+
+def resume_serving(target: LocalTarget) -> Plan | None:
+    """Restart the serving process on the last deployed plan when nothing serves.
+
+    ``down`` stops the serving process, and a deploy runs only when a champion changed, so
+    without this the endpoint would stay down after ``down``/``up`` on unchanged data.
+
+    Returns:
+        The plan the restarted process serves, or None (never deployed, or already serving).
+
+    Raises:
+        StackError: the process did not come back; the message carries its reason and log.
+    """
+    plan = last_deployed_plan(target)
+    if plan is None or target.live() is not None:
+        return None
+    try:
+        target.apply(plan)
+    except TargetError as exc:
+        raise StackError(
+            f"the serving process did not come back on the last deployed plan ({target.plan_file}): {exc}"
+        ) from exc
+    return plan
 
 
 def down(settings: StackSettings) -> list[str]:

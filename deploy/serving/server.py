@@ -9,13 +9,16 @@ Endpoints:
   ``{"predictions": [...]}``.
 * ``GET /healthz`` (alive), ``GET /readyz`` (every model warm; per-model detail and swap
   status), ``GET /metrics`` (Prometheus).
-* ``GET /admin/plan`` (active plan and digest), ``PUT /admin/plan`` (validate, write the
-  plan file atomically, swap; ``?wait=1`` waits for the result in this worker).
+* ``GET /admin/plan`` (active plan and digest), ``PUT /admin/plan`` (validate, swap, then
+  write the plan file atomically; ``?wait=1`` waits for the result in this worker).
 
 The ``PlanManager`` owns the active plan. A swap loads and warms the new plan's models in
 a thread while the old plan keeps serving, reuses models whose URI did not change, then
 replaces one reference; requests that started on the old plan finish on it, and its
-models are released once none is left. See ``docs/adr/0002-serving-runtime.md``.
+models are released once none is left. Only a plan that became active is written to the
+plan file and to its ``last-good`` copy, which the server falls back to when the plan file
+holds a plan that cannot serve; a plan that failed for a transient cause (registry down) is
+retried with backoff. See ``docs/adr/0002-serving-runtime.md``.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ from urllib.parse import parse_qs
 import orjson
 
 from modelyard.deploy.serving.batching import Batcher
+from modelyard.deploy.serving.faults import is_transient
 from modelyard.deploy.serving.metrics import CONTENT_TYPE, ServingMetrics
-from modelyard.deploy.serving.plan import Plan, PlanError, Service, load_plan, parse_plan_text
+from modelyard.deploy.serving.plan import Plan, PlanError, Service, dump_plan, load_plan, parse_plan_text
 from modelyard.deploy.serving.router import ServiceRouter, fixed_clock, system_clock
 from modelyard.deploy.serving.runtime import BadInput, ServedModel, ServingError, load_model
 
@@ -53,8 +57,13 @@ PLAN_ENV = "MODELYARD_SERVE_PLAN"
 POLL_ENV = "MODELYARD_SERVE_POLL_SECONDS"
 CACHE_ENV = "MODELYARD_SERVE_MODEL_CACHE"
 TOKEN_ENV = "MODELYARD_SERVE_ADMIN_TOKEN"
+RETRY_MAX_ENV = "MODELYARD_SERVE_RETRY_MAX_SECONDS"
 MAX_BODY_BYTES = 64 * 1024 * 1024
 RETIRE_TIMEOUT_S = 60.0
+# A worker of a multi-worker server that starts (or is restarted by the supervisor) waits this
+# long for its first plan before it accepts connections, so the shared socket sends requests to
+# the workers that can answer them instead of to a worker that would answer 503.
+WORKER_FIRST_PLAN_WAIT_S = 120.0
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -72,6 +81,13 @@ class ServeSettings:
     poll_seconds: float = 1.0
     model_cache: Path | None = None
     admin_token: str | None = None
+    retry_initial_seconds: float = 0.5
+    retry_max_seconds: float = 15.0
+    first_plan_wait_seconds: float = 0.0
+
+    @property
+    def last_good_path(self) -> Path:
+        return last_good_path(self.plan_path)
 
     @classmethod
     def from_env(cls) -> ServeSettings:
@@ -84,6 +100,7 @@ class ServeSettings:
             poll_seconds=float(os.environ.get(POLL_ENV, "1.0")),
             model_cache=Path(cache) if cache else None,
             admin_token=os.environ.get(TOKEN_ENV) or None,
+            retry_max_seconds=float(os.environ.get(RETRY_MAX_ENV, "15")),
         )
 
 
@@ -237,6 +254,10 @@ class PlanManager:
         self._file_stamp: tuple[int, int] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._claimed: set[str] = set()  # digests an admin request is applying: the file watcher leaves them alone
+        self.retrying: dict[str, Any] | None = None  # the plan waiting for the registry, and why
+        self._retry_digest: str | None = None  # the one plan worth retrying; any other swap supersedes it
+        self._retry_loops: set[str] = set()
+        self._settled = asyncio.Event()  # a plan is active, or the first one cannot become active
 
     # -- lifecycle
 
@@ -250,6 +271,13 @@ class PlanManager:
         if self.active is not None:
             await self._retire(self.active, keep=set())
 
+    async def settled(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until a plan is active (or the first one failed for good)."""
+        if timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), timeout)
+        return self._settled.is_set()
+
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -258,24 +286,143 @@ class PlanManager:
 
     # -- swaps
 
-    async def apply(self, plan: Plan) -> dict[str, Any]:
+    async def apply(self, plan: Plan, persist: bytes | None = None) -> dict[str, Any]:
         """Load, warm and switch to ``plan``; on any model failure keep the current plan.
 
+        A plan that failed for a transient cause (registry unreachable, timeout, 5xx) is
+        retried in the background with backoff until it is active, fails for good, or
+        another plan is applied.
+
+        Args:
+            plan: the plan to serve.
+            persist: the plan file's new content (an admin ``PUT``), written only once the
+                plan is active, so a restart never comes up on a plan that did not serve.
+
         Returns:
-            ``{"status": "active"|"rejected", "digest": ..., "error"?: ...}``.
+            ``{"status": "active"|"rejected"|"retrying", "digest": ..., "error"?: ...}``.
         """
+        result = await self._apply_once(plan, persist)
+        digest = result["digest"]
+        if result["status"] == "retrying" and digest not in self._retry_loops:
+            self._retry_loops.add(digest)
+            self._spawn(self._retry(plan, persist))
+        return result
+
+    async def _apply_once(self, plan: Plan, persist: bytes | None, *, retry: bool = False) -> dict[str, Any]:
         digest = plan.digest()
         async with self._lock:
+            if retry and self._retry_digest != digest:
+                return {"status": "superseded", "digest": digest}
+            if self._retry_digest not in (None, digest):
+                self._stop_retrying()  # a newer plan supersedes the one waiting for the registry
             if self.active is not None and self.active.digest == digest:
+                self._stop_retrying()
                 return {"status": "active", "digest": digest, "unchanged": True}
             self.loading = {"digest": digest, "since": _now()}
             try:
-                return await self._apply_locked(plan, digest)
+                result = await self._apply_locked(plan, digest)
             except Exception as exc:
                 log.exception("plan swap failed", extra={"digest": digest})
-                return self._reject(digest, None, exc)
+                result = self._failed(digest, None, exc)
             finally:
                 self.loading = None
+            if result["status"] != "retrying":
+                self._stop_retrying()
+        if result["status"] == "active":
+            result.update(await self._persist(plan, persist))
+        return result
+
+    async def _retry(self, plan: Plan, persist: bytes | None) -> None:
+        """Retry a transiently failed plan with capped exponential backoff (jittered)."""
+        import tenacity
+
+        digest = plan.digest()
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception_type(_StillFailing),
+            wait=tenacity.wait_exponential_jitter(
+                initial=self.settings.retry_initial_seconds, max=self.settings.retry_max_seconds
+            ),
+            before_sleep=self._note_next_attempt,
+            reraise=True,
+        )
+        try:
+            await asyncio.sleep(self.settings.retry_initial_seconds)
+            await retrying(self._retry_once, plan, persist)
+        except _Superseded:
+            log.info("plan retry superseded", extra={"event": "plan_retry_superseded", "digest": digest})
+        finally:
+            self._retry_loops.discard(digest)
+
+    async def _retry_once(self, plan: Plan, persist: bytes | None) -> None:
+        result = await self._apply_once(plan, persist, retry=True)
+        if result["status"] == "superseded":
+            raise _Superseded
+        if result["status"] == "retrying":
+            raise _StillFailing(result["error"])
+
+    def _note_next_attempt(self, state: Any) -> None:
+        if self.retrying is not None and state.next_action is not None:
+            self.retrying["next_attempt_in_s"] = round(state.next_action.sleep, 2)
+
+    def _stop_retrying(self) -> None:
+        self._retry_digest = None
+        self.retrying = None
+        self.failed_models = {uri: f for uri, f in self.failed_models.items() if f["state"] != "retrying"}
+
+    def _failed(self, digest: str, uri: str | None, exc: Exception) -> dict[str, Any]:
+        return self._transient(digest, uri, exc) if is_transient(exc) else self._reject(digest, uri, exc)
+
+    def _transient(self, digest: str, uri: str | None, exc: Exception) -> dict[str, Any]:
+        """Record a failure worth retrying: not remembered as rejected, shown in ``/readyz``."""
+        error = _error_text(exc)
+        previous = self.retrying if self.retrying is not None and self.retrying["digest"] == digest else {}
+        attempt = int(previous.get("attempt", 0)) + 1
+        self._retry_digest = digest
+        self.retrying = {
+            "digest": digest, "model_uri": uri, "error": error, "attempt": attempt,
+            "since": previous.get("since", _now()), "at": _now(),
+        }  # fmt: skip
+        if uri is not None:
+            self.failed_models[uri] = {"uri": uri, "state": "retrying", "last_error": error, "at": _now()}
+        log.warning(
+            "plan load failed for a transient cause; retrying",
+            extra={"event": "plan_retrying", "digest": digest, "model_uri": uri, "error": error, "attempt": attempt},
+        )
+        return {"status": "retrying", "digest": digest, "model_uri": uri, "error": error, "attempt": attempt}
+
+    async def _persist(self, plan: Plan, body: bytes | None) -> dict[str, Any]:
+        """Write the active plan's ``last-good`` copy (and the plan file, for an admin PUT)."""
+        writes = [(self.settings.last_good_path, dump_plan(plan, "json"))]
+        if body is not None:
+            writes.insert(0, (self.settings.plan_path, body))
+        for path, data in writes:
+            try:
+                await asyncio.to_thread(_write_plan_file, path, data)
+            except OSError as exc:
+                # A read-only plan (a ConfigMap mount) still serves; it just does not survive a restart.
+                warning = f"plan is active but {path} could not be written: {exc.strerror or exc}"
+                log.warning(warning, extra={"event": "plan_not_persisted", "path": str(path)})
+                if path == self.settings.plan_path:
+                    return {"persisted": False, "warning": warning}
+        return {}
+
+    async def _fall_back(self) -> None:
+        """With nothing active and a plan file that cannot serve, serve the last plan that did."""
+        path = self.settings.last_good_path
+        if self.active is not None or not path.exists():
+            return
+        try:
+            plan = load_plan(path)
+        except PlanError as exc:
+            log.error("last good plan unreadable", extra={"event": "last_good_unreadable", "error": str(exc)})
+            return
+        if self._known(plan.digest()):
+            return
+        log.warning(
+            "the plan file cannot serve; serving the last good plan",
+            extra={"event": "plan_fallback", "digest": plan.digest(), "path": str(path)},
+        )
+        await self.apply(plan)
 
     async def _apply_locked(self, plan: Plan, digest: str) -> dict[str, Any]:
         started = time.perf_counter()
@@ -285,17 +432,16 @@ class PlanManager:
             if uri in current:
                 continue
             try:
-                fresh[uri] = await asyncio.to_thread(
-                    load_model, uri, self.settings.model_cache, plan.batching.max_batch_size
-                )
+                fresh[uri] = await asyncio.to_thread(self._load, uri, plan.batching.max_batch_size)
             except Exception as exc:
                 for model in fresh.values():
                     model.release()
-                return self._reject(digest, uri, exc)
+                return self._failed(digest, uri, exc)
             self.failed_models.pop(uri, None)
             self._observe_load(fresh[uri])
         new = self._build(plan, digest, {**{u: current[u] for u in plan.model_uris() if u in current}, **fresh})
         old, self.active = self.active, new
+        self._settled.set()
         self.counts["applied"] += 1
         self.metrics.swaps.labels("applied").inc()
         self.metrics.ready.set(1)
@@ -309,8 +455,14 @@ class PlanManager:
             self._spawn(self._retire(old, keep=set(new.models)))
         return {"status": "active", "digest": digest, "seconds": seconds}
 
+    def _load(self, uri: str, warmup_batch: int) -> ServedModel:
+        cache = self.settings.model_cache
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)  # removed under a running server: downloads go on
+        return load_model(uri, cache, warmup_batch)
+
     def _reject(self, digest: str, uri: str | None, exc: Exception) -> dict[str, Any]:
-        error = exc.message if isinstance(exc, ServingError) else f"{type(exc).__name__}: {exc}"
+        error = _error_text(exc)
         if uri is not None:
             self.failed_models[uri] = {"uri": uri, "state": "failed", "last_error": error, "at": _now()}
             self.metrics.model_load_failures.labels(uri).inc()
@@ -426,6 +578,8 @@ class PlanManager:
                 raise
             except Exception:
                 log.exception("plan file check failed", extra={"path": str(self.settings.plan_path)})
+            if self.retrying is None:
+                self._settled.set()  # nothing will become active without a new plan: stop waiting for one
             await asyncio.sleep(self.settings.poll_seconds)
 
     async def _check_file(self) -> None:
@@ -436,6 +590,7 @@ class PlanManager:
             if self._file_stamp != (-1, -1):
                 self._file_stamp = (-1, -1)
                 self.reject_unparsable(f"cannot read plan file {path}: {exc.strerror}", str(path))
+                await self._fall_back()
             return
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp == self._file_stamp:
@@ -445,16 +600,19 @@ class PlanManager:
             plan = load_plan(path)
         except PlanError as exc:
             self.reject_unparsable(str(exc), str(path))
+            await self._fall_back()
             return
         digest = plan.digest()
         if self._known(digest):
             return
         log.info("plan file changed", extra={"event": "plan_file_changed", "digest": digest, "path": str(path)})
-        await self.apply(plan)
+        if (await self.apply(plan))["status"] == "rejected":
+            await self._fall_back()
 
     def _known(self, digest: str) -> bool:
         return (
             digest in self._claimed
+            or digest in self._retry_loops
             or (self.active is not None and self.active.digest == digest)
             or (self.loading is not None and self.loading["digest"] == digest)
             or (self.last_rejected is not None and self.last_rejected.get("digest") == digest)
@@ -467,16 +625,16 @@ class PlanManager:
     def unclaim(self, digest: str) -> None:
         self._claimed.discard(digest)
 
-    async def apply_claimed(self, plan: Plan) -> dict[str, Any]:
+    async def apply_claimed(self, plan: Plan, persist: bytes | None = None) -> dict[str, Any]:
         """``apply`` a claimed plan, then release the claim."""
         try:
-            return await self.apply(plan)
+            return await self.apply(plan, persist)
         finally:
             self.unclaim(plan.digest())
 
-    def schedule(self, plan: Plan) -> None:
+    def schedule(self, plan: Plan, persist: bytes | None = None) -> None:
         """Apply a claimed ``plan`` in the background (the admin endpoint's default)."""
-        self._spawn(self.apply_claimed(plan))
+        self._spawn(self.apply_claimed(plan, persist))
 
     # -- status
 
@@ -494,12 +652,25 @@ class PlanManager:
                 "activated_at": active.activated_at if active else None,
                 "loading": self.loading,
                 "last_rejected": self.last_rejected,
+                "retrying": self.retrying,
                 "swaps": dict(self.counts),
                 "path": str(self.settings.plan_path),
             },
             "models": models,
         }
         return ready, detail
+
+
+class _StillFailing(Exception):
+    """A retry attempt failed for a transient cause again (tenacity retries on it)."""
+
+
+class _Superseded(Exception):
+    """Another plan was applied while this one waited for its next attempt."""
+
+
+def _error_text(exc: Exception) -> str:
+    return exc.message if isinstance(exc, ServingError) else f"{type(exc).__name__}: {exc}"
 
 
 def _now() -> str:
@@ -675,6 +846,7 @@ class ServingApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.startup()
+                await self._manager().settled(self.settings.first_plan_wait_seconds)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
@@ -834,7 +1006,7 @@ class ServingApp:
     # -- admin
 
     async def admin_plan(self, method: str, body: bytes, scope: Scope) -> Response:
-        """``GET``: the active plan and digest. ``PUT``: validate, write, swap."""
+        """``GET``: the active plan and digest. ``PUT``: validate, swap, then write the plan file."""
         manager = self._manager()
         if method == "GET":
             active = manager.active
@@ -857,15 +1029,11 @@ class ServingApp:
         if manager.active is not None and manager.active.digest == plan.digest():
             return json_response(200, {"status": "active", "digest": plan.digest(), "unchanged": True})
         manager.claim(plan.digest())
-        try:
-            await asyncio.to_thread(_write_plan_file, self.settings.plan_path, body)
-        except OSError as exc:
-            manager.unclaim(plan.digest())
-            raise RequestError(f"cannot write plan file {self.settings.plan_path}: {exc}", status=500) from exc
+        # The plan file is written by the manager once the plan is active: a rejected plan never lands there.
         if _query(scope).get("wait") in ("1", "true", "yes"):
-            result = await manager.apply_claimed(plan)
-            return json_response(200 if result["status"] == "active" else 409, result)
-        manager.schedule(plan)
+            result = await manager.apply_claimed(plan, persist=body)
+            return json_response({"active": 200, "rejected": 409}.get(result["status"], 503), result)
+        manager.schedule(plan, persist=body)
         return json_response(202, {"status": "loading", "digest": plan.digest()})
 
     def _authorize(self, scope: Scope) -> None:
@@ -922,6 +1090,11 @@ def _mean_abs_diff(a: Any, b: Any) -> float | None:
         return None
 
 
+def last_good_path(plan_path: Path) -> Path:
+    """The copy of the last plan that was active, next to the plan file (``plan.json.last-good``)."""
+    return plan_path.with_name(f"{plan_path.name}.last-good")
+
+
 def _write_plan_file(path: Path, body: bytes) -> None:
     from modelyard.pipeline.snapshots import atomic_write_bytes
 
@@ -958,10 +1131,15 @@ def _query(scope: Scope) -> dict[str, str]:
 
 def create_app() -> ServingApp:
     """uvicorn factory (one call per worker process): settings from the environment."""
+    from modelyard.deploy.serving.lifeline import exit_with_supervisor
+
     configure_logging()
+    settings = ServeSettings.from_env()
+    if exit_with_supervisor():
+        settings = dataclasses.replace(settings, first_plan_wait_seconds=WORKER_FIRST_PLAN_WAIT_S)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import warnings
 
     # scikit-learn estimators fitted on frames warn on every numpy call; the column order is the signature's.
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
-    return ServingApp(ServeSettings.from_env())
+    return ServingApp(settings)

@@ -1,0 +1,117 @@
+"""Which registry failures the server retries: real MLflow client calls against a closed port
+and against an HTTP server that answers 503, next to failures that must not be retried."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+
+import pytest
+
+from modelyard.deploy.serving.faults import REGISTRY_CLIENT_DEFAULTS, bound_registry_wait, is_transient
+from modelyard.deploy.serving.runtime import ModelLoadFailed, ModelMissing, load_model
+
+
+class _Answers503(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(503)
+        self.send_header("Content-Length", "11")
+        self.end_headers()
+        self.wfile.write(b"unavailable")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def registry_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name, value in REGISTRY_CLIENT_DEFAULTS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    return monkeypatch
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _point_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", url)
+
+
+def test_a_registry_on_a_closed_port_is_transient(registry_env: pytest.MonkeyPatch) -> None:
+    _point_at(registry_env, f"http://127.0.0.1:{_closed_port()}")
+    with pytest.raises(ModelLoadFailed) as caught:
+        load_model("models:/anything/1")
+    assert is_transient(caught.value), caught.value
+
+
+def test_a_registry_answering_503_is_transient(registry_env: pytest.MonkeyPatch) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers503)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _point_at(registry_env, f"http://127.0.0.1:{server.server_port}")
+        with pytest.raises(ModelLoadFailed) as caught:
+            load_model("models:/anything/1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert is_transient(caught.value), caught.value
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ModelMissing("registered model 'x' has no version 3 in the MLflow registry"),
+        ModelLoadFailed("warm-up failed on a batch of 8: model raised ValueError"),
+        ValueError("this model is broken"),
+    ],
+)
+def test_a_model_that_does_not_exist_or_load_is_permanent(error: Exception) -> None:
+    assert not is_transient(error)
+
+
+def test_a_bad_uri_is_permanent() -> None:
+    with pytest.raises(ModelMissing) as caught:
+        load_model("models:/not a uri")
+    assert not is_transient(caught.value)
+
+
+def _raise_cut_link() -> None:
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except OSError:
+        raise RuntimeError("API request failed") from None
+
+
+def _raise_like_mlflow() -> None:
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError as exc:
+            raise RuntimeError(f"API request failed with exception {exc}")  # noqa: B904 (as MLflow does)
+    except RuntimeError as exc:
+        raise ModelLoadFailed("cannot reach the MLflow registry") from exc
+
+
+def test_a_cause_in_the_implicit_context_is_found() -> None:
+    with pytest.raises(ModelLoadFailed) as caught:
+        _raise_like_mlflow()
+    assert is_transient(caught.value)
+
+
+def test_a_link_cut_with_from_none_is_not_followed() -> None:
+    with pytest.raises(RuntimeError) as caught:
+        _raise_cut_link()
+    assert not is_transient(caught.value)
+
+
+def test_bound_registry_wait_keeps_what_the_user_set() -> None:
+    env = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "300"}
+    bound_registry_wait(env)
+    assert env["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"
+    assert env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == REGISTRY_CLIENT_DEFAULTS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
