@@ -282,7 +282,7 @@ class ServedModel:
         self.status.state = "ready"
 
     def release(self) -> None:
-        """Drop the model and its downloaded files."""
+        """Drop the model and its downloaded folder (every flavor: a swap must not leave it behind)."""
         self.status.state = "released"
         self._predict_fn = _released
         if self._workdir is not None:
@@ -358,11 +358,11 @@ def _load_from_dir(status: ModelStatus, path: Path, workdir: Path) -> ServedMode
     if "xgboost" in flavors and schema.numeric:
         status.flavor = "xgboost"
         predict_fn, status.task = _xgboost_predictor(path / flavors["xgboost"]["data"])
-        return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=None)
+        return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=workdir)
     if "sklearn" in flavors and schema.numeric:
         status.flavor = "sklearn"
         predict_fn, status.task = _sklearn_predictor(path)
-        return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=None)
+        return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=workdir)
     status.flavor = "pyfunc"
     predict_fn = _pyfunc_predictor(path, schema)
     return ServedModel(status, schema, predict_fn, inline=False, example=example, workdir=workdir)
