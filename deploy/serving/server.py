@@ -215,6 +215,13 @@ _LOG_PATH_RULE = (
 )
 
 
+def _check_log_target(log_dir: Path, path: Path) -> None:
+    """A PUT plan's log must be a file the server can append to (checked before any model loads)."""
+    resolved = confined_log_path(log_dir, path)
+    if resolved.is_dir():  # only ever inside the server's own log directory
+        raise PlanError(f"prediction_log.path: '{path}' is a folder in the prediction-log directory; name a file")
+
+
 class PredictionLog:
     """Append-only JSONL, written from the background thread."""
 
@@ -469,17 +476,18 @@ class PlanManager:
         settings = plan.prediction_log
         if settings is None:
             return None
-        path = confined_log_path(self.settings.log_dir, settings.path)
-        old = self.active.prediction_log if self.active is not None else None
-        if old is not None and old.path == path:
-            old.sample_rate = settings.sample_rate
-            return old
         try:
+            path = confined_log_path(self.settings.log_dir, settings.path)
+            old = self.active.prediction_log if self.active is not None else None
+            if old is not None and old.path == path:
+                old.sample_rate = settings.sample_rate
+                return old
             return PredictionLog(path, settings.sample_rate)
-        except OSError as exc:  # e.g. the name is a folder: say so without the server's full path
-            raise PlanError(
-                f"prediction_log.path: '{settings.path}' cannot be opened for appending: {exc.strerror}"
-            ) from exc
+        except (PlanError, OSError) as exc:
+            # The models are loaded by now: failing the swap here would strand them. PUT refuses
+            # such a plan up front (422); a plan file that gets here serves without its log.
+            log.error("prediction log off", extra={"event": "prediction_log_off", "error": public_error(exc)})
+            return None
 
     async def _retire(self, old: ActivePlan, keep: set[str]) -> None:
         """Wait for the old plan's in-flight requests, then stop and release what is unused."""
@@ -1006,7 +1014,7 @@ class ServingApp:
         try:
             plan = parse_plan_text(body, "request body")
             if plan.prediction_log is not None:
-                confined_log_path(self.settings.log_dir, plan.prediction_log.path)
+                _check_log_target(self.settings.log_dir, plan.prediction_log.path)
         except PlanError as exc:
             raise RequestError(str(exc), field="plan", status=422, code="invalid_plan") from None
         return plan
