@@ -81,8 +81,33 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     workers: int = typer.Option(1, min=1, help="Worker processes (each loads every model of the plan)."),
     poll_seconds: float = typer.Option(1.0, help="How often each worker checks the plan file for a new plan."),
+    request_timeout: float = typer.Option(
+        10.0,
+        min=0.1,
+        envvar="MODELYARD_SERVE_REQUEST_TIMEOUT",
+        help="Seconds a client has to send a whole request (headers and body); slower ones get 408.",
+    ),
+    keep_alive: int = typer.Option(
+        5, min=1, envvar="MODELYARD_SERVE_KEEP_ALIVE", help="Seconds an idle keep-alive connection stays open."
+    ),
+    limit_concurrency: int = typer.Option(
+        1024,
+        min=1,
+        envvar="MODELYARD_SERVE_LIMIT_CONCURRENCY",
+        help="Open connections or requests per worker beyond which new requests get 503.",
+    ),
+    max_header_bytes: int = typer.Option(
+        64 * 1024,
+        min=1024,
+        envvar="MODELYARD_SERVE_MAX_HEADER_BYTES",
+        help="Largest request line plus headers; larger ones get 431.",
+    ),
 ) -> None:
-    """Serve the plan's models over HTTP (MLFLOW_TRACKING_URI points at the registry)."""
+    """Serve the plan's models over HTTP (MLFLOW_TRACKING_URI points at the registry).
+
+    The admin API (GET/PUT /admin/plan) is on only when MODELYARD_SERVE_ADMIN_TOKEN is set;
+    a plan's prediction log is written inside MODELYARD_SERVE_LOG_DIR.
+    """
     import os
     import shutil
     import tempfile
@@ -90,6 +115,7 @@ def serve(
     from modelyard.deploy.serving.faults import bound_registry_wait
     from modelyard.deploy.serving.lifeline import SUPERVISOR_ENV
     from modelyard.deploy.serving.plan import PlanError, load_plan
+    from modelyard.deploy.serving.protocol import MAX_HEADER_BYTES_ENV, REQUEST_TIMEOUT_ENV
     from modelyard.deploy.serving.server import last_good_path
 
     try:
@@ -104,6 +130,9 @@ def serve(
     os.environ["MODELYARD_SERVE_POLL_SECONDS"] = str(poll_seconds)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     bound_registry_wait(os.environ)  # one registry call waits seconds, not minutes; the server retries the plan
+    # The protocol class is imported by every worker: it reads its limits from the environment.
+    os.environ[REQUEST_TIMEOUT_ENV] = str(request_timeout)
+    os.environ[MAX_HEADER_BYTES_ENV] = str(max_header_bytes)
     metrics_dir = None
     if workers > 1:
         os.environ[SUPERVISOR_ENV] = str(os.getpid())  # workers exit when this process dies, even by kill -9
@@ -122,7 +151,9 @@ def serve(
             port=port,
             workers=workers,
             loop="uvloop",
-            http="httptools",
+            http="modelyard.deploy.serving.protocol:GuardedHttpToolsProtocol",
+            timeout_keep_alive=keep_alive,
+            limit_concurrency=limit_concurrency,
             access_log=False,
             log_config=None,
             timeout_graceful_shutdown=10,

@@ -8,8 +8,9 @@
    start (image, config, crash loop) ends the wait with the reasons read from pod
    statuses, conditions and Warning events.
 3. :func:`smoke_test` goes through the Service via the API server's service proxy:
-   ``/readyz`` must answer 200 and ``/admin/plan`` must report the plan digest just
-   deployed; optional predictions must answer 200.
+   ``/readyz`` must answer 200 and report the plan digest just deployed as active
+   (the pods' admin API is off unless a token is configured, so nothing here needs it);
+   optional predictions must answer 200.
 4. On a failure the release goes back to its last good revision (``helm rollback``) and
    :class:`RolledBackError` says why.
 
@@ -347,16 +348,13 @@ def smoke_test(
     """Check the deployed endpoint through the Service.
 
     Raises:
-        SmokeTestError: ``/readyz`` is not 200, ``/admin/plan`` reports another digest, or a
+        SmokeTestError: ``/readyz`` is not 200 or reports another active digest, or a
             prediction fails; the message names the URL path and what came back.
     """
     status, body = proxy_request(api, namespace, service, "readyz", port=port)
     if status != 200:
         raise SmokeTestError(f"service/{service} /readyz answered {status}: {_excerpt(body)}")
-    status, body = proxy_request(api, namespace, service, "admin/plan", port=port)
-    if status != 200:
-        raise SmokeTestError(f"service/{service} /admin/plan answered {status}: {_excerpt(body)}")
-    digest = _json(body, f"service/{service} /admin/plan").get("digest")
+    digest = active_digest(_json(body, f"service/{service} /readyz"))
     if digest != expected_digest:
         raise SmokeTestError(f"service/{service} serves plan {digest}, expected {expected_digest} (pods still old?)")
     report = SmokeReport(digest=expected_digest)
@@ -367,6 +365,13 @@ def smoke_test(
             raise SmokeTestError(f"service/{service} POST /{path} answered {status}: {_excerpt(body)}")
         report.predictions.append(_json(body, f"service/{service} /{path}"))
     return report
+
+
+def active_digest(readyz: Mapping[str, Any]) -> str | None:
+    """The active plan digest a server reports on ``/readyz`` (``plan.active_digest``)."""
+    plan = readyz.get("plan")
+    digest = plan.get("active_digest") if isinstance(plan, Mapping) else None
+    return str(digest) if digest else None
 
 
 async def deploy_shard(
@@ -480,19 +485,27 @@ class HelmReleaseTarget:
         return merge_expositions(texts)
 
     def live(self) -> Plan | None:
-        """The plan the release serves (``/admin/plan`` through the Service), None when nothing answers."""
-        from modelyard.deploy.serving.plan import PlanError, parse_plan
+        """The plan the release serves, None when nothing answers.
 
+        The pods report only the digest (``/readyz``, public); the plan itself is the one in
+        the release's ConfigMap, which the pods read. They must agree: a release whose pods
+        serve another plan (a rollout under way) has no plan we can read back.
+        """
+        from kubernetes import client
+
+        from modelyard.deploy.serving.plan import PlanError, parse_plan_text
+
+        name = deployment_name(self.name)
         try:
-            status, body = proxy_request(self.api, self.namespace, deployment_name(self.name), "admin/plan")
-        except Exception:  # the API server or the release is not there: nothing is live
+            status, body = proxy_request(self.api, self.namespace, name, "readyz")
+            configmap = client.CoreV1Api(self.api).read_namespaced_config_map(f"{name}-plan", self.namespace)
+            serving = active_digest(json.loads(body)) if status == 200 else None
+            plan = parse_plan_text((configmap.data or {}).get("plan.yaml", ""), f"configmap/{name}-plan")
+        except PlanError:
             return None
-        if status != 200:
+        except Exception:  # the API server, the release or its pods are not there: nothing is live
             return None
-        try:
-            return parse_plan(json.loads(body).get("plan"), f"release {self.name} /admin/plan")
-        except (PlanError, ValueError):
-            return None
+        return plan if serving == plan.digest() else None
 
 
 def scrape_pods(api: ApiClient, namespace: str, name: str, path: str = "metrics") -> list[str]:

@@ -11,11 +11,16 @@
    the plan's versions.
 
 The same digest already live is a no-op (no swap, no smoke-test of a changed plan).
+
+The server's admin API is off without a token, so the target keeps one of its own
+(``<run_dir>/admin-token``, mode 0600, made once with ``secrets.token_urlsafe``), starts
+the process with it and sends it on every ``/admin/plan`` request.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass
@@ -33,6 +38,7 @@ if TYPE_CHECKING:
     from modelyard.pipeline.config import Config
 
 SERVICE_NAME = "serving"
+TOKEN_ENV = "MODELYARD_SERVE_ADMIN_TOKEN"
 READY_TIMEOUT_SECONDS = 300.0
 POLL_SECONDS = 0.25
 
@@ -73,12 +79,32 @@ class LocalTarget:
     def service(self) -> Service:
         return Service(SERVICE_NAME, self.run_dir)
 
+    @property
+    def token_file(self) -> Path:
+        return self.run_dir / "admin-token"
+
+    def admin_token(self) -> str:
+        """The bearer token of the process this target starts: read, or made once (owner-only file)."""
+        try:
+            token = self.token_file.read_text().strip()
+        except FileNotFoundError:
+            token = ""
+        if token:
+            return token
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(32)
+        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token)
+        os.chmod(self.token_file, 0o600)  # an existing file keeps its mode through O_CREAT
+        return token
+
     # -- reading
 
     def live(self) -> Plan | None:
         """The plan the process serves now, or None when nothing answers (or nothing is active)."""
         try:
-            body = self._get("/admin/plan").json()
+            body = self._get("/admin/plan", admin=True).json()
         except TargetError:
             return None
         if not body.get("plan"):
@@ -125,14 +151,22 @@ class LocalTarget:
         # exports one) must not send the server to another registry.
         env = {
             **os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri, "MLFLOW_REGISTRY_URI": self.tracking_uri,
-            "OMP_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1", TOKEN_ENV: self.admin_token(),
         }  # fmt: skip
         pid = start_detached(self.service, command, env)
         self.service.record(pid, self.url)
 
     def _put(self, plan: Plan) -> None:
-        response = self._request("PUT", "/admin/plan?wait=1", content=dump_plan(plan, "json"), timeout=None)
+        response = self._request(
+            "PUT", "/admin/plan?wait=1", content=dump_plan(plan, "json"), timeout=None, headers=self._admin_headers()
+        )
         body = _json(response)
+        if response.status_code in (401, 403):
+            raise TargetError(
+                f"the serving process at {self.url} refused the admin token in {self.token_file} "
+                f"({body.get('message', body)}); it was not started by this target: run `modelyard down` "
+                "(or stop it) and deploy again"
+            )
         if response.status_code == 409 or body.get("status") == "rejected":
             raise TargetError(
                 f"the serving process rejected plan {plan.digest()[:19]}: {body.get('model_uri', '')}: "
@@ -219,12 +253,15 @@ class LocalTarget:
             return "(no log)"
 
     def _active_digest(self) -> str | None:
-        body = _json(self._request("GET", "/admin/plan"))
-        digest = body.get("digest")
+        body = _json(self._request("GET", "/readyz"))  # public: no token needed to compare digests
+        digest = body.get("plan", {}).get("active_digest")
         return str(digest) if digest else None
 
-    def _get(self, path: str) -> httpx.Response:
-        response = self._request("GET", path)
+    def _admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token()}"}
+
+    def _get(self, path: str, *, admin: bool = False) -> httpx.Response:
+        response = self._request("GET", path, headers=self._admin_headers() if admin else None)
         if response.status_code != 200:
             raise TargetError(f"GET {self.url}{path} answered {response.status_code}")
         return response

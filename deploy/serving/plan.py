@@ -28,6 +28,14 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
+def normalize_model_uri(uri: str) -> str:
+    """``models:/name/007`` -> ``models:/name/7``: one model version has one URI (and is loaded once)."""
+    if "@" in uri:
+        return uri
+    head, _, version = uri.rpartition("/")
+    return f"{head}/{int(version)}" if version.isdigit() else uri
+
+
 class PlanError(ValueError):
     """A plan file is missing, unreadable or invalid; the message names the field."""
 
@@ -43,12 +51,22 @@ class Variant(_Model):
     model_uri: str = Field(pattern=MODEL_URI_PATTERN, description="models:/<name>/<version> or models:/<name>@<alias>")
     weight: int = Field(ge=0, le=100, description="Percent of the weighted split (0 = only via rules)")
 
+    @field_validator("model_uri")
+    @classmethod
+    def _one_uri_per_version(cls, uri: str) -> str:
+        return normalize_model_uri(uri)
+
 
 class Shadow(_Model):
     """A model that gets a copy of every request off the response path."""
 
     name: str = Field(pattern=NAME_PATTERN)
     model_uri: str = Field(pattern=MODEL_URI_PATTERN)
+
+    @field_validator("model_uri")
+    @classmethod
+    def _one_uri_per_version(cls, uri: str) -> str:
+        return normalize_model_uri(uri)
 
 
 class DateWindow(_Model):
@@ -172,10 +190,24 @@ class Batching(_Model):
 
 
 class PredictionLog(_Model):
-    """Sampled JSONL log of requests and predictions (and every shadow comparison)."""
+    """Sampled JSONL log of requests and predictions (and every shadow comparison).
 
-    path: Path
+    ``path`` is relative to the server's prediction-log directory (``MODELYARD_SERVE_LOG_DIR``):
+    a plan cannot make a server write anywhere else.
+    """
+
+    path: Path = Field(description="File inside the server's prediction-log directory, e.g. predictions.jsonl")
     sample_rate: float = Field(default=0.01, ge=0, le=1)
+
+    @field_validator("path")
+    @classmethod
+    def _inside_log_dir(cls, path: Path) -> Path:
+        if path.is_absolute() or ".." in path.parts or path == Path():
+            raise ValueError(
+                f"'{path}' must be a relative file path inside the server's prediction-log directory "
+                "(no leading '/', no '..'), e.g. predictions.jsonl"
+            )
+        return path
 
 
 class Plan(_Model):

@@ -284,7 +284,7 @@ class ServedModel:
         self.status.state = "ready"
 
     def release(self) -> None:
-        """Drop the model and its downloaded files."""
+        """Drop the model and its downloaded folder (every flavor: a swap must not leave it behind)."""
         self.status.state = "released"
         self._predict_fn = _released
         if self._workdir is not None:
@@ -361,12 +361,12 @@ def _load_from_dir(status: ModelStatus, path: Path, workdir: Path) -> ServedMode
         status.flavor = "xgboost"
         predict_fn, status.task = _xgboost_predictor(path / flavors["xgboost"]["data"])
         predict_fn = _fast_path(status, path, predict_fn, schema, example)
-        return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=None)
+        return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=workdir)
     if "sklearn" in flavors and schema.numeric:
         status.flavor = "sklearn"
         predict_fn, status.task = _sklearn_predictor(path)
         predict_fn = _fast_path(status, path, predict_fn, schema, example)
-        return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=None)
+        return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=workdir)
     status.flavor = "pyfunc"
     status.engine_detail = {"engine": "native", "reason": "pyfunc flavor or non-numeric inputs: no ONNX fast path"}
     predict_fn = _pyfunc_predictor(path, schema)

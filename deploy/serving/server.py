@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import hmac
 import logging
 import os
 import queue
@@ -34,9 +35,10 @@ import random
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs
 
 import orjson
@@ -58,13 +60,19 @@ POLL_ENV = "MODELYARD_SERVE_POLL_SECONDS"
 CACHE_ENV = "MODELYARD_SERVE_MODEL_CACHE"
 TOKEN_ENV = "MODELYARD_SERVE_ADMIN_TOKEN"
 RETRY_MAX_ENV = "MODELYARD_SERVE_RETRY_MAX_SECONDS"
+LOG_DIR_ENV = "MODELYARD_SERVE_LOG_DIR"
+SHADOW_THREADS_ENV = "MODELYARD_SERVE_SHADOW_THREADS"
 MAX_BODY_BYTES = 64 * 1024 * 1024
+INLINE_PARSE_BYTES = 64 * 1024  # larger bodies are parsed and validated off the event loop
 RETIRE_TIMEOUT_S = 60.0
 # A worker of a multi-worker server that starts (or is restarted by the supervisor) waits this
 # long for its first plan before it accepts connections, so the shared socket sends requests to
 # the workers that can answer them instead of to a worker that would answer 503.
 WORKER_FIRST_PLAN_WAIT_S = 120.0
+MAX_FAILED_MODELS = 32  # failed-model entries (and their metric series) kept for /readyz
+MAX_ERROR_CHARS = 300
 
+_T = TypeVar("_T")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -80,7 +88,9 @@ class ServeSettings:
     plan_path: Path
     poll_seconds: float = 1.0
     model_cache: Path | None = None
-    admin_token: str | None = None
+    admin_token: str | None = None  # None: the admin API is off
+    log_dir: Path = Path("prediction-logs")
+    shadow_threads: int = 2
     retry_initial_seconds: float = 0.5
     retry_max_seconds: float = 15.0
     first_plan_wait_seconds: float = 0.0
@@ -94,14 +104,25 @@ class ServeSettings:
         path = os.environ.get(PLAN_ENV)
         if not path:
             raise PlanError(f"no plan: set {PLAN_ENV} or run `modelyard serve --plan PLAN`")
-        cache = os.environ.get(CACHE_ENV)
+        cache = Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else None
+        log_dir = os.environ.get(LOG_DIR_ENV)
         return cls(
             plan_path=Path(path),
             poll_seconds=float(os.environ.get(POLL_ENV, "1.0")),
-            model_cache=Path(cache) if cache else None,
+            model_cache=cache,
             admin_token=os.environ.get(TOKEN_ENV) or None,
             retry_max_seconds=float(os.environ.get(RETRY_MAX_ENV, "15")),
+            log_dir=Path(log_dir) if log_dir else default_log_dir(cache),
+            shadow_threads=max(1, int(os.environ.get(SHADOW_THREADS_ENV, "2"))),
         )
+
+
+def default_log_dir(model_cache: Path | None) -> Path:
+    """``prediction-logs`` under the model cache, else under the user's state directory."""
+    if model_cache is not None:
+        return model_cache / "prediction-logs"
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "modelyard" / "prediction-logs"
 
 
 _RECORD_KEYS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -142,18 +163,22 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 class BackgroundWorker:
-    """A daemon thread with a bounded queue: work that must never be on the response path.
+    """Daemon threads with a bounded queue: work that must never be on the response path.
 
-    Each shadow gets its own worker (a slow shadow cannot starve another one or the
-    prediction log). When a worker falls behind, new jobs are dropped (the caller counts
-    them) instead of piling up memory; a stopped worker discards what is still queued.
+    The prediction log has one worker; every shadow of every service shares one small
+    pool (a plan with 1,000 shadows must not start 1,000 threads). When a worker falls
+    behind, new jobs are dropped (the caller counts them) instead of piling up memory; a
+    stopped worker discards what is still queued.
     """
 
-    def __init__(self, name: str, maxsize: int = 256) -> None:
+    def __init__(self, name: str, maxsize: int = 256, threads: int = 1) -> None:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize)
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=f"modelyard-{name}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"modelyard-{name}-{i}", daemon=True) for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def offer(self, job: Callable[[], None]) -> bool:
         if self._closed:
@@ -167,8 +192,9 @@ class BackgroundWorker:
     def stop(self) -> None:
         """Stop after the current job; never blocks the caller."""
         self._closed = True
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)
+        for _ in self._threads:
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(None)
 
     def _run(self) -> None:
         while True:
@@ -179,6 +205,38 @@ class BackgroundWorker:
                 job()
             except Exception:
                 log.exception("background job failed")
+
+
+def confined_log_path(log_dir: Path, path: Path) -> Path:
+    """Where a plan's ``prediction_log.path`` writes: inside ``log_dir``, never outside.
+
+    The plan is validated to hold a relative path without ``..``; this also refuses a
+    symlink inside ``log_dir`` that points out of it. The message names only the plan's
+    own path, so a refusal tells nothing about what exists on the server.
+
+    Raises:
+        PlanError: the path is absolute or resolves outside ``log_dir``.
+    """
+    base = log_dir.resolve()
+    if path.is_absolute() or ".." in path.parts:
+        raise PlanError(_LOG_PATH_RULE.format(path=path))
+    resolved = (base / path).resolve()
+    if resolved == base or not resolved.is_relative_to(base):
+        raise PlanError(_LOG_PATH_RULE.format(path=path))
+    return resolved
+
+
+_LOG_PATH_RULE = (
+    "prediction_log.path: '{path}' must be a relative file path inside the server's prediction-log "
+    f"directory (set by {LOG_DIR_ENV}), e.g. 'predictions.jsonl'"
+)
+
+
+def _check_log_target(log_dir: Path, path: Path) -> None:
+    """A PUT plan's log must be a file the server can append to (checked before any model loads)."""
+    resolved = confined_log_path(log_dir, path)
+    if resolved.is_dir():  # only ever inside the server's own log directory
+        raise PlanError(f"prediction_log.path: '{path}' is a folder in the prediction-log directory; name a file")
 
 
 class PredictionLog:
@@ -238,6 +296,26 @@ class ActivePlan:
     inflight: int = 0
 
 
+class FailedModels(OrderedDict[str, dict[str, Any]]):
+    """The last ``limit`` models that failed to load; an evicted one also leaves ``/metrics``.
+
+    Without a bound, every PUT of an unknown model URI would grow ``/readyz`` and the
+    ``model_load_failures{model=...}`` series for the life of the process.
+    """
+
+    def __init__(self, limit: int, on_evict: Callable[[str], None]) -> None:
+        super().__init__()
+        self.limit = limit
+        self._on_evict = on_evict
+
+    def __setitem__(self, uri: str, entry: dict[str, Any]) -> None:
+        super().__setitem__(uri, entry)
+        self.move_to_end(uri)
+        while len(self) > self.limit:
+            evicted, _ = self.popitem(last=False)
+            self._on_evict(evicted)
+
+
 class PlanManager:
     """Loads plans, swaps them atomically and releases what the old plan no longer needs."""
 
@@ -248,7 +326,8 @@ class PlanManager:
         self.active: ActivePlan | None = None
         self.loading: dict[str, Any] | None = None
         self.last_rejected: dict[str, Any] | None = None
-        self.failed_models: dict[str, dict[str, Any]] = {}
+        self.failed_models: dict[str, dict[str, Any]] = FailedModels(MAX_FAILED_MODELS, self._forget_failure)
+        self.shadow_pool = BackgroundWorker("shadows", maxsize=1024, threads=settings.shadow_threads)
         self.counts = {"applied": 0, "rejected": 0}
         self._lock = asyncio.Lock()
         self._file_stamp: tuple[int, int] | None = None
@@ -270,6 +349,7 @@ class PlanManager:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.active is not None:
             await self._retire(self.active, keep=set())
+        self.shadow_pool.stop()
 
     async def settled(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until a plan is active (or the first one failed for good)."""
@@ -374,7 +454,7 @@ class PlanManager:
 
     def _transient(self, digest: str, uri: str | None, exc: Exception) -> dict[str, Any]:
         """Record a failure worth retrying: not remembered as rejected, shown in ``/readyz``."""
-        error = _error_text(exc)
+        error = public_error(exc)
         previous = self.retrying if self.retrying is not None and self.retrying["digest"] == digest else {}
         attempt = int(previous.get("attempt", 0)) + 1
         self._retry_digest = digest
@@ -462,15 +542,26 @@ class PlanManager:
         return load_model(uri, cache, warmup_batch)
 
     def _reject(self, digest: str, uri: str | None, exc: Exception) -> dict[str, Any]:
-        error = _error_text(exc)
+        error, kind = public_error(exc), type(exc).__name__
         if uri is not None:
-            self.failed_models[uri] = {"uri": uri, "state": "failed", "last_error": error, "at": _now()}
+            self.failed_models[uri] = {
+                "uri": uri,
+                "state": "failed",
+                "error_type": kind,
+                "last_error": error,
+                "at": _now(),
+            }
             self.metrics.model_load_failures.labels(uri).inc()
-        self.last_rejected = {"digest": digest, "model_uri": uri, "error": error, "at": _now()}
+        self.last_rejected = {"digest": digest, "model_uri": uri, "error_type": kind, "error": error, "at": _now()}
         self.counts["rejected"] += 1
         self.metrics.swaps.labels("rejected").inc()
-        log.error("plan rejected", extra={"event": "plan_rejected", "digest": digest, "model_uri": uri, "error": error})
+        extra = {"event": "plan_rejected", "digest": digest, "model_uri": uri, "error": error}
+        log.error("plan rejected", extra=extra, exc_info=exc)  # the traceback goes to the log only
         return {"status": "rejected", "digest": digest, "model_uri": uri, "error": error}
+
+    def _forget_failure(self, uri: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.metrics.model_load_failures.remove(uri)
 
     def reject_unparsable(self, error: str, source: str) -> None:
         """Record a plan file that does not validate (the old plan keeps serving)."""
@@ -500,10 +591,7 @@ class PlanManager:
                 variants={
                     v.name: VariantHandle(v.name, models[v.model_uri], batchers[v.model_uri]) for v in service.variants
                 },
-                shadows=[
-                    ShadowHandle(s.name, models[s.model_uri], BackgroundWorker(f"shadow-{s.name}"))
-                    for s in service.shadows
-                ],
+                shadows=[ShadowHandle(s.name, models[s.model_uri], self.shadow_pool) for s in service.shadows],
             )
             for service in plan.services
         }
@@ -541,20 +629,27 @@ class PlanManager:
         settings = plan.prediction_log
         if settings is None:
             return None
-        old = self.active.prediction_log if self.active is not None else None
-        if old is not None and old.path == settings.path:
-            old.sample_rate = settings.sample_rate
-            return old
-        return PredictionLog(settings.path, settings.sample_rate)
+        try:
+            path = confined_log_path(self.settings.log_dir, settings.path)
+            old = self.active.prediction_log if self.active is not None else None
+            if old is not None and old.path == path:
+                old.sample_rate = settings.sample_rate
+                return old
+            return PredictionLog(path, settings.sample_rate)
+        except (PlanError, OSError) as exc:
+            # The models are loaded by now: failing the swap here would strand them. PUT refuses
+            # such a plan up front (422); a plan file that gets here serves without its log.
+            log.error("prediction log off", extra={"event": "prediction_log_off", "error": public_error(exc)})
+            return None
 
     async def _retire(self, old: ActivePlan, keep: set[str]) -> None:
         """Wait for the old plan's in-flight requests, then stop and release what is unused."""
         deadline = time.monotonic() + RETIRE_TIMEOUT_S
         while old.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        for service in old.services.values():
-            for shadow in service.shadows:
-                shadow.worker.stop()
+        if self.active is None or self.active.digest != old.digest:
+            with contextlib.suppress(KeyError):
+                self.metrics.plan_active.remove(old.digest)
         for uri, batcher in old.batchers.items():
             if uri not in keep:
                 await batcher.close()
@@ -669,15 +764,33 @@ class _Superseded(Exception):
     """Another plan was applied while this one waited for its next attempt."""
 
 
-def _error_text(exc: Exception) -> str:
-    return exc.message if isinstance(exc, ServingError) else f"{type(exc).__name__}: {exc}"
-
-
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
+def public_error(exc: BaseException) -> str:
+    """A one-line reason for ``/readyz`` and admin answers: never a traceback.
+
+    Errors from model loading can carry a whole remote or native stack trace in their
+    text; that belongs in the server log (``exc_info``), not on an unauthenticated page.
+    """
+    text = exc.message if isinstance(exc, ServingError) else f"{type(exc).__name__}: {exc}"
+    return one_line(text)
+
+
+def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """The first meaningful line of ``text`` (a traceback header is skipped), at most ``limit`` characters."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Traceback (most recent call last)")] or [""]
+    first = lines[0]
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
 # ---------------------------------------------------------------------------- request parsing
+
+
+class ClientGone(Exception):
+    """The client disconnected (or was cut off by the read deadline) before its body arrived."""
 
 
 class RequestError(ServingError):
@@ -702,6 +815,12 @@ def parse_json(body: bytes) -> Any:
         raise RequestError(f"body is not valid JSON: {exc}", field="body", code="bad_json") from None
 
 
+def request_records(body: bytes, max_records: int, mlflow_format: bool) -> list[Any]:
+    """The records of a prediction body, in our format or MLflow's (one entry point for both routes)."""
+    payload = parse_json(body)
+    return mlflow_records(payload, max_records) if mlflow_format else records_of(payload, max_records)
+
+
 def records_of(payload: Any, max_records: int) -> list[Any]:
     """The records of a predict body: one object, a list, or ``{"records": [...]}``."""
     if isinstance(payload, dict):
@@ -722,12 +841,7 @@ def _bounded(records: list[Any], max_records: int) -> list[Any]:
     if not records:
         raise RequestError("no records to predict", field="records", status=422)
     if len(records) > max_records:
-        raise RequestError(
-            f"{len(records)} records, at most {max_records} per request (split the request)",
-            field="records",
-            status=413,
-            code="too_many_records",
-        )
+        raise _too_many(len(records), max_records, "records")
     return records
 
 
@@ -736,7 +850,7 @@ def mlflow_records(payload: Any, max_records: int) -> list[Any]:
     if not isinstance(payload, dict):
         raise RequestError("body must be a JSON object with dataframe_split, dataframe_records or inputs", field="body")
     if "dataframe_split" in payload:
-        return _bounded(_split_records(payload["dataframe_split"]), max_records)
+        return _bounded(_split_records(payload["dataframe_split"], max_records), max_records)
     if "dataframe_records" in payload:
         records = payload["dataframe_records"]
         if not isinstance(records, list):
@@ -744,21 +858,41 @@ def mlflow_records(payload: Any, max_records: int) -> list[Any]:
         return _bounded(records, max_records)
     for key in ("inputs", "instances"):
         if key in payload:
-            return _bounded(_columnar_or_records(payload[key], key), max_records)
+            return _bounded(_columnar_or_records(payload[key], key, max_records), max_records)
     raise RequestError(
         f"unknown format: keys {sorted(payload)}; use dataframe_split, dataframe_records, inputs or instances",
         field="body",
     )
 
 
-def _split_records(split: Any) -> list[Any]:
+def _too_many(count: int, max_records: int, field: str) -> RequestError:
+    return RequestError(
+        f"{count} records, at most {max_records} per request (split the request)",
+        field=field,
+        status=413,
+        code="too_many_records",
+    )
+
+
+def _column_names(columns: list[Any], field: str) -> list[str]:
+    """Column names must be strings (a list or object as a name is a client bug, not a 500)."""
+    for index, name in enumerate(columns):
+        if not isinstance(name, str):
+            raise RequestError(f"column names must be strings, got {type(name).__name__}", field=f"{field}[{index}]")
+    return columns
+
+
+def _split_records(split: Any, max_records: int) -> list[Any]:
+    """``dataframe_split`` as records; names and the row count are checked before any row is built."""
     if (
         not isinstance(split, dict)
         or not isinstance(split.get("columns"), list)
         or not isinstance(split.get("data"), list)
     ):
         raise RequestError("must be {'columns': [...], 'data': [[...], ...]}", field="dataframe_split")
-    columns = split["columns"]
+    columns = _column_names(split["columns"], "dataframe_split.columns")
+    if len(split["data"]) > max_records:
+        raise _too_many(len(split["data"]), max_records, "dataframe_split.data")
     records = []
     for index, row in enumerate(split["data"]):
         if not isinstance(row, list) or len(row) != len(columns):
@@ -769,7 +903,8 @@ def _split_records(split: Any) -> list[Any]:
     return records
 
 
-def _columnar_or_records(inputs: Any, key: str) -> list[Any]:
+def _columnar_or_records(inputs: Any, key: str, max_records: int) -> list[Any]:
+    """``inputs``/``instances`` as records; the row count is checked before any row is built."""
     if isinstance(inputs, list):
         return inputs
     if isinstance(inputs, dict):
@@ -778,6 +913,8 @@ def _columnar_or_records(inputs: Any, key: str) -> list[Any]:
         if len(lengths) > 1:
             raise RequestError(f"columns have different lengths {sorted(lengths)}", field=key)
         size = lengths.pop() if lengths else 0
+        if size > max_records:
+            raise _too_many(size, max_records, key)
         return [{name: values[i] for name, values in columns.items()} for i in range(size)]
     raise RequestError("must be a list of records or an object of column -> values", field=key)
 
@@ -869,8 +1006,11 @@ class ServingApp:
 
     async def _http(self, scope: Scope, receive: Receive) -> Response:
         try:
+            _check_declared_length(_header(scope, b"content-length"))
             body = await _read_body(receive)
             return await self._dispatch(scope, body)
+        except ClientGone:
+            return Response(499, b"")  # nobody reads it: uvicorn drops a response to a closed connection
         except ServingError as exc:
             return error_response(exc)
         except Exception as exc:
@@ -911,15 +1051,14 @@ class ServingApp:
         if active is None:
             raise RequestError("no plan is active yet; see /readyz", status=503, code="not_ready")
         handle = _service(active, family, region)
-        payload = parse_json(body)
-        max_records = active.plan.max_records
-        records = mlflow_records(payload, max_records) if mlflow_format else records_of(payload, max_records)
+        large = len(body) > INLINE_PARSE_BYTES  # parse and validate off the loop: /healthz keeps answering
+        records = await _maybe_off_loop(large, request_records, body, active.plan.max_records, mlflow_format)
         key = routing_key_of(records, _header(scope, b"x-routing-key"), active.plan.routing_key)
         decision = handle.router.route(key)
         variant = handle.variants[decision.variant]
         labels = (family, region, variant.name, variant.model.version)
         try:
-            matrix = variant.model.prepare(records)
+            matrix = await _maybe_off_loop(large, variant.model.prepare, records)
         except BadInput:
             self.metrics.requests.labels(*labels, "bad_input").inc()
             raise
@@ -981,6 +1120,8 @@ class ServingApp:
         metrics, plog = self.metrics, active.prediction_log
 
         def run() -> None:
+            if shadow.model.status.state == "released":  # queued before its plan was retired
+                return
             try:
                 predicted = shadow.model.predict(shadow.model.prepare(records))
             except Exception as exc:
@@ -1006,7 +1147,8 @@ class ServingApp:
     # -- admin
 
     async def admin_plan(self, method: str, body: bytes, scope: Scope) -> Response:
-        """``GET``: the active plan and digest. ``PUT``: validate, swap, then write the plan file."""
+        """``GET``: the active plan. ``PUT``: validate, swap, then write the plan file. Both need the token."""
+        self._authorize(scope)
         manager = self._manager()
         if method == "GET":
             active = manager.active
@@ -1021,11 +1163,7 @@ class ServingApp:
             )
         if method != "PUT":
             raise RequestError("use GET or PUT on /admin/plan", status=405, code="method_not_allowed")
-        self._authorize(scope)
-        try:
-            plan = parse_plan_text(body, "request body")
-        except PlanError as exc:
-            raise RequestError(str(exc), field="plan", status=422, code="invalid_plan") from None
+        plan = await asyncio.to_thread(self._admin_plan_of, body)
         if manager.active is not None and manager.active.digest == plan.digest():
             return json_response(200, {"status": "active", "digest": plan.digest(), "unchanged": True})
         manager.claim(plan.digest())
@@ -1036,10 +1174,45 @@ class ServingApp:
         manager.schedule(plan, persist=body)
         return json_response(202, {"status": "loading", "digest": plan.digest()})
 
+    def _admin_plan_of(self, body: bytes) -> Plan:
+        """Validate a PUT body as a plan this server may apply (parsing a large plan is CPU work: run in a thread)."""
+        try:
+            plan = parse_plan_text(body, "request body")
+            if plan.prediction_log is not None:
+                _check_log_target(self.settings.log_dir, plan.prediction_log.path)
+        except PlanError as exc:
+            raise RequestError(str(exc), field="plan", status=422, code="invalid_plan") from None
+        return plan
+
     def _authorize(self, scope: Scope) -> None:
-        token = self.settings.admin_token
-        if token and _header(scope, b"authorization") != f"Bearer {token}":
-            raise RequestError("admin endpoints need 'Authorization: Bearer <token>'", status=401, code="unauthorized")
+        check_admin_token(self.settings.admin_token, _header(scope, b"authorization"))
+
+
+def check_admin_token(token: str | None, authorization: str | None) -> None:
+    """Admit an admin request only with ``Authorization: Bearer <token>``, and only when a token is configured.
+
+    Raises:
+        RequestError: 403 when the admin API is off (no token configured), 401 when the
+            header is missing or carries another token (compared in constant time).
+    """
+    if not token:
+        raise RequestError(
+            f"the admin API is off: start the server with {TOKEN_ENV} set to enable it "
+            "(without it, plans come only from the plan file)",
+            status=403,
+            code="admin_disabled",
+        )
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise RequestError(
+            "admin endpoints need 'Authorization: Bearer <token>' with the server's token",
+            status=401,
+            code="unauthorized",
+        )
+
+
+async def _maybe_off_loop(off: bool, fn: Callable[..., _T], *args: Any) -> _T:
+    return await asyncio.to_thread(fn, *args) if off else fn(*args)
 
 
 def _service(active: ActivePlan, family: str, region: str) -> ServiceHandle:
@@ -1101,8 +1274,20 @@ def _write_plan_file(path: Path, body: bytes) -> None:
     atomic_write_bytes(path, body)
 
 
+def _too_large() -> RequestError:
+    return RequestError(f"body larger than {MAX_BODY_BYTES} bytes", field="body", status=413, code="too_large")
+
+
+def _check_declared_length(content_length: str | None) -> None:
+    """Refuse a body whose declared size is over the limit before reading any of it."""
+    if content_length is not None and content_length.strip().isdigit() and int(content_length) > MAX_BODY_BYTES:
+        raise _too_large()
+
+
 async def _read_body(receive: Receive) -> bytes:
     message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGone()
     body: bytes = message.get("body", b"")
     if not message.get("more_body"):
         return body
@@ -1110,10 +1295,12 @@ async def _read_body(receive: Receive) -> bytes:
     size = len(body)
     while message.get("more_body"):
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise RequestError(f"body larger than {MAX_BODY_BYTES} bytes", field="body", status=413, code="too_large")
+            raise _too_large()
         chunks.append(chunk)
     return b"".join(chunks)
 

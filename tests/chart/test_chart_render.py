@@ -250,6 +250,7 @@ def test_pod_is_hardened_with_writable_cache(rendered: dict[str, list[dict[str, 
     assert "emptyDir" in volumes[mounts["/tmp"]]
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
     assert env["MODELYARD_SERVE_MODEL_CACHE"]["value"] == "/var/cache/modelyard"
+    assert "MODELYARD_SERVE_ADMIN_TOKEN" not in env  # no adminTokenSecret: the admin API stays off
 
 
 def test_resources_and_topology_spread(rendered: dict[str, list[dict[str, Any]]]) -> None:

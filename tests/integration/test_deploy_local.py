@@ -197,6 +197,13 @@ def test_rolling_promotion_under_load_has_no_failed_request_and_redeploy_is_a_no
     assert again.outcome == "unchanged"
     assert again.plan_digest == first.plan_digest
     assert readyz(serving)["plan"]["swaps"]["applied"] == 1  # no second swap
+    # The server this target started has its admin API on, for the target's token only.
+    assert serving.token_file.stat().st_mode & 0o777 == 0o600
+    refused = httpx.get(f"{serving.url}/admin/plan", timeout=10)
+    assert refused.status_code == 401
+    assert "Authorization: Bearer" in refused.json()["message"]
+    assert serving.live() is not None
+    assert serving.live().digest() == first.plan_digest  # type: ignore[union-attr]
 
     record = dict.fromkeys(config.family("driver_acceptance").features, 1.0)
     new = register_sklearn(config, "driver_acceptance", "jakarta", seed=7)

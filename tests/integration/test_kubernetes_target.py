@@ -12,7 +12,7 @@ What is simulated, because no cluster can run here:
   its status (and pods, and Warning events) according to the pod image tag
   (``good``, ``never-ready``, ``bad-image``, ``deadline``, ``predict-500``);
 * the service proxy: it answers like the serving pods would, from the plan ConfigMap the
-  release wrote (``/admin/plan`` reports that plan's digest);
+  release wrote (``/readyz`` reports that plan's digest; the admin API is off, as without a token);
 * Helm's cluster side (``EmulatedHelm``): helm cannot install into kmock (client-go sends
   the release Secret as protobuf), so upgrade/rollback render the chart with the real helm
   and apply the objects through the kubernetes client, keeping the revision history in memory.
@@ -275,9 +275,9 @@ def serve_proxy(cluster: Cluster, request: Any) -> Any:
     configmap = cluster.find("configmaps", request.namespace, f"{service}-plan") or {}
     plan = parse_plan_text(configmap["data"]["plan.yaml"])
     if path == "readyz":
-        return {"status": "ready"}
-    if path == "admin/plan":
-        return {"digest": plan.digest(), "plan": plan.model_dump(mode="json")}
+        return {"ready": True, "plan": {"active_digest": plan.digest()}}
+    if path == "admin/plan":  # the chart sets no admin token: the admin API is off
+        return kmock.Response(status=403, payload={"error": "admin_disabled", "message": "the admin API is off"})
     if match := re.fullmatch(r"v1/predict/([a-z_]+)/([a-z_]+)", path):
         if _image_tag(deployment) == "predict-500":
             return kmock.Response(status=500, payload={"error": {"code": "inference_failed", "message": "boom"}})
@@ -450,7 +450,6 @@ def test_rollout_is_watched_then_smoke_tested_through_the_service(
     base = f"/api/v1/namespaces/{NAMESPACE}/services/{NAME}:http/proxy"
     assert cluster.proxy_requests() == [
         f"GET {base}/readyz",
-        f"GET {base}/admin/plan",
         f"POST {base}/v1/predict/driver_acceptance/jakarta",
     ]
     # The plan the pods read is the shard's plan, so the digest they report is the one recorded.

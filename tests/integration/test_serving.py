@@ -20,6 +20,8 @@ import yaml
 from modelyard.deploy.serving.plan import parse_plan
 from tests.bench.serving import ServerProcess, feature_names, register_xgboost
 
+ADMIN_TOKEN = "serving-test-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 N_FEATURES = 5
 NAMES = feature_names(N_FEATURES)
 RECORD = {name: 0.25 * i for i, name in enumerate(NAMES)}
@@ -128,7 +130,7 @@ def _variants(*entries):
     return [{"name": n, "model_uri": u, "weight": w} for n, u, w in entries]
 
 
-def _main_plan(models: dict[str, str], log_path: Path) -> dict:
+def _main_plan(models: dict[str, str], log_path: str) -> dict:
     return {
         "version": 1,
         "max_records": 50,
@@ -188,8 +190,8 @@ def _main_plan(models: dict[str, str], log_path: Path) -> dict:
 def main_server(models, mlflow_server, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("serving-main")
     plan_path = workdir / "plan.yaml"
-    plan_path.write_text(yaml.safe_dump(_main_plan(models, workdir / "predictions.jsonl")))
-    server = ServerProcess.start(plan_path, mlflow_server.url)
+    plan_path.write_text(yaml.safe_dump(_main_plan(models, "predictions.jsonl")))
+    server = ServerProcess.start(plan_path, mlflow_server.url, env={"MODELYARD_SERVE_LOG_DIR": str(workdir / "logs")})
     try:
         server.wait_ready(timeout=180)
         yield server
@@ -383,7 +385,9 @@ def test_bad_requests_are_counted_and_the_server_stays_up(main_server):
 def swap_server(models, mlflow_server, tmp_path_factory):
     plan_path = tmp_path_factory.mktemp("serving-swaps") / "plan.json"
     plan_path.write_text(json.dumps(_swap_plan(models["v1"], models["v2"], 90)))
-    server = ServerProcess.start(plan_path, mlflow_server.url, poll_seconds=0.1)
+    server = ServerProcess.start(
+        plan_path, mlflow_server.url, poll_seconds=0.1, env={"MODELYARD_SERVE_ADMIN_TOKEN": ADMIN_TOKEN}
+    )
     try:
         server.wait_ready(timeout=180)
         yield server
@@ -446,7 +450,11 @@ class Load:
 
 def _put_plan(server, plan: dict, wait: bool = True) -> httpx.Response:
     return httpx.put(
-        f"{server.url}/admin/plan", params={"wait": "1"} if wait else None, content=json.dumps(plan), timeout=120
+        f"{server.url}/admin/plan",
+        params={"wait": "1"} if wait else None,
+        content=json.dumps(plan),
+        headers=ADMIN,
+        timeout=120,
     )
 
 
@@ -476,7 +484,7 @@ def test_hot_swaps_under_concurrent_load_fail_no_request(swap_server, models):
     assert load.failures == []
     assert load.ok > 100
     assert {"1", "2", "3"} <= set(load.versions)
-    active = httpx.get(f"{swap_server.url}/admin/plan").json()
+    active = httpx.get(f"{swap_server.url}/admin/plan", headers=ADMIN).json()
     assert active["digest"] == parse_plan(plans[-1]).digest()
     assert active["plan"]["services"][0]["variants"][1]["model_uri"] == models["v3"]
     readyz = httpx.get(f"{swap_server.url}/readyz").json()
@@ -543,7 +551,7 @@ def test_a_plan_file_change_is_picked_up_and_invalid_ones_are_refused(swap_serve
         time.sleep(0.1)
     assert "services[0].region: Field required" in rejected["error"]
     assert _predict(swap_server, "/v1/predict/driver_acceptance/surabaya", RECORD).json()["version"] == "3"
-    invalid = httpx.put(f"{swap_server.url}/admin/plan", content=b'{"services": []}', timeout=10)
+    invalid = httpx.put(f"{swap_server.url}/admin/plan", content=b'{"services": []}', headers=ADMIN, timeout=10)
     assert invalid.status_code == 422
     assert "services: List should have at least 1 item" in invalid.json()["message"]
 
@@ -552,7 +560,8 @@ def test_a_plan_file_change_is_picked_up_and_invalid_ones_are_refused(swap_serve
 
 
 def _log_path(server) -> str:
-    return str(yaml.safe_load(server.plan_path.read_text())["prediction_log"]["path"])
+    relative = yaml.safe_load(server.plan_path.read_text())["prediction_log"]["path"]
+    return str(server.plan_path.parent / "logs" / relative)  # MODELYARD_SERVE_LOG_DIR of main_server
 
 
 def _sample(metrics: str, name: str, **labels: str) -> float:

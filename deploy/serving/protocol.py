@@ -1,0 +1,121 @@
+"""The HTTP transport: uvicorn's httptools protocol with a request read deadline and a header cap.
+
+httptools (unlike h11) has no read timeout: uvicorn arms its keep-alive timer only after a
+response, so a client that opens a connection and sends its headers (or body) one byte at
+a time holds it for as long as it likes (slowloris). Here every request must arrive whole,
+headers and body, within ``MODELYARD_SERVE_REQUEST_TIMEOUT`` seconds of its first byte (or
+of the connection opening); otherwise the client gets ``408`` and the connection closes.
+Headers larger than ``MODELYARD_SERVE_MAX_HEADER_BYTES`` get ``431``.
+
+uvicorn passes a protocol class (it must be importable by name for ``--workers > 1``), so
+the limits are read from the environment the CLI prepared, once per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+REQUEST_TIMEOUT_ENV = "MODELYARD_SERVE_REQUEST_TIMEOUT"
+MAX_HEADER_BYTES_ENV = "MODELYARD_SERVE_MAX_HEADER_BYTES"
+DEFAULT_REQUEST_TIMEOUT_S = 10.0
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+
+
+@functools.cache
+def transport_limits() -> tuple[float, int]:
+    """``(request timeout seconds, max header bytes)`` from the environment, read once."""
+    timeout = float(os.environ.get(REQUEST_TIMEOUT_ENV) or DEFAULT_REQUEST_TIMEOUT_S)
+    max_header = int(os.environ.get(MAX_HEADER_BYTES_ENV) or DEFAULT_MAX_HEADER_BYTES)
+    return timeout, max_header
+
+
+class HeadersTooLarge(Exception):
+    """Raised inside the parser callback to stop parsing a request whose headers are too large."""
+
+
+def _error_response(status: int, reason: bytes, code: str, message: str) -> bytes:
+    """A complete ``connection: close`` HTTP response with the server's JSON error body."""
+    body = orjson.dumps({"error": code, "message": message})
+    head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n"
+    return head % (status, reason, len(body)) + body
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """``HttpToolsProtocol`` whose requests must arrive within a deadline, with bounded headers."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_timeout, self._max_header_bytes = transport_limits()
+        self._read_deadline: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.transport.is_closing():  # refused: ignore what the client still sends
+            super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        if not self.transport.is_closing():  # a refusal already answered
+            super().send_400_response(msg)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes = 0
+        self._arm_deadline()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_header_bytes(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_header_bytes(len(name) + len(value))
+        super().on_header(name, value)
+
+    def on_message_complete(self) -> None:
+        self._disarm_deadline()
+        super().on_message_complete()
+
+    def _count_header_bytes(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > self._max_header_bytes:
+            limit = self._max_header_bytes
+            message = f"request line and headers exceed {limit} bytes"
+            self._refuse(431, b"Request Header Fields Too Large", "headers_too_large", message)
+            raise HeadersTooLarge(message)  # stops the parser (uvicorn's 400 is suppressed above)
+
+    def _arm_deadline(self) -> None:
+        if self._read_deadline is None:
+            self._read_deadline = self.loop.call_later(self._read_timeout, self._deadline_passed)
+
+    def _disarm_deadline(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _deadline_passed(self) -> None:
+        self._read_deadline = None
+        timeout = self._read_timeout
+        message = f"the request was not received within {timeout:g}s; send headers and body without pausing"
+        self._refuse(408, b"Request Timeout", "request_timeout", message)
+
+    def _refuse(self, status: int, reason: bytes, code: str, message: str) -> None:
+        """Answer ``status`` unless a response already started, then close the connection."""
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started:
+            self.transport.write(_error_response(status, reason, code, message))
+        self.transport.close()
