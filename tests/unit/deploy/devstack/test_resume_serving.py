@@ -52,7 +52,8 @@ def target(mlflow_server, tmp_path: Path) -> Iterator[LocalTarget]:
 
 def _served_digest(target: LocalTarget) -> str | None:
     try:
-        return httpx.get(f"{target.url}/admin/plan", timeout=5).json()["digest"]
+        # /readyz is public; the admin API needs the local target's token.
+        return httpx.get(f"{target.url}/readyz", timeout=5).json()["plan"]["active_digest"]
     except httpx.HTTPError:
         return None
 
