@@ -2,16 +2,17 @@
 
 It sits above all three layers (like ``dags/``), so it lives in the top layer and
 composes each layer's own commands. The developer stack's commands (``demo``, ``up``,
-``down``, ``demo-festival``) are imported only when one of them runs (or ``--help``
-lists them), so ``modelyard serve`` in a pod loads nothing of the stack.
+``down``, ``demo-festival``) and ``init`` (the project for a team's own Airflow) are imported
+only when one of them runs (or ``--help`` lists them), so ``modelyard serve`` in a pod loads
+nothing of the stack.
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -20,22 +21,27 @@ from modelyard.pipeline.cli import app as data_app
 from modelyard.training.cli import app as training_app
 from modelyard.training.mlflow_server import TrackingServerUnreachableError
 
+if TYPE_CHECKING:
+    # typer vendors click (typer._click); TyperGroup's methods are typed with its classes.
+    from typer._click import Command, Context
+
 # name -> "module:function", loaded on first use.
 LAZY_COMMANDS = {
     "demo": "modelyard.deploy.devstack.demo:demo",
     "up": "modelyard.deploy.devstack.demo:up",
     "down": "modelyard.deploy.devstack.demo:down",
     "demo-festival": "modelyard.deploy.devstack.demo:demo_festival",
+    "init": "modelyard.deploy.scaffold:init",
 }
 
 
 class LazyGroup(TyperGroup):
     """A command group whose ``LAZY_COMMANDS`` are imported when they are looked up."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         if cmd_name not in LAZY_COMMANDS:
             return super().get_command(ctx, cmd_name)
         module, function = LAZY_COMMANDS[cmd_name].split(":")
