@@ -56,7 +56,7 @@ class MlflowHook(BaseHook):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def _from_connection(self) -> str | None:
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        from airflow.exceptions import AirflowNotFoundException  # 3.1 raises it; 3.3 aliases the sdk one
 
         try:
             conn = self.get_connection(self.mlflow_conn_id)
