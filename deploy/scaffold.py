@@ -151,7 +151,10 @@ def write_project(directory: Path, force: bool = False) -> list[Path]:
     existing = sorted(path for path in files if path.exists())
     if existing and not force:
         listed = ", ".join(str(path) for path in existing)
-        raise ProjectExistsError(f"{listed} exist(s) already; nothing written. Re-run with --force to overwrite.")
+        raise ProjectExistsError(
+            f"{len(existing)} of the project's files exist already ({listed}); nothing written. "
+            "Re-run with --force to overwrite them."
+        )
     for path, content in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
