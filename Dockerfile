@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1.7
-# The modelyard serving image: code and pinned dependencies only. Models are never baked
-# in: a pod pulls the models its plan names from the MLflow registry at start, warms them
-# up and only then reports ready (see helm/modelyard-serving).
+# The modelyard serving image: the `[serving]` extra only (no Airflow, no Great Expectations,
+# no matplotlib, mlflow-skinny instead of the MLflow server) and code only. Models are never
+# baked in: a pod pulls the models its plan names from the MLflow registry at start, warms
+# them up and only then reports ready (see helm/modelyard-serving).
 #
 #   docker build -t ghcr.io/modelyard/modelyard-serving:0.1.0 .
 ARG PYTHON_VERSION=3.11
@@ -12,18 +13,30 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/modelyard
 ENV PATH=/opt/modelyard/bin:$PATH
 WORKDIR /src
-# Dependencies first (pinned by constraints.txt), so code changes reuse this layer.
+# Dependencies first (pinned by constraints.txt), so code changes reuse this layer: an empty
+# stand-in package with the real metadata resolves the [serving] extra, then leaves.
 COPY constraints.txt setup.cfg pyproject.toml README.md ./
-RUN mkdir pipeline training deploy plugins \
-    && touch pipeline/__init__.py training/__init__.py deploy/__init__.py plugins/__init__.py \
-    && pip install -c constraints.txt . \
-    && pip uninstall -y modelyard
+RUN mkdir modelyard \
+    && touch modelyard/__init__.py \
+    && pip install -c constraints.txt ".[serving]" \
+    && pip uninstall -y modelyard \
+    && rm -rf modelyard build ./*.egg-info
+# The code. modelyard/ holds relative links to the layer folders (modelyard/deploy ->
+# ../deploy, modelyard/helm -> ../helm, ...); COPY keeps a link as a link, so the targets are
+# copied beside it and the wheel build follows the links as it does in a checkout.
+COPY modelyard ./modelyard
 COPY pipeline ./pipeline
 COPY training ./training
 COPY deploy ./deploy
 COPY plugins ./plugins
+COPY dags ./dags
+COPY helm ./helm
+COPY modelyard.yaml ./
+# pip and setuptools are build tools: the pod never installs anything (~25 MB).
 RUN pip install --no-deps -c constraints.txt . \
-    && python -m compileall -q /opt/modelyard/lib
+    && python -c "import modelyard.deploy.serving.server" \
+    && python -m compileall -q /opt/modelyard/lib \
+    && python -m pip uninstall -y -q pip setuptools
 
 FROM python:${PYTHON_VERSION}-slim-bookworm
 # libgomp: xgboost's OpenMP runtime.

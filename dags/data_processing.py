@@ -105,4 +105,6 @@ def data_processing() -> None:
     build_snapshot.expand(pair=select_pairs())
 
 
-data_processing()
+# Bound to a name so a DAG file elsewhere (``modelyard init``) can import it: the DagBag
+# attributes a DAG found in a file's globals to that file (its ``fileloc``).
+data_processing_dag = data_processing()

@@ -111,4 +111,6 @@ def deployment() -> None:
     deploy_release.expand(item=select_releases())
 
 
-deployment()
+# Bound to a name so a DAG file elsewhere (``modelyard init``) can import it: the DagBag
+# attributes a DAG found in a file's globals to that file (its ``fileloc``).
+deploy_dag = deployment()

@@ -116,4 +116,6 @@ def training() -> None:
     train.expand(pair=select_pairs())
 
 
-training()
+# Bound to a name so a DAG file elsewhere (``modelyard init``) can import it: the DagBag
+# attributes a DAG found in a file's globals to that file (its ``fileloc``).
+training_dag = training()

@@ -122,4 +122,6 @@ def _decided_by(context: Any) -> str:
     return f"airflow:{run.dag_id}/{run.run_id}" + (f" (by {user})" if user else "")
 
 
-promotion()
+# Bound to a name so a DAG file elsewhere (``modelyard init``) can import it: the DagBag
+# attributes a DAG found in a file's globals to that file (its ``fileloc``).
+promotion_dag = promotion()

@@ -2,8 +2,9 @@
 
 It sits above all three layers (like ``dags/``), so it lives in the top layer and
 composes each layer's own commands. The developer stack's commands (``demo``, ``up``,
-``down``, ``demo-festival``) are imported only when one of them runs (or ``--help``
-lists them), so ``modelyard serve`` in a pod loads nothing of the stack.
+``down``, ``demo-festival``) and ``init`` (the project for a team's own Airflow) are imported
+only when one of them runs (or ``--help`` lists them), so ``modelyard serve`` in a pod loads
+nothing of the stack.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ LAZY_COMMANDS = {
     "up": "modelyard.deploy.devstack.demo:up",
     "down": "modelyard.deploy.devstack.demo:down",
     "demo-festival": "modelyard.deploy.devstack.demo:demo_festival",
+    "init": "modelyard.deploy.scaffold:init",
 }
 
 

@@ -201,6 +201,7 @@ class LocalTarget(_Model):
 
 class KubernetesTarget(_Model):
     namespace: str = "modelyard"
+    # A relative path names a chart shipped inside the package; an absolute one, a chart of your own.
     chart: str = "helm/modelyard-serving"
     timeout_seconds: int = Field(600, ge=1)
     releases: dict[str, list[str]] = {}

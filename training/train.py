@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from modelyard import __version__
 from modelyard.pipeline.snapshots import SnapshotMeta, SnapshotNotFoundError, latest_snapshot, load_frame
 from modelyard.training import metrics as metrics_mod
 from modelyard.training import models, onnx_export, plots, registry
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Status = Literal["registered", "unchanged", "skipped", "failed"]
-REPO_DIR = Path(__file__).resolve().parents[1]
+REPO_DIR = Path(__file__).resolve().parents[1]  # the checkout; site-packages/modelyard when installed
 # The holdout metrics shown in tables and written as version tags, per task.
 KEY_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("holdout_auc", "holdout_logloss", "holdout_brier", "baseline_holdout_auc"),
@@ -139,7 +140,14 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
 
 @functools.cache
 def git_commit() -> str:
-    """The commit of the code that trains (``unknown`` outside a git checkout)."""
+    """The commit of the code that trains (``unknown`` outside a git checkout).
+
+    An installed wheel has no ``.git`` beside it; asking git there would report whatever
+    repository the environment happens to sit in, so it is not asked (``modelyard_version`` says
+    which release trained).
+    """
+    if not (REPO_DIR / ".git").exists():
+        return "unknown"
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True, timeout=10, check=True
@@ -396,6 +404,7 @@ def _run_tags(config: Config, plan: TrainingPlan) -> dict[str, str]:
         "task": plan.family.task,
         "data_digest": plan.meta.digest,
         "git_commit": git_commit(),
+        "modelyard_version": __version__,
         "config_hash": config.digest(),
         "algorithm": plan.algorithm,
         "input_key": plan.input_key,

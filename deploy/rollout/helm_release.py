@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +24,10 @@ from modelyard.deploy.rollout import helmbin
 if TYPE_CHECKING:
     import pyhelm3
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CHART = REPO_ROOT / "helm" / "modelyard-serving"
+# The chart ships inside the package (``modelyard/helm`` links the repository's ``helm/``), so
+# the same lookup works in a checkout and from site-packages.
+PACKAGE_ROOT = Path(str(resources.files("modelyard")))
+DEFAULT_CHART = PACKAGE_ROOT / "helm" / "modelyard-serving"
 GOOD_STATUSES = ("deployed", "superseded")
 
 
@@ -59,6 +62,12 @@ class LintResult:
 
     ok: bool
     output: str
+
+
+def packaged_path(path: str | Path) -> Path:
+    """``path`` as given when absolute, else inside the installed package (``helm/modelyard-serving``)."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else PACKAGE_ROOT / path
 
 
 def make_command(

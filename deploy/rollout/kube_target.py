@@ -68,18 +68,15 @@ def helm_targets(config: Config, api: ApiClient | None = None, kubeconfig: Path 
 
     ``api`` defaults to the kubeconfig's current context (or the in-cluster service account).
     """
-    from modelyard.deploy.rollout.helm_release import HelmReleases, make_command
+    from modelyard.deploy.rollout.helm_release import HelmReleases, make_command, packaged_path
     from modelyard.deploy.rollout.kubernetes import HelmReleaseTarget, SmokeRequest
 
     settings = config.deploy.kubernetes
     client = api or _api_client(kubeconfig)
-    chart = Path(settings.chart)
-    if not chart.is_absolute():
-        chart = Path(__file__).resolve().parents[2] / chart
     releaser = HelmReleases(
         make_command(kubeconfig=kubeconfig, timeout_seconds=settings.timeout_seconds),
         settings.namespace,
-        chart,
+        packaged_path(settings.chart),
         settings.timeout_seconds,
     )
     smoke = [

@@ -5,10 +5,12 @@ the fastest path the model allows:
 
 * xgboost flavor: the native ``Booster`` from the model directory, ``inplace_predict``
   on a float32 numpy matrix, one thread;
-* scikit-learn flavor: the unpickled estimator, ``predict_proba`` (class 1) for
-  classifiers, ``predict`` otherwise;
+* scikit-learn flavor: the estimator (skops, cloudpickle or pickle, read as
+  ``mlflow.sklearn`` reads it but without importing it: it imports pandas),
+  ``predict_proba`` (class 1) for classifiers, ``predict`` otherwise;
 * anything else: the generic ``mlflow.pyfunc`` model on a pandas frame (run off the
-  event loop, since its cost is unknown).
+  event loop, since its cost is unknown); it needs pandas, which the ``[serving]`` extra
+  leaves out.
 
 Inputs are validated against the model signature while converting JSON records
 straight to numpy (no pandas on the fast paths); problems raise ``BadInput`` naming the
@@ -347,11 +349,36 @@ def _download(ref: ModelRef, version: str, workdir: Path) -> Path:
         raise ModelMissing(f"artifacts of {ref.uri} (version {version}) cannot be downloaded: {exc}") from exc
 
 
-def _load_from_dir(status: ModelStatus, path: Path, workdir: Path) -> ServedModel:
-    from mlflow.models import Model
+@dataclasses.dataclass(frozen=True)
+class ModelMeta:
+    """What the runtime needs from an MLmodel file: flavours, input signature, input example.
 
+    Read from the YAML itself: ``mlflow.models.Model`` imports pandas (through its signature
+    module), which the ``[serving]`` extra leaves out.
+    """
+
+    flavors: dict[str, Any]
+    inputs: list[dict[str, Any]] | None
+    saved_input_example_info: dict[str, Any] | None
+
+
+def read_mlmodel(path: Path) -> ModelMeta:
+    """The ``MLmodel`` file of a downloaded model directory."""
+    import orjson
+    import yaml
+
+    raw = yaml.safe_load((path / "MLmodel").read_text()) or {}
+    inputs = (raw.get("signature") or {}).get("inputs")
+    return ModelMeta(
+        flavors=dict(raw.get("flavors") or {}),
+        inputs=list(orjson.loads(inputs)) if inputs else None,
+        saved_input_example_info=raw.get("saved_input_example_info"),
+    )
+
+
+def _load_from_dir(status: ModelStatus, path: Path, workdir: Path) -> ServedModel:
     try:
-        meta = Model.load(str(path))
+        meta = read_mlmodel(path)
     except Exception as exc:
         raise ModelLoadFailed(f"{status.uri}: no readable MLmodel file in the artifacts: {exc}") from exc
     schema = _schema_from(meta, status.uri)
@@ -364,7 +391,7 @@ def _load_from_dir(status: ModelStatus, path: Path, workdir: Path) -> ServedMode
         return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=workdir)
     if "sklearn" in flavors and schema.numeric:
         status.flavor = "sklearn"
-        predict_fn, status.task = _sklearn_predictor(path)
+        predict_fn, status.task = _sklearn_predictor(path, flavors["sklearn"])
         predict_fn = _fast_path(status, path, predict_fn, schema, example)
         return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=workdir)
     status.flavor = "pyfunc"
@@ -393,23 +420,29 @@ def _fast_path(
     return predict_fn
 
 
-def _schema_from(meta: Any, uri: str) -> InputSchema:
-    signature = meta.signature
-    if signature is None or signature.inputs is None:
+def _schema_from(meta: ModelMeta, uri: str) -> InputSchema:
+    if meta.inputs is None:
         raise ModelLoadFailed(f"{uri} has no input signature: log it with signature=infer_signature(X, y)")
     features = []
-    for spec in signature.inputs.to_dict():
+    for spec in meta.inputs:
         if "name" not in spec:
             raise ModelLoadFailed(f"{uri}: the signature has an unnamed input; log a column-based signature")
         features.append(Feature(spec["name"], str(spec.get("type", "double")), bool(spec.get("required", True))))
     return InputSchema(features)
 
 
-def _example_records(meta: Any, path: Path, schema: InputSchema) -> list[dict[str, Any]]:
+def _example_records(meta: ModelMeta, path: Path, schema: InputSchema) -> list[dict[str, Any]]:
     import orjson
 
+    split = _split_frame_example(meta, path)
+    if split is not None:
+        return split
+    if meta.saved_input_example_info is None:
+        return [{f.name: _zero(f.kind) for f in schema.features}]
     try:
-        example = meta.load_input_example(str(path))
+        from mlflow.models import Model  # other example formats: MLflow's reader (needs pandas)
+
+        example: Any = Model.load(str(path)).load_input_example(str(path))
     except Exception as exc:
         log.warning("input example unreadable, warming up on zeros", extra={"uri": str(path), "error": str(exc)})
         example = None
@@ -420,6 +453,20 @@ def _example_records(meta: Any, path: Path, schema: InputSchema) -> list[dict[st
     if isinstance(example, dict):
         return [example]
     return list(example)
+
+
+def _split_frame_example(meta: ModelMeta, path: Path) -> list[dict[str, Any]] | None:
+    """A DataFrame input example (MLflow's ``split`` JSON) as records, read without pandas."""
+    import orjson
+
+    info = meta.saved_input_example_info or {}
+    if info.get("type") != "dataframe" or info.get("pandas_orient", "split") != "split" or "params" in info:
+        return None
+    try:
+        raw = orjson.loads((path / info["artifact_path"]).read_bytes())
+        return [dict(zip(raw["columns"], row, strict=True)) for row in raw["data"]]
+    except (OSError, KeyError, TypeError, ValueError):
+        return None  # let MLflow's own reader try
 
 
 def _zero(kind: str) -> Any:
@@ -450,11 +497,10 @@ def _xgboost_predictor(model_file: Path) -> tuple[Callable[[np.ndarray], np.ndar
     return predict, task
 
 
-def _sklearn_predictor(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], Task]:
-    import mlflow.sklearn
+def _sklearn_predictor(path: Path, flavor: dict[str, Any]) -> tuple[Callable[[np.ndarray], np.ndarray], Task]:
     from sklearn.base import is_classifier
 
-    estimator = mlflow.sklearn.load_model(str(path))
+    estimator = _load_sklearn_estimator(path / flavor["pickled_model"], flavor)
     if is_classifier(estimator) and hasattr(estimator, "predict_proba"):
         n_classes = len(getattr(estimator, "classes_", [0, 1]))
         if n_classes == 2:
@@ -466,9 +512,40 @@ def _sklearn_predictor(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], 
     return estimator.predict, "regression"
 
 
-def _pyfunc_predictor(path: Path, schema: InputSchema) -> Callable[[np.ndarray], np.ndarray]:
-    import mlflow.pyfunc
+def _load_sklearn_estimator(model_file: Path, flavor: dict[str, Any]) -> Any:
+    """The estimator of an MLflow ``sklearn`` flavour, read as ``mlflow.sklearn`` reads it.
 
+    Not through ``mlflow.sklearn``: that module imports pandas, which the ``[serving]`` image
+    leaves out. Honours ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` like MLflow does.
+    """
+    from mlflow.environment_variables import MLFLOW_ALLOW_PICKLE_DESERIALIZATION
+
+    if not MLFLOW_ALLOW_PICKLE_DESERIALIZATION.get():
+        raise ModelLoadFailed(
+            f"{model_file}: MLFLOW_ALLOW_PICKLE_DESERIALIZATION is false; set it to true to load "
+            "scikit-learn models (from a registry you trust)"
+        )
+    fmt = flavor.get("serialization_format", "pickle")
+    if fmt == "skops":
+        import skops.io
+
+        return skops.io.load(model_file, trusted=flavor.get("skops_trusted_types"))
+    if fmt not in ("pickle", "cloudpickle"):
+        raise ModelLoadFailed(f"{model_file}: unknown scikit-learn serialization format '{fmt}'")
+    import cloudpickle  # reads plain pickles too
+
+    with model_file.open("rb") as file:
+        return cloudpickle.load(file)
+
+
+def _pyfunc_predictor(path: Path, schema: InputSchema) -> Callable[[np.ndarray], np.ndarray]:
+    try:
+        import mlflow.pyfunc  # needs pandas, which the [serving] extra leaves out
+    except ImportError as exc:
+        raise ModelLoadFailed(
+            f"pyfunc model at {path} needs {exc.name}: install it into the serving image "
+            "(only the xgboost and scikit-learn flavours load without pandas)"
+        ) from exc
     try:
         model = mlflow.pyfunc.load_model(str(path))
     except Exception as exc:

@@ -105,7 +105,7 @@ class KubernetesHook(BaseHook):
         return self._inline_file
 
     def _extras(self) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        from airflow.exceptions import AirflowNotFoundException  # 3.1 raises it; 3.3 aliases the sdk one
 
         try:
             connection = self.get_connection(self.kubernetes_conn_id)

@@ -1,6 +1,7 @@
 """``MlflowHook``: where the MLflow tracking server is, from an Airflow Connection.
 
-The Connection ``mlflow_default`` (any conn type; ``http`` is typical) gives the server:
+The Connection ``mlflow_default`` (conn type ``mlflow``, which this provider registers; any other
+type works too) gives the server:
 ``schema`` is the URL scheme (``http`` unless set), ``host`` and ``port`` the address; a
 host that already holds a full URL (``https://mlflow.example.com/prefix``) is used as is.
 ``login`` / ``password`` become ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``
@@ -29,7 +30,7 @@ class MlflowHook(BaseHook):
 
     conn_name_attr = "mlflow_conn_id"
     default_conn_name = "mlflow_default"
-    conn_type = "http"
+    conn_type = "mlflow"
     hook_name = "MLflow"
 
     def __init__(self, mlflow_conn_id: str = default_conn_name, config: Config | None = None) -> None:
@@ -55,7 +56,7 @@ class MlflowHook(BaseHook):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def _from_connection(self) -> str | None:
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        from airflow.exceptions import AirflowNotFoundException  # 3.1 raises it; 3.3 aliases the sdk one
 
         try:
             conn = self.get_connection(self.mlflow_conn_id)

@@ -13,8 +13,10 @@ import yaml
 from .conftest import CHART
 
 REPO = CHART.parents[1]
-CODE_DIRS = {"pipeline", "training", "deploy", "plugins"}
-BUILD_FILES = {"constraints.txt", "setup.cfg", "pyproject.toml", "README.md"}
+# What the wheel is built from: the namespace package, the folders its links point at, the
+# config it ships (modelyard/modelyard.yaml links it) and the build metadata.
+CODE_DIRS = {"modelyard", "pipeline", "training", "deploy", "plugins", "dags", "helm"}
+BUILD_FILES = {"constraints.txt", "setup.cfg", "pyproject.toml", "README.md", "modelyard.yaml"}
 
 
 def final_stage() -> list[str]:
@@ -49,15 +51,37 @@ def test_serves_the_chart_plan_path_and_port() -> None:
     assert f"MODELYARD_SERVE_MODEL_CACHE={values['modelCache']['mountPath']}" in env
 
 
-def test_copies_code_only() -> None:
-    text = (REPO / "Dockerfile").read_text()
+def copied_sources() -> set[str]:
+    """What the Dockerfile copies from the build context."""
     sources = set()
-    for line in text.splitlines():
+    for line in (REPO / "Dockerfile").read_text().splitlines():
         if line.startswith("COPY ") and "--from=" not in line:
             sources.update(line.split()[1:-1])
+    return sources
+
+
+def test_copies_code_only() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    sources = copied_sources()
     assert sources <= CODE_DIRS | BUILD_FILES, sources
     body = text.split("\nFROM", 1)[1]  # after the header comment
     assert not re.search(r"mlruns|\.modelyard|\.ubj|\.pkl|models:/", body)
+
+
+def test_copies_every_target_of_the_namespace_links() -> None:
+    """COPY keeps links as links: each target under modelyard/ must be copied beside it."""
+    targets = {
+        link.resolve().relative_to(REPO).parts[0] for link in (REPO / "modelyard").iterdir() if link.is_symlink()
+    }
+    assert targets
+    assert "modelyard" in copied_sources()
+    assert targets <= copied_sources(), targets - copied_sources()
+
+
+def test_installs_the_serving_extra_only() -> None:
+    installs = [line for line in (REPO / "Dockerfile").read_text().splitlines() if "pip install" in line]
+    assert any('".[serving]"' in line for line in installs), installs
+    assert not any(re.search(r"\[(airflow|dev)\]", line) for line in installs), installs
 
 
 def test_dockerignore_denies_everything_but_code() -> None:

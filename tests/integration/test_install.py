@@ -1,0 +1,290 @@
+"""The wheel, installed into clean environments, outside the repository.
+
+Two fresh venvs from one wheel built from a copy of the repository's build inputs:
+
+* ``[airflow]``: ``modelyard init`` writes a project; a temporary AIRFLOW_HOME (SQLite,
+  ``airflow db migrate``) with that project's ``dags/`` as its DAG folder lists the four
+  stages with no import error, the provider and the plugin come from entry points, and a
+  task runs from a DAG file outside the package;
+* ``[serving]``: ``modelyard serve --help`` works and Airflow, Great Expectations and
+  matplotlib are not installed.
+
+Slow (two venvs; pip resolves against ``constraints.txt`` and its cache): each venv is
+built once per module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# What the wheel is built from (the same files the Dockerfile's build stage copies).
+BUILD_INPUTS = (
+    "setup.cfg", "pyproject.toml", "README.md", "modelyard.yaml",
+    "modelyard", "pipeline", "training", "deploy", "plugins", "dags", "helm",
+)  # fmt: skip
+STAGES = ("data_processing", "training", "promotion", "deploy")
+SERVING_SIZE_GOAL_MB = 500
+INSTALL_TIMEOUT = 1500
+
+
+@dataclass(frozen=True)
+class Venv:
+    """A fresh virtual environment and the clean environment its commands run with."""
+
+    root: Path
+    env: dict[str, str]
+
+    def run(self, *args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run ``args[0]`` from this venv's ``bin`` (stdout and stderr merged)."""
+        return subprocess.run(
+            [str(self.root / "bin" / args[0]), *args[1:]], env=self.env, cwd=cwd, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+
+
+def clean_environ(venv: Path, **extra: str) -> dict[str, str]:
+    """The parent's environment without anything that would import the checkout or the shared venv."""
+    drop = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "MODELYARD_", "AIRFLOW_", "AIRFLOW__", "MLFLOW_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env["PATH"] = os.pathsep.join([str(venv / "bin"), *(p for p in env.get("PATH", "").split(os.pathsep) if p)])
+    env["OMP_NUM_THREADS"] = "1"
+    return {**env, **extra}
+
+
+def make_venv(root: Path, requirement: str, constraints: Path) -> Venv:
+    """``python -m venv`` plus ``pip install -c constraints requirement``; fails the test on error."""
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=300)
+    venv = Venv(root, clean_environ(root))
+    installed = venv.run(
+        "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", str(constraints), requirement,
+        cwd=root, timeout=INSTALL_TIMEOUT,
+    )  # fmt: skip
+    assert installed.returncode == 0, f"pip install {requirement} failed:\n{installed.stdout[-4000:]}"
+    return venv
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The modelyard wheel, built from a copy of the build inputs (no stale ``build/`` in the checkout)."""
+    source = tmp_path_factory.mktemp("source")
+    for name in BUILD_INPUTS:
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(path, source / name, follow_symlinks=False)
+    out = tmp_path_factory.mktemp("dist")
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check", "-w", str(out),
+         str(source)], capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-4000:]
+    (found,) = out.glob("modelyard-*.whl")
+    return found
+
+
+@dataclass(frozen=True)
+class Project:
+    """An ``[airflow]`` venv, the project ``modelyard init`` wrote, and an AIRFLOW_HOME on it."""
+
+    venv: Venv
+    directory: Path
+    init_output: str
+
+    def airflow(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return self.venv.run("airflow", *args, cwd=self.directory, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def project(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    root = tmp_path_factory.mktemp("airflow-install")
+    venv = make_venv(root / "venv", f"{wheel}[airflow]", REPO / "constraints.txt")
+    directory = root / "team-project"
+    init = venv.run("modelyard", "init", str(directory), cwd=root)
+    assert init.returncode == 0, init.stdout
+    home = root / "airflow-home"
+    home.mkdir()
+    # No MODELYARD_CONFIG: the DAG files must find the config next to them on their own.
+    env = clean_environ(
+        venv.root,
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(directory / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+        AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="120",
+    )
+    installed = Project(Venv(venv.root, env), directory, init.stdout)
+    migrated = installed.airflow("db", "migrate")
+    assert migrated.returncode == 0, migrated.stdout[-4000:]
+    # What the DAG processor does: parse the bundle, store the DAGs and the import errors.
+    parsed = installed.airflow("dags", "reserialize")
+    assert parsed.returncode == 0, parsed.stdout[-4000:]
+    return installed
+
+
+@pytest.fixture(scope="module")
+def serving(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
+    """A ``[serving]`` venv as the Dockerfile leaves it: without pip and setuptools."""
+    venv = make_venv(tmp_path_factory.mktemp("serving-install") / "venv", f"{wheel}[serving]", REPO / "constraints.txt")
+    trimmed = venv.run("python", "-m", "pip", "uninstall", "-y", "-q", "pip", "setuptools", cwd=venv.root)
+    assert trimmed.returncode == 0, trimmed.stdout
+    return venv
+
+
+def json_rows(output: str) -> list[dict[str, Any]]:
+    """The JSON array an ``airflow ... --output json`` command prints after its log lines."""
+    for line in reversed(output.splitlines()):
+        if line.startswith("["):
+            with contextlib.suppress(json.JSONDecodeError):
+                return list(json.loads(line))
+    raise AssertionError(f"no JSON array in the output:\n{output[-4000:]}")
+
+
+def test_init_writes_a_project_of_thin_dag_files(project: Project) -> None:
+    dag_files = sorted(p.name for p in (project.directory / "dags").glob("*.py"))
+    assert dag_files == sorted(f"modelyard_{stage}.py" for stage in STAGES)
+    for name in dag_files:
+        source = (project.directory / "dags" / name).read_text()
+        assert "from modelyard.dags." in source
+        assert "@dag" not in source  # the DAG itself stays in the package
+    config = (project.directory / "modelyard.yaml").read_text()
+    assert config.startswith("# modelyard config for this Airflow deployment")
+    readme = (project.directory / "README.md").read_text()
+    for topic in ("mlflow_default", "kubernetes_default", "MODELYARD_CONFIG", "Scheduling"):
+        assert topic in readme
+
+
+def test_init_refuses_to_overwrite_without_force(project: Project) -> None:
+    config = project.directory / "modelyard.yaml"
+    config.write_text(config.read_text() + "# the team's edit\n")
+    again = project.venv.run("modelyard", "init", str(project.directory), cwd=project.directory)
+    assert again.returncode == 1
+    assert "--force" in again.stdout
+    assert "modelyard.yaml" in again.stdout
+    assert config.read_text().endswith("# the team's edit\n")
+
+
+def test_airflow_lists_the_four_dags_from_the_project_files(project: Project) -> None:
+    listed = project.airflow("dags", "list", "--output", "json")
+    assert listed.returncode == 0, listed.stdout[-4000:]
+    rows = {row["dag_id"]: row for row in json_rows(listed.stdout)}
+    assert set(STAGES) <= set(rows), listed.stdout[-4000:]
+    for stage in STAGES:
+        assert Path(rows[stage]["fileloc"]) == project.directory / "dags" / f"modelyard_{stage}.py"
+
+
+def test_no_import_errors(project: Project) -> None:
+    errors = project.airflow("dags", "list-import-errors", "--output", "json")
+    assert errors.returncode == 0, errors.stdout[-4000:]
+    assert json_rows(errors.stdout) == [], errors.stdout[-4000:]
+
+
+def test_provider_and_plugin_come_from_entry_points(project: Project) -> None:
+    providers = project.airflow("providers", "list", "--output", "json")
+    assert providers.returncode == 0, providers.stdout[-4000:]
+    assert "modelyard" in {row["package_name"] for row in json_rows(providers.stdout)}
+    hooks = project.airflow("providers", "hooks", "--output", "json")
+    mlflow = [row for row in json_rows(hooks.stdout) if row["connection_type"] == "mlflow"]
+    assert [row["class"] for row in mlflow] == ["modelyard.plugins.hooks.mlflow.MlflowHook"], hooks.stdout[-4000:]
+    links = {
+        row["extra_link_class_name"] for row in json_rows(project.airflow("providers", "links", "-o", "json").stdout)
+    }
+    assert {"modelyard.plugins.links.MlflowRunLink", "modelyard.plugins.links.MlflowModelVersionLink"} <= links
+    plugins = project.airflow("plugins", "--output", "json")
+    assert plugins.returncode == 0, plugins.stdout[-4000:]
+    (plugin,) = [row for row in json_rows(plugins.stdout) if row["name"] == "modelyard"]
+    assert "EntryPoint(name='modelyard'" in plugin["source"]
+    assert not (Path(project.venv.env["AIRFLOW_HOME"]) / "plugins").exists()  # no shim
+
+
+def test_a_task_runs_from_the_project_dag_file(project: Project) -> None:
+    ran = project.airflow("tasks", "test", "data_processing", "select_pairs", "2026-06-01")
+    assert ran.returncode == 0, ran.stdout[-4000:]
+    assert "'family': 'driver_acceptance', 'region': 'jakarta'" in ran.stdout, ran.stdout[-4000:]
+
+
+def test_serving_extra_serves_without_airflow_gx_or_matplotlib(serving: Venv, tmp_path: Path) -> None:
+    helped = serving.run("modelyard", "serve", "--help", cwd=tmp_path)
+    assert helped.returncode == 0, helped.stdout
+    assert "--plan" in helped.stdout
+    imported = serving.run("python", "-c", "import modelyard.deploy.serving.server", cwd=tmp_path)
+    assert imported.returncode == 0, imported.stdout
+    for module in ("airflow", "great_expectations", "matplotlib"):
+        probe = serving.run("python", "-c", f"import {module}", cwd=tmp_path)
+        assert probe.returncode != 0, f"{module} is installed"
+        assert f"No module named '{module}'" in probe.stdout, probe.stdout
+
+
+LOAD_AND_PREDICT = """
+import json, sys
+from modelyard.deploy.serving.runtime import load_model
+
+uris, records = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+out = {}
+for key, uri in uris.items():
+    model = load_model(uri)
+    out[key] = {"flavor": model.status.flavor, "example": model.example,
+                "predictions": model.predict(model.prepare(records)).tolist()}
+out["pandas_imported"] = "pandas" in sys.modules
+print(json.dumps(out))
+"""
+
+
+def test_serving_extra_loads_xgboost_and_sklearn_models(serving: Venv, mlflow_server: Any, tmp_path: Path) -> None:
+    """The registry's two flavours load, warm up on their input examples and predict without pandas."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    from tests.bench.serving import feature_names, register_xgboost
+    from tests.integration.test_serving import N_FEATURES, _register_sklearn_regressor
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    uris = {
+        "xgboost": register_xgboost("install-acceptance", n_features=N_FEATURES, n_trees=10, rows=300),
+        "sklearn": _register_sklearn_regressor("install-eta"),
+    }
+    names = feature_names(N_FEATURES)
+    records = [{name: 0.5 * i for i, name in enumerate(names)}, dict.fromkeys(names, -1.0)]
+    env = {**serving.env, "MLFLOW_TRACKING_URI": mlflow_server.url, "MLFLOW_REGISTRY_URI": mlflow_server.url}
+    ran = subprocess.run(
+        [str(serving.root / "bin" / "python"), "-c", LOAD_AND_PREDICT, json.dumps(uris), json.dumps(records)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-4000:]
+    out = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert out["pandas_imported"] is False
+    assert {out[key]["flavor"] for key in uris} == {"xgboost", "sklearn"}
+    for key in uris:
+        assert len(out[key]["example"]) == 3, f"{key}: warm-up fell back to zeros: the input example was not read"
+    frame = pd.DataFrame(records, columns=names)
+    expected = {
+        "xgboost": mlflow.xgboost.load_model(uris["xgboost"]).predict_proba(frame)[:, 1],
+        "sklearn": mlflow.sklearn.load_model(uris["sklearn"]).predict(frame),
+    }
+    for key, values in expected.items():
+        assert np.allclose(out[key]["predictions"], values, rtol=1e-4, atol=1e-6), (key, out[key], values)
+
+
+def test_serving_environment_fits_the_image_budget(serving: Venv) -> None:
+    size_mb = directory_megabytes(serving.root)
+    print(f"[serving] venv: {size_mb:.0f} MB (goal <= {SERVING_SIZE_GOAL_MB} MB)")
+    assert size_mb <= SERVING_SIZE_GOAL_MB
+
+
+def directory_megabytes(root: Path, skip: Sequence[str] = ()) -> float:
+    """Bytes on disk of the files under ``root``, in MB (what ``du -s`` counts, links not followed)."""
+    total = sum(p.lstat().st_blocks * 512 for p in root.rglob("*") if not p.is_symlink() and p.name not in skip)
+    return total / 1e6
