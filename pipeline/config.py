@@ -21,6 +21,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from modelyard.pipeline.errors import ModelyardError
+
 ENV_PREFIX = "MODELYARD_"
 CONFIG_ENV = "MODELYARD_CONFIG"
 OVERLAY_ENV = "MODELYARD_CONFIG_OVERLAY"
@@ -30,7 +32,7 @@ Task = Literal["classification", "regression"]
 Algorithm = Literal["xgboost", "sklearn_logistic", "sklearn_ridge", "sklearn_random_forest"]
 
 
-class ConfigError(ValueError):
+class ConfigError(ModelyardError, ValueError):
     """The configuration file is missing or invalid; the message names the key."""
 
 

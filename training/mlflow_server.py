@@ -17,12 +17,14 @@ from pathlib import Path
 
 import httpx
 
+from modelyard.pipeline.errors import ModelyardError
 
-class MlflowServerError(RuntimeError):
+
+class MlflowServerError(ModelyardError, RuntimeError):
     """The MLflow server could not be started; the message carries its log tail."""
 
 
-class TrackingServerUnreachableError(ConnectionError):
+class TrackingServerUnreachableError(ModelyardError, ConnectionError):
     """The MLflow tracking server does not answer; the message says how to start or point at one."""
 
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from modelyard.pipeline.errors import ModelyardError
 from modelyard.training.gates import (
     Evidence,
     GateInputError,
@@ -68,7 +69,7 @@ Action = Literal["evaluate", "promote-version", "rollback"]
 Outcome = Literal["promoted", "rejected", "rolled-back", "unchanged", "no-challenger", "failed"]
 
 
-class PromotionError(RuntimeError):
+class PromotionError(ModelyardError, RuntimeError):
     """A promotion or rollback cannot be done; the message names the model and what to do."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from modelyard.pipeline.errors import ModelyardError
 from modelyard.pipeline.snapshots import SnapshotMeta, SnapshotNotFoundError, latest_snapshot, load_frame
 from modelyard.training import metrics as metrics_mod
 from modelyard.training import models, plots, registry
@@ -43,7 +44,7 @@ KEY_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 
-class TrainingError(RuntimeError):
+class TrainingError(ModelyardError, RuntimeError):
     """Training of a (family, region) cannot run; the message names the pair and what to do."""
 
 
