@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import logging
-import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import filelock
 from pydantic import BaseModel, ConfigDict
 
 from modelyard.pipeline.errors import ModelyardError
@@ -160,34 +158,34 @@ def aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def pair_lock(config: Config, model_name: str, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[Path]:
-    """Hold the exclusive promotion lock of ``model_name`` (a ``flock`` under ``storage.state_dir``).
+    """Hold the exclusive promotion lock of ``model_name`` (a file lock under ``storage.state_dir``).
 
     Raises:
         PromotionError: another promotion held the lock for longer than ``timeout`` seconds.
     """
     path = config.storage.state_dir / "locks" / f"promotion-{model_name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise PromotionError(
-                        f"{model_name}: another promotion has held {path} for over {timeout:.0f}s; "
-                        "wait for it or check for a stuck process holding the file"
-                    ) from None
-                time.sleep(0.1)
-        try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
-            yield path
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    lock = exclusive_lock(path, timeout)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise PromotionError(
+            f"{model_name}: another promotion has held {path} for over {timeout:.0f}s; "
+            f"wait for it or check for a stuck process holding the file (fuser {path})"
+        ) from None
+    try:
+        yield path
+    finally:
+        lock.release()
+
+
+def exclusive_lock(path: Path, timeout: float) -> filelock.BaseFileLock:
+    """The one place the kind of lock is chosen: a host-local ``flock`` through filelock.
+
+    Swap this function for a cross-host lock when promotions run on several hosts without a
+    shared filesystem (ADR 0004). Raises ``filelock.Timeout`` after ``timeout`` seconds.
+    """
+    return filelock.FileLock(path, timeout=timeout, poll_interval=0.1)
 
 
 def verify_aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
