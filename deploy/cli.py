@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from modelyard.deploy.rollout.cli import app as deploy_app
 from modelyard.pipeline.cli import app as data_app
+from modelyard.pipeline.cli import exits_on_expected_errors
 from modelyard.training.cli import app as training_app
-from modelyard.training.mlflow_server import TrackingServerUnreachableError
+
+if TYPE_CHECKING:
+    # typer vendors click; its groups are typed with the vendored classes, not the click package's.
+    from typer._click import Command, Context
 
 # name -> "module:function", loaded on first use.
 LAZY_COMMANDS = {
@@ -32,10 +36,10 @@ LAZY_COMMANDS = {
 class LazyGroup(TyperGroup):
     """A command group whose ``LAZY_COMMANDS`` are imported when they are looked up."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         if cmd_name not in LAZY_COMMANDS:
             return super().get_command(ctx, cmd_name)
         module, function = LAZY_COMMANDS[cmd_name].split(":")
@@ -64,10 +68,11 @@ def main() -> None:
         # Rich falls back to 80 columns off a terminal (CI logs, pipes): tables of digests and URLs need more.
         os.environ.setdefault("COLUMNS", "160")
     try:
-        app()
-    except TrackingServerUnreachableError as exc:
-        typer.echo(f"modelyard: {exc}", err=True)
-        raise SystemExit(3) from exc
+        # The last net for an expected error a command did not handle: one line, exit 2 (3: a server is down).
+        with exits_on_expected_errors():
+            app()
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from exc
 
 
 @app.command()
@@ -83,13 +88,10 @@ def serve(
     import shutil
     import tempfile
 
-    from modelyard.deploy.serving.plan import PlanError, load_plan
+    from modelyard.deploy.serving.plan import load_plan
 
-    try:
+    with exits_on_expected_errors():
         load_plan(plan)
-    except PlanError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
     os.environ["MODELYARD_SERVE_PLAN"] = str(plan.resolve())
     os.environ["MODELYARD_SERVE_POLL_SECONDS"] = str(poll_seconds)
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -570,6 +570,7 @@ def _failed(config: Config, family: str, region: str, decided_by: str, exc: Exce
 
 def render_decisions(decisions: list[Decision]) -> Table:
     """A rich table: pair, outcome, version, champion before -> after, summary."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="Promotion decisions")
@@ -579,13 +580,14 @@ def render_decisions(decisions: list[Decision]) -> Table:
         outcome = d.outcome + (" (already decided)" if d.already_decided else "")
         table.add_row(
             d.family, d.region, _styled(d.outcome, outcome), d.version or "-",
-            f"{d.champion_before or '-'} -> {d.champion_after or '-'}", d.summary,
+            f"{d.champion_before or '-'} -> {d.champion_after or '-'}", escape(d.summary),
         )  # fmt: skip
     return table
 
 
 def render_gates(decision: Decision) -> Table:
     """The per-gate table of one decision."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"Gates of {decision.model_name} v{decision.version}: {decision.outcome}")
@@ -596,7 +598,7 @@ def render_gates(decision: Decision) -> Table:
         colour = "red" if result == "FAIL" else "green" if result == "pass" else "cyan"
         table.add_row(
             gate.name, format_number(gate.value), gate.op, format_number(gate.threshold),
-            f"[{colour}]{result}[/{colour}]", gate.summary,
+            f"[{colour}]{result}[/{colour}]", escape(gate.summary),
         )  # fmt: skip
     return table
 

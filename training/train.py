@@ -578,6 +578,7 @@ def train_all(
 
 def render_results(results: list[TrainResult]) -> Table:
     """A rich table: family, region, status, version or reason, key holdout metrics, run URL."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="Training", show_lines=False)
@@ -588,7 +589,7 @@ def render_results(results: list[TrainResult]) -> Table:
             result.family,
             result.region,
             _styled_status(result.status),
-            f"{result.model_name} v{result.version}" if result.version else (result.reason or ""),
+            f"{result.model_name} v{result.version}" if result.version else escape(result.reason or ""),
             _metric_summary(result),
             result.run_url or "",
         )
