@@ -65,7 +65,8 @@ def data_processing() -> None:
     def select_pairs(params: dict[str, Any] | None = None) -> list[dict[str, str]]:
         """The (family, region) pairs this run builds; unknown names fail here, before any work."""
         chosen = params or {}
-        pairs = dag_support.config().pairs(chosen.get("families") or None, chosen.get("regions") or None)
+        with dag_support.expected_errors_fail_the_task():
+            pairs = dag_support.config().pairs(chosen.get("families") or None, chosen.get("regions") or None)
         return [{"family": family, "region": region} for family, region in pairs]
 
     @task(outlets=[AssetAlias(FEATURES_ALIAS)], map_index_template="{{ pair_label }}")
@@ -84,7 +85,8 @@ def data_processing() -> None:
             start=dt.date.fromisoformat(chosen["start"]) if chosen.get("start") else None,
             end=dt.date.fromisoformat(chosen["end"]) if chosen.get("end") else None,
         )
-        result = build_pair(dag_support.config(), pair["family"], pair["region"], request)
+        with dag_support.expected_errors_fail_the_task():
+            result = build_pair(dag_support.config(), pair["family"], pair["region"], request)
         if result.status == "failed":
             report = f" (report: {result.report})" if result.report else ""
             raise AirflowFailException(f"{result.family}/{result.region}: {result.reason}{report}")

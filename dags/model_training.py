@@ -60,12 +60,9 @@ def training() -> None:
     @task
     def select_pairs() -> list[dict[str, str]]:
         """Pairs named by triggering feature events, else by the form; validates the overrides."""
-        from airflow.sdk.exceptions import AirflowFailException
-
         from modelyard.pipeline.assets import pairs_in
-        from modelyard.pipeline.config import ConfigError
-        from modelyard.plugins.dag_support import config, triggering_uris
-        from modelyard.training.models import AlgorithmError, ParamError, parse_params_json
+        from modelyard.plugins.dag_support import config, expected_errors_fail_the_task, triggering_uris
+        from modelyard.training.models import parse_params_json
         from modelyard.training.train import validate_override
 
         context = get_current_context()
@@ -74,39 +71,35 @@ def training() -> None:
         if uris:
             pairs = pairs_in(uris, "features", config().pairs())
         else:
-            try:
+            with expected_errors_fail_the_task():  # a bad form does not improve on retry
                 pairs = config().pairs(params["families"] or None, params["regions"] or None)
                 validate_override(config(), pairs, parse_params_json(params["hyperparameters"]))
-            except (ConfigError, ParamError, AlgorithmError) as exc:  # a bad form does not improve on retry
-                raise AirflowFailException(str(exc)) from exc
         return [{"family": family, "region": region} for family, region in pairs]
 
     @task(outlets=[CHALLENGERS], map_index_template="{{ pair_label }}", execution_timeout=dt.timedelta(hours=1))
     def train(pair: dict[str, str]) -> dict[str, Any]:
         """Train one pair, register the challenger and announce it on the challenger Asset."""
         from airflow.sdk import Asset
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from modelyard.pipeline.assets import challenger_uri
-        from modelyard.plugins.dag_support import config
+        from modelyard.plugins.dag_support import config, expected_errors_fail_the_task
         from modelyard.plugins.hooks.mlflow import MlflowHook
         from modelyard.training.models import parse_params_json
-        from modelyard.training.train import EXPECTED_ERRORS, train_pair
+        from modelyard.training.train import train_pair
 
         context = get_current_context()
         family, region = pair["family"], pair["region"]
         context["pair_label"] = f"{family}/{region}"  # type: ignore[typeddict-unknown-key]
         manual = not context["triggering_asset_events"]
         params = context["params"]
-        try:
+        with expected_errors_fail_the_task():  # missing snapshot, bad params: retrying cannot help
             result = train_pair(
                 config(), family, region,
                 tracking_uri=MlflowHook(config=config()).get_tracking_uri(),
                 force=bool(params["force"]) if manual else False,
                 params_override=parse_params_json(params["hyperparameters"]) if manual else None,
             )  # fmt: skip
-        except EXPECTED_ERRORS as exc:  # missing snapshot, bad params: retrying cannot help
-            raise AirflowFailException(str(exc)) from exc
         if result.status == "skipped":
             raise AirflowSkipException(f"{family}/{region} skipped: {result.reason}")
         extra: dict[str, Any] = result.asset_extra()

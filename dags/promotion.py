@@ -65,7 +65,7 @@ def promotion() -> None:
     def select_pairs() -> list[dict[str, str]]:
         """Pairs named by triggering challenger events, else by the form (checked before anything runs)."""
         from modelyard.pipeline.assets import pairs_in
-        from modelyard.plugins.dag_support import config, triggering_uris
+        from modelyard.plugins.dag_support import config, expected_errors_fail_the_task, triggering_uris
         from modelyard.training.promotion import check_request
 
         context = get_current_context()
@@ -74,9 +74,10 @@ def promotion() -> None:
         if uris:
             pairs = pairs_in(uris, "challenger", config().pairs())
         else:
-            pairs = config().pairs(params["families"] or None, params["regions"] or None)
-            version = str(params["version"]) if params["version"] else None
-            check_request(params["action"], pairs, version, params["reason"])
+            with expected_errors_fail_the_task():  # a bad form does not improve on retry
+                pairs = config().pairs(params["families"] or None, params["regions"] or None)
+                version = str(params["version"]) if params["version"] else None
+                check_request(params["action"], pairs, version, params["reason"])
         return [{"family": family, "region": region} for family, region in pairs]
 
     @task(outlets=[CHAMPIONS], map_index_template="{{ pair_label }}", execution_timeout=dt.timedelta(minutes=30))

@@ -18,8 +18,12 @@ from typer.core import TyperGroup
 
 from modelyard.deploy.rollout.cli import app as deploy_app
 from modelyard.pipeline.cli import app as data_app
+from modelyard.pipeline.cli import exits_on_expected_errors
 from modelyard.training.cli import app as training_app
-from modelyard.training.mlflow_server import TrackingServerUnreachableError
+
+if TYPE_CHECKING:
+    # typer vendors click; its groups are typed with the vendored classes, not the click package's.
+    from typer._click import Command, Context
 
 if TYPE_CHECKING:
     # typer vendors click; its group methods take and return the vendored classes.
@@ -70,10 +74,11 @@ def main() -> None:
         # Rich falls back to 80 columns off a terminal (CI logs, pipes): tables of digests and URLs need more.
         os.environ.setdefault("COLUMNS", "160")
     try:
-        app()
-    except TrackingServerUnreachableError as exc:
-        typer.echo(f"modelyard: {exc}", err=True)
-        raise SystemExit(3) from exc
+        # The last net for an expected error a command did not handle: one line, exit 2 (3: a server is down).
+        with exits_on_expected_errors():
+            app()
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from exc
 
 
 @app.command()
@@ -125,8 +130,8 @@ def serve(
     except PlanError as exc:
         last_good = last_good_path(plan)
         if not last_good.exists():
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(2) from exc
+            with exits_on_expected_errors():
+                raise
         typer.echo(f"{exc}\nstarting on the last plan that served: {last_good}", err=True)
     os.environ["MODELYARD_SERVE_PLAN"] = str(plan.resolve())
     os.environ["MODELYARD_SERVE_POLL_SECONDS"] = str(poll_seconds)

@@ -239,6 +239,7 @@ def build_all(
 
 def render_summary(results: list[BuildResult]) -> Table:
     """A compact rich table: family, region, status, rows, validation, digest, reason."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="Feature snapshots", title_justify="left", show_lines=False)
@@ -249,7 +250,7 @@ def render_summary(results: list[BuildResult]) -> Table:
     colours = {"published": "green", "unchanged": "dim", "failed": "bold red", "skipped": "yellow"}
     for r in results:
         status = f"[{colours[r.status]}]{r.status}[/]"
-        table.add_row(r.family, r.region, status, str(r.rows), r.validation, r.digest or "-", r.reason)
+        table.add_row(r.family, r.region, status, str(r.rows), r.validation, r.digest or "-", escape(r.reason))
     return table
 
 

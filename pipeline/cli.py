@@ -1,7 +1,11 @@
 """``modelyard data …`` commands: generate, ingest, validate, build.
 
 Exit codes: 0 success, 1 data failed validation (or a region failed to build),
-2 unusable input or configuration (the one-line cause is printed).
+2 unusable input or configuration (the one-line cause is printed), 3 a server (MLflow) does
+not answer.
+
+Every CLI of modelyard prints its errors through :func:`print_error`: user text (a regex
+pattern, a YAML snippet, ``--params '[bold]x'``) is printed as it is, never read as rich markup.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from modelyard.pipeline.config import Config, ConfigError, load_config
+from modelyard.pipeline.errors import ModelyardError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,21 +38,39 @@ FamiliesOption = Annotated[list[str] | None, typer.Option("--family", "-f", help
 RegionsOption = Annotated[list[str] | None, typer.Option("--region", "-r", help="Region (repeatable; default all).")]
 
 
-@contextmanager
-def _exits_on_bad_input() -> Iterator[None]:
-    """Turn a bad config or an unreadable file into one line on stderr and exit code 2."""
-    from modelyard.pipeline.features import FeatureError
-    from modelyard.pipeline.ingest import IngestError
+def print_error(message: object, console: Console = errors) -> None:
+    """Print ``error: <message>`` on one line; the message is text, never rich markup."""
+    console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
+
+@contextmanager
+def exits_on_expected_errors(console: Console = errors, code: int = 2) -> Iterator[None]:
+    """Turn an expected error (:class:`ModelyardError`) into one line and an exit code.
+
+    ``code`` for bad input or configuration; 3 when a server does not answer (the error is
+    also a ``ConnectionError``). Anything else is a bug and keeps its traceback.
+    """
     try:
         yield
-    except (ConfigError, IngestError, FeatureError) as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    except ModelyardError as exc:
+        print_error(exc, console)
+        raise typer.Exit(3 if isinstance(exc, ConnectionError) else code) from exc
+
+
+@contextmanager
+def writes_to(path: Path, option: str, console: Console = errors) -> Iterator[None]:
+    """Turn a failed write of a path the user gave (missing, read-only folder) into one line and exit 2."""
+    try:
+        yield
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename and str(exc.filename) != str(path) else ""
+        problem = f"{exc.strerror or exc}{where}"
+        print_error(f"{option} {path}: cannot write it ({problem}); choose a writable folder", console)
         raise typer.Exit(2) from exc
 
 
 def _config(path: Path | None) -> Config:
-    with _exits_on_bad_input():
+    with exits_on_expected_errors():
         return load_config(path)
 
 
@@ -63,19 +87,20 @@ def generate(
     from modelyard.pipeline.generator import generate_for
 
     config = _config(config_path)
-    with _exits_on_bad_input():
+    with exits_on_expected_errors():
         if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
             raise ConfigError(f"--out {out}: use a .csv or .parquet file name")
         frame = generate_for(config, config.region(region).name, rows)
         if family:
             keep = ["booking_id", "driver_id", *required_raw_columns(config.family(family))]
             frame = frame[[c for c in frame.columns if c in keep]]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".csv":
-        frame.to_csv(out, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
-    else:
-        frame.to_parquet(out, index=False)
-    console.print(f"wrote {len(frame)} bookings of region '{region}' to {out}", highlight=False)
+    with writes_to(out, "--out"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".csv":
+            frame.to_csv(out, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+        else:
+            frame.to_parquet(out, index=False)
+    console.print(f"wrote {len(frame)} bookings of region '{region}' to {escape(str(out))}", highlight=False)
 
 
 @app.command()
@@ -91,22 +116,23 @@ def validate(
     from modelyard.pipeline.validation import render_report
 
     config = _config(config_path)
-    with _exits_on_bad_input():
+    with exits_on_expected_errors():
         fam = config.family(family)
         region_name = config.region(region).name if region else None
         frame = read_bookings(input_path, fam)
         outcomes = _validate_file(config, fam.name, region_name, frame)
     if report:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(render_report(f"{family} data quality: {input_path}", outcomes))
+        with writes_to(report, "--report"):
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(render_report(f"{family} data quality: {input_path}", outcomes))
     failures = [f for o in outcomes for f in o.failures]
     checks = sum(len(o.checks) for o in outcomes)
     for line in failures:
-        console.print(f"[red]✗[/] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[red]✗[/] {escape(line)}", highlight=False, soft_wrap=True)
     if failures:
         console.print(f"[bold red]FAILED[/] {len(failures)} of {checks} checks on {len(frame)} rows")
         raise typer.Exit(1)
-    console.print(f"[green]passed[/] {checks} checks on {len(frame)} rows of {input_path}", highlight=False)
+    console.print(f"[green]passed[/] {checks} checks on {len(frame)} rows of {escape(input_path)}", highlight=False)
 
 
 def _validate_file(config: Config, family: str, region: str | None, frame: pd.DataFrame) -> list[ValidationOutcome]:
@@ -156,13 +182,14 @@ def ingest(
 def _run_build(config: Config, families: list[str] | None, regions: list[str] | None, request: BuildRequest) -> None:
     from modelyard.pipeline.build import render_summary
 
-    with _exits_on_bad_input():
+    with exits_on_expected_errors():
         results = _build_with_progress(config, families, regions, request)
     console.print(render_summary(results))
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
         if r.report:
-            console.print(f"[red]{r.family}/{r.region}[/]: report {r.report}", highlight=False, soft_wrap=True)
+            report = escape(str(r.report))
+            console.print(f"[red]{r.family}/{r.region}[/]: report {report}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from modelyard.pipeline.config import ConfigError, Family, Region
+from modelyard.pipeline.errors import ModelyardError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,7 +27,7 @@ TIME_COLUMN = "event_time"
 SLICE_COLUMNS = ("hour", "is_new_driver")
 
 
-class FeatureError(ValueError):
+class FeatureError(ModelyardError, ValueError):
     """The raw frame cannot be turned into features; the message names the column."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelyard.pipeline.config import Family
+from modelyard.pipeline.errors import ModelyardError
 from modelyard.pipeline.features import TIME_COLUMN, required_raw_columns
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ INT_COLUMNS = ("driver_tenure_days", "accepted")
 MINIMUM_COLUMNS = (TIME_COLUMN, "region")
 
 
-class IngestError(ValueError):
+class IngestError(ModelyardError, ValueError):
     """A raw input cannot be read; the one-line message names the file and the cause."""
 
 

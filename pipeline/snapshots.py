@@ -23,13 +23,15 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
+from modelyard.pipeline.errors import ModelyardError
+
 if TYPE_CHECKING:
     import pandas as pd
 
 LATEST = "LATEST"
 
 
-class SnapshotNotFoundError(LookupError):
+class SnapshotNotFoundError(ModelyardError, LookupError):
     """No valid snapshot exists for a (family, region)."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelyard.pipeline.config import Config, Family
+from modelyard.pipeline.errors import ModelyardError
 from modelyard.pipeline.features import FEATURES, TIME_COLUMN, required_raw_columns, snapshot_columns
 from modelyard.pipeline.snapshots import ValidationSummary
 
@@ -49,7 +50,7 @@ BINARY_COLUMNS = ("accepted", "is_new_driver", "is_weekend", "is_festival")
 LABEL_BALANCE = (0.05, 0.95)
 
 
-class ValidationFailedError(ValueError):
+class ValidationFailedError(ModelyardError, ValueError):
     """Data failed its suite; the message lists every failed expectation."""
 
 

@@ -6,14 +6,17 @@ Only cheap imports here: the DAG processor parses DAG files in a loop.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 from airflow.sdk import Asset, Param
 
 from modelyard.pipeline import assets
 from modelyard.pipeline.config import Config, load_config
+from modelyard.pipeline.errors import ModelyardError
 
 OWNER = "ml-platform"
 
@@ -29,6 +32,25 @@ DEFAULT_ARGS: dict[str, Any] = {
 def config() -> Config:
     """The modelyard config ($MODELYARD_CONFIG or ./modelyard.yaml), read once per process."""
     return load_config()
+
+
+@contextlib.contextmanager
+def expected_errors_fail_the_task() -> Iterator[None]:
+    """Turn an expected error (:class:`ModelyardError`) into a task failure without retries.
+
+    A bad form, a missing snapshot, a failed gate or a malformed plan does not improve on
+    retry, so the task fails at once with the error's message. A transient one (it is also a
+    ``ConnectionError`` or ``TimeoutError``: the MLflow server does not answer) and any other
+    exception (a bug: its traceback is what a reader needs) propagate, and Airflow retries.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except ModelyardError as exc:
+        if isinstance(exc, ConnectionError | TimeoutError):
+            raise
+        raise AirflowFailException(str(exc)) from exc
 
 
 def families_param(description: str = "Model families to run (empty: all).") -> Param:

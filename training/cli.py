@@ -40,19 +40,17 @@ def train(
     """Train every selected (family, region) on its latest snapshot and register challengers in MLflow."""
     from rich.console import Console
 
-    from modelyard.pipeline.config import ConfigError, load_config
-    from modelyard.training.models import AlgorithmError, ParamError, parse_params_json
+    from modelyard.pipeline.cli import exits_on_expected_errors
+    from modelyard.pipeline.config import load_config
+    from modelyard.training.models import parse_params_json
     from modelyard.training.train import render_results, train_all, validate_override
 
     console = Console()
-    try:
+    with exits_on_expected_errors():
         loaded = load_config(config)
         override = parse_params_json(params)
         validate_override(loaded, loaded.pairs(family, region), override)  # fail before anything trains
-    except (ConfigError, ParamError, AlgorithmError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    results = train_all(loaded, family, region, force, tracking_uri=tracking_uri, params_override=override)
+        results = train_all(loaded, family, region, force, tracking_uri=tracking_uri, params_override=override)
     console.print(render_results(results))
     if any(result.status == "failed" for result in results):
         raise typer.Exit(1)
@@ -88,29 +86,19 @@ def promote(
     """Run the validation gates on each challenger and promote those that pass; or promote --version N by hand."""
     from rich.console import Console
 
-    from modelyard.pipeline.config import ConfigError, load_config
-    from modelyard.training.gates import GateInputError
-    from modelyard.training.promotion import (
-        PromotionError,
-        open_client,
-        promote_all,
-        promote_version,
-        render_decisions,
-        render_gates,
-    )
+    from modelyard.pipeline.cli import exits_on_expected_errors
+    from modelyard.pipeline.config import load_config
+    from modelyard.training.promotion import open_client, promote_all, promote_version, render_decisions, render_gates
 
     console = Console()
-    try:
+    with exits_on_expected_errors():
         loaded = load_config(config)
         if version is not None:
+            pair = (_one(family, "--family"), _one(region, "--region"))  # a bad flag fails before connecting
             client = open_client(loaded, tracking_uri)
-            pair = (_one(family, "--family"), _one(region, "--region"))
             decisions = [promote_version(client, loaded, *pair, version, reason or "", _decided_by())]
         else:
             decisions = promote_all(loaded, family, region, _decided_by(), force=force, tracking_uri=tracking_uri)
-    except (ConfigError, GateInputError, PromotionError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     for decision in decisions:
         if decision.gates and not decision.already_decided:
             console.print(render_gates(decision))
@@ -130,18 +118,16 @@ def rollback(
     """Move the champion of (family, region) back to the previous champion."""
     from rich.console import Console
 
-    from modelyard.pipeline.config import ConfigError, load_config
-    from modelyard.training.promotion import PromotionError, open_client, render_decisions
+    from modelyard.pipeline.cli import exits_on_expected_errors
+    from modelyard.pipeline.config import load_config
+    from modelyard.training.promotion import open_client, render_decisions
     from modelyard.training.promotion import rollback as do_rollback
 
     console = Console()
-    try:
+    with exits_on_expected_errors():
         loaded = load_config(config)
         loaded.pairs([family], [region])
         decision = do_rollback(open_client(loaded, tracking_uri), loaded, family, region, _decided_by(), reason)
-    except (ConfigError, PromotionError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     console.print(render_decisions([decision]))
 
 
@@ -155,13 +141,11 @@ def status(
     """Per (family, region): the champion (version, key metrics, since when), the challenger and its gate outcome."""
     from rich.console import Console
 
-    from modelyard.pipeline.config import ConfigError, load_config
+    from modelyard.pipeline.cli import exits_on_expected_errors
+    from modelyard.pipeline.config import load_config
     from modelyard.training.status import collect_status, render_status
 
     console = Console()
-    try:
+    with exits_on_expected_errors():
         statuses = collect_status(load_config(config), family, region, tracking_uri=tracking_uri)
-    except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     console.print(render_status(statuses))

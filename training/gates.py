@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modelyard.pipeline.config import GATE_TASK_KEYS, ConfigError, GateDefaults, TaskGates
+from modelyard.pipeline.errors import ModelyardError
 from modelyard.training import metrics as metric_names
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class GateConfigError(ConfigError):
     """A gate names a metric that the holdout scoring cannot produce; the message names the key."""
 
 
-class GateInputError(RuntimeError):
+class GateInputError(ModelyardError, RuntimeError):
     """An input of the gates (snapshot, split, model artifacts) cannot be read; the message says which."""
 
 

@@ -6,23 +6,26 @@ talks to: the same process a team runs, only on SQLite instead of PostgreSQL.
 
 from __future__ import annotations
 
-import os
-import signal
+import contextlib
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
+import tenacity
+
+from modelyard.pipeline.errors import ModelyardError
 
 
-class MlflowServerError(RuntimeError):
+class MlflowServerError(ModelyardError, RuntimeError):
     """The MLflow server could not be started; the message carries its log tail."""
 
 
-class TrackingServerUnreachableError(ConnectionError):
+class TrackingServerUnreachableError(ModelyardError, ConnectionError):
     """The MLflow tracking server does not answer; the message says how to start or point at one."""
 
 
@@ -47,15 +50,31 @@ class MlflowServer:
 
 
 def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    """SIGTERM the process group a server was started in (``start_new_session``), SIGKILL if it lingers."""
+    """SIGTERM a server and every process it started (its workers), SIGKILL whatever lingers.
+
+    The workers are read before the first signal, so they are found while their parent lives
+    (and even when one left the server's process group).
+    """
     if process.poll() is not None:
         return
-    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        workers = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        workers = []
+    for worker in workers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.terminate()
+    process.terminate()
     try:
         process.wait(timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        process.kill()
         process.wait(timeout)
+    _, lingering = psutil.wait_procs(workers, timeout=timeout)
+    for worker in lingering:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.kill()
+    psutil.wait_procs(lingering, timeout=timeout)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -120,15 +139,36 @@ def start_mlflow_server(
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = MlflowServer(url=f"http://{host}:{port}", workdir=workdir, process=process, log_path=log_path)
-    deadline = time.monotonic() + startup_timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise MlflowServerError(f"mlflow server exited with {process.returncode}:\n{_tail(log_path)}")
-        if is_healthy(server.url):
-            return server
-        time.sleep(0.5)
-    server.stop()
-    raise MlflowServerError(f"mlflow server did not answer within {startup_timeout:.0f}s:\n{_tail(log_path)}")
+    try:
+        answered = _poll_until(startup_timeout, lambda: _answers(server))
+    except MlflowServerError:
+        server.stop()
+        raise
+    if not answered:
+        server.stop()
+        raise MlflowServerError(f"mlflow server did not answer within {startup_timeout:.0f}s:\n{_tail(log_path)}")
+    return server
+
+
+def _poll_until(timeout: float, check: Callable[[], bool], interval: float = 0.5) -> bool:
+    """Call ``check`` every ``interval`` seconds until it is true (True) or ``timeout`` passes (False).
+
+    An exception from ``check`` is not retried: it ends the wait at once.
+    """
+    waiting = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(timeout),
+        wait=tenacity.wait_fixed(interval),
+        retry=tenacity.retry_if_result(lambda done: not done),
+        retry_error_callback=lambda _: False,
+    )
+    return bool(waiting(check))
+
+
+def _answers(server: MlflowServer) -> bool:
+    if server.process is not None and server.process.poll() is not None:
+        code = server.process.returncode
+        raise MlflowServerError(f"mlflow server exited with {code}:\n{_tail(server.log_path)}")
+    return is_healthy(server.url)
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from modelyard.pipeline.errors import ModelyardError
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -21,7 +23,7 @@ Task = Literal["classification", "regression"]
 Flavor = Literal["xgboost", "sklearn"]
 
 
-class ParamError(ValueError):
+class ParamError(ModelyardError, ValueError):
     """A hyperparameter is unknown or has the wrong type/value; ``key`` names it."""
 
     def __init__(self, message: str, key: str | None = None) -> None:
@@ -29,7 +31,7 @@ class ParamError(ValueError):
         self.key = key
 
 
-class AlgorithmError(ValueError):
+class AlgorithmError(ModelyardError, ValueError):
     """An algorithm name is unknown or cannot do the family's task."""
 
 

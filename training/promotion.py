@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import logging
-import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import filelock
 from pydantic import BaseModel, ConfigDict
 
+from modelyard.pipeline.errors import ModelyardError
 from modelyard.training.gates import (
     Evidence,
     GateInputError,
@@ -68,7 +67,7 @@ Action = Literal["evaluate", "promote-version", "rollback"]
 Outcome = Literal["promoted", "rejected", "rolled-back", "unchanged", "no-challenger", "failed"]
 
 
-class PromotionError(RuntimeError):
+class PromotionError(ModelyardError, RuntimeError):
     """A promotion or rollback cannot be done; the message names the model and what to do."""
 
 
@@ -159,34 +158,34 @@ def aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def pair_lock(config: Config, model_name: str, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[Path]:
-    """Hold the exclusive promotion lock of ``model_name`` (a ``flock`` under ``storage.state_dir``).
+    """Hold the exclusive promotion lock of ``model_name`` (a file lock under ``storage.state_dir``).
 
     Raises:
         PromotionError: another promotion held the lock for longer than ``timeout`` seconds.
     """
     path = config.storage.state_dir / "locks" / f"promotion-{model_name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise PromotionError(
-                        f"{model_name}: another promotion has held {path} for over {timeout:.0f}s; "
-                        "wait for it or check for a stuck process holding the file"
-                    ) from None
-                time.sleep(0.1)
-        try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
-            yield path
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    lock = exclusive_lock(path, timeout)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise PromotionError(
+            f"{model_name}: another promotion has held {path} for over {timeout:.0f}s; "
+            f"wait for it or check for a stuck process holding the file (fuser {path})"
+        ) from None
+    try:
+        yield path
+    finally:
+        lock.release()
+
+
+def exclusive_lock(path: Path, timeout: float) -> filelock.BaseFileLock:
+    """The one place the kind of lock is chosen: a host-local ``flock`` through filelock.
+
+    Swap this function for a cross-host lock when promotions run on several hosts without a
+    shared filesystem (ADR 0004). Raises ``filelock.Timeout`` after ``timeout`` seconds.
+    """
+    return filelock.FileLock(path, timeout=timeout, poll_interval=0.1)
 
 
 def verify_aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
@@ -571,6 +570,7 @@ def _failed(config: Config, family: str, region: str, decided_by: str, exc: Exce
 
 def render_decisions(decisions: list[Decision]) -> Table:
     """A rich table: pair, outcome, version, champion before -> after, summary."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="Promotion decisions")
@@ -580,13 +580,14 @@ def render_decisions(decisions: list[Decision]) -> Table:
         outcome = d.outcome + (" (already decided)" if d.already_decided else "")
         table.add_row(
             d.family, d.region, _styled(d.outcome, outcome), d.version or "-",
-            f"{d.champion_before or '-'} -> {d.champion_after or '-'}", d.summary,
+            f"{d.champion_before or '-'} -> {d.champion_after or '-'}", escape(d.summary),
         )  # fmt: skip
     return table
 
 
 def render_gates(decision: Decision) -> Table:
     """The per-gate table of one decision."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"Gates of {decision.model_name} v{decision.version}: {decision.outcome}")
@@ -597,7 +598,7 @@ def render_gates(decision: Decision) -> Table:
         colour = "red" if result == "FAIL" else "green" if result == "pass" else "cyan"
         table.add_row(
             gate.name, format_number(gate.value), gate.op, format_number(gate.threshold),
-            f"[{colour}]{result}[/{colour}]", gate.summary,
+            f"[{colour}]{result}[/{colour}]", escape(gate.summary),
         )  # fmt: skip
     return table
 

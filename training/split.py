@@ -15,13 +15,15 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from modelyard.pipeline.errors import ModelyardError
+
 if TYPE_CHECKING:
     import pandas as pd
 
 TIME_COLUMN = "event_time"
 
 
-class SplitError(ValueError):
+class SplitError(ModelyardError, ValueError):
     """The frame cannot be split as configured (a window would be empty); the message says which."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelyard import __version__
+from modelyard.pipeline.errors import ModelyardError
 from modelyard.pipeline.snapshots import SnapshotMeta, SnapshotNotFoundError, latest_snapshot, load_frame
 from modelyard.training import metrics as metrics_mod
 from modelyard.training import models, onnx_export, plots, registry
@@ -48,7 +49,7 @@ KEY_METRICS: dict[str, tuple[str, ...]] = {
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(ModelyardError, RuntimeError):
     """Training of a (family, region) cannot run; the message names the pair and what to do."""
 
 
@@ -598,6 +599,7 @@ def train_all(
 
 def render_results(results: list[TrainResult]) -> Table:
     """A rich table: family, region, status, version or reason, key holdout metrics, run URL."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="Training", show_lines=False)
@@ -608,7 +610,7 @@ def render_results(results: list[TrainResult]) -> Table:
             result.family,
             result.region,
             _styled_status(result.status),
-            f"{result.model_name} v{result.version}" if result.version else (result.reason or ""),
+            f"{result.model_name} v{result.version}" if result.version else escape(result.reason or ""),
             _metric_summary(result),
             result.run_url or "",
         )

@@ -482,6 +482,7 @@ def _run(action: Callable[[Config, StackSettings, Console], object], config_file
     """Run a stack action with typed errors turned into a red message and exit code 1."""
     from rich.console import Console
 
+    from modelyard.pipeline.cli import print_error
     from modelyard.pipeline.config import ConfigError
 
     console = Console()
@@ -489,7 +490,7 @@ def _run(action: Callable[[Config, StackSettings, Console], object], config_file
         config, settings = _load(config_file)
         action(config, settings, console)
     except (StackError, ConfigError) as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        print_error(exc, console)
         raise typer.Exit(1) from exc
 
 

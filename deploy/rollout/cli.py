@@ -64,12 +64,14 @@ def plan_command(
 ) -> None:
     """Print the plan that `modelyard deploy` would apply, and its diff against what is live."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.syntax import Syntax
 
     from modelyard.deploy.rollout.planner import diff_plans
     from modelyard.deploy.rollout.render import render_diff
     from modelyard.deploy.rollout.request import propose
     from modelyard.deploy.serving.plan import dump_plan
+    from modelyard.pipeline.cli import writes_to
     from modelyard.pipeline.snapshots import atomic_write_bytes
 
     console = Console()
@@ -81,10 +83,11 @@ def plan_command(
         title = f"{release}: plan vs live ({live.digest()[:19] if live else 'nothing live'})"
         console.print(render_diff(diff_plans(live, proposal.plan), title))
         for key, why in proposal.skipped.items():
-            console.print(f"[yellow]skipped[/yellow] {key}: {why}")
+            console.print(f"[yellow]skipped[/yellow] {key}: {escape(why)}")
         if output is not None:
             path = output if len(_release_names(loaded, request)) == 1 else output.with_suffix(f".{release}.yaml")
-            atomic_write_bytes(path, text.encode())
+            with writes_to(path, "--output"):
+                atomic_write_bytes(path, text.encode())
 
 
 @app.command("deploy")
@@ -134,7 +137,8 @@ def _prepare(
     from pydantic import ValidationError
 
     from modelyard.deploy.rollout.request import DeployRequest
-    from modelyard.pipeline.config import ConfigError, load_config
+    from modelyard.pipeline.config import load_config
+    from modelyard.pipeline.errors import ModelyardError
     from modelyard.training.train import resolve_tracking_uri
 
     try:
@@ -156,7 +160,7 @@ def _prepare(
         )
     except ValidationError as exc:
         _fail(console, _flag_errors(exc))
-    except (ConfigError, ValueError) as exc:
+    except (ModelyardError, ValueError) as exc:
         _fail(console, str(exc))
     return loaded, request, tracking_uri or resolve_tracking_uri(loaded)
 
@@ -194,7 +198,7 @@ def _releases(
     from modelyard.deploy.rollout.local_target import LocalTarget
 
     if request.target_name(config) == "local":
-        live = LocalTarget.from_config(config, uri, port=request.port).live()
+        live = _or_exit(console, lambda: LocalTarget.from_config(config, uri, port=request.port).live())
         return [("local", live, request.options(config))]
     from modelyard.deploy.rollout.kube_target import live_plans
 
@@ -202,16 +206,15 @@ def _releases(
 
 
 def _or_exit(console: Console, action: Callable[[], T]) -> T:
-    """Run ``action``; a DeployError or PlannerError prints the reason and exits 2."""
-    from modelyard.deploy.rollout.planner import PlannerError
-    from modelyard.deploy.rollout.strategies import DeployError
+    """Run ``action``; an expected error prints the reason and exits 2 (3: a server does not answer)."""
+    from modelyard.pipeline.cli import exits_on_expected_errors
 
-    try:
+    with exits_on_expected_errors(console):
         return action()
-    except (DeployError, PlannerError) as exc:
-        _fail(console, str(exc))
 
 
 def _fail(console: Console, message: str) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}")
+    from modelyard.pipeline.cli import print_error
+
+    print_error(message, console)
     raise typer.Exit(2)

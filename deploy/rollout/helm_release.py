@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.deploy.rollout import helmbin
+from modelyard.pipeline.errors import ModelyardError
 
 if TYPE_CHECKING:
     import pyhelm3
@@ -31,7 +32,7 @@ DEFAULT_CHART = PACKAGE_ROOT / "helm" / "modelyard-serving"
 GOOD_STATUSES = ("deployed", "superseded")
 
 
-class HelmReleaseError(RuntimeError):
+class HelmReleaseError(ModelyardError, RuntimeError):
     """A helm command failed; the message names the release and carries helm's own words."""
 
 

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from modelyard.pipeline.errors import ModelyardError
+
 HELM_ENV = "MODELYARD_HELM"
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout; site-packages/modelyard when installed
 
@@ -42,7 +44,7 @@ HELM_ZIP_MEMBER = "helm/helm"
 REQUIRED_MAJOR = 4
 
 
-class HelmNotFoundError(RuntimeError):
+class HelmNotFoundError(ModelyardError, RuntimeError):
     """No usable helm binary; the message says how to install one."""
 
 

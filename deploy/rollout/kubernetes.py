@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from modelyard.deploy.rollout.helm_release import HelmReleaseError, UpgradeResult
 from modelyard.deploy.rollout.releases import Shard, release_values, split_plan
 from modelyard.deploy.serving.plan import Plan
+from modelyard.pipeline.errors import ModelyardError
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -41,7 +42,7 @@ FATAL_WAITING_REASONS = frozenset(
 )
 
 
-class RolloutError(RuntimeError):
+class RolloutError(ModelyardError, RuntimeError):
     """A rollout did not complete; ``reasons`` are what the cluster said about it."""
 
     def __init__(self, message: str, reasons: Sequence[str] = ()) -> None:
@@ -58,11 +59,11 @@ class RolloutFailedError(RolloutError):
     """The rollout cannot complete (deadline exceeded, pods that cannot start)."""
 
 
-class SmokeTestError(RuntimeError):
+class SmokeTestError(ModelyardError, RuntimeError):
     """The endpoint behind the Service did not answer as the deployed plan should."""
 
 
-class RolledBackError(RuntimeError):
+class RolledBackError(ModelyardError, RuntimeError):
     """A deploy failed and the release was rolled back (or could not be); the message says why."""
 
     def __init__(self, release: str, reason: str, restored_revision: int | None, *, by_helm: bool = False) -> None:

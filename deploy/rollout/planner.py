@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.deploy.serving.plan import DateWindow, HourWindow, Plan, Rule, Service, Shadow, Variant
+from modelyard.pipeline.errors import ModelyardError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -45,7 +46,7 @@ CHALLENGER_ALIAS = "challenger"
 _PINNED = re.compile(r"^models:/(?P<name>[^/@\s]+)/(?P<version>[0-9]+)$")
 
 
-class PlannerError(ValueError):
+class PlannerError(ModelyardError, ValueError):
     """The plan cannot be built; the message names the model, pair or option and what to do."""
 
 

@@ -15,10 +15,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelyard.pipeline.errors import ModelyardError
 from modelyard.training.mlflow_server import is_healthy, port_in_use, start_mlflow_server
 
 
-class ServiceError(RuntimeError):
+class ServiceError(ModelyardError, RuntimeError):
     """A background service could not be started or stopped."""
 
 

@@ -19,13 +19,14 @@ from typing import Any
 
 from modelyard.deploy.serving.plan import Plan
 from modelyard.pipeline.config import Config
+from modelyard.pipeline.errors import ModelyardError
 
 # Helm release names are DNS-1123 labels of at most 53 characters.
 RELEASE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_RELEASE_NAME = 53
 
 
-class ShardingError(ValueError):
+class ShardingError(ModelyardError, ValueError):
     """The release map or the plan cannot be sharded; the message names the release or region."""
 
 

@@ -16,6 +16,7 @@ OUTCOME_STYLE = {"deployed": "green", "unchanged": "cyan", "dry-run": "yellow", 
 
 def render_deploy(result: DeployResult) -> Table:
     """A table of one deploy: release, outcome, digest, versions per service, steps and the reason."""
+    from rich.markup import escape
     from rich.table import Table
 
     style = OUTCOME_STYLE[result.outcome]
@@ -28,16 +29,17 @@ def render_deploy(result: DeployResult) -> Table:
     for key, versions in result.versions.items():
         table.add_row(key, ", ".join(f"{name} v{version}" for name, version in versions.items()))
     for key, why in result.skipped.items():
-        table.add_row(key, f"[yellow]skipped[/yellow]: {why}")
+        table.add_row(key, f"[yellow]skipped[/yellow]: {escape(why)}")
     for step in result.steps:
-        table.add_row(f"[dim]step[/dim] {step.step}", f"{step.outcome} {step.detail}".strip())
+        table.add_row(f"[dim]step[/dim] {step.step}", escape(f"{step.outcome} {step.detail}".strip()))
     if result.reason:
-        table.add_row(f"[{style}]reason[/{style}]", result.reason)
+        table.add_row(f"[{style}]reason[/{style}]", escape(result.reason))
     return table
 
 
 def render_diff(changes: list[ServiceChange], title: str) -> Table:
     """The plan diff against what is live: one row per service."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title)
@@ -46,5 +48,5 @@ def render_diff(changes: list[ServiceChange], title: str) -> Table:
     colors = {"added": "green", "removed": "red", "changed": "yellow", "unchanged": "dim"}
     for change in changes:
         color = colors[change.change]
-        table.add_row(change.key, f"[{color}]{change.change}[/{color}]", change.before, change.after)
+        table.add_row(change.key, f"[{color}]{change.change}[/{color}]", escape(change.before), escape(change.after))
     return table

@@ -31,6 +31,7 @@ from typing import Literal, Protocol
 
 from modelyard.deploy.rollout.planner import PRIMARY, Strategy, primary_variant
 from modelyard.deploy.serving.plan import Plan, Rule, Service, Variant
+from modelyard.pipeline.errors import ModelyardError
 
 CANARY = "canary"
 GREEN = "green"
@@ -39,7 +40,7 @@ RolloutState = Literal["pending", "applying", "analyzing", "rolling-back", "succ
 ServiceKey = tuple[str, str]
 
 
-class DeployError(RuntimeError):
+class DeployError(ModelyardError, RuntimeError):
     """A deploy step failed; the message says what happened and what to do."""
 
 

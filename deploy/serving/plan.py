@@ -22,6 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from modelyard.pipeline.errors import ModelyardError
+
 MODEL_URI_PATTERN = r"^models:/[^/@\s]+(/[0-9]+|@[A-Za-z0-9_\-]+)$"
 NAME_PATTERN = r"^[a-z][a-z0-9_\-]*$"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -36,7 +38,7 @@ def normalize_model_uri(uri: str) -> str:
     return f"{head}/{int(version)}" if version.isdigit() else uri
 
 
-class PlanError(ValueError):
+class PlanError(ModelyardError, ValueError):
     """A plan file is missing, unreadable or invalid; the message names the field."""
 
 

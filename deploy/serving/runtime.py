@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from modelyard.pipeline.errors import ModelyardError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -45,7 +47,7 @@ _PYTHON_TYPES: dict[str, type] = {"double": float, "float": float, "long": int, 
 WARMUP_BATCH_SIZES = (1, 8, 64)
 
 
-class ServingError(Exception):
+class ServingError(ModelyardError):
     """Base of the runtime's typed errors; ``status`` is the HTTP status it maps to."""
 
     status = 500

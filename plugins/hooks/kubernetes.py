@@ -27,13 +27,15 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from airflow.sdk import BaseHook
 
+from modelyard.pipeline.errors import ModelyardError
+
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 TRUE_STRINGS = ("true", "1", "yes", "on")
 
 
-class KubernetesConnectionError(ValueError):
+class KubernetesConnectionError(ModelyardError, ValueError):
     """The Connection's extras are contradictory or unreadable; the message names the extra."""
 
 

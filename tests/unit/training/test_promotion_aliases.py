@@ -269,4 +269,4 @@ def test_cli_promote_rollback_and_status(config: Config, versions: list[str], tm
     assert "rolled-back" in rolled.stdout
     nothing = modelyard("rollback", "-f", FAMILY, "-r", REGION)
     assert nothing.returncode == 2
-    assert "nothing to roll back to" in nothing.stdout
+    assert "nothing to roll back to" in nothing.stderr  # errors go to stderr
