@@ -15,6 +15,8 @@ from pathlib import Path
 
 import typer
 
+from modelyard.pipeline.errors import ModelyardError
+
 CONFIG_FILE = "modelyard.yaml"
 DAGS_DIR = "dags"
 
@@ -120,7 +122,7 @@ DAG can also be triggered by hand from the UI with its parameter form.
 """
 
 
-class ProjectExistsError(FileExistsError):
+class ProjectExistsError(ModelyardError, FileExistsError):
     """``init`` would overwrite files; the message lists them and names ``--force``."""
 
 

@@ -23,6 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelyard.pipeline.errors import ModelyardError
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -34,7 +36,7 @@ INPUT_NAME = "input"
 PARITY_SAMPLE_ROWS = 256
 
 
-class OnnxExportError(RuntimeError):
+class OnnxExportError(ModelyardError, RuntimeError):
     """The model cannot be converted to ONNX; the message says why (it is then served natively)."""
 
 

@@ -39,8 +39,13 @@ def _closed_port() -> int:
 
 
 def _point_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    import mlflow
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", url)
+    # An earlier test of the session may have set MLflow's in-process URIs; the client prefers them.
+    mlflow.set_tracking_uri(url)
+    mlflow.set_registry_uri(url)
 
 
 def test_a_registry_on_a_closed_port_is_transient(registry_env: pytest.MonkeyPatch) -> None:
