@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import tenacity
 
@@ -91,9 +91,11 @@ class AsyncKubeClient:
         import httpx
 
         headers = {"Accept": "application/json, text/plain;q=0.9, */*;q=0.8"}
-        token = configuration.get_api_key_with_prefix("authorization") if configuration.api_key else None
-        if token:
-            headers["Authorization"] = token
+        # auth_settings() runs the token refresh hook (exec plugins, in-cluster token rotation) first.
+        settings = cast("dict[str, dict[str, Any]]", configuration.auth_settings())
+        for setting in settings.values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[str(setting["key"]).title()] = str(setting["value"])
         cert = (configuration.cert_file, configuration.key_file) if configuration.cert_file else None
         verify: ssl.SSLContext | bool = bool(configuration.verify_ssl)
         if configuration.ssl_ca_cert and configuration.verify_ssl:
