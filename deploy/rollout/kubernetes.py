@@ -526,7 +526,7 @@ class HelmReleaseTarget:
         Raises:
             TargetError: helm failed (with ``--rollback-on-failure`` it restored the previous revision).
         """
-        from modelyard.deploy.rollout.strategies import TargetError
+        from modelyard.deploy.rollout.strategies import RestoredError, TargetError
 
         shard = Shard(self.name, self.regions, plan)
         values = release_values(shard, self.base_values)
@@ -534,9 +534,10 @@ class HelmReleaseTarget:
             upgrade = asyncio.run(self.releaser.upgrade(shard.release, values, description=f"plan {shard.digest}"))
         except HelmReleaseError as exc:
             reasons = _reasons_or_empty(self.api, self.namespace, deployment_name(shard.release))
-            raise TargetError(
-                str(RolledBackError(shard.release, _join(str(exc), reasons), None, by_helm=True))
-            ) from exc
+            error = RolledBackError(shard.release, _join(str(exc), reasons), None, by_helm=True)
+            # --rollback-on-failure (helm waits) restored the previous revision; without it nothing did.
+            restored = getattr(self.releaser, "wait", True)
+            raise (RestoredError if restored else TargetError)(str(error)) from exc
         if not upgrade.changed:
             return False, None
         return True, {
@@ -572,7 +573,7 @@ class HelmReleaseTarget:
         Raises:
             TargetError: the rollout or the smoke test failed (the release was rolled back).
         """
-        from modelyard.deploy.rollout.strategies import TargetError
+        from modelyard.deploy.rollout.strategies import RestoredError, TargetError
 
         name = wait["deployment"]
         try:
@@ -588,7 +589,8 @@ class HelmReleaseTarget:
                 raise RolloutFailedError(message, reasons)
             smoke_test(self.api, self.namespace, name, expected_digest=plan.digest(), requests=self.smoke_requests)
         except (RolloutError, SmokeTestError) as exc:
-            raise TargetError(str(asyncio.run(_roll_back(self.releaser, self.name, str(exc))))) from exc
+            error = asyncio.run(_roll_back(self.releaser, self.name, str(exc)))
+            raise (RestoredError if error.restored_revision is not None else TargetError)(str(error)) from exc
 
     def metrics_source(self) -> dict[str, Any]:
         """Where a trigger scrapes this release's metrics: every ready pod through the pod proxy."""

@@ -47,6 +47,10 @@ class TargetError(DeployError):
     """The target refused or could not reach a plan (rejected plan, not ready, failed smoke test)."""
 
 
+class RestoredError(TargetError):
+    """The target failed the step and already restored what it served before (e.g. ``helm rollback``)."""
+
+
 class RollbackError(DeployError):
     """The rollout was rolled back (``reason``) or the rollback itself failed."""
 
@@ -337,6 +341,7 @@ class Rollout:
     changed: bool = False
     position: int = 0
     waiting: Wait | None = None
+    restored: bool = False  # the failing step's target put back what it served before
 
     def run(self) -> RolloutState:
         """Run to ``succeeded``, ``rolled-back`` or ``failed`` (``reason`` says why), waiting here
@@ -394,6 +399,7 @@ class Rollout:
             else:
                 changed, ready = self.target.apply(step.plan), None
         except DeployError as exc:
+            self.restored = isinstance(exc, RestoredError)
             self.records.append(StepRecord(step.name, step.plan.digest(), "failed", str(exc)))
             return str(exc), None
         self.changed |= changed
@@ -410,6 +416,7 @@ class Rollout:
             try:
                 self.target.finish(step.plan, wait.spec, outcome)
             except DeployError as exc:
+                self.restored = isinstance(exc, RestoredError)
                 self.records.append(StepRecord(step.name, step.plan.digest(), "failed", str(exc)))
                 return str(exc), None
             self.records.append(StepRecord(step.name, step.plan.digest(), "applied"))
@@ -486,6 +493,12 @@ class Rollout:
         if self.previous is None:
             self.state = "failed"
             self.reason = f"{self.reason} (nothing was live before: no plan to roll back to)"
+            return
+        if self.restored and not any(r.outcome == "applied" for r in self.records):
+            # The first change failed and the target undid it: it serves ``previous`` again. Applying
+            # ``previous`` once more would only roll the pods again (with today's chart values).
+            self.records.append(StepRecord("rollback", self.previous.digest(), "rolled-back", "restored by the target"))
+            self.state = "rolled-back"
             return
         try:
             self.target.apply(self.previous)

@@ -252,6 +252,7 @@ class StagedFakeTarget(FakeTarget):
 
     not_ready: set[str] = field(default_factory=set)
     finished: list[str] = field(default_factory=list)
+    before: Plan | None = None  # what served before the rollout (the "last good revision" of the first step)
 
     def begin(self, new: Plan) -> tuple[bool, dict[str, object] | None]:
         changed = self.apply(new)
@@ -265,9 +266,12 @@ class StagedFakeTarget(FakeTarget):
         return {"status": "complete", "message": "1/1 ready", "reasons": []}
 
     def finish(self, new: Plan, wait: dict[str, object], outcome: dict[str, object]) -> None:
+        from modelyard.deploy.rollout.strategies import RestoredError
+
         self.finished.append(str(wait["digest"]))
         if outcome["status"] != "complete":
-            raise TargetError(f"rollout {outcome['status']}: {outcome['message']}")
+            self.active = self.applied[-2] if len(self.applied) > 1 else self.before
+            raise RestoredError(f"rollout {outcome['status']}: {outcome['message']}")
 
 
 def resume_everywhere(target: StagedFakeTarget, strategy: str, live: Plan, new: Plan) -> tuple[Rollout, list[str]]:
@@ -279,6 +283,7 @@ def resume_everywhere(target: StagedFakeTarget, strategy: str, live: Plan, new: 
 
     target.apply(live)
     target.applied.clear()
+    target.before = live
 
     def fresh() -> Rollout:
         return Rollout(target, plan_steps(strategy, live, new, [10, 50, 100]), live, THRESHOLDS)  # type: ignore[arg-type]
@@ -333,6 +338,31 @@ def test_a_step_whose_pods_never_become_ready_rolls_back_after_the_wait() -> Non
     assert rollout.reason == "swap: rollout timeout: 0/1 ready"
     assert [(r.step, r.outcome) for r in rollout.records] == [("swap", "failed"), ("rollback", "rolled-back")]
     assert target.active == plan(jakarta="1")
+    # The target restored the old plan itself (helm rollback): the rollout does not apply it once more.
+    assert target.applied == [plan(jakarta="2")]
+    assert rollout.records[-1].detail == "restored by the target"
+
+
+def test_a_later_step_restored_by_the_target_still_rolls_back_to_the_live_plan() -> None:
+    target = StagedFakeTarget(not_ready={"2"})
+    target.bad_versions = {}
+    live, new = plan(jakarta="1"), plan(jakarta="2")
+    target.apply(live)
+    target.applied.clear()
+    target.before = live
+    steps = plan_steps("blue-green", live, new, [100])  # warm green (applied), then the switch (fails)
+    target.not_ready = set()
+    rollout = Rollout(target, steps, live, THRESHOLDS)
+    wait = rollout.advance()
+    assert wait is not None
+    wait = rollout.advance(target.wait_ready(wait.spec))  # the warm-up rolls out
+    assert wait is not None
+    target.not_ready = {"2"}
+    assert rollout.advance(target.wait_ready(wait.spec)) is None  # the switch does not
+
+    assert rollout.state == "rolled-back"
+    assert target.active == live  # restored to the warm-up by the target, then the live plan by the rollout
+    assert target.applied[-1] == live
 
 
 def test_an_outcome_without_a_pending_wait_is_refused() -> None:
