@@ -13,12 +13,19 @@ services of the target keep what they serve). Triggered by hand, the form choose
 * `version`: deploy this registered version instead of the champion (one family and region);
 * `dry_run`: plan and record the diff, change nothing.
 
-**Tasks.** `select_releases` decides the releases (`local` is one release); `deploy` is
-mapped over them. Each plans from the MLflow registry, applies the strategy, verifies
-(ready, smoke prediction, expected versions) and emits `modelyard://deployed/<release>`
+**Tasks.** `select_releases` decides the releases (`local` is one release);
+`deploy_release` (`DeployReleaseOperator`) is mapped over them. Each plans from the MLflow
+registry, applies the strategy step by step, verifies (ready, smoke prediction, expected
+versions) and emits `modelyard://deployed/<release>`
 with extra `{release, target, plan_digest, versions, strategy, outcome}`. Applying the
 plan already live changes nothing. **A rollback fails the task** with the reason (error
 rate, latency, rejected model, failed rollout) and is not retried: the old plan serves.
+
+**Deferrable waits.** The Kubernetes clients come from `KubernetesHook`/`HelmHook`
+(connection `kubernetes_default`). While a Helm release's pods roll out, and during each
+canary analysis window, the task defers to a trigger (`RolloutReadyTrigger`,
+`CanaryAnalysisTrigger`) and holds no worker slot; it resumes to judge the step and go on
+or roll back.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from typing import Any
 from airflow.sdk import AssetAlias, AssetAny, Param, dag, get_current_context, task
 
 from modelyard.plugins.dag_support import DEFAULT_ARGS, champion_assets, config, families_param, regions_param
+from modelyard.plugins.operators.deploy import DeployReleaseOperator
 
 DEPLOYED = AssetAlias("modelyard-deployed")
 STRATEGIES = ["rolling", "canary", "blue-green", "shadow"]
@@ -83,32 +91,10 @@ def deployment() -> None:
         payload = request.model_dump(mode="json")
         return [{"release": name, "request": payload} for name in release_names(config(), request)]
 
-    @task(outlets=[DEPLOYED], map_index_template="{{ release_label }}")
-    def deploy_release(item: dict[str, Any]) -> dict[str, Any]:
-        """Deploy one release; record its plan digest and versions; a rollback fails the task."""
-        from airflow.sdk import Asset
-        from airflow.sdk.exceptions import AirflowFailException
-        from rich.console import Console
-
-        from modelyard.deploy.rollout.apply import deploy_release
-        from modelyard.deploy.rollout.render import render_deploy
-        from modelyard.deploy.rollout.request import DeployRequest
-        from modelyard.pipeline.assets import deployed_uri
-        from modelyard.plugins.hooks.mlflow import MlflowHook
-
-        context = get_current_context()
-        release = item["release"]
-        context["release_label"] = release  # type: ignore[typeddict-unknown-key]
-        request = DeployRequest.model_validate(item["request"])
-        result = deploy_release(config(), request, release, MlflowHook(config=config()).get_tracking_uri())
-        Console(width=160).print(render_deploy(result))
-        if not result.ok:
-            raise AirflowFailException(f"release {release}: {result.outcome}: {result.reason}")
-        if result.outcome != "dry-run":
-            context["outlet_events"][DEPLOYED].add(Asset(deployed_uri(release)), extra=result.asset_extra())
-        return result.model_dump(mode="json", include={"release", "outcome", "plan_digest", "versions", "url"})
-
-    deploy_release.expand(item=select_releases())
+    DeployReleaseOperator.partial(
+        task_id="deploy_release", outlets=[DEPLOYED], map_index_template="{{ release_label }}",
+        kubernetes_conn_id="kubernetes_default",
+    ).expand(item=select_releases())  # fmt: skip
 
 
 # Bound to a name so a DAG file elsewhere (``modelyard init``) can import it: the DagBag

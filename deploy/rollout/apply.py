@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from modelyard.deploy.rollout.request import LOCAL_RELEASE, DeployRequest, DeployResult, propose, rollout_to
-from modelyard.deploy.rollout.strategies import DeployError
+from modelyard.deploy.rollout.request import LOCAL_RELEASE, DeployRequest, DeployResult, StagedDeploy, propose
+from modelyard.deploy.rollout.strategies import DeployError, Target
 
 if TYPE_CHECKING:
+    from modelyard.deploy.rollout.kube_target import TargetFactory
     from modelyard.pipeline.config import Config
 
 
@@ -45,16 +46,54 @@ def release_names(config: Config, request: DeployRequest) -> list[str]:
 
 
 def deploy_release(config: Config, request: DeployRequest, release: str, tracking_uri: str) -> DeployResult:
-    """Deploy one release (the DAG maps this over ``release_names``).
+    """Deploy one release, waiting here (the CLI; the DAG stages it and defers the waits).
+
+    Raises:
+        DeployError: the request cannot be planned or the target is unreachable.
+    """
+    staged = stage_release(config, request, release, tracking_uri)
+    if staged.rollout is not None:
+        staged.rollout.run()
+    return staged.result_so_far()
+
+
+def release_target(config: Config, request: DeployRequest, release: str, tracking_uri: str,
+                   kube_targets: TargetFactory | None = None) -> Target:  # fmt: skip
+    """The target of one release: the local process, or the release's ``HelmReleaseTarget``.
+
+    Raises:
+        DeployError: the release map is invalid or names an unknown release.
+    """
+    if request.target_name(config) == "local":
+        from modelyard.deploy.rollout.local_target import LocalTarget
+
+        return LocalTarget.from_config(config, tracking_uri, port=request.port)
+    from modelyard.deploy.rollout.kube_target import _all_regions, helm_targets, release_regions
+
+    regions = release_regions(config, request.model_copy(update={"releases": [release]}))[release]
+    return (kube_targets or helm_targets(config))(release, _all_regions(config, release, regions))
+
+
+def stage_release(
+    config: Config,
+    request: DeployRequest,
+    release: str,
+    tracking_uri: str,
+    kube_targets: TargetFactory | None = None,
+) -> StagedDeploy:
+    """Plan one release on top of what it serves; the rollout is ready to ``advance``.
 
     Raises:
         DeployError: the request cannot be planned or the target is unreachable.
     """
     if request.target_name(config) == "local":
-        return deploy_local(config, request, tracking_uri)
-    from modelyard.deploy.rollout.kube_target import deploy_kubernetes
+        return stage_local(config, request, tracking_uri)
+    from modelyard.deploy.rollout.kube_target import helm_targets, release_regions
+    from modelyard.deploy.rollout.kube_target import stage_release as stage_kube
 
-    return deploy_kubernetes(config, request.model_copy(update={"releases": [release]}), tracking_uri)[0]
+    narrowed = request.model_copy(update={"releases": [release]})
+    regions = release_regions(config, narrowed)[release]
+    return stage_kube(config, narrowed, release, regions, tracking_uri, kube_targets or helm_targets(config))
 
 
 def deploy_local(config: Config, request: DeployRequest | None = None, tracking_uri: str | None = None) -> DeployResult:
@@ -63,16 +102,29 @@ def deploy_local(config: Config, request: DeployRequest | None = None, tracking_
     Raises:
         DeployError: the request cannot be planned.
     """
-    from modelyard.deploy.rollout.local_target import LocalTarget
-    from modelyard.deploy.rollout.planner import PlannerError
     from modelyard.training.train import resolve_tracking_uri
 
-    request = request or DeployRequest(target="local")
-    uri = tracking_uri or resolve_tracking_uri(config)
-    target = LocalTarget.from_config(config, uri, port=request.port)
+    staged = stage_local(config, request or DeployRequest(target="local"), tracking_uri or resolve_tracking_uri(config))
+    if staged.rollout is not None:
+        staged.rollout.run()
+    return staged.result_so_far()
+
+
+def stage_local(config: Config, request: DeployRequest, tracking_uri: str) -> StagedDeploy:
+    """Plan for the local serving process on top of what it serves.
+
+    Raises:
+        DeployError: the request cannot be planned.
+    """
+    from modelyard.deploy.rollout.local_target import LocalTarget
+    from modelyard.deploy.rollout.planner import PlannerError
+
+    target = LocalTarget.from_config(config, tracking_uri, port=request.port)
     live = target.live()
     try:
-        proposal = propose(config, request.options(config), live, uri)
+        proposal = propose(config, request.options(config), live, tracking_uri)
     except PlannerError as exc:
         raise DeployError(str(exc)) from exc
-    return rollout_to(target, live, proposal, request.model_copy(update={"target": "local"}), config, LOCAL_RELEASE)
+    return StagedDeploy.start(
+        target, live, proposal, request.model_copy(update={"target": "local"}), config, LOCAL_RELEASE
+    )

@@ -97,10 +97,19 @@ class HelmReleases:
         namespace: Namespace of the releases.
         chart: Path of the chart directory.
         timeout_seconds: ``--timeout`` of upgrades and rollbacks (covers the model download).
+        wait: ``--rollback-on-failure --wait`` on upgrades (helm waits for the pods and undoes a
+            failed upgrade itself). False returns as soon as helm has written the objects: the
+            deferrable DAG path watches the rollout in a trigger and modelyard rolls back.
     """
 
     def __init__(
-        self, command: pyhelm3.Command, namespace: str, chart: Path = DEFAULT_CHART, timeout_seconds: int = 600
+        self,
+        command: pyhelm3.Command,
+        namespace: str,
+        chart: Path = DEFAULT_CHART,
+        timeout_seconds: int = 600,
+        *,
+        wait: bool = True,
     ) -> None:
         import pyhelm3
 
@@ -109,6 +118,7 @@ class HelmReleases:
         self.namespace = namespace
         self.chart_path = Path(chart).resolve()
         self.timeout = f"{timeout_seconds}s"
+        self.wait = wait
 
     async def chart(self) -> pyhelm3.Chart:
         """The chart (its metadata read by ``helm show chart``)."""
@@ -180,7 +190,7 @@ class HelmReleases:
                 return UpgradeResult(release, current.revision, changed=False, status=current.status.value)
             revision = await self.client.install_or_upgrade_release(
                 release, chart, plain,
-                rollback_on_failure=True, wait=True, timeout=self.timeout, namespace=self.namespace,
+                rollback_on_failure=self.wait, wait=self.wait, timeout=self.timeout, namespace=self.namespace,
                 create_namespace=False, description=description or None,
             )  # fmt: skip
         except pyhelm3.errors.Error as exc:

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.deploy.rollout.planner import PlannerError, PlanOptions
-from modelyard.deploy.rollout.request import DeployRequest, DeployResult, propose, rollout_to
+from modelyard.deploy.rollout.request import DeployRequest, DeployResult, StagedDeploy, propose
 from modelyard.deploy.rollout.strategies import DeployError, Target
 from modelyard.deploy.serving.plan import Plan
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
+    from modelyard.deploy.rollout.helm_release import HelmReleases
     from modelyard.pipeline.config import Config
 
 TargetFactory = Callable[[str, list[str]], Target]
@@ -63,20 +64,27 @@ def release_options(config: Config, request: DeployRequest, regions: list[str]) 
     return request.options(config, regions=regions)
 
 
-def helm_targets(config: Config, api: ApiClient | None = None, kubeconfig: Path | None = None) -> TargetFactory:
+def helm_targets(
+    config: Config,
+    api: ApiClient | None = None,
+    kubeconfig: Path | None = None,
+    releaser: HelmReleases | None = None,
+) -> TargetFactory:
     """A factory of ``HelmReleaseTarget``s on the configured namespace and chart.
 
-    ``api`` defaults to the kubeconfig's current context (or the in-cluster service account).
+    The DAG passes the clients of ``KubernetesHook``/``HelmHook`` (``kubernetes_default``);
+    without them (the CLI) ``api`` is the kubeconfig's current context (or the in-cluster
+    service account) and ``releaser`` runs helm with ``--rollback-on-failure --wait``.
     """
-    from modelyard.deploy.rollout.helm_release import HelmReleases, make_command, packaged_path
+    from modelyard.deploy.rollout.helm_release import HelmReleases, make_command
     from modelyard.deploy.rollout.kubernetes import HelmReleaseTarget, SmokeRequest
 
     settings = config.deploy.kubernetes
     client = api or _api_client(kubeconfig)
-    releaser = HelmReleases(
+    helm = releaser or HelmReleases(
         make_command(kubeconfig=kubeconfig, timeout_seconds=settings.timeout_seconds),
         settings.namespace,
-        packaged_path(settings.chart),
+        chart_path(config),
         settings.timeout_seconds,
     )
     smoke = [
@@ -87,11 +95,18 @@ def helm_targets(config: Config, api: ApiClient | None = None, kubeconfig: Path 
 
     def build(release: str, regions: list[str]) -> Target:
         return HelmReleaseTarget(
-            releaser, client, settings.namespace, release, regions,
+            helm, client, settings.namespace, release, regions,
             base_values=settings.values, timeout_seconds=settings.timeout_seconds, smoke_requests=smoke,
         )  # fmt: skip
 
     return build
+
+
+def chart_path(config: Config) -> Path:
+    """``deploy.kubernetes.chart``: absolute as given, else inside the installed package (the chart ships in it)."""
+    from modelyard.deploy.rollout.helm_release import packaged_path
+
+    return packaged_path(config.deploy.kubernetes.chart)
 
 
 def _api_client(kubeconfig: Path | None) -> ApiClient:
@@ -128,28 +143,41 @@ def live_plans(
 def deploy_kubernetes(
     config: Config, request: DeployRequest, tracking_uri: str, targets: TargetFactory | None = None
 ) -> list[DeployResult]:
-    """Deploy release by release; stop at the first release that was not deployed.
+    """Deploy release by release, waiting here; stop at the first release that was not deployed.
 
     Raises:
         DeployError: the request cannot be planned, or the cluster is unreachable.
     """
     build = targets or helm_targets(config)
     results: list[DeployResult] = []
-    groups = release_regions(config, request)
-    for release, regions in groups.items():
-        target = build(release, _all_regions(config, release, regions))
-        live: Plan | None = getattr(target, "live", lambda: None)()
-        try:
-            proposal = propose(config, release_options(config, request, regions), live, tracking_uri)
-        except PlannerError as exc:
-            raise DeployError(f"release '{release}': {exc}") from exc
-        result = rollout_to(
-            target, live, proposal, request.model_copy(update={"target": "kubernetes"}), config, release
-        )
+    for release, regions in release_regions(config, request).items():
+        staged = stage_release(config, request, release, regions, tracking_uri, build)
+        if staged.rollout is not None:
+            staged.rollout.run()
+        result = staged.result_so_far()
         results.append(result)
         if not result.ok:
             break  # later releases keep what they serve
     return results
+
+
+def stage_release(
+    config: Config, request: DeployRequest, release: str, regions: list[str], tracking_uri: str, build: TargetFactory
+) -> StagedDeploy:
+    """Plan one release from the registry on top of what it serves; the rollout not started yet.
+
+    Raises:
+        DeployError: the release cannot be planned.
+    """
+    target = build(release, _all_regions(config, release, regions))
+    live: Plan | None = getattr(target, "live", lambda: None)()
+    try:
+        proposal = propose(config, release_options(config, request, regions), live, tracking_uri)
+    except PlannerError as exc:
+        raise DeployError(f"release '{release}': {exc}") from exc
+    return StagedDeploy.start(
+        target, live, proposal, request.model_copy(update={"target": "kubernetes"}), config, release
+    )
 
 
 def _all_regions(config: Config, release: str, selected: list[str]) -> list[str]:

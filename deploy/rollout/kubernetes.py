@@ -14,7 +14,9 @@
 4. On a failure the release goes back to its last good revision (``helm rollback``) and
    :class:`RolledBackError` says why.
 
-The Kubernetes calls use the official client (sync); ``deploy_shard`` runs them in a thread.
+The Kubernetes calls use the official client (sync, retried on transient errors); ``deploy_shard``
+runs them in a thread. ``HelmReleaseTarget`` splits a step into ``begin`` (upgrade), the wait
+(here, or deferred to ``RolloutReadyTrigger``) and ``finish`` (smoke test or rollback).
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import tenacity
+
 from modelyard.deploy.rollout.helm_release import HelmReleaseError, UpgradeResult
+from modelyard.deploy.rollout.kube_api import api_retry
 from modelyard.deploy.rollout.releases import Shard, release_values, split_plan
 from modelyard.deploy.serving.plan import Plan
 from modelyard.pipeline.errors import ModelyardError
@@ -45,8 +50,10 @@ FATAL_WAITING_REASONS = frozenset(
 class RolloutError(ModelyardError, RuntimeError):
     """A rollout did not complete; ``reasons`` are what the cluster said about it."""
 
-    def __init__(self, message: str, reasons: Sequence[str] = ()) -> None:
+    def __init__(self, message: str, reasons: Sequence[str] = (), status: RolloutStatus | None = None) -> None:
+        self.summary = message
         self.reasons = list(reasons)
+        self.status = status
         detail = "".join(f"\n  - {r}" for r in self.reasons)
         super().__init__(message + detail)
 
@@ -166,26 +173,58 @@ def deployment_name(release: str, chart: str = CHART_NAME) -> str:
     return name[:63].rstrip("-")
 
 
+@api_retry
 def read_rollout(api: ApiClient, namespace: str, name: str) -> RolloutStatus:
     """Read the rollout fields of ``deployment/name``."""
     from kubernetes import client
 
     deployment = client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
-    status = deployment.status or client.V1DeploymentStatus()
+    return rollout_status(api.sanitize_for_serialization(deployment), name)
+
+
+def rollout_status(deployment: Mapping[str, Any], name: str) -> RolloutStatus:
+    """The rollout fields of a Deployment as the API serves it (JSON, camelCase)."""
+    status = deployment.get("status") or {}
     conditions = tuple(
-        (c.type or "", c.status or "", c.reason or "", c.message or "") for c in (status.conditions or [])
+        (c.get("type") or "", c.get("status") or "", c.get("reason") or "", c.get("message") or "")
+        for c in status.get("conditions") or []
     )
+    replicas = (deployment.get("spec") or {}).get("replicas")
     return RolloutStatus(
         name=name,
-        generation=(deployment.metadata.generation if deployment.metadata else None) or 0,
-        observed_generation=status.observed_generation or 0,
-        desired=deployment.spec.replicas if deployment.spec.replicas is not None else 1,
-        replicas=status.replicas or 0,
-        updated=status.updated_replicas or 0,
-        ready=status.ready_replicas or 0,
-        available=status.available_replicas or 0,
+        generation=(deployment.get("metadata") or {}).get("generation") or 0,
+        observed_generation=status.get("observedGeneration") or 0,
+        desired=replicas if replicas is not None else 1,
+        replicas=status.get("replicas") or 0,
+        updated=status.get("updatedReplicas") or 0,
+        ready=status.get("readyReplicas") or 0,
+        available=status.get("availableReplicas") or 0,
         conditions=conditions,
     )
+
+
+def rollout_verdict(status: RolloutStatus, pods: Sequence[Mapping[str, Any]], max_restarts: int) -> list[str] | None:
+    """Why the rollout cannot complete (deadline exceeded, pods that cannot start), or None if it still can."""
+    exceeded = status.deadline_exceeded
+    if exceeded:
+        return [exceeded]
+    fatal = fatal_reasons(pods, max_restarts)
+    return fatal or None
+
+
+def check_rollout(api: ApiClient, namespace: str, name: str, max_restarts: int = 3) -> RolloutStatus:
+    """One look at ``deployment/name``: its status, complete or still progressing.
+
+    Raises:
+        RolloutFailedError: the rollout cannot complete; carries the reasons.
+    """
+    status = read_rollout(api, namespace, name)
+    if status.complete:
+        return status
+    failed = rollout_verdict(status, pod_objects(api, namespace, name), max_restarts)
+    if failed:
+        raise RolloutFailedError(status.describe(), [*failed, *failure_reasons(api, namespace, name)])
+    return status
 
 
 def wait_for_rollout(
@@ -196,34 +235,39 @@ def wait_for_rollout(
     timeout_seconds: float,
     poll_seconds: float = 2.0,
     max_restarts: int = 3,
-    clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RolloutStatus:
-    """Wait until ``deployment/name`` has fully rolled out.
+    """Wait until ``deployment/name`` has fully rolled out (the synchronous wait; the deferrable
+    one is ``modelyard.plugins.triggers.rollout.RolloutReadyTrigger``).
 
     Raises:
         RolloutFailedError: the progress deadline passed, or a pod cannot start (image or
             config errors, or a crash loop past ``max_restarts``); carries the reasons.
         RolloutTimeoutError: not complete after ``timeout_seconds``; carries the reasons.
     """
-    deadline = clock() + timeout_seconds
-    while True:
-        status = read_rollout(api, namespace, name)
-        if status.complete:
-            return status
-        exceeded = status.deadline_exceeded
-        if exceeded:
-            raise RolloutFailedError(status.describe(), [exceeded, *failure_reasons(api, namespace, name)])
-        fatal = fatal_pod_reasons(api, namespace, name, max_restarts)
-        if fatal:
-            raise RolloutFailedError(status.describe(), [*fatal, *failure_reasons(api, namespace, name)])
-        if clock() >= deadline:
-            raise RolloutTimeoutError(
-                f"timed out after {timeout_seconds:g}s: {status.describe()}", failure_reasons(api, namespace, name)
-            )
-        sleep(poll_seconds)
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(timeout_seconds),
+        wait=tenacity.wait_fixed(poll_seconds),
+        retry=tenacity.retry_if_result(lambda status: not status.complete),
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        sleep=sleep,
+    )
+    status: RolloutStatus = retrying(check_rollout, api, namespace, name, max_restarts)
+    if not status.complete:
+        raise timeout_error(api, namespace, name, timeout_seconds, status)
+    return status
 
 
+def timeout_error(
+    api: ApiClient, namespace: str, name: str, timeout_seconds: float, status: RolloutStatus
+) -> RolloutTimeoutError:
+    """The error of a rollout not complete at its deadline, with the reasons read from the cluster."""
+    return RolloutTimeoutError(
+        f"timed out after {timeout_seconds:g}s: {status.describe()}", failure_reasons(api, namespace, name), status
+    )
+
+
+@api_retry
 def pods_of(api: ApiClient, namespace: str, name: str) -> list[Any]:
     """The pods selected by ``deployment/name`` (label selector, re-checked client-side)."""
     from kubernetes import client
@@ -235,60 +279,77 @@ def pods_of(api: ApiClient, namespace: str, name: str) -> list[Any]:
     return [p for p in pods if p.metadata and selector.items() <= (p.metadata.labels or {}).items()]
 
 
+def pod_objects(api: ApiClient, namespace: str, name: str) -> list[dict[str, Any]]:
+    """``pods_of`` as the API serves them (JSON, camelCase): what the async watcher reads too."""
+    return [api.sanitize_for_serialization(p) for p in pods_of(api, namespace, name)]
+
+
 def fatal_pod_reasons(api: ApiClient, namespace: str, name: str, max_restarts: int) -> list[str]:
     """Reasons of pods that will not start without a new rollout."""
+    return fatal_reasons(pod_objects(api, namespace, name), max_restarts)
+
+
+def fatal_reasons(pods: Sequence[Mapping[str, Any]], max_restarts: int) -> list[str]:
+    """Reasons of ``pods`` (JSON) that will not start without a new rollout."""
     reasons = []
-    for pod in pods_of(api, namespace, name):
-        for container in (pod.status.container_statuses or []) if pod.status else []:
-            waiting = container.state.waiting if container.state else None
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting")
             if waiting is None:
                 continue
-            crash_looping = waiting.reason == "CrashLoopBackOff" and (container.restart_count or 0) >= max_restarts
-            if waiting.reason in FATAL_WAITING_REASONS or crash_looping:
-                reasons.append(_describe_waiting(pod.metadata.name, container, waiting))
+            reason = waiting.get("reason")
+            crash_looping = reason == "CrashLoopBackOff" and (container.get("restartCount") or 0) >= max_restarts
+            if reason in FATAL_WAITING_REASONS or crash_looping:
+                reasons.append(_describe_waiting(pod["metadata"]["name"], container, waiting))
     return reasons
 
 
 def failure_reasons(api: ApiClient, namespace: str, name: str) -> list[str]:
     """Why pods of ``deployment/name`` are not ready: container states, pod conditions, Warning events."""
-    from kubernetes import client
-
     reasons: list[str] = []
-    pods = pods_of(api, namespace, name)
+    pods = pod_objects(api, namespace, name)
     for pod in pods:
         reasons.extend(_pod_reasons(pod))
-    pod_names = {p.metadata.name for p in pods} | {name}
-    events = client.CoreV1Api(api).list_namespaced_event(namespace).items
-    for event in events:
+    pod_names = {p["metadata"]["name"] for p in pods} | {name}
+    for event in _events(api, namespace):
         involved = event.involved_object.name if event.involved_object else None
         if event.type == "Warning" and involved in pod_names:
             reasons.append(f"{involved}: event {event.reason}: {event.message}")
     return list(dict.fromkeys(reasons))
 
 
-def _pod_reasons(pod: Any) -> list[str]:
+@api_retry
+def _events(api: ApiClient, namespace: str) -> list[Any]:
+    from kubernetes import client
+
+    return list(client.CoreV1Api(api).list_namespaced_event(namespace).items)
+
+
+def _pod_reasons(pod: Mapping[str, Any]) -> list[str]:
     reasons = []
-    name = pod.metadata.name
-    for container in (pod.status.container_statuses or []) if pod.status else []:
-        state = container.state
-        if state and state.waiting and state.waiting.reason:
-            reasons.append(_describe_waiting(name, container, state.waiting))
-        last = container.last_state.terminated if container.last_state else None
+    name = pod["metadata"]["name"]
+    status = pod.get("status") or {}
+    for container in status.get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason"):
+            reasons.append(_describe_waiting(name, container, waiting))
+        last = (container.get("lastState") or {}).get("terminated")
         if last is not None:
             reasons.append(
-                f"{name}: container {container.name} last exited {last.exit_code} ({last.reason or 'Error'})"
+                f"{name}: container {container['name']} last exited {last.get('exitCode')} "
+                f"({last.get('reason') or 'Error'})"
             )
-    for condition in (pod.status.conditions or []) if pod.status else []:
-        if condition.status == "False" and (condition.reason or condition.message):
-            detail = f"{condition.reason or ''} {condition.message or ''}".strip()
-            reasons.append(f"{name}: {condition.type} is False: {detail}")
+    for condition in status.get("conditions") or []:
+        if condition.get("status") == "False" and (condition.get("reason") or condition.get("message")):
+            detail = f"{condition.get('reason') or ''} {condition.get('message') or ''}".strip()
+            reasons.append(f"{name}: {condition.get('type')} is False: {detail}")
     return reasons
 
 
-def _describe_waiting(pod: str, container: Any, waiting: Any) -> str:
-    message = f": {waiting.message}" if waiting.message else ""
-    restarts = f" after {container.restart_count} restarts" if container.restart_count else ""
-    return f"{pod}: container {container.name} waiting: {waiting.reason}{restarts}{message}"
+def _describe_waiting(pod: str, container: Mapping[str, Any], waiting: Mapping[str, Any]) -> str:
+    message = f": {waiting['message']}" if waiting.get("message") else ""
+    restarts = f" after {container['restartCount']} restarts" if container.get("restartCount") else ""
+    return f"{pod}: container {container['name']} waiting: {waiting.get('reason')}{restarts}{message}"
 
 
 def proxy_request(
@@ -451,23 +512,95 @@ class HelmReleaseTarget:
     def apply(self, plan: Plan) -> bool:
         """Make ``plan`` live on this release, verified; True if a new revision was rolled out.
 
+        The synchronous form of ``begin`` -> ``wait_ready`` -> ``finish`` (the CLI; the DAG
+        defers the wait to a trigger instead).
+
         Raises:
             TargetError: the upgrade, rollout or smoke test failed (the release was rolled back).
         """
-        from modelyard.deploy.rollout.strategies import TargetError
+        changed, wait = self.begin(plan)
+        if wait is not None:
+            self.finish(plan, wait, self.wait_ready(wait))
+        return changed
+
+    def begin(self, plan: Plan) -> tuple[bool, dict[str, Any] | None]:
+        """Upgrade the release to ``plan``; (changed, what to wait for) — no wait when nothing changed.
+
+        The wait is JSON: ``namespace``, ``deployment``, ``timeout_seconds``, ``deadline`` (epoch
+        seconds, so a restarted trigger keeps the same deadline), ``poll_seconds``, ``max_restarts``.
+
+        Raises:
+            TargetError: helm failed (with ``--rollback-on-failure`` it restored the previous revision).
+        """
+        from modelyard.deploy.rollout.strategies import RestoredError, TargetError
 
         shard = Shard(self.name, self.regions, plan)
+        values = release_values(shard, self.base_values)
         try:
-            result = asyncio.run(
-                deploy_shard(
-                    self.releaser, self.api, self.namespace, shard,
-                    base_values=self.base_values, timeout_seconds=self.timeout_seconds,
-                    poll_seconds=self.poll_seconds, smoke_requests=self.smoke_requests,
-                )
+            upgrade = asyncio.run(self.releaser.upgrade(shard.release, values, description=f"plan {shard.digest}"))
+        except HelmReleaseError as exc:
+            reasons = _reasons_or_empty(self.api, self.namespace, deployment_name(shard.release))
+            error = RolledBackError(shard.release, _join(str(exc), reasons), None, by_helm=True)
+            # --rollback-on-failure (helm waits) restored the previous revision; without it nothing did.
+            restored = getattr(self.releaser, "wait", True)
+            raise (RestoredError if restored else TargetError)(str(error)) from exc
+        if not upgrade.changed:
+            return False, None
+        return True, {
+            "namespace": self.namespace,
+            "deployment": deployment_name(self.name),
+            "timeout_seconds": self.timeout_seconds,
+            "deadline": time.time() + self.timeout_seconds,
+            "poll_seconds": self.poll_seconds,
+            "max_restarts": 3,
+        }
+
+    def wait_ready(self, wait: Mapping[str, Any]) -> dict[str, Any]:
+        """Watch the rollout here (blocking): the same outcome ``RolloutReadyTrigger`` reports."""
+        try:
+            status = wait_for_rollout(
+                self.api, wait["namespace"], wait["deployment"],
+                timeout_seconds=max(0.0, float(wait["deadline"]) - time.time()),
+                poll_seconds=float(wait["poll_seconds"]), max_restarts=int(wait["max_restarts"]),
             )  # fmt: skip
-        except RolledBackError as exc:
-            raise TargetError(str(exc)) from exc
-        return result.changed
+        except RolloutTimeoutError as exc:
+            line = exc.status.describe() if exc.status else exc.summary
+            return {"status": "timeout", "message": line, "reasons": exc.reasons}
+        except RolloutError as exc:
+            return {"status": "failed", "message": exc.summary, "reasons": exc.reasons}
+        return {"status": "complete", "message": status.describe(), "reasons": []}
+
+    def finish(self, plan: Plan, wait: Mapping[str, Any], outcome: Mapping[str, Any]) -> None:
+        """After the wait: a failed or timed-out rollout rolls back; a complete one is smoke-tested.
+
+        ``outcome`` is ``{"status": "complete" | "failed" | "timeout", "message", "reasons"}``;
+        the reasons read from the cluster now (pods, Warning events) are added to it.
+
+        Raises:
+            TargetError: the rollout or the smoke test failed (the release was rolled back).
+        """
+        from modelyard.deploy.rollout.strategies import RestoredError, TargetError
+
+        name = wait["deployment"]
+        try:
+            if outcome["status"] != "complete":
+                reasons = list(
+                    dict.fromkeys([*outcome.get("reasons", []), *_reasons_or_empty(self.api, self.namespace, name)])
+                )
+                message = str(outcome.get("message") or "the rollout did not complete")
+                if outcome["status"] == "timeout":
+                    raise RolloutTimeoutError(
+                        f"timed out after {float(wait['timeout_seconds']):g}s: {message}", reasons
+                    )
+                raise RolloutFailedError(message, reasons)
+            smoke_test(self.api, self.namespace, name, expected_digest=plan.digest(), requests=self.smoke_requests)
+        except (RolloutError, SmokeTestError) as exc:
+            error = asyncio.run(_roll_back(self.releaser, self.name, str(exc)))
+            raise (RestoredError if error.restored_revision is not None else TargetError)(str(error)) from exc
+
+    def metrics_source(self) -> dict[str, Any]:
+        """Where a trigger scrapes this release's metrics: every ready pod through the pod proxy."""
+        return {"kind": "kubernetes", "namespace": self.namespace, "deployment": deployment_name(self.name)}
 
     def metrics_text(self) -> str:
         """The summed Prometheus metrics of every ready pod (scraped through the pod proxy).
@@ -512,16 +645,34 @@ class HelmReleaseTarget:
 def scrape_pods(api: ApiClient, namespace: str, name: str, path: str = "metrics") -> list[str]:
     """``GET /<path>`` on every ready pod of ``deployment/name`` through the API server's pod proxy."""
     texts = []
-    for pod in pods_of(api, namespace, name):
-        if not _pod_ready(pod):
-            continue
-        port = _http_port(pod)
+    for pod in ready_pods(pod_objects(api, namespace, name)):
         resource_path = f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/proxy/{path}"
-        params = {"namespace": namespace, "name": f"{pod.metadata.name}:{port}"}
+        params = {"namespace": namespace, "name": f"{pod['metadata']['name']}:{http_port(pod)}"}
         status, body = _proxy(api, resource_path, params, "GET", None, 30)
         if status == 200:
             texts.append(body.decode())
     return texts
+
+
+def ready_pods(pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The pods (JSON) whose ``Ready`` condition is True: the ones that serve traffic."""
+    return [
+        pod
+        for pod in pods
+        if any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (pod.get("status") or {}).get("conditions") or []
+        )
+    ]
+
+
+def http_port(pod: Mapping[str, Any]) -> int | str:
+    """The container port named ``http`` (the pod proxy needs the number), else the name."""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == "http":
+                return int(port["containerPort"])
+    return "http"
 
 
 def merge_expositions(texts: Sequence[str]) -> str:
@@ -543,19 +694,6 @@ def merge_expositions(texts: Sequence[str]) -> str:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _pod_ready(pod: Any) -> bool:
-    conditions = (pod.status.conditions or []) if pod.status else []
-    return any(c.type == "Ready" and c.status == "True" for c in conditions)
-
-
-def _http_port(pod: Any) -> int | str:
-    for container in pod.spec.containers if pod.spec else []:
-        for port in container.ports or []:
-            if port.name == "http":
-                return int(port.container_port)
-    return "http"
 
 
 async def apply_plan(

@@ -6,6 +6,7 @@ to it on one target. Both targets (local, Kubernetes) build on these; ``apply`` 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -143,30 +144,89 @@ def rollout_to(
     release: str,
 ) -> DeployResult:
     """Run the strategy from ``live`` to the proposal on ``target`` and report (never raises on rollback)."""
-    strategy = request.strategy_name(config)
-    plan = proposal.plan
-    result = DeployResult(
-        release=release,
-        target=request.target_name(config),
-        strategy=strategy,
-        outcome="dry-run",
-        plan_digest=plan.digest(),
-        previous_digest=live.digest() if live else None,
-        versions=plan_versions(plan),
-        changes=[_change_line(c) for c in diff_plans(live, plan) if c.change != "unchanged"],
-        skipped=proposal.skipped,
-        url=getattr(target, "url", None),
-    )
-    if request.dry_run:
-        return result
-    rollout = Rollout(target, plan_steps(strategy, live, plan, request.steps(config)), live, request.thresholds(config))
-    state = rollout.run()
-    steps = [
-        StepResult(step=r.step, plan_digest=r.plan_digest, outcome=r.outcome, detail=r.detail) for r in rollout.records
-    ]
-    return result.model_copy(
-        update={"outcome": _outcome(state, rollout.changed), "steps": steps, "reason": rollout.reason}
-    )
+    staged = StagedDeploy.start(target, live, proposal, request, config, release)
+    if staged.rollout is not None:
+        staged.rollout.run()
+    return staged.result_so_far()
+
+
+@dataclass
+class StagedDeploy:
+    """One release's deploy in progress: the result known before the rollout, and the rollout.
+
+    ``checkpoint()`` is JSON (request, plans, rollout position) and ``restore`` rebuilds the
+    deploy from it on the same target, so an Airflow task can defer during a wait and resume
+    in another process without re-planning (the registry may have moved meanwhile).
+    """
+
+    request: DeployRequest
+    live: Plan | None
+    plan: Plan
+    result: DeployResult
+    rollout: Rollout | None  # None for a dry run
+
+    @classmethod
+    def start(
+        cls, target: Target, live: Plan | None, proposal: PlanProposal, request: DeployRequest, config: Config,
+        release: str,
+    ) -> StagedDeploy:  # fmt: skip
+        """The deploy of ``proposal`` on ``target`` before any step ran."""
+        plan = proposal.plan
+        result = DeployResult(
+            release=release,
+            target=request.target_name(config),
+            strategy=request.strategy_name(config),
+            outcome="dry-run",
+            plan_digest=plan.digest(),
+            previous_digest=live.digest() if live else None,
+            versions=plan_versions(plan),
+            changes=[_change_line(c) for c in diff_plans(live, plan) if c.change != "unchanged"],
+            skipped=proposal.skipped,
+            url=getattr(target, "url", None),
+        )
+        rollout = None if request.dry_run else _rollout(target, live, plan, request, config)
+        return cls(request, live, plan, result, rollout)
+
+    def result_so_far(self) -> DeployResult:
+        """The result with the rollout's outcome, steps and reason (``dry-run`` without a rollout)."""
+        if self.rollout is None:
+            return self.result
+        rollout = self.rollout
+        steps = [
+            StepResult(step=r.step, plan_digest=r.plan_digest, outcome=r.outcome, detail=r.detail)
+            for r in rollout.records
+        ]
+        return self.result.model_copy(
+            update={"outcome": _outcome(rollout.state, rollout.changed), "steps": steps, "reason": rollout.reason}
+        )
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to resume, as JSON."""
+        return {
+            "request": self.request.model_dump(mode="json"),
+            "live": self.live.model_dump(mode="json") if self.live else None,
+            "plan": self.plan.model_dump(mode="json"),
+            "result": self.result.model_dump(mode="json"),
+            "rollout": self.rollout.checkpoint() if self.rollout else None,
+        }
+
+    @classmethod
+    def restore(cls, target: Target, checkpoint: dict[str, Any], config: Config) -> StagedDeploy:
+        """The deploy of ``checkpoint`` on ``target``, where it stopped."""
+        from modelyard.deploy.serving.plan import parse_plan
+
+        request = DeployRequest.model_validate(checkpoint["request"])
+        live = parse_plan(checkpoint["live"], "checkpoint live plan") if checkpoint["live"] else None
+        plan = parse_plan(checkpoint["plan"], "checkpoint plan")
+        rollout = None
+        if checkpoint["rollout"] is not None:
+            rollout = _rollout(target, live, plan, request, config).restore(checkpoint["rollout"])
+        return cls(request, live, plan, DeployResult.model_validate(checkpoint["result"]), rollout)
+
+
+def _rollout(target: Target, live: Plan | None, plan: Plan, request: DeployRequest, config: Config) -> Rollout:
+    steps = plan_steps(request.strategy_name(config), live, plan, request.steps(config))
+    return Rollout(target, steps, live, request.thresholds(config))
 
 
 def _outcome(state: str, changed: bool) -> Outcome:

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from modelyard.deploy.rollout.planner import PRIMARY, Strategy, primary_variant
 from modelyard.deploy.serving.plan import Plan, Rule, Service, Variant
@@ -46,6 +46,10 @@ class DeployError(ModelyardError, RuntimeError):
 
 class TargetError(DeployError):
     """The target refused or could not reach a plan (rejected plan, not ready, failed smoke test)."""
+
+
+class RestoredError(TargetError):
+    """The target failed the step and already restored what it served before (e.g. ``helm rollback``)."""
 
 
 class RollbackError(DeployError):
@@ -268,9 +272,63 @@ class StepRecord:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Wait:
+    """What a rollout waits for before it can go on, as JSON (a trigger's arguments).
+
+    * ``ready``: the target's rollout of the step (``spec`` from ``StagedTarget.begin``);
+      the outcome is ``{"status": "complete" | "failed" | "timeout", "message": ...}``;
+    * ``analysis``: a canary window (``spec``: ``keys``, ``baseline`` metrics text,
+      ``deadline`` in epoch seconds, ``thresholds``); the outcome is ``{"breach", "detail"}``.
+    """
+
+    kind: Literal["ready", "analysis"]
+    spec: dict[str, Any]
+
+
+@runtime_checkable
+class StagedTarget(Target, Protocol):
+    """A target whose apply has a long wait in the middle (Helm: the pods rolling out)."""
+
+    def begin(self, plan: Plan) -> tuple[bool, dict[str, Any] | None]:
+        """Start making ``plan`` live: (changed, what to wait for, or None)."""
+        ...
+
+    def wait_ready(self, wait: Mapping[str, Any]) -> dict[str, Any]:
+        """The wait, done here (blocking); returns the outcome ``finish`` takes."""
+        ...
+
+    def finish(self, plan: Plan, wait: Mapping[str, Any], outcome: Mapping[str, Any]) -> None:
+        """Verify (or undo) after the wait; raises ``TargetError``."""
+        ...
+
+
+def judge_window(
+    baseline: MetricsSnapshot, current: MetricsSnapshot, keys: Iterable[ServiceKey], thresholds: Thresholds
+) -> tuple[str | None, dict[ServiceKey, VariantStats]]:
+    """The first breach of the canaries of ``keys`` since ``baseline`` (or None), and their stats."""
+    stats = {key: window_stats(baseline, current, key, CANARY) for key in keys}
+    for key, value in stats.items():
+        breach = breach_of(value, thresholds)
+        if breach:
+            return f"canary of {key[0]}/{key[1]}: {breach}", stats
+    return None, stats
+
+
+def window_outcome(breach: str | None, stats: dict[ServiceKey, VariantStats], thresholds: Thresholds) -> dict[str, Any]:
+    """The outcome of an analysis window: the breach (or None) and the summary line."""
+    return {"breach": breach, "detail": _summary(stats, None if breach else thresholds.min_requests)}
+
+
 @dataclass
 class Rollout:
-    """Apply ``steps`` to ``target``, judge canary steps, roll back to ``previous`` on any failure."""
+    """Apply ``steps`` to ``target``, judge canary steps, roll back to ``previous`` on any failure.
+
+    Resumable: ``advance()`` works until the rollout must wait and returns that ``Wait`` (or
+    None once it ended); ``advance(outcome)`` goes on from the wait's outcome. ``checkpoint()``
+    and ``restore()`` carry the position between processes (a deferred Airflow task resumes in
+    a new one). ``run()`` does the waits here, synchronously (the CLI).
+    """
 
     target: Target
     steps: list[Step]
@@ -282,56 +340,166 @@ class Rollout:
     records: list[StepRecord] = field(default_factory=list)
     reason: str | None = None
     changed: bool = False
+    position: int = 0
+    waiting: Wait | None = None
+    restored: bool = False  # the failing step's target put back what it served before
 
     def run(self) -> RolloutState:
-        """Run to ``succeeded``, ``rolled-back`` or ``failed`` (``reason`` says why)."""
-        for step in self.steps:
-            failure = self._run_step(step)
-            if failure is not None:
-                self.reason = f"{step.name}: {failure}"
-                self._roll_back()
-                return self.state
-        self.state = "succeeded"
+        """Run to ``succeeded``, ``rolled-back`` or ``failed`` (``reason`` says why), waiting here
+        (from the pending wait, if ``advance`` already returned one)."""
+        wait = self.waiting or self.advance()
+        while wait is not None:
+            wait = self.advance(self._wait_here(wait))
         return self.state
 
-    def _run_step(self, step: Step) -> str | None:
+    def advance(self, outcome: Mapping[str, Any] | None = None) -> Wait | None:
+        """Go on until the next wait (returned) or the end (None; ``state`` and ``reason`` say how).
+
+        Raises:
+            ValueError: an outcome without a pending wait, or a wait without its outcome.
+        """
+        if self.state in TERMINAL_STATES:
+            return None
+        if (outcome is None) != (self.waiting is None):
+            raise ValueError(f"rollout at step {self.position}: outcome {outcome!r} for wait {self.waiting!r}")
+        if self.waiting is not None and outcome is not None:
+            waited, self.waiting = self.waiting, None
+            failure, wait = self._after(waited, outcome)
+            if failure is not None:
+                self._fail(failure)
+                return None
+            if wait is not None:
+                return self._wait_for(wait)
+            self.position += 1
+        while self.position < len(self.steps):
+            failure, wait = self._start_step(self.steps[self.position])
+            if failure is not None:
+                self._fail(failure)
+                return None
+            if wait is not None:
+                return self._wait_for(wait)
+            self.position += 1
+        self.state = "succeeded"
+        return None
+
+    def _wait_for(self, wait: Wait) -> Wait:
+        self.waiting = wait
+        self.state = "analyzing" if wait.kind == "analysis" else "applying"
+        return wait
+
+    def _fail(self, failure: str) -> None:
+        self.reason = f"{self.steps[self.position].name}: {failure}"
+        self._roll_back()
+        return
+
+    def _start_step(self, step: Step) -> tuple[str | None, Wait | None]:
         self.state = "applying"
         try:
-            changed = self.target.apply(step.plan)
+            if isinstance(self.target, StagedTarget):
+                changed, ready = self.target.begin(step.plan)
+            else:
+                changed, ready = self.target.apply(step.plan), None
         except DeployError as exc:
+            self.restored = isinstance(exc, RestoredError)
             self.records.append(StepRecord(step.name, step.plan.digest(), "failed", str(exc)))
-            return str(exc)
+            return str(exc), None
         self.changed |= changed
+        if ready is not None:
+            return None, Wait("ready", dict(ready))
         self.records.append(StepRecord(step.name, step.plan.digest(), "applied" if changed else "unchanged"))
-        if not step.analyze:
-            return None
-        self.state = "analyzing"
-        breach, detail = self._analyze(step.analyze)
+        return self._analysis(step)
+
+    def _after(self, wait: Wait, outcome: Mapping[str, Any]) -> tuple[str | None, Wait | None]:
+        step = self.steps[self.position]
+        if wait.kind == "ready":
+            if not isinstance(self.target, StagedTarget):
+                raise ValueError(f"target {self.target.name} cannot finish a staged step")
+            try:
+                self.target.finish(step.plan, wait.spec, outcome)
+            except DeployError as exc:
+                self.restored = isinstance(exc, RestoredError)
+                self.records.append(StepRecord(step.name, step.plan.digest(), "failed", str(exc)))
+                return str(exc), None
+            self.records.append(StepRecord(step.name, step.plan.digest(), "applied"))
+            return self._analysis(step)
+        breach, detail = outcome.get("breach"), str(outcome.get("detail") or "")
         self.records.append(
             StepRecord(f"{step.name} analysis", step.plan.digest(), "breached" if breach else "passed", detail)
         )
-        return breach
+        return (str(breach) if breach else None), None
 
-    def _analyze(self, keys: tuple[ServiceKey, ...]) -> tuple[str | None, str]:
+    def _analysis(self, step: Step) -> tuple[str | None, Wait | None]:
+        """The analysis window of a canary step, from a baseline scraped now (a failed scrape fails the step)."""
+        if not step.analyze:
+            return None, None
+        try:
+            baseline = self.target.metrics_text()
+        except DeployError as exc:
+            self.records.append(StepRecord(f"{step.name} analysis", step.plan.digest(), "failed", str(exc)))
+            return str(exc), None
+        return None, Wait(
+            "analysis",
+            {
+                "keys": [list(key) for key in step.analyze],
+                "baseline": baseline,
+                "seconds": self.thresholds.analysis_seconds,
+                "deadline": time.time() + self.thresholds.analysis_seconds,
+                "thresholds": asdict(self.thresholds),
+            },
+        )
+
+    def _wait_here(self, wait: Wait) -> dict[str, Any]:
+        if wait.kind == "ready":
+            if not isinstance(self.target, StagedTarget):
+                raise ValueError(f"target {self.target.name} cannot wait for a staged step")
+            return self.target.wait_ready(wait.spec)
+        return self._analyze(wait.spec)
+
+    def _analyze(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         """Hold for ``analysis_seconds``, polling so a clear breach aborts early."""
-        baseline = parse_metrics(self.target.metrics_text())
-        deadline = self.clock() + self.thresholds.analysis_seconds
+        keys = [(str(f), str(r)) for f, r in spec["keys"]]
+        baseline = parse_metrics(str(spec["baseline"]))
+        deadline = self.clock() + float(spec["seconds"])
         while True:
             self.sleep(max(0.0, min(POLL_SECONDS, deadline - self.clock())))
             current = parse_metrics(self.target.metrics_text())
-            stats = {key: window_stats(baseline, current, key, CANARY) for key in keys}
-            for key, value in stats.items():
-                breach = breach_of(value, self.thresholds)
-                if breach:
-                    return f"canary of {key[0]}/{key[1]}: {breach}", _summary(stats)
-            if self.clock() >= deadline:
-                return None, _summary(stats, self.thresholds.min_requests)
+            breach, stats = judge_window(baseline, current, keys, self.thresholds)
+            if breach or self.clock() >= deadline:
+                return window_outcome(breach, stats, self.thresholds)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Where the rollout is, as JSON (the steps and plans are rebuilt by the caller)."""
+        return {
+            "state": self.state,
+            "position": self.position,
+            "changed": self.changed,
+            "reason": self.reason,
+            "records": [asdict(r) for r in self.records],
+            "waiting": asdict(self.waiting) if self.waiting else None,
+        }
+
+    def restore(self, checkpoint: Mapping[str, Any]) -> Rollout:
+        """Continue from ``checkpoint`` (taken on the same steps); returns self."""
+        self.state = checkpoint["state"]
+        self.position = int(checkpoint["position"])
+        self.changed = bool(checkpoint["changed"])
+        self.reason = checkpoint["reason"]
+        self.records = [StepRecord(**r) for r in checkpoint["records"]]
+        waiting = checkpoint.get("waiting")
+        self.waiting = Wait(waiting["kind"], dict(waiting["spec"])) if waiting else None
+        return self
 
     def _roll_back(self) -> None:
         self.state = "rolling-back"
         if self.previous is None:
             self.state = "failed"
             self.reason = f"{self.reason} (nothing was live before: no plan to roll back to)"
+            return
+        if self.restored and not any(r.outcome == "applied" for r in self.records):
+            # The first change failed and the target undid it: it serves ``previous`` again. Applying
+            # ``previous`` once more would only roll the pods again (with today's chart values).
+            self.records.append(StepRecord("rollback", self.previous.digest(), "rolled-back", "restored by the target"))
+            self.state = "rolled-back"
             return
         try:
             self.target.apply(self.previous)
@@ -342,6 +510,9 @@ class Rollout:
             return
         self.records.append(StepRecord("rollback", self.previous.digest(), "rolled-back", self.reason or ""))
         self.state = "rolled-back"
+
+
+TERMINAL_STATES = frozenset({"succeeded", "rolled-back", "failed"})
 
 
 def _summary(stats: dict[ServiceKey, VariantStats], min_requests: int | None = None) -> str:

@@ -57,9 +57,15 @@ class HelmHook(BaseHook):
         command = self.get_command()
         return pyhelm3.Client(command, executable=command._executable)
 
-    def get_releases(self, namespace: str | None = None, chart: Path | None = None) -> HelmReleases:
-        """The modelyard-serving releases of ``namespace`` (default: the Connection's, else ``modelyard``)."""
+    def get_releases(
+        self, namespace: str | None = None, chart: Path | None = None, *, wait: bool = True
+    ) -> HelmReleases:
+        """The modelyard-serving releases of ``namespace`` (default: the Connection's, else ``modelyard``).
+
+        ``wait=False``: upgrades return once helm wrote the objects (no ``--wait``, no
+        ``--rollback-on-failure``); the caller watches the rollout (the deferrable DAG path).
+        """
         from modelyard.deploy.rollout.helm_release import DEFAULT_CHART, HelmReleases
 
         namespace = namespace or self.kubernetes.get_settings().namespace or "modelyard"
-        return HelmReleases(self.get_command(), namespace, chart or DEFAULT_CHART, self.timeout_seconds)
+        return HelmReleases(self.get_command(), namespace, chart or DEFAULT_CHART, self.timeout_seconds, wait=wait)

@@ -27,10 +27,15 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from airflow.sdk import BaseHook
 
+from modelyard.deploy.rollout.kube_api import api_retry
 from modelyard.pipeline.errors import ModelyardError
 
 if TYPE_CHECKING:
-    from kubernetes.client import ApiClient
+    from kubernetes.client import ApiClient, Configuration
+
+    from modelyard.deploy.rollout.kube_api import AsyncKubeClient
+
+__all__ = ["KubeSettings", "KubernetesConnectionError", "KubernetesHook", "api_retry", "settings_from_extras"]
 
 TRUE_STRINGS = ("true", "1", "yes", "on")
 
@@ -51,7 +56,12 @@ class KubeSettings:
 
 
 class KubernetesHook(BaseHook):
-    """Hand out a kubernetes ``ApiClient`` configured from ``kubernetes_conn_id``."""
+    """Hand out a kubernetes ``ApiClient`` configured from ``kubernetes_conn_id``.
+
+    The Connection is resolved once and the client cached, like the cncf.kubernetes provider's
+    hook; calls through it are retried on transient API errors by ``api_retry`` (tenacity,
+    ``Retry-After`` honoured), which ``deploy.rollout.kubernetes`` applies to its reads.
+    """
 
     conn_name_attr = "kubernetes_conn_id"
     default_conn_name = "kubernetes_default"
@@ -63,6 +73,8 @@ class KubernetesHook(BaseHook):
         self.kubernetes_conn_id = kubernetes_conn_id
         self._settings: KubeSettings | None = None
         self._inline_file: Path | None = None
+        self._configuration: Configuration | None = None
+        self._client: ApiClient | None = None
 
     def get_settings(self) -> KubeSettings:
         """The cluster settings from the Connection's extras (or defaults without one).
@@ -76,18 +88,39 @@ class KubernetesHook(BaseHook):
         return self._settings
 
     def get_conn(self) -> ApiClient:
-        """A kubernetes ``ApiClient`` for the configured cluster and context."""
-        from kubernetes import client, config
+        """The kubernetes ``ApiClient`` for the configured cluster and context (built once, then cached)."""
+        if self._client is None:
+            from kubernetes import client
 
-        settings = self.get_settings()
-        if settings.in_cluster:
-            configuration = client.Configuration()
-            config.load_incluster_config(client_configuration=configuration)
-            return client.ApiClient(configuration)
-        if settings.config_inline is not None:
-            return config.new_client_from_config_dict(settings.config_inline, context=settings.context)
-        path = settings.config_file or default_kubeconfig()
-        return config.new_client_from_config(config_file=str(path), context=settings.context)
+            self._client = client.ApiClient(self.get_configuration())
+        return self._client
+
+    def get_configuration(self) -> Configuration:
+        """The client ``Configuration`` (host, credentials, TLS) the Connection resolves to.
+
+        Raises:
+            KubernetesConnectionError: the kubeconfig cannot be loaded or names no such context.
+        """
+        if self._configuration is None:
+            self._configuration = configuration_for(self.get_settings())
+        return self._configuration
+
+    async def get_async_client(self) -> AsyncKubeClient:
+        """An async client (httpx) with the same credentials, for triggers (close it, or ``async with``).
+
+        The Connection is read with ``aget_connection``: a trigger must not block the triggerer's loop.
+        """
+        from modelyard.deploy.rollout.kube_api import AsyncKubeClient
+
+        if self._settings is None:
+            self._settings = settings_from_extras(await self._aextras())
+        return AsyncKubeClient(self.get_configuration())
+
+    def close(self) -> None:
+        """Close the cached client (its connection pool)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def kubeconfig_path(self) -> Path | None:
         """The kubeconfig file for tools that need a path (helm); None in-cluster.
@@ -111,6 +144,16 @@ class KubernetesHook(BaseHook):
 
         try:
             connection = self.get_connection(self.kubernetes_conn_id)
+        except AirflowNotFoundException:
+            self.log.info("no Airflow connection '%s'; using $KUBECONFIG or ~/.kube/config", self.kubernetes_conn_id)
+            return {}
+        return dict(connection.extra_dejson or {})
+
+    async def _aextras(self) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            connection = await self.aget_connection(self.kubernetes_conn_id)
         except AirflowNotFoundException:
             self.log.info("no Airflow connection '%s'; using $KUBECONFIG or ~/.kube/config", self.kubernetes_conn_id)
             return {}
@@ -151,6 +194,33 @@ def settings_from_extras(extras: dict[str, Any]) -> KubeSettings:
         context=values.get("cluster_context") or None,
         namespace=values.get("namespace") or None,
     )
+
+
+def configuration_for(settings: KubeSettings) -> Configuration:
+    """Load the kubeconfig (file or inline) or the in-cluster service account into a ``Configuration``.
+
+    Raises:
+        KubernetesConnectionError: the kubeconfig is missing or invalid, or the context is unknown.
+    """
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    try:
+        if settings.in_cluster:
+            config.load_incluster_config(client_configuration=configuration)
+        elif settings.config_inline is not None:
+            config.load_kube_config_from_dict(
+                settings.config_inline, context=settings.context, client_configuration=configuration
+            )
+        else:
+            path = settings.config_file or default_kubeconfig()
+            config.load_kube_config(config_file=str(path), context=settings.context, client_configuration=configuration)
+    except (config.ConfigException, OSError) as exc:
+        raise KubernetesConnectionError(
+            f"kubernetes connection: cannot load the cluster settings ({exc}); check 'kube_config_path', "
+            "'kube_config', 'cluster_context' or 'in_cluster' of the connection"
+        ) from exc
+    return configuration
 
 
 def default_kubeconfig() -> Path:

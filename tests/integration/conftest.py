@@ -30,7 +30,9 @@ from typing import Any
 
 import pytest
 import yaml
+from kube_emulator import NAMESPACE, Cluster, EmulatedHelm, running_cluster
 
+from modelyard.deploy.rollout.helm_release import HelmReleases, make_command
 from modelyard.pipeline.config import Config, load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -181,3 +183,24 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> AirflowEnv:
     if migrated.returncode != 0:
         pytest.fail(f"`airflow db migrate` failed:\n{migrated.stdout[-4000:]}")
     return env
+
+
+# ------------------------------------------------------------------------------ the Kubernetes emulator
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """kmock's Kubernetes API emulator with a simulated controller, over HTTP (``kube_emulator.py``)."""
+    with running_cluster() as running:
+        yield running
+
+
+@pytest.fixture
+def helm_releases() -> HelmReleases:
+    return HelmReleases(make_command(), NAMESPACE)
+
+
+@pytest.fixture
+def emulated_helm(cluster: Cluster, helm_releases: HelmReleases) -> EmulatedHelm:
+    """Helm's cluster side for the emulator: the real ``helm template``, objects applied over HTTP."""
+    return EmulatedHelm(cluster, helm_releases)

@@ -241,3 +241,131 @@ def test_histogram_quantile_interpolates_like_prometheus() -> None:
     assert histogram_quantile(0.75, buckets) == pytest.approx(0.15)
     assert histogram_quantile(0.99, {0.1: 0.0, float("inf"): 10.0}) == pytest.approx(0.1)
     assert histogram_quantile(0.99, {}) is None
+
+
+# ---------------------------------------------------------------------------- resumable (deferred) rollouts
+
+
+@dataclass
+class StagedFakeTarget(FakeTarget):
+    """A target whose steps wait in the middle (like a Helm release); ``not_ready`` versions never become ready."""
+
+    not_ready: set[str] = field(default_factory=set)
+    finished: list[str] = field(default_factory=list)
+    before: Plan | None = None  # what served before the rollout (the "last good revision" of the first step)
+
+    def begin(self, new: Plan) -> tuple[bool, dict[str, object] | None]:
+        changed = self.apply(new)
+        return changed, {"digest": new.digest()} if changed else None
+
+    def wait_ready(self, wait: dict[str, object]) -> dict[str, object]:
+        services = self.active.services if self.active else []
+        versions = {v.model_uri.rsplit("/", 1)[1] for s in services for v in s.variants}
+        if versions & self.not_ready:
+            return {"status": "timeout", "message": "0/1 ready", "reasons": ["pod-1: Ready is False"]}
+        return {"status": "complete", "message": "1/1 ready", "reasons": []}
+
+    def finish(self, new: Plan, wait: dict[str, object], outcome: dict[str, object]) -> None:
+        from modelyard.deploy.rollout.strategies import RestoredError
+
+        self.finished.append(str(wait["digest"]))
+        if outcome["status"] != "complete":
+            self.active = self.applied[-2] if len(self.applied) > 1 else self.before
+            raise RestoredError(f"rollout {outcome['status']}: {outcome['message']}")
+
+
+def resume_everywhere(target: StagedFakeTarget, strategy: str, live: Plan, new: Plan) -> tuple[Rollout, list[str]]:
+    """Drive a rollout like the deferred DAG task: at every wait, JSON round-trip the checkpoint into a new
+    ``Rollout`` (a new process), and compute the outcome outside it (a trigger)."""
+    import json
+
+    from modelyard.deploy.rollout.strategies import judge_window, window_outcome
+
+    target.apply(live)
+    target.applied.clear()
+    target.before = live
+
+    def fresh() -> Rollout:
+        return Rollout(target, plan_steps(strategy, live, new, [10, 50, 100]), live, THRESHOLDS)  # type: ignore[arg-type]
+
+    rollout, kinds = fresh(), []
+    wait = rollout.advance()
+    while wait is not None:
+        kinds.append(wait.kind)
+        checkpoint = json.loads(json.dumps(rollout.checkpoint()))
+        if wait.kind == "ready":
+            outcome = target.wait_ready(wait.spec)
+        else:  # what CanaryAnalysisTrigger does: traffic flows, the window is judged on fresh scrapes
+            for _ in range(3):
+                target.traffic()
+            baseline, current = parse_metrics(wait.spec["baseline"]), parse_metrics(target.metrics_text())
+            keys = [tuple(key) for key in wait.spec["keys"]]
+            breach, stats = judge_window(baseline, current, keys, THRESHOLDS)  # type: ignore[arg-type]
+            outcome = window_outcome(breach, stats, THRESHOLDS)
+        rollout = fresh().restore(checkpoint)
+        wait = rollout.advance(outcome)
+    return rollout, kinds
+
+
+def test_a_deferred_canary_resumes_from_checkpoints_to_the_same_end_as_a_synchronous_one() -> None:
+    live, new = plan(jakarta="1"), plan(jakarta="2")
+    deferred, kinds = resume_everywhere(StagedFakeTarget(), "canary", live, new)
+    synchronous = run(StagedFakeTarget(), "canary", live, new)
+
+    assert deferred.state == synchronous.state == "succeeded", deferred.reason
+    assert kinds == ["ready", "analysis", "ready", "analysis", "ready"]
+    assert [(r.step, r.outcome) for r in deferred.records] == [(r.step, r.outcome) for r in synchronous.records]
+    assert deferred.changed
+
+
+def test_a_deferred_canary_that_breaches_rolls_back_on_resume() -> None:
+    target = StagedFakeTarget(bad_versions={"2": (0.3, 0.002)})
+    rollout, kinds = resume_everywhere(target, "canary", plan(jakarta="1"), plan(jakarta="2"))
+
+    assert rollout.state == "rolled-back"
+    assert kinds == ["ready", "analysis"]
+    assert rollout.reason is not None
+    assert "canary 10%: canary of eta/jakarta: error rate" in rollout.reason
+    assert target.active == plan(jakarta="1")
+
+
+def test_a_step_whose_pods_never_become_ready_rolls_back_after_the_wait() -> None:
+    target = StagedFakeTarget(not_ready={"2"})
+    rollout, kinds = resume_everywhere(target, "rolling", plan(jakarta="1"), plan(jakarta="2"))
+
+    assert kinds == ["ready"]
+    assert rollout.state == "rolled-back"
+    assert rollout.reason == "swap: rollout timeout: 0/1 ready"
+    assert [(r.step, r.outcome) for r in rollout.records] == [("swap", "failed"), ("rollback", "rolled-back")]
+    assert target.active == plan(jakarta="1")
+    # The target restored the old plan itself (helm rollback): the rollout does not apply it once more.
+    assert target.applied == [plan(jakarta="2")]
+    assert rollout.records[-1].detail == "restored by the target"
+
+
+def test_a_later_step_restored_by_the_target_still_rolls_back_to_the_live_plan() -> None:
+    target = StagedFakeTarget(not_ready={"2"})
+    target.bad_versions = {}
+    live, new = plan(jakarta="1"), plan(jakarta="2")
+    target.apply(live)
+    target.applied.clear()
+    target.before = live
+    steps = plan_steps("blue-green", live, new, [100])  # warm green (applied), then the switch (fails)
+    target.not_ready = set()
+    rollout = Rollout(target, steps, live, THRESHOLDS)
+    wait = rollout.advance()
+    assert wait is not None
+    wait = rollout.advance(target.wait_ready(wait.spec))  # the warm-up rolls out
+    assert wait is not None
+    target.not_ready = {"2"}
+    assert rollout.advance(target.wait_ready(wait.spec)) is None  # the switch does not
+
+    assert rollout.state == "rolled-back"
+    assert target.active == live  # restored to the warm-up by the target, then the live plan by the rollout
+    assert target.applied[-1] == live
+
+
+def test_an_outcome_without_a_pending_wait_is_refused() -> None:
+    rollout = Rollout(FakeTarget(), plan_steps("rolling", None, plan(jakarta="1"), [100]), None, THRESHOLDS)
+    with pytest.raises(ValueError, match="outcome"):
+        rollout.advance({"status": "complete"})

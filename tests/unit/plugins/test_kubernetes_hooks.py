@@ -123,3 +123,38 @@ def test_helm_hook_points_the_real_helm_at_the_connection(monkeypatch: pytest.Mo
     releases = hook.get_releases()
     assert releases.namespace == "serving"
     assert releases.timeout == "900s"
+    assert releases.wait is True
+    assert hook.get_releases(wait=False).wait is False  # the deferrable DAG path: no helm --wait
+
+
+def test_the_connection_is_resolved_once_and_the_client_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    connection(monkeypatch, {"kube_config": json.dumps(kubeconfig()), "cluster_context": "prod"})
+    hook = KubernetesHook()
+    first = hook.get_conn()
+    connection(monkeypatch, {"kube_config": json.dumps(kubeconfig(server="https://moved:6443"))})
+    try:
+        assert hook.get_conn() is first  # no second look at the Connection, no second pool
+        assert hook.get_configuration().host == "https://10.0.0.1:6443"
+    finally:
+        hook.close()
+    assert KubernetesHook().get_conn().configuration.host == "https://dev:6443"  # a new hook reads it again
+
+
+def test_the_async_client_carries_the_connections_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    connection(monkeypatch, {"kube_config": json.dumps(kubeconfig()), "cluster_context": "prod"})
+
+    async def client_settings() -> tuple[str, str | None]:
+        async with await KubernetesHook().get_async_client() as kube:
+            return str(kube._client.base_url), kube._client.headers.get("Authorization")
+
+    base_url, authorization = asyncio.run(client_settings())
+    assert base_url == "https://10.0.0.1:6443"
+    assert authorization == "Bearer t0ken"
+
+
+def test_an_unloadable_kubeconfig_says_which_extras_to_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig()))
+    connection(monkeypatch, {"kube_config_path": str(path), "cluster_context": "staging"})
+    with pytest.raises(KubernetesConnectionError, match=r"cannot load the cluster settings.*'cluster_context'"):
+        KubernetesHook().get_conn()

@@ -1,0 +1,1 @@
+"""Operators: DAG tasks that need more than ``@task`` offers (deferral)."""
