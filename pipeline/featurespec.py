@@ -23,7 +23,7 @@ Kinds (``FeatureDef.kind``):
   and is counted in :attr:`Transformed.unknown`.
 - ``function``: a user function named ``"package.module:name"``. Signature::
 
-      def surge_band(columns: Mapping[str, np.ndarray]) -> np.ndarray
+      def price_band(columns: Mapping[str, np.ndarray]) -> np.ndarray
 
   ``columns`` holds the feature's ``inputs`` (raw columns, each of the batch length); it
   returns one 1-D numeric or boolean array of that length (checked).
@@ -195,6 +195,14 @@ class FeatureSpec:
             return [self.time_column, _need(self, feature, feature.key, "key"), feature.column or ""]
         return [feature.column or feature.name]
 
+    def dtype_of(self, feature: FeatureDef) -> str:
+        """``int`` or ``float``: the dtype :meth:`FittedSpec.compute` gives ``feature``."""
+        if feature.kind in INT_KINDS:
+            return "int"
+        if feature.kind == "column":
+            return "int" if self.columns.get(feature.column or feature.name) in ("int", "bool") else "float"
+        return feature.dtype if feature.kind == "function" else "float"
+
     @property
     def raw_inputs(self) -> list[str]:
         """Every raw column a row needs for the row-computable features, in first-use order."""
@@ -309,9 +317,14 @@ class FittedSpec:
         """Window aggregates: a server takes them from the request by these names."""
         return [f.name for f in self.spec.features if f.kind in WINDOW_KINDS]
 
-    def compute(self, columns: Columns, calendar: Calendar | None = None) -> dict[str, np.ndarray]:
-        """Every feature as its own typed array (int64 or float64), keyed by name, in order."""
-        return self._compute(columns, calendar, {})
+    def compute(
+        self, columns: Columns, calendar: Calendar | None = None, unknown: dict[str, int] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Every feature as its own typed array (int64 or float64), keyed by name, in order.
+
+        ``unknown``, when given, receives the count of unknown categories per feature.
+        """
+        return self._compute(columns, calendar, {} if unknown is None else unknown)
 
     def transform(self, columns: Columns, calendar: Calendar | None = None) -> np.ndarray:
         """The float64 matrix (rows x features, declared order) of raw ``columns``.
