@@ -47,11 +47,12 @@ import operator
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-Columns = Mapping[str, np.ndarray]
+Columns = Mapping[str, "np.ndarray"]
 
 TIME_KINDS = ("hour", "hour_sin", "hour_cos", "day_of_week", "is_weekend", "month", "is_holiday")
 NUMERIC_KINDS = ("log1p", "clip", "bucket", "compare")
@@ -324,6 +325,7 @@ class FittedSpec:
 
         ``unknown``, when given, receives the count of unknown categories per feature.
         """
+
         return self._compute(columns, calendar, {} if unknown is None else unknown)
 
     def transform(self, columns: Columns, calendar: Calendar | None = None) -> np.ndarray:
@@ -336,10 +338,13 @@ class FittedSpec:
         Raises:
             FeatureSpecError: a subclass naming family, feature and column (see this module).
         """
+
         return self.transform_counted(columns, calendar).matrix
 
     def transform_counted(self, columns: Columns, calendar: Calendar | None = None) -> Transformed:
         """Like :meth:`transform`, and count the unknown categories per feature."""
+        import numpy as np
+
         unknown: dict[str, int] = {}
         computed = self._compute(columns, calendar, unknown)
         rows = _length(self.spec, columns)
@@ -349,6 +354,7 @@ class FittedSpec:
         return Transformed(matrix, unknown)
 
     def _compute(self, columns: Columns, calendar: Calendar | None, unknown: dict[str, int]) -> dict[str, np.ndarray]:
+
         calendar = calendar or self.calendar
         times = _LocalTimes(self.spec, columns, calendar)
         return {f.name: self._feature(f, columns, times, unknown) for f in self.spec.features}
@@ -368,6 +374,8 @@ class FittedSpec:
         return _numeric(feature, values, self.edges.get(feature.name, ()))
 
     def _codes(self, feature: FeatureDef, columns: Columns, unknown: dict[str, int]) -> np.ndarray:
+        import numpy as np
+
         vocabulary = self.vocabularies[feature.name]
         lookup = {value: code for code, value in enumerate(vocabulary)}
         values = _text(_column(self.spec, feature, columns, feature.column or feature.name))
@@ -415,6 +423,8 @@ class FittedSpec:
         Raises:
             MissingInputError: a row lacks a raw column or a requested window aggregate.
         """
+        import numpy as np
+
         out: dict[str, np.ndarray] = {}
         for name in [*self.raw_inputs, *self.requested]:
             try:
@@ -436,10 +446,12 @@ class _LocalTimes:
     """Local wall-clock seconds of the time column in the calendar's zone, computed once per batch."""
 
     def __init__(self, spec: FeatureSpec, columns: Columns, calendar: Calendar) -> None:
+
         self._spec, self._columns, self._calendar = spec, columns, calendar
         self._local: np.ndarray | None = None
 
     def seconds(self, feature: FeatureDef) -> np.ndarray:
+
         if self._local is None:
             column = self._spec.time_column
             utc_ns = epoch_ns(
@@ -449,6 +461,8 @@ class _LocalTimes:
         return self._local
 
     def feature(self, feature: FeatureDef) -> np.ndarray:
+        import numpy as np
+
         local = self.seconds(feature)
         kind = feature.kind
         if kind == "hour":
@@ -467,6 +481,8 @@ class _LocalTimes:
 
 
 def _in_holidays(days: np.ndarray, calendar: Calendar) -> np.ndarray:
+    import numpy as np
+
     flags = np.zeros(days.shape, dtype=bool)
     for start, end in calendar.holidays:
         flags |= (days >= start.toordinal() - _EPOCH_ORDINAL) & (days <= end.toordinal() - _EPOCH_ORDINAL)
@@ -479,6 +495,8 @@ def epoch_ns(values: np.ndarray, family: str, feature: str, column: str) -> np.n
     Raises:
         TimeOffsetError: a value is not a timestamp, or is text without an offset.
     """
+    import numpy as np
+
     array = np.asarray(values)
     if array.dtype.kind == "M":
         return array.astype("datetime64[ns]").astype(np.int64)
@@ -508,6 +526,8 @@ def _one_epoch_ns(value: Any, family: str, feature: str, column: str) -> int:
 
 def local_seconds(utc_ns: np.ndarray, timezone: str) -> np.ndarray:
     """Local wall-clock seconds since the epoch in ``timezone`` (offsets looked up once per distinct minute)."""
+    import numpy as np
+
     seconds = utc_ns // _NS
     minutes = seconds // 60
     unique, inverse = np.unique(minutes, return_inverse=True)
@@ -525,6 +545,8 @@ def _offset_seconds(epoch_seconds: int, zone: zoneinfo.ZoneInfo) -> int:
 
 
 def _numeric(feature: FeatureDef, values: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+    import numpy as np
+
     kind = feature.kind
     if kind == "column":
         return values
@@ -541,6 +563,8 @@ def _numeric(feature: FeatureDef, values: np.ndarray, edges: tuple[float, ...]) 
 
 
 def _quantile_edges(spec: FeatureSpec, feature: FeatureDef, columns: Columns) -> tuple[float, ...]:
+    import numpy as np
+
     name = feature.column or feature.name
     values = _numbers(spec, feature, _column(spec, feature, columns, name), spec.columns[name]).astype(np.float64)
     values = values[~np.isnan(values)]
@@ -567,6 +591,8 @@ def _user_function(spec: FeatureSpec, feature: FeatureDef) -> Callable[[Columns]
 
 
 def _call_user_function(spec: FeatureSpec, feature: FeatureDef, columns: Columns) -> np.ndarray:
+    import numpy as np
+
     inputs = {name: _column(spec, feature, columns, name) for name in feature.inputs}
     rows = _length(spec, columns)
     result = np.asarray(_user_function(spec, feature)(inputs))
@@ -583,6 +609,8 @@ def _call_user_function(spec: FeatureSpec, feature: FeatureDef, columns: Columns
 def _column(
     spec: FeatureSpec, feature: FeatureDef, columns: Columns, name: str, *, requested: bool = False
 ) -> np.ndarray:
+    import numpy as np
+
     try:
         return np.asarray(columns[name])
     except KeyError:
@@ -593,6 +621,8 @@ def _column(
 
 
 def _numbers(spec: FeatureSpec, feature: FeatureDef, values: np.ndarray, column_type: str) -> np.ndarray:
+    import numpy as np
+
     try:
         if column_type in ("int", "bool"):
             return values.astype(np.int64)
@@ -606,6 +636,8 @@ def _numbers(spec: FeatureSpec, feature: FeatureDef, values: np.ndarray, column_
 
 def _text(values: np.ndarray) -> np.ndarray:
     """Category values as text (``7`` and ``"7"`` are the same category); missing ones as None."""
+    import numpy as np
+
     out = np.empty(len(values), dtype=object)
     for index, value in enumerate(values.tolist()):
         missing = value is None or (isinstance(value, float) and math.isnan(value))
@@ -620,6 +652,8 @@ def _category_text(value: Any) -> str:
 
 
 def _length(spec: FeatureSpec, columns: Columns) -> int:
+    import numpy as np
+
     lengths = {len(np.asarray(v)) for v in columns.values()}
     if len(lengths) > 1:
         raise FeatureSpecError(f"family '{spec.family}': columns of different lengths {sorted(lengths)}")
