@@ -8,6 +8,7 @@ tracking, registry and idempotency, :func:`train_all` runs every selected pair a
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import subprocess
@@ -479,10 +480,20 @@ def _log_model(plan: TrainingPlan, outcome: FitOutcome) -> str:
     with tempfile.TemporaryDirectory(prefix="modelyard-onnx-") as folder:
         # The ONNX copy and a holdout sample for the serving fast path, checked by the server (ADR 0002).
         extras = onnx_export.write_serving_extras(outcome.model, flavor, holdout, Path(folder))
+        extras += _spec_extra(plan, Path(folder))
         info = log_model(
             outcome.model, name="model", signature=signature, input_example=example, extra_files=extras, **trust
         )
     return str(info.model_uri)
+
+
+def _spec_extra(plan: TrainingPlan, folder: Path) -> list[str]:
+    """The fitted spec inside the model's artifacts: the server's one ``models:/`` download has it."""
+    if plan.meta.feature_spec is None:
+        return []
+    path = folder / FEATURE_SPEC_ARTIFACT
+    path.write_text(json.dumps(plan.meta.feature_spec, indent=2))
+    return [str(path)]
 
 
 def _log_feature_spec(plan: TrainingPlan) -> None:

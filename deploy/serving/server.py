@@ -747,13 +747,15 @@ class ServingApp:
         variant = handle.variants[decision.variant]
         labels = (family, region, variant.name, variant.model.version)
         try:
-            matrix = variant.model.prepare(records)
+            prepared = variant.model.prepare_counted(records)
         except BadInput:
             self.metrics.requests.labels(*labels, "bad_input").inc()
             raise
+        for feature, count in prepared.unknown.items():
+            self.metrics.unknown_categories.labels(family, region, variant.name, feature).inc(count)
         active.inflight += 1
         try:
-            output = await variant.batcher.submit(matrix)
+            output = await variant.batcher.submit(prepared.matrix)
         except ServingError:
             self.metrics.requests.labels(*labels, "error").inc()
             raise
