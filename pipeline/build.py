@@ -1,7 +1,7 @@
 """Build and publish the feature snapshot of every (family, region).
 
-Per pair: read the source (the synthetic generator or the configured CSV/Parquet
-path or glob, filtered to the region) → validate raw → build features → validate
+Per pair: read the family's dataset from its source (the built-in generator or the
+declared CSV/Parquet path or glob, filtered to the region) → validate raw → build features → validate
 features → :func:`pipeline.snapshots.publish` with the HTML report. A pair that fails
 publishes nothing and does not stop the others; a pair with fewer than
 ``data.min_rows`` rows is skipped with its reason. Publishing is idempotent, so a
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from modelyard.pipeline import snapshots
-from modelyard.pipeline.config import Config, ConfigError, Family
-from modelyard.pipeline.features import TIME_COLUMN, FeatureError, build_features, check_family
-from modelyard.pipeline.ingest import IngestError, read_bookings
+from modelyard.pipeline.config import Config, ConfigError, Dataset, Family
+from modelyard.pipeline.features import TIME_COLUMN, FeatureError, build_features, check_family, required_raw_columns
+from modelyard.pipeline.ingest import IngestError, RawTable, read_dataset
 from modelyard.pipeline.snapshots import atomic_write_bytes
 from modelyard.pipeline.validation import ValidationOutcome, render_report, summarize, validate_features, validate_raw
 
@@ -44,6 +44,7 @@ class BuildResult:
     checks: int = 0
     failed_checks: int = 0
     report: Path | None = None
+    notes: tuple[str, ...] = ()  # what ingest and the features decided (naive times as UTC, unknown categories)
 
     @property
     def ok(self) -> bool:
@@ -61,7 +62,7 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """Which data to build from: the source (None: the config's) and an optional date range (UTC days)."""
+    """Which data to build from: the source (None: the dataset's) and an optional date range (UTC days)."""
 
     source: str | None = None
     start: dt.date | None = None
@@ -71,22 +72,22 @@ class BuildRequest:
 
 @dataclass
 class RawCache:
-    """Raw bookings read once per build: per region (synthetic) or per family (files)."""
+    """Raw rows read once per build: per (dataset, region) from the generator, per (dataset, family) from files."""
 
-    frames: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    tables: dict[tuple[str, str], RawTable] = field(default_factory=dict)
 
 
-def source_of(config: Config, request: BuildRequest) -> str:
-    """The effective source: the request's, else the config's path or 'synthetic'."""
+def source_of(dataset: Dataset, request: BuildRequest) -> str:
+    """The effective source: the request's, else the dataset's path or 'synthetic'."""
     if request.source:
         return request.source
-    if config.data.source.kind == "file" and config.data.source.path:
-        return config.data.source.path
+    if dataset.source.kind == "file" and dataset.source.path:
+        return dataset.source.path
     return SYNTHETIC
 
 
-def load_raw(config: Config, family: Family, region: str, source: str, cache: RawCache | None = None) -> pd.DataFrame:
-    """Raw bookings of ``region`` from ``source`` ('synthetic' or a CSV/Parquet path or glob).
+def load_raw(config: Config, family: Family, region: str, source: str, cache: RawCache | None = None) -> RawTable:
+    """Raw rows of ``region`` from ``source`` ('synthetic' or a CSV/Parquet path or glob).
 
     Raises:
         IngestError: the file cannot be read (the message names file and cause).
@@ -94,11 +95,18 @@ def load_raw(config: Config, family: Family, region: str, source: str, cache: Ra
     from modelyard.pipeline.generator import generate_for
 
     cache = cache or RawCache()
-    key = (region, "") if source == SYNTHETIC else ("", family.name)
-    if key not in cache.frames:
-        cache.frames[key] = generate_for(config, region) if source == SYNTHETIC else read_bookings(source, family)
-    frame = cache.frames[key]
-    return frame if source == SYNTHETIC else frame[frame["region"] == region].reset_index(drop=True)
+    dataset = config.dataset_of(family)
+    key = (dataset.name, region) if source == SYNTHETIC else (dataset.name, family.name)
+    if key not in cache.tables:
+        if source == SYNTHETIC:
+            cache.tables[key] = RawTable(generate_for(config, region))
+        else:
+            cache.tables[key] = read_dataset(source, dataset, required_raw_columns(config, family))
+    table = cache.tables[key]
+    if source == SYNTHETIC:
+        return table
+    frame = table.frame
+    return RawTable(frame[frame[dataset.region_column] == region].reset_index(drop=True), table.notes)
 
 
 def build_pair(
@@ -116,47 +124,55 @@ def build_pair(
     """
     request = request or BuildRequest()
     family = config.family(family_name)
-    check_family(family)
-    source = source_of(config, request)
+    check_family(config, family)
+    dataset = config.dataset_of(family)
+    source = source_of(dataset, request)
     try:
-        raw = _in_range(load_raw(config, family, region, source, cache), request)
+        table = load_raw(config, family, region, source, cache)
     except IngestError as exc:
         return BuildResult(family.name, region, "failed", reason=str(exc))
+    raw = _in_range(table.frame, dataset.time_column, request)
     if len(raw) < config.data.min_rows:
         reason = f"{len(raw)} rows for region '{region}', fewer than data.min_rows={config.data.min_rows}"
         return BuildResult(family.name, region, "skipped", rows=len(raw), reason=reason)
-    return _validate_and_publish(config, family, region, raw, source, request.as_of)
+    return _validate_and_publish(config, family, region, raw, source, request.as_of, tuple(table.notes))
 
 
-def _in_range(raw: pd.DataFrame, request: BuildRequest) -> pd.DataFrame:
+def _in_range(raw: pd.DataFrame, time_column: str, request: BuildRequest) -> pd.DataFrame:
     import pandas as pd
 
     if request.start:
-        raw = raw[raw[TIME_COLUMN] >= pd.Timestamp(request.start, tz="UTC")]
+        raw = raw[raw[time_column] >= pd.Timestamp(request.start, tz="UTC")]
     if request.end:
-        raw = raw[raw[TIME_COLUMN] < pd.Timestamp(request.end, tz="UTC") + pd.Timedelta(days=1)]
+        raw = raw[raw[time_column] < pd.Timestamp(request.end, tz="UTC") + pd.Timedelta(days=1)]
     return raw.reset_index(drop=True)
 
 
 def _validate_and_publish(
-    config: Config, family: Family, region: str, raw: pd.DataFrame, source: str, as_of: dt.datetime | None
+    config: Config,
+    family: Family,
+    region: str,
+    raw: pd.DataFrame,
+    source: str,
+    as_of: dt.datetime | None,
+    notes: tuple[str, ...] = (),
 ) -> BuildResult:
     outcomes = [validate_raw(raw, config, family, region, as_of)]
-    features = None
+    built = None
     if outcomes[0].success:
         try:
-            features = build_features(raw, family, config.region(region))
+            built = build_features(raw, config, family, config.region(region))
         except FeatureError as exc:
             return BuildResult(family.name, region, "failed", rows=len(raw), reason=f"region '{region}': {exc}")
-        outcomes.append(validate_features(features, config, family, region, as_of))
+        outcomes.append(validate_features(built.frame, config, family, region, as_of))
     title = f"{family.name}/{region} data quality"
     summary = summarize(outcomes)
-    if features is None or not summary.success:
+    if built is None or not summary.success:
         report = _write_failed_report(config, family.name, region, render_report(title, outcomes))
         return _failed(family.name, region, len(raw), outcomes, report)
     meta, created = snapshots.publish(
         config.storage.features_dir,
-        features,
+        built.frame,
         family=family.name,
         region=region,
         target=family.target,
@@ -164,6 +180,13 @@ def _validate_and_publish(
         source=_describe_source(config, source),
         validation=summary,
         report_html=render_report(title, outcomes),
+        feature_spec=built.fitted.to_dict(),
+        unknown_categories=built.unknown,
+    )
+    notes += tuple(
+        f"family '{family.name}', feature '{name}': {count} rows outside the training window have a category "
+        "never seen in it (coded as unknown)"
+        for name, count in built.unknown.items()
     )
     return BuildResult(
         family.name,
@@ -173,6 +196,8 @@ def _validate_and_publish(
         digest=meta.digest,
         checks=summary.checks,
         report=meta.report_path(config.storage.features_dir),
+        reason="; ".join(notes),
+        notes=notes,
     )
 
 
@@ -222,11 +247,12 @@ def build_all(
         on_result: Called after each pair (progress bars).
 
     Raises:
-        ConfigError: an unknown family or region name, or a family with an unknown feature.
+        ConfigError: an unknown family or region name, a family without a dataset, or a user
+            feature function that does not import.
     """
     pairs = config.pairs(families or None, regions or None)
     for family in {f for f, _ in pairs}:
-        check_family(config.family(family))
+        check_family(config, config.family(family))
     cache = RawCache()
     results = []
     for family, region in pairs:

@@ -76,13 +76,13 @@ def _config(path: Path | None) -> Config:
 
 @app.command()
 def generate(
-    region: Annotated[str, typer.Option("--region", "-r", help="Region to generate bookings for.")],
+    region: Annotated[str, typer.Option("--region", "-r", help="Region to generate rows for.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv or .parquet.")],
     family: Annotated[str | None, typer.Option("--family", "-f", help="Keep only this family's columns.")] = None,
     rows: Annotated[int | None, typer.Option("--rows", "-n", min=1, help="Rows (default data.synthetic.rows).")] = None,
     config_path: ConfigOption = None,
 ) -> None:
-    """Write synthetic raw bookings of one region as CSV or Parquet (by the extension)."""
+    """Write the built-in generator's raw rows of one region as CSV or Parquet (by the extension)."""
     from modelyard.pipeline.features import required_raw_columns
     from modelyard.pipeline.generator import generate_for
 
@@ -92,7 +92,7 @@ def generate(
             raise ConfigError(f"--out {out}: use a .csv or .parquet file name")
         frame = generate_for(config, config.region(region).name, rows)
         if family:
-            keep = ["booking_id", "driver_id", *required_raw_columns(config.family(family))]
+            keep = required_raw_columns(config, config.family(family))
             frame = frame[[c for c in frame.columns if c in keep]]
     with writes_to(out, "--out"):
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,7 @@ def generate(
             frame.to_csv(out, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
         else:
             frame.to_parquet(out, index=False)
-    console.print(f"wrote {len(frame)} bookings of region '{region}' to {escape(str(out))}", highlight=False)
+    console.print(f"wrote {len(frame)} rows of region '{region}' to {escape(str(out))}", highlight=False)
 
 
 @app.command()
@@ -112,14 +112,18 @@ def validate(
     config_path: ConfigOption = None,
 ) -> None:
     """Run the raw and the features suites on a file; exit 0 when good, 1 when not."""
-    from modelyard.pipeline.ingest import read_bookings
+    from modelyard.pipeline.features import required_raw_columns
+    from modelyard.pipeline.ingest import read_dataset
     from modelyard.pipeline.validation import render_report
 
     config = _config(config_path)
     with exits_on_expected_errors():
         fam = config.family(family)
         region_name = config.region(region).name if region else None
-        frame = read_bookings(input_path, fam)
+        table = read_dataset(input_path, config.dataset_of(fam), required_raw_columns(config, fam))
+        for note in table.notes:
+            console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        frame = table.frame
         outcomes = _validate_file(config, fam.name, region_name, frame)
     if report:
         with writes_to(report, "--report"):
@@ -144,9 +148,10 @@ def _validate_file(config: Config, family: str, region: str | None, frame: pd.Da
     outcomes = [validate_raw(frame, config, fam, region)]
     if not outcomes[0].success:
         return outcomes
-    for name in sorted(frame["region"].unique()):
-        features = build_features(frame[frame["region"] == name], fam, config.region(str(name)))
-        outcomes.append(validate_features(features, config, fam, str(name)))
+    column = config.dataset_of(fam).region_column
+    for name in sorted(frame[column].unique()):
+        built = build_features(frame[frame[column] == name], config, fam, config.region(str(name)))
+        outcomes.append(validate_features(built.frame, config, fam, str(name)))
     return outcomes
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import importlib.util
 import os
 import zoneinfo
 from collections.abc import Mapping
@@ -41,6 +42,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from modelyard.pipeline import featurespec
 from modelyard.pipeline.errors import ModelyardError
 
 ENV_PREFIX = "MODELYARD_"
@@ -73,7 +75,8 @@ class Festival(_Model):
 
 
 class Region(_Model):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    # Whatever the data's region column holds: a city code (JKT), a name (jakarta) or a numeric id (7).
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
     country: str = Field(min_length=2, max_length=2)
     timezone: str
     festivals: list[Festival] = []
@@ -87,6 +90,147 @@ class Region(_Model):
             raise ValueError(f"unknown time zone '{value}' (use an IANA name such as Asia/Jakarta)") from exc
         return value
 
+    def calendar(self) -> featurespec.Calendar:
+        """What the time features need: the zone and the festival dates."""
+        holidays = tuple((f.start, f.end) for f in self.festivals)
+        return featurespec.Calendar(self.name, self.timezone, holidays)
+
+
+ColumnType = Literal["float", "int", "bool", "category", "string", "timestamp"]
+Comparison = Literal[">", ">=", "<", "<=", "==", "!="]
+
+
+class Column(_Model):
+    """One declared column of a dataset: its type and the constraints the raw suite checks."""
+
+    type: ColumnType
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str | int | float | bool] | None = None
+    nullable: bool = False
+    max_null_fraction: float | None = Field(None, ge=0, le=1)  # implies nullable
+    unique: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Column:
+        if (self.min is not None or self.max is not None) and self.type not in ("float", "int"):
+            raise ValueError(f"min/max apply to float and int columns, not {self.type}")
+        if self.min is not None and self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+class Expectation(_Model):
+    """Any further Great Expectations 1.x expectation, by class name, with its arguments."""
+
+    expectation: str = Field(pattern=r"^Expect[A-Za-z0-9]+$")
+    kwargs: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _known_to_gx(self) -> Expectation:
+        if importlib.util.find_spec("great_expectations") is None:
+            return self  # a serving install has no GX and never runs suites
+        import great_expectations.expectations as gxe
+
+        cls = getattr(gxe, self.expectation, None)
+        if cls is None:
+            raise ValueError(f"'{self.expectation}' is not a class of great_expectations.expectations")
+        try:
+            cls(**self.kwargs)
+        except Exception as exc:  # GX raises its own pydantic errors
+            reason = " ".join(str(exc).split())
+            raise ValueError(f"{self.expectation}: invalid kwargs {self.kwargs} ({reason})") from exc
+        return self
+
+
+class DatasetSource(_Model):
+    kind: Literal["synthetic", "file"] = "synthetic"
+    path: str | None = None  # CSV/Parquet path or glob when kind: file
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> DatasetSource:
+        if self.kind == "file" and not self.path:
+            raise ValueError("kind 'file' needs 'path' (a CSV/Parquet path or glob)")
+        return self
+
+
+class Dataset(_Model):
+    """A declared table: where it comes from and every column with its type and constraints."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    source: DatasetSource = DatasetSource()
+    time_column: str
+    region_column: str
+    key_column: str | None = None  # unique; a stable order for rows at the same time
+    renames: dict[str, str] = {}  # source column name -> declared name
+    columns: dict[str, Column] = Field(min_length=2)
+    naive_timestamps: Literal["refuse", "utc"] = "refuse"  # times without an offset
+    expectations: list[Expectation] = []
+
+    @model_validator(mode="after")
+    def _roles_declared(self) -> Dataset:
+        for role in ("time_column", "region_column", "key_column"):
+            name = getattr(self, role)
+            if name is not None and name not in self.columns:
+                raise ValueError(f"{role} '{name}' is not a declared column ({', '.join(self.columns)})")
+        if self.columns[self.time_column].type != "timestamp":
+            raise ValueError(f"time_column '{self.time_column}' must be declared with type timestamp")
+        unknown = sorted(set(self.renames.values()) - set(self.columns))
+        if unknown:
+            raise ValueError(f"renames name undeclared columns {unknown}")
+        return self
+
+    @property
+    def column_types(self) -> dict[str, str]:
+        return {name: column.type for name, column in self.columns.items()}
+
+
+class FeatureDecl(_Model):
+    """A declared feature; the kinds and their fields are those of :mod:`pipeline.featurespec`."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    kind: str = "column"
+    column: str | None = None
+    inputs: list[str] = []
+    function: str | None = None
+    lower: float | None = None
+    upper: float | None = None
+    edges: list[float] | None = None
+    buckets: int | None = None
+    op: Comparison | None = None
+    value: float | None = None
+    key: str | None = None
+    every: Literal["hour", "day"] = "hour"
+    relative: bool = True
+    dtype: Literal["float", "int"] = "float"
+
+    def to_def(self) -> featurespec.FeatureDef:
+        return featurespec.FeatureDef.from_dict(self.model_dump(exclude_defaults=True) | {"name": self.name})
+
+
+class TargetRule(_Model):
+    """A target derived from a column: 1 where ``column <op> value`` holds, else 0."""
+
+    column: str
+    op: Comparison
+    value: float
+
+
+class Slice(_Model):
+    """Rows whose feature value lies in [min, max] (either end optional) or in ``values``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
+    feature: str
+    min: float | None = None
+    max: float | None = None
+    values: list[str | int | float | bool] | None = None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> Slice:
+        if self.values is None and self.min is None and self.max is None:
+            raise ValueError(f"slice '{self.name}' needs min and/or max, or values")
+        return self
+
 
 class RegionOverride(_Model):
     algorithm: Algorithm | None = None
@@ -94,15 +238,69 @@ class RegionOverride(_Model):
 
 
 class Family(_Model):
+    """A model family: its dataset, target, features (model order) and slices.
+
+    ``target`` is a column name, or ``{name, column, op, value}`` to derive it
+    (``delayed = dep_delay > 15``). A feature given as a bare name is that column as it is.
+    ``slice_features`` are computed for slices only, not given to the model.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str = ""
     task: Task
+    dataset: str | None = None  # default: the only dataset declared
     target: str
-    features: list[str] = Field(min_length=1)
+    target_from: TargetRule | None = None
+    # Declared under the YAML key ``features``; ``features`` (the property) gives their names.
+    feature_decls: list[FeatureDecl] = Field(alias="features", min_length=1)
+    slice_features: list[FeatureDecl] = []
+    slices: list[Slice] = []
     algorithm: Algorithm = "xgboost"
     params: dict[str, Any] = {}
     baseline: Algorithm | None = None
     region_overrides: dict[str, RegionOverride] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        target = data.get("target")
+        if isinstance(target, dict):
+            rule = {k: v for k, v in target.items() if k != "name"}
+            data["target"], data["target_from"] = target.get("name"), rule
+        for key in ("features", "slice_features"):
+            if isinstance(data.get(key), list):
+                data[key] = [{"name": f} if isinstance(f, str) else f for f in data[key]]
+        return data
+
+    @model_validator(mode="after")
+    def _names(self) -> Family:
+        names = self.feature_names
+        _unique(f"families '{self.name}' features", names + [f.name for f in self.slice_features])
+        if self.target in names:
+            raise ValueError(f"family '{self.name}': the target '{self.target}' is also listed as a feature")
+        known = set(names) | {f.name for f in self.slice_features}
+        for piece in self.slices:
+            if piece.feature not in known:
+                raise ValueError(
+                    f"family '{self.name}': slice '{piece.name}' reads feature '{piece.feature}', which is not a "
+                    f"feature or slice_feature of the family ({', '.join(sorted(known))})"
+                )
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The model's input features, in order."""
+        return [f.name for f in self.feature_decls]
+
+    @property
+    def features(self) -> list[str]:
+        """The model's input feature names, in order (the same as :attr:`feature_names`)."""
+        return self.feature_names
 
     def algorithm_for(self, region: str) -> Algorithm:
         override = self.region_overrides.get(region)
@@ -141,17 +339,6 @@ class Schedules(_Model):
     data_processing: str | None = "@daily"
 
 
-class DataSource(_Model):
-    kind: Literal["synthetic", "file"] = "synthetic"
-    path: str | None = None
-
-    @model_validator(mode="after")
-    def _path_for_files(self) -> DataSource:
-        if self.kind == "file" and not self.path:
-            raise ValueError("kind 'file' needs 'path' (a CSV/Parquet path or glob)")
-        return self
-
-
 class SyntheticSettings(_Model):
     rows: int = Field(6000, ge=10)
     start: dt.date = dt.date(2026, 1, 5)
@@ -159,7 +346,6 @@ class SyntheticSettings(_Model):
 
 
 class DataSettings(_Model):
-    source: DataSource = DataSource()
     synthetic: SyntheticSettings = SyntheticSettings()
     min_rows: int = Field(500, ge=1)
     freshness_days: int = Field(3650, ge=1)
@@ -292,6 +478,7 @@ class Config(_Model):
     mlflow: MlflowSettings = MlflowSettings()
     schedules: Schedules = Schedules()
     data: DataSettings = DataSettings()
+    datasets: list[Dataset] = []
     regions: list[Region] = Field(min_length=1)
     families: list[Family] = Field(min_length=1)
     training: TrainingSettings = TrainingSettings()
@@ -302,6 +489,9 @@ class Config(_Model):
     def _consistent(self) -> Config:
         _unique("regions", [r.name for r in self.regions])
         _unique("families", [f.name for f in self.families])
+        _unique("datasets", [d.name for d in self.datasets])
+        for family in self.families:
+            _check_family_data(self, family)
         names = set(self.region_names)
         for family in self.families:
             unknown = set(family.region_overrides) - names
@@ -338,6 +528,42 @@ class Config(_Model):
                 return family
         raise ConfigError(f"unknown family '{name}' (configured: {', '.join(self.family_names)})")
 
+    def dataset(self, name: str) -> Dataset:
+        for dataset in self.datasets:
+            if dataset.name == name:
+                return dataset
+        raise ConfigError(f"unknown dataset '{name}' (declared: {', '.join(d.name for d in self.datasets) or 'none'})")
+
+    def dataset_of(self, family: Family) -> Dataset:
+        """The dataset ``family`` learns from: the one it names, else the only one declared.
+
+        Raises:
+            ConfigError: the family names none and there is not exactly one dataset.
+        """
+        if family.dataset:
+            return self.dataset(family.dataset)
+        if len(self.datasets) == 1:
+            return self.datasets[0]
+        raise ConfigError(
+            f"families '{family.name}': name its dataset (dataset: one of "
+            f"{', '.join(d.name for d in self.datasets) or 'none declared; add datasets:'})"
+        )
+
+    def feature_spec(self, family: Family, *, slices: bool = False) -> featurespec.FeatureSpec:
+        """The feature spec of ``family`` over its dataset (with ``slices``: the slice features, then the model's).
+
+        Raises:
+            ConfigError: no dataset; featurespec.FeatureSpecError: a feature is invalid (names family and feature).
+        """
+        dataset = self.dataset_of(family)
+        declared = [*family.slice_features, *family.feature_decls] if slices else family.feature_decls
+        return featurespec.FeatureSpec(
+            family=family.name,
+            time_column=dataset.time_column,
+            columns=dataset.column_types,
+            features=tuple(f.to_def() for f in declared),
+        )
+
     def pairs(self, families: list[str] | None = None, regions: list[str] | None = None) -> list[tuple[str, str]]:
         """Every (family, region) selected, in config order; unknown names raise ConfigError."""
         chosen_families = [self.family(f).name for f in families] if families else self.family_names
@@ -368,6 +594,24 @@ def _check_gate_overrides(overrides: dict[str, dict[str, Any]], families: list[s
             raise ValueError(
                 f"gates.region_overrides '{key}': unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})"
             )
+
+
+def _check_family_data(config: Config, family: Family) -> None:
+    if not config.datasets and family.dataset is None:
+        return  # a config without datasets trains from snapshots built elsewhere (tests, older stores)
+    try:
+        dataset = config.dataset_of(family)
+        config.feature_spec(family, slices=True)
+    except (ConfigError, featurespec.FeatureSpecError) as exc:
+        raise ValueError(str(exc)) from exc
+    source = family.target_from.column if family.target_from else family.target
+    column = dataset.columns.get(source)
+    if column is None:
+        raise ValueError(
+            f"family '{family.name}': target column '{source}' is not declared in dataset '{dataset.name}'"
+        )
+    if column.type not in featurespec.NUMERIC_TYPES:
+        raise ValueError(f"family '{family.name}': target column '{source}' is {column.type}, not a number")
 
 
 def _unique(key: str, names: list[str]) -> None:

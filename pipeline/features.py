@@ -1,201 +1,212 @@
-"""Deterministic feature building: raw bookings of one region → the snapshot contract.
+"""Deterministic feature building: raw rows of one region → the snapshot contract.
 
-The snapshot frame has, in this order: ``event_time`` (UTC), ``hour`` (local hour, for
-slices), ``is_new_driver`` (for slices), every feature the family lists in the config,
-and the family's target. Rows are sorted by event time. The same raw frame always
-gives the same features, bit for bit.
+The features are declared per family in the config and computed by
+:mod:`pipeline.featurespec` (the same code the serving pod runs); this module adds what needs
+the whole table, with pandas: window aggregates, the stable row order and the target.
 
-A feature is a name in :data:`FEATURES` with the raw columns it reads and a function;
-adding one is adding an entry here and naming it in the config.
+The snapshot frame has, in this order: ``event_time`` (UTC; the dataset's time column),
+the family's ``slice_features``, its ``features`` (model order), its target, and the raw
+columns a client sends for them as ``raw.<column>`` (for parity checks and the model's input
+example). Rows are sorted by time, then by the dataset's key column. The same raw frame
+always gives the same snapshot, bit for bit.
+
+Vocabularies and bucket edges are learnt on the rows training will learn from: those before
+``newest - (training.holdout_days + training.validation_days)``, the cut of
+``training.split.boundaries_for``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from modelyard.pipeline.config import ConfigError, Family, Region
+from modelyard.pipeline import featurespec
+from modelyard.pipeline.config import Config, ConfigError, Dataset, Family, Region
 from modelyard.pipeline.errors import ModelyardError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
-NEW_DRIVER_DAYS = 30
-TIME_COLUMN = "event_time"
-SLICE_COLUMNS = ("hour", "is_new_driver")
+TIME_COLUMN = "event_time"  # the snapshot's time column, whatever the dataset calls it
+RAW_PREFIX = "raw."
 
 
 class FeatureError(ModelyardError, ValueError):
-    """The raw frame cannot be turned into features; the message names the column."""
+    """The raw frame cannot be turned into features; the message names family, feature and column."""
 
 
 @dataclass(frozen=True)
-class FeatureSpec:
-    """One feature: the raw columns it reads and how it is computed."""
+class BuiltFeatures:
+    """A snapshot frame, the fitted spec that made it, and the unknown categories it counted."""
 
-    inputs: tuple[str, ...]
-    build: Callable[[pd.DataFrame, Region], pd.Series]
-    kind: str = "float"  # "float" or "int": the dtype of the snapshot column
-
-
-def _passthrough(column: str, kind: str = "float") -> FeatureSpec:
-    def build(raw: pd.DataFrame, region: Region) -> pd.Series:
-        return raw[column]
-
-    return FeatureSpec((column,), build, kind)
+    frame: pd.DataFrame
+    fitted: featurespec.FittedSpec
+    unknown: dict[str, int]
 
 
-def local_time(raw: pd.DataFrame, region: Region) -> pd.Series:
-    """Booking times in the region's own time zone."""
-    return raw[TIME_COLUMN].dt.tz_convert(region.timezone)
-
-
-def _hour(raw: pd.DataFrame, region: Region) -> pd.Series:
-    return local_time(raw, region).dt.hour
-
-
-def _hour_angle(raw: pd.DataFrame, region: Region) -> pd.Series:
-    local = local_time(raw, region)
-    return (local.dt.hour + local.dt.minute / 60.0) * (2 * math.pi / 24)
-
-
-def _hour_sin(raw: pd.DataFrame, region: Region) -> pd.Series:
-    import numpy as np
-
-    return np.sin(_hour_angle(raw, region))
-
-
-def _hour_cos(raw: pd.DataFrame, region: Region) -> pd.Series:
-    import numpy as np
-
-    return np.cos(_hour_angle(raw, region))
-
-
-def _day_of_week(raw: pd.DataFrame, region: Region) -> pd.Series:
-    return local_time(raw, region).dt.dayofweek
-
-
-def _is_weekend(raw: pd.DataFrame, region: Region) -> pd.Series:
-    return local_time(raw, region).dt.dayofweek >= 5
-
-
-def _is_festival(raw: pd.DataFrame, region: Region) -> pd.Series:
-    import pandas as pd
-
-    day = local_time(raw, region).dt.tz_localize(None).dt.normalize()
-    flags = pd.Series(False, index=raw.index)
-    for fest in region.festivals:
-        flags |= (day >= pd.Timestamp(fest.start)) & (day <= pd.Timestamp(fest.end))
-    return flags
-
-
-def _is_new_driver(raw: pd.DataFrame, region: Region) -> pd.Series:
-    return raw["driver_tenure_days"] < NEW_DRIVER_DAYS
-
-
-def _area_demand_index(raw: pd.DataFrame, region: Region) -> pd.Series:
-    """Bookings in the same pickup area and local hour, relative to the average such hour."""
-    hour = local_time(raw, region).dt.strftime("%Y-%m-%dT%H")
-    key = raw["pickup_area"].astype(str) + "|" + hour
-    per_key = key.value_counts()
-    return key.map(per_key).astype("float64") / float(per_key.mean())
-
-
-FEATURES: dict[str, FeatureSpec] = {
-    "pickup_distance_km": _passthrough("pickup_distance_km"),
-    "driver_rating": _passthrough("driver_rating"),
-    "driver_acceptance_rate": _passthrough("driver_acceptance_rate"),
-    "driver_tenure_days": _passthrough("driver_tenure_days", "int"),
-    "surge_multiplier": _passthrough("surge_multiplier"),
-    "is_new_driver": FeatureSpec(("driver_tenure_days",), _is_new_driver, "int"),
-    "area_demand_index": FeatureSpec(("pickup_area", TIME_COLUMN), _area_demand_index),
-    "hour": FeatureSpec((TIME_COLUMN,), _hour, "int"),
-    "hour_sin": FeatureSpec((TIME_COLUMN,), _hour_sin),
-    "hour_cos": FeatureSpec((TIME_COLUMN,), _hour_cos),
-    "day_of_week": FeatureSpec((TIME_COLUMN,), _day_of_week, "int"),
-    "is_weekend": FeatureSpec((TIME_COLUMN,), _is_weekend, "int"),
-    "is_festival": FeatureSpec((TIME_COLUMN,), _is_festival, "int"),
-}
-# Raw columns every family reads, whatever its feature list.
-BASE_COLUMNS = (TIME_COLUMN, "region", "driver_tenure_days")
-
-
-def check_family(family: Family) -> None:
-    """Fail fast on features the builder does not know.
+def check_family(config: Config, family: Family) -> None:
+    """Fail fast on a family that cannot be built: no dataset, or a user function that does not import.
 
     Raises:
-        ConfigError: names the family and the unknown feature, and lists the known ones.
+        ConfigError: names the family and what to fix.
     """
-    for name in family.features:
-        if name == family.target:
-            raise ConfigError(f"families '{family.name}': the target '{name}' is also listed as a feature")
-        if name not in FEATURES:
-            raise ConfigError(
-                f"families '{family.name}': feature '{name}' is not known to the feature builder "
-                f"(known: {', '.join(sorted(FEATURES))}); fix features in the config or add it to pipeline/features.py"
-            )
+    try:
+        config.feature_spec(family, slices=True).check_functions()
+    except featurespec.FeatureSpecError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
-def snapshot_columns(family: Family) -> list[str]:
+def snapshot_columns(config: Config, family: Family) -> list[str]:
     """The columns of a snapshot of ``family``, in order."""
-    check_family(family)
-    ordered = [TIME_COLUMN, *SLICE_COLUMNS, *family.features, family.target]
-    return list(dict.fromkeys(ordered))
+    raw = [f"{RAW_PREFIX}{name}" for name in raw_inputs(config, family)]
+    return [TIME_COLUMN, *(f.name for f in family.slice_features), *family.feature_names, family.target, *raw]
 
 
-def required_raw_columns(family: Family) -> list[str]:
-    """The raw columns ``family`` needs: time, region, the features' inputs and the target."""
-    check_family(family)
-    names = [*BASE_COLUMNS]
-    for name in [*SLICE_COLUMNS, *family.features]:
-        names.extend(FEATURES[name].inputs)
-    names.append(family.target)
+def raw_inputs(config: Config, family: Family) -> list[str]:
+    """The raw columns (other than time) a client sends for ``family``'s row-computable features."""
+    time_column = config.dataset_of(family).time_column
+    return [c for c in config.feature_spec(family).raw_inputs if c != time_column]
+
+
+def required_raw_columns(config: Config, family: Family) -> list[str]:
+    """The raw columns ``family`` needs: time, region, key, every feature's inputs and the target's column."""
+    dataset = config.dataset_of(family)
+    spec = config.feature_spec(family, slices=True)
+    names = [dataset.time_column, dataset.region_column, *([dataset.key_column] if dataset.key_column else [])]
+    for feature in spec.features:
+        names.extend(spec.inputs_of(feature))
+    names.append(family.target_from.column if family.target_from else family.target)
     return list(dict.fromkeys(names))
 
 
-def build_features(raw: pd.DataFrame, family: Family, region: Region) -> pd.DataFrame:
-    """The snapshot frame of ``family`` for ``region`` from its raw bookings.
-
-    Args:
-        raw: Raw bookings of this region (typed by :mod:`pipeline.ingest` or the generator).
-        family: The model family: which features and which target.
-        region: The region: its time zone and festival windows.
-
-    Returns:
-        The snapshot contract columns, sorted by ``event_time``, with a fresh index.
+def build_features(raw: pd.DataFrame, config: Config, family: Family, region: Region) -> BuiltFeatures:
+    """The snapshot frame of ``family`` for ``region`` from its raw rows (typed by ingest or the generator).
 
     Raises:
-        ConfigError: the family names a feature the builder does not know.
-        FeatureError: a raw column the family needs is missing.
+        ConfigError: the family has no dataset or a user function does not import.
+        FeatureError: a column is missing or a feature cannot be computed (names family, feature, column).
     """
     import pandas as pd
 
-    missing = [c for c in required_raw_columns(family) if c not in raw.columns]
+    dataset = config.dataset_of(family)
+    missing = [c for c in required_raw_columns(config, family) if c not in raw.columns]
     if missing:
         raise FeatureError(f"family '{family.name}': raw data has no column(s) {', '.join(missing)}")
-    ordered = raw.sort_values([TIME_COLUMN, *_tiebreak(raw)], kind="stable").reset_index(drop=True)
-    columns: dict[str, pd.Series] = {TIME_COLUMN: ordered[TIME_COLUMN]}
-    for name in snapshot_columns(family)[1:-1]:
-        columns[name] = _typed(name, FEATURES[name].build(ordered, region), FEATURES[name].kind)
-    target_kind = "int" if family.task == "classification" else "float"
-    columns[family.target] = _typed(family.target, ordered[family.target], target_kind)
-    return pd.DataFrame(columns)
+    ordered = raw.sort_values(_order(dataset), kind="stable").reset_index(drop=True)
+    columns = raw_columns(ordered, dataset)
+    columns.update(window_aggregates(ordered, config, family, region))
+    spec = config.feature_spec(family, slices=True)
+    try:
+        fitted = spec.fit(_rows(columns, training_window(ordered[dataset.time_column], config)), region.calendar())
+        unknown: dict[str, int] = {}
+        computed = fitted.compute(columns, unknown=unknown)
+    except featurespec.FeatureSpecError as exc:
+        raise FeatureError(str(exc)) from exc
+    frame = {TIME_COLUMN: ordered[dataset.time_column].dt.tz_convert("UTC"), **computed}
+    frame[family.target] = target_values(ordered, family)
+    for name in raw_inputs(config, family):
+        frame[f"{RAW_PREFIX}{name}"] = ordered[name]
+    _no_missing(family, computed)
+    return BuiltFeatures(pd.DataFrame(frame), _model_spec(config, family, fitted), unknown)
 
 
-def _tiebreak(raw: pd.DataFrame) -> list[str]:
-    # Bookings at the same second keep a stable order whatever order the file had.
-    return ["booking_id"] if "booking_id" in raw.columns else []
+def _order(dataset: Dataset) -> list[str]:
+    # Rows at the same time keep a stable order whatever order the file had.
+    return [dataset.time_column, *([dataset.key_column] if dataset.key_column else [])]
 
 
-def _typed(name: str, values: pd.Series, kind: str) -> pd.Series:
+def raw_columns(raw: pd.DataFrame, dataset: Dataset) -> dict[str, np.ndarray]:
+    """The declared columns of ``raw`` as numpy arrays (the time column as UTC ``datetime64``)."""
+    out = {}
+    for name in dataset.columns:
+        if name not in raw.columns:
+            continue
+        series = raw[name]
+        if name == dataset.time_column:
+            out[name] = series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+        else:
+            out[name] = series.to_numpy()
+    return out
+
+
+def training_window(times: pd.Series, config: Config) -> np.ndarray:
+    """Rows training learns from (before its validation and holdout windows), as a boolean mask."""
     import pandas as pd
 
-    series = pd.Series(values)
+    span = pd.Timedelta(days=config.training.holdout_days + config.training.validation_days)
+    return (times < times.max() - span).to_numpy()
+
+
+def _rows(columns: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: values[mask] for name, values in columns.items()}
+
+
+def window_aggregates(raw: pd.DataFrame, config: Config, family: Family, region: Region) -> dict[str, np.ndarray]:
+    """Every window aggregate of ``family`` over ``raw``, by feature name.
+
+    ``window_count``: rows with the same key in the same local hour (or day), divided by the
+    mean of those counts when ``relative``; ``window_mean``: the mean of ``column`` there.
+    """
+    dataset = config.dataset_of(family)
+    out = {}
+    for feature in [*family.slice_features, *family.feature_decls]:
+        if feature.kind in featurespec.WINDOW_KINDS:
+            out[feature.name] = _window(raw, dataset, feature.to_def(), region, family)
+    return out
+
+
+def _window(
+    raw: pd.DataFrame, dataset: Dataset, feature: featurespec.FeatureDef, region: Region, family: Family
+) -> np.ndarray:
+    times = raw_columns(raw[[dataset.time_column]], dataset)[dataset.time_column]
+    utc_ns = featurespec.epoch_ns(times, family.name, feature.name, dataset.time_column)
+    bucket = featurespec.local_seconds(utc_ns, region.timezone) // featurespec.WINDOW_EVERY[feature.every]
+    key = raw[str(feature.key)].astype(str) + "|" + bucket.astype(str)
+    if feature.kind == "window_mean":
+        return raw[str(feature.column)].astype("float64").groupby(key).transform("mean").to_numpy()
+    per_key = key.value_counts()
+    counts = key.map(per_key).astype("float64")
+    return (counts / float(per_key.mean()) if feature.relative else counts).to_numpy()
+
+
+def target_values(raw: pd.DataFrame, family: Family) -> pd.Series:
+    """The target: its column, or 1/0 from ``target_from`` (int for classification, float for regression)."""
+    rule = family.target_from
+    values = raw[rule.column] if rule else raw[family.target]
+    if rule:
+        values = values.astype("float64")
+        values = values.where(values.isna(), featurespec.COMPARISONS[rule.op](values, rule.value).astype("float64"))
+    kind = "int64" if family.task == "classification" else "float64"
     try:
-        return series.astype("int64" if kind == "int" else "float64")
+        return values.astype(kind).reset_index(drop=True)
     except (TypeError, ValueError) as exc:
-        nulls = int(series.isna().sum())
+        nulls = int(values.isna().sum())
+        column = rule.column if rule else family.target
         reason = f"{nulls} missing values" if nulls else f"values that are not numbers ({exc})"
-        raise FeatureError(f"column '{name}' has {reason}; validate the raw data first") from exc
+        raise FeatureError(
+            f"family '{family.name}': target column '{column}' has {reason}; validate the raw data first"
+        ) from exc
+
+
+def _no_missing(family: Family, computed: dict[str, np.ndarray]) -> None:
+    import numpy as np
+
+    for name, values in computed.items():
+        nulls = int(np.isnan(values).sum()) if values.dtype.kind == "f" else 0
+        if nulls:
+            raise FeatureError(
+                f"family '{family.name}', feature '{name}': {nulls} missing values; declare the input column "
+                "not nullable or fill it before modelyard"
+            )
+
+
+def _model_spec(config: Config, family: Family, fitted: featurespec.FittedSpec) -> featurespec.FittedSpec:
+    """The fitted spec of the model's features only (the slice features are not model inputs)."""
+    names = set(family.feature_names)
+    return featurespec.FittedSpec(
+        config.feature_spec(family),
+        fitted.calendar,
+        {k: v for k, v in fitted.vocabularies.items() if k in names},
+        {k: v for k, v in fitted.edges.items() if k in names},
+    )

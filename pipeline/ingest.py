@@ -1,30 +1,41 @@
-"""Read raw bookings from CSV or Parquet (a path or a glob) into a typed frame.
+"""Read a declared dataset from CSV or Parquet (a path or a glob) into a frame typed by its declaration.
 
 Every way a file can be unusable gets its own error with a one-line message naming
-the file (and the column) and what to do; nothing surfaces as a bare parser traceback.
-Values that parse but are wrong (nulls, out of range, unknown regions) are left for the
-Great Expectations suites in :mod:`pipeline.validation` to report with counts.
+the file (and the column, and how many rows) and what to do; nothing surfaces as a bare
+parser traceback. Source columns are renamed by the dataset's ``renames`` first. Values
+that parse but are wrong (nulls, out of range, unknown regions) are left for the Great
+Expectations suites in :mod:`pipeline.validation` to report with counts.
 """
 
 from __future__ import annotations
 
+import csv
 import glob
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelyard.pipeline.config import Family
+from modelyard.pipeline.config import Dataset
 from modelyard.pipeline.errors import ModelyardError
-from modelyard.pipeline.features import TIME_COLUMN, required_raw_columns
 
 if TYPE_CHECKING:
     import pandas as pd
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
-TEXT_COLUMNS = ("booking_id", "region", "pickup_area", "driver_id")
-FLOAT_COLUMNS = ("pickup_distance_km", "driver_rating", "driver_acceptance_rate", "surge_multiplier", "pickup_eta_min")
-INT_COLUMNS = ("driver_tenure_days", "accepted")
-MINIMUM_COLUMNS = (TIME_COLUMN, "region")
+# An ISO-8601 time that names its offset: ...Z, ...+07:00, ...-0500
+OFFSET_PATTERN = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+TRUE_TEXT = frozenset({"true", "t", "yes", "y", "1", "1.0"})
+FALSE_TEXT = frozenset({"false", "f", "no", "n", "0", "0.0"})
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """The rows of every file of a source, typed, and what ingest decided on the way (for the report)."""
+
+    frame: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
 
 
 class IngestError(ModelyardError, ValueError):
@@ -56,7 +67,15 @@ class ColumnTypeError(IngestError):
 
 
 class TimestampError(IngestError):
-    """``event_time`` holds values that are not timestamps."""
+    """The time column holds values that are not timestamps."""
+
+
+class NaiveTimestampError(TimestampError):
+    """Timestamps without a UTC offset, and the dataset says ``naive_timestamps: refuse``."""
+
+
+class DuplicateColumnError(IngestError):
+    """The header names a column twice (a parser would silently drop or rename one)."""
 
 
 def input_files(source: str | Path) -> list[Path]:
@@ -77,34 +96,47 @@ def input_files(source: str | Path) -> list[Path]:
     return [path]
 
 
-def read_bookings(source: str | Path, family: Family | None = None) -> pd.DataFrame:
-    """Raw bookings from every file of ``source``, typed and concatenated.
+def read_dataset(source: str | Path, dataset: Dataset, required: list[str] | None = None) -> RawTable:
+    """Every file of ``source``, renamed and typed by ``dataset``, concatenated.
 
     Args:
         source: A CSV/Parquet path or a glob of them.
-        family: When given, the columns this family needs must all be present.
+        dataset: The declaration: renames, column types, the naive-timestamp policy.
+        required: Columns that must be present (default: the time and region columns).
 
     Returns:
-        One frame: ``event_time`` as UTC timestamps, numeric columns as numbers
-        (int64 where whole and complete), text columns as strings.
+        The rows (time column as UTC timestamps, int/float/bool columns as numbers, category and
+        string columns as text) and notes for the report (e.g. naive times taken as UTC).
 
     Raises:
-        IngestError: a subclass naming the file and the cause (see this module).
+        IngestError: a subclass naming the file, the column and the count (see this module).
     """
     import pandas as pd
 
-    frames = [_read_one(path, family) for path in input_files(source)]
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    notes: list[str] = []
+    frames = [_read_one(path, dataset, required, notes) for path in input_files(source)]
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return RawTable(frame, notes)
 
 
-def _read_one(path: Path, family: Family | None) -> pd.DataFrame:
-    frame = _read_table(path)
-    required = required_raw_columns(family) if family else list(MINIMUM_COLUMNS)
-    missing = [c for c in required if c not in frame.columns]
+def _read_one(path: Path, dataset: Dataset, required: list[str] | None, notes: list[str]) -> pd.DataFrame:
+    frame = _read_table(path).rename(columns=dataset.renames)
+    _no_duplicates(path, [str(c) for c in frame.columns], "after renames")
+    needed = required or [dataset.time_column, dataset.region_column]
+    missing = [c for c in needed if c not in frame.columns]
     if missing:
-        who = f" (family '{family.name}' needs {', '.join(required)})" if family else ""
-        raise MissingColumnError(f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}{who}")
-    return _typed(frame, path)
+        raise MissingColumnError(
+            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)} "
+            f"(dataset '{dataset.name}' needs {', '.join(needed)}; map source names with renames)"
+        )
+    return _typed(frame, path, dataset, notes)
+
+
+def _no_duplicates(path: Path, names: list[str], where: str) -> None:
+    twice = {name: n for name, n in Counter(names).items() if n > 1}
+    if twice:
+        listed = ", ".join(f"'{name}' ({n} times)" for name, n in twice.items())
+        raise DuplicateColumnError(f"{path}: the header names column(s) {listed} {where}; give each column one name")
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -114,7 +146,7 @@ def _read_table(path: Path) -> pd.DataFrame:
             f"{path}: '{suffix or 'no extension'}' is not a supported format (use .csv or .parquet)"
         )
     if path.stat().st_size == 0:
-        raise EmptyFileError(f"{path}: the file is empty (expected a header and rows of bookings)")
+        raise EmptyFileError(f"{path}: the file is empty (expected a header and rows)")
     frame = _read_csv(path) if suffix in CSV_SUFFIXES else _read_parquet(path)
     if frame.empty:
         raise HeaderOnlyError(f"{path}: the file has a header but no rows")
@@ -124,11 +156,20 @@ def _read_table(path: Path) -> pd.DataFrame:
 def _read_csv(path: Path) -> pd.DataFrame:
     import pandas as pd
 
+    _no_duplicates(path, _csv_header(path), "in the CSV header")
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=True)
     except pd.errors.EmptyDataError as exc:
         raise EmptyFileError(f"{path}: the file has no header and no rows") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UnsupportedFormatError(f"{path}: not readable as CSV ({_first_line(exc)})") from exc
+
+
+def _csv_header(path: Path) -> list[str]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return next(csv.reader(handle), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise UnsupportedFormatError(f"{path}: not readable as CSV ({_first_line(exc)})") from exc
 
 
@@ -146,16 +187,43 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _typed(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+def _typed(frame: pd.DataFrame, path: Path, dataset: Dataset, notes: list[str]) -> pd.DataFrame:
     frame = frame.copy()
-    frame[TIME_COLUMN] = _timestamps(frame[TIME_COLUMN], path)
-    for column in TEXT_COLUMNS:
-        if column in frame.columns:
-            frame[column] = frame[column].astype("str").where(frame[column].notna())
-    for column in FLOAT_COLUMNS + INT_COLUMNS:
-        if column in frame.columns:
-            frame[column] = _numbers(frame[column], path, whole=column in INT_COLUMNS)
+    for name, column in dataset.columns.items():
+        if name not in frame.columns:
+            continue
+        if column.type == "timestamp":
+            frame[name] = _timestamps(frame[name], path, dataset, notes)
+        elif column.type in ("float", "int"):
+            frame[name] = _numbers(frame[name], path, whole=column.type == "int")
+        elif column.type == "bool":
+            frame[name] = _booleans(frame[name], path)
+        else:
+            frame[name] = frame[name].map(_text, na_action="ignore").astype(object).where(frame[name].notna())
     return frame
+
+
+def _text(value: object) -> str:
+    # A numeric id read from Parquet (7, 7.0) is the same category as the text "7" of a CSV.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _booleans(values: pd.Series, path: Path) -> pd.Series:
+    import pandas as pd
+
+    text = values.astype(str).str.strip().str.lower()
+    parsed = pd.Series(float("nan"), index=values.index)
+    parsed[text.isin(TRUE_TEXT)] = 1.0
+    parsed[text.isin(FALSE_TEXT)] = 0.0
+    bad = values.notna() & parsed.isna()
+    if bad.any():
+        raise ColumnTypeError(
+            f"{path}: column '{values.name}' has {int(bad.sum())} values that are not booleans "
+            f"(e.g. {values[bad].iloc[0]!r}); use true/false or 1/0"
+        )
+    return parsed.astype("int64") if parsed.notna().all() else parsed
 
 
 def _numbers(values: pd.Series, path: Path, *, whole: bool) -> pd.Series:
@@ -175,18 +243,35 @@ def _numbers(values: pd.Series, path: Path, *, whole: bool) -> pd.Series:
     return parsed
 
 
-def _timestamps(values: pd.Series, path: Path) -> pd.Series:
+def _timestamps(values: pd.Series, path: Path, dataset: Dataset, notes: list[str]) -> pd.Series:
     import pandas as pd
 
+    name = values.name
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return values.dt.tz_localize("UTC")  # naive timestamps are taken as UTC
+        _naive(path, dataset, name, values.notna(), values, notes)
+        return values.dt.tz_localize("UTC")
     parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
     bad = values.notna() & parsed.isna()
     if bad.any():
         raise TimestampError(
-            f"{path}: column '{TIME_COLUMN}' has {int(bad.sum())} values that are not timestamps "
+            f"{path}: column '{name}' has {int(bad.sum())} values that are not timestamps "
             f"(e.g. {values[bad].iloc[0]!r}); use ISO 8601 such as 2026-01-05T08:30:00Z"
         )
+    text = values.astype(str).str.strip()
+    _naive(path, dataset, name, values.notna() & ~text.str.contains(OFFSET_PATTERN, regex=True), values, notes)
     return parsed
+
+
+def _naive(path: Path, dataset: Dataset, name: object, naive: pd.Series, values: pd.Series, notes: list[str]) -> None:
+    count = int(naive.sum())
+    if not count:
+        return
+    if dataset.naive_timestamps == "refuse":
+        raise NaiveTimestampError(
+            f"{path}: column '{name}' has {count} timestamps without a UTC offset (e.g. {values[naive].iloc[0]!r}); "
+            f"write them with an offset (2026-01-05T08:30:00+07:00), or set naive_timestamps: utc "
+            f"on dataset '{dataset.name}'"
+        )
+    notes.append(f"{path}: column '{name}': {count} timestamps without a UTC offset were taken as UTC")

@@ -19,7 +19,7 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -61,6 +61,10 @@ class SnapshotMeta(BaseModel):
     source: str
     validation: ValidationSummary
     created_at: dt.datetime
+    # The fitted feature spec (pipeline.featurespec.FittedSpec.to_dict) that made the features.
+    feature_spec: dict[str, Any] | None = None
+    # Rows whose category was never seen in the training window, per feature (coded as unknown).
+    unknown_categories: dict[str, int] = {}
 
     def path(self, features_dir: Path) -> Path:
         return snapshot_dir(features_dir, self.family, self.region) / f"{self.digest}.parquet"
@@ -111,6 +115,8 @@ def publish(
     source: str,
     validation: ValidationSummary,
     report_html: str | None = None,
+    feature_spec: dict[str, Any] | None = None,
+    unknown_categories: dict[str, int] | None = None,
 ) -> tuple[SnapshotMeta, bool]:
     """Publish ``frame`` as the snapshot of (family, region).
 
@@ -148,6 +154,8 @@ def publish(
         source=source,
         validation=validation,
         created_at=dt.datetime.now(dt.UTC),
+        feature_spec=feature_spec,
+        unknown_categories=unknown_categories or {},
     )
     atomic_write_bytes(meta_file, meta.model_dump_json(indent=2).encode())
     _point_latest(folder, digest)

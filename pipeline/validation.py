@@ -1,12 +1,14 @@
-"""Great Expectations 1.x suites for raw bookings and for feature snapshots.
+"""Great Expectations 1.x suites for raw rows and for feature snapshots, generated from the declaration.
 
-The suites are built in code from the config (regions, the family's features and
-target, ``data.min_rows``, ``data.freshness_days``), so adding a region or a feature
-needs no suite edit. They run in-process on pandas in an ephemeral GX context: no GX
-project folder. Each run gives a :class:`ValidationOutcome` with one line per failed
-expectation that names the column, the expectation and how many rows offend, e.g.::
+The raw suite comes from the family's dataset (every declared column's type, min/max, allowed
+values, nulls, uniqueness, plus any further GX expectation declared by name), the regions,
+``data.min_rows`` and ``data.freshness_days``; the features suite from the family's declared
+features (their kinds give dtypes and ranges) and target. Nothing is coded per domain. They
+run in-process on pandas in an ephemeral GX context: no GX project folder. Each run gives a
+:class:`ValidationOutcome` with one line per failed expectation that names the column, the
+expectation and how many rows offend, e.g.::
 
-    region 'jakarta': column 'pickup_distance_km' has 312 values outside [0, 200]
+    region 'JKT': column 'distance_km' has 312 values outside [0, 200]
     (expect_column_values_to_be_between)
 
 and an HTML report stored with the snapshot.
@@ -19,33 +21,26 @@ import html
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from modelyard.pipeline.config import Config, Family
+from modelyard.pipeline import featurespec
+from modelyard.pipeline.config import Column, Config, Family
 from modelyard.pipeline.errors import ModelyardError
-from modelyard.pipeline.features import FEATURES, TIME_COLUMN, required_raw_columns, snapshot_columns
+from modelyard.pipeline.features import RAW_PREFIX, TIME_COLUMN, required_raw_columns, snapshot_columns
 from modelyard.pipeline.snapshots import ValidationSummary
 
 if TYPE_CHECKING:
     import great_expectations as gx
     import pandas as pd
 
-# Plausible physical bounds of raw columns; values outside are data errors, not outliers.
-RAW_RANGES: dict[str, tuple[float, float]] = {
-    "pickup_distance_km": (0, 200),
-    "driver_rating": (1, 5),
-    "driver_acceptance_rate": (0, 1),
-    "driver_tenure_days": (0, 20000),
-    "surge_multiplier": (1, 10),
-    "pickup_eta_min": (0, 240),
-}
-FEATURE_RANGES: dict[str, tuple[float, float]] = {
-    **RAW_RANGES,
+# Ranges every value of a feature of these kinds lies in, whatever the data.
+KIND_RANGES: dict[str, tuple[float, float]] = {
     "hour": (0, 23),
     "hour_sin": (-1, 1),
     "hour_cos": (-1, 1),
     "day_of_week": (0, 6),
-    "area_demand_index": (0, 10000),
+    "month": (1, 12),
+    "window_count": (0, 1e12),
 }
-BINARY_COLUMNS = ("accepted", "is_new_driver", "is_weekend", "is_festival")
+BINARY_KINDS = ("is_weekend", "is_holiday", "compare")
 # A classifier's positive rate outside these bounds means a broken label, not a signal.
 LABEL_BALANCE = (0.05, 0.95)
 
@@ -111,86 +106,112 @@ def summarize(outcomes: list[ValidationOutcome]) -> ValidationSummary:
 def raw_suite(
     config: Config, family: Family, region: str | None, as_of: dt.datetime, columns: list[str]
 ) -> gx.ExpectationSuite:
-    """Expectations on raw bookings of ``family`` (for ``region``, or any configured region).
+    """Expectations on raw rows of ``family``'s dataset (for ``region``, or any configured region).
 
     GX needs an active context to build a suite: call :func:`frame_batch` first.
 
     Args:
-        config: Gives the region names, ``data.min_rows`` and ``data.freshness_days``.
-        family: Gives the required columns and the target.
+        config: Gives the dataset, the region names, ``data.min_rows`` and ``data.freshness_days``.
+        family: Gives the dataset, the required columns and the target.
         region: The one region the rows must belong to; None accepts every configured region.
         as_of: The moment freshness is measured from.
-        columns: The frame's columns (optional columns such as ``booking_id`` are checked when present).
+        columns: The frame's columns (declared columns a family does not need are checked when present).
     """
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    required = required_raw_columns(family)
-    suite = gx.ExpectationSuite(name=f"raw.{family.name}")
+    dataset = config.dataset_of(family)
+    required = required_raw_columns(config, family)
+    suite = gx.ExpectationSuite(name=f"raw.{dataset.name}.{family.name}")
     suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=config.data.min_rows))
-    for column in required:
-        suite.add_expectation(gxe.ExpectColumnToExist(column=column))
-        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
-    for column in required:
-        if column in RAW_RANGES:
-            _numeric(suite, column, RAW_RANGES[column])
+    for name in required:
+        suite.add_expectation(gxe.ExpectColumnToExist(column=name))
+    for name, column in dataset.columns.items():
+        if name in required or name in columns:
+            _column_checks(suite, name, column)
     regions = [region] if region else config.region_names
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="region", value_set=regions))
-    if "booking_id" in columns:
-        suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="booking_id"))
-    _time_checks(suite, config, as_of, ordered=False)
-    _label_checks(suite, family)
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=dataset.region_column, value_set=regions))
+    if dataset.key_column and not dataset.columns[dataset.key_column].unique:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=dataset.key_column))
+    for declared in dataset.expectations:
+        suite.add_expectation(getattr(gxe, declared.expectation)(**declared.kwargs))
+    _time_checks(suite, config, as_of, dataset.time_column, ordered=False)
+    if not family.target_from:
+        _label_checks(suite, family)
     return suite
 
 
+def _column_checks(suite: gx.ExpectationSuite, name: str, column: Column) -> None:
+    import great_expectations.expectations as gxe
+
+    if column.max_null_fraction is not None:
+        mostly = 1.0 - column.max_null_fraction
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=name, mostly=mostly))
+    elif not column.nullable:
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=name))
+    if column.type in ("float", "int", "bool"):
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=["int64", "float64"]))
+    if column.min is not None or column.max is not None:
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToBeBetween(column=name, min_value=column.min, max_value=column.max)
+        )
+    if column.allowed is not None:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=list(column.allowed)))
+    if column.unique:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=name))
+
+
 def features_suite(config: Config, family: Family, as_of: dt.datetime) -> gx.ExpectationSuite:
-    """Expectations on a snapshot frame of ``family``: the exact contract, complete and in range."""
+    """Expectations on a snapshot frame of ``family``: the exact contract, complete, typed and in range."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    columns = snapshot_columns(family)
+    columns = snapshot_columns(config, family)
+    spec = config.feature_spec(family, slices=True)
+    dataset = config.dataset_of(family)
     suite = gx.ExpectationSuite(name=f"features.{family.name}")
     suite.add_expectation(gxe.ExpectTableColumnsToMatchOrderedList(column_list=columns))
     suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=config.data.min_rows))
     for column in columns:
-        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
-    for column in columns[1:]:
-        is_int = column in BINARY_COLUMNS or (column in FEATURES and FEATURES[column].kind == "int")
-        if column == family.target:
-            is_int = family.task == "classification"
-        suite.add_expectation(
-            gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=["int64"] if is_int else ["float64"])
-        )
-        if column in FEATURE_RANGES:
-            _range(suite, column, FEATURE_RANGES[column])
-        elif column in BINARY_COLUMNS:
-            suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=column, value_set=[0, 1]))
-    _time_checks(suite, config, as_of, ordered=True)
+        raw = dataset.columns.get(column.removeprefix(RAW_PREFIX)) if column.startswith(RAW_PREFIX) else None
+        if raw is None or not (raw.nullable or raw.max_null_fraction is not None):
+            suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    for feature in spec.features:
+        dtype = "int64" if spec.dtype_of(feature) == "int" else "float64"
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=feature.name, type_list=[dtype]))
+        _feature_range(suite, feature, dataset.columns)
+    target_type = "int64" if family.task == "classification" else "float64"
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=family.target, type_list=[target_type]))
+    _time_checks(suite, config, as_of, TIME_COLUMN, ordered=True)
     _label_checks(suite, family)
     return suite
 
 
-def _numeric(suite: gx.ExpectationSuite, column: str, bounds: tuple[float, float]) -> None:
+def _feature_range(suite: gx.ExpectationSuite, feature: featurespec.FeatureDef, columns: dict[str, Column]) -> None:
     import great_expectations.expectations as gxe
 
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=["int64", "float64"]))
-    _range(suite, column, bounds)
+    bounds: tuple[float | None, float | None] | None = KIND_RANGES.get(feature.kind)
+    if feature.kind == "column":
+        column = columns[feature.column or feature.name]
+        bounds = (column.min, column.max) if column.min is not None or column.max is not None else None
+    elif feature.kind == "clip":
+        bounds = (feature.lower, feature.upper)
+    if feature.kind in BINARY_KINDS:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=feature.name, value_set=[0, 1]))
+    elif bounds is not None:
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToBeBetween(column=feature.name, min_value=bounds[0], max_value=bounds[1])
+        )
 
 
-def _range(suite: gx.ExpectationSuite, column: str, bounds: tuple[float, float]) -> None:
-    import great_expectations.expectations as gxe
-
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=bounds[0], max_value=bounds[1]))
-
-
-def _time_checks(suite: gx.ExpectationSuite, config: Config, as_of: dt.datetime, *, ordered: bool) -> None:
+def _time_checks(suite: gx.ExpectationSuite, config: Config, as_of: dt.datetime, column: str, *, ordered: bool) -> None:
     import great_expectations.expectations as gxe
     import pandas as pd
 
     oldest = pd.Timestamp(as_of).tz_convert("UTC") - pd.Timedelta(days=config.data.freshness_days)
-    suite.add_expectation(gxe.ExpectColumnMaxToBeBetween(column=TIME_COLUMN, min_value=oldest))
+    suite.add_expectation(gxe.ExpectColumnMaxToBeBetween(column=column, min_value=oldest))
     if ordered:
-        suite.add_expectation(gxe.ExpectColumnValuesToBeIncreasing(column=TIME_COLUMN))
+        suite.add_expectation(gxe.ExpectColumnValuesToBeIncreasing(column=column))
 
 
 def _label_checks(suite: gx.ExpectationSuite, family: Family) -> None:
@@ -288,7 +309,8 @@ def describe_failure(check: CheckResult, error: str | None = None) -> str:
     if kind == "expect_column_to_exist":
         return f"{subject} is missing"
     if kind == "expect_column_values_to_not_be_null":
-        return f"{subject} has {n} missing values"
+        allowed = f" (at most {1 - kw['mostly']:.4g} of the rows may be)" if kw.get("mostly") else ""
+        return f"{subject} has {n} missing values{allowed}"
     if kind == "expect_column_values_to_be_between":
         return f"{subject} has {n} values outside [{_num(kw.get('min_value'))}, {_num(kw.get('max_value'))}]"
     if kind == "expect_column_values_to_be_in_set":
@@ -305,7 +327,7 @@ def describe_failure(check: CheckResult, error: str | None = None) -> str:
         return f"{subject} has columns {check.observed}, expected {kw.get('column_list')}"
     if kind == "expect_column_max_to_be_between":
         return (
-            f"{subject}: the newest booking ({check.observed}) is older than {kw.get('min_value')} "
+            f"{subject}: the newest row ({check.observed}) is older than {kw.get('min_value')} "
             "(stale data; see data.freshness_days)"
         )
     if kind == "expect_column_mean_to_be_between":

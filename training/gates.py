@@ -16,7 +16,7 @@ keyed ``"<family>"`` or ``"<family>/<region>"``), never coded per model. Each on
 ``prediction_shift``
     PSI of the challenger's predictions against the champion's on the holdout.
 ``slice``
-    no slice (hour bucket, new/experienced drivers) is relatively worse than the champion's by
+    no slice the family declares (``families[].slices``) is relatively worse than the champion's by
     more than ``max_slice_regression``.
 
 Without a champion (the first model of a region) the comparative gates are recorded as
@@ -396,7 +396,7 @@ def collect_evidence(
     from modelyard.training.models import feature_frame
 
     holdout, validation = challenger_holdout(client, config, challenger, family, region)
-    x = feature_frame(holdout, spec.features)
+    x = feature_frame(holdout, spec.feature_names)
     with tempfile.TemporaryDirectory(prefix="modelyard-gates-") as tmp:
         model, size_mb = load_version(challenger, Path(tmp))
         challenger_score = score_model(model, challenger, spec.task, holdout, spec.target, config)
@@ -500,10 +500,16 @@ def score_model(
     from modelyard.training.metrics import evaluate
     from modelyard.training.models import feature_frame
 
-    features = config.family(_tag(version, "family")).features
-    predictions = _predict(model, task, feature_frame(holdout, features))
+    family = config.family(_tag(version, "family"))
+    predictions = _predict(model, task, feature_frame(holdout, family.feature_names))
     scored = evaluate(
-        task, holdout, predictions, target=target, split="holdout", threshold=config.training.operating_threshold
+        task,
+        holdout,
+        predictions,
+        target=target,
+        split="holdout",
+        threshold=config.training.operating_threshold,
+        slices=family.slices,
     )
     return ModelScore(version=str(version.version), predictions=predictions, metrics=scored)
 

@@ -9,11 +9,10 @@ Naming (the contract with the promotion gates and the MLflow UI):
     regression: ``mae``, ``rmse``, ``mape`` (MAPE as a fraction, rows with a zero target excluded).
     Examples: ``holdout_auc``, ``valid_logloss``, ``holdout_mae``.
 ``<split>_<metric>__<slice>``
-    the same metric on one slice of rows: ``hour_night`` (local hour 0-5), ``hour_morning``
-    (6-11), ``hour_afternoon`` (12-17), ``hour_evening`` (18-23), ``new_drivers``
-    (``is_new_driver == 1``), ``experienced_drivers``. A slice with fewer than
-    :data:`MIN_SLICE_ROWS` rows, or a metric undefined on it (AUC on one class), is left out.
-    Example: ``holdout_auc__hour_morning``, ``holdout_mae__new_drivers``.
+    the same metric on one slice of rows, as the family declares its ``slices`` in the config
+    (a feature or slice feature in [min, max], or in a set of values; e.g. ``hour_morning``:
+    local hour 6-11). A slice with fewer than :data:`MIN_SLICE_ROWS` rows, or a metric
+    undefined on it (AUC on one class), is left out. Example: ``holdout_auc__hour_morning``.
 ``baseline_<split>_<metric>``
     the scikit-learn baseline's metrics on the same window, e.g. ``baseline_holdout_auc``.
 """
@@ -21,24 +20,26 @@ Naming (the contract with the promotion gates and the MLflow UI):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from modelyard.pipeline.config import Slice
+
 Task = Literal["classification", "regression"]
 
 CLASSIFICATION_METRICS = ("auc", "logloss", "brier", "precision", "recall")
 REGRESSION_METRICS = ("mae", "rmse", "mape")
-HOUR_BUCKETS = {"night": (0, 5), "morning": (6, 11), "afternoon": (12, 17), "evening": (18, 23)}
 MIN_SLICE_ROWS = 30
 # Metrics where a smaller value is better; the rest are better when higher.
 LOWER_IS_BETTER = frozenset({"logloss", "brier", "mae", "rmse", "mape"})
 
 
 def metric_name(split: str, metric: str, slice_name: str | None = None) -> str:
-    """The logged name of ``metric`` on ``split`` (and optionally one slice), e.g. ``holdout_auc__new_drivers``."""
+    """The logged name of ``metric`` on ``split`` (and optionally one slice), e.g. ``holdout_auc__hour_morning``."""
     return f"{split}_{metric}" + (f"__{slice_name}" if slice_name else "")
 
 
@@ -91,20 +92,23 @@ def task_metrics(task: Task, y_true: np.ndarray, predicted: np.ndarray, threshol
     return regression_metrics(y_true, predicted)
 
 
-def slice_masks(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Boolean row masks of every slice that ``frame`` has the columns for (``hour``, ``is_new_driver``)."""
+def slice_masks(frame: pd.DataFrame, slices: Sequence[Slice]) -> dict[str, np.ndarray]:
+    """Boolean row masks of every declared slice whose feature ``frame`` has."""
     import numpy as np
 
     masks: dict[str, np.ndarray] = {}
-    if "hour" in frame.columns:
-        hours = frame["hour"].to_numpy()
-        for bucket, (low, high) in HOUR_BUCKETS.items():
-            masks[f"hour_{bucket}"] = (hours >= low) & (hours <= high)
-    if "is_new_driver" in frame.columns:
-        new = frame["is_new_driver"].to_numpy() == 1
-        masks["new_drivers"] = new
-        masks["experienced_drivers"] = ~new
-    return {name: np.asarray(mask, dtype=bool) for name, mask in masks.items()}
+    for piece in slices:
+        if piece.feature not in frame.columns:
+            continue
+        values = frame[piece.feature]
+        if piece.values is not None:
+            mask = values.isin(piece.values).to_numpy()
+        else:
+            low = -np.inf if piece.min is None else piece.min
+            high = np.inf if piece.max is None else piece.max
+            mask = ((values >= low) & (values <= high)).to_numpy()
+        masks[piece.name] = np.asarray(mask, dtype=bool)
+    return masks
 
 
 def evaluate(
@@ -115,7 +119,7 @@ def evaluate(
     target: str,
     split: str,
     threshold: float = 0.5,
-    slices: bool = True,
+    slices: Sequence[Slice] = (),
 ) -> dict[str, float]:
     """Every metric of ``predicted`` against ``frame[target]``, named ``<split>_<metric>[__<slice>]``.
 
@@ -126,7 +130,7 @@ def evaluate(
         target: the target column.
         split: the name prefix, ``valid`` or ``holdout`` (``baseline_holdout`` for a baseline).
         threshold: the classification operating threshold.
-        slices: also compute the per-slice metrics.
+        slices: the family's declared slices, scored each on its own (none: overall metrics only).
 
     Raises:
         KeyError: ``target`` is not a column of ``frame``.
@@ -142,7 +146,7 @@ def evaluate(
         raise ValueError(f"{p.shape[0]} predictions for {len(frame)} rows of split '{split}'")
     result = {metric_name(split, k): v for k, v in task_metrics(task, y, p, threshold).items()}
     if slices:
-        for slice_name, mask in slice_masks(frame).items():
+        for slice_name, mask in slice_masks(frame, slices).items():
             if mask.sum() < MIN_SLICE_ROWS:
                 continue
             scored = task_metrics(task, y[mask], p[mask], threshold)

@@ -124,7 +124,7 @@ ALGORITHMS: dict[str, Algorithm] = {
             "tree_method": ParamSpec((str,), lambda v: v in {"hist", "approx", "exact"}, "one of hist, approx, exact"),
             "n_jobs": _positive_int(),
             "early_stopping_rounds": _positive_int(),
-            # Domain knowledge as a guarantee, e.g. {driver_rating: 1}: a higher rating never lowers the score.
+            # Domain knowledge as a guarantee, e.g. {rating: 1}: a higher rating never lowers the score.
             "monotone_constraints": ParamSpec(
                 (dict,),
                 lambda v: all(isinstance(k, str) and c in (-1, 0, 1) for k, c in v.items()),

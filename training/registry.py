@@ -40,7 +40,9 @@ def training_settings_hash(config: Config, family: str, region: str) -> str:
     payload = {
         "task": spec.task,
         "target": spec.target,
-        "features": spec.features,
+        "features": [f.model_dump(exclude_defaults=True) for f in spec.feature_decls],
+        "slices": [s.model_dump(exclude_defaults=True) for s in spec.slices],
+        "target_from": spec.target_from.model_dump() if spec.target_from else None,
         "algorithm": spec.algorithm_for(region),
         "params": spec.params_for(region),
         "baseline": spec.baseline,

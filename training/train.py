@@ -8,6 +8,7 @@ tracking, registry and idempotency, :func:`train_all` runs every selected pair a
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import subprocess
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from modelyard import __version__
 from modelyard.pipeline.errors import ModelyardError
+from modelyard.pipeline.features import RAW_PREFIX, TIME_COLUMN
+from modelyard.pipeline.featurespec import FittedSpec
 from modelyard.pipeline.snapshots import SnapshotMeta, SnapshotNotFoundError, latest_snapshot, load_frame
 from modelyard.training import metrics as metrics_mod
 from modelyard.training import models, onnx_export, plots, registry
@@ -38,6 +41,9 @@ log = logging.getLogger(__name__)
 
 Status = Literal["registered", "unchanged", "skipped", "failed"]
 REPO_DIR = Path(__file__).resolve().parents[1]  # the checkout; site-packages/modelyard when installed
+# The fitted feature spec of a version (pipeline.featurespec.FittedSpec JSON), a run artifact; the
+# version's tag ``feature_spec`` names it. A server computes the model's features from raw fields with it.
+FEATURE_SPEC_ARTIFACT = "feature_spec.json"
 # The holdout metrics shown in tables and written as version tags, per task.
 KEY_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("holdout_auc", "holdout_logloss", "holdout_brier", "baseline_holdout_auc"),
@@ -209,7 +215,7 @@ def resolve_params(
         models.get_algorithm(spec.baseline, spec.task)
     try:
         params = models.validate_params(algorithm, {**spec.params_for(region), **(params_override or {})})
-        models.check_feature_params(algorithm, params, spec.features)
+        models.check_feature_params(algorithm, params, spec.feature_names)
     except models.ParamError as exc:
         raise models.ParamError(f"{family}/{region}: {exc}", key=exc.key) from exc
     return algorithm, params
@@ -232,7 +238,7 @@ def check_trainable(config: Config, family: Family, frame: pd.DataFrame) -> None
         TrainingSkipped: fewer rows than ``data.min_rows``, or a single-class label.
         TrainingError: a configured feature or the target is missing from the snapshot.
     """
-    missing = [c for c in [*family.features, family.target] if c not in frame.columns]
+    missing = [c for c in [*family.feature_names, family.target] if c not in frame.columns]
     if missing:
         raise TrainingError(
             f"family '{family.name}': columns {missing} are not in the snapshot; "
@@ -273,32 +279,34 @@ def fit_pair(
     baseline_model = None
     if baseline:
         baseline_model = _fit(config, family, baseline, {}, split)
-        scores.update(_score(config, family, baseline_model, split, prefix="baseline_", slices=False))
+        scores.update(_score(config, family, baseline_model, split, prefix="baseline_", sliced=False))
     return FitOutcome(
         model=model,
         baseline_model=baseline_model,
         split=split,
-        holdout_predictions=models.predict(model, family.task, models.feature_frame(split.holdout, family.features)),
+        holdout_predictions=models.predict(
+            model, family.task, models.feature_frame(split.holdout, family.feature_names)
+        ),
         metrics=scores,
-        importance=models.feature_importance(model, family.features),
+        importance=models.feature_importance(model, family.feature_names),
         best_iteration=models.best_iteration(model),
     )
 
 
 def _fit(config: Config, family: Family, algorithm: str, params: Mapping[str, Any], split: TimeSplit) -> Any:
     model = models.build_model(algorithm, family.task, params, config.seed, config.training.early_stopping_rounds)
-    x_train = models.feature_frame(split.train, family.features)
-    x_valid = models.feature_frame(split.valid, family.features)
+    x_train = models.feature_frame(split.train, family.feature_names)
+    x_valid = models.feature_frame(split.valid, family.feature_names)
     target = family.target
     return models.fit(algorithm, model, x_train, split.train[target], x_valid, split.valid[target])
 
 
 def _score(
-    config: Config, family: Family, model: Any, split: TimeSplit, prefix: str = "", slices: bool = True
+    config: Config, family: Family, model: Any, split: TimeSplit, prefix: str = "", sliced: bool = True
 ) -> dict[str, float]:
     scores: dict[str, float] = {}
     for name, part in (("valid", split.valid), ("holdout", split.holdout)):
-        predicted = models.predict(model, family.task, models.feature_frame(part, family.features))
+        predicted = models.predict(model, family.task, models.feature_frame(part, family.feature_names))
         scores.update(
             metrics_mod.evaluate(
                 family.task,
@@ -307,7 +315,7 @@ def _score(
                 target=family.target,
                 split=f"{prefix}{name}",
                 threshold=config.training.operating_threshold,
-                slices=slices,
+                slices=family.slices if sliced else (),
             )
         )
     return scores
@@ -424,7 +432,7 @@ def _log_run(config: Config, plan: TrainingPlan, frame: pd.DataFrame, outcome: F
             "seed": plan.seed,
             "baseline_algorithm": plan.baseline or "none",
             "target": plan.family.target,
-            "features": ",".join(plan.family.features),
+            "features": ",".join(plan.family.feature_names),
             "operating_threshold": config.training.operating_threshold,
             "early_stopping_rounds": config.training.early_stopping_rounds,
             "settings_hash": plan.settings_hash,
@@ -435,6 +443,7 @@ def _log_run(config: Config, plan: TrainingPlan, frame: pd.DataFrame, outcome: F
         mlflow.log_metric("best_iteration", outcome.best_iteration)
     _log_dataset(config, plan, frame)
     _log_plots(plan, outcome)
+    _log_feature_spec(plan)
     return _log_model(plan, outcome)
 
 
@@ -471,10 +480,8 @@ def _log_plots(plan: TrainingPlan, outcome: FitOutcome) -> None:
 
 def _log_model(plan: TrainingPlan, outcome: FitOutcome) -> str:
     import mlflow
-    from mlflow.models import infer_signature
 
-    example = models.feature_frame(outcome.split.holdout, plan.family.features).head(5)
-    signature = infer_signature(example, outcome.model.predict(example))
+    example, signature = _model_io(plan, outcome)
     flavor = models.get_algorithm(plan.algorithm).flavor
     log_model = mlflow.xgboost.log_model if flavor == "xgboost" else mlflow.sklearn.log_model
     # Our own forests: without this, MLflow's skops format refuses to load them back (in serving too).
@@ -483,10 +490,59 @@ def _log_model(plan: TrainingPlan, outcome: FitOutcome) -> str:
     with tempfile.TemporaryDirectory(prefix="modelyard-onnx-") as folder:
         # The ONNX copy and a holdout sample for the serving fast path, checked by the server (ADR 0002).
         extras = onnx_export.write_serving_extras(outcome.model, flavor, holdout, Path(folder))
+        extras += _spec_extra(plan, Path(folder))
         info = log_model(
             outcome.model, name="model", signature=signature, input_example=example, extra_files=extras, **trust
         )
     return str(info.model_uri)
+
+
+def _spec_extra(plan: TrainingPlan, folder: Path) -> list[str]:
+    """The fitted spec inside the model's artifacts: the server's one ``models:/`` download has it."""
+    if plan.meta.feature_spec is None:
+        return []
+    path = folder / FEATURE_SPEC_ARTIFACT
+    path.write_text(json.dumps(plan.meta.feature_spec, indent=2))
+    return [str(path)]
+
+
+def _log_feature_spec(plan: TrainingPlan) -> None:
+    import mlflow
+
+    if plan.meta.feature_spec is not None:
+        mlflow.log_dict(plan.meta.feature_spec, FEATURE_SPEC_ARTIFACT)
+
+
+def _model_io(plan: TrainingPlan, outcome: FitOutcome) -> tuple[pd.DataFrame, Any]:
+    """The input example and signature: the raw fields a client sends when the snapshot has a feature spec.
+
+    Without one (a snapshot built elsewhere) they are the model's feature columns.
+    """
+    from mlflow.models import infer_signature
+
+    holdout = outcome.split.holdout.head(5)
+    features = models.feature_frame(holdout, plan.family.feature_names)
+    predictions = outcome.model.predict(features)
+    if plan.meta.feature_spec is None:
+        return features, infer_signature(features, predictions)
+    example = raw_example(FittedSpec.from_dict(plan.meta.feature_spec), holdout)
+    return example, infer_signature(example, predictions)
+
+
+def raw_example(fitted: FittedSpec, snapshot_rows: pd.DataFrame) -> pd.DataFrame:
+    """Snapshot rows as a client sends them: the time as ISO-8601 in the region's offset, raw columns, aggregates."""
+    import pandas as pd
+
+    local = pd.to_datetime(snapshot_rows[TIME_COLUMN], utc=True).dt.tz_convert(fitted.calendar.timezone)
+    columns: dict[str, Any] = {}
+    for name in fitted.raw_inputs:
+        if name == fitted.spec.time_column:
+            columns[name] = [moment.isoformat() for moment in local]
+        else:
+            columns[name] = snapshot_rows[f"{RAW_PREFIX}{name}"].to_numpy()
+    for name in fitted.requested:
+        columns[name] = snapshot_rows[name].to_numpy()
+    return pd.DataFrame(columns).reset_index(drop=True)
 
 
 def _register(
@@ -514,6 +570,7 @@ def _register(
         "algorithm": plan.algorithm,
         "task": plan.family.task,
         "flavor": models.get_algorithm(plan.algorithm).flavor,
+        **({"feature_spec": FEATURE_SPEC_ARTIFACT} if plan.meta.feature_spec is not None else {}),
         **registry.metric_tags(outcome.metrics, KEY_METRICS[plan.family.task]),
     }
     version = registry.register(model_uri, plan.model_name, tags)

@@ -36,6 +36,7 @@ from modelyard.deploy.devstack.stack import (
     StackSettings,
 )
 from modelyard.pipeline.config import Config
+from modelyard.pipeline.featurespec import WINDOW_KINDS
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -225,20 +226,46 @@ def styled(state: str) -> str:
 # ---------------------------------------------------------------- the endpoint
 
 
-def sample_record(config: Config, family: str) -> dict[str, float]:
-    """A plausible request record for ``family`` (every feature present)."""
+def sample_record(config: Config, family: str, now: dt.datetime | None = None) -> dict[str, Any]:
+    """A plausible request record for ``family``: the raw fields a client sends (ADR 0007).
+
+    The time column is ``now`` (UTC, ISO-8601 with its offset), window aggregates are 1.0 (the
+    average), other fields a typical value, the middle of their declared range or an allowed value.
+    """
     typical = {
         "pickup_distance_km": 2.5,
         "driver_rating": 4.8,
         "driver_acceptance_rate": 0.85,
         "driver_tenure_days": 400,
         "surge_multiplier": 1.2,
-        "area_demand_index": 1.0,
-        "hour_sin": 0.5,
-        "hour_cos": 0.87,
-        "day_of_week": 4,
     }
-    return {name: float(typical.get(name, 0.0)) for name in config.family(family).features}
+    spec = config.feature_spec(config.family(family))
+    columns = config.dataset_of(config.family(family)).columns
+    moment = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
+    record: dict[str, Any] = {}
+    for name in spec.raw_inputs:
+        column = columns[name]
+        if column.type == "timestamp":
+            record[name] = moment.isoformat()
+        elif name in typical:
+            record[name] = typical[name]
+        else:
+            record[name] = _typical_value(column)
+    for feature in spec.features:
+        if feature.kind in WINDOW_KINDS:
+            record[feature.name] = 1.0
+    return record
+
+
+def _typical_value(column: Any) -> Any:
+    if column.allowed:
+        return column.allowed[0]
+    if column.type in ("category", "string"):
+        return "unknown"  # served with the unknown category code
+    if column.min is not None and column.max is not None:
+        middle = (column.min + column.max) / 2
+        return int(middle) if column.type == "int" else middle
+    return False if column.type == "bool" else 0
 
 
 def serving_versions(config: Config, serving_url: str) -> dict[str, str]:
@@ -396,7 +423,7 @@ class BackgroundLoad:
                     self._one(client, family, region, records[family])
                 time.sleep(self.pause)
 
-    def _one(self, client: httpx.Client, family: str, region: str, record: dict[str, float]) -> None:
+    def _one(self, client: httpx.Client, family: str, region: str, record: dict[str, Any]) -> None:
         try:
             response = client.post(f"/v1/predict/{family}/{region}", json=record)
         except httpx.HTTPError as exc:

@@ -107,6 +107,12 @@ class ServingMetrics:
             buckets=(0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 1, 5, 10),
             registry=reg,
         )
+        self.unknown_categories = Counter(
+            "modelyard_unknown_categories",
+            "Raw values of a category feature never seen in training (served with the unknown code)",
+            ["family", "region", "variant", "feature"],
+            registry=reg,
+        )
 
     def observe_predictions(self, family: str, region: str, variant: str, values: np.ndarray) -> None:
         """Feed the prediction histogram with a bounded, evenly spaced sample of ``values``."""

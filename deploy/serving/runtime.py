@@ -16,6 +16,9 @@ Inputs are validated against the model signature while converting JSON records
 straight to numpy (no pandas on the fast paths); problems raise ``BadInput`` naming the
 record and field. Typed errors: ``ModelMissing`` (not in the registry),
 ``ModelLoadFailed`` (cannot be loaded or warmed up), ``BadInput``, ``InferenceFailed``.
+
+A version with a fitted feature spec (``extra_files/feature_spec.json``, else the run
+artifact its ``feature_spec`` tag names) takes raw fields: see ``features``.
 """
 
 from __future__ import annotations
@@ -33,10 +36,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from modelyard.pipeline.errors import ModelyardError
+from modelyard.deploy.serving.errors import BadInput, InferenceFailed, ModelLoadFailed, ModelMissing
+from modelyard.deploy.serving.errors import ServingError as ServingError  # re-exported for the server
+from modelyard.deploy.serving.features import Prepared, RawFeatures, read_spec
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from modelyard.pipeline.featurespec import FittedSpec
 
 log = logging.getLogger("modelyard.serving.runtime")
 
@@ -45,52 +52,7 @@ Task = Literal["classification", "regression", "unknown"]
 _URI = re.compile(r"^models:/(?P<name>[^/@\s]+)(?:/(?P<version>[0-9]+)|@(?P<alias>[A-Za-z0-9_\-]+))$")
 _PYTHON_TYPES: dict[str, type] = {"double": float, "float": float, "long": int, "integer": int, "boolean": bool}
 WARMUP_BATCH_SIZES = (1, 8, 64)
-
-
-class ServingError(ModelyardError):
-    """Base of the runtime's typed errors; ``status`` is the HTTP status it maps to."""
-
-    status = 500
-    code = "serving_error"
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.code, "message": self.message}
-        if self.field is not None:
-            body["field"] = self.field
-        return body
-
-
-class ModelMissing(ServingError):
-    """The registry has no such model version (or alias), or its artifacts are gone."""
-
-    status = 404
-    code = "model_missing"
-
-
-class ModelLoadFailed(ServingError):
-    """The model exists but cannot be loaded or fails its warm-up."""
-
-    status = 503
-    code = "model_load_failed"
-
-
-class BadInput(ServingError):
-    """The request does not match the model's input signature; ``field`` names where."""
-
-    status = 422
-    code = "bad_input"
-
-
-class InferenceFailed(ServingError):
-    """The model raised or returned an unusable result on valid input."""
-
-    status = 500
-    code = "inference_failed"
+SPEC_FILE = "feature_spec.json"  # in the version's extra_files/ (training.train.FEATURE_SPEC_ARTIFACT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,6 +169,7 @@ class ModelStatus:
     last_error: str | None = None
     engine: str = "native"
     engine_detail: dict[str, Any] | None = None  # see engines.EngineReport
+    inputs: dict[str, Any] | None = None  # what a client sends, when the version has a feature spec
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -224,9 +187,11 @@ class ServedModel:
         inline: bool,
         example: list[dict[str, Any]],
         workdir: Path | None,
+        raw: RawFeatures | None = None,
     ) -> None:
         self.status = status
         self.schema = schema
+        self.raw = raw  # raw fields -> features, when the version has a fitted feature spec
         self._predict_fn = predict_fn
         self.inline = inline  # cheap and predictable enough to run on the event loop
         self.example = example
@@ -246,7 +211,13 @@ class ServedModel:
 
     def prepare(self, records: list[Any]) -> np.ndarray:
         """Validate records and convert them to this model's input matrix (raises ``BadInput``)."""
-        return self.schema.to_matrix(records)
+        return self.prepare_counted(records).matrix
+
+    def prepare_counted(self, records: list[Any]) -> Prepared:
+        """Like :meth:`prepare`, with the unknown categories per feature (raw records only)."""
+        if self.raw is None:
+            return Prepared(self.schema.to_matrix(records))
+        return self.raw.prepare(records)
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Predict on a prepared matrix: class-1 probability (classifiers) or value (regressors).
@@ -309,10 +280,10 @@ def load_model(uri: str, cache_root: Path | None = None, warmup_batch: int = 64)
     ref = ModelRef.parse(uri)
     status = ModelStatus(uri=uri, name=ref.name)
     started = time.perf_counter()
-    status.version = _resolve_version(ref)
+    status.version, tags = _resolve_version(ref)
     workdir = Path(tempfile.mkdtemp(prefix="modelyard-model-", dir=cache_root))
     try:
-        model = _load_from_dir(status, _download(ref, status.version, workdir), workdir)
+        model = _load_from_dir(status, _download(ref, status.version, workdir), workdir, tags.get("feature_spec"))
         status.load_seconds = round(time.perf_counter() - started, 4)
         model.warm_up(sorted({1, 8, max(1, warmup_batch)}))
     except Exception:
@@ -321,15 +292,18 @@ def load_model(uri: str, cache_root: Path | None = None, warmup_batch: int = 64)
     return model
 
 
-def _resolve_version(ref: ModelRef) -> str:
+def _resolve_version(ref: ModelRef) -> tuple[str, dict[str, str]]:
+    """The version number and its tags."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
     try:
         if ref.alias is not None:
-            return str(client.get_model_version_by_alias(ref.name, ref.alias).version)
-        return str(client.get_model_version(ref.name, str(ref.version)).version)
+            found = client.get_model_version_by_alias(ref.name, ref.alias)
+        else:
+            found = client.get_model_version(ref.name, str(ref.version))
+        return str(found.version), dict(found.tags or {})
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
             what = f"alias '{ref.alias}'" if ref.alias else f"version {ref.version}"
@@ -362,6 +336,7 @@ class ModelMeta:
     flavors: dict[str, Any]
     inputs: list[dict[str, Any]] | None
     saved_input_example_info: dict[str, Any] | None
+    run_id: str | None = None
 
 
 def read_mlmodel(path: Path) -> ModelMeta:
@@ -375,45 +350,93 @@ def read_mlmodel(path: Path) -> ModelMeta:
         flavors=dict(raw.get("flavors") or {}),
         inputs=list(orjson.loads(inputs)) if inputs else None,
         saved_input_example_info=raw.get("saved_input_example_info"),
+        run_id=raw.get("run_id"),
     )
 
 
-def _load_from_dir(status: ModelStatus, path: Path, workdir: Path) -> ServedModel:
+def _load_from_dir(status: ModelStatus, path: Path, workdir: Path, spec_tag: str | None = None) -> ServedModel:
     try:
         meta = read_mlmodel(path)
     except Exception as exc:
         raise ModelLoadFailed(f"{status.uri}: no readable MLmodel file in the artifacts: {exc}") from exc
-    schema = _schema_from(meta, status.uri)
+    fitted = _fitted_spec(status, path, meta, spec_tag)
+    raw: RawFeatures | None = None
+    if fitted is None:
+        schema = _schema_from(meta, status.uri)
+    else:  # the signature shows the raw fields; the model reads the spec's feature columns
+        schema = InputSchema([Feature(name, "double") for name in fitted.names])
+        raw = RawFeatures(fitted, schema)
+        status.inputs = raw.describe()
     example = _example_records(meta, path, schema)
     flavors = meta.flavors
+
+    def served(predict_fn: Callable[[np.ndarray], np.ndarray], inline: bool, keep: Path | None) -> ServedModel:
+        return ServedModel(status, schema, predict_fn, inline=inline, example=example, workdir=keep, raw=raw)
+
     if "xgboost" in flavors and schema.numeric:
         status.flavor = "xgboost"
         predict_fn, status.task = _xgboost_predictor(path / flavors["xgboost"]["data"])
-        predict_fn = _fast_path(status, path, predict_fn, schema, example)
-        return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=workdir)
+        return served(
+            _fast_path(status, path, predict_fn, served(predict_fn, True, None).prepare, example), True, workdir
+        )
     if "sklearn" in flavors and schema.numeric:
         status.flavor = "sklearn"
         predict_fn, status.task = _sklearn_predictor(path, flavors["sklearn"])
-        predict_fn = _fast_path(status, path, predict_fn, schema, example)
-        return ServedModel(status, schema, predict_fn, inline=True, example=example, workdir=workdir)
+        return served(
+            _fast_path(status, path, predict_fn, served(predict_fn, True, None).prepare, example), True, workdir
+        )
     status.flavor = "pyfunc"
     status.engine_detail = {"engine": "native", "reason": "pyfunc flavor or non-numeric inputs: no ONNX fast path"}
-    predict_fn = _pyfunc_predictor(path, schema)
-    return ServedModel(status, schema, predict_fn, inline=False, example=example, workdir=workdir)
+    return served(_pyfunc_predictor(path, schema), False, workdir)
+
+
+def _fitted_spec(status: ModelStatus, path: Path, meta: Any, spec_tag: str | None) -> FittedSpec | None:
+    """The version's fitted spec: shipped in ``extra_files/``, else the run artifact its tag names, else none."""
+    from modelyard.deploy.serving.engines import EXTRA_FILES_DIR
+    from modelyard.pipeline.featurespec import FeatureSpecError
+
+    local = path / EXTRA_FILES_DIR / SPEC_FILE
+    try:
+        if not local.exists():
+            if spec_tag is None:
+                return None
+            local = _download_run_artifact(status, meta, spec_tag, path)
+        fitted = read_spec(local)
+        fitted.spec.check_functions()  # a user function the pod cannot import fails the load, named
+    except FeatureSpecError as exc:
+        raise ModelLoadFailed(f"{status.uri}: {exc}") from exc
+    return fitted
+
+
+def _download_run_artifact(status: ModelStatus, meta: Any, artifact: str, path: Path) -> Path:
+    import mlflow
+
+    if not meta.run_id:
+        raise ModelLoadFailed(f"{status.uri} is tagged feature_spec={artifact} but its MLmodel names no run")
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=meta.run_id, artifact_path=artifact, dst_path=str(path)))
+    except Exception as exc:
+        raise ModelLoadFailed(
+            f"{status.uri}: feature spec '{artifact}' of run {meta.run_id} cannot be downloaded ({exc}); "
+            "the version takes raw fields only with it: re-log the run artifact or retrain"
+        ) from exc
 
 
 def _fast_path(
     status: ModelStatus,
     path: Path,
     native: Callable[[np.ndarray], np.ndarray],
-    schema: InputSchema,
+    prepare: Callable[[list[Any]], np.ndarray],
     example: list[dict[str, Any]],
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """ONNX for small batches when its copy is exact and faster, else ``native`` (the reason goes to /readyz)."""
+    """ONNX for small batches when its copy is exact and faster, else ``native`` (the reason goes to /readyz).
+
+    ``prepare`` turns the input example into the matrix (raw fields featurised first).
+    """
     from modelyard.deploy.serving import engines
 
     try:
-        matrix = schema.to_matrix(example)
+        matrix = prepare(example)
     except BadInput:  # warm-up reports it
         return native
     predict_fn, report = engines.choose_engine(path, native, matrix)

@@ -1058,13 +1058,15 @@ class ServingApp:
         variant = handle.variants[decision.variant]
         labels = (family, region, variant.name, variant.model.version)
         try:
-            matrix = await _maybe_off_loop(large, variant.model.prepare, records)
+            prepared = await _maybe_off_loop(large, variant.model.prepare_counted, records)
         except BadInput:
             self.metrics.requests.labels(*labels, "bad_input").inc()
             raise
+        for feature, count in prepared.unknown.items():
+            self.metrics.unknown_categories.labels(family, region, variant.name, feature).inc(count)
         active.inflight += 1
         try:
-            output = await variant.batcher.submit(matrix)
+            output = await variant.batcher.submit(prepared.matrix)
         except ServingError:
             self.metrics.requests.labels(*labels, "error").inc()
             raise

@@ -46,7 +46,8 @@ def test_good_data_passes_both_suites(config: Config, good: pd.DataFrame) -> Non
     for family in config.families:
         raw = validate_raw(good, config, family, "jakarta")
         assert raw.success, raw.failures
-        features = validate_features(build_features(good, family, config.region("jakarta")), config, family, "jakarta")
+        built = build_features(good, config, family, config.region("jakarta"))
+        features = validate_features(built.frame, config, family, "jakarta")
         assert features.success, features.failures
         assert len(raw.checks) > 20
         assert len(features.checks) > 30
@@ -127,7 +128,7 @@ BROKEN = {
         _mutated(lambda f: f.drop(columns=["driver_rating"])),
         "bookings.csv",
         2,
-        ["missing column(s) 'driver_rating'", "family 'driver_acceptance' needs"],
+        ["missing column(s) 'driver_rating'", "dataset 'bookings' needs"],
     ),
     "wrong_type": (
         _mutated(_set("surge_multiplier", slice(0, 9), "high")),
@@ -175,7 +176,7 @@ BROKEN = {
         _mutated(_stale),
         "bookings.csv",
         1,
-        ["column 'event_time': the newest booking", "stale data", "(expect_column_max_to_be_between)"],
+        ["column 'event_time': the newest row", "stale data", "(expect_column_max_to_be_between)"],
     ),
     "unbalanced_label": (
         _mutated(_all_accepted),
@@ -194,6 +195,18 @@ BROKEN = {
         "bookings.csv",
         1,
         ["column 'booking_id' has 7 duplicated values", "(expect_column_values_to_be_unique)"],
+    ),
+    "duplicated_header": (
+        _text(HEADER.replace("driver_rating,", "driver_rating,driver_rating,", 1)),
+        "bookings.csv",
+        2,
+        ["the header names column(s) 'driver_rating' (2 times) in the CSV header"],
+    ),
+    "naive_timestamps": (
+        _mutated(_set("event_time", slice(0, 8), "2026-02-01 08:00:00")),
+        "bookings.csv",
+        2,
+        ["column 'event_time' has 8 timestamps without a UTC offset", "naive_timestamps: utc"],
     ),
     "too_few_rows": (
         _mutated(lambda f: f.head(50)),
@@ -227,7 +240,7 @@ def test_broken_data_fails_only_its_own_expectation(good: pd.DataFrame, tmp_path
 
 def test_features_suite_catches_a_broken_snapshot(config: Config, good: pd.DataFrame) -> None:
     family = config.family("pickup_eta")
-    features = build_features(good, family, config.region("jakarta"))
+    features = build_features(good, config, family, config.region("jakarta")).frame
     features.loc[features.index[:5], "hour_sin"] = 3.0
     features = features.iloc[::-1].reset_index(drop=True)
     outcome = validate_features(features, config, family, "jakarta")
@@ -240,6 +253,56 @@ def test_features_suite_catches_a_broken_snapshot(config: Config, good: pd.DataF
 
 def test_features_suite_requires_the_exact_contract(config: Config, good: pd.DataFrame) -> None:
     family = config.family(FAMILY)
-    features = build_features(good, family, config.region("jakarta")).drop(columns=["is_festival"])
+    features = build_features(good, config, family, config.region("jakarta")).frame.drop(columns=["is_festival"])
     outcome = validate_features(features, config, family, "jakarta")
     assert any("expect_table_columns_to_match_ordered_list" in f for f in outcome.failures)
+
+
+DECLARED = """
+      pickup_area: {type: category, allowed: [central, business_district, north, south, east, west, airport, suburbs]}
+"""
+
+
+def test_every_declared_constraint_is_reported_naming_column_and_count(good: pd.DataFrame, tmp_path: Path) -> None:
+    text = (REPO / "modelyard.yaml").read_text()
+    text = text.replace("      pickup_area: {type: category}\n", DECLARED.lstrip("\n"))
+    text = text.replace(
+        "driver_id: {type: string, nullable: true}", "driver_id: {type: string, max_null_fraction: 0.01}"
+    )
+    text = text.replace(
+        "    naive_timestamps: refuse",
+        "    naive_timestamps: refuse\n    expectations:\n"
+        "      - {expectation: ExpectColumnValuesToMatchRegex, kwargs: {column: driver_id, regex: '^[A-Za-z0-9_-]+$'}}",
+    )
+    config_path = tmp_path / "modelyard.yaml"
+    config_path.write_text(text.replace("root: .modelyard", f"root: {tmp_path / 'store'}"))
+    broken = good.copy()
+    broken["pickup_area"] = broken["pickup_area"].astype(object)
+    broken.loc[broken.index[:6], "pickup_area"] = "moon"
+    broken["driver_id"] = broken["driver_id"].astype(object)
+    broken.loc[broken.index[10:30], "driver_id"] = None
+    broken.loc[broken.index[40:43], "driver_id"] = "bad id!"
+    broken.loc[broken.index[50:52], "driver_tenure_days"] = -1
+    path = _csv(broken, tmp_path / "bookings.csv")
+    code, out = _validate(config_path, path)
+    assert code == 1, out
+    assert "column 'pickup_area' has 6 values not in" in out
+    assert "column 'driver_id' has 20 missing values (at most 0.01 of the rows may be)" in out
+    assert "column 'driver_id' failed with 3 (expect_column_values_to_match_regex)" in out
+    assert "column 'driver_tenure_days' has 2 values outside [0, 2e+04]" in out
+
+
+def test_a_declared_expectation_is_checked_when_the_config_loads(tmp_path: Path) -> None:
+    from modelyard.pipeline.config import ConfigError
+
+    text = (REPO / "modelyard.yaml").read_text()
+    for extra, message in (
+        ("{expectation: ExpectColumnValuesToBeShiny, kwargs: {column: region}}", "is not a class of"),
+        ("{expectation: ExpectColumnValuesToMatchRegex, kwargs: {column: region, rgx: x}}", "invalid kwargs"),
+    ):
+        path = tmp_path / "modelyard.yaml"
+        path.write_text(
+            text.replace("    naive_timestamps: refuse", f"    naive_timestamps: refuse\n    expectations: [{extra}]")
+        )
+        with pytest.raises(ConfigError, match=message):
+            load_config(path, environ={})

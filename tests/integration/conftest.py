@@ -43,7 +43,6 @@ VENV_BIN = Path(sys.executable).parent
 TEST_REGIONS = ("jakarta", "ho_chi_minh")
 TEST_OVERRIDES: dict[str, Any] = {
     "data": {
-        "source": {"kind": "synthetic", "path": None},
         "synthetic": {"rows": 1500, "start": "2026-01-05", "days": 120},
         "min_rows": 200,
         "freshness_days": 3650,

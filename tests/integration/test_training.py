@@ -13,8 +13,9 @@ from mlflow.entities import RunStatus
 from modelyard.pipeline import snapshots
 from modelyard.pipeline.build import build_all
 from modelyard.pipeline.config import Config, load_config
+from modelyard.pipeline.featurespec import FittedSpec
 from modelyard.training.registry import CHALLENGER_ALIAS
-from modelyard.training.train import TrainResult, experiment_name, train_all, train_pair
+from modelyard.training.train import FEATURE_SPEC_ARTIFACT, TrainResult, experiment_name, train_all, train_pair
 
 REPO = Path(__file__).resolve().parents[2]
 REGIONS = ["jakarta", "bangkok"]
@@ -100,11 +101,18 @@ def test_training_registers_a_tagged_challenger_with_everything_logged(
 
     import mlflow
 
+    # The signature shows the raw fields a client sends; the fitted spec logged with it computes the features.
+    assert FEATURE_SPEC_ARTIFACT in artifacts
+    assert version.tags["feature_spec"] == FEATURE_SPEC_ARTIFACT
+    assert meta.feature_spec is not None
+    fitted = FittedSpec.from_dict(meta.feature_spec)
     loaded = mlflow.pyfunc.load_model(f"models:/{result.model_name}@{CHALLENGER_ALIAS}")
     assert loaded.metadata.signature is not None
-    assert loaded.metadata.get_input_schema().input_names() == config.family("driver_acceptance").features
+    assert loaded.metadata.get_input_schema().input_names() == [*fitted.raw_inputs, *fitted.requested]
+    assert fitted.names == config.family("driver_acceptance").features
+    native = mlflow.xgboost.load_model(f"models:/{result.model_name}@{CHALLENGER_ALIAS}")
     example = snapshots.load_frame(config.storage.features_dir, meta).tail(3)
-    assert len(loaded.predict(example[config.family("driver_acceptance").features].astype("float64"))) == 3
+    assert len(native.predict(example[fitted.names].astype("float64"))) == 3
 
 
 def test_rerun_on_the_same_inputs_creates_nothing_and_force_reproduces(

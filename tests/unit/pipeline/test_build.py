@@ -10,6 +10,7 @@ from rich.console import Console
 
 from modelyard.pipeline.build import BuildRequest, build_all, render_summary
 from modelyard.pipeline.config import Config, ConfigError, load_config
+from modelyard.pipeline.featurespec import FittedSpec
 from modelyard.pipeline.generator import generate_for
 from modelyard.pipeline.snapshots import latest_snapshot, load_frame
 
@@ -47,7 +48,10 @@ def test_publishes_then_rerun_is_a_no_op(tmp_path: Path) -> None:
         assert "passed" in result.report.read_text()
         assert meta.source.startswith("synthetic:seed=42")
         frame = load_frame(config.storage.features_dir, meta)
-        assert frame.columns[-1] == config.family(result.family).target
+        family = config.family(result.family)
+        assert [c for c in frame.columns if not c.startswith("raw.")][-1] == family.target
+        assert meta.feature_spec is not None
+        assert FittedSpec.from_dict(meta.feature_spec).names == family.feature_names
     before = _files(tmp_path)
     second = build_all(config, regions=REGIONS)
     assert {r.status for r in second} == {"unchanged"}

@@ -81,7 +81,7 @@ def test_ingest_exits_non_zero_when_a_region_fails(env: dict[str, str], tmp_path
 def test_ingest_of_an_unreadable_file_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "b.csv"
     path.write_text("")
-    code, text = _run(env, "ingest", "-i", str(path), "-f", "pickup_eta", "-r", "jakarta")
+    code, text = _run({**env, "COLUMNS": "400"}, "ingest", "-i", str(path), "-f", "pickup_eta", "-r", "jakarta")
     assert code == 1
     assert "the file is empty" in text
 

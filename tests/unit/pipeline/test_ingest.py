@@ -1,4 +1,4 @@
-"""Ingest: CSV and Parquet, paths and globs, and one typed error per kind of unusable file."""
+"""Ingest: CSV and Parquet, paths and globs, typed by the declared dataset, one typed error per unusable file."""
 
 from __future__ import annotations
 
@@ -7,18 +7,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from modelyard.pipeline.config import Config, load_config
+from modelyard.pipeline.config import Config, Dataset, load_config
+from modelyard.pipeline.features import required_raw_columns
 from modelyard.pipeline.generator import generate_for
 from modelyard.pipeline.ingest import (
     ColumnTypeError,
+    DuplicateColumnError,
     EmptyFileError,
     HeaderOnlyError,
     IngestError,
     MissingColumnError,
+    NaiveTimestampError,
     NoInputError,
     TimestampError,
     UnsupportedFormatError,
-    read_bookings,
+    read_dataset,
 )
 
 REPO = Path(__file__).resolve().parents[3]
@@ -34,11 +37,23 @@ def bookings(config: Config) -> pd.DataFrame:
     return generate_for(config, "bangkok", rows=300)
 
 
+@pytest.fixture(scope="module")
+def dataset(config: Config) -> Dataset:
+    return config.dataset("bookings")
+
+
+def read_bookings(source: str | Path, family: str | None = None, config: Config | None = None, **changes: object):
+    config = config or load_config(REPO / "modelyard.yaml", environ={})
+    dataset = config.dataset("bookings").model_copy(update=changes)
+    required = required_raw_columns(config, config.family(family)) if family else None
+    return read_dataset(source, dataset, required).frame
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_round_trip_keeps_values_and_types(config: Config, bookings: pd.DataFrame, tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"b{suffix}"
     bookings.to_csv(path, index=False) if suffix == ".csv" else bookings.to_parquet(path, index=False)
-    frame = read_bookings(path, config.family("driver_acceptance"))
+    frame = read_bookings(path, "driver_acceptance")
     assert list(frame.columns) == list(bookings.columns)
     assert str(frame["event_time"].dtype).endswith("UTC]")
     assert frame["accepted"].dtype == "int64"
@@ -56,11 +71,35 @@ def test_glob_concatenates_files_in_name_order(bookings: pd.DataFrame, tmp_path:
     assert frame["booking_id"].tolist() == bookings["booking_id"].tolist()
 
 
-def test_naive_and_offset_timestamps_become_utc(tmp_path: Path) -> None:
+def test_naive_timestamps_are_refused_or_taken_as_utc_by_the_dataset_setting(dataset: Dataset, tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("event_time,region\n2026-01-05 08:00:00,jakarta\n2026-01-05T15:00:00+07:00,jakarta\n")
-    frame = read_bookings(path)
-    assert frame["event_time"].tolist() == [pd.Timestamp("2026-01-05T08:00Z")] * 2
+    with pytest.raises(
+        NaiveTimestampError, match="column 'event_time' has 1 timestamps without a UTC offset"
+    ) as caught:
+        read_dataset(path, dataset)
+    assert str(path) in str(caught.value)
+    assert "naive_timestamps: utc" in str(caught.value)
+    table = read_dataset(path, dataset.model_copy(update={"naive_timestamps": "utc"}))
+    assert table.frame["event_time"].tolist() == [pd.Timestamp("2026-01-05T08:00Z")] * 2
+    assert table.notes == [f"{path}: column 'event_time': 1 timestamps without a UTC offset were taken as UTC"]
+
+
+def test_a_duplicated_csv_header_is_refused_naming_the_column(dataset: Dataset, tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text("event_time,region,driver_rating,driver_rating\n2026-01-05T08:00Z,jakarta,4.5,3.0\n")
+    with pytest.raises(DuplicateColumnError, match=r"column\(s\) 'driver_rating' \(2 times\) in the CSV header"):
+        read_dataset(path, dataset)
+
+
+def test_renames_map_source_names_and_regions_are_whatever_the_data_holds(dataset: Dataset, tmp_path: Path) -> None:
+    path = tmp_path / "renamed.parquet"
+    source = pd.DataFrame({"ts": pd.to_datetime(["2026-01-05T08:00Z"], utc=True), "city": [7], "rating": ["4.5"]})
+    source.to_parquet(path, index=False)
+    renamed = dataset.model_copy(update={"renames": {"ts": "event_time", "city": "region", "rating": "driver_rating"}})
+    frame = read_dataset(path, renamed).frame
+    assert frame["region"].tolist() == ["7"]
+    assert frame["driver_rating"].tolist() == [4.5]
 
 
 @pytest.mark.parametrize(
@@ -74,9 +113,10 @@ def test_naive_and_offset_timestamps_become_utc(tmp_path: Path) -> None:
         ("b.csv", "event_time,region\n", HeaderOnlyError, "header but no rows"),
         ("b.csv", "event_time,place\n2026-01-05,jakarta\n", MissingColumnError, "missing column(s) 'region'"),
         ("b.csv", "event_time,region\nsoon,jakarta\n", TimestampError, "column 'event_time' has 1 values"),
+        ("b.csv", "event_time,region,region\n2026-01-05Z,a,b\n", DuplicateColumnError, "'region' (2 times)"),
         (
             "b.csv",
-            "event_time,region,driver_rating\n2026-01-05,jakarta,five\n",
+            "event_time,region,driver_rating\n2026-01-05T00:00Z,jakarta,five\n",
             ColumnTypeError,
             "column 'driver_rating' has 1 values that are not numbers (e.g. 'five')",
         ),
@@ -105,9 +145,9 @@ def test_missing_file_and_empty_glob(tmp_path: Path) -> None:
 def test_family_columns_are_required(config: Config, bookings: pd.DataFrame, tmp_path: Path) -> None:
     path = tmp_path / "eta_only.csv"
     bookings.drop(columns=["accepted"]).to_csv(path, index=False)
-    assert len(read_bookings(path, config.family("pickup_eta"))) == len(bookings)
-    with pytest.raises(MissingColumnError, match=r"missing column\(s\) 'accepted' \(family 'driver_acceptance'"):
-        read_bookings(path, config.family("driver_acceptance"))
+    assert len(read_bookings(path, "pickup_eta")) == len(bookings)
+    with pytest.raises(MissingColumnError, match=r"missing column\(s\) 'accepted' \(dataset 'bookings' needs"):
+        read_bookings(path, "driver_acceptance")
 
 
 def test_nulls_survive_ingest_for_validation_to_count(config: Config, bookings: pd.DataFrame, tmp_path: Path) -> None:

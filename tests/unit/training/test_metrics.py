@@ -6,7 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from modelyard.pipeline.config import Slice
 from modelyard.training import metrics
+
+# The demo's declared slices (modelyard.yaml): local hour buckets and new/experienced drivers.
+SLICES = [
+    Slice(name="hour_night", feature="hour", min=0, max=5),
+    Slice(name="hour_morning", feature="hour", min=6, max=11),
+    Slice(name="hour_afternoon", feature="hour", min=12, max=17),
+    Slice(name="hour_evening", feature="hour", min=18, max=23),
+    Slice(name="new_drivers", feature="is_new_driver", values=[1]),
+    Slice(name="experienced_drivers", feature="is_new_driver", values=[0]),
+]
 
 
 def test_perfect_classifier_scores() -> None:
@@ -47,8 +58,9 @@ def test_evaluate_names_metrics_and_slices() -> None:
          "accepted": rng.integers(0, 2, rows)}
     )  # fmt: skip
     scores = metrics.evaluate(
-        "classification", frame, rng.uniform(size=rows), target="accepted", split="holdout", threshold=0.5
-    )
+        "classification", frame, rng.uniform(size=rows), target="accepted", split="holdout", threshold=0.5,
+        slices=SLICES,
+    )  # fmt: skip
     for name in ("holdout_auc", "holdout_logloss", "holdout_brier", "holdout_precision", "holdout_recall"):
         assert name in scores
     for slice_name in ("hour_night", "hour_morning", "hour_afternoon", "hour_evening", "new_drivers"):
@@ -60,7 +72,7 @@ def test_evaluate_names_metrics_and_slices() -> None:
 def test_slice_metrics_are_computed_on_the_slice_only() -> None:
     frame = pd.DataFrame({"hour": [1] * 40 + [8] * 40, "eta": [10.0] * 80})
     predicted = np.array([10.0] * 40 + [14.0] * 40)
-    scores = metrics.evaluate("regression", frame, predicted, target="eta", split="valid")
+    scores = metrics.evaluate("regression", frame, predicted, target="eta", split="valid", slices=SLICES)
     assert scores["valid_mae"] == 2.0
     assert scores["valid_mae__hour_night"] == 0.0
     assert scores["valid_mae__hour_morning"] == 4.0
@@ -69,7 +81,7 @@ def test_slice_metrics_are_computed_on_the_slice_only() -> None:
 
 def test_small_slices_are_left_out() -> None:
     frame = pd.DataFrame({"is_new_driver": [1] * 5 + [0] * 95, "eta": np.linspace(1, 2, 100)})
-    scores = metrics.evaluate("regression", frame, np.ones(100), target="eta", split="holdout")
+    scores = metrics.evaluate("regression", frame, np.ones(100), target="eta", split="holdout", slices=SLICES)
     assert "holdout_mae__new_drivers" not in scores
     assert "holdout_mae__experienced_drivers" in scores
 
@@ -89,3 +101,16 @@ def test_evaluate_rejects_a_length_mismatch_and_a_missing_target() -> None:
 )  # fmt: skip
 def test_direction_of_a_metric(name: str, higher: bool) -> None:
     assert metrics.higher_is_better(name) is higher
+
+
+def test_no_declared_slices_means_overall_metrics_only() -> None:
+    frame = pd.DataFrame({"hour": [1] * 40 + [8] * 40, "eta": [10.0] * 80})
+    scores = metrics.evaluate("regression", frame, np.full(80, 11.0), target="eta", split="valid")
+    assert set(scores) == {"valid_mae", "valid_rmse", "valid_mape"}
+
+
+def test_an_open_ended_slice_takes_every_row_past_its_bound() -> None:
+    frame = pd.DataFrame({"size": np.arange(100.0), "y": np.zeros(100)})
+    big = [Slice(name="big_orders", feature="size", min=60)]
+    scores = metrics.evaluate("regression", frame, np.arange(100.0), target="y", split="holdout", slices=big)
+    assert scores["holdout_mae__big_orders"] == pytest.approx(np.arange(60.0, 100.0).mean())

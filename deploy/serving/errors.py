@@ -1,0 +1,53 @@
+"""The serving runtime's typed errors; ``status`` is the HTTP status each maps to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelyard.pipeline.errors import ModelyardError
+
+
+class ServingError(ModelyardError):
+    """Base of the runtime's typed errors; ``status`` is the HTTP status it maps to."""
+
+    status = 500
+    code = "serving_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class ModelMissing(ServingError):
+    """The registry has no such model version (or alias), or its artifacts are gone."""
+
+    status = 404
+    code = "model_missing"
+
+
+class ModelLoadFailed(ServingError):
+    """The model exists but cannot be loaded or fails its warm-up."""
+
+    status = 503
+    code = "model_load_failed"
+
+
+class BadInput(ServingError):
+    """The request does not match the model's input signature; ``field`` names where."""
+
+    status = 422
+    code = "bad_input"
+
+
+class InferenceFailed(ServingError):
+    """The model raised or returned an unusable result on valid input."""
+
+    status = 500
+    code = "inference_failed"

@@ -1,0 +1,156 @@
+"""Raw fields to the model matrix with the version's fitted feature spec (ADR 0007).
+
+A model version trained on a declared dataset ships ``feature_spec.json``; with it the server
+computes the features from what a client sends (the raw columns, the event time as ISO-8601
+with an offset, and the window aggregates by name) with the same numpy code the pipeline ran
+(``modelyard.pipeline.featurespec``). Requests with the precomputed feature names keep working.
+
+A batch is featurised columnar in one call; it is either all raw records or all precomputed
+ones (a record is raw when it carries a raw field that is not a feature name).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from modelyard.deploy.serving.errors import BadInput
+from modelyard.pipeline.featurespec import FeatureSpecError, FittedSpec, MissingInputError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class MatrixSchema(Protocol):
+    """The precomputed path: validates feature records into the matrix (``runtime.InputSchema``)."""
+
+    def to_matrix(self, records: list[Any]) -> np.ndarray: ...
+
+
+class BadRawInput(BadInput):
+    """Raw fields the feature spec cannot compute from (missing field, bad time, wrong type)."""
+
+    status = 400
+    code = "bad_raw_input"
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A request's model matrix and the unknown categories met on the way (per feature)."""
+
+    matrix: np.ndarray
+    unknown: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+
+def read_spec(path: Path) -> FittedSpec:
+    """The fitted spec stored at ``path`` (``feature_spec.json``).
+
+    Raises:
+        FeatureSpecError: the file is not a spec this code reads (retrain the version).
+    """
+    try:
+        return FittedSpec.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, FeatureSpecError):
+            raise
+        raise FeatureSpecError(f"{path}: not a readable feature spec ({type(exc).__name__}: {exc}); retrain") from exc
+
+
+class RawFeatures:
+    """Turns raw records (or precomputed feature records) into the model matrix."""
+
+    def __init__(self, fitted: FittedSpec, features: MatrixSchema) -> None:
+        self.fitted = fitted
+        self.features = features  # the precomputed path: the model's feature columns, validated
+        self._raw_only = [name for name in fitted.raw_inputs if name not in set(fitted.names)]
+
+    def describe(self) -> dict[str, Any]:
+        """What a client sends (for ``/readyz``)."""
+        return {
+            "raw_inputs": self.fitted.raw_inputs,
+            "requested": self.fitted.requested,
+            "time_column": self.fitted.spec.time_column,
+            "timezone": self.fitted.calendar.timezone,
+            "or_features": list(self.fitted.names),
+        }
+
+    def prepare(self, records: list[Any]) -> Prepared:
+        """The float32 matrix of ``records``, raw or precomputed.
+
+        Raises:
+            BadRawInput: a raw record lacks a field or a value cannot be computed from (400).
+            BadInput: a precomputed record does not match the feature columns (422).
+        """
+        _require_objects(records)
+        raw = [self._is_raw(record) for record in records]
+        if not any(raw):
+            return Prepared(self.features.to_matrix(records))
+        if not all(raw):
+            index = raw.index(False)
+            raise BadRawInput(
+                f"record {index} has no raw field ({', '.join(self._raw_only)}) while record {raw.index(True)} "
+                "has: send every record of a request as raw fields or every one as precomputed features",
+                field=f"records[{index}]",
+            )
+        return self._featurise(records)
+
+    def _is_raw(self, record: Mapping[str, Any]) -> bool:
+        return not self._raw_only or any(name in record for name in self._raw_only)
+
+    def _featurise(self, records: list[Any]) -> Prepared:
+        import numpy as np
+
+        try:
+            columns = self.fitted.columns_from_records(records)
+        except MissingInputError as exc:
+            raise BadRawInput(str(exc), field=_missing_field(records, self._sent_fields())) from None
+        except (TypeError, ValueError) as exc:
+            raise _bad_value(self.fitted, records, exc) from None
+        try:
+            transformed = self.fitted.transform_counted(columns)
+        except FeatureSpecError as exc:
+            raise BadRawInput(str(exc), field="records") from None
+        except (TypeError, ValueError) as exc:
+            raise _bad_value(self.fitted, records, exc) from None
+        return Prepared(transformed.matrix.astype(np.float32), transformed.unknown)
+
+    def _sent_fields(self) -> list[str]:
+        return [*self.fitted.raw_inputs, *self.fitted.requested]
+
+
+def _require_objects(records: list[Any]) -> None:
+    for index, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise BadInput(
+                f"record {index} is {type(record).__name__}: each record must be a JSON object of field -> value",
+                field=f"records[{index}]",
+            )
+
+
+def _missing_field(records: list[Any], names: list[str]) -> str:
+    for index, record in enumerate(records):
+        for name in names:
+            if name not in record:
+                return f"records[{index}].{name}"
+    return "records"
+
+
+def _bad_value(fitted: FittedSpec, records: list[Any], exc: Exception) -> BadRawInput:
+    """Name the first raw field whose values do not convert (only on the error path: row by row)."""
+    import numpy as np
+
+    for name in [*fitted.raw_inputs, *fitted.requested]:
+        if fitted.spec.columns.get(name, "float") in ("category", "string", "timestamp"):
+            continue
+        for index, record in enumerate(records):
+            try:
+                np.float64(record[name])
+            except (TypeError, ValueError):
+                return BadRawInput(
+                    f"family '{fitted.spec.family}': field '{name}' is {record[name]!r}, not a number",
+                    field=f"records[{index}].{name}",
+                )
+    return BadRawInput(f"family '{fitted.spec.family}': records cannot be featurised: {exc}", field="records")

@@ -1,0 +1,135 @@
+"""Raw fields to the model matrix with a version's fitted spec; precomputed features keep working."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LinearRegression
+
+from modelyard.deploy.serving import runtime
+from modelyard.deploy.serving.features import BadRawInput, RawFeatures
+from modelyard.deploy.serving.runtime import BadInput, Feature, InputSchema, ModelStatus
+from modelyard.pipeline.featurespec import Calendar, FeatureDef, FeatureSpec, FittedSpec
+
+COLUMNS = {"placed_at": "timestamp", "size": "float", "cuisine": "category"}
+BERLIN = Calendar("BER", "Europe/Berlin", ((dt.date(2026, 3, 28), dt.date(2026, 3, 29)),))
+FEATURES = (
+    FeatureDef("hour", "hour"),
+    FeatureDef("is_festival", "is_holiday"),
+    FeatureDef("size", "column"),
+    FeatureDef("cuisine_code", "category", column="cuisine"),
+    FeatureDef("kitchen_load", "window_count", key="cuisine"),
+)
+
+
+def _fitted() -> FittedSpec:
+    training = {"cuisine": np.array(["pizza", "sushi", "thai"], dtype=object)}
+    return FeatureSpec("prep", "placed_at", COLUMNS, FEATURES).fit(training, BERLIN)
+
+
+def _raw() -> RawFeatures:
+    fitted = _fitted()
+    return RawFeatures(fitted, InputSchema([Feature(name, "double") for name in fitted.names]))
+
+
+def _record(placed_at: str, cuisine: str = "sushi", size: float = 3.0, load: float = 1.5) -> dict[str, object]:
+    return {"placed_at": placed_at, "size": size, "cuisine": cuisine, "kitchen_load": load}
+
+
+def test_raw_records_are_featurised_in_the_regions_zone_with_its_calendar() -> None:
+    # 23:30 UTC on 27 March is 00:30 local on the 28th, a festival day; 1 April is not one.
+    prepared = _raw().prepare([_record("2026-03-27T23:30:00Z"), _record("2026-04-01T12:00:00+02:00", "pizza")])
+    assert prepared.matrix.dtype == np.float32
+    assert prepared.matrix.tolist() == [[0.0, 1.0, 3.0, 1.0, 1.5], [12.0, 0.0, 3.0, 0.0, 1.5]]
+    assert dict(prepared.unknown) == {}
+
+
+def test_an_unseen_category_gets_the_unknown_code_and_is_counted() -> None:
+    prepared = _raw().prepare([_record("2026-04-01T12:00:00Z", "ramen"), _record("2026-04-01T12:00:00Z", "ramen")])
+    assert prepared.matrix[:, 3].tolist() == [3.0, 3.0]  # len(vocabulary)
+    assert dict(prepared.unknown) == {"cuisine_code": 2}
+
+
+def test_precomputed_feature_records_keep_working() -> None:
+    features = {"hour": 12, "is_festival": 0, "size": 3.0, "cuisine_code": 1, "kitchen_load": 1.5}
+    prepared = _raw().prepare([features])
+    assert prepared.matrix.tolist() == [[12.0, 0.0, 3.0, 1.0, 1.5]]
+    with pytest.raises(BadInput, match="required feature is missing") as missing:
+        _raw().prepare([{"size": 3.0}])
+    assert missing.value.status == 422
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "message"),
+    [
+        (
+            {"placed_at": "2026-04-01T12:00:00Z", "size": 3.0, "cuisine": "thai"},
+            "records[0].kitchen_load",
+            r"no field 'kitchen_load' \(send: placed_at, size, cuisine, kitchen_load\)",
+        ),
+        (_record("2026-04-01T12:00:00"), "records", r"'placed_at'.*offset"),
+        (_record("2026-04-01T12:00:00Z", size="big"), "records[0].size", "field 'size' is 'big', not a number"),  # type: ignore[arg-type]
+    ],
+)
+def test_raw_input_errors_are_400_naming_the_field(record: dict[str, object], field: str, message: str) -> None:
+    with pytest.raises(BadRawInput, match=message) as error:
+        _raw().prepare([_record("2026-04-01T12:00:00Z"), record] if field == "records" else [record])
+    assert error.value.status == 400
+    assert error.value.field == field
+
+
+def test_a_batch_mixing_raw_and_precomputed_records_is_refused() -> None:
+    features = {"hour": 12, "is_festival": 0, "size": 3.0, "cuisine_code": 1, "kitchen_load": 1.5}
+    with pytest.raises(BadRawInput, match="every record of a request as raw fields") as error:
+        _raw().prepare([_record("2026-04-01T12:00:00Z"), features])
+    assert error.value.field == "records[1]"
+
+
+def test_a_model_with_the_spec_in_its_extra_files_serves_raw_fields(tmp_path) -> None:
+    import mlflow.sklearn
+    import pandas as pd
+
+    fitted = _fitted()
+    spec_file = tmp_path / "feature_spec.json"
+    spec_file.write_text(json.dumps(fitted.to_dict()))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, len(fitted.names)))
+    model = LinearRegression().fit(x, x @ np.arange(1.0, 6.0))
+    example = pd.DataFrame([_record("2026-03-27T23:30:00Z")])
+    mlflow.sklearn.save_model(
+        model,
+        str(tmp_path / "model"),
+        input_example=example,
+        extra_files=[str(spec_file)],
+        serialization_format="pickle",
+    )
+    status = ModelStatus(uri="models:/prep/1", name="prep", version="1")
+    served = runtime._load_from_dir(status, tmp_path / "model", tmp_path)
+    served.warm_up((1, 8))
+    assert status.state == "ready"
+    assert status.inputs is not None
+    assert status.inputs["raw_inputs"] == ["placed_at", "size", "cuisine"]
+    assert status.inputs["requested"] == ["kitchen_load"]
+    raw = served.predict(served.prepare([_record("2026-03-27T23:30:00Z")]))
+    precomputed = served.predict(served.prepare([dict(zip(fitted.names, [0, 1, 3.0, 1, 1.5], strict=True))]))
+    expected = model.predict(np.array([[0, 1, 3.0, 1, 1.5]], dtype=np.float32))
+    np.testing.assert_allclose(raw, expected, atol=1e-6)
+    np.testing.assert_allclose(precomputed, expected, atol=1e-6)
+
+
+def test_a_model_without_a_spec_is_served_from_its_signature_as_before(tmp_path) -> None:
+    import mlflow.sklearn
+    import pandas as pd
+
+    model = LinearRegression().fit(np.array([[1.0], [2.0]]), np.array([2.0, 4.0]))
+    mlflow.sklearn.save_model(
+        model, str(tmp_path / "model"), input_example=pd.DataFrame({"x": [1.0]}), serialization_format="pickle"
+    )
+    status = ModelStatus(uri="models:/m/1", name="m", version="1")
+    served = runtime._load_from_dir(status, tmp_path / "model", tmp_path)
+    assert served.raw is None
+    assert status.inputs is None
+    assert served.predict(served.prepare([{"x": 3.0}])).tolist() == pytest.approx([6.0])
