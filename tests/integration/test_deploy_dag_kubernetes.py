@@ -103,7 +103,7 @@ def kube_env(
     raw = yaml.safe_load(airflow.config_path.read_text())
     raw["deploy"]["kubernetes"].update(
         namespace=NAMESPACE,
-        timeout_seconds=30,
+        timeout_seconds=180,  # a ready rollout finishes in seconds; the margin is for a loaded CI machine
         values={
             "mlflow": {"existingSecret": "modelyard-mlflow"},
             "autoscaling": {"enabled": False},
