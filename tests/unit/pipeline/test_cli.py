@@ -36,7 +36,7 @@ def test_generate_writes_the_format_of_the_extension(env: dict[str, str], tmp_pa
     assert code == 0, text
     frame = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
     assert len(frame) == 321
-    assert "wrote 321 bookings" in text
+    assert "wrote 321 rows" in text
 
 
 def test_generate_for_a_family_keeps_its_columns(env: dict[str, str], tmp_path: Path) -> None:
