@@ -157,10 +157,13 @@ def latest_events(env: KubeDeployEnv, before: int) -> dict[str, dict[str, Any]]:
 
 def test_deploy_dag_defers_the_rollout_and_canary_waits_and_records_each_release(kube_env: KubeDeployEnv) -> None:
     first = register_champions(kube_env.config)
+    before = len(
+        kube_env.airflow.asset_events("modelyard://deployed/", dag_id="deploy")
+    )  # the session's earlier deploys
     run = kube_env.airflow.run_dag_test("deploy", {"target": "kubernetes", "strategy": "rolling"})
 
     assert run.returncode == 0, run.stdout[-8000:]
-    events = latest_events(kube_env, 0)
+    events = latest_events(kube_env, before)
     assert sorted(events) == ["sea-east", "sea-west"]
     for release, extra in events.items():
         assert extra["target"] == "kubernetes"
