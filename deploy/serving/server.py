@@ -447,7 +447,8 @@ class PlanManager:
     def _stop_retrying(self) -> None:
         self._retry_digest = None
         self.retrying = None
-        self.failed_models = {uri: f for uri, f in self.failed_models.items() if f["state"] != "retrying"}
+        for uri in [uri for uri, f in self.failed_models.items() if f["state"] == "retrying"]:
+            del self.failed_models[uri]  # in place: the bounded FailedModels must stay what it is
 
     def _failed(self, digest: str, uri: str | None, exc: Exception) -> dict[str, Any]:
         return self._transient(digest, uri, exc) if is_transient(exc) else self._reject(digest, uri, exc)

@@ -29,7 +29,21 @@ import pytest
 from modelyard.deploy.serving.plan import load_plan, parse_plan
 from modelyard.training.mlflow_server import free_port
 from tests.bench.serving import ServerProcess, register_xgboost
-from tests.integration.test_serving import ALWAYS_RAISES, N_FEATURES, RECORD, SLEEPY, _register_pyfunc
+from tests.integration.test_serving import (
+    ADMIN,
+    ADMIN_TOKEN,
+    ALWAYS_RAISES,
+    N_FEATURES,
+    RECORD,
+    SLEEPY,
+    _register_pyfunc,
+)
+
+
+@pytest.fixture(autouse=True)
+def _admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The servers these tests start take plans over the admin API, which is off without a token."""
+    monkeypatch.setenv("MODELYARD_SERVE_ADMIN_TOKEN", ADMIN_TOKEN)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +127,7 @@ def test_a_rejected_plan_never_reaches_the_plan_file_and_a_restart_serves_the_la
     server = ServerProcess.start(plan_path, mlflow_server.url)
     try:
         server.wait_ready(timeout=120, digest=_digest(good))
-        response = httpx.put(f"{server.url}/admin/plan?wait=1", content=json.dumps(broken), timeout=120)
+        response = httpx.put(f"{server.url}/admin/plan?wait=1", headers=ADMIN, content=json.dumps(broken), timeout=120)
         assert response.status_code == 409, response.text
         assert "broken" in response.json()["error"]
         assert load_plan(plan_path).digest() == _digest(good), "a rejected plan was written to the plan file"
@@ -157,11 +171,11 @@ def test_kill_9_during_a_swap_restarts_on_the_plan_that_was_active(models, mlflo
     server = ServerProcess.start(plan_path, mlflow_server.url)
     try:
         server.wait_ready(timeout=120, digest=_digest(good))
-        response = httpx.put(f"{server.url}/admin/plan", content=json.dumps(slow), timeout=30)
+        response = httpx.put(f"{server.url}/admin/plan", headers=ADMIN, content=json.dumps(slow), timeout=30)
         assert response.status_code == 202, response.text
 
         def loading() -> bool:
-            body = httpx.get(f"{server.url}/admin/plan", timeout=5).json()
+            body = httpx.get(f"{server.url}/admin/plan", headers=ADMIN, timeout=5).json()
             return (body.get("loading") or {}).get("digest") == _digest(slow)
 
         _wait_for(loading, 30, "the slow plan loading", step=0.02)
@@ -277,7 +291,7 @@ def test_the_model_cache_removed_while_serving(models, mlflow_server, tmp_path):
         server.wait_ready(timeout=120, digest=_digest(good))
         shutil.rmtree(cache)
         assert all(_predict(server).status_code == 200 for _ in range(20)), "serving needs the files on disk"
-        response = httpx.put(f"{server.url}/admin/plan?wait=1", content=json.dumps(newer), timeout=120)
+        response = httpx.put(f"{server.url}/admin/plan?wait=1", headers=ADMIN, content=json.dumps(newer), timeout=120)
         assert response.status_code == 200, response.text
         assert _predict(server).json()["version"] == models["v2"].rsplit("/", 1)[1]
         assert load_plan(plan_path).digest() == _digest(newer)
