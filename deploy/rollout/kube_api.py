@@ -90,12 +90,8 @@ class AsyncKubeClient:
     def __init__(self, configuration: Configuration, timeout_seconds: float = 30) -> None:
         import httpx
 
-        headers = {"Accept": "application/json, text/plain;q=0.9, */*;q=0.8"}
-        # auth_settings() runs the token refresh hook (exec plugins, in-cluster token rotation) first.
-        settings = cast("dict[str, dict[str, Any]]", configuration.auth_settings())
-        for setting in settings.values():
-            if setting.get("in") == "header" and setting.get("value"):
-                headers[str(setting["key"]).title()] = str(setting["value"])
+        self._configuration = configuration
+        headers = {"Accept": "application/json, text/plain;q=0.9, */*;q=0.8", **self._auth_headers()}
         cert = (configuration.cert_file, configuration.key_file) if configuration.cert_file else None
         verify: ssl.SSLContext | bool = bool(configuration.verify_ssl)
         if configuration.ssl_ca_cert and configuration.verify_ssl:
@@ -110,6 +106,16 @@ class AsyncKubeClient:
             base_url=str(configuration.host).rstrip("/"), headers=headers, verify=verify, timeout=timeout_seconds
         )
 
+    def _auth_headers(self) -> dict[str, str]:
+        """The credentials' headers now. ``auth_settings()`` first runs the configuration's refresh hook,
+        which renews an expired exec-plugin token or re-reads a rotated in-cluster token."""
+        headers = {}
+        settings = cast("dict[str, dict[str, Any]]", self._configuration.auth_settings())
+        for setting in settings.values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[str(setting["key"]).title()] = str(setting["value"])
+        return headers
+
     async def __aenter__(self) -> AsyncKubeClient:
         return self
 
@@ -121,8 +127,15 @@ class AsyncKubeClient:
 
     @api_retry
     async def get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
-        """``GET path``; raises ``httpx.HTTPStatusError`` on an error status (transient ones are retried)."""
-        response = await self._client.get(path, params=params)
+        """``GET path``; raises ``httpx.HTTPStatusError`` on an error status (transient ones are retried).
+
+        The credentials are read again for every request (off the event loop: an exec plugin is a
+        subprocess), so a wait longer than a token's lifetime keeps a valid token.
+        """
+        import asyncio
+
+        headers = await asyncio.to_thread(self._auth_headers)
+        response = await self._client.get(path, params=params, headers=headers)
         response.raise_for_status()
         return response
 

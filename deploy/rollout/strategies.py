@@ -286,6 +286,14 @@ class Wait:
     spec: dict[str, Any]
 
 
+def timed_out_outcome(kind: Literal["ready", "analysis"]) -> dict[str, Any]:
+    """The outcome of a wait nobody answered (the triggerer never fired): a failure of its step."""
+    message = "the triggerer did not answer before the deferral timed out"
+    if kind == "ready":
+        return {"status": "timeout", "message": message, "reasons": []}
+    return {"breach": f"canary analysis not judged: {message}", "detail": ""}
+
+
 @runtime_checkable
 class StagedTarget(Target, Protocol):
     """A target whose apply has a long wait in the middle (Helm: the pods rolling out)."""

@@ -7,6 +7,11 @@ worker slot is free until the trigger fires. It resumes in ``resume`` from the e
 (the checkpoint rides in it), applies the next step or rolls back, and at the end records
 ``modelyard://deployed/<release>`` or fails with the reason.
 
+Every deferral has an Airflow-level timeout: the wait's own deadline plus ``DEFER_GRACE_SECONDS``.
+It fires only if the triggerer never answered (stopped, or lost the trigger). The checkpoint is
+also kept in the task's XCom (Airflow keeps a deferred task's XComs until it resumes), so a timed
+out wait resumes like a failed one: the rollout rolls back instead of leaving a canary half-way.
+
 An operator and not ``@task``: TaskFlow tasks cannot defer (Airflow 3.3's ``self.defer`` and
 ``resume_execution`` are ``BaseOperator`` methods; the decorated callable has no ``self``).
 The Kubernetes clients come from ``KubernetesHook`` and ``HelmHook`` (``kubernetes_conn_id``).
@@ -14,7 +19,9 @@ The Kubernetes clients come from ``KubernetesHook`` and ``HelmHook`` (``kubernet
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+import time
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -26,6 +33,18 @@ if TYPE_CHECKING:
     from modelyard.deploy.rollout.request import DeployRequest, StagedDeploy
     from modelyard.deploy.rollout.strategies import Target, Wait
     from modelyard.pipeline.config import Config
+
+
+# Past a wait's own deadline, how long Airflow waits for the trigger before timing it out.
+DEFER_GRACE_SECONDS = 120.0
+CHECKPOINT_XCOM_KEY = "modelyard_rollout_wait"
+TRIGGER_TIMEOUT = "Trigger timeout"  # airflow.models.trigger.TriggerFailureReason.TRIGGER_TIMEOUT
+
+
+def defer_timeout(wait_spec: Mapping[str, Any], now: float | None = None) -> dt.timedelta:
+    """The Airflow-level timeout of a deferred wait: its deadline (epoch seconds) plus a grace."""
+    now = time.time() if now is None else now
+    return dt.timedelta(seconds=max(0.0, float(wait_spec["deadline"]) - now) + DEFER_GRACE_SECONDS)
 
 
 class DeployReleaseOperator(BaseOperator):
@@ -81,6 +100,21 @@ class DeployReleaseOperator(BaseOperator):
         staged = StagedDeploy.restore(target, checkpoint, config)
         return self._go_on(context, staged, event["outcome"], target)
 
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """As Airflow's, except that a timed-out deferral resumes from the kept checkpoint as a failed wait."""
+        from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
+
+        from modelyard.deploy.rollout.strategies import timed_out_outcome
+
+        if next_method == TRIGGER_FAIL_REPR and (next_kwargs or {}).get("error") == TRIGGER_TIMEOUT:
+            ti = context["ti"]
+            kept = ti.xcom_pull(task_ids=ti.task_id, key=CHECKPOINT_XCOM_KEY, map_indexes=ti.map_index)
+            if kept:
+                self.log.error("deferred %s wait timed out in Airflow; rolling back", kept["kind"])
+                event = {"checkpoint": kept["checkpoint"], "outcome": timed_out_outcome(kept["kind"])}
+                return self.resume(context, event)
+        return super().resume_execution(next_method, next_kwargs, context)
+
     def _go_on(
         self, context: Context, staged: StagedDeploy, outcome: dict[str, Any] | None, target: Target | None = None
     ) -> dict[str, Any]:
@@ -89,7 +123,9 @@ class DeployReleaseOperator(BaseOperator):
             wait = rollout.advance(outcome)
             if wait is not None and self.deferrable:
                 self.log.info("release %s: %s; deferring (%s)", staged.result.release, rollout.records[-1:], wait.kind)
-                self.defer(trigger=self._trigger(staged, wait, target or rollout.target), method_name="resume")
+                trigger = self._trigger(staged, wait, target or rollout.target)
+                context["ti"].xcom_push(CHECKPOINT_XCOM_KEY, {"kind": wait.kind, "checkpoint": trigger.checkpoint})
+                self.defer(trigger=trigger, method_name="resume", timeout=defer_timeout(wait.spec))
             if wait is not None:
                 rollout.run()  # wait here, like the CLI
         return self._report(context, staged)

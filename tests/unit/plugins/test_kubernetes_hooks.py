@@ -158,3 +158,60 @@ def test_an_unloadable_kubeconfig_says_which_extras_to_check(monkeypatch: pytest
     connection(monkeypatch, {"kube_config_path": str(path), "cluster_context": "staging"})
     with pytest.raises(KubernetesConnectionError, match=r"cannot load the cluster settings.*'cluster_context'"):
         KubernetesHook().get_conn()
+
+
+def test_the_async_client_renews_an_expired_exec_plugin_token_during_a_wait(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An exec plugin (as EKS, GKE and AKS kubeconfigs use) whose tokens expire at once: every request of a
+    long trigger wait must carry a freshly issued token, not the one read when the client was made."""
+    import http.server
+    import sys
+    import threading
+
+    counter = tmp_path / "issued"
+    plugin = tmp_path / "token-plugin.py"
+    plugin.write_text(
+        "import datetime, json, pathlib, sys\n"
+        f"path = pathlib.Path({str(counter)!r})\n"
+        "n = int(path.read_text()) + 1 if path.exists() else 1\n"
+        "path.write_text(str(n))\n"
+        "expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=1)\n"
+        "json.dump({'apiVersion': 'client.authentication.k8s.io/v1', 'kind': 'ExecCredential',\n"
+        "           'status': {'token': f'tok-{n}', 'expirationTimestamp': expiry.strftime('%Y-%m-%dT%H:%M:%SZ')}},\n"
+        "          sys.stdout)\n"
+    )
+    seen: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            body = b'{"kind": "Deployment"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = kubeconfig(server=f"http://127.0.0.1:{server.server_port}")
+    exec_user = {"apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable, "args": [str(plugin)]}
+    config["users"] = [{"name": "u", "user": {"exec": exec_user}}]
+    connection(monkeypatch, {"kube_config": json.dumps(config), "cluster_context": "prod"})
+
+    async def three_polls() -> None:
+        async with await KubernetesHook().get_async_client() as kube:
+            for _ in range(3):
+                assert await kube.deployment("serving", "eta") == {"kind": "Deployment"}
+
+    try:
+        asyncio.run(three_polls())
+    finally:
+        server.shutdown()
+    assert len(seen) == 3
+    assert all(header.startswith("Bearer tok-") for header in seen)
+    assert len(set(seen)) == 3  # a new token for every request, since each one had expired

@@ -369,3 +369,35 @@ def test_an_outcome_without_a_pending_wait_is_refused() -> None:
     rollout = Rollout(FakeTarget(), plan_steps("rolling", None, plan(jakarta="1"), [100]), None, THRESHOLDS)
     with pytest.raises(ValueError, match="outcome"):
         rollout.advance({"status": "complete"})
+
+
+@pytest.mark.parametrize("wait_kinds", [1, 2], ids=["pods-never-answered", "canary-window-never-judged"])
+def test_a_wait_that_airflow_timed_out_rolls_back_from_its_checkpoint(wait_kinds: int) -> None:
+    """The deploy task's deferral timed out (no trigger event): it resumes with ``timed_out_outcome``."""
+    import json
+
+    from modelyard.deploy.rollout.strategies import timed_out_outcome
+
+    live, new = plan(jakarta="1"), plan(jakarta="2")
+    target = StagedFakeTarget()
+    target.apply(live)
+    target.applied.clear()
+    target.before = live
+
+    def fresh() -> Rollout:
+        return Rollout(target, plan_steps("canary", live, new, [10, 50, 100]), live, THRESHOLDS)  # type: ignore[arg-type]
+
+    rollout = fresh()
+    wait = rollout.advance()
+    if wait_kinds == 2:  # the pods rolled out; the analysis window is the wait that times out
+        assert wait is not None
+        rollout = fresh().restore(json.loads(json.dumps(rollout.checkpoint())))
+        wait = rollout.advance(target.wait_ready(wait.spec))
+    assert wait is not None
+    rollout = fresh().restore(json.loads(json.dumps(rollout.checkpoint())))
+    assert rollout.advance(timed_out_outcome(wait.kind)) is None
+
+    assert rollout.state == "rolled-back"
+    assert rollout.reason is not None
+    assert "triggerer did not answer" in rollout.reason
+    assert target.active == live
