@@ -357,7 +357,8 @@ def train_pair(
 
     plan = plan_training(config, family, region, params_override)
     uri = tracking_uri or resolve_tracking_uri(config)
-    if mlflow.get_tracking_uri() != uri:  # fluent calls (start_run, log_model) use the global URI
+    # Fluent calls (start_run, log_model) use the global URIs; set them only when they change.
+    if (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) != (uri, uri):
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
     client = tracking_client(uri)
@@ -541,11 +542,7 @@ def _log_model(plan: TrainingPlan, outcome: FitOutcome) -> tuple[str, str | None
     flavor = models.get_algorithm(plan.algorithm).flavor
     log_model = mlflow.xgboost.log_model if flavor == "xgboost" else mlflow.sklearn.log_model
     # Our own forests: without this, MLflow's skops format refuses to load them back (in serving too).
-    # xgboost: MLflow's serving-input check loads the model once more and feeds it the example; with
-    # raw fields (what a client sends) the native model cannot take them, so it only ever warned.
-    flavor_kwargs = (
-        {"skops_trusted_types": SKOPS_TRUSTED_TYPES} if flavor == "sklearn" else {"validate_serving_input": False}
-    )
+    trust = {"skops_trusted_types": SKOPS_TRUSTED_TYPES} if flavor == "sklearn" else {}
     holdout = models.feature_frame(outcome.split.holdout, plan.family.features)
     with tempfile.TemporaryDirectory(prefix="modelyard-onnx-") as folder:
         # The ONNX copy and a holdout sample for the serving fast path, checked by the server (ADR 0002).
@@ -559,7 +556,7 @@ def _log_model(plan: TrainingPlan, outcome: FitOutcome) -> tuple[str, str | None
             extra_files=extras,
             # Declared, not inferred: inference imports the model in a child process, seconds a pair.
             pip_requirements=registry.pip_requirements(flavor),
-            **flavor_kwargs,
+            **trust,
         )
     return str(info.model_uri), info.model_id
 
