@@ -49,7 +49,7 @@ def feature_importance(importance: dict[str, float], title: str, fig: Figure | N
     fig.subplots_adjust(**{**IMPORTANCE_MARGINS, "bottom": 0.5 / height + 0.05, "top": 1 - 0.45 / height})
     ax = fig.add_subplot()
     ax.barh([name for name, _ in ordered], [value for _, value in ordered], color="#3b7dd8")
-    ax.set_title(title)
+    fig.suptitle(title)  # centred on the figure: the axes start right of the long feature names
     ax.set_xlabel("importance")
     return fig
 
