@@ -4,7 +4,8 @@ The raw suite comes from the family's dataset (every declared column's type, min
 values, nulls, uniqueness, plus any further GX expectation declared by name), the regions,
 ``data.min_rows`` and ``data.freshness_days``; the features suite from the family's declared
 features (their kinds give dtypes and ranges) and target. Nothing is coded per domain. They
-run in-process on pandas in an ephemeral GX context: no GX project folder. Each run gives a
+run in-process on pandas in one ephemeral GX context per process (set up on first use, reused by
+every pair: no GX project folder). Each run gives a
 :class:`ValidationOutcome` with one line per failed expectation that names the column, the
 expectation and how many rows offend, e.g.::
 
@@ -17,7 +18,9 @@ and an HTML report stored with the snapshot.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +44,9 @@ KIND_RANGES: dict[str, tuple[float, float]] = {
     "window_count": (0, 1e12),
 }
 BINARY_KINDS = ("is_weekend", "is_holiday", "compare")
+# BASIC gives every field a check reads (unexpected_count, partial_unexpected_list, observed_value);
+# SUMMARY would add value counts and index lists of the offending rows, computed and never read.
+RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 5}
 # A classifier's positive rate outside these bounds means a broken label, not a signal.
 LABEL_BALANCE = (0.05, 0.95)
 
@@ -103,12 +109,35 @@ def summarize(outcomes: list[ValidationOutcome]) -> ValidationSummary:
 # --- suites ----------------------------------------------------------------------------
 
 
+class _SuiteBuilder:
+    """Collects a suite's expectations, dropping repeats, then builds the GX suite in one go.
+
+    ``ExpectationSuite.add_expectation`` compares each new expectation with every one already
+    added (a pydantic dump per pair of them): quadratic in the suite's size, a large share of a
+    pair's validation. Keyed once per expectation here, the suite is the same set.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._expectations: dict[str, Any] = {}
+
+    def add_expectation(self, expectation: Any) -> None:
+        fields = expectation.dict(exclude={"id", "rendered_content", "notes", "meta"})
+        key = expectation.expectation_type + json.dumps(fields, sort_keys=True, default=repr)
+        self._expectations.setdefault(key, expectation)
+
+    def build(self) -> gx.ExpectationSuite:
+        import great_expectations as gx
+
+        return gx.ExpectationSuite(name=self.name, expectations=list(self._expectations.values()))
+
+
 def raw_suite(
     config: Config, family: Family, region: str | None, as_of: dt.datetime, columns: list[str]
 ) -> gx.ExpectationSuite:
     """Expectations on raw rows of ``family``'s dataset (for ``region``, or any configured region).
 
-    GX needs an active context to build a suite: call :func:`frame_batch` first.
+    GX needs an active context to build a suite: :func:`frame_batch` (or :func:`gx_context`) first.
 
     Args:
         config: Gives the dataset, the region names, ``data.min_rows`` and ``data.freshness_days``.
@@ -117,12 +146,11 @@ def raw_suite(
         as_of: The moment freshness is measured from.
         columns: The frame's columns (declared columns a family does not need are checked when present).
     """
-    import great_expectations as gx
     import great_expectations.expectations as gxe
 
     dataset = config.dataset_of(family)
     required = required_raw_columns(config, family)
-    suite = gx.ExpectationSuite(name=f"raw.{dataset.name}.{family.name}")
+    suite = _SuiteBuilder(f"raw.{dataset.name}.{family.name}")
     suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=config.data.min_rows))
     for name in required:
         suite.add_expectation(gxe.ExpectColumnToExist(column=name))
@@ -138,10 +166,10 @@ def raw_suite(
     _time_checks(suite, config, as_of, dataset.time_column, ordered=False)
     if not family.target_from:
         _label_checks(suite, family)
-    return suite
+    return suite.build()
 
 
-def _column_checks(suite: gx.ExpectationSuite, name: str, column: Column) -> None:
+def _column_checks(suite: _SuiteBuilder, name: str, column: Column) -> None:
     import great_expectations.expectations as gxe
 
     if column.max_null_fraction is not None:
@@ -163,13 +191,12 @@ def _column_checks(suite: gx.ExpectationSuite, name: str, column: Column) -> Non
 
 def features_suite(config: Config, family: Family, as_of: dt.datetime) -> gx.ExpectationSuite:
     """Expectations on a snapshot frame of ``family``: the exact contract, complete, typed and in range."""
-    import great_expectations as gx
     import great_expectations.expectations as gxe
 
     columns = snapshot_columns(config, family)
     spec = config.feature_spec(family, slices=True)
     dataset = config.dataset_of(family)
-    suite = gx.ExpectationSuite(name=f"features.{family.name}")
+    suite = _SuiteBuilder(f"features.{family.name}")
     suite.add_expectation(gxe.ExpectTableColumnsToMatchOrderedList(column_list=columns))
     suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=config.data.min_rows))
     for column in columns:
@@ -184,10 +211,10 @@ def features_suite(config: Config, family: Family, as_of: dt.datetime) -> gx.Exp
     suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=family.target, type_list=[target_type]))
     _time_checks(suite, config, as_of, TIME_COLUMN, ordered=True)
     _label_checks(suite, family)
-    return suite
+    return suite.build()
 
 
-def _feature_range(suite: gx.ExpectationSuite, feature: featurespec.FeatureDef, columns: dict[str, Column]) -> None:
+def _feature_range(suite: _SuiteBuilder, feature: featurespec.FeatureDef, columns: dict[str, Column]) -> None:
     import great_expectations.expectations as gxe
 
     bounds: tuple[float | None, float | None] | None = KIND_RANGES.get(feature.kind)
@@ -204,7 +231,7 @@ def _feature_range(suite: gx.ExpectationSuite, feature: featurespec.FeatureDef, 
         )
 
 
-def _time_checks(suite: gx.ExpectationSuite, config: Config, as_of: dt.datetime, column: str, *, ordered: bool) -> None:
+def _time_checks(suite: _SuiteBuilder, config: Config, as_of: dt.datetime, column: str, *, ordered: bool) -> None:
     import great_expectations.expectations as gxe
     import pandas as pd
 
@@ -214,7 +241,7 @@ def _time_checks(suite: gx.ExpectationSuite, config: Config, as_of: dt.datetime,
         suite.add_expectation(gxe.ExpectColumnValuesToBeIncreasing(column=column))
 
 
-def _label_checks(suite: gx.ExpectationSuite, family: Family) -> None:
+def _label_checks(suite: _SuiteBuilder, family: Family) -> None:
     import great_expectations.expectations as gxe
 
     if family.task == "classification":
@@ -232,7 +259,7 @@ def run_suite(
     batch: Any, frame: pd.DataFrame, suite: gx.ExpectationSuite, stage: str, region: str | None
 ) -> ValidationOutcome:
     """Validate ``batch`` (of ``frame``, from :func:`frame_batch`) against ``suite``."""
-    result = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5})
+    result = batch.validate(suite, result_format=RESULT_FORMAT)
     prefix = f"region '{region}': " if region else ""
     checks = [_check(r, prefix) for r in result.results]
     return ValidationOutcome(suite=suite.name, stage=stage, rows=len(frame), checks=checks)
@@ -260,7 +287,22 @@ def _now() -> dt.datetime:
 
 
 def frame_batch(frame: pd.DataFrame) -> Any:
-    """A GX batch over ``frame`` in a fresh ephemeral context (no files, no analytics, no progress bars)."""
+    """A GX batch over ``frame`` in this process's ephemeral context (no files, no analytics, no progress bars)."""
+    return _batch_definition().get_batch(batch_parameters={"dataframe": frame})
+
+
+def gx_context() -> Any:
+    """This process's ephemeral GX context, made on first use and kept (it holds no data between batches)."""
+    return _context_and_definition()[0]
+
+
+def _batch_definition() -> Any:
+    return _context_and_definition()[1]
+
+
+@functools.cache
+def _context_and_definition() -> tuple[Any, Any]:
+    # Nothing in it depends on a config: one per process serves every pair and every config.
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -275,7 +317,7 @@ def frame_batch(frame: pd.DataFrame) -> Any:
     )
     context = gx.get_context(mode="ephemeral", project_config=project)
     asset = context.data_sources.add_pandas("modelyard").add_dataframe_asset("frame")
-    return asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})
+    return context, asset.add_batch_definition_whole_dataframe("all")
 
 
 def _check(result: Any, prefix: str) -> CheckResult:

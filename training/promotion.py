@@ -449,8 +449,8 @@ def record(
             tags["replaced"] = decision.champion_before
     for key, value in tags.items():
         client.set_model_version_tag(name, number, f"{TAG}{key}", value)
-    append_history(client, name, decision)
-    _log_artifacts(client, decision, evidence, report)
+    entries = append_history(client, name, decision)
+    _log_artifacts(client, decision, evidence, report, entries)
 
 
 def _record_rollback(client: MlflowClient, decision: Decision, demoted: str) -> None:
@@ -459,25 +459,37 @@ def _record_rollback(client: MlflowClient, decision: Decision, demoted: str) -> 
                        "rolled_back_reason": decision.reason or ""}.items():  # fmt: skip
         client.set_model_version_tag(name, demoted, f"{TAG}{key}", value)
     client.set_model_version_tag(name, str(decision.version), f"{TAG}champion_since", when)
-    append_history(client, name, decision)
-    _log_artifacts(client, decision, None, None)
+    entries = append_history(client, name, decision)
+    _log_artifacts(client, decision, None, None, entries)
 
 
 def _log_artifacts(
-    client: MlflowClient, decision: Decision, evidence: Evidence | None, report: GateReport | None
+    client: MlflowClient,
+    decision: Decision,
+    evidence: Evidence | None,
+    report: GateReport | None,
+    entries: list[dict[str, str | None]] | None = None,
 ) -> None:
+    """The decision's files on its run, written to a folder and uploaded in one call.
+
+    ``entries`` is the history just written (read back from the registry when not given).
+    """
+    import tempfile
+
     if not decision.run_id:
         return
     folder = f"promotion/{decision.decided_at:%Y%m%dT%H%M%S}-{decision.action}"
-    client.log_dict(decision.run_id, decision.model_dump(mode="json"), f"{folder}/decision.json")
-    if report is not None:
-        client.log_text(decision.run_id, f"{decision.summary}\n\n{report.as_text()}\n", f"{folder}/gates.txt")
-    if evidence is not None:
-        client.log_figure(decision.run_id, comparison_figure(evidence, decision), f"{folder}/comparison.png")
-    client.log_dict(
-        decision.run_id, {"model": decision.model_name, "history": history(client, decision.model_name)},
-        f"{folder}/history.json",
-    )  # fmt: skip
+    entries = history(client, decision.model_name) if entries is None else entries
+    with tempfile.TemporaryDirectory(prefix="modelyard-promotion-") as tmp:
+        local = Path(tmp)
+        (local / "decision.json").write_text(json.dumps(decision.model_dump(mode="json"), indent=2))
+        if report is not None:
+            (local / "gates.txt").write_text(f"{decision.summary}\n\n{report.as_text()}\n")
+        if evidence is not None:
+            comparison_figure(evidence, decision).savefig(local / "comparison.png", format="png")
+        history_doc = {"model": decision.model_name, "history": entries}
+        (local / "history.json").write_text(json.dumps(history_doc, indent=2))
+        client.log_artifacts(decision.run_id, str(local), folder)
 
 
 def history(client: MlflowClient, model_name: str) -> list[dict[str, str | None]]:
@@ -486,21 +498,28 @@ def history(client: MlflowClient, model_name: str) -> list[dict[str, str | None]
     return list(json.loads(raw)) if raw else []
 
 
-def append_history(client: MlflowClient, model_name: str, decision: Decision) -> None:
-    """Append ``decision`` to the model's ``promotion_history`` tag, dropping the oldest entries that do not fit."""
+def append_history(client: MlflowClient, model_name: str, decision: Decision) -> list[dict[str, str | None]]:
+    """Append ``decision`` to the model's ``promotion_history`` tag, dropping the oldest entries that do not fit.
+
+    Returns:
+        The history as written.
+    """
     entries = [*history(client, model_name), decision.history_entry()]
     text = json.dumps(entries, separators=(",", ":"))
     while len(text) > HISTORY_MAX_CHARS and len(entries) > 1:
         entries = entries[1:]
         text = json.dumps(entries, separators=(",", ":"))
     client.set_registered_model_tag(model_name, HISTORY_TAG, text)
+    return entries
 
 
 def comparison_figure(evidence: Evidence, decision: Decision) -> Figure:
     """Challenger vs champion on the holdout: the gated metrics per slice, and the prediction distributions."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 4.5), dpi=100, layout="constrained")
+    # Fixed margins, not a layout engine: a layout engine re-measures every text on each save.
+    fig = Figure(figsize=(12, 4.5), dpi=80)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.22, top=0.85, wspace=0.2)
     bars, hist = fig.subplots(1, 2)
     metric = _main_metric(evidence, decision)
     keys = [metric, *sorted(k for k in evidence.challenger.metrics if k.startswith(f"{metric}__"))]

@@ -8,6 +8,7 @@ of training again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
 CHALLENGER_ALIAS = "challenger"
 INPUT_KEY_TAG = "input_key"
 # Tags every registered version carries (plus the metric summary, one tag per metric).
+# What loading a model of each flavor imports (what MLflow's inference finds, without its child process).
+FLAVOR_MODULES: dict[str, tuple[str, ...]] = {
+    "xgboost": ("xgboost", "sklearn", "numpy", "pandas", "scipy"),
+    "sklearn": ("sklearn", "skops", "numpy", "pandas", "scipy"),
+}
 VERSION_TAGS = ("family", "region", "data_digest", "run_id", "config_hash", "input_key", "algorithm", "task", "flavor")
 
 
@@ -50,6 +56,29 @@ def training_settings_hash(config: Config, family: str, region: str) -> str:
         "min_rows": config.data.min_rows,
     }
     return _stable_hash(payload)
+
+
+def pip_requirements(flavor: str) -> list[str]:
+    """The model's declared requirements: ``mlflow`` and the packages of its flavor, pinned to the installed versions.
+
+    Computed once per process. Declaring them spares ``log_model`` its inference, which imports
+    the saved model in a child process (seconds per pair).
+    """
+    return list(_pinned_requirements(flavor))
+
+
+@functools.cache
+def _pinned_requirements(flavor: str) -> tuple[str, ...]:
+    from importlib import metadata
+
+    # By import name: a module may come from a differently named distribution (xgboost from xgboost-cpu).
+    distributions = metadata.packages_distributions()
+    pinned = []
+    for module in ("mlflow", *FLAVOR_MODULES.get(flavor, ())):
+        found = distributions.get(module, [])
+        for name in [module] if module in found else found[:1]:
+            pinned.append(f"{name}=={metadata.version(name)}")
+    return tuple(dict.fromkeys(pinned))
 
 
 def input_key(data_digest: str, settings_hash: str, seed: int, algorithm: str, params: Mapping[str, Any]) -> str:

@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -356,9 +357,11 @@ def train_pair(
 
     plan = plan_training(config, family, region, params_override)
     uri = tracking_uri or resolve_tracking_uri(config)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    client = mlflow.MlflowClient(uri, uri)
+    # Fluent calls (start_run, log_model) use the global URIs; set them only when they change.
+    if (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) != (uri, uri):
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+    client = tracking_client(uri)
     if not force and (existing := registry.find_version(client, plan.model_name, plan.input_key)):
         return _unchanged(client, plan, existing, uri)
     frame = load_frame(config.storage.features_dir, plan.meta)
@@ -366,7 +369,7 @@ def train_pair(
         check_trainable(config, plan.family, frame)
     except TrainingSkipped as skip:
         return _skipped(plan, skip.reason)
-    experiment_id = _experiment_id(client, experiment_name(config, family))
+    experiment_id = _experiment_id(client, uri, experiment_name(config, family))
     with mlflow.start_run(experiment_id=experiment_id, run_name=plan.run_name, tags=_run_tags(config, plan)) as run:
         try:
             outcome = fit_pair(config, plan.family, frame, plan.algorithm, plan.params, plan.baseline)
@@ -390,7 +393,25 @@ def train_pair(
     )
 
 
-def _experiment_id(client: MlflowClient, name: str) -> str:
+@functools.cache
+def tracking_client(uri: str) -> MlflowClient:
+    """One MLflow client per tracking URI and process (a pool worker reuses it across pairs and configs)."""
+    import mlflow
+
+    return mlflow.MlflowClient(uri, uri)
+
+
+# (tracking URI, experiment name) -> experiment id, per process: experiments are never renamed by us.
+_EXPERIMENT_IDS: dict[tuple[str, str], str] = {}
+
+
+def _experiment_id(client: MlflowClient, uri: str, name: str) -> str:
+    if (uri, name) not in _EXPERIMENT_IDS:
+        _EXPERIMENT_IDS[(uri, name)] = _find_or_create_experiment(client, name)
+    return _EXPERIMENT_IDS[(uri, name)]
+
+
+def _find_or_create_experiment(client: MlflowClient, name: str) -> str:
     from mlflow.exceptions import MlflowException
 
     found = client.get_experiment_by_name(name)
@@ -422,29 +443,63 @@ def _run_tags(config: Config, plan: TrainingPlan) -> dict[str, str]:
 
 
 def _log_run(config: Config, plan: TrainingPlan, frame: pd.DataFrame, outcome: FitOutcome) -> str:
+    """Params, dataset, artifacts, model, then metrics: a handful of calls, whatever the number of metrics.
+
+    Params go first because ``log_model`` copies the run's params onto the logged model. Metrics go
+    after it, in one batch linked to the logged model (so the model's page shows them); logged
+    before, ``log_model`` would re-read each metric's history, one request per metric.
+    """
     import mlflow
 
-    mlflow.log_params(
-        {
-            **plan.params,
-            **outcome.split.params(),
-            "algorithm": plan.algorithm,
-            "seed": plan.seed,
-            "baseline_algorithm": plan.baseline or "none",
-            "target": plan.family.target,
-            "features": ",".join(plan.family.feature_names),
-            "operating_threshold": config.training.operating_threshold,
-            "early_stopping_rounds": config.training.early_stopping_rounds,
-            "settings_hash": plan.settings_hash,
-        }
-    )
-    mlflow.log_metrics(outcome.metrics)
-    if outcome.best_iteration is not None:
-        mlflow.log_metric("best_iteration", outcome.best_iteration)
+    run_id = _active_run_id()
+    client = tracking_client(mlflow.get_tracking_uri())
+    client.log_batch(run_id, params=_params(config, plan, outcome))
     _log_dataset(config, plan, frame)
-    _log_plots(plan, outcome)
-    _log_feature_spec(plan)
-    return _log_model(plan, outcome)
+    with tempfile.TemporaryDirectory(prefix="modelyard-run-") as folder:
+        _write_run_artifacts(config, plan, outcome, Path(folder))
+        client.log_artifacts(run_id, folder)  # one upload of the whole folder
+    model_uri, model_id = _log_model(plan, outcome)
+    client.log_batch(run_id, metrics=_metrics(outcome, run_id, model_id))
+    return model_uri
+
+
+def _active_run_id() -> str:
+    import mlflow
+
+    run = mlflow.active_run()
+    if run is None:
+        raise TrainingError("no active MLflow run to log into (train_pair starts one)")
+    return str(run.info.run_id)
+
+
+def _params(config: Config, plan: TrainingPlan, outcome: FitOutcome) -> list[Any]:
+    from mlflow.entities import Param
+
+    values = {
+        **plan.params,
+        **outcome.split.params(),
+        "algorithm": plan.algorithm,
+        "seed": plan.seed,
+        "baseline_algorithm": plan.baseline or "none",
+        "target": plan.family.target,
+        "features": ",".join(plan.family.feature_names),
+        "operating_threshold": config.training.operating_threshold,
+        "early_stopping_rounds": config.training.early_stopping_rounds,
+        "settings_hash": plan.settings_hash,
+    }
+    return [Param(key, str(value)) for key, value in values.items()]
+
+
+def _metrics(outcome: FitOutcome, run_id: str, model_id: str | None) -> list[Any]:
+    import time
+
+    from mlflow.entities import Metric
+
+    values = dict(outcome.metrics)
+    if outcome.best_iteration is not None:
+        values["best_iteration"] = outcome.best_iteration
+    now = int(time.time() * 1000)
+    return [Metric(key, float(value), now, 0, model_id=model_id, run_id=run_id) for key, value in values.items()]
 
 
 def _log_dataset(config: Config, plan: TrainingPlan, frame: pd.DataFrame) -> None:
@@ -461,24 +516,26 @@ def _log_dataset(config: Config, plan: TrainingPlan, frame: pd.DataFrame) -> Non
         digest=plan.meta.digest,
     )
     mlflow.log_input(dataset, context="training")
-    mlflow.log_dict(plan.meta.model_dump(mode="json"), "data/snapshot.json")
-    report = plan.meta.report_path(features_dir)
+
+
+def _write_run_artifacts(config: Config, plan: TrainingPlan, outcome: FitOutcome, folder: Path) -> None:
+    """The run's files, laid out as the MLflow UI shows them: data/, plots/ and the feature spec."""
+    data = folder / "data"
+    data.mkdir()
+    (data / "snapshot.json").write_text(json.dumps(plan.meta.model_dump(mode="json"), indent=2))
+    report = plan.meta.report_path(config.storage.features_dir)
     if report is not None and report.exists():
-        mlflow.log_artifact(str(report), artifact_path="data")
-
-
-def _log_plots(plan: TrainingPlan, outcome: FitOutcome) -> None:
-    import mlflow
-
+        shutil.copyfile(report, data / report.name)
     label = f"{plan.family.name}/{plan.region} {plan.algorithm}"
     y = outcome.split.holdout[plan.family.target].to_numpy()
-    figures = plots.holdout_figures(plan.family.task, y, outcome.holdout_predictions, outcome.importance, label)
-    with tempfile.TemporaryDirectory(prefix="modelyard-plots-") as folder:
-        plots.save_all(figures, Path(folder))
-        mlflow.log_artifacts(folder, artifact_path="plots")
+    plots.write_holdout_plots(
+        plan.family.task, y, outcome.holdout_predictions, outcome.importance, label, folder / "plots"
+    )
+    if plan.meta.feature_spec is not None:
+        (folder / FEATURE_SPEC_ARTIFACT).write_text(json.dumps(plan.meta.feature_spec, indent=2))
 
 
-def _log_model(plan: TrainingPlan, outcome: FitOutcome) -> str:
+def _log_model(plan: TrainingPlan, outcome: FitOutcome) -> tuple[str, str | None]:
     import mlflow
 
     example, signature = _model_io(plan, outcome)
@@ -492,9 +549,16 @@ def _log_model(plan: TrainingPlan, outcome: FitOutcome) -> str:
         extras = onnx_export.write_serving_extras(outcome.model, flavor, holdout, Path(folder))
         extras += _spec_extra(plan, Path(folder))
         info = log_model(
-            outcome.model, name="model", signature=signature, input_example=example, extra_files=extras, **trust
+            outcome.model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            extra_files=extras,
+            # Declared, not inferred: inference imports the model in a child process, seconds a pair.
+            pip_requirements=registry.pip_requirements(flavor),
+            **trust,
         )
-    return str(info.model_uri)
+    return str(info.model_uri), info.model_id
 
 
 def _spec_extra(plan: TrainingPlan, folder: Path) -> list[str]:
@@ -504,13 +568,6 @@ def _spec_extra(plan: TrainingPlan, folder: Path) -> list[str]:
     path = folder / FEATURE_SPEC_ARTIFACT
     path.write_text(json.dumps(plan.meta.feature_spec, indent=2))
     return [str(path)]
-
-
-def _log_feature_spec(plan: TrainingPlan) -> None:
-    import mlflow
-
-    if plan.meta.feature_spec is not None:
-        mlflow.log_dict(plan.meta.feature_spec, FEATURE_SPEC_ARTIFACT)
 
 
 def _model_io(plan: TrainingPlan, outcome: FitOutcome) -> tuple[pd.DataFrame, Any]:

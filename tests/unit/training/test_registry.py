@@ -41,3 +41,24 @@ def test_settings_hash_follows_the_pair_not_unrelated_sections(small_config: Con
 def test_metric_tags_round_and_skip_missing() -> None:
     tags = registry.metric_tags({"holdout_auc": 0.812345678, "valid_auc": 0.7}, ("holdout_auc", "holdout_mae"))
     assert tags == {"holdout_auc": "0.812346"}
+
+
+def test_pip_requirements_pin_the_installed_packages_of_each_flavor() -> None:
+    from importlib import metadata
+
+    for flavor, distribution in (("xgboost", "scikit-learn"), ("sklearn", "skops")):
+        pinned = registry.pip_requirements(flavor)
+        assert pinned[0] == f"mlflow=={metadata.version('mlflow')}"
+        assert f"{distribution}=={metadata.version(distribution)}" in pinned
+        assert f"pandas=={metadata.version('pandas')}" in pinned
+    # xgboost may come from a distribution of another name (xgboost-cpu): resolved by import name.
+    xgboost_pin = [p for p in registry.pip_requirements("xgboost") if p.startswith("xgboost")]
+    assert len(xgboost_pin) == 1
+    name, _, version = xgboost_pin[0].partition("==")
+    assert metadata.version(name) == version
+
+
+def test_pip_requirements_are_a_fresh_list_each_call() -> None:
+    first = registry.pip_requirements("xgboost")
+    first.append("something-else==1")
+    assert "something-else==1" not in registry.pip_requirements("xgboost")
