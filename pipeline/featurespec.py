@@ -515,8 +515,9 @@ def _in_holidays(days: np.ndarray, calendar: Calendar) -> np.ndarray:
     starts, ends = _holiday_days(calendar.holidays)
     if not len(starts):
         return np.zeros(days.shape, dtype=np.int64)
-    inside = (days[:, None] >= starts) & (days[:, None] <= ends)
-    return inside.any(axis=1).astype(np.int64)
+    inside: np.ndarray = (days[:, None] >= starts) & (days[:, None] <= ends)
+    flags: np.ndarray = inside.any(axis=1)
+    return flags.astype(np.int64)
 
 
 @functools.lru_cache(maxsize=256)
