@@ -516,8 +516,7 @@ def _in_holidays(days: np.ndarray, calendar: Calendar) -> np.ndarray:
     if not len(starts):
         return np.zeros(days.shape, dtype=np.int64)
     inside: np.ndarray = (days[:, None] >= starts) & (days[:, None] <= ends)
-    flags: np.ndarray = inside.any(axis=1)
-    return flags.astype(np.int64)
+    return np.asarray(inside.any(axis=1), dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=256)
