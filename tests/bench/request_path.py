@@ -16,16 +16,13 @@ import asyncio
 import cProfile
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from serving import feature_names, register_xgboost, single_plan
+from tests.bench.serving import feature_names, register_xgboost, single_plan
 
 ROUNDS = 5
 
