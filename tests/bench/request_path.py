@@ -96,6 +96,8 @@ async def measure(app: Any, payloads: dict[str, bytes], calls: int, profile: Pat
                 app, "POST", "/invocations/bench/local", payloads["mlflow_many"], max(1, calls // 100)
             ),
         }
+        detail = next(iter(app._manager().active.models.values())).status.engine_detail or {}
+        results["onnx_max_rows"] = float(detail.get("onnx_max_rows") or 0)  # 0: ONNX at every size measured
         if profile is not None:
             profiler = cProfile.Profile()
             profiler.enable()
