@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import importlib
 import math
 import operator
@@ -76,6 +77,7 @@ FORMAT_VERSION = 1
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _NS = 1_000_000_000
+SMALL_BATCH_ROWS = 16  # up to this many rows, time offsets are looked up row by row (cached)
 
 
 class FeatureSpecError(ModelyardError, ValueError):
@@ -209,11 +211,16 @@ class FeatureSpec:
     @property
     def raw_inputs(self) -> list[str]:
         """Every raw column a row needs for the row-computable features, in first-use order."""
+        return list(self._raw_inputs)
+
+    @functools.cached_property
+    def _raw_inputs(self) -> tuple[str, ...]:
+        # Asked on every request a server featurises: the declaration is frozen, so work it out once.
         names: list[str] = []
         for feature in self.features:
             if feature.kind not in WINDOW_KINDS:
                 names.extend(self.inputs_of(feature))
-        return list(dict.fromkeys(names))
+        return tuple(dict.fromkeys(names))
 
     def fit(self, columns: Columns, calendar: Calendar) -> FittedSpec:
         """Learn vocabularies and bucket edges on the training window ``columns``.
@@ -445,12 +452,17 @@ class FittedSpec:
 
 
 class _LocalTimes:
-    """Local wall-clock seconds of the time column in the calendar's zone, computed once per batch."""
+    """Local wall-clock seconds of the time column in the calendar's zone, computed once per batch.
+
+    The hour, the minute and the day number every time feature derives from are computed once
+    per batch too, whatever the number of time features.
+    """
 
     def __init__(self, spec: FeatureSpec, columns: Columns, calendar: Calendar) -> None:
 
         self._spec, self._columns, self._calendar = spec, columns, calendar
         self._local: np.ndarray | None = None
+        self._parts: dict[str, np.ndarray] = {}
 
     def seconds(self, feature: FeatureDef) -> np.ndarray:
 
@@ -462,21 +474,36 @@ class _LocalTimes:
             self._local = local_seconds(utc_ns, self._calendar.timezone)
         return self._local
 
+    def _part(self, feature: FeatureDef, name: str) -> np.ndarray:
+        part = self._parts.get(name)
+        if part is None:
+            local = self.seconds(feature)
+            if name == "hour":
+                part = (local // 3600) % 24
+            elif name == "minute":
+                part = (local // 60) % 60
+            elif name == "day":
+                part = local // 86400
+            else:  # weekday: 1970-01-01 was a Thursday; Monday is 0
+                part = (self._part(feature, "day") + 3) % 7
+            self._parts[name] = part
+        return part
+
     def feature(self, feature: FeatureDef) -> np.ndarray:
         import numpy as np
 
-        local = self.seconds(feature)
         kind = feature.kind
         if kind == "hour":
-            return (local // 3600) % 24
+            return self._part(feature, "hour")
         if kind in ("hour_sin", "hour_cos"):
-            angle = ((local // 3600) % 24 + ((local // 60) % 60) / 60.0) * (2 * math.pi / 24)
+            hours = self._part(feature, "hour") + self._part(feature, "minute") / 60.0
+            angle = hours * (2 * math.pi / 24)
             return np.sin(angle) if kind == "hour_sin" else np.cos(angle)
-        days = local // 86400
         if kind == "day_of_week":
-            return (days + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0
+            return self._part(feature, "weekday")
         if kind == "is_weekend":
-            return ((days + 3) % 7 >= 5).astype(np.int64)
+            return (self._part(feature, "weekday") >= 5).astype(np.int64)
+        days = self._part(feature, "day")
         if kind == "month":
             return days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12 + 1
         return _in_holidays(days, self._calendar)
@@ -485,10 +512,21 @@ class _LocalTimes:
 def _in_holidays(days: np.ndarray, calendar: Calendar) -> np.ndarray:
     import numpy as np
 
-    flags = np.zeros(days.shape, dtype=bool)
-    for start, end in calendar.holidays:
-        flags |= (days >= start.toordinal() - _EPOCH_ORDINAL) & (days <= end.toordinal() - _EPOCH_ORDINAL)
-    return flags.astype(np.int64)
+    starts, ends = _holiday_days(calendar.holidays)
+    if not len(starts):
+        return np.zeros(days.shape, dtype=np.int64)
+    inside: np.ndarray = (days[:, None] >= starts) & (days[:, None] <= ends)
+    return np.asarray(inside.any(axis=1), dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=256)
+def _holiday_days(holidays: tuple[tuple[dt.date, dt.date], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """First and last day numbers (days since the epoch) of each holiday period, per calendar."""
+    import numpy as np
+
+    starts = np.array([start.toordinal() - _EPOCH_ORDINAL for start, _ in holidays], dtype=np.int64)
+    ends = np.array([end.toordinal() - _EPOCH_ORDINAL for _, end in holidays], dtype=np.int64)
+    return starts, ends
 
 
 def epoch_ns(values: np.ndarray, family: str, feature: str, column: str) -> np.ndarray:
@@ -527,15 +565,33 @@ def _one_epoch_ns(value: Any, family: str, feature: str, column: str) -> int:
 
 
 def local_seconds(utc_ns: np.ndarray, timezone: str) -> np.ndarray:
-    """Local wall-clock seconds since the epoch in ``timezone`` (offsets looked up once per distinct minute)."""
+    """Local wall-clock seconds since the epoch in ``timezone`` (one zone lookup per distinct minute).
+
+    Offsets are the zone's at each whole UTC minute (every tzdb transition since 1970 is on one),
+    remembered per (zone, minute), so a server asks the zone once per minute of traffic.
+    """
     import numpy as np
 
     seconds = utc_ns // _NS
     minutes = seconds // 60
+    if len(minutes) <= SMALL_BATCH_ROWS:
+        # np.unique costs more than it saves on a few rows.
+        offsets = [_minute_offset(timezone, minute) for minute in minutes.tolist()]
+        return seconds + np.array(offsets, dtype=np.int64)
     unique, inverse = np.unique(minutes, return_inverse=True)
-    zone = zoneinfo.ZoneInfo(timezone)
-    offsets = np.fromiter((_offset_seconds(int(m) * 60, zone) for m in unique), np.int64, len(unique))
-    return seconds + offsets[inverse.reshape(-1)]
+    offsets_of = np.fromiter((_minute_offset(timezone, m) for m in unique.tolist()), np.int64, len(unique))
+    return seconds + offsets_of[inverse.reshape(-1)]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _minute_offset(timezone: str, minute: int) -> int:
+    """The UTC offset in seconds of ``timezone`` at ``minute`` (minutes since the epoch)."""
+    return _offset_seconds(minute * 60, _zone(timezone))
+
+
+@functools.cache
+def _zone(timezone: str) -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(timezone)
 
 
 def _offset_seconds(epoch_seconds: int, zone: zoneinfo.ZoneInfo) -> int:

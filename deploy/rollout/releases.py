@@ -12,6 +12,7 @@ not being changed).
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from modelyard.pipeline.errors import ModelyardError
 # Helm release names are DNS-1123 labels of at most 53 characters.
 RELEASE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_RELEASE_NAME = 53
+CHART_REGION = re.compile(r"^[a-z][a-z0-9_]*$")  # values.schema.json: shard.regions items
+MAX_CHART_REGION = 63
 
 
 class ShardingError(ModelyardError, ValueError):
@@ -122,9 +125,26 @@ def release_values(shard: Shard, base: Mapping[str, Any] | None = None) -> dict[
     shard_values: dict[str, Any] = {
         "plan": shard.plan.model_dump(mode="json"),
         "planDigest": shard.digest,
-        "shard": {"name": shard.release, "regions": list(shard.regions)},
+        "shard": {"name": shard.release, "regions": [chart_region_name(r) for r in shard.regions]},
     }
     return _merge(values, shard_values)
+
+
+def chart_region_name(region: str) -> str:
+    """``region`` as the chart's values accept it (``^[a-z][a-z0-9_]*$``), one to one.
+
+    A config region may be ``JKT`` or ``7``; a name the chart accepts stays as it is, any other
+    is lower-cased, its other characters become ``_``, it gets an ``r`` in front if it does not
+    start with a letter, and a short hash of the original at the end, so that ``JKT`` and ``jkt``
+    (both valid, different regions) stay apart: ``JKT`` -> ``jkt_<6 hex>``, ``7`` -> ``r7_<6 hex>``.
+    """
+    if CHART_REGION.match(region):
+        return region
+    slug = re.sub(r"[^a-z0-9_]", "_", region.lower())
+    if not slug[:1].isalpha():
+        slug = f"r{slug}"
+    digest = hashlib.blake2b(region.encode(), digest_size=3).hexdigest()
+    return f"{slug[: MAX_CHART_REGION - 7]}_{digest}"
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

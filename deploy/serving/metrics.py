@@ -9,7 +9,7 @@ all of them.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -34,6 +34,7 @@ class ServingMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._batch_rows: dict[str, Any] = {}
         reg = self.registry
         self.requests = Counter(
             "modelyard_requests",
@@ -114,14 +115,16 @@ class ServingMetrics:
             registry=reg,
         )
 
+    def observe_batch(self, model: str, rows: int) -> None:
+        """Count one model call of ``rows`` rows (the child is looked up once per model)."""
+        child = self._batch_rows.get(model)
+        if child is None:
+            child = self._batch_rows[model] = self.batch_rows.labels(model)
+        child.observe(rows)
+
     def observe_predictions(self, family: str, region: str, variant: str, values: np.ndarray) -> None:
         """Feed the prediction histogram with a bounded, evenly spaced sample of ``values``."""
-        if values.ndim != 1 or len(values) == 0:
-            return
-        step = max(1, len(values) // VALUES_OBSERVED_PER_REQUEST)
-        child = self.prediction.labels(family, region, variant)
-        for value in values[::step][:VALUES_OBSERVED_PER_REQUEST].tolist():
-            child.observe(value)
+        observe_sample(self.prediction.labels(family, region, variant), values)
 
     def exposition(self) -> bytes:
         """The text exposition: this process's registry, or every worker's in multiprocess mode."""
@@ -132,3 +135,15 @@ class ServingMetrics:
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+def observe_sample(child: Any, values: np.ndarray) -> None:
+    """Feed one prediction-histogram child with a bounded, evenly spaced sample of ``values``."""
+    if values.ndim != 1 or len(values) == 0:
+        return
+    if len(values) == 1:
+        child.observe(float(values[0]))
+        return
+    step = max(1, len(values) // VALUES_OBSERVED_PER_REQUEST)
+    for value in values[::step][:VALUES_OBSERVED_PER_REQUEST].tolist():
+        child.observe(value)

@@ -26,6 +26,9 @@ from modelyard.pipeline.errors import ModelyardError
 
 MODEL_URI_PATTERN = r"^models:/[^/@\s]+(/[0-9]+|@[A-Za-z0-9_\-]+)$"
 NAME_PATTERN = r"^[a-z][a-z0-9_\-]*$"
+# A region is named as the config names it (pipeline.config.Region): whatever the data holds, a city
+# code (JKT), a name (jakarta) or a numeric id (7). Kubernetes never sees it raw (releases.chart_region_name).
+REGION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -130,7 +133,7 @@ class Service(_Model):
     """The models serving one (family, region)."""
 
     family: str = Field(pattern=NAME_PATTERN)
-    region: str = Field(pattern=NAME_PATTERN)
+    region: str = Field(pattern=REGION_PATTERN)
     timezone: str = "UTC"
     variants: list[Variant] = Field(min_length=1)
     rules: list[Rule] = []

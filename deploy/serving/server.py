@@ -45,7 +45,7 @@ import orjson
 
 from modelyard.deploy.serving.batching import Batcher
 from modelyard.deploy.serving.faults import is_transient
-from modelyard.deploy.serving.metrics import CONTENT_TYPE, ServingMetrics
+from modelyard.deploy.serving.metrics import CONTENT_TYPE, ServingMetrics, observe_sample
 from modelyard.deploy.serving.plan import Plan, PlanError, Service, dump_plan, load_plan, parse_plan_text
 from modelyard.deploy.serving.router import ServiceRouter, fixed_clock, system_clock
 from modelyard.deploy.serving.runtime import BadInput, ServedModel, ServingError, load_model
@@ -294,6 +294,26 @@ class ActivePlan:
     prediction_log: PredictionLog | None
     activated_at: str
     inflight: int = 0
+    # The metric children of each (family, region, variant, version), looked up once per plan.
+    series: dict[tuple[str, str, str, str], RequestSeries] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestSeries:
+    """The metric children every answered request of one (family, region, variant, version) writes."""
+
+    ok: Any
+    latency: Any
+    predictions: Any
+
+    @classmethod
+    def of(cls, metrics: ServingMetrics, labels: tuple[str, str, str, str]) -> RequestSeries:
+        family, region, variant = labels[:3]
+        return cls(
+            ok=metrics.requests.labels(*labels, "ok"),
+            latency=metrics.latency.labels(family, region, variant),
+            predictions=metrics.prediction.labels(family, region, variant),
+        )
 
 
 class FailedModels(OrderedDict[str, dict[str, Any]]):
@@ -624,7 +644,7 @@ class PlanManager:
         return batcher
 
     def _on_batch(self, model: ServedModel, rows: int) -> None:
-        self.metrics.batch_rows.labels(model.name).observe(rows)
+        self.metrics.observe_batch(model.name, rows)
 
     def _prediction_log(self, plan: Plan) -> PredictionLog | None:
         settings = plan.prediction_log
@@ -1097,10 +1117,12 @@ class ServingApp:
         output: np.ndarray,
         started: float,
     ) -> None:
-        family, region = labels[0], labels[1]
-        self.metrics.requests.labels(*labels, "ok").inc()
-        self.metrics.latency.labels(family, region, variant.name).observe(time.perf_counter() - started)
-        self.metrics.observe_predictions(family, region, variant.name, output)
+        series = active.series.get(labels)
+        if series is None:
+            series = active.series[labels] = RequestSeries.of(self.metrics, labels)
+        series.ok.inc()
+        series.latency.observe(time.perf_counter() - started)
+        observe_sample(series.predictions, output)
         request_id = None
         plog = active.prediction_log
         if plog is not None and plog.sample_rate > 0 and random.random() < plog.sample_rate:

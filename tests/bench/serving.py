@@ -637,9 +637,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     options.out.mkdir(parents=True, exist_ok=True)
     (options.out / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
     markdown = render_markdown(results)
-    (options.out / "benchmarks.md").write_text(markdown)
+    path = options.out / "benchmarks.md"
+    path.write_text(replace_generated(path.read_text() if path.exists() else "", markdown))
     print(markdown)
     return 0
+
+
+GENERATED_START, GENERATED_END = "<!-- make bench: start -->", "<!-- make bench: end -->"
+
+
+def replace_generated(document: str, generated: str) -> str:
+    """``document`` with its generated part replaced by ``generated``; hand-written sections are kept.
+
+    The generated part sits between two markers; a document without them is taken to be generated
+    up to its first ``## `` section (the layout before the markers existed).
+    """
+    block = f"{GENERATED_START}\n{generated.rstrip()}\n{GENERATED_END}\n"
+    if GENERATED_START in document and GENERATED_END in document:
+        head, _, rest = document.partition(GENERATED_START)
+        tail = rest.partition(GENERATED_END)[2].lstrip("\n")
+        return head + block + (f"\n{tail}" if tail else "")
+    index = document.find("\n## ")
+    return block if index < 0 else block + document[index:]
 
 
 if __name__ == "__main__":

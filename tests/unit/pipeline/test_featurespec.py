@@ -74,6 +74,23 @@ def test_time_features_equal_pandas_in_local_time_across_a_dst_change() -> None:
     assert (got["is_holiday"] == 0).sum() > 0
 
 
+def test_rows_one_at_a_time_equal_the_batch_across_both_dst_changes() -> None:
+    # The server featurises a request of one row (offsets looked up row by row) and the pipeline a
+    # batch (offsets per distinct minute): bit-for-bit the same, spring forward and fall back.
+    spring = pd.date_range("2026-03-29T00:31:00Z", "2026-03-29T01:29:00Z", freq="7min")
+    autumn = pd.date_range("2026-10-25T00:01:00Z", "2026-10-25T01:59:00Z", freq="7min")
+    times = pd.Series(spring.append(autumn).append(pd.DatetimeIndex(_times_across_dst().iloc[::40])))
+    fitted = _spec(*(FeatureDef(k, k) for k in TIME_FEATURES)).fit({"ts": times.to_numpy()}, BERLIN)
+    text = np.array([t.isoformat() for t in times], dtype=object)
+    batch = fitted.transform({"ts": np.concatenate([text] * 20)})[: len(text)]  # > SMALL_BATCH_ROWS rows
+    one_by_one = np.vstack([fitted.transform({"ts": text[i : i + 1]}) for i in range(len(text))])
+    np.testing.assert_array_equal(one_by_one, batch)
+    local = times.dt.tz_convert("Europe/Berlin")
+    np.testing.assert_array_equal(one_by_one[:, 0], local.dt.hour.to_numpy())
+    assert set(one_by_one[: len(spring), 0].tolist()) == {1, 3}  # 01:xx CET, then 03:xx CEST: no 02:xx
+    assert one_by_one[len(spring) :, 0].tolist().count(2) > 8  # 02:xx happens twice in October
+
+
 def test_offset_text_equals_datetime64_and_naive_text_is_refused() -> None:
     fitted = _spec(FeatureDef("hour", "hour")).fit({"ts": np.array([], "datetime64[ns]")}, BERLIN)
     text = np.array(["2026-03-29T03:30:00+02:00", "2026-03-29T00:30:00Z"], dtype=object)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +198,65 @@ def test_p99_latency_times_single_row_predictions() -> None:
     model = LogisticRegression().fit(x, (x.a > 0.5).astype(int))
     latency = gates.p99_latency_ms(model, "classification", x, calls=50)
     assert 0 < latency < 1000
+
+
+class _TimedModel:
+    """A classifier whose single-row call waits (off-CPU) or works (on-CPU) for ``seconds``."""
+
+    def __init__(self, seconds: float, *, on_cpu: bool) -> None:
+        self.seconds, self.on_cpu = seconds, on_cpu
+
+    def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
+        if self.on_cpu:
+            end = time.thread_time() + self.seconds
+            while time.thread_time() < end:
+                pass
+        else:
+            time.sleep(self.seconds)
+        return np.full((len(x), 2), 0.5)
+
+
+ROWS = pd.DataFrame({"a": np.linspace(0, 1, 50), "b": np.linspace(1, 0, 50)})
+
+
+def test_latency_does_not_charge_the_model_for_time_it_waits_for_a_core() -> None:
+    # 20 ms off-CPU per call is what a preempted call on a busy machine looks like from the wall clock.
+    waiting = gates.p99_latency_ms(_TimedModel(0.02, on_cpu=False), "classification", ROWS, calls=20)
+    assert waiting < 10
+    assert gates.budget_gate("latency", "p99", waiting, 10).passed
+
+
+def test_a_model_that_works_longer_than_the_budget_is_rejected() -> None:
+    working = gates.p99_latency_ms(_TimedModel(0.005, on_cpu=True), "classification", ROWS, calls=20)
+    assert working >= 5
+    assert not gates.budget_gate("latency", "p99", working, 2).passed
+
+
+def test_a_5000_tree_model_is_rejected_against_a_tiny_budget() -> None:
+    import xgboost as xgb
+
+    model = xgb.XGBClassifier(n_estimators=5000, max_depth=6, learning_rate=0.01, n_jobs=1)
+    model.fit(ROWS, (ROWS.a > 0.5).astype(int))
+    latency = gates.p99_latency_ms(model, "classification", ROWS, calls=20)
+    assert not gates.budget_gate("latency", "p99", latency, 0.5).passed
+
+
+@pytest.fixture
+def busy_machine() -> Iterator[None]:
+    """More CPU-bound processes than cores, at normal priority, for the length of the test."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range((os.cpu_count() or 1) + 1)]
+    time.sleep(0.2)
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def test_a_fast_model_passes_its_budget_on_a_busy_machine(busy_machine: None, defaults: GateDefaults) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit(ROWS, (ROWS.a > 0.5).astype(int))
+    latency = gates.p99_latency_ms(model, "classification", ROWS, calls=60)
+    assert gates.budget_gate("latency", "p99", latency, defaults.max_p99_latency_ms).passed

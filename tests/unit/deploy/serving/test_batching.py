@@ -108,3 +108,60 @@ def test_a_closed_batcher_still_answers_late_requests():
         return await batcher.submit(_rows(4))
 
     assert asyncio.run(scenario()).tolist() == [8]
+
+
+def _calibrated(recorder, one_row_us, engine="onnx"):
+    model = _model(recorder)
+    model.status.engine = engine
+    model.status.engine_detail = {"calibration_us": {engine: {"1": one_row_us, "8": one_row_us * 2}}}
+    return model
+
+
+def test_a_cheap_model_answers_an_idle_request_at_once_without_the_queue():
+    recorder, seen = Recorder(), []
+
+    async def scenario():
+        batcher = Batcher(
+            _calibrated(recorder, 15.0), max_batch_size=64, max_wait_ms=2, on_batch=lambda m, n: seen.append(n)
+        )
+        batcher.start()
+        coroutine = batcher.submit(_rows(3))
+        try:
+            coroutine.send(None)  # runs to completion without suspending: no queue, no collector
+        except StopIteration as done:
+            result = done.value
+        else:
+            raise AssertionError("the idle request waited for the collector")
+        await batcher.close()
+        return result
+
+    assert asyncio.run(scenario()).tolist() == [6.0]
+    assert recorder.calls == [1]
+    assert seen == [1]
+
+
+def test_a_model_whose_call_is_slow_keeps_batching_concurrent_requests():
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = Batcher(_calibrated(recorder, 300.0, engine="native"), max_batch_size=64, max_wait_ms=2)
+        batcher.start()
+        assert not batcher.idle_inline
+        await _submit_all(batcher, [_rows(i) for i in range(6)])
+        await batcher.close()
+
+    asyncio.run(scenario())
+    assert recorder.calls == [6]
+
+
+def test_an_idle_inline_failure_is_an_inference_failure():
+    async def scenario():
+        batcher = Batcher(_calibrated(Recorder(fail=True), 15.0), max_batch_size=64, max_wait_ms=2)
+        batcher.start()
+        try:
+            await batcher.submit(_rows(1))
+        finally:
+            await batcher.close()
+
+    with pytest.raises(InferenceFailed, match="boom"):
+        asyncio.run(scenario())
