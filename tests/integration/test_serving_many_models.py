@@ -21,7 +21,7 @@ from tests.bench.serving import ServerProcess, feature_names, register_xgboost, 
 
 MODELS = 30
 N_FEATURES = 3
-RECORD = {name: 0.5 for name in feature_names(N_FEATURES)}
+RECORD = dict.fromkeys(feature_names(N_FEATURES), 0.5)
 
 pytestmark = pytest.mark.timeout(600)
 
