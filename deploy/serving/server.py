@@ -415,6 +415,7 @@ class PlanManager:
                 self._stop_retrying()
                 return {"status": "active", "digest": digest, "unchanged": True}
             self.loading = {"digest": digest, "since": _now()}
+            self.progress = None  # until this plan's loader starts counting
             try:
                 result = await self._apply_locked(plan, digest)
             except Exception as exc:
@@ -791,8 +792,8 @@ class PlanManager:
 
     def _progress_line(self, ready: bool, active: ActivePlan | None) -> str:
         """One line for people and probes: ``loading 137/500``, ``ready 500/500``, ``retrying``, ``no plan``."""
-        if self.loading is not None and self.progress is not None:
-            return self.progress.summary()
+        if self.loading is not None:
+            return self.progress.summary() if self.progress is not None else "loading"
         if active is not None:
             count = len(active.models)
             return f"ready {count}/{count}" if ready else f"not ready ({count} models)"
