@@ -329,35 +329,53 @@ def cold_start(stack: ScaleStack, workdir: Path) -> dict[str, Any]:
 
 
 def run_bench(pairs: int, rows: int, home: Path, timeout: float) -> dict[str, Any]:
-    """Run the chain on a fresh stack and measure it."""
+    """Run the chain on a fresh stack and measure it (a chain that fails or times out is measured as far as it got)."""
     from rich.console import Console
 
-    results: dict[str, Any] = {
+    from modelyard.deploy.devstack.stack import StackError
+
+    results = _header(pairs, rows)
+    with scale_stack(home, pairs, rows, logs_to=home / "logs") as stack, MemorySampler(stack.settings.run_dir) as mem:
+        console = Console(file=sys.stdout, width=140, force_terminal=False)
+        triggered = time.time()
+        since = trigger_chain(stack.api, note=f"bench-scale {pairs} pairs")
+        try:
+            follow_chain(stack.api, since, console, timeout=timeout)
+            results["complete"] = True
+        except StackError as exc:  # a failed task or the timeout: report what ran
+            results["complete"], results["stopped_because"] = False, str(exc).splitlines()[0][:300]
+        results["chain_seconds"] = round(time.time() - triggered, 1)
+        measure(stack, since, triggered, results, mem)
+        if results["complete"]:
+            results["cold_start"] = cold_start(stack, home)
+    results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return results
+
+
+def _header(pairs: int, rows: int) -> dict[str, Any]:
+    return {
         "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S%z"),
         "pairs": pairs,
         "regions": pairs // 2,
         "rows_per_region": rows,
         "machine": {"cpus": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]},
     }
-    with scale_stack(home, pairs, rows, logs_to=home / "logs") as stack, MemorySampler(stack.settings.run_dir) as mem:
-        console = Console(file=sys.stdout, width=140, force_terminal=False)
-        triggered = time.time()
-        since = trigger_chain(stack.api, note=f"bench-scale {pairs} pairs")
-        follow_chain(stack.api, since, console, timeout=timeout)
-        chain_done = time.time()
-        results["stages"] = {dag_id: stage_figures(stack.api, dag_id, since, pairs, mem) for dag_id in DAG_IDS}
-        check = serving_check(stack)
-        results["serving"] = {k: v for k, v in check.items() if k != "served"}
-        results["trigger_to_all_served_s"] = round(time.time() - triggered, 1)
-        results["chain_seconds"] = round(chain_done - triggered, 1)
-        results["peak_rss_mb"] = _mb(mem.peak())
-        fit = fit_seconds(stack.settings.mlflow_url)
-        results["fit_seconds_logged"] = round(fit, 1) if fit is not None else None
-        results["databases"] = database_sizes(stack.settings)
-        results["cold_start"] = cold_start(stack, home)
-    results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+
+
+def measure(
+    stack: ScaleStack, since: str, triggered: float, results: dict[str, Any], mem: MemorySampler | None
+) -> None:
+    """Stage figures, the serving check, database sizes and overheads into ``results``."""
+    pairs = results["pairs"]
+    results["stages"] = {dag_id: stage_figures(stack.api, dag_id, since, pairs, mem) for dag_id in DAG_IDS}
+    check = serving_check(stack)
+    results["serving"] = {k: v for k, v in check.items() if k != "served"}
+    results["trigger_to_all_served_s"] = round(time.time() - triggered, 1)
+    results["peak_rss_mb"] = _mb(mem.peak()) if mem is not None else None
+    fit = fit_seconds(stack.settings.mlflow_url)
+    results["fit_seconds_logged"] = round(fit, 1) if fit is not None else None
+    results["databases"] = database_sizes(stack.settings)
     _overheads(results)
-    return results
 
 
 def _overheads(results: dict[str, Any]) -> None:
@@ -387,7 +405,7 @@ def serve_many(models: int, threads: Sequence[int], workdir: Path) -> dict[str, 
 
     from modelyard.training.mlflow_server import start_mlflow_server
 
-    server = start_mlflow_server(workdir / "mlflow")
+    server = start_mlflow_server(workdir / "mlflow", startup_timeout=900)  # a busy machine starts it slowly
     try:
         mlflow.set_tracking_uri(server.url)
         mlflow.set_registry_uri(server.url)
@@ -539,7 +557,8 @@ def update_json(json_path: Path, key: str, value: Any) -> None:
 
 def render_markdown(results: dict[str, Any]) -> str:
     """The ``Scale`` section of docs/benchmarks.md."""
-    stages, serving, dbs, cold = results["stages"], results["serving"], results["databases"], results["cold_start"]
+    stages, serving, dbs = results["stages"], results["serving"], results["databases"]
+    cold = results.get("cold_start") or {}
     lines = [
         "## Scale",
         "",
@@ -549,8 +568,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"server on SQLite, {results['machine']['cpus']} CPUs shared with other work (load average "
         f"{results['machine']['loadavg_at_start']} at start, {results['machine']['loadavg_at_end']} at end).",
         "",
-        f"Trigger to every pair served: **{results['trigger_to_all_served_s']} s**; "
-        f"{serving['pairs'] - len(serving['not_serving_champion'])}/{serving['pairs']} pairs answered by their champion"
+        (
+            f"Trigger to every pair served: **{results['trigger_to_all_served_s']} s**; "
+            if results.get("complete", True)
+            else f"**Incomplete run**: stopped after {results['chain_seconds']} s ({results.get('stopped_because')}); "
+            "the figures below cover what had run by then; "
+        )
+        + f"{serving['pairs'] - len(serving['not_serving_champion'])}/{serving['pairs']} pairs "
+        "answered by their champion"
         + (f" (not: {', '.join(serving['not_serving_champion'][:10])})" if serving["not_serving_champion"] else "")
         + f"; peak RSS of the stack {results['peak_rss_mb']} MB.",
         "",
@@ -576,9 +601,13 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"Databases after the run: MLflow {dbs['mlflow_db_mb']} MB "
         f"(artifacts and all: {dbs['mlflow_artifacts_mb']} MB), "
         f"Airflow {dbs['airflow_db_mb']} MB.",
-        f"Cold start of a second `modelyard serve` on the deployed plan: {cold.get('models')} models ready in "
-        f"{cold.get('seconds_to_ready')} s ({cold.get('load_threads')} load threads), RSS {cold.get('rss_mb')} MB, "
-        f"~{cold.get('rss_per_model_mb')} MB per model over {cold.get('rss_before_load_mb')} MB before loading.",
+        (
+            f"Cold start of a second `modelyard serve` on the deployed plan: {cold.get('models')} models ready in "
+            f"{cold.get('seconds_to_ready')} s ({cold.get('load_threads')} load threads), RSS {cold.get('rss_mb')} MB, "
+            f"~{cold.get('rss_per_model_mb')} MB per model over {cold.get('rss_before_load_mb')} MB before loading."
+            if cold
+            else "Cold start of a second serving process: not measured (the chain did not complete)."
+        ),
         "",
     ]
     return "\n".join(lines)
