@@ -15,13 +15,14 @@ export OMP_NUM_THREADS ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast lint typecheck demo demo-festival bench up down browser clean constraints
+.PHONY: help install test test-fast lint typecheck demo demo-festival bench bench-scale up down browser clean constraints
 
 help:
 	@echo "make demo       run the whole chain on embedded defaults"
 	@echo "make test       install what is missing, then ruff, mypy and every test tier"
 	@echo "make test-fast  the fast tiers only (unit, data, dags, chart)"
 	@echo "make bench      serving benchmark against mlflow models serve"
+	@echo "make bench-scale  the chain for PAIRS (family, region) pairs on the real stack (default 1000)"
 	@echo "make up         start MLflow + Airflow + serving without triggering anything"
 	@echo "make demo-festival  second act: festival drift, retrain, canary under load"
 	@echo "make down       stop what make demo started"
@@ -70,6 +71,11 @@ up: install
 
 bench: install
 	$(BIN)/python tests/bench/serving.py
+
+# The scale benchmark (not a test): PAIRS pairs through the real Airflow + MLflow; hours at 1000.
+PAIRS ?= 1000
+bench-scale: install
+	$(BIN)/python tests/bench/scale.py --pairs $(PAIRS)
 
 down: install
 	$(BIN)/modelyard down

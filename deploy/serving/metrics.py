@@ -78,6 +78,25 @@ class ServingMetrics:
             registry=reg,
             multiprocess_mode="mostrecent",
         )
+        self.model_loads = Counter(
+            "modelyard_model_loads",
+            "Model versions downloaded, loaded and warmed (reused ones not counted)",
+            registry=reg,
+        )
+        self.models_reused = Counter(
+            "modelyard_models_reused", "Models a new plan took over from the active one (same name and version)",
+            registry=reg,
+        )  # fmt: skip
+        self.process_rss = Gauge(
+            "modelyard_process_rss_bytes", "Resident memory after the last plan load", registry=reg,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.rss_per_model = Gauge(
+            "modelyard_model_rss_bytes",
+            "RSS growth per model over the last plan load that loaded any (growth / models loaded)",
+            registry=reg,
+            multiprocess_mode="mostrecent",
+        )
         self.model_load_failures = Counter(
             "modelyard_model_load_failures", "Models that failed to load or warm up", ["model"], registry=reg
         )

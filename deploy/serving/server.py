@@ -48,7 +48,7 @@ from modelyard.deploy.serving.faults import is_transient
 from modelyard.deploy.serving.metrics import CONTENT_TYPE, ServingMetrics, observe_sample
 from modelyard.deploy.serving.plan import Plan, PlanError, Service, dump_plan, load_plan, parse_plan_text
 from modelyard.deploy.serving.router import ServiceRouter, fixed_clock, system_clock
-from modelyard.deploy.serving.runtime import BadInput, ServedModel, ServingError, load_model
+from modelyard.deploy.serving.runtime import BadInput, LoadProgress, ServedModel, ServingError, load_model, load_models
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,6 +62,8 @@ TOKEN_ENV = "MODELYARD_SERVE_ADMIN_TOKEN"
 RETRY_MAX_ENV = "MODELYARD_SERVE_RETRY_MAX_SECONDS"
 LOG_DIR_ENV = "MODELYARD_SERVE_LOG_DIR"
 SHADOW_THREADS_ENV = "MODELYARD_SERVE_SHADOW_THREADS"
+LOAD_THREADS_ENV = "MODELYARD_SERVE_LOAD_THREADS"
+DEFAULT_LOAD_THREADS = 4  # downloads wait on the network; more threads than cores still overlap them
 MAX_BODY_BYTES = 64 * 1024 * 1024
 INLINE_PARSE_BYTES = 64 * 1024  # larger bodies are parsed and validated off the event loop
 RETIRE_TIMEOUT_S = 60.0
@@ -91,6 +93,7 @@ class ServeSettings:
     admin_token: str | None = None  # None: the admin API is off
     log_dir: Path = Path("prediction-logs")
     shadow_threads: int = 2
+    load_threads: int = DEFAULT_LOAD_THREADS
     retry_initial_seconds: float = 0.5
     retry_max_seconds: float = 15.0
     first_plan_wait_seconds: float = 0.0
@@ -114,7 +117,19 @@ class ServeSettings:
             retry_max_seconds=float(os.environ.get(RETRY_MAX_ENV, "15")),
             log_dir=Path(log_dir) if log_dir else default_log_dir(cache),
             shadow_threads=max(1, int(os.environ.get(SHADOW_THREADS_ENV, "2"))),
+            load_threads=_positive_int(LOAD_THREADS_ENV, DEFAULT_LOAD_THREADS),
         )
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ServingError(
+            f"{name}={raw!r} is not a positive integer (the number of models loaded at once)", field=name
+        )
+    return int(raw)
 
 
 def default_log_dir(model_cache: Path | None) -> Path:
@@ -345,6 +360,7 @@ class PlanManager:
         self.worker = worker
         self.active: ActivePlan | None = None
         self.loading: dict[str, Any] | None = None
+        self.progress: LoadProgress | None = None  # of the plan loading now, else of the last one
         self.last_rejected: dict[str, Any] | None = None
         self.failed_models: dict[str, dict[str, Any]] = FailedModels(MAX_FAILED_MODELS, self._forget_failure)
         self.shadow_pool = BackgroundWorker("shadows", maxsize=1024, threads=settings.shadow_threads)
@@ -419,6 +435,7 @@ class PlanManager:
                 self._stop_retrying()
                 return {"status": "active", "digest": digest, "unchanged": True}
             self.loading = {"digest": digest, "since": _now()}
+            self.progress = None  # until this plan's loader starts counting
             try:
                 result = await self._apply_locked(plan, digest)
             except Exception as exc:
@@ -528,19 +545,22 @@ class PlanManager:
     async def _apply_locked(self, plan: Plan, digest: str) -> dict[str, Any]:
         started = time.perf_counter()
         current = self.active.models if self.active is not None else {}
-        fresh: dict[str, ServedModel] = {}
-        for uri in plan.model_uris():
-            if uri in current:
-                continue
-            try:
-                fresh[uri] = await asyncio.to_thread(self._load, uri, plan.batching.max_batch_size)
-            except Exception as exc:
-                for model in fresh.values():
-                    model.release()
-                return self._failed(digest, uri, exc)
+        uris = plan.model_uris()
+        self.progress = LoadProgress(total=len(uris), threads=self.settings.load_threads)
+        outcome = await asyncio.to_thread(
+            load_models,
+            uris,
+            current,
+            lambda uri: self._load(uri, plan.batching.max_batch_size),
+            self.progress,
+            on_loaded=self._observe_load,
+        )
+        self._observe_progress(self.progress)
+        if outcome.error is not None:
+            return self._failed(digest, outcome.failed_uri, outcome.error)
+        for uri in outcome.fresh:
             self.failed_models.pop(uri, None)
-            self._observe_load(fresh[uri])
-        new = self._build(plan, digest, {**{u: current[u] for u in plan.model_uris() if u in current}, **fresh})
+        new = self._build(plan, digest, outcome.models)
         old, self.active = self.active, new
         self._settled.set()
         self.counts["applied"] += 1
@@ -548,13 +568,20 @@ class PlanManager:
         self.metrics.ready.set(1)
         self.metrics.plan_active.labels(digest).set(1)
         seconds = round(time.perf_counter() - started, 3)
-        log.info(
-            "plan active", extra={"event": "plan_active", "digest": digest, "loaded": list(fresh), "seconds": seconds}
-        )
+        extra = {"event": "plan_active", "digest": digest, "loaded": outcome.fresh, "seconds": seconds}
+        log.info("plan active", extra={**extra, "load": self.progress.to_dict()})
         if old is not None:
             self.metrics.plan_active.labels(old.digest).set(0)
-            self._spawn(self._retire(old, keep=set(new.models)))
-        return {"status": "active", "digest": digest, "seconds": seconds}
+            self._spawn(self._retire(old, keep=set(new.models) | {m.uri for m in new.models.values()}))
+        return {"status": "active", "digest": digest, "seconds": seconds, "loaded": len(outcome.fresh)}
+
+    def _observe_progress(self, progress: LoadProgress) -> None:
+        self.metrics.models_reused.inc(progress.reused)
+        if progress.rss_after_bytes is not None:
+            self.metrics.process_rss.set(progress.rss_after_bytes)
+        per_model = progress.rss_per_loaded_model_bytes
+        if per_model is not None:
+            self.metrics.rss_per_model.set(per_model)
 
     def _load(self, uri: str, warmup_batch: int) -> ServedModel:
         cache = self.settings.model_cache
@@ -592,7 +619,9 @@ class PlanManager:
         log.error("plan rejected", extra={"event": "plan_rejected", "source": source, "error": error})
 
     def _observe_load(self, model: ServedModel) -> None:
+        """Metrics and a log line for one freshly loaded model (called from a loader thread)."""
         status = model.status
+        self.metrics.model_loads.inc()
         self.metrics.load_seconds.labels(status.name, model.version).set(status.load_seconds or 0)
         self.metrics.warmup_seconds.labels(status.name, model.version).set(status.warmup_seconds or 0)
         self.metrics.model_engine.labels(status.name, model.version, status.engine).set(1)
@@ -760,13 +789,18 @@ class PlanManager:
         for uri, failure in self.failed_models.items():
             models.setdefault(uri, failure)
         ready = active is not None and all(m.status.state == "ready" for m in active.models.values())
+        loading = self.loading
+        if loading is not None and self.progress is not None:
+            loading = {**loading, **self.progress.to_dict()}
         detail = {
             "ready": ready,
+            "progress": self._progress_line(ready, active),
             "pid": os.getpid(),
             "plan": {
                 "active_digest": active.digest if active else None,
                 "activated_at": active.activated_at if active else None,
-                "loading": self.loading,
+                "loading": loading,
+                "last_load": self.progress.to_dict() if self.progress is not None and loading is None else None,
                 "last_rejected": self.last_rejected,
                 "retrying": self.retrying,
                 "swaps": dict(self.counts),
@@ -775,6 +809,15 @@ class PlanManager:
             "models": models,
         }
         return ready, detail
+
+    def _progress_line(self, ready: bool, active: ActivePlan | None) -> str:
+        """One line for people and probes: ``loading 137/500``, ``ready 500/500``, ``retrying``, ``no plan``."""
+        if self.loading is not None:
+            return self.progress.summary() if self.progress is not None else "loading"
+        if active is not None:
+            count = len(active.models)
+            return f"ready {count}/{count}" if ready else f"not ready ({count} models)"
+        return "retrying" if self.retrying is not None else "no plan"
 
 
 class _StillFailing(Exception):

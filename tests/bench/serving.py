@@ -635,7 +635,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as tmp:
         results = run_benchmark(options, Path(tmp))
     options.out.mkdir(parents=True, exist_ok=True)
-    (options.out / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
+    document = options.out / "benchmarks.json"
+    kept = json.loads(document.read_text()) if document.exists() else {}
+    # Other benches (scale.py) keep their own keys in the same file: replace only ours.
+    kept = {key: value for key, value in kept.items() if key in OTHER_BENCH_KEYS}
+    document.write_text(json.dumps({**kept, **results}, indent=2) + "\n")
     markdown = render_markdown(results)
     path = options.out / "benchmarks.md"
     path.write_text(replace_generated(path.read_text() if path.exists() else "", markdown))
@@ -643,6 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+OTHER_BENCH_KEYS = ("serving_many", "scale", "pair_overhead")
 GENERATED_START, GENERATED_END = "<!-- make bench: start -->", "<!-- make bench: end -->"
 
 

@@ -1,0 +1,660 @@
+"""Scale benchmark: ``python tests/bench/scale.py --pairs N`` (``make bench-scale``). Not a test.
+
+Writes a config of N/2 generated regions x the two demo families (default 500 regions ->
+1,000 pairs, few rows per region), starts the dev stack's real Airflow (``airflow standalone``:
+scheduler, dag-processor, triggerer, api-server) and real ``mlflow server`` with
+``deploy.devstack.stack.up`` in the bench's own home and on free ports, triggers
+``data_processing`` through the REST API as ``modelyard demo`` does and follows the asset-driven
+chain data -> training -> promotion -> deploy until nothing runs, then checks that the serving
+process answers every pair with its champion.
+
+Recorded per stage, from Airflow's REST API only (so it works whatever the DAGs look like
+inside: one task per pair or chunks): wall time (first run start to last run end), run and
+task-instance counts, the sum of task durations, per-pair overhead beyond the fit (the
+training runs' logged fit time when MLflow has one, else task time / pairs), and the peak
+RSS of the stack's process trees (psutil, sampled every second) during the stage. Also the
+sizes of the MLflow and Airflow databases, and a cold start of a second ``modelyard serve``
+on the deployed plan (seconds to ready, RSS per model). Results go to docs/benchmarks.md
+(between the ``scale`` markers) and to the ``scale`` key of docs/benchmarks.json.
+
+The config writer and the stack context are used by ``tests/e2e/test_scale_chain.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # run as a script: `modelyard` and `tests.bench` resolve from the repo
+    sys.path.insert(0, str(REPO))
+
+from modelyard.deploy.devstack.demo import follow_chain, serving_versions, trigger_chain  # noqa: E402
+from modelyard.deploy.devstack.stack import (  # noqa: E402
+    DAG_IDS,
+    AirflowApi,
+    StackSettings,
+    down,
+    stack_settings,
+    up,
+)
+from modelyard.deploy.rollout.processes import Service  # noqa: E402
+from modelyard.pipeline.config import Config, load_config  # noqa: E402
+
+TIMEZONES = ("Asia/Jakarta", "Asia/Ho_Chi_Minh", "Asia/Bangkok", "Asia/Singapore", "Asia/Manila", "Asia/Kuala_Lumpur")
+COUNTRIES = {
+    "Asia/Jakarta": "ID", "Asia/Ho_Chi_Minh": "VN", "Asia/Bangkok": "TH", "Asia/Singapore": "SG",
+    "Asia/Manila": "PH", "Asia/Kuala_Lumpur": "MY",
+}  # fmt: skip
+DEFAULT_PAIRS = 1000
+DEFAULT_ROWS = 600
+MARK_BEGIN = "<!-- scale:begin (tests/bench/scale.py rewrites this section) -->"
+MARK_END = "<!-- scale:end -->"
+SERVE_BEGIN = "<!-- serving-many:begin (tests/bench/scale.py --serve-models rewrites this section) -->"
+SERVE_END = "<!-- serving-many:end -->"
+FIT_METRIC_KEYS = ("fit_seconds", "fit_time_s", "train_fit_seconds")  # whichever training logs, if any
+SAMPLE_SECONDS = 1.0
+
+
+# ---------------------------------------------------------------------------- config
+
+
+def region_names(count: int) -> list[str]:
+    """``r0001`` ... : generated region names (the generator derives each region's behaviour from it)."""
+    return [f"r{i:04d}" for i in range(1, count + 1)]
+
+
+def write_scale_config(path: Path, storage_root: Path, pairs: int, rows: int = DEFAULT_ROWS) -> Path:
+    """The demo config (modelyard.yaml) with ``pairs / families`` generated regions and ``rows`` rows each.
+
+    Gates are loosened as in the e2e tier (few rows make weaker models, a loaded 2-core box slow
+    predictions): the bench measures the chain, not the demo's quality bar.
+
+    Raises:
+        ValueError: ``pairs`` is not a positive multiple of the number of families.
+    """
+    raw = yaml.safe_load((REPO / "modelyard.yaml").read_text())
+    families = len(raw["families"])
+    if pairs < families or pairs % families:
+        raise ValueError(f"--pairs {pairs}: must be a positive multiple of the {families} families in modelyard.yaml")
+    zones = [TIMEZONES[i % len(TIMEZONES)] for i in range(pairs // families)]
+    raw["regions"] = [
+        {"name": name, "country": COUNTRIES[zone], "timezone": zone, "festivals": []}
+        for name, zone in zip(region_names(pairs // families), zones, strict=True)
+    ]
+    raw.setdefault("deploy", {}).setdefault("kubernetes", {})["releases"] = {}
+    raw["data"]["synthetic"] = {"rows": rows, "start": "2026-01-05", "days": 120}
+    raw["data"]["min_rows"] = min(200, rows)
+    raw["schedules"] = {"data_processing": None}  # only the bench's trigger starts the chain
+    defaults = raw["gates"]["defaults"]
+    defaults["latency_calls"] = 50
+    defaults["max_p99_latency_ms"] = 1000
+    defaults["classification"]["absolute"] = [{"metric": "holdout_auc", "op": ">=", "threshold": 0.5}]
+    defaults["regression"]["absolute"] = [{"metric": "holdout_mae", "op": "<=", "threshold": 30.0}]
+    raw["storage"] = {"root": str(storage_root)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------------------- the stack
+
+
+@dataclasses.dataclass
+class ScaleStack:
+    """A running stack on a scale config."""
+
+    config: Config
+    settings: StackSettings
+    api: AirflowApi
+
+
+@contextlib.contextmanager
+def scale_stack(home: Path, pairs: int, rows: int = DEFAULT_ROWS, logs_to: Path | None = None) -> Iterator[ScaleStack]:
+    """Write the config under ``home``, start MLflow + Airflow on free ports; stop them (keeping logs) at the end."""
+    from modelyard.training.mlflow_server import free_port
+
+    config_path = write_scale_config(home / "modelyard.yaml", home / "data", pairs, rows)
+    config = load_config(config_path, environ={})
+    ports = {name: str(free_port()) for name in ("AIRFLOW_PORT", "MLFLOW_PORT", "SERVING_PORT")}
+    settings = stack_settings(config, config_path, ports)
+    try:
+        up(settings, timeout=600)
+        api = AirflowApi(settings.airflow_url, timeout=120)
+        api.wait_for_dags(timeout=600)
+        yield ScaleStack(config, settings, api)
+    finally:
+        down(settings)
+        if logs_to is not None:
+            keep_logs(settings, logs_to)
+
+
+def keep_logs(settings: StackSettings, target: Path) -> None:
+    """Copy the services' logs and Airflow's task logs to ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for log in settings.run_dir.glob("*.log"):
+        shutil.copy(log, target / log.name)
+    task_logs = settings.airflow_home / "logs"
+    if task_logs.is_dir():
+        shutil.copytree(task_logs, target / "airflow-task-logs", dirs_exist_ok=True)
+
+
+class MemorySampler:
+    """Samples the summed RSS of every process tree the stack's pid files name, once a second."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.samples: list[tuple[float, int]] = []  # (unix time, bytes)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self.samples.append((time.time(), self.tree_rss()))
+
+    def tree_rss(self) -> int:
+        import psutil
+
+        total = 0
+        for pid_file in self.run_dir.glob("*.pid"):
+            pid = Service(pid_file.stem, self.run_dir).pid()
+            if pid is None:
+                continue
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(pid)
+                for proc in [root, *root.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        total += proc.memory_info().rss
+        return total
+
+    def peak(self, start: float | None = None, end: float | None = None) -> int | None:
+        values = [rss for t, rss in self.samples if (start is None or t >= start) and (end is None or t <= end)]
+        return max(values) if values else None
+
+
+# ---------------------------------------------------------------------------- the REST API, paginated
+
+
+def all_pages(api: AirflowApi, path: str, key: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every item of a paginated ``/api/v2`` list (``limit``/``offset``)."""
+    items: list[dict[str, Any]] = []
+    while True:
+        page = api.request("GET", path, params={**(params or {}), "limit": 100, "offset": len(items)})
+        batch = list(page[key])
+        items.extend(batch)
+        if not batch or len(items) >= int(page.get("total_entries", len(items))):
+            return items
+
+
+def stage_runs(api: AirflowApi, dag_id: str, since: str) -> list[dict[str, Any]]:
+    return all_pages(api, f"/dags/{dag_id}/dagRuns", "dag_runs", {"run_after_gte": since, "order_by": "run_after"})
+
+
+def run_tasks(api: AirflowApi, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    return all_pages(api, f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", "task_instances")
+
+
+def _stamp(value: str | None) -> float | None:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
+
+
+# ---------------------------------------------------------------------------- measuring
+
+
+def stage_figures(
+    api: AirflowApi, dag_id: str, since: str, pairs: int, sampler: MemorySampler | None
+) -> dict[str, Any]:
+    """Runs, task instances, wall time, task time per pair and peak RSS of one stage."""
+    runs = stage_runs(api, dag_id, since)
+    tasks = [ti for run in runs for ti in run_tasks(api, dag_id, run["dag_run_id"])]
+    starts = [s for s in (_stamp(r.get("start_date")) for r in runs) if s is not None]
+    ends = [e for e in (_stamp(r.get("end_date")) for r in runs) if e is not None]
+    task_seconds = sum(float(ti.get("duration") or 0) for ti in tasks)
+    start, end = (min(starts), max(ends)) if starts and ends else (None, None)
+    return {
+        "runs": len(runs),
+        "run_states": sorted({str(r["state"]) for r in runs}),
+        "task_instances": len(tasks),
+        "mapped_task_instances": sum(1 for ti in tasks if int(ti.get("map_index", -1)) >= 0),
+        "wall_seconds": round(end - start, 1) if start is not None and end is not None else None,
+        "task_seconds": round(task_seconds, 1),
+        "task_seconds_per_pair": round(task_seconds / pairs, 3),
+        "peak_rss_mb": _mb(sampler.peak(start, end)) if sampler is not None and start is not None else None,
+        "start": start,
+        "end": end,
+    }
+
+
+def fit_seconds(tracking_uri: str) -> float | None:
+    """The sum of the fit times training logged to MLflow (None when no run logs one)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    total, found, token = 0.0, False, None
+    while experiments:
+        page = client.search_runs(experiments, max_results=1000, page_token=token)
+        for run in page:
+            for key in FIT_METRIC_KEYS:
+                if key in run.data.metrics:
+                    total, found = total + float(run.data.metrics[key]), True
+                    break
+        token = page.token
+        if not token:
+            break
+    return total if found else None
+
+
+def database_sizes(settings: StackSettings) -> dict[str, float]:
+    """MB of the SQLite files under the MLflow and Airflow homes (what the embedded stack uses)."""
+    return {
+        "mlflow_db_mb": _mb(sum(p.stat().st_size for p in settings.mlflow_dir.rglob("*.db"))) or 0.0,
+        "airflow_db_mb": _mb(sum(p.stat().st_size for p in settings.airflow_home.glob("*.db"))) or 0.0,
+        "mlflow_artifacts_mb": _mb(_tree_size(settings.mlflow_dir)) or 0.0,
+    }
+
+
+def _tree_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _mb(value: int | None) -> float | None:
+    return round(value / 2**20, 1) if value is not None else None
+
+
+def serving_check(stack: ScaleStack) -> dict[str, Any]:
+    """Ask the serving endpoint for every pair; compare with the registry's champions."""
+    from modelyard.training.status import collect_status
+
+    statuses = collect_status(stack.config, tracking_uri=stack.settings.mlflow_url)
+    champions = {f"{s.family}/{s.region}": s.champion.version for s in statuses if s.champion}
+    served = serving_versions(stack.config, stack.settings.serving_url)
+    wrong = sorted(key for key, version in served.items() if champions.get(key) != version)
+    return {"pairs": len(served), "champions": len(champions), "served": served, "not_serving_champion": wrong}
+
+
+def cold_start(stack: ScaleStack, workdir: Path) -> dict[str, Any]:
+    """Start a second ``modelyard serve`` on the deployed plan: seconds to ready, RSS, RSS per model."""
+    import psutil
+
+    from modelyard.deploy.devstack.stack import last_deployed_plan, serving_target
+    from modelyard.deploy.serving.plan import dump_plan
+    from tests.bench.serving import ServerProcess
+
+    plan = last_deployed_plan(serving_target(stack.config, stack.settings))
+    if plan is None:
+        return {"error": "no deployed plan"}
+    plan_path = workdir / "cold-plan.json"
+    plan_path.write_bytes(dump_plan(plan, "json"))
+    started = time.perf_counter()
+    env = {"MODELYARD_SERVE_MODEL_CACHE": str(workdir / "cold-cache")}
+    with ServerProcess.start(plan_path, stack.settings.mlflow_url, env=env, poll_seconds=5) as server:
+        ready = server.wait_ready(timeout=1800)
+        seconds = time.perf_counter() - started
+        rss = psutil.Process(server.process.pid).memory_info().rss
+    last = ready["plan"].get("last_load") or {}
+    return {
+        "models": len(ready["models"]),
+        "seconds_to_ready": round(seconds, 1),
+        "rss_mb": _mb(rss),
+        "rss_before_load_mb": _mb(last.get("rss_before_bytes")),
+        "rss_per_model_mb": _mb(last.get("rss_per_loaded_model_bytes")),
+        "load_threads": last.get("threads"),
+    }
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def run_bench(pairs: int, rows: int, home: Path, timeout: float) -> dict[str, Any]:
+    """Run the chain on a fresh stack and measure it (a chain that fails or times out is measured as far as it got)."""
+    from rich.console import Console
+
+    from modelyard.deploy.devstack.stack import StackError
+
+    results = _header(pairs, rows)
+    with scale_stack(home, pairs, rows, logs_to=home / "logs") as stack, MemorySampler(stack.settings.run_dir) as mem:
+        console = Console(file=sys.stdout, width=140, force_terminal=False)
+        triggered = time.time()
+        since = trigger_chain(stack.api, note=f"bench-scale {pairs} pairs")
+        try:
+            follow_chain(stack.api, since, console, timeout=timeout)
+            results["complete"] = True
+        except StackError as exc:  # a failed task or the timeout: report what ran
+            results["complete"], results["stopped_because"] = False, str(exc).splitlines()[0][:300]
+        results["chain_seconds"] = round(time.time() - triggered, 1)
+        measure(stack, since, triggered, results, mem)
+        if results["complete"]:
+            results["cold_start"] = cold_start(stack, home)
+    results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return results
+
+
+def _header(pairs: int, rows: int) -> dict[str, Any]:
+    return {
+        "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "pairs": pairs,
+        "regions": pairs // 2,
+        "rows_per_region": rows,
+        "machine": {"cpus": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]},
+    }
+
+
+def measure(
+    stack: ScaleStack, since: str, triggered: float, results: dict[str, Any], mem: MemorySampler | None
+) -> None:
+    """Stage figures, the serving check, database sizes and overheads into ``results``."""
+    pairs = results["pairs"]
+    results["stages"] = {dag_id: stage_figures(stack.api, dag_id, since, pairs, mem) for dag_id in DAG_IDS}
+    check = serving_check(stack)
+    results["serving"] = {k: v for k, v in check.items() if k != "served"}
+    results["trigger_to_all_served_s"] = round(time.time() - triggered, 1)
+    results["peak_rss_mb"] = _mb(mem.peak()) if mem is not None else None
+    fit = fit_seconds(stack.settings.mlflow_url)
+    results["fit_seconds_logged"] = round(fit, 1) if fit is not None else None
+    results["databases"] = database_sizes(stack.settings)
+    _overheads(results)
+
+
+def _overheads(results: dict[str, Any]) -> None:
+    """Per-pair overhead beyond the fit: training minus logged fit time if any, else task time / pairs."""
+    pairs, fit = results["pairs"], results.get("fit_seconds_logged")
+    for dag_id, stage in results["stages"].items():
+        per_pair = stage["task_seconds_per_pair"]
+        if dag_id == "training" and fit is not None:
+            stage["overhead_per_pair_s"] = round((stage["task_seconds"] - fit) / pairs, 3)
+            stage["overhead_basis"] = "task time minus logged fit time, per pair"
+        else:
+            stage["overhead_per_pair_s"] = per_pair
+            stage["overhead_basis"] = (
+                "task time per pair (no fit time logged)" if dag_id == "training" else "task time per pair"
+            )
+
+
+# ---------------------------------------------------------------------------- one pod, many models
+
+
+def serve_many(models: int, threads: Sequence[int], workdir: Path) -> dict[str, Any]:
+    """``models`` registered models (the serving bench's 200-tree xgboost with its ONNX copy, logged once,
+    registered under ``models`` names) served by one ``modelyard serve``: for each load-thread count the
+    seconds to ready and RSS; then a plan that changes one model, and how many models that loaded.
+    """
+    import mlflow
+
+    from modelyard.training.mlflow_server import start_mlflow_server
+
+    server = start_mlflow_server(workdir / "mlflow", startup_timeout=900)  # a busy machine starts it slowly
+    try:
+        mlflow.set_tracking_uri(server.url)
+        mlflow.set_registry_uri(server.url)
+        started = time.perf_counter()
+        uris = _register_copies(models)
+        results: dict[str, Any] = {"models": models, "register_seconds": round(time.perf_counter() - started, 1)}
+        results["runs"] = [_serve_once(server.url, uris, n, workdir / f"threads-{n}") for n in threads]
+        results["swap_one"] = _swap_one(server.url, uris, max(threads), workdir / "swap")
+        results["when"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S%z")
+        results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        return results
+    finally:
+        server.stop()
+
+
+def _register_copies(models: int) -> list[str]:
+    import mlflow
+
+    from tests.bench.serving import register_xgboost
+
+    first = register_xgboost("many-0000")
+    source = mlflow.MlflowClient().get_model_version("many-0000", "1").source
+    uris = [first]
+    for i in range(1, models):
+        version = mlflow.register_model(source, f"many-{i:04d}").version
+        uris.append(f"models:/many-{i:04d}/{version}")
+    return uris
+
+
+def _many_plan(uris: Sequence[str]) -> dict[str, Any]:
+    services = [
+        {"family": "many", "region": f"r{i:04d}", "timezone": "UTC",
+         "variants": [{"name": "champion", "model_uri": uri, "weight": 100}]}
+        for i, uri in enumerate(uris)
+    ]  # fmt: skip
+    return {"version": 1, "services": services}
+
+
+def _serve_once(tracking_uri: str, uris: Sequence[str], threads: int, workdir: Path) -> dict[str, Any]:
+    import psutil
+
+    from tests.bench.serving import ServerProcess, write_plan
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    plan_path = workdir / "plan.json"
+    write_plan(plan_path, _many_plan(uris))
+    env = {"MODELYARD_SERVE_LOAD_THREADS": str(threads), "MODELYARD_SERVE_MODEL_CACHE": str(workdir / "cache")}
+    started = time.perf_counter()
+    with ServerProcess.start(plan_path, tracking_uri, env=env) as server:
+        ready = server.wait_ready(timeout=3600)
+        seconds = time.perf_counter() - started
+        rss = psutil.Process(server.process.pid).memory_info().rss
+    last = ready["plan"]["last_load"] or {}
+    return {
+        "load_threads": threads,
+        "seconds_to_ready": round(seconds, 1),
+        "rss_mb": _mb(rss),
+        "rss_before_load_mb": _mb(last.get("rss_before_bytes")),
+        "rss_per_model_mb": round(last["rss_per_loaded_model_bytes"] / 2**20, 2),
+    }
+
+
+def _swap_one(tracking_uri: str, uris: Sequence[str], threads: int, workdir: Path) -> dict[str, Any]:
+    """Serve ``uris``, then move one model to a new version: seconds to the new plan, and the loads it cost."""
+    import re
+
+    import httpx
+    import mlflow
+
+    from tests.bench.serving import ServerProcess, write_plan
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    plan_path = workdir / "plan.json"
+    write_plan(plan_path, _many_plan(uris))
+    env = {"MODELYARD_SERVE_LOAD_THREADS": str(threads), "MODELYARD_SERVE_MODEL_CACHE": str(workdir / "cache")}
+
+    def loads(server: ServerProcess) -> int:
+        text = httpx.get(f"{server.url}/metrics", timeout=30).text
+        return int(float(re.search(r"^modelyard_model_loads_total ([0-9.e+]+)$", text, re.M)[1]))  # type: ignore[index]
+
+    with ServerProcess.start(plan_path, tracking_uri, env=env) as server:
+        server.wait_ready(timeout=3600)
+        before = loads(server)
+        name = uris[-1].split("/")[1]
+        source = mlflow.MlflowClient().get_model_version(name, "1").source
+        version = mlflow.register_model(source, name).version
+        started = time.perf_counter()
+        digest = write_plan(plan_path, _many_plan([*uris[:-1], f"models:/{name}/{version}"]))
+        ready = server.wait_ready(timeout=600, digest=digest)
+        seconds = time.perf_counter() - started
+        after = loads(server)
+    return {
+        "models": len(uris),
+        "seconds_to_new_plan": round(seconds, 2),
+        "loads": after - before,
+        "reused": ready["plan"]["last_load"]["reused"],
+    }
+
+
+def render_serving_many(results: dict[str, Any]) -> str:
+    """The ``Serving many models`` section of docs/benchmarks.md."""
+    lines = [
+        "## Serving many models",
+        "",
+        f"`python tests/bench/scale.py --serve-models {results['models']}`, {results['when']} (load average at the "
+        f"end {results['loadavg_at_end']}): one `modelyard serve` process, {results['models']} registered models "
+        "(the serving bench's 200-tree, 20-feature xgboost with its ONNX copy, registered under as many names), "
+        "a real MLflow server on SQLite on the same machine.",
+        "",
+        "| load threads | seconds to ready | RSS MB | RSS before loading MB | RSS per model MB |",
+        "|---|---|---|---|---|",
+    ]
+    for run in results["runs"]:
+        lines.append(
+            f"| {run['load_threads']} | {run['seconds_to_ready']} | {run['rss_mb']} | {run['rss_before_load_mb']} "
+            f"| {run['rss_per_model_mb']} |"
+        )
+    swap = results["swap_one"]
+    lines += [
+        "",
+        f"A plan that moves one model of {swap['models']} to a new version: {swap['loads']} model loaded "
+        f"(`modelyard_model_loads_total`), {swap['reused']} reused, new plan active {swap['seconds_to_new_plan']} s "
+        "after the plan file was written.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(md_path: Path, begin: str, end: str, body: str) -> None:
+    """Replace the text between ``begin`` and ``end`` in ``md_path`` (appended when the markers are missing)."""
+    section = f"{begin}\n{body}{end}"
+    text = md_path.read_text() if md_path.exists() else ""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    md_path.write_text(text)
+
+
+def update_json(json_path: Path, key: str, value: Any) -> None:
+    existing = json.loads(json_path.read_text()) if json_path.exists() else {}
+    existing[key] = value
+    json_path.write_text(json.dumps(existing, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The ``Scale`` section of docs/benchmarks.md."""
+    stages, serving, dbs = results["stages"], results["serving"], results["databases"]
+    cold = results.get("cold_start") or {}
+    lines = [
+        "## Scale",
+        "",
+        f"`make bench-scale PAIRS={results['pairs']}` (`python tests/bench/scale.py --pairs {results['pairs']}`), "
+        f"{results['when']}: **{results['pairs']} pairs** ({results['regions']} generated regions x 2 families, "
+        f"{results['rows_per_region']} rows each), the dev stack's real Airflow scheduler (LocalExecutor) and MLflow "
+        f"server on SQLite, {results['machine']['cpus']} CPUs shared with other work (load average "
+        f"{results['machine']['loadavg_at_start']} at start, {results['machine']['loadavg_at_end']} at end).",
+        "",
+        (
+            f"Trigger to every pair served: **{results['trigger_to_all_served_s']} s**; "
+            if results.get("complete", True)
+            else f"**Incomplete run**: stopped after {results['chain_seconds']} s ({results.get('stopped_because')}); "
+            "the figures below cover what had run by then; "
+        )
+        + f"{serving['pairs'] - len(serving['not_serving_champion'])}/{serving['pairs']} pairs "
+        "answered by their champion"
+        + (f" (not: {', '.join(serving['not_serving_champion'][:10])})" if serving["not_serving_champion"] else "")
+        + f"; peak RSS of the stack {results['peak_rss_mb']} MB.",
+        "",
+        "| stage | wall s | runs | task instances (mapped) | task s | task s / pair | overhead / pair s "
+        "| peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for dag_id, s in stages.items():
+        lines.append(
+            f"| {dag_id} | {s['wall_seconds']} | {s['runs']} | {s['task_instances']} ({s['mapped_task_instances']}) "
+            f"| {s['task_seconds']} | {s['task_seconds_per_pair']} | {s['overhead_per_pair_s']} | {s['peak_rss_mb']} |"
+        )
+    fit = results.get("fit_seconds_logged")
+    lines += [
+        "",
+        "Overhead per pair: "
+        + (
+            f"training = (task time - {fit} s of fit time logged in MLflow) / pairs; "
+            if fit is not None
+            else "no training run logs a fit time, so it is the task time per pair (an upper bound); "
+        )
+        + "the other stages have no fit: task time per pair.",
+        f"Databases after the run: MLflow {dbs['mlflow_db_mb']} MB "
+        f"(artifacts and all: {dbs['mlflow_artifacts_mb']} MB), "
+        f"Airflow {dbs['airflow_db_mb']} MB.",
+        (
+            f"Cold start of a second `modelyard serve` on the deployed plan: {cold.get('models')} models ready in "
+            f"{cold.get('seconds_to_ready')} s ({cold.get('load_threads')} load threads), RSS {cold.get('rss_mb')} MB, "
+            f"~{cold.get('rss_per_model_mb')} MB per model over {cold.get('rss_before_load_mb')} MB before loading."
+            if cold
+            else "Cold start of a second serving process: not measured (the chain did not complete)."
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_results(results: dict[str, Any], out: Path) -> None:
+    """Rewrite the section between the markers of ``benchmarks.md`` and the ``scale`` key of ``benchmarks.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    update_json(out / "benchmarks.json", "scale", results)
+    write_section(out / "benchmarks.md", MARK_BEGIN, MARK_END, render_markdown(results))
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python tests/bench/scale.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help="(family, region) pairs; 2 per region")
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="synthetic rows per region")
+    parser.add_argument("--timeout", type=float, default=4 * 3600, help="give up following the chain after this")
+    parser.add_argument("--home", type=Path, default=None, help="the stack's home (default: a temporary folder)")
+    parser.add_argument("--out", type=Path, default=REPO / "docs", help="where benchmarks.md/.json go")
+    parser.add_argument(
+        "--serve-models", type=int, default=None, metavar="N",
+        help="measure only one serving process with N models (no Airflow): load threads 1 and 4, a one-model swap",
+    )  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark, write docs/benchmarks.md (Scale section) and .json, print the section."""
+    options = _parse_args(argv)
+    if options.serve_models is not None:
+        with tempfile.TemporaryDirectory(prefix="modelyard-serve-many-") as tmp:
+            many = serve_many(options.serve_models, (1, 4), Path(tmp))
+        options.out.mkdir(parents=True, exist_ok=True)
+        update_json(options.out / "benchmarks.json", "serving_many", many)
+        write_section(options.out / "benchmarks.md", SERVE_BEGIN, SERVE_END, render_serving_many(many))
+        print(render_serving_many(many))
+        return 0
+    with contextlib.ExitStack() as cleanup:
+        home = options.home or Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="modelyard-scale-")))
+        results = run_bench(options.pairs, options.rows, home.resolve(), options.timeout)
+        logs = REPO / "test-results" / "bench-scale-logs"
+        shutil.rmtree(logs, ignore_errors=True)
+        shutil.copytree(home / "logs", logs, dirs_exist_ok=True)
+    write_results(results, options.out)
+    print(render_markdown(results))
+    return 0 if not results["serving"]["not_serving_champion"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

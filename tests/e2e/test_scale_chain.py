@@ -1,0 +1,91 @@
+"""Fifty pairs through the real scheduler: every stage green, every pair a champion, every pair served.
+
+The scale benchmark's config writer and stack (``tests/bench/scale.py``) at 25 generated regions
+x 2 families with few rows each, on its own stack (free ports, temporary home). Assertions are
+on outcomes only: the time it takes belongs to ``make bench-scale``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from e2e_stack import RESULTS
+
+from modelyard.deploy.devstack.demo import ChainState, follow_chain, sample_record, trigger_chain
+from modelyard.deploy.devstack.stack import DAG_IDS
+from modelyard.training.status import collect_status
+from tests.bench.scale import ScaleStack, region_names, scale_stack, stage_runs
+
+PAIRS = 50
+ROWS = 400
+CHAIN_TIMEOUT = 4 * 3600  # no speed is asserted; this only bounds a hung chain
+
+pytestmark = pytest.mark.timeout(CHAIN_TIMEOUT + 1200)
+
+
+@dataclass
+class ScaleChain:
+    stack: ScaleStack
+    since: str
+    state: ChainState
+
+
+@pytest.fixture(scope="module")
+def scale_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleChain]:
+    """The 50-pair chain, followed to its end once; the stack stops (logs kept) after the module."""
+    from rich.console import Console
+
+    home = tmp_path_factory.mktemp("scale-chain")
+    with scale_stack(home, PAIRS, ROWS, logs_to=RESULTS / "scale-chain-logs") as stack:
+        output = io.StringIO()
+        since = trigger_chain(stack.api, note="e2e scale chain")
+        try:
+            state = follow_chain(stack.api, since, Console(file=output, width=140), timeout=CHAIN_TIMEOUT)
+        finally:
+            RESULTS.mkdir(exist_ok=True)
+            (RESULTS / "scale-chain.txt").write_text(output.getvalue())
+        yield ScaleChain(stack, since, state)
+
+
+def test_the_config_has_fifty_pairs_of_generated_regions(scale_chain: ScaleChain) -> None:
+    config = scale_chain.stack.config
+    assert len(config.pairs()) == PAIRS
+    assert [r.name for r in config.regions] == region_names(PAIRS // 2)
+
+
+def test_every_run_of_every_stage_succeeded(scale_chain: ScaleChain) -> None:
+    for dag_id in DAG_IDS:
+        runs = stage_runs(scale_chain.stack.api, dag_id, scale_chain.since)
+        assert runs, f"no run of {dag_id}"
+        assert {run["state"] for run in runs} == {"success"}, [(r["dag_run_id"], r["state"]) for r in runs]
+
+
+def test_every_pair_is_served_by_its_champion(scale_chain: ScaleChain) -> None:
+    stack = scale_chain.stack
+    statuses = collect_status(stack.config, tracking_uri=stack.settings.mlflow_url)
+    champions = {(s.family, s.region): s.champion.version for s in statuses if s.champion}
+    assert len(champions) == PAIRS, f"no champion for {sorted(set(stack.config.pairs()) - set(champions))}"
+    answers: dict[tuple[str, str], Any] = {}
+    with httpx.Client(base_url=stack.settings.serving_url, timeout=30) as client:
+        for family, region in stack.config.pairs():
+            response = client.post(f"/v1/predict/{family}/{region}", json=sample_record(stack.config, family))
+            answers[(family, region)] = response.json() if response.status_code == 200 else response.text
+    wrong = {
+        pair: answer
+        for pair, answer in answers.items()
+        if not isinstance(answer, dict) or str(answer.get("version")) != champions[pair]
+    }
+    assert not wrong, f"{len(wrong)} of {PAIRS} pairs not answered by their champion: {dict(list(wrong.items())[:5])}"
+    for answer in answers.values():
+        assert len(answer["predictions"]) == 1
+
+
+def test_the_serving_process_holds_every_champion_and_is_ready(scale_chain: ScaleChain) -> None:
+    readyz = httpx.get(f"{scale_chain.stack.settings.serving_url}/readyz", timeout=30).json()
+    assert readyz["ready"] is True
+    assert readyz["progress"] == f"ready {PAIRS}/{PAIRS}"
