@@ -23,6 +23,7 @@ from modelyard.pipeline.errors import ModelyardError
 from modelyard.pipeline.features import RAW_PREFIX, TIME_COLUMN
 from modelyard.pipeline.featurespec import FittedSpec
 from modelyard.pipeline.snapshots import SnapshotMeta, SnapshotNotFoundError, latest_snapshot, load_frame
+from modelyard.pipeline.storage import read_text, uri_of
 from modelyard.training import metrics as metrics_mod
 from modelyard.training import models, onnx_export, plots, registry
 from modelyard.training.mlflow_server import require_reachable
@@ -452,7 +453,7 @@ def _log_dataset(config: Config, plan: TrainingPlan, frame: pd.DataFrame) -> Non
     from mlflow.data.pandas_dataset import from_pandas
 
     features_dir = config.storage.features_dir
-    source = plan.meta.path(features_dir).resolve().as_uri()
+    source = uri_of(plan.meta.path(features_dir))
     dataset = from_pandas(
         frame,
         source=source,
@@ -463,8 +464,9 @@ def _log_dataset(config: Config, plan: TrainingPlan, frame: pd.DataFrame) -> Non
     mlflow.log_input(dataset, context="training")
     mlflow.log_dict(plan.meta.model_dump(mode="json"), "data/snapshot.json")
     report = plan.meta.report_path(features_dir)
-    if report is not None and report.exists():
-        mlflow.log_artifact(str(report), artifact_path="data")
+    html = read_text(report) if report is not None else None
+    if report is not None and html is not None:  # the report may live on an object store: log its text
+        mlflow.log_text(html, f"data/{report.name}")
 
 
 def _log_plots(plan: TrainingPlan, outcome: FitOutcome) -> None:
