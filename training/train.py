@@ -461,12 +461,35 @@ def _log_dataset(config: Config, plan: TrainingPlan, frame: pd.DataFrame) -> Non
         name=f"{plan.family.name}/{plan.region}",
         digest=plan.meta.digest,
     )
-    mlflow.log_input(dataset, context="training")
+    _log_input_once(dataset)
     mlflow.log_dict(plan.meta.model_dump(mode="json"), "data/snapshot.json")
     report = plan.meta.report_path(features_dir)
     html = read_text(report) if report is not None else None
     if report is not None and html is not None:  # the report may live on an object store: log its text
         mlflow.log_text(html, f"data/{report.name}")
+
+
+def _log_input_once(dataset: Any) -> None:
+    """``mlflow.log_input``, retried when a concurrent run inserted the same dataset first.
+
+    MLflow's SQL store checks for the dataset, then inserts it: on PostgreSQL two runs of one
+    snapshot at once can both miss it and one insert fails on the unique key (SQLite serialises
+    writers, so it never shows there). The retry finds the row the other run made.
+    """
+    import mlflow
+    import tenacity
+    from mlflow.exceptions import MlflowException
+
+    def lost_the_race(exc: BaseException) -> bool:
+        return isinstance(exc, MlflowException) and "duplicate key" in str(exc).lower()
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lost_the_race),
+        stop=tenacity.stop_after_attempt(4),
+        wait=tenacity.wait_random(0.1, 0.5),
+        reraise=True,
+    )
+    retrying(mlflow.log_input, dataset, context="training")
 
 
 def _log_plots(plan: TrainingPlan, outcome: FitOutcome) -> None:
