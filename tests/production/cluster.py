@@ -290,6 +290,8 @@ def airflow_env(
             "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "120",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
+            # Airflow's async engine would pick asyncpg for postgresql+psycopg; psycopg 3 does async itself.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": db,
             "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{db}",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
