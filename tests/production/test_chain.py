@@ -60,7 +60,9 @@ def stack(
     config = load_config(config_file)
     airflow = cluster.start_airflow(root, databases["airflow"], env, logs)
     try:
-        yield Stack(config, airflow, AirflowApi(airflow.url), f"http://127.0.0.1:{serving_port}", root)
+        # A generous read timeout: on a loaded 2-core box one api-server worker answers slowly.
+        api = AirflowApi(airflow.url, timeout=180)
+        yield Stack(config, airflow, api, f"http://127.0.0.1:{serving_port}", root)
     finally:
         for home in airflow.worker_homes.values():
             Service("serving", home / "scratch" / "run").stop()
