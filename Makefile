@@ -15,7 +15,7 @@ export OMP_NUM_THREADS ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast lint typecheck demo demo-festival bench bench-scale up down browser clean constraints
+.PHONY: help install install-production test test-fast lint typecheck demo demo-festival bench bench-scale up down browser clean constraints
 
 help:
 	@echo "make demo       run the whole chain on embedded defaults"
@@ -54,7 +54,14 @@ typecheck: install
 browser:
 	bash .ci/install-browser.sh
 
-test: lint typecheck browser
+# The production tier's S3/Celery/Redis stack, pinned, without pip's resolver (see setup.cfg [cluster]).
+PRODUCTION_STAMP := $(VENV)/.production-installed
+install-production: $(PRODUCTION_STAMP)
+$(PRODUCTION_STAMP): tests/production/requirements.txt | $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps -r tests/production/requirements.txt
+	@touch $@
+
+test: lint typecheck browser install-production
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: install

@@ -13,19 +13,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from modelyard.pipeline import snapshots
 from modelyard.pipeline.config import Config, ConfigError, Dataset, Family
 from modelyard.pipeline.features import TIME_COLUMN, FeatureError, build_features, check_family, required_raw_columns
 from modelyard.pipeline.ingest import IngestError, RawTable, read_dataset
-from modelyard.pipeline.snapshots import atomic_write_bytes
+from modelyard.pipeline.storage import write_bytes_atomic
 from modelyard.pipeline.validation import ValidationOutcome, render_report, summarize, validate_features, validate_raw
 
 if TYPE_CHECKING:
     import pandas as pd
     from rich.table import Table
+    from upath import UPath
 
 Status = Literal["published", "unchanged", "failed", "skipped"]
 SYNTHETIC = "synthetic"
@@ -43,7 +43,7 @@ class BuildResult:
     reason: str = ""
     checks: int = 0
     failed_checks: int = 0
-    report: Path | None = None
+    report: UPath | None = None  # local or object-store path (storage.root)
     notes: tuple[str, ...] = ()  # what ingest and the features decided (naive times as UTC, unknown categories)
 
     @property
@@ -201,7 +201,7 @@ def _validate_and_publish(
     )
 
 
-def _failed(family: str, region: str, rows: int, outcomes: list[ValidationOutcome], report: Path) -> BuildResult:
+def _failed(family: str, region: str, rows: int, outcomes: list[ValidationOutcome], report: UPath) -> BuildResult:
     summary = summarize(outcomes)
     return BuildResult(
         family,
@@ -215,11 +215,11 @@ def _failed(family: str, region: str, rows: int, outcomes: list[ValidationOutcom
     )
 
 
-def _write_failed_report(config: Config, family: str, region: str, html: str) -> Path:
+def _write_failed_report(config: Config, family: str, region: str, html: str) -> UPath:
     """Failed reports go under ``<root>/reports``, never next to snapshots: nothing is published."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = config.storage.root / "reports" / family / region / f"failed-{stamp}.html"
-    atomic_write_bytes(path, html.encode())
+    path = config.storage.reports_dir / family / region / f"failed-{stamp}.html"
+    write_bytes_atomic(path, html.encode())
     return path
 
 

@@ -28,10 +28,20 @@ from collections.abc import Mapping
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -41,14 +51,16 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 from pydantic_settings.sources.utils import parse_env_vars
+from upath import UPath
 
-from modelyard.pipeline import featurespec
+from modelyard.pipeline import featurespec, storage
 from modelyard.pipeline.errors import ModelyardError
 
 ENV_PREFIX = "MODELYARD_"
 CONFIG_ENV = "MODELYARD_CONFIG"
 OVERLAY_ENV = "MODELYARD_CONFIG_OVERLAY"
 DEFAULT_CONFIG_FILE = "modelyard.yaml"
+LOCK_PROTOCOLS = ("postgresql", "postgres")
 
 Task = Literal["classification", "regression"]
 Algorithm = Literal["xgboost", "sklearn_logistic", "sklearn_ridge", "sklearn_random_forest"]
@@ -311,20 +323,85 @@ class Family(_Model):
         return {**self.params, **(override.params if override else {})}
 
 
+def _storage_root(value: Any) -> UPath:
+    """``storage.root`` as a path or URL (see pipeline/storage.py); options are added by Storage."""
+    if isinstance(value, UPath):
+        return value
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
+        raise ValueError("storage.root: a path or URL is required (e.g. .modelyard or s3://bucket/prefix)")
+    return storage.storage_path(value)
+
+
+StorageRoot = Annotated[
+    UPath, PlainValidator(_storage_root), PlainSerializer(str, return_type=str), WithJsonSchema({"type": "string"})
+]
+
+
 class Storage(_Model):
-    root: Path = Path(".modelyard")
+    """Where modelyard keeps snapshots, reports, plans and state: a local folder or an object store.
+
+    ``root`` is a path or a URL (``s3://bucket/prefix``, ``gs://``, ``abfs://``); ``options`` are
+    its fsspec storage options, which may name environment variables (``${AWS_ENDPOINT_URL}``)
+    and never hold a secret. ``local`` is this host's own folder (pid files, logs of processes it
+    starts), by default the root when that is local. ``lock_url`` is where promotions lock a
+    model: unset, a file lock under the (local) root; ``postgresql://...``, an advisory lock in
+    that database (ADR 0004). See docs/production.md.
+    """
+
+    root: StorageRoot = Field(Path(".modelyard"), validate_default=True)
+    options: dict[str, Any] = {}
+    local: Path | None = None
+    lock_url: str | None = None
+
+    @model_validator(mode="after")
+    def _connect(self) -> Storage:
+        storage.check_no_secrets(str(self.root), self.options, "storage")
+        if self.lock_url:
+            storage.check_no_secrets(self.lock_url, {}, "storage.lock_url")
+            if storage.protocol_of(self.lock_url) not in LOCK_PROTOCOLS:
+                raise ValueError(
+                    f"storage.lock_url: '{self.lock_url}' is not a postgresql:// URL (the promotion lock's "
+                    "database, e.g. MLflow's backend store); leave it unset for a file lock on a local root"
+                )
+        elif not self.is_local:
+            raise ValueError(
+                f"storage.lock_url: required when storage.root is not a local folder ({self.root}): promotions "
+                "on different hosts share no disk for a file lock; set it to postgresql://user@host/db "
+                "(MLflow's backend database will do), password in PGPASSWORD or ~/.pgpass"
+            )
+        if self.options and not self.is_local:
+            object.__setattr__(self, "root", storage.storage_path(str(self.root), self.options))
+        return self
 
     @property
-    def raw_dir(self) -> Path:
+    def is_local(self) -> bool:
+        """Whether the root is a folder on this host."""
+        return storage.is_local(self.root)
+
+    @property
+    def local_dir(self) -> Path:
+        """This host's own folder: ``local``, else the root when local, else ``~/.local/state/modelyard``."""
+        if self.local is not None:
+            return self.local
+        if isinstance(self.root, Path):
+            return self.root
+        return Path.home() / ".local" / "state" / "modelyard"
+
+    @property
+    def raw_dir(self) -> UPath:
         return self.root / "raw"
 
     @property
-    def features_dir(self) -> Path:
+    def features_dir(self) -> UPath:
         return self.root / "features"
 
     @property
-    def state_dir(self) -> Path:
+    def state_dir(self) -> UPath:
         return self.root / "state"
+
+    @property
+    def reports_dir(self) -> UPath:
+        return self.root / "reports"
 
 
 class MlflowSettings(_Model):
@@ -652,10 +729,21 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{file}: invalid configuration\n{_describe(exc)}{_blame(exc, overrides)}") from exc
-    if not config.storage.root.is_absolute():
-        root = (file.resolve().parent / config.storage.root).resolve()
-        config = config.model_copy(update={"storage": Storage(root=root)})
-    return config
+    return _anchor_storage(config, file)
+
+
+def _anchor_storage(config: Config, file: Path) -> Config:
+    """Relative local folders of ``storage`` are relative to the config file."""
+    base = file.resolve().parent
+    root, local = config.storage.root, config.storage.local
+    update: dict[str, Any] = {}
+    if isinstance(root, Path) and not root.is_absolute():
+        update["root"] = storage.storage_path((base / root).resolve())
+    if local is not None and not local.is_absolute():
+        update["local"] = (base / local).resolve()
+    if not update:
+        return config
+    return config.model_copy(update={"storage": config.storage.model_copy(update=update)})
 
 
 class _Sources(Config, BaseSettings):

@@ -7,8 +7,15 @@ Layout under ``<storage.root>/features/<family>/<region>/``::
     <digest>.report.html  the data-quality report (when validation produced one)
     LATEST                the digest of the newest snapshot that passed validation
 
-Every file is written to a temporary name in the same folder and renamed into place,
-so a reader never sees a half-written snapshot; the pointer moves last.
+``<storage.root>`` is a local folder or an object store (``s3://bucket/prefix``, see
+pipeline/storage.py); the same steps hold on both. Every file is written whole or not at all
+(locally a temporary name renamed into place, on an object store a single PUT). The order
+makes publishing atomic: the content-addressed ``<digest>.parquet`` (and report) first, then
+``<digest>.json``, which is what makes a snapshot exist, then the ``LATEST`` pointer. A writer
+that dies before the JSON leaves only an unreferenced data file under its digest, which no
+reader looks at and the next run overwrites with the same bytes; one that dies before the
+pointer leaves a complete snapshot that the next run points to. A re-run of the same content
+finds the JSON and writes nothing.
 """
 
 from __future__ import annotations
@@ -17,16 +24,17 @@ import datetime as dt
 import hashlib
 import io
 import os
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from modelyard.pipeline.errors import ModelyardError
+from modelyard.pipeline.storage import read_text, write_bytes_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
+    from upath import UPath
+
 
 LATEST = "LATEST"
 
@@ -66,17 +74,21 @@ class SnapshotMeta(BaseModel):
     # Rows whose category was never seen in the training window, per feature (coded as unknown).
     unknown_categories: dict[str, int] = {}
 
-    def path(self, features_dir: Path) -> Path:
+    def path(self, features_dir: UPath) -> UPath:
         return snapshot_dir(features_dir, self.family, self.region) / f"{self.digest}.parquet"
 
-    def report_path(self, features_dir: Path) -> Path | None:
+    def report_path(self, features_dir: UPath) -> UPath | None:
         if not self.validation.report:
             return None
         return snapshot_dir(features_dir, self.family, self.region) / self.validation.report
 
 
-def snapshot_dir(features_dir: Path, family: str, region: str) -> Path:
-    return Path(features_dir) / family / region
+def snapshot_dir(features_dir: UPath | os.PathLike[str], family: str, region: str) -> UPath:
+    """The folder (or key prefix) of one pair's snapshots."""
+    from upath import UPath
+
+    folder = features_dir if isinstance(features_dir, UPath) else UPath(features_dir)
+    return folder / family / region
 
 
 def frame_digest(frame: pd.DataFrame) -> str:
@@ -89,23 +101,13 @@ def frame_digest(frame: pd.DataFrame) -> str:
     return hasher.hexdigest()[:16]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either nothing or all of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def atomic_write_bytes(path: UPath | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` (local or object store) so that readers see either nothing or all of it."""
+    write_bytes_atomic(path, data)
 
 
 def publish(
-    features_dir: Path,
+    features_dir: UPath,
     frame: pd.DataFrame,
     *,
     family: str,
@@ -131,8 +133,9 @@ def publish(
     digest = frame_digest(frame)
     folder = snapshot_dir(features_dir, family, region)
     meta_file = folder / f"{digest}.json"
-    if meta_file.exists():
-        meta = SnapshotMeta.model_validate_json(meta_file.read_text())
+    existing = read_text(meta_file)
+    if existing is not None:
+        meta = SnapshotMeta.model_validate_json(existing)
         created = _point_latest(folder, digest)
         return meta, created
     if report_html is not None:
@@ -162,42 +165,45 @@ def publish(
     return meta, True
 
 
-def _point_latest(folder: Path, digest: str) -> bool:
+def _point_latest(folder: UPath, digest: str) -> bool:
     pointer = folder / LATEST
-    if pointer.exists() and pointer.read_text().strip() == digest:
+    current = read_text(pointer)
+    if current is not None and current.strip() == digest:
         return False
     atomic_write_bytes(pointer, f"{digest}\n".encode())
     return True
 
 
-def latest_snapshot(features_dir: Path, family: str, region: str) -> SnapshotMeta:
+def latest_snapshot(features_dir: UPath, family: str, region: str) -> SnapshotMeta:
     """The newest valid snapshot of (family, region).
 
     Raises:
         SnapshotNotFoundError: none has been published; the message says how to make one.
     """
     folder = snapshot_dir(features_dir, family, region)
-    pointer = folder / LATEST
-    if not pointer.exists():
+    pointer = read_text(folder / LATEST)
+    if pointer is None:
         raise SnapshotNotFoundError(
             f"no valid snapshot for family '{family}', region '{region}' under {folder} "
             f"(run `modelyard data build --family {family} --region {region}` first)"
         )
-    return read_snapshot(features_dir, family, region, pointer.read_text().strip())
+    return read_snapshot(features_dir, family, region, pointer.strip())
 
 
-def read_snapshot(features_dir: Path, family: str, region: str, digest: str) -> SnapshotMeta:
+def read_snapshot(features_dir: UPath, family: str, region: str, digest: str) -> SnapshotMeta:
     """The metadata of one snapshot by digest."""
     meta_file = snapshot_dir(features_dir, family, region) / f"{digest}.json"
-    if not meta_file.exists():
+    text = read_text(meta_file)
+    if text is None:
         raise SnapshotNotFoundError(
             f"snapshot {digest} of family '{family}', region '{region}' not found ({meta_file})"
         )
-    return SnapshotMeta.model_validate_json(meta_file.read_text())
+    return SnapshotMeta.model_validate_json(text)
 
 
-def load_frame(features_dir: Path, meta: SnapshotMeta) -> pd.DataFrame:
+def load_frame(features_dir: UPath, meta: SnapshotMeta) -> pd.DataFrame:
     """The snapshot's rows."""
     import pandas as pd
 
-    return pd.read_parquet(meta.path(features_dir))
+    with meta.path(features_dir).open("rb") as handle:
+        return pd.read_parquet(handle)

@@ -11,7 +11,7 @@ import pytest
 from modelyard.training.mlflow_server import MlflowServer, start_mlflow_server
 
 REPO = Path(__file__).resolve().parents[1]
-TIERS = ("unit", "data", "model", "dags", "chart", "integration", "e2e")
+TIERS = ("unit", "data", "model", "dags", "chart", "integration", "e2e", "production")
 
 
 def _tier(item: pytest.Item) -> str | None:

@@ -11,8 +11,8 @@ decided_by, decided_at and the per-gate table as JSON), as artifacts on its trai
 (``promotion/<when>-<action>/``: decision.json, gates.txt, comparison.png) and in the
 registered model's ``promotion_history`` tag (newest entries, bounded in size).
 
-Two promotions of the same (family, region) never interleave: each holds an exclusive file
-lock under ``storage.state_dir`` from reading the aliases to verifying them, and moves the
+Two promotions of the same (family, region) never interleave: each holds an exclusive
+lock (training/locks.py) from reading the aliases to verifying them, and moves the
 aliases in an order in which ``champion`` and ``previous-champion`` never point at the same
 version (see docs/adr/0004-promotion-aliases.md).
 """
@@ -24,13 +24,12 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import filelock
 from pydantic import BaseModel, ConfigDict
 
 from modelyard.pipeline.errors import ModelyardError
+from modelyard.training import locks
 from modelyard.training.gates import (
     Evidence,
     GateInputError,
@@ -61,7 +60,7 @@ TAG = "promotion."
 HISTORY_TAG = "promotion_history"
 # Registered-model tag values are VARCHAR(5000) on SQL backends: keep the newest entries that fit.
 HISTORY_MAX_CHARS = 4800
-LOCK_TIMEOUT_SECONDS = 900.0
+LOCK_TIMEOUT_SECONDS = locks.LOCK_TIMEOUT_SECONDS
 
 Action = Literal["evaluate", "promote-version", "rollback"]
 Outcome = Literal["promoted", "rejected", "rolled-back", "unchanged", "no-challenger", "failed"]
@@ -157,35 +156,17 @@ def aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def pair_lock(config: Config, model_name: str, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[Path]:
-    """Hold the exclusive promotion lock of ``model_name`` (a file lock under ``storage.state_dir``).
+def pair_lock(config: Config, model_name: str, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[str]:
+    """Hold the exclusive promotion lock of ``model_name`` (training/locks.py; ADR 0004); yields where it lives.
 
     Raises:
         PromotionError: another promotion held the lock for longer than ``timeout`` seconds.
     """
-    path = config.storage.state_dir / "locks" / f"promotion-{model_name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = exclusive_lock(path, timeout)
     try:
-        lock.acquire()
-    except filelock.Timeout:
-        raise PromotionError(
-            f"{model_name}: another promotion has held {path} for over {timeout:.0f}s; "
-            f"wait for it or check for a stuck process holding the file (fuser {path})"
-        ) from None
-    try:
-        yield path
-    finally:
-        lock.release()
-
-
-def exclusive_lock(path: Path, timeout: float) -> filelock.BaseFileLock:
-    """The one place the kind of lock is chosen: a host-local ``flock`` through filelock.
-
-    Swap this function for a cross-host lock when promotions run on several hosts without a
-    shared filesystem (ADR 0004). Raises ``filelock.Timeout`` after ``timeout`` seconds.
-    """
-    return filelock.FileLock(path, timeout=timeout, poll_interval=0.1)
+        with locks.promotion_lock(config.storage, model_name, timeout) as where:
+            yield where
+    except locks.LockTimeoutError as exc:
+        raise PromotionError(str(exc)) from None
 
 
 def verify_aliases(client: MlflowClient, model_name: str) -> dict[str, str]:

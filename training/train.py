@@ -11,7 +11,6 @@ import functools
 import json
 import logging
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -24,6 +23,7 @@ from modelyard.pipeline.errors import ModelyardError
 from modelyard.pipeline.features import RAW_PREFIX, TIME_COLUMN
 from modelyard.pipeline.featurespec import FittedSpec
 from modelyard.pipeline.snapshots import SnapshotMeta, SnapshotNotFoundError, latest_snapshot, load_frame
+from modelyard.pipeline.storage import read_text, uri_of
 from modelyard.training import metrics as metrics_mod
 from modelyard.training import models, onnx_export, plots, registry
 from modelyard.training.mlflow_server import require_reachable
@@ -503,11 +503,10 @@ def _metrics(outcome: FitOutcome, run_id: str, model_id: str | None) -> list[Any
 
 
 def _log_dataset(config: Config, plan: TrainingPlan, frame: pd.DataFrame) -> None:
-    import mlflow
     from mlflow.data.pandas_dataset import from_pandas
 
     features_dir = config.storage.features_dir
-    source = plan.meta.path(features_dir).resolve().as_uri()
+    source = uri_of(plan.meta.path(features_dir))
     dataset = from_pandas(
         frame,
         source=source,
@@ -515,7 +514,30 @@ def _log_dataset(config: Config, plan: TrainingPlan, frame: pd.DataFrame) -> Non
         name=f"{plan.family.name}/{plan.region}",
         digest=plan.meta.digest,
     )
-    mlflow.log_input(dataset, context="training")
+    _log_input_once(dataset)
+
+
+def _log_input_once(dataset: Any) -> None:
+    """``mlflow.log_input``, retried when a concurrent run inserted the same dataset first.
+
+    MLflow's SQL store checks for the dataset, then inserts it: on PostgreSQL two runs of one
+    snapshot at once can both miss it and one insert fails on the unique key (SQLite serialises
+    writers, so it never shows there). The retry finds the row the other run made.
+    """
+    import mlflow
+    import tenacity
+    from mlflow.exceptions import MlflowException
+
+    def lost_the_race(exc: BaseException) -> bool:
+        return isinstance(exc, MlflowException) and "duplicate key" in str(exc).lower()
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lost_the_race),
+        stop=tenacity.stop_after_attempt(4),
+        wait=tenacity.wait_random(0.1, 0.5),
+        reraise=True,
+    )
+    retrying(mlflow.log_input, dataset, context="training")
 
 
 def _write_run_artifacts(config: Config, plan: TrainingPlan, outcome: FitOutcome, folder: Path) -> None:
@@ -524,8 +546,9 @@ def _write_run_artifacts(config: Config, plan: TrainingPlan, outcome: FitOutcome
     data.mkdir()
     (data / "snapshot.json").write_text(json.dumps(plan.meta.model_dump(mode="json"), indent=2))
     report = plan.meta.report_path(config.storage.features_dir)
-    if report is not None and report.exists():
-        shutil.copyfile(report, data / report.name)
+    html = read_text(report) if report is not None else None
+    if report is not None and html is not None:  # the report may live on an object store: copy its text
+        (data / report.name).write_text(html)
     label = f"{plan.family.name}/{plan.region} {plan.algorithm}"
     y = outcome.split.holdout[plan.family.target].to_numpy()
     plots.write_holdout_plots(

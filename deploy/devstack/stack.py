@@ -103,7 +103,7 @@ def stack_settings(config: Config, config_path: Path, environ: Mapping[str, str]
     default_mlflow = urlparse(config.mlflow.tracking_uri).port or 5000
     return StackSettings(
         config_path=config_path.resolve(),
-        root=config.storage.root,
+        root=config.storage.local_dir,  # the laptop's own folder, also when storage.root is a URL
         host=config.deploy.local.host,
         airflow_port=_port(env, "AIRFLOW_PORT", 8080),
         mlflow_port=_port(env, "MLFLOW_PORT", default_mlflow),

@@ -2,7 +2,8 @@
 
 ``LocalTarget.apply(plan)``:
 
-1. start the serving process (detached, pid file under ``<storage.root>/run/``) with the
+1. start the serving process (detached, pid file under ``<storage.local_dir>/run/``: this
+   host's own folder, which is ``storage.root`` when that is local) with the
    plan when nothing serves yet; otherwise ``PUT /admin/plan?wait=1``: the server loads
    and warms the new models while the old plan keeps answering, then swaps;
 2. wait until ``/readyz`` reports the plan digest active and every model ready (a
@@ -14,7 +15,11 @@ The same digest already live is a no-op (no swap, no smoke-test of a changed pla
 
 The server's admin API is off without a token, so the target keeps one of its own
 (``<run_dir>/admin-token``, mode 0600, made once with ``secrets.token_urlsafe``), starts
-the process with it and sends it on every ``/admin/plan`` request.
+the process with it and sends it on every ``/admin/plan`` request. Where several hosts
+deploy to one server (Celery workers that share no disk), ``MODELYARD_SERVE_ADMIN_TOKEN``
+in their environment is that token instead, so whichever worker runs the deploy can swap
+the plan. The server loads the plan's models from the MLflow registry, never from a
+shared folder.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ class LocalTarget:
         return cls(
             host=local.host,
             port=port or local.port,
-            run_dir=config.storage.root / "run",
+            run_dir=config.storage.local_dir / "run",
             tracking_uri=tracking_uri,
             families={f.name: list(f.features) for f in config.families},
         )
@@ -84,7 +89,10 @@ class LocalTarget:
         return self.run_dir / "admin-token"
 
     def admin_token(self) -> str:
-        """The bearer token of the process this target starts: read, or made once (owner-only file)."""
+        """The bearer token of the server: ``MODELYARD_SERVE_ADMIN_TOKEN``, else read or made once (owner-only file)."""
+        shared = os.environ.get(TOKEN_ENV, "").strip()
+        if shared:
+            return shared
         try:
             token = self.token_file.read_text().strip()
         except FileNotFoundError:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.pipeline.config import Config, load_config
-from modelyard.training import promotion
+from modelyard.training import locks, promotion
 from modelyard.training.promotion import PromotionError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -59,8 +59,8 @@ def test_another_process_holding_the_lock_makes_us_wait_then_fail(
 def test_a_killed_holder_releases_the_lock(config: Config, holder: subprocess.Popen[str]) -> None:
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    with promotion.pair_lock(config, MODEL, timeout=2.0) as path:
-        assert path.parent == config.storage.state_dir / "locks"
+    with promotion.pair_lock(config, MODEL, timeout=2.0) as where:
+        assert Path(where).parent == config.storage.state_dir / "locks"
 
 
 def test_pairs_lock_independently(config: Config, holder: subprocess.Popen[str]) -> None:
@@ -69,14 +69,20 @@ def test_pairs_lock_independently(config: Config, holder: subprocess.Popen[str])
 
 
 def test_the_lock_is_taken_through_one_swappable_function(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    taken: list[Path] = []
-    real = promotion.exclusive_lock
+    taken: list[str] = []
+    real = locks.promotion_lock
 
-    def recording(path: Path, timeout: float):  # type: ignore[no-untyped-def]
-        taken.append(path)
-        return real(path, timeout)
+    def recording(storage, model_name: str, timeout: float):  # type: ignore[no-untyped-def]
+        taken.append(model_name)
+        return real(storage, model_name, timeout)
 
-    monkeypatch.setattr(promotion, "exclusive_lock", recording)
-    with promotion.pair_lock(config, MODEL, timeout=1.0):
-        pass
-    assert taken == [config.storage.state_dir / "locks" / f"promotion-{MODEL}.lock"]
+    monkeypatch.setattr(locks, "promotion_lock", recording)
+    with promotion.pair_lock(config, MODEL, timeout=1.0) as where:
+        assert where == str(config.storage.state_dir / "locks" / f"promotion-{MODEL}.lock")
+    assert taken == [MODEL]
+
+
+def test_without_lock_url_a_local_root_takes_the_file_lock(config: Config) -> None:
+    assert config.storage.lock_url is None
+    with locks.promotion_lock(config.storage, MODEL, timeout=1.0) as where:
+        assert where.endswith(f"locks/promotion-{MODEL}.lock")
