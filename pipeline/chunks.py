@@ -69,7 +69,7 @@ class PairOutcome:
 
     def line(self) -> str:
         """The pair's one line in the task log: name, outcome, detail, link, time."""
-        parts = [f"{self.name}: {self.status if self.ok else 'FAILED (' + self.status + ')'}"]
+        parts = [f"{self.name}: {self.status if self.ok else 'FAILED'}"]
         parts += [p for p in (self.detail, self.link) if p]
         return " | ".join(parts) + f" ({self.seconds:.1f} s)"
 
