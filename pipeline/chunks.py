@@ -28,6 +28,10 @@ LABEL_LIMIT = 100
 START_METHOD = "forkserver"  # workers fork from a clean server process, not from the (threaded) task
 
 
+class ChunkError(ModelyardError, RuntimeError):
+    """Pairs of a chunk failed with errors a retry may fix; the message names each pair and its error."""
+
+
 @dataclass(frozen=True)
 class PairOutcome:
     """What happened to one (family, region) in a chunk, as the task log and the Asset events need it.
@@ -239,7 +243,3 @@ def summary(outcomes: Sequence[PairOutcome]) -> str:
     bad = [o.name for o in outcomes if not o.ok]
     text = f"{len(outcomes)} pairs: {len(outcomes) - len(bad)} ok, {len(bad)} failed"
     return text + (f" ({', '.join(bad)})" if bad else "")
-
-
-class ChunkError(ModelyardError, RuntimeError):
-    """Pairs of a chunk failed with errors a retry may fix; the message names each pair and its error."""
