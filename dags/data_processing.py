@@ -1,12 +1,14 @@
 """Data processing: raw bookings → validated, content-addressed feature snapshots.
 
-One mapped task per (family, region). Each validates the raw bookings and the features
-with Great Expectations and publishes an immutable snapshot; a region that fails
-validation fails its own task with the reason (column, expectation, offending rows)
-and the others go on. A newly published snapshot emits an Asset event on
-``modelyard://features/<family>/<region>`` with ``{family, region, digest, rows}``;
-the training DAG is scheduled on those assets. Re-running on the same input publishes
-nothing and emits nothing.
+One mapped task per chunk of (family, region) pairs (``scale`` in the config, ADR 0008),
+each running its pairs in a pool of worker processes. Each pair's raw bookings and
+features are validated with Great Expectations and an immutable snapshot is published; a
+region that fails validation fails only itself, named with the reason (column,
+expectation, offending rows) in its chunk's log, and the others go on. When the chunks
+are done, ``publish_snapshots`` emits one Asset event per newly published snapshot on
+``modelyard://features/<family>/<region>`` with ``{family, region, digest, rows}``, all at
+once, so the training DAG scheduled on those assets runs once per data run. Re-running on
+the same input publishes nothing and emits nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task
+from airflow.sdk import AssetAlias, Param, dag, get_current_context, task, teardown
 
 from modelyard.plugins import dag_support
 
@@ -29,12 +31,16 @@ source → Great Expectations (raw) → features → Great Expectations (feature
 * **Params**: `families` and `regions` (empty: all from the config), an optional
   `start`/`end` date range (UTC days), and `source` (`synthetic`, or a CSV/Parquet path
   or glob; empty: the config's `data.source`).
+* **Tasks**: `select_pairs` (its log lists which chunk holds which pair), `build_snapshots`
+  mapped over chunks (labelled with their pairs; the log has one line per pair: outcome,
+  rows, validation, digest), `publish_snapshots` (emits the run's Asset events at once).
 * **Outputs**: `<storage.root>/features/<family>/<region>/<digest>.parquet` with its
   metadata and HTML data-quality report; an Asset event per newly published snapshot.
-* **Failures**: a region whose data fails validation fails its mapped task with a
-  message naming the column, the expectation and the count of offending rows, and
-  writes the report under `<storage.root>/reports/`. A region with too few rows is
-  skipped. Failed validation is not retried.
+* **Failures**: a region whose data fails validation is named in its chunk's log and in
+  the chunk's failure, with the column, the expectation and the count of offending rows,
+  and its report is written under `<storage.root>/reports/`; the chunk's other pairs are
+  published and announced. A region with too few rows is skipped. Failed validation is not
+  retried; a retry (other errors) redoes only the pairs that did not succeed.
 """
 
 
@@ -62,49 +68,36 @@ source → Great Expectations (raw) → features → Great Expectations (feature
 )
 def data_processing() -> None:
     @task
-    def select_pairs(params: dict[str, Any] | None = None) -> list[dict[str, str]]:
-        """The (family, region) pairs this run builds; unknown names fail here, before any work."""
+    def select_pairs(params: dict[str, Any] | None = None) -> list[list[dict[str, str]]]:
+        """The run's (family, region) pairs in chunks; unknown names fail here, before any work."""
         chosen = params or {}
         with dag_support.expected_errors_fail_the_task():
             pairs = dag_support.config().pairs(chosen.get("families") or None, chosen.get("regions") or None)
-        return [{"family": family, "region": region} for family, region in pairs]
+        return dag_support.chunked(pairs)
 
-    @task(outlets=[AssetAlias(FEATURES_ALIAS)], map_index_template="{{ pair_label }}")
-    def build_snapshot(pair: dict[str, str], params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Build, validate and publish one (family, region); emit its asset event when new."""
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+    @task(map_index_template="{{ chunk_label }}")
+    def build_snapshots(chunk: list[dict[str, str]], params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Build, validate and publish the chunk's pairs in a worker pool, one log line per pair."""
+        import functools
 
-        from modelyard.pipeline.assets import features_uri
-        from modelyard.pipeline.build import BuildRequest, build_pair
+        from modelyard.pipeline.build import BuildRequest
+        from modelyard.plugins.stage_pairs import build_one
 
-        context = get_current_context()
-        context["pair_label"] = f"{pair['family']}/{pair['region']}"  # type: ignore[typeddict-unknown-key]
         chosen = params or {}
         request = BuildRequest(
             source=chosen.get("source") or None,
             start=dt.date.fromisoformat(chosen["start"]) if chosen.get("start") else None,
             end=dt.date.fromisoformat(chosen["end"]) if chosen.get("end") else None,
         )
-        with dag_support.expected_errors_fail_the_task():
-            result = build_pair(dag_support.config(), pair["family"], pair["region"], request)
-        if result.status == "failed":
-            report = f" (report: {result.report})" if result.report else ""
-            raise AirflowFailException(f"{result.family}/{result.region}: {result.reason}{report}")
-        if result.status == "skipped":
-            raise AirflowSkipException(f"{result.family}/{result.region}: {result.reason}")
-        if result.status == "published":
-            extra: dict[str, Any] = {
-                "family": result.family,
-                "region": result.region,
-                "digest": result.digest,
-                "rows": result.rows,
-            }
-            context["outlet_events"][AssetAlias(FEATURES_ALIAS)].add(
-                Asset(features_uri(result.family, result.region)), extra=extra
-            )
-        return {"family": result.family, "region": result.region, "status": result.status, "digest": result.digest}
+        return dag_support.run_chunk(get_current_context(), chunk, functools.partial(build_one, request))
 
-    build_snapshot.expand(pair=select_pairs())
+    @teardown
+    @task(outlets=[AssetAlias(FEATURES_ALIAS)])
+    def publish_snapshots() -> list[str]:
+        """Announce every new snapshot of the run at once (one training run per data run)."""
+        return dag_support.publish_outcomes(get_current_context(), "build_snapshots", AssetAlias(FEATURES_ALIAS))
+
+    build_snapshots.expand(chunk=select_pairs()) >> publish_snapshots()
 
 
 # Bound to a name so a DAG file elsewhere (``modelyard init``) can import it: the DagBag

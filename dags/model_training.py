@@ -12,12 +12,18 @@ pairs named by those events**. Triggered by hand, it trains what the form select
   each pair's algorithm before anything trains (an unknown key or wrong type fails the
   run, naming the key).
 
-**Tasks.** `select_pairs` decides the pairs; `train` is mapped over them (one task per
-pair). Each logs an MLflow run (params, metrics, slices, dataset, data-quality report,
-plots, model) and registers a version with alias `challenger`, then emits
-`modelyard://challenger/<family>/<region>` with extra `{family, region, model_name,
-version, run_id}`. Inputs already trained are not retrained: the existing version is
-re-announced. A pair with too little data is **skipped** with the reason in its log.
+**Tasks.** `select_pairs` decides the pairs and splits them into chunks (`scale` in the
+config; its log says which chunk holds which pair); `train` is mapped over the chunks,
+each labelled with its pairs and training them in a pool of worker processes. Per pair it
+logs an MLflow run (params, metrics, slices, dataset, data-quality report, plots, model)
+and registers a version with alias `challenger`; the chunk's log has one line per pair
+with the outcome and the MLflow run link. Inputs already trained are not retrained: the
+existing version is re-announced. A pair with too little data is **skipped** with the
+reason on its line. A pair that fails fails only itself: the chunk ends failed, naming
+it, after the others finished, and a retry redoes only the pairs that did not succeed.
+`publish_challengers` then emits, at once, `modelyard://challenger/<family>/<region>` with
+extra `{family, region, model_name, version, run_id}` for every pair registered or
+re-announced, so promotion runs once per training run.
 
 **MLflow.** The server comes from the Airflow connection `mlflow_default`, falling back
 to `$MLFLOW_TRACKING_URI` and then `mlflow.tracking_uri` in `modelyard.yaml`.
@@ -28,7 +34,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import AssetAlias, AssetAny, Param, dag, get_current_context, task
+from airflow.sdk import AssetAlias, AssetAny, Param, dag, get_current_context, task, teardown
 
 from modelyard.plugins.dag_support import DEFAULT_ARGS, families_param, feature_assets, regions_param
 
@@ -55,13 +61,13 @@ CHALLENGERS = AssetAlias("modelyard-challengers")
     },
 )  # fmt: skip
 def training() -> None:
-    """Select the (family, region) pairs, then train each in its own mapped task."""
+    """Select the (family, region) pairs, train them in chunks, announce the challengers."""
 
     @task
-    def select_pairs() -> list[dict[str, str]]:
-        """Pairs named by triggering feature events, else by the form; validates the overrides."""
+    def select_pairs() -> list[list[dict[str, str]]]:
+        """Pairs named by triggering feature events, else by the form, in chunks; validates the overrides."""
         from modelyard.pipeline.assets import pairs_in
-        from modelyard.plugins.dag_support import config, expected_errors_fail_the_task, triggering_uris
+        from modelyard.plugins.dag_support import chunked, config, expected_errors_fail_the_task, triggering_uris
         from modelyard.training.models import parse_params_json
         from modelyard.training.train import validate_override
 
@@ -74,39 +80,39 @@ def training() -> None:
             with expected_errors_fail_the_task():  # a bad form does not improve on retry
                 pairs = config().pairs(params["families"] or None, params["regions"] or None)
                 validate_override(config(), pairs, parse_params_json(params["hyperparameters"]))
-        return [{"family": family, "region": region} for family, region in pairs]
+        return chunked(pairs)
 
-    @task(outlets=[CHALLENGERS], map_index_template="{{ pair_label }}", execution_timeout=dt.timedelta(hours=1))
-    def train(pair: dict[str, str]) -> dict[str, Any]:
-        """Train one pair, register the challenger and announce it on the challenger Asset."""
-        from airflow.sdk import Asset
-        from airflow.sdk.exceptions import AirflowSkipException
+    @task(map_index_template="{{ chunk_label }}", execution_timeout=dt.timedelta(hours=2))
+    def train(chunk: list[dict[str, str]]) -> dict[str, Any]:
+        """Train the chunk's pairs in a worker pool, one log line per pair with its MLflow run."""
+        import functools
 
-        from modelyard.pipeline.assets import challenger_uri
-        from modelyard.plugins.dag_support import config, expected_errors_fail_the_task
+        from modelyard.plugins.dag_support import config, expected_errors_fail_the_task, run_chunk
         from modelyard.plugins.hooks.mlflow import MlflowHook
+        from modelyard.plugins.stage_pairs import TrainJob, train_one
+        from modelyard.training.mlflow_server import require_reachable
         from modelyard.training.models import parse_params_json
-        from modelyard.training.train import train_pair
 
         context = get_current_context()
-        family, region = pair["family"], pair["region"]
-        context["pair_label"] = f"{family}/{region}"  # type: ignore[typeddict-unknown-key]
         manual = not context["triggering_asset_events"]
         params = context["params"]
-        with expected_errors_fail_the_task():  # missing snapshot, bad params: retrying cannot help
-            result = train_pair(
-                config(), family, region,
-                tracking_uri=MlflowHook(config=config()).get_tracking_uri(),
+        with expected_errors_fail_the_task():  # bad params: retrying cannot help (an unreachable server is retried)
+            job = TrainJob(
+                tracking_uri=require_reachable(MlflowHook(config=config()).get_tracking_uri()),
                 force=bool(params["force"]) if manual else False,
                 params_override=parse_params_json(params["hyperparameters"]) if manual else None,
-            )  # fmt: skip
-        if result.status == "skipped":
-            raise AirflowSkipException(f"{family}/{region} skipped: {result.reason}")
-        extra: dict[str, Any] = result.asset_extra()
-        context["outlet_events"][CHALLENGERS].add(Asset(challenger_uri(family, region)), extra=extra)
-        return {"status": result.status, **extra, "run_url": result.run_url or ""}
+            )
+        return run_chunk(context, chunk, functools.partial(train_one, job))
 
-    train.expand(pair=select_pairs())
+    @teardown
+    @task(outlets=[CHALLENGERS])
+    def publish_challengers() -> list[str]:
+        """Announce every challenger of the run at once (one promotion run per training run)."""
+        from modelyard.plugins.dag_support import publish_outcomes
+
+        return publish_outcomes(get_current_context(), "train", CHALLENGERS)
+
+    train.expand(chunk=select_pairs()) >> publish_challengers()
 
 
 # Bound to a name so a DAG file elsewhere (``modelyard init``) can import it: the DagBag

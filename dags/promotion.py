@@ -11,11 +11,16 @@ events**. Triggered by hand, the form chooses:
   or `rollback` (move `champion` back to `previous-champion`);
 * `force`: decide again on challengers already decided (otherwise they are left alone).
 
-**Tasks.** `select_pairs` decides the pairs; `decide` is mapped over them. A challenger
-that fails a gate is a recorded decision (`rejected`), not a task failure: the task log
-prints the gate table, MLflow keeps it on the model version and its run. Only pairs whose
-champion moved (promoted, rolled back) emit `modelyard://champion/<family>/<region>` with
-extra `{family, region, model_name, version}`, which the deploy stage follows.
+**Tasks.** `select_pairs` decides the pairs and splits them into chunks (`scale` in the
+config); `decide` is mapped over the chunks, each labelled with its pairs and deciding
+them in a pool of worker processes. Its log has one line per pair (outcome, summary, a
+link to the model version in MLflow) followed by the pair's gate table. A challenger that
+fails a gate is a recorded decision (`rejected`), not a failure; MLflow keeps the table
+on the model version and its run. A pair that cannot be decided fails only itself (named
+in the chunk's failure). `publish_champions` then emits, at once, for the pairs whose
+champion moved (promoted, rolled back) `modelyard://champion/<family>/<region>` with
+extra `{family, region, model_name, version}`, so the deploy stage runs once per
+promotion run.
 
 **MLflow.** The server comes from the Airflow connection `mlflow_default`, falling back
 to `$MLFLOW_TRACKING_URI` and then `mlflow.tracking_uri` in `modelyard.yaml`.
@@ -28,7 +33,7 @@ import functools
 import operator
 from typing import Any
 
-from airflow.sdk import AssetAlias, Param, dag, get_current_context, task
+from airflow.sdk import AssetAlias, Param, dag, get_current_context, task, teardown
 
 from modelyard.plugins.dag_support import DEFAULT_ARGS, challenger_assets, families_param, regions_param
 
@@ -59,13 +64,13 @@ ACTIONS = ["evaluate", "promote-version", "rollback"]
     },
 )  # fmt: skip
 def promotion() -> None:
-    """Select the (family, region) pairs, then decide each in its own mapped task."""
+    """Select the (family, region) pairs, decide them in chunks, announce the champions moved."""
 
     @task
-    def select_pairs() -> list[dict[str, str]]:
-        """Pairs named by triggering challenger events, else by the form (checked before anything runs)."""
+    def select_pairs() -> list[list[dict[str, str]]]:
+        """Pairs named by triggering challenger events, else by the form (checked before anything runs), in chunks."""
         from modelyard.pipeline.assets import pairs_in
-        from modelyard.plugins.dag_support import config, expected_errors_fail_the_task, triggering_uris
+        from modelyard.plugins.dag_support import chunked, config, expected_errors_fail_the_task, triggering_uris
         from modelyard.training.promotion import check_request
 
         context = get_current_context()
@@ -78,43 +83,38 @@ def promotion() -> None:
                 pairs = config().pairs(params["families"] or None, params["regions"] or None)
                 version = str(params["version"]) if params["version"] else None
                 check_request(params["action"], pairs, version, params["reason"])
-        return [{"family": family, "region": region} for family, region in pairs]
+        return chunked(pairs)
 
-    @task(outlets=[CHAMPIONS], map_index_template="{{ pair_label }}", execution_timeout=dt.timedelta(minutes=30))
-    def decide(pair: dict[str, str]) -> dict[str, Any]:
-        """Decide one pair, log the gate table, and announce a new champion on its Asset."""
-        from airflow.sdk import Asset
+    @task(map_index_template="{{ chunk_label }}", execution_timeout=dt.timedelta(hours=1))
+    def decide(chunk: list[dict[str, str]]) -> dict[str, Any]:
+        """Decide the chunk's pairs in a worker pool: one log line per pair, then its gate table."""
+        import functools
 
-        from modelyard.pipeline.assets import champion_uri
-        from modelyard.plugins.dag_support import config
+        from modelyard.plugins.dag_support import config, run_chunk
         from modelyard.plugins.hooks.mlflow import MlflowHook
-        from modelyard.training.gates import GateReport
-        from modelyard.training.promotion import decide, open_client
+        from modelyard.plugins.stage_pairs import DecideJob, decide_one
+        from modelyard.training.mlflow_server import require_reachable
 
         context = get_current_context()
-        family, region = pair["family"], pair["region"]
-        context["pair_label"] = f"{family}/{region}"  # type: ignore[typeddict-unknown-key]
         manual = not context["triggering_asset_events"]
         params = context["params"]
-        client = open_client(config(), MlflowHook(config=config()).get_tracking_uri())
-        decision = decide(
-            client, config(), (family, region), params["action"] if manual else "evaluate", _decided_by(context),
+        job = DecideJob(
+            tracking_uri=require_reachable(MlflowHook(config=config()).get_tracking_uri()),
+            action=params["action"] if manual else "evaluate", decided_by=_decided_by(context),
             version=str(params["version"]) if manual and params["version"] else None,
             reason=params["reason"] or None if manual else None, force=bool(params["force"]) if manual else False,
         )  # fmt: skip
-        print(f"{decision.model_name}: {decision.outcome} - {decision.summary}")
-        if decision.gates:
-            print(GateReport(results=decision.gates).as_text())
-        if decision.champion_changed:
-            extra: dict[str, Any] = decision.asset_extra()
-            context["outlet_events"][CHAMPIONS].add(Asset(champion_uri(family, region)), extra=extra)
-        # "version" is the version decided on (so the MLflow link works for rejections too).
-        return {
-            **decision.asset_extra(), "version": decision.version or decision.champion_after or "",
-            "champion": decision.champion_after or "", "outcome": decision.outcome, "summary": decision.summary,
-        }  # fmt: skip
+        return run_chunk(context, chunk, functools.partial(decide_one, job))
 
-    decide.expand(pair=select_pairs())
+    @teardown
+    @task(outlets=[CHAMPIONS])
+    def publish_champions() -> list[str]:
+        """Announce every champion the run moved, at once (one deploy run per promotion run)."""
+        from modelyard.plugins.dag_support import publish_outcomes
+
+        return publish_outcomes(get_current_context(), "decide", CHAMPIONS)
+
+    decide.expand(chunk=select_pairs()) >> publish_champions()
 
 
 def _decided_by(context: Any) -> str:

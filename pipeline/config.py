@@ -538,6 +538,16 @@ class DeployWindow(_Model):
         return self
 
 
+class ScaleSettings(_Model):
+    """How a stage fans out over many pairs: at most ``max_chunks`` mapped tasks per run, each
+    running its pairs (``chunk_size`` of them, more once ``max_chunks`` is reached) in a pool of
+    ``workers`` processes (1: in the task's own process). See ADR 0008."""
+
+    chunk_size: int = Field(25, ge=1)
+    max_chunks: int = Field(32, ge=1, le=1024)
+    workers: int = Field(2, ge=1, le=64)
+
+
 class DeploySettings(_Model):
     target: Literal["local", "kubernetes"] = "local"
     local: LocalTarget = LocalTarget()
@@ -561,6 +571,7 @@ class Config(_Model):
     training: TrainingSettings = TrainingSettings()
     gates: GateSettings = GateSettings()
     deploy: DeploySettings = DeploySettings()
+    scale: ScaleSettings = ScaleSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

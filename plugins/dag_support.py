@@ -84,3 +84,128 @@ def challenger_assets() -> list[Asset]:
 
 def champion_assets() -> list[Asset]:
     return [Asset(assets.champion_uri(f, r)) for f, r in config().pairs()]
+
+
+# ---------------------------------------------------------------- chunked stages (ADR 0008)
+
+OUTCOMES_KEY = "pair_outcomes"
+_DONE_PREFIX = "done:"
+
+
+def chunked(pairs: list[tuple[str, str]]) -> list[list[dict[str, str]]]:
+    """Split a run's pairs into chunks (``config().scale``) and print which chunk holds which pair.
+
+    The select task's log is where a user looks a region up: map index → its pairs, in full.
+    """
+    from modelyard.pipeline.chunks import label, split
+
+    scale = config().scale
+    chunks = split(pairs, scale.chunk_size, scale.max_chunks)
+    print(f"{len(pairs)} pairs in {len(chunks)} chunks (scale: {scale.model_dump()})")
+    for index, chunk in enumerate(chunks):
+        print(f"chunk {index} ({len(chunk)} pairs): {label(chunk, limit=10**6)}")
+    return [[{"family": family, "region": region} for family, region in chunk] for chunk in chunks]
+
+
+def run_chunk(context: Any, chunk: list[dict[str, str]], work: Any) -> dict[str, Any]:
+    """Run one chunk task: its pairs in the worker pool, one log line per pair, outcomes to XCom.
+
+    Pairs that succeeded in an earlier try of this task (Airflow's task state store) are not
+    run again. The outcomes go to XCom ``pair_outcomes`` even when pairs failed, so the
+    stage's publish task announces the successes; then the task fails naming the failed
+    pairs: at once (no retry) when every failure is an expected one (bad data, a bad form),
+    else with an error Airflow retries.
+    """
+    from modelyard.pipeline import chunks
+    from modelyard.plugins import stage_pairs
+
+    pairs = [(p["family"], p["region"]) for p in chunk]
+    context["chunk_label"] = chunks.label(pairs)
+    store = context.get("task_state_store")
+    done = _earlier_successes(store, pairs)
+    print(f"chunk of {len(pairs)} pairs: {chunks.label(pairs, limit=10**6)}")
+    if done:
+        print(f"{len(done)} pairs succeeded in an earlier try and are not run again")
+
+    def on_outcome(outcome: chunks.PairOutcome) -> None:
+        print(outcome.line(), flush=True)
+        for note in outcome.notes:
+            print(f"    {note}")
+        if outcome.ok and store is not None:
+            store.set(_DONE_PREFIX + outcome.name, outcome.to_json())
+
+    outcomes = chunks.run_pairs(
+        pairs, work, workers=config().scale.workers, initializer=stage_pairs.start_worker, initargs=(config(),),
+        done=done, on_outcome=on_outcome,
+    )  # fmt: skip
+    context["ti"].xcom_push(OUTCOMES_KEY, [o.to_json() for o in outcomes])
+    print(chunks.summary(outcomes))
+    _fail_for(outcomes)
+    return _chunk_result(outcomes)
+
+
+def _earlier_successes(store: Any, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    from modelyard.pipeline.chunks import PairOutcome
+
+    if store is None:  # Airflow before 3.3 has no task state store: a retry redoes the chunk (idempotent)
+        return {}
+    done = {}
+    for family, region in pairs:
+        stored = store.get(f"{_DONE_PREFIX}{family}/{region}")
+        if isinstance(stored, dict):
+            done[(family, region)] = PairOutcome.from_json(stored)
+    return done
+
+
+def _fail_for(outcomes: list[Any]) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from modelyard.pipeline.chunks import ChunkError
+
+    failed = [o for o in outcomes if not o.ok]
+    if not failed:
+        return
+    names = "; ".join(f"{o.name}: {o.detail}" for o in failed)
+    message = f"{len(failed)} of {len(outcomes)} pairs failed (the others succeeded and are announced): {names}"
+    if any(o.retryable for o in failed):
+        raise ChunkError(message + " — retrying only these pairs")
+    raise AirflowFailException(message)
+
+
+def _chunk_result(outcomes: list[Any]) -> dict[str, Any]:
+    """The task's return value: counts, and for a one-pair chunk what the MLflow links need."""
+    result: dict[str, Any] = {"pairs": len(outcomes), "statuses": {o.name: o.status for o in outcomes}}
+    if len(outcomes) == 1:
+        only = outcomes[0]
+        result.update({k: v for k, v in only.event_extra.items() if k in ("model_name", "version")})
+        if only.link.startswith("http") and "/runs/" in only.link:
+            result["run_url"] = only.link
+    return result
+
+
+def publish_outcomes(context: Any, chunk_task_id: str, alias: Any) -> list[str]:
+    """Announce, from this one task, the Asset events of every pair of the run that has one.
+
+    One task emits all of a run's events at once, so a downstream DAG scheduled on them is
+    triggered once per upstream run, not once per chunk (ADR 0008).
+    """
+    from airflow.sdk import Asset
+
+    from modelyard.pipeline.chunks import PairOutcome
+
+    ti = context["ti"]
+    selected = ti.xcom_pull(task_ids="select_pairs") or []
+    pulled = ti.xcom_pull(task_ids=chunk_task_id, key=OUTCOMES_KEY, map_indexes=list(range(len(selected))))
+    outcomes = [PairOutcome.from_json(o) for chunk in pulled or [] if chunk for o in chunk]
+    announced = []
+    for outcome in outcomes:
+        if outcome.ok and outcome.event_uri:
+            context["outlet_events"][alias].add(Asset(outcome.event_uri), extra=outcome.event_extra)
+            announced.append(outcome.event_uri)
+            print(f"announce {outcome.event_uri} {outcome.event_extra}")
+    missing = len(selected) - sum(1 for chunk in pulled or [] if chunk)
+    print(
+        f"{len(announced)} events for {len(outcomes)} pairs"
+        + (f"; {missing} chunks reported nothing" if missing else "")
+    )
+    return announced

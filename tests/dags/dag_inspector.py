@@ -34,6 +34,9 @@ def _task(task: Any) -> dict[str, Any]:
         "retries": task.retries,
         "outlets": [{"type": type(o).__name__, "uri": _uri(o)} for o in (task.outlets or [])],
         "mapped": any(c.__name__ == "MappedOperator" for c in type(task).__mro__),
+        "is_teardown": bool(getattr(task, "is_teardown", False)),
+        "upstream": sorted(task.upstream_task_ids),
+        "map_index_template": getattr(task, "map_index_template", None),
     }
 
 

@@ -141,7 +141,30 @@ def test_data_processing_wiring(dagbag: dict[str, Any]) -> None:
     dag = next((d for d in dagbag["dags"] if d["dag_id"] == "data_processing"), None)
     assert dag is not None, "dags/data_processing.py must define the data_processing DAG"
     assert "0 0 * * *" in dag["schedule"], f"schedule should follow config.schedules (@daily): {dag['schedule']}"
-    build = next(t for t in dag["tasks"] if t["task_id"] == "build_snapshot")
-    assert build["mapped"], "build_snapshot must be mapped over (family, region) pairs"
-    assert build["outlets"] == [{"type": "AssetAlias", "uri": "modelyard-features"}]
     assert {"families", "regions", "start", "end", "source"} <= set(dag["params"])
+
+
+# Each chunked stage: select → chunk task mapped over chunks → one teardown that announces the
+# run's events at once (ADR 0008). The teardown keeps a failed chunk the run's outcome.
+CHUNKED_STAGES = {
+    "data_processing": ("build_snapshots", "publish_snapshots", "modelyard-features"),
+    "training": ("train", "publish_challengers", "modelyard-challengers"),
+    "promotion": ("decide", "publish_champions", "modelyard-champions"),
+}
+
+
+@pytest.mark.parametrize("dag_id", sorted(CHUNKED_STAGES))
+def test_chunked_stage_wiring(dagbag: dict[str, Any], dag_id: str) -> None:
+    dag = next((d for d in dagbag["dags"] if d["dag_id"] == dag_id), None)
+    assert dag is not None, f"no DAG {dag_id}"
+    chunk_id, publish_id, alias = CHUNKED_STAGES[dag_id]
+    tasks = {t["task_id"]: t for t in dag["tasks"]}
+    assert set(tasks) == {"select_pairs", chunk_id, publish_id}, sorted(tasks)
+    chunk, publish = tasks[chunk_id], tasks[publish_id]
+    assert chunk["mapped"], chunk
+    assert chunk["upstream"] == ["select_pairs"], chunk
+    assert chunk["outlets"] == [], f"{dag_id}.{chunk_id}: events come from {publish_id} only, all at once"
+    assert chunk["map_index_template"] == "{{ chunk_label }}", chunk
+    assert publish["is_teardown"], publish
+    assert publish["upstream"] == [chunk_id], publish
+    assert publish["outlets"] == [{"type": "AssetAlias", "uri": alias}]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from mlflow import MlflowClient
+from test_promotion import write_config
 
 from modelyard.pipeline.assets import challenger_uri
-from modelyard.pipeline.build import build_all
+from modelyard.pipeline.build import build_all, build_pair
 from modelyard.training.mlflow_server import MlflowServer
 from modelyard.training.registry import CHALLENGER_ALIAS
 
@@ -75,3 +77,41 @@ def test_invalid_override_fails_the_run_naming_the_key(trained: AirflowEnv) -> N
     assert "unknown hyperparameter 'max_dept'" in result.stdout
     states = {(t, m): s for t, m, s in trained.task_states(DAG_ID)}
     assert states[("select_pairs", -1)] == "failed"
+
+
+def test_chunks_train_every_pair_but_the_failing_one_and_announce_them_at_once(
+    trained: AirflowEnv, mlflow_server: MlflowServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """4 pairs in chunks of 2, one without a snapshot: it fails alone, named; the 3 others are registered
+    and announced together by the publish task (one promotion run), each with its MLflow run on its log line."""
+    config = write_config(tmp_path, mlflow_server.url)
+    missing = ("driver_acceptance", "ho_chi_minh")
+    for family, region in config.pairs():
+        if (family, region) != missing:
+            assert build_pair(config, family, region).status == "published"
+    monkeypatch.setitem(trained.env, "MODELYARD_CONFIG", str(tmp_path / "modelyard.yaml"))
+    monkeypatch.setitem(trained.env, "MODELYARD_SCALE__CHUNK_SIZE", "2")
+    before = len(trained.asset_events(PREFIX, dag_id=DAG_ID))
+
+    result = trained.run_dag_test(DAG_ID, {})
+
+    assert result.returncode != 0
+    states = {(t, m): s for t, m, s in trained.task_states(DAG_ID)}
+    assert [states[("train", i)] for i in (0, 1)] == ["failed", "success"]  # chunk 0 holds the missing pair
+    assert states[("publish_challengers", -1)] == "success"
+    assert "driver_acceptance/ho_chi_minh: FAILED | SnapshotNotFoundError" in result.stdout
+    assert "1 of 2 pairs failed" in result.stdout
+    new = trained.asset_events(PREFIX, dag_id=DAG_ID)[before:]
+    trained_pairs = [p for p in config.pairs() if p != missing]
+    assert sorted(e.uri for e in new) == sorted(challenger_uri(f, r) for f, r in trained_pairs)
+    assert {(e.source_task_id, e.source_run_id) for e in new} == {("publish_challengers", new[0].source_run_id)}
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
+    for event in new:
+        family, region = event.extra["family"], event.extra["region"]
+        run_id = client.get_run(event.extra["run_id"]).info.run_id
+        assert f"{family}/{region}: registered | {event.extra['model_name']} v{event.extra['version']}" in result.stdout
+        assert f"/runs/{run_id} (" in result.stdout  # the MLflow run link ends the pair's line
+        assert (
+            client.get_model_version_by_alias(event.extra["model_name"], CHALLENGER_ALIAS).version
+            == (event.extra["version"])
+        )

@@ -1,0 +1,157 @@
+"""The per-pair work of the chunked stages (data, training, promotion), run in pool workers.
+
+Airflow-free on purpose: a worker process unpickles these functions, so importing this
+module must not import Airflow. Each worker gets the config once (:func:`start_worker`),
+keeps its raw-data cache and MLflow client across pairs, and turns the library's result
+for a pair into a :class:`~modelyard.pipeline.chunks.PairOutcome` (status, one log line's
+detail, the MLflow link or snapshot digest, and the Asset event to announce).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from modelyard.pipeline import assets
+from modelyard.pipeline.chunks import Pair, PairOutcome
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from modelyard.pipeline.build import BuildRequest, BuildResult, RawCache
+    from modelyard.pipeline.config import Config
+    from modelyard.training.promotion import Action, Decision
+    from modelyard.training.train import TrainResult
+
+# One worker's state: its config, raw-data cache and MLflow client (reset by start_worker).
+_WORKER: dict[str, Any] = {}
+
+
+def start_worker(config: Config) -> None:
+    """Pool initializer: this process works for one chunk with ``config``."""
+    _WORKER.clear()
+    _WORKER["config"] = config
+
+
+def _config() -> Config:
+    if "config" not in _WORKER:
+        raise RuntimeError("stage_pairs.start_worker(config) was not called in this process")
+    config: Config = _WORKER["config"]
+    return config
+
+
+# ---------------------------------------------------------------- data
+
+
+def build_one(request: BuildRequest, pair: Pair) -> PairOutcome:
+    """Build, validate and publish one pair's snapshot; a new snapshot announces its features Asset."""
+    from modelyard.pipeline.build import RawCache, build_pair
+
+    cache: RawCache = _WORKER.setdefault("raw_cache", RawCache())
+    return data_outcome(build_pair(_config(), pair[0], pair[1], request, cache))
+
+
+def data_outcome(result: BuildResult) -> PairOutcome:
+    """Published (with its event), unchanged, skipped (too few rows) or failed (bad data: final)."""
+    common: dict[str, Any] = {"family": result.family, "region": result.region, "status": result.status}
+    digest = f"digest {result.digest}" if result.digest else ""
+    if result.status == "failed":
+        report = f" (report: {result.report})" if result.report else ""
+        return PairOutcome(**common, ok=False, detail=f"{result.reason}{report}", retryable=False)
+    if result.status == "skipped":
+        return PairOutcome(**common, detail=result.reason)
+    detail = f"{result.rows} rows, validation {result.validation}"
+    if result.status != "published":
+        return PairOutcome(**common, detail=detail, link=digest)
+    extra = {"family": result.family, "region": result.region, "digest": result.digest, "rows": result.rows}
+    uri = assets.features_uri(result.family, result.region)
+    return PairOutcome(**common, detail=detail, link=digest, event_uri=uri, event_extra=extra)
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """What a training chunk asks of every pair."""
+
+    tracking_uri: str
+    force: bool = False
+    params_override: dict[str, Any] | None = None
+
+
+def train_one(job: TrainJob, pair: Pair) -> PairOutcome:
+    """Train one pair and register its challenger; registered and unchanged versions are announced."""
+    from modelyard.training.train import train_pair
+
+    result = train_pair(
+        _config(), pair[0], pair[1], tracking_uri=job.tracking_uri, force=job.force, params_override=job.params_override
+    )
+    return train_outcome(result)
+
+
+def train_outcome(result: TrainResult) -> PairOutcome:
+    """Registered / unchanged (both announce the challenger) or skipped (too little data, with the reason)."""
+    common: dict[str, Any] = {"family": result.family, "region": result.region, "status": result.status}
+    link = result.run_url or ""
+    if result.status == "skipped":
+        return PairOutcome(**common, detail=result.reason or "", link=link)
+    metrics = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.metrics.items())[:3])
+    detail = f"{result.model_name} v{result.version}" + (f" ({metrics})" if metrics else "")
+    uri = assets.challenger_uri(result.family, result.region)
+    return PairOutcome(**common, detail=detail, link=link, event_uri=uri, event_extra=result.asset_extra())
+
+
+# ---------------------------------------------------------------- promotion
+
+
+@dataclass(frozen=True)
+class DecideJob:
+    """What a promotion chunk asks of every pair (a manual form, or ``evaluate`` for asset-triggered runs)."""
+
+    tracking_uri: str
+    action: Action
+    decided_by: str
+    version: str | None = None
+    reason: str | None = None
+    force: bool = False
+
+
+def decide_one(job: DecideJob, pair: Pair) -> PairOutcome:
+    """Decide one pair; a moved champion announces its Asset. A rejection is a decision, not a failure."""
+    from modelyard.training.promotion import decide, open_client
+
+    if "client" not in _WORKER:
+        _WORKER["client"] = open_client(_config(), job.tracking_uri)
+    client: MlflowClient = _WORKER["client"]
+    decision = decide(
+        client, _config(), pair, job.action, job.decided_by, version=job.version, reason=job.reason, force=job.force
+    )
+    return decision_outcome(decision, job.tracking_uri)
+
+
+def decision_outcome(decision: Decision, tracking_uri: str) -> PairOutcome:
+    """The decision with its gate table as notes and a link to the model version decided on."""
+    from modelyard.training.gates import GateReport
+
+    version = decision.version or decision.champion_after or ""
+    link = model_version_url(tracking_uri, decision.model_name, version) if version else ""
+    notes = GateReport(results=decision.gates).as_text().splitlines() if decision.gates else []
+    moved = decision.champion_changed
+    return PairOutcome(
+        family=decision.family,
+        region=decision.region,
+        status=decision.outcome,
+        ok=decision.outcome != "failed",
+        detail=f"{decision.model_name}: {decision.summary}",
+        link=link,
+        event_uri=assets.champion_uri(decision.family, decision.region) if moved else None,
+        event_extra=decision.asset_extra() if moved else {},
+        notes=notes,
+    )
+
+
+def model_version_url(tracking_uri: str, model_name: str, version: str) -> str:
+    """The MLflow UI page of a model version (the UI is served by the tracking server)."""
+    return f"{tracking_uri.rstrip('/')}/#/models/{quote(model_name, safe='')}/versions/{quote(version, safe='')}"
