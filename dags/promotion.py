@@ -17,6 +17,15 @@ prints the gate table, MLflow keeps it on the model version and its run. Only pa
 champion moved (promoted, rolled back) emit `modelyard://champion/<family>/<region>` with
 extra `{family, region, model_name, version}`, which the deploy stage follows.
 
+**Approval.** Where `promotion.approval` is `required` for a pair (config; per family,
+region or pair), `decide` records a challenger that passed every gate as
+`awaiting-approval` instead of promoting it; `approve` (one Required Action per such pair,
+labelled `<family>/<region>`: Browse → Required Actions) shows the gate table, the metrics
+against the champion and links to both MLflow runs, and waits without a worker slot;
+`apply_answer` promotes an approved version (champion event), keeps a rejected or timed-out
+one as challenger with who, when and why on the version. A re-run asks nothing twice; see
+docs/adr/0011-approval-in-airflow.md.
+
 **MLflow.** The server comes from the Airflow connection `mlflow_default`, falling back
 to `$MLFLOW_TRACKING_URI` and then `mlflow.tracking_uri` in `modelyard.yaml`.
 """
@@ -31,6 +40,7 @@ from typing import Any
 from airflow.sdk import AssetAlias, Param, dag, get_current_context, task
 
 from modelyard.plugins.dag_support import DEFAULT_ARGS, challenger_assets, families_param, regions_param
+from modelyard.plugins.operators.approval import PairApprovalOperator
 
 CHAMPIONS = AssetAlias("modelyard-champions")
 ACTIONS = ["evaluate", "promote-version", "rollback"]
@@ -41,7 +51,7 @@ ACTIONS = ["evaluate", "promote-version", "rollback"]
     schedule=functools.reduce(operator.or_, challenger_assets()),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=16,  # a run waiting for approvals must not hold back the next challengers' decisions
     default_args=DEFAULT_ARGS,
     tags=["modelyard", "promotion", "mlflow"],
     doc_md=__doc__,
@@ -88,8 +98,9 @@ def promotion() -> None:
         from modelyard.pipeline.assets import champion_uri
         from modelyard.plugins.dag_support import config
         from modelyard.plugins.hooks.mlflow import MlflowHook
+        from modelyard.training.approval import decide_with_policy
         from modelyard.training.gates import GateReport
-        from modelyard.training.promotion import decide, open_client
+        from modelyard.training.promotion import open_client
 
         context = get_current_context()
         family, region = pair["family"], pair["region"]
@@ -97,7 +108,7 @@ def promotion() -> None:
         manual = not context["triggering_asset_events"]
         params = context["params"]
         client = open_client(config(), MlflowHook(config=config()).get_tracking_uri())
-        decision = decide(
+        decision = decide_with_policy(
             client, config(), (family, region), params["action"] if manual else "evaluate", _decided_by(context),
             version=str(params["version"]) if manual and params["version"] else None,
             reason=params["reason"] or None if manual else None, force=bool(params["force"]) if manual else False,
@@ -112,9 +123,58 @@ def promotion() -> None:
         return {
             **decision.asset_extra(), "version": decision.version or decision.champion_after or "",
             "champion": decision.champion_after or "", "outcome": decision.outcome, "summary": decision.summary,
+            "already_decided": decision.already_decided,
         }  # fmt: skip
 
-    decide.expand(pair=select_pairs())
+    decisions = decide.expand(pair=select_pairs())
+    answers = PairApprovalOperator.partial(
+        task_id="approve", map_index_template="{{ task.pair_label }}", retries=0, doc_md=PairApprovalOperator.__doc__
+    ).expand(request=approval_requests(decisions))  # type: ignore[arg-type]  # an XComArg, resolved at run time
+    apply_answer.expand(answer=answers.output)
+
+
+@task(trigger_rule="all_done")  # a pair whose decision failed must not keep the others from being asked
+def approval_requests(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One request (subject, Markdown body, timeout) per pair that newly awaits approval; [] skips the rest."""
+    from modelyard.plugins.dag_support import config
+    from modelyard.plugins.hooks.mlflow import MlflowHook
+    from modelyard.training.approval import build_request, pending_requests
+    from modelyard.training.promotion import open_client
+
+    pending = pending_requests([d for d in decisions if d])
+    if not pending:
+        return []
+    uri = MlflowHook(config=config()).get_tracking_uri()
+    client = open_client(config(), uri)
+    return [
+        build_request(client, config(), p["family"], p["region"], p["version"], uri).model_dump(mode="json")
+        for p in pending
+    ]
+
+
+@task(outlets=[CHAMPIONS], map_index_template="{{ pair_label }}", execution_timeout=dt.timedelta(minutes=30))
+def apply_answer(answer: dict[str, Any]) -> dict[str, Any]:
+    """Apply one person's answer (promote, or keep the challenger with the reason) and announce a new champion."""
+    from airflow.sdk import Asset
+
+    from modelyard.pipeline.assets import champion_uri
+    from modelyard.plugins.dag_support import config
+    from modelyard.plugins.hooks.mlflow import MlflowHook
+    from modelyard.training.approval import Answer, apply
+    from modelyard.training.promotion import open_client
+
+    context = get_current_context()
+    parsed = Answer.model_validate(answer)
+    context["pair_label"] = f"{parsed.family}/{parsed.region}"  # type: ignore[typeddict-unknown-key]
+    client = open_client(config(), MlflowHook(config=config()).get_tracking_uri())
+    decision = apply(client, config(), parsed)
+    print(f"{decision.model_name} v{decision.version}: {decision.outcome} - {decision.summary}")
+    if decision.champion_changed:
+        champion = Asset(champion_uri(parsed.family, parsed.region))
+        extra: dict[str, Any] = decision.asset_extra()
+        context["outlet_events"][CHAMPIONS].add(champion, extra=extra)
+    return {**decision.asset_extra(), "version": decision.version or "", "outcome": decision.outcome,
+            "summary": decision.summary}  # fmt: skip
 
 
 def _decided_by(context: Any) -> str:
