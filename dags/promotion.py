@@ -128,7 +128,7 @@ def promotion() -> None:
 
     decisions = decide.expand(pair=select_pairs())
     answers = PairApprovalOperator.partial(
-        task_id="approve", map_index_template="{{ task.pair_label }}", retries=0, doc_md=PairApprovalOperator.__doc__
+        task_id="approve", map_index_template="{{ task.pair_label }}", doc_md=PairApprovalOperator.__doc__
     ).expand(request=approval_requests(decisions))  # type: ignore[arg-type]  # an XComArg, resolved at run time
     apply_answer.expand(answer=answers.output)
 
