@@ -625,7 +625,8 @@ def apply_approval(
                 update={"already_decided": True}
             )
         current = aliases(client, name)
-        decision = _answered(client, name, target, recorded, current, answer, decided_by or "nobody", reason, at)
+        by = decided_by or "airflow:timeout"
+        decision = _answered(client, name, target, recorded, current, answer, by, reason, at)
         record(client, decision, target, None, None)
         client.set_model_version_tag(name, version, f"{TAG}approval", answer)
         client.set_model_version_tag(name, version, f"{TAG}approval_requested_at", recorded.decided_at.isoformat())
