@@ -34,6 +34,9 @@ def _task(task: Any) -> dict[str, Any]:
         "retries": task.retries,
         "outlets": [{"type": type(o).__name__, "uri": _uri(o)} for o in (task.outlets or [])],
         "mapped": any(c.__name__ == "MappedOperator" for c in type(task).__mro__),
+        "operator": getattr(task, "operator_name", type(task).__name__),
+        "upstream": sorted(task.upstream_task_ids),
+        "trigger_rule": str(getattr(getattr(task, "trigger_rule", ""), "value", "")),
     }
 
 

@@ -145,3 +145,17 @@ def test_data_processing_wiring(dagbag: dict[str, Any]) -> None:
     assert build["mapped"], "build_snapshot must be mapped over (family, region) pairs"
     assert build["outlets"] == [{"type": "AssetAlias", "uri": "modelyard-features"}]
     assert {"families", "regions", "start", "end", "source"} <= set(dag["params"])
+
+
+def test_promotion_approval_wiring(dagbag: dict[str, Any]) -> None:
+    """decide -> approval_requests -> approve (one mapped Required Action per pair) -> apply_answer (champions)."""
+    dag = next(d for d in dagbag["dags"] if d["dag_id"] == "promotion")
+    tasks = {t["task_id"]: t for t in dag["tasks"]}
+    assert tasks["approval_requests"]["upstream"] == ["decide"]
+    assert tasks["approval_requests"]["trigger_rule"] == "all_done", "one failed pair must not hold back the others"
+    assert tasks["approve"]["mapped"]
+    assert tasks["approve"]["upstream"] == ["approval_requests"]
+    assert tasks["approve"]["operator"] == "PairApprovalOperator"
+    assert tasks["apply_answer"]["mapped"]
+    assert tasks["apply_answer"]["upstream"] == ["approve"]
+    assert tasks["apply_answer"]["outlets"] == [{"type": "AssetAlias", "uri": "modelyard-champions"}]
