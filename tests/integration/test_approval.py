@@ -91,9 +91,10 @@ def test_a_held_challenger_is_asked_about_and_promoted_when_approved(config: Con
 
 
 def test_rejected_and_timed_out_stay_challenger_and_only_force_asks_again(config: Config, client: MlflowClient) -> None:
-    champion, challenger = champion_and_better_challenger(config, client, seed=9)
+    champion, challenger = champion_and_better_challenger(config, client, seed=6)
     name = config.mlflow.model_name(FAMILY, REGION)
-    promotion.evaluate_for_approval(client, config, FAMILY, REGION, "run-1")
+    held = promotion.evaluate_for_approval(client, config, FAMILY, REGION, "run-1")
+    assert held.outcome == "awaiting-approval", held.summary
 
     rejected = approval.apply(client, config, answer("rejected", challenger, "dana", "wait for the fleet change"))
 
@@ -122,7 +123,7 @@ def test_rejected_and_timed_out_stay_challenger_and_only_force_asks_again(config
 def test_an_approval_for_a_superseded_version_promotes_nothing(config: Config, client: MlflowClient) -> None:
     champion, challenger = champion_and_better_challenger(config, client, seed=11)
     name = config.mlflow.model_name(FAMILY, REGION)
-    promotion.evaluate_for_approval(client, config, FAMILY, REGION, "run-1")
+    assert promotion.evaluate_for_approval(client, config, FAMILY, REGION, "run-1").outcome == "awaiting-approval"
     newer = publish_and_train(config, bookings(seed=12))
 
     decision = approval.apply(client, config, answer("approved", challenger, "dana", "ok"))
