@@ -22,6 +22,15 @@ champion moved (promoted, rolled back) `modelyard://champion/<family>/<region>` 
 extra `{family, region, model_name, version}`, so the deploy stage runs once per
 promotion run.
 
+**Approval.** Where `promotion.approval` is `required` for a pair (config; per family,
+region or pair), `decide` records a challenger that passed every gate as
+`awaiting-approval` instead of promoting it; `approve` (one Required Action per such pair,
+labelled `<family>/<region>`: Browse → Required Actions) shows the gate table, the metrics
+against the champion and links to both MLflow runs, and waits without a worker slot;
+`apply_answer` promotes an approved version (champion event), keeps a rejected or timed-out
+one as challenger with who, when and why on the version. A re-run asks nothing twice; see
+docs/adr/0011-approval-in-airflow.md.
+
 **MLflow.** The server comes from the Airflow connection `mlflow_default`, falling back
 to `$MLFLOW_TRACKING_URI` and then `mlflow.tracking_uri` in `modelyard.yaml`.
 """
@@ -31,11 +40,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import operator
+from collections.abc import Mapping
 from typing import Any
 
 from airflow.sdk import AssetAlias, Param, dag, get_current_context, task, teardown
 
 from modelyard.plugins.dag_support import DEFAULT_ARGS, challenger_assets, families_param, regions_param
+from modelyard.plugins.operators.approval import PairApprovalOperator
 
 CHAMPIONS = AssetAlias("modelyard-champions")
 ACTIONS = ["evaluate", "promote-version", "rollback"]
@@ -46,7 +57,7 @@ ACTIONS = ["evaluate", "promote-version", "rollback"]
     schedule=functools.reduce(operator.or_, challenger_assets()),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=16,  # a run waiting for approvals must not hold back the next challengers' decisions
     default_args=DEFAULT_ARGS,
     tags=["modelyard", "promotion", "mlflow"],
     doc_md=__doc__,
@@ -114,7 +125,62 @@ def promotion() -> None:
 
         return publish_outcomes(get_current_context(), "decide", CHAMPIONS)
 
-    decide.expand(chunk=select_pairs()) >> publish_champions()
+    decided = decide.expand(chunk=select_pairs())
+    decided >> publish_champions()
+    requests = approval_requests()
+    decided >> requests
+    answers = PairApprovalOperator.partial(
+        task_id="approve", map_index_template="{{ task.pair_label }}", doc_md=PairApprovalOperator.__doc__
+    ).expand(request=requests)
+    apply_answer.expand(answer=answers.output)
+
+
+@task(trigger_rule="all_done")  # a chunk that failed on one pair must not keep the others from being asked
+def approval_requests() -> list[dict[str, Any]]:
+    """One request (subject, Markdown body, timeout) per pair that newly awaits approval; [] skips the rest."""
+    from modelyard.plugins.dag_support import config, pair_outcomes
+    from modelyard.plugins.hooks.mlflow import MlflowHook
+    from modelyard.training.approval import build_request, pending_requests
+    from modelyard.training.promotion import open_client
+
+    decisions: list[Mapping[str, Any]] = [
+        {"family": o.family, "region": o.region, "outcome": o.status, **o.facts}
+        for o in pair_outcomes(get_current_context(), "decide")
+    ]
+    pending = pending_requests(decisions)
+    if not pending:
+        return []
+    uri = MlflowHook(config=config()).get_tracking_uri()
+    client = open_client(config(), uri)
+    return [
+        build_request(client, config(), p["family"], p["region"], p["version"], uri).model_dump(mode="json")
+        for p in pending
+    ]
+
+
+@task(outlets=[CHAMPIONS], map_index_template="{{ pair_label }}", execution_timeout=dt.timedelta(minutes=30))
+def apply_answer(answer: dict[str, Any]) -> dict[str, Any]:
+    """Apply one person's answer (promote, or keep the challenger with the reason) and announce a new champion."""
+    from airflow.sdk import Asset
+
+    from modelyard.pipeline.assets import champion_uri
+    from modelyard.plugins.dag_support import config
+    from modelyard.plugins.hooks.mlflow import MlflowHook
+    from modelyard.training.approval import Answer, apply
+    from modelyard.training.promotion import open_client
+
+    context = get_current_context()
+    parsed = Answer.model_validate(answer)
+    context["pair_label"] = f"{parsed.family}/{parsed.region}"  # type: ignore[typeddict-unknown-key]
+    client = open_client(config(), MlflowHook(config=config()).get_tracking_uri())
+    decision = apply(client, config(), parsed)
+    print(f"{decision.model_name} v{decision.version}: {decision.outcome} - {decision.summary}")
+    if decision.champion_changed:
+        champion = Asset(champion_uri(parsed.family, parsed.region))
+        extra: dict[str, Any] = decision.asset_extra()
+        context["outlet_events"][CHAMPIONS].add(champion, extra=extra)
+    return {**decision.asset_extra(), "version": decision.version or "", "outcome": decision.outcome,
+            "summary": decision.summary}  # fmt: skip
 
 
 def _decided_by(context: Any) -> str:

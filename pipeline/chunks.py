@@ -49,6 +49,7 @@ class PairOutcome:
             as opposed to an expected error (bad data, a bad form) that a retry cannot fix.
         seconds: how long the pair took.
         notes: further lines for the log, printed indented under the pair's line (a gate table).
+        facts: what a later task of the stage needs of the pair (promotion: the version awaiting approval).
     """
 
     family: str
@@ -62,6 +63,7 @@ class PairOutcome:
     retryable: bool = False
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pair(self) -> Pair:

@@ -479,6 +479,30 @@ class GateSettings(_Model):
     region_overrides: dict[str, dict[str, Any]] = {}
 
 
+Approval = Literal["automatic", "required"]
+
+
+class ApprovalOverride(_Model):
+    """The approval policy of one family, one region or one pair; unset keys keep the broader value."""
+
+    approval: Approval | None = None
+    approval_timeout: dt.timedelta | None = Field(None, gt=dt.timedelta(0))
+
+
+class PromotionSettings(_Model):
+    """Whether a challenger that passed every gate is promoted at once or waits for a person.
+
+    ``approval: required`` parks it in Airflow's Required Actions for at most
+    ``approval_timeout`` (seconds or ISO 8601, e.g. ``PT24H``); no answer in time leaves it
+    the challenger. ``overrides`` keys are ``<family>``, ``*/<region>`` or ``<family>/<region>``
+    (the most specific wins). See docs/adr/0011-approval-in-airflow.md.
+    """
+
+    approval: Approval = "automatic"
+    approval_timeout: dt.timedelta = Field(dt.timedelta(hours=24), gt=dt.timedelta(0))
+    overrides: dict[str, ApprovalOverride] = {}
+
+
 class LocalTarget(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -572,6 +596,7 @@ class Config(_Model):
     gates: GateSettings = GateSettings()
     deploy: DeploySettings = DeploySettings()
     scale: ScaleSettings = ScaleSettings()
+    promotion: PromotionSettings = PromotionSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -586,6 +611,7 @@ class Config(_Model):
             if unknown:
                 raise ValueError(f"families '{family.name}' region_overrides name unknown regions {sorted(unknown)}")
         _check_gate_overrides(self.gates.region_overrides, self.family_names, names)
+        _check_approval_overrides(self.promotion.overrides, self.family_names, names)
         for release, regions in self.deploy.kubernetes.releases.items():
             unknown = set(regions) - names
             if unknown:
@@ -681,6 +707,17 @@ def _check_gate_overrides(overrides: dict[str, dict[str, Any]], families: list[s
         if unknown:
             raise ValueError(
                 f"gates.region_overrides '{key}': unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})"
+            )
+
+
+def _check_approval_overrides(overrides: Mapping[str, Any], families: list[str], regions: set[str]) -> None:
+    for key in overrides:
+        family, _, region = key.partition("/")
+        known = family in families and (not region or region in regions)
+        if not known and not (family == "*" and region in regions):
+            raise ValueError(
+                f"promotion.overrides '{key}': expected '<family>', '*/<region>' or '<family>/<region>' with a "
+                f"configured family ({', '.join(families)}) and region ({', '.join(sorted(regions))})"
             )
 
 

@@ -193,19 +193,32 @@ def publish_outcomes(context: Any, chunk_task_id: str, alias: Any) -> list[str]:
 
     from modelyard.pipeline.chunks import PairOutcome
 
-    ti = context["ti"]
-    selected = ti.xcom_pull(task_ids="select_pairs") or []
-    pulled = ti.xcom_pull(task_ids=chunk_task_id, key=OUTCOMES_KEY, map_indexes=list(range(len(selected))))
-    outcomes = [PairOutcome.from_json(o) for chunk in pulled or [] if chunk for o in chunk]
+    selected, pulled = _pulled_outcomes(context, chunk_task_id)
+    outcomes = [PairOutcome.from_json(o) for chunk in pulled if chunk for o in chunk]
     announced = []
     for outcome in outcomes:
         if outcome.ok and outcome.event_uri:
             context["outlet_events"][alias].add(Asset(outcome.event_uri), extra=outcome.event_extra)
             announced.append(outcome.event_uri)
             print(f"announce {outcome.event_uri} {outcome.event_extra}")
-    missing = len(selected) - sum(1 for chunk in pulled or [] if chunk)
+    missing = len(selected) - sum(1 for chunk in pulled if chunk)
     print(
         f"{len(announced)} events for {len(outcomes)} pairs"
         + (f"; {missing} chunks reported nothing" if missing else "")
     )
     return announced
+
+
+def pair_outcomes(context: Any, chunk_task_id: str) -> list[Any]:
+    """Every pair's ``PairOutcome`` reported by the run's chunks of ``chunk_task_id`` (failed chunks included)."""
+    from modelyard.pipeline.chunks import PairOutcome
+
+    _, pulled = _pulled_outcomes(context, chunk_task_id)
+    return [PairOutcome.from_json(o) for chunk in pulled if chunk for o in chunk]
+
+
+def _pulled_outcomes(context: Any, chunk_task_id: str) -> tuple[list[Any], list[Any]]:
+    ti = context["ti"]
+    selected = ti.xcom_pull(task_ids="select_pairs") or []
+    pulled = ti.xcom_pull(task_ids=chunk_task_id, key=OUTCOMES_KEY, map_indexes=list(range(len(selected))))
+    return selected, list(pulled or [])

@@ -120,12 +120,13 @@ class DecideJob:
 
 def decide_one(job: DecideJob, pair: Pair) -> PairOutcome:
     """Decide one pair; a moved champion announces its Asset. A rejection is a decision, not a failure."""
-    from modelyard.training.promotion import decide, open_client
+    from modelyard.training.approval import decide_with_policy
+    from modelyard.training.promotion import open_client
 
     if "client" not in _WORKER:
         _WORKER["client"] = open_client(_config(), job.tracking_uri)
     client: MlflowClient = _WORKER["client"]
-    decision = decide(
+    decision = decide_with_policy(
         client, _config(), pair, job.action, job.decided_by, version=job.version, reason=job.reason, force=job.force
     )
     return decision_outcome(decision, job.tracking_uri)
@@ -149,6 +150,7 @@ def decision_outcome(decision: Decision, tracking_uri: str) -> PairOutcome:
         event_uri=assets.champion_uri(decision.family, decision.region) if moved else None,
         event_extra=decision.asset_extra() if moved else {},
         notes=notes,
+        facts={"version": version, "already_decided": decision.already_decided},
     )
 
 

@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -62,8 +63,10 @@ HISTORY_TAG = "promotion_history"
 HISTORY_MAX_CHARS = 4800
 LOCK_TIMEOUT_SECONDS = locks.LOCK_TIMEOUT_SECONDS
 
-Action = Literal["evaluate", "promote-version", "rollback"]
-Outcome = Literal["promoted", "rejected", "rolled-back", "unchanged", "no-challenger", "failed"]
+Action = Literal["evaluate", "promote-version", "rollback", "approval"]
+Outcome = Literal[
+    "promoted", "rejected", "rolled-back", "unchanged", "no-challenger", "failed", "awaiting-approval", "timed-out"
+]
 
 
 class PromotionError(ModelyardError, RuntimeError):
@@ -527,6 +530,147 @@ def _main_metric(evidence: Evidence, decision: Decision) -> str:
         if gate.kind in ("versus_champion", "absolute"):
             return gate.name.partition(":")[2]
     return "holdout_auc" if evidence.task == "classification" else "holdout_mae"
+
+
+# ---------------------------------------------------------------- decisions a person takes (ADR 0011)
+
+
+def evaluate_for_approval(
+    client: MlflowClient, config: Config, family: str, region: str, decided_by: str, *, force: bool = False
+) -> Decision:
+    """Like :func:`evaluate_pair`, but a challenger that passes every gate is held as ``awaiting-approval``.
+
+    Nothing moves: the gate table and the champion it was measured against are recorded on the
+    version, for :func:`apply_approval` to act on once a person answered. A version already
+    decided (awaiting, rejected, timed out, promoted) is left alone unless ``force``.
+
+    Raises:
+        GateInputError: the challenger's snapshot or artifacts cannot be read.
+        PromotionError: the lock could not be taken.
+    """
+    name = config.mlflow.model_name(family, region)
+    with pair_lock(config, name):
+        current = aliases(client, name)
+        challenger_version = current.get(CHALLENGER_ALIAS)
+        if challenger_version is None:
+            return _no_challenger(config, family, region, decided_by, current)
+        challenger = client.get_model_version(name, challenger_version)
+        recorded = recorded_decision(challenger)
+        if recorded is not None and not force:
+            return recorded.model_copy(update={"already_decided": True})
+        champion_version = current.get(CHAMPION_ALIAS)
+        if champion_version != challenger_version:
+            champion = client.get_model_version(name, champion_version) if champion_version else None
+            return _hold_for_approval(client, config, (family, region), challenger, champion, current, decided_by)
+    # Champion already (promoted before its decision was recorded): nothing to approve, complete the record.
+    return evaluate_pair(client, config, family, region, decided_by, force=force)
+
+
+def _hold_for_approval(
+    client: MlflowClient,
+    config: Config,
+    pair: tuple[str, str],
+    challenger: ModelVersion,
+    champion: ModelVersion | None,
+    current: dict[str, str],
+    decided_by: str,
+) -> Decision:
+    gates = gates_for(config, *pair)
+    evidence = collect_evidence(client, config, challenger, champion, gates.latency_calls)
+    report = evaluate_gates(gates, evidence)
+    champion_version = str(champion.version) if champion else None
+    summary = _evaluation_summary(report, champion_version)
+    if report.passed:
+        summary = summary.replace("promoted", "awaiting approval", 1)
+    decision = Decision(
+        family=pair[0], region=pair[1], model_name=challenger.name, action="evaluate",
+        outcome="awaiting-approval" if report.passed else "rejected", version=str(challenger.version),
+        champion_before=champion_version, champion_after=champion_version,
+        previous_champion_after=current.get(PREVIOUS_ALIAS), gates=report.results, summary=summary,
+        decided_by=decided_by, decided_at=_now(), run_id=challenger.run_id,
+    )  # fmt: skip
+    record(client, decision, challenger, evidence, report)
+    return decision
+
+
+def apply_approval(
+    client: MlflowClient,
+    config: Config,
+    family: str,
+    region: str,
+    version: str,
+    answer: Literal["approved", "rejected", "timed-out"],
+    *,
+    decided_by: str | None,
+    reason: str,
+    at: dt.datetime,
+) -> Decision:
+    """Apply a person's answer to a version ``awaiting-approval``: approved is promoted, the rest stay challenger.
+
+    The version's tags then say who decided (``promotion.decided_by``), when (``decided_at``),
+    why (``reason``) and what was answered (``approval``). An answer for a version that no
+    longer awaits approval (answered already, or asked again with ``force``) changes nothing.
+    An approval of a version that is no longer the ``challenger`` (a newer one was trained
+    meanwhile) is recorded but not promoted: the newer one gets its own request.
+
+    Raises:
+        PromotionError: the version does not exist or the lock could not be taken.
+    """
+    name = config.mlflow.model_name(family, region)
+    with pair_lock(config, name):
+        target = _existing_version(client, name, version)
+        recorded = recorded_decision(target)
+        if recorded is None or recorded.outcome != "awaiting-approval":
+            log.info("%s v%s is not awaiting approval; answer ignored", name, version)
+            return (recorded or _unawaited(config, family, region, target, decided_by)).model_copy(
+                update={"already_decided": True}
+            )
+        current = aliases(client, name)
+        by = decided_by or "airflow:timeout"
+        decision = _answered(client, name, target, recorded, current, answer, by, reason, at)
+        record(client, decision, target, None, None)
+        client.set_model_version_tag(name, version, f"{TAG}approval", answer)
+        client.set_model_version_tag(name, version, f"{TAG}approval_requested_at", recorded.decided_at.isoformat())
+        return decision
+
+
+def _answered(
+    client: MlflowClient,
+    name: str,
+    target: ModelVersion,
+    recorded: Decision,
+    current: dict[str, str],
+    answer: str,
+    by: str,
+    reason: str,
+    at: dt.datetime,
+) -> Decision:
+    version, champion = str(target.version), current.get(CHAMPION_ALIAS)
+    after, outcome = current, "rejected" if answer == "rejected" else "timed-out"
+    why = reason or "no reason given"
+    summary = f"rejected by {by}: {why}" if answer == "rejected" else f"not promoted: {why}"
+    if answer == "approved" and current.get(CHALLENGER_ALIAS) != version:
+        outcome, summary = "unchanged", f"approved by {by}, but v{current.get(CHALLENGER_ALIAS)} is the challenger now"
+    elif answer == "approved":
+        move_champion(client, name, version, current)
+        after, outcome = verify_aliases(client, name), "promoted"
+        summary = f"approved by {by}: {why} ({recorded.summary})"
+    return recorded.model_copy(
+        update={
+            "action": "approval", "outcome": outcome, "champion_before": champion,
+            "champion_after": after.get(CHAMPION_ALIAS), "previous_champion_after": after.get(PREVIOUS_ALIAS),
+            "summary": summary, "decided_by": by, "decided_at": at, "reason": why, "already_decided": False,
+        }
+    )  # fmt: skip
+
+
+def _unawaited(config: Config, family: str, region: str, target: ModelVersion, by: str | None) -> Decision:
+    return Decision(
+        family=family, region=region, model_name=target.name, action="approval", outcome="unchanged",
+        version=str(target.version), champion_before=None, champion_after=None, previous_champion_after=None,
+        summary=f"v{target.version} was never evaluated for approval; nothing changed", decided_by=by or "nobody",
+        decided_at=_now(), run_id=target.run_id,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------- many pairs, tables

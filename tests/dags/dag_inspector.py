@@ -37,6 +37,8 @@ def _task(task: Any) -> dict[str, Any]:
         "is_teardown": bool(getattr(task, "is_teardown", False)),
         "upstream": sorted(task.upstream_task_ids),
         "map_index_template": getattr(task, "map_index_template", None),
+        "operator": getattr(task, "operator_name", type(task).__name__),
+        "trigger_rule": str(getattr(getattr(task, "trigger_rule", ""), "value", "")),
     }
 
 

@@ -159,7 +159,8 @@ def test_chunked_stage_wiring(dagbag: dict[str, Any], dag_id: str) -> None:
     assert dag is not None, f"no DAG {dag_id}"
     chunk_id, publish_id, alias = CHUNKED_STAGES[dag_id]
     tasks = {t["task_id"]: t for t in dag["tasks"]}
-    assert set(tasks) == {"select_pairs", chunk_id, publish_id}, sorted(tasks)
+    approval = {"approval_requests", "approve", "apply_answer"} if dag_id == "promotion" else set()
+    assert set(tasks) == {"select_pairs", chunk_id, publish_id} | approval, sorted(tasks)
     chunk, publish = tasks[chunk_id], tasks[publish_id]
     assert chunk["mapped"], chunk
     assert chunk["upstream"] == ["select_pairs"], chunk
@@ -168,3 +169,17 @@ def test_chunked_stage_wiring(dagbag: dict[str, Any], dag_id: str) -> None:
     assert publish["is_teardown"], publish
     assert publish["upstream"] == [chunk_id], publish
     assert publish["outlets"] == [{"type": "AssetAlias", "uri": alias}]
+
+
+def test_promotion_approval_wiring(dagbag: dict[str, Any]) -> None:
+    """decide -> approval_requests -> approve (one mapped Required Action per pair) -> apply_answer (champions)."""
+    dag = next(d for d in dagbag["dags"] if d["dag_id"] == "promotion")
+    tasks = {t["task_id"]: t for t in dag["tasks"]}
+    assert tasks["approval_requests"]["upstream"] == ["decide"]  # it reads the chunks' pair outcomes
+    assert tasks["approval_requests"]["trigger_rule"] == "all_done", "one failed pair must not hold back the others"
+    assert tasks["approve"]["mapped"]
+    assert tasks["approve"]["upstream"] == ["approval_requests"]
+    assert tasks["approve"]["operator"] == "PairApprovalOperator"
+    assert tasks["apply_answer"]["mapped"]
+    assert tasks["apply_answer"]["upstream"] == ["approve"]
+    assert tasks["apply_answer"]["outlets"] == [{"type": "AssetAlias", "uri": "modelyard-champions"}]

@@ -56,7 +56,7 @@ def chain(stack: tuple[Config, StackSettings]) -> Chain:
     from modelyard.deploy.devstack.demo import follow_chain, trigger_chain
 
     config, settings = stack
-    api = AirflowApi(settings.airflow_url)
+    api = AirflowApi(settings.airflow_url, timeout=120)  # a loaded shared CI box answers slowly, not wrongly
     api.wait_for_dags()
     output = io.StringIO()
     console = Console(file=output, width=140, force_terminal=False)

@@ -1,0 +1,117 @@
+"""A promotion waits for a person in Airflow's Required Actions, on the real scheduler.
+
+After the chain, a config overlay makes approval required (the ho_chi_minh pairs with a short
+timeout) and training is forced for every pair, so each gets a new challenger that passes the
+gates. The test then answers through Airflow's REST HITL endpoints, logged in as the e2e user:
+it approves one jakarta pair and rejects the other, leaves the ho_chi_minh pairs unanswered,
+and checks in the MLflow registry who decided what and why. At the end the overlay is removed
+and the stack has settled (the approved pair is deployed), so the chain tests still hold.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import time
+from typing import Any
+
+import pytest
+import yaml
+from e2e_stack import E2E_REGIONS, Chain
+
+from modelyard.deploy.devstack.demo import follow_chain
+from modelyard.deploy.devstack.stack import AIRFLOW_USER, AirflowApi
+from modelyard.training.promotion import CHAMPION_ALIAS, aliases, open_client
+from modelyard.training.registry import CHALLENGER_ALIAS
+
+pytestmark = pytest.mark.timeout(2400)
+
+APPROVE_REASON = "AUC holds on the festival slice; ship it"
+REJECT_REASON = "wait for the fleet change next week"
+TIMEOUT_SECONDS = 30
+
+
+def test_approve_reject_and_time_out_through_the_rest_api(chain: Chain) -> None:
+    config, settings, api = chain.config, chain.settings, chain.api
+    first, second = config.family_names[:2]
+    approved, rejected = (first, E2E_REGIONS[0]), (second, E2E_REGIONS[0])
+    timed_out = [(family, E2E_REGIONS[1]) for family in config.family_names]
+    client = open_client(config, settings.mlflow_url)
+    before = {pair: aliases(client, config.mlflow.model_name(*pair)) for pair in config.pairs()}
+    overlay = {
+        "promotion": {
+            "approval": "required",
+            "approval_timeout": 3600,
+            "overrides": {f"*/{E2E_REGIONS[1]}": {"approval_timeout": TIMEOUT_SECONDS}},
+        }
+    }
+    settings.overlay_path.write_text(yaml.safe_dump(overlay))
+    try:
+        since = dt.datetime.now(dt.UTC).isoformat()
+        api.trigger("training", {"force": True}, note="e2e approval")
+        waiting = wait_for_required_actions(api, {f"{f}/{r}" for f, r in (approved, rejected)})
+        detail = waiting[f"{approved[0]}/{approved[1]}"]
+        for expected in ("passed every gate", "| gate |", "champion v", "/#/experiments/"):
+            assert expected in detail["body"], detail["body"]
+        respond(api, waiting[f"{approved[0]}/{approved[1]}"], "Approve", APPROVE_REASON)
+        respond(api, waiting[f"{rejected[0]}/{rejected[1]}"], "Reject", REJECT_REASON)
+        output = io.StringIO()
+        from rich.console import Console
+
+        follow_chain(api, since, Console(file=output, width=140), timeout=1200)
+    finally:
+        settings.overlay_path.unlink(missing_ok=True)
+
+    after = {pair: aliases(client, config.mlflow.model_name(*pair)) for pair in config.pairs()}
+    for pair in config.pairs():
+        assert after[pair][CHALLENGER_ALIAS] != before[pair][CHALLENGER_ALIAS], f"{pair}: no new challenger"
+
+    tags = version_tags(client, config.mlflow.model_name(*approved), after[approved][CHALLENGER_ALIAS])
+    assert after[approved][CHAMPION_ALIAS] == after[approved][CHALLENGER_ALIAS]
+    assert tags["promotion.outcome"] == "promoted"
+    assert tags["promotion.approval"] == "approved"
+    assert tags["promotion.decided_by"] == AIRFLOW_USER
+    assert tags["promotion.reason"] == APPROVE_REASON
+    assert tags["promotion.decided_at"]
+
+    tags = version_tags(client, config.mlflow.model_name(*rejected), after[rejected][CHALLENGER_ALIAS])
+    assert after[rejected][CHAMPION_ALIAS] == before[rejected][CHAMPION_ALIAS]
+    assert tags["promotion.outcome"] == "rejected"
+    assert tags["promotion.approval"] == "rejected"
+    assert tags["promotion.decided_by"] == AIRFLOW_USER
+    assert tags["promotion.reason"] == REJECT_REASON
+
+    for pair in timed_out:
+        tags = version_tags(client, config.mlflow.model_name(*pair), after[pair][CHALLENGER_ALIAS])
+        assert after[pair][CHAMPION_ALIAS] == before[pair][CHAMPION_ALIAS], pair
+        assert tags["promotion.outcome"] == "timed-out", tags
+        assert tags["promotion.approval"] == "timed-out", tags
+        assert f"no answer within 0:00:{TIMEOUT_SECONDS}" in tags["promotion.reason"], tags
+
+
+def wait_for_required_actions(api: AirflowApi, labels: set[str], timeout: float = 1200) -> dict[str, dict[str, Any]]:
+    """The open Required Actions of the promotion DAG by pair label, once every one of ``labels`` is open."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        result = api.request(
+            "GET", "/dags/promotion/dagRuns/~/hitlDetails", params={"response_received": False, "limit": 100}
+        )
+        found = {d["task_instance"]["rendered_map_index"]: d for d in result["hitl_details"]}
+        if labels <= set(found):
+            return found
+        time.sleep(5)
+    raise AssertionError(f"Required Actions for {sorted(labels)} did not open in {timeout:.0f}s; open: {sorted(found)}")
+
+
+def respond(api: AirflowApi, detail: dict[str, Any], option: str, reason: str) -> None:
+    """Answer one Required Action through ``PATCH .../hitlDetails`` (what the UI's form sends)."""
+    ti = detail["task_instance"]
+    run = f"/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}"
+    path = f"{run}/taskInstances/{ti['task_id']}/{ti['map_index']}/hitlDetails"
+    answer = api.request("PATCH", path, json={"chosen_options": [option], "params_input": {"reason": reason}})
+    assert answer["responded_by"]["name"] == AIRFLOW_USER, answer
+
+
+def version_tags(client: Any, name: str, version: str) -> dict[str, str]:
+    return dict(client.get_model_version(name, version).tags)
