@@ -114,6 +114,13 @@ class ServingMetrics:
             registry=reg,
         )
 
+        self.samples = Counter(
+            "modelyard_prediction_log_samples",
+            "Sampled requests handed to the prediction log, by outcome (queued, dropped: the queue was full)",
+            ["outcome"],
+            registry=reg,
+        )
+
     def observe_predictions(self, family: str, region: str, variant: str, values: np.ndarray) -> None:
         """Feed the prediction histogram with a bounded, evenly spaced sample of ``values``."""
         if values.ndim != 1 or len(values) == 0:
