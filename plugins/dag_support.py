@@ -84,3 +84,7 @@ def challenger_assets() -> list[Asset]:
 
 def champion_assets() -> list[Asset]:
     return [Asset(assets.champion_uri(f, r)) for f, r in config().pairs()]
+
+
+def drift_assets() -> list[Asset]:
+    return [Asset(assets.drift_uri(f, r)) for f, r in config().pairs()]

@@ -240,7 +240,9 @@ class PredictionLog:
             return
         family, region, _variant, version = sample.labels
         part = self._part((family, region, version))
-        part.write(orjson.dumps(entry_of(sample), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        entry = entry_of(sample)
+        entry["sample_rate"] = self.sample_rate  # the monitoring stage estimates the volume from it
+        part.write(orjson.dumps(entry, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
         self.written += 1
         if part.bytes >= self.settings.rotate_mb * 1e6:
             self._publish((family, region, version))
