@@ -25,10 +25,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 PSI_FLOOR = 1e-4
-# Feature kinds whose values are a small set of codes (pipeline/featurespec.py INT_KINDS).
-CATEGORICAL_KINDS = frozenset(
-    {"category", "hour", "day_of_week", "is_weekend", "month", "is_holiday", "bucket", "compare"}
-)
+# Feature kinds whose values are a small set of integer codes (category codes, hours, flags, buckets).
+CATEGORICAL_KINDS = INT_KINDS
 
 Statistic = Literal["psi", "js"]
 

@@ -202,7 +202,7 @@ class PredictionLog(_Model):
 
     path: Path | None = Field(default=None, description="Folder inside the server's prediction-log directory")
     sample_rate: float = Field(default=0.01, ge=0, le=1)
-    rotate_mb: float = Field(default=8.0, gt=0, le=1024, description="MB of JSON (before compression) at which a file is rotated")
+    rotate_mb: float = Field(default=8.0, gt=0, le=1024, description="MB of JSON (uncompressed) per file")
     rotate_seconds: float = Field(default=300.0, ge=1, le=86400, description="Age at which a file is rotated")
 
     @field_validator("path")

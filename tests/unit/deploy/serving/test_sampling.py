@@ -92,7 +92,8 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
     _wait_for(lambda: sink._queue.qsize() == 0)
     results = [sink.offer(_sample(f"x{i}")) for i in range(5)]
     assert results == [True, True, False, False, False]
-    assert sink.dropped == 3 and len(drops) == 3
+    assert sink.dropped == 3
+    assert len(drops) == 3
     gate.set()
     sink.close(wait=10)
     assert sorted(e["request_id"] for e in _lines(tmp_path.joinpath(*LABELS[:2], LABELS[3]))) == ["block", "x0", "x1"]
@@ -117,7 +118,8 @@ def test_request_ids_keep_a_clients_short_token_else_are_fresh():
     assert new_request_id("order-42") == "order-42"
     for sent in (None, "", "x" * 65, "two words", "bad\nline"):
         made = new_request_id(sent)
-        assert len(made) == 32 and made != sent
+        assert len(made) == 32
+        assert made != sent
 
 
 def test_environment_settings_are_checked_and_named():
