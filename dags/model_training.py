@@ -3,7 +3,10 @@
 
 **Triggers.** Runs when any `modelyard://features/<family>/<region>` Asset gets an event
 (the data-processing DAG published a new validated snapshot) and then retrains **only the
-pairs named by those events**. Triggered by hand, it trains what the form selects:
+pairs named by those events**. It also runs on `modelyard://drift/<family>/<region>` (the
+monitoring DAG saw served inputs or predictions drift): such a pair's snapshot is rebuilt
+from the newest data first and retrained on it, with the drift in the run's tags
+(`retrain_reason`, `drift_reason`, `drift_features`); see ADR 0010. Triggered by hand, it trains what the form selects:
 
 * `families`, `regions`: empty means all configured ones;
 * `force`: retrain even if a registered version was already trained on the same inputs
@@ -30,14 +33,14 @@ from typing import Any
 
 from airflow.sdk import AssetAlias, AssetAny, Param, dag, get_current_context, task
 
-from modelyard.plugins.dag_support import DEFAULT_ARGS, families_param, feature_assets, regions_param
+from modelyard.plugins.dag_support import DEFAULT_ARGS, drift_assets, families_param, feature_assets, regions_param
 
 CHALLENGERS = AssetAlias("modelyard-challengers")
 
 
 @dag(
     dag_id="training",
-    schedule=AssetAny(*feature_assets()),
+    schedule=AssetAny(*feature_assets(), *drift_assets()),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
@@ -69,7 +72,8 @@ def training() -> None:
         params = context["params"]
         uris = triggering_uris(context)
         if uris:
-            pairs = pairs_in(uris, "features", config().pairs())
+            named = set(pairs_in(uris, "features", config().pairs())) | set(pairs_in(uris, "drift", config().pairs()))
+            pairs = [pair for pair in config().pairs() if pair in named]
         else:
             with expected_errors_fail_the_task():  # a bad form does not improve on retry
                 pairs = config().pairs(params["families"] or None, params["regions"] or None)
@@ -86,6 +90,7 @@ def training() -> None:
         from modelyard.plugins.dag_support import config, expected_errors_fail_the_task
         from modelyard.plugins.hooks.mlflow import MlflowHook
         from modelyard.training.models import parse_params_json
+        from modelyard.training.monitoring import drift_event, retrain_drifted
         from modelyard.training.train import train_pair
 
         context = get_current_context()
@@ -93,8 +98,11 @@ def training() -> None:
         context["pair_label"] = f"{family}/{region}"  # type: ignore[typeddict-unknown-key]
         manual = not context["triggering_asset_events"]
         params = context["params"]
+        drift = drift_event(context["triggering_asset_events"], family, region)
         with expected_errors_fail_the_task():  # missing snapshot, bad params: retrying cannot help
-            result = train_pair(
+            result = retrain_drifted(
+                config(), family, region, drift, tracking_uri=MlflowHook(config=config()).get_tracking_uri()
+            ) if drift is not None else train_pair(
                 config(), family, region,
                 tracking_uri=MlflowHook(config=config()).get_tracking_uri(),
                 force=bool(params["force"]) if manual else False,

@@ -20,6 +20,7 @@ monitoring DAG then emits ``modelyard://drift/<family>/<region>``. See ADR 0010.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import json
@@ -33,7 +34,7 @@ from modelyard.pipeline.drift import FeatureDrift, feature_drifts, psi
 from modelyard.pipeline.errors import ModelyardError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     import numpy as np
     from matplotlib.figure import Figure
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
     from modelyard.pipeline.config import Config, DriftBounds
+    from modelyard.training.train import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -422,3 +424,57 @@ def measure_all(
     """:func:`measure_pair` for every served version of ``pairs`` (the CLI's and the tests' entry point)."""
     found = served_versions(config.storage.samples_dir, pairs)
     return [measure_pair(config, s, tracking_uri=tracking_uri, window_hours=window_hours, now=now) for s in found]
+
+
+# ---------------------------------------------------------------- retraining a drifted pair
+
+
+def drift_tags(extra: Mapping[str, Any]) -> dict[str, str]:
+    """The run tags of a retrain caused by a drift event (its ``extra``, see :meth:`DriftReport.asset_extra`)."""
+    return {
+        "retrain_reason": "drift",
+        "drift_reason": str(extra.get("reason", ""))[:500],
+        "drift_features": ",".join(extra.get("drifted") or {}),
+        "drift_version": str(extra.get("version", "")),
+        "drift_run_id": str(extra.get("run_id", "")),
+    }
+
+
+def retrain_drifted(
+    config: Config, family: str, region: str, extra: Mapping[str, Any], *, tracking_uri: str | None = None
+) -> TrainResult:
+    """Retrain a drifted pair on its newest data: rebuild its snapshot first, then train on it.
+
+    The served version was trained on some snapshot; training on that one again would be a
+    no-op (idempotence) and would not see the data that drifted. So the pair's snapshot is
+    rebuilt from the current source first (validated like the data stage does; unchanged
+    data gives the same digest), and the retrain trains on it with the drift in its tags.
+    When no newer data exists, the result is ``skipped`` and its reason says so.
+
+    Raises:
+        TrainingError: the rebuilt data fails validation (nothing trains on it); see also
+            :func:`modelyard.training.train.train_pair`.
+    """
+    from modelyard.pipeline.build import build_pair
+    from modelyard.training.train import TrainingError, train_pair
+
+    built = build_pair(config, family, region)
+    if built.status == "failed":
+        raise TrainingError(f"{family}/{region}: drift retrain stopped, the newest data failed: {built.reason}")
+    result = train_pair(config, family, region, tracking_uri=tracking_uri, tags=drift_tags(extra))
+    if result.status != "unchanged":
+        return result
+    reason = (
+        f"drift seen ({extra.get('reason', '')}), but no data newer than snapshot {result.data_digest} "
+        "to retrain on: once data_processing ingests the recent bookings, it retrains"
+    )
+    return dataclasses.replace(result, status="skipped", reason=reason)
+
+
+def drift_event(triggering: Mapping[Any, Iterable[Any]], family: str, region: str) -> dict[str, Any] | None:
+    """The ``extra`` of the newest drift event of (family, region) among a run's triggering events, if any."""
+    from modelyard.pipeline.assets import drift_uri
+
+    uri = drift_uri(family, region)
+    extras = [dict(e.extra or {}) for events in triggering.values() for e in events if e.asset.uri == uri]
+    return extras[-1] if extras else None

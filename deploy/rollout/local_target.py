@@ -23,7 +23,7 @@ import os
 import secrets
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,8 @@ class LocalTarget:
     families: dict[str, list[str]]
     ready_timeout: float = READY_TIMEOUT_SECONDS
     name: str = "local"
+    # The server's prediction log (MODELYARD_SERVE_LOG_DIR, ..._SAMPLE_*): what the monitoring stage reads.
+    sampling_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Config, tracking_uri: str, port: int | None = None) -> LocalTarget:
@@ -65,6 +67,7 @@ class LocalTarget:
             run_dir=config.storage.root / "run",
             tracking_uri=tracking_uri,
             families={f.name: list(f.features) for f in config.families},
+            sampling_env=sampling_env(config),
         )
 
     @property
@@ -151,7 +154,7 @@ class LocalTarget:
         # exports one) must not send the server to another registry.
         env = {
             **os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri, "MLFLOW_REGISTRY_URI": self.tracking_uri,
-            "OMP_NUM_THREADS": "1", TOKEN_ENV: self.admin_token(),
+            "OMP_NUM_THREADS": "1", TOKEN_ENV: self.admin_token(), **self.sampling_env,
         }  # fmt: skip
         pid = start_detached(self.service, command, env)
         self.service.record(pid, self.url)
@@ -304,3 +307,14 @@ def _check_models(plan: Plan, models: dict[str, Any]) -> None:
             raise TargetError(f"model {uri} is not ready on the serving process: {status}")
         if str(status.get("version")) != version_of(uri) and "@" not in uri:
             raise TargetError(f"model {uri} serves version {status.get('version')}, expected {version_of(uri)}")
+
+
+def sampling_env(config: Config) -> dict[str, str]:
+    """The serving process's prediction-log settings: ``<storage.root>/monitoring/samples`` and the config's rate."""
+    monitoring = config.monitoring
+    return {
+        "MODELYARD_SERVE_LOG_DIR": str(config.storage.samples_dir.resolve()),
+        "MODELYARD_SERVE_SAMPLE_RATE": str(monitoring.sample_rate),
+        "MODELYARD_SERVE_SAMPLE_ROTATE_MB": str(monitoring.rotate_mb),
+        "MODELYARD_SERVE_SAMPLE_ROTATE_SECONDS": str(monitoring.rotate_seconds),
+    }

@@ -25,7 +25,7 @@ DAGS = REPO / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 INSPECTOR = Path(__file__).with_name("dag_inspector.py")
 OWNER = "ml-platform"
-STAGE_KINDS = {"features", "challenger", "champion", "deployed"}
+STAGE_KINDS = {"features", "challenger", "champion", "deployed", "drift"}
 
 
 @pytest.fixture(scope="session")
