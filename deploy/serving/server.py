@@ -340,6 +340,8 @@ class PlanManager:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.active is not None:
             await self._retire(self.active, keep=set())
+            if self.active.prediction_log is not None:  # publish the open sample files
+                await asyncio.to_thread(self.active.prediction_log.close, 5.0)
         self.shadow_pool.stop()
 
     async def settled(self, timeout: float) -> bool:

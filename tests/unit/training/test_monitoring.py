@@ -1,0 +1,95 @@
+"""Reading served samples and judging them (no MLflow): window, torn lines, shadows, verdicts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelyard.pipeline.config import DriftBounds
+from modelyard.training.monitoring import Reference, compare, drift_tags, read_samples, served_versions
+
+pytestmark = pytest.mark.unit
+
+NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
+
+
+def _line(at: dt.datetime, rows: list[list[float]], kind: str = "prediction", rate: float = 0.5) -> str:
+    entry = {"ts": at.isoformat(), "kind": kind, "request_id": "r", "features": rows, "sample_rate": rate}
+    entry["predictions"] = [0.5] * len(rows)
+    return json.dumps(entry)
+
+
+def _write(folder: Path, name: str, lines: list[str], mtime: dt.datetime = NOW) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    with gzip.open(path, "wt") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.utime(path, (mtime.timestamp(), mtime.timestamp()))
+    return path
+
+
+def test_only_served_predictions_inside_the_window_are_read(tmp_path):
+    hour = dt.timedelta(hours=1)
+    _write(tmp_path, "a.jsonl.gz", [_line(NOW - 30 * hour, [[1.0]]), _line(NOW - hour, [[2.0], [3.0]])])
+    _write(tmp_path, "b.jsonl.gz", [_line(NOW - hour, [[9.0]], kind="shadow"), "{not json", _line(NOW, [[4.0]])])
+    _write(tmp_path, "old.jsonl.gz", [_line(NOW - hour, [[7.0]])], mtime=NOW - 48 * hour)  # skipped by mtime
+    (tmp_path / ".c.jsonl.gz.part").write_bytes(b"half")  # a file still being written is invisible
+    window = read_samples(tmp_path, NOW - 24 * hour, NOW)
+    assert window.features == [[2.0], [3.0], [4.0]]
+    assert (window.requests, window.rows, window.unreadable_lines, window.files) == (2, 3, 1, 2)
+    assert window.estimated_requests == pytest.approx(4.0)  # each sampled request stands for 1 / 0.5
+
+
+def test_served_versions_are_listed_per_pair_in_numeric_order(tmp_path):
+    for version in ("10", "9", ".tmp"):
+        (tmp_path / "fam" / "jakarta" / version).mkdir(parents=True)
+    found = served_versions(tmp_path, [("fam", "jakarta"), ("fam", "bangkok")])
+    assert [(s.region, s.version) for s in found] == [("jakarta", "9"), ("jakarta", "10")]
+
+
+def _reference() -> Reference:
+    rng = np.random.default_rng(0)
+    return Reference(
+        names=["distance", "is_new"],
+        kinds={"distance": "log1p", "is_new": "compare"},
+        columns={"distance": rng.normal(5, 1, 4000), "is_new": (rng.random(4000) < 0.1).astype(float)},
+        holdout_predictions=rng.beta(2, 5, 1000),
+        data_digest="abc",
+    )
+
+
+def _window(distance_shift: float, new_share: float, rows: int = 400):
+    from modelyard.training.monitoring import SampleWindow
+
+    rng = np.random.default_rng(1)
+    features = np.column_stack([rng.normal(5 + distance_shift, 1, rows), (rng.random(rows) < new_share).astype(float)])
+    return SampleWindow(features=features.tolist(), predictions=rng.beta(2, 5, rows).tolist(), requests=rows)
+
+
+def test_a_stable_window_is_stable_and_a_shifted_one_names_its_features():
+    bounds = DriftBounds()
+    verdict, drifts, prediction = compare(_reference(), _window(0, 0.1), bounds, 10)
+    assert verdict == "stable"
+    assert prediction is not None
+    assert not prediction.drifted
+    verdict, drifts, _ = compare(_reference(), _window(2.0, 0.9), bounds, 10)
+    assert verdict == "drifted"
+    assert {d.feature: d.statistic for d in drifts if d.drifted} == {"distance": "psi", "is_new": "js"}
+
+
+def test_too_few_samples_give_no_verdict():
+    verdict, drifts, prediction = compare(_reference(), _window(5.0, 1.0, rows=50), DriftBounds(min_samples=200), 10)
+    assert (verdict, drifts, prediction) == ("too_few_samples", [], None)
+
+
+def test_drift_tags_say_why_a_pair_retrains():
+    extra = {"reason": "drifted: distance psi=0.9", "drifted": {"distance": {}}, "version": "3", "run_id": "r1"}
+    tags = drift_tags(extra)
+    assert tags["retrain_reason"] == "drift"
+    assert (tags["drift_features"], tags["drift_version"], tags["drift_run_id"]) == ("distance", "3", "r1")
