@@ -12,6 +12,7 @@ the training DAG's selection retrains Jakarta alone, with the drift in the run's
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,18 @@ ENV = {
     "MODELYARD_MLFLOW__MODEL_NAME_TEMPLATE": "it-mon-{family}-{region}",
     "MODELYARD_SCHEDULES__DATA_PROCESSING": "null",
 }
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """This module's own server, given longer to start: the shared machine is often loaded."""
+    from modelyard.training.mlflow_server import start_mlflow_server
+
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-monitoring"), startup_timeout=600)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +143,7 @@ def _hand_psi(reference: np.ndarray, served: np.ndarray, bins: int) -> float:
 
 
 def _bins(edges: np.ndarray) -> list[tuple[float, float]]:
-    bounds = [-np.inf, *edges.tolist(), np.inf]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return list(itertools.pairwise([-np.inf, *edges.tolist(), np.inf]))
 
 
 def _training_rows(client: mlflow.MlflowClient, config: Config, version: Any) -> pd.DataFrame:
