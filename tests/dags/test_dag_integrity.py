@@ -145,3 +145,21 @@ def test_data_processing_wiring(dagbag: dict[str, Any]) -> None:
     assert build["mapped"], "build_snapshot must be mapped over (family, region) pairs"
     assert build["outlets"] == [{"type": "AssetAlias", "uri": "modelyard-features"}]
     assert {"families", "regions", "start", "end", "source"} <= set(dag["params"])
+
+
+def test_monitoring_wiring(dagbag: dict[str, Any]) -> None:
+    dag = next((d for d in dagbag["dags"] if d["dag_id"] == "monitoring"), None)
+    assert dag is not None, "dags/monitoring.py must define the monitoring DAG"
+    assert "0 * * * *" in dag["schedule"], f"schedule should follow monitoring.schedule (@hourly): {dag['schedule']}"
+    measure = next(t for t in dag["tasks"] if t["task_id"] == "measure")
+    assert measure["mapped"], "measure must be mapped over the served versions"
+    assert measure["outlets"] == [{"type": "AssetAlias", "uri": "modelyard-drift"}]
+    assert {"families", "regions", "window_hours"} <= set(dag["params"])
+
+
+def test_training_is_scheduled_on_drift_as_well_as_features(dagbag: dict[str, Any]) -> None:
+    dag = next(d for d in dagbag["dags"] if d["dag_id"] == "training")
+    config = load_config(REPO / "modelyard.yaml")
+    for family, region in config.pairs():
+        assert assets.features_uri(family, region) in dag["asset_schedule"]
+        assert assets.drift_uri(family, region) in dag["asset_schedule"]
