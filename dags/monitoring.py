@@ -60,14 +60,16 @@ def monitoring() -> None:
 
     @task
     def select_versions() -> list[dict[str, str]]:
-        """Served versions of the selected pairs that have a sample folder."""
+        """Served versions of the selected pairs with samples published inside the window."""
         from modelyard.training.monitoring import served_versions
 
         params = get_current_context()["params"]
         config = dag_support.config()
         with dag_support.expected_errors_fail_the_task():  # a bad form does not improve on retry
             pairs = config.pairs(params["families"] or None, params["regions"] or None)
-        found = served_versions(config.storage.samples_dir, pairs)
+        hours = params["window_hours"] or config.monitoring.window_hours
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
+        found = served_versions(config.storage.samples_dir, pairs, since)
         return [{"family": s.family, "region": s.region, "version": s.version} for s in found]
 
     @task(outlets=[DRIFTS], map_index_template="{{ version_label }}", execution_timeout=dt.timedelta(minutes=30))

@@ -10,7 +10,8 @@ compares:
   training rows: PSI on the training quantile bins for numbers, Jensen-Shannon distance for
   categorical kinds (``pipeline/drift.py``);
 * the served predictions against the version's predictions on its holdout (PSI);
-* volume: sampled requests and rows, and the estimated requests served (samples / rate).
+* volume and errors: sampled requests and rows, and every request the servers answered by
+  outcome (``ok``, ``bad_input``, ``error``), hence the error rate.
 
 The figures go to a monitoring run (experiment ``<project>/<family>/monitoring``) with one
 plot; the run and the model version are tagged with each other (``monitoring.*`` on the
@@ -75,6 +76,13 @@ class SampleWindow:
     estimated_requests: float = 0.0
     unreadable_lines: int = 0
     files: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)  # every request the server answered, by outcome
+
+    @property
+    def error_rate(self) -> float | None:
+        """Share of requests that failed (bad input or inference error), from the servers' counts."""
+        total = sum(self.outcomes.values())
+        return (total - self.outcomes.get("ok", 0)) / total if total else None
 
     @property
     def rows(self) -> int:
@@ -134,14 +142,21 @@ class DriftReport:
             "drifted": self.drifted_features,
             "prediction_psi": round(self.prediction.value, 6) if self.prediction else None,
             "samples": self.samples.rows,
+            "error_rate": self.samples.error_rate,
         }
 
 
 # ---------------------------------------------------------------- reading samples
 
 
-def served_versions(samples_dir: Path, pairs: Iterable[tuple[str, str]]) -> list[ServedVersion]:
-    """Every (family, region, version) of ``pairs`` with a sample folder, versions in numeric order."""
+def served_versions(
+    samples_dir: Path, pairs: Iterable[tuple[str, str]], since: dt.datetime | None = None
+) -> list[ServedVersion]:
+    """Every (family, region, version) of ``pairs`` with a sample folder, versions in numeric order.
+
+    With ``since``, only versions with a sample file published since then: a version that no
+    longer serves is not measured (and recorded) again every hour.
+    """
     found = []
     for family, region in pairs:
         folder = samples_dir / family / region
@@ -149,8 +164,13 @@ def served_versions(samples_dir: Path, pairs: Iterable[tuple[str, str]]) -> list
             continue
         versions = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
         for path in sorted(versions, key=lambda p: (len(p.name), p.name)):
-            found.append(ServedVersion(family, region, path.name, path))
+            if since is None or _published_since(path, since):
+                found.append(ServedVersion(family, region, path.name, path))
     return found
+
+
+def _published_since(folder: Path, since: dt.datetime) -> bool:
+    return any(p.stat().st_mtime >= since.timestamp() for p in folder.glob(f"*{SUFFIX}"))
 
 
 def read_samples(folder: Path, since: dt.datetime, until: dt.datetime | None = None) -> SampleWindow:
@@ -166,9 +186,13 @@ def read_samples(folder: Path, since: dt.datetime, until: dt.datetime | None = N
         window.files += 1
         for entry in _entries(path, window):
             at = dt.datetime.fromisoformat(entry["ts"])
-            if entry.get("kind") != "prediction" or at < since or (until is not None and at > until):
+            if at < since or (until is not None and at > until):
                 continue
-            _add(window, entry)
+            if entry.get("kind") == "counts":
+                for outcome, n in (entry.get("counts") or {}).items():
+                    window.outcomes[outcome] = window.outcomes.get(outcome, 0) + int(n)
+            elif entry.get("kind") == "prediction":
+                _add(window, entry)
     return window
 
 
@@ -383,7 +407,10 @@ def _log_figures(client: MlflowClient, run_id: str, report: DriftReport, bounds:
         "estimated_requests": report.samples.estimated_requests,
         "unreadable_lines": float(report.samples.unreadable_lines),
         "drifted_features": float(len(report.drifted_features)),
+        "requests_total": float(sum(report.samples.outcomes.values())),
     }
+    if report.samples.error_rate is not None:
+        values["error_rate"] = report.samples.error_rate
     for drift in report.features:
         values[f"drift_{drift.statistic}/{drift.feature}"] = drift.value
     if report.prediction is not None:
@@ -422,7 +449,8 @@ def measure_all(
     now: dt.datetime | None = None,
 ) -> list[DriftReport]:
     """:func:`measure_pair` for every served version of ``pairs`` (the CLI's and the tests' entry point)."""
-    found = served_versions(config.storage.samples_dir, pairs)
+    since = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(hours=window_hours or config.monitoring.window_hours)
+    found = served_versions(config.storage.samples_dir, pairs, since)
     return [measure_pair(config, s, tracking_uri=tracking_uri, window_hours=window_hours, now=now) for s in found]
 
 

@@ -172,10 +172,19 @@ class PredictionLog:
         self._tag = f"{_host()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._seq = 0
         self._parts: dict[tuple[str, str, str], _Part] = {}
+        # Written by the event loop, swapped out by the writer thread (a lost increment in the swap is harmless).
+        self._counts: dict[tuple[str, str, str, str], int] = {}
+        self._counts_since = clock()
         self._queue: queue.Queue[Sample | None] = queue.Queue(settings.queue_size)
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="modelyard-prediction-log", daemon=True)
         self._thread.start()
+
+    def count(self, labels: tuple[str, str, str, str], outcome: str) -> None:
+        """Count one request's outcome, sampled or not (written as ``kind: counts`` lines: volume, error rate)."""
+        key = (labels[0], labels[1], labels[3], outcome)
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
 
     def sampled(self) -> bool:
         """Whether this request is one of the sample (the one call the request path makes first)."""
@@ -226,6 +235,7 @@ class PredictionLog:
                 self._rotate_old()
                 continue
             if sample is None:
+                self._write_counts()
                 self._publish_all()
                 return
             try:
@@ -235,6 +245,7 @@ class PredictionLog:
 
     def _handle(self, sample: Sample) -> None:
         if sample.kind == "flush":
+            self._write_counts()
             self._publish_all()
             (sample.extra or {})["done"].set()
             return
@@ -256,8 +267,23 @@ class PredictionLog:
             self._parts[key] = part
         return part
 
+    def _write_counts(self) -> None:
+        """One ``counts`` line per (family, region, version) with the outcomes since the last one."""
+        counts, self._counts = self._counts, {}
+        since, self._counts_since = self._counts_since, self._clock()
+        totals: dict[tuple[str, str, str], dict[str, int]] = {}
+        for (family, region, version, outcome), n in counts.items():
+            totals.setdefault((family, region, version), {})[outcome] = n
+        for key, outcomes in totals.items():
+            stamp = dt.datetime.fromtimestamp(since, dt.UTC).isoformat(timespec="milliseconds")
+            line = {"ts": _iso(self._counts_since), "kind": "counts", "since": stamp, "counts": outcomes}
+            line.update(family=key[0], region=key[1], version=key[2])
+            self._part(key).write(orjson.dumps(line) + b"\n")
+
     def _rotate_old(self) -> None:
         now = self._clock()
+        if now - self._counts_since >= self.settings.rotate_seconds:
+            self._write_counts()
         for key in [k for k, p in self._parts.items() if now - p.opened_at >= self.settings.rotate_seconds]:
             self._publish(key)
 
@@ -294,6 +320,10 @@ def entry_of(sample: Sample) -> dict[str, Any]:
     if sample.extra:
         entry.update(sample.extra)
     return entry
+
+
+def _iso(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _host() -> str:

@@ -1058,6 +1058,7 @@ class ServingApp:
             prepared = await _maybe_off_loop(large, variant.model.prepare_counted, records)
         except BadInput:
             self.metrics.requests.labels(*labels, "bad_input").inc()
+            _count(active.prediction_log, labels, "bad_input")
             raise
         for feature, count in prepared.unknown.items():
             self.metrics.unknown_categories.labels(family, region, variant.name, feature).inc(count)
@@ -1066,6 +1067,7 @@ class ServingApp:
             output = await variant.batcher.submit(prepared.matrix)
         except ServingError:
             self.metrics.requests.labels(*labels, "error").inc()
+            _count(active.prediction_log, labels, "error")
             raise
         finally:
             active.inflight -= 1
@@ -1145,8 +1147,11 @@ class ServingApp:
         request: tuple[str, list[Any], np.ndarray],
         output: np.ndarray,
     ) -> None:
-        """Hand a sampled request to the prediction log (a tuple into a bounded queue; never blocks)."""
-        if plog is None or not plog.sampled():
+        """Count the request; hand a sampled one to the prediction log (a tuple into a bounded queue; never blocks)."""
+        if plog is None:
+            return
+        plog.count(labels, "ok")
+        if not plog.sampled():
             return
         request_id, records, matrix = request
         queued = plog.offer(Sample("prediction", request_id, labels, digest, records, matrix, output, time.time()))
@@ -1242,6 +1247,11 @@ def _service(active: ActivePlan, family: str, region: str) -> ServiceHandle:
         status=404,
         code="unknown_service",
     )
+
+
+def _count(plog: PredictionLog | None, labels: tuple[str, str, str, str], outcome: str) -> None:
+    if plog is not None:
+        plog.count(labels, outcome)
 
 
 def _mean_abs_diff(a: Any, b: Any) -> float | None:

@@ -39,10 +39,18 @@ def test_only_served_predictions_inside_the_window_are_read(tmp_path):
     _write(tmp_path, "a.jsonl.gz", [_line(NOW - 30 * hour, [[1.0]]), _line(NOW - hour, [[2.0], [3.0]])])
     _write(tmp_path, "b.jsonl.gz", [_line(NOW - hour, [[9.0]], kind="shadow"), "{not json", _line(NOW, [[4.0]])])
     _write(tmp_path, "old.jsonl.gz", [_line(NOW - hour, [[7.0]])], mtime=NOW - 48 * hour)  # skipped by mtime
+    counts = [
+        json.dumps({"ts": (NOW - hour).isoformat(), "kind": "counts", "counts": {"ok": 90, "bad_input": 10}}),
+        json.dumps({"ts": (NOW - 2 * hour).isoformat(), "kind": "counts", "counts": {"ok": 50, "error": 50}}),
+        json.dumps({"ts": (NOW - 30 * hour).isoformat(), "kind": "counts", "counts": {"error": 1000}}),  # too old
+    ]
+    _write(tmp_path, "counts.jsonl.gz", counts)
     (tmp_path / ".c.jsonl.gz.part").write_bytes(b"half")  # a file still being written is invisible
     window = read_samples(tmp_path, NOW - 24 * hour, NOW)
     assert window.features == [[2.0], [3.0], [4.0]]
-    assert (window.requests, window.rows, window.unreadable_lines, window.files) == (2, 3, 1, 2)
+    assert (window.requests, window.rows, window.unreadable_lines, window.files) == (2, 3, 1, 3)
+    assert window.outcomes == {"ok": 140, "bad_input": 10, "error": 50}
+    assert window.error_rate == pytest.approx(60 / 200)
     assert window.estimated_requests == pytest.approx(4.0)  # each sampled request stands for 1 / 0.5
 
 
@@ -51,6 +59,10 @@ def test_served_versions_are_listed_per_pair_in_numeric_order(tmp_path):
         (tmp_path / "fam" / "jakarta" / version).mkdir(parents=True)
     found = served_versions(tmp_path, [("fam", "jakarta"), ("fam", "bangkok")])
     assert [(s.region, s.version) for s in found] == [("jakarta", "9"), ("jakarta", "10")]
+    _write(tmp_path / "fam" / "jakarta" / "10", "a.jsonl.gz", [_line(NOW, [[1.0]])])
+    _write(tmp_path / "fam" / "jakarta" / "9", "a.jsonl.gz", [_line(NOW, [[1.0]])], mtime=NOW - dt.timedelta(days=3))
+    recent = served_versions(tmp_path, [("fam", "jakarta")], since=NOW - dt.timedelta(hours=24))
+    assert [s.version for s in recent] == ["10"]  # version 9 no longer serves: not measured again
 
 
 def _reference() -> Reference:

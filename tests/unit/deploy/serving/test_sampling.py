@@ -99,6 +99,17 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
     assert sorted(e["request_id"] for e in _lines(tmp_path.joinpath(*LABELS[:2], LABELS[3]))) == ["block", "x0", "x1"]
 
 
+def test_every_requests_outcome_is_counted_per_version(tmp_path):
+    sink = PredictionLog(tmp_path, SamplingSettings(0.0))
+    for outcome in ("ok", "ok", "bad_input", "ok", "error"):
+        sink.count(LABELS, outcome)
+    sink.count(("driver_acceptance", "jakarta", "main", "4"), "ok")
+    sink.close(wait=10)
+    lines = _lines(tmp_path / "driver_acceptance" / "jakarta" / "3")
+    assert [(line["kind"], line["counts"]) for line in lines] == [("counts", {"ok": 3, "bad_input": 1, "error": 1})]
+    assert _lines(tmp_path / "driver_acceptance" / "jakarta" / "4")[0]["counts"] == {"ok": 1}
+
+
 def test_a_closed_log_refuses_samples(tmp_path):
     sink = PredictionLog(tmp_path, SamplingSettings(1.0))
     sink.close(wait=10)
