@@ -77,6 +77,7 @@ class SampleWindow:
     unreadable_lines: int = 0
     files: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)  # every request the server answered, by outcome
+    by_request: dict[str, list[float]] = field(default_factory=dict)  # request id -> its predictions
 
     @property
     def error_rate(self) -> float | None:
@@ -114,6 +115,7 @@ class DriftReport:
     samples: SampleWindow
     features: list[FeatureDrift] = field(default_factory=list)
     prediction: FeatureDrift | None = None
+    live: dict[str, float] = field(default_factory=dict)  # live_auc / live_mae, live_rows, next to holdout_*
     run_id: str | None = None
     run_url: str | None = None
 
@@ -222,6 +224,7 @@ def _add(window: SampleWindow, entry: dict[str, Any]) -> None:
     window.estimated_requests += 1 / rate if rate else 1
     window.features.extend(features)
     window.predictions.extend(float(p) for p in predictions)
+    window.by_request[str(entry.get("request_id"))] = [float(p) for p in predictions]
 
 
 # ---------------------------------------------------------------- the reference window
@@ -333,6 +336,7 @@ def measure_pair(
     if samples.rows >= bounds.min_samples:
         reference = reference_of(client, config, version)
         report.verdict, report.features, report.prediction = compare(reference, samples, bounds, config.monitoring.bins)
+    report.live = live_quality(config, served, samples, version)
     log_report(client, config, report, version, bounds, tracking_uri)
     return report
 
@@ -415,6 +419,7 @@ def _log_figures(client: MlflowClient, run_id: str, report: DriftReport, bounds:
         values[f"drift_{drift.statistic}/{drift.feature}"] = drift.value
     if report.prediction is not None:
         values["prediction_psi"] = report.prediction.value
+    values.update(report.live)
     metrics = [Metric(key, value, stamp, 0) for key, value in values.items()]
     params = [Param(key, str(value)) for key, value in bounds.model_dump().items()]
     client.log_batch(run_id, metrics=metrics, params=params)
@@ -506,3 +511,61 @@ def drift_event(triggering: Mapping[Any, Iterable[Any]], family: str, region: st
     uri = drift_uri(family, region)
     extras = [dict(e.extra or {}) for events in triggering.values() for e in events if e.asset.uri == uri]
     return extras[-1] if extras else None
+
+
+# ---------------------------------------------------------------- live quality
+
+
+def outcomes_dir(config: Config, family: str, region: str) -> Path:
+    """Where outcomes of served requests land: CSV or Parquet with ``request_id``, ``record`` and the target."""
+    return config.storage.root / "monitoring" / "outcomes" / family / region
+
+
+def live_quality(
+    config: Config, served: ServedVersion, samples: SampleWindow, version: ModelVersion
+) -> dict[str, float]:
+    """Live AUC (classification) or MAE (regression) of the sampled requests whose outcome arrived.
+
+    Outcomes are joined on the request id the server returned (``record``: the index of the
+    record in its request, default 0). Returned next to the version's holdout figure; empty
+    when no outcome matches a sampled request.
+    """
+    import numpy as np
+
+    family = config.family(served.family)
+    joined = _joined(outcomes_dir(config, served.family, served.region), samples, family.target)
+    if not joined:
+        return {}
+    y, p = np.array([j[0] for j in joined], dtype=float), np.array([j[1] for j in joined])
+    out = {"live_rows": float(len(joined))}
+    holdout = version.tags or {}
+    if family.task == "classification" and len(set(y.tolist())) == 2:
+        from sklearn.metrics import roc_auc_score
+
+        out["live_auc"] = float(roc_auc_score(y, p))
+        if holdout.get("holdout_auc"):
+            out["holdout_auc"] = float(holdout["holdout_auc"])
+    elif family.task == "regression":
+        out["live_mae"] = float(np.mean(np.abs(y - p)))
+        if holdout.get("holdout_mae"):
+            out["holdout_mae"] = float(holdout["holdout_mae"])
+    return out
+
+
+def _joined(folder: Path, samples: SampleWindow, target: str) -> list[tuple[float, float]]:
+    import pandas as pd
+
+    files = sorted([*folder.glob("*.csv"), *folder.glob("*.parquet")]) if folder.is_dir() else []
+    joined = []
+    for path in files:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        if "request_id" not in frame.columns or target not in frame.columns:
+            raise MonitoringError(
+                f"{path}: outcomes need the columns 'request_id' and '{target}' (has {list(frame.columns)})"
+            )
+        records = frame["record"] if "record" in frame.columns else pd.Series(0, index=frame.index)
+        for request_id, record, label in zip(frame["request_id"].astype(str), records, frame[target], strict=True):
+            predictions = samples.by_request.get(request_id)
+            if predictions is not None and 0 <= int(record) < len(predictions):
+                joined.append((float(label), predictions[int(record)]))
+    return joined

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from modelyard.pipeline.config import DriftBounds
-from modelyard.training.monitoring import Reference, compare, drift_tags, read_samples, served_versions
+from modelyard.training.monitoring import MonitoringError, Reference, compare, drift_tags, read_samples, served_versions
 
 pytestmark = pytest.mark.unit
 
@@ -105,3 +105,32 @@ def test_drift_tags_say_why_a_pair_retrains():
     tags = drift_tags(extra)
     assert tags["retrain_reason"] == "drift"
     assert (tags["drift_features"], tags["drift_version"], tags["drift_run_id"]) == ("distance", "3", "r1")
+
+
+def test_live_quality_joins_outcomes_on_the_request_id(tmp_path):
+    import types
+
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from modelyard.pipeline.config import load_config
+    from modelyard.training.monitoring import SampleWindow, ServedVersion, live_quality, outcomes_dir
+
+    config = load_config(
+        Path(__file__).parents[3] / "modelyard.yaml", environ={"MODELYARD_STORAGE__ROOT": str(tmp_path)}
+    )
+    samples = SampleWindow(by_request={"a": [0.9, 0.2], "b": [0.6], "c": [0.1]})
+    folder = outcomes_dir(config, "driver_acceptance", "jakarta")
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {"request_id": ["a", "a", "b", "c", "zz"], "record": [0, 1, 0, 0, 0], "accepted": [1, 0, 0, 1, 1]}
+    ).to_csv(folder / "day1.csv", index=False)
+    version = types.SimpleNamespace(tags={"holdout_auc": "0.81"})
+    served = ServedVersion("driver_acceptance", "jakarta", "3", tmp_path)
+    live = live_quality(config, served, samples, version)
+    assert live["live_rows"] == 4  # "zz" was never sampled
+    assert live["live_auc"] == pytest.approx(roc_auc_score([1, 0, 0, 1], [0.9, 0.2, 0.6, 0.1]))
+    assert live["holdout_auc"] == pytest.approx(0.81)
+    pd.DataFrame({"rid": ["a"]}).to_csv(folder / "bad.csv", index=False)
+    with pytest.raises(MonitoringError, match=r"bad.csv: outcomes need the columns 'request_id' and 'accepted'"):
+        live_quality(config, served, samples, version)
