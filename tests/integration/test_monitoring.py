@@ -126,12 +126,12 @@ def _serve_and_send(config: Config, models: dict[str, str], mlflow_uri: str, wor
     return request_ids
 
 
-def _sample_lines(folder: Path) -> list[dict[str, Any]]:
+def _sample_lines(folder: Path, kind: str = "prediction") -> list[dict[str, Any]]:
     lines = []
     for path in sorted(folder.glob("*.jsonl.gz")):
         with gzip.open(path, "rt") as handle:
             lines.extend(json.loads(line) for line in handle)
-    return lines
+    return [line for line in lines if line["kind"] == kind]
 
 
 def _hand_psi(reference: np.ndarray, served: np.ndarray, bins: int) -> float:
@@ -170,6 +170,8 @@ def test_one_shifted_region_is_flagged_and_retrained_alone(
         lines = _sample_lines(config.storage.samples_dir / FAMILY / region / uri.rsplit("/", 1)[1])
         assert sorted(line["request_id"] for line in lines) == sorted(request_ids[region])
         assert sum(len(line["features"]) for line in lines) == ROWS_PER_REGION
+        counts = _sample_lines(config.storage.samples_dir / FAMILY / region / uri.rsplit("/", 1)[1], "counts")
+        assert sum(line["counts"]["ok"] for line in counts) == ROWS_PER_REGION // RECORDS_PER_REQUEST
     assert not list(config.storage.samples_dir.rglob("*.part"))
 
     # The real monitoring DAG, on the Airflow fixture's database with this test's config.
@@ -192,6 +194,7 @@ def test_one_shifted_region_is_flagged_and_retrained_alone(
         monitoring_run = client.get_run(version.tags["monitoring.run_id"])
         assert monitoring_run.data.tags["model_version"] == version.version
         assert monitoring_run.data.metrics["samples_rows"] == ROWS_PER_REGION
+        assert monitoring_run.data.metrics["error_rate"] == 0.0
     drifted_version = client.get_model_version(models[SHIFTED].split("/")[1], models[SHIFTED].rsplit("/", 1)[1])
     run_data = client.get_run(drifted_version.tags["monitoring.run_id"]).data
     artifacts = {a.path for a in client.list_artifacts(drifted_version.tags["monitoring.run_id"], "monitoring")}
