@@ -92,7 +92,7 @@ def monitoring() -> None:
                 tracking_uri=MlflowHook(config=config).get_tracking_uri(),
                 window_hours=context["params"]["window_hours"] or None,
             )  # fmt: skip
-        print(f"{family}/{region} v{version}: {report.verdict}: {report.summary} ({report.run_url})")
+        print(f"{family}/{region} v{version}: {report.summary} ({report.run_url})")
         if report.verdict == "drifted":
             context["outlet_events"][DRIFTS].add(Asset(drift_uri(family, region)), extra=report.asset_extra())
         return {"verdict": report.verdict, "summary": report.summary, "run_url": report.run_url or ""}

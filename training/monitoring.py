@@ -236,6 +236,7 @@ def reference_of(client: MlflowClient, config: Config, version: ModelVersion) ->
     Raises:
         MonitoringError: the version lacks its training tags, or its snapshot or model cannot be read.
     """
+
     from modelyard.pipeline.featurespec import FittedSpec
     from modelyard.pipeline.snapshots import SnapshotNotFoundError, load_frame, read_snapshot
     from modelyard.training.gates import GateInputError, load_version
@@ -294,9 +295,12 @@ def compare(
 
     if samples.rows < bounds.min_samples:
         return "too_few_samples", [], None
-    served = np.asarray(samples.features, dtype=float)
+    # The server hands the model float32: compare both sides in that domain, or a discrete value
+    # (0.9052) that float32 rounds below its float64 self lands in another quantile bin.
+    served = np.asarray(samples.features, dtype=np.float32).astype(float)
+    columns = {name: np.asarray(values, dtype=np.float32).astype(float) for name, values in reference.columns.items()}
     drifts = feature_drifts(
-        reference.names, reference.kinds, reference.columns, served,
+        reference.names, reference.kinds, columns, served,
         max_psi=bounds.max_psi, max_js=bounds.max_js, bins=bins,
     )  # fmt: skip
     value = psi(reference.holdout_predictions, np.asarray(samples.predictions), bins)

@@ -201,14 +201,13 @@ def test_one_shifted_region_is_flagged_and_retrained_alone(
     assert "monitoring/drift.png" in artifacts
 
     # The figures against an independent computation on the same sample files.
-    served = np.array(
-        [row for line in _sample_lines(config.storage.samples_dir / FAMILY / SHIFTED / drifted_version.version)
-         for row in line["features"]]
-    )  # fmt: skip
+    folder = config.storage.samples_dir / FAMILY / SHIFTED / drifted_version.version
+    rows = [row for line in _sample_lines(folder) for row in line["features"]]
+    served = np.array(rows, dtype=np.float32).astype(float)  # float32, as the model read them
     names = FittedSpec.from_dict(
         snapshots.latest_snapshot(config.storage.features_dir, FAMILY, SHIFTED).feature_spec or {}
     ).names
-    train = _training_rows(client, config, drifted_version)
+    train = _training_rows(client, config, drifted_version).astype(dict.fromkeys(names, "float32"))
     column = names.index("pickup_distance_km")
     expected_psi = _hand_psi(train["pickup_distance_km"].to_numpy(float), served[:, column], config.monitoring.bins)
     assert run_data.metrics["drift_psi/pickup_distance_km"] == pytest.approx(expected_psi, rel=1e-6)

@@ -95,6 +95,20 @@ def test_a_stable_window_is_stable_and_a_shifted_one_names_its_features():
     assert {d.feature: d.statistic for d in drifts if d.drifted} == {"distance": "psi", "is_new": "js"}
 
 
+def test_discrete_values_rounded_to_float32_by_the_server_are_not_drift():
+    # A count-based feature: a few float64 values; the server's float32 matrix logs them as 0.9052, 1.8104.
+    levels = np.array([0.9052000000000001, 1.8104000000000002, 2.7156000000000002])
+    rng = np.random.default_rng(2)
+    trained = {"demand": rng.choice(levels, 3000, p=[0.8, 0.15, 0.05])}
+    reference = Reference(["demand"], {"demand": "window_count"}, trained, rng.beta(2, 5, 1000), "abc")
+    logged = [[float(f"{np.float32(v)}")] for v in rng.choice(levels, 400, p=[0.8, 0.15, 0.05])]
+    window = _window(0, 0.1)
+    window.features = logged
+    verdict, drifts, _ = compare(reference, window, DriftBounds(), 10)
+    assert drifts[0].value < 0.05, drifts
+    assert verdict == "stable"
+
+
 def test_too_few_samples_give_no_verdict():
     verdict, drifts, prediction = compare(_reference(), _window(5.0, 1.0, rows=50), DriftBounds(min_samples=200), 10)
     assert (verdict, drifts, prediction) == ("too_few_samples", [], None)
