@@ -84,10 +84,17 @@ def _config_file(config: Config, root: Path) -> Path:
 
 
 def _requests_for(config: Config, region: str, shifted: bool) -> list[dict[str, Any]]:
-    """Raw records as a client sends them, drawn from the region's own data (shifted: new drivers, long trips)."""
+    """Raw records as a client sends them, drawn from the region's training window (shifted: new drivers, long trips).
+
+    The training window, not the whole snapshot: later rows carry real drift of their own (longer
+    tenures, a festival in the holdout), which monitoring rightly reports.
+    """
+    from modelyard.training.split import time_split
+
     meta = snapshots.latest_snapshot(config.storage.features_dir, FAMILY, region)
     frame = snapshots.load_frame(config.storage.features_dir, meta)
-    rows = frame.sample(ROWS_PER_REGION, random_state=11)
+    train = time_split(frame, config.training.holdout_days, config.training.validation_days).train
+    rows = train.sample(ROWS_PER_REGION, random_state=11)
     records = raw_example(FittedSpec.from_dict(meta.feature_spec or {}), rows).to_dict("records")
     if shifted:
         for index, record in enumerate(records):
