@@ -484,18 +484,22 @@ def run_festival(
 
 
 def send_drifting_traffic(config: Config, serving_url: str, shifted: str, rows: int = 400) -> None:
-    """Every served pair gets ``rows`` raw records drawn from its own data; ``shifted`` gets new drivers on long trips.
+    """Every served pair gets ``rows`` raw records from its training window; ``shifted`` gets new drivers on long trips.
 
     Then waits until the servers' prediction logs have published their files (``monitoring.rotate_seconds``).
     """
     from modelyard.pipeline.featurespec import FittedSpec
     from modelyard.pipeline.snapshots import latest_snapshot, load_frame
+    from modelyard.training.split import time_split
     from modelyard.training.train import raw_example
 
     with httpx.Client(base_url=serving_url, timeout=30) as client:
         for family, region in config.pairs():
             meta = latest_snapshot(config.storage.features_dir, family, region)
-            frame = load_frame(config.storage.features_dir, meta).sample(rows, replace=True, random_state=7)
+            frame = load_frame(config.storage.features_dir, meta)
+            # the rows the served models learnt from: the rest of a snapshot may drift for real
+            frame = time_split(frame, config.training.holdout_days, config.training.validation_days).train
+            frame = frame.sample(rows, replace=True, random_state=7)
             records = raw_example(FittedSpec.from_dict(meta.feature_spec or {}), frame).to_dict("records")
             for index, record in enumerate(records if region == shifted else []):
                 record.update(driver_tenure_days=1 + index % 20, pickup_distance_km=record["pickup_distance_km"] * 2.5)
