@@ -124,7 +124,7 @@ def render_status(statuses: list[PairStatus]) -> Table:
     table = Table(title="Model status")
     columns = ("family", "region", "champion", "key metrics", "champion since", "drift", "challenger", "previous")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", min_width=10 if column == "champion since" else None)
     for status in statuses:
         champion = status.champion
         table.add_row(
@@ -163,9 +163,10 @@ def _drift(info: VersionInfo | None) -> str:
     if info is None or info.drift is None:
         return "-"
     colour = {"drifted": "red", "stable": "green"}.get(info.drift, "yellow")
-    detail = (info.drift_summary or "").removeprefix("drifted: ")
+    # the names only: the figures are on the monitoring run
+    names = " ".join(p.split(" ")[0] for p in (info.drift_summary or "").removeprefix("drifted: ").split(", "))
     return (
-        f"[{colour}]{info.drift}[/{colour}] {detail}"
+        f"[{colour}]{info.drift}[/{colour}] {names}"
         if info.drift == "drifted"
         else f"[{colour}]{info.drift}[/{colour}]"
     )
