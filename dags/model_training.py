@@ -3,7 +3,10 @@
 
 **Triggers.** Runs when any `modelyard://features/<family>/<region>` Asset gets an event
 (the data-processing DAG published a new validated snapshot) and then retrains **only the
-pairs named by those events**. Triggered by hand, it trains what the form selects:
+pairs named by those events**. It also runs on `modelyard://drift/<family>/<region>` (the
+monitoring DAG saw served inputs or predictions drift): such a pair's snapshot is rebuilt
+from the newest data first and retrained on it, with the drift in the run's tags
+(`retrain_reason`, `drift_reason`, `drift_features`); see ADR 0010. Triggered by hand, it trains what the form selects:
 
 * `families`, `regions`: empty means all configured ones;
 * `force`: retrain even if a registered version was already trained on the same inputs
@@ -36,14 +39,14 @@ from typing import Any
 
 from airflow.sdk import AssetAlias, AssetAny, Param, dag, get_current_context, task, teardown
 
-from modelyard.plugins.dag_support import DEFAULT_ARGS, families_param, feature_assets, regions_param
+from modelyard.plugins.dag_support import DEFAULT_ARGS, drift_assets, families_param, feature_assets, regions_param
 
 CHALLENGERS = AssetAlias("modelyard-challengers")
 
 
 @dag(
     dag_id="training",
-    schedule=AssetAny(*feature_assets()),
+    schedule=AssetAny(*feature_assets(), *drift_assets()),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
@@ -75,7 +78,8 @@ def training() -> None:
         params = context["params"]
         uris = triggering_uris(context)
         if uris:
-            pairs = pairs_in(uris, "features", config().pairs())
+            named = set(pairs_in(uris, "features", config().pairs())) | set(pairs_in(uris, "drift", config().pairs()))
+            pairs = [pair for pair in config().pairs() if pair in named]
         else:
             with expected_errors_fail_the_task():  # a bad form does not improve on retry
                 pairs = config().pairs(params["families"] or None, params["regions"] or None)
@@ -92,13 +96,21 @@ def training() -> None:
         from modelyard.plugins.stage_pairs import TrainJob, train_one
         from modelyard.training.mlflow_server import require_reachable
         from modelyard.training.models import parse_params_json
+        from modelyard.training.monitoring import drift_event
 
         context = get_current_context()
         manual = not context["triggering_asset_events"]
         params = context["params"]
+        triggering = context["triggering_asset_events"]
+        drifted = {
+            f"{p['family']}/{p['region']}": extra
+            for p in chunk
+            if (extra := drift_event(triggering, p["family"], p["region"])) is not None
+        }
         with expected_errors_fail_the_task():  # bad params: retrying cannot help (an unreachable server is retried)
             job = TrainJob(
                 tracking_uri=require_reachable(MlflowHook(config=config()).get_tracking_uri()),
+                drift=drifted,
                 force=bool(params["force"]) if manual else False,
                 params_override=parse_params_json(params["hyperparameters"]) if manual else None,
             )

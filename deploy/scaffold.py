@@ -35,6 +35,7 @@ STAGES = (
     Stage("training", "modelyard.dags.model_training", "training_dag"),
     Stage("promotion", "modelyard.dags.promotion", "promotion_dag"),
     Stage("deploy", "modelyard.dags.deployment", "deploy_dag"),
+    Stage("monitoring", "modelyard.dags.monitoring", "monitoring_dag"),
 )
 
 CONFIG_HEADER = """\

@@ -26,6 +26,12 @@ def champion_uri(family: str, region: str) -> str:
     return f"{SCHEME}://champion/{family}/{region}"
 
 
+def drift_uri(family: str, region: str) -> str:
+    """Served inputs or predictions drifted past the monitoring bounds. extra: family, region,
+    model_name, version, run_id, reason, drifted ({feature: {statistic, value, bound}}), prediction_psi."""
+    return f"{SCHEME}://drift/{family}/{region}"
+
+
 def deployed_uri(release: str) -> str:
     """Plan deployed. extra: release, target, plan_digest, versions."""
     return f"{SCHEME}://deployed/{release}"

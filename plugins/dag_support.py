@@ -222,3 +222,7 @@ def _pulled_outcomes(context: Any, chunk_task_id: str) -> tuple[list[Any], list[
     selected = ti.xcom_pull(task_ids="select_pairs") or []
     pulled = ti.xcom_pull(task_ids=chunk_task_id, key=OUTCOMES_KEY, map_indexes=list(range(len(selected))))
     return selected, list(pulled or [])
+
+
+def drift_assets() -> list[Asset]:
+    return [Asset(assets.drift_uri(f, r)) for f, r in config().pairs()]

@@ -9,7 +9,7 @@ detail, the MLflow link or snapshot digest, and the Asset event to announce).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -79,12 +79,21 @@ class TrainJob:
     tracking_uri: str
     force: bool = False
     params_override: dict[str, Any] | None = None
+    # "<family>/<region>" -> the extra of the drift event that asked for its retraining.
+    drift: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def train_one(job: TrainJob, pair: Pair) -> PairOutcome:
-    """Train one pair and register its challenger; registered and unchanged versions are announced."""
+    """Train one pair and register its challenger; registered and unchanged versions are announced.
+
+    A pair named by a drift event is retrained on its newest data, the drift in the run's tags.
+    """
+    from modelyard.training.monitoring import retrain_drifted
     from modelyard.training.train import train_pair
 
+    drift = job.drift.get(f"{pair[0]}/{pair[1]}")
+    if drift is not None:
+        return train_outcome(retrain_drifted(_config(), pair[0], pair[1], drift, tracking_uri=job.tracking_uri))
     result = train_pair(
         _config(), pair[0], pair[1], tracking_uri=job.tracking_uri, force=job.force, params_override=job.params_override
     )

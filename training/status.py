@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from modelyard.training.monitoring import TAG as MONITORING_TAG
 from modelyard.training.promotion import CHAMPION_ALIAS, PREVIOUS_ALIAS, TAG, open_client
 from modelyard.training.registry import CHALLENGER_ALIAS
 
@@ -30,6 +31,8 @@ class VersionInfo:
     outcome: str | None = None
     summary: str | None = None
     rolled_back_at: str | None = None
+    drift: str | None = None  # the last monitoring verdict (training/monitoring.py)
+    drift_summary: str | None = None
 
     @classmethod
     def from_version(cls, version: ModelVersion, metric_names: tuple[str, ...]) -> VersionInfo:
@@ -41,6 +44,8 @@ class VersionInfo:
             outcome=tags.get(f"{TAG}outcome"),
             summary=tags.get(f"{TAG}summary"),
             rolled_back_at=tags.get(f"{TAG}rolled_back_at"),
+            drift=tags.get(f"{MONITORING_TAG}verdict"),
+            drift_summary=tags.get(f"{MONITORING_TAG}summary"),
         )
 
 
@@ -117,8 +122,9 @@ def render_status(statuses: list[PairStatus]) -> Table:
     from rich.table import Table
 
     table = Table(title="Model status")
-    for column in ("family", "region", "champion", "key metrics", "champion since", "challenger", "previous"):
-        table.add_column(column, overflow="fold")
+    columns = ("family", "region", "champion", "key metrics", "champion since", "drift", "challenger", "previous")
+    for column in columns:
+        table.add_column(column, overflow="fold", min_width=10 if column == "champion since" else None)
     for status in statuses:
         champion = status.champion
         table.add_row(
@@ -127,6 +133,7 @@ def render_status(statuses: list[PairStatus]) -> Table:
             f"[green]v{champion.version}[/green]" if champion else "[yellow]none[/yellow]",
             _metrics(champion),
             (champion.champion_since or "-")[:19].replace("T", " ") if champion else "-",
+            _drift(champion),
             _challenger(status),
             f"v{status.previous.version}" if status.previous else "-",
         )
@@ -149,3 +156,17 @@ def _challenger(status: PairStatus) -> str:
     colour = {"promoted": "green", "rejected": "red"}.get(outcome, "cyan")
     suffix = " (rolled back)" if challenger.rolled_back_at else ""
     return f"v{challenger.version} [{colour}]{outcome}[/{colour}]{suffix}"
+
+
+def _drift(info: VersionInfo | None) -> str:
+    """The champion's last monitoring verdict and what drifted."""
+    if info is None or info.drift is None:
+        return "-"
+    colour = {"drifted": "red", "stable": "green"}.get(info.drift, "yellow")
+    # the names only: the figures are on the monitoring run
+    names = " ".join(p.split(" ")[0] for p in (info.drift_summary or "").removeprefix("drifted: ").split(", "))
+    return (
+        f"[{colour}]{info.drift}[/{colour}] {names}"
+        if info.drift == "drifted"
+        else f"[{colour}]{info.drift}[/{colour}]"
+    )

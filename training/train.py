@@ -330,6 +330,7 @@ def train_pair(
     tracking_uri: str | None = None,
     force: bool = False,
     params_override: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Train (family, region) on its latest valid snapshot, log everything to MLflow, register a challenger.
 
@@ -343,6 +344,7 @@ def train_pair(
         tracking_uri: the MLflow server; default: :func:`resolve_tracking_uri`.
         force: train and register even if a version with the same inputs exists.
         params_override: hyperparameters on top of the family's and region's.
+        tags: extra run tags, e.g. why it retrains (``retrain_reason: drift``, see training/monitoring.py).
 
     Returns:
         ``registered`` with the new version, ``unchanged`` with the existing one, or
@@ -370,7 +372,8 @@ def train_pair(
     except TrainingSkipped as skip:
         return _skipped(plan, skip.reason)
     experiment_id = _experiment_id(client, uri, experiment_name(config, family))
-    with mlflow.start_run(experiment_id=experiment_id, run_name=plan.run_name, tags=_run_tags(config, plan)) as run:
+    run_tags = {**_run_tags(config, plan), **(tags or {})}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=plan.run_name, tags=run_tags) as run:
         try:
             outcome = fit_pair(config, plan.family, frame, plan.algorithm, plan.params, plan.baseline)
         except TrainingSkipped as skip:

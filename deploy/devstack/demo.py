@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import orjson
 import typer
 import yaml
 
@@ -45,7 +46,10 @@ TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 FAILED_TASK_STATES = frozenset({"failed"})
 POLL_SECONDS = 3.0
 QUIET_POLLS = 3  # consecutive polls with nothing running or queued before the chain counts as done
-STAGE_LABELS = {"data_processing": "data", "training": "training", "promotion": "promotion", "deploy": "deploy"}
+STAGE_LABELS = {
+    "data_processing": "data", "monitoring": "monitoring", "training": "training", "promotion": "promotion",
+    "deploy": "deploy",
+}  # fmt: skip
 STATE_STYLES = {
     "success": "green",
     "failed": "bold red",
@@ -312,11 +316,13 @@ def start_stack(config: Config, settings: StackSettings, console: Console) -> Ai
     return api
 
 
-def trigger_chain(api: AirflowApi, conf: dict[str, Any] | None = None, note: str | None = None) -> str:
-    """Unpause the four DAGs and trigger ``data_processing``; the trigger's ``run_after``."""
+def trigger_chain(
+    api: AirflowApi, conf: dict[str, Any] | None = None, note: str | None = None, first: str = "data_processing"
+) -> str:
+    """Unpause the chain's DAGs and trigger ``first``; the trigger's ``run_after``."""
     for dag_id in DAG_IDS:
         api.unpause(dag_id)
-    run = api.trigger("data_processing", conf, note)
+    run = api.trigger(first, conf, note)
     return str(run.get("run_after") or dt.datetime.now(dt.UTC).isoformat())
 
 
@@ -466,12 +472,43 @@ def run_festival(
         "rollout strategy: canary"
     )
     pairs = [(family, region) for family in config.family_names]
+    with console.status(f"serving every region its usual traffic, and {region} a festival crowd of new drivers"):
+        send_drifting_traffic(config, settings.serving_url, region)
     with BackgroundLoad(config, settings.serving_url, pairs) as load:
-        since = trigger_chain(api, {"regions": [region]}, note=f"festival in {region}")
+        # monitoring flags the region → drift event → training rebuilds its data and retrains it → gates → canary
+        since = trigger_chain(api, note=f"festival in {region}", first="monitoring")
         follow_chain(api, since, console, timeout=timeout, extra_view=load.view)
     after = serving_versions(config, settings.serving_url)
     print_festival_result(console, load.stats, before, after, region)
     return load.stats
+
+
+def send_drifting_traffic(config: Config, serving_url: str, shifted: str, rows: int = 400) -> None:
+    """Every served pair gets ``rows`` raw records from its training window; ``shifted`` gets new drivers on long trips.
+
+    Then waits until the servers' prediction logs have published their files (``monitoring.rotate_seconds``).
+    """
+    from modelyard.pipeline.featurespec import FittedSpec
+    from modelyard.pipeline.snapshots import latest_snapshot, load_frame
+    from modelyard.training.split import time_split
+    from modelyard.training.train import raw_example
+
+    with httpx.Client(base_url=serving_url, timeout=30) as client:
+        for family, region in config.pairs():
+            meta = latest_snapshot(config.storage.features_dir, family, region)
+            frame = load_frame(config.storage.features_dir, meta)
+            # the rows the served models learnt from: the rest of a snapshot may drift for real
+            frame = time_split(frame, config.training.holdout_days, config.training.validation_days).train
+            frame = frame.sample(rows, replace=True, random_state=7)
+            records = raw_example(FittedSpec.from_dict(meta.feature_spec or {}), frame).to_dict("records")
+            for index, record in enumerate(records if region == shifted else []):
+                record.update(driver_tenure_days=1 + index % 20, pickup_distance_km=record["pickup_distance_km"] * 2.5)
+            for start in range(0, rows, 20):
+                client.post(
+                    f"/v1/predict/{family}/{region}",
+                    content=orjson.dumps(records[start : start + 20], option=orjson.OPT_SERIALIZE_NUMPY),
+                )
+    time.sleep(config.monitoring.rotate_seconds + 3)
 
 
 def print_festival_result(

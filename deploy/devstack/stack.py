@@ -44,7 +44,7 @@ VENV_BIN = Path(sys.executable).parent
 AIRFLOW_USER = "admin"
 AIRFLOW_PASSWORD = "admin"
 AIRFLOW_PARALLELISM = 4
-DAG_IDS = ("data_processing", "training", "promotion", "deploy")
+DAG_IDS = ("data_processing", "monitoring", "training", "promotion", "deploy")
 HEALTHY_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
 

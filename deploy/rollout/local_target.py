@@ -28,7 +28,7 @@ import os
 import secrets
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,8 @@ class LocalTarget:
     families: dict[str, list[str]]
     ready_timeout: float = READY_TIMEOUT_SECONDS
     name: str = "local"
+    # The server's prediction log (MODELYARD_SERVE_LOG_DIR, ..._SAMPLE_*): what the monitoring stage reads.
+    sampling_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Config, tracking_uri: str, port: int | None = None) -> LocalTarget:
@@ -70,6 +72,7 @@ class LocalTarget:
             run_dir=config.storage.local_dir / "run",
             tracking_uri=tracking_uri,
             families={f.name: list(f.features) for f in config.families},
+            sampling_env=sampling_env(config),
         )
 
     @property
@@ -159,7 +162,7 @@ class LocalTarget:
         # exports one) must not send the server to another registry.
         env = {
             **os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri, "MLFLOW_REGISTRY_URI": self.tracking_uri,
-            "OMP_NUM_THREADS": "1", TOKEN_ENV: self.admin_token(),
+            "OMP_NUM_THREADS": "1", TOKEN_ENV: self.admin_token(), **self.sampling_env,
         }  # fmt: skip
         pid = start_detached(self.service, command, env)
         self.service.record(pid, self.url)
@@ -312,3 +315,21 @@ def _check_models(plan: Plan, models: dict[str, Any]) -> None:
             raise TargetError(f"model {uri} is not ready on the serving process: {status}")
         if str(status.get("version")) != version_of(uri) and "@" not in uri:
             raise TargetError(f"model {uri} serves version {status.get('version')}, expected {version_of(uri)}")
+
+
+def sampling_env(config: Config) -> dict[str, str]:
+    """The serving process's prediction-log settings: ``<storage.root>/monitoring/samples`` and the config's rate.
+
+    The server writes its samples to a local folder: with an object-store root there is none
+    to share with the monitoring stage, so the local process samples nothing (the chart's
+    ``predictionLog`` volume is the way on a cluster).
+    """
+    monitoring = config.monitoring
+    if not config.storage.is_local:
+        return {}
+    return {
+        "MODELYARD_SERVE_LOG_DIR": str(config.storage.samples_dir.resolve()),
+        "MODELYARD_SERVE_SAMPLE_RATE": str(monitoring.sample_rate),
+        "MODELYARD_SERVE_SAMPLE_ROTATE_MB": str(monitoring.rotate_mb),
+        "MODELYARD_SERVE_SAMPLE_ROTATE_SECONDS": str(monitoring.rotate_seconds),
+    }

@@ -133,6 +133,12 @@ class ServingMetrics:
             ["family", "region", "variant", "feature"],
             registry=reg,
         )
+        self.samples = Counter(
+            "modelyard_prediction_log_samples",
+            "Sampled requests handed to the prediction log, by outcome (queued, dropped: the queue was full)",
+            ["outcome"],
+            registry=reg,
+        )
 
     def observe_batch(self, model: str, rows: int) -> None:
         """Count one model call of ``rows`` rows (the child is looked up once per model)."""

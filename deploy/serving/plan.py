@@ -195,22 +195,26 @@ class Batching(_Model):
 
 
 class PredictionLog(_Model):
-    """Sampled JSONL log of requests and predictions (and every shadow comparison).
+    """The sample of served requests the monitoring stage reads (``deploy/serving/sampling.py``).
 
-    ``path`` is relative to the server's prediction-log directory (``MODELYARD_SERVE_LOG_DIR``):
-    a plan cannot make a server write anywhere else.
+    Files are rotated JSONL.gz under ``<log dir>[/<path>]/<family>/<region>/<version>/``;
+    the log dir is the server's (``MODELYARD_SERVE_LOG_DIR``): a plan cannot make a server
+    write anywhere else. Without this section the server's own defaults apply
+    (``MODELYARD_SERVE_SAMPLE_RATE``, ``..._ROTATE_MB``, ``..._ROTATE_SECONDS``).
     """
 
-    path: Path = Field(description="File inside the server's prediction-log directory, e.g. predictions.jsonl")
+    path: Path | None = Field(default=None, description="Folder inside the server's prediction-log directory")
     sample_rate: float = Field(default=0.01, ge=0, le=1)
+    rotate_mb: float = Field(default=8.0, gt=0, le=1024, description="MB of JSON (uncompressed) per file")
+    rotate_seconds: float = Field(default=300.0, ge=1, le=86400, description="Age at which a file is rotated")
 
     @field_validator("path")
     @classmethod
-    def _inside_log_dir(cls, path: Path) -> Path:
-        if path.is_absolute() or ".." in path.parts or path == Path():
+    def _inside_log_dir(cls, path: Path | None) -> Path | None:
+        if path is not None and (path.is_absolute() or ".." in path.parts or path == Path()):
             raise ValueError(
-                f"'{path}' must be a relative file path inside the server's prediction-log directory "
-                "(no leading '/', no '..'), e.g. predictions.jsonl"
+                f"'{path}' must be a relative folder inside the server's prediction-log directory "
+                "(no leading '/', no '..'), e.g. canary"
             )
         return path
 

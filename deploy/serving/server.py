@@ -31,10 +31,8 @@ import hmac
 import logging
 import os
 import queue
-import random
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -49,6 +47,13 @@ from modelyard.deploy.serving.metrics import CONTENT_TYPE, ServingMetrics, obser
 from modelyard.deploy.serving.plan import Plan, PlanError, Service, dump_plan, load_plan, parse_plan_text
 from modelyard.deploy.serving.router import ServiceRouter, fixed_clock, system_clock
 from modelyard.deploy.serving.runtime import BadInput, LoadProgress, ServedModel, ServingError, load_model, load_models
+from modelyard.deploy.serving.sampling import (
+    PredictionLog,
+    Sample,
+    SamplingSettings,
+    new_request_id,
+    sampling_from_env,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -97,6 +102,8 @@ class ServeSettings:
     retry_initial_seconds: float = 0.5
     retry_max_seconds: float = 15.0
     first_plan_wait_seconds: float = 0.0
+    # The prediction log of a plan without a ``prediction_log`` section (rate 0: none).
+    sampling: SamplingSettings = dataclasses.field(default_factory=SamplingSettings)
 
     @property
     def last_good_path(self) -> Path:
@@ -118,6 +125,7 @@ class ServeSettings:
             log_dir=Path(log_dir) if log_dir else default_log_dir(cache),
             shadow_threads=max(1, int(os.environ.get(SHADOW_THREADS_ENV, "2"))),
             load_threads=_positive_int(LOAD_THREADS_ENV, DEFAULT_LOAD_THREADS),
+            sampling=sampling_from_env(os.environ),
         )
 
 
@@ -242,33 +250,16 @@ def confined_log_path(log_dir: Path, path: Path) -> Path:
 
 
 _LOG_PATH_RULE = (
-    "prediction_log.path: '{path}' must be a relative file path inside the server's prediction-log "
-    f"directory (set by {LOG_DIR_ENV}), e.g. 'predictions.jsonl'"
+    "prediction_log.path: '{path}' must be a relative folder inside the server's prediction-log "
+    f"directory (set by {LOG_DIR_ENV}), e.g. 'canary'"
 )
 
 
 def _check_log_target(log_dir: Path, path: Path) -> None:
-    """A PUT plan's log must be a file the server can append to (checked before any model loads)."""
+    """A PUT plan's log must be a folder the server can write into (checked before any model loads)."""
     resolved = confined_log_path(log_dir, path)
-    if resolved.is_dir():  # only ever inside the server's own log directory
-        raise PlanError(f"prediction_log.path: '{path}' is a folder in the prediction-log directory; name a file")
-
-
-class PredictionLog:
-    """Append-only JSONL, written from the background thread."""
-
-    def __init__(self, path: Path, sample_rate: float) -> None:
-        self.path = path
-        self.sample_rate = sample_rate
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = path.open("ab")
-
-    def write(self, entry: dict[str, Any]) -> None:
-        self._handle.write(orjson.dumps(entry, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
-        self._handle.flush()
-
-    def close(self) -> None:
-        self._handle.close()
+    if resolved.exists() and not resolved.is_dir():  # only ever inside the server's own log directory
+        raise PlanError(f"prediction_log.path: '{path}' is a file in the prediction-log directory; name a folder")
 
 
 # ---------------------------------------------------------------------------- active plan
@@ -385,6 +376,8 @@ class PlanManager:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.active is not None:
             await self._retire(self.active, keep=set())
+            if self.active.prediction_log is not None:  # publish the open sample files
+                await asyncio.to_thread(self.active.prediction_log.close, 5.0)
         self.shadow_pool.stop()
 
     async def settled(self, timeout: float) -> bool:
@@ -676,16 +669,19 @@ class PlanManager:
         self.metrics.observe_batch(model.name, rows)
 
     def _prediction_log(self, plan: Plan) -> PredictionLog | None:
-        settings = plan.prediction_log
-        if settings is None:
+        section = plan.prediction_log
+        sampling = self.settings.sampling
+        if section is not None:
+            sampling = SamplingSettings(section.sample_rate, section.rotate_mb, section.rotate_seconds)
+        if sampling.sample_rate <= 0:
             return None
         try:
-            path = confined_log_path(self.settings.log_dir, settings.path)
+            base = self.settings.log_dir
+            root = confined_log_path(base, section.path) if section and section.path else base.resolve()
             old = self.active.prediction_log if self.active is not None else None
-            if old is not None and old.path == path:
-                old.sample_rate = settings.sample_rate
+            if old is not None and old.root == root and old.settings == sampling:
                 return old
-            return PredictionLog(path, settings.sample_rate)
+            return PredictionLog(root, sampling, on_drop=self.metrics.samples.labels("dropped").inc)
         except (PlanError, OSError) as exc:
             # The models are loaded by now: failing the swap here would strand them. PUT refuses
             # such a plan up front (422); a plan file that gets here serves without its log.
@@ -709,7 +705,7 @@ class PlanManager:
         if old.prediction_log is not None and (
             self.active is None or self.active.prediction_log is not old.prediction_log
         ):
-            old.prediction_log.close()
+            old.prediction_log.close()  # its thread publishes what is queued
         if released:
             log.info("models released", extra={"event": "models_released", "models": released, "plan": old.digest})
 
@@ -1125,6 +1121,7 @@ class ServingApp:
             prepared = await _maybe_off_loop(large, variant.model.prepare_counted, records)
         except BadInput:
             self.metrics.requests.labels(*labels, "bad_input").inc()
+            _count(active.prediction_log, labels, "bad_input")
             raise
         for feature, count in prepared.unknown.items():
             self.metrics.unknown_categories.labels(family, region, variant.name, feature).inc(count)
@@ -1133,10 +1130,12 @@ class ServingApp:
             output = await variant.batcher.submit(prepared.matrix)
         except ServingError:
             self.metrics.requests.labels(*labels, "error").inc()
+            _count(active.prediction_log, labels, "error")
             raise
         finally:
             active.inflight -= 1
-        self._observe(active, handle, variant, labels, records, output, started)
+        request_id = new_request_id(_header(scope, b"x-request-id"))
+        self._observe(active, handle, variant, labels, (request_id, records, prepared.matrix), output, started)
         if mlflow_format:
             return json_response(200, {"predictions": output})
         return json_response(
@@ -1147,6 +1146,7 @@ class ServingApp:
                 "version": variant.model.version,
                 "variant": variant.name,
                 "routed_by": decision.reason,
+                "request_id": request_id,
             },
         )
 
@@ -1156,22 +1156,18 @@ class ServingApp:
         handle: ServiceHandle,
         variant: VariantHandle,
         labels: tuple[str, str, str, str],
-        records: list[Any],
+        request: tuple[str, list[Any], np.ndarray],
         output: np.ndarray,
         started: float,
     ) -> None:
+        request_id, records, _ = request
         series = active.series.get(labels)
         if series is None:
             series = active.series[labels] = RequestSeries.of(self.metrics, labels)
         series.ok.inc()
         series.latency.observe(time.perf_counter() - started)
         observe_sample(series.predictions, output)
-        request_id = None
-        plog = active.prediction_log
-        if plog is not None and plog.sample_rate > 0 and random.random() < plog.sample_rate:
-            request_id = uuid.uuid4().hex
-            entry = _log_entry("prediction", request_id, labels, active.digest, records, output)
-            self._offer(lambda: plog.write(entry))
+        self._sample(active.prediction_log, labels, active.digest, request, output)
         for shadow in handle.shadows:
             self._shadow(active, labels, shadow, records, output, request_id)
 
@@ -1182,7 +1178,7 @@ class ServingApp:
         shadow: ShadowHandle,
         records: list[Any],
         served: np.ndarray,
-        request_id: str | None,
+        request_id: str,
     ) -> None:
         family, region = labels[0], labels[1]
         metrics, plog = self.metrics, active.prediction_log
@@ -1200,17 +1196,32 @@ class ServingApp:
             diff = _mean_abs_diff(predicted, served)
             if diff is not None:
                 metrics.shadow_diff.labels(family, region, shadow.name).observe(diff)
-            if plog is not None:
-                entry = _log_entry("shadow", request_id or uuid.uuid4().hex, labels, active.digest, None, served)
-                entry.update(shadow=shadow.name, shadow_model=shadow.model.name, shadow_version=shadow.model.version)
-                entry.update(shadow_predictions=predicted, mean_abs_diff=diff)
-                plog.write(entry)
+            if plog is not None:  # every shadow comparison, as the shadow ran off the request path anyway
+                extra: dict[str, Any] = {"shadow": shadow.name, "shadow_model": shadow.model.name}
+                extra.update(shadow_version=shadow.model.version, shadow_predictions=predicted, mean_abs_diff=diff)
+                plog.offer(Sample("shadow", request_id, labels, active.digest, None, None, served, time.time(), extra))
 
         if not shadow.worker.offer(run):
             metrics.shadow.labels(family, region, shadow.name, "dropped").inc()
 
-    def _offer(self, job: Callable[[], None]) -> bool:
-        return self.worker is not None and self.worker.offer(job)
+    def _sample(
+        self,
+        plog: PredictionLog | None,
+        labels: tuple[str, str, str, str],
+        digest: str,
+        request: tuple[str, list[Any], np.ndarray],
+        output: np.ndarray,
+    ) -> None:
+        """Count the request; hand a sampled one to the prediction log (a tuple into a bounded queue; never blocks)."""
+        if plog is None:
+            return
+        plog.count(labels, "ok")
+        if not plog.sampled():
+            return
+        request_id, records, matrix = request
+        queued = plog.offer(Sample("prediction", request_id, labels, digest, records, matrix, output, time.time()))
+        if queued:
+            self.metrics.samples.labels("queued").inc()
 
     # -- admin
 
@@ -1246,7 +1257,7 @@ class ServingApp:
         """Validate a PUT body as a plan this server may apply (parsing a large plan is CPU work: run in a thread)."""
         try:
             plan = parse_plan_text(body, "request body")
-            if plan.prediction_log is not None:
+            if plan.prediction_log is not None and plan.prediction_log.path is not None:
                 _check_log_target(self.settings.log_dir, plan.prediction_log.path)
         except PlanError as exc:
             raise RequestError(str(exc), field="plan", status=422, code="invalid_plan") from None
@@ -1303,23 +1314,9 @@ def _service(active: ActivePlan, family: str, region: str) -> ServiceHandle:
     )
 
 
-def _log_entry(
-    kind: str, request_id: str, labels: tuple[str, str, str, str], digest: str, records: Any, output: Any
-) -> dict[str, Any]:
-    entry = {
-        "ts": _now(),
-        "kind": kind,
-        "request_id": request_id,
-        "family": labels[0],
-        "region": labels[1],
-        "variant": labels[2],
-        "version": labels[3],
-        "plan": digest,
-        "predictions": output,
-    }
-    if records is not None:
-        entry["records"] = records
-    return entry
+def _count(plog: PredictionLog | None, labels: tuple[str, str, str, str], outcome: str) -> None:
+    if plog is not None:
+        plog.count(labels, outcome)
 
 
 def _mean_abs_diff(a: Any, b: Any) -> float | None:

@@ -440,7 +440,13 @@ def _bench_ours(
 ) -> dict[str, Any]:
     plan_path = workdir / "plan.json"
     write_plan(plan_path, single_plan(uris[0]))
-    server = ServerProcess.start(plan_path, tracking_uri, poll_seconds=0.05, log_path=workdir / "serve.log")
+    sampling = {
+        "MODELYARD_SERVE_SAMPLE_RATE": "0.05",
+        "MODELYARD_SERVE_LOG_DIR": str(workdir / "samples"),
+    }  # as deployed
+    server = ServerProcess.start(
+        plan_path, tracking_uri, poll_seconds=0.05, log_path=workdir / "serve.log", env=sampling
+    )
     try:
         ready = server.wait_ready()
         url = f"{server.url}/v1/predict/bench/local"

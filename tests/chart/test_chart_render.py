@@ -253,6 +253,25 @@ def test_pod_is_hardened_with_writable_cache(rendered: dict[str, list[dict[str, 
     assert "MODELYARD_SERVE_ADMIN_TOKEN" not in env  # no adminTokenSecret: the admin API stays off
 
 
+def test_prediction_log_writes_to_the_claimed_volume(render: Render) -> None:
+    values = {"predictionLog": {"enabled": True, "existingClaim": "modelyard-storage", "sampleRate": 0.2}}
+    pod = one(render(values), "Deployment")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["MODELYARD_SERVE_LOG_DIR"] == "/var/lib/modelyard/samples"
+    assert env["MODELYARD_SERVE_SAMPLE_RATE"] == "0.2"
+    assert env["MODELYARD_SERVE_SAMPLE_ROTATE_SECONDS"] == "300"
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "prediction-log")
+    assert (mount["mountPath"], mount["subPath"]) == ("/var/lib/modelyard/samples", "monitoring/samples")
+    volume = next(v for v in pod["volumes"] if v["name"] == "prediction-log")
+    assert volume["persistentVolumeClaim"] == {"claimName": "modelyard-storage"}
+
+
+def test_prediction_log_is_off_by_default(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    pod = one(rendered["defaults"], "Deployment")["spec"]["template"]["spec"]
+    assert "MODELYARD_SERVE_SAMPLE_RATE" not in {e["name"] for e in pod["containers"][0]["env"]}
+    assert "prediction-log" not in {v["name"] for v in pod["volumes"]}
+
+
 def test_resources_and_topology_spread(rendered: dict[str, list[dict[str, Any]]]) -> None:
     pod = one(rendered["defaults"], "Deployment")["spec"]["template"]["spec"]
     resources = pod["containers"][0]["resources"]

@@ -35,6 +35,7 @@ SCHEMA_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("plan type", {"plan": ["not", "a", "mapping"]}, ["/plan", "object"]),
     ("cpu target", {"autoscaling": {"targetCPU": 150}}, ["/autoscaling/targetCPU", "maximum"]),
     ("image digest", {"image": {"digest": "latest"}}, ["/image/digest"]),
+    ("sample rate", {"predictionLog": {"sampleRate": 5}}, ["/predictionLog/sampleRate", "maximum"]),
 ]
 
 
@@ -72,6 +73,11 @@ VALIDATION_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("pdb neither", {"pdb": {"minAvailable": ""}}, ["Set one of pdb.minAvailable and pdb.maxUnavailable"]),
     ("ingress host", {"ingress": {"enabled": True, "hostname": ""}}, ["ingress.hostname"]),
+    (
+        "prediction log without a volume",
+        {"predictionLog": {"enabled": True}},
+        ["predictionLog.existingClaim", "ReadWriteMany"],
+    ),
 ]
 
 

@@ -25,7 +25,7 @@ DAGS = REPO / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 INSPECTOR = Path(__file__).with_name("dag_inspector.py")
 OWNER = "ml-platform"
-STAGE_KINDS = {"features", "challenger", "champion", "deployed"}
+STAGE_KINDS = {"features", "challenger", "champion", "deployed", "drift"}
 
 
 @pytest.fixture(scope="session")
@@ -183,3 +183,21 @@ def test_promotion_approval_wiring(dagbag: dict[str, Any]) -> None:
     assert tasks["apply_answer"]["mapped"]
     assert tasks["apply_answer"]["upstream"] == ["approve"]
     assert tasks["apply_answer"]["outlets"] == [{"type": "AssetAlias", "uri": "modelyard-champions"}]
+
+
+def test_monitoring_wiring(dagbag: dict[str, Any]) -> None:
+    dag = next((d for d in dagbag["dags"] if d["dag_id"] == "monitoring"), None)
+    assert dag is not None, "dags/monitoring.py must define the monitoring DAG"
+    assert "0 * * * *" in dag["schedule"], f"schedule should follow monitoring.schedule (@hourly): {dag['schedule']}"
+    measure = next(t for t in dag["tasks"] if t["task_id"] == "measure")
+    assert measure["mapped"], "measure must be mapped over the served versions"
+    assert measure["outlets"] == [{"type": "AssetAlias", "uri": "modelyard-drift"}]
+    assert {"families", "regions", "window_hours"} <= set(dag["params"])
+
+
+def test_training_is_scheduled_on_drift_as_well_as_features(dagbag: dict[str, Any]) -> None:
+    dag = next(d for d in dagbag["dags"] if d["dag_id"] == "training")
+    config = load_config(REPO / "modelyard.yaml")
+    for family, region in config.pairs():
+        assert assets.features_uri(family, region) in dag["asset_schedule"]
+        assert assets.drift_uri(family, region) in dag["asset_schedule"]

@@ -135,7 +135,7 @@ def _main_plan(models: dict[str, str], log_path: str) -> dict:
         "version": 1,
         "max_records": 50,
         "batching": {"max_batch_size": 32, "max_wait_ms": 1},
-        "prediction_log": {"path": str(log_path), "sample_rate": 1.0},
+        "prediction_log": {"path": str(log_path), "sample_rate": 1.0, "rotate_seconds": 1},
         # Tuesday 2026-04-14 18:30 in Bangkok (11:30 UTC): Songkran, and a weekday evening.
         "clock_override": "2026-04-14T11:30:00+00:00",
         "services": [
@@ -190,7 +190,7 @@ def _main_plan(models: dict[str, str], log_path: str) -> dict:
 def main_server(models, mlflow_server, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("serving-main")
     plan_path = workdir / "plan.yaml"
-    plan_path.write_text(yaml.safe_dump(_main_plan(models, "predictions.jsonl")))
+    plan_path.write_text(yaml.safe_dump(_main_plan(models, "predictions")))
     server = ServerProcess.start(plan_path, mlflow_server.url, env={"MODELYARD_SERVE_LOG_DIR": str(workdir / "logs")})
     try:
         server.wait_ready(timeout=180)
@@ -307,8 +307,13 @@ def test_shadows_that_sleep_or_raise_never_delay_or_fail_the_response(main_serve
         time.sleep(0.3)
     assert errors >= 20
     assert sleepy_ok >= 3
-    log_lines = [json.loads(line) for line in Path(_log_path(main_server)).read_text().splitlines()]
-    shadow_entries = [e for e in log_lines if e["kind"] == "shadow" and e["shadow"] == "sleepy"]
+    deadline = time.monotonic() + 30  # the writer publishes a file once it is a second old
+    while time.monotonic() < deadline:
+        log_lines = _log_lines(Path(_log_path(main_server)))
+        shadow_entries = [e for e in log_lines if e["kind"] == "shadow" and e["shadow"] == "sleepy"]
+        if shadow_entries and any(e["kind"] == "prediction" for e in log_lines):
+            break
+        time.sleep(0.5)
     assert shadow_entries
     assert shadow_entries[0]["shadow_predictions"] == [0.5]
     assert shadow_entries[0]["predictions"]
@@ -562,6 +567,17 @@ def test_a_plan_file_change_is_picked_up_and_invalid_ones_are_refused(swap_serve
 def _log_path(server) -> str:
     relative = yaml.safe_load(server.plan_path.read_text())["prediction_log"]["path"]
     return str(server.plan_path.parent / "logs" / relative)  # MODELYARD_SERVE_LOG_DIR of main_server
+
+
+def _log_lines(folder: Path) -> list[dict]:
+    """Every line of the published prediction-log files under ``folder`` (any family/region/version)."""
+    import gzip
+
+    lines = []
+    for path in sorted(folder.rglob("*.jsonl.gz")):
+        with gzip.open(path, "rt") as handle:
+            lines.extend(json.loads(line) for line in handle)
+    return lines
 
 
 def _sample(metrics: str, name: str, **labels: str) -> float:

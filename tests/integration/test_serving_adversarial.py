@@ -51,7 +51,7 @@ def server(models, mlflow_server, tmp_path_factory) -> Iterator[ServerProcess]:
     workdir = tmp_path_factory.mktemp("adversarial")
     for folder in ("logs", "cache", "outside"):
         (workdir / folder).mkdir()
-    write_plan(workdir / "plan.json", _plan(models["v1"], prediction_log={"path": "p.jsonl", "sample_rate": 1.0}))
+    write_plan(workdir / "plan.json", _plan(models["v1"], prediction_log={"path": "p", "sample_rate": 1.0}))
     env = {
         "MODELYARD_SERVE_ADMIN_TOKEN": TOKEN,
         "MODELYARD_SERVE_LOG_DIR": str(workdir / "logs"),
@@ -262,7 +262,7 @@ def test_a_plan_cannot_write_outside_the_log_dir(server, models, path):
     assert response.status_code == 422
     message = _error(response)["message"]
     assert "prediction_log.path" in message
-    assert "must be a relative file path" in message
+    assert "must be a relative folder" in message
     assert "No such file" not in message
     assert "exists" not in message
     assert not (_workdir(server) / "escape.jsonl").exists()
@@ -277,12 +277,12 @@ def test_a_symlink_out_of_the_log_dir_is_refused(server, models):
     assert list((workdir / "outside").iterdir()) == []
 
 
-def test_a_log_path_that_is_a_folder_is_rejected_without_the_server_path(server, models):
-    (_workdir(server) / "logs" / "folder").mkdir()
-    response = _put(server, _plan(models["v2"], prediction_log={"path": "folder"}))
+def test_a_log_path_that_is_a_file_is_rejected_without_the_server_path(server, models):
+    (_workdir(server) / "logs" / "afile").write_text("")
+    response = _put(server, _plan(models["v2"], prediction_log={"path": "afile"}))
     assert response.status_code == 422
     message = _error(response)["message"]
-    assert "prediction_log.path: 'folder' is a folder" in message
+    assert "prediction_log.path: 'afile' is a file" in message
     assert str(_workdir(server)) not in message
     assert httpx.post(f"{server.url}{PREDICT}", json=RECORD).json()["version"] == "1"  # old plan serves
     assert len(list((_workdir(server) / "cache").glob("modelyard-model-*"))) == 1  # v2 was never loaded
@@ -316,7 +316,7 @@ def test_hundreds_of_unknown_models_do_not_grow_readyz_or_metrics(server):
 
 def test_one_version_named_with_leading_zeros_is_one_model_and_swaps_clean_up(server, models):
     cache = _workdir(server) / "cache"
-    base = _plan(models["v1"], prediction_log={"path": "p.jsonl", "sample_rate": 1.0})
+    base = _plan(models["v1"], prediction_log={"path": "p", "sample_rate": 1.0})
     uri = models["v1"]
     padded = uri.rsplit("/", 1)[0] + "/000" + uri.rsplit("/", 1)[1]
     response = _put(server, {**base, "services": [{**base["services"][0], "variants": [

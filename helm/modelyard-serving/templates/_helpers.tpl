@@ -116,6 +116,7 @@ Validate values and fail rendering with every problem found, each naming the key
 {{- $messages = append $messages (include "modelyard-serving.validateValues.draining" .) -}}
 {{- $messages = append $messages (include "modelyard-serving.validateValues.pdb" .) -}}
 {{- $messages = append $messages (include "modelyard-serving.validateValues.ingress" .) -}}
+{{- $messages = append $messages (include "modelyard-serving.validateValues.predictionLog" .) -}}
 {{- $messages = without $messages "" -}}
 {{- $message := join "\n" $messages -}}
 {{- if $message -}}
@@ -191,5 +192,13 @@ modelyard-serving: pdb
 {{- if and .Values.ingress.enabled (not .Values.ingress.hostname) -}}
 modelyard-serving: ingress.hostname
     The Ingress is enabled without a host name: set ingress.hostname.
+{{- end -}}
+{{- end -}}
+
+{{- define "modelyard-serving.validateValues.predictionLog" -}}
+{{- if and .Values.predictionLog.enabled (not .Values.predictionLog.existingClaim) -}}
+modelyard-serving: predictionLog.existingClaim
+    The prediction log is on but has no volume: set predictionLog.existingClaim to a ReadWriteMany
+    PersistentVolumeClaim that also holds <storage.root> for the Airflow workers (the monitoring DAG reads it there).
 {{- end -}}
 {{- end -}}

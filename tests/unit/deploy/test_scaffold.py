@@ -15,7 +15,7 @@ def test_writes_config_dag_files_and_readme(tmp_path: Path) -> None:
     written = scaffold.write_project(tmp_path / "team")
     assert {p.relative_to(tmp_path / "team").as_posix() for p in written} == {
         "modelyard.yaml", "README.md", "dags/modelyard_data_processing.py", "dags/modelyard_training.py",
-        "dags/modelyard_promotion.py", "dags/modelyard_deploy.py",
+        "dags/modelyard_promotion.py", "dags/modelyard_deploy.py", "dags/modelyard_monitoring.py",
     }  # fmt: skip
     config = yaml.safe_load((tmp_path / "team" / "modelyard.yaml").read_text())
     assert config == yaml.safe_load(scaffold.packaged_config())
@@ -39,7 +39,7 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     scaffold.write_project(tmp_path)
     config = tmp_path / "modelyard.yaml"
     config.write_text("# edited\n")
-    with pytest.raises(scaffold.ProjectExistsError, match=r"6 of the project's files exist already.*--force"):
+    with pytest.raises(scaffold.ProjectExistsError, match=r"7 of the project's files exist already.*--force"):
         scaffold.write_project(tmp_path)
     assert config.read_text() == "# edited\n"
     scaffold.write_project(tmp_path, force=True)

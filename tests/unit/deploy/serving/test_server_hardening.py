@@ -61,8 +61,8 @@ def test_paths_escaping_the_log_dir_are_refused_with_one_message(tmp_path, path)
         confined_log_path(tmp_path, Path(path))
     # The same sentence whether the target exists or not: nothing about the server's files leaks.
     assert str(caught.value) == (
-        f"prediction_log.path: '{Path(path)}' must be a relative file path inside the server's prediction-log "
-        "directory (set by MODELYARD_SERVE_LOG_DIR), e.g. 'predictions.jsonl'"
+        f"prediction_log.path: '{Path(path)}' must be a relative folder inside the server's prediction-log "
+        "directory (set by MODELYARD_SERVE_LOG_DIR), e.g. 'canary'"
     )
     assert str(tmp_path) not in str(caught.value)
 
@@ -85,7 +85,7 @@ def test_the_plan_refuses_absolute_and_parent_log_paths(path):
         ],
         "prediction_log": {"path": path},
     }
-    with pytest.raises(PlanError, match=r"prediction_log\.path: .* must be a relative file path"):
+    with pytest.raises(PlanError, match=r"prediction_log\.path: .* must be a relative folder"):
         parse_plan(plan)
 
 

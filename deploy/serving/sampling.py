@@ -1,0 +1,331 @@
+"""The prediction log: a sample of served requests, written off the request path for monitoring.
+
+Each sampled request becomes one JSON line: its request id, time, family, region, variant,
+model version and plan, the raw records the client sent, the computed feature rows the model
+read, and the predictions (shadow comparisons are logged too, with ``kind: shadow``). Lines go
+to rotated, gzip-compressed files, one folder per served model version::
+
+    <root>/<family>/<region>/<version>/<UTC start>-<host>-<pid>-<n>.jsonl.gz
+
+``<root>`` is the server's prediction-log directory (``MODELYARD_SERVE_LOG_DIR``, in a
+deployment ``<storage.root>/monitoring/samples``); the monitoring stage reads it. A file is
+written under a hidden ``.*.part`` name and renamed when it is rotated (by size or age), so
+a reader never sees a half-written file.
+
+The request path only draws a random number and, for a sampled request, puts one tuple in a
+bounded queue; a full queue drops the sample and counts it (:attr:`PredictionLog.dropped`):
+a slow disk never slows a response. One daemon thread serialises (orjson) and writes.
+See ``docs/adr/0010-monitoring-and-drift.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import gzip
+import logging
+import os
+import queue
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from modelyard.deploy.serving.plan import PlanError
+
+log = logging.getLogger("modelyard.serving.sampling")
+
+SAMPLE_RATE_ENV = "MODELYARD_SERVE_SAMPLE_RATE"
+SAMPLE_ROTATE_MB_ENV = "MODELYARD_SERVE_SAMPLE_ROTATE_MB"
+SAMPLE_ROTATE_SECONDS_ENV = "MODELYARD_SERVE_SAMPLE_ROTATE_SECONDS"
+
+SUFFIX = ".jsonl.gz"
+DEFAULT_ROTATE_MB = 8.0
+DEFAULT_ROTATE_SECONDS = 300.0
+DEFAULT_QUEUE_SIZE = 4096
+MAX_REQUEST_ID_CHARS = 64
+_IDLE_CHECK_SECONDS = 1.0
+
+
+class SamplingError(PlanError):
+    """A prediction-log setting of the server's environment is out of range."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingSettings:
+    """How much is sampled and when a file is rotated."""
+
+    sample_rate: float = 0.0
+    rotate_mb: float = DEFAULT_ROTATE_MB
+    rotate_seconds: float = DEFAULT_ROTATE_SECONDS
+    queue_size: int = DEFAULT_QUEUE_SIZE
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """What the request path hands over: references only, serialised by the writer thread."""
+
+    kind: str
+    request_id: str
+    labels: tuple[str, str, str, str]  # family, region, variant, version
+    plan: str
+    records: Any
+    features: Any
+    predictions: Any
+    at: float
+    extra: dict[str, Any] | None = None
+
+
+def sampling_from_env(env: Mapping[str, str]) -> SamplingSettings:
+    """The server's default prediction-log settings.
+
+    Raises:
+        SamplingError: a variable is not a number in its range (names the variable).
+    """
+    values = {
+        "sample_rate": (SAMPLE_RATE_ENV, 0.0, 0.0, 1.0),
+        "rotate_mb": (SAMPLE_ROTATE_MB_ENV, 8.0, 0.001, 1024.0),
+        "rotate_seconds": (SAMPLE_ROTATE_SECONDS_ENV, 300.0, 1.0, 86400.0),
+    }
+    out: dict[str, float] = {}
+    for key, (name, default, low, high) in values.items():
+        text = env.get(name) or str(default)
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:
+            raise SamplingError(f"{name}={text!r}: must be a number from {low:g} to {high:g}")
+        out[key] = value
+    return SamplingSettings(out["sample_rate"], out["rotate_mb"], out["rotate_seconds"])
+
+
+def new_request_id(sent: str | None = None) -> str:
+    """The client's ``X-Request-Id`` when it is a short token, else a fresh random id."""
+    if sent and len(sent) <= MAX_REQUEST_ID_CHARS and sent.isprintable() and " " not in sent:
+        return sent
+    return f"{random.getrandbits(128):032x}"  # unique enough to join on, without uuid4's urandom syscall
+
+
+class _Part:
+    """One open file of one partition, written under a hidden name until it is published."""
+
+    def __init__(self, folder: Path, opened_at: float, tag: str, seq: int) -> None:
+        stamp = dt.datetime.fromtimestamp(opened_at, dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        self.final = folder / f"{stamp}-{tag}-{seq}{SUFFIX}"
+        self.temp = folder / f".{self.final.name}.part"
+        self.opened_at = opened_at
+        folder.mkdir(parents=True, exist_ok=True)
+        self._raw = self.temp.open("wb")
+        self._gzip = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6)
+        self.lines = 0
+        self.bytes = 0  # of JSON before compression: zlib buffers, so the file's size lags behind
+
+    def write(self, line: bytes) -> None:
+        self._gzip.write(line)
+        self.lines += 1
+        self.bytes += len(line)
+
+    def publish(self) -> Path | None:
+        """Close and rename to the visible name (an empty file is removed instead)."""
+        self._gzip.close()
+        self._raw.close()
+        if self.lines == 0:
+            self.temp.unlink(missing_ok=True)
+            return None
+        os.replace(self.temp, self.final)
+        return self.final
+
+
+class PredictionLog:
+    """Samples served requests into rotated JSONL.gz files, one folder per (family, region, version).
+
+    Args:
+        root: The folder that holds ``<family>/<region>/<version>/``.
+        settings: Sample rate, rotation bounds and queue size.
+        clock: Seconds since the epoch (tests pass a fake one).
+        on_drop: Called once per dropped sample (the server counts them in ``/metrics``).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        settings: SamplingSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
+        self.root = root
+        self.settings = settings
+        self.sample_rate = settings.sample_rate
+        self.dropped = 0
+        self.written = 0
+        self._clock = clock
+        self._on_drop = on_drop
+        self._tag = f"{_host()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._seq = 0
+        self._parts: dict[tuple[str, str, str], _Part] = {}
+        # Written by the event loop, swapped out by the writer thread (a lost increment in the swap is harmless).
+        self._counts: dict[tuple[str, str, str, str], int] = {}
+        self._counts_since = clock()
+        self._queue: queue.Queue[Sample | None] = queue.Queue(settings.queue_size)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modelyard-prediction-log", daemon=True)
+        self._thread.start()
+
+    def count(self, labels: tuple[str, str, str, str], outcome: str) -> None:
+        """Count one request's outcome, sampled or not (written as ``kind: counts`` lines: volume, error rate)."""
+        key = (labels[0], labels[1], labels[3], outcome)
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
+
+    def sampled(self) -> bool:
+        """Whether this request is one of the sample (the one call the request path makes first)."""
+        rate = self.sample_rate
+        return rate > 0 and (rate >= 1 or random.random() < rate)
+
+    def offer(self, sample: Sample) -> bool:
+        """Queue ``sample`` for writing; never blocks. False (and counted) when the queue is full or closed."""
+        if not self._closed.is_set():
+            try:
+                self._queue.put_nowait(sample)
+                return True
+            except queue.Full:
+                pass
+        self.dropped += 1
+        if self._on_drop is not None:
+            self._on_drop()
+        return False
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every queued sample is written and publish the open files (tests, shutdown)."""
+        done = threading.Event()
+        marker = Sample("flush", "", ("", "", "", ""), "", None, None, None, 0.0, {"done": done})
+        self._queue.put(marker, timeout=timeout)
+        done.wait(timeout)
+
+    def close(self, wait: float | None = None) -> None:
+        """Stop taking samples; the thread writes what is queued, publishes every file and ends.
+
+        Args:
+            wait: Seconds to wait for that (None: return at once, e.g. on the event loop).
+        """
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=wait or 5.0)
+        if wait:
+            self._thread.join(wait)
+
+    # -- the writer thread
+
+    def _run(self) -> None:
+        while True:
+            try:
+                sample = self._queue.get(timeout=_IDLE_CHECK_SECONDS)
+            except queue.Empty:
+                self._rotate_old()
+                continue
+            if sample is None:
+                self._write_counts()
+                self._publish_all()
+                return
+            try:
+                self._handle(sample)
+            except Exception:  # a full disk must not kill the thread: the next file may work
+                log.exception("prediction log write failed", extra={"event": "prediction_log_error"})
+
+    def _handle(self, sample: Sample) -> None:
+        if sample.kind == "flush":
+            self._write_counts()
+            self._publish_all()
+            (sample.extra or {})["done"].set()
+            return
+        family, region, _variant, version = sample.labels
+        part = self._part((family, region, version))
+        entry = entry_of(sample)
+        entry["sample_rate"] = self.sample_rate  # the monitoring stage estimates the volume from it
+        part.write(orjson.dumps(entry, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        self.written += 1
+        if part.bytes >= self.settings.rotate_mb * 1e6:
+            self._publish((family, region, version))
+        self._rotate_old()
+
+    def _part(self, key: tuple[str, str, str]) -> _Part:
+        part = self._parts.get(key)
+        if part is None:
+            self._seq += 1
+            part = _Part(self.root.joinpath(*key), self._clock(), self._tag, self._seq)
+            self._parts[key] = part
+        return part
+
+    def _write_counts(self) -> None:
+        """One ``counts`` line per (family, region, version) with the outcomes since the last one."""
+        counts, self._counts = self._counts, {}
+        since, self._counts_since = self._counts_since, self._clock()
+        totals: dict[tuple[str, str, str], dict[str, int]] = {}
+        for (family, region, version, outcome), n in counts.items():
+            totals.setdefault((family, region, version), {})[outcome] = n
+        for key, outcomes in totals.items():
+            stamp = dt.datetime.fromtimestamp(since, dt.UTC).isoformat(timespec="milliseconds")
+            line = {"ts": _iso(self._counts_since), "kind": "counts", "since": stamp, "counts": outcomes}
+            line.update(family=key[0], region=key[1], version=key[2])
+            self._part(key).write(orjson.dumps(line) + b"\n")
+
+    def _rotate_old(self) -> None:
+        now = self._clock()
+        if now - self._counts_since >= self.settings.rotate_seconds:
+            self._write_counts()
+        for key in [k for k, p in self._parts.items() if now - p.opened_at >= self.settings.rotate_seconds]:
+            self._publish(key)
+
+    def _publish(self, key: tuple[str, str, str]) -> None:
+        part = self._parts.pop(key)
+        try:
+            part.publish()
+        except OSError:
+            log.exception("prediction log rotation failed", extra={"event": "prediction_log_error"})
+
+    def _publish_all(self) -> None:
+        for key in list(self._parts):
+            self._publish(key)
+
+
+def entry_of(sample: Sample) -> dict[str, Any]:
+    """The JSON line of one sample."""
+    family, region, variant, version = sample.labels
+    entry: dict[str, Any] = {
+        "ts": dt.datetime.fromtimestamp(sample.at, dt.UTC).isoformat(timespec="milliseconds"),
+        "kind": sample.kind,
+        "request_id": sample.request_id,
+        "family": family,
+        "region": region,
+        "variant": variant,
+        "version": version,
+        "plan": sample.plan,
+        "predictions": sample.predictions,
+    }
+    if sample.records is not None:
+        entry["records"] = sample.records
+    if sample.features is not None:
+        entry["features"] = sample.features
+    if sample.extra:
+        entry.update(sample.extra)
+    return entry
+
+
+def _iso(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _host() -> str:
+    name = socket.gethostname().split(".")[0] or "host"
+    return "".join(c if c.isalnum() else "_" for c in name)[:32]

@@ -1,0 +1,164 @@
+"""The prediction log: per-version partitions, rotation, drop-when-full, no half-written file visible."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelyard.deploy.serving.sampling import (
+    PredictionLog,
+    Sample,
+    SamplingError,
+    SamplingSettings,
+    new_request_id,
+    sampling_from_env,
+)
+
+pytestmark = pytest.mark.unit
+
+LABELS = ("driver_acceptance", "jakarta", "main", "3")
+
+
+def _sample(request_id: str, labels: tuple[str, str, str, str] = LABELS, at: float = 1_800_000_000.0) -> Sample:
+    features = np.array([[1.5, 2.0]], dtype=np.float32)
+    return Sample("prediction", request_id, labels, "plan1", [{"x": 1}], features, np.array([0.25]), at)
+
+
+def _lines(folder: Path) -> list[dict]:
+    out = []
+    for path in sorted(folder.glob("*.jsonl.gz")):
+        with gzip.open(path, "rt") as handle:
+            out.extend(json.loads(line) for line in handle)
+    return out
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_samples_land_in_their_family_region_version_folder_with_features(tmp_path):
+    sink = PredictionLog(tmp_path, SamplingSettings(sample_rate=1.0))
+    sink.offer(_sample("a"))
+    sink.offer(_sample("b", ("driver_acceptance", "surabaya", "main", "7")))
+    sink.close(wait=10)
+    entries = _lines(tmp_path / "driver_acceptance" / "jakarta" / "3")
+    assert [e["request_id"] for e in entries] == ["a"]
+    assert entries[0]["features"] == [[1.5, 2.0]]
+    assert entries[0]["records"] == [{"x": 1}]
+    assert entries[0]["predictions"] == [0.25]
+    assert entries[0]["ts"].startswith("2027-01-15T08:00:00")
+    assert [e["request_id"] for e in _lines(tmp_path / "driver_acceptance" / "surabaya" / "7")] == ["b"]
+
+
+def test_an_open_file_is_hidden_until_it_is_rotated(tmp_path):
+    clock = FakeClock()
+    sink = PredictionLog(tmp_path, SamplingSettings(1.0, rotate_mb=1000, rotate_seconds=60), clock=clock)
+    sink.offer(_sample("a"))
+    folder = tmp_path.joinpath(*LABELS[:2], LABELS[3])
+    _wait_for(lambda: sink.written == 1)
+    assert list(folder.glob("*.jsonl.gz")) == []  # the reader's pattern sees nothing yet
+    assert [p.name.startswith(".") and p.name.endswith(".part") for p in folder.iterdir()] == [True]
+    clock.now += 61  # the writer rotates an old file even when no sample arrives
+    _wait_for(lambda: len(list(folder.glob("*.jsonl.gz"))) == 1, timeout=5)
+    assert not [p for p in folder.iterdir() if p.name.endswith(".part")]
+    sink.close(wait=10)
+
+
+def test_files_rotate_by_size(tmp_path):
+    sink = PredictionLog(tmp_path, SamplingSettings(1.0, rotate_mb=0.0001, rotate_seconds=3600))
+    for index in range(20):
+        sink.offer(_sample(f"r{index}"))
+    sink.close(wait=10)
+    folder = tmp_path.joinpath(*LABELS[:2], LABELS[3])
+    files = sorted(folder.glob("*.jsonl.gz"))
+    assert len(files) > 1
+    assert sorted(e["request_id"] for e in _lines(folder)) == sorted(f"r{i}" for i in range(20))
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
+    gate = threading.Event()
+    drops: list[int] = []
+    sink = SlowDisk(gate, tmp_path, SamplingSettings(1.0, queue_size=2), on_drop=lambda: drops.append(1))
+    sink.offer(_sample("block"))  # the writer thread is now stuck writing this one
+    _wait_for(lambda: sink._queue.qsize() == 0)
+    results = [sink.offer(_sample(f"x{i}")) for i in range(5)]
+    assert results == [True, True, False, False, False]
+    assert sink.dropped == 3
+    assert len(drops) == 3
+    gate.set()
+    sink.close(wait=10)
+    assert sorted(e["request_id"] for e in _lines(tmp_path.joinpath(*LABELS[:2], LABELS[3]))) == ["block", "x0", "x1"]
+
+
+def test_every_requests_outcome_is_counted_per_version(tmp_path):
+    sink = PredictionLog(tmp_path, SamplingSettings(0.0))
+    for outcome in ("ok", "ok", "bad_input", "ok", "error"):
+        sink.count(LABELS, outcome)
+    sink.count(("driver_acceptance", "jakarta", "main", "4"), "ok")
+    sink.close(wait=10)
+    lines = _lines(tmp_path / "driver_acceptance" / "jakarta" / "3")
+    assert [(line["kind"], line["counts"]) for line in lines] == [("counts", {"ok": 3, "bad_input": 1, "error": 1})]
+    assert _lines(tmp_path / "driver_acceptance" / "jakarta" / "4")[0]["counts"] == {"ok": 1}
+
+
+def test_a_closed_log_refuses_samples(tmp_path):
+    sink = PredictionLog(tmp_path, SamplingSettings(1.0))
+    sink.close(wait=10)
+    assert sink.offer(_sample("late")) is False
+    assert sink.dropped == 1
+
+
+def test_sampling_draws_about_the_rate():
+    sink = PredictionLog(Path("unused"), SamplingSettings(0.2))
+    hits = sum(sink.sampled() for _ in range(20_000))
+    sink.close()
+    assert 3400 < hits < 4600
+    assert PredictionLog(Path("unused"), SamplingSettings(0.0)).sampled() is False
+
+
+def test_request_ids_keep_a_clients_short_token_else_are_fresh():
+    assert new_request_id("order-42") == "order-42"
+    for sent in (None, "", "x" * 65, "two words", "bad\nline"):
+        made = new_request_id(sent)
+        assert len(made) == 32
+        assert made != sent
+
+
+def test_environment_settings_are_checked_and_named():
+    settings = sampling_from_env({"MODELYARD_SERVE_SAMPLE_RATE": "0.1", "MODELYARD_SERVE_SAMPLE_ROTATE_SECONDS": "60"})
+    assert settings == SamplingSettings(0.1, 8.0, 60.0)
+    with pytest.raises(SamplingError, match="MODELYARD_SERVE_SAMPLE_RATE='2': must be a number from 0 to 1"):
+        sampling_from_env({"MODELYARD_SERVE_SAMPLE_RATE": "2"})
+    with pytest.raises(SamplingError, match="MODELYARD_SERVE_SAMPLE_ROTATE_MB='lots'"):
+        sampling_from_env({"MODELYARD_SERVE_SAMPLE_ROTATE_MB": "lots"})
+
+
+class SlowDisk(PredictionLog):
+    """A log whose disk hangs until ``gate`` opens."""
+
+    def __init__(self, gate: threading.Event, *args, **kwargs) -> None:
+        self.gate = gate
+        super().__init__(*args, **kwargs)
+
+    def _handle(self, sample: Sample) -> None:
+        self.gate.wait(30)
+        super()._handle(sample)
+
+
+def _wait_for(condition, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.01)
