@@ -60,6 +60,13 @@ STATE_STYLES = {
     "up_for_retry": "magenta",
     "skipped": "dim",
     "deferred": "blue",
+    # a pair's own outcome in a chunk (pipeline.chunks.PairOutcome.status)
+    "published": "green",
+    "registered": "green",
+    "promoted": "green",
+    "unchanged": "green",
+    "rejected": "red",
+    "awaiting-approval": "blue",
 }
 
 
@@ -77,6 +84,8 @@ class ChainState:
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     tasks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # run_id -> task instances
     queued: dict[str, int] = field(default_factory=dict)
+    # (dag_id, run_id, task_id, map_index, try) of a finished chunk task -> its pairs' outcomes.
+    outcomes: dict[tuple[str, str, str, int, int], list[dict[str, Any]]] = field(default_factory=dict)
 
     def all_runs(self) -> Iterable[dict[str, Any]]:
         for dag_id in DAG_IDS:
@@ -99,9 +108,16 @@ def _failed(ti: dict[str, Any]) -> bool:
     return ti.get("state") in FAILED_TASK_STATES
 
 
-def poll_chain(api: AirflowApi, since: str) -> ChainState:
-    """The chain's state: runs after ``since`` plus any run still queued or running."""
-    state = ChainState()
+# The chunk task of each stage (ADR 0008): its XCom ``pair_outcomes`` says what happened to each pair.
+CHUNK_TASKS = frozenset({"build_snapshots", "train", "decide"})
+
+
+def poll_chain(api: AirflowApi, since: str, known: ChainState | None = None) -> ChainState:
+    """The chain's state: runs after ``since`` plus any run still queued or running.
+
+    The pair outcomes of finished chunk tasks are read once (kept from ``known``, the previous poll).
+    """
+    state = ChainState(outcomes=dict(known.outcomes) if known else {})
     for dag_id in DAG_IDS:
         runs = {run["dag_run_id"]: run for run in api.dag_runs(dag_id, since)}
         for run in api.dag_runs(dag_id):
@@ -110,8 +126,22 @@ def poll_chain(api: AirflowApi, since: str) -> ChainState:
         state.runs[dag_id] = sorted(runs.values(), key=lambda r: str(r.get("run_after")))
         for run in state.runs[dag_id]:
             state.tasks[run["dag_run_id"]] = api.task_instances(dag_id, run["dag_run_id"])
+            _read_outcomes(api, state, state.tasks[run["dag_run_id"]])
         state.queued[dag_id] = api.queued_asset_events(dag_id)
     return state
+
+
+def _read_outcomes(api: AirflowApi, state: ChainState, tis: list[dict[str, Any]]) -> None:
+    for ti in tis:
+        key = _outcome_key(ti)
+        if key is not None and key not in state.outcomes and ti.get("state") in ("success", "failed"):
+            state.outcomes[key] = api.pair_outcomes(key[0], key[1], key[2], key[3])
+
+
+def _outcome_key(ti: dict[str, Any]) -> tuple[str, str, str, int, int] | None:
+    if ti["task_id"] not in CHUNK_TASKS or int(ti["map_index"]) < 0:
+        return None
+    return (ti["dag_id"], ti["dag_run_id"], ti["task_id"], int(ti["map_index"]), int(ti.get("try_number") or 0))
 
 
 def failure_report(api: AirflowApi, failures: list[dict[str, Any]], lines: int = 40) -> str:
@@ -162,7 +192,7 @@ def follow_chain(
     state = ChainState()
     with Live(render_progress(state), console=console, refresh_per_second=2, transient=False) as live:
         while time.monotonic() < deadline:
-            state = poll_chain(api, since)
+            state = poll_chain(api, since, state)
             live.update(_with_extra(render_progress(state), extra_view))
             if on_poll:
                 on_poll(state)
@@ -201,9 +231,8 @@ def render_progress(state: ChainState) -> RenderableType:
         counts: Counter[str] = Counter()
         for run in runs:
             for ti in state.tasks.get(run["dag_run_id"], []):
-                label = str(ti.get("rendered_map_index") or "")
-                if "/" in label:
-                    grid.setdefault(label, {})[dag_id] = str(ti.get("state") or "scheduled")
+                for pair, pair_state in pair_states(state, ti):
+                    grid.setdefault(pair, {})[dag_id] = pair_state
         if latest:
             counts.update(str(ti.get("state") or "none") for ti in state.tasks.get(latest["dag_run_id"], []))
         stages.add_row(
@@ -220,6 +249,27 @@ def render_progress(state: ChainState) -> RenderableType:
         family, _, region = label.partition("/")
         pairs.add_row(family, region, *(styled(grid[label].get(d, "-")) for d in DAG_IDS))
     return Group(stages, pairs) if grid else stages
+
+
+def pair_states(state: ChainState, ti: dict[str, Any]) -> list[tuple[str, str]]:
+    """(``family/region``, state) of each pair a task handles: a finished chunk's reported outcomes,
+    else the pairs its label names with the task's own state."""
+    key = _outcome_key(ti)
+    if key is not None and key in state.outcomes:
+        return [
+            (f"{o['family']}/{o['region']}", str(o["status"]) if o.get("ok") else "failed") for o in state.outcomes[key]
+        ]
+    return [
+        (pair, str(ti.get("state") or "scheduled")) for pair in labelled_pairs(str(ti.get("rendered_map_index") or ""))
+    ]
+
+
+def labelled_pairs(label: str) -> list[str]:
+    """The ``family/region`` pairs a task's label names: one (a deploy release aside) or a chunk's list.
+
+    A long chunk label ends with ``… (+N)`` (ADR 0008): those N pairs are not named and not shown.
+    """
+    return [item for item in label.split(", ") if "/" in item and not item.startswith("…")]
 
 
 def styled(state: str) -> str:

@@ -469,6 +469,19 @@ class AirflowApi:
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
         return list(self.request("GET", path, params={"limit": 1000})["task_instances"])
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        """A task instance's XCom value as JSON (None when it pushed none)."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        entry = self.request("GET", path, missing_ok=True, params={"map_index": map_index})
+        if entry is None:
+            return None
+        value = entry["value"]
+        return json.loads(value) if isinstance(value, str) else value
+
+    def pair_outcomes(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> list[dict[str, Any]]:
+        """The per-pair outcomes a chunk task reported (``pipeline.chunks.PairOutcome`` as JSON; ADR 0008)."""
+        return list(self.xcom(dag_id, run_id, task_id, "pair_outcomes", map_index) or [])
+
     def queued_asset_events(self, dag_id: str) -> int:
         """How many asset events wait to trigger a run of ``dag_id``."""
         result = self.request("GET", f"/dags/{dag_id}/assets/queuedEvents", missing_ok=True)

@@ -19,16 +19,17 @@ def test_every_stage_ran_and_every_run_succeeded(chain: Chain) -> None:
         assert {run["state"] for run in runs} == {"success"}, [(r["dag_run_id"], r["state"]) for r in runs]
 
 
-def test_data_and_training_ran_one_task_per_pair(chain: Chain) -> None:
+def test_data_and_training_reported_every_pair_from_their_chunks(chain: Chain) -> None:
+    """Each stage maps over chunks (ADR 0008); every pair has a successful outcome in some chunk's XCom."""
     expected = {f"{family}/{region}" for family, region in chain.config.pairs()}
-    for dag_id in ("data_processing", "training"):
-        labels = {
-            ti["rendered_map_index"]
-            for run in chain.state.runs[dag_id]
-            for ti in chain.state.tasks[run["dag_run_id"]]
-            if ti["map_index"] >= 0 and ti["state"] == "success"
-        }
-        assert labels == expected, f"{dag_id}: {labels}"
+    for dag_id, task_id in (("data_processing", "build_snapshots"), ("training", "train")):
+        done = set()
+        for run in chain.state.runs[dag_id]:
+            for ti in chain.state.tasks[run["dag_run_id"]]:
+                if ti["task_id"] == task_id and ti["map_index"] >= 0 and ti["state"] == "success":
+                    outcomes = chain.api.pair_outcomes(dag_id, run["dag_run_id"], task_id, ti["map_index"])
+                    done |= {f"{o['family']}/{o['region']}" for o in outcomes if o["ok"]}
+        assert done == expected, f"{dag_id}: {sorted(expected - done)} missing"
 
 
 def test_registry_has_a_champion_per_pair(chain: Chain) -> None:
@@ -46,15 +47,19 @@ def test_endpoint_serves_the_champions(chain: Chain) -> None:
     assert serving_versions(chain.config, chain.settings.serving_url) == champions
 
 
-def test_training_task_links_to_its_mlflow_run_and_model_version(chain: Chain) -> None:
+def test_training_chunk_names_each_pairs_mlflow_run(chain: Chain) -> None:
+    """A chunk's outcomes (and its log, one line per pair) link each pair to its MLflow run and version."""
     run = chain.state.runs["training"][-1]
-    train = next(ti for ti in chain.state.tasks[run["dag_run_id"]] if ti["task_id"] == "train" and ti["map_index"] == 0)
-    links = chain.api.extra_links("training", run["dag_run_id"], "train", map_index=0)
-    run_link, version_link = links.get("MLflow run") or "", links.get("MLflow model version") or ""
-    assert run_link.startswith(f"{chain.settings.mlflow_url}/#/experiments/"), links
-    family, region = str(train["rendered_map_index"]).split("/")
-    model_name = chain.config.mlflow.model_name(family, region)
-    assert version_link.startswith(f"{chain.settings.mlflow_url}/#/models/{model_name}/versions/"), links
+    outcomes = chain.api.pair_outcomes("training", run["dag_run_id"], "train", 0)
+    assert outcomes, "the training run's first chunk reported no pairs"
+    for outcome in outcomes:
+        assert outcome["link"].startswith(f"{chain.settings.mlflow_url}/#/experiments/"), outcome
+        model_name = chain.config.mlflow.model_name(outcome["family"], outcome["region"])
+        assert outcome["event_extra"]["model_name"] == model_name, outcome
+        assert outcome["event_extra"]["version"], outcome
+    log = chain.api.task_log("training", run["dag_run_id"], "train", 0, 1)
+    for outcome in outcomes:
+        assert f"{outcome['family']}/{outcome['region']}: {outcome['status']}" in log, log[-2000:]
 
 
 def test_tasks_without_mlflow_output_have_empty_links(chain: Chain) -> None:
