@@ -10,11 +10,13 @@ are started once per chunk and import the heavy modules once, then do many pairs
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import math
 import multiprocessing
+import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -212,6 +214,27 @@ def _run_inline(
     return results
 
 
+@contextlib.contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """Keep workers from re-running the parent's ``__main__`` script while the pool starts them.
+
+    multiprocessing hands a new worker the path of ``__main__`` to run first. In an Airflow task
+    that is the ``airflow`` console script, and importing Airflow there fails: a task process has
+    no metadata database connection (Airflow 3 keeps tasks off the database). The work functions
+    are module-level functions of the package, pickled by name, so workers never need ``__main__``.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 def _run_pool(
     todo: Sequence[Pair],
     work: Work,
@@ -222,7 +245,7 @@ def _run_pool(
 ) -> dict[Pair, PairOutcome]:
     context = multiprocessing.get_context(START_METHOD)
     results: dict[Pair, PairOutcome] = {}
-    with concurrent.futures.ProcessPoolExecutor(workers, context, initializer, initargs) as pool:
+    with _main_not_rerun(), concurrent.futures.ProcessPoolExecutor(workers, context, initializer, initargs) as pool:
         futures = {pool.submit(guarded, work, pair): pair for pair in todo}
         for future in concurrent.futures.as_completed(futures):
             pair = futures[future]

@@ -179,3 +179,28 @@ def test_one_worker_runs_inline_with_the_initializer() -> None:
     _STATE.clear()
     outcomes = chunks.run_pairs(PAIRS[:2], work, workers=1, initializer=remember, initargs=("inline",))
     assert all(o.detail == f"pid {os.getpid()} tag inline" for o in outcomes)
+
+
+def test_workers_do_not_rerun_the_parents_main_script(tmp_path: object) -> None:
+    """In an Airflow task ``__main__`` is the ``airflow`` script, which cannot be imported without a
+    database: the pool's workers must not run it (a script that refuses to be re-run stands in)."""
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(str(tmp_path)) / "task_main.py"
+    script.write_text(
+        "import sys\n"
+        "if __name__ != '__main__':\n"
+        "    raise SystemExit('the parent main script was re-run in a worker')\n"
+        "from modelyard.pipeline import chunks\n"
+        "from test_chunks import work\n"
+        "if __name__ == '__main__':\n"
+        "    outcomes = chunks.run_pairs([('eta', 'a'), ('eta', 'b'), ('eta', 'c')], work, workers=2)\n"
+        "    print(sorted((o.region, o.ok) for o in outcomes))\n"
+    )
+    here = pathlib.Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), os.environ.get("PYTHONPATH", ""), "."])}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[('a', True), ('b', True), ('c', True)]", result.stdout
