@@ -6,14 +6,14 @@ import pytest
 from e2e_stack import Chain
 
 from modelyard.deploy.devstack.demo import serving_versions
-from modelyard.deploy.devstack.stack import DAG_IDS
+from modelyard.deploy.devstack.stack import CHAIN_DAG_IDS
 from modelyard.training.status import collect_status
 
 pytestmark = pytest.mark.timeout(1800)  # the first test pays for starting the stack and the chain
 
 
 def test_every_stage_ran_and_every_run_succeeded(chain: Chain) -> None:
-    for dag_id in DAG_IDS:
+    for dag_id in CHAIN_DAG_IDS:
         runs = chain.state.runs.get(dag_id, [])
         assert runs, f"no run of {dag_id}; transcript:\n{chain.transcript[-3000:]}"
         assert {run["state"] for run in runs} == {"success"}, [(r["dag_run_id"], r["state"]) for r in runs]

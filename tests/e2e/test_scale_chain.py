@@ -17,7 +17,7 @@ import pytest
 from e2e_stack import RESULTS
 
 from modelyard.deploy.devstack.demo import ChainState, follow_chain, sample_record, trigger_chain
-from modelyard.deploy.devstack.stack import DAG_IDS
+from modelyard.deploy.devstack.stack import CHAIN_DAG_IDS
 from modelyard.training.status import collect_status
 from tests.bench.scale import ScaleStack, region_names, scale_stack, stage_runs
 
@@ -59,7 +59,7 @@ def test_the_config_has_fifty_pairs_of_generated_regions(scale_chain: ScaleChain
 
 
 def test_every_run_of_every_stage_succeeded(scale_chain: ScaleChain) -> None:
-    for dag_id in DAG_IDS:
+    for dag_id in CHAIN_DAG_IDS:
         runs = stage_runs(scale_chain.stack.api, dag_id, scale_chain.since)
         assert runs, f"no run of {dag_id}"
         assert {run["state"] for run in runs} == {"success"}, [(r["dag_run_id"], r["state"]) for r in runs]

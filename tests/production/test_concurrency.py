@@ -185,7 +185,7 @@ def test_the_advisory_lock_excludes_per_model_and_dies_with_its_holder(
 ) -> None:
     url = cluster.pg_url(databases["mlflow"])
     with (
-        pytest.raises(locks.LockTimeoutError, match=r"another promotion has held the advisory lock .* held by backend"),
+        pytest.raises(locks.LockTimeoutError, match=r"another promotion has held the advisory lock .*held by backend"),
         locks.advisory_lock(url, "modelyard.promotion:model-a", timeout=1.0),
     ):
         pass

@@ -21,7 +21,7 @@ from typing import Any
 import cluster
 import pytest
 
-from modelyard.deploy.devstack.stack import DAG_IDS, AirflowApi
+from modelyard.deploy.devstack.stack import CHAIN_DAG_IDS, DAG_IDS, AirflowApi
 from modelyard.deploy.rollout.processes import Service
 from modelyard.pipeline.config import Config, load_config
 from modelyard.training.mlflow_server import free_port
@@ -95,7 +95,7 @@ def chain(stack: Stack) -> object:
 
 def test_the_chain_runs_green_on_celery(stack: Stack, chain: object) -> None:
     state = chain
-    for dag_id in DAG_IDS:
+    for dag_id in CHAIN_DAG_IDS:
         runs = state.runs.get(dag_id, [])  # type: ignore[attr-defined]
         assert runs, f"no run of {dag_id}"
         assert {run["state"] for run in runs} == {"success"}, [(r["dag_run_id"], r["state"]) for r in runs]
