@@ -219,8 +219,14 @@ def start_mlflow(s3: S3, database: str, logs: Path) -> Mlflow:
 # -- the modelyard config of the tier
 
 
-def write_config(path: Path, s3: S3, lock_database: str, mlflow_url: str, serving_port: int) -> Path:
-    """The demo config shrunk to 2 regions x 1 family, few rows, storage in the bucket, lock in PostgreSQL."""
+def write_config(
+    path: Path, s3: S3, lock_database: str, mlflow_url: str, serving_port: int, prefix: str = "modelyard"
+) -> Path:
+    """The demo config shrunk to 2 regions x 1 family, few rows, storage in the bucket, lock in PostgreSQL.
+
+    ``prefix`` is the storage root inside the bucket: tests that share the session's bucket use
+    their own, so one test's snapshots never make another's data stage see "unchanged".
+    """
     raw = yaml.safe_load((REPO / "modelyard.yaml").read_text())
     raw["regions"] = [r for r in raw["regions"] if r["name"] in REGIONS]
     raw["families"] = [f for f in raw["families"] if f["name"] == FAMILY]
@@ -240,7 +246,7 @@ def write_config(path: Path, s3: S3, lock_database: str, mlflow_url: str, servin
     raw["mlflow"] = {"tracking_uri": mlflow_url, "model_name_template": raw.get("mlflow", {}).get(
         "model_name_template", "{family}-{region}")}  # fmt: skip
     raw["storage"] = {
-        "root": f"s3://{s3.bucket}/modelyard",
+        "root": f"s3://{s3.bucket}/{prefix}",
         "options": {"endpoint_url": "${MODELYARD_TEST_S3_ENDPOINT}"},  # the keys come from AWS_* variables
         "lock_url": pg_url(lock_database),
     }

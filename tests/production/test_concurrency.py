@@ -29,6 +29,8 @@ from modelyard.training.promotion import CHAMPION_ALIAS, PREVIOUS_ALIAS
 from modelyard.training.train import TrainResult, train_pair
 
 FAMILY, REGION = cluster.FAMILY, "jakarta"
+# This module's storage root in the session's bucket: the chain module's data stage must find none of its snapshots.
+PREFIX = "concurrency"
 
 PROMOTER = """
 import random, sys
@@ -63,7 +65,9 @@ with locks.advisory_lock(sys.argv[1], sys.argv[2], 10):
 def config_file(tmp_path_factory: pytest.TempPathFactory, s3: cluster.S3, databases: dict[str, str]) -> Path:
     folder = tmp_path_factory.mktemp("prod-concurrency")
     # The mlflow URL is set per test (MODELYARD_MLFLOW__TRACKING_URI) so this file needs no server.
-    return cluster.write_config(folder / "modelyard.yaml", s3, databases["mlflow"], "http://127.0.0.1:1", 1)
+    return cluster.write_config(
+        folder / "modelyard.yaml", s3, databases["mlflow"], "http://127.0.0.1:1", 1, prefix=PREFIX
+    )
 
 
 @pytest.fixture
@@ -85,7 +89,7 @@ def test_snapshots_land_in_s3_and_a_rerun_writes_nothing(config: Config, s3: clu
     first = build_all(config, regions=list(cluster.REGIONS))
     assert {r.status for r in first} <= {"published", "unchanged"}, [(r.region, r.reason) for r in first]
     client = s3.client()
-    prefix = "modelyard/features/"
+    prefix = f"{PREFIX}/features/"
     before = {key: client.head_object(Bucket=s3.bucket, Key=key)["ETag"] for key in s3.list_keys(prefix)}
     for result in first:
         folder = f"{prefix}{result.family}/{result.region}/"
