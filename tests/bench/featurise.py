@@ -31,27 +31,14 @@ def best_us(fn: Callable[[], Any], calls: int) -> float:
 
 
 def main() -> int:
-    import numpy as np
+    from serving import demo_fitted_spec, raw_records  # this folder is the script's sys.path[0]
 
     from modelyard.deploy.serving.features import RawFeatures
     from modelyard.deploy.serving.runtime import Feature, InputSchema
-    from modelyard.pipeline.config import load_config
 
-    config = load_config(REPO / "modelyard.yaml", environ={})
-    family = config.family("driver_acceptance")
-    region = config.region("jakarta")
-    spec = config.feature_spec(family)
-    fitted = spec.fit({}, region.calendar())
+    fitted = demo_fitted_spec()
     raw = RawFeatures(fitted, InputSchema([Feature(name, "double") for name in fitted.names]))
-    rng = np.random.default_rng(3)
-    start = np.datetime64("2026-03-01T00:00:00")
-    records = []
-    for _ in range(1000):
-        moment = (start + np.timedelta64(int(rng.integers(0, 90 * 86400)), "s")).astype(object)
-        record = {name: float(rng.uniform(0, 5)) for name in fitted.raw_inputs if name != spec.time_column}
-        record[spec.time_column] = moment.isoformat() + "+07:00"
-        record.update({name: float(rng.uniform(0, 3)) for name in fitted.requested})
-        records.append(record)
+    records = raw_records(fitted, 1000)
     precomputed = [dict(zip(fitted.names, row, strict=True)) for row in raw.prepare(records).matrix.tolist()]
     results = {
         "raw_1_us": best_us(lambda: raw.prepare(records[:1]), 2000),
