@@ -345,13 +345,16 @@ class Storage(_Model):
     and never hold a secret. ``local`` is this host's own folder (pid files, logs of processes it
     starts), by default the root when that is local. ``lock_url`` is where promotions lock a
     model: unset, a file lock under the (local) root; ``postgresql://...``, an advisory lock in
-    that database (ADR 0004). See docs/production.md.
+    that database (ADR 0004). ``conn_id`` is the Airflow Connection whose credentials the tasks
+    use for an object-store root (unset: ``aws_default`` for ``s3://`` when it exists, else the
+    environment; see ``plugins/hooks/storage.py``). See docs/production.md.
     """
 
     root: StorageRoot = Field(Path(".modelyard"), validate_default=True)
     options: dict[str, Any] = {}
     local: Path | None = None
     lock_url: str | None = None
+    conn_id: str | None = None
 
     @model_validator(mode="after")
     def _connect(self) -> Storage:

@@ -20,18 +20,38 @@ from modelyard.pipeline.errors import ModelyardError
 
 OWNER = "ml-platform"
 
-DEFAULT_ARGS: dict[str, Any] = {
-    "owner": OWNER,
-    "retries": 2,
-    "retry_delay": dt.timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-}
-
 
 @functools.cache
 def config() -> Config:
     """The modelyard config ($MODELYARD_CONFIG or ./modelyard.yaml), read once per process."""
     return load_config()
+
+
+def storage_credentials(context: Any) -> None:
+    """Before a task runs: export the credentials of the storage root's Airflow Connection, if any.
+
+    A pre-execute hook (it runs in the task's own process, before ``execute``, and a failure
+    stops the task), so every stage and the processes it starts reach an object-store root with
+    the Connection's credentials (``plugins/hooks/storage.py``). A local root costs nothing.
+    """
+    from modelyard.pipeline import storage
+
+    settings = config()
+    if storage.is_local(settings.storage.root):
+        return
+    from modelyard.plugins.hooks.storage import StorageHook
+
+    with expected_errors_fail_the_task():  # a missing or unusable Connection does not improve on retry
+        StorageHook(settings.storage).export_credentials()
+
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": dt.timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "pre_execute": storage_credentials,
+}
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ def get_provider_info() -> dict[str, Any]:
                     "modelyard.plugins.hooks.mlflow",
                     "modelyard.plugins.hooks.kubernetes",
                     "modelyard.plugins.hooks.helm",
+                    "modelyard.plugins.hooks.storage",
                 ],
             }
         ],
