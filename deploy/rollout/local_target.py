@@ -24,6 +24,7 @@ shared folder.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -320,16 +321,22 @@ def _check_models(plan: Plan, models: dict[str, Any]) -> None:
 def sampling_env(config: Config) -> dict[str, str]:
     """The serving process's prediction-log settings: ``<storage.root>/monitoring/samples`` and the config's rate.
 
-    The server writes its samples to a local folder: with an object-store root there is none
-    to share with the monitoring stage, so the local process samples nothing (the chart's
-    ``predictionLog`` volume is the way on a cluster).
+    On a local root the server writes there. On an object-store root it writes to a spool in
+    this host's own folder and ships each rotated file to the samples prefix of the root
+    (``MODELYARD_SERVE_LOG_URL``, with the root's fsspec options, ``${VAR}`` unexpanded: the
+    server reads them from the environment it inherits, as it does the credentials).
     """
     monitoring = config.monitoring
-    if not config.storage.is_local:
-        return {}
-    return {
-        "MODELYARD_SERVE_LOG_DIR": str(config.storage.samples_dir.resolve()),
+    rates = {
         "MODELYARD_SERVE_SAMPLE_RATE": str(monitoring.sample_rate),
         "MODELYARD_SERVE_SAMPLE_ROTATE_MB": str(monitoring.rotate_mb),
         "MODELYARD_SERVE_SAMPLE_ROTATE_SECONDS": str(monitoring.rotate_seconds),
+    }
+    if config.storage.is_local:
+        return {"MODELYARD_SERVE_LOG_DIR": str(config.storage.samples_dir.resolve()), **rates}
+    return {
+        "MODELYARD_SERVE_LOG_DIR": str(config.storage.local_dir / "prediction-spool"),
+        "MODELYARD_SERVE_LOG_URL": str(config.storage.samples_dir),
+        "MODELYARD_SERVE_LOG_OPTIONS": json.dumps(config.storage.options),
+        **rates,
     }

@@ -12,6 +12,15 @@ deployment ``<storage.root>/monitoring/samples``); the monitoring stage reads it
 written under a hidden ``.*.part`` name and renamed when it is rotated (by size or age), so
 a reader never sees a half-written file.
 
+When ``storage.root`` is an object store there is no folder to share with the monitoring
+stage: the server is then also given ``MODELYARD_SERVE_LOG_URL`` (the samples prefix of the
+root, e.g. ``s3://bucket/modelyard/monitoring/samples``, with ``MODELYARD_SERVE_LOG_OPTIONS``,
+its fsspec options as JSON, ``${VAR}`` read from the server's environment). The log dir is then
+a local spool: each rotated file is shipped under the same relative key with one PUT (which
+the store makes visible only once complete) and removed; a file that fails to ship stays in
+the spool and is retried at the next rotation and at start. Shipping needs
+universal-pathlib and the store's fsspec package in the server's environment (``s3fs``).
+
 The request path only draws a random number and, for a sampled request, puts one tuple in a
 bounded queue; a full queue drops the sample and counts it (:attr:`PredictionLog.dropped`):
 a slow disk never slows a response. One daemon thread serialises (orjson) and writes.
@@ -144,6 +153,78 @@ class _Part:
         return self.final
 
 
+LOG_URL_ENV = "MODELYARD_SERVE_LOG_URL"
+LOG_OPTIONS_ENV = "MODELYARD_SERVE_LOG_OPTIONS"
+_RESHIP_SECONDS = 30.0
+
+
+class Shipper:
+    """Moves published sample files from a local spool to an object-store prefix, then removes them.
+
+    Args:
+        spool: The local folder the prediction log writes (its ``root``).
+        target: The object-store path (a ``UPath``) that mirrors ``spool``.
+    """
+
+    def __init__(self, spool: Path, target: Any) -> None:
+        self.spool = spool
+        self.target = target
+        self.shipped = 0
+        self.failed = 0
+
+    def ship(self, path: Path) -> bool:
+        """Upload ``path`` (one PUT) to its key under the target and delete it; False (kept) on failure."""
+        relative = path.relative_to(self.spool)
+        try:
+            self.target.joinpath(*relative.parts).write_bytes(path.read_bytes())
+        except Exception as exc:  # the store's client raises its own types; the file stays for the next try
+            self.failed += 1
+            log.warning(
+                "prediction log upload of %s failed: %s", relative, exc, extra={"event": "prediction_log_upload_error"}
+            )
+            return False
+        path.unlink(missing_ok=True)
+        self.shipped += 1
+        return True
+
+    def ship_pending(self) -> int:
+        """Ship every published file left in the spool (an earlier failure, a previous process); how many."""
+        if not self.spool.is_dir():
+            return 0
+        pending = [p for p in sorted(self.spool.rglob(f"*{SUFFIX}")) if not p.name.startswith(".")]
+        return sum(self.ship(path) for path in pending)
+
+
+def shipper_from_env(env: Mapping[str, str], log_dir: Path) -> Shipper | None:
+    """The :class:`Shipper` for ``MODELYARD_SERVE_LOG_URL``, or None when it is unset.
+
+    Raises:
+        SamplingError: the options are not a JSON object, or the URL's file system is not installed
+            (names the variable and the package to install).
+    """
+    url = (env.get(LOG_URL_ENV) or "").strip()
+    if not url:
+        return None
+    try:
+        options = orjson.loads(env.get(LOG_OPTIONS_ENV) or "{}")
+    except orjson.JSONDecodeError as exc:
+        raise SamplingError(f"{LOG_OPTIONS_ENV}: not JSON ({exc}); give the fsspec options as a JSON object") from exc
+    if not isinstance(options, dict):
+        raise SamplingError(f"{LOG_OPTIONS_ENV}: must be a JSON object of fsspec options, not {type(options).__name__}")
+    from modelyard.pipeline import storage
+
+    try:
+        target = storage.storage_path(url, options)
+    except ImportError as exc:
+        raise SamplingError(
+            f"{LOG_URL_ENV}={url}: shipping samples needs universal-pathlib and the store's fsspec package "
+            f"({exc.name}); install them into the server's environment (pip install universal-pathlib s3fs)"
+        ) from exc
+    except storage.StorageError as exc:
+        raise SamplingError(f"{LOG_URL_ENV}: {exc}") from exc
+    return Shipper(log_dir, target)
+
+
 class PredictionLog:
     """Samples served requests into rotated JSONL.gz files, one folder per (family, region, version).
 
@@ -152,6 +233,7 @@ class PredictionLog:
         settings: Sample rate, rotation bounds and queue size.
         clock: Seconds since the epoch (tests pass a fake one).
         on_drop: Called once per dropped sample (the server counts them in ``/metrics``).
+        shipper: Moves each published file to an object store (``root`` is then a spool).
     """
 
     def __init__(
@@ -161,9 +243,12 @@ class PredictionLog:
         *,
         clock: Callable[[], float] = time.time,
         on_drop: Callable[[], None] | None = None,
+        shipper: Shipper | None = None,
     ) -> None:
         self.root = root
         self.settings = settings
+        self.shipper = shipper
+        self._reshipped_at = 0.0
         self.sample_rate = settings.sample_rate
         self.dropped = 0
         self.written = 0
@@ -228,6 +313,8 @@ class PredictionLog:
     # -- the writer thread
 
     def _run(self) -> None:
+        if self.shipper is not None:
+            self._reship()  # what a previous process (or a failed upload) left in the spool
         while True:
             try:
                 sample = self._queue.get(timeout=_IDLE_CHECK_SECONDS)
@@ -286,13 +373,23 @@ class PredictionLog:
             self._write_counts()
         for key in [k for k, p in self._parts.items() if now - p.opened_at >= self.settings.rotate_seconds]:
             self._publish(key)
+        if self.shipper is not None and self.shipper.failed and now - self._reshipped_at >= _RESHIP_SECONDS:
+            self._reship()
 
     def _publish(self, key: tuple[str, str, str]) -> None:
         part = self._parts.pop(key)
         try:
-            part.publish()
+            published = part.publish()
         except OSError:
             log.exception("prediction log rotation failed", extra={"event": "prediction_log_error"})
+            return
+        if published is not None and self.shipper is not None:
+            self.shipper.ship(published)
+
+    def _reship(self) -> None:
+        self._reshipped_at = self._clock()
+        if self.shipper is not None:
+            self.shipper.ship_pending()
 
     def _publish_all(self) -> None:
         for key in list(self._parts):

@@ -48,11 +48,15 @@ from modelyard.deploy.serving.plan import Plan, PlanError, Service, dump_plan, l
 from modelyard.deploy.serving.router import ServiceRouter, fixed_clock, system_clock
 from modelyard.deploy.serving.runtime import BadInput, LoadProgress, ServedModel, ServingError, load_model, load_models
 from modelyard.deploy.serving.sampling import (
+    LOG_OPTIONS_ENV,
+    LOG_URL_ENV,
     PredictionLog,
     Sample,
     SamplingSettings,
+    Shipper,
     new_request_id,
     sampling_from_env,
+    shipper_from_env,
 )
 
 if TYPE_CHECKING:
@@ -104,6 +108,8 @@ class ServeSettings:
     first_plan_wait_seconds: float = 0.0
     # The prediction log of a plan without a ``prediction_log`` section (rate 0: none).
     sampling: SamplingSettings = dataclasses.field(default_factory=SamplingSettings)
+    # MODELYARD_SERVE_LOG_URL / _OPTIONS: where rotated sample files are shipped (log_dir is then a spool).
+    shipping: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def last_good_path(self) -> Path:
@@ -116,16 +122,20 @@ class ServeSettings:
             raise PlanError(f"no plan: set {PLAN_ENV} or run `modelyard serve --plan PLAN`")
         cache = Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else None
         log_dir = os.environ.get(LOG_DIR_ENV)
+        folder = Path(log_dir) if log_dir else default_log_dir(cache)
+        shipping = {name: os.environ[name] for name in (LOG_URL_ENV, LOG_OPTIONS_ENV) if os.environ.get(name)}
+        shipper_from_env(shipping, folder)  # a bad URL, options or missing package stops the start, named
         return cls(
             plan_path=Path(path),
             poll_seconds=float(os.environ.get(POLL_ENV, "1.0")),
             model_cache=cache,
             admin_token=os.environ.get(TOKEN_ENV) or None,
             retry_max_seconds=float(os.environ.get(RETRY_MAX_ENV, "15")),
-            log_dir=Path(log_dir) if log_dir else default_log_dir(cache),
+            log_dir=folder,
             shadow_threads=max(1, int(os.environ.get(SHADOW_THREADS_ENV, "2"))),
             load_threads=_positive_int(LOAD_THREADS_ENV, DEFAULT_LOAD_THREADS),
             sampling=sampling_from_env(os.environ),
+            shipping=shipping,
         )
 
 
@@ -681,12 +691,20 @@ class PlanManager:
             old = self.active.prediction_log if self.active is not None else None
             if old is not None and old.root == root and old.settings == sampling:
                 return old
-            return PredictionLog(root, sampling, on_drop=self.metrics.samples.labels("dropped").inc)
+            on_drop = self.metrics.samples.labels("dropped").inc
+            return PredictionLog(root, sampling, on_drop=on_drop, shipper=self._shipper(base.resolve(), root))
         except (PlanError, OSError) as exc:
             # The models are loaded by now: failing the swap here would strand them. PUT refuses
             # such a plan up front (422); a plan file that gets here serves without its log.
             log.error("prediction log off", extra={"event": "prediction_log_off", "error": public_error(exc)})
             return None
+
+    def _shipper(self, base: Path, root: Path) -> Shipper | None:
+        """Ship ``root``'s files to the same relative place under the server's log URL (None: keep them here)."""
+        shipper = shipper_from_env(self.settings.shipping, base)
+        if shipper is None:
+            return None
+        return Shipper(root, shipper.target.joinpath(*root.relative_to(base).parts))
 
     async def _retire(self, old: ActivePlan, keep: set[str]) -> None:
         """Wait for the old plan's in-flight requests, then stop and release what is unused."""

@@ -15,8 +15,10 @@ from modelyard.deploy.serving.sampling import (
     Sample,
     SamplingError,
     SamplingSettings,
+    Shipper,
     new_request_id,
     sampling_from_env,
+    shipper_from_env,
 )
 
 pytestmark = pytest.mark.unit
@@ -162,3 +164,83 @@ def _wait_for(condition, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached")
         time.sleep(0.01)
+
+
+# -- shipping to an object store (fsspec's in-memory one here; S3 itself in tests/production)
+
+
+@pytest.fixture
+def memory_url():
+    import uuid
+
+    from modelyard.pipeline import storage
+
+    url = f"memory://samples-{uuid.uuid4().hex[:8]}"
+    yield url
+    fs = storage.storage_path(url).fs
+    if fs.exists(url):
+        fs.rm(url, recursive=True)
+
+
+def _shipped_lines(target) -> list[dict]:
+    out = []
+    for path in sorted(target.rglob("*.jsonl.gz")):
+        out.extend(json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines())
+    return out
+
+
+def test_rotated_files_are_shipped_under_the_same_key_and_leave_the_spool(tmp_path, memory_url):
+    shipper = shipper_from_env({"MODELYARD_SERVE_LOG_URL": memory_url}, tmp_path)
+    sink = PredictionLog(tmp_path, SamplingSettings(sample_rate=1.0), shipper=shipper)
+    sink.offer(_sample("a"))
+    sink.offer(_sample("b", ("driver_acceptance", "surabaya", "main", "7")))
+    sink.close(wait=10)
+    assert list(tmp_path.rglob("*.jsonl.gz")) == []  # shipped, then removed from the spool
+    target = shipper.target
+    assert [e["request_id"] for e in _shipped_lines(target / "driver_acceptance" / "jakarta" / "3")] == ["a"]
+    assert [e["request_id"] for e in _shipped_lines(target / "driver_acceptance" / "surabaya" / "7")] == ["b"]
+    assert shipper.shipped == 2
+    assert shipper.failed == 0
+
+
+class FlakyStore:
+    """A target whose writes fail until ``up`` is set; writes go to ``inner`` then."""
+
+    def __init__(self, inner, up: threading.Event) -> None:
+        self.inner, self.up = inner, up
+
+    def joinpath(self, *parts):
+        return FlakyStore(self.inner.joinpath(*parts), self.up)
+
+    def write_bytes(self, data: bytes) -> None:
+        if not self.up.is_set():
+            raise ConnectionError("store unreachable")
+        self.inner.write_bytes(data)
+
+
+def test_a_file_that_fails_to_ship_stays_in_the_spool_and_is_shipped_later(tmp_path, memory_url):
+    up = threading.Event()
+    target = shipper_from_env({"MODELYARD_SERVE_LOG_URL": memory_url}, tmp_path).target
+    shipper = Shipper(tmp_path, FlakyStore(target, up))
+    sink = PredictionLog(tmp_path, SamplingSettings(sample_rate=1.0), shipper=shipper)
+    sink.offer(_sample("a"))
+    sink.flush()
+    kept = list(tmp_path.rglob("*.jsonl.gz"))
+    assert len(kept) == 1
+    assert shipper.failed == 1
+    sink.close(wait=10)
+    up.set()
+    again = PredictionLog(tmp_path, SamplingSettings(sample_rate=1.0), shipper=shipper)  # e.g. the next process
+    again.close(wait=10)
+    assert list(tmp_path.rglob("*.jsonl.gz")) == []
+    assert [e["request_id"] for e in _shipped_lines(target / "driver_acceptance" / "jakarta" / "3")] == ["a"]
+
+
+def test_shipping_settings_are_checked_and_named(tmp_path):
+    assert shipper_from_env({}, tmp_path) is None
+    with pytest.raises(SamplingError, match="MODELYARD_SERVE_LOG_OPTIONS: not JSON"):
+        shipper_from_env({"MODELYARD_SERVE_LOG_URL": "memory://x", "MODELYARD_SERVE_LOG_OPTIONS": "{nope"}, tmp_path)
+    with pytest.raises(SamplingError, match="MODELYARD_SERVE_LOG_OPTIONS: must be a JSON object"):
+        shipper_from_env({"MODELYARD_SERVE_LOG_URL": "memory://x", "MODELYARD_SERVE_LOG_OPTIONS": "[1]"}, tmp_path)
+    with pytest.raises(SamplingError, match=r"MODELYARD_SERVE_LOG_URL: storage.root nosuchfs://b/x: no file system"):
+        shipper_from_env({"MODELYARD_SERVE_LOG_URL": "nosuchfs://b/x"}, tmp_path)
