@@ -6,8 +6,12 @@
 #
 #   docker build -t ghcr.io/modelyard/modelyard-serving:0.1.0 .
 ARG PYTHON_VERSION=3.11
+# EXTRAS=serving,s3 adds s3fs: pods that ship their prediction log to an
+# object store (the chart's predictionLog.url).
+ARG EXTRAS=serving
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+ARG EXTRAS
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/modelyard
@@ -18,7 +22,7 @@ WORKDIR /src
 COPY constraints.txt setup.cfg pyproject.toml README.md ./
 RUN mkdir modelyard \
     && touch modelyard/__init__.py \
-    && pip install -c constraints.txt ".[serving]" \
+    && pip install -c constraints.txt ".[${EXTRAS}]" \
     && pip uninstall -y modelyard \
     && rm -rf modelyard build ./*.egg-info
 # The code. modelyard/ holds relative links to the layer folders (modelyard/deploy ->

@@ -266,6 +266,20 @@ def test_prediction_log_writes_to_the_claimed_volume(render: Render) -> None:
     assert volume["persistentVolumeClaim"] == {"claimName": "modelyard-storage"}
 
 
+def test_prediction_log_ships_to_an_object_store_from_an_empty_dir_spool(render: Render) -> None:
+    url = "s3://ml-platform/modelyard/monitoring/samples"
+    values = {"predictionLog": {"enabled": True, "url": url, "options": {"endpoint_url": "${S3_ENDPOINT}"}}}
+    pod = one(render(values), "Deployment")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["MODELYARD_SERVE_LOG_DIR"] == "/var/lib/modelyard/samples"
+    assert env["MODELYARD_SERVE_LOG_URL"] == url
+    assert json.loads(env["MODELYARD_SERVE_LOG_OPTIONS"]) == {"endpoint_url": "${S3_ENDPOINT}"}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "prediction-log")
+    assert "subPath" not in mount
+    volume = next(v for v in pod["volumes"] if v["name"] == "prediction-log")
+    assert volume == {"name": "prediction-log", "emptyDir": {"sizeLimit": "1Gi"}}
+
+
 def test_prediction_log_is_off_by_default(rendered: dict[str, list[dict[str, Any]]]) -> None:
     pod = one(rendered["defaults"], "Deployment")["spec"]["template"]["spec"]
     assert "MODELYARD_SERVE_SAMPLE_RATE" not in {e["name"] for e in pod["containers"][0]["env"]}

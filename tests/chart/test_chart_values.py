@@ -36,6 +36,7 @@ SCHEMA_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("cpu target", {"autoscaling": {"targetCPU": 150}}, ["/autoscaling/targetCPU", "maximum"]),
     ("image digest", {"image": {"digest": "latest"}}, ["/image/digest"]),
     ("sample rate", {"predictionLog": {"sampleRate": 5}}, ["/predictionLog/sampleRate", "maximum"]),
+    ("log url with a password", {"predictionLog": {"url": "s3://k:s@bucket/x"}}, ["/predictionLog/url"]),
 ]
 
 
@@ -76,7 +77,7 @@ VALIDATION_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "prediction log without a volume",
         {"predictionLog": {"enabled": True}},
-        ["predictionLog.existingClaim", "ReadWriteMany"],
+        ["predictionLog.existingClaim", "ReadWriteMany", "predictionLog.url"],
     ),
 ]
 

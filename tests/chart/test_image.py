@@ -79,9 +79,11 @@ def test_copies_every_target_of_the_namespace_links() -> None:
 
 
 def test_installs_the_serving_extra_only() -> None:
-    installs = [line for line in (REPO / "Dockerfile").read_text().splitlines() if "pip install" in line]
-    assert any('".[serving]"' in line for line in installs), installs
-    assert not any(re.search(r"\[(airflow|dev)\]", line) for line in installs), installs
+    text = (REPO / "Dockerfile").read_text()
+    installs = [line for line in text.splitlines() if "pip install" in line]
+    assert any('".[${EXTRAS}]"' in line for line in installs), installs
+    assert re.search(r"^ARG EXTRAS=serving$", text, re.M), "the default build installs [serving] only"
+    assert not any(re.search(r"\[(airflow|dev|cluster)", line) for line in installs), installs
 
 
 def test_dockerignore_denies_everything_but_code() -> None:

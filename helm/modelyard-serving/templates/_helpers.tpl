@@ -196,9 +196,10 @@ modelyard-serving: ingress.hostname
 {{- end -}}
 
 {{- define "modelyard-serving.validateValues.predictionLog" -}}
-{{- if and .Values.predictionLog.enabled (not .Values.predictionLog.existingClaim) -}}
+{{- if and .Values.predictionLog.enabled (not .Values.predictionLog.existingClaim) (not .Values.predictionLog.url) -}}
 modelyard-serving: predictionLog.existingClaim
-    The prediction log is on but has no volume: set predictionLog.existingClaim to a ReadWriteMany
-    PersistentVolumeClaim that also holds <storage.root> for the Airflow workers (the monitoring DAG reads it there).
+    The prediction log is on but has nowhere to go: set predictionLog.url to <storage.root>/monitoring/samples
+    on the object store, or predictionLog.existingClaim to a ReadWriteMany PersistentVolumeClaim that also
+    holds <storage.root> for the Airflow workers (the monitoring DAG reads it there).
 {{- end -}}
 {{- end -}}
