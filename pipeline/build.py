@@ -19,6 +19,7 @@ from modelyard.pipeline import snapshots
 from modelyard.pipeline.config import Config, ConfigError, Dataset, Family
 from modelyard.pipeline.features import TIME_COLUMN, FeatureError, build_features, check_family, required_raw_columns
 from modelyard.pipeline.ingest import IngestError, RawTable, read_dataset
+from modelyard.pipeline.outcomes import write_outcomes
 from modelyard.pipeline.storage import write_bytes_atomic
 from modelyard.pipeline.validation import ValidationOutcome, render_report, summarize, validate_features, validate_raw
 
@@ -188,6 +189,9 @@ def _validate_and_publish(
         "never seen in it (coded as unknown)"
         for name, count in built.unknown.items()
     )
+    served, _ = write_outcomes(config, family, region, raw, meta.digest)
+    if served:
+        notes += (f"{served} rows are outcomes of served requests (kept for the monitoring stage's live quality)",)
     return BuildResult(
         family.name,
         region,

@@ -178,15 +178,24 @@ class Dataset(_Model):
     columns: dict[str, Column] = Field(min_length=2)
     naive_timestamps: Literal["refuse", "utc"] = "refuse"  # times without an offset
     expectations: list[Expectation] = []
+    # Outcomes of served requests: a row that holds the request id the server returned (or the
+    # X-Request-Id the client sent) is the outcome of that prediction; the data stage hands such
+    # rows (id, record index, target) to the monitoring stage for live quality.
+    request_id_column: str | None = None
+    request_record_column: str | None = None  # the row's index among the request's records (unset: 0)
 
     @model_validator(mode="after")
     def _roles_declared(self) -> Dataset:
-        for role in ("time_column", "region_column", "key_column"):
+        for role in ("time_column", "region_column", "key_column", "request_id_column", "request_record_column"):
             name = getattr(self, role)
             if name is not None and name not in self.columns:
                 raise ValueError(f"{role} '{name}' is not a declared column ({', '.join(self.columns)})")
         if self.columns[self.time_column].type != "timestamp":
             raise ValueError(f"time_column '{self.time_column}' must be declared with type timestamp")
+        if self.request_record_column and self.columns[self.request_record_column].type != "int":
+            raise ValueError(f"request_record_column '{self.request_record_column}' must be declared with type int")
+        if self.request_record_column and not self.request_id_column:
+            raise ValueError("request_record_column needs request_id_column (the request the record belongs to)")
         unknown = sorted(set(self.renames.values()) - set(self.columns))
         if unknown:
             raise ValueError(f"renames name undeclared columns {unknown}")
@@ -410,6 +419,11 @@ class Storage(_Model):
     def samples_dir(self) -> UPath:
         """Where servers write their prediction logs and the monitoring stage reads them."""
         return self.root / "monitoring" / "samples"
+
+    @property
+    def outcomes_dir(self) -> UPath:
+        """Where outcomes of served requests land (``<family>/<region>/*.csv|parquet``), for live quality."""
+        return self.root / "monitoring" / "outcomes"
 
 
 class MlflowSettings(_Model):

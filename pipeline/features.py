@@ -73,7 +73,8 @@ def required_raw_columns(config: Config, family: Family) -> list[str]:
     """The raw columns ``family`` needs: time, region, key, every feature's inputs and the target's column."""
     dataset = config.dataset_of(family)
     spec = config.feature_spec(family, slices=True)
-    names = [dataset.time_column, dataset.region_column, *([dataset.key_column] if dataset.key_column else [])]
+    roles = (dataset.key_column, dataset.request_id_column, dataset.request_record_column)
+    names = [dataset.time_column, dataset.region_column, *[name for name in roles if name]]
     for feature in spec.features:
         names.extend(spec.inputs_of(feature))
     names.append(family.target_from.column if family.target_from else family.target)

@@ -523,8 +523,12 @@ def drift_event(triggering: Mapping[Any, Iterable[Any]], family: str, region: st
 
 
 def outcomes_dir(config: Config, family: str, region: str) -> UPath:
-    """Where outcomes of served requests land: CSV or Parquet with ``request_id``, ``record`` and the target."""
-    return config.storage.root / "monitoring" / "outcomes" / family / region
+    """Where outcomes of served requests land: CSV or Parquet with ``request_id``, ``record`` and the target.
+
+    The data stage writes ``ingested-<digest>.parquet`` there when the dataset declares a
+    ``request_id_column`` (``pipeline/outcomes.py``); a team may drop its own files beside them.
+    """
+    return config.storage.outcomes_dir / family / region
 
 
 def live_quality(
@@ -562,7 +566,7 @@ def _joined(folder: UPath, samples: SampleWindow, target: str) -> list[tuple[flo
     import pandas as pd
 
     files = sorted([*folder.glob("*.csv"), *folder.glob("*.parquet")]) if folder.is_dir() else []
-    joined = []
+    joined: dict[tuple[str, int], tuple[float, float]] = {}  # one outcome per record: snapshots repeat rows
     for path in files:
         with path.open("rb") as raw:  # a local folder or an object store
             frame = pd.read_parquet(raw) if path.suffix == ".parquet" else pd.read_csv(raw)
@@ -574,5 +578,5 @@ def _joined(folder: UPath, samples: SampleWindow, target: str) -> list[tuple[flo
         for request_id, record, label in zip(frame["request_id"].astype(str), records, frame[target], strict=True):
             predictions = samples.by_request.get(request_id)
             if predictions is not None and 0 <= int(record) < len(predictions):
-                joined.append((float(label), predictions[int(record)]))
-    return joined
+                joined[(request_id, int(record))] = (float(label), predictions[int(record)])
+    return list(joined.values())

@@ -133,3 +133,42 @@ def test_summary_table_lists_every_pair(tmp_path: Path) -> None:
         assert result.digest is not None
         assert result.digest in text
     assert text.count("published") == 2
+
+
+def test_rows_that_answer_served_requests_become_outcomes_for_live_quality(tmp_path: Path) -> None:
+    """A dataset whose key is the request id clients send (X-Request-Id: the booking id)."""
+    import types
+
+    import yaml
+    from sklearn.metrics import roc_auc_score
+
+    from modelyard.training.monitoring import SampleWindow, ServedVersion, live_quality
+
+    raw = yaml.safe_load((REPO / "modelyard.yaml").read_text())
+    raw["datasets"][0]["request_id_column"] = "booking_id"
+    path = tmp_path / "modelyard.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    environ = {"MODELYARD_STORAGE__ROOT": str(tmp_path / "store"), "MODELYARD_DATA__SYNTHETIC__ROWS": "600",
+               "MODELYARD_DATA__MIN_ROWS": "200"}  # fmt: skip
+    config = load_config(path, environ=environ)
+    first = build_all(config, families=["driver_acceptance"], regions=["jakarta"])
+    assert [r.status for r in first] == ["published"]
+    assert "600 rows are outcomes of served requests" in first[0].reason
+    folder = config.storage.outcomes_dir / "driver_acceptance" / "jakarta"
+    [written] = list(folder.glob("ingested-*.parquet"))
+    outcomes = pd.read_parquet(written)
+    assert list(outcomes.columns) == ["request_id", "record", "accepted"]
+    generated = generate_for(config, "jakarta")
+    assert set(outcomes["request_id"]) == set(generated["booking_id"])
+    before = _files(tmp_path)
+    assert [r.status for r in build_all(config, families=["driver_acceptance"], regions=["jakarta"])] == ["unchanged"]
+    assert _files(tmp_path) == before  # the same data writes no second outcomes file
+
+    picked = outcomes.head(40)
+    scores = [0.9 if label else 0.2 for label in picked["accepted"]]
+    scores[:4] = [0.1, 0.95, 0.3, 0.7]  # not perfect
+    window = SampleWindow(by_request={rid: [score] for rid, score in zip(picked["request_id"], scores, strict=True)})
+    live = live_quality(config, ServedVersion("driver_acceptance", "jakarta", "1", tmp_path), window,
+                        types.SimpleNamespace(tags={}))  # fmt: skip
+    assert live["live_rows"] == 40
+    assert live["live_auc"] == pytest.approx(roc_auc_score(picked["accepted"], scores))

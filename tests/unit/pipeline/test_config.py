@@ -47,6 +47,21 @@ def test_unrelated_modelyard_variables_are_not_config_keys(demo_config_path: Pat
         (lambda d: d["deploy"]["rollout"].update(canary_steps=[50, 10]), "deploy.rollout.canary_steps", "increasing"),
         (lambda d: d.update(colour="blue"), "colour", "Extra inputs are not permitted"),
         (lambda d: d["regions"].append(dict(d["regions"][0])), "regions", "duplicate names"),
+        (
+            lambda d: d["datasets"][0].update(request_id_column="req"),
+            "datasets[0]",
+            "request_id_column 'req' is not a declared column",
+        ),
+        (
+            lambda d: d["datasets"][0].update(request_id_column="booking_id", request_record_column="region"),
+            "datasets[0]",
+            "request_record_column 'region' must be declared with type int",
+        ),
+        (
+            lambda d: d["datasets"][0].update(request_record_column="driver_tenure_days"),
+            "datasets[0]",
+            "request_record_column needs request_id_column",
+        ),
     ],
 )
 def test_invalid_config_names_the_key(tmp_path: Path, demo: dict, mutate, key: str, reason: str) -> None:
