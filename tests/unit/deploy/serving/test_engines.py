@@ -147,3 +147,42 @@ def test_the_parity_bound_is_absolute_for_small_values_and_relative_for_large_on
     assert engines.parity_diff(np.array([1000.0]), np.array([1000.0 + 3e-3])) == 0.0  # 2**-18 of the value
     assert engines.parity_diff(np.array([1.0, 2.0]), np.array([1.0])) is None
     assert engines.parity_diff(np.array([np.nan]), np.array([0.0])) == float("inf")
+
+
+@pytest.fixture
+def fresh_calibrations(monkeypatch):
+    monkeypatch.setattr(engines, "_CALIBRATIONS", {})
+    monkeypatch.setattr(engines, "_SHAPE_LOCKS", {})
+    monkeypatch.delenv(engines.CALIBRATE_EACH_ENV, raising=False)
+
+
+def test_models_of_one_shape_share_one_calibration_and_are_each_checked_for_parity(tmp_path, fresh_calibrations):
+    holdout = frame(9)
+    first = engines.choose_engine(model_dir(tmp_path / "m0", ridge(0), holdout), native_of(ridge(0)), example(holdout))[
+        1
+    ]
+    second = engines.choose_engine(
+        model_dir(tmp_path / "m1", ridge(1), holdout), native_of(ridge(1)), example(holdout)
+    )[1]
+    assert (first.calibration, second.calibration) == ("measured", "shared")
+    assert second.calibration_us == first.calibration_us
+    assert second.parity_rows == first.parity_rows == 3 + 200  # parity is never shared
+    wrong = engines.choose_engine(model_dir(tmp_path / "m2", ridge(1), holdout), native_of(ridge(0)), example(holdout))[
+        1
+    ]
+    assert wrong.engine == "native"  # a copy of another model fails its own parity check, shape or not
+    assert "disagrees with the native model" in wrong.reason
+
+
+def test_a_model_of_another_shape_is_measured_and_each_can_be_asked_for(tmp_path, fresh_calibrations, monkeypatch):
+    holdout = frame(9)
+    engines.choose_engine(model_dir(tmp_path / "m0", ridge(0), holdout), native_of(ridge(0)), example(holdout))
+    wide = pd.DataFrame(np.random.default_rng(3).normal(size=(200, 5)), columns=list("abcde"))
+    model = Ridge().fit(wide, wide["a"])
+    other = engines.choose_engine(
+        model_dir(tmp_path / "w", model, wide), model.predict, wide.head(3).to_numpy(np.float32)
+    )
+    assert other[1].calibration == "measured"
+    monkeypatch.setenv(engines.CALIBRATE_EACH_ENV, "1")
+    again = engines.choose_engine(model_dir(tmp_path / "m1", ridge(1), holdout), native_of(ridge(1)), example(holdout))
+    assert again[1].calibration == "measured"
