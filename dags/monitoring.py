@@ -11,13 +11,19 @@ the form chooses:
 `<storage.root>/monitoring/samples/<family>/<region>/<version>/` (a sample of the raw
 records, the computed features and the predictions of served requests).
 
-**Tasks.** `select_versions` lists the served versions that have samples; `measure` is
-mapped over them: input drift per feature against the version's training window (PSI on
-the training quantile bins for numbers, Jensen-Shannon distance for categorical features),
-prediction drift against its holdout predictions (PSI), and the volume. Each measurement
-is an MLflow run (experiment `<project>/<family>/monitoring`, metrics and a drift plot),
-tagged with the model version and tagging it back (`monitoring.*`); `modelyard status`
-shows the verdict. A version with fewer sampled rows than `min_samples` gets no verdict.
+**Tasks.** `select_pairs` lists the pairs with a served version that published samples in
+the window and splits them into chunks (`scale` in `modelyard.yaml`, as the other stages:
+a thousand pairs never make a thousand task instances); `measure` runs a chunk's pairs in a
+pool of worker processes, one log line per pair with its verdict and its MLflow monitoring
+run. Per served version: input drift per feature against the version's training window (PSI
+on the training quantile bins for numbers, Jensen-Shannon distance for categorical
+features), prediction drift against its holdout predictions (PSI), the volume and the error
+rate, and live AUC / MAE where outcomes arrived. Each measurement is an MLflow run
+(experiment `<project>/<family>/monitoring`, metrics and a drift plot), tagged with the
+model version and tagging it back (`monitoring.*`); `modelyard status` shows the verdict. A
+version with fewer sampled rows than `min_samples` gets no verdict. `publish_drifts`
+announces every drifted pair of the run at once, so one monitoring run triggers one
+training run.
 
 **Outputs.** A pair over its bounds (`monitoring.defaults`, `monitoring.overrides`) emits
 `modelyard://drift/<family>/<region>` with extra `{family, region, model_name, version,
@@ -30,7 +36,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import AssetAlias, Param, dag, get_current_context, task
+from airflow.sdk import AssetAlias, Param, dag, get_current_context, task, teardown
 
 from modelyard.plugins import dag_support
 
@@ -56,48 +62,51 @@ DRIFTS = AssetAlias("modelyard-drift")
     },
 )  # fmt: skip
 def monitoring() -> None:
-    """List the served versions with samples, then measure each in its own mapped task."""
+    """Select the pairs with samples, measure them in chunks, announce the drifted ones."""
 
     @task
-    def select_versions() -> list[dict[str, str]]:
-        """Served versions of the selected pairs with samples published inside the window."""
+    def select_pairs() -> list[list[dict[str, str]]]:
+        """Pairs of the form with a served version that published samples inside the window, in chunks."""
         from modelyard.training.monitoring import served_versions
 
         params = get_current_context()["params"]
         config = dag_support.config()
         with dag_support.expected_errors_fail_the_task():  # a bad form does not improve on retry
             pairs = config.pairs(params["families"] or None, params["regions"] or None)
-        hours = params["window_hours"] or config.monitoring.window_hours
-        since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
-        found = served_versions(config.storage.samples_dir, pairs, since)
-        return [{"family": s.family, "region": s.region, "version": s.version} for s in found]
+        found = {(s.family, s.region) for s in served_versions(config.storage.samples_dir, pairs, _since(params))}
+        return dag_support.chunked([pair for pair in pairs if pair in found])
 
-    @task(outlets=[DRIFTS], map_index_template="{{ version_label }}", execution_timeout=dt.timedelta(minutes=30))
-    def measure(served: dict[str, str]) -> dict[str, Any]:
-        """Measure one served version; emit the pair's drift Asset when it is over its bounds."""
-        from airflow.sdk import Asset
+    @task(map_index_template="{{ chunk_label }}", execution_timeout=dt.timedelta(minutes=60))
+    def measure(chunk: list[dict[str, str]]) -> dict[str, Any]:
+        """Measure the chunk's pairs in a worker pool, one log line per pair with its verdict and MLflow run."""
+        import functools
 
-        from modelyard.pipeline.assets import drift_uri
         from modelyard.plugins.hooks.mlflow import MlflowHook
-        from modelyard.training.monitoring import ServedVersion, measure_pair
+        from modelyard.plugins.stage_pairs import MonitorJob, monitor_one
+        from modelyard.training.mlflow_server import require_reachable
 
         context = get_current_context()
+        params = context["params"]
         config = dag_support.config()
-        family, region, version = served["family"], served["region"], served["version"]
-        context["version_label"] = f"{family}/{region}/v{version}"  # type: ignore[typeddict-unknown-key]
-        folder = config.storage.samples_dir / family / region / version
-        with dag_support.expected_errors_fail_the_task():
-            report = measure_pair(
-                config, ServedVersion(family, region, version, folder),
-                tracking_uri=MlflowHook(config=config).get_tracking_uri(),
-                window_hours=context["params"]["window_hours"] or None,
-            )  # fmt: skip
-        print(f"{family}/{region} v{version}: {report.summary} ({report.run_url})")
-        if report.verdict == "drifted":
-            context["outlet_events"][DRIFTS].add(Asset(drift_uri(family, region)), extra=report.asset_extra())
-        return {"verdict": report.verdict, "summary": report.summary, "run_url": report.run_url or ""}
+        job = MonitorJob(
+            tracking_uri=require_reachable(MlflowHook(config=config).get_tracking_uri()),
+            since=_since(params).isoformat(),
+            window_hours=params["window_hours"] or None,
+        )
+        return dag_support.run_chunk(context, chunk, functools.partial(monitor_one, job))
 
-    measure.expand(served=select_versions())
+    @teardown
+    @task(outlets=[DRIFTS])
+    def publish_drifts() -> list[str]:
+        """Announce every drifted pair of the run at once (one training run per monitoring run)."""
+        return dag_support.publish_outcomes(get_current_context(), "measure", DRIFTS)
+
+    measure.expand(chunk=select_pairs()) >> publish_drifts()
+
+
+def _since(params: Any) -> dt.datetime:
+    hours = params["window_hours"] or dag_support.config().monitoring.window_hours
+    return dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
 
 
 # Bound to a name so a DAG file elsewhere (``modelyard init``) can import it (see dags/model_training.py).

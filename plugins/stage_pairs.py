@@ -1,4 +1,4 @@
-"""The per-pair work of the chunked stages (data, training, promotion), run in pool workers.
+"""The per-pair work of the chunked stages (data, training, promotion, monitoring), run in pool workers.
 
 Airflow-free on purpose: a worker process unpickles these functions, so importing this
 module must not import Airflow. Each worker gets the config once (:func:`start_worker`),
@@ -166,3 +166,49 @@ def decision_outcome(decision: Decision, tracking_uri: str) -> PairOutcome:
 def model_version_url(tracking_uri: str, model_name: str, version: str) -> str:
     """The MLflow UI page of a model version (the UI is served by the tracking server)."""
     return f"{tracking_uri.rstrip('/')}/#/models/{quote(model_name, safe='')}/versions/{quote(version, safe='')}"
+
+
+# ---------------------------------------------------------------- monitoring
+
+
+@dataclass(frozen=True)
+class MonitorJob:
+    """What a monitoring chunk asks of every pair: the samples published since ``since`` (ISO-8601)."""
+
+    tracking_uri: str
+    since: str
+    window_hours: int | None = None
+
+
+def monitor_one(job: MonitorJob, pair: Pair) -> PairOutcome:
+    """Measure every served version of one pair that has samples in the window; a drifted one announces its Asset.
+
+    A pair usually serves one version (two during a canary or shadow); the newest drifted one
+    names the drift event.
+    """
+    import datetime as dt
+
+    from modelyard.training.monitoring import measure_pair, served_versions
+
+    config = _config()
+    since = dt.datetime.fromisoformat(job.since)
+    reports = [
+        measure_pair(config, served, tracking_uri=job.tracking_uri, window_hours=job.window_hours)
+        for served in served_versions(config.storage.samples_dir, [pair], since)
+    ]
+    common: dict[str, Any] = {"family": pair[0], "region": pair[1]}
+    if not reports:
+        return PairOutcome(**common, status="no samples", detail="no sample file published in the window")
+    drifted = [r for r in reports if r.verdict == "drifted"]
+    verdicts = {r.verdict for r in reports}
+    status = "drifted" if drifted else ("stable" if "stable" in verdicts else "too_few_samples")
+    newest = drifted[-1] if drifted else reports[-1]
+    return PairOutcome(
+        **common,
+        status=status,
+        detail="; ".join(f"v{r.version}: {r.summary}" for r in reports),
+        link=newest.run_url or "",
+        event_uri=assets.drift_uri(pair[0], pair[1]) if drifted else None,
+        event_extra=newest.asset_extra() if drifted else {},
+        facts={"versions": {r.version: r.verdict for r in reports}},
+    )

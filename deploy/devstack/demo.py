@@ -109,7 +109,7 @@ def _failed(ti: dict[str, Any]) -> bool:
 
 
 # The chunk task of each stage (ADR 0008): its XCom ``pair_outcomes`` says what happened to each pair.
-CHUNK_TASKS = frozenset({"build_snapshots", "train", "decide"})
+CHUNK_TASKS = frozenset({"build_snapshots", "measure", "train", "decide"})
 
 
 def poll_chain(api: AirflowApi, since: str, known: ChainState | None = None) -> ChainState:

@@ -189,9 +189,11 @@ def test_monitoring_wiring(dagbag: dict[str, Any]) -> None:
     dag = next((d for d in dagbag["dags"] if d["dag_id"] == "monitoring"), None)
     assert dag is not None, "dags/monitoring.py must define the monitoring DAG"
     assert "0 * * * *" in dag["schedule"], f"schedule should follow monitoring.schedule (@hourly): {dag['schedule']}"
-    measure = next(t for t in dag["tasks"] if t["task_id"] == "measure")
-    assert measure["mapped"], "measure must be mapped over the served versions"
-    assert measure["outlets"] == [{"type": "AssetAlias", "uri": "modelyard-drift"}]
+    tasks = {t["task_id"]: t for t in dag["tasks"]}
+    assert tasks["measure"]["mapped"], "measure must be mapped over chunks of pairs"
+    assert tasks["measure"]["upstream"] == ["select_pairs"]
+    assert tasks["publish_drifts"]["upstream"] == ["measure"]
+    assert tasks["publish_drifts"]["outlets"] == [{"type": "AssetAlias", "uri": "modelyard-drift"}]
     assert {"families", "regions", "window_hours"} <= set(dag["params"])
 
 
