@@ -198,8 +198,8 @@ def configure_logging(level: int = logging.INFO) -> None:
 class BackgroundWorker:
     """Daemon threads with a bounded queue: work that must never be on the response path.
 
-    The prediction log has one worker; every shadow of every service shares one small
-    pool (a plan with 1,000 shadows must not start 1,000 threads). When a worker falls
+    Every shadow of every service shares one small pool (a plan with 1,000 shadows must not
+    start 1,000 threads); the prediction log has its own writer thread (``sampling``). When a worker falls
     behind, new jobs are dropped (the caller counts them) instead of piling up memory; a
     stopped worker discards what is still queued.
     """
@@ -355,10 +355,9 @@ class FailedModels(OrderedDict[str, dict[str, Any]]):
 class PlanManager:
     """Loads plans, swaps them atomically and releases what the old plan no longer needs."""
 
-    def __init__(self, settings: ServeSettings, metrics: ServingMetrics, worker: BackgroundWorker) -> None:
+    def __init__(self, settings: ServeSettings, metrics: ServingMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.worker = worker
         self.active: ActivePlan | None = None
         self.loading: dict[str, Any] | None = None
         self.progress: LoadProgress | None = None  # of the plan loading now, else of the last one
@@ -1036,7 +1035,6 @@ class ServingApp:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.metrics = ServingMetrics()
-        self.worker: BackgroundWorker | None = None
         self.manager: PlanManager | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -1070,8 +1068,7 @@ class ServingApp:
 
     def startup(self) -> None:
         """Start the plan manager: the first plan loads in the background (``/healthz`` answers meanwhile)."""
-        self.worker = BackgroundWorker("prediction-log", maxsize=4096)
-        self.manager = PlanManager(self.settings, self.metrics, self.worker)
+        self.manager = PlanManager(self.settings, self.metrics)
         self.metrics.ready.set(0)
         self.manager.start()
         log.info("server starting", extra={"event": "start", "plan": str(self.settings.plan_path)})
@@ -1079,8 +1076,6 @@ class ServingApp:
     async def shutdown(self) -> None:
         if self.manager is not None:
             await self.manager.stop()
-        if self.worker is not None:
-            self.worker.stop()
 
     async def _http(self, scope: Scope, receive: Receive) -> Response:
         try:

@@ -22,7 +22,7 @@ from modelyard.deploy.serving.runtime import (
     load_models,
     reusable,
 )
-from modelyard.deploy.serving.server import BackgroundWorker, PlanManager, ServeSettings
+from modelyard.deploy.serving.server import PlanManager, ServeSettings
 
 
 def fake_model(uri: str, version: str | None = None) -> ServedModel:
@@ -133,7 +133,7 @@ class CountingManager(PlanManager):
     """A plan manager whose registry is in memory: ``_load`` is where it would download."""
 
     def __init__(self, settings: ServeSettings, gate: Callable[[str], None] | None = None) -> None:
-        super().__init__(settings, ServingMetrics(), BackgroundWorker("test"))
+        super().__init__(settings, ServingMetrics())
         self.loads: list[str] = []
         self.gate = gate
 
