@@ -74,11 +74,9 @@ def register_xgboost(
     Returns:
         The registered version's URI, ``models:/<name>/<version>``.
     """
-    import mlflow
     import numpy as np
     import pandas as pd
     import xgboost as xgb
-    from mlflow.models import infer_signature
 
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame(rng.normal(size=(rows, n_features)), columns=feature_names(n_features))
@@ -90,16 +88,33 @@ def register_xgboost(
     else:
         model = xgb.XGBRegressor(**common).fit(frame, 10 + 3 * signal_)
         output = model.predict(frame.head(5))
-    signature = infer_signature(frame.head(5), output)
-    with mlflow.start_run(run_name=f"bench-{name}"), tempfile.TemporaryDirectory() as extras:
-        holdout = pd.DataFrame(rng.normal(size=(256, n_features)), columns=feature_names(n_features))
+    holdout = pd.DataFrame(rng.normal(size=(256, n_features)), columns=feature_names(n_features))
+    return log_registered(
+        name,
+        model,
+        frame,
+        output,
+        lambda folder: write_serving_extras(model, "xgboost", holdout, folder) if onnx else [],
+    )
+
+
+def log_registered(name: str, model: Any, frame: Any, output: Any, extras: Any) -> str:
+    """Log an xgboost ``model`` with its signature, input example and ``extras(folder)`` files; register it.
+
+    Returns:
+        The registered version's URI, ``models:/<name>/<version>``.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    with mlflow.start_run(run_name=f"bench-{name}"), tempfile.TemporaryDirectory() as folder:
         info = mlflow.xgboost.log_model(
             model,
             name="model",
             registered_model_name=name,
-            signature=signature,
+            signature=infer_signature(frame.head(5), output),
             input_example=frame.head(3),
-            extra_files=write_serving_extras(model, "xgboost", holdout, Path(extras)) if onnx else None,
+            extra_files=extras(Path(folder)) or None,
         )
     return f"models:/{name}/{info.registered_model_version}"
 
@@ -136,11 +151,9 @@ def register_raw_xgboost(name: str, *, n_trees: int = 200, seed: int = 0) -> tup
     Returns:
         The version's URI, one raw record and the same record as precomputed features.
     """
-    import mlflow
     import numpy as np
     import pandas as pd
     import xgboost as xgb
-    from mlflow.models import infer_signature
 
     from modelyard.deploy.serving.features import RawFeatures
     from modelyard.deploy.serving.runtime import SPEC_FILE, Feature, InputSchema
@@ -152,20 +165,15 @@ def register_raw_xgboost(name: str, *, n_trees: int = 200, seed: int = 0) -> tup
     rng = np.random.default_rng(seed)
     label = (frame.sum(axis=1) + rng.normal(0, 1.0, len(frame)) > frame.sum(axis=1).median()).astype(int)
     model = xgb.XGBClassifier(n_estimators=n_trees, max_depth=6, n_jobs=1, random_state=seed).fit(frame, label)
-    signature = infer_signature(frame.head(5), model.predict_proba(frame.head(5))[:, 1])
-    with mlflow.start_run(run_name=f"bench-{name}"), tempfile.TemporaryDirectory() as extras:
-        spec_path = Path(extras) / SPEC_FILE
+
+    def extras(folder: Path) -> list[str]:
+        spec_path = folder / SPEC_FILE
         spec_path.write_text(json.dumps(fitted.to_dict()))
-        info = mlflow.xgboost.log_model(
-            model,
-            name="model",
-            registered_model_name=name,
-            signature=signature,
-            input_example=frame.head(3),
-            extra_files=[*write_serving_extras(model, "xgboost", frame.tail(256), Path(extras)), str(spec_path)],
-        )
+        return [*write_serving_extras(model, "xgboost", frame.tail(256), folder), str(spec_path)]
+
+    uri = log_registered(name, model, frame, model.predict_proba(frame.head(5))[:, 1], extras)
     precomputed = {column: float(value) for column, value in frame.iloc[0].items()}
-    return f"models:/{name}/{info.registered_model_version}", records[0], precomputed
+    return uri, records[0], precomputed
 
 
 def single_plan(model_uri: str, *, family: str = "bench", region: str = "local", **batching: Any) -> dict[str, Any]:
