@@ -229,17 +229,11 @@ def evaluate_pair(
     """
     name = config.mlflow.model_name(family, region)
     with pair_lock(config, name):
-        current = aliases(client, name)
-        challenger_version = current.get(CHALLENGER_ALIAS)
-        if challenger_version is None:
-            return _no_challenger(config, family, region, decided_by, current)
-        challenger = client.get_model_version(name, challenger_version)
-        recorded = recorded_decision(challenger)
-        if recorded is not None and not force:
-            log.info(
-                "%s v%s already decided (%s); use force to decide again", name, challenger_version, recorded.outcome
-            )
-            return recorded.model_copy(update={"already_decided": True})
+        found = _challenger_to_decide(client, config, (family, region), decided_by, force)
+        if isinstance(found, Decision):
+            return found
+        challenger, current = found
+        challenger_version = str(challenger.version)
         champion_version = current.get(CHAMPION_ALIAS)
         if champion_version == challenger_version:
             # Promoted earlier without a recorded decision (e.g. a crash in between): compare with the one it replaced.
@@ -535,6 +529,24 @@ def _main_metric(evidence: Evidence, decision: Decision) -> str:
 # ---------------------------------------------------------------- decisions a person takes (ADR 0011)
 
 
+def _challenger_to_decide(
+    client: MlflowClient, config: Config, pair: tuple[str, str], decided_by: str, force: bool
+) -> Decision | tuple[ModelVersion, dict[str, str]]:
+    """Under the pair's lock: the challenger to decide on and the model's aliases, or a decision to
+    return as it is (there is no challenger, or it was decided already and not ``force``)."""
+    name = config.mlflow.model_name(*pair)
+    current = aliases(client, name)
+    challenger_version = current.get(CHALLENGER_ALIAS)
+    if challenger_version is None:
+        return _no_challenger(config, pair[0], pair[1], decided_by, current)
+    challenger = client.get_model_version(name, challenger_version)
+    recorded = recorded_decision(challenger)
+    if recorded is not None and not force:
+        log.info("%s v%s already decided (%s); use force to decide again", name, challenger_version, recorded.outcome)
+        return recorded.model_copy(update={"already_decided": True})
+    return challenger, current
+
+
 def evaluate_for_approval(
     client: MlflowClient, config: Config, family: str, region: str, decided_by: str, *, force: bool = False
 ) -> Decision:
@@ -550,16 +562,12 @@ def evaluate_for_approval(
     """
     name = config.mlflow.model_name(family, region)
     with pair_lock(config, name):
-        current = aliases(client, name)
-        challenger_version = current.get(CHALLENGER_ALIAS)
-        if challenger_version is None:
-            return _no_challenger(config, family, region, decided_by, current)
-        challenger = client.get_model_version(name, challenger_version)
-        recorded = recorded_decision(challenger)
-        if recorded is not None and not force:
-            return recorded.model_copy(update={"already_decided": True})
+        found = _challenger_to_decide(client, config, (family, region), decided_by, force)
+        if isinstance(found, Decision):
+            return found
+        challenger, current = found
         champion_version = current.get(CHAMPION_ALIAS)
-        if champion_version != challenger_version:
+        if champion_version != str(challenger.version):
             champion = client.get_model_version(name, champion_version) if champion_version else None
             return _hold_for_approval(client, config, (family, region), challenger, champion, current, decided_by)
     # Champion already (promoted before its decision was recorded): nothing to approve, complete the record.
