@@ -29,6 +29,7 @@ pytestmark = pytest.mark.timeout(2400)
 APPROVE_REASON = "AUC holds on the festival slice; ship it"
 REJECT_REASON = "wait for the fleet change next week"
 TIMEOUT_SECONDS = 30
+SETTLE_SECONDS = 10  # several scheduler loops after the pause (see settle)
 
 
 def test_approve_reject_and_time_out_through_the_rest_api(chain: Chain) -> None:
@@ -53,6 +54,7 @@ def test_approve_reject_and_time_out_through_the_rest_api(chain: Chain) -> None:
         detail = waiting[f"{approved[0]}/{approved[1]}"]
         for expected in ("passed every gate", "| gate |", "champion v", "/#/experiments/"):
             assert expected in detail["body"], detail["body"]
+        settle(api, [waiting[f"{f}/{r}"] for f, r in (approved, rejected)])
         respond(api, waiting[f"{approved[0]}/{approved[1]}"], "Approve", APPROVE_REASON)
         respond(api, waiting[f"{rejected[0]}/{rejected[1]}"], "Reject", REJECT_REASON)
         output = io.StringIO()
@@ -102,6 +104,25 @@ def wait_for_required_actions(api: AirflowApi, labels: set[str], timeout: float 
             return found
         time.sleep(5)
     raise AssertionError(f"Required Actions for {sorted(labels)} did not open in {timeout:.0f}s; open: {sorted(found)}")
+
+
+def settle(api: AirflowApi, details: list[dict[str, Any]], seconds: float = SETTLE_SECONDS) -> None:
+    """Wait until each task shows ``awaiting_input``, then until the scheduler has had its executor event.
+
+    An answer that lands before the scheduler processed the executor's event for the paused task
+    process (~1 s after the pause) sends Airflow 3.3's scheduler down "finished with state success,
+    but the task instance's state attribute is queued": the try is marked up for retry and the new
+    try asks again, so the answer is lost (seen here: approve answered 0.35 s after the pause). A
+    person never answers that fast; the test waits as one would.
+    """
+    deadline = time.monotonic() + 120
+    for detail in details:
+        ti = detail["task_instance"]
+        path = f"/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}"
+        while api.request("GET", path)["state"] != "awaiting_input":
+            assert time.monotonic() < deadline, f"{ti['rendered_map_index']} never awaited input"
+            time.sleep(1)
+    time.sleep(seconds)
 
 
 def respond(api: AirflowApi, detail: dict[str, Any], option: str, reason: str) -> None:
