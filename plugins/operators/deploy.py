@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from modelyard.plugins.dag_support import expected_errors_fail_the_task
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -83,7 +85,10 @@ class DeployReleaseOperator(BaseOperator):
         context["release_label"] = release  # type: ignore[typeddict-unknown-key]
         request = DeployRequest.model_validate(self.item["request"])
         config = _config()
-        staged = stage_release(config, request, release, _tracking_uri(config), self._kube_targets(config, request))
+        # A plan that cannot be built (a version that does not exist, a bad option) fails at once:
+        # a retry builds the same plan. An unreachable server is a ConnectionError and is retried.
+        with expected_errors_fail_the_task():
+            staged = stage_release(config, request, release, _tracking_uri(config), self._kube_targets(config, request))
         return self._go_on(context, staged, None)
 
     def resume(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
