@@ -9,7 +9,8 @@ serving process is started by the deploy DAG on ``SERVING_PORT``; once a plan wa
 no new deploy runs. ``modelyard down`` stops every service that has a pid file, and
 nothing else.
 
-Ports come from the environment (``AIRFLOW_PORT``, ``MLFLOW_PORT``, ``SERVING_PORT``)
+Ports come from the environment (``AIRFLOW_PORT``, ``MLFLOW_PORT``, ``SERVING_PORT``; and
+``AIRFLOW_DATABASE_URL`` puts Airflow's metadata in another database than SQLite)
 and default to 8080, the port of ``mlflow.tracking_uri`` (5000) and ``deploy.local.port``
 (8000). A port held by another program stops ``up`` with a message naming the variable
 to change.
@@ -65,6 +66,9 @@ class StackSettings:
     airflow_port: int
     mlflow_port: int
     serving_port: int
+    # Airflow's metadata database: SQLite in the Airflow home unless AIRFLOW_DATABASE_URL names
+    # another (PostgreSQL for runs of hundreds of pairs: SQLite's one writer locks the scheduler out).
+    airflow_database_url: str | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -111,6 +115,7 @@ def stack_settings(config: Config, config_path: Path, environ: Mapping[str, str]
         airflow_port=_port(env, "AIRFLOW_PORT", 8080),
         mlflow_port=_port(env, "MLFLOW_PORT", default_mlflow),
         serving_port=_port(env, "SERVING_PORT", config.deploy.local.port),
+        airflow_database_url=env.get("AIRFLOW_DATABASE_URL", "").strip() or None,
     )
 
 
@@ -153,7 +158,7 @@ def airflow_environment(settings: StackSettings, base: Mapping[str, str] | None 
             "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
             "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "120",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.airflow_database_url or f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__API__HOST": settings.host,
             "AIRFLOW__API__PORT": str(settings.airflow_port),
             "AIRFLOW__API__BASE_URL": settings.airflow_url,
@@ -171,6 +176,9 @@ def airflow_environment(settings: StackSettings, base: Mapping[str, str] | None 
             "NO_COLOR": "1",
         }
     )
+    if settings.airflow_database_url:
+        # Airflow's async engine would pick asyncpg for postgresql+psycopg; psycopg 3 does async itself.
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = settings.airflow_database_url
     return env
 
 

@@ -126,13 +126,20 @@ class ScaleStack:
 
 
 @contextlib.contextmanager
-def scale_stack(home: Path, pairs: int, rows: int = DEFAULT_ROWS, logs_to: Path | None = None) -> Iterator[ScaleStack]:
-    """Write the config under ``home``, start MLflow + Airflow on free ports; stop them (keeping logs) at the end."""
+def scale_stack(
+    home: Path, pairs: int, rows: int = DEFAULT_ROWS, logs_to: Path | None = None, airflow_db: str | None = None
+) -> Iterator[ScaleStack]:
+    """Write the config under ``home``, start MLflow + Airflow on free ports; stop them (keeping logs) at the end.
+
+    ``airflow_db`` is Airflow's metadata database URL (default: SQLite in the Airflow home).
+    """
     from modelyard.training.mlflow_server import free_port
 
     config_path = write_scale_config(home / "modelyard.yaml", home / "data", pairs, rows)
     config = load_config(config_path, environ={})
     ports = {name: str(free_port()) for name in ("AIRFLOW_PORT", "MLFLOW_PORT", "SERVING_PORT")}
+    if airflow_db:
+        ports["AIRFLOW_DATABASE_URL"] = airflow_db
     settings = stack_settings(config, config_path, ports)
     try:
         up(settings, timeout=600)
@@ -303,9 +310,17 @@ def fit_seconds(tracking_uri: str) -> float | None:
 
 def database_sizes(settings: StackSettings) -> dict[str, float]:
     """MB of the SQLite files under the MLflow and Airflow homes (what the embedded stack uses)."""
+    airflow_db = _mb(sum(p.stat().st_size for p in settings.airflow_home.glob("*.db")))
+    if settings.airflow_database_url:
+        import psycopg
+
+        url = settings.airflow_database_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url) as connection:
+            row = connection.execute("SELECT pg_database_size(current_database())").fetchone()
+        airflow_db = _mb(int(row[0])) if row else None
     return {
         "mlflow_db_mb": _mb(sum(p.stat().st_size for p in settings.mlflow_dir.rglob("*.db"))) or 0.0,
-        "airflow_db_mb": _mb(sum(p.stat().st_size for p in settings.airflow_home.glob("*.db"))) or 0.0,
+        "airflow_db_mb": airflow_db or 0.0,
         "mlflow_artifacts_mb": _mb(_tree_size(settings.mlflow_dir)) or 0.0,
     }
 
@@ -381,17 +396,37 @@ def cli_timings(stack: ScaleStack) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def postgres_database(host: str = "127.0.0.1", user: str = "postgres") -> Iterator[str]:
+    """A fresh database on the local PostgreSQL for Airflow's metadata; its SQLAlchemy URL; dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"modelyard_scale_{uuid.uuid4().hex[:8]}"
+    admin = f"postgresql://{user}@{host}/postgres"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://{user}@{host}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 # ---------------------------------------------------------------------------- the run
 
 
-def run_bench(pairs: int, rows: int, home: Path, timeout: float) -> dict[str, Any]:
+def run_bench(pairs: int, rows: int, home: Path, timeout: float, airflow_db: str | None = None) -> dict[str, Any]:
     """Run the chain on a fresh stack and measure it (a chain that fails or times out is measured as far as it got)."""
     from rich.console import Console
 
     from modelyard.deploy.devstack.stack import StackError
 
     results = _header(pairs, rows)
-    with scale_stack(home, pairs, rows, logs_to=home / "logs") as stack, MemorySampler(stack.settings.run_dir) as mem:
+    results["airflow_database"] = "PostgreSQL" if airflow_db else "SQLite"
+    stack_context = scale_stack(home, pairs, rows, logs_to=home / "logs", airflow_db=airflow_db)
+    with stack_context as stack, MemorySampler(stack.settings.run_dir) as mem:
         console = Console(file=sys.stdout, width=140, force_terminal=False)
         triggered = time.time()
         since = trigger_chain(stack.api, note=f"bench-scale {pairs} pairs")
@@ -629,8 +664,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"`make bench-scale PAIRS={results['pairs']}` (`python tests/bench/scale.py --pairs {results['pairs']}`), "
         f"{results['when']}: **{results['pairs']} pairs** ({results['regions']} generated regions x 2 families, "
-        f"{results['rows_per_region']} rows each), the dev stack's real Airflow scheduler (LocalExecutor) and MLflow "
-        f"server on SQLite, {results['machine']['cpus']} CPUs shared with other work (load average "
+        f"{results['rows_per_region']} rows each), the dev stack's real Airflow scheduler (LocalExecutor, metadata "
+        f"on {results.get('airflow_database', 'SQLite')}) and MLflow server on SQLite, "
+        f"{results['machine']['cpus']} CPUs shared with other work (load average "
         f"{results['machine']['loadavg_at_start']} at start, {results['machine']['loadavg_at_end']} at end).",
         "",
         (
@@ -706,6 +742,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--home", type=Path, default=None, help="the stack's home (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=REPO / "docs", help="where benchmarks.md/.json go")
     parser.add_argument(
+        "--airflow-db", choices=("sqlite", "postgres"), default="sqlite",
+        help="Airflow's metadata database: the dev stack's SQLite, or a fresh database on the local PostgreSQL "
+        "(127.0.0.1:5432, user postgres; removed afterwards). SQLite's single writer stops the scheduler "
+        "('database is locked') at hundreds of pairs.",
+    )  # fmt: skip
+    parser.add_argument(
         "--serve-models", type=int, default=None, metavar="N",
         help="measure only one serving process with N models (no Airflow): load threads 1 and 4, a one-model swap",
     )  # fmt: skip
@@ -725,7 +767,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     with contextlib.ExitStack() as cleanup:
         home = options.home or Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="modelyard-scale-")))
-        results = run_bench(options.pairs, options.rows, home.resolve(), options.timeout)
+        airflow_db = cleanup.enter_context(postgres_database()) if options.airflow_db == "postgres" else None
+        results = run_bench(options.pairs, options.rows, home.resolve(), options.timeout, airflow_db)
         logs = REPO / "test-results" / "bench-scale-logs"
         shutil.rmtree(logs, ignore_errors=True)
         shutil.copytree(home / "logs", logs, dirs_exist_ok=True)
