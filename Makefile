@@ -22,7 +22,7 @@ help:
 	@echo "make test       install what is missing, then ruff, mypy and every test tier"
 	@echo "make test-fast  the fast tiers only (unit, data, dags, chart)"
 	@echo "make bench      serving benchmark against mlflow models serve"
-	@echo "make bench-scale  the chain for PAIRS (family, region) pairs on the real stack (default 1000)"
+	@echo "make bench-scale  the chain for PAIRS (family, region) pairs on the real stack (default 1000; PostgreSQL)"
 	@echo "make up         start MLflow + Airflow + serving without triggering anything"
 	@echo "make demo-festival  second act: festival drift, retrain, canary under load"
 	@echo "make down       stop what make demo started"
@@ -79,10 +79,13 @@ up: install
 bench: install
 	$(BIN)/python tests/bench/serving.py
 
-# The scale benchmark (not a test): PAIRS pairs through the real Airflow + MLflow; hours at 1000.
+# The scale benchmark (not a test): PAIRS pairs through the real Airflow + MLflow. Airflow's
+# metadata goes to a fresh database on the local PostgreSQL (AIRFLOW_DB=sqlite for the dev
+# stack's SQLite, which stops the scheduler with "database is locked" at hundreds of pairs).
 PAIRS ?= 1000
+AIRFLOW_DB ?= postgres
 bench-scale: install
-	$(BIN)/python tests/bench/scale.py --pairs $(PAIRS)
+	$(BIN)/python tests/bench/scale.py --pairs $(PAIRS) --airflow-db $(AIRFLOW_DB)
 
 down: install
 	$(BIN)/modelyard down
