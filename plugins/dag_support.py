@@ -32,17 +32,12 @@ def storage_credentials(context: Any) -> None:
 
     A pre-execute hook (it runs in the task's own process, before ``execute``, and a failure
     stops the task), so every stage and the processes it starts reach an object-store root with
-    the Connection's credentials (``plugins/hooks/storage.py``). A local root costs nothing.
+    the Connection's credentials (``plugins/hooks/storage.py``). A local root looks nothing up.
     """
-    from modelyard.pipeline import storage
-
-    settings = config()
-    if storage.is_local(settings.storage.root):
-        return
     from modelyard.plugins.hooks.storage import StorageHook
 
     with expected_errors_fail_the_task():  # a missing or unusable Connection does not improve on retry
-        StorageHook(settings.storage).export_credentials()
+        StorageHook(config().storage).export_credentials()
 
 
 DEFAULT_ARGS: dict[str, Any] = {

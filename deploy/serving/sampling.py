@@ -172,6 +172,10 @@ class Shipper:
         self.shipped = 0
         self.failed = 0
 
+    def for_folder(self, folder: Path) -> Shipper:
+        """The shipper of ``folder`` (inside the spool): its files go to the same relative place."""
+        return Shipper(folder, self.target.joinpath(*folder.relative_to(self.spool).parts))
+
     def ship(self, path: Path) -> bool:
         """Upload ``path`` (one PUT) to its key under the target and delete it; False (kept) on failure."""
         relative = path.relative_to(self.spool)

@@ -701,9 +701,7 @@ class PlanManager:
     def _shipper(self, base: Path, root: Path) -> Shipper | None:
         """Ship ``root``'s files to the same relative place under the server's log URL (None: keep them here)."""
         shipper = shipper_from_env(self.settings.shipping, base)
-        if shipper is None:
-            return None
-        return Shipper(root, shipper.target.joinpath(*root.relative_to(base).parts))
+        return shipper.for_folder(root) if shipper is not None else None
 
     async def _retire(self, old: ActivePlan, keep: set[str]) -> None:
         """Wait for the old plan's in-flight requests, then stop and release what is unused."""
