@@ -29,8 +29,11 @@ RUN mkdir modelyard \
 # ../deploy, modelyard/helm -> ../helm, ...); COPY keeps a link as a link, so the targets are
 # copied beside it and the wheel build follows the links as it does in a checkout.
 COPY modelyard ./modelyard
+COPY core ./core
 COPY pipeline ./pipeline
 COPY training ./training
+COPY promotion ./promotion
+COPY monitoring ./monitoring
 COPY deploy ./deploy
 COPY plugins ./plugins
 COPY dags ./dags

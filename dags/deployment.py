@@ -73,9 +73,9 @@ def deployment() -> None:
     @task
     def select_releases() -> list[dict[str, Any]]:
         """The deploy request (form, or the regions of triggering champion events) per release."""
+        from modelyard.core.contracts.assets import parse_uri
         from modelyard.deploy.rollout.apply import release_names
         from modelyard.deploy.rollout.request import DeployRequest
-        from modelyard.pipeline.assets import parse_uri
         from modelyard.plugins.dag_support import triggering_uris
 
         context = get_current_context()

@@ -69,7 +69,7 @@ def training() -> None:
     @task
     def select_pairs() -> list[list[dict[str, str]]]:
         """Pairs named by triggering feature events, else by the form, in chunks; validates the overrides."""
-        from modelyard.pipeline.assets import pairs_in
+        from modelyard.core.contracts.assets import pairs_in
         from modelyard.plugins.dag_support import chunked, config, expected_errors_fail_the_task, triggering_uris
         from modelyard.training.models import parse_params_json
         from modelyard.training.train import validate_override
@@ -91,12 +91,12 @@ def training() -> None:
         """Train the chunk's pairs in a worker pool, one log line per pair with its MLflow run."""
         import functools
 
+        from modelyard.core.tracking import require_reachable
+        from modelyard.monitoring.measure import drift_event
         from modelyard.plugins.dag_support import config, expected_errors_fail_the_task, run_chunk
         from modelyard.plugins.hooks.mlflow import MlflowHook
         from modelyard.plugins.stage_pairs import TrainJob, train_one
-        from modelyard.training.mlflow_server import require_reachable
         from modelyard.training.models import parse_params_json
-        from modelyard.training.monitoring import drift_event
 
         context = get_current_context()
         manual = not context["triggering_asset_events"]

@@ -67,7 +67,7 @@ def monitoring() -> None:
     @task
     def select_pairs() -> list[list[dict[str, str]]]:
         """Pairs of the form with a served version that published samples inside the window, in chunks."""
-        from modelyard.training.monitoring import served_versions
+        from modelyard.monitoring.measure import served_versions
 
         params = get_current_context()["params"]
         config = dag_support.config()
@@ -81,9 +81,9 @@ def monitoring() -> None:
         """Measure the chunk's pairs in a worker pool, one log line per pair with its verdict and MLflow run."""
         import functools
 
+        from modelyard.core.tracking import require_reachable
         from modelyard.plugins.hooks.mlflow import MlflowHook
         from modelyard.plugins.stage_pairs import MonitorJob, monitor_one
-        from modelyard.training.mlflow_server import require_reachable
 
         context = get_current_context()
         params = context["params"]

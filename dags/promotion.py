@@ -80,9 +80,9 @@ def promotion() -> None:
     @task
     def select_pairs() -> list[list[dict[str, str]]]:
         """Pairs named by triggering challenger events, else by the form (checked before anything runs), in chunks."""
-        from modelyard.pipeline.assets import pairs_in
+        from modelyard.core.contracts.assets import pairs_in
         from modelyard.plugins.dag_support import chunked, config, expected_errors_fail_the_task, triggering_uris
-        from modelyard.training.promotion import check_request
+        from modelyard.promotion.decide import check_request
 
         context = get_current_context()
         params = context["params"]
@@ -101,10 +101,10 @@ def promotion() -> None:
         """Decide the chunk's pairs in a worker pool: one log line per pair, then its gate table."""
         import functools
 
+        from modelyard.core.tracking import require_reachable
         from modelyard.plugins.dag_support import config, run_chunk
         from modelyard.plugins.hooks.mlflow import MlflowHook
         from modelyard.plugins.stage_pairs import DecideJob, decide_one
-        from modelyard.training.mlflow_server import require_reachable
 
         context = get_current_context()
         manual = not context["triggering_asset_events"]
@@ -140,8 +140,8 @@ def approval_requests() -> list[dict[str, Any]]:
     """One request (subject, Markdown body, timeout) per pair that newly awaits approval; [] skips the rest."""
     from modelyard.plugins.dag_support import config, pair_outcomes
     from modelyard.plugins.hooks.mlflow import MlflowHook
-    from modelyard.training.approval import build_request, pending_requests
-    from modelyard.training.promotion import open_client
+    from modelyard.promotion.approval import build_request, pending_requests
+    from modelyard.promotion.decide import open_client
 
     decisions: list[Mapping[str, Any]] = [
         {"family": o.family, "region": o.region, "outcome": o.status, **o.facts}
@@ -163,11 +163,11 @@ def apply_answer(answer: dict[str, Any]) -> dict[str, Any]:
     """Apply one person's answer (promote, or keep the challenger with the reason) and announce a new champion."""
     from airflow.sdk import Asset
 
-    from modelyard.pipeline.assets import champion_uri
+    from modelyard.core.contracts.assets import champion_uri
     from modelyard.plugins.dag_support import config
     from modelyard.plugins.hooks.mlflow import MlflowHook
-    from modelyard.training.approval import Answer, apply
-    from modelyard.training.promotion import open_client
+    from modelyard.promotion.approval import Answer, apply
+    from modelyard.promotion.decide import open_client
 
     context = get_current_context()
     parsed = Answer.model_validate(answer)

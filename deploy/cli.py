@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperGroup
 
+from modelyard.core.cli import exits_on_expected_errors
 from modelyard.deploy.rollout.cli import app as deploy_app
 from modelyard.pipeline.cli import app as data_app
-from modelyard.pipeline.cli import exits_on_expected_errors
+from modelyard.promotion.cli import app as promotion_app
 from modelyard.training.cli import app as training_app
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data", help="Generate, ingest, validate and publish feature snapshots.")
 app.registered_commands.extend(training_app.registered_commands)
+app.registered_commands.extend(promotion_app.registered_commands)  # promote, rollback, status
 app.registered_commands.extend(deploy_app.registered_commands)  # plan, deploy
 
 

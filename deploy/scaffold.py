@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from modelyard.pipeline.errors import ModelyardError
+from modelyard.core.errors import ModelyardError
 
 CONFIG_FILE = "modelyard.yaml"
 DAGS_DIR = "dags"

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from modelyard.core.config import Config, ConfigError, Dataset, Family
+from modelyard.core.contracts.columns import TIME_COLUMN
+from modelyard.core.storage import write_bytes_atomic
 from modelyard.pipeline import snapshots
-from modelyard.pipeline.config import Config, ConfigError, Dataset, Family
-from modelyard.pipeline.features import TIME_COLUMN, FeatureError, build_features, check_family, required_raw_columns
+from modelyard.pipeline.features import FeatureError, build_features, check_family, required_raw_columns
 from modelyard.pipeline.ingest import IngestError, RawTable, read_dataset
 from modelyard.pipeline.outcomes import write_outcomes
-from modelyard.pipeline.storage import write_bytes_atomic
 from modelyard.pipeline.validation import ValidationOutcome, render_report, summarize, validate_features, validate_raw
 
 if TYPE_CHECKING:

@@ -1,27 +1,26 @@
 """``modelyard data …`` commands: generate, ingest, validate, build.
 
-Exit codes: 0 success, 1 data failed validation (or a region failed to build),
-2 unusable input or configuration (the one-line cause is printed), 3 a server (MLflow) does
-not answer.
-
-Every CLI of modelyard prints its errors through :func:`print_error`: user text (a regex
-pattern, a YAML snippet, ``--params '[bold]x'``) is printed as it is, never read as rich markup.
+Exit codes as in :mod:`modelyard.core.cli`: 1 data failed validation (or a region failed to build).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from modelyard.pipeline.config import Config, ConfigError, load_config
-from modelyard.pipeline.errors import ModelyardError
+from modelyard.core.cli import (
+    ConfigOption,
+    FamiliesOption,
+    RegionsOption,
+    console,
+    exits_on_expected_errors,
+    writes_to,
+)
+from modelyard.core.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,43 +29,6 @@ if TYPE_CHECKING:
     from modelyard.pipeline.validation import ValidationOutcome
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
-console = Console()
-errors = Console(stderr=True)
-
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="Config file (default: $MODELYARD_CONFIG).")]
-FamiliesOption = Annotated[list[str] | None, typer.Option("--family", "-f", help="Family (repeatable; default all).")]
-RegionsOption = Annotated[list[str] | None, typer.Option("--region", "-r", help="Region (repeatable; default all).")]
-
-
-def print_error(message: object, console: Console = errors) -> None:
-    """Print ``error: <message>`` on one line; the message is text, never rich markup."""
-    console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
-
-
-@contextmanager
-def exits_on_expected_errors(console: Console = errors, code: int = 2) -> Iterator[None]:
-    """Turn an expected error (:class:`ModelyardError`) into one line and an exit code.
-
-    ``code`` for bad input or configuration; 3 when a server does not answer (the error is
-    also a ``ConnectionError``). Anything else is a bug and keeps its traceback.
-    """
-    try:
-        yield
-    except ModelyardError as exc:
-        print_error(exc, console)
-        raise typer.Exit(3 if isinstance(exc, ConnectionError) else code) from exc
-
-
-@contextmanager
-def writes_to(path: Path, option: str, console: Console = errors) -> Iterator[None]:
-    """Turn a failed write of a path the user gave (missing, read-only folder) into one line and exit 2."""
-    try:
-        yield
-    except OSError as exc:
-        where = f": {exc.filename}" if exc.filename and str(exc.filename) != str(path) else ""
-        problem = f"{exc.strerror or exc}{where}"
-        print_error(f"{option} {path}: cannot write it ({problem}); choose a writable folder", console)
-        raise typer.Exit(2) from exc
 
 
 def _config(path: Path | None) -> Config:

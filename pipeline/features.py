@@ -20,16 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from modelyard.pipeline import featurespec
-from modelyard.pipeline.config import Config, ConfigError, Dataset, Family, Region
-from modelyard.pipeline.errors import ModelyardError
+from modelyard.core import featurespec
+from modelyard.core.config import Config, ConfigError, Dataset, Family, Region
+from modelyard.core.contracts.columns import RAW_PREFIX, TIME_COLUMN
+from modelyard.core.errors import ModelyardError
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-
-TIME_COLUMN = "event_time"  # the snapshot's time column, whatever the dataset calls it
-RAW_PREFIX = "raw."
 
 
 class FeatureError(ModelyardError, ValueError):

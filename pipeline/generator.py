@@ -18,7 +18,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from modelyard.pipeline.config import Config, Region
+from modelyard.core.config import Config, Region
 
 if TYPE_CHECKING:
     import numpy as np

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelyard.pipeline.config import Dataset
-from modelyard.pipeline.errors import ModelyardError
+from modelyard.core.config import Dataset
+from modelyard.core.errors import ModelyardError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -18,13 +18,13 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from modelyard.pipeline import storage
+from modelyard.core import storage
 
 if TYPE_CHECKING:
     import pandas as pd
     from upath import UPath
 
-    from modelyard.pipeline.config import Config, Family
+    from modelyard.core.config import Config, Family
 
 PREFIX = "ingested-"
 

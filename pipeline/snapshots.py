@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from modelyard.pipeline.errors import ModelyardError
-from modelyard.pipeline.storage import read_text, write_bytes_atomic
+from modelyard.core.errors import ModelyardError
+from modelyard.core.storage import read_text, write_bytes_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -101,11 +101,6 @@ def frame_digest(frame: pd.DataFrame) -> str:
     return hasher.hexdigest()[:16]
 
 
-def atomic_write_bytes(path: UPath | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` (local or object store) so that readers see either nothing or all of it."""
-    write_bytes_atomic(path, data)
-
-
 def publish(
     features_dir: UPath,
     frame: pd.DataFrame,
@@ -140,10 +135,10 @@ def publish(
         return meta, created
     if report_html is not None:
         validation = validation.model_copy(update={"report": f"{digest}.report.html"})
-        atomic_write_bytes(folder / f"{digest}.report.html", report_html.encode())
+        write_bytes_atomic(folder / f"{digest}.report.html", report_html.encode())
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
-    atomic_write_bytes(folder / f"{digest}.parquet", buffer.getvalue())
+    write_bytes_atomic(folder / f"{digest}.parquet", buffer.getvalue())
     times = frame[time_column]
     meta = SnapshotMeta(
         family=family,
@@ -160,7 +155,7 @@ def publish(
         feature_spec=feature_spec,
         unknown_categories=unknown_categories or {},
     )
-    atomic_write_bytes(meta_file, meta.model_dump_json(indent=2).encode())
+    write_bytes_atomic(meta_file, meta.model_dump_json(indent=2).encode())
     _point_latest(folder, digest)
     return meta, True
 
@@ -170,7 +165,7 @@ def _point_latest(folder: UPath, digest: str) -> bool:
     current = read_text(pointer)
     if current is not None and current.strip() == digest:
         return False
-    atomic_write_bytes(pointer, f"{digest}\n".encode())
+    write_bytes_atomic(pointer, f"{digest}\n".encode())
     return True
 
 

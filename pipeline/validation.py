@@ -24,10 +24,11 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from modelyard.pipeline import featurespec
-from modelyard.pipeline.config import Column, Config, Family
-from modelyard.pipeline.errors import ModelyardError
-from modelyard.pipeline.features import RAW_PREFIX, TIME_COLUMN, required_raw_columns, snapshot_columns
+from modelyard.core import featurespec
+from modelyard.core.config import Column, Config, Family
+from modelyard.core.contracts.columns import RAW_PREFIX, TIME_COLUMN
+from modelyard.core.errors import ModelyardError
+from modelyard.pipeline.features import required_raw_columns, snapshot_columns
 from modelyard.pipeline.snapshots import ValidationSummary
 
 if TYPE_CHECKING:

@@ -14,9 +14,9 @@ from typing import Any
 
 from airflow.sdk import Asset, Param
 
-from modelyard.pipeline import assets
-from modelyard.pipeline.config import Config, load_config
-from modelyard.pipeline.errors import ModelyardError
+from modelyard.core.config import Config, load_config
+from modelyard.core.contracts import assets
+from modelyard.core.errors import ModelyardError
 
 OWNER = "ml-platform"
 
@@ -112,7 +112,7 @@ def chunked(pairs: list[tuple[str, str]]) -> list[list[dict[str, str]]]:
 
     The select task's log is where a user looks a region up: map index → its pairs, in full.
     """
-    from modelyard.pipeline.chunks import label, split
+    from modelyard.core.chunks import label, split
 
     scale = config().scale
     chunks = split(pairs, scale.chunk_size, scale.max_chunks)
@@ -131,7 +131,7 @@ def run_chunk(context: Any, chunk: list[dict[str, str]], work: Any) -> dict[str,
     pairs: at once (no retry) when every failure is an expected one (bad data, a bad form),
     else with an error Airflow retries.
     """
-    from modelyard.pipeline import chunks
+    from modelyard.core import chunks
     from modelyard.plugins import stage_pairs
 
     pairs = [(p["family"], p["region"]) for p in chunk]
@@ -160,7 +160,7 @@ def run_chunk(context: Any, chunk: list[dict[str, str]], work: Any) -> dict[str,
 
 
 def _earlier_successes(store: Any, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-    from modelyard.pipeline.chunks import PairOutcome
+    from modelyard.core.chunks import PairOutcome
 
     if store is None:  # Airflow before 3.3 has no task state store: a retry redoes the chunk (idempotent)
         return {}
@@ -175,7 +175,7 @@ def _earlier_successes(store: Any, pairs: list[tuple[str, str]]) -> dict[tuple[s
 def _fail_for(outcomes: list[Any]) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from modelyard.pipeline.chunks import ChunkError
+    from modelyard.core.chunks import ChunkError
 
     failed = [o for o in outcomes if not o.ok]
     if not failed:
@@ -206,7 +206,7 @@ def publish_outcomes(context: Any, chunk_task_id: str, alias: Any) -> list[str]:
     """
     from airflow.sdk import Asset
 
-    from modelyard.pipeline.chunks import PairOutcome
+    from modelyard.core.chunks import PairOutcome
 
     selected, pulled = _pulled_outcomes(context, chunk_task_id)
     outcomes = [PairOutcome.from_json(o) for chunk in pulled if chunk for o in chunk]
@@ -226,7 +226,7 @@ def publish_outcomes(context: Any, chunk_task_id: str, alias: Any) -> list[str]:
 
 def pair_outcomes(context: Any, chunk_task_id: str) -> list[Any]:
     """Every pair's ``PairOutcome`` reported by the run's chunks of ``chunk_task_id`` (failed chunks included)."""
-    from modelyard.pipeline.chunks import PairOutcome
+    from modelyard.core.chunks import PairOutcome
 
     _, pulled = _pulled_outcomes(context, chunk_task_id)
     return [PairOutcome.from_json(o) for chunk in pulled if chunk for o in chunk]

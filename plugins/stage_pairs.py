@@ -3,7 +3,7 @@
 Airflow-free on purpose: a worker process unpickles these functions, so importing this
 module must not import Airflow. Each worker gets the config once (:func:`start_worker`),
 keeps its raw-data cache and MLflow client across pairs, and turns the library's result
-for a pair into a :class:`~modelyard.pipeline.chunks.PairOutcome` (status, one log line's
+for a pair into a :class:`~modelyard.core.chunks.PairOutcome` (status, one log line's
 detail, the MLflow link or snapshot digest, and the Asset event to announce).
 """
 
@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from modelyard.pipeline import assets
-from modelyard.pipeline.chunks import Pair, PairOutcome
+from modelyard.core.chunks import Pair, PairOutcome
+from modelyard.core.contracts import assets
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from modelyard.core.config import Config
     from modelyard.pipeline.build import BuildRequest, BuildResult, RawCache
-    from modelyard.pipeline.config import Config
-    from modelyard.training.promotion import Action, Decision
+    from modelyard.promotion.decide import Action, Decision
     from modelyard.training.train import TrainResult
 
 # One worker's state: its config, raw-data cache and MLflow client (reset by start_worker).
@@ -88,7 +88,7 @@ def train_one(job: TrainJob, pair: Pair) -> PairOutcome:
 
     A pair named by a drift event is retrained on its newest data, the drift in the run's tags.
     """
-    from modelyard.training.monitoring import retrain_drifted
+    from modelyard.monitoring.measure import retrain_drifted
     from modelyard.training.train import train_pair
 
     drift = job.drift.get(f"{pair[0]}/{pair[1]}")
@@ -129,8 +129,8 @@ class DecideJob:
 
 def decide_one(job: DecideJob, pair: Pair) -> PairOutcome:
     """Decide one pair; a moved champion announces its Asset. A rejection is a decision, not a failure."""
-    from modelyard.training.approval import decide_with_policy
-    from modelyard.training.promotion import open_client
+    from modelyard.promotion.approval import decide_with_policy
+    from modelyard.promotion.decide import open_client
 
     if "client" not in _WORKER:
         _WORKER["client"] = open_client(_config(), job.tracking_uri)
@@ -143,7 +143,7 @@ def decide_one(job: DecideJob, pair: Pair) -> PairOutcome:
 
 def decision_outcome(decision: Decision, tracking_uri: str) -> PairOutcome:
     """The decision with its gate table as notes and a link to the model version decided on."""
-    from modelyard.training.gates import GateReport
+    from modelyard.promotion.gates import GateReport
 
     version = decision.version or decision.champion_after or ""
     link = model_version_url(tracking_uri, decision.model_name, version) if version else ""
@@ -188,7 +188,7 @@ def monitor_one(job: MonitorJob, pair: Pair) -> PairOutcome:
     """
     import datetime as dt
 
-    from modelyard.training.monitoring import measure_pair, served_versions
+    from modelyard.monitoring.measure import measure_pair, served_versions
 
     config = _config()
     since = dt.datetime.fromisoformat(job.since)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modelyard.training.mlflow_server import MlflowServer, start_mlflow_server
+from modelyard.deploy.rollout.mlflow_server import MlflowServer, start_mlflow_server
 
 REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "data", "model", "dags", "chart", "integration", "e2e", "production")

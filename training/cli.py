@@ -1,30 +1,20 @@
-"""``modelyard train`` (and the other model-lifecycle commands composed into the root app)."""
+"""``modelyard train``, composed into the root app."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from modelyard.core.cli import ConfigOption, TrackingOption
+from modelyard.core.cli import FamiliesOption as FamilyOption
+from modelyard.core.cli import RegionsOption as RegionOption
+
 app = typer.Typer(no_args_is_help=True)
 
-FamilyOption = Annotated[
-    list[str] | None, typer.Option("--family", "-f", help="Family to train (repeatable; default: all).")
-]
-RegionOption = Annotated[
-    list[str] | None, typer.Option("--region", "-r", help="Region to train (repeatable; default: all).")
-]
 ForceOption = Annotated[bool, typer.Option("--force", help="Retrain even if these inputs were already trained.")]
 ParamsOption = Annotated[
     str | None, typer.Option("--params", help="Hyperparameter override as a JSON object, e.g. '{\"max_depth\": 4}'.")
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="Config file (default: $MODELYARD_CONFIG or ./modelyard.yaml).")
-]
-TrackingOption = Annotated[
-    str | None,
-    typer.Option("--tracking-uri", help="MLflow server (default: $MLFLOW_TRACKING_URI, then mlflow.tracking_uri)."),
 ]
 
 
@@ -40,8 +30,8 @@ def train(
     """Train every selected (family, region) on its latest snapshot and register challengers in MLflow."""
     from rich.console import Console
 
-    from modelyard.pipeline.cli import exits_on_expected_errors
-    from modelyard.pipeline.config import load_config
+    from modelyard.core.cli import exits_on_expected_errors
+    from modelyard.core.config import load_config
     from modelyard.training.models import parse_params_json
     from modelyard.training.train import render_results, train_all, validate_override
 
@@ -54,98 +44,3 @@ def train(
     console.print(render_results(results))
     if any(result.status == "failed" for result in results):
         raise typer.Exit(1)
-
-
-# ---------------------------------------------------------------- promotion: promote, rollback, status
-
-
-def _decided_by() -> str:
-    import getpass
-
-    return f"cli:{getpass.getuser()}"
-
-
-def _one(values: list[str] | None, option: str) -> str:
-    if not values or len(values) != 1:
-        raise typer.BadParameter(f"give exactly one {option}", param_hint=option)
-    return values[0]
-
-
-@app.command()
-def promote(
-    family: FamilyOption = None,
-    region: RegionOption = None,
-    version: Annotated[
-        str | None, typer.Option("--version", help="Promote this version by hand (needs one --family/--region).")
-    ] = None,
-    reason: Annotated[str | None, typer.Option("--reason", help="Why (required with --version; recorded).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Decide again on challengers already decided.")] = False,
-    config: ConfigOption = None,
-    tracking_uri: TrackingOption = None,
-) -> None:
-    """Run the validation gates on each challenger and promote those that pass; or promote --version N by hand."""
-    from rich.console import Console
-
-    from modelyard.pipeline.cli import exits_on_expected_errors
-    from modelyard.pipeline.config import load_config
-    from modelyard.training.promotion import open_client, promote_all, promote_version, render_decisions, render_gates
-
-    console = Console()
-    with exits_on_expected_errors():
-        loaded = load_config(config)
-        if version is not None:
-            pair = (_one(family, "--family"), _one(region, "--region"))  # a bad flag fails before connecting
-            client = open_client(loaded, tracking_uri)
-            decisions = [promote_version(client, loaded, *pair, version, reason or "", _decided_by())]
-        else:
-            decisions = promote_all(loaded, family, region, _decided_by(), force=force, tracking_uri=tracking_uri)
-    for decision in decisions:
-        if decision.gates and not decision.already_decided:
-            console.print(render_gates(decision))
-    console.print(render_decisions(decisions))
-    if any(decision.outcome == "failed" for decision in decisions):
-        raise typer.Exit(1)
-
-
-@app.command()
-def rollback(
-    family: Annotated[str, typer.Option("--family", "-f", help="Family.")],
-    region: Annotated[str, typer.Option("--region", "-r", help="Region.")],
-    reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded in the history).")] = None,
-    config: ConfigOption = None,
-    tracking_uri: TrackingOption = None,
-) -> None:
-    """Move the champion of (family, region) back to the previous champion."""
-    from rich.console import Console
-
-    from modelyard.pipeline.cli import exits_on_expected_errors
-    from modelyard.pipeline.config import load_config
-    from modelyard.training.promotion import open_client, render_decisions
-    from modelyard.training.promotion import rollback as do_rollback
-
-    console = Console()
-    with exits_on_expected_errors():
-        loaded = load_config(config)
-        loaded.pairs([family], [region])
-        decision = do_rollback(open_client(loaded, tracking_uri), loaded, family, region, _decided_by(), reason)
-    console.print(render_decisions([decision]))
-
-
-@app.command()
-def status(
-    family: FamilyOption = None,
-    region: RegionOption = None,
-    config: ConfigOption = None,
-    tracking_uri: TrackingOption = None,
-) -> None:
-    """Per (family, region): the champion (version, key metrics, since when), the challenger and its gate outcome."""
-    from rich.console import Console
-
-    from modelyard.pipeline.cli import exits_on_expected_errors
-    from modelyard.pipeline.config import load_config
-    from modelyard.training.status import collect_status, render_status
-
-    console = Console()
-    with exits_on_expected_errors():
-        statuses = collect_status(load_config(config), family, region, tracking_uri=tracking_uri)
-    console.print(render_status(statuses))

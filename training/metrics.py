@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from modelyard.pipeline.config import Slice
+    from modelyard.core.config import Slice
 
 Task = Literal["classification", "regression"]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from modelyard.pipeline.errors import ModelyardError
+from modelyard.core.errors import ModelyardError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -14,14 +14,14 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from modelyard.core.contracts.registry import CHALLENGER_ALIAS, INPUT_KEY_TAG
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from modelyard.pipeline.config import Config
+    from modelyard.core.config import Config
 
-CHALLENGER_ALIAS = "challenger"
-INPUT_KEY_TAG = "input_key"
 # Tags every registered version carries (plus the metric summary, one tag per metric).
 # What loading a model of each flavor imports (what MLflow's inference finds, without its child process).
 FLAVOR_MODULES: dict[str, tuple[str, ...]] = {

@@ -15,12 +15,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from modelyard.pipeline.errors import ModelyardError
+from modelyard.core.contracts.columns import TIME_COLUMN
+from modelyard.core.errors import ModelyardError
 
 if TYPE_CHECKING:
     import pandas as pd
-
-TIME_COLUMN = "event_time"
 
 
 class SplitError(ModelyardError, ValueError):

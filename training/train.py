@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -19,14 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelyard import __version__
-from modelyard.pipeline.errors import ModelyardError
-from modelyard.pipeline.features import RAW_PREFIX, TIME_COLUMN
-from modelyard.pipeline.featurespec import FittedSpec
+from modelyard.core.contracts.columns import RAW_PREFIX, TIME_COLUMN
+from modelyard.core.errors import ModelyardError
+from modelyard.core.featurespec import FittedSpec
+from modelyard.core.storage import read_text, uri_of
+from modelyard.core.tracking import require_reachable, resolve_tracking_uri, run_url
 from modelyard.pipeline.snapshots import SnapshotMeta, SnapshotNotFoundError, latest_snapshot, load_frame
-from modelyard.pipeline.storage import read_text, uri_of
 from modelyard.training import metrics as metrics_mod
 from modelyard.training import models, onnx_export, plots, registry
-from modelyard.training.mlflow_server import require_reachable
 from modelyard.training.split import SplitError, TimeSplit, time_split
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from rich.table import Table
 
-    from modelyard.pipeline.config import Config, Family
+    from modelyard.core.config import Config, Family
 
 log = logging.getLogger(__name__)
 
@@ -132,19 +131,9 @@ class FitOutcome:
     fit_seconds: float = 0.0  # wall time of split, fits and scoring: what a pair costs beyond the bookkeeping
 
 
-def resolve_tracking_uri(config: Config) -> str:
-    """``$MLFLOW_TRACKING_URI`` if set, else ``mlflow.tracking_uri`` from the config."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or config.mlflow.tracking_uri
-
-
 def experiment_name(config: Config, family: str) -> str:
     """The MLflow experiment of a family (one per family; runs are filtered by region tag)."""
     return f"{config.project}/{family}"
-
-
-def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """The MLflow UI page of a run."""
-    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 @functools.cache

@@ -28,6 +28,8 @@ import orjson
 import typer
 import yaml
 
+from modelyard.core.config import Config
+from modelyard.core.featurespec import WINDOW_KINDS
 from modelyard.deploy.devstack.stack import (
     AIRFLOW_PASSWORD,
     AIRFLOW_USER,
@@ -36,8 +38,6 @@ from modelyard.deploy.devstack.stack import (
     StackError,
     StackSettings,
 )
-from modelyard.pipeline.config import Config
-from modelyard.pipeline.featurespec import WINDOW_KINDS
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -380,7 +380,7 @@ def print_summary(config: Config, settings: StackSettings, console: Console) -> 
     """Champions, what the endpoint serves, the URLs, the login and a curl example."""
     from rich.panel import Panel
 
-    from modelyard.training.status import collect_status, render_status
+    from modelyard.promotion.status import collect_status, render_status
 
     statuses = collect_status(config, tracking_uri=settings.mlflow_url)
     console.print(render_status(statuses))
@@ -508,7 +508,7 @@ def run_festival(
     Raises:
         StackError: the stack is not serving yet (run ``demo`` first), a task failed, or it timed out.
     """
-    from modelyard.pipeline.snapshots import atomic_write_bytes
+    from modelyard.core.storage import write_bytes_atomic
 
     config.region(region)
     api = start_stack(config, settings, console)
@@ -516,7 +516,7 @@ def run_festival(
     if not any(v.isdigit() for v in before.values()):
         raise StackError(f"nothing serves at {settings.serving_url} yet; run `make demo` first")
     overlay = festival_overlay(config, region, days)
-    atomic_write_bytes(settings.overlay_path, yaml.safe_dump(overlay, sort_keys=False).encode())
+    write_bytes_atomic(settings.overlay_path, yaml.safe_dump(overlay, sort_keys=False).encode())
     console.print(
         f"festival over the last {days} days of [bold]{region}[/bold]'s data (overlay {settings.overlay_path}); "
         "rollout strategy: canary"
@@ -538,7 +538,7 @@ def send_drifting_traffic(config: Config, serving_url: str, shifted: str, rows: 
 
     Then waits until the servers' prediction logs have published their files (``monitoring.rotate_seconds``).
     """
-    from modelyard.pipeline.featurespec import FittedSpec
+    from modelyard.core.featurespec import FittedSpec
     from modelyard.pipeline.snapshots import latest_snapshot, load_frame
     from modelyard.training.split import time_split
     from modelyard.training.train import raw_example
@@ -584,8 +584,8 @@ def print_festival_result(
 
 
 def _load(config_file: Path | None) -> tuple[Config, StackSettings]:
+    from modelyard.core.config import config_path, load_config
     from modelyard.deploy.devstack.stack import stack_settings
-    from modelyard.pipeline.config import config_path, load_config
 
     path = config_path(config_file)
     config = load_config(path)
@@ -596,8 +596,8 @@ def _run(action: Callable[[Config, StackSettings, Console], object], config_file
     """Run a stack action with typed errors turned into a red message and exit code 1."""
     from rich.console import Console
 
-    from modelyard.pipeline.cli import print_error
-    from modelyard.pipeline.config import ConfigError
+    from modelyard.core.cli import print_error
+    from modelyard.core.config import ConfigError
 
     console = Console()
     try:

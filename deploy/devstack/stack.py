@@ -31,13 +31,13 @@ from urllib.parse import urlparse
 
 import httpx
 
+from modelyard.core.config import CONFIG_ENV, OVERLAY_ENV, Config
 from modelyard.deploy.rollout.local_target import LocalTarget
+from modelyard.deploy.rollout.mlflow_server import port_in_use
 from modelyard.deploy.rollout.processes import Service, ServiceError, ensure_mlflow, start_detached, stop_all
 from modelyard.deploy.rollout.strategies import TargetError
 from modelyard.deploy.serving.plan import Plan, PlanError, load_plan
 from modelyard.deploy.serving.server import last_good_path
-from modelyard.pipeline.config import CONFIG_ENV, OVERLAY_ENV, Config
-from modelyard.training.mlflow_server import port_in_use
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

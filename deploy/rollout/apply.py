@@ -14,8 +14,8 @@ from modelyard.deploy.rollout.request import LOCAL_RELEASE, DeployRequest, Deplo
 from modelyard.deploy.rollout.strategies import DeployError, Target
 
 if TYPE_CHECKING:
+    from modelyard.core.config import Config
     from modelyard.deploy.rollout.kube_target import TargetFactory
-    from modelyard.pipeline.config import Config
 
 
 def deploy(config: Config, request: DeployRequest, tracking_uri: str) -> list[DeployResult]:
@@ -102,7 +102,7 @@ def deploy_local(config: Config, request: DeployRequest | None = None, tracking_
     Raises:
         DeployError: the request cannot be planned.
     """
-    from modelyard.training.train import resolve_tracking_uri
+    from modelyard.core.tracking import resolve_tracking_uri
 
     staged = stage_local(config, request or DeployRequest(target="local"), tracking_uri or resolve_tracking_uri(config))
     if staged.rollout is not None:

@@ -11,10 +11,10 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from modelyard.core.config import Config
     from modelyard.deploy.rollout.planner import PlanOptions
     from modelyard.deploy.rollout.request import DeployRequest
     from modelyard.deploy.serving.plan import Plan
-    from modelyard.pipeline.config import Config
 
 T = TypeVar("T")
 
@@ -67,12 +67,12 @@ def plan_command(
     from rich.markup import escape
     from rich.syntax import Syntax
 
+    from modelyard.core.cli import writes_to
+    from modelyard.core.storage import write_bytes_atomic
     from modelyard.deploy.rollout.planner import diff_plans
     from modelyard.deploy.rollout.render import render_diff
     from modelyard.deploy.rollout.request import propose
     from modelyard.deploy.serving.plan import dump_plan
-    from modelyard.pipeline.cli import writes_to
-    from modelyard.pipeline.snapshots import atomic_write_bytes
 
     console = Console()
     loaded, request, uri = _prepare(console, config, tracking_uri, locals())
@@ -87,7 +87,7 @@ def plan_command(
         if output is not None:
             path = output if len(_release_names(loaded, request)) == 1 else output.with_suffix(f".{release}.yaml")
             with writes_to(path, "--output"):
-                atomic_write_bytes(path, text.encode())
+                write_bytes_atomic(path, text.encode())
 
 
 @app.command("deploy")
@@ -136,10 +136,10 @@ def _prepare(
     """Load the config and turn the flags into a validated ``DeployRequest`` (exit 2 on a bad flag)."""
     from pydantic import ValidationError
 
+    from modelyard.core.config import load_config
+    from modelyard.core.errors import ModelyardError
+    from modelyard.core.tracking import resolve_tracking_uri
     from modelyard.deploy.rollout.request import DeployRequest
-    from modelyard.pipeline.config import load_config
-    from modelyard.pipeline.errors import ModelyardError
-    from modelyard.training.train import resolve_tracking_uri
 
     try:
         loaded = load_config(config)
@@ -207,14 +207,14 @@ def _releases(
 
 def _or_exit(console: Console, action: Callable[[], T]) -> T:
     """Run ``action``; an expected error prints the reason and exits 2 (3: a server does not answer)."""
-    from modelyard.pipeline.cli import exits_on_expected_errors
+    from modelyard.core.cli import exits_on_expected_errors
 
     with exits_on_expected_errors(console):
         return action()
 
 
 def _fail(console: Console, message: str) -> NoReturn:
-    from modelyard.pipeline.cli import print_error
+    from modelyard.core.cli import print_error
 
     print_error(message, console)
     raise typer.Exit(2)

@@ -19,8 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelyard.core.errors import ModelyardError
 from modelyard.deploy.rollout import helmbin
-from modelyard.pipeline.errors import ModelyardError
 
 if TYPE_CHECKING:
     import pyhelm3

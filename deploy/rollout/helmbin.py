@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from modelyard.pipeline.errors import ModelyardError
+from modelyard.core.errors import ModelyardError
 
 HELM_ENV = "MODELYARD_HELM"
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout; site-packages/modelyard when installed

@@ -28,8 +28,8 @@ from modelyard.deploy.serving.plan import Plan
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
+    from modelyard.core.config import Config
     from modelyard.deploy.rollout.helm_release import HelmReleases
-    from modelyard.pipeline.config import Config
 
 TargetFactory = Callable[[str, list[str]], Target]
 

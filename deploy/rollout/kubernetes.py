@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import tenacity
 
+from modelyard.core.errors import ModelyardError
 from modelyard.deploy.rollout.helm_release import HelmReleaseError, UpgradeResult
 from modelyard.deploy.rollout.kube_api import api_retry
 from modelyard.deploy.rollout.releases import Shard, release_values, split_plan
 from modelyard.deploy.serving.plan import Plan
-from modelyard.pipeline.errors import ModelyardError
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient

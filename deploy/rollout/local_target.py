@@ -41,7 +41,7 @@ from modelyard.deploy.serving.plan import Plan, PlanError, dump_plan, parse_plan
 if TYPE_CHECKING:
     import httpx
 
-    from modelyard.pipeline.config import Config
+    from modelyard.core.config import Config
 
 SERVICE_NAME = "serving"
 TOKEN_ENV = "MODELYARD_SERVE_ADMIN_TOKEN"
@@ -152,9 +152,9 @@ class LocalTarget:
         return True
 
     def _start(self, plan: Plan) -> None:
-        from modelyard.pipeline.snapshots import atomic_write_bytes
+        from modelyard.core.storage import write_bytes_atomic
 
-        atomic_write_bytes(self.plan_file, dump_plan(plan, "json"))
+        write_bytes_atomic(self.plan_file, dump_plan(plan, "json"))
         command = [
             sys.executable, "-c", "from modelyard.deploy.cli import main; main()", "serve",
             "--plan", str(self.plan_file), "--host", self.host, "--port", str(self.port),

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelyard.core.errors import ModelyardError
 from modelyard.deploy.serving.plan import DateWindow, HourWindow, Plan, Rule, Service, Shadow, Variant
-from modelyard.pipeline.errors import ModelyardError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from modelyard.pipeline.config import Config, DeployWindow
+    from modelyard.core.config import Config, DeployWindow
 
 Strategy = Literal["rolling", "canary", "blue-green", "shadow"]
 STRATEGIES: tuple[Strategy, ...] = ("rolling", "canary", "blue-green", "shadow")
@@ -112,7 +112,7 @@ def selected_pairs(config: Config, options: PlanOptions) -> list[tuple[str, str]
     Raises:
         PlannerError: unknown family/region, or ``version`` with several pairs.
     """
-    from modelyard.pipeline.config import ConfigError
+    from modelyard.core.config import ConfigError
 
     try:
         pairs = config.pairs(options.families or None, options.regions or None)
@@ -132,7 +132,7 @@ def read_registry(client: MlflowClient, config: Config, options: PlanOptions) ->
     Raises:
         PlannerError: the selection is invalid or the override version does not exist.
     """
-    from modelyard.training.catalog import aliases_of
+    from modelyard.core.catalog import aliases_of
 
     pairs = selected_pairs(config, options)
     names = {pair: config.mlflow.model_name(*pair) for pair in pairs}

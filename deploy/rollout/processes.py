@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelyard.pipeline.errors import ModelyardError
-from modelyard.training.mlflow_server import is_healthy, port_in_use, start_mlflow_server
+from modelyard.core.errors import ModelyardError
+from modelyard.core.tracking import is_healthy
+from modelyard.deploy.rollout.mlflow_server import port_in_use, start_mlflow_server
 
 
 class ServiceError(ModelyardError, RuntimeError):

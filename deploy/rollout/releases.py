@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modelyard.core.config import Config
+from modelyard.core.errors import ModelyardError
 from modelyard.deploy.serving.plan import Plan
-from modelyard.pipeline.config import Config
-from modelyard.pipeline.errors import ModelyardError
 
 # Helm release names are DNS-1123 labels of at most 53 characters.
 RELEASE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

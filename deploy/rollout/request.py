@@ -24,8 +24,8 @@ from modelyard.deploy.rollout.planner import (
 from modelyard.deploy.rollout.strategies import DeployError, Rollout, Target, Thresholds, plan_steps
 
 if TYPE_CHECKING:
+    from modelyard.core.config import Config
     from modelyard.deploy.serving.plan import Plan
-    from modelyard.pipeline.config import Config
 
 TargetName = Literal["local", "kubernetes"]
 Outcome = Literal["deployed", "unchanged", "rolled-back", "failed", "dry-run"]
@@ -129,7 +129,7 @@ def propose(config: Config, options: PlanOptions, live: Plan | None, tracking_ur
     """Read the registry and build the plan for ``options`` on top of ``live``."""
     from mlflow import MlflowClient
 
-    from modelyard.training.mlflow_server import require_reachable
+    from modelyard.core.tracking import require_reachable
 
     client = MlflowClient(tracking_uri=require_reachable(tracking_uri), registry_uri=tracking_uri)
     return build_plan(config, read_registry(client, config, options), options, live)

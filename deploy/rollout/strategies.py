@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from modelyard.core.errors import ModelyardError
 from modelyard.deploy.rollout.planner import PRIMARY, Strategy, primary_variant
 from modelyard.deploy.serving.plan import Plan, Rule, Service, Variant
-from modelyard.pipeline.errors import ModelyardError
 
 CANARY = "canary"
 GREEN = "green"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelyard.pipeline.errors import ModelyardError
+from modelyard.core.errors import ModelyardError
 
 
 class ServingError(ModelyardError):

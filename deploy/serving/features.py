@@ -3,7 +3,7 @@
 A model version trained on a declared dataset ships ``feature_spec.json``; with it the server
 computes the features from what a client sends (the raw columns, the event time as ISO-8601
 with an offset, and the window aggregates by name) with the same numpy code the pipeline ran
-(``modelyard.pipeline.featurespec``). Requests with the precomputed feature names keep working.
+(``modelyard.core.featurespec``). Requests with the precomputed feature names keep working.
 
 A batch is featurised columnar in one call; it is either all raw records or all precomputed
 ones (a record is raw when it carries a raw field that is not a feature name).
@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from modelyard.core.featurespec import FeatureSpecError, FittedSpec, MissingInputError
 from modelyard.deploy.serving.errors import BadInput
-from modelyard.pipeline.featurespec import FeatureSpecError, FittedSpec, MissingInputError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from modelyard.pipeline.errors import ModelyardError
+from modelyard.core.errors import ModelyardError
 
 MODEL_URI_PATTERN = r"^models:/[^/@\s]+(/[0-9]+|@[A-Za-z0-9_\-]+)$"
 NAME_PATTERN = r"^[a-z][a-z0-9_\-]*$"

@@ -44,7 +44,7 @@ from modelyard.deploy.serving.features import Prepared, RawFeatures, read_spec
 if TYPE_CHECKING:
     import numpy as np
 
-    from modelyard.pipeline.featurespec import FittedSpec
+    from modelyard.core.featurespec import FittedSpec
 
 log = logging.getLogger("modelyard.serving.runtime")
 
@@ -393,8 +393,8 @@ def _load_from_dir(status: ModelStatus, path: Path, workdir: Path, spec_tag: str
 
 def _fitted_spec(status: ModelStatus, path: Path, meta: Any, spec_tag: str | None) -> FittedSpec | None:
     """The version's fitted spec: shipped in ``extra_files/``, else the run artifact its tag names, else none."""
+    from modelyard.core.featurespec import FeatureSpecError
     from modelyard.deploy.serving.engines import EXTRA_FILES_DIR
-    from modelyard.pipeline.featurespec import FeatureSpecError
 
     local = path / EXTRA_FILES_DIR / SPEC_FILE
     try:

@@ -47,6 +47,7 @@ from typing import Any
 
 import orjson
 
+from modelyard.core.contracts import prediction_log
 from modelyard.deploy.serving.plan import PlanError
 
 log = logging.getLogger("modelyard.serving.sampling")
@@ -55,7 +56,7 @@ SAMPLE_RATE_ENV = "MODELYARD_SERVE_SAMPLE_RATE"
 SAMPLE_ROTATE_MB_ENV = "MODELYARD_SERVE_SAMPLE_ROTATE_MB"
 SAMPLE_ROTATE_SECONDS_ENV = "MODELYARD_SERVE_SAMPLE_ROTATE_SECONDS"
 
-SUFFIX = ".jsonl.gz"
+SUFFIX = prediction_log.SUFFIX
 DEFAULT_ROTATE_MB = 8.0
 DEFAULT_ROTATE_SECONDS = 300.0
 DEFAULT_QUEUE_SIZE = 4096
@@ -215,7 +216,7 @@ def shipper_from_env(env: Mapping[str, str], log_dir: Path) -> Shipper | None:
         raise SamplingError(f"{LOG_OPTIONS_ENV}: not JSON ({exc}); give the fsspec options as a JSON object") from exc
     if not isinstance(options, dict):
         raise SamplingError(f"{LOG_OPTIONS_ENV}: must be a JSON object of fsspec options, not {type(options).__name__}")
-    from modelyard.pipeline import storage
+    from modelyard.core import storage
 
     try:
         target = storage.storage_path(url, options)
@@ -367,7 +368,7 @@ class PredictionLog:
             totals.setdefault((family, region, version), {})[outcome] = n
         for key, outcomes in totals.items():
             stamp = dt.datetime.fromtimestamp(since, dt.UTC).isoformat(timespec="milliseconds")
-            line = {"ts": _iso(self._counts_since), "kind": "counts", "since": stamp, "counts": outcomes}
+            line = prediction_log.counts_entry(at=self._counts_since, since=stamp, counts=outcomes)
             line.update(family=key[0], region=key[1], version=key[2])
             self._part(key).write(orjson.dumps(line) + b"\n")
 
@@ -401,30 +402,18 @@ class PredictionLog:
 
 
 def entry_of(sample: Sample) -> dict[str, Any]:
-    """The JSON line of one sample."""
-    family, region, variant, version = sample.labels
-    entry: dict[str, Any] = {
-        "ts": dt.datetime.fromtimestamp(sample.at, dt.UTC).isoformat(timespec="milliseconds"),
-        "kind": sample.kind,
-        "request_id": sample.request_id,
-        "family": family,
-        "region": region,
-        "variant": variant,
-        "version": version,
-        "plan": sample.plan,
-        "predictions": sample.predictions,
-    }
-    if sample.records is not None:
-        entry["records"] = sample.records
-    if sample.features is not None:
-        entry["features"] = sample.features
-    if sample.extra:
-        entry.update(sample.extra)
-    return entry
-
-
-def _iso(at: float) -> str:
-    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="milliseconds")
+    """The JSON line of one sample (the schema of :mod:`modelyard.core.contracts.prediction_log`)."""
+    return prediction_log.prediction_entry(
+        at=sample.at,
+        kind=sample.kind,
+        request_id=sample.request_id,
+        labels=sample.labels,
+        plan_digest=sample.plan,
+        predictions=sample.predictions,
+        records=sample.records,
+        features=sample.features,
+        extra=sample.extra,
+    )
 
 
 def _host() -> str:

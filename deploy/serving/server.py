@@ -1345,9 +1345,9 @@ def last_good_path(plan_path: Path) -> Path:
 
 
 def _write_plan_file(path: Path, body: bytes) -> None:
-    from modelyard.pipeline.snapshots import atomic_write_bytes
+    from modelyard.core.storage import write_bytes_atomic
 
-    atomic_write_bytes(path, body)
+    write_bytes_atomic(path, body)
 
 
 def _too_large() -> RequestError:

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from airflow.sdk import BaseHook
 
+from modelyard.core.errors import ModelyardError
 from modelyard.deploy.rollout.kube_api import api_retry
-from modelyard.pipeline.errors import ModelyardError
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, Configuration

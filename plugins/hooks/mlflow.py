@@ -22,7 +22,7 @@ from airflow.sdk import BaseHook
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from modelyard.pipeline.config import Config
+    from modelyard.core.config import Config
 
 
 class MlflowHook(BaseHook):
@@ -70,7 +70,7 @@ class MlflowHook(BaseHook):
 
     def _from_config(self) -> str:
         if self._config is None:
-            from modelyard.pipeline.config import load_config
+            from modelyard.core.config import load_config
 
             self._config = load_config()
         return self._config.mlflow.tracking_uri

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from modelyard.pipeline import storage
+from modelyard.core import storage
 
 if TYPE_CHECKING:
-    from modelyard.pipeline.config import Storage
+    from modelyard.core.config import Storage
 
 AWS_TYPES = ("aws", "s3", "amazon")  # "aws" is the Amazon provider's; the others are older spellings
 # The Connection's field (login/password) or extra key -> the variable botocore reads.

@@ -49,7 +49,7 @@ class PairApprovalOperator(HITLOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """The answer (approved / rejected by whom and why, or timed out) as JSON."""
-        from modelyard.training.approval import answer_from_event
+        from modelyard.promotion.approval import answer_from_event
 
         if event.get("error_type") == "timeout":
             return answer_from_event(self.request, event).model_dump(mode="json")

@@ -31,10 +31,10 @@ from modelyard.plugins.dag_support import expected_errors_fail_the_task
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from modelyard.core.config import Config
     from modelyard.deploy.rollout.kube_target import TargetFactory
     from modelyard.deploy.rollout.request import DeployRequest, StagedDeploy
     from modelyard.deploy.rollout.strategies import Target, Wait
-    from modelyard.pipeline.config import Config
 
 
 # Past a wait's own deadline, how long Airflow waits for the trigger before timing it out.
@@ -163,8 +163,8 @@ class DeployReleaseOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowFailException
         from rich.console import Console
 
+        from modelyard.core.contracts.assets import deployed_uri
         from modelyard.deploy.rollout.render import render_deploy
-        from modelyard.pipeline.assets import deployed_uri
 
         result = staged.result_so_far()
         Console(width=160).print(render_deploy(result))

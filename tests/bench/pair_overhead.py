@@ -140,9 +140,10 @@ def run_stages(
     config_path: Path, tracking_uri: str, stages: list[str], server_pid: int | None = None
 ) -> list[StageFigures]:
     """Run each stage of ``stages`` (data, train, promote, rerun) once over every pair of the config."""
+    from modelyard.core.config import load_config
     from modelyard.pipeline import build
-    from modelyard.pipeline.config import load_config
-    from modelyard.training import promotion, train
+    from modelyard.promotion import decide as promotion
+    from modelyard.training import train
 
     config = load_config(config_path, environ={})
     pairs = len(config.pairs())
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     # A SIGTERM unwinds like Ctrl-C, so the MLflow server (its own session) is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    from modelyard.training.mlflow_server import start_mlflow_server
+    from modelyard.deploy.rollout.mlflow_server import start_mlflow_server
 
     with contextlib.ExitStack() as stack:
         workdir = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelyard-bench-")))

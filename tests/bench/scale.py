@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # run as a script: `modelyard` and `tests.bench` resolve from the repo
     sys.path.insert(0, str(REPO))
 
+from modelyard.core.config import Config, load_config  # noqa: E402
 from modelyard.deploy.devstack.demo import follow_chain, serving_versions, trigger_chain  # noqa: E402
 from modelyard.deploy.devstack.stack import (  # noqa: E402
     CHAIN_DAG_IDS,
@@ -54,7 +55,6 @@ from modelyard.deploy.devstack.stack import (  # noqa: E402
     up,
 )
 from modelyard.deploy.rollout.processes import Service  # noqa: E402
-from modelyard.pipeline.config import Config, load_config  # noqa: E402
 
 TIMEZONES = ("Asia/Jakarta", "Asia/Ho_Chi_Minh", "Asia/Bangkok", "Asia/Singapore", "Asia/Manila", "Asia/Kuala_Lumpur")
 COUNTRIES = {
@@ -133,7 +133,7 @@ def scale_stack(
 
     ``airflow_db`` is Airflow's metadata database URL (default: SQLite in the Airflow home).
     """
-    from modelyard.training.mlflow_server import free_port
+    from modelyard.deploy.rollout.mlflow_server import free_port
 
     config_path = write_scale_config(home / "modelyard.yaml", home / "data", pairs, rows)
     config = load_config(config_path, environ={})
@@ -335,7 +335,7 @@ def _mb(value: int | None) -> float | None:
 
 def serving_check(stack: ScaleStack) -> dict[str, Any]:
     """Ask the serving endpoint for every pair; compare with the registry's champions."""
-    from modelyard.training.status import collect_status
+    from modelyard.promotion.status import collect_status
 
     statuses = collect_status(stack.config, tracking_uri=stack.settings.mlflow_url)
     champions = {f"{s.family}/{s.region}": s.champion.version for s in statuses if s.champion}
@@ -503,7 +503,7 @@ def serve_many(models: int, threads: Sequence[int], workdir: Path) -> dict[str, 
     """
     import mlflow
 
-    from modelyard.training.mlflow_server import start_mlflow_server
+    from modelyard.deploy.rollout.mlflow_server import start_mlflow_server
 
     server = start_mlflow_server(workdir / "mlflow", startup_timeout=900)  # a busy machine starts it slowly
     try:

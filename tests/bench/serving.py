@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from modelyard.training.mlflow_server import free_port, start_mlflow_server, stop_process_group
+from modelyard.deploy.rollout.mlflow_server import free_port, start_mlflow_server, stop_process_group
 from modelyard.training.onnx_export import write_serving_extras
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,7 +121,7 @@ def log_registered(name: str, model: Any, frame: Any, output: Any, extras: Any) 
 
 def demo_fitted_spec() -> Any:
     """The demo's ``driver_acceptance`` feature spec fitted for Jakarta (its festival calendar)."""
-    from modelyard.pipeline.config import load_config
+    from modelyard.core.config import load_config
 
     config = load_config(REPO / "modelyard.yaml", environ={})
     spec = config.feature_spec(config.family("driver_acceptance"))
@@ -431,10 +431,10 @@ def write_bodies(workdir: Path, n_features: int, rows: int) -> dict[str, Path]:
 
 def write_plan(path: Path, plan: dict[str, Any]) -> str:
     """Write a plan file atomically; return its digest."""
+    from modelyard.core.storage import write_bytes_atomic
     from modelyard.deploy.serving.plan import parse_plan
-    from modelyard.pipeline.snapshots import atomic_write_bytes
 
-    atomic_write_bytes(path, json.dumps(plan).encode())
+    write_bytes_atomic(path, json.dumps(plan).encode())
     return parse_plan(plan).digest()
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from modelyard.pipeline import assets
-from modelyard.pipeline.config import load_config
+from modelyard.core.config import load_config
+from modelyard.core.contracts import assets
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from modelyard.core.config import Config, load_config
 from modelyard.deploy.cli import app
-from modelyard.pipeline.config import Config, load_config
 from modelyard.pipeline.features import build_features
 from modelyard.pipeline.generator import generate_for
 from modelyard.pipeline.validation import validate_features, validate_raw
@@ -293,7 +293,7 @@ def test_every_declared_constraint_is_reported_naming_column_and_count(good: pd.
 
 
 def test_a_declared_expectation_is_checked_when_the_config_loads(tmp_path: Path) -> None:
-    from modelyard.pipeline.config import ConfigError
+    from modelyard.core.config import ConfigError
 
     text = (REPO / "modelyard.yaml").read_text()
     for extra, message in (

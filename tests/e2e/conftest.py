@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import pytest
 from e2e_stack import CHAIN_TIMEOUT, RESULTS, Chain, write_e2e_config
 
+from modelyard.core.config import Config, load_config
 from modelyard.deploy.devstack.stack import AirflowApi, StackSettings, down, stack_settings, up
-from modelyard.pipeline.config import Config, load_config
-from modelyard.training.mlflow_server import free_port
+from modelyard.deploy.rollout.mlflow_server import free_port
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
+from modelyard.core.config import Config
 from modelyard.deploy.devstack.demo import ChainState
 from modelyard.deploy.devstack.stack import AirflowApi, StackSettings
-from modelyard.pipeline.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "test-results"

@@ -19,10 +19,10 @@ import pytest
 import yaml
 from e2e_stack import E2E_REGIONS, Chain
 
+from modelyard.core.contracts.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS
 from modelyard.deploy.devstack.demo import follow_chain
 from modelyard.deploy.devstack.stack import AIRFLOW_USER, AirflowApi
-from modelyard.training.promotion import CHAMPION_ALIAS, aliases, open_client
-from modelyard.training.registry import CHALLENGER_ALIAS
+from modelyard.promotion.decide import aliases, open_client
 
 pytestmark = pytest.mark.timeout(2400)
 

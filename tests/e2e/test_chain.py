@@ -7,7 +7,7 @@ from e2e_stack import Chain
 
 from modelyard.deploy.devstack.demo import serving_versions
 from modelyard.deploy.devstack.stack import CHAIN_DAG_IDS
-from modelyard.training.status import collect_status
+from modelyard.promotion.status import collect_status
 
 pytestmark = pytest.mark.timeout(1800)  # the first test pays for starting the stack and the chain
 

@@ -18,7 +18,7 @@ from e2e_stack import RESULTS
 
 from modelyard.deploy.devstack.demo import ChainState, follow_chain, sample_record, trigger_chain
 from modelyard.deploy.devstack.stack import CHAIN_DAG_IDS
-from modelyard.training.status import collect_status
+from modelyard.promotion.status import collect_status
 from tests.bench.scale import ScaleStack, region_names, scale_stack, stage_runs
 
 PAIRS = 50

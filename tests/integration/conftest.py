@@ -32,8 +32,8 @@ import pytest
 import yaml
 from kube_emulator import NAMESPACE, Cluster, EmulatedHelm, running_cluster
 
+from modelyard.core.config import Config, load_config
 from modelyard.deploy.rollout.helm_release import HelmReleases, make_command
-from modelyard.pipeline.config import Config, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

@@ -14,9 +14,10 @@ import pytest
 from mlflow import MlflowClient
 from test_promotion import FAMILY, REGION, START, bookings, publish_and_train, write_config
 
-from modelyard.pipeline.config import Config
-from modelyard.training import approval, promotion
-from modelyard.training.promotion import CHAMPION_ALIAS, PREVIOUS_ALIAS
+from modelyard.core.config import Config
+from modelyard.core.contracts.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS
+from modelyard.promotion import approval
+from modelyard.promotion import decide as promotion
 
 AT = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
 

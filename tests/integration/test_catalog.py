@@ -11,8 +11,8 @@ import uuid
 import pytest
 from mlflow import MlflowClient
 
-from modelyard.training import catalog
-from modelyard.training.mlflow_server import MlflowServer
+from modelyard.core import catalog
+from modelyard.deploy.rollout.mlflow_server import MlflowServer
 
 
 @pytest.fixture(scope="module")

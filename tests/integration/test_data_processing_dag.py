@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from conftest import write_test_config
 
-from modelyard.pipeline import chunks
-from modelyard.pipeline.assets import features_uri
-from modelyard.pipeline.config import load_config
+from modelyard.core import chunks
+from modelyard.core.config import load_config
+from modelyard.core.contracts.assets import features_uri
 from modelyard.pipeline.generator import generate_for
 from modelyard.pipeline.snapshots import latest_snapshot
 

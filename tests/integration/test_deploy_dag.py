@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from modelyard.core.config import Config, load_config
+from modelyard.deploy.rollout.mlflow_server import MlflowServer, free_port
 from modelyard.deploy.rollout.processes import Service
-from modelyard.pipeline.config import Config, load_config
-from modelyard.training.mlflow_server import MlflowServer, free_port
-from modelyard.training.promotion import aliases, move_champion
+from modelyard.promotion.decide import aliases, move_champion
 
 pytestmark = pytest.mark.timeout(600)
 

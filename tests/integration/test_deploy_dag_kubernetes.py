@@ -27,11 +27,11 @@ from kube_emulator import NAMESPACE, Cluster, image_tag
 from test_deploy_dag import register_champions
 from test_kubernetes_helm import FILESTORE_HELM
 
+from modelyard.core.config import Config, load_config
 from modelyard.deploy.rollout import helmbin
 from modelyard.deploy.rollout.kubernetes import deployment_name
+from modelyard.deploy.rollout.mlflow_server import MlflowServer
 from modelyard.deploy.serving.plan import parse_plan_text
-from modelyard.pipeline.config import Config, load_config
-from modelyard.training.mlflow_server import MlflowServer
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(900)

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
+from modelyard.core.config import Config, load_config
 from modelyard.deploy.rollout.helm_release import HelmReleases, make_command
 from modelyard.deploy.rollout.kube_target import release_regions, render_release_values
 from modelyard.deploy.rollout.planner import PairState, PlanOptions, build_plan
 from modelyard.deploy.rollout.request import DeployRequest
 from modelyard.deploy.rollout.strategies import DeployError
 from modelyard.deploy.serving.plan import parse_plan_text
-from modelyard.pipeline.config import Config, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(180)

@@ -24,13 +24,13 @@ import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from modelyard.core.config import Config, load_config
 from modelyard.deploy.rollout.apply import deploy_local
 from modelyard.deploy.rollout.local_target import LocalTarget
+from modelyard.deploy.rollout.mlflow_server import free_port
 from modelyard.deploy.rollout.request import DeployRequest
 from modelyard.deploy.rollout.strategies import parse_metrics
-from modelyard.pipeline.config import Config, load_config
-from modelyard.training.mlflow_server import free_port
-from modelyard.training.promotion import aliases, move_champion
+from modelyard.promotion.decide import aliases, move_champion
 
 REPO = Path(__file__).resolve().parents[2]
 REGIONS = ("jakarta",)  # two services (one per family): enough for every path, half the model loads

@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 import yaml
 
+from modelyard.core.config import load_config
 from modelyard.deploy.rollout import helmbin
 from modelyard.deploy.rollout.helm_release import HelmReleaseError, HelmReleases, make_command
 from modelyard.deploy.rollout.kubernetes import deployment_name
 from modelyard.deploy.rollout.releases import release_groups, release_values, split_plan
 from modelyard.deploy.serving.plan import parse_plan
-from modelyard.pipeline.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "modelyard"

@@ -25,12 +25,12 @@ import pytest
 import yaml
 from scipy.spatial.distance import jensenshannon
 
+from modelyard.core.config import Config, load_config
+from modelyard.core.contracts.assets import pairs_in
+from modelyard.core.featurespec import FittedSpec
+from modelyard.monitoring.measure import drift_event, retrain_drifted
 from modelyard.pipeline import snapshots
-from modelyard.pipeline.assets import pairs_in
 from modelyard.pipeline.build import build_all
-from modelyard.pipeline.config import Config, load_config
-from modelyard.pipeline.featurespec import FittedSpec
-from modelyard.training.monitoring import drift_event, retrain_drifted
 from modelyard.training.train import raw_example, train_pair
 from tests.bench.serving import ServerProcess
 
@@ -48,7 +48,7 @@ ENV = {
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
     """This module's own server, given longer to start: the shared machine is often loaded."""
-    from modelyard.training.mlflow_server import start_mlflow_server
+    from modelyard.deploy.rollout.mlflow_server import start_mlflow_server
 
     server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-monitoring"), startup_timeout=600)
     try:

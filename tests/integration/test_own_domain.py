@@ -26,11 +26,11 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from modelyard.core.config import Config, load_config
+from modelyard.core.featurespec import FittedSpec
 from modelyard.deploy.serving.engines import PARITY_ATOL, PARITY_RTOL
 from modelyard.pipeline import snapshots
 from modelyard.pipeline.build import build_all
-from modelyard.pipeline.config import Config, load_config
-from modelyard.pipeline.featurespec import FittedSpec
 from modelyard.training.train import FEATURE_SPEC_ARTIFACT, train_all
 from tests.bench.serving import ServerProcess
 

@@ -17,10 +17,10 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from modelyard.pipeline.config import Config, load_config
+from modelyard.core.config import Config, load_config
+from modelyard.core.contracts.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS
 from modelyard.pipeline.snapshots import ValidationSummary, publish
-from modelyard.training import promotion
-from modelyard.training.promotion import CHAMPION_ALIAS, PREVIOUS_ALIAS
+from modelyard.promotion import decide as promotion
 from modelyard.training.train import train_pair
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from test_promotion import FAMILY, REGION, bookings, publish_and_train, shuffle_training_labels, write_config
 
-from modelyard.pipeline.assets import champion_uri
-from modelyard.training import promotion
-from modelyard.training.mlflow_server import MlflowServer
+from modelyard.core.contracts.assets import champion_uri
+from modelyard.deploy.rollout.mlflow_server import MlflowServer
+from modelyard.promotion import decide as promotion
 
 DAG_ID = "promotion"
 

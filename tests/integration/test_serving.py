@@ -529,7 +529,7 @@ def test_a_plan_with_a_broken_model_is_rejected_and_the_old_plan_keeps_serving(s
 
 
 def test_a_plan_file_change_is_picked_up_and_invalid_ones_are_refused(swap_server, models):
-    from modelyard.pipeline.snapshots import atomic_write_bytes
+    from modelyard.core.storage import write_bytes_atomic
 
     # Wednesday 18:30 in Jakarta (11:30 UTC): the weekday-evening rule sends traffic to v3.
     evening = _swap_plan(models["v1"], models["v2"], 100, clock_override="2026-05-06T11:30:00+00:00")
@@ -542,12 +542,12 @@ def test_a_plan_file_change_is_picked_up_and_invalid_ones_are_refused(swap_serve
             "hours": {"start": 17, "end": 21},
         }
     ]
-    atomic_write_bytes(swap_server.plan_path, yaml.safe_dump(evening).encode())
+    write_bytes_atomic(swap_server.plan_path, yaml.safe_dump(evening).encode())
     swap_server.wait_ready(timeout=60, digest=parse_plan(evening).digest())
     routed = _predict(swap_server, "/v1/predict/driver_acceptance/surabaya", RECORD).json()
     assert (routed["variant"], routed["version"], routed["routed_by"]) == ("peak", "3", "rule:evening")
 
-    atomic_write_bytes(swap_server.plan_path, b"services: [{family: x}]\n")
+    write_bytes_atomic(swap_server.plan_path, b"services: [{family: x}]\n")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         rejected = httpx.get(f"{swap_server.url}/readyz").json()["plan"]["last_rejected"]

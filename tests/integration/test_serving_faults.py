@@ -26,8 +26,8 @@ import httpx
 import psutil
 import pytest
 
+from modelyard.deploy.rollout.mlflow_server import free_port
 from modelyard.deploy.serving.plan import load_plan, parse_plan
-from modelyard.training.mlflow_server import free_port
 from tests.bench.serving import ServerProcess, register_xgboost
 from tests.integration.test_serving import (
     ADMIN,

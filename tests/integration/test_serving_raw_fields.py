@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from modelyard.core.config import Config, load_config
+from modelyard.core.featurespec import FittedSpec
 from modelyard.pipeline import snapshots
 from modelyard.pipeline.build import build_all
-from modelyard.pipeline.config import Config, load_config
-from modelyard.pipeline.featurespec import FittedSpec
 from modelyard.training.train import raw_example, train_pair
 from tests.bench.serving import ServerProcess
 

@@ -10,11 +10,11 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 
+from modelyard.core.config import Config, load_config
+from modelyard.core.contracts.registry import CHALLENGER_ALIAS
+from modelyard.core.featurespec import FittedSpec
 from modelyard.pipeline import snapshots
 from modelyard.pipeline.build import build_all
-from modelyard.pipeline.config import Config, load_config
-from modelyard.pipeline.featurespec import FittedSpec
-from modelyard.training.registry import CHALLENGER_ALIAS
 from modelyard.training.train import FEATURE_SPEC_ARTIFACT, TrainResult, experiment_name, train_all, train_pair
 
 REPO = Path(__file__).resolve().parents[2]

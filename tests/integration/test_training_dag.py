@@ -12,10 +12,10 @@ import pytest
 from mlflow import MlflowClient
 from test_promotion import write_config
 
-from modelyard.pipeline.assets import challenger_uri
+from modelyard.core.contracts.assets import challenger_uri
+from modelyard.core.contracts.registry import CHALLENGER_ALIAS
+from modelyard.deploy.rollout.mlflow_server import MlflowServer
 from modelyard.pipeline.build import build_all, build_pair
-from modelyard.training.mlflow_server import MlflowServer
-from modelyard.training.registry import CHALLENGER_ALIAS
 
 if TYPE_CHECKING:
     from tests.integration.conftest import AirflowEnv

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from modelyard.core.config import Config, load_config
 from modelyard.pipeline.build import build_all
-from modelyard.pipeline.config import Config, load_config
 from modelyard.pipeline.snapshots import latest_snapshot, load_frame
 
 REPO = Path(__file__).resolve().parents[2]

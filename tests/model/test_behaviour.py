@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelyard.pipeline.config import Config
+from modelyard.core.config import Config
 from modelyard.training import models
 from modelyard.training.train import FitOutcome, fit_pair
 

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import yaml
 
-from modelyard.training.mlflow_server import free_port, stop_process_group
+from modelyard.deploy.rollout.mlflow_server import free_port, stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

@@ -22,10 +22,11 @@ from pathlib import Path
 import cluster
 import pytest
 
+from modelyard.core.config import Config, load_config
+from modelyard.core.contracts.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS
 from modelyard.pipeline.build import build_all
-from modelyard.pipeline.config import Config, load_config
-from modelyard.training import locks, promotion
-from modelyard.training.promotion import CHAMPION_ALIAS, PREVIOUS_ALIAS
+from modelyard.promotion import decide as promotion
+from modelyard.promotion import locks
 from modelyard.training.train import TrainResult, train_pair
 
 FAMILY, REGION = cluster.FAMILY, "jakarta"
@@ -34,8 +35,8 @@ PREFIX = "concurrency"
 
 PROMOTER = """
 import random, sys
-from modelyard.pipeline.config import load_config
-from modelyard.training import promotion
+from modelyard.core.config import load_config
+from modelyard.promotion import decide as promotion
 config = load_config(sys.argv[1])
 client = promotion.open_client(config)
 rng = random.Random(int(sys.argv[2]))
@@ -54,7 +55,7 @@ print("done", flush=True)
 
 HOLDER = """
 import sys, time
-from modelyard.training import locks
+from modelyard.promotion import locks
 with locks.advisory_lock(sys.argv[1], sys.argv[2], 10):
     print("held", flush=True)
     time.sleep(120)

@@ -16,10 +16,10 @@ import cluster
 import numpy as np
 import pytest
 
+from modelyard.core.config import load_config
 from modelyard.deploy.rollout.local_target import sampling_env
 from modelyard.deploy.serving.sampling import PredictionLog, Sample, SamplingSettings, shipper_from_env
-from modelyard.pipeline.config import load_config
-from modelyard.training.monitoring import read_samples, served_versions
+from modelyard.monitoring.measure import read_samples, served_versions
 
 PREFIX = "prediction-log"
 

@@ -21,11 +21,11 @@ from typing import Any
 import cluster
 import pytest
 
+from modelyard.core.config import Config, load_config
 from modelyard.deploy.devstack.stack import CHAIN_DAG_IDS, DAG_IDS, AirflowApi
+from modelyard.deploy.rollout.mlflow_server import free_port
 from modelyard.deploy.rollout.processes import Service
-from modelyard.pipeline.config import Config, load_config
-from modelyard.training.mlflow_server import free_port
-from modelyard.training.status import collect_status
+from modelyard.promotion.status import collect_status
 
 pytestmark = pytest.mark.timeout(2400)
 CHAIN_TIMEOUT = 1500

@@ -15,8 +15,8 @@ import cluster
 import pytest
 import yaml
 
+from modelyard.core.config import load_config
 from modelyard.pipeline.build import build_all
-from modelyard.pipeline.config import load_config
 from modelyard.plugins.hooks.storage import AWS_VARIABLES, StorageHook
 
 PREFIX = "by-connection"

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
+from modelyard.core.config import Config, ConfigError, load_config
+from modelyard.core.featurespec import FittedSpec
 from modelyard.pipeline.build import BuildRequest, build_all, render_summary
-from modelyard.pipeline.config import Config, ConfigError, load_config
-from modelyard.pipeline.featurespec import FittedSpec
 from modelyard.pipeline.generator import generate_for
 from modelyard.pipeline.snapshots import latest_snapshot, load_frame
 
@@ -142,7 +142,7 @@ def test_rows_that_answer_served_requests_become_outcomes_for_live_quality(tmp_p
     import yaml
     from sklearn.metrics import roc_auc_score
 
-    from modelyard.training.monitoring import SampleWindow, ServedVersion, live_quality
+    from modelyard.monitoring.measure import SampleWindow, ServedVersion, live_quality
 
     raw = yaml.safe_load((REPO / "modelyard.yaml").read_text())
     raw["datasets"][0]["request_id_column"] = "booking_id"

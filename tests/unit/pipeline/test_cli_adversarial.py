@@ -12,9 +12,9 @@ import yaml
 from rich.console import Console
 from typer.testing import CliRunner
 
+from modelyard.core.cli import print_error
 from modelyard.deploy.cli import app
 from modelyard.pipeline.build import BuildResult, render_summary
-from modelyard.pipeline.cli import print_error
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "modelyard.yaml"

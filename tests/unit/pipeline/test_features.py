@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelyard.pipeline.config import Config, ConfigError, load_config
+from modelyard.core.config import Config, ConfigError, load_config
+from modelyard.core.featurespec import FittedSpec
 from modelyard.pipeline.features import (
     FeatureError,
     build_features,
@@ -16,7 +17,6 @@ from modelyard.pipeline.features import (
     required_raw_columns,
     snapshot_columns,
 )
-from modelyard.pipeline.featurespec import FittedSpec
 from modelyard.pipeline.generator import generate_for
 from modelyard.pipeline.snapshots import frame_digest
 

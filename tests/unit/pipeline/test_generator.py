@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelyard.pipeline.config import Config, Festival, Region, load_config
+from modelyard.core.config import Config, Festival, Region, load_config
 from modelyard.pipeline.generator import RAW_COLUMNS, generate_bookings, generate_for, region_profile
 
 REPO = Path(__file__).resolve().parents[3]

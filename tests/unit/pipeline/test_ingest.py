@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from modelyard.pipeline.config import Config, Dataset, load_config
+from modelyard.core.config import Config, Dataset, load_config
 from modelyard.pipeline.features import required_raw_columns
 from modelyard.pipeline.generator import generate_for
 from modelyard.pipeline.ingest import (

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import great_expectations.expectations as gxe
 
+from modelyard.core.config import load_config
 from modelyard.pipeline import validation
-from modelyard.pipeline.config import load_config
 from modelyard.pipeline.generator import generate_for
 
 REPO = Path(__file__).resolve().parents[3]

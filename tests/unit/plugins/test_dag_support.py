@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from modelyard.pipeline.config import ConfigError
+from modelyard.core.config import ConfigError
+from modelyard.core.tracking import TrackingServerUnreachableError
 from modelyard.plugins.dag_support import expected_errors_fail_the_task
-from modelyard.training.mlflow_server import TrackingServerUnreachableError
-from modelyard.training.promotion import PromotionError
+from modelyard.promotion.decide import PromotionError
 
 
 @pytest.mark.parametrize("error", [ConfigError("unknown region 'x'"), PromotionError("needs a reason")])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelyard.pipeline.assets import challenger_uri, features_uri
+from modelyard.core.contracts.assets import challenger_uri, features_uri
 from modelyard.pipeline.build import BuildResult
 from modelyard.plugins import stage_pairs
 from modelyard.training.train import TrainResult

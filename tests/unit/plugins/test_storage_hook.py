@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from modelyard.pipeline import storage
-from modelyard.pipeline.config import Storage
+from modelyard.core import storage
+from modelyard.core.config import Storage
 from modelyard.plugins.hooks.storage import StorageHook, credential_variables
 
 LOCK_URL = "postgresql://postgres@127.0.0.1/modelyard_unused"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelyard.pipeline.config import Slice
+from modelyard.core.config import Slice
 from modelyard.training import metrics
 
 # The demo's declared slices (modelyard.yaml): local hour buckets and new/experienced drivers.

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from modelyard.pipeline.config import Config
+from modelyard.core.config import Config
 from modelyard.plugins.hooks.mlflow import MlflowHook, connection_uri
 
 

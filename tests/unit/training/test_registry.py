@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from modelyard.pipeline.config import Config
+from modelyard.core.config import Config
 from modelyard.training import registry
 
 

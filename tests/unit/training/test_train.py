@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from modelyard.core.config import Config
+from modelyard.core.contracts.assets import pairs_in
+from modelyard.core.tracking import run_url
 from modelyard.pipeline import snapshots
-from modelyard.pipeline.assets import pairs_in
-from modelyard.pipeline.config import Config
 from modelyard.training import models
 from modelyard.training.train import (
     TrainingError,
@@ -16,7 +17,6 @@ from modelyard.training.train import (
     fit_pair,
     plan_training,
     render_results,
-    run_url,
     validate_override,
 )
 

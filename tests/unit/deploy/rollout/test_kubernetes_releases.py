@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from modelyard.core.config import Config, load_config
 from modelyard.deploy.rollout.releases import (
     ShardingError,
     check_release_name,
@@ -15,7 +16,6 @@ from modelyard.deploy.rollout.releases import (
     split_plan,
 )
 from modelyard.deploy.serving.plan import Plan, parse_plan
-from modelyard.pipeline.config import Config, load_config
 
 REPO = Path(__file__).resolve().parents[4]
 

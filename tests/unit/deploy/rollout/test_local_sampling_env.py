@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from modelyard.core.config import load_config
 from modelyard.deploy.rollout.local_target import sampling_env
-from modelyard.pipeline.config import load_config
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[4]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from modelyard.core.config import Config, load_config
 from modelyard.deploy.rollout.planner import (
     PairState,
     PlannerError,
@@ -18,7 +19,6 @@ from modelyard.deploy.rollout.planner import (
 )
 from modelyard.deploy.serving.plan import Plan, parse_plan_text
 from modelyard.deploy.serving.router import ServiceRouter, fixed_clock
-from modelyard.pipeline.config import Config, load_config
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from modelyard.core.config import Region
 from modelyard.deploy.rollout.releases import Shard, chart_region_name, release_values
 from modelyard.deploy.serving.plan import PlanError, parse_plan
-from modelyard.pipeline.config import Region
 
 REPO = Path(__file__).resolve().parents[4]
 SCHEMA = REPO / "helm" / "modelyard-serving" / "values.schema.json"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression
 
+from modelyard.core.featurespec import Calendar, FeatureDef, FeatureSpec, FittedSpec
 from modelyard.deploy.serving import runtime
 from modelyard.deploy.serving.features import BadRawInput, RawFeatures
 from modelyard.deploy.serving.runtime import BadInput, Feature, InputSchema, ModelStatus
-from modelyard.pipeline.featurespec import Calendar, FeatureDef, FeatureSpec, FittedSpec
 
 COLUMNS = {"placed_at": "timestamp", "size": "float", "cuisine": "category"}
 BERLIN = Calendar("BER", "Europe/Berlin", ((dt.date(2026, 3, 28), dt.date(2026, 3, 29)),))

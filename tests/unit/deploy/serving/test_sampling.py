@@ -173,7 +173,7 @@ def _wait_for(condition, timeout: float = 10.0) -> None:
 def memory_url():
     import uuid
 
-    from modelyard.pipeline import storage
+    from modelyard.core import storage
 
     url = f"memory://samples-{uuid.uuid4().hex[:8]}"
     yield url

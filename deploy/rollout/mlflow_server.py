@@ -1,0 +1,147 @@
+"""Start and stop a real ``mlflow server`` (SQLite backend, local artifact store).
+
+This is the embedded default for ``make demo`` and the server every integration test
+talks to: the same process a team runs, only on SQLite instead of PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import tenacity
+
+from modelyard.core.errors import ModelyardError
+from modelyard.core.tracking import is_healthy
+
+
+class MlflowServerError(ModelyardError, RuntimeError):
+    """The MLflow server could not be started; the message carries its log tail."""
+
+
+@dataclass
+class MlflowServer:
+    """A running ``mlflow server`` process."""
+
+    url: str
+    workdir: Path
+    process: subprocess.Popen[bytes] | None
+    log_path: Path
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.process is not None:
+            stop_process_group(self.process, timeout)
+
+    def __enter__(self) -> MlflowServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM a server and every process it started (its workers), SIGKILL whatever lingers.
+
+    The workers are read before the first signal, so they are found while their parent lives
+    (and even when one left the server's process group).
+    """
+    if process.poll() is not None:
+        return
+    try:
+        workers = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        workers = []
+    for worker in workers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.terminate()
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+    _, lingering = psutil.wait_procs(workers, timeout=timeout)
+    for worker in lingering:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.kill()
+    psutil.wait_procs(lingering, timeout=timeout)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) == 0
+
+
+def start_mlflow_server(
+    workdir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    startup_timeout: float = 120,
+) -> MlflowServer:
+    """Start ``mlflow server`` on SQLite under ``workdir`` and wait until it answers.
+
+    Raises:
+        MlflowServerError: the port is taken or the server died or did not answer in time.
+    """
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    if port_in_use(host, port):
+        raise MlflowServerError(f"port {port} on {host} is already in use (choose another with MLFLOW_PORT=...)")
+    log_path = workdir / "mlflow-server.log"
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+        "--artifacts-destination", str(workdir / "artifacts"),
+        "--host", host, "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = MlflowServer(url=f"http://{host}:{port}", workdir=workdir, process=process, log_path=log_path)
+    try:
+        answered = _poll_until(startup_timeout, lambda: _answers(server))
+    except MlflowServerError:
+        server.stop()
+        raise
+    if not answered:
+        server.stop()
+        raise MlflowServerError(f"mlflow server did not answer within {startup_timeout:.0f}s:\n{_tail(log_path)}")
+    return server
+
+
+def _poll_until(timeout: float, check: Callable[[], bool], interval: float = 0.5) -> bool:
+    """Call ``check`` every ``interval`` seconds until it is true (True) or ``timeout`` passes (False).
+
+    An exception from ``check`` is not retried: it ends the wait at once.
+    """
+    waiting = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(timeout),
+        wait=tenacity.wait_fixed(interval),
+        retry=tenacity.retry_if_result(lambda done: not done),
+        retry_error_callback=lambda _: False,
+    )
+    return bool(waiting(check))
+
+
+def _answers(server: MlflowServer) -> bool:
+    if server.process is not None and server.process.poll() is not None:
+        code = server.process.returncode
+        raise MlflowServerError(f"mlflow server exited with {code}:\n{_tail(server.log_path)}")
+    return is_healthy(server.url)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

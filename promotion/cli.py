@@ -1,0 +1,105 @@
+"""``modelyard promote``, ``rollback`` and ``status``, composed into the root app."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from modelyard.core.cli import ConfigOption, TrackingOption
+from modelyard.core.cli import FamiliesOption as FamilyOption
+from modelyard.core.cli import RegionsOption as RegionOption
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _decided_by() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+def _one(values: list[str] | None, option: str) -> str:
+    if not values or len(values) != 1:
+        raise typer.BadParameter(f"give exactly one {option}", param_hint=option)
+    return values[0]
+
+
+@app.command()
+def promote(
+    family: FamilyOption = None,
+    region: RegionOption = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Promote this version by hand (needs one --family/--region).")
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (required with --version; recorded).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Decide again on challengers already decided.")] = False,
+    config: ConfigOption = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Run the validation gates on each challenger and promote those that pass; or promote --version N by hand."""
+    from rich.console import Console
+
+    from modelyard.core.cli import exits_on_expected_errors
+    from modelyard.core.config import load_config
+    from modelyard.promotion.decide import open_client, promote_all, promote_version, render_decisions, render_gates
+
+    console = Console()
+    with exits_on_expected_errors():
+        loaded = load_config(config)
+        if version is not None:
+            pair = (_one(family, "--family"), _one(region, "--region"))  # a bad flag fails before connecting
+            client = open_client(loaded, tracking_uri)
+            decisions = [promote_version(client, loaded, *pair, version, reason or "", _decided_by())]
+        else:
+            decisions = promote_all(loaded, family, region, _decided_by(), force=force, tracking_uri=tracking_uri)
+    for decision in decisions:
+        if decision.gates and not decision.already_decided:
+            console.print(render_gates(decision))
+    console.print(render_decisions(decisions))
+    if any(decision.outcome == "failed" for decision in decisions):
+        raise typer.Exit(1)
+
+
+@app.command()
+def rollback(
+    family: Annotated[str, typer.Option("--family", "-f", help="Family.")],
+    region: Annotated[str, typer.Option("--region", "-r", help="Region.")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded in the history).")] = None,
+    config: ConfigOption = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Move the champion of (family, region) back to the previous champion."""
+    from rich.console import Console
+
+    from modelyard.core.cli import exits_on_expected_errors
+    from modelyard.core.config import load_config
+    from modelyard.promotion.decide import open_client, render_decisions
+    from modelyard.promotion.decide import rollback as do_rollback
+
+    console = Console()
+    with exits_on_expected_errors():
+        loaded = load_config(config)
+        loaded.pairs([family], [region])
+        decision = do_rollback(open_client(loaded, tracking_uri), loaded, family, region, _decided_by(), reason)
+    console.print(render_decisions([decision]))
+
+
+@app.command()
+def status(
+    family: FamilyOption = None,
+    region: RegionOption = None,
+    config: ConfigOption = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Per (family, region): the champion (version, key metrics, since when), the challenger and its gate outcome."""
+    from rich.console import Console
+
+    from modelyard.core.cli import exits_on_expected_errors
+    from modelyard.core.config import load_config
+    from modelyard.promotion.status import collect_status, render_status
+
+    console = Console()
+    with exits_on_expected_errors():
+        statuses = collect_status(load_config(config), family, region, tracking_uri=tracking_uri)
+    console.print(render_status(statuses))

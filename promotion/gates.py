@@ -1,0 +1,567 @@
+"""Validation gates: may a challenger replace the champion of one (family, region)?
+
+Gates are declared in ``modelyard.yaml`` (``gates.defaults`` per task, ``gates.region_overrides``
+keyed ``"<family>"`` or ``"<family>/<region>"``), never coded per model. Each one yields a
+:class:`GateResult` (value, threshold, passed, readable summary):
+
+``absolute``
+    a holdout metric of the challenger against a fixed threshold.
+``versus_champion``
+    challenger and champion scored on the SAME rows (the challenger's holdout, rebuilt from
+    its snapshot digest and split boundaries) with a maximum regression or minimum improvement.
+``data_validation``
+    the challenger's snapshot passed its data-quality checks.
+``model_size`` / ``latency``
+    the model's artifacts and its single-row p99 prediction latency fit the budget (the latency is
+    the model's own cost, not the machine's load: :func:`p99_latency_ms`, ADR 0012).
+``prediction_shift``
+    PSI of the challenger's predictions against the champion's on the holdout.
+``slice``
+    no slice the family declares (``families[].slices``) is relatively worse than the champion's by
+    more than ``max_slice_regression``.
+
+Without a champion (the first model of a region) the comparative gates are recorded as
+skipped, so the decision rests on the absolute ones. :func:`evaluate_gates` is pure (numbers
+in, report out); :func:`collect_evidence` reads the registry and the snapshot to feed it.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import operator
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from modelyard.core.config import GATE_TASK_KEYS, ConfigError, GateDefaults, TaskGates
+from modelyard.core.errors import ModelyardError
+from modelyard.training import metrics as metric_names
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from modelyard.core.config import Config
+    from modelyard.pipeline.snapshots import ValidationSummary
+    from modelyard.training.metrics import Task
+    from modelyard.training.split import SplitBoundaries
+
+GateKind = Literal[
+    "absolute", "versus_champion", "data_validation", "model_size", "latency", "prediction_shift", "slice"
+]
+PSI_BINS = 10
+WARM_UP_CALLS = 10
+LATENCY_ROUNDS = 3
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+
+
+class GateConfigError(ConfigError):
+    """A gate names a metric that the holdout scoring cannot produce; the message names the key."""
+
+
+class GateInputError(ModelyardError, RuntimeError):
+    """An input of the gates (snapshot, split, model artifacts) cannot be read; the message says which."""
+
+
+class GateResult(BaseModel):
+    """One gate's outcome. Skipped gates (no champion to compare with) count as passed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    kind: GateKind
+    value: float | None
+    threshold: float | None
+    op: str
+    passed: bool
+    skipped: bool = False
+    summary: str
+
+
+class GateReport(BaseModel):
+    """Every gate's result for one challenger."""
+
+    model_config = ConfigDict(frozen=True)
+
+    results: list[GateResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(result.passed for result in self.results)
+
+    @property
+    def failures(self) -> list[GateResult]:
+        return [result for result in self.results if not result.passed]
+
+    def summary(self) -> str:
+        """One readable paragraph: how many gates passed, and why each failing one failed."""
+        checked = [r for r in self.results if not r.skipped]
+        if self.passed:
+            skipped = len(self.results) - len(checked)
+            note = f" ({skipped} skipped: no champion to compare with)" if skipped else ""
+            return f"all {len(checked)} gates passed{note}"
+        reasons = "; ".join(r.summary for r in self.failures)
+        return f"{len(self.failures)} of {len(checked)} gates failed: {reasons}"
+
+    def as_text(self) -> str:
+        """The gate table as fixed-width text (for task logs and the ``gates.txt`` artifact)."""
+        rows = [("gate", "value", "op", "threshold", "result")]
+        rows += [(r.name, format_number(r.value), r.op, format_number(r.threshold), verdict(r)) for r in self.results]
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+        lines.insert(1, "  ".join("-" * width for width in widths))
+        return "\n".join(lines)
+
+
+def format_number(value: float | None) -> str:
+    """A gate value for tables: 4 significant digits, ``-`` when there is none."""
+    return "-" if value is None else f"{value:.4g}"
+
+
+def verdict(result: GateResult) -> str:
+    """``pass``, ``FAIL`` or ``skipped``."""
+    if result.skipped:
+        return "skipped"
+    return "pass" if result.passed else "FAIL"
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """One model version's predictions on the holdout and the metrics they earn."""
+
+    version: str
+    predictions: np.ndarray
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the gates look at, gathered once per challenger."""
+
+    task: Task
+    challenger: ModelScore
+    champion: ModelScore | None
+    validation: ValidationSummary
+    size_mb: float
+    latency_p99_ms: float
+    holdout_rows: int
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def gates_for(config: Config, family: str, region: str) -> GateDefaults:
+    """The effective gates of (family, region): defaults, then the family's override, then the region's.
+
+    Raises:
+        GateConfigError: an override does not validate; the message names its key.
+    """
+    merged: dict[str, Any] = config.gates.defaults.model_dump(mode="json")
+    task = config.family(family).task
+    for key in (family, f"{family}/{region}"):
+        override = config.gates.region_overrides.get(key)
+        if override:
+            _merge_override(merged, override, task)
+    try:
+        return GateDefaults.model_validate(merged)
+    except ValidationError as exc:
+        raise GateConfigError(f"gates.region_overrides for '{family}/{region}' are invalid: {exc}") from exc
+
+
+def _merge_override(merged: dict[str, Any], override: Mapping[str, Any], task: str) -> None:
+    for key, value in override.items():
+        if key in GATE_TASK_KEYS:
+            merged[task] = {**merged[task], key: value}
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+
+
+def task_gates(gates: GateDefaults, task: Task) -> TaskGates:
+    """The metric gates of one task."""
+    return gates.classification if task == "classification" else gates.regression
+
+
+def check_metric_names(gates: GateDefaults, task: Task) -> None:
+    """Every metric a gate names must be a holdout metric the task produces.
+
+    Raises:
+        GateConfigError: naming the gate's key and the metrics that exist.
+    """
+    known = metric_names.CLASSIFICATION_METRICS if task == "classification" else metric_names.REGRESSION_METRICS
+    section = task_gates(gates, task)
+    named = [("absolute", i, g.metric) for i, g in enumerate(section.absolute)]
+    named += [("versus_champion", i, g.metric) for i, g in enumerate(section.versus_champion)]
+    for kind, index, metric in named:
+        split, _, base = metric.partition("_")
+        if split != "holdout" or base not in known:
+            raise GateConfigError(
+                f"gates {task}.{kind}[{index}].metric '{metric}': gates score the holdout, "
+                f"use one of {', '.join('holdout_' + m for m in known)}"
+            )
+
+
+# ---------------------------------------------------------------- the gates (pure)
+
+
+def evaluate_gates(gates: GateDefaults, evidence: Evidence) -> GateReport:
+    """Every declared gate on ``evidence``.
+
+    Raises:
+        GateConfigError: a gate names a metric the task does not produce.
+    """
+    check_metric_names(gates, evidence.task)
+    section = task_gates(gates, evidence.task)
+    results = [absolute_gate(g.metric, g.op, g.threshold, evidence.challenger.metrics) for g in section.absolute]
+    results += [
+        versus_champion_gate(g.metric, g.direction, g.max_regression, g.min_improvement, evidence)
+        for g in section.versus_champion
+    ]
+    results.append(data_validation_gate(evidence.validation))
+    results.append(budget_gate("model_size", "model size (MB)", evidence.size_mb, gates.max_model_size_mb))
+    results.append(
+        budget_gate("latency", "single-row p99 latency (ms)", evidence.latency_p99_ms, gates.max_p99_latency_ms)
+    )
+    results.append(prediction_shift_gate(evidence, gates.max_psi))
+    for gate in section.versus_champion:
+        results += slice_gates(gate.metric, gate.direction, evidence, gates.max_slice_regression)
+    return GateReport(results=results)
+
+
+def absolute_gate(metric: str, op: str, threshold: float, values: Mapping[str, float]) -> GateResult:
+    """``values[metric] <op> threshold``; a metric that could not be computed fails."""
+    name = f"absolute:{metric}"
+    value = values.get(metric)
+    if value is None or math.isnan(value):
+        summary = f"{metric} could not be computed on the holdout (e.g. AUC on a single class)"
+        return GateResult(
+            name=name, kind="absolute", value=None, threshold=threshold, op=op, passed=False, summary=summary
+        )
+    passed = _OPS[op](value, threshold)
+    summary = f"{metric} {value:.4g} {'meets' if passed else 'misses'} {op} {threshold:.4g}"
+    return GateResult(
+        name=name, kind="absolute", value=value, threshold=threshold, op=op, passed=passed, summary=summary
+    )
+
+
+def improvement(challenger: float, champion: float, direction: str) -> float:
+    """How much better the challenger is, in the metric's unit (negative: worse)."""
+    return challenger - champion if direction == "higher" else champion - challenger
+
+
+def versus_champion_gate(
+    metric: str, direction: str, max_regression: float, min_improvement: float, evidence: Evidence
+) -> GateResult:
+    """The challenger may be at most ``max_regression`` worse (or must be ``min_improvement`` better)."""
+    name = f"versus_champion:{metric}"
+    threshold = min_improvement if min_improvement else -max_regression
+    if evidence.champion is None:
+        return _skipped(name, "versus_champion", threshold, ">=")
+    challenger = evidence.challenger.metrics.get(metric)
+    champion = evidence.champion.metrics.get(metric)
+    if challenger is None or champion is None:
+        summary = f"{metric} missing for the {'challenger' if challenger is None else 'champion'} on the holdout"
+        return GateResult(
+            name=name, kind="versus_champion", value=None, threshold=threshold, op=">=", passed=False, summary=summary
+        )
+    delta = improvement(challenger, champion, direction)
+    passed = delta >= threshold - 1e-12
+    word = "better" if delta >= 0 else "worse"
+    summary = (
+        f"{metric} {challenger:.4g} vs champion v{evidence.champion.version} {champion:.4g}: "
+        f"{abs(delta):.4g} {word} ({direction} is better; needs improvement >= {threshold:.4g})"
+    )
+    return GateResult(
+        name=name, kind="versus_champion", value=delta, threshold=threshold, op=">=", passed=passed, summary=summary
+    )
+
+
+def data_validation_gate(validation: ValidationSummary) -> GateResult:
+    """The snapshot the challenger trained on passed its data-quality checks."""
+    failed = float(validation.failed)
+    if validation.success:
+        summary = f"data validation passed ({validation.checks} checks)"
+    else:
+        shown = "; ".join(validation.failures[:3]) or "no details recorded"
+        summary = f"data validation failed: {validation.failed} of {validation.checks} checks ({shown})"
+    return GateResult(
+        name="data_validation", kind="data_validation", value=failed, threshold=0.0, op="<=",
+        passed=validation.success, summary=summary,
+    )  # fmt: skip
+
+
+def budget_gate(kind: Literal["model_size", "latency"], label: str, value: float, budget: float) -> GateResult:
+    """``value`` must stay within ``budget``."""
+    passed = value <= budget
+    summary = f"{label} {value:.4g} {'within' if passed else 'over'} budget {budget:.4g}"
+    return GateResult(name=kind, kind=kind, value=value, threshold=budget, op="<=", passed=passed, summary=summary)
+
+
+def prediction_shift_gate(evidence: Evidence, max_psi: float) -> GateResult:
+    """PSI of the challenger's holdout predictions against the champion's stays below ``max_psi``."""
+    if evidence.champion is None:
+        return _skipped("prediction_psi", "prediction_shift", max_psi, "<=")
+    value = psi(evidence.champion.predictions, evidence.challenger.predictions)
+    passed = value <= max_psi
+    summary = (
+        f"prediction PSI vs champion v{evidence.champion.version} {value:.4g} ({'<=' if passed else '>'} {max_psi})"
+    )
+    return GateResult(
+        name="prediction_psi", kind="prediction_shift", value=value, threshold=max_psi, op="<=", passed=passed,
+        summary=summary,
+    )  # fmt: skip
+
+
+def slice_gates(metric: str, direction: str, evidence: Evidence, max_relative: float) -> list[GateResult]:
+    """One gate per slice of ``metric`` both models were scored on: relatively at most ``max_relative`` worse."""
+    if evidence.champion is None:
+        return [_skipped(f"slice:{metric}__*", "slice", max_relative, "<=")]
+    prefix = f"{metric}__"
+    results = []
+    for key in sorted(k for k in evidence.challenger.metrics if k.startswith(prefix)):
+        champion = evidence.champion.metrics.get(key)
+        if champion is not None:
+            results.append(_slice_gate(key, direction, evidence.challenger.metrics[key], champion, max_relative))
+    return results
+
+
+def _slice_gate(key: str, direction: str, challenger: float, champion: float, max_relative: float) -> GateResult:
+    worse = -improvement(challenger, champion, direction) / max(abs(champion), 1e-12)
+    passed = worse <= max_relative + 1e-12
+    metric, _, slice_name = key.partition("__")
+    summary = (
+        f"{metric} on slice {slice_name} {challenger:.4g} vs champion {champion:.4g} "
+        f"({abs(worse):.1%} {'worse' if worse > 0 else 'better'}, bound {max_relative:.0%} worse)"
+    )
+    return GateResult(
+        name=f"slice:{key}", kind="slice", value=worse, threshold=max_relative, op="<=", passed=passed, summary=summary
+    )
+
+
+def _skipped(name: str, kind: GateKind, threshold: float, op: str) -> GateResult:
+    return GateResult(
+        name=name, kind=kind, value=None, threshold=threshold, op=op, passed=True, skipped=True,
+        summary=f"{name} skipped: no champion yet (first model of the region)",
+    )  # fmt: skip
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, bins: int = PSI_BINS) -> float:
+    """Population stability index of ``actual`` against ``expected`` on ``expected``'s quantile bins.
+
+    Rule of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 large shift.
+    """
+    import numpy as np
+
+    reference = np.asarray(expected, dtype=float)
+    observed = np.asarray(actual, dtype=float)
+    inner = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1))[1:-1])
+    # Empty bins get a small floor, so one empty bin does not make the index infinite.
+    floor = 1e-4
+    ref_share = np.maximum(np.bincount(np.searchsorted(inner, reference, side="right"), minlength=len(inner) + 1), 0)
+    obs_share = np.bincount(np.searchsorted(inner, observed, side="right"), minlength=len(inner) + 1)
+    e = np.maximum(ref_share / max(len(reference), 1), floor)
+    a = np.maximum(obs_share / max(len(observed), 1), floor)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+# ---------------------------------------------------------------- evidence from the registry
+
+
+def collect_evidence(
+    client: MlflowClient,
+    config: Config,
+    challenger: ModelVersion,
+    champion: ModelVersion | None,
+    latency_calls: int,
+) -> Evidence:
+    """Score challenger and champion on the challenger's holdout, and measure the challenger's size and latency.
+
+    Raises:
+        GateInputError: the snapshot, the split or a model's artifacts cannot be read.
+    """
+    family, region = _tag(challenger, "family"), _tag(challenger, "region")
+    spec = config.family(family)
+    from modelyard.training.models import feature_frame
+
+    holdout, validation = challenger_holdout(client, config, challenger, family, region)
+    x = feature_frame(holdout, spec.feature_names)
+    with tempfile.TemporaryDirectory(prefix="modelyard-gates-") as tmp:
+        model, size_mb = load_version(challenger, Path(tmp))
+        challenger_score = score_model(model, challenger, spec.task, holdout, spec.target, config)
+        latency = p99_latency_ms(model, spec.task, x, latency_calls)
+        champion_score = None
+        if champion is not None:
+            champion_model, _ = load_version(champion, Path(tmp))
+            champion_score = score_model(champion_model, champion, spec.task, holdout, spec.target, config)
+    return Evidence(
+        task=spec.task,
+        challenger=challenger_score,
+        champion=champion_score,
+        validation=validation,
+        size_mb=size_mb,
+        latency_p99_ms=latency,
+        holdout_rows=len(holdout),
+    )
+
+
+def _tag(version: ModelVersion, key: str) -> str:
+    value = (version.tags or {}).get(key)
+    if not value:
+        raise GateInputError(
+            f"model '{version.name}' version {version.version} has no '{key}' tag "
+            "(versions registered by `modelyard train` carry it; register through the training stage)"
+        )
+    return str(value)
+
+
+def challenger_holdout(
+    client: MlflowClient, config: Config, version: ModelVersion, family: str, region: str
+) -> tuple[pd.DataFrame, ValidationSummary]:
+    """The exact holdout rows the challenger was evaluated on, and its snapshot's validation result.
+
+    The snapshot comes from the version's ``data_digest`` tag; the split boundaries from its
+    run's ``split_*`` params (so a later change of ``training.holdout_days`` cannot move them).
+    """
+    from modelyard.pipeline.snapshots import SnapshotNotFoundError, load_frame, read_snapshot
+    from modelyard.training.split import SplitError, split_at, time_split
+
+    digest = _tag(version, "data_digest")
+    try:
+        meta = read_snapshot(config.storage.features_dir, family, region, digest)
+        frame = load_frame(config.storage.features_dir, meta)
+    except (SnapshotNotFoundError, OSError) as exc:
+        raise GateInputError(f"model '{version.name}' v{version.version}: cannot read its snapshot: {exc}") from exc
+    boundaries = _run_boundaries(client, version)
+    try:
+        if boundaries is not None:
+            split = split_at(frame, boundaries)
+        else:
+            split = time_split(frame, config.training.holdout_days, config.training.validation_days)
+    except SplitError as exc:
+        raise GateInputError(f"model '{version.name}' v{version.version}: {exc}") from exc
+    return split.holdout, meta.validation
+
+
+def _run_boundaries(client: MlflowClient, version: ModelVersion) -> SplitBoundaries | None:
+    import datetime as dt
+
+    from modelyard.training.split import SplitBoundaries
+
+    if not version.run_id:
+        return None
+    params = client.get_run(version.run_id).data.params
+    keys = ("split_train_start", "split_valid_start", "split_holdout_start", "split_end")
+    if not all(k in params for k in keys):
+        return None
+    values = [dt.datetime.fromisoformat(params[k]) for k in keys]
+    return SplitBoundaries(*values)
+
+
+def load_version(version: ModelVersion, folder: Path) -> tuple[Any, float]:
+    """Download a registered version's artifacts, load its native model, and return it with its size in MB.
+
+    Raises:
+        GateInputError: the artifacts cannot be downloaded or loaded.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    target = folder / f"v{version.version}"
+    try:
+        local = Path(
+            mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(target))
+        )
+        flavors = Model.load(str(local)).flavors
+        loader = mlflow.xgboost.load_model if "xgboost" in flavors else mlflow.sklearn.load_model
+        model = loader(str(local)) if {"xgboost", "sklearn"} & set(flavors) else mlflow.pyfunc.load_model(str(local))
+    except (MlflowException, OSError) as exc:
+        raise GateInputError(f"model '{version.name}' v{version.version}: cannot load its artifacts: {exc}") from exc
+    size = sum(path.stat().st_size for path in local.rglob("*") if path.is_file())
+    return model, size / 1e6
+
+
+def score_model(
+    model: Any, version: ModelVersion, task: Task, holdout: pd.DataFrame, target: str, config: Config
+) -> ModelScore:
+    """Predictions of ``model`` on ``holdout`` and the holdout metrics (overall and per slice)."""
+    from modelyard.training.metrics import evaluate
+    from modelyard.training.models import feature_frame
+
+    family = config.family(_tag(version, "family"))
+    predictions = _predict(model, task, feature_frame(holdout, family.feature_names))
+    scored = evaluate(
+        task,
+        holdout,
+        predictions,
+        target=target,
+        split="holdout",
+        threshold=config.training.operating_threshold,
+        slices=family.slices,
+    )
+    return ModelScore(version=str(version.version), predictions=predictions, metrics=scored)
+
+
+def _predict(model: Any, task: Task, x: pd.DataFrame) -> np.ndarray:
+    import numpy as np
+    from mlflow.pyfunc import PyFuncModel
+
+    from modelyard.training.models import predict
+
+    if isinstance(model, PyFuncModel):
+        # A generic pyfunc model: its predict() is taken as the score (probability or value).
+        return np.asarray(model.predict(x), dtype=float).reshape(len(x), -1)[:, -1]
+    return predict(model, task, x)
+
+
+def p99_latency_ms(model: Any, task: Task, x: pd.DataFrame, calls: int) -> float:
+    """The model's own single-row p99 prediction latency in milliseconds, robust to a busy machine.
+
+    The budget is about the model, not about the machine that happens to run the gate. So:
+
+    * each call is charged the smaller of its wall time and the CPU time the process spent during
+      it: time spent waiting for a core that other processes hold (load on a shared CI machine) is
+      not charged, while the work of the model is, whichever thread of the process does it;
+    * the p99 over ``calls`` single-row calls is measured ``LATENCY_ROUNDS`` times and the best
+      round is kept, so one burst of interference does not decide;
+    * the garbage collector is paused while timing, after a warm-up of ``WARM_UP_CALLS``.
+
+    A model that is truly slow is slow in every round, in CPU time as in wall time, and is still
+    rejected; a fast model on an idle machine measures as before (its CPU time equals its wall time).
+    """
+    rows = [x.iloc[[i % len(x)]] for i in range(calls)]
+    for row in rows[:WARM_UP_CALLS]:
+        _predict(model, task, row)
+    return min(_round_p99_ms(model, task, rows) for _ in range(LATENCY_ROUNDS))
+
+
+def _round_p99_ms(model: Any, task: Task, rows: list[pd.DataFrame]) -> float:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        costs = [_call_cost_ms(model, task, row) for row in rows]
+    finally:
+        if was_enabled:
+            gc.enable()
+    return float(statistics.quantiles(costs, n=100, method="inclusive")[98])
+
+
+def _call_cost_ms(model: Any, task: Task, row: pd.DataFrame) -> float:
+    wall, cpu = time.perf_counter(), time.process_time()
+    _predict(model, task, row)
+    return min(time.perf_counter() - wall, time.process_time() - cpu) * 1000

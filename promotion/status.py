@@ -1,0 +1,171 @@
+"""Where every (family, region) stands: champion, challenger and its gate outcome, previous champion.
+
+Read only: everything comes from the registry's aliases and the version tags written by
+training (metric summary) and promotion (``promotion.*``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from modelyard.core.contracts.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, MONITORING_TAG, PREVIOUS_ALIAS
+from modelyard.promotion.decide import TAG, open_client
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+    from rich.table import Table
+
+    from modelyard.core.config import Config
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered version as status shows it."""
+
+    version: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    champion_since: str | None = None
+    outcome: str | None = None
+    summary: str | None = None
+    rolled_back_at: str | None = None
+    drift: str | None = None  # the last monitoring verdict (training/monitoring.py)
+    drift_summary: str | None = None
+
+    @classmethod
+    def from_version(cls, version: ModelVersion, metric_names: tuple[str, ...]) -> VersionInfo:
+        tags = version.tags or {}
+        return cls(
+            version=str(version.version),
+            metrics={name: float(tags[name]) for name in metric_names if _is_number(tags.get(name))},
+            champion_since=tags.get(f"{TAG}champion_since"),
+            outcome=tags.get(f"{TAG}outcome"),
+            summary=tags.get(f"{TAG}summary"),
+            rolled_back_at=tags.get(f"{TAG}rolled_back_at"),
+            drift=tags.get(f"{MONITORING_TAG}verdict"),
+            drift_summary=tags.get(f"{MONITORING_TAG}summary"),
+        )
+
+
+@dataclass(frozen=True)
+class PairStatus:
+    """The registry state of one (family, region)."""
+
+    family: str
+    region: str
+    model_name: str
+    champion: VersionInfo | None
+    challenger: VersionInfo | None
+    previous: VersionInfo | None
+
+
+def _is_number(text: str | None) -> bool:
+    try:
+        float(text or "")
+    except ValueError:
+        return False
+    return True
+
+
+def pair_status(client: MlflowClient, config: Config, family: str, region: str) -> PairStatus:
+    """Champion, challenger and previous champion of (family, region) with their key metrics."""
+    return pair_statuses(client, config, [(family, region)])[0]
+
+
+def pair_statuses(client: MlflowClient, config: Config, pairs: list[tuple[str, str]]) -> list[PairStatus]:
+    """The status of every pair in two paginated searches (aliases, then the aliased versions)."""
+    from modelyard.core.catalog import aliases_of, versions_of
+    from modelyard.training.train import KEY_METRICS
+
+    names = {pair: config.mlflow.model_name(*pair) for pair in pairs}
+    current = aliases_of(client, names.values())
+    wanted: dict[str, set[str]] = {name: set(current[name].values()) for name in names.values()}
+    versions = versions_of(client, wanted)
+
+    def status(family: str, region: str) -> PairStatus:
+        name = names[(family, region)]
+        metric_names = KEY_METRICS[config.family(family).task]
+
+        def info(alias: str) -> VersionInfo | None:
+            number = current[name].get(alias)
+            found = versions.get((name, number)) if number else None
+            return VersionInfo.from_version(found, metric_names) if found else None
+
+        return PairStatus(
+            family=family, region=region, model_name=name, champion=info(CHAMPION_ALIAS),
+            challenger=info(CHALLENGER_ALIAS), previous=info(PREVIOUS_ALIAS),
+        )  # fmt: skip
+
+    return [status(family, region) for family, region in pairs]
+
+
+def collect_status(
+    config: Config,
+    families: list[str] | None = None,
+    regions: list[str] | None = None,
+    *,
+    tracking_uri: str | None = None,
+) -> list[PairStatus]:
+    """The status of every selected (family, region), in config order.
+
+    Raises:
+        ConfigError: an unknown family or region was named.
+    """
+    client = open_client(config, tracking_uri)
+    return pair_statuses(client, config, list(config.pairs(families, regions)))
+
+
+def render_status(statuses: list[PairStatus]) -> Table:
+    """A rich table, one row per (family, region)."""
+    from rich.table import Table
+
+    table = Table(title="Model status")
+    columns = ("family", "region", "champion", "key metrics", "champion since", "drift", "challenger", "previous")
+    for column in columns:
+        table.add_column(column, overflow="fold", min_width=10 if column == "champion since" else None)
+    for status in statuses:
+        champion = status.champion
+        table.add_row(
+            status.family,
+            status.region,
+            f"[green]v{champion.version}[/green]" if champion else "[yellow]none[/yellow]",
+            _metrics(champion),
+            (champion.champion_since or "-")[:19].replace("T", " ") if champion else "-",
+            _drift(champion),
+            _challenger(status),
+            f"v{status.previous.version}" if status.previous else "-",
+        )
+    return table
+
+
+def _metrics(info: VersionInfo | None) -> str:
+    if info is None:
+        return "-"
+    return " ".join(f"{name.removeprefix('holdout_')}={value:.3f}" for name, value in info.metrics.items())
+
+
+def _challenger(status: PairStatus) -> str:
+    challenger = status.challenger
+    if challenger is None:
+        return "-"
+    if status.champion and challenger.version == status.champion.version:
+        return f"v{challenger.version} (is champion)"
+    outcome = challenger.outcome or "pending"
+    colour = {"promoted": "green", "rejected": "red"}.get(outcome, "cyan")
+    suffix = " (rolled back)" if challenger.rolled_back_at else ""
+    return f"v{challenger.version} [{colour}]{outcome}[/{colour}]{suffix}"
+
+
+def _drift(info: VersionInfo | None) -> str:
+    """The champion's last monitoring verdict and what drifted."""
+    if info is None or info.drift is None:
+        return "-"
+    colour = {"drifted": "red", "stable": "green"}.get(info.drift, "yellow")
+    # the names only: the figures are on the monitoring run
+    names = " ".join(p.split(" ")[0] for p in (info.drift_summary or "").removeprefix("drifted: ").split(", "))
+    return (
+        f"[{colour}]{info.drift}[/{colour}] {names}"
+        if info.drift == "drifted"
+        else f"[{colour}]{info.drift}[/{colour}]"
+    )

@@ -1,0 +1,262 @@
+"""The gates on numbers: thresholds, comparisons, slices, PSI, overrides and their error messages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from modelyard.core.config import ConfigError, GateDefaults, load_config
+from modelyard.pipeline.snapshots import ValidationSummary
+from modelyard.promotion import gates
+from modelyard.promotion.gates import Evidence, GateConfigError, ModelScore
+
+REPO = Path(__file__).resolve().parents[3]
+PASSED = ValidationSummary(success=True, checks=12)
+
+
+def score(version: str, seed: int, **metrics: float) -> ModelScore:
+    predictions = np.random.default_rng(seed).beta(2, 3, 500)
+    return ModelScore(version=version, predictions=predictions, metrics=metrics)
+
+
+def evidence(challenger: ModelScore, champion: ModelScore | None, **changes: object) -> Evidence:
+    values: dict[str, object] = {
+        "task": "classification", "challenger": challenger, "champion": champion, "validation": PASSED,
+        "size_mb": 1.5, "latency_p99_ms": 2.0, "holdout_rows": 500,
+    }  # fmt: skip
+    values.update(changes)
+    return Evidence(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def defaults() -> GateDefaults:
+    return load_config(REPO / "modelyard.yaml", environ={}).gates.defaults
+
+
+def by_name(report: gates.GateReport) -> dict[str, gates.GateResult]:
+    return {r.name: r for r in report.results}
+
+
+def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shift() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0, 1, 5000)
+    assert gates.psi(reference, rng.normal(0, 1, 5000)) < 0.02
+    assert gates.psi(reference, rng.normal(1.0, 1, 5000)) > 0.25
+
+
+def test_psi_of_a_constant_reference_is_finite() -> None:
+    assert np.isfinite(gates.psi(np.full(100, 0.3), np.linspace(0, 1, 100)))
+
+
+@pytest.mark.parametrize(("op", "value", "passed"), [(">=", 0.70, True), (">=", 0.69, False), ("<=", 5.0, True)])
+def test_absolute_gate_compares_with_the_declared_operator(op: str, value: float, passed: bool) -> None:
+    result = gates.absolute_gate("holdout_auc", op, 0.70 if op == ">=" else 6.0, {"holdout_auc": value})
+    assert result.passed is passed
+    assert result.value == value
+    assert ("meets" if passed else "misses") in result.summary
+
+
+def test_absolute_gate_fails_when_the_metric_could_not_be_computed() -> None:
+    result = gates.absolute_gate("holdout_auc", ">=", 0.7, {})
+    assert not result.passed
+    assert "could not be computed" in result.summary
+
+
+def test_versus_champion_allows_the_declared_regression_and_no_more() -> None:
+    champion = score("1", 1, holdout_auc=0.800)
+    within = evidence(score("2", 2, holdout_auc=0.796), champion)
+    beyond = evidence(score("2", 2, holdout_auc=0.790), champion)
+    assert gates.versus_champion_gate("holdout_auc", "higher", 0.005, 0.0, within).passed
+    failed = gates.versus_champion_gate("holdout_auc", "higher", 0.005, 0.0, beyond)
+    assert not failed.passed
+    assert failed.value == pytest.approx(-0.010)
+    assert "worse" in failed.summary
+
+
+def test_versus_champion_lower_is_better_and_min_improvement() -> None:
+    champion = score("1", 1, holdout_mae=4.0)
+    better = evidence(score("2", 2, holdout_mae=3.9), champion, task="regression")
+    assert gates.versus_champion_gate("holdout_mae", "lower", 0.0, 0.05, better).passed
+    assert not gates.versus_champion_gate("holdout_mae", "lower", 0.0, 0.2, better).passed
+
+
+def test_slice_gate_bounds_the_relative_regression_of_each_slice() -> None:
+    champion = score("1", 1, holdout_auc=0.8, holdout_auc__hour_night=0.80, holdout_auc__new_drivers=0.70)
+    challenger = score("2", 2, holdout_auc=0.8, holdout_auc__hour_night=0.78, holdout_auc__new_drivers=0.60)
+    results = {r.name: r for r in gates.slice_gates("holdout_auc", "higher", evidence(challenger, champion), 0.05)}
+    assert results["slice:holdout_auc__hour_night"].passed  # 2.5% worse
+    assert not results["slice:holdout_auc__new_drivers"].passed  # 14% worse
+    assert "new_drivers" in results["slice:holdout_auc__new_drivers"].summary
+
+
+def test_without_champion_the_comparative_gates_are_skipped_and_absolute_ones_decide(defaults: GateDefaults) -> None:
+    report = gates.evaluate_gates(defaults, evidence(score("1", 1, holdout_auc=0.75), None))
+    results = by_name(report)
+    assert report.passed
+    assert results["versus_champion:holdout_auc"].skipped
+    assert results["prediction_psi"].skipped
+    assert results["absolute:holdout_auc"].passed
+    assert not results["absolute:holdout_auc"].skipped
+    assert "skipped" in report.summary()
+
+    poor = gates.evaluate_gates(defaults, evidence(score("1", 1, holdout_auc=0.6), None))
+    assert not poor.passed
+    assert [r.name for r in poor.failures] == ["absolute:holdout_auc"]
+
+
+def test_every_failing_gate_is_named_in_the_summary_and_the_table(defaults: GateDefaults) -> None:
+    champion = score("1", 1, holdout_auc=0.82)
+    challenger = ModelScore("2", champion.predictions + 0.4, {"holdout_auc": 0.71})
+    broken_data = ValidationSummary(success=False, checks=12, failed=1, failures=["column 'driver_rating' has 3 nulls"])
+    over_budget = {"size_mb": defaults.max_model_size_mb + 1, "latency_p99_ms": defaults.max_p99_latency_ms + 1}
+    report = gates.evaluate_gates(defaults, evidence(challenger, champion, validation=broken_data, **over_budget))
+    failed = {r.name for r in report.failures}
+    assert failed == {
+        "versus_champion:holdout_auc", "data_validation", "model_size", "latency", "prediction_psi",
+    }  # fmt: skip
+    summary = report.summary()
+    assert summary.startswith("5 of")
+    assert "driver_rating" in summary
+    assert f"over budget {defaults.max_model_size_mb:.4g}" in summary
+    table = report.as_text()
+    assert table.count("FAIL") == 5
+    assert "absolute:holdout_auc" in table
+
+
+def write_overrides(folder: Path, overrides: dict[str, Any]) -> Path:
+    raw = yaml.safe_load((REPO / "modelyard.yaml").read_text())
+    raw["gates"]["region_overrides"] = overrides
+    path = folder / "modelyard.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_overrides_apply_family_then_region(tmp_path: Path) -> None:
+    path = write_overrides(
+        tmp_path,
+        {
+            "driver_acceptance": {
+                "max_psi": 0.4,
+                "absolute": [{"metric": "holdout_auc", "op": ">=", "threshold": 0.65}],
+            },
+            "driver_acceptance/bangkok": {"max_psi": 0.5},
+        },
+    )
+    config = load_config(path, environ={})
+    jakarta = gates.gates_for(config, "driver_acceptance", "jakarta")
+    bangkok = gates.gates_for(config, "driver_acceptance", "bangkok")
+    eta = gates.gates_for(config, "pickup_eta", "bangkok")
+    assert (jakarta.max_psi, bangkok.max_psi, eta.max_psi) == (0.4, 0.5, 0.25)
+    assert bangkok.classification.absolute[0].threshold == 0.65
+    assert bangkok.classification.versus_champion == config.gates.defaults.classification.versus_champion
+    assert eta.regression == config.gates.defaults.regression
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"driver_acceptance/atlantis": {"max_psi": 0.4}}, "'driver_acceptance/atlantis'"),
+        ({"driver_acceptance": {"max_pis": 0.4}}, r"unknown keys \['max_pis'\]"),
+    ],
+)
+def test_config_rejects_bad_gate_overrides_naming_the_key(
+    tmp_path: Path, overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_overrides(tmp_path, overrides), environ={})
+
+
+def test_an_invalid_override_value_names_the_pair(tmp_path: Path) -> None:
+    config = load_config(write_overrides(tmp_path, {"pickup_eta": {"max_psi": -1}}), environ={})
+    with pytest.raises(GateConfigError, match="pickup_eta/jakarta"):
+        gates.gates_for(config, "pickup_eta", "jakarta")
+
+
+def test_a_gate_on_an_unknown_metric_is_a_config_error(defaults: GateDefaults) -> None:
+    broken = defaults.model_copy(
+        update={"classification": defaults.classification.model_copy(update={"absolute": [
+            defaults.classification.absolute[0].model_copy(update={"metric": "holdout_acu"})]})}
+    )  # fmt: skip
+    with pytest.raises(GateConfigError, match=r"classification.absolute\[0\].metric 'holdout_acu'"):
+        gates.evaluate_gates(broken, evidence(score("1", 1, holdout_auc=0.8), None))
+
+
+def test_p99_latency_times_single_row_predictions() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    x = pd.DataFrame({"a": np.linspace(0, 1, 50), "b": np.linspace(1, 0, 50)})
+    model = LogisticRegression().fit(x, (x.a > 0.5).astype(int))
+    latency = gates.p99_latency_ms(model, "classification", x, calls=50)
+    assert 0 < latency < 1000
+
+
+class _TimedModel:
+    """A classifier whose single-row call waits (off-CPU) or works (on-CPU) for ``seconds``."""
+
+    def __init__(self, seconds: float, *, on_cpu: bool) -> None:
+        self.seconds, self.on_cpu = seconds, on_cpu
+
+    def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
+        if self.on_cpu:
+            end = time.thread_time() + self.seconds
+            while time.thread_time() < end:
+                pass
+        else:
+            time.sleep(self.seconds)
+        return np.full((len(x), 2), 0.5)
+
+
+ROWS = pd.DataFrame({"a": np.linspace(0, 1, 50), "b": np.linspace(1, 0, 50)})
+
+
+def test_latency_does_not_charge_the_model_for_time_it_waits_for_a_core() -> None:
+    # 20 ms off-CPU per call is what a preempted call on a busy machine looks like from the wall clock.
+    waiting = gates.p99_latency_ms(_TimedModel(0.02, on_cpu=False), "classification", ROWS, calls=20)
+    assert waiting < 10
+    assert gates.budget_gate("latency", "p99", waiting, 10).passed
+
+
+def test_a_model_that_works_longer_than_the_budget_is_rejected() -> None:
+    working = gates.p99_latency_ms(_TimedModel(0.005, on_cpu=True), "classification", ROWS, calls=20)
+    assert working >= 5
+    assert not gates.budget_gate("latency", "p99", working, 2).passed
+
+
+def test_a_5000_tree_model_is_rejected_against_a_tiny_budget() -> None:
+    import xgboost as xgb
+
+    model = xgb.XGBClassifier(n_estimators=5000, max_depth=6, learning_rate=0.01, n_jobs=1)
+    model.fit(ROWS, (ROWS.a > 0.5).astype(int))
+    latency = gates.p99_latency_ms(model, "classification", ROWS, calls=20)
+    assert not gates.budget_gate("latency", "p99", latency, 0.5).passed
+
+
+@pytest.fixture
+def busy_machine() -> Iterator[None]:
+    """More CPU-bound processes than cores, at normal priority, for the length of the test."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range((os.cpu_count() or 1) + 1)]
+    time.sleep(0.2)
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def test_a_fast_model_passes_its_budget_on_a_busy_machine(busy_machine: None, defaults: GateDefaults) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit(ROWS, (ROWS.a > 0.5).astype(int))
+    latency = gates.p99_latency_ms(model, "classification", ROWS, calls=60)
+    assert gates.budget_gate("latency", "p99", latency, defaults.max_p99_latency_ms).passed

@@ -1,0 +1,273 @@
+"""Alias moves, manual promotion, rollback, history and races against the real MLflow server.
+
+The versions here are registrations of one tiny logged model without training tags, so
+the gates cannot be evaluated (recorded as such) and every test stays fast; the gates on
+real challengers are exercised in tests/integration/test_promotion.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import os
+import random
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from modelyard.core.config import Config, load_config
+from modelyard.core.contracts.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS
+from modelyard.promotion import decide as promotion
+from modelyard.promotion.decide import Decision, PromotionError
+
+REPO = Path(__file__).resolve().parents[3]
+FAMILY, REGION = "driver_acceptance", "jakarta"
+
+
+@pytest.fixture(scope="module")
+def logged_model_uri(mlflow_server) -> str:
+    """One tiny scikit-learn model logged once; each test registers versions of it."""
+    import mlflow
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    mlflow.set_experiment("unit-promotion")
+    x = np.array([[0.0], [1.0], [2.0], [3.0]])
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(LogisticRegression().fit(x, [0, 0, 1, 1]), name="model")
+    return str(info.model_uri)
+
+
+@pytest.fixture
+def config(tmp_path: Path, mlflow_uri: str) -> Config:
+    environ = {
+        "MODELYARD_STORAGE__ROOT": str(tmp_path / "data"),
+        "MODELYARD_MLFLOW__TRACKING_URI": mlflow_uri,
+        "MODELYARD_MLFLOW__MODEL_NAME_TEMPLATE": f"unit-{uuid.uuid4().hex[:8]}-{{family}}-{{region}}",
+    }
+    return load_config(REPO / "modelyard.yaml", environ=environ)
+
+
+@pytest.fixture
+def client(config: Config) -> MlflowClient:
+    return promotion.open_client(config)
+
+
+@pytest.fixture
+def versions(config: Config, logged_model_uri: str) -> list[str]:
+    """Five registered versions of this test's model."""
+    import mlflow
+
+    name = config.mlflow.model_name(FAMILY, REGION)
+    return [str(mlflow.register_model(logged_model_uri, name).version) for _ in range(5)]
+
+
+def promote(client: MlflowClient, config: Config, version: str, by: str = "user:alice") -> Decision:
+    return promotion.promote_version(client, config, FAMILY, REGION, version, "hotfix for festival traffic", by)
+
+
+def state(client: MlflowClient, config: Config) -> tuple[str | None, str | None]:
+    current = promotion.aliases(client, config.mlflow.model_name(FAMILY, REGION))
+    return current.get(CHAMPION_ALIAS), current.get(PREVIOUS_ALIAS)
+
+
+def test_promotions_move_champion_and_previous_champion(
+    client: MlflowClient, config: Config, versions: list[str]
+) -> None:
+    v1, v2 = versions[:2]
+    first = promote(client, config, v1)
+    assert state(client, config) == (v1, None)
+    assert first.champion_changed
+    promote(client, config, v2)
+    assert state(client, config) == (v2, v1)
+    again = promote(client, config, v1)  # back to the previous one: it must not be champion and previous at once
+    assert state(client, config) == (v1, v2)
+    assert (again.champion_before, again.champion_after, again.previous_champion_after) == (v2, v1, v2)
+
+
+def test_manual_promotion_is_recorded_with_reason_user_and_gate_status(
+    client: MlflowClient, config: Config, versions: list[str]
+) -> None:
+    decision = promote(client, config, versions[2], by="user:bob")
+    name = config.mlflow.model_name(FAMILY, REGION)
+    tags = client.get_model_version(name, versions[2]).tags
+    assert tags["promotion.outcome"] == "promoted"
+    assert tags["promotion.action"] == "promote-version"
+    assert tags["promotion.reason"] == "hotfix for festival traffic"
+    assert tags["promotion.decided_by"] == "user:bob"
+    assert "gates not evaluated" in tags["promotion.summary"]  # no snapshot tag on these bare versions
+    assert promotion.recorded_decision(client.get_model_version(name, versions[2])) == decision
+    [entry] = promotion.history(client, name)
+    assert (entry["action"], entry["version"], entry["by"]) == ("promote-version", versions[2], "user:bob")
+
+
+def test_manual_promotion_needs_a_reason_and_an_existing_version(
+    client: MlflowClient, config: Config, versions: list[str]
+) -> None:
+    with pytest.raises(PromotionError, match="needs a reason"):
+        promotion.promote_version(client, config, FAMILY, REGION, versions[0], "  ", "user:alice")
+    with pytest.raises(PromotionError, match="version 99 does not exist"):
+        promote(client, config, "99")
+    assert state(client, config) == (None, None)
+
+
+def test_promoting_the_champion_again_changes_nothing(
+    client: MlflowClient, config: Config, versions: list[str]
+) -> None:
+    promote(client, config, versions[0])
+    name = config.mlflow.model_name(FAMILY, REGION)
+    history = promotion.history(client, name)
+    decision = promote(client, config, versions[0])
+    assert decision.outcome == "unchanged"
+    assert not decision.champion_changed
+    assert promotion.history(client, name) == history
+
+
+def test_rollback_steps_back_through_the_versions_each_one_replaced(
+    client: MlflowClient, config: Config, versions: list[str]
+) -> None:
+    v1, v2, v3 = versions[:3]
+    for version in (v1, v2, v3):
+        promote(client, config, version)
+
+    first = promotion.rollback(client, config, FAMILY, REGION, "user:oncall", "error rate up")
+    assert state(client, config) == (v2, v1)
+    assert first.champion_changed
+    assert first.asset_extra()["version"] == v2
+    promotion.rollback(client, config, FAMILY, REGION, "user:oncall")
+    assert state(client, config) == (v1, None)
+    with pytest.raises(PromotionError, match="nothing to roll back to"):
+        promotion.rollback(client, config, FAMILY, REGION, "user:oncall")
+
+    name = config.mlflow.model_name(FAMILY, REGION)
+    demoted = client.get_model_version(name, v3).tags
+    assert (demoted["promotion.rolled_back_by"], demoted["promotion.rolled_back_reason"]) == (
+        "user:oncall",
+        "error rate up",
+    )
+    assert [e["action"] for e in promotion.history(client, name)][-2:] == ["rollback", "rollback"]
+
+
+def test_a_model_without_challenger_is_reported_not_failed(client: MlflowClient, config: Config) -> None:
+    decision = promotion.evaluate_pair(client, config, FAMILY, REGION, "test")
+    assert decision.outcome == "no-challenger"
+    assert not decision.champion_changed
+
+
+def test_the_lock_times_out_with_a_clear_message(config: Config) -> None:
+    name = config.mlflow.model_name(FAMILY, REGION)
+    errors: list[Exception] = []
+
+    def contender() -> None:
+        try:
+            with promotion.pair_lock(config, name, timeout=0.3):
+                pass
+        except PromotionError as exc:
+            errors.append(exc)
+
+    with promotion.pair_lock(config, name):
+        thread = threading.Thread(target=contender)
+        thread.start()
+        thread.join()
+    assert len(errors) == 1
+    assert "another promotion" in str(errors[0])
+    contender()  # free again
+    assert len(errors) == 1
+
+
+def test_history_keeps_the_newest_entries_within_the_tag_limit(
+    client: MlflowClient, config: Config, versions: list[str]
+) -> None:
+    name = config.mlflow.model_name(FAMILY, REGION)
+    base = promote(client, config, versions[0])
+    for index in range(40):
+        entry = base.model_copy(update={"summary": f"entry {index} " + "x" * 200, "reason": None})
+        promotion.append_history(client, name, entry)
+    raw = client.get_registered_model(name).tags[promotion.HISTORY_TAG]
+    assert len(raw) <= promotion.HISTORY_MAX_CHARS
+    entries = promotion.history(client, name)
+    assert entries[-1]["why"].startswith("entry 39 ")
+    assert 5 < len(entries) < 41
+
+
+def test_concurrent_promotions_and_rollbacks_never_break_the_alias_invariant(
+    client: MlflowClient, config: Config, versions: list[str]
+) -> None:
+    name = config.mlflow.model_name(FAMILY, REGION)
+    promote(client, config, versions[0])
+    seen: list[tuple[str | None, str | None]] = []
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.append(state(client, config))
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(4):
+                if rng.random() < 0.3:
+                    # "nothing to roll back to" at this moment is a valid outcome
+                    with contextlib.suppress(PromotionError):
+                        promotion.rollback(client, config, FAMILY, REGION, f"worker-{seed}")
+                else:
+                    promote(client, config, rng.choice(versions), by=f"worker-{seed}")
+        except BaseException as exc:
+            failures.append(exc)
+
+    watcher = threading.Thread(target=watch)
+    workers = [threading.Thread(target=work, args=(seed,)) for seed in range(3)]
+    watcher.start()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    done.set()
+    watcher.join()
+
+    assert not failures, failures
+    promotion.verify_aliases(client, name)
+    broken = [(c, p) for c, p in seen if (c is not None and c == p) or (p is not None and c is None)]
+    assert len(seen) > 10
+    assert not broken
+    # Serialized read-modify-write: each entry starts from where the previous one ended.
+    moves = [e for e in promotion.history(client, name) if e["champion_before"] != e["champion_after"]]
+    for before, after in itertools.pairwise(moves):
+        assert after["champion_before"] == before["champion_after"], (before, after)
+
+
+def test_cli_promote_rollback_and_status(config: Config, versions: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "MODELYARD_STORAGE__ROOT": str(config.storage.root),
+           "MODELYARD_MLFLOW__MODEL_NAME_TEMPLATE": config.mlflow.model_name_template,
+           "MLFLOW_TRACKING_URI": config.mlflow.tracking_uri, "COLUMNS": "200"}  # fmt: skip
+
+    def modelyard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "modelyard"), *args, "--config", str(REPO / "modelyard.yaml")],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    promote(promotion.open_client(config), config, versions[0])
+    promoted = modelyard("promote", "-f", FAMILY, "-r", REGION, "--version", versions[1], "--reason", "cli test")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert "promoted" in promoted.stdout
+    status = modelyard("status", "-f", FAMILY, "-r", REGION)
+    assert status.returncode == 0, status.stderr
+    assert f"v{versions[1]}" in status.stdout
+    assert f"v{versions[0]}" in status.stdout  # the previous champion
+    assert dt.datetime.now(dt.UTC).strftime("%Y-%m-%d") in status.stdout  # champion since
+
+    rolled = modelyard("rollback", "-f", FAMILY, "-r", REGION, "--reason", "cli test")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert "rolled-back" in rolled.stdout
+    nothing = modelyard("rollback", "-f", FAMILY, "-r", REGION)
+    assert nothing.returncode == 2
+    assert "nothing to roll back to" in nothing.stderr  # errors go to stderr
