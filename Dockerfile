@@ -38,7 +38,7 @@ COPY deploy ./deploy
 COPY plugins ./plugins
 COPY dags ./dags
 COPY helm ./helm
-COPY modelyard.yaml ./
+COPY modelyard.yaml constraints-runtime.txt ./
 # pip and setuptools are build tools: the pod never installs anything (~25 MB).
 RUN pip install --no-deps -c constraints.txt . \
     && python -c "import modelyard.deploy.serving.server" \

@@ -41,6 +41,7 @@ $(HELM): | $(STAMP)
 # Regenerate the pinned constraints from the working environment (after changing deps).
 constraints:
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+	$(BIN)/python .ci/runtime_constraints.py > constraints-runtime.txt
 
 lint: install
 	$(BIN)/ruff check .

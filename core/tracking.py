@@ -1,12 +1,17 @@
 """Where the MLflow tracking server is, and whether it answers.
 
-Every entry point (CLI, DAG task, deploy) resolves the tracking URI the same way and checks it
-once, up front: the MLflow client retries a refused connection for minutes before it gives up.
+Every entry point (CLI, DAG task, deploy) resolves the tracking URI the same way
+(:func:`resolve_tracking_uri`: ``$MLFLOW_TRACKING_URI``, then the Airflow connection
+``mlflow_default`` where Airflow is installed and configured, then ``mlflow.tracking_uri`` of the
+config) and checks it once, up front: the MLflow client retries a refused connection for minutes
+before it gives up. Airflow is imported only when the connection is looked up, never here.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -21,9 +26,64 @@ class TrackingServerUnreachableError(ModelyardError, ConnectionError):
     """The MLflow tracking server does not answer; the message says how to start or point at one."""
 
 
-def resolve_tracking_uri(config: Config) -> str:
-    """``$MLFLOW_TRACKING_URI`` if set, else ``mlflow.tracking_uri`` from the config."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or config.mlflow.tracking_uri
+MLFLOW_CONN_ID = "mlflow_default"
+log = logging.getLogger(__name__)
+
+
+def resolve_tracking_uri(config: Config, conn_id: str = MLFLOW_CONN_ID) -> str:
+    """Where MLflow is: ``$MLFLOW_TRACKING_URI``, else the Airflow connection, else the config.
+
+    The connection (``conn_id``) is read only when Airflow is installed and configured on this
+    host (see :func:`airflow_configured`); its login and password become
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, as the tasks' ``MlflowHook`` does.
+    """
+    return os.environ.get("MLFLOW_TRACKING_URI") or connection_tracking_uri(conn_id) or config.mlflow.tracking_uri
+
+
+def connection_tracking_uri(conn_id: str = MLFLOW_CONN_ID) -> str | None:
+    """The tracking URI of the Airflow connection ``conn_id``; None without Airflow or without the connection."""
+    if not airflow_configured(conn_id):
+        return None
+    try:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as exc:
+        log.debug("no Airflow connection '%s' (%s); using the config", conn_id, exc)
+        return None
+    if conn.login:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = conn.login
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = conn.password or ""
+    # A URI connection (AIRFLOW_CONN_...='https://host') carries its scheme as the conn type.
+    scheme = conn.schema or (conn.conn_type if conn.conn_type in ("http", "https") else None)
+    return connection_uri(conn.host, conn.port, scheme)
+
+
+def airflow_configured(conn_id: str = MLFLOW_CONN_ID) -> bool:
+    """Whether this host can have Airflow connections: ``AIRFLOW_CONN_<ID>`` is set, or Airflow is
+    installed with a config (``$AIRFLOW_HOME/airflow.cfg``, ``AIRFLOW__*`` variables).
+
+    Checked before importing Airflow (seconds), which would also create ``~/airflow`` on a host
+    that never ran it.
+    """
+    if os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"):
+        return True
+    import importlib.util
+
+    if importlib.util.find_spec("airflow") is None:
+        return False
+    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow").expanduser()
+    return (home / "airflow.cfg").is_file() or any(name.startswith("AIRFLOW__") for name in os.environ)
+
+
+def connection_uri(host: str | None, port: int | None, schema: str | None) -> str | None:
+    """``<schema>://<host>[:<port>]``; a host with a scheme already is a full URL. None without a host."""
+    if not host:
+        return None
+    if "://" in host:
+        return host.rstrip("/")
+    address = f"{host}:{port}" if port else host
+    return f"{schema or 'http'}://{address}"
 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:

@@ -46,6 +46,7 @@ source → Great Expectations (raw) → features → Great Expectations (feature
 
 @dag(
     dag_id="data_processing",
+    description="Ingest, validate and publish one feature snapshot per (family, region).",
     schedule=dag_support.config().schedules.data_processing,
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
@@ -62,7 +63,7 @@ source → Great Expectations (raw) → features → Great Expectations (feature
             "",
             type="string",
             title="Source",
-            description="'synthetic', or a CSV/Parquet path or glob; empty: data.source from the config.",
+            description="'synthetic', or a CSV/Parquet path or glob; empty: datasets[].source from the config.",
         ),
     },
 )

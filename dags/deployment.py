@@ -44,6 +44,7 @@ STRATEGIES = ["rolling", "canary", "blue-green", "shadow"]
 
 @dag(
     dag_id="deploy",
+    description="Plan which versions serve each region and roll the plan out (local process or Helm on Kubernetes).",
     schedule=AssetAny(*champion_assets()),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
@@ -72,22 +73,24 @@ def deployment() -> None:
 
     @task
     def select_releases() -> list[dict[str, Any]]:
-        """The deploy request (form, or the regions of triggering champion events) per release."""
+        """The resolved deploy request (form, or the regions of triggering champion events) per release."""
         from modelyard.core.contracts.assets import parse_uri
         from modelyard.deploy.rollout.apply import release_names
-        from modelyard.deploy.rollout.request import DeployRequest
+        from modelyard.deploy.rollout.request import DeployChoices, DeployRequest
         from modelyard.plugins.dag_support import triggering_uris
 
         context = get_current_context()
         params = context["params"]
         uris = triggering_uris(context)
         regions = sorted({parse_uri(uri)[1][1] for uri in uris}) if uris else list(params["regions"])
-        request = DeployRequest(
+        choices = DeployChoices(
             target=params["target"], strategy=params["strategy"], families=[] if uris else params["families"],
             regions=regions, version=params["version"] or None, canary_steps=params["canary_steps"],
             dry_run=bool(params["dry_run"]) and not uris,
         )  # fmt: skip
-        request.steps(config())  # bad canary steps fail here, before anything is mapped
+        # Resolved once, here: bad canary steps fail before anything is mapped, and every mapped
+        # deploy gets the same concrete request.
+        request = DeployRequest.resolve(config(), choices)
         payload = request.model_dump(mode="json")
         return [{"release": name, "request": payload} for name in release_names(config(), request)]
 

@@ -3,10 +3,12 @@
 
 **Triggers.** Runs when any `modelyard://features/<family>/<region>` Asset gets an event
 (the data-processing DAG published a new validated snapshot) and then retrains **only the
-pairs named by those events**. It also runs on `modelyard://drift/<family>/<region>` (the
+pairs named by those events**, each on the snapshot its event announced (the `digest` in
+the event's extra). It also runs on `modelyard://drift/<family>/<region>` (the
 monitoring DAG saw served inputs or predictions drift): such a pair's snapshot is rebuilt
 from the newest data first and retrained on it, with the drift in the run's tags
-(`retrain_reason`, `drift_reason`, `drift_features`); see ADR 0010. Triggered by hand, it trains what the form selects:
+(`retrain_reason`, `drift_reason`, `drift_features`); see ADR 0010. Triggered by hand, it
+trains what the form selects, each pair on its latest snapshot:
 
 * `families`, `regions`: empty means all configured ones;
 * `force`: retrain even if a registered version was already trained on the same inputs
@@ -46,6 +48,7 @@ CHALLENGERS = AssetAlias("modelyard-challengers")
 
 @dag(
     dag_id="training",
+    description="Train each (family, region) on its newest snapshot and register the version as challenger.",
     schedule=AssetAny(*feature_assets(), *drift_assets()),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
@@ -71,8 +74,8 @@ def training() -> None:
         """Pairs named by triggering feature events, else by the form, in chunks; validates the overrides."""
         from modelyard.core.contracts.assets import pairs_in
         from modelyard.plugins.dag_support import chunked, config, expected_errors_fail_the_task, triggering_uris
+        from modelyard.training.job import validate_override
         from modelyard.training.models import parse_params_json
-        from modelyard.training.train import validate_override
 
         context = get_current_context()
         params = context["params"]
@@ -95,7 +98,8 @@ def training() -> None:
         from modelyard.monitoring.measure import drift_event
         from modelyard.plugins.dag_support import config, expected_errors_fail_the_task, run_chunk
         from modelyard.plugins.hooks.mlflow import MlflowHook
-        from modelyard.plugins.stage_pairs import TrainJob, train_one
+        from modelyard.plugins.stage_pairs import TrainRequest, train_one
+        from modelyard.training.job import event_digest
         from modelyard.training.models import parse_params_json
 
         context = get_current_context()
@@ -107,14 +111,20 @@ def training() -> None:
             for p in chunk
             if (extra := drift_event(triggering, p["family"], p["region"])) is not None
         }
+        digests = {
+            f"{p['family']}/{p['region']}": digest
+            for p in chunk
+            if (digest := event_digest(triggering, p["family"], p["region"])) is not None
+        }
         with expected_errors_fail_the_task():  # bad params: retrying cannot help (an unreachable server is retried)
-            job = TrainJob(
+            request = TrainRequest(
                 tracking_uri=require_reachable(MlflowHook(config=config()).get_tracking_uri()),
                 drift=drifted,
+                digests=digests,
                 force=bool(params["force"]) if manual else False,
                 params_override=parse_params_json(params["hyperparameters"]) if manual else None,
             )
-        return run_chunk(context, chunk, functools.partial(train_one, job))
+        return run_chunk(context, chunk, functools.partial(train_one, request))
 
     @teardown
     @task(outlets=[CHALLENGERS])

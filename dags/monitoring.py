@@ -45,6 +45,7 @@ DRIFTS = AssetAlias("modelyard-drift")
 
 @dag(
     dag_id="monitoring",
+    description="Measure drift of what serves against each version's training window and emit drift Assets.",
     schedule=dag_support.config().monitoring.schedule,
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
@@ -83,17 +84,17 @@ def monitoring() -> None:
 
         from modelyard.core.tracking import require_reachable
         from modelyard.plugins.hooks.mlflow import MlflowHook
-        from modelyard.plugins.stage_pairs import MonitorJob, monitor_one
+        from modelyard.plugins.stage_pairs import MonitorRequest, monitor_one
 
         context = get_current_context()
         params = context["params"]
         config = dag_support.config()
-        job = MonitorJob(
+        request = MonitorRequest(
             tracking_uri=require_reachable(MlflowHook(config=config).get_tracking_uri()),
             since=_since(params).isoformat(),
             window_hours=params["window_hours"] or None,
         )
-        return dag_support.run_chunk(context, chunk, functools.partial(monitor_one, job))
+        return dag_support.run_chunk(context, chunk, functools.partial(monitor_one, request))
 
     @teardown
     @task(outlets=[DRIFTS])

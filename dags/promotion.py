@@ -54,6 +54,7 @@ ACTIONS = ["evaluate", "promote-version", "rollback"]
 
 @dag(
     dag_id="promotion",
+    description="Judge each challenger by the gates and against the champion: promote, reject or wait for approval.",
     schedule=functools.reduce(operator.or_, challenger_assets()),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
@@ -104,18 +105,18 @@ def promotion() -> None:
         from modelyard.core.tracking import require_reachable
         from modelyard.plugins.dag_support import config, run_chunk
         from modelyard.plugins.hooks.mlflow import MlflowHook
-        from modelyard.plugins.stage_pairs import DecideJob, decide_one
+        from modelyard.plugins.stage_pairs import DecideRequest, decide_one
 
         context = get_current_context()
         manual = not context["triggering_asset_events"]
         params = context["params"]
-        job = DecideJob(
+        request = DecideRequest(
             tracking_uri=require_reachable(MlflowHook(config=config()).get_tracking_uri()),
             action=params["action"] if manual else "evaluate", decided_by=_decided_by(context),
             version=str(params["version"]) if manual and params["version"] else None,
             reason=params["reason"] or None if manual else None, force=bool(params["force"]) if manual else False,
         )  # fmt: skip
-        return run_chunk(context, chunk, functools.partial(decide_one, job))
+        return run_chunk(context, chunk, functools.partial(decide_one, request))
 
     @teardown
     @task(outlets=[CHAMPIONS])
@@ -140,8 +141,8 @@ def approval_requests() -> list[dict[str, Any]]:
     """One request (subject, Markdown body, timeout) per pair that newly awaits approval; [] skips the rest."""
     from modelyard.plugins.dag_support import config, pair_outcomes
     from modelyard.plugins.hooks.mlflow import MlflowHook
+    from modelyard.promotion.aliases import open_client
     from modelyard.promotion.approval import build_request, pending_requests
-    from modelyard.promotion.decide import open_client
 
     decisions: list[Mapping[str, Any]] = [
         {"family": o.family, "region": o.region, "outcome": o.status, **o.facts}
@@ -166,8 +167,8 @@ def apply_answer(answer: dict[str, Any]) -> dict[str, Any]:
     from modelyard.core.contracts.assets import champion_uri
     from modelyard.plugins.dag_support import config
     from modelyard.plugins.hooks.mlflow import MlflowHook
+    from modelyard.promotion.aliases import open_client
     from modelyard.promotion.approval import Answer, apply
-    from modelyard.promotion.decide import open_client
 
     context = get_current_context()
     parsed = Answer.model_validate(answer)

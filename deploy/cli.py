@@ -2,9 +2,9 @@
 
 It sits above all three layers (like ``dags/``), so it lives in the top layer and
 composes each layer's own commands. The developer stack's commands (``demo``, ``up``,
-``down``, ``demo-festival``) and ``init`` (the project for a team's own Airflow) are imported
-only when one of them runs (or ``--help`` lists them), so ``modelyard serve`` in a pod loads
-nothing of the stack.
+``down``, ``demo-festival``), ``init`` (the project for a team's own Airflow) and ``doctor``
+(what a worker misses) are imported only when one of them runs (or ``--help`` lists them), so
+``modelyard serve`` in a pod loads nothing of the stack.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ if TYPE_CHECKING:
 
 # name -> "module:function", loaded on first use.
 LAZY_COMMANDS = {
-    "demo": "modelyard.deploy.devstack.demo:demo",
-    "up": "modelyard.deploy.devstack.demo:up",
-    "down": "modelyard.deploy.devstack.demo:down",
-    "demo-festival": "modelyard.deploy.devstack.demo:demo_festival",
+    "demo": "modelyard.deploy.devstack.commands:demo",
+    "up": "modelyard.deploy.devstack.commands:up",
+    "down": "modelyard.deploy.devstack.commands:down",
+    "demo-festival": "modelyard.deploy.devstack.commands:demo_festival",
     "init": "modelyard.deploy.scaffold:init",
+    "doctor": "modelyard.deploy.doctor:doctor",
 }
 
 
@@ -122,10 +123,8 @@ def serve(
     import tempfile
 
     from modelyard.deploy.serving.faults import bound_registry_wait
-    from modelyard.deploy.serving.lifeline import SUPERVISOR_ENV
-    from modelyard.deploy.serving.plan import PlanError, load_plan
-    from modelyard.deploy.serving.protocol import MAX_HEADER_BYTES_ENV, REQUEST_TIMEOUT_ENV
-    from modelyard.deploy.serving.server import last_good_path
+    from modelyard.deploy.serving.plan import PlanError, last_good_path, load_plan
+    from modelyard.deploy.serving.settings import MAX_HEADER_BYTES_ENV, REQUEST_TIMEOUT_ENV, SUPERVISOR_ENV
 
     try:
         load_plan(plan)

@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from modelyard.core.errors import ModelyardError
+from modelyard.deploy.doctor import AIRFLOW_RANGE
 
 CONFIG_FILE = "modelyard.yaml"
 DAGS_DIR = "dags"
@@ -44,9 +45,11 @@ CONFIG_HEADER = """\
 # Change before the first run:
 #   storage.root         a URL every scheduler and worker reaches (s3://bucket/modelyard,
 #                        gs://...); a relative path is relative to this file: one machine only.
-#   mlflow.tracking_uri  only used without the Airflow connection `mlflow_default`.
+#   mlflow.tracking_uri  used only without $MLFLOW_TRACKING_URI and the Airflow connection
+#                        `mlflow_default`.
 #   regions, families    your regions (time zones, festivals) and model families.
-#   data.source          kind: file and a CSV/Parquet path or glob for your own bookings.
+#   datasets[].source    kind: file and a CSV/Parquet path or glob for your own bookings, on a
+#                        disk every worker reads (a relative path is relative to this file).
 #   deploy               target local or kubernetes (namespace, releases, chart values).
 #   schedules            when data_processing runs; the later stages follow through Assets.
 # Every key can be overridden with MODELYARD_<SECTION>__<KEY> (e.g. MODELYARD_STORAGE__ROOT).
@@ -74,13 +77,15 @@ README = """\
 # modelyard in this Airflow
 
 Written by `modelyard init`. The stage DAGs ship in the `modelyard` package; this project
-holds the config (`{config}`) and one thin DAG file per stage in `{dags}/`.
+holds the config (`{config}`) and one thin DAG file per stage in `{dags}/` ({dag_count} files).
 
 ## Install
 
 On the image of every Airflow component (scheduler, DAG processor, triggerer, workers):
 
-    pip install 'modelyard[airflow]'
+    pip install 'modelyard[airflow]'          # Airflow {airflow_range}
+    pip install 'modelyard[kubernetes]'       # only with deploy.target: kubernetes (helm included)
+    modelyard doctor                          # what this host still misses, one line per check
 
 modelyard registers itself through entry points: `airflow providers list` shows it (hooks,
 the `mlflow` connection type, the links from task pages to MLflow), `airflow plugins` shows
@@ -109,7 +114,8 @@ a location they all reach.
 * `mlflow_default` (type `mlflow`): the MLflow tracking server; host and port (or a full URL
   in host), login/password for basic auth, e.g.
   `AIRFLOW_CONN_MLFLOW_DEFAULT='{{"conn_type": "mlflow", "host": "mlflow.internal", "port": 5000}}'`.
-  Without it the tasks use `$MLFLOW_TRACKING_URI`, then `mlflow.tracking_uri` of the config.
+  Without it the tasks use `$MLFLOW_TRACKING_URI`, then `mlflow.tracking_uri` of the config; the
+  `modelyard` CLI reads `$MLFLOW_TRACKING_URI` first, then this connection, then the config.
 * `kubernetes_default` (type `kubernetes`): the cluster the deploy DAG rolls out to with Helm,
   extras `kube_config_path`, `kube_config`, `cluster_context`, `namespace` or `in_cluster: true`.
   Only needed with `deploy.target: kubernetes`.
@@ -135,7 +141,9 @@ def project_files(directory: Path) -> dict[Path, str]:
             dag_id=stage.dag_id, module=stage.module, attribute=stage.attribute, config=CONFIG_FILE
         )
     dag_ids = ", ".join(f"`{stage.dag_id}`" for stage in STAGES)
-    files[directory / "README.md"] = README.format(config=CONFIG_FILE, dags=DAGS_DIR, dag_ids=dag_ids)
+    files[directory / "README.md"] = README.format(
+        config=CONFIG_FILE, dags=DAGS_DIR, dag_ids=dag_ids, dag_count=len(STAGES), airflow_range=AIRFLOW_RANGE
+    )
     return files
 
 

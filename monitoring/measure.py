@@ -324,7 +324,7 @@ def measure_pair(
     Raises:
         MonitoringError: the version is not in the registry or its training window cannot be rebuilt.
     """
-    from modelyard.promotion.decide import open_client
+    from modelyard.promotion.aliases import open_client
 
     client = open_client(config, tracking_uri)
     end = now or dt.datetime.now(dt.UTC)
@@ -493,12 +493,14 @@ def retrain_drifted(
             :func:`modelyard.training.train.train_pair`.
     """
     from modelyard.pipeline.build import build_pair
-    from modelyard.training.train import TrainingError, train_pair
+    from modelyard.training.job import TrainingError
+    from modelyard.training.train import train_pair
 
     built = build_pair(config, family, region)
     if built.status == "failed":
         raise TrainingError(f"{family}/{region}: drift retrain stopped, the newest data failed: {built.reason}")
-    result = train_pair(config, family, region, tracking_uri=tracking_uri, tags=drift_tags(extra))
+    # Train on the snapshot just built (its digest, not whatever LATEST says by then).
+    result = train_pair(config, family, region, tracking_uri=tracking_uri, tags=drift_tags(extra), digest=built.digest)
     if result.status != "unchanged":
         return result
     reason = (

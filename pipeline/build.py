@@ -6,27 +6,42 @@ features → :func:`pipeline.snapshots.publish` with the HTML report. A pair tha
 publishes nothing and does not stop the others; a pair with fewer than
 ``data.min_rows`` rows is skipped with its reason. Publishing is idempotent, so a
 re-run on the same input reports ``unchanged`` and writes nothing.
+
+Each pair is resolved against the config once (:meth:`Config.pair_view`) and its
+:class:`~modelyard.core.config.PairView` is what every step reads. The results are data;
+``modelyard data build`` renders them (:mod:`pipeline.cli`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
-from modelyard.core.config import Config, ConfigError, Dataset, Family
+from modelyard.core.config import Config, ConfigError, Dataset, PairView
 from modelyard.core.contracts.columns import TIME_COLUMN
 from modelyard.core.storage import write_bytes_atomic
 from modelyard.pipeline import snapshots
+from modelyard.pipeline.accounting import (
+    OUT_OF_RANGE,
+    RowAccount,
+    accounts,
+    bad_kind,
+    closest_regions,
+    undeclared_accounts,
+    write_quarantine,
+)
 from modelyard.pipeline.features import FeatureError, build_features, check_family, required_raw_columns
-from modelyard.pipeline.ingest import IngestError, RawTable, read_dataset
+from modelyard.pipeline.ingest import FILE_COLUMN, UNKNOWN_REGION, IngestError, RawTable, read_dataset
 from modelyard.pipeline.outcomes import write_outcomes
-from modelyard.pipeline.validation import ValidationOutcome, render_report, summarize, validate_features, validate_raw
+from modelyard.pipeline.report import render_report
+from modelyard.pipeline.selection import select_rows
+from modelyard.pipeline.validation import ValidationOutcome, summarize, validate_features, validate_raw
 
 if TYPE_CHECKING:
     import pandas as pd
-    from rich.table import Table
     from upath import UPath
 
 Status = Literal["published", "unchanged", "failed", "skipped"]
@@ -47,6 +62,9 @@ class BuildResult:
     failed_checks: int = 0
     report: UPath | None = None  # local or object-store path (storage.root)
     notes: tuple[str, ...] = ()  # what ingest and the features decided (naive times as UTC, unknown categories)
+    rows_by_file: tuple[RowAccount, ...] = ()  # the region's rows per source file: read, kept, dropped by reason
+    undeclared: tuple[RowAccount, ...] = ()  # rows of the source whose region the config does not declare
+    quarantine: UPath | None = None  # the region's set-aside rows (file, line, reason), beside the report
 
     @property
     def ok(self) -> bool:
@@ -88,8 +106,8 @@ def source_of(dataset: Dataset, request: BuildRequest) -> str:
     return SYNTHETIC
 
 
-def load_raw(config: Config, family: Family, region: str, source: str, cache: RawCache | None = None) -> RawTable:
-    """Raw rows of ``region`` from ``source`` ('synthetic' or a CSV/Parquet path or glob).
+def load_raw(config: Config, pair: PairView, source: str, cache: RawCache | None = None) -> RawTable:
+    """Raw rows of the pair's region from ``source`` ('synthetic' or a CSV/Parquet path or glob).
 
     Raises:
         IngestError: the file cannot be read (the message names file and cause).
@@ -97,18 +115,34 @@ def load_raw(config: Config, family: Family, region: str, source: str, cache: Ra
     from modelyard.pipeline.generator import generate_for
 
     cache = cache or RawCache()
-    dataset = config.dataset_of(family)
-    key = (dataset.name, region) if source == SYNTHETIC else (dataset.name, family.name)
+    dataset, region = pair.dataset, pair.region.name
+    key = (dataset.name, region) if source == SYNTHETIC else (dataset.name, pair.family.name)
     if key not in cache.tables:
         if source == SYNTHETIC:
-            cache.tables[key] = RawTable(generate_for(config, region))
+            frame = generate_for(config, pair.region)
+            cache.tables[key] = RawTable(frame, read=Counter({(SYNTHETIC, region): len(frame)}))
         else:
-            cache.tables[key] = read_dataset(source, dataset, required_raw_columns(config, family))
+            required = list(dict.fromkeys([*required_raw_columns(pair), *dataset.required_columns]))
+            zones = {r.name: r.timezone for r in config.regions}
+            cache.tables[key] = read_dataset(source, dataset, required, zones)
     table = cache.tables[key]
     if source == SYNTHETIC:
         return table
-    frame = table.frame
-    return RawTable(frame[frame[dataset.region_column] == region].reset_index(drop=True), table.notes)
+    return region_table(table, dataset, region)
+
+
+def region_table(table: RawTable, dataset: Dataset, region: str) -> RawTable:
+    """The rows of ``table`` (read from files) of one region, with that region's counts and set-aside rows."""
+    mine = (table.frame[dataset.region_column] == region).to_numpy()
+    origin = table.origin[mine].reset_index(drop=True) if table.origin is not None else None
+    return replace(
+        table,
+        frame=table.frame[mine].reset_index(drop=True),
+        origin=origin,
+        read=Counter({k: n for k, n in table.read.items() if k[1] == region}),
+        bad=[b for b in table.bad if b.region in (region, UNKNOWN_REGION)],
+        notes=list(table.notes),
+    )
 
 
 def build_pair(
@@ -123,51 +157,159 @@ def build_pair(
     Returns:
         A :class:`BuildResult`; ``status`` is failed (with the reason) when the input cannot be
         read or a suite fails, skipped when too few rows, else published or unchanged.
+
+    Raises:
+        ConfigError: an unknown family or region, a family without a dataset, or a user feature
+            function that does not import.
     """
-    request = request or BuildRequest()
-    family = config.family(family_name)
-    check_family(config, family)
-    dataset = config.dataset_of(family)
-    source = source_of(dataset, request)
+    pair = config.pair_view(family_name, region)
+    check_family(pair)
+    return build_view(config, pair, request, cache)
+
+
+def build_view(
+    config: Config, pair: PairView, request: BuildRequest | None = None, cache: RawCache | None = None
+) -> BuildResult:
+    """:func:`build_pair` for a pair already resolved (and its family checked with :func:`check_family`).
+
+    Args:
+        config: Gives the settings: storage, data, training windows, the generator's.
+        pair: The (family, region), resolved once.
+        request: Source override, date range and freshness reference.
+        cache: Raw rows already read in this build.
+    """
+    request, cache = request or BuildRequest(), cache or RawCache()
+    family, region = pair.family.name, pair.region.name
+    source = source_of(pair.dataset, request)
     try:
-        table = load_raw(config, family, region, source, cache)
+        table = load_raw(config, pair, source, cache)
     except IngestError as exc:
-        return BuildResult(family.name, region, "failed", reason=str(exc))
-    raw = _in_range(table.frame, dataset.time_column, request)
+        return BuildResult(family, region, "failed", reason=str(exc))
+    chosen = choose_rows(pair, table, request)
+    base = BuildResult(
+        family, region, "skipped", rows_by_file=chosen.accounts, undeclared=undeclared_accounts(table.undeclared)
+    )
+    too_bad = too_many_bad(pair, table)
+    if too_bad:
+        path = _quarantine_path(config, family, region)
+        return replace(base, status="failed", reason=too_bad, quarantine=write_quarantine(path, table.bad))
+    raw = chosen.frame
     if len(raw) < config.data.min_rows:
         reason = f"{len(raw)} rows for region '{region}', fewer than data.min_rows={config.data.min_rows}"
-        return BuildResult(family.name, region, "skipped", rows=len(raw), reason=reason)
-    return _validate_and_publish(config, family, region, raw, source, request.as_of, tuple(table.notes))
+        if not sum(table.read.values()):
+            reason += _closest_hint(region, cache, pair)
+        return replace(base, rows=len(raw), reason=reason)
+    result = _validate_and_publish(config, pair, raw, source, request.as_of, tuple(table.notes))
+    result = replace(result, rows_by_file=base.rows_by_file, undeclared=base.undeclared)
+    if table.bad:
+        beside = (
+            result.report.with_suffix(".quarantine.csv") if result.report else _quarantine_path(config, family, region)
+        )
+        result = replace(result, quarantine=write_quarantine(beside, table.bad))
+    return result
 
 
-def _in_range(raw: pd.DataFrame, time_column: str, request: BuildRequest) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ChosenRows:
+    """A pair's rows after the date range and its row selection, and where every row of each file went."""
+
+    frame: pd.DataFrame
+    accounts: tuple[RowAccount, ...]
+
+
+def choose_rows(pair: PairView, table: RawTable, request: BuildRequest | None = None) -> ChosenRows:
+    """The rows of ``table`` (one region's) the pair learns from, counted per source file by reason.
+
+    Drops, in order: rows outside the request's days (out of range), rows the dataset's or family's
+    ``where`` excludes (filter), rows without a label (missing target). Rows ingest set aside are
+    counted as malformed line or bad value.
+    """
     import pandas as pd
 
+    request = request or BuildRequest()
+    frame = table.frame.reset_index(drop=True)
+    files = (
+        table.origin[FILE_COLUMN].reset_index(drop=True)
+        if table.origin is not None
+        else pd.Series(SYNTHETIC, index=frame.index)
+    )
+    in_range = _range_mask(frame, pair.dataset.time_column, request)
+    dropped: dict[str, Counter[str]] = {}
+    for row in (b for b in table.bad if b.region == pair.region.name):
+        dropped.setdefault(bad_kind(row), Counter())[row.file] += 1
+    dropped[OUT_OF_RANGE] = Counter(files[~in_range])
+    selection = select_rows(frame[in_range].reset_index(drop=True), pair)
+    kept_files = files[in_range].reset_index(drop=True)
+    kept = pd.Series(True, index=kept_files.index)
+    for reason, mask in selection.dropped.items():
+        dropped[reason] = Counter(kept_files[mask.to_numpy()])
+        kept &= ~mask.to_numpy()
+    read = {file: n for (file, _), n in table.read.items()}
+    return ChosenRows(selection.frame, accounts(read, Counter(kept_files[kept]), dropped, pair.region.name))
+
+
+def _range_mask(raw: pd.DataFrame, time_column: str, request: BuildRequest) -> pd.Series:
+    import pandas as pd
+
+    mask = pd.Series(True, index=raw.index)
     if request.start:
-        raw = raw[raw[time_column] >= pd.Timestamp(request.start, tz="UTC")]
+        mask &= raw[time_column] >= pd.Timestamp(request.start, tz="UTC")
     if request.end:
-        raw = raw[raw[time_column] < pd.Timestamp(request.end, tz="UTC") + pd.Timedelta(days=1)]
-    return raw.reset_index(drop=True)
+        mask &= raw[time_column] < pd.Timestamp(request.end, tz="UTC") + pd.Timedelta(days=1)
+    return mask
+
+
+def too_many_bad(pair: PairView, table: RawTable) -> str:
+    """Why the region fails for its set-aside rows ('' when their share is within max_bad_fraction)."""
+    region = pair.region.name
+    bad = [b for b in table.bad if b.region == region]
+    read = sum(table.read.values())
+    limit = pair.dataset.max_bad_fraction
+    if not bad or limit is None or len(bad) / max(read, 1) <= limit:
+        return ""
+    first = min(bad, key=lambda b: (b.file, b.line))
+    return (
+        f"region '{region}': {len(bad)} of {read} rows are bad ({len(bad) / read:.2%}, more than max_bad_fraction "
+        f"{limit:g}), e.g. {first.file} line {first.line}: {first.reason}; see the quarantine file"
+    )
+
+
+def _quarantine_path(config: Config, family: str, region: str) -> UPath:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return config.storage.reports_dir / family / region / f"quarantine-{stamp}.csv"
+
+
+def _closest_hint(region: str, cache: RawCache, pair: PairView) -> str:
+    """'; the data holds 'EWR' (12000 rows)': region values of the source that look like ``region``."""
+    seen: Counter[str] = Counter()
+    for (dataset, _), table in cache.tables.items() if cache else []:
+        if dataset == pair.dataset.name:
+            for (_, value), count in table.read.items():  # undeclared regions' rows included
+                seen[value] += count
+    close = closest_regions(region, seen)
+    if not close:
+        return "; the data holds no region value like it"
+    return "; the data's closest region values: " + ", ".join(f"'{v}' ({seen[v]} rows)" for v in close)
 
 
 def _validate_and_publish(
     config: Config,
-    family: Family,
-    region: str,
+    pair: PairView,
     raw: pd.DataFrame,
     source: str,
     as_of: dt.datetime | None,
     notes: tuple[str, ...] = (),
 ) -> BuildResult:
-    outcomes = [validate_raw(raw, config, family, region, as_of)]
+    family, region = pair.family, pair.region.name
+    outcomes = [validate_raw(raw, pair, config.data, as_of)]
     built = None
     if outcomes[0].success:
         try:
-            built = build_features(raw, config, family, config.region(region))
+            built = build_features(raw, pair, config.training)
         except FeatureError as exc:
             return BuildResult(family.name, region, "failed", rows=len(raw), reason=f"region '{region}': {exc}")
-        outcomes.append(validate_features(built.frame, config, family, region, as_of))
-    title = f"{family.name}/{region} data quality"
+        outcomes.append(validate_features(built.frame, pair, config.data, as_of))
+    title = f"{pair.label} data quality"
     summary = summarize(outcomes)
     if built is None or not summary.success:
         report = _write_failed_report(config, family.name, region, render_report(title, outcomes))
@@ -190,7 +332,7 @@ def _validate_and_publish(
         "never seen in it (coded as unknown)"
         for name, count in built.unknown.items()
     )
-    served, _ = write_outcomes(config, family, region, raw, meta.digest)
+    served, _ = write_outcomes(config.storage.outcomes_dir, pair, raw, meta.digest)
     if served:
         notes += (f"{served} rows are outcomes of served requests (kept for the monitoring stage's live quality)",)
     return BuildResult(
@@ -255,34 +397,17 @@ def build_all(
         ConfigError: an unknown family or region name, a family without a dataset, or a user
             feature function that does not import.
     """
-    pairs = config.pairs(families or None, regions or None)
-    for family in {f for f, _ in pairs}:
-        check_family(config, config.family(family))
+    pairs = [config.pair_view(f, r) for f, r in config.pairs(families or None, regions or None)]
+    for pair in {p.family.name: p for p in pairs}.values():
+        check_family(pair)
     cache = RawCache()
     results = []
-    for family, region in pairs:
-        result = build_pair(config, family, region, request, cache)
+    for pair in pairs:
+        result = build_view(config, pair, request, cache)
         results.append(result)
         if on_result:
             on_result(result)
     return results
-
-
-def render_summary(results: list[BuildResult]) -> Table:
-    """A compact rich table: family, region, status, rows, validation, digest, reason."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title="Feature snapshots", title_justify="left", show_lines=False)
-    for name, style in (("family", "cyan"), ("region", "cyan"), ("status", ""), ("rows", ""), ("validation", "")):
-        table.add_column(name, style=style, justify="right" if name == "rows" else "left", no_wrap=True)
-    table.add_column("digest", style="magenta", no_wrap=True)
-    table.add_column("reason", overflow="fold")
-    colours = {"published": "green", "unchanged": "dim", "failed": "bold red", "skipped": "yellow"}
-    for r in results:
-        status = f"[{colours[r.status]}]{r.status}[/]"
-        table.add_row(r.family, r.region, status, str(r.rows), r.validation, r.digest or "-", escape(r.reason))
-    return table
 
 
 __all__ = [
@@ -291,5 +416,5 @@ __all__ = [
     "ConfigError",
     "build_all",
     "build_pair",
-    "render_summary",
+    "build_view",
 ]

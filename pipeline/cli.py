@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from modelyard.core.cli import (
     ConfigOption,
@@ -20,12 +21,14 @@ from modelyard.core.cli import (
     exits_on_expected_errors,
     writes_to,
 )
-from modelyard.core.config import Config, ConfigError, load_config
+from modelyard.core.config import Config, ConfigError, PairView, load_config
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from modelyard.pipeline.accounting import RowAccount
     from modelyard.pipeline.build import BuildRequest, BuildResult
+    from modelyard.pipeline.ingest import RawTable
     from modelyard.pipeline.validation import ValidationOutcome
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
@@ -52,9 +55,11 @@ def generate(
     with exits_on_expected_errors():
         if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
             raise ConfigError(f"--out {out}: use a .csv or .parquet file name")
-        frame = generate_for(config, config.region(region).name, rows)
+        place = config.region(region)
+        frame = generate_for(config, place, rows)
         if family:
-            keep = required_raw_columns(config, config.family(family))
+            view = config.pair_view(family, place.name)
+            keep = [*required_raw_columns(view), *view.dataset.required_columns]
             frame = frame[[c for c in frame.columns if c in keep]]
     with writes_to(out, "--out"):
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -73,25 +78,35 @@ def validate(
     report: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.")] = None,
     config_path: ConfigOption = None,
 ) -> None:
-    """Run the raw and the features suites on a file; exit 0 when good, 1 when not."""
+    """Run the raw and the features suites on a file; exit 0 when good, 1 when not.
+
+    The rows are chosen as ``build`` chooses them: undeclared regions and bad rows by the dataset's
+    policies, then each region's row selection (``where``, missing labels).
+    """
+    from modelyard.pipeline.accounting import undeclared_accounts
     from modelyard.pipeline.features import required_raw_columns
     from modelyard.pipeline.ingest import read_dataset
-    from modelyard.pipeline.validation import render_report
+    from modelyard.pipeline.report import render_report
 
     config = _config(config_path)
     with exits_on_expected_errors():
-        fam = config.family(family)
-        region_name = config.region(region).name if region else None
-        table = read_dataset(input_path, config.dataset_of(fam), required_raw_columns(config, fam))
+        # The raw suite is the family's; without --region any region's view carries it.
+        pair = config.pair_view(family, region or config.region_names[0])
+        required = list(dict.fromkeys([*required_raw_columns(pair), *pair.dataset.required_columns]))
+        zones = {r.name: r.timezone for r in config.regions}
+        table = read_dataset(input_path, pair.dataset, required, zones)
         for note in table.notes:
             console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
-        frame = table.frame
-        outcomes = _validate_file(config, fam.name, region_name, frame)
+        frame, rows, bad = _chosen(config, pair, table, region)
+        outcomes = _validate_file(config, pair, frame, one_region=region is not None)
+    console.print(render_rows([*rows, *undeclared_accounts(table.undeclared)]))
+    for line in bad:
+        console.print(f"[red]✗[/] {escape(line)}", highlight=False, soft_wrap=True)
     if report:
         with writes_to(report, "--report"):
             report.parent.mkdir(parents=True, exist_ok=True)
             report.write_text(render_report(f"{family} data quality: {input_path}", outcomes))
-    failures = [f for o in outcomes for f in o.failures]
+    failures = [*bad, *(f for o in outcomes for f in o.failures)]
     checks = sum(len(o.checks) for o in outcomes)
     for line in failures:
         console.print(f"[red]✗[/] {escape(line)}", highlight=False, soft_wrap=True)
@@ -101,19 +116,48 @@ def validate(
     console.print(f"[green]passed[/] {checks} checks on {len(frame)} rows of {escape(input_path)}", highlight=False)
 
 
-def _validate_file(config: Config, family: str, region: str | None, frame: pd.DataFrame) -> list[ValidationOutcome]:
-    """The raw suite over the file, then, if it passed, the features suite per region in it."""
+def _chosen(
+    config: Config, pair: PairView, table: RawTable, region: str | None
+) -> tuple[pd.DataFrame, list[RowAccount], list[str]]:
+    """Each region's rows as ``build`` would choose them, their accounts, and regions over max_bad_fraction."""
+    import pandas as pd
+
+    from modelyard.pipeline.build import choose_rows, region_table, too_many_bad
+
+    dataset = pair.dataset
+    present = sorted({str(r) for r in table.frame[dataset.region_column].dropna().unique()})
+    frames: list[pd.DataFrame] = []
+    rows: list[RowAccount] = []
+    bad: list[str] = []
+    for name in [region] if region else present:
+        view = config.pair_view(pair.family.name, name)
+        mine = region_table(table, dataset, name)
+        chosen = choose_rows(view, mine)
+        frames.append(chosen.frame)
+        rows.extend(chosen.accounts)
+        if reason := too_many_bad(view, mine):
+            bad.append(reason)
+    frame = pd.concat(frames, ignore_index=True) if frames else table.frame.iloc[:0]
+    return frame, rows, bad
+
+
+def _validate_file(config: Config, pair: PairView, frame: pd.DataFrame, *, one_region: bool) -> list[ValidationOutcome]:
+    """The raw suite over the file, then, if it passed, the features suite per region in it.
+
+    ``one_region``: every row must be of the pair's region; else of any configured region.
+    """
     from modelyard.pipeline.features import build_features
     from modelyard.pipeline.validation import validate_features, validate_raw
 
-    fam = config.family(family)
-    outcomes = [validate_raw(frame, config, fam, region)]
+    regions = None if one_region else config.region_names
+    outcomes = [validate_raw(frame, pair, config.data, regions=regions)]
     if not outcomes[0].success:
         return outcomes
-    column = config.dataset_of(fam).region_column
+    column = pair.dataset.region_column
     for name in sorted(frame[column].unique()):
-        built = build_features(frame[frame[column] == name], config, fam, config.region(str(name)))
-        outcomes.append(validate_features(built.frame, config, fam, str(name)))
+        view = config.pair_view(pair.family.name, str(name))
+        built = build_features(frame[frame[column] == name], view, config.training)
+        outcomes.append(validate_features(built.frame, view, config.data))
     return outcomes
 
 
@@ -147,11 +191,14 @@ def ingest(
 
 
 def _run_build(config: Config, families: list[str] | None, regions: list[str] | None, request: BuildRequest) -> None:
-    from modelyard.pipeline.build import render_summary
-
     with exits_on_expected_errors():
         results = _build_with_progress(config, families, regions, request)
     console.print(render_summary(results))
+    console.print(render_rows(rows_of(results)))
+    for r in results:
+        if r.quarantine:
+            path = escape(str(r.quarantine))
+            console.print(f"{r.family}/{r.region}: quarantined rows in {path}", highlight=False, soft_wrap=True)
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
         if r.report:
@@ -177,3 +224,38 @@ def _build_with_progress(
             progress.update(task, advance=1, description=f"{result.family}/{result.region}: {result.status}")
 
         return build_all(config, families, regions, request, on_result=advance)
+
+
+def render_summary(results: list[BuildResult]) -> Table:
+    """A compact rich table of build results: family, region, status, rows, validation, digest, reason."""
+    table = Table(title="Feature snapshots", title_justify="left", show_lines=False)
+    for name, style in (("family", "cyan"), ("region", "cyan"), ("status", ""), ("rows", ""), ("validation", "")):
+        table.add_column(name, style=style, justify="right" if name == "rows" else "left", no_wrap=True)
+    table.add_column("digest", style="magenta", no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    colours = {"published": "green", "unchanged": "dim", "failed": "bold red", "skipped": "yellow"}
+    for r in results:
+        status = f"[{colours[r.status]}]{r.status}[/]"
+        table.add_row(r.family, r.region, status, str(r.rows), r.validation, r.digest or "-", escape(r.reason))
+    return table
+
+
+def rows_of(results: list[BuildResult]) -> list[RowAccount]:
+    """Every result's accounts, with each file's undeclared regions once."""
+    rows = [(r.family, a) for r in results for a in r.rows_by_file]
+    undeclared = {(a.file, a.region): a for r in results for a in r.undeclared}
+    return [a for _, a in rows] + list(undeclared.values())
+
+
+def render_rows(rows: list[RowAccount]) -> Table:
+    """Where every row went, per source file and region: read, kept, dropped by reason."""
+    from modelyard.pipeline.accounting import REASONS
+
+    reasons = [reason for reason in REASONS if any(a.dropped.get(reason) for a in rows)]
+    table = Table(title="Rows by source file and region", title_justify="left")
+    for name in ("file", "region", "read", "kept", *reasons):
+        table.add_column(name, justify="left" if name in ("file", "region") else "right", overflow="fold")
+    for a in rows:
+        counts = [str(a.dropped.get(reason, 0)) for reason in reasons]
+        table.add_row(escape(a.file), escape(a.region), str(a.read), str(a.kept), *counts)
+    return table

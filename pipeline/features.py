@@ -1,7 +1,7 @@
 """Deterministic feature building: raw rows of one region → the snapshot contract.
 
 The features are declared per family in the config and computed by
-:mod:`pipeline.featurespec` (the same code the serving pod runs); this module adds what needs
+:mod:`core.featurespec` (the same code the serving pod runs); this module adds what needs
 the whole table, with pandas: window aggregates, the stable row order and the target.
 
 The snapshot frame has, in this order: ``event_time`` (UTC; the dataset's time column),
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from modelyard.core import featurespec
-from modelyard.core.config import Config, ConfigError, Dataset, Family, Region
+from modelyard.core.config import ConfigError, Dataset, Family, PairView, TrainingSettings
 from modelyard.core.contracts.columns import RAW_PREFIX, TIME_COLUMN
 from modelyard.core.errors import ModelyardError
 
@@ -43,34 +43,33 @@ class BuiltFeatures:
     unknown: dict[str, int]
 
 
-def check_family(config: Config, family: Family) -> None:
-    """Fail fast on a family that cannot be built: no dataset, or a user function that does not import.
+def check_family(pair: PairView) -> None:
+    """Fail fast on a family that cannot be built: a user function that does not import.
 
     Raises:
         ConfigError: names the family and what to fix.
     """
     try:
-        config.feature_spec(family, slices=True).check_functions()
+        pair.snapshot_spec.check_functions()
     except featurespec.FeatureSpecError as exc:
         raise ConfigError(str(exc)) from exc
 
 
-def snapshot_columns(config: Config, family: Family) -> list[str]:
-    """The columns of a snapshot of ``family``, in order."""
-    raw = [f"{RAW_PREFIX}{name}" for name in raw_inputs(config, family)]
+def snapshot_columns(pair: PairView) -> list[str]:
+    """The columns of a snapshot of the pair's family, in order."""
+    family = pair.family
+    raw = [f"{RAW_PREFIX}{name}" for name in raw_inputs(pair)]
     return [TIME_COLUMN, *(f.name for f in family.slice_features), *family.feature_names, family.target, *raw]
 
 
-def raw_inputs(config: Config, family: Family) -> list[str]:
-    """The raw columns (other than time) a client sends for ``family``'s row-computable features."""
-    time_column = config.dataset_of(family).time_column
-    return [c for c in config.feature_spec(family).raw_inputs if c != time_column]
+def raw_inputs(pair: PairView) -> list[str]:
+    """The raw columns (other than time) a client sends for the family's row-computable features."""
+    return [c for c in pair.spec.raw_inputs if c != pair.dataset.time_column]
 
 
-def required_raw_columns(config: Config, family: Family) -> list[str]:
-    """The raw columns ``family`` needs: time, region, key, every feature's inputs and the target's column."""
-    dataset = config.dataset_of(family)
-    spec = config.feature_spec(family, slices=True)
+def required_raw_columns(pair: PairView) -> list[str]:
+    """The raw columns the family needs: time, region, key, every feature's inputs and the target's column."""
+    dataset, family, spec = pair.dataset, pair.family, pair.snapshot_spec
     roles = (dataset.key_column, dataset.request_id_column, dataset.request_record_column)
     names = [dataset.time_column, dataset.region_column, *[name for name in roles if name]]
     for feature in spec.features:
@@ -79,35 +78,39 @@ def required_raw_columns(config: Config, family: Family) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def build_features(raw: pd.DataFrame, config: Config, family: Family, region: Region) -> BuiltFeatures:
-    """The snapshot frame of ``family`` for ``region`` from its raw rows (typed by ingest or the generator).
+def build_features(raw: pd.DataFrame, pair: PairView, training: TrainingSettings) -> BuiltFeatures:
+    """The snapshot frame of a pair from its raw rows (typed by ingest or the generator).
+
+    Args:
+        raw: The region's raw rows.
+        pair: The (family, region), resolved once.
+        training: Its windows say which rows vocabularies and bucket edges are learnt on.
 
     Raises:
-        ConfigError: the family has no dataset or a user function does not import.
         FeatureError: a column is missing or a feature cannot be computed (names family, feature, column).
     """
     import pandas as pd
 
-    dataset = config.dataset_of(family)
-    missing = [c for c in required_raw_columns(config, family) if c not in raw.columns]
+    dataset, family = pair.dataset, pair.family
+    missing = [c for c in required_raw_columns(pair) if c not in raw.columns]
     if missing:
         raise FeatureError(f"family '{family.name}': raw data has no column(s) {', '.join(missing)}")
     ordered = raw.sort_values(_order(dataset), kind="stable").reset_index(drop=True)
     columns = raw_columns(ordered, dataset)
-    columns.update(window_aggregates(ordered, config, family, region))
-    spec = config.feature_spec(family, slices=True)
+    columns.update(window_aggregates(ordered, pair))
     try:
-        fitted = spec.fit(_rows(columns, training_window(ordered[dataset.time_column], config)), region.calendar())
+        learn_on = _rows(columns, training_window(ordered[dataset.time_column], training))
+        fitted = pair.snapshot_spec.fit(learn_on, pair.calendar)
         unknown: dict[str, int] = {}
         computed = fitted.compute(columns, unknown=unknown)
     except featurespec.FeatureSpecError as exc:
         raise FeatureError(str(exc)) from exc
     frame = {TIME_COLUMN: ordered[dataset.time_column].dt.tz_convert("UTC"), **computed}
     frame[family.target] = target_values(ordered, family)
-    for name in raw_inputs(config, family):
+    for name in raw_inputs(pair):
         frame[f"{RAW_PREFIX}{name}"] = ordered[name]
     _no_missing(family, computed)
-    return BuiltFeatures(pd.DataFrame(frame), _model_spec(config, family, fitted), unknown)
+    return BuiltFeatures(pd.DataFrame(frame), _model_spec(pair, fitted), unknown)
 
 
 def _order(dataset: Dataset) -> list[str]:
@@ -129,11 +132,11 @@ def raw_columns(raw: pd.DataFrame, dataset: Dataset) -> dict[str, np.ndarray]:
     return out
 
 
-def training_window(times: pd.Series, config: Config) -> np.ndarray:
+def training_window(times: pd.Series, training: TrainingSettings) -> np.ndarray:
     """Rows training learns from (before its validation and holdout windows), as a boolean mask."""
     import pandas as pd
 
-    span = pd.Timedelta(days=config.training.holdout_days + config.training.validation_days)
+    span = pd.Timedelta(days=training.holdout_days + training.validation_days)
     return (times < times.max() - span).to_numpy()
 
 
@@ -141,26 +144,24 @@ def _rows(columns: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndar
     return {name: values[mask] for name, values in columns.items()}
 
 
-def window_aggregates(raw: pd.DataFrame, config: Config, family: Family, region: Region) -> dict[str, np.ndarray]:
-    """Every window aggregate of ``family`` over ``raw``, by feature name.
+def window_aggregates(raw: pd.DataFrame, pair: PairView) -> dict[str, np.ndarray]:
+    """Every window aggregate of the pair's family over ``raw``, by feature name.
 
     ``window_count``: rows with the same key in the same local hour (or day), divided by the
     mean of those counts when ``relative``; ``window_mean``: the mean of ``column`` there.
     """
-    dataset = config.dataset_of(family)
     out = {}
-    for feature in [*family.slice_features, *family.feature_decls]:
+    for feature in pair.snapshot_spec.features:
         if feature.kind in featurespec.WINDOW_KINDS:
-            out[feature.name] = _window(raw, dataset, feature.to_def(), region, family)
+            out[feature.name] = _window(raw, pair, feature)
     return out
 
 
-def _window(
-    raw: pd.DataFrame, dataset: Dataset, feature: featurespec.FeatureDef, region: Region, family: Family
-) -> np.ndarray:
+def _window(raw: pd.DataFrame, pair: PairView, feature: featurespec.FeatureDef) -> np.ndarray:
+    dataset = pair.dataset
     times = raw_columns(raw[[dataset.time_column]], dataset)[dataset.time_column]
-    utc_ns = featurespec.epoch_ns(times, family.name, feature.name, dataset.time_column)
-    bucket = featurespec.local_seconds(utc_ns, region.timezone) // featurespec.WINDOW_EVERY[feature.every]
+    utc_ns = featurespec.epoch_ns(times, pair.family.name, feature.name, dataset.time_column)
+    bucket = featurespec.local_seconds(utc_ns, pair.timezone) // featurespec.WINDOW_EVERY[feature.every]
     key = raw[str(feature.key)].astype(str) + "|" + bucket.astype(str)
     if feature.kind == "window_mean":
         return raw[str(feature.column)].astype("float64").groupby(key).transform("mean").to_numpy()
@@ -200,11 +201,11 @@ def _no_missing(family: Family, computed: dict[str, np.ndarray]) -> None:
             )
 
 
-def _model_spec(config: Config, family: Family, fitted: featurespec.FittedSpec) -> featurespec.FittedSpec:
+def _model_spec(pair: PairView, fitted: featurespec.FittedSpec) -> featurespec.FittedSpec:
     """The fitted spec of the model's features only (the slice features are not model inputs)."""
-    names = set(family.feature_names)
+    names = set(pair.spec.names)
     return featurespec.FittedSpec(
-        config.feature_spec(family),
+        pair.spec,
         fitted.calendar,
         {k: v for k, v in fitted.vocabularies.items() if k in names},
         {k: v for k, v in fitted.edges.items() if k in names},

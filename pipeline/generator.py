@@ -118,11 +118,15 @@ def generate_bookings(
     return frame.reset_index(drop=True)
 
 
-def generate_for(config: Config, region: str, rows: int | None = None) -> pd.DataFrame:
-    """Raw bookings of a configured region with the config's synthetic settings."""
+def generate_for(config: Config, region: str | Region, rows: int | None = None) -> pd.DataFrame:
+    """Raw bookings of a configured region (by name, or already resolved) with the config's synthetic settings.
+
+    Raises:
+        ConfigError: ``region`` names no configured region.
+    """
     synthetic = config.data.synthetic
     return generate_bookings(
-        config.region(region),
+        region if isinstance(region, Region) else config.region(region),
         rows if rows is not None else synthetic.rows,
         start=synthetic.start,
         days=synthetic.days,

@@ -24,12 +24,12 @@ if TYPE_CHECKING:
     import pandas as pd
     from upath import UPath
 
-    from modelyard.core.config import Config, Family
+    from modelyard.core.config import PairView
 
 PREFIX = "ingested-"
 
 
-def outcomes_frame(raw: pd.DataFrame, config: Config, family: Family) -> pd.DataFrame | None:
+def outcomes_frame(raw: pd.DataFrame, pair: PairView) -> pd.DataFrame | None:
     """The rows of ``raw`` that are outcomes of served requests: ``request_id``, ``record`` and the target.
 
     None when the family's dataset declares no ``request_id_column``.
@@ -38,7 +38,7 @@ def outcomes_frame(raw: pd.DataFrame, config: Config, family: Family) -> pd.Data
 
     from modelyard.pipeline.features import target_values
 
-    dataset = config.dataset_of(family)
+    dataset, family = pair.dataset, pair.family
     if not dataset.request_id_column:
         return None
     ids = raw[dataset.request_id_column].reset_index(drop=True)
@@ -59,17 +59,21 @@ def outcomes_frame(raw: pd.DataFrame, config: Config, family: Family) -> pd.Data
     )
 
 
-def write_outcomes(
-    config: Config, family: Family, region: str, raw: pd.DataFrame, digest: str
-) -> tuple[int, UPath | None]:
+def write_outcomes(outcomes_dir: UPath, pair: PairView, raw: pd.DataFrame, digest: str) -> tuple[int, UPath | None]:
     """Write the outcomes among ``raw`` for the snapshot ``digest``; (rows, path), (0, None) when none.
 
     Re-running with the same snapshot rewrites nothing.
+
+    Args:
+        outcomes_dir: ``storage.outcomes_dir``; the file goes under ``<family>/<region>/``.
+        pair: The (family, region) the rows are of.
+        raw: The pair's raw rows.
+        digest: The snapshot the rows were published in.
     """
-    frame = outcomes_frame(raw, config, family)
+    frame = outcomes_frame(raw, pair)
     if frame is None or frame.empty:
         return 0, None
-    path = config.storage.outcomes_dir / family.name / region / f"{PREFIX}{digest[:16]}.parquet"
+    path = outcomes_dir / pair.family.name / pair.region.name / f"{PREFIX}{digest[:16]}.parquet"
     if not path.exists():
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)

@@ -8,7 +8,7 @@ Layout under ``<storage.root>/features/<family>/<region>/``::
     LATEST                the digest of the newest snapshot that passed validation
 
 ``<storage.root>`` is a local folder or an object store (``s3://bucket/prefix``, see
-pipeline/storage.py); the same steps hold on both. Every file is written whole or not at all
+core/storage.py); the same steps hold on both. Every file is written whole or not at all
 (locally a temporary name renamed into place, on an object store a single PUT). The order
 makes publishing atomic: the content-addressed ``<digest>.parquet`` (and report) first, then
 ``<digest>.json``, which is what makes a snapshot exist, then the ``LATEST`` pointer. A writer
@@ -69,7 +69,7 @@ class SnapshotMeta(BaseModel):
     source: str
     validation: ValidationSummary
     created_at: dt.datetime
-    # The fitted feature spec (pipeline.featurespec.FittedSpec.to_dict) that made the features.
+    # The fitted feature spec (core.featurespec.FittedSpec.to_dict) that made the features.
     feature_spec: dict[str, Any] | None = None
     # Rows whose category was never seen in the training window, per feature (coded as unknown).
     unknown_categories: dict[str, int] = {}

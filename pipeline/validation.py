@@ -12,20 +12,20 @@ expectation and how many rows offend, e.g.::
     region 'JKT': column 'distance_km' has 312 values outside [0, 200]
     (expect_column_values_to_be_between)
 
-and an HTML report stored with the snapshot.
+:mod:`pipeline.report` renders the outcomes as the HTML report stored with the snapshot.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import html
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelyard.core import featurespec
-from modelyard.core.config import Column, Config, Family
+from modelyard.core.config import Column, DataSettings, Family, PairView
 from modelyard.core.contracts.columns import RAW_PREFIX, TIME_COLUMN
 from modelyard.core.errors import ModelyardError
 from modelyard.pipeline.features import required_raw_columns, snapshot_columns
@@ -134,37 +134,37 @@ class _SuiteBuilder:
 
 
 def raw_suite(
-    config: Config, family: Family, region: str | None, as_of: dt.datetime, columns: list[str]
+    pair: PairView, data: DataSettings, as_of: dt.datetime, columns: list[str], regions: Sequence[str] | None = None
 ) -> gx.ExpectationSuite:
-    """Expectations on raw rows of ``family``'s dataset (for ``region``, or any configured region).
+    """Expectations on raw rows of the pair's dataset, as its family needs them.
 
     GX needs an active context to build a suite: :func:`frame_batch` (or :func:`gx_context`) first.
 
     Args:
-        config: Gives the dataset, the region names, ``data.min_rows`` and ``data.freshness_days``.
-        family: Gives the dataset, the required columns and the target.
-        region: The one region the rows must belong to; None accepts every configured region.
+        pair: Gives the dataset, the required columns, the target and the region.
+        data: Gives ``min_rows`` and ``freshness_days``.
         as_of: The moment freshness is measured from.
         columns: The frame's columns (declared columns a family does not need are checked when present).
+        regions: The regions the rows may belong to; None: the pair's region only.
     """
     import great_expectations.expectations as gxe
 
-    dataset = config.dataset_of(family)
-    required = required_raw_columns(config, family)
+    dataset, family = pair.dataset, pair.family
+    required = required_raw_columns(pair)
     suite = _SuiteBuilder(f"raw.{dataset.name}.{family.name}")
-    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=config.data.min_rows))
+    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=data.min_rows))
     for name in required:
         suite.add_expectation(gxe.ExpectColumnToExist(column=name))
     for name, column in dataset.columns.items():
         if name in required or name in columns:
             _column_checks(suite, name, column)
-    regions = [region] if region else config.region_names
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=dataset.region_column, value_set=regions))
+    allowed = [pair.region.name] if regions is None else list(regions)
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=dataset.region_column, value_set=allowed))
     if dataset.key_column and not dataset.columns[dataset.key_column].unique:
         suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=dataset.key_column))
     for declared in dataset.expectations:
         suite.add_expectation(getattr(gxe, declared.expectation)(**declared.kwargs))
-    _time_checks(suite, config, as_of, dataset.time_column, ordered=False)
+    _time_checks(suite, data, as_of, dataset.time_column, ordered=False)
     if not family.target_from:
         _label_checks(suite, family)
     return suite.build()
@@ -190,16 +190,15 @@ def _column_checks(suite: _SuiteBuilder, name: str, column: Column) -> None:
         suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=name))
 
 
-def features_suite(config: Config, family: Family, as_of: dt.datetime) -> gx.ExpectationSuite:
-    """Expectations on a snapshot frame of ``family``: the exact contract, complete, typed and in range."""
+def features_suite(pair: PairView, data: DataSettings, as_of: dt.datetime) -> gx.ExpectationSuite:
+    """Expectations on a snapshot frame of the pair: the exact contract, complete, typed and in range."""
     import great_expectations.expectations as gxe
 
-    columns = snapshot_columns(config, family)
-    spec = config.feature_spec(family, slices=True)
-    dataset = config.dataset_of(family)
+    columns = snapshot_columns(pair)
+    spec, dataset, family = pair.snapshot_spec, pair.dataset, pair.family
     suite = _SuiteBuilder(f"features.{family.name}")
     suite.add_expectation(gxe.ExpectTableColumnsToMatchOrderedList(column_list=columns))
-    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=config.data.min_rows))
+    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=data.min_rows))
     for column in columns:
         raw = dataset.columns.get(column.removeprefix(RAW_PREFIX)) if column.startswith(RAW_PREFIX) else None
         if raw is None or not (raw.nullable or raw.max_null_fraction is not None):
@@ -210,7 +209,7 @@ def features_suite(config: Config, family: Family, as_of: dt.datetime) -> gx.Exp
         _feature_range(suite, feature, dataset.columns)
     target_type = "int64" if family.task == "classification" else "float64"
     suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=family.target, type_list=[target_type]))
-    _time_checks(suite, config, as_of, TIME_COLUMN, ordered=True)
+    _time_checks(suite, data, as_of, TIME_COLUMN, ordered=True)
     _label_checks(suite, family)
     return suite.build()
 
@@ -232,11 +231,11 @@ def _feature_range(suite: _SuiteBuilder, feature: featurespec.FeatureDef, column
         )
 
 
-def _time_checks(suite: _SuiteBuilder, config: Config, as_of: dt.datetime, column: str, *, ordered: bool) -> None:
+def _time_checks(suite: _SuiteBuilder, data: DataSettings, as_of: dt.datetime, column: str, *, ordered: bool) -> None:
     import great_expectations.expectations as gxe
     import pandas as pd
 
-    oldest = pd.Timestamp(as_of).tz_convert("UTC") - pd.Timedelta(days=config.data.freshness_days)
+    oldest = pd.Timestamp(as_of).tz_convert("UTC") - pd.Timedelta(days=data.freshness_days)
     suite.add_expectation(gxe.ExpectColumnMaxToBeBetween(column=column, min_value=oldest))
     if ordered:
         suite.add_expectation(gxe.ExpectColumnValuesToBeIncreasing(column=column))
@@ -267,20 +266,34 @@ def run_suite(
 
 
 def validate_raw(
-    frame: pd.DataFrame, config: Config, family: Family, region: str | None, as_of: dt.datetime | None = None
+    frame: pd.DataFrame,
+    pair: PairView,
+    data: DataSettings,
+    as_of: dt.datetime | None = None,
+    *,
+    regions: Sequence[str] | None = None,
 ) -> ValidationOutcome:
-    """Run the raw suite of ``family`` on ``frame``."""
+    """Run the raw suite of the pair's family on ``frame``.
+
+    Args:
+        frame: Raw rows.
+        pair: The (family, region) the rows are for.
+        data: The data stage's settings (minimum rows, freshness).
+        as_of: The moment freshness is measured from (default: now).
+        regions: Rows of several regions (a user's file): the regions they may belong to, and
+            messages name no region. None: every row must be of the pair's region.
+    """
     batch = frame_batch(frame)  # GX needs its context before a suite can be built
-    suite = raw_suite(config, family, region, as_of or _now(), list(frame.columns))
-    return run_suite(batch, frame, suite, "raw", region)
+    suite = raw_suite(pair, data, as_of or _now(), list(frame.columns), regions)
+    return run_suite(batch, frame, suite, "raw", pair.region.name if regions is None else None)
 
 
 def validate_features(
-    frame: pd.DataFrame, config: Config, family: Family, region: str | None, as_of: dt.datetime | None = None
+    frame: pd.DataFrame, pair: PairView, data: DataSettings, as_of: dt.datetime | None = None
 ) -> ValidationOutcome:
-    """Run the features suite of ``family`` on a snapshot frame."""
+    """Run the features suite of the pair on a snapshot frame (messages name its region)."""
     batch = frame_batch(frame)
-    return run_suite(batch, frame, features_suite(config, family, as_of or _now()), "features", region)
+    return run_suite(batch, frame, features_suite(pair, data, as_of or _now()), "features", pair.region.name)
 
 
 def _now() -> dt.datetime:
@@ -357,9 +370,9 @@ def describe_failure(check: CheckResult, error: str | None = None) -> str:
     if kind == "expect_column_values_to_be_between":
         return f"{subject} has {n} values outside [{_num(kw.get('min_value'))}, {_num(kw.get('max_value'))}]"
     if kind == "expect_column_values_to_be_in_set":
-        return f"{subject} has {n} values not in {sorted(kw['value_set'])} (e.g. {_examples(check.sample)})"
+        return f"{subject} has {n} values not in {sorted(kw['value_set'])} (e.g. {example_values(check.sample)})"
     if kind == "expect_column_values_to_be_unique":
-        return f"{subject} has {n} duplicated values (e.g. {_examples(check.sample)})"
+        return f"{subject} has {n} duplicated values (e.g. {example_values(check.sample)})"
     if kind == "expect_column_values_to_be_in_type_list":
         return f"{subject} has type {check.observed}, expected {' or '.join(kw['type_list'])}"
     if kind == "expect_column_values_to_be_increasing":
@@ -389,51 +402,7 @@ def _num(value: Any) -> str:
     return str(value)
 
 
-def _examples(values: list[Any]) -> str:
+def example_values(values: list[Any]) -> str:
+    """Up to three distinct offending values, for a message or the report."""
     shown = sorted({repr(v) for v in values})[:3]
     return ", ".join(shown) if shown else "none shown"
-
-
-# --- report ----------------------------------------------------------------------------
-
-
-def render_report(title: str, outcomes: list[ValidationOutcome]) -> str:
-    """A self-contained HTML data-quality report of every suite run on one (family, region)."""
-    sections = "\n".join(_section(o) for o in outcomes)
-    verdict = "passed" if all(o.success for o in outcomes) else "FAILED"
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{html.escape(title)}: {verdict}</h1>{sections}</body></html>"
-    )
-
-
-def _section(outcome: ValidationOutcome) -> str:
-    rows = "\n".join(_row(c) for c in sorted(outcome.checks, key=lambda c: c.success))
-    passed = sum(c.success for c in outcome.checks)
-    return (
-        f"<h2>{html.escape(outcome.stage)} ({html.escape(outcome.suite)}): {passed}/{len(outcome.checks)} passed, "
-        f"{outcome.rows} rows</h2><table><tr><th>result</th><th>column</th><th>expectation</th>"
-        f"<th>arguments</th><th>offending rows</th><th>observed / examples</th><th>message</th></tr>{rows}</table>"
-    )
-
-
-def _row(check: CheckResult) -> str:
-    cells = [
-        "pass" if check.success else "FAIL",
-        check.column or "(table)",
-        check.expectation,
-        ", ".join(f"{k}={v}" for k, v in check.kwargs.items() if k != "column"),
-        "" if check.unexpected_count is None else str(check.unexpected_count),
-        str(check.observed) if check.observed is not None else _examples(check.sample),
-        check.message,
-    ]
-    css = "ok" if check.success else "bad"
-    return f"<tr class='{css}'>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
-
-
-_CSS = (
-    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;width:100%}"
-    "td,th{border:1px solid #ccc;padding:4px;font-size:13px;text-align:left}"
-    "tr.bad{background:#fdd}tr.ok{background:#efe}"
-)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from modelyard.core.config import Config
     from modelyard.pipeline.build import BuildRequest, BuildResult, RawCache
-    from modelyard.promotion.decide import Action, Decision
+    from modelyard.promotion.decision import Action, Decision
     from modelyard.training.train import TrainResult
 
 # One worker's state: its config, raw-data cache and MLflow client (reset by start_worker).
@@ -64,16 +64,18 @@ def data_outcome(result: BuildResult) -> PairOutcome:
     detail = f"{result.rows} rows, validation {result.validation}"
     if result.status != "published":
         return PairOutcome(**common, detail=detail, link=digest)
-    extra = {"family": result.family, "region": result.region, "digest": result.digest, "rows": result.rows}
+    extra = assets.FeaturesExtra(
+        family=result.family, region=result.region, digest=result.digest or "", rows=result.rows
+    )
     uri = assets.features_uri(result.family, result.region)
-    return PairOutcome(**common, detail=detail, link=digest, event_uri=uri, event_extra=extra)
+    return PairOutcome(**common, detail=detail, link=digest, event_uri=uri, event_extra=dict(extra))
 
 
 # ---------------------------------------------------------------- training
 
 
 @dataclass(frozen=True)
-class TrainJob:
+class TrainRequest:
     """What a training chunk asks of every pair."""
 
     tracking_uri: str
@@ -81,21 +83,31 @@ class TrainJob:
     params_override: dict[str, Any] | None = None
     # "<family>/<region>" -> the extra of the drift event that asked for its retraining.
     drift: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # "<family>/<region>" -> the snapshot digest its features event carried (absent: train on LATEST).
+    digests: dict[str, str] = field(default_factory=dict)
 
 
-def train_one(job: TrainJob, pair: Pair) -> PairOutcome:
+def train_one(request: TrainRequest, pair: Pair) -> PairOutcome:
     """Train one pair and register its challenger; registered and unchanged versions are announced.
 
-    A pair named by a drift event is retrained on its newest data, the drift in the run's tags.
+    A pair named by a features event trains on the snapshot that event announced; a pair named
+    by a drift event is retrained on its newest data, the drift in the run's tags.
     """
     from modelyard.monitoring.measure import retrain_drifted
     from modelyard.training.train import train_pair
 
-    drift = job.drift.get(f"{pair[0]}/{pair[1]}")
+    key = f"{pair[0]}/{pair[1]}"
+    drift = request.drift.get(key)
     if drift is not None:
-        return train_outcome(retrain_drifted(_config(), pair[0], pair[1], drift, tracking_uri=job.tracking_uri))
+        return train_outcome(retrain_drifted(_config(), pair[0], pair[1], drift, tracking_uri=request.tracking_uri))
     result = train_pair(
-        _config(), pair[0], pair[1], tracking_uri=job.tracking_uri, force=job.force, params_override=job.params_override
+        _config(),
+        pair[0],
+        pair[1],
+        tracking_uri=request.tracking_uri,
+        force=request.force,
+        params_override=request.params_override,
+        digest=request.digests.get(key),
     )
     return train_outcome(result)
 
@@ -116,7 +128,7 @@ def train_outcome(result: TrainResult) -> PairOutcome:
 
 
 @dataclass(frozen=True)
-class DecideJob:
+class DecideRequest:
     """What a promotion chunk asks of every pair (a manual form, or ``evaluate`` for asset-triggered runs)."""
 
     tracking_uri: str
@@ -127,18 +139,25 @@ class DecideJob:
     force: bool = False
 
 
-def decide_one(job: DecideJob, pair: Pair) -> PairOutcome:
+def decide_one(request: DecideRequest, pair: Pair) -> PairOutcome:
     """Decide one pair; a moved champion announces its Asset. A rejection is a decision, not a failure."""
+    from modelyard.promotion.aliases import open_client
     from modelyard.promotion.approval import decide_with_policy
-    from modelyard.promotion.decide import open_client
 
     if "client" not in _WORKER:
-        _WORKER["client"] = open_client(_config(), job.tracking_uri)
+        _WORKER["client"] = open_client(_config(), request.tracking_uri)
     client: MlflowClient = _WORKER["client"]
     decision = decide_with_policy(
-        client, _config(), pair, job.action, job.decided_by, version=job.version, reason=job.reason, force=job.force
+        client,
+        _config(),
+        pair,
+        request.action,
+        request.decided_by,
+        version=request.version,
+        reason=request.reason,
+        force=request.force,
     )
-    return decision_outcome(decision, job.tracking_uri)
+    return decision_outcome(decision, request.tracking_uri)
 
 
 def decision_outcome(decision: Decision, tracking_uri: str) -> PairOutcome:
@@ -172,7 +191,7 @@ def model_version_url(tracking_uri: str, model_name: str, version: str) -> str:
 
 
 @dataclass(frozen=True)
-class MonitorJob:
+class MonitorRequest:
     """What a monitoring chunk asks of every pair: the samples published since ``since`` (ISO-8601)."""
 
     tracking_uri: str
@@ -180,7 +199,7 @@ class MonitorJob:
     window_hours: int | None = None
 
 
-def monitor_one(job: MonitorJob, pair: Pair) -> PairOutcome:
+def monitor_one(request: MonitorRequest, pair: Pair) -> PairOutcome:
     """Measure every served version of one pair that has samples in the window; a drifted one announces its Asset.
 
     A pair usually serves one version (two during a canary or shadow); the newest drifted one
@@ -191,9 +210,9 @@ def monitor_one(job: MonitorJob, pair: Pair) -> PairOutcome:
     from modelyard.monitoring.measure import measure_pair, served_versions
 
     config = _config()
-    since = dt.datetime.fromisoformat(job.since)
+    since = dt.datetime.fromisoformat(request.since)
     reports = [
-        measure_pair(config, served, tracking_uri=job.tracking_uri, window_hours=job.window_hours)
+        measure_pair(config, served, tracking_uri=request.tracking_uri, window_hours=request.window_hours)
         for served in served_versions(config.storage.samples_dir, [pair], since)
     ]
     common: dict[str, Any] = {"family": pair[0], "region": pair[1]}

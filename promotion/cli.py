@@ -42,7 +42,9 @@ def promote(
 
     from modelyard.core.cli import exits_on_expected_errors
     from modelyard.core.config import load_config
-    from modelyard.promotion.decide import open_client, promote_all, promote_version, render_decisions, render_gates
+    from modelyard.promotion.aliases import open_client
+    from modelyard.promotion.decide import promote_all, promote_version
+    from modelyard.promotion.render import render_decisions, render_gates
 
     console = Console()
     with exits_on_expected_errors():
@@ -74,8 +76,9 @@ def rollback(
 
     from modelyard.core.cli import exits_on_expected_errors
     from modelyard.core.config import load_config
-    from modelyard.promotion.decide import open_client, render_decisions
+    from modelyard.promotion.aliases import open_client
     from modelyard.promotion.decide import rollback as do_rollback
+    from modelyard.promotion.render import render_decisions
 
     console = Console()
     with exits_on_expected_errors():
@@ -97,7 +100,8 @@ def status(
 
     from modelyard.core.cli import exits_on_expected_errors
     from modelyard.core.config import load_config
-    from modelyard.promotion.status import collect_status, render_status
+    from modelyard.promotion.render import render_status
+    from modelyard.promotion.status import collect_status
 
     console = Console()
     with exits_on_expected_errors():

@@ -197,6 +197,13 @@ def task_gates(gates: GateDefaults, task: Task) -> TaskGates:
     return gates.classification if task == "classification" else gates.regression
 
 
+def main_metrics(config: Config, family: str) -> list[str]:
+    """The metric names the gates of ``family`` look at (for status tables and approval requests)."""
+    section = task_gates(config.gates.defaults, config.family(family).task)
+    names = [g.metric for g in section.absolute] + [g.metric for g in section.versus_champion]
+    return list(dict.fromkeys(names))
+
+
 def check_metric_names(gates: GateDefaults, task: Task) -> None:
     """Every metric a gate names must be a holdout metric the task produces.
 

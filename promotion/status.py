@@ -1,7 +1,7 @@
 """Where every (family, region) stands: champion, challenger and its gate outcome, previous champion.
 
 Read only: everything comes from the registry's aliases and the version tags written by
-training (metric summary) and promotion (``promotion.*``).
+training (metric summary) and promotion (``promotion.*``). The CLI renders it (promotion/render.py).
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from modelyard.core.contracts.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, MONITORING_TAG, PREVIOUS_ALIAS
-from modelyard.promotion.decide import TAG, open_client
+from modelyard.promotion.aliases import open_client
+from modelyard.promotion.record import TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
-    from rich.table import Table
 
     from modelyard.core.config import Config
 
@@ -30,7 +30,7 @@ class VersionInfo:
     outcome: str | None = None
     summary: str | None = None
     rolled_back_at: str | None = None
-    drift: str | None = None  # the last monitoring verdict (training/monitoring.py)
+    drift: str | None = None  # the last monitoring verdict (monitoring/measure.py)
     drift_summary: str | None = None
 
     @classmethod
@@ -76,7 +76,7 @@ def pair_status(client: MlflowClient, config: Config, family: str, region: str) 
 def pair_statuses(client: MlflowClient, config: Config, pairs: list[tuple[str, str]]) -> list[PairStatus]:
     """The status of every pair in two paginated searches (aliases, then the aliased versions)."""
     from modelyard.core.catalog import aliases_of, versions_of
-    from modelyard.training.train import KEY_METRICS
+    from modelyard.training.registry import KEY_METRICS
 
     names = {pair: config.mlflow.model_name(*pair) for pair in pairs}
     current = aliases_of(client, names.values())
@@ -93,9 +93,13 @@ def pair_statuses(client: MlflowClient, config: Config, pairs: list[tuple[str, s
             return VersionInfo.from_version(found, metric_names) if found else None
 
         return PairStatus(
-            family=family, region=region, model_name=name, champion=info(CHAMPION_ALIAS),
-            challenger=info(CHALLENGER_ALIAS), previous=info(PREVIOUS_ALIAS),
-        )  # fmt: skip
+            family=family,
+            region=region,
+            model_name=name,
+            champion=info(CHAMPION_ALIAS),
+            challenger=info(CHALLENGER_ALIAS),
+            previous=info(PREVIOUS_ALIAS),
+        )
 
     return [status(family, region) for family, region in pairs]
 
@@ -114,58 +118,3 @@ def collect_status(
     """
     client = open_client(config, tracking_uri)
     return pair_statuses(client, config, list(config.pairs(families, regions)))
-
-
-def render_status(statuses: list[PairStatus]) -> Table:
-    """A rich table, one row per (family, region)."""
-    from rich.table import Table
-
-    table = Table(title="Model status")
-    columns = ("family", "region", "champion", "key metrics", "champion since", "drift", "challenger", "previous")
-    for column in columns:
-        table.add_column(column, overflow="fold", min_width=10 if column == "champion since" else None)
-    for status in statuses:
-        champion = status.champion
-        table.add_row(
-            status.family,
-            status.region,
-            f"[green]v{champion.version}[/green]" if champion else "[yellow]none[/yellow]",
-            _metrics(champion),
-            (champion.champion_since or "-")[:19].replace("T", " ") if champion else "-",
-            _drift(champion),
-            _challenger(status),
-            f"v{status.previous.version}" if status.previous else "-",
-        )
-    return table
-
-
-def _metrics(info: VersionInfo | None) -> str:
-    if info is None:
-        return "-"
-    return " ".join(f"{name.removeprefix('holdout_')}={value:.3f}" for name, value in info.metrics.items())
-
-
-def _challenger(status: PairStatus) -> str:
-    challenger = status.challenger
-    if challenger is None:
-        return "-"
-    if status.champion and challenger.version == status.champion.version:
-        return f"v{challenger.version} (is champion)"
-    outcome = challenger.outcome or "pending"
-    colour = {"promoted": "green", "rejected": "red"}.get(outcome, "cyan")
-    suffix = " (rolled back)" if challenger.rolled_back_at else ""
-    return f"v{challenger.version} [{colour}]{outcome}[/{colour}]{suffix}"
-
-
-def _drift(info: VersionInfo | None) -> str:
-    """The champion's last monitoring verdict and what drifted."""
-    if info is None or info.drift is None:
-        return "-"
-    colour = {"drifted": "red", "stable": "green"}.get(info.drift, "yellow")
-    # the names only: the figures are on the monitoring run
-    names = " ".join(p.split(" ")[0] for p in (info.drift_summary or "").removeprefix("drifted: ").split(", "))
-    return (
-        f"[{colour}]{info.drift}[/{colour}] {names}"
-        if info.drift == "drifted"
-        else f"[{colour}]{info.drift}[/{colour}]"
-    )

@@ -32,8 +32,10 @@ def train(
 
     from modelyard.core.cli import exits_on_expected_errors
     from modelyard.core.config import load_config
+    from modelyard.training.job import validate_override
     from modelyard.training.models import parse_params_json
-    from modelyard.training.train import render_results, train_all, validate_override
+    from modelyard.training.render import render_results
+    from modelyard.training.train import train_all
 
     console = Console()
     with exits_on_expected_errors():

@@ -29,6 +29,11 @@ FLAVOR_MODULES: dict[str, tuple[str, ...]] = {
     "sklearn": ("sklearn", "skops", "numpy", "pandas", "scipy"),
 }
 VERSION_TAGS = ("family", "region", "data_digest", "run_id", "config_hash", "input_key", "algorithm", "task", "flavor")
+# The holdout metrics shown in tables and written as version tags (the metric summary), per task.
+KEY_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("holdout_auc", "holdout_logloss", "holdout_brier", "baseline_holdout_auc"),
+    "regression": ("holdout_mae", "holdout_rmse", "holdout_mape", "baseline_holdout_mae"),
+}
 
 
 def _stable_hash(payload: Any) -> str:
@@ -39,7 +44,7 @@ def _stable_hash(payload: Any) -> str:
 def training_settings_hash(config: Config, family: str, region: str) -> str:
     """A hash of everything in the config that changes what (family, region) trains into.
 
-    Unlike ``config.digest()`` it ignores unrelated sections (deploy targets, gates, other
+    Unlike ``config.config_hash()`` it ignores unrelated sections (deploy targets, gates, other
     regions), so editing those does not retrain every model.
     """
     spec = config.family(family)

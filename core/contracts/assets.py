@@ -6,14 +6,30 @@ carries an ``extra`` dict; the keys each stage writes are listed next to its URI
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any, TypedDict
 
 SCHEME = "modelyard"
 
 
+class FeaturesExtra(TypedDict):
+    """The ``extra`` of a features event: the data stage writes it, training trains on ``digest``."""
+
+    family: str
+    region: str
+    digest: str  # the snapshot digest (pipeline/snapshots.py)
+    rows: int
+
+
 def features_uri(family: str, region: str) -> str:
-    """Validated feature snapshot published. extra: family, region, digest, rows."""
+    """Validated feature snapshot published. extra: :class:`FeaturesExtra`."""
     return f"{SCHEME}://features/{family}/{region}"
+
+
+def snapshot_digest(extra: Mapping[str, Any]) -> str | None:
+    """The snapshot digest a features event's ``extra`` carries (None when it carries none)."""
+    digest = extra.get("digest")
+    return digest if isinstance(digest, str) and digest else None
 
 
 def challenger_uri(family: str, region: str) -> str:

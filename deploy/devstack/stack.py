@@ -1,12 +1,12 @@
 """The embedded stack: a real MLflow server and Airflow 3 (``airflow standalone``) in the background.
 
-``modelyard up`` starts both as detached services (pid files and logs under
-``<storage.root>/run/``, see ``deploy.services``), with ``AIRFLOW_HOME`` under
+``modelyard up`` starts both as detached managed processes (pid files and logs under
+``<storage.root>/run/``, see ``deploy.rollout.processes``), with ``AIRFLOW_HOME`` under
 ``<storage.root>/airflow``, the repo's ``dags/`` and the modelyard Airflow plugin. The
 serving process is started by the deploy DAG on ``SERVING_PORT``; once a plan was deployed,
 ``up`` restarts it on the last plan that served (``run/plan.json.last-good``, else
 ``run/plan.json``), so ``down`` then ``up`` or ``demo`` brings the endpoint back even when
-no new deploy runs. ``modelyard down`` stops every service that has a pid file, and
+no new deploy runs. ``modelyard down`` stops every managed process that has a pid file, and
 nothing else.
 
 Ports come from the environment (``AIRFLOW_PORT``, ``MLFLOW_PORT``, ``SERVING_PORT``; and
@@ -34,10 +34,15 @@ import httpx
 from modelyard.core.config import CONFIG_ENV, OVERLAY_ENV, Config
 from modelyard.deploy.rollout.local_target import LocalTarget
 from modelyard.deploy.rollout.mlflow_server import port_in_use
-from modelyard.deploy.rollout.processes import Service, ServiceError, ensure_mlflow, start_detached, stop_all
+from modelyard.deploy.rollout.processes import (
+    ManagedProcess,
+    ManagedProcessError,
+    ensure_mlflow,
+    start_detached,
+    stop_all,
+)
 from modelyard.deploy.rollout.strategies import TargetError
-from modelyard.deploy.serving.plan import Plan, PlanError, load_plan
-from modelyard.deploy.serving.server import last_good_path
+from modelyard.deploy.serving.plan import Plan, PlanError, last_good_path, load_plan
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -52,7 +57,7 @@ CHAIN_DAG_IDS = ("data_processing", "training", "promotion", "deploy")
 HEALTHY_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
 
-class StackError(ServiceError):
+class StackError(ManagedProcessError):
     """The embedded stack could not start; the message says which part and what to do."""
 
 
@@ -211,17 +216,17 @@ def start_airflow(settings: StackSettings, timeout: float = 300) -> str:
     Raises:
         StackError: the port is taken by another program, or Airflow did not become healthy.
     """
-    service = Service("airflow", settings.run_dir)
+    process = ManagedProcess("airflow", settings.run_dir)
     url = settings.airflow_url
-    if service.pid() is not None:
-        wait_for_airflow(url, service, timeout)
+    if process.pid() is not None:
+        wait_for_airflow(url, process, timeout)
         return url
     check_airflow_port(settings)
     prepare_airflow_home(settings)
     command = [str(VENV_BIN / "airflow"), "standalone"]
-    pid = start_detached(service, command, env=airflow_environment(settings))
-    service.record(pid, url)
-    wait_for_airflow(url, service, timeout)
+    pid = start_detached(process, command, env=airflow_environment(settings))
+    process.record(pid, url)
+    wait_for_airflow(url, process, timeout)
     return url
 
 
@@ -231,11 +236,11 @@ def check_airflow_port(settings: StackSettings) -> None:
     Raises:
         StackError: the port is taken by a process the stack did not start.
     """
-    ours = Service("airflow", settings.run_dir).pid() is not None
+    ours = ManagedProcess("airflow", settings.run_dir).pid() is not None
     if not ours and port_in_use(settings.host, settings.airflow_port):
         raise StackError(
             f"port {settings.airflow_port} on {settings.host} is taken by another program; "
-            "set AIRFLOW_PORT to a free port (e.g. AIRFLOW_PORT=8081 make demo)"
+            "set AIRFLOW_PORT to a free port (e.g. AIRFLOW_PORT=8081 modelyard demo)"
         )
 
 
@@ -249,7 +254,7 @@ def airflow_health(url: str) -> dict[str, str]:
     return {name: str((body.get(name) or {}).get("status")) for name in HEALTHY_COMPONENTS}
 
 
-def wait_for_airflow(url: str, service: Service, timeout: float = 300) -> None:
+def wait_for_airflow(url: str, process: ManagedProcess, timeout: float = 300) -> None:
     """Wait until the API server answers and every component reports healthy.
 
     Raises:
@@ -258,15 +263,15 @@ def wait_for_airflow(url: str, service: Service, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     health: dict[str, str] = {}
     while time.monotonic() < deadline:
-        if service.pid() is None:
-            raise StackError(f"airflow standalone exited; its log ({service.log_file}):\n{log_tail(service.log_file)}")
+        if process.pid() is None:
+            raise StackError(f"airflow standalone exited; its log ({process.log_file}):\n{log_tail(process.log_file)}")
         health = airflow_health(url)
         if health and all(status == "healthy" for status in health.values()):
             return
         time.sleep(2)
     raise StackError(
         f"Airflow at {url} not healthy after {timeout:.0f}s ({health or 'no answer'}); "
-        f"log {service.log_file}:\n{log_tail(service.log_file)}"
+        f"log {process.log_file}:\n{log_tail(process.log_file)}"
     )
 
 
@@ -276,15 +281,15 @@ def check_serving_port(settings: StackSettings) -> None:
     Raises:
         StackError: the port is taken by a process the stack did not start.
     """
-    ours = any(Service(name, settings.run_dir).pid() is not None for name in serving_service_names(settings))
+    ours = any(ManagedProcess(name, settings.run_dir).pid() is not None for name in serving_process_names(settings))
     if not ours and port_in_use(settings.host, settings.serving_port):
         raise StackError(
             f"port {settings.serving_port} on {settings.host} is taken by another program; "
-            "set SERVING_PORT to a free port (e.g. SERVING_PORT=8001 make demo)"
+            "set SERVING_PORT to a free port (e.g. SERVING_PORT=8001 modelyard demo)"
         )
 
 
-def serving_service_names(settings: StackSettings) -> list[str]:
+def serving_process_names(settings: StackSettings) -> list[str]:
     """Pid-file names of serving processes the stack (its deploy DAG) started."""
     return [p.stem for p in settings.run_dir.glob("*.pid") if p.stem not in ("airflow", "mlflow")]
 
@@ -302,13 +307,13 @@ def up(settings: StackSettings, timeout: float = 300) -> StackUrls:
     """Start MLflow and Airflow (each only if not running) and wait until both are healthy.
 
     Raises:
-        StackError: a port is taken or a service did not start; the message says what to do.
+        StackError: a port is taken or a process did not start; the message says what to do.
     """
     check_serving_port(settings)
     check_airflow_port(settings)
     try:
         mlflow_url = ensure_mlflow(settings.run_dir, settings.mlflow_dir, settings.host, settings.mlflow_port)
-    except ServiceError as exc:
+    except ManagedProcessError as exc:
         raise StackError(f"MLflow: {exc}") from exc
     except RuntimeError as exc:  # MlflowServerError carries the server's log tail
         raise StackError(f"MLflow server did not start: {exc}") from exc
@@ -359,10 +364,10 @@ def resume_serving(target: LocalTarget) -> Plan | None:
 
 
 def down(settings: StackSettings) -> list[str]:
-    """Stop every service of the stack (Airflow, MLflow, serving) and drop the config overlay.
+    """Stop every process of the stack (Airflow, MLflow, serving) and drop the config overlay.
 
     Returns:
-        The names of the services that were running.
+        The names of the processes that were running.
     """
     stopped = stop_all(settings.run_dir)
     settings.overlay_path.unlink(missing_ok=True)

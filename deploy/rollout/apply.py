@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from modelyard.deploy.rollout.request import LOCAL_RELEASE, DeployRequest, DeployResult, StagedDeploy, propose
+from modelyard.deploy.rollout.request import LOCAL_RELEASE, DeployChoices, DeployRequest
+from modelyard.deploy.rollout.staged_deploy import DeployResult, StagedDeploy, propose
 from modelyard.deploy.rollout.strategies import DeployError, Target
 
 if TYPE_CHECKING:
     from modelyard.core.config import Config
-    from modelyard.deploy.rollout.kube_target import TargetFactory
+    from modelyard.deploy.rollout.kube_deploy import TargetFactory
 
 
 def deploy(config: Config, request: DeployRequest, tracking_uri: str) -> list[DeployResult]:
@@ -25,8 +26,8 @@ def deploy(config: Config, request: DeployRequest, tracking_uri: str) -> list[De
         DeployError: the request cannot be planned (unknown names, no champion anywhere) or
             the target is unreachable before anything changed.
     """
-    if request.target_name(config) == "kubernetes":
-        from modelyard.deploy.rollout.kube_target import deploy_kubernetes
+    if request.target == "kubernetes":
+        from modelyard.deploy.rollout.kube_deploy import deploy_kubernetes
 
         return deploy_kubernetes(config, request, tracking_uri)
     return [deploy_local(config, request, tracking_uri)]
@@ -38,9 +39,9 @@ def release_names(config: Config, request: DeployRequest) -> list[str]:
     Raises:
         DeployError: the release map is invalid or names an unknown release.
     """
-    if request.target_name(config) == "local":
+    if request.target == "local":
         return [LOCAL_RELEASE]
-    from modelyard.deploy.rollout.kube_target import release_regions
+    from modelyard.deploy.rollout.kube_deploy import release_regions
 
     return list(release_regions(config, request))
 
@@ -64,14 +65,14 @@ def release_target(config: Config, request: DeployRequest, release: str, trackin
     Raises:
         DeployError: the release map is invalid or names an unknown release.
     """
-    if request.target_name(config) == "local":
+    if request.target == "local":
         from modelyard.deploy.rollout.local_target import LocalTarget
 
         return LocalTarget.from_config(config, tracking_uri, port=request.port)
-    from modelyard.deploy.rollout.kube_target import _all_regions, helm_targets, release_regions
+    from modelyard.deploy.rollout.kube_deploy import helm_targets, release_regions, served_regions
 
-    regions = release_regions(config, request.model_copy(update={"releases": [release]}))[release]
-    return (kube_targets or helm_targets(config))(release, _all_regions(config, release, regions))
+    regions = release_regions(config, request.for_release(release))[release]
+    return (kube_targets or helm_targets(config))(release, served_regions(config, release, regions))
 
 
 def stage_release(
@@ -86,12 +87,12 @@ def stage_release(
     Raises:
         DeployError: the request cannot be planned or the target is unreachable.
     """
-    if request.target_name(config) == "local":
+    if request.target == "local":
         return stage_local(config, request, tracking_uri)
-    from modelyard.deploy.rollout.kube_target import helm_targets, release_regions
-    from modelyard.deploy.rollout.kube_target import stage_release as stage_kube
+    from modelyard.deploy.rollout.kube_deploy import helm_targets, release_regions
+    from modelyard.deploy.rollout.kube_deploy import stage_release as stage_kube
 
-    narrowed = request.model_copy(update={"releases": [release]})
+    narrowed = request.for_release(release)
     regions = release_regions(config, narrowed)[release]
     return stage_kube(config, narrowed, release, regions, tracking_uri, kube_targets or helm_targets(config))
 
@@ -99,12 +100,15 @@ def stage_release(
 def deploy_local(config: Config, request: DeployRequest | None = None, tracking_uri: str | None = None) -> DeployResult:
     """Plan from the registry and roll out to the local serving process (started if not running).
 
+    Without a request, the config's choices for the local target.
+
     Raises:
         DeployError: the request cannot be planned.
     """
     from modelyard.core.tracking import resolve_tracking_uri
 
-    staged = stage_local(config, request or DeployRequest(target="local"), tracking_uri or resolve_tracking_uri(config))
+    request = request or DeployRequest.resolve(config, DeployChoices(target="local"))
+    staged = stage_local(config, request, tracking_uri or resolve_tracking_uri(config))
     if staged.rollout is not None:
         staged.rollout.run()
     return staged.result_so_far()
@@ -122,9 +126,7 @@ def stage_local(config: Config, request: DeployRequest, tracking_uri: str) -> St
     target = LocalTarget.from_config(config, tracking_uri, port=request.port)
     live = target.live()
     try:
-        proposal = propose(config, request.options(config), live, tracking_uri)
+        proposal = propose(config, request.plan_options(), live, tracking_uri)
     except PlannerError as exc:
         raise DeployError(str(exc)) from exc
-    return StagedDeploy.start(
-        target, live, proposal, request.model_copy(update={"target": "local"}), config, LOCAL_RELEASE
-    )
+    return StagedDeploy.start(target, live, proposal, request.model_copy(update={"target": "local"}), LOCAL_RELEASE)

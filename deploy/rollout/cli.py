@@ -69,9 +69,10 @@ def plan_command(
 
     from modelyard.core.cli import writes_to
     from modelyard.core.storage import write_bytes_atomic
+    from modelyard.deploy.rollout.apply import release_names
     from modelyard.deploy.rollout.planner import diff_plans
     from modelyard.deploy.rollout.render import render_diff
-    from modelyard.deploy.rollout.request import propose
+    from modelyard.deploy.rollout.staged_deploy import propose
     from modelyard.deploy.serving.plan import dump_plan
 
     console = Console()
@@ -85,7 +86,7 @@ def plan_command(
         for key, why in proposal.skipped.items():
             console.print(f"[yellow]skipped[/yellow] {key}: {escape(why)}")
         if output is not None:
-            path = output if len(_release_names(loaded, request)) == 1 else output.with_suffix(f".{release}.yaml")
+            path = output if len(release_names(loaded, request)) == 1 else output.with_suffix(f".{release}.yaml")
             with writes_to(path, "--output"):
                 write_bytes_atomic(path, text.encode())
 
@@ -133,17 +134,17 @@ def deploy_command(
 def _prepare(
     console: Console, config: Path | None, tracking_uri: str | None, args: dict[str, Any]
 ) -> tuple[Config, DeployRequest, str]:
-    """Load the config and turn the flags into a validated ``DeployRequest`` (exit 2 on a bad flag)."""
+    """Load the config and resolve the flags against it into a ``DeployRequest`` (exit 2 on a bad flag)."""
     from pydantic import ValidationError
 
     from modelyard.core.config import load_config
     from modelyard.core.errors import ModelyardError
     from modelyard.core.tracking import resolve_tracking_uri
-    from modelyard.deploy.rollout.request import DeployRequest
+    from modelyard.deploy.rollout.request import DeployChoices, DeployRequest
 
     try:
         loaded = load_config(config)
-        request = DeployRequest.model_validate(
+        choices = DeployChoices.model_validate(
             {
                 "target": args.get("target"),
                 "strategy": args.get("strategy"),
@@ -158,6 +159,7 @@ def _prepare(
                 "port": args.get("port"),
             }
         )
+        request = DeployRequest.resolve(loaded, choices)
     except ValidationError as exc:
         _fail(console, _flag_errors(exc))
     except (ModelyardError, ValueError) as exc:
@@ -183,24 +185,16 @@ def _steps(value: object) -> list[int] | None:
         raise ValueError(f"--canary-steps {value!r}: use comma-separated percentages, e.g. 10,50,100") from exc
 
 
-def _release_names(config: Config, request: DeployRequest) -> list[str]:
-    if request.target_name(config) == "local":
-        return ["local"]
-    from modelyard.deploy.rollout.kube_target import release_regions
-
-    return list(release_regions(config, request))
-
-
 def _releases(
     console: Console, config: Config, request: DeployRequest, uri: str
 ) -> list[tuple[str, Plan | None, PlanOptions]]:
     """(release, live plan, planner options) per release of the request's target."""
     from modelyard.deploy.rollout.local_target import LocalTarget
 
-    if request.target_name(config) == "local":
+    if request.target == "local":
         live = _or_exit(console, lambda: LocalTarget.from_config(config, uri, port=request.port).live())
-        return [("local", live, request.options(config))]
-    from modelyard.deploy.rollout.kube_target import live_plans
+        return [("local", live, request.plan_options())]
+    from modelyard.deploy.rollout.kube_deploy import live_plans
 
     return _or_exit(console, lambda: live_plans(config, request))
 

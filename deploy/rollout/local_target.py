@@ -11,7 +11,7 @@
 3. smoke-test one prediction per (family, region) and check that the server runs exactly
    the plan's versions.
 
-The same digest already live is a no-op (no swap, no smoke-test of a changed plan).
+The same plan digest already live is a no-op (no swap, no smoke-test of a changed plan).
 
 The server's admin API is off without a token, so the target keeps one of its own
 (``<run_dir>/admin-token``, mode 0600, made once with ``secrets.token_urlsafe``), starts
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.deploy.rollout.planner import service_versions, version_of
-from modelyard.deploy.rollout.processes import Service, start_detached
+from modelyard.deploy.rollout.processes import ManagedProcess, start_detached
 from modelyard.deploy.rollout.strategies import TargetError
 from modelyard.deploy.serving.plan import Plan, PlanError, dump_plan, parse_plan
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from modelyard.core.config import Config
 
-SERVICE_NAME = "serving"
+PROCESS_NAME = "serving"
 TOKEN_ENV = "MODELYARD_SERVE_ADMIN_TOKEN"
 READY_TIMEOUT_SECONDS = 300.0
 POLL_SECONDS = 0.25
@@ -64,12 +64,11 @@ class LocalTarget:
     sampling_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: Config, tracking_uri: str, port: int | None = None) -> LocalTarget:
-        """The target of ``deploy.local`` (``port`` overrides the configured one)."""
-        local = config.deploy.local
+    def from_config(cls, config: Config, tracking_uri: str, *, port: int) -> LocalTarget:
+        """The target of ``deploy.local`` on ``port`` (the request's, resolved from ``deploy.local.port``)."""
         return cls(
-            host=local.host,
-            port=port or local.port,
+            host=config.deploy.local.host,
+            port=port,
             run_dir=config.storage.local_dir / "run",
             tracking_uri=tracking_uri,
             families={f.name: list(f.features) for f in config.families},
@@ -85,8 +84,8 @@ class LocalTarget:
         return self.run_dir / "plan.json"
 
     @property
-    def service(self) -> Service:
-        return Service(SERVICE_NAME, self.run_dir)
+    def process(self) -> ManagedProcess:
+        return ManagedProcess(PROCESS_NAME, self.run_dir)
 
     @property
     def token_file(self) -> Path:
@@ -139,15 +138,15 @@ class LocalTarget:
             TargetError: the process cannot start, rejects the plan, does not become ready in
                 time, or fails the smoke test; the message carries the server's reason.
         """
-        digest = plan.digest()
+        plan_digest = plan.digest()
         if not self._alive():
             self._start(plan)
-        elif self._active_digest() != digest:
+        elif self._active_plan_digest() != plan_digest:
             self._put(plan)
         else:
             self.smoke(plan)
             return False
-        self.wait_active(digest)
+        self.wait_active(plan_digest)
         self.smoke(plan)
         return True
 
@@ -165,8 +164,8 @@ class LocalTarget:
             **os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri, "MLFLOW_REGISTRY_URI": self.tracking_uri,
             "OMP_NUM_THREADS": "1", TOKEN_ENV: self.admin_token(), **self.sampling_env,
         }  # fmt: skip
-        pid = start_detached(self.service, command, env)
-        self.service.record(pid, self.url)
+        pid = start_detached(self.process, command, env)
+        self.process.record(pid, self.url)
 
     def _put(self, plan: Plan) -> None:
         response = self._request(
@@ -187,8 +186,8 @@ class LocalTarget:
         if response.status_code >= 400:
             raise TargetError(f"PUT {self.url}/admin/plan answered {response.status_code}: {body}")
 
-    def wait_active(self, digest: str) -> dict[str, Any]:
-        """Poll ``/readyz`` until ``digest`` is active and every model ready; the readiness detail.
+    def wait_active(self, plan_digest: str) -> dict[str, Any]:
+        """Poll ``/readyz`` until ``plan_digest`` is active and every model ready; the readiness detail.
 
         Raises:
             TargetError: the plan was rejected, the process died, or the timeout passed.
@@ -203,18 +202,18 @@ class LocalTarget:
                 time.sleep(POLL_SECONDS)
                 continue
             plan_state = detail.get("plan", {})
-            if detail.get("ready") and plan_state.get("active_digest") == digest:
+            if detail.get("ready") and plan_state.get("active_digest") == plan_digest:
                 return detail
             rejected = plan_state.get("last_rejected") or {}
-            if rejected.get("digest") == digest:
+            if rejected.get("digest") == plan_digest:
                 raise TargetError(
-                    f"the serving process rejected plan {digest[:19]}: {rejected.get('model_uri') or ''} "
+                    f"the serving process rejected plan {plan_digest[:19]}: {rejected.get('model_uri') or ''} "
                     f"{rejected.get('error')}"
                 )
             time.sleep(POLL_SECONDS)
         raise TargetError(
-            f"plan {digest[:19]} not active and ready at {self.url} after {self.ready_timeout:.0f}s "
-            f"(last /readyz: {detail or 'no answer'}); see {self.service.log_file}"
+            f"plan {plan_digest[:19]} not active and ready at {self.url} after {self.ready_timeout:.0f}s "
+            f"(last /readyz: {detail or 'no answer'}); see {self.process.log_file}"
         )
 
     def smoke(self, plan: Plan) -> dict[str, str]:
@@ -253,21 +252,21 @@ class LocalTarget:
             return False
 
     def _check_process(self) -> None:
-        pid = self.service.pid()
+        pid = self.process.pid()
         if pid is None or _exited(pid):
-            self.service.pid_file.unlink(missing_ok=True)
+            self.process.pid_file.unlink(missing_ok=True)
             raise TargetError(f"the serving process exited; last log lines:\n{self._log_tail()}")
 
     def _log_tail(self, lines: int = 20) -> str:
         try:
-            return "\n".join(self.service.log_file.read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(self.process.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
 
-    def _active_digest(self) -> str | None:
+    def _active_plan_digest(self) -> str | None:
         body = _json(self._request("GET", "/readyz"))  # public: no token needed to compare digests
-        digest = body.get("plan", {}).get("active_digest")
-        return str(digest) if digest else None
+        active = body.get("plan", {}).get("active_digest")
+        return str(active) if active else None
 
     def _admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_token()}"}
@@ -288,7 +287,7 @@ class LocalTarget:
 
     def stop(self) -> bool:
         """Stop the serving process this target started (True if one was running)."""
-        return self.service.stop()
+        return self.process.stop()
 
 
 def _exited(pid: int) -> bool:

@@ -84,7 +84,7 @@ class PairState:
 
 
 class PlanOptions(BaseModel):
-    """The run's choices (CLI flags or DAG params) on top of the config."""
+    """What the planner needs of a resolved ``DeployRequest`` (``DeployRequest.plan_options``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,8 +1,8 @@
-"""Background services of the embedded stack (MLflow server, serving process).
+"""Managed processes of the embedded stack (MLflow server, serving process, Airflow).
 
-Each service is a detached process with a pid file and a log under
-``<storage.root>/run/``, so ``modelyard demo`` can leave them running for the user and
-``modelyard down`` can stop exactly what it started.
+Each is a detached process with a pid file and a log under ``<storage.root>/run/``, so
+``modelyard demo`` can leave them running for the user and ``modelyard down`` can stop
+exactly what it started. (A plan's *service* is something else: ``deploy.serving.plan.Service``.)
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from modelyard.core.tracking import is_healthy
 from modelyard.deploy.rollout.mlflow_server import port_in_use, start_mlflow_server
 
 
-class ServiceError(ModelyardError, RuntimeError):
-    """A background service could not be started or stopped."""
+class ManagedProcessError(ModelyardError, RuntimeError):
+    """A managed process could not be started or stopped."""
 
 
 @dataclass(frozen=True)
-class Service:
-    """A named background process of the embedded stack."""
+class ManagedProcess:
+    """A named background process of the embedded stack: its pid file and log under ``run_dir``."""
 
     name: str
     run_dir: Path
@@ -99,37 +99,37 @@ def ensure_mlflow(run_dir: Path, workdir: Path, host: str, port: int) -> str:
     """The URL of the embedded MLflow server, starting it detached if it is not running.
 
     Raises:
-        ServiceError: the port is taken by something else.
+        ManagedProcessError: the port is taken by something else.
     """
-    service = Service("mlflow", run_dir)
+    process = ManagedProcess("mlflow", run_dir)
     url = f"http://{host}:{port}"
-    if service.pid() is not None and is_healthy(url):
+    if process.pid() is not None and is_healthy(url):
         return url
     if port_in_use(host, port):
         if is_healthy(url):
             return url  # a server the user runs already: use it
-        raise ServiceError(f"port {port} on {host} is taken by another program; set MLFLOW_PORT to a free port")
+        raise ManagedProcessError(f"port {port} on {host} is taken by another program; set MLFLOW_PORT to a free port")
     server = start_mlflow_server(workdir, host=host, port=port)
     assert server.process is not None
-    service.record(server.process.pid, url)
+    process.record(server.process.pid, url)
     return url
 
 
-def start_detached(service: Service, command: list[str], env: dict[str, str] | None = None) -> int:
-    """Start ``command`` in its own session with output to the service's log."""
-    service.run_dir.mkdir(parents=True, exist_ok=True)
-    with service.log_file.open("ab") as log:
-        process = subprocess.Popen(
+def start_detached(process: ManagedProcess, command: list[str], env: dict[str, str] | None = None) -> int:
+    """Start ``command`` in its own session with output to the process's log."""
+    process.run_dir.mkdir(parents=True, exist_ok=True)
+    with process.log_file.open("ab") as log:
+        child = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env or dict(os.environ)
         )
-    return process.pid
+    return child.pid
 
 
 def stop_all(run_dir: Path) -> list[str]:
-    """Stop every service with a pid file under ``run_dir``; the names of those stopped."""
+    """Stop every managed process with a pid file under ``run_dir``; the names of those stopped."""
     stopped = []
     for pid_file in sorted(run_dir.glob("*.pid")):
-        service = Service(pid_file.stem, run_dir)
-        if service.stop():
-            stopped.append(service.name)
+        process = ManagedProcess(pid_file.stem, run_dir)
+        if process.stop():
+            stopped.append(process.name)
     return stopped

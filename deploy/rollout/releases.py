@@ -42,7 +42,7 @@ class Shard:
     plan: Plan
 
     @property
-    def digest(self) -> str:
+    def plan_digest(self) -> str:
         """The digest of this shard's plan (what the release's pods report on /admin/plan)."""
         return self.plan.digest()
 
@@ -124,7 +124,7 @@ def release_values(shard: Shard, base: Mapping[str, Any] | None = None) -> dict[
     values = copy.deepcopy(dict(base or {}))
     shard_values: dict[str, Any] = {
         "plan": shard.plan.model_dump(mode="json"),
-        "planDigest": shard.digest,
+        "planDigest": shard.plan_digest,
         "shard": {"name": shard.release, "regions": [chart_region_name(r) for r in shard.regions]},
     }
     return _merge(values, shard_values)
@@ -143,8 +143,8 @@ def chart_region_name(region: str) -> str:
     slug = re.sub(r"[^a-z0-9_]", "_", region.lower())
     if not slug[:1].isalpha():
         slug = f"r{slug}"
-    digest = hashlib.blake2b(region.encode(), digest_size=3).hexdigest()
-    return f"{slug[: MAX_CHART_REGION - 7]}_{digest}"
+    suffix = hashlib.blake2b(region.encode(), digest_size=3).hexdigest()
+    return f"{slug[: MAX_CHART_REGION - 7]}_{suffix}"
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from modelyard.deploy.rollout.planner import ServiceChange
-    from modelyard.deploy.rollout.request import DeployResult
+    from modelyard.deploy.rollout.staged_deploy import DeployResult
 
 
 OUTCOME_STYLE = {"deployed": "green", "unchanged": "cyan", "dry-run": "yellow", "rolled-back": "red", "failed": "red"}

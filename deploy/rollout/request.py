@@ -1,39 +1,30 @@
-"""What a deploy is asked to do and what it did: ``DeployRequest`` -> plan -> strategy -> ``DeployResult``.
+"""What a deploy is asked to do: the user's ``DeployChoices``, resolved once into a ``DeployRequest``.
 
-``propose`` reads the registry into a plan; ``rollout_to`` runs a strategy from the live plan
-to it on one target. Both targets (local, Kubernetes) build on these; ``apply`` picks the target.
+The CLI flags and the DAG's params are ``DeployChoices``, where None means "the config's
+value". :meth:`DeployRequest.resolve` looks those values up once, when the request is made;
+from then on the request travels as a value (from the DAG's ``select_releases`` to each mapped
+deploy task, and inside every rollout checkpoint) and nothing downstream consults the config
+for the same defaults again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelyard.deploy.rollout.planner import (
-    PlanOptions,
-    PlanProposal,
-    ServiceChange,
-    Strategy,
-    build_plan,
-    diff_plans,
-    plan_versions,
-    read_registry,
-)
-from modelyard.deploy.rollout.strategies import DeployError, Rollout, Target, Thresholds, plan_steps
+from modelyard.deploy.rollout.planner import PlanOptions, Strategy
+from modelyard.deploy.rollout.strategies import DeployError, Thresholds
 
 if TYPE_CHECKING:
     from modelyard.core.config import Config
-    from modelyard.deploy.serving.plan import Plan
 
 TargetName = Literal["local", "kubernetes"]
-Outcome = Literal["deployed", "unchanged", "rolled-back", "failed", "dry-run"]
 LOCAL_RELEASE = "local"
 
 
-class DeployRequest(BaseModel):
-    """What to deploy and how (CLI flags or DAG params); None means the config's value."""
+class DeployChoices(BaseModel):
+    """What the user chose (CLI flags or DAG params); None means the config's value."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -50,190 +41,74 @@ class DeployRequest(BaseModel):
     releases: list[str] = []
     port: int | None = Field(default=None, ge=1, le=65535)
 
-    def target_name(self, config: Config) -> TargetName:
-        return self.target or config.deploy.target
 
-    def strategy_name(self, config: Config) -> Strategy:
-        return self.strategy or config.deploy.rollout.strategy
+class DeployRequest(BaseModel):
+    """What to deploy and how, every field a value: make it with :meth:`resolve`.
 
-    def options(self, config: Config, regions: list[str] | None = None) -> PlanOptions:
+    ``version`` None means "the champion" (a choice of its own, not a default looked up later);
+    empty ``families``, ``regions`` and ``releases`` mean all of them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: TargetName
+    strategy: Strategy
+    dry_run: bool
+    families: list[str]
+    regions: list[str]
+    version: str | None = Field(pattern=r"^[0-9]+$")
+    challenger_weight: int = Field(ge=0, le=99)
+    shadow_challenger: bool
+    canary_steps: list[int]
+    thresholds: Thresholds
+    releases: list[str]
+    port: int = Field(ge=1, le=65535)
+
+    @classmethod
+    def resolve(cls, config: Config, choices: DeployChoices | None = None) -> DeployRequest:
+        """``choices`` with every None replaced by the config's value (``deploy.target``,
+        ``deploy.rollout.*``, ``deploy.local.port``).
+
+        Raises:
+            DeployError: the canary steps are not increasing percentages ending at 100.
+        """
+        chosen = choices or DeployChoices()
+        rollout = config.deploy.rollout
+        seconds = rollout.analysis_seconds if chosen.analysis_seconds is None else chosen.analysis_seconds
+        return cls(
+            target=chosen.target or config.deploy.target,
+            strategy=chosen.strategy or rollout.strategy,
+            canary_steps=check_canary_steps(chosen.canary_steps or rollout.canary_steps),
+            thresholds=Thresholds(rollout.max_error_rate, rollout.max_p99_ms, rollout.min_requests, seconds),
+            port=chosen.port or config.deploy.local.port,
+            **chosen.model_dump(
+                include={"dry_run", "families", "regions", "version", "challenger_weight", "shadow_challenger",
+                         "releases"}
+            ),
+        )  # fmt: skip
+
+    def plan_options(self, regions: list[str] | None = None) -> PlanOptions:
         """The planner options; ``regions`` narrows to one release's regions."""
         return PlanOptions(
             families=self.families,
             regions=regions if regions is not None else self.regions,
             version=self.version,
-            strategy=self.strategy_name(config),
+            strategy=self.strategy,
             challenger_weight=self.challenger_weight,
             shadow_challenger=self.shadow_challenger,
         )
 
-    def steps(self, config: Config) -> list[int]:
-        """Canary weights, validated like ``deploy.rollout.canary_steps``.
-
-        Raises:
-            DeployError: not increasing percentages ending at 100.
-        """
-        steps = self.canary_steps or config.deploy.rollout.canary_steps
-        if steps != sorted(set(steps)) or steps[0] <= 0 or steps[-1] != 100:
-            raise DeployError(f"canary steps {steps} must be increasing percentages ending at 100, e.g. [10, 50, 100]")
-        return steps
-
-    def thresholds(self, config: Config) -> Thresholds:
-        rollout = config.deploy.rollout
-        seconds = rollout.analysis_seconds if self.analysis_seconds is None else self.analysis_seconds
-        return Thresholds(rollout.max_error_rate, rollout.max_p99_ms, rollout.min_requests, seconds)
+    def for_release(self, release: str) -> DeployRequest:
+        """This request narrowed to one release."""
+        return self.model_copy(update={"releases": [release]})
 
 
-class StepResult(BaseModel):
-    """One applied step of a rollout (or its rollback)."""
+def check_canary_steps(steps: list[int]) -> list[int]:
+    """``steps`` if they are canary weights, validated like ``deploy.rollout.canary_steps``.
 
-    step: str
-    plan_digest: str
-    outcome: str
-    detail: str = ""
-
-
-class DeployResult(BaseModel):
-    """What one deploy did to one release."""
-
-    release: str
-    target: TargetName
-    strategy: Strategy
-    outcome: Outcome
-    plan_digest: str
-    previous_digest: str | None
-    versions: dict[str, dict[str, str]]
-    changes: list[str] = []
-    skipped: dict[str, str] = {}
-    steps: list[StepResult] = []
-    reason: str | None = None
-    url: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome in ("deployed", "unchanged", "dry-run")
-
-    def asset_extra(self) -> dict[str, Any]:
-        """The ``extra`` of the deployed Asset event (see ``pipeline.assets.deployed_uri``)."""
-        return {
-            "release": self.release,
-            "target": self.target,
-            "plan_digest": self.plan_digest,
-            "versions": self.versions,
-            "strategy": self.strategy,
-            "outcome": self.outcome,
-        }
-
-
-def propose(config: Config, options: PlanOptions, live: Plan | None, tracking_uri: str) -> PlanProposal:
-    """Read the registry and build the plan for ``options`` on top of ``live``."""
-    from mlflow import MlflowClient
-
-    from modelyard.core.tracking import require_reachable
-
-    client = MlflowClient(tracking_uri=require_reachable(tracking_uri), registry_uri=tracking_uri)
-    return build_plan(config, read_registry(client, config, options), options, live)
-
-
-def rollout_to(
-    target: Target,
-    live: Plan | None,
-    proposal: PlanProposal,
-    request: DeployRequest,
-    config: Config,
-    release: str,
-) -> DeployResult:
-    """Run the strategy from ``live`` to the proposal on ``target`` and report (never raises on rollback)."""
-    staged = StagedDeploy.start(target, live, proposal, request, config, release)
-    if staged.rollout is not None:
-        staged.rollout.run()
-    return staged.result_so_far()
-
-
-@dataclass
-class StagedDeploy:
-    """One release's deploy in progress: the result known before the rollout, and the rollout.
-
-    ``checkpoint()`` is JSON (request, plans, rollout position) and ``restore`` rebuilds the
-    deploy from it on the same target, so an Airflow task can defer during a wait and resume
-    in another process without re-planning (the registry may have moved meanwhile).
+    Raises:
+        DeployError: not increasing percentages ending at 100.
     """
-
-    request: DeployRequest
-    live: Plan | None
-    plan: Plan
-    result: DeployResult
-    rollout: Rollout | None  # None for a dry run
-
-    @classmethod
-    def start(
-        cls, target: Target, live: Plan | None, proposal: PlanProposal, request: DeployRequest, config: Config,
-        release: str,
-    ) -> StagedDeploy:  # fmt: skip
-        """The deploy of ``proposal`` on ``target`` before any step ran."""
-        plan = proposal.plan
-        result = DeployResult(
-            release=release,
-            target=request.target_name(config),
-            strategy=request.strategy_name(config),
-            outcome="dry-run",
-            plan_digest=plan.digest(),
-            previous_digest=live.digest() if live else None,
-            versions=plan_versions(plan),
-            changes=[_change_line(c) for c in diff_plans(live, plan) if c.change != "unchanged"],
-            skipped=proposal.skipped,
-            url=getattr(target, "url", None),
-        )
-        rollout = None if request.dry_run else _rollout(target, live, plan, request, config)
-        return cls(request, live, plan, result, rollout)
-
-    def result_so_far(self) -> DeployResult:
-        """The result with the rollout's outcome, steps and reason (``dry-run`` without a rollout)."""
-        if self.rollout is None:
-            return self.result
-        rollout = self.rollout
-        steps = [
-            StepResult(step=r.step, plan_digest=r.plan_digest, outcome=r.outcome, detail=r.detail)
-            for r in rollout.records
-        ]
-        return self.result.model_copy(
-            update={"outcome": _outcome(rollout.state, rollout.changed), "steps": steps, "reason": rollout.reason}
-        )
-
-    def checkpoint(self) -> dict[str, Any]:
-        """Everything needed to resume, as JSON."""
-        return {
-            "request": self.request.model_dump(mode="json"),
-            "live": self.live.model_dump(mode="json") if self.live else None,
-            "plan": self.plan.model_dump(mode="json"),
-            "result": self.result.model_dump(mode="json"),
-            "rollout": self.rollout.checkpoint() if self.rollout else None,
-        }
-
-    @classmethod
-    def restore(cls, target: Target, checkpoint: dict[str, Any], config: Config) -> StagedDeploy:
-        """The deploy of ``checkpoint`` on ``target``, where it stopped."""
-        from modelyard.deploy.serving.plan import parse_plan
-
-        request = DeployRequest.model_validate(checkpoint["request"])
-        live = parse_plan(checkpoint["live"], "checkpoint live plan") if checkpoint["live"] else None
-        plan = parse_plan(checkpoint["plan"], "checkpoint plan")
-        rollout = None
-        if checkpoint["rollout"] is not None:
-            rollout = _rollout(target, live, plan, request, config).restore(checkpoint["rollout"])
-        return cls(request, live, plan, DeployResult.model_validate(checkpoint["result"]), rollout)
-
-
-def _rollout(target: Target, live: Plan | None, plan: Plan, request: DeployRequest, config: Config) -> Rollout:
-    steps = plan_steps(request.strategy_name(config), live, plan, request.steps(config))
-    return Rollout(target, steps, live, request.thresholds(config))
-
-
-def _outcome(state: str, changed: bool) -> Outcome:
-    if state == "succeeded":
-        return "deployed" if changed else "unchanged"
-    return "rolled-back" if state == "rolled-back" else "failed"
-
-
-def _change_line(change: ServiceChange) -> str:
-    return f"{change.key}: {change.change}: {change.before} → {change.after}"
+    if not steps or steps != sorted(set(steps)) or steps[0] <= 0 or steps[-1] != 100:
+        raise DeployError(f"canary steps {steps} must be increasing percentages ending at 100, e.g. [10, 50, 100]")
+    return list(steps)

@@ -27,7 +27,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from modelyard.deploy.serving.runtime import InferenceFailed, ServedModel
+from modelyard.deploy.serving.errors import InferenceFailed
+from modelyard.deploy.serving.runtime import ServedModel
 
 if TYPE_CHECKING:
     import numpy as np

@@ -30,7 +30,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -58,7 +57,6 @@ CALIBRATION_MAX_ROWS = 1024
 CALIBRATION_BUDGET_S = 0.01  # per engine and batch size: enough runs for a stable minimum, bounded load time
 CALIBRATION_MIN_RUNS = 3
 CALIBRATION_RETRIES = 2
-CALIBRATE_EACH_ENV = "MODELYARD_SERVE_CALIBRATE_EACH"
 # Calibrations by model shape, for this process; a lock per shape so concurrent loads measure once.
 _CALIBRATIONS: dict[tuple[Any, ...], dict[str, dict[str, float]]] = {}
 _SHAPE_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
@@ -104,13 +102,17 @@ class SmallBatchDispatch:
         return self.onnx(matrix)
 
 
-def choose_engine(model_dir: Path, native: Predict, example: np.ndarray) -> tuple[Predict, EngineReport]:
+def choose_engine(
+    model_dir: Path, native: Predict, example: np.ndarray, *, calibrate_each: bool = False
+) -> tuple[Predict, EngineReport]:
     """The predict function to serve with, and why: ONNX for small batches when it is exact and faster.
 
     Args:
         model_dir: the downloaded model folder (with ``extra_files/`` from training).
         native: the native predict function (float32 matrix in, predictions out).
         example: the input example as a float32 matrix.
+        calibrate_each: time this model even when one of its shape was timed (the server's
+            ``MODELYARD_SERVE_CALIBRATE_EACH``).
 
     Never raises: every problem keeps ``native`` and is named in the report.
     """
@@ -120,7 +122,9 @@ def choose_engine(model_dir: Path, native: Predict, example: np.ndarray) -> tupl
         sample = _load_sample(model_dir, example.shape[1])
         onnx_fn, report, clean = _check_parity(native, onnx, example, sample)
         report.calibration_us, report.calibration = shared_calibration(
-            shape_of(model_dir, example), lambda: calibrate(native, onnx_fn, clean[: max(1, len(example))])
+            shape_of(model_dir, example),
+            lambda: calibrate(native, onnx_fn, clean[: max(1, len(example))]),
+            each=calibrate_each,
         )
         report.seconds = round(time.perf_counter() - started, 4)
         return _decide(native, onnx_fn, report)
@@ -274,10 +278,13 @@ def shape_of(model_dir: Path, example: np.ndarray) -> tuple[Any, ...]:
 
 
 def shared_calibration(
-    shape: tuple[Any, ...], measure: Callable[[], dict[str, dict[str, float]]]
+    shape: tuple[Any, ...], measure: Callable[[], dict[str, dict[str, float]]], *, each: bool = False
 ) -> tuple[dict[str, dict[str, float]], str]:
-    """The calibration of ``shape``: measured once per process (``measure``), then shared; and which it was."""
-    if os.environ.get(CALIBRATE_EACH_ENV, "").strip().lower() in ("1", "true", "yes"):
+    """The calibration of ``shape``: measured once per process (``measure``), then shared; and which it was.
+
+    With ``each``, every model is measured and nothing is shared.
+    """
+    if each:
         return measure(), "measured"
     with _LOCKS_GUARD:
         lock = _SHAPE_LOCKS.setdefault(shape, threading.Lock())

@@ -51,3 +51,15 @@ class InferenceFailed(ServingError):
 
     status = 500
     code = "inference_failed"
+
+
+class RequestError(ServingError):
+    """A request problem that is not about one record (JSON, shape, size, routing, method, admin)."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None, status: int = 400, code: str = "bad_request"):
+        super().__init__(message, field=field)
+        self.status = status
+        self.code = code

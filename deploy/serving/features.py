@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,18 +45,19 @@ class Prepared:
     unknown: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
-def read_spec(path: Path) -> FittedSpec:
-    """The fitted spec stored at ``path`` (``feature_spec.json``).
+def read_spec(path: Path, allowed_function_modules: Collection[str]) -> FittedSpec:
+    """The fitted spec stored at ``path`` (``feature_spec.json``); its functions only from ``allowed_function_modules``.
 
     Raises:
+        FunctionNotAllowedError: a ``function`` feature names a module not in the list (nothing imported).
         FeatureSpecError: the file is not a spec this code reads (retrain the version).
     """
     try:
-        return FittedSpec.from_dict(json.loads(path.read_text()))
+        return FittedSpec.from_dict(json.loads(path.read_text()), allowed_function_modules=allowed_function_modules)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         if isinstance(exc, FeatureSpecError):
             raise
-        raise FeatureSpecError(f"{path}: not a readable feature spec ({type(exc).__name__}: {exc}); retrain") from exc
+        raise FeatureSpecError(f"{path.name}: not a readable feature spec ({type(exc).__name__}); retrain") from exc
 
 
 class RawFeatures:

@@ -21,26 +21,25 @@ import time
 
 log = logging.getLogger("modelyard.serving")
 
-SUPERVISOR_ENV = "MODELYARD_SERVE_SUPERVISOR_PID"
 PR_SET_PDEATHSIG = 1
 WATCH_SECONDS = 1.0
 
 
-def exit_with_supervisor(environ: dict[str, str] | None = None) -> bool:
+def exit_with_supervisor(supervisor: int | None) -> bool:
     """In a worker of a multi-worker server, arrange to get SIGTERM when the supervisor dies.
 
-    The supervisor (``modelyard serve``) exports its pid in ``MODELYARD_SERVE_SUPERVISOR_PID``;
-    a single-process server has no supervisor of its own and must outlive whoever started it
-    (a detached dev-stack service), so it does nothing.
+    The supervisor (``modelyard serve``) exports its pid in ``MODELYARD_SERVE_SUPERVISOR_PID``
+    (``ServeSettings.supervisor_pid``); a single-process server has no supervisor of its own and
+    must outlive whoever started it (a detached dev-stack service), so it does nothing.
+
+    Args:
+        supervisor: the supervisor's pid; None (or this process's own pid): not a worker.
 
     Returns:
         True if this process is a worker and now exits with its supervisor.
     """
-    env = os.environ if environ is None else environ
-    raw = env.get(SUPERVISOR_ENV, "")
-    if not raw.isdigit() or int(raw) == os.getpid():
+    if supervisor is None or supervisor == os.getpid():
         return False
-    supervisor = int(raw)
     if not _set_parent_death_signal(signal.SIGTERM):
         threading.Thread(target=_watch_parent, args=(supervisor,), name="modelyard-lifeline", daemon=True).start()
     if os.getppid() != supervisor:  # it died before the signal was armed

@@ -8,6 +8,7 @@ all of them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -160,6 +161,25 @@ class ServingMetrics:
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestSeries:
+    """The metric children every answered request of one (family, region, variant, version) writes."""
+
+    ok: Any
+    latency: Any
+    predictions: Any
+
+    @classmethod
+    def of(cls, metrics: ServingMetrics, labels: tuple[str, str, str, str]) -> RequestSeries:
+        """Look the children of ``labels`` up once (a plan keeps them for its lifetime)."""
+        family, region, variant = labels[:3]
+        return cls(
+            ok=metrics.requests.labels(*labels, "ok"),
+            latency=metrics.latency.labels(family, region, variant),
+            predictions=metrics.prediction.labels(family, region, variant),
+        )
 
 
 def observe_sample(child: Any, values: np.ndarray) -> None:

@@ -335,3 +335,8 @@ def dump_plan(plan: Plan, fmt: Literal["yaml", "json"] = "yaml") -> bytes:
     if fmt == "json":
         return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
     return yaml.safe_dump(data, sort_keys=False).encode()
+
+
+def last_good_path(plan_path: Path) -> Path:
+    """The copy of the last plan that was active, next to the plan file (``plan.json.last-good``)."""
+    return plan_path.with_name(f"{plan_path.name}.last-good")

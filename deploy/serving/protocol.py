@@ -7,32 +7,32 @@ headers and body, within ``MODELYARD_SERVE_REQUEST_TIMEOUT`` seconds of its firs
 of the connection opening); otherwise the client gets ``408`` and the connection closes.
 Headers larger than ``MODELYARD_SERVE_MAX_HEADER_BYTES`` get ``431``.
 
-uvicorn passes a protocol class (it must be importable by name for ``--workers > 1``), so
-the limits are read from the environment the CLI prepared, once per process.
+uvicorn builds the protocol itself (the class is importable by name for ``--workers > 1``),
+so the limits travel through the ASGI lifespan state: at startup the app puts the server's
+``TransportLimits`` (from its settings) there, and uvicorn hands that state to every
+connection's protocol. Without them (no lifespan) the defaults apply.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import os
+import dataclasses
 from typing import Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-REQUEST_TIMEOUT_ENV = "MODELYARD_SERVE_REQUEST_TIMEOUT"
-MAX_HEADER_BYTES_ENV = "MODELYARD_SERVE_MAX_HEADER_BYTES"
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+LIMITS_STATE_KEY = "modelyard.transport_limits"  # in the ASGI lifespan state
 
 
-@functools.cache
-def transport_limits() -> tuple[float, int]:
-    """``(request timeout seconds, max header bytes)`` from the environment, read once."""
-    timeout = float(os.environ.get(REQUEST_TIMEOUT_ENV) or DEFAULT_REQUEST_TIMEOUT_S)
-    max_header = int(os.environ.get(MAX_HEADER_BYTES_ENV) or DEFAULT_MAX_HEADER_BYTES)
-    return timeout, max_header
+@dataclasses.dataclass(frozen=True)
+class TransportLimits:
+    """How long a request may take to arrive, and how large its request line and headers may be."""
+
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_S
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
 
 
 class HeadersTooLarge(Exception):
@@ -51,7 +51,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._read_timeout, self._max_header_bytes = transport_limits()
+        limits = self.app_state.get(LIMITS_STATE_KEY) or TransportLimits()
+        self._read_timeout, self._max_header_bytes = limits.request_timeout_seconds, limits.max_header_bytes
         self._read_deadline: asyncio.TimerHandle | None = None
         self._header_bytes = 0
 

@@ -34,7 +34,7 @@ def fixed_clock(at: dt.datetime) -> Clock:
 
 
 @dataclass(frozen=True)
-class Decision:
+class Route:
     """Which variant serves a request, and why (``rule:<name>``, ``weight`` or ``random``)."""
 
     variant: str
@@ -63,16 +63,16 @@ class ServiceRouter:
             edge += variant.weight * BUCKETS // 100
             self._edges.append(edge)
 
-    def route(self, key: str | None) -> Decision:
+    def route(self, key: str | None) -> Route:
         """Choose the variant for a request with routing key ``key`` (``None``: random)."""
         if self.service.rules:
             local = self._clock().astimezone(self._zone)
             for rule in self.service.rules:
                 if rule.matches(local):
-                    return Decision(rule.variant, f"rule:{rule.name}")
+                    return Route(rule.variant, f"rule:{rule.name}")
         if key is None:
-            return Decision(self._pick(random.randrange(BUCKETS)), "random")
-        return Decision(self._pick(bucket_of(key, self._salt)), "weight")
+            return Route(self._pick(random.randrange(BUCKETS)), "random")
+        return Route(self._pick(bucket_of(key, self._salt)), "weight")
 
     def _pick(self, bucket: int) -> str:
         return self._names[bisect.bisect_right(self._edges, bucket)]

@@ -22,8 +22,14 @@ the spool and is retried at the next rotation and at start. Shipping needs
 universal-pathlib and the store's fsspec package in the server's environment (``s3fs``).
 
 The request path only draws a random number and, for a sampled request, puts one tuple in a
-bounded queue; a full queue drops the sample and counts it (:attr:`PredictionLog.dropped`):
+bounded queue; a full queue drops the sample and counts it (:attr:`PredictionLogWriter.dropped`):
 a slow disk never slows a response. One daemon thread serialises (orjson) and writes.
+
+Clients are not trusted with the server's disk or memory: a sampled record keeps the fields the
+model reads and at most :data:`MAX_EXTRA_FIELDS` others, each text cut to :data:`MAX_TEXT_CHARS`
+(:func:`trim_records`, on the request path, so the queue holds no client junk); a line longer
+than ``max_record_kb`` is dropped, and so is every sample while the folder holds more than
+``max_spool_mb`` (each counted by reason, :attr:`PredictionLogWriter.refused`). Files are 0600.
 See ``docs/adr/0010-monitoring-and-drift.md``.
 """
 
@@ -41,31 +47,29 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from modelyard.core.contracts import prediction_log
-from modelyard.deploy.serving.plan import PlanError
 
 log = logging.getLogger("modelyard.serving.sampling")
-
-SAMPLE_RATE_ENV = "MODELYARD_SERVE_SAMPLE_RATE"
-SAMPLE_ROTATE_MB_ENV = "MODELYARD_SERVE_SAMPLE_ROTATE_MB"
-SAMPLE_ROTATE_SECONDS_ENV = "MODELYARD_SERVE_SAMPLE_ROTATE_SECONDS"
 
 SUFFIX = prediction_log.SUFFIX
 DEFAULT_ROTATE_MB = 8.0
 DEFAULT_ROTATE_SECONDS = 300.0
 DEFAULT_QUEUE_SIZE = 4096
+DEFAULT_MAX_RECORD_KB = 64.0
+DEFAULT_MAX_SPOOL_MB = 1024.0
+MAX_EXTRA_FIELDS = 8  # fields a sampled record keeps beyond those the model reads
+MAX_TEXT_CHARS = 256  # of any text value (and field name) a sampled record keeps
+_SPOOL_RECOUNT_SECONDS = 10.0
+_FILE_MODE = 0o600
 MAX_REQUEST_ID_CHARS = 64
 _IDLE_CHECK_SECONDS = 1.0
-
-
-class SamplingError(PlanError):
-    """A prediction-log setting of the server's environment is out of range."""
+_RESHIP_SECONDS = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +80,8 @@ class SamplingSettings:
     rotate_mb: float = DEFAULT_ROTATE_MB
     rotate_seconds: float = DEFAULT_ROTATE_SECONDS
     queue_size: int = DEFAULT_QUEUE_SIZE
+    max_record_kb: float = DEFAULT_MAX_RECORD_KB  # a longer JSON line is dropped (counted)
+    max_spool_mb: float = DEFAULT_MAX_SPOOL_MB  # beyond this in the folder, samples are dropped (counted)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,35 +99,45 @@ class Sample:
     extra: dict[str, Any] | None = None
 
 
-def sampling_from_env(env: Mapping[str, str]) -> SamplingSettings:
-    """The server's default prediction-log settings.
-
-    Raises:
-        SamplingError: a variable is not a number in its range (names the variable).
-    """
-    values = {
-        "sample_rate": (SAMPLE_RATE_ENV, 0.0, 0.0, 1.0),
-        "rotate_mb": (SAMPLE_ROTATE_MB_ENV, 8.0, 0.001, 1024.0),
-        "rotate_seconds": (SAMPLE_ROTATE_SECONDS_ENV, 300.0, 1.0, 86400.0),
-    }
-    out: dict[str, float] = {}
-    for key, (name, default, low, high) in values.items():
-        text = env.get(name) or str(default)
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        if not low <= value <= high:
-            raise SamplingError(f"{name}={text!r}: must be a number from {low:g} to {high:g}")
-        out[key] = value
-    return SamplingSettings(out["sample_rate"], out["rotate_mb"], out["rotate_seconds"])
-
-
 def new_request_id(sent: str | None = None) -> str:
     """The client's ``X-Request-Id`` when it is a short token, else a fresh random id."""
     if sent and len(sent) <= MAX_REQUEST_ID_CHARS and sent.isprintable() and " " not in sent:
         return sent
     return f"{random.getrandbits(128):032x}"  # unique enough to join on, without uuid4's urandom syscall
+
+
+def trim_records(records: Any, fields: Collection[str]) -> list[Any]:
+    """The records as the log keeps them: ``fields`` (what the model reads) plus a few others, text cut short.
+
+    A record that is not an object is kept as its type's name only.
+    """
+    if not isinstance(records, list):
+        return []
+    return [_trim_record(r, fields) if isinstance(r, Mapping) else type(r).__name__ for r in records]
+
+
+def _trim_record(record: Mapping[Any, Any], fields: Collection[str]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    extra = 0
+    for name, value in record.items():
+        if name not in fields:
+            if extra >= MAX_EXTRA_FIELDS:
+                continue
+            extra += 1
+        kept[_short(str(name))] = _scalar(value)
+    return kept
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return _short(value)
+    return f"<{type(value).__name__}>"  # a list or object a client nested: its shape only
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 1] + "…"
 
 
 class _Part:
@@ -133,7 +149,8 @@ class _Part:
         self.temp = folder / f".{self.final.name}.part"
         self.opened_at = opened_at
         folder.mkdir(parents=True, exist_ok=True)
-        self._raw = self.temp.open("wb")
+        # 0600: the log holds what clients sent; only the server (and what ships it) reads it.
+        self._raw = os.fdopen(os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE), "wb")
         self._gzip = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6)
         self.lines = 0
         self.bytes = 0  # of JSON before compression: zlib buffers, so the file's size lags behind
@@ -152,11 +169,6 @@ class _Part:
             return None
         os.replace(self.temp, self.final)
         return self.final
-
-
-LOG_URL_ENV = "MODELYARD_SERVE_LOG_URL"
-LOG_OPTIONS_ENV = "MODELYARD_SERVE_LOG_OPTIONS"
-_RESHIP_SECONDS = 30.0
 
 
 class Shipper:
@@ -200,37 +212,7 @@ class Shipper:
         return sum(self.ship(path) for path in pending)
 
 
-def shipper_from_env(env: Mapping[str, str], log_dir: Path) -> Shipper | None:
-    """The :class:`Shipper` for ``MODELYARD_SERVE_LOG_URL``, or None when it is unset.
-
-    Raises:
-        SamplingError: the options are not a JSON object, or the URL's file system is not installed
-            (names the variable and the package to install).
-    """
-    url = (env.get(LOG_URL_ENV) or "").strip()
-    if not url:
-        return None
-    try:
-        options = orjson.loads(env.get(LOG_OPTIONS_ENV) or "{}")
-    except orjson.JSONDecodeError as exc:
-        raise SamplingError(f"{LOG_OPTIONS_ENV}: not JSON ({exc}); give the fsspec options as a JSON object") from exc
-    if not isinstance(options, dict):
-        raise SamplingError(f"{LOG_OPTIONS_ENV}: must be a JSON object of fsspec options, not {type(options).__name__}")
-    from modelyard.core import storage
-
-    try:
-        target = storage.storage_path(url, options)
-    except ImportError as exc:
-        raise SamplingError(
-            f"{LOG_URL_ENV}={url}: shipping samples needs universal-pathlib and the store's fsspec package "
-            f"({exc.name}); install them into the server's environment (pip install universal-pathlib s3fs)"
-        ) from exc
-    except storage.StorageError as exc:
-        raise SamplingError(f"{LOG_URL_ENV}: {exc}") from exc
-    return Shipper(log_dir, target)
-
-
-class PredictionLog:
+class PredictionLogWriter:
     """Samples served requests into rotated JSONL.gz files, one folder per (family, region, version).
 
     Args:
@@ -257,6 +239,9 @@ class PredictionLog:
         self.sample_rate = settings.sample_rate
         self.dropped = 0
         self.written = 0
+        self.refused: dict[str, int] = {}  # samples the writer dropped, by reason (too_large, spool_full)
+        self._spool_bytes = 0
+        self._spool_counted_at = float("-inf")
         self._clock = clock
         self._on_drop = on_drop
         self._tag = f"{_host()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -342,14 +327,42 @@ class PredictionLog:
             (sample.extra or {})["done"].set()
             return
         family, region, _variant, version = sample.labels
-        part = self._part((family, region, version))
         entry = entry_of(sample)
         entry["sample_rate"] = self.sample_rate  # the monitoring stage estimates the volume from it
-        part.write(orjson.dumps(entry, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        line = orjson.dumps(entry, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+        if len(line) > self.settings.max_record_kb * 1024:
+            self._refuse("too_large")
+            return
+        if self._spool_full(len(line)):
+            self._refuse("spool_full")
+            return
+        part = self._part((family, region, version))
+        part.write(line)
         self.written += 1
         if part.bytes >= self.settings.rotate_mb * 1e6:
             self._publish((family, region, version))
         self._rotate_old()
+
+    def _refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        self.dropped += 1
+        if self._on_drop is not None:
+            self._on_drop()
+
+    def _spool_full(self, adding: int) -> bool:
+        """Whether the folder (files on disk plus what is buffered) would pass ``max_spool_mb``.
+
+        The folder is measured every few seconds (shipping and the monitoring stage empty it);
+        in between, written bytes are added up.
+        """
+        now = self._clock()
+        if now - self._spool_counted_at >= _SPOOL_RECOUNT_SECONDS:
+            self._spool_counted_at = now
+            self._spool_bytes = folder_bytes(self.root) + sum(p.bytes for p in self._parts.values())
+        if self._spool_bytes + adding > self.settings.max_spool_mb * 1e6:
+            return True
+        self._spool_bytes += adding
+        return False
 
     def _part(self, key: tuple[str, str, str]) -> _Part:
         part = self._parts.get(key)
@@ -414,6 +427,16 @@ def entry_of(sample: Sample) -> dict[str, Any]:
         features=sample.features,
         extra=sample.extra,
     )
+
+
+def folder_bytes(root: Path) -> int:
+    """The bytes of every file under ``root`` (0 when it does not exist)."""
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(folder, name)).st_size
+    return total
 
 
 def _host() -> str:

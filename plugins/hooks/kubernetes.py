@@ -60,7 +60,7 @@ class KubernetesHook(BaseHook):
 
     The Connection is resolved once and the client cached, like the cncf.kubernetes provider's
     hook; calls through it are retried on transient API errors by ``api_retry`` (tenacity,
-    ``Retry-After`` honoured), which ``deploy.rollout.kubernetes`` applies to its reads.
+    ``Retry-After`` honoured), which ``deploy.rollout.deployment_status`` applies to its reads.
     """
 
     conn_name_attr = "kubernetes_conn_id"

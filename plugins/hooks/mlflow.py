@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
+from modelyard.core.tracking import connection_uri
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -83,13 +85,3 @@ class MlflowHook(BaseHook):
             "relabeling": {"schema": "Scheme (http/https)", "login": "Username"},
             "placeholders": {"host": "mlflow.internal or https://mlflow.example.com", "port": "5000"},
         }
-
-
-def connection_uri(host: str | None, port: int | None, schema: str | None) -> str | None:
-    """``<schema>://<host>[:<port>]``; a host with a scheme already is a full URL. None without a host."""
-    if not host:
-        return None
-    if "://" in host:
-        return host.rstrip("/")
-    address = f"{host}:{port}" if port else host
-    return f"{schema or 'http'}://{address}"

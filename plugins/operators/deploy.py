@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from modelyard.core.config import Config
-    from modelyard.deploy.rollout.kube_target import TargetFactory
-    from modelyard.deploy.rollout.request import DeployRequest, StagedDeploy
+    from modelyard.deploy.rollout.kube_deploy import TargetFactory
+    from modelyard.deploy.rollout.request import DeployRequest
+    from modelyard.deploy.rollout.staged_deploy import StagedDeploy
     from modelyard.deploy.rollout.strategies import Target, Wait
 
 
@@ -53,7 +54,7 @@ class DeployReleaseOperator(BaseOperator):
     """Deploy ``item`` (``{"release", "request"}`` from ``select_releases``) with deferred waits.
 
     Args:
-        item: The release and the ``DeployRequest`` as JSON (templated; mapped by ``expand``).
+        item: The release and the resolved ``DeployRequest`` as JSON (templated; mapped by ``expand``).
         kubernetes_conn_id: The cluster of the ``kubernetes`` target.
         deferrable: Defer the waits (default); False waits on the worker, like the CLI.
         poll_seconds: How often a canary window is judged.
@@ -94,7 +95,8 @@ class DeployReleaseOperator(BaseOperator):
     def resume(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Called by Airflow when a trigger fired: go on from its outcome."""
         from modelyard.deploy.rollout.apply import release_target
-        from modelyard.deploy.rollout.request import DeployRequest, StagedDeploy
+        from modelyard.deploy.rollout.request import DeployRequest
+        from modelyard.deploy.rollout.staged_deploy import StagedDeploy
 
         checkpoint = event["checkpoint"]
         release = checkpoint["result"]["release"]
@@ -102,7 +104,7 @@ class DeployReleaseOperator(BaseOperator):
         request = DeployRequest.model_validate(checkpoint["request"])
         config = _config()
         target = release_target(config, request, release, _tracking_uri(config), self._kube_targets(config, request))
-        staged = StagedDeploy.restore(target, checkpoint, config)
+        staged = StagedDeploy.restore(target, checkpoint)
         return self._go_on(context, staged, event["outcome"], target)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
@@ -147,9 +149,9 @@ class DeployReleaseOperator(BaseOperator):
 
     def _kube_targets(self, config: Config, request: DeployRequest) -> TargetFactory | None:
         """Helm release targets on the clients of ``KubernetesHook``/``HelmHook`` (None for ``local``)."""
-        if request.target_name(config) != "kubernetes":
+        if request.target != "kubernetes":
             return None
-        from modelyard.deploy.rollout.kube_target import chart_path, helm_targets
+        from modelyard.deploy.rollout.kube_deploy import chart_path, helm_targets
         from modelyard.plugins.hooks.helm import HelmHook
 
         settings = config.deploy.kubernetes

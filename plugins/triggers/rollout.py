@@ -24,14 +24,8 @@ from typing import TYPE_CHECKING, Any, cast
 import tenacity
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from modelyard.deploy.rollout.kubernetes import (
-    RolloutStatus,
-    http_port,
-    merge_expositions,
-    ready_pods,
-    rollout_status,
-    rollout_verdict,
-)
+from modelyard.deploy.rollout.deployment_status import RolloutStatus, rollout_status, rollout_verdict
+from modelyard.deploy.rollout.kube_proxy import http_port, merge_expositions, ready_pods
 from modelyard.deploy.rollout.strategies import Thresholds, judge_window, parse_metrics, window_outcome
 from modelyard.plugins.hooks.kubernetes import KubernetesHook
 

@@ -34,7 +34,7 @@ def main() -> int:
     from serving import demo_fitted_spec, raw_records  # this folder is the script's sys.path[0]
 
     from modelyard.deploy.serving.features import RawFeatures
-    from modelyard.deploy.serving.runtime import Feature, InputSchema
+    from modelyard.deploy.serving.schema import Feature, InputSchema
 
     fitted = demo_fitted_spec()
     raw = RawFeatures(fitted, InputSchema([Feature(name, "double") for name in fitted.names]))

@@ -77,7 +77,7 @@ def bodies(n_features: int, rows: int) -> dict[str, bytes]:
 
 async def measure(app: Any, payloads: dict[str, bytes], calls: int, profile: Path | None) -> dict[str, float]:
     """Start the app, wait for its plan, time every scenario."""
-    from modelyard.deploy.serving.server import ServingApp
+    from modelyard.deploy.serving.app import ServingApp
 
     assert isinstance(app, ServingApp)
     app.startup()
@@ -113,7 +113,8 @@ async def measure(app: Any, payloads: dict[str, bytes], calls: int, profile: Pat
 def main(argv: Sequence[str] | None = None) -> int:
     import mlflow
 
-    from modelyard.deploy.serving.server import ServeSettings, ServingApp
+    from modelyard.deploy.serving.app import ServingApp
+    from modelyard.deploy.serving.settings import ServeSettings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="one-row requests per round")

@@ -45,7 +45,9 @@ if str(REPO) not in sys.path:  # run as a script: `modelyard` and `tests.bench` 
     sys.path.insert(0, str(REPO))
 
 from modelyard.core.config import Config, load_config  # noqa: E402
-from modelyard.deploy.devstack.demo import follow_chain, serving_versions, trigger_chain  # noqa: E402
+from modelyard.deploy.devstack.chain import trigger_chain  # noqa: E402
+from modelyard.deploy.devstack.endpoint import serving_versions  # noqa: E402
+from modelyard.deploy.devstack.progress import follow_chain  # noqa: E402
 from modelyard.deploy.devstack.stack import (  # noqa: E402
     CHAIN_DAG_IDS,
     AirflowApi,
@@ -54,7 +56,7 @@ from modelyard.deploy.devstack.stack import (  # noqa: E402
     stack_settings,
     up,
 )
-from modelyard.deploy.rollout.processes import Service  # noqa: E402
+from modelyard.deploy.rollout.processes import ManagedProcess  # noqa: E402
 
 TIMEZONES = ("Asia/Jakarta", "Asia/Ho_Chi_Minh", "Asia/Bangkok", "Asia/Singapore", "Asia/Manila", "Asia/Kuala_Lumpur")
 COUNTRIES = {
@@ -191,7 +193,7 @@ class MemorySampler:
 
         total = 0
         for pid_file in self.run_dir.glob("*.pid"):
-            pid = Service(pid_file.stem, self.run_dir).pid()
+            pid = ManagedProcess(pid_file.stem, self.run_dir).pid()
             if pid is None:
                 continue
             with contextlib.suppress(psutil.Error):

@@ -155,8 +155,9 @@ def register_raw_xgboost(name: str, *, n_trees: int = 200, seed: int = 0) -> tup
     import pandas as pd
     import xgboost as xgb
 
+    from modelyard.deploy.serving.artifacts import SPEC_FILE
     from modelyard.deploy.serving.features import RawFeatures
-    from modelyard.deploy.serving.runtime import SPEC_FILE, Feature, InputSchema
+    from modelyard.deploy.serving.schema import Feature, InputSchema
 
     fitted = demo_fitted_spec()
     records = raw_records(fitted, 2000, seed=seed + 3)

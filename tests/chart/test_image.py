@@ -17,6 +17,7 @@ REPO = CHART.parents[1]
 # config it ships (modelyard/modelyard.yaml links it) and the build metadata.
 CODE_DIRS = {"modelyard", "core", "pipeline", "training", "promotion", "monitoring", "deploy", "plugins", "dags", "helm"}
 BUILD_FILES = {"constraints.txt", "setup.cfg", "pyproject.toml", "README.md", "modelyard.yaml"}
+BUILD_FILES |= {"constraints-runtime.txt"}  # modelyard/constraints-runtime.txt links it (shipped in the wheel)
 
 
 def final_stage() -> list[str]:

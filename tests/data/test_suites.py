@@ -43,11 +43,12 @@ def _validate(config_path: Path, path: Path, *extra: str) -> tuple[int, str]:
 
 
 def test_good_data_passes_both_suites(config: Config, good: pd.DataFrame) -> None:
-    for family in config.families:
-        raw = validate_raw(good, config, family, "jakarta")
+    for family in config.family_names:
+        pair = config.pair_view(family, "jakarta")
+        raw = validate_raw(good, pair, config.data)
         assert raw.success, raw.failures
-        built = build_features(good, config, family, config.region("jakarta"))
-        features = validate_features(built.frame, config, family, "jakarta")
+        built = build_features(good, pair, config.training)
+        features = validate_features(built.frame, pair, config.data)
         assert features.success, features.failures
         assert len(raw.checks) > 20
         assert len(features.checks) > 30
@@ -167,10 +168,10 @@ BROKEN = {
         ["column 'driver_rating' has 4 values outside [1, 5]"],
     ),
     "bad_category": (
-        _mutated(_set("region", slice(0, 12), "atlantis")),
+        _mutated(_set("accepted", slice(0, 12), 3)),
         "bookings.csv",
         1,
-        ["column 'region' has 12 values not in", "'atlantis'", "(expect_column_values_to_be_in_set)"],
+        ["column 'accepted' has 12 values not in [0, 1]", "(expect_column_values_to_be_in_set)"],
     ),
     "stale_timestamps": (
         _mutated(_stale),
@@ -228,6 +229,16 @@ def test_broken_file_is_rejected_for_its_reason(good: pd.DataFrame, tmp_path: Pa
     assert "Traceback" not in out
 
 
+def test_rows_of_an_undeclared_region_are_reported_with_counts_not_validated(
+    good: pd.DataFrame, tmp_path: Path
+) -> None:
+    path = _mutated(_set("region", slice(0, 12), "atlantis"))(good, tmp_path / "bookings.csv")
+    code, out = _validate(REPO / "modelyard.yaml", path)
+    assert code == 0, out
+    assert "12 rows of regions the config does not declare were dropped: 'atlantis' (12)" in out
+    assert "Rows by source file and region" in out
+
+
 @pytest.mark.parametrize("name", ["nulls", "out_of_range", "bad_category", "unbalanced_label"])
 def test_broken_data_fails_only_its_own_expectation(good: pd.DataFrame, tmp_path: Path, name: str) -> None:
     writer, file_name, _, expected = BROKEN[name]
@@ -239,11 +250,11 @@ def test_broken_data_fails_only_its_own_expectation(good: pd.DataFrame, tmp_path
 
 
 def test_features_suite_catches_a_broken_snapshot(config: Config, good: pd.DataFrame) -> None:
-    family = config.family("pickup_eta")
-    features = build_features(good, config, family, config.region("jakarta")).frame
+    pair = config.pair_view("pickup_eta", "jakarta")
+    features = build_features(good, pair, config.training).frame
     features.loc[features.index[:5], "hour_sin"] = 3.0
     features = features.iloc[::-1].reset_index(drop=True)
-    outcome = validate_features(features, config, family, "jakarta")
+    outcome = validate_features(features, pair, config.data)
     assert not outcome.success
     text = "\n".join(outcome.failures)
     assert "region 'jakarta': column 'hour_sin' has 5 values outside [-1, 1]" in text
@@ -252,9 +263,9 @@ def test_features_suite_catches_a_broken_snapshot(config: Config, good: pd.DataF
 
 
 def test_features_suite_requires_the_exact_contract(config: Config, good: pd.DataFrame) -> None:
-    family = config.family(FAMILY)
-    features = build_features(good, config, family, config.region("jakarta")).frame.drop(columns=["is_festival"])
-    outcome = validate_features(features, config, family, "jakarta")
+    pair = config.pair_view(FAMILY, "jakarta")
+    features = build_features(good, pair, config.training).frame.drop(columns=["is_festival"])
+    outcome = validate_features(features, pair, config.data)
     assert any("expect_table_columns_to_match_ordered_list" in f for f in outcome.failures)
 
 

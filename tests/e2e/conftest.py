@@ -53,7 +53,8 @@ def chain(stack: tuple[Config, StackSettings]) -> Chain:
     """Trigger ``data_processing`` through the REST API and follow the chain to its end (once)."""
     from rich.console import Console
 
-    from modelyard.deploy.devstack.demo import follow_chain, trigger_chain
+    from modelyard.deploy.devstack.chain import trigger_chain
+    from modelyard.deploy.devstack.progress import follow_chain
 
     config, settings = stack
     api = AirflowApi(settings.airflow_url, timeout=120)  # a loaded shared CI box answers slowly, not wrongly

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from modelyard.core.config import Config
-from modelyard.deploy.devstack.demo import ChainState
+from modelyard.deploy.devstack.chain import ChainState
 from modelyard.deploy.devstack.stack import AirflowApi, StackSettings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,9 +20,9 @@ import yaml
 from e2e_stack import E2E_REGIONS, Chain
 
 from modelyard.core.contracts.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS
-from modelyard.deploy.devstack.demo import follow_chain
+from modelyard.deploy.devstack.progress import follow_chain
 from modelyard.deploy.devstack.stack import AIRFLOW_USER, AirflowApi
-from modelyard.promotion.decide import aliases, open_client
+from modelyard.promotion.aliases import aliases, open_client
 
 pytestmark = pytest.mark.timeout(2400)
 

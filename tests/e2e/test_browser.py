@@ -96,7 +96,7 @@ def test_airflow_ui_lists_the_four_dags_with_successful_last_runs(chain: Chain, 
 def test_mlflow_ui_shows_the_runs_of_one_family(chain: Chain, browser: WebDriver) -> None:
     from mlflow import MlflowClient
 
-    from modelyard.training.train import experiment_name
+    from modelyard.training.mlflow_log import experiment_name
 
     family = chain.config.family_names[0]
     experiment = MlflowClient(chain.settings.mlflow_url).get_experiment_by_name(experiment_name(chain.config, family))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from e2e_stack import Chain
 
-from modelyard.deploy.devstack.demo import serving_versions
+from modelyard.deploy.devstack.endpoint import serving_versions
 from modelyard.deploy.devstack.stack import CHAIN_DAG_IDS
 from modelyard.promotion.status import collect_status
 

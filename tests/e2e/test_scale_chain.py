@@ -16,7 +16,9 @@ import httpx
 import pytest
 from e2e_stack import RESULTS
 
-from modelyard.deploy.devstack.demo import ChainState, follow_chain, sample_record, trigger_chain
+from modelyard.deploy.devstack.chain import ChainState, trigger_chain
+from modelyard.deploy.devstack.endpoint import sample_record
+from modelyard.deploy.devstack.progress import follow_chain
 from modelyard.deploy.devstack.stack import CHAIN_DAG_IDS
 from modelyard.promotion.status import collect_status
 from tests.bench.scale import ScaleStack, region_names, scale_stack, stage_runs

@@ -17,7 +17,10 @@ from test_promotion import FAMILY, REGION, START, bookings, publish_and_train, w
 from modelyard.core.config import Config
 from modelyard.core.contracts.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS
 from modelyard.promotion import approval
-from modelyard.promotion import decide as promotion
+from modelyard.promotion.aliases import aliases, open_client
+from modelyard.promotion.approval import evaluate_for_approval
+from modelyard.promotion.decide import evaluate_pair
+from modelyard.promotion.record import history
 
 AT = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
 
@@ -30,14 +33,14 @@ def config(tmp_path: Path, mlflow_uri: str) -> Config:
 
 @pytest.fixture
 def client(config: Config) -> MlflowClient:
-    return promotion.open_client(config)
+    return open_client(config)
 
 
 def champion_and_better_challenger(config: Config, client: MlflowClient, seed: int) -> tuple[str, str]:
     """A champion trained on less history, then a challenger on all of it that passes every gate."""
     frame = bookings(seed=seed)
     weaker = publish_and_train(config, frame[frame.event_time >= START + pd.Timedelta(days=30)].reset_index(drop=True))
-    first = promotion.evaluate_pair(client, config, FAMILY, REGION, "test")
+    first = evaluate_pair(client, config, FAMILY, REGION, "test")
     assert first.outcome == "promoted", first.summary
     return weaker, publish_and_train(config, frame)
 
@@ -52,11 +55,11 @@ def test_a_held_challenger_is_asked_about_and_promoted_when_approved(config: Con
     champion, challenger = champion_and_better_challenger(config, client, seed=6)
     name = config.mlflow.model_name(FAMILY, REGION)
 
-    held = promotion.evaluate_for_approval(client, config, FAMILY, REGION, "airflow:promotion/run-1")
+    held = evaluate_for_approval(client, config, FAMILY, REGION, "airflow:promotion/run-1")
 
     assert (held.outcome, held.version, held.champion_before) == ("awaiting-approval", challenger, champion)
     assert not held.champion_changed
-    assert promotion.aliases(client, name)[CHAMPION_ALIAS] == champion
+    assert aliases(client, name)[CHAMPION_ALIAS] == champion
     assert all(g.passed for g in held.gates), held.summary
     request = approval.build_request(client, config, FAMILY, REGION, challenger, config.mlflow.tracking_uri)
     assert request.subject == f"Promote {FAMILY}/{REGION} v{challenger}?"
@@ -65,7 +68,7 @@ def test_a_held_challenger_is_asked_about_and_promoted_when_approved(config: Con
     assert f"[champion v{champion} run](" in request.body
     assert "| holdout_auc |" in request.body
 
-    again = promotion.evaluate_for_approval(client, config, FAMILY, REGION, "airflow:promotion/run-2")
+    again = evaluate_for_approval(client, config, FAMILY, REGION, "airflow:promotion/run-2")
     assert again.already_decided  # a re-run asks nothing twice
     assert approval.pending_requests([{**again.asset_extra(), "version": again.version, "outcome": again.outcome,
                                        "already_decided": again.already_decided}]) == []  # fmt: skip
@@ -76,7 +79,7 @@ def test_a_held_challenger_is_asked_about_and_promoted_when_approved(config: Con
         "promoted", "approval", champion, challenger,
     )  # fmt: skip
     assert decision.champion_changed
-    current = promotion.aliases(client, name)
+    current = aliases(client, name)
     assert (current[CHAMPION_ALIAS], current[PREVIOUS_ALIAS]) == (challenger, champion)
     tags = client.get_model_version(name, challenger).tags
     assert tags["promotion.decided_by"] == "dana"
@@ -84,7 +87,7 @@ def test_a_held_challenger_is_asked_about_and_promoted_when_approved(config: Con
     assert tags["promotion.approval"] == "approved"
     assert tags["promotion.decided_at"] == AT.isoformat()
     assert tags["promotion.approval_requested_at"] == held.decided_at.isoformat()
-    assert [e["outcome"] for e in promotion.history(client, name)][-2:] == ["awaiting-approval", "promoted"]
+    assert [e["outcome"] for e in history(client, name)][-2:] == ["awaiting-approval", "promoted"]
 
     late = approval.apply(client, config, answer("rejected", challenger, "erin", "too late"))
     assert late.already_decided  # a second answer for the same version changes nothing
@@ -94,7 +97,7 @@ def test_a_held_challenger_is_asked_about_and_promoted_when_approved(config: Con
 def test_rejected_and_timed_out_stay_challenger_and_only_force_asks_again(config: Config, client: MlflowClient) -> None:
     champion, challenger = champion_and_better_challenger(config, client, seed=6)
     name = config.mlflow.model_name(FAMILY, REGION)
-    held = promotion.evaluate_for_approval(client, config, FAMILY, REGION, "run-1")
+    held = evaluate_for_approval(client, config, FAMILY, REGION, "run-1")
     assert held.outcome == "awaiting-approval", held.summary
 
     rejected = approval.apply(client, config, answer("rejected", challenger, "dana", "wait for the fleet change"))
@@ -103,12 +106,12 @@ def test_rejected_and_timed_out_stay_challenger_and_only_force_asks_again(config
     tags = client.get_model_version(name, challenger).tags
     assert (tags["promotion.approval"], tags["promotion.decided_by"]) == ("rejected", "dana")
     assert tags["promotion.reason"] == "wait for the fleet change"
-    current = promotion.aliases(client, name)
+    current = aliases(client, name)
     assert (current[CHAMPION_ALIAS], current["challenger"]) == (champion, challenger)
-    rerun = promotion.evaluate_for_approval(client, config, FAMILY, REGION, "run-2")
+    rerun = evaluate_for_approval(client, config, FAMILY, REGION, "run-2")
     assert (rerun.already_decided, rerun.outcome) == (True, "rejected")  # not promoted, not asked again
 
-    forced = promotion.evaluate_for_approval(client, config, FAMILY, REGION, "run-3", force=True)
+    forced = evaluate_for_approval(client, config, FAMILY, REGION, "run-3", force=True)
     assert (forced.outcome, forced.already_decided) == ("awaiting-approval", False)  # asked again, still not promoted
     timeout = approval.answer_from_event(
         {**forced.asset_extra(), "version": challenger, "timeout_seconds": 60}, {"error_type": "timeout"}
@@ -118,17 +121,17 @@ def test_rejected_and_timed_out_stay_challenger_and_only_force_asks_again(config
     assert (timed_out.outcome, timed_out.champion_after) == ("timed-out", champion)
     tags = client.get_model_version(name, challenger).tags
     assert (tags["promotion.approval"], tags["promotion.reason"]) == ("timed-out", "no answer within 0:01:00")
-    assert promotion.aliases(client, name)[CHAMPION_ALIAS] == champion
+    assert aliases(client, name)[CHAMPION_ALIAS] == champion
 
 
 def test_an_approval_for_a_superseded_version_promotes_nothing(config: Config, client: MlflowClient) -> None:
     champion, challenger = champion_and_better_challenger(config, client, seed=11)
     name = config.mlflow.model_name(FAMILY, REGION)
-    assert promotion.evaluate_for_approval(client, config, FAMILY, REGION, "run-1").outcome == "awaiting-approval"
+    assert evaluate_for_approval(client, config, FAMILY, REGION, "run-1").outcome == "awaiting-approval"
     newer = publish_and_train(config, bookings(seed=12))
 
     decision = approval.apply(client, config, answer("approved", challenger, "dana", "ok"))
 
     assert decision.outcome == "unchanged"
     assert f"v{newer} is the challenger now" in decision.summary
-    assert promotion.aliases(client, name)[CHAMPION_ALIAS] == champion
+    assert aliases(client, name)[CHAMPION_ALIAS] == champion

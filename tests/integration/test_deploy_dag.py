@@ -21,8 +21,8 @@ from mlflow import MlflowClient
 
 from modelyard.core.config import Config, load_config
 from modelyard.deploy.rollout.mlflow_server import MlflowServer, free_port
-from modelyard.deploy.rollout.processes import Service
-from modelyard.promotion.decide import aliases, move_champion
+from modelyard.deploy.rollout.processes import ManagedProcess
+from modelyard.promotion.aliases import aliases, move_champion
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -47,7 +47,7 @@ def deploy_env(airflow: Any, mlflow_server: MlflowServer, mlflow_uri: str) -> It
     try:
         yield DeployEnv(env, config, port)
     finally:
-        Service("serving", config.storage.root / "run").stop()
+        ManagedProcess("serving", config.storage.root / "run").stop()
 
 
 def register_champions(config: Config) -> dict[str, str]:

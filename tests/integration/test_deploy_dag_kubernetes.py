@@ -29,7 +29,7 @@ from test_kubernetes_helm import FILESTORE_HELM
 
 from modelyard.core.config import Config, load_config
 from modelyard.deploy.rollout import helmbin
-from modelyard.deploy.rollout.kubernetes import deployment_name
+from modelyard.deploy.rollout.helm_target import deployment_name
 from modelyard.deploy.rollout.mlflow_server import MlflowServer
 from modelyard.deploy.serving.plan import parse_plan_text
 

@@ -19,9 +19,9 @@ import yaml
 
 from modelyard.core.config import Config, load_config
 from modelyard.deploy.rollout.helm_release import HelmReleases, make_command
-from modelyard.deploy.rollout.kube_target import release_regions, render_release_values
+from modelyard.deploy.rollout.kube_deploy import release_regions, render_release_values
 from modelyard.deploy.rollout.planner import PairState, PlanOptions, build_plan
-from modelyard.deploy.rollout.request import DeployRequest
+from modelyard.deploy.rollout.request import DeployChoices, DeployRequest
 from modelyard.deploy.rollout.strategies import DeployError
 from modelyard.deploy.serving.plan import parse_plan_text
 
@@ -42,20 +42,24 @@ def release_plan(config: Config, regions: list[str], strategy: str = "rolling") 
     return build_plan(config, states, PlanOptions(regions=regions, strategy=strategy)).plan  # type: ignore[arg-type]
 
 
+def kubernetes_request(config: Config, **choices: Any) -> DeployRequest:
+    return DeployRequest.resolve(config, DeployChoices(target="kubernetes", **choices))
+
+
 def test_releases_follow_the_config_and_narrow_by_region(config: Config) -> None:
-    every = release_regions(config, DeployRequest(target="kubernetes"))
-    jakarta = release_regions(config, DeployRequest(target="kubernetes", regions=["jakarta"]))
+    every = release_regions(config, kubernetes_request(config))
+    jakarta = release_regions(config, kubernetes_request(config, regions=["jakarta"]))
 
     assert every == {"sea-west": ["jakarta", "surabaya", "singapore"], "sea-east": ["ho_chi_minh", "hanoi", "bangkok"]}
     assert jakarta == {"sea-west": ["jakarta"]}
     with pytest.raises(DeployError, match="unknown releases"):
-        release_regions(config, DeployRequest(target="kubernetes", releases=["moon"]))
+        release_regions(config, kubernetes_request(config, releases=["moon"]))
 
 
 @pytest.mark.parametrize("strategy", ["rolling", "blue-green", "shadow"])
 def test_each_release_renders_its_sub_plan_with_the_real_helm(config: Config, strategy: str) -> None:
     helm = HelmReleases(make_command(), config.deploy.kubernetes.namespace, REPO / config.deploy.kubernetes.chart)
-    for release, regions in release_regions(config, DeployRequest(target="kubernetes")).items():
+    for release, regions in release_regions(config, kubernetes_request(config)).items():
         plan = release_plan(config, regions, strategy)
         values = render_release_values(config, release, plan)
 

@@ -28,9 +28,9 @@ from modelyard.core.config import Config, load_config
 from modelyard.deploy.rollout.apply import deploy_local
 from modelyard.deploy.rollout.local_target import LocalTarget
 from modelyard.deploy.rollout.mlflow_server import free_port
-from modelyard.deploy.rollout.request import DeployRequest
+from modelyard.deploy.rollout.request import DeployChoices, DeployRequest
 from modelyard.deploy.rollout.strategies import parse_metrics
-from modelyard.promotion.decide import aliases, move_champion
+from modelyard.promotion.aliases import aliases, move_champion
 
 REPO = Path(__file__).resolve().parents[2]
 REGIONS = ("jakarta",)  # two services (one per family): enough for every path, half the model loads
@@ -72,9 +72,14 @@ def config(tmp_path: Path, mlflow_uri: str) -> Config:
     return load_config(path, environ={})
 
 
+def local_request(config: Config, **choices: Any) -> DeployRequest:
+    """The request ``modelyard deploy --target local`` makes of these choices."""
+    return DeployRequest.resolve(config, DeployChoices(target="local", **choices))
+
+
 @pytest.fixture
 def serving(config: Config, mlflow_uri: str) -> Iterator[LocalTarget]:
-    target = LocalTarget.from_config(config, mlflow_uri)
+    target = LocalTarget.from_config(config, mlflow_uri, port=config.deploy.local.port)
     try:
         yield target
     finally:
@@ -239,7 +244,7 @@ def test_canary_of_an_erroring_model_rolls_back_and_the_old_version_keeps_servin
     record = dict.fromkeys(config.family("driver_acceptance").features, 1.0)
     load = Load(predict_url(serving, "driver_acceptance", "jakarta"), record, far_share=0.5).start()
     try:
-        result = deploy_local(config, DeployRequest(strategy="canary"))
+        result = deploy_local(config, local_request(config, strategy="canary"))
     finally:
         load.finish()
 
@@ -263,7 +268,7 @@ def test_blue_green_keeps_the_old_version_warm_and_shadow_mirrors_the_new_one(
     green = register_sklearn(config, "pickup_eta", "jakarta", seed=3)
     promote(config, "pickup_eta", "jakarta", green)
 
-    blue_green = deploy_local(config, DeployRequest(strategy="blue-green"))
+    blue_green = deploy_local(config, local_request(config, strategy="blue-green"))
 
     assert blue_green.outcome == "deployed", blue_green.reason
     assert blue_green.versions["pickup_eta/jakarta"] == {"primary": green, "standby": old}
@@ -276,7 +281,7 @@ def test_blue_green_keeps_the_old_version_warm_and_shadow_mirrors_the_new_one(
 
     shadowed = register_sklearn(config, "pickup_eta", "jakarta", seed=4)
     promote(config, "pickup_eta", "jakarta", shadowed)
-    shadow = deploy_local(config, DeployRequest(strategy="shadow", families=["pickup_eta"]))
+    shadow = deploy_local(config, local_request(config, strategy="shadow", families=["pickup_eta"]))
 
     assert shadow.outcome == "deployed", shadow.reason
     assert shadow.versions["pickup_eta/jakarta"] == {"primary": green, "shadow:shadow": shadowed}

@@ -3,9 +3,10 @@
 Two fresh venvs from one wheel built from a copy of the repository's build inputs:
 
 * ``[airflow]``: ``modelyard init`` writes a project; a temporary AIRFLOW_HOME (SQLite,
-  ``airflow db migrate``) with that project's ``dags/`` as its DAG folder lists the four
-  stages with no import error, the provider and the plugin come from entry points, and a
-  task runs from a DAG file outside the package;
+  ``airflow db migrate``) with that project's ``dags/`` as its DAG folder lists the five
+  stages with no import error, the provider and the plugin come from entry points, a task
+  runs from a DAG file outside the package, and ``modelyard doctor`` finds nothing missing once
+  ``mlflow_default`` points at a live MLflow server (and says what is missing before);
 * ``[serving]``: ``modelyard serve --help`` works and Airflow, Great Expectations and
   matplotlib are not installed.
 
@@ -31,8 +32,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 # What the wheel is built from (the same files the Dockerfile's build stage copies).
 BUILD_INPUTS = (
-    "setup.cfg", "pyproject.toml", "README.md", "modelyard.yaml",
-    "modelyard", "pipeline", "training", "deploy", "plugins", "dags", "helm",
+    "setup.cfg", "pyproject.toml", "README.md", "modelyard.yaml", "constraints-runtime.txt",
+    "modelyard", "core", "pipeline", "training", "promotion", "monitoring", "deploy", "plugins", "dags", "helm",
 )  # fmt: skip
 STAGES = ("data_processing", "training", "promotion", "deploy", "monitoring")
 SERVING_SIZE_GOAL_MB = 500  # issue 10's goal: 478 MB without onnxruntime
@@ -179,7 +180,7 @@ def test_init_refuses_to_overwrite_without_force(project: Project) -> None:
     assert config.read_text().endswith("# the team's edit\n")
 
 
-def test_airflow_lists_the_four_dags_from_the_project_files(project: Project) -> None:
+def test_airflow_lists_the_five_dags_from_the_project_files(project: Project) -> None:
     listed = project.airflow("dags", "list", "--output", "json")
     assert listed.returncode == 0, listed.stdout[-4000:]
     rows = {row["dag_id"]: row for row in json_rows(listed.stdout)}
@@ -216,6 +217,31 @@ def test_a_task_runs_from_the_project_dag_file(project: Project) -> None:
     ran = project.airflow("tasks", "test", "data_processing", "select_pairs", "2026-06-01")
     assert ran.returncode == 0, ran.stdout[-4000:]
     assert "'family': 'driver_acceptance', 'region': 'jakarta'" in ran.stdout, ran.stdout[-4000:]
+
+
+def test_the_wheel_ships_the_runtime_constraints(wheel: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = archive.read("modelyard/constraints-runtime.txt").decode()
+    assert shipped == (REPO / "constraints-runtime.txt").read_text()
+
+
+def test_doctor_says_what_the_worker_misses_then_finds_nothing(project: Project, mlflow_server: Any) -> None:
+    missing = project.venv.run("modelyard", "doctor", cwd=project.directory, timeout=300)
+    assert missing.returncode == 1, missing.stdout
+    lines = missing.stdout.splitlines()
+    assert [line.split()[1].rstrip(":") for line in lines] == ["airflow", "connection", "mlflow", "storage", "helm"]
+    assert lines[0].startswith("ok   airflow: "), missing.stdout
+    assert lines[1].startswith("FAIL connection: 'mlflow_default' not found"), missing.stdout
+    env = {**project.venv.env, "AIRFLOW_CONN_MLFLOW_DEFAULT": mlflow_server.url}
+    found = subprocess.run(
+        [str(project.venv.root / "bin" / "modelyard"), "doctor"], env=env, cwd=project.directory,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stdout
+    assert f"ok   mlflow: {mlflow_server.url} answers" in found.stdout
+    assert f"ok   storage: {project.directory / '.modelyard'}" in found.stdout
 
 
 def test_serving_extra_serves_without_airflow_gx_or_matplotlib(serving: Venv, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import yaml
 from modelyard.core.config import load_config
 from modelyard.deploy.rollout import helmbin
 from modelyard.deploy.rollout.helm_release import HelmReleaseError, HelmReleases, make_command
-from modelyard.deploy.rollout.kubernetes import deployment_name
+from modelyard.deploy.rollout.helm_target import deployment_name
 from modelyard.deploy.rollout.releases import release_groups, release_values, split_plan
 from modelyard.deploy.serving.plan import parse_plan
 
@@ -195,7 +195,7 @@ def test_lint_and_client_dry_run_need_no_cluster(offline: HelmReleases) -> None:
     release = asyncio.run(offline.dry_run(shard.release, values))
     assert release["name"] == shard.release
     assert release["namespace"] == NAMESPACE
-    assert release["config"]["planDigest"] == shard.digest
+    assert release["config"]["planDigest"] == shard.plan_digest
     assert "kind: Deployment" in release["manifest"]
 
 
@@ -214,8 +214,8 @@ def test_same_values_twice_make_no_new_revision(filestore: tuple[HelmReleases, P
     shard = shards(1)[0]
     values = release_values(shard, BASE)
 
-    first = asyncio.run(helm.upgrade(shard.release, values, description=f"plan {shard.digest}"))
-    again = asyncio.run(helm.upgrade(shard.release, values, description=f"plan {shard.digest}"))
+    first = asyncio.run(helm.upgrade(shard.release, values, description=f"plan {shard.plan_digest}"))
+    again = asyncio.run(helm.upgrade(shard.release, values, description=f"plan {shard.plan_digest}"))
 
     assert (first.revision, first.changed, first.status) == (1, True, "deployed")
     assert (again.revision, again.changed) == (1, False)
@@ -227,7 +227,7 @@ def test_same_values_twice_make_no_new_revision(filestore: tuple[HelmReleases, P
         assert flag in argv
     assert argv[argv.index("--timeout") + 1] == "420s"
     assert argv[argv.index("--namespace") + 1] == NAMESPACE
-    assert argv[argv.index("--description") + 1] == f"plan {shard.digest}"
+    assert argv[argv.index("--description") + 1] == f"plan {shard.plan_digest}"
     history = asyncio.run(helm.history(shard.release))
     assert [(r.revision, r.status) for r in history] == [(1, "deployed")]
 
@@ -235,8 +235,8 @@ def test_same_values_twice_make_no_new_revision(filestore: tuple[HelmReleases, P
 def test_new_plan_upgrades_and_rollback_restores_the_last_good_revision(filestore: tuple[HelmReleases, Path]) -> None:
     helm, _ = filestore
     one, two = shards(1)[0], shards(2)[0]
-    asyncio.run(helm.upgrade(one.release, release_values(one, BASE), description=f"plan {one.digest}"))
-    second = asyncio.run(helm.upgrade(two.release, release_values(two, BASE), description=f"plan {two.digest}"))
+    asyncio.run(helm.upgrade(one.release, release_values(one, BASE), description=f"plan {one.plan_digest}"))
+    second = asyncio.run(helm.upgrade(two.release, release_values(two, BASE), description=f"plan {two.plan_digest}"))
     assert (second.revision, second.changed) == (2, True)
 
     good = asyncio.run(helm.last_good_revision(two.release))
@@ -245,7 +245,7 @@ def test_new_plan_upgrades_and_rollback_restores_the_last_good_revision(filestor
 
     history = asyncio.run(helm.history(two.release))
     assert [(r.revision, r.status) for r in history] == [(1, "superseded"), (2, "superseded"), (3, "deployed")]
-    assert history[0].description == f"plan {one.digest}"
+    assert history[0].description == f"plan {one.plan_digest}"
     assert history[2].description == "Rollback to 1"
     # After the rollback the release serves plan 1 again, so re-applying plan 1 changes nothing.
     again = asyncio.run(helm.upgrade(one.release, release_values(one, BASE)))

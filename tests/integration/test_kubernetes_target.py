@@ -1,9 +1,9 @@
 """The Kubernetes target against a Kubernetes API emulator over real HTTP.
 
 What runs for real: the chart rendered by the real helm binary (pyhelm3), the official
-kubernetes client talking HTTP to kmock's KubernetesEmulator, ``deploy.kubernetes`` (rollout
+kubernetes client talking HTTP to kmock's KubernetesEmulator, ``deploy.rollout.helm_target`` (rollout
 watch, failure reasons, smoke test through the service proxy, rollback decision) and
-``deploy.releases`` (shards and values).
+``deploy.rollout.releases`` (shards and values).
 
 What is simulated, because no cluster can run here:
 
@@ -23,18 +23,20 @@ import pytest
 import yaml
 from kube_emulator import NAMESPACE, TICK, Cluster, EmulatedHelm, image_tag
 
-from modelyard.deploy.rollout.kubernetes import (
-    HelmReleaseTarget,
-    RolledBackError,
+from modelyard.deploy.rollout.deployment_status import (
     RolloutFailedError,
     RolloutTimeoutError,
-    SmokeRequest,
-    apply_plan,
-    deploy_shard,
-    deployment_name,
     read_rollout,
     wait_for_rollout,
 )
+from modelyard.deploy.rollout.helm_target import (
+    HelmReleaseTarget,
+    RolledBackError,
+    apply_plan,
+    deploy_shard,
+    deployment_name,
+)
+from modelyard.deploy.rollout.kube_smoke import SmokeRequest
 from modelyard.deploy.rollout.releases import Shard, split_plan
 from modelyard.deploy.rollout.strategies import TargetError, parse_metrics
 from modelyard.deploy.serving.plan import parse_plan, parse_plan_text
@@ -100,7 +102,7 @@ def test_rollout_is_watched_then_smoke_tested_through_the_service(
 
     assert result.changed is True
     assert result.revision == 1
-    assert result.digest == shard.digest
+    assert result.plan_digest == shard.plan_digest
     assert result.rollout is not None
     assert result.rollout.complete
     assert result.rollout.observed_generation == cluster.generations[NAME] == 1
@@ -112,7 +114,7 @@ def test_rollout_is_watched_then_smoke_tested_through_the_service(
     ]
     # The plan the pods read is the shard's plan, so the digest they report is the one recorded.
     configmap = cluster.get("configmaps", f"{NAME}-plan")
-    assert parse_plan(yaml.safe_load(configmap["data"]["plan.yaml"])).digest() == shard.digest
+    assert parse_plan(yaml.safe_load(configmap["data"]["plan.yaml"])).digest() == shard.plan_digest
 
 
 def test_the_same_plan_twice_changes_nothing(cluster: Cluster, emulated_helm: EmulatedHelm) -> None:
@@ -167,7 +169,7 @@ def test_rollout_that_never_becomes_ready_times_out_and_rolls_back(
     restored = cluster.get("deployments", NAME)
     assert image_tag(restored) == "good"
     configmap = cluster.get("configmaps", f"{NAME}-plan")
-    assert parse_plan_text(configmap["data"]["plan.yaml"]).digest() == shard_for(1).digest
+    assert parse_plan_text(configmap["data"]["plan.yaml"]).digest() == shard_for(1).plan_digest
     assert [r.status for r in emulated_helm.history] == ["superseded", "superseded", "deployed"]
 
 

@@ -19,8 +19,9 @@ import kmock
 import pytest
 from kube_emulator import NAMESPACE, TICK, Cluster, EmulatedHelm, image_tag
 
+from modelyard.deploy.rollout.helm_target import HelmReleaseTarget, deployment_name
 from modelyard.deploy.rollout.kube_api import AsyncKubeClient
-from modelyard.deploy.rollout.kubernetes import HelmReleaseTarget, SmokeRequest, deployment_name
+from modelyard.deploy.rollout.kube_smoke import SmokeRequest
 from modelyard.deploy.rollout.strategies import TargetError
 from modelyard.deploy.serving.plan import parse_plan
 from modelyard.plugins.triggers.rollout import CanaryAnalysisTrigger, RolloutReadyTrigger

@@ -31,7 +31,8 @@ from modelyard.core.featurespec import FittedSpec
 from modelyard.monitoring.measure import drift_event, retrain_drifted
 from modelyard.pipeline import snapshots
 from modelyard.pipeline.build import build_all
-from modelyard.training.train import raw_example, train_pair
+from modelyard.training.mlflow_log import raw_example
+from modelyard.training.train import train_pair
 from tests.bench.serving import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]

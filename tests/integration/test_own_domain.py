@@ -31,7 +31,8 @@ from modelyard.core.featurespec import FittedSpec
 from modelyard.deploy.serving.engines import PARITY_ATOL, PARITY_RTOL
 from modelyard.pipeline import snapshots
 from modelyard.pipeline.build import build_all
-from modelyard.training.train import FEATURE_SPEC_ARTIFACT, train_all
+from modelyard.training.mlflow_log import FEATURE_SPEC_ARTIFACT
+from modelyard.training.train import train_all
 from tests.bench.serving import ServerProcess
 
 CITIES = {"JKT": "Asia/Jakarta", "BER": "Europe/Berlin"}

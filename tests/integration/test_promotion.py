@@ -20,7 +20,11 @@ from mlflow import MlflowClient
 from modelyard.core.config import Config, load_config
 from modelyard.core.contracts.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS
 from modelyard.pipeline.snapshots import ValidationSummary, publish
-from modelyard.promotion import decide as promotion
+from modelyard.promotion.aliases import aliases, open_client
+from modelyard.promotion.decide import evaluate_pair, rollback
+from modelyard.promotion.decision import Decision, PromotionError
+from modelyard.promotion.gates import GateResult
+from modelyard.promotion.record import history
 from modelyard.training.train import train_pair
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,7 +107,7 @@ def publish_and_train(config: Config, frame: pd.DataFrame, family: str = FAMILY)
     return result.version
 
 
-def gate(decision: promotion.Decision, name: str) -> promotion.GateResult:
+def gate(decision: Decision, name: str) -> GateResult:
     return next(g for g in decision.gates if g.name == name)
 
 
@@ -114,7 +118,7 @@ def config(tmp_path: Path, mlflow_uri: str) -> Config:
 
 @pytest.fixture
 def client(config: Config) -> MlflowClient:
-    return promotion.open_client(config)
+    return open_client(config)
 
 
 def test_first_model_is_promoted_on_absolute_gates_and_the_decision_is_recorded(
@@ -122,7 +126,7 @@ def test_first_model_is_promoted_on_absolute_gates_and_the_decision_is_recorded(
 ) -> None:
     version = publish_and_train(config, bookings(seed=1))
 
-    decision = promotion.evaluate_pair(client, config, FAMILY, REGION, decided_by="user:test")
+    decision = evaluate_pair(client, config, FAMILY, REGION, decided_by="user:test")
 
     assert decision.outcome == "promoted", decision.summary
     assert (decision.champion_before, decision.champion_after, decision.previous_champion_after) == (
@@ -144,7 +148,7 @@ def test_first_model_is_promoted_on_absolute_gates_and_the_decision_is_recorded(
     assert {row["name"] for row in json.loads(tags["promotion.gates"])} >= {"absolute:holdout_auc", "latency"}
     artifacts = _artifact_files(client, decision.run_id or "")
     assert {"decision.json", "gates.txt", "comparison.png", "history.json"} <= {Path(a).name for a in artifacts}
-    assert [e["outcome"] for e in promotion.history(client, model_name)] == ["promoted"]
+    assert [e["outcome"] for e in history(client, model_name)] == ["promoted"]
 
 
 def test_worse_challenger_is_rejected_for_the_right_reasons_and_champion_is_unchanged(
@@ -152,10 +156,10 @@ def test_worse_challenger_is_rejected_for_the_right_reasons_and_champion_is_unch
 ) -> None:
     frame = bookings(seed=2)
     champion = publish_and_train(config, frame)
-    assert promotion.evaluate_pair(client, config, FAMILY, REGION, "test").outcome == "promoted"
+    assert evaluate_pair(client, config, FAMILY, REGION, "test").outcome == "promoted"
     worse = publish_and_train(config, shuffle_training_labels(frame, config, seed=3))
 
-    decision = promotion.evaluate_pair(client, config, FAMILY, REGION, decided_by="test")
+    decision = evaluate_pair(client, config, FAMILY, REGION, decided_by="test")
 
     assert decision.outcome == "rejected"
     failed = {g.name for g in decision.gates if not g.passed}
@@ -163,7 +167,7 @@ def test_worse_challenger_is_rejected_for_the_right_reasons_and_champion_is_unch
     assert not failed & {"data_validation", "model_size"}
     assert gate(decision, "versus_champion:holdout_auc").value < -0.1
     model_name = config.mlflow.model_name(FAMILY, REGION)
-    current = promotion.aliases(client, model_name)
+    current = aliases(client, model_name)
     assert current[CHAMPION_ALIAS] == champion
     assert current["challenger"] == worse
     assert PREVIOUS_ALIAS not in current
@@ -175,20 +179,20 @@ def test_worse_challenger_is_rejected_for_the_right_reasons_and_champion_is_unch
 def test_second_run_on_a_decided_version_changes_nothing(config: Config, client: MlflowClient) -> None:
     frame = bookings(seed=4)
     publish_and_train(config, frame)
-    promotion.evaluate_pair(client, config, FAMILY, REGION, "test")
+    evaluate_pair(client, config, FAMILY, REGION, "test")
     worse = publish_and_train(config, shuffle_training_labels(frame, config, seed=5))
-    first = promotion.evaluate_pair(client, config, FAMILY, REGION, "test")
+    first = evaluate_pair(client, config, FAMILY, REGION, "test")
     model_name = config.mlflow.model_name(FAMILY, REGION)
-    before = (promotion.aliases(client, model_name), client.get_model_version(model_name, worse).tags)
-    history_before = promotion.history(client, model_name)
+    before = (aliases(client, model_name), client.get_model_version(model_name, worse).tags)
+    history_before = history(client, model_name)
 
-    again = promotion.evaluate_pair(client, config, FAMILY, REGION, "someone-else")
+    again = evaluate_pair(client, config, FAMILY, REGION, "someone-else")
 
     assert again.already_decided
     assert not again.champion_changed
     assert (again.outcome, again.decided_by, again.decided_at) == (first.outcome, first.decided_by, first.decided_at)
-    assert (promotion.aliases(client, model_name), client.get_model_version(model_name, worse).tags) == before
-    assert promotion.history(client, model_name) == history_before
+    assert (aliases(client, model_name), client.get_model_version(model_name, worse).tags) == before
+    assert history(client, model_name) == history_before
 
 
 def test_better_challenger_is_promoted_and_rollback_restores_the_old_champion(
@@ -198,37 +202,37 @@ def test_better_challenger_is_promoted_and_rollback_restores_the_old_champion(
     # Less history, same calibration: a weaker model whose predictions are distributed alike
     # (label noise would also shrink its predictions, and the PSI gate would rightly object).
     weaker = publish_and_train(config, frame[frame.event_time >= START + pd.Timedelta(days=30)].reset_index(drop=True))
-    assert promotion.evaluate_pair(client, config, FAMILY, REGION, "test").outcome == "promoted"
+    assert evaluate_pair(client, config, FAMILY, REGION, "test").outcome == "promoted"
     better = publish_and_train(config, frame)
 
-    decision = promotion.evaluate_pair(client, config, FAMILY, REGION, decided_by="airflow:promotion/run-1")
+    decision = evaluate_pair(client, config, FAMILY, REGION, decided_by="airflow:promotion/run-1")
 
     assert decision.outcome == "promoted", decision.summary
     assert gate(decision, "versus_champion:holdout_auc").value > 0
     assert any(g.kind == "slice" and not g.skipped for g in decision.gates)
     assert decision.champion_changed
     model_name = config.mlflow.model_name(FAMILY, REGION)
-    assert promotion.aliases(client, model_name)[CHAMPION_ALIAS] == better
-    assert promotion.aliases(client, model_name)[PREVIOUS_ALIAS] == weaker
+    assert aliases(client, model_name)[CHAMPION_ALIAS] == better
+    assert aliases(client, model_name)[PREVIOUS_ALIAS] == weaker
 
-    rolled = promotion.rollback(client, config, FAMILY, REGION, decided_by="user:oncall", reason="bad canary")
+    rolled = rollback(client, config, FAMILY, REGION, decided_by="user:oncall", reason="bad canary")
 
     assert (rolled.outcome, rolled.champion_before, rolled.champion_after) == ("rolled-back", better, weaker)
-    current = promotion.aliases(client, model_name)
+    current = aliases(client, model_name)
     assert current[CHAMPION_ALIAS] == weaker
     assert PREVIOUS_ALIAS not in current  # the weaker one replaced nobody: nothing further back
     assert client.get_model_version(model_name, better).tags["promotion.rolled_back_by"] == "user:oncall"
-    entries = promotion.history(client, model_name)
+    entries = history(client, model_name)
     assert [e["action"] for e in entries] == ["evaluate", "evaluate", "rollback"]
     assert entries[-1]["why"] == "bad canary"
-    with pytest.raises(promotion.PromotionError, match="nothing to roll back to"):
-        promotion.rollback(client, config, FAMILY, REGION, decided_by="user:oncall")
+    with pytest.raises(PromotionError, match="nothing to roll back to"):
+        rollback(client, config, FAMILY, REGION, decided_by="user:oncall")
 
 
 def test_regression_family_first_model(config: Config, client: MlflowClient) -> None:
     version = publish_and_train(config, bookings(seed=8), family="pickup_eta")
 
-    decision = promotion.evaluate_pair(client, config, "pickup_eta", REGION, decided_by="test")
+    decision = evaluate_pair(client, config, "pickup_eta", REGION, decided_by="test")
 
     assert decision.outcome == "promoted", decision.summary
     assert decision.version == version

@@ -12,8 +12,10 @@ import pytest
 from test_promotion import FAMILY, REGION, bookings, publish_and_train, shuffle_training_labels, write_config
 
 from modelyard.core.contracts.assets import champion_uri
+from modelyard.core.contracts.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS
 from modelyard.deploy.rollout.mlflow_server import MlflowServer
-from modelyard.promotion import decide as promotion
+from modelyard.promotion.aliases import aliases, open_client
+from modelyard.promotion.record import history
 
 DAG_ID = "promotion"
 
@@ -27,7 +29,7 @@ def test_promotion_dag_decides_records_and_announces_only_champion_moves(
     config = write_config(tmp_path, mlflow_server.url)
     monkeypatch.setitem(airflow.env, "MODELYARD_CONFIG", str(tmp_path / "modelyard.yaml"))
     monkeypatch.setitem(airflow.env, "MLFLOW_TRACKING_URI", mlflow_server.url)
-    client = promotion.open_client(config)
+    client = open_client(config)
     model_name = config.mlflow.model_name(FAMILY, REGION)
     frame = bookings(seed=11)
     pair = {"families": [FAMILY], "regions": [REGION]}
@@ -48,7 +50,7 @@ def test_promotion_dag_decides_records_and_announces_only_champion_moves(
     first = publish_and_train(config, frame)
     log = run({"action": "evaluate"})
     assert "absolute:holdout_auc" in log, log[-4000:]
-    assert promotion.aliases(client, model_name)[promotion.CHAMPION_ALIAS] == first
+    assert aliases(client, model_name)[CHAMPION_ALIAS] == first
     assert [e["version"] for e in champion_events()] == [first]
     assert client.get_model_version(model_name, first).tags["promotion.decided_by"].startswith("airflow:promotion/")
 
@@ -56,16 +58,16 @@ def test_promotion_dag_decides_records_and_announces_only_champion_moves(
     log = run({"action": "evaluate"})
     assert "rejected" in log
     assert "FAIL" in log  # the gate table in the task log
-    assert promotion.aliases(client, model_name)[promotion.CHAMPION_ALIAS] == first
+    assert aliases(client, model_name)[CHAMPION_ALIAS] == first
     assert [e["version"] for e in champion_events()] == [first]  # a rejection announces nothing
     assert client.get_model_version(model_name, worse).tags["promotion.outcome"] == "rejected"
 
     run({"action": "promote-version", "version": int(worse), "reason": "override in an integration test"})
-    current = promotion.aliases(client, model_name)
-    assert (current[promotion.CHAMPION_ALIAS], current[promotion.PREVIOUS_ALIAS]) == (worse, first)
+    current = aliases(client, model_name)
+    assert (current[CHAMPION_ALIAS], current[PREVIOUS_ALIAS]) == (worse, first)
     assert [e["version"] for e in champion_events()] == [first, worse]
 
     run({"action": "rollback", "reason": "rolling back from the UI"})
-    assert promotion.aliases(client, model_name)[promotion.CHAMPION_ALIAS] == first
+    assert aliases(client, model_name)[CHAMPION_ALIAS] == first
     assert [e["version"] for e in champion_events()] == [first, worse, first]
-    assert promotion.history(client, model_name)[-1]["action"] == "rollback"
+    assert history(client, model_name)[-1]["action"] == "rollback"

@@ -170,7 +170,8 @@ def test_an_8_mb_body_does_not_freeze_healthz(server):
     # 8 MB of dataframe_split, far over max_records: counted before any row is built, and parsed off
     # the event loop. orjson holds the GIL while it parses, so /healthz may wait about one parse
     # (measured here, on this machine's load), never the row building that used to follow it.
-    from modelyard.deploy.serving.server import RequestError, request_records
+    from modelyard.deploy.serving.errors import RequestError
+    from modelyard.deploy.serving.records import request_records
 
     rows = [[0.123456789] * 4] * 200_000
     body = json.dumps({"dataframe_split": {"columns": NAMES, "data": rows}}).encode()

@@ -15,7 +15,8 @@ from modelyard.core.contracts.registry import CHALLENGER_ALIAS
 from modelyard.core.featurespec import FittedSpec
 from modelyard.pipeline import snapshots
 from modelyard.pipeline.build import build_all
-from modelyard.training.train import FEATURE_SPEC_ARTIFACT, TrainResult, experiment_name, train_all, train_pair
+from modelyard.training.mlflow_log import FEATURE_SPEC_ARTIFACT, experiment_name
+from modelyard.training.train import TrainResult, train_all, train_pair
 
 REPO = Path(__file__).resolve().parents[2]
 REGIONS = ["jakarta", "bangkok"]
@@ -67,7 +68,7 @@ def test_training_registers_a_tagged_challenger_with_everything_logged(
     assert version.version == result.version
     assert version.tags["data_digest"] == meta.digest
     assert version.tags["run_id"] == result.run_id
-    assert version.tags["config_hash"] == config.digest()
+    assert version.tags["config_hash"] == config.config_hash()
     assert version.tags["input_key"] == result.input_key
     assert float(version.tags["holdout_auc"]) == pytest.approx(result.metrics["holdout_auc"], rel=1e-5)
     assert version.run_id == result.run_id
@@ -80,7 +81,7 @@ def test_training_registers_a_tagged_challenger_with_everything_logged(
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs
     assert result.run_url == f"{mlflow_uri}/#/experiments/{experiment.experiment_id}/runs/{result.run_id}"
     for key, value in {"family": "driver_acceptance", "region": "jakarta", "data_digest": meta.digest,
-                       "algorithm": "xgboost", "config_hash": config.digest()}.items():  # fmt: skip
+                       "algorithm": "xgboost", "config_hash": config.config_hash()}.items():  # fmt: skip
         assert run.data.tags[key] == value
     assert len(run.data.tags["git_commit"]) in (7, 40) or run.data.tags["git_commit"] == "unknown"
     assert run.data.params["max_depth"] == str(config.family("driver_acceptance").params["max_depth"])

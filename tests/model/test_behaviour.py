@@ -12,7 +12,7 @@ import pytest
 
 from modelyard.core.config import Config
 from modelyard.training import models
-from modelyard.training.train import FitOutcome, fit_pair
+from modelyard.training.fit import FitOutcome, fit_pair
 
 MODEL_REGIONS = ["jakarta", "bangkok"]  # the regions conftest.snapshot_frames builds
 

@@ -17,7 +17,7 @@ import pytest
 
 from modelyard.deploy.serving import engines, runtime
 from modelyard.training import models, onnx_export
-from modelyard.training.train import SKOPS_TRUSTED_TYPES
+from modelyard.training.mlflow_log import SKOPS_TRUSTED_TYPES
 
 FEATURES = ["pickup_distance_km", "driver_rating", "driver_tenure_days", "surge_multiplier", "hour_sin", "hour_cos"]
 MONOTONE = {"classification": {"driver_rating": 1}, "regression": {"pickup_distance_km": 1}}

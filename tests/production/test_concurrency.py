@@ -25,8 +25,10 @@ import pytest
 from modelyard.core.config import Config, load_config
 from modelyard.core.contracts.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS
 from modelyard.pipeline.build import build_all
-from modelyard.promotion import decide as promotion
 from modelyard.promotion import locks
+from modelyard.promotion.aliases import aliases, open_client, verify_aliases
+from modelyard.promotion.decide import promote_version
+from modelyard.promotion.record import history
 from modelyard.training.train import TrainResult, train_pair
 
 FAMILY, REGION = cluster.FAMILY, "jakarta"
@@ -36,20 +38,22 @@ PREFIX = "concurrency"
 PROMOTER = """
 import random, sys
 from modelyard.core.config import load_config
-from modelyard.promotion import decide as promotion
+from modelyard.promotion.aliases import open_client
+from modelyard.promotion.decide import promote_version, rollback
+from modelyard.promotion.decision import PromotionError
 config = load_config(sys.argv[1])
-client = promotion.open_client(config)
+client = open_client(config)
 rng = random.Random(int(sys.argv[2]))
 versions = sys.argv[3].split(",")
 for _ in range(4):
     if rng.random() < 0.3:
         try:
-            promotion.rollback(client, config, "driver_acceptance", "jakarta", "host-" + sys.argv[2])
-        except promotion.PromotionError:
+            rollback(client, config, "driver_acceptance", "jakarta", "host-" + sys.argv[2])
+        except PromotionError:
             pass
     else:
-        promotion.promote_version(client, config, "driver_acceptance", "jakarta", rng.choice(versions),
-                                  "race", "host-" + sys.argv[2])
+        promote_version(client, config, "driver_acceptance", "jakarta", rng.choice(versions),
+                        "race", "host-" + sys.argv[2])
 print("done", flush=True)
 """
 
@@ -134,20 +138,20 @@ def test_concurrent_trainings_on_postgresql_lose_no_versions(built: Config, s3: 
 def test_promotions_from_two_hosts_never_interleave(config: Config, config_file: Path, tmp_path: Path) -> None:
     import mlflow
 
-    client = promotion.open_client(config)
+    client = open_client(config)
     name = config.mlflow.model_name(FAMILY, REGION)
     with mlflow.start_run():
         from sklearn.linear_model import LogisticRegression
 
         model = mlflow.sklearn.log_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), name="model")
     versions = [str(mlflow.register_model(model.model_uri, name).version) for _ in range(4)]
-    promotion.promote_version(client, config, FAMILY, REGION, versions[0], "start", "test")
+    promote_version(client, config, FAMILY, REGION, versions[0], "start", "test")
     seen: list[tuple[str | None, str | None]] = []
     done = threading.Event()
 
     def watch() -> None:
         while not done.is_set():
-            current = promotion.aliases(client, name)
+            current = aliases(client, name)
             seen.append((current.get(CHAMPION_ALIAS), current.get(PREVIOUS_ALIAS)))
 
     watcher = threading.Thread(target=watch)
@@ -162,10 +166,10 @@ def test_promotions_from_two_hosts_never_interleave(config: Config, config_file:
     done.set()
     watcher.join()
     assert [host.returncode for host in hosts] == [0, 0, 0], [err[-2000:] for _, err in outputs]
-    promotion.verify_aliases(client, name)
+    verify_aliases(client, name)
     assert len(seen) > 5
     assert not [(c, p) for c, p in seen if (c is not None and c == p) or (p is not None and c is None)]
-    moves = [e for e in promotion.history(client, name) if e["champion_before"] != e["champion_after"]]
+    moves = [e for e in history(client, name) if e["champion_before"] != e["champion_after"]]
     assert len(moves) >= 3
     for before, after in itertools.pairwise(moves):
         assert after["champion_before"] == before["champion_after"], (before, after)

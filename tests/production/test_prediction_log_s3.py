@@ -2,7 +2,7 @@
 
 The local serving process on an object-store root writes its prediction log to a local spool
 and ships each rotated file to ``<root>/monitoring/samples`` (``local_target.sampling_env``);
-here the same settings drive a :class:`PredictionLog` against moto's S3 server, and the
+here the same settings drive a :class:`PredictionLogWriter` against moto's S3 server, and the
 monitoring stage's own readers (``served_versions``, ``read_samples``) find the version and
 its samples in the bucket.
 """
@@ -18,7 +18,8 @@ import pytest
 
 from modelyard.core.config import load_config
 from modelyard.deploy.rollout.local_target import sampling_env
-from modelyard.deploy.serving.sampling import PredictionLog, Sample, SamplingSettings, shipper_from_env
+from modelyard.deploy.serving.sampling import PredictionLogWriter, Sample, SamplingSettings
+from modelyard.deploy.serving.settings import shipper_from_env
 from modelyard.monitoring.measure import read_samples, served_versions
 
 PREFIX = "prediction-log"
@@ -39,7 +40,7 @@ def test_samples_shipped_to_s3_are_read_by_the_monitoring_stage(
     assert env["MODELYARD_SERVE_LOG_URL"] == f"s3://{s3.bucket}/{PREFIX}/monitoring/samples"
 
     started = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
-    log = PredictionLog(spool, SamplingSettings(sample_rate=1.0), shipper=shipper_from_env(env, spool))
+    log = PredictionLogWriter(spool, SamplingSettings(sample_rate=1.0), shipper=shipper_from_env(env, spool))
     labels = (cluster.FAMILY, "jakarta", "main", "4")
     for n in range(3):
         features = np.array([[float(n), 1.0]], dtype=np.float32)

@@ -24,7 +24,7 @@ import pytest
 from modelyard.core.config import Config, load_config
 from modelyard.deploy.devstack.stack import CHAIN_DAG_IDS, DAG_IDS, AirflowApi
 from modelyard.deploy.rollout.mlflow_server import free_port
-from modelyard.deploy.rollout.processes import Service
+from modelyard.deploy.rollout.processes import ManagedProcess
 from modelyard.promotion.status import collect_status
 
 pytestmark = pytest.mark.timeout(2400)
@@ -65,7 +65,7 @@ def stack(
         yield Stack(config, airflow, api, f"http://127.0.0.1:{serving_port}", root)
     finally:
         for home in airflow.worker_homes.values():
-            Service("serving", home / "scratch" / "run").stop()
+            ManagedProcess("serving", home / "scratch" / "run").stop()
         airflow.stop()
         cluster.delete_redis_keys(airflow.queue)
         cluster.remove_tree(root)
@@ -74,7 +74,8 @@ def stack(
 def run_chain(stack: Stack, note: str) -> object:
     from rich.console import Console
 
-    from modelyard.deploy.devstack.demo import follow_chain, trigger_chain
+    from modelyard.deploy.devstack.chain import trigger_chain
+    from modelyard.deploy.devstack.progress import follow_chain
 
     stack.api.wait_for_dags(timeout=600)
     for dag_id in DAG_IDS:
@@ -119,7 +120,7 @@ def test_snapshots_and_model_artifacts_are_in_s3(stack: Stack, s3: cluster.S3, c
 
 
 def test_the_endpoint_serves_the_champions_loaded_through_mlflow(stack: Stack, chain: object) -> None:
-    from modelyard.deploy.devstack.demo import serving_versions
+    from modelyard.deploy.devstack.endpoint import serving_versions
 
     statuses = collect_status(stack.config, tracking_uri=stack.config.mlflow.tracking_uri)
     champions = {f"{s.family}/{s.region}": s.champion.version for s in statuses if s.champion}

@@ -42,7 +42,7 @@ def test_every_error_class_derives_from_modelyard_error(module: str, name: str) 
         ("modelyard.core.config", "ConfigError", ValueError),
         ("modelyard.pipeline.ingest", "IngestError", ValueError),
         ("modelyard.pipeline.snapshots", "SnapshotNotFoundError", LookupError),
-        ("modelyard.promotion.decide", "PromotionError", RuntimeError),
+        ("modelyard.promotion.decision", "PromotionError", RuntimeError),
         ("modelyard.core.tracking", "TrackingServerUnreachableError", ConnectionError),
         ("modelyard.deploy.serving.plan", "PlanError", ValueError),
         ("modelyard.deploy.rollout.strategies", "TargetError", RuntimeError),
@@ -54,6 +54,6 @@ def test_callers_catching_the_builtin_still_catch_it(module: str, name: str, bui
 
 def test_a_skip_signal_is_not_an_error() -> None:
     # A pair with nothing to train on is skipped by the DAG, not failed with the expected errors.
-    from modelyard.training.train import TrainingSkipped
+    from modelyard.training.fit import TrainingSkipped
 
     assert not issubclass(TrainingSkipped, ModelyardError)

@@ -16,6 +16,7 @@ from modelyard.core.featurespec import (
     FeatureDef,
     FeatureSpec,
     FittedSpec,
+    FunctionNotAllowedError,
     MissingInputError,
     TimeOffsetError,
     UndeclaredColumnError,
@@ -143,6 +144,31 @@ def test_user_function_is_called_and_checked() -> None:
     missing = _spec(FeatureDef("x", "function", function="no_such_module.sub:f", inputs=("size",)))
     with pytest.raises(UserFunctionError, match=r"cannot import 'no_such_module\.sub:f'"):
         missing.check_functions()
+
+
+def test_a_spec_read_with_an_allow_list_refuses_other_modules_before_importing_them() -> None:
+    popen = FeatureDef("x", "function", function="subprocess:Popen", inputs=("size",))
+    fitted = _spec(FeatureDef("size", "column")).fit({}, BERLIN).to_dict()
+    fitted["features"] = [popen.to_dict()]
+    # Never run, whatever the caller allows: not even the pipeline's "any" (None).
+    for allowed in (None, [], ["subprocess"]):
+        with pytest.raises(FunctionNotAllowedError, match="'subprocess:Popen' is never run") as refused:
+            FittedSpec.from_dict(fitted, allowed_function_modules=allowed)
+        assert refused.value.module == "subprocess"
+    mine = FeatureDef("d", "function", function=f"{__name__}:double_size", inputs=("size",))
+    fitted["features"] = [mine.to_dict()]
+    with pytest.raises(FunctionNotAllowedError, match=f"module '{__name__}' is not on the allowed list"):
+        FittedSpec.from_dict(fitted, allowed_function_modules=[])
+    parent = __name__.rpartition(".")[0] or __name__
+    for allowed in ([__name__], [parent]):  # a package allows its modules
+        spec = FittedSpec.from_dict(fitted, allowed_function_modules=allowed)
+        assert spec.transform({"size": np.array([2.0])}).tolist() == [[4.0]]
+
+
+def test_private_names_and_process_modules_are_never_allowed() -> None:
+    for function in ("os.path:join", "builtins:eval", f"{__name__}:_private", "importlib:import_module"):
+        with pytest.raises(FunctionNotAllowedError, match="is never run"):
+            _spec(FeatureDef("x", "function", function=function, inputs=("size",)))
 
 
 def test_declaration_errors_name_family_feature_and_column() -> None:

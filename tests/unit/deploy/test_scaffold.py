@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import re
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -44,3 +48,81 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert config.read_text() == "# edited\n"
     scaffold.write_project(tmp_path, force=True)
     assert config.read_text().startswith(scaffold.CONFIG_HEADER)
+
+
+def test_the_scaffolded_config_loads_against_the_schema(tmp_path: Path, clean_env: None) -> None:
+    from modelyard.core.config import load_config
+
+    scaffold.write_project(tmp_path)
+    config = load_config(tmp_path / "modelyard.yaml", environ={})
+    assert config.storage.root == tmp_path.resolve() / ".modelyard"  # relative to the project, not the cwd
+
+
+def header_keys() -> list[str]:
+    """The config keys the header tells a team to change (``#   key[, key]   explanation``)."""
+    keys = []
+    for line in scaffold.CONFIG_HEADER.splitlines():
+        found = re.match(r"^#   ([a-z][a-z_.\[\], ]*?)\s{2,}\S", line)
+        if found:
+            keys += [key.strip() for key in found.group(1).split(",")]
+    return keys
+
+
+def test_every_key_the_header_names_is_a_config_key() -> None:
+    from modelyard.core.config import Config
+
+    keys = header_keys()
+    assert {"storage.root", "datasets[].source", "deploy"} <= set(keys)
+    for key in keys:
+        model: Any = Config
+        for part in key.replace("[]", "").split("."):
+            assert part in model.model_fields, f"the init header names '{key}', which is no config key"
+            annotation = model.model_fields[part].annotation
+            model = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else annotation
+
+
+def test_the_project_readme_counts_the_dag_files_it_writes(tmp_path: Path) -> None:
+    written = scaffold.write_project(tmp_path)
+    dag_files = [p for p in written if p.parent.name == scaffold.DAGS_DIR]
+    readme = (tmp_path / "README.md").read_text()
+    assert f"({len(dag_files)} files)" in readme
+    assert len(dag_files) == len(scaffold.STAGES) == 5
+
+
+@pytest.mark.parametrize("stage", scaffold.STAGES, ids=lambda s: s.dag_id)
+def test_each_packaged_dag_has_a_description(stage: scaffold.Stage) -> None:
+    """Airflow's DAG list shows the description; doc_md only shows on the DAG's own page."""
+    dag = getattr(importlib.import_module(stage.module), stage.attribute)
+    assert dag.description
+    assert len(dag.description) > 20
+
+
+def test_the_data_processing_form_names_the_real_source_key() -> None:
+    dag = importlib.import_module("modelyard.dags.data_processing").data_processing_dag
+    source = dag.params.get_param("source")
+    assert "datasets[].source" in source.description
+    assert "data.source" not in source.description.replace("datasets[].source", "")
+
+
+def readme_section(title: str) -> str:
+    text = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end]
+
+
+@pytest.mark.parametrize("title", ["Installing into an existing Airflow", "Deploying to a real cluster"])
+def test_the_readme_install_sections_link_nothing_the_wheel_lacks(title: str) -> None:
+    """The README is the wheel's long description: a relative link to docs/ is dead there."""
+    section = readme_section(title)
+    assert re.findall(r"\]\((?!https?://)[^)]+\)", section) == []
+    named_as_source = re.sub(r"source repository's\s+`docs/", "", section)  # said to be outside the wheel
+    assert re.findall(r"docs/[\w./-]+", named_as_source) == []
+
+
+def test_the_readme_states_the_range_and_the_files_init_writes() -> None:
+    from modelyard.deploy.doctor import AIRFLOW_RANGE
+
+    section = readme_section("Installing into an existing Airflow")
+    assert f"Airflow {AIRFLOW_RANGE}" in section
+    assert f"{['', 'one', 'two', 'three', 'four', 'five'][len(scaffold.STAGES)]} DAG files" in section

@@ -10,7 +10,8 @@ from rich.console import Console
 
 from modelyard.core.config import Config, ConfigError, load_config
 from modelyard.core.featurespec import FittedSpec
-from modelyard.pipeline.build import BuildRequest, build_all, render_summary
+from modelyard.pipeline.build import BuildRequest, build_all, build_pair
+from modelyard.pipeline.cli import render_summary
 from modelyard.pipeline.generator import generate_for
 from modelyard.pipeline.snapshots import latest_snapshot, load_frame
 
@@ -119,6 +120,15 @@ def test_unknown_names_are_config_errors(tmp_path: Path) -> None:
     config = _config(tmp_path)
     with pytest.raises(ConfigError, match="unknown region 'atlantis'"):
         build_all(config, regions=["atlantis"])
+
+
+def test_one_pair_is_resolved_before_any_data_is_read(tmp_path: Path) -> None:
+    # Not a "failed: no such file" result: the pair names no configured region, whatever the source.
+    config = _config(tmp_path)
+    request = BuildRequest(source=str(tmp_path / "missing.csv"))
+    with pytest.raises(ConfigError, match="unknown region 'atlantis'"):
+        build_pair(config, "driver_acceptance", "atlantis", request)
+    assert build_pair(config, "driver_acceptance", "jakarta", request).status == "failed"
 
 
 def test_summary_table_lists_every_pair(tmp_path: Path) -> None:

@@ -45,7 +45,8 @@ def test_generate_for_a_family_keeps_its_columns(env: dict[str, str], tmp_path: 
     assert code == 0
     columns = set(pd.read_csv(out).columns)
     assert "pickup_eta_min" in columns
-    assert "accepted" not in columns
+    assert "driver_id" not in columns  # nullable, read by no pickup_eta feature
+    assert "accepted" in columns  # declared not nullable: every file of the dataset holds it
 
 
 def test_generate_rejects_unknown_region_and_extension(env: dict[str, str], tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from modelyard.core.cli import print_error
 from modelyard.deploy.cli import app
-from modelyard.pipeline.build import BuildResult, render_summary
+from modelyard.pipeline.build import BuildResult
+from modelyard.pipeline.cli import render_summary
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "modelyard.yaml"

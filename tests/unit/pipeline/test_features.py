@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,9 @@ def raw(config: Config) -> pd.DataFrame:
 
 @pytest.mark.parametrize("family_name", ["driver_acceptance", "pickup_eta"])
 def test_snapshot_contract(config: Config, raw: pd.DataFrame, family_name: str) -> None:
-    family = config.family(family_name)
-    frame = build_features(raw, config, family, config.region("jakarta")).frame
+    pair = config.pair_view(family_name, "jakarta")
+    family = pair.family
+    frame = build_features(raw, pair, config.training).frame
     raw_inputs = [c for c in ("pickup_distance_km", "driver_rating", "driver_acceptance_rate") if c in frame]
     assert list(frame.columns) == [
         "event_time",
@@ -47,7 +49,7 @@ def test_snapshot_contract(config: Config, raw: pd.DataFrame, family_name: str) 
     ]
     assert raw_inputs  # the features' own columns are kept apart from their raw inputs
     assert {"raw.pickup_distance_km", "raw.driver_tenure_days", "raw.surge_multiplier"} <= set(frame.columns)
-    assert list(frame.columns) == snapshot_columns(config, family)
+    assert list(frame.columns) == snapshot_columns(pair)
     assert str(frame["event_time"].dtype).endswith("UTC]")
     assert frame["event_time"].is_monotonic_increasing
     assert frame["hour"].between(0, 23).all()
@@ -61,10 +63,9 @@ def test_snapshot_contract(config: Config, raw: pd.DataFrame, family_name: str) 
 
 
 def test_deterministic_whatever_the_row_order(config: Config, raw: pd.DataFrame) -> None:
-    family = config.family("driver_acceptance")
-    region = config.region("jakarta")
+    pair = config.pair_view("driver_acceptance", "jakarta")
     shuffled = raw.sample(frac=1.0, random_state=7)
-    first, second = build_features(raw, config, family, region), build_features(shuffled, config, family, region)
+    first, second = build_features(raw, pair, config.training), build_features(shuffled, pair, config.training)
     assert frame_digest(first.frame) == frame_digest(second.frame)
     assert first.fitted == second.fitted
 
@@ -88,7 +89,7 @@ def _one_booking(when: str, tenure: int = 100) -> pd.DataFrame:
 
 
 def _build(config: Config, frame: pd.DataFrame, region: str = "jakarta", family: str = "driver_acceptance"):
-    return build_features(frame, config, config.family(family), config.region(region)).frame
+    return build_features(frame, config.pair_view(family, region), config.training).frame
 
 
 def test_time_features_use_the_region_time_zone(config: Config) -> None:
@@ -135,7 +136,8 @@ def test_unknown_kind_or_undeclared_column_is_a_config_error_naming_family_and_f
 
 
 def test_a_user_function_that_does_not_import_fails_before_any_data(config: Config) -> None:
-    family = config.family("pickup_eta")
+    pair = config.pair_view("pickup_eta", "jakarta")
+    family = pair.family
     broken = family.model_copy(
         update={
             "feature_decls": [
@@ -152,11 +154,11 @@ def test_a_user_function_that_does_not_import_fails_before_any_data(config: Conf
         }
     )
     with pytest.raises(ConfigError, match=r"family 'pickup_eta', feature 'band': cannot import 'nowhere\.mod:f'"):
-        check_family(config, broken)
+        check_family(dataclasses.replace(pair, snapshot_spec=config.feature_spec(broken, slices=True)))
 
 
 def test_required_raw_columns_follow_the_family(config: Config) -> None:
-    eta = required_raw_columns(config, config.family("pickup_eta"))
+    eta = required_raw_columns(config.pair_view("pickup_eta", "jakarta"))
     assert "pickup_eta_min" in eta
     assert "accepted" not in eta
     assert "driver_acceptance_rate" not in eta
@@ -179,7 +181,7 @@ def test_null_target_is_a_feature_error_not_a_traceback(config: Config) -> None:
 def test_the_served_transform_of_raw_fields_equals_the_snapshot(config: Config, family_name: str) -> None:
     """What a server computes from raw fields (ISO time with the local offset) is the snapshot, bit for bit."""
     raw = generate_for(config, "jakarta", rows=6000)
-    built = build_features(raw, config, config.family(family_name), config.region("jakarta"))
+    built = build_features(raw, config.pair_view(family_name, "jakarta"), config.training)
     fitted = FittedSpec.from_dict(built.fitted.to_dict())
     rows = built.frame[built.frame["event_time"] >= "2026-03-10"]  # the last weeks, Lebaran included
     assert len(rows) >= 1000

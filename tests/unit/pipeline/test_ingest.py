@@ -45,7 +45,7 @@ def dataset(config: Config) -> Dataset:
 def read_bookings(source: str | Path, family: str | None = None, config: Config | None = None, **changes: object):
     config = config or load_config(REPO / "modelyard.yaml", environ={})
     dataset = config.dataset("bookings").model_copy(update=changes)
-    required = required_raw_columns(config, config.family(family)) if family else None
+    required = required_raw_columns(config.pair_view(family, "bangkok")) if family else None
     return read_dataset(source, dataset, required).frame
 
 

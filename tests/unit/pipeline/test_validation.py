@@ -29,14 +29,14 @@ def test_suite_builder_drops_repeats_like_gx_does() -> None:
 
 def test_one_context_validates_frame_after_frame_each_on_its_own_rows() -> None:
     config = load_config(REPO / "modelyard.yaml", environ={"MODELYARD_DATA__MIN_ROWS": "300"})
-    family = config.family("driver_acceptance")
+    pair = config.pair_view("driver_acceptance", "jakarta")
     good = generate_for(config, "jakarta", rows=600)
     broken = good.copy()
     broken.loc[:9, "pickup_distance_km"] = -1.0
     as_of = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
-    first = validation.validate_raw(good, config, family, "jakarta", as_of)
-    second = validation.validate_raw(broken, config, family, "jakarta", as_of)
-    third = validation.validate_raw(good, config, family, "jakarta", as_of)
+    first = validation.validate_raw(good, pair, config.data, as_of)
+    second = validation.validate_raw(broken, pair, config.data, as_of)
+    third = validation.validate_raw(good, pair, config.data, as_of)
     assert validation.gx_context() is validation.gx_context()
     assert first.success, first.failures
     assert third.success, third.failures

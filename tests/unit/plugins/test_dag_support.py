@@ -8,7 +8,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from modelyard.core.config import ConfigError
 from modelyard.core.tracking import TrackingServerUnreachableError
 from modelyard.plugins.dag_support import expected_errors_fail_the_task
-from modelyard.promotion.decide import PromotionError
+from modelyard.promotion.decision import PromotionError
 
 
 @pytest.mark.parametrize("error", [ConfigError("unknown region 'x'"), PromotionError("needs a reason")])

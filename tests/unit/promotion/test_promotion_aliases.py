@@ -22,9 +22,11 @@ import pytest
 from mlflow import MlflowClient
 
 from modelyard.core.config import Config, load_config
-from modelyard.core.contracts.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS
-from modelyard.promotion import decide as promotion
-from modelyard.promotion.decide import Decision, PromotionError
+from modelyard.core.contracts.registry import CHAMPION_ALIAS, HISTORY_TAG, PREVIOUS_ALIAS
+from modelyard.promotion.aliases import aliases, open_client, pair_lock, verify_aliases
+from modelyard.promotion.decide import evaluate_pair, promote_version, rollback
+from modelyard.promotion.decision import Decision, PromotionError
+from modelyard.promotion.record import HISTORY_MAX_CHARS, append_history, history, recorded_decision
 
 REPO = Path(__file__).resolve().parents[3]
 FAMILY, REGION = "driver_acceptance", "jakarta"
@@ -57,7 +59,7 @@ def config(tmp_path: Path, mlflow_uri: str) -> Config:
 
 @pytest.fixture
 def client(config: Config) -> MlflowClient:
-    return promotion.open_client(config)
+    return open_client(config)
 
 
 @pytest.fixture
@@ -70,11 +72,11 @@ def versions(config: Config, logged_model_uri: str) -> list[str]:
 
 
 def promote(client: MlflowClient, config: Config, version: str, by: str = "user:alice") -> Decision:
-    return promotion.promote_version(client, config, FAMILY, REGION, version, "hotfix for festival traffic", by)
+    return promote_version(client, config, FAMILY, REGION, version, "hotfix for festival traffic", by)
 
 
 def state(client: MlflowClient, config: Config) -> tuple[str | None, str | None]:
-    current = promotion.aliases(client, config.mlflow.model_name(FAMILY, REGION))
+    current = aliases(client, config.mlflow.model_name(FAMILY, REGION))
     return current.get(CHAMPION_ALIAS), current.get(PREVIOUS_ALIAS)
 
 
@@ -103,8 +105,8 @@ def test_manual_promotion_is_recorded_with_reason_user_and_gate_status(
     assert tags["promotion.reason"] == "hotfix for festival traffic"
     assert tags["promotion.decided_by"] == "user:bob"
     assert "gates not evaluated" in tags["promotion.summary"]  # no snapshot tag on these bare versions
-    assert promotion.recorded_decision(client.get_model_version(name, versions[2])) == decision
-    [entry] = promotion.history(client, name)
+    assert recorded_decision(client.get_model_version(name, versions[2])) == decision
+    [entry] = history(client, name)
     assert (entry["action"], entry["version"], entry["by"]) == ("promote-version", versions[2], "user:bob")
 
 
@@ -112,7 +114,7 @@ def test_manual_promotion_needs_a_reason_and_an_existing_version(
     client: MlflowClient, config: Config, versions: list[str]
 ) -> None:
     with pytest.raises(PromotionError, match="needs a reason"):
-        promotion.promote_version(client, config, FAMILY, REGION, versions[0], "  ", "user:alice")
+        promote_version(client, config, FAMILY, REGION, versions[0], "  ", "user:alice")
     with pytest.raises(PromotionError, match="version 99 does not exist"):
         promote(client, config, "99")
     assert state(client, config) == (None, None)
@@ -123,11 +125,11 @@ def test_promoting_the_champion_again_changes_nothing(
 ) -> None:
     promote(client, config, versions[0])
     name = config.mlflow.model_name(FAMILY, REGION)
-    history = promotion.history(client, name)
+    before = history(client, name)
     decision = promote(client, config, versions[0])
     assert decision.outcome == "unchanged"
     assert not decision.champion_changed
-    assert promotion.history(client, name) == history
+    assert history(client, name) == before
 
 
 def test_rollback_steps_back_through_the_versions_each_one_replaced(
@@ -137,14 +139,14 @@ def test_rollback_steps_back_through_the_versions_each_one_replaced(
     for version in (v1, v2, v3):
         promote(client, config, version)
 
-    first = promotion.rollback(client, config, FAMILY, REGION, "user:oncall", "error rate up")
+    first = rollback(client, config, FAMILY, REGION, "user:oncall", "error rate up")
     assert state(client, config) == (v2, v1)
     assert first.champion_changed
     assert first.asset_extra()["version"] == v2
-    promotion.rollback(client, config, FAMILY, REGION, "user:oncall")
+    rollback(client, config, FAMILY, REGION, "user:oncall")
     assert state(client, config) == (v1, None)
     with pytest.raises(PromotionError, match="nothing to roll back to"):
-        promotion.rollback(client, config, FAMILY, REGION, "user:oncall")
+        rollback(client, config, FAMILY, REGION, "user:oncall")
 
     name = config.mlflow.model_name(FAMILY, REGION)
     demoted = client.get_model_version(name, v3).tags
@@ -152,11 +154,11 @@ def test_rollback_steps_back_through_the_versions_each_one_replaced(
         "user:oncall",
         "error rate up",
     )
-    assert [e["action"] for e in promotion.history(client, name)][-2:] == ["rollback", "rollback"]
+    assert [e["action"] for e in history(client, name)][-2:] == ["rollback", "rollback"]
 
 
 def test_a_model_without_challenger_is_reported_not_failed(client: MlflowClient, config: Config) -> None:
-    decision = promotion.evaluate_pair(client, config, FAMILY, REGION, "test")
+    decision = evaluate_pair(client, config, FAMILY, REGION, "test")
     assert decision.outcome == "no-challenger"
     assert not decision.champion_changed
 
@@ -167,12 +169,12 @@ def test_the_lock_times_out_with_a_clear_message(config: Config) -> None:
 
     def contender() -> None:
         try:
-            with promotion.pair_lock(config, name, timeout=0.3):
+            with pair_lock(config, name, timeout=0.3):
                 pass
         except PromotionError as exc:
             errors.append(exc)
 
-    with promotion.pair_lock(config, name):
+    with pair_lock(config, name):
         thread = threading.Thread(target=contender)
         thread.start()
         thread.join()
@@ -189,10 +191,10 @@ def test_history_keeps_the_newest_entries_within_the_tag_limit(
     base = promote(client, config, versions[0])
     for index in range(40):
         entry = base.model_copy(update={"summary": f"entry {index} " + "x" * 200, "reason": None})
-        promotion.append_history(client, name, entry)
-    raw = client.get_registered_model(name).tags[promotion.HISTORY_TAG]
-    assert len(raw) <= promotion.HISTORY_MAX_CHARS
-    entries = promotion.history(client, name)
+        append_history(client, name, entry)
+    raw = client.get_registered_model(name).tags[HISTORY_TAG]
+    assert len(raw) <= HISTORY_MAX_CHARS
+    entries = history(client, name)
     assert entries[-1]["why"].startswith("entry 39 ")
     assert 5 < len(entries) < 41
 
@@ -217,7 +219,7 @@ def test_concurrent_promotions_and_rollbacks_never_break_the_alias_invariant(
                 if rng.random() < 0.3:
                     # "nothing to roll back to" at this moment is a valid outcome
                     with contextlib.suppress(PromotionError):
-                        promotion.rollback(client, config, FAMILY, REGION, f"worker-{seed}")
+                        rollback(client, config, FAMILY, REGION, f"worker-{seed}")
                 else:
                     promote(client, config, rng.choice(versions), by=f"worker-{seed}")
         except BaseException as exc:
@@ -234,12 +236,12 @@ def test_concurrent_promotions_and_rollbacks_never_break_the_alias_invariant(
     watcher.join()
 
     assert not failures, failures
-    promotion.verify_aliases(client, name)
+    verify_aliases(client, name)
     broken = [(c, p) for c, p in seen if (c is not None and c == p) or (p is not None and c is None)]
     assert len(seen) > 10
     assert not broken
     # Serialized read-modify-write: each entry starts from where the previous one ended.
-    moves = [e for e in promotion.history(client, name) if e["champion_before"] != e["champion_after"]]
+    moves = [e for e in history(client, name) if e["champion_before"] != e["champion_after"]]
     for before, after in itertools.pairwise(moves):
         assert after["champion_before"] == before["champion_after"], (before, after)
 
@@ -255,7 +257,7 @@ def test_cli_promote_rollback_and_status(config: Config, versions: list[str], tm
             env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
 
-    promote(promotion.open_client(config), config, versions[0])
+    promote(open_client(config), config, versions[0])
     promoted = modelyard("promote", "-f", FAMILY, "-r", REGION, "--version", versions[1], "--reason", "cli test")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert "promoted" in promoted.stdout

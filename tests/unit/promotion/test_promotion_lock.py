@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 
 from modelyard.core.config import Config, load_config
-from modelyard.promotion import decide as promotion
 from modelyard.promotion import locks
-from modelyard.promotion.decide import PromotionError
+from modelyard.promotion.aliases import pair_lock
+from modelyard.promotion.decision import PromotionError
 
 REPO = Path(__file__).resolve().parents[3]
 MODEL = "pickup_eta-jakarta"
 HOLDER = """
 import sys, time
 from modelyard.core.config import load_config
-from modelyard.promotion.decide import pair_lock
+from modelyard.promotion.aliases import pair_lock
 config = load_config(sys.argv[1], environ={"MODELYARD_STORAGE__ROOT": sys.argv[2]})
 with pair_lock(config, sys.argv[3]):
     print("held", flush=True)
@@ -52,7 +52,7 @@ def test_another_process_holding_the_lock_makes_us_wait_then_fail(
 ) -> None:
     started = time.monotonic()
     expected = f"{MODEL}: another promotion has held .* for over 1s"
-    with pytest.raises(PromotionError, match=expected), promotion.pair_lock(config, MODEL, timeout=1.0):
+    with pytest.raises(PromotionError, match=expected), pair_lock(config, MODEL, timeout=1.0):
         pass
     assert 0.9 <= time.monotonic() - started < 5
 
@@ -60,12 +60,12 @@ def test_another_process_holding_the_lock_makes_us_wait_then_fail(
 def test_a_killed_holder_releases_the_lock(config: Config, holder: subprocess.Popen[str]) -> None:
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    with promotion.pair_lock(config, MODEL, timeout=2.0) as where:
+    with pair_lock(config, MODEL, timeout=2.0) as where:
         assert Path(where).parent == config.storage.state_dir / "locks"
 
 
 def test_pairs_lock_independently(config: Config, holder: subprocess.Popen[str]) -> None:
-    with promotion.pair_lock(config, "pickup_eta-bangkok", timeout=0.5):
+    with pair_lock(config, "pickup_eta-bangkok", timeout=0.5):
         pass
 
 
@@ -78,7 +78,7 @@ def test_the_lock_is_taken_through_one_swappable_function(config: Config, monkey
         return real(storage, model_name, timeout)
 
     monkeypatch.setattr(locks, "promotion_lock", recording)
-    with promotion.pair_lock(config, MODEL, timeout=1.0) as where:
+    with pair_lock(config, MODEL, timeout=1.0) as where:
         assert where == str(config.storage.state_dir / "locks" / f"promotion-{MODEL}.lock")
     assert taken == [MODEL]
 

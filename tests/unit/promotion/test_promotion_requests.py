@@ -8,7 +8,8 @@ import pytest
 
 from modelyard.core.config import Config, load_config
 from modelyard.core.contracts.assets import challenger_uri, features_uri, pairs_in
-from modelyard.promotion.decide import PromotionError, check_request
+from modelyard.promotion.decide import check_request
+from modelyard.promotion.decision import PromotionError
 
 REPO = Path(__file__).resolve().parents[3]
 

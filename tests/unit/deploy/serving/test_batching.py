@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from modelyard.deploy.serving.batching import Batcher
-from modelyard.deploy.serving.runtime import Feature, InferenceFailed, InputSchema, ModelStatus, ServedModel
+from modelyard.deploy.serving.errors import InferenceFailed
+from modelyard.deploy.serving.runtime import ModelStatus, ServedModel
+from modelyard.deploy.serving.schema import Feature, InputSchema
 
 
 class Recorder:

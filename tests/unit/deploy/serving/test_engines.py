@@ -153,7 +153,6 @@ def test_the_parity_bound_is_absolute_for_small_values_and_relative_for_large_on
 def fresh_calibrations(monkeypatch):
     monkeypatch.setattr(engines, "_CALIBRATIONS", {})
     monkeypatch.setattr(engines, "_SHAPE_LOCKS", {})
-    monkeypatch.delenv(engines.CALIBRATE_EACH_ENV, raising=False)
 
 
 def test_models_of_one_shape_share_one_calibration_and_are_each_checked_for_parity(tmp_path, fresh_calibrations):
@@ -174,7 +173,7 @@ def test_models_of_one_shape_share_one_calibration_and_are_each_checked_for_pari
     assert "disagrees with the native model" in wrong.reason
 
 
-def test_a_model_of_another_shape_is_measured_and_each_can_be_asked_for(tmp_path, fresh_calibrations, monkeypatch):
+def test_a_model_of_another_shape_is_measured_and_each_can_be_asked_for(tmp_path, fresh_calibrations):
     holdout = frame(9)
     engines.choose_engine(model_dir(tmp_path / "m0", ridge(0), holdout), native_of(ridge(0)), example(holdout))
     wide = pd.DataFrame(np.random.default_rng(3).normal(size=(200, 5)), columns=list("abcde"))
@@ -183,6 +182,9 @@ def test_a_model_of_another_shape_is_measured_and_each_can_be_asked_for(tmp_path
         model_dir(tmp_path / "w", model, wide), model.predict, wide.head(3).to_numpy(np.float32)
     )
     assert other[1].calibration == "measured"
-    monkeypatch.setenv(engines.CALIBRATE_EACH_ENV, "1")
-    again = engines.choose_engine(model_dir(tmp_path / "m1", ridge(1), holdout), native_of(ridge(1)), example(holdout))
+    shared = engines.choose_engine(model_dir(tmp_path / "m1", ridge(1), holdout), native_of(ridge(1)), example(holdout))
+    assert shared[1].calibration == "shared"
+    again = engines.choose_engine(
+        model_dir(tmp_path / "m2", ridge(1), holdout), native_of(ridge(1)), example(holdout), calibrate_each=True
+    )
     assert again[1].calibration == "measured"

@@ -9,8 +9,9 @@ import threading
 
 import pytest
 
+from modelyard.deploy.serving.errors import ModelLoadFailed, ModelMissing
 from modelyard.deploy.serving.faults import REGISTRY_CLIENT_DEFAULTS, bound_registry_wait, is_transient
-from modelyard.deploy.serving.runtime import ModelLoadFailed, ModelMissing, load_model
+from modelyard.deploy.serving.runtime import load_model
 
 
 class _Answers503(http.server.BaseHTTPRequestHandler):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import psutil
 
-from modelyard.deploy.serving.lifeline import SUPERVISOR_ENV, exit_with_supervisor
+from modelyard.deploy.serving.lifeline import exit_with_supervisor
+from modelyard.deploy.serving.settings import SUPERVISOR_ENV
 
 # The "supervisor" starts one "worker" that arms the lifeline (or not) and then sleeps.
 SUPERVISOR = """
@@ -24,9 +25,10 @@ print(child.pid, flush=True)
 time.sleep(120)
 """
 WORKER = """
-import time
+import os, time
 from modelyard.deploy.serving.lifeline import exit_with_supervisor
-exit_with_supervisor()
+from modelyard.deploy.serving.settings import ServeSettings
+exit_with_supervisor(ServeSettings.from_env({**os.environ, "MODELYARD_SERVE_PLAN": "unused"}).supervisor_pid)
 time.sleep(120)
 """
 
@@ -76,5 +78,5 @@ def test_an_unarmed_process_outlives_its_parent() -> None:
 
 
 def test_a_process_that_is_its_own_supervisor_is_not_armed() -> None:
-    assert not exit_with_supervisor({SUPERVISOR_ENV: str(os.getpid())})
-    assert not exit_with_supervisor({})
+    assert not exit_with_supervisor(os.getpid())
+    assert not exit_with_supervisor(None)

@@ -9,7 +9,15 @@ import json
 import pytest
 import yaml
 
-from modelyard.deploy.serving.plan import PlanError, dump_plan, load_plan, parse_plan, parse_plan_text
+from modelyard.deploy.serving.plan import (
+    PlanError,
+    dump_plan,
+    last_good_path,
+    load_plan,
+    normalize_model_uri,
+    parse_plan,
+    parse_plan_text,
+)
 
 PLAN = {
     "version": 1,
@@ -146,3 +154,42 @@ def test_rules_match_in_local_time():
     assert rule.matches(dt.datetime(2026, 5, 9, 1, 0))  # saturday 01:00, wraps past midnight
     assert not rule.matches(dt.datetime(2026, 5, 9, 2, 0))
     assert not rule.matches(dt.datetime(2026, 5, 7, 23, 0))  # thursday
+
+
+@pytest.mark.parametrize("path", ["/tmp/x.jsonl", "../x.jsonl", "logs/../../x"])
+def test_the_plan_refuses_absolute_and_parent_log_paths(path):
+    plan = {
+        "services": [
+            {"family": "f", "region": "r", "variants": [{"name": "a", "model_uri": "models:/m/1", "weight": 100}]}
+        ],
+        "prediction_log": {"path": path},
+    }
+    with pytest.raises(PlanError, match=r"prediction_log\.path: .* must be a relative folder"):
+        parse_plan(plan)
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("models:/bench/01", "models:/bench/1"),
+        ("models:/bench/0001", "models:/bench/1"),
+        ("models:/bench/10", "models:/bench/10"),
+        ("models:/bench@champion", "models:/bench@champion"),
+        ("models:/bench-007@v007", "models:/bench-007@v007"),
+    ],
+)
+def test_one_version_has_one_uri(uri, expected):
+    assert normalize_model_uri(uri) == expected
+
+
+def test_plans_naming_one_version_three_ways_load_it_once():
+    variants = [
+        {"name": n, "model_uri": u, "weight": w}
+        for n, u, w in (("a", "models:/bench/01", 50), ("b", "models:/bench/001", 50))
+    ]
+    plan = parse_plan({"services": [{"family": "f", "region": "r", "variants": variants}]})
+    assert plan.model_uris() == ["models:/bench/1"]
+
+
+def test_the_last_good_copy_sits_next_to_the_plan_file(tmp_path):
+    assert last_good_path(tmp_path / "plan.json") == tmp_path / "plan.json.last-good"

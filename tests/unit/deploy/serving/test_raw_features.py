@@ -11,8 +11,10 @@ from sklearn.linear_model import LinearRegression
 
 from modelyard.core.featurespec import Calendar, FeatureDef, FeatureSpec, FittedSpec
 from modelyard.deploy.serving import runtime
+from modelyard.deploy.serving.errors import BadInput
 from modelyard.deploy.serving.features import BadRawInput, RawFeatures
-from modelyard.deploy.serving.runtime import BadInput, Feature, InputSchema, ModelStatus
+from modelyard.deploy.serving.runtime import ModelStatus
+from modelyard.deploy.serving.schema import Feature, InputSchema
 
 COLUMNS = {"placed_at": "timestamp", "size": "float", "cuisine": "category"}
 BERLIN = Calendar("BER", "Europe/Berlin", ((dt.date(2026, 3, 28), dt.date(2026, 3, 29)),))
@@ -104,7 +106,7 @@ def test_a_model_with_the_spec_in_its_extra_files_serves_raw_fields(tmp_path) ->
         str(tmp_path / "model"),
         input_example=example,
         extra_files=[str(spec_file)],
-        serialization_format="pickle",
+        serialization_format="skops",
     )
     status = ModelStatus(uri="models:/prep/1", name="prep", version="1")
     served = runtime._load_from_dir(status, tmp_path / "model", tmp_path)
@@ -126,7 +128,7 @@ def test_a_model_without_a_spec_is_served_from_its_signature_as_before(tmp_path)
 
     model = LinearRegression().fit(np.array([[1.0], [2.0]]), np.array([2.0, 4.0]))
     mlflow.sklearn.save_model(
-        model, str(tmp_path / "model"), input_example=pd.DataFrame({"x": [1.0]}), serialization_format="pickle"
+        model, str(tmp_path / "model"), input_example=pd.DataFrame({"x": [1.0]}), serialization_format="skops"
     )
     status = ModelStatus(uri="models:/m/1", name="m", version="1")
     served = runtime._load_from_dir(status, tmp_path / "model", tmp_path)

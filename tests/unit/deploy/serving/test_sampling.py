@@ -10,16 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelyard.deploy.serving.sampling import (
-    PredictionLog,
-    Sample,
-    SamplingError,
-    SamplingSettings,
-    Shipper,
-    new_request_id,
-    sampling_from_env,
-    shipper_from_env,
-)
+from modelyard.core import storage
+from modelyard.deploy.serving.sampling import PredictionLogWriter, Sample, SamplingSettings, Shipper, new_request_id
 
 pytestmark = pytest.mark.unit
 
@@ -48,7 +40,7 @@ class FakeClock:
 
 
 def test_samples_land_in_their_family_region_version_folder_with_features(tmp_path):
-    sink = PredictionLog(tmp_path, SamplingSettings(sample_rate=1.0))
+    sink = PredictionLogWriter(tmp_path, SamplingSettings(sample_rate=1.0))
     sink.offer(_sample("a"))
     sink.offer(_sample("b", ("driver_acceptance", "surabaya", "main", "7")))
     sink.close(wait=10)
@@ -63,7 +55,7 @@ def test_samples_land_in_their_family_region_version_folder_with_features(tmp_pa
 
 def test_an_open_file_is_hidden_until_it_is_rotated(tmp_path):
     clock = FakeClock()
-    sink = PredictionLog(tmp_path, SamplingSettings(1.0, rotate_mb=1000, rotate_seconds=60), clock=clock)
+    sink = PredictionLogWriter(tmp_path, SamplingSettings(1.0, rotate_mb=1000, rotate_seconds=60), clock=clock)
     sink.offer(_sample("a"))
     folder = tmp_path.joinpath(*LABELS[:2], LABELS[3])
     _wait_for(lambda: sink.written == 1)
@@ -76,7 +68,7 @@ def test_an_open_file_is_hidden_until_it_is_rotated(tmp_path):
 
 
 def test_files_rotate_by_size(tmp_path):
-    sink = PredictionLog(tmp_path, SamplingSettings(1.0, rotate_mb=0.0001, rotate_seconds=3600))
+    sink = PredictionLogWriter(tmp_path, SamplingSettings(1.0, rotate_mb=0.0001, rotate_seconds=3600))
     for index in range(20):
         sink.offer(_sample(f"r{index}"))
     sink.close(wait=10)
@@ -102,7 +94,7 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
 
 
 def test_every_requests_outcome_is_counted_per_version(tmp_path):
-    sink = PredictionLog(tmp_path, SamplingSettings(0.0))
+    sink = PredictionLogWriter(tmp_path, SamplingSettings(0.0))
     for outcome in ("ok", "ok", "bad_input", "ok", "error"):
         sink.count(LABELS, outcome)
     sink.count(("driver_acceptance", "jakarta", "main", "4"), "ok")
@@ -113,18 +105,18 @@ def test_every_requests_outcome_is_counted_per_version(tmp_path):
 
 
 def test_a_closed_log_refuses_samples(tmp_path):
-    sink = PredictionLog(tmp_path, SamplingSettings(1.0))
+    sink = PredictionLogWriter(tmp_path, SamplingSettings(1.0))
     sink.close(wait=10)
     assert sink.offer(_sample("late")) is False
     assert sink.dropped == 1
 
 
 def test_sampling_draws_about_the_rate():
-    sink = PredictionLog(Path("unused"), SamplingSettings(0.2))
+    sink = PredictionLogWriter(Path("unused"), SamplingSettings(0.2))
     hits = sum(sink.sampled() for _ in range(20_000))
     sink.close()
     assert 3400 < hits < 4600
-    assert PredictionLog(Path("unused"), SamplingSettings(0.0)).sampled() is False
+    assert PredictionLogWriter(Path("unused"), SamplingSettings(0.0)).sampled() is False
 
 
 def test_request_ids_keep_a_clients_short_token_else_are_fresh():
@@ -135,16 +127,7 @@ def test_request_ids_keep_a_clients_short_token_else_are_fresh():
         assert made != sent
 
 
-def test_environment_settings_are_checked_and_named():
-    settings = sampling_from_env({"MODELYARD_SERVE_SAMPLE_RATE": "0.1", "MODELYARD_SERVE_SAMPLE_ROTATE_SECONDS": "60"})
-    assert settings == SamplingSettings(0.1, 8.0, 60.0)
-    with pytest.raises(SamplingError, match="MODELYARD_SERVE_SAMPLE_RATE='2': must be a number from 0 to 1"):
-        sampling_from_env({"MODELYARD_SERVE_SAMPLE_RATE": "2"})
-    with pytest.raises(SamplingError, match="MODELYARD_SERVE_SAMPLE_ROTATE_MB='lots'"):
-        sampling_from_env({"MODELYARD_SERVE_SAMPLE_ROTATE_MB": "lots"})
-
-
-class SlowDisk(PredictionLog):
+class SlowDisk(PredictionLogWriter):
     """A log whose disk hangs until ``gate`` opens."""
 
     def __init__(self, gate: threading.Event, *args, **kwargs) -> None:
@@ -173,8 +156,6 @@ def _wait_for(condition, timeout: float = 10.0) -> None:
 def memory_url():
     import uuid
 
-    from modelyard.core import storage
-
     url = f"memory://samples-{uuid.uuid4().hex[:8]}"
     yield url
     fs = storage.storage_path(url).fs
@@ -190,8 +171,8 @@ def _shipped_lines(target) -> list[dict]:
 
 
 def test_rotated_files_are_shipped_under_the_same_key_and_leave_the_spool(tmp_path, memory_url):
-    shipper = shipper_from_env({"MODELYARD_SERVE_LOG_URL": memory_url}, tmp_path)
-    sink = PredictionLog(tmp_path, SamplingSettings(sample_rate=1.0), shipper=shipper)
+    shipper = Shipper(tmp_path, storage.storage_path(memory_url))
+    sink = PredictionLogWriter(tmp_path, SamplingSettings(sample_rate=1.0), shipper=shipper)
     sink.offer(_sample("a"))
     sink.offer(_sample("b", ("driver_acceptance", "surabaya", "main", "7")))
     sink.close(wait=10)
@@ -220,9 +201,9 @@ class FlakyStore:
 
 def test_a_file_that_fails_to_ship_stays_in_the_spool_and_is_shipped_later(tmp_path, memory_url):
     up = threading.Event()
-    target = shipper_from_env({"MODELYARD_SERVE_LOG_URL": memory_url}, tmp_path).target
+    target = storage.storage_path(memory_url)
     shipper = Shipper(tmp_path, FlakyStore(target, up))
-    sink = PredictionLog(tmp_path, SamplingSettings(sample_rate=1.0), shipper=shipper)
+    sink = PredictionLogWriter(tmp_path, SamplingSettings(sample_rate=1.0), shipper=shipper)
     sink.offer(_sample("a"))
     sink.flush()
     kept = list(tmp_path.rglob("*.jsonl.gz"))
@@ -230,17 +211,7 @@ def test_a_file_that_fails_to_ship_stays_in_the_spool_and_is_shipped_later(tmp_p
     assert shipper.failed == 1
     sink.close(wait=10)
     up.set()
-    again = PredictionLog(tmp_path, SamplingSettings(sample_rate=1.0), shipper=shipper)  # e.g. the next process
+    again = PredictionLogWriter(tmp_path, SamplingSettings(sample_rate=1.0), shipper=shipper)  # e.g. the next process
     again.close(wait=10)
     assert list(tmp_path.rglob("*.jsonl.gz")) == []
     assert [e["request_id"] for e in _shipped_lines(target / "driver_acceptance" / "jakarta" / "3")] == ["a"]
-
-
-def test_shipping_settings_are_checked_and_named(tmp_path):
-    assert shipper_from_env({}, tmp_path) is None
-    with pytest.raises(SamplingError, match="MODELYARD_SERVE_LOG_OPTIONS: not JSON"):
-        shipper_from_env({"MODELYARD_SERVE_LOG_URL": "memory://x", "MODELYARD_SERVE_LOG_OPTIONS": "{nope"}, tmp_path)
-    with pytest.raises(SamplingError, match="MODELYARD_SERVE_LOG_OPTIONS: must be a JSON object"):
-        shipper_from_env({"MODELYARD_SERVE_LOG_URL": "memory://x", "MODELYARD_SERVE_LOG_OPTIONS": "[1]"}, tmp_path)
-    with pytest.raises(SamplingError, match=r"MODELYARD_SERVE_LOG_URL: storage.root nosuchfs://b/x: no file system"):
-        shipper_from_env({"MODELYARD_SERVE_LOG_URL": "nosuchfs://b/x"}, tmp_path)

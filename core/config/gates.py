@@ -1,0 +1,86 @@
+"""Gates: the declared checks a challenger must pass, per task, with per-family and per-pair overrides."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from modelyard.core.config.base import Section
+
+
+class AbsoluteGate(Section):
+    """A metric of the challenger on the holdout against a fixed threshold."""
+
+    metric: str
+    op: Literal[">=", "<=", ">", "<"]
+    threshold: float
+
+
+class VersusChampionGate(Section):
+    """Challenger vs champion on the same holdout: allow at most ``max_regression`` (absolute,
+    in the metric's unit) or demand at least ``min_improvement``; set one of the two."""
+
+    metric: str
+    direction: Literal["higher", "lower"]
+    max_regression: float = Field(0.0, ge=0)
+    min_improvement: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> VersusChampionGate:
+        if self.max_regression and self.min_improvement:
+            raise ValueError(f"gate on '{self.metric}': set max_regression or min_improvement, not both")
+        return self
+
+
+class TaskGates(Section):
+    """The gates of one task (classification or regression)."""
+
+    absolute: list[AbsoluteGate] = []
+    versus_champion: list[VersusChampionGate] = []
+
+
+class GateDefaults(Section):
+    """The gates every pair gets: per task, plus model size, latency, drift and slice regression."""
+
+    classification: TaskGates = TaskGates()
+    regression: TaskGates = TaskGates()
+    max_model_size_mb: float = Field(50, gt=0)
+    max_p99_latency_ms: float = Field(20, gt=0)
+    max_psi: float = Field(0.25, gt=0)
+    # Relative: a slice metric may be at most this fraction worse than the champion's on that slice.
+    max_slice_regression: float = Field(0.05, ge=0)
+    latency_calls: int = Field(300, ge=20, le=100_000)
+
+
+class GateSettings(Section):
+    """The default gates and their overrides per family or pair."""
+
+    defaults: GateDefaults = GateDefaults()
+    # "<family>" or "<family>/<region>" -> partial GateDefaults fields.
+    region_overrides: dict[str, dict[str, Any]] = {}
+
+
+# Besides GateDefaults' own fields, an override may give these at its top level (for the family's task).
+GATE_TASK_KEYS = ("absolute", "versus_champion")
+
+
+def check_gate_overrides(overrides: dict[str, dict[str, Any]], families: list[str], regions: set[str]) -> None:
+    """Refuse an override keyed by an unknown family or region, or that sets a key no gate has.
+
+    Raises:
+        ValueError: names the override key, and the valid families, regions or keys.
+    """
+    allowed = set(GateDefaults.model_fields) | set(GATE_TASK_KEYS)
+    for key, override in overrides.items():
+        family, _, region = key.partition("/")
+        if family not in families or (region and region not in regions):
+            raise ValueError(
+                f"gates.region_overrides '{key}': expected '<family>' or '<family>/<region>' with a configured "
+                f"family ({', '.join(families)}) and region ({', '.join(sorted(regions))})"
+            )
+        unknown = set(override) - allowed
+        if unknown:
+            raise ValueError(
+                f"gates.region_overrides '{key}': unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})"
+            )

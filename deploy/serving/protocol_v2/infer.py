@@ -1,0 +1,142 @@
+"""``POST /v2/models/{name}[/versions/{v}]/infer``: v2 tensors through the same plan as ``/v1``.
+
+The tensors become records; then the request takes ``/v1``'s steps on the active plan: the
+service's router (time windows, weights, the sticky key from ``parameters.routing_key``, the
+``X-Routing-Key`` header or the plan's routing field), the variant's validation and
+featurising, its batcher, and off the response path the same counts, instruments, sampled
+prediction log and shadows (``Predictions._observe``). A request naming a version goes to the
+variant serving it (routed by ``version``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from modelyard.deploy.serving.asgi import Response, Scope, header, json_response
+from modelyard.deploy.serving.errors import BadInput, RequestError, ServingError
+from modelyard.deploy.serving.predict import INLINE_PARSE_BYTES, Predictions
+from modelyard.deploy.serving.protocol_v2.metadata import ModelNames, output_name, variant_of
+from modelyard.deploy.serving.protocol_v2.tensors import InferRequest, output_tensor, parse_infer_request
+from modelyard.deploy.serving.records import routing_key_of
+from modelyard.deploy.serving.router import Route
+from modelyard.deploy.serving.sampling import new_request_id
+
+if TYPE_CHECKING:
+    from modelyard.deploy.serving.active import ActivePlan, ServiceHandle, VariantHandle
+
+_T = TypeVar("_T")
+
+
+class V2Predictions(Predictions):
+    """Answers v2 infer requests on the active plan (the ``/v1`` steps, v2 tensors in and out)."""
+
+    _names: ModelNames | None = None
+
+    def active(self) -> ActivePlan:
+        active = self._manager().active
+        if active is None:
+            raise RequestError("no plan is active yet; see /readyz", status=503, code="not_ready")
+        return active
+
+    def service(self, active: ActivePlan, name: str) -> ServiceHandle:
+        """The service v2 model ``name`` names on ``active`` (404 otherwise)."""
+        names = self._names
+        if names is None or names.digest != active.digest:
+            names = self._names = ModelNames(active)
+        return names.service(active, name)
+
+    async def infer(self, name: str, version: str | None, body: bytes, scope: Scope) -> Response:
+        """Validate, route, batch and answer one v2 inference request."""
+        started = time.perf_counter()
+        active = self.active()
+        handle = self.service(active, name)
+        large = len(body) > INLINE_PARSE_BYTES
+        length = header(scope, b"inference-header-content-length")
+        request = await _off_loop(large, parse_infer_request, body, length, active.plan.max_records)
+        records = None if request.is_matrix else request.records()
+        route, variant = self._route(active, handle, name, version, request, records, scope)
+        if records is None:
+            records = request.matrix_records(variant.model.schema.names)
+        _check_outputs(request, output_name(variant.model))
+        family, region = handle.service.key
+        labels = (family, region, variant.name, variant.model.version)
+        try:
+            prepared = await _off_loop(large, variant.model.prepare_counted, records)
+        except BadInput:
+            self.metrics.requests.labels(*labels, "bad_input").inc()
+            _count(active, labels, "bad_input")
+            raise
+        for feature, count in prepared.unknown.items():
+            self.metrics.unknown_categories.labels(family, region, variant.name, feature).inc(count)
+        active.inflight += 1
+        try:
+            output = await variant.batcher.submit(prepared.matrix)
+        except ServingError:
+            self.metrics.requests.labels(*labels, "error").inc()
+            _count(active, labels, "error")
+            raise
+        finally:
+            active.inflight -= 1
+        request_id = new_request_id(header(scope, b"x-request-id") or request.id)
+        self._observe(active, handle, variant, labels, (request_id, records, prepared.matrix), output, started)
+        return json_response(200, _response(name, variant, route, request, output))
+
+    def _route(
+        self,
+        active: ActivePlan,
+        handle: ServiceHandle,
+        name: str,
+        version: str | None,
+        request: InferRequest,
+        records: list[Any] | None,
+        scope: Scope,
+    ) -> tuple[Route, VariantHandle]:
+        if version is not None:
+            variant = variant_of(handle, name, version)
+            return Route(variant.name, "version"), variant
+        sent = _routing_key(request) or header(scope, b"x-routing-key")
+        key = routing_key_of(records, sent, active.plan.routing_key) if records is not None else sent
+        route = handle.router.route(key)
+        return route, handle.variants[route.variant]
+
+
+async def _off_loop(off: bool, fn: Callable[..., _T], *args: Any) -> _T:
+    """Parse and validate a large body in a thread, so the event loop (``/healthz``) keeps answering."""
+    return await asyncio.to_thread(fn, *args) if off else fn(*args)
+
+
+def _routing_key(request: InferRequest) -> str | None:
+    value = request.parameters.get("routing_key")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise RequestError(
+            f"routing_key must be a string or an integer, got {type(value).__name__}", field="parameters.routing_key"
+        )
+    return str(value)
+
+
+def _check_outputs(request: InferRequest, name: str) -> None:
+    unknown = [o for o in request.outputs if o != name]
+    if unknown:
+        raise RequestError(f"unknown output(s) {unknown}: this version gives '{name}'", field="outputs")
+
+
+def _count(active: ActivePlan, labels: tuple[str, str, str, str], outcome: str) -> None:
+    if active.prediction_log is not None:
+        active.prediction_log.count(labels, outcome)
+
+
+def _response(name: str, variant: VariantHandle, route: Route, request: InferRequest, output: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model_name": name,
+        "model_version": variant.model.version,
+        "outputs": [output_tensor(output_name(variant.model), output)],
+        "parameters": {"variant": variant.name, "routed_by": route.reason, "model": variant.model.name},
+    }
+    if request.id is not None:
+        body["id"] = request.id
+    return body

@@ -1,0 +1,155 @@
+"""Every ``/v2`` path of the Open Inference Protocol, ``GET /openapi.json`` and ``GET /v1/models/{family}/{region}``.
+
+v2 errors answer ``{"error": "<message>"}`` (a 4xx about one record or field names the
+input tensor and row); health answers 200 for true and 400 for false, as the protocol asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from importlib import metadata as package_metadata
+from typing import TYPE_CHECKING
+
+from modelyard.deploy.serving import openapi
+from modelyard.deploy.serving.asgi import Response, Scope, json_response
+from modelyard.deploy.serving.errors import RequestError, ServingError
+from modelyard.deploy.serving.protocol_v2.infer import V2Predictions
+from modelyard.deploy.serving.protocol_v2.metadata import model_metadata, service_detail, variant_of
+from modelyard.deploy.serving.protocol_v2.tensors import datatype_of
+
+if TYPE_CHECKING:
+    from modelyard.deploy.serving.manager import PlanManager
+    from modelyard.deploy.serving.metrics import ServingMetrics
+    from modelyard.deploy.serving.runtime import ServedModel
+
+SERVER_NAME = "modelyard"
+_RECORD_FIELD = re.compile(r"^records\[(?P<row>\d+)\](?:\.(?P<name>.+))?$")
+
+
+def handles(parts: list[str]) -> bool:
+    """Whether a path (split on ``/``) is one of these routes (the app's one hook)."""
+    return parts[0] in ("v2", "openapi.json") or parts[:2] == ["v1", "models"]
+
+
+class StandardRoutes:
+    """The standard faces of the server: v2, the OpenAPI document, per-model metadata."""
+
+    def __init__(self, metrics: ServingMetrics, manager: Callable[[], PlanManager]) -> None:
+        self._manager = manager
+        self.v2 = V2Predictions(metrics, manager)
+        self._output_types: dict[str, str] = {}  # model URI -> the datatype of its predictions
+
+    async def answer(self, method: str, parts: list[str], body: bytes, scope: Scope) -> Response:
+        """Answer one request whose path ``handles`` (a ``/v1`` problem raises, a ``/v2`` one is answered)."""
+        if parts[0] == "openapi.json":
+            _only(method, "GET", "/openapi.json")
+            return json_response(200, openapi.document())
+        if parts[0] == "v1":
+            return self._v1_model(method, parts)
+        try:
+            return await self._v2(method, parts[1:], body, scope)
+        except ServingError as exc:
+            return v2_error(exc)
+
+    def _v1_model(self, method: str, parts: list[str]) -> Response:
+        if len(parts) != 4:
+            raise RequestError("use GET /v1/models/{family}/{region}", field="path", status=404, code="not_found")
+        _only(method, "GET", "/v1/models/{family}/{region}")
+        active = self.v2.active()
+        handle = active.services.get((parts[2], parts[3]))
+        if handle is None:
+            served = ", ".join(sorted(f"{f}/{r}" for f, r in active.services)[:20])
+            raise RequestError(
+                f"no service {parts[2]}/{parts[3]} (served: {served})", field="path", status=404, code="unknown_service"
+            )
+        return json_response(200, service_detail(handle, active))
+
+    async def _v2(self, method: str, parts: list[str], body: bytes, scope: Scope) -> Response:
+        if not parts:
+            _only(method, "GET", "/v2")
+            return json_response(200, {"name": SERVER_NAME, "version": _package_version(), "extensions": []})
+        if parts[0] == "health" and len(parts) == 2 and parts[1] in ("live", "ready"):
+            _only(method, "GET", f"/v2/health/{parts[1]}")
+            return self._health(parts[1])
+        if parts[0] != "models" or len(parts) < 2:
+            raise RequestError(f"no v2 endpoint /v2/{'/'.join(parts)}", status=404, code="not_found")
+        path, name, rest = f"/v2/{'/'.join(parts)}", parts[1], parts[2:]
+        version = None
+        if rest[:1] == ["versions"] and len(rest) >= 2:
+            version, rest = rest[1], rest[2:]
+        if rest == ["infer"]:
+            _only(method, "POST", path)
+            return await self.v2.infer(name, version, body, scope)
+        if rest in ([], ["ready"]):
+            _only(method, "GET", path)
+            return await self._model(name, version, ready=bool(rest))
+        raise RequestError(f"no v2 endpoint /v2/{'/'.join(parts)}", status=404, code="not_found")
+
+    def _health(self, which: str) -> Response:
+        if which == "live":
+            return json_response(200, {"live": True})
+        manager = self._manager_or_none()
+        ready = manager is not None and manager.readiness()[0]
+        return json_response(200 if ready else 400, {"ready": ready})
+
+    async def _model(self, name: str, version: str | None, *, ready: bool) -> Response:
+        active = self.v2.active()
+        handle = self.v2.service(active, name)
+        variants = [variant_of(handle, name, version)] if version is not None else list(handle.variants.values())
+        if ready:
+            is_ready = all(v.model.status.state == "ready" for v in variants)
+            return json_response(200 if is_ready else 400, {"name": name, "ready": is_ready})
+        for variant in variants:
+            await self._learn_output_type(variant.model)
+        return json_response(200, model_metadata(name, handle, variants, self._output_types))
+
+    async def _learn_output_type(self, model: ServedModel) -> None:
+        """The datatype of a model's predictions, from one prediction on its input example (once per model)."""
+        if model.uri in self._output_types or not model.example:
+            return
+        try:
+            output = await asyncio.to_thread(lambda: model.predict(model.prepare(model.example[:1])))
+        except ServingError:
+            return
+        if len(self._output_types) > 10_000:  # models of retired plans
+            self._output_types.clear()
+        self._output_types[model.uri] = datatype_of(output)
+
+    def _manager_or_none(self) -> PlanManager | None:
+        try:
+            return self._manager()
+        except RequestError:  # the server is starting
+            return None
+
+
+def _only(method: str, allowed: str, what: str) -> None:
+    if method != allowed:
+        raise RequestError(f"{method} not allowed on {what}; use {allowed}", status=405, code="method_not_allowed")
+
+
+def v2_error(exc: ServingError) -> Response:
+    """A v2 ``$inference_error_response``: ``{"error": "..."}``; a bad record or field is a 400."""
+    message = exc.message
+    if exc.field:
+        message = f"{message} ({_tensor_field(exc.field)})"
+    status = 400 if exc.status == 422 else exc.status
+    return json_response(status, {"error": message})
+
+
+def _tensor_field(field: str) -> str:
+    """``records[3].hour_sin`` -> ``input 'hour_sin', row 3``: what a v2 client sent."""
+    match = _RECORD_FIELD.match(field)
+    if match is None:
+        return field
+    if match["name"] is None:
+        return f"row {match['row']}"
+    return f"input '{match['name']}', row {match['row']}"
+
+
+def _package_version() -> str:
+    try:
+        return package_metadata.version("modelyard")
+    except package_metadata.PackageNotFoundError:
+        return "unknown"

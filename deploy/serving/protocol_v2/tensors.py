@@ -1,0 +1,261 @@
+"""v2 tensors: an infer request's inputs to records, and the prediction to an output tensor.
+
+A request carries either one tensor per raw field, each of shape ``[n]`` (or ``[n, 1]``), or
+a single 2-D tensor ``[n, k]`` of the version's features in their declared order. Tensor data
+comes as JSON (flat or nested row-major) or, with the binary tensor data extension that
+``tritonclient`` uses by default, as raw bytes after a JSON header of
+``Inference-Header-Content-Length`` bytes. Records then take the same path as ``/v1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from modelyard.deploy.serving.errors import RequestError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# v2 datatype -> numpy dtype of its binary form (BYTES: 4-byte little-endian length, then the bytes).
+NUMPY_TYPES = {
+    "BOOL": "?", "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
+    "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
+    "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+}  # fmt: skip
+DATATYPES = frozenset([*NUMPY_TYPES, "BYTES"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Tensor:
+    """One input tensor of a request, its data flat (row-major)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: list[Any]
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0] if self.shape else 1
+
+
+@dataclasses.dataclass(frozen=True)
+class InferRequest:
+    """A parsed ``$inference_request``: id, parameters, input tensors and the outputs asked for."""
+
+    id: str | None
+    parameters: dict[str, Any]
+    inputs: list[Tensor]
+    outputs: list[str]
+
+    @property
+    def is_matrix(self) -> bool:
+        """One 2-D tensor of features (``[n, k]``, k > 1) instead of one tensor per raw field."""
+        return len(self.inputs) == 1 and len(self.inputs[0].shape) == 2 and self.inputs[0].shape[1] != 1
+
+    def records(self) -> list[dict[str, Any]]:
+        """One record per row of the columnar tensors (each tensor is one raw field)."""
+        columns = {tensor.name: tensor.data for tensor in self.inputs}
+        rows = self.inputs[0].rows
+        return [{name: values[i] for name, values in columns.items()} for i in range(rows)]
+
+    def matrix_records(self, names: Sequence[str]) -> list[dict[str, Any]]:
+        """The rows of the one 2-D tensor as records of ``names`` (the version's features, in order)."""
+        tensor = self.inputs[0]
+        width = tensor.shape[1]
+        if width != len(names):
+            raise RequestError(
+                f"input '{tensor.name}' has {width} columns, the model takes {len(names)} features "
+                f"({', '.join(names)}); or send one tensor per raw field",
+                field="inputs[0].shape",
+            )
+        data = tensor.data
+        return [dict(zip(names, data[i * width : (i + 1) * width], strict=True)) for i in range(tensor.rows)]
+
+
+def parse_infer_request(body: bytes, header_length: str | None, max_records: int) -> InferRequest:
+    """An infer request from its body (``header_length``: the binary extension's JSON size, else None).
+
+    Raises:
+        RequestError: the JSON, a tensor's datatype, shape or data, or its size is wrong (400/413).
+    """
+    json_part, binary = _split(body, header_length)
+    payload = _json(json_part)
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise RequestError("'inputs' must be a non-empty array of tensors", field="inputs")
+    offset = 0
+    tensors = []
+    for index, raw in enumerate(inputs):
+        tensor, offset = _tensor(raw, index, binary, offset)
+        tensors.append(tensor)
+    _same_rows(tensors, max_records)
+    return InferRequest(
+        id=_optional_str(payload.get("id"), "id"),
+        parameters=_parameters(payload.get("parameters"), "parameters"),
+        inputs=tensors,
+        outputs=_output_names(payload.get("outputs")),
+    )
+
+
+def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return body, b""
+    if not header_length.strip().isdigit() or int(header_length) > len(body):
+        raise RequestError(
+            f"Inference-Header-Content-Length {header_length!r} is not a size within the {len(body)}-byte body",
+            field="Inference-Header-Content-Length",
+        )
+    size = int(header_length)
+    return body[:size], body[size:]
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise RequestError("request body is empty; send an inference request object", field="body")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"body is not valid JSON: {exc}", field="body") from None
+    if not isinstance(payload, dict):
+        raise RequestError(f"body must be a JSON object, got {type(payload).__name__}", field="body")
+    return payload
+
+
+def _tensor(raw: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, int]:
+    where = f"inputs[{index}]"
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise RequestError("each input must be an object with name, datatype, shape and data", field=where)
+    name = raw["name"]
+    datatype = raw.get("datatype")
+    if datatype not in DATATYPES:
+        raise RequestError(f"input '{name}': datatype {datatype!r} is not one of {sorted(DATATYPES)}", field=where)
+    shape = _shape(raw.get("shape"), name, where)
+    size = math.prod(shape)
+    parameters = _parameters(raw.get("parameters"), f"{where}.parameters")
+    if "binary_data_size" in parameters:
+        data, offset = _binary_data(parameters["binary_data_size"], datatype, binary, offset, name)
+    else:
+        data = _flat(raw.get("data"), name, where)
+    if len(data) != size:
+        raise RequestError(f"input '{name}': shape {list(shape)} needs {size} values, got {len(data)}", field=where)
+    return Tensor(name, datatype, shape, data), offset
+
+
+def _shape(shape: Any, name: str, where: str) -> tuple[int, ...]:
+    valid = isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    if not valid or not 1 <= len(shape) <= 2:
+        raise RequestError(
+            f"input '{name}': shape {shape!r} must be [n] (one raw field) or [n, k] (n rows of k features)",
+            field=f"{where}.shape",
+        )
+    return tuple(shape)
+
+
+def _flat(data: Any, name: str, where: str) -> list[Any]:
+    if not isinstance(data, list):
+        raise RequestError(f"input '{name}': 'data' must be an array", field=f"{where}.data")
+    if data and all(isinstance(row, list) for row in data):  # nested row-major
+        return [value for row in data for value in row]
+    return data
+
+
+def _binary_data(size: Any, datatype: str, binary: bytes, offset: int, name: str) -> tuple[list[Any], int]:
+    import numpy as np
+
+    if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+        raise RequestError(f"input '{name}': binary_data_size {size!r} is past the body's binary part", field=name)
+    chunk = binary[offset : offset + size]
+    if datatype == "BYTES":
+        return _bytes_elements(chunk, name), offset + size
+    dtype = np.dtype(NUMPY_TYPES[datatype])
+    if size % dtype.itemsize:
+        raise RequestError(f"input '{name}': {size} bytes are not whole {datatype} values", field=name)
+    return np.frombuffer(chunk, dtype=dtype).tolist(), offset + size
+
+
+def _bytes_elements(chunk: bytes, name: str) -> list[Any]:
+    values: list[Any] = []
+    position = 0
+    while position < len(chunk):
+        if position + 4 > len(chunk):
+            raise RequestError(f"input '{name}': BYTES element length cut short", field=name)
+        (length,) = struct.unpack_from("<I", chunk, position)
+        position += 4
+        element = chunk[position : position + length]
+        position += length
+        try:
+            values.append(element.decode())
+        except UnicodeDecodeError:
+            raise RequestError(f"input '{name}': BYTES element {len(values)} is not UTF-8 text", field=name) from None
+    return values
+
+
+def _same_rows(tensors: list[Tensor], max_records: int) -> None:
+    rows = {tensor.name: tensor.rows for tensor in tensors}
+    if len(set(rows.values())) > 1:
+        raise RequestError(
+            f"inputs have different row counts {rows}: send shape [n] for every raw field", field="inputs"
+        )
+    count = tensors[0].rows
+    if count == 0:
+        raise RequestError("no rows to predict", field="inputs")
+    if count > max_records:
+        raise RequestError(
+            f"{count} rows, at most {max_records} per request (split the request)",
+            field="inputs",
+            status=413,
+            code="too_many_records",
+        )
+    names = [tensor.name for tensor in tensors]
+    if len(set(names)) != len(names):
+        raise RequestError(f"input names repeat: {names}", field="inputs")
+
+
+def _optional_str(value: Any, field: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise RequestError(f"'{field}' must be a string", field=field)
+
+
+def _parameters(value: Any, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RequestError(f"'{field}' must be an object", field=field)
+    return value
+
+
+def _output_names(outputs: Any) -> list[str]:
+    if outputs is None:
+        return []
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
+        raise RequestError("'outputs' must be an array of objects with a name", field="outputs")
+    return [o["name"] for o in outputs]
+
+
+def datatype_of(array: np.ndarray) -> str:
+    """The v2 datatype of a prediction array (FP32, FP64, INT64 or BOOL)."""
+    kind, size = array.dtype.kind, array.dtype.itemsize
+    if kind == "f":
+        return "FP32" if size <= 4 else "FP64"
+    if kind == "b":
+        return "BOOL"
+    return "INT64" if kind in "iu" else "FP64"
+
+
+def output_tensor(name: str, output: np.ndarray) -> dict[str, Any]:
+    """The ``$response_output`` of a prediction: ``{name, datatype, shape: [n], data}``."""
+    import numpy as np
+
+    datatype = datatype_of(output)
+    data = output if datatype != "FP64" or output.dtype.kind == "f" else output.astype(np.float64)
+    return {"name": name, "datatype": datatype, "shape": [len(output)], "data": data.reshape(-1)}

@@ -1,0 +1,104 @@
+"""A model signature's inputs: JSON records validated and turned straight into a numpy matrix.
+
+msgspec checks every record against the signature's columns in one call (no pandas); a
+problem raises ``BadInput`` naming the record and field, e.g. ``records[3].hour_sin``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from modelyard.deploy.serving.errors import BadInput, ModelLoadFailed
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_PYTHON_TYPES: dict[str, type] = {"double": float, "float": float, "long": int, "integer": int, "boolean": bool}
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """One input column of a model signature."""
+
+    name: str
+    kind: str
+    required: bool = True
+
+
+_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*?)(?: - at `\$\[(?P<index>\d+)\](?P<rest>[^`]*)`)?$", re.S)
+_MISSING_FIELD = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
+
+
+class InputSchema:
+    """Validates JSON records against a signature and turns them into a model input matrix."""
+
+    def __init__(self, features: Sequence[Feature]) -> None:
+        if not features:
+            raise ModelLoadFailed("the model signature has no named input columns")
+        self.features = tuple(features)
+        self.names = tuple(f.name for f in features)
+        self.numeric = all(f.kind in _PYTHON_TYPES for f in features)
+        self._row_list_type: Any = list[self._row_struct()]  # type: ignore[misc]
+
+    def _row_struct(self) -> type[msgspec.Struct]:
+        fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+        for feature in self.features:
+            python_type = _PYTHON_TYPES.get(feature.kind, str)
+            if feature.required:
+                fields.append((feature.name, python_type))
+            else:
+                fields.append((feature.name, python_type | None, None))
+        return msgspec.defstruct("Row", fields, gc=False)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [{"name": f.name, "type": f.kind, "required": f.required} for f in self.features]
+
+    def to_matrix(self, records: list[Any]) -> np.ndarray:
+        """Validate ``records`` (dicts) and return the model input matrix.
+
+        Raises:
+            BadInput: a record is not an object, misses a feature, has a value of the wrong
+                type, or a value does not fit float32; ``field`` is e.g. ``records[3].hour_sin``.
+        """
+        import numpy as np
+
+        try:
+            rows = msgspec.convert(records, self._row_list_type)
+        except msgspec.ValidationError as exc:
+            raise _bad_input_from_msgspec(str(exc)) from None
+        values = [msgspec.structs.astuple(row) for row in rows]
+        if not self.numeric:
+            matrix = np.empty((len(values), len(self.names)), dtype=object)
+            matrix[:] = values
+            return matrix
+        try:
+            with np.errstate(over="ignore"):  # overflow is reported below, naming the field
+                matrix = np.array(values, dtype=np.float32)
+        except (TypeError, ValueError) as exc:  # None in an optional column
+            matrix = np.array([[math.nan if v is None else v for v in row] for row in values], dtype=np.float32)
+            if matrix.size == 0:
+                raise BadInput(f"records could not be converted: {exc}", field="records") from None
+        if np.isinf(matrix).any():
+            row, col = (int(i) for i in np.argwhere(np.isinf(matrix))[0])
+            raise BadInput("value does not fit a 32-bit float", field=f"records[{row}].{self.names[col]}")
+        return matrix
+
+
+def _bad_input_from_msgspec(text: str) -> BadInput:
+    match = _MSGSPEC_ERROR.match(text)
+    message, index, rest = (match["msg"], match["index"], match["rest"]) if match else (text, None, "")
+    missing = _MISSING_FIELD.search(message)
+    if missing:
+        rest = f".{missing['name']}"
+        message = "required feature is missing"
+    if index is None:
+        return BadInput(message.replace("`", "'"), field="records")
+    if message.startswith("Expected `object`"):
+        message = message.replace("`", "'") + " (each record must be a JSON object of feature -> value)"
+    return BadInput(message.replace("`", "'"), field=f"records[{index}]{rest}")

@@ -1,0 +1,115 @@
+"""The registry side of promotion: the MLflow client, the model's aliases, how they move, the pair's lock.
+
+Promotion only moves MLflow registry aliases of the registered model of one (family, region):
+
+``champion``            the version serving the region (the deploy stage follows it);
+``previous-champion``   the version it replaced, the target of a rollback;
+``challenger``          the newest trained version (moved by training, never by promotion).
+
+Two promotions of the same (family, region) never interleave: each holds an exclusive
+lock (promotion/locks.py) from reading the aliases to verifying them, and the aliases move
+in an order in which ``champion`` and ``previous-champion`` never point at the same version
+(see docs/adr/0004-promotion-aliases.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from modelyard.core.contracts.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS
+from modelyard.promotion import locks
+from modelyard.promotion.decision import PromotionError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from modelyard.core.config import Config
+
+LOCK_TIMEOUT_SECONDS = locks.LOCK_TIMEOUT_SECONDS
+
+
+class AliasInconsistencyError(PromotionError):
+    """``champion`` and ``previous-champion`` point at the same or a missing version."""
+
+
+def open_client(config: Config, tracking_uri: str | None = None) -> MlflowClient:
+    """An MLflow client on ``tracking_uri`` (default: $MLFLOW_TRACKING_URI, then the config), also set globally.
+
+    The global URI matters: model artifacts are downloaded through ``models:/`` URIs.
+    """
+    import mlflow
+
+    from modelyard.core.tracking import require_reachable, resolve_tracking_uri
+
+    uri = require_reachable(tracking_uri or resolve_tracking_uri(config))
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return mlflow.MlflowClient(uri, uri)
+
+
+def aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
+    """The aliases of ``model_name`` (alias -> version); empty when the model is not registered."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return {}
+        raise
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+@contextlib.contextmanager
+def pair_lock(config: Config, model_name: str, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[str]:
+    """Hold the exclusive promotion lock of ``model_name`` (promotion/locks.py; ADR 0004); yields where it lives.
+
+    Raises:
+        PromotionError: another promotion held the lock for longer than ``timeout`` seconds.
+    """
+    try:
+        with locks.promotion_lock(config.storage, model_name, timeout) as where:
+            yield where
+    except locks.LockTimeoutError as exc:
+        raise PromotionError(str(exc)) from None
+
+
+def verify_aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
+    """Check the invariant: champion and previous-champion differ and both exist.
+
+    Raises:
+        AliasInconsistencyError: naming the aliases and versions.
+    """
+    current = aliases(client, model_name)
+    champion, previous = current.get(CHAMPION_ALIAS), current.get(PREVIOUS_ALIAS)
+    if previous is not None and champion is None:
+        raise AliasInconsistencyError(f"{model_name}: '{PREVIOUS_ALIAS}' is v{previous} but there is no champion")
+    if champion is not None and champion == previous:
+        raise AliasInconsistencyError(f"{model_name}: champion and {PREVIOUS_ALIAS} both point at v{champion}")
+    for version in {champion, previous} - {None}:
+        client.get_model_version(model_name, str(version))
+    return current
+
+
+def move_champion(client: MlflowClient, model_name: str, new: str, current: dict[str, str]) -> None:
+    """Make ``new`` the champion and the old champion the previous one.
+
+    The order keeps the invariant after every single call: the previous alias is dropped
+    first when it points at ``new``, champion moves next, previous moves last.
+    """
+    old = current.get(CHAMPION_ALIAS)
+    if current.get(PREVIOUS_ALIAS) == new:
+        client.delete_registered_model_alias(model_name, PREVIOUS_ALIAS)
+    client.set_registered_model_alias(model_name, CHAMPION_ALIAS, new)
+    if old is not None and old != new:
+        client.set_registered_model_alias(model_name, PREVIOUS_ALIAS, old)
+
+
+def restore_previous(client: MlflowClient, model_name: str, restored: str, new_previous: str | None) -> None:
+    """Rollback's alias moves: drop previous, champion -> ``restored``, previous -> ``new_previous`` (if any)."""
+    client.delete_registered_model_alias(model_name, PREVIOUS_ALIAS)
+    client.set_registered_model_alias(model_name, CHAMPION_ALIAS, restored)
+    if new_previous is not None:
+        client.set_registered_model_alias(model_name, PREVIOUS_ALIAS, new_previous)

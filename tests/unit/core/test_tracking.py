@@ -1,0 +1,83 @@
+"""One way to find MLflow: ``$MLFLOW_TRACKING_URI``, the Airflow connection, the config (issue 28)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from modelyard.core.config import Config, load_config
+from modelyard.core.tracking import connection_uri, resolve_tracking_uri
+
+REPO = Path(__file__).resolve().parents[3]
+PACKAGE_FOLDERS = ("core", "pipeline", "training", "promotion", "monitoring", "deploy", "plugins", "dags")
+
+
+@pytest.fixture
+def config(demo_config_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Config:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_MLFLOW_DEFAULT", raising=False)
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "no-airflow-here"))
+    for name in [n for n in os.environ if n.startswith("AIRFLOW__")]:
+        monkeypatch.delenv(name)
+    return load_config(demo_config_path, environ={})
+
+
+def test_without_environment_or_connection_the_config_decides(config: Config, tmp_path: Path) -> None:
+    assert resolve_tracking_uri(config) == config.mlflow.tracking_uri
+    assert not (tmp_path / "no-airflow-here").exists()  # Airflow was not even imported into creating its home
+
+
+def test_the_airflow_connection_beats_the_config(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", "http://mlflow.internal:5001")
+    assert resolve_tracking_uri(config) == "http://mlflow.internal:5001"
+
+
+def test_the_environment_beats_the_connection(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", "http://mlflow.internal:5001")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://other:5000")
+    assert resolve_tracking_uri(config) == "http://other:5000"
+
+
+def test_connection_credentials_reach_mlflow_as_the_hook_passes_them(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", "https://ana:s3cret@mlflow.example.com")
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(name, "")  # so that teardown removes what the resolution exports
+    assert resolve_tracking_uri(config) == "https://mlflow.example.com"
+    assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("ana", "s3cret")
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "schema", "expected"),
+    [("mlflow.internal", 5000, None, "http://mlflow.internal:5000"), ("https://m.example.com/", None, None,
+     "https://m.example.com"), (None, 5000, "http", None)],
+)  # fmt: skip
+def test_connection_uri(host: str | None, port: int | None, schema: str | None, expected: str | None) -> None:
+    assert connection_uri(host, port, schema) == expected
+
+
+MAKE_TARGET = re.compile(r"\bmake (up|down|demo|install|test)\b")
+
+
+def test_user_facing_messages_name_no_make_targets() -> None:
+    """A wheel has no Makefile: messages name ``modelyard`` commands or pip, never ``make``."""
+    found = []
+    for folder in PACKAGE_FOLDERS:
+        for path in sorted((REPO / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            docstrings = {
+                id(node.body[0].value)
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+            }  # fmt: skip
+            for node in ast.walk(tree):
+                text = node.value if isinstance(node, ast.Constant) and id(node) not in docstrings else None
+                if isinstance(text, str) and MAKE_TARGET.search(text):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {text!r}")
+    assert found == []

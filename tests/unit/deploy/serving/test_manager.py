@@ -1,0 +1,99 @@
+"""The plan manager: progress in /readyz while a plan loads, and a swap that loads only what changed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from modelyard.deploy.serving.manager import PlanManager
+from modelyard.deploy.serving.metrics import ServingMetrics
+from modelyard.deploy.serving.plan import parse_plan
+from modelyard.deploy.serving.runtime import ServedModel
+from modelyard.deploy.serving.settings import ServeSettings
+from tests.unit.deploy.serving.fakes import fake_model, uris
+
+
+class CountingManager(PlanManager):
+    """A plan manager whose registry is in memory: ``_load`` is where it would download."""
+
+    def __init__(self, settings: ServeSettings, gate: Callable[[str], None] | None = None) -> None:
+        super().__init__(settings, ServingMetrics())
+        self.loads: list[str] = []
+        self.gate = gate
+
+    def _load(self, uri: str, warmup_batch: int) -> ServedModel:
+        if self.gate is not None:
+            self.gate(uri)
+        self.loads.append(uri)
+        return fake_model(uri)
+
+
+def plan_of(model_uris: list[str]):
+    services = [
+        {"family": "f", "region": f"r{i}", "variants": [{"name": "main", "model_uri": uri, "weight": 100}]}
+        for i, uri in enumerate(model_uris)
+    ]
+    return parse_plan({"services": services})
+
+
+def metric(manager: PlanManager, name: str) -> float:
+    value = manager.metrics.registry.get_sample_value(name)
+    assert value is not None, name
+    return value
+
+
+def test_readyz_shows_progress_then_ready_and_a_swap_loads_one(tmp_path: Path):
+    gate, started = threading.Event(), threading.Event()
+
+    def hold(uri: str) -> None:
+        if uri == "models:/m9/1":
+            started.set()
+            assert gate.wait(10)
+
+    async def scenario() -> None:
+        manager = CountingManager(ServeSettings(plan_path=tmp_path / "plan.json", load_threads=1), hold)
+        first = asyncio.ensure_future(manager.apply(plan_of(uris(30))))
+        assert await asyncio.to_thread(started.wait, 10)
+        ready, detail = manager.readiness()
+        assert not ready
+        assert detail["progress"] == "loading 9/30"
+        assert detail["plan"]["loading"]["done"] == 9
+        assert detail["plan"]["loading"]["total"] == 30
+        gate.set()
+        assert (await first)["status"] == "active"
+        ready, detail = manager.readiness()
+        assert ready
+        assert detail["progress"] == "ready 30/30"
+        assert detail["plan"]["last_load"]["loaded"] == 30
+        assert metric(manager, "modelyard_model_loads_total") == 30
+
+        changed = [*uris(29), "models:/m29/2"]
+        result = await manager.apply(plan_of(changed))
+        assert result["status"] == "active"
+        assert result["loaded"] == 1
+        assert manager.loads[30:] == ["models:/m29/2"]
+        assert metric(manager, "modelyard_model_loads_total") == 31
+        assert metric(manager, "modelyard_models_reused_total") == 29
+        await manager.stop()
+
+    asyncio.run(scenario())
+
+
+def test_services_that_share_a_model_share_its_one_batcher(tmp_path: Path):
+    async def scenario() -> None:
+        manager = CountingManager(ServeSettings(plan_path=tmp_path / "plan.json"))
+        assert (await manager.apply(plan_of(["models:/m0/1"] * 3)))["status"] == "active"
+        active = manager.active
+        assert active is not None
+        assert manager.loads == ["models:/m0/1"]
+        assert len(active.batchers) == 1
+        assert {id(h.variants["main"].batcher) for h in active.services.values()} == {
+            id(active.batchers["models:/m0/1"])
+        }
+        collectors = [t for t in asyncio.all_tasks() if t.get_name().startswith("batcher:")]
+        assert len(collectors) == 1  # no collector started for a batcher nobody uses
+        await manager.stop()
+
+    asyncio.run(scenario())

@@ -1,0 +1,43 @@
+"""The OpenAPI document: valid OpenAPI 3.1, and it describes every route the server answers."""
+
+from __future__ import annotations
+
+from openapi_spec_validator import validate
+
+from modelyard.deploy.serving.openapi import document
+
+ANSWERED = {  # every (method, path) ServingApp answers (app.py, admin.py, protocol_v2/routes.py)
+    ("post", "/v1/predict/{family}/{region}"),
+    ("post", "/invocations/{family}/{region}"),
+    ("get", "/v1/models/{family}/{region}"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/admin/plan"),
+    ("put", "/admin/plan"),
+    ("get", "/v2"),
+    ("get", "/v2/health/live"),
+    ("get", "/v2/health/ready"),
+    ("get", "/v2/models/{model_name}"),
+    ("get", "/v2/models/{model_name}/ready"),
+    ("post", "/v2/models/{model_name}/infer"),
+    ("get", "/v2/models/{model_name}/versions/{model_version}"),
+    ("get", "/v2/models/{model_name}/versions/{model_version}/ready"),
+    ("post", "/v2/models/{model_name}/versions/{model_version}/infer"),
+}
+
+
+def test_the_document_is_valid_openapi():
+    validate(document())
+
+
+def test_every_answered_route_is_described_and_nothing_else():
+    described = {(method, path) for path, item in document()["paths"].items() for method in item}
+    assert described == ANSWERED
+
+
+def test_the_admin_api_needs_the_bearer_token():
+    spec = document()
+    assert spec["components"]["securitySchemes"]["adminToken"] == {"type": "http", "scheme": "bearer"}
+    assert all(op["security"] == [{"adminToken": []}] for op in spec["paths"]["/admin/plan"].values())

@@ -1,0 +1,337 @@
+"""What a training run writes to MLflow: the run (tags, params, dataset, artifacts, metrics), the model, its version.
+
+:func:`log_run` fills the active run in a handful of calls; :func:`register_challenger`
+registers the logged model as a version (tagged with its inputs and metric summary) and
+points the ``challenger`` alias at it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelyard import __version__
+from modelyard.core.contracts.columns import RAW_PREFIX, TIME_COLUMN
+from modelyard.core.featurespec import FittedSpec
+from modelyard.core.storage import read_text, uri_of
+from modelyard.training import models, onnx_export, plots, registry
+from modelyard.training.job import TrainingError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from modelyard.core.config import Config
+    from modelyard.training.fit import FitOutcome
+    from modelyard.training.job import TrainingJob
+
+REPO_DIR = Path(__file__).resolve().parents[1]  # the checkout; site-packages/modelyard when installed
+# The fitted feature spec of a version (pipeline.featurespec.FittedSpec JSON), a run artifact; the
+# version's tag ``feature_spec`` names it. A server computes the model's features from raw fields with it.
+FEATURE_SPEC_ARTIFACT = "feature_spec.json"
+
+# Types of the scikit-learn models we train that skops does not trust by default (tree node storage).
+SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+
+
+def experiment_name(config: Config, family: str) -> str:
+    """The MLflow experiment of a family (one per family; runs are filtered by region tag)."""
+    return f"{config.project}/{family}"
+
+
+@functools.cache
+def git_commit() -> str:
+    """The commit of the code that trains (``unknown`` outside a git checkout).
+
+    An installed wheel has no ``.git`` beside it; asking git there would report whatever
+    repository the environment happens to sit in, so it is not asked (``modelyard_version`` says
+    which release trained).
+    """
+    if not (REPO_DIR / ".git").exists():
+        return "unknown"
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+@functools.cache
+def tracking_client(uri: str) -> MlflowClient:
+    """One MLflow client per tracking URI and process (a pool worker reuses it across pairs and configs)."""
+    import mlflow
+
+    return mlflow.MlflowClient(uri, uri)
+
+
+# (tracking URI, experiment name) -> experiment id, per process: experiments are never renamed by us.
+_EXPERIMENT_IDS: dict[tuple[str, str], str] = {}
+
+
+def experiment_id(client: MlflowClient, uri: str, name: str) -> str:
+    """The id of experiment ``name`` on ``uri``, created when missing (looked up once per process)."""
+    if (uri, name) not in _EXPERIMENT_IDS:
+        _EXPERIMENT_IDS[(uri, name)] = _find_or_create_experiment(client, name)
+    return _EXPERIMENT_IDS[(uri, name)]
+
+
+def _find_or_create_experiment(client: MlflowClient, name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        # The MLflow 3 UI opens GenAI experiments on an overview page; this kind opens on the runs.
+        return str(client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"}))
+    except MlflowException:  # created by a concurrent training meanwhile
+        again = client.get_experiment_by_name(name)
+        if again is None:
+            raise
+        return str(again.experiment_id)
+
+
+def run_tags(config: Config, job: TrainingJob) -> dict[str, str]:
+    """The tags a training run starts with: the pair, its snapshot, code and config versions, the input key."""
+    return {
+        "family": job.family.name,
+        "region": job.region,
+        "task": job.family.task,
+        "data_digest": job.meta.digest,
+        "git_commit": git_commit(),
+        "modelyard_version": __version__,
+        "config_hash": config.config_hash(),
+        "algorithm": job.algorithm,
+        "input_key": job.input_key,
+        "mlflow.source.git.commit": git_commit(),
+    }
+
+
+def log_run(config: Config, job: TrainingJob, frame: pd.DataFrame, outcome: FitOutcome) -> str:
+    """Params, dataset, artifacts, model, then metrics: a handful of calls, whatever the number of metrics.
+
+    Params go first because ``log_model`` copies the run's params onto the logged model. Metrics go
+    after it, in one batch linked to the logged model (so the model's page shows them); logged
+    before, ``log_model`` would re-read each metric's history, one request per metric.
+    """
+    import mlflow
+
+    run_id = _active_run_id()
+    client = tracking_client(mlflow.get_tracking_uri())
+    client.log_batch(run_id, params=_params(config, job, outcome))
+    _log_dataset(config, job, frame)
+    with tempfile.TemporaryDirectory(prefix="modelyard-run-") as folder:
+        _write_run_artifacts(config, job, outcome, Path(folder))
+        client.log_artifacts(run_id, folder)  # one upload of the whole folder
+    model_uri, model_id = _log_model(job, outcome)
+    client.log_batch(run_id, metrics=_metrics(outcome, run_id, model_id))
+    return model_uri
+
+
+def _active_run_id() -> str:
+    import mlflow
+
+    run = mlflow.active_run()
+    if run is None:
+        raise TrainingError("no active MLflow run to log into (train_pair starts one)")
+    return str(run.info.run_id)
+
+
+def _params(config: Config, job: TrainingJob, outcome: FitOutcome) -> list[Any]:
+    from mlflow.entities import Param
+
+    values = {
+        **job.params,
+        **outcome.split.params(),
+        "algorithm": job.algorithm,
+        "seed": job.seed,
+        "baseline_algorithm": job.baseline or "none",
+        "target": job.family.target,
+        "features": ",".join(job.family.feature_names),
+        "operating_threshold": config.training.operating_threshold,
+        "early_stopping_rounds": config.training.early_stopping_rounds,
+        "settings_hash": job.settings_hash,
+    }
+    return [Param(key, str(value)) for key, value in values.items()]
+
+
+def _metrics(outcome: FitOutcome, run_id: str, model_id: str | None) -> list[Any]:
+    import time
+
+    from mlflow.entities import Metric
+
+    values = dict(outcome.metrics)
+    if outcome.best_iteration is not None:
+        values["best_iteration"] = outcome.best_iteration
+    values["fit_seconds"] = round(outcome.fit_seconds, 4)  # the scale bench's "overhead beyond the fit"
+    now = int(time.time() * 1000)
+    return [Metric(key, float(value), now, 0, model_id=model_id, run_id=run_id) for key, value in values.items()]
+
+
+def _log_dataset(config: Config, job: TrainingJob, frame: pd.DataFrame) -> None:
+    from mlflow.data.pandas_dataset import from_pandas
+
+    features_dir = config.storage.features_dir
+    source = uri_of(job.meta.path(features_dir))
+    dataset = from_pandas(
+        frame,
+        source=source,
+        targets=job.family.target,
+        name=f"{job.family.name}/{job.region}",
+        digest=job.meta.digest,
+    )
+    _log_input_once(dataset)
+
+
+def _log_input_once(dataset: Any) -> None:
+    """``mlflow.log_input``, retried when a concurrent run inserted the same dataset first.
+
+    MLflow's SQL store checks for the dataset, then inserts it: on PostgreSQL two runs of one
+    snapshot at once can both miss it and one insert fails on the unique key (SQLite serialises
+    writers, so it never shows there). The retry finds the row the other run made.
+    """
+    import mlflow
+    import tenacity
+    from mlflow.exceptions import MlflowException
+
+    def lost_the_race(exc: BaseException) -> bool:
+        return isinstance(exc, MlflowException) and "duplicate key" in str(exc).lower()
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lost_the_race),
+        stop=tenacity.stop_after_attempt(4),
+        wait=tenacity.wait_random(0.1, 0.5),
+        reraise=True,
+    )
+    retrying(mlflow.log_input, dataset, context="training")
+
+
+def _write_run_artifacts(config: Config, job: TrainingJob, outcome: FitOutcome, folder: Path) -> None:
+    """The run's files, laid out as the MLflow UI shows them: data/, plots/ and the feature spec."""
+    data = folder / "data"
+    data.mkdir()
+    (data / "snapshot.json").write_text(json.dumps(job.meta.model_dump(mode="json"), indent=2))
+    report = job.meta.report_path(config.storage.features_dir)
+    html = read_text(report) if report is not None else None
+    if report is not None and html is not None:  # the report may live on an object store: copy its text
+        (data / report.name).write_text(html)
+    label = f"{job.family.name}/{job.region} {job.algorithm}"
+    y = outcome.split.holdout[job.family.target].to_numpy()
+    plots.write_holdout_plots(
+        job.family.task, y, outcome.holdout_predictions, outcome.importance, label, folder / "plots"
+    )
+    if job.meta.feature_spec is not None:
+        (folder / FEATURE_SPEC_ARTIFACT).write_text(json.dumps(job.meta.feature_spec, indent=2))
+
+
+def _log_model(job: TrainingJob, outcome: FitOutcome) -> tuple[str, str | None]:
+    import mlflow
+
+    example, signature = _model_io(job, outcome)
+    flavor = models.get_algorithm(job.algorithm).flavor
+    log_model = mlflow.xgboost.log_model if flavor == "xgboost" else mlflow.sklearn.log_model
+    # Our own forests: without this, MLflow's skops format refuses to load them back (in serving too).
+    trust = {"skops_trusted_types": SKOPS_TRUSTED_TYPES} if flavor == "sklearn" else {}
+    holdout = models.feature_frame(outcome.split.holdout, job.family.features)
+    with tempfile.TemporaryDirectory(prefix="modelyard-onnx-") as folder:
+        # The ONNX copy and a holdout sample for the serving fast path, checked by the server (ADR 0002).
+        extras = onnx_export.write_serving_extras(outcome.model, flavor, holdout, Path(folder))
+        extras += _spec_extra(job, Path(folder))
+        info = log_model(
+            outcome.model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            extra_files=extras,
+            # Declared, not inferred: inference imports the model in a child process, seconds a pair.
+            pip_requirements=registry.pip_requirements(flavor),
+            **trust,
+        )
+    return str(info.model_uri), info.model_id
+
+
+def _spec_extra(job: TrainingJob, folder: Path) -> list[str]:
+    """The fitted spec inside the model's artifacts: the server's one ``models:/`` download has it."""
+    if job.meta.feature_spec is None:
+        return []
+    path = folder / FEATURE_SPEC_ARTIFACT
+    path.write_text(json.dumps(job.meta.feature_spec, indent=2))
+    return [str(path)]
+
+
+def _model_io(job: TrainingJob, outcome: FitOutcome) -> tuple[pd.DataFrame, Any]:
+    """The input example and signature: the raw fields a client sends when the snapshot has a feature spec.
+
+    Without one (a snapshot built elsewhere) they are the model's feature columns.
+    """
+    from mlflow.models import infer_signature
+
+    holdout = outcome.split.holdout.head(5)
+    features = models.feature_frame(holdout, job.family.feature_names)
+    predictions = outcome.model.predict(features)
+    if job.meta.feature_spec is None:
+        return features, infer_signature(features, predictions)
+    example = raw_example(FittedSpec.from_dict(job.meta.feature_spec), holdout)
+    return example, infer_signature(example, predictions)
+
+
+def raw_example(fitted: FittedSpec, snapshot_rows: pd.DataFrame) -> pd.DataFrame:
+    """Snapshot rows as a client sends them: the time as ISO-8601 in the region's offset, raw columns, aggregates."""
+    import pandas as pd
+
+    local = pd.to_datetime(snapshot_rows[TIME_COLUMN], utc=True).dt.tz_convert(fitted.calendar.timezone)
+    columns: dict[str, Any] = {}
+    for name in fitted.raw_inputs:
+        if name == fitted.spec.time_column:
+            columns[name] = [moment.isoformat() for moment in local]
+        else:
+            columns[name] = snapshot_rows[f"{RAW_PREFIX}{name}"].to_numpy()
+    for name in fitted.requested:
+        columns[name] = snapshot_rows[name].to_numpy()
+    return pd.DataFrame(columns).reset_index(drop=True)
+
+
+def register_challenger(
+    client: MlflowClient,
+    job: TrainingJob,
+    run_id: str,
+    model_uri: str,
+    outcome: FitOutcome,
+    config: Config,
+    force: bool,
+) -> ModelVersion:
+    """Register the run's model as a version of ``job.model_name`` and make it the ``challenger``.
+
+    The version carries its inputs (``input_key``, ``data_digest``, ...) and its metric summary as
+    tags. A version registered on the same inputs meanwhile is returned instead (unless ``force``).
+    """
+    import mlflow
+
+    # A concurrent retry of the same inputs may have registered meanwhile (forced runs register anyway).
+    existing = None if force else registry.find_version(client, job.model_name, job.input_key)
+    if existing is not None:
+        return existing
+    tags = {
+        "family": job.family.name,
+        "region": job.region,
+        "data_digest": job.meta.digest,
+        "run_id": run_id,
+        "config_hash": config.config_hash(),
+        "input_key": job.input_key,
+        "algorithm": job.algorithm,
+        "task": job.family.task,
+        "flavor": models.get_algorithm(job.algorithm).flavor,
+        **({"feature_spec": FEATURE_SPEC_ARTIFACT} if job.meta.feature_spec is not None else {}),
+        **registry.metric_tags(outcome.metrics, registry.KEY_METRICS[job.family.task]),
+    }
+    version = registry.register(model_uri, job.model_name, tags)
+    registry.set_challenger(client, job.model_name, str(version.version))
+    mlflow.set_tag("registered_version", f"{job.model_name}/{version.version}")
+    return version
