@@ -60,7 +60,9 @@ ENV PATH=/opt/modelyard/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     OMP_NUM_THREADS=1 \
-    MODELYARD_SERVE_MODEL_CACHE=/var/cache/modelyard
+    MODELYARD_SERVE_MODEL_CACHE=/var/cache/modelyard \
+    MODELYARD_SERVE_ALLOW_PICKLE=0 \
+    MODELYARD_SERVE_ALLOWED_FUNCTION_MODULES=
 # Non-root, numeric, so Kubernetes can check runAsNonRoot (the chart runs as 10001 too).
 USER 10001:10001
 WORKDIR /tmp

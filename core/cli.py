@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -68,3 +68,17 @@ def writes_to(path: Path, option: str, console: Console = errors) -> Iterator[No
         problem = f"{exc.strerror or exc}{where}"
         print_error(f"{option} {path}: cannot write it ({problem}); choose a writable folder", console)
         raise typer.Exit(2) from exc
+
+
+def hide_flag_types(command: Any, ctx: Any) -> None:
+    """Show flags as ``--force``, not ``--force <bool>``: typer's rich help prints every option's type.
+
+    A flag takes no value, so its type column is left empty (``metavar=""``), for ``command``'s
+    own flags, its ``--help`` and, for a group, every subcommand's.
+    """
+    help_option = command.get_help_option(ctx)
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        hide_flag_types(sub, ctx)

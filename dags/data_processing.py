@@ -60,8 +60,8 @@ source → Great Expectations (raw) → features → Great Expectations (feature
         "start": Param(None, type=["null", "string"], format="date", title="From (UTC day)"),
         "end": Param(None, type=["null", "string"], format="date", title="To (UTC day, inclusive)"),
         "source": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Source",
             description="'synthetic', or a CSV/Parquet path or glob; empty: datasets[].source from the config.",
         ),

@@ -62,7 +62,7 @@ STRATEGIES = ["rolling", "canary", "blue-green", "shadow"]
             title="Canary steps", description="Increasing weights ending at 100, e.g. [10, 50, 100].",
         ),
         "version": Param(
-            "", type="string", pattern="^[0-9]*$", title="Version override",
+            None, type=["null", "integer"], minimum=1, title="Version override",
             description="Deploy this registered version instead of the champion (select one family and one region).",
         ),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Plan and record; change nothing."),
@@ -85,7 +85,8 @@ def deployment() -> None:
         regions = sorted({parse_uri(uri)[1][1] for uri in uris}) if uris else list(params["regions"])
         choices = DeployChoices(
             target=params["target"], strategy=params["strategy"], families=[] if uris else params["families"],
-            regions=regions, version=params["version"] or None, canary_steps=params["canary_steps"],
+            regions=regions, version=str(params["version"]) if params["version"] else None,
+            canary_steps=params["canary_steps"],
             dry_run=bool(params["dry_run"]) and not uris,
         )  # fmt: skip
         # Resolved once, here: bad canary steps fail before anything is mapped, and every mapped

@@ -61,7 +61,7 @@ CHALLENGERS = AssetAlias("modelyard-challengers")
         "regions": regions_param("Regions to train (empty: all)."),
         "force": Param(False, type="boolean", title="Force", description="Retrain inputs already trained."),
         "hyperparameters": Param(
-            "", type="string", title="Hyperparameter overrides",
+            None, type=["null", "string"], title="Hyperparameter overrides",
             description='JSON object merged over the config params, e.g. {"max_depth": 4, "learning_rate": 0.05}.',
         ),
     },

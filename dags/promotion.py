@@ -71,7 +71,9 @@ ACTIONS = ["evaluate", "promote-version", "rollback"]
             "(one family and region); rollback: champion back to previous-champion.",
         ),
         "version": Param(None, type=["null", "integer"], minimum=1, title="Version", description="To promote."),
-        "reason": Param("", type="string", title="Reason", description="Why (required for promote-version)."),
+        "reason": Param(
+            None, type=["null", "string"], title="Reason", description="Why (required for promote-version).",
+        ),
         "force": Param(False, type="boolean", title="Force", description="Decide again on decided challengers."),
     },
 )  # fmt: skip

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
 
-from modelyard.core.cli import exits_on_expected_errors
+from modelyard.core.cli import exits_on_expected_errors, hide_flag_types
 from modelyard.deploy.rollout.cli import app as deploy_app
 from modelyard.pipeline.cli import app as data_app
 from modelyard.promotion.cli import app as promotion_app
@@ -24,10 +24,6 @@ from modelyard.training.cli import app as training_app
 
 if TYPE_CHECKING:
     # typer vendors click; its groups are typed with the vendored classes, not the click package's.
-    from typer._click import Command, Context
-
-if TYPE_CHECKING:
-    # typer vendors click; its group methods take and return the vendored classes.
     from typer._click import Command, Context
 
 # name -> "module:function", loaded on first use.
@@ -48,6 +44,16 @@ class LazyGroup(TyperGroup):
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
 
     def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        command = self._command(ctx, cmd_name)
+        if command is not None:
+            hide_flag_types(command, ctx)
+        return command
+
+    def format_help(self, ctx: Context, formatter: Any) -> None:
+        hide_flag_types(self, ctx)
+        super().format_help(ctx, formatter)
+
+    def _command(self, ctx: Context, cmd_name: str) -> Command | None:
         if cmd_name not in LAZY_COMMANDS:
             return super().get_command(ctx, cmd_name)
         module, function = LAZY_COMMANDS[cmd_name].split(":")
@@ -63,6 +69,25 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import importlib.metadata
+
+        typer.echo(f"modelyard {importlib.metadata.version('modelyard')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the package version and exit."
+    ),
+) -> None:
+    """Per-region ML models from raw data to a live endpoint, in versioned stages."""
+
+
 app.add_typer(data_app, name="data", help="Generate, ingest, validate and publish feature snapshots.")
 app.registered_commands.extend(training_app.registered_commands)
 app.registered_commands.extend(promotion_app.registered_commands)  # promote, rollback, status
@@ -104,7 +129,7 @@ def serve(
         1024,
         min=1,
         envvar="MODELYARD_SERVE_LIMIT_CONCURRENCY",
-        help="Open connections or requests per worker beyond which new requests get 503.",
+        help="Requests in flight per worker beyond which new ones get 503 (/healthz, /readyz, /metrics exempt).",
     ),
     max_header_bytes: int = typer.Option(
         64 * 1024,
@@ -124,7 +149,12 @@ def serve(
 
     from modelyard.deploy.serving.faults import bound_registry_wait
     from modelyard.deploy.serving.plan import PlanError, last_good_path, load_plan
-    from modelyard.deploy.serving.settings import MAX_HEADER_BYTES_ENV, REQUEST_TIMEOUT_ENV, SUPERVISOR_ENV
+    from modelyard.deploy.serving.settings import (
+        LIMIT_CONCURRENCY_ENV,
+        MAX_HEADER_BYTES_ENV,
+        REQUEST_TIMEOUT_ENV,
+        SUPERVISOR_ENV,
+    )
 
     try:
         load_plan(plan)
@@ -141,6 +171,7 @@ def serve(
     # The protocol class is imported by every worker: it reads its limits from the environment.
     os.environ[REQUEST_TIMEOUT_ENV] = str(request_timeout)
     os.environ[MAX_HEADER_BYTES_ENV] = str(max_header_bytes)
+    os.environ[LIMIT_CONCURRENCY_ENV] = str(limit_concurrency)  # the app's limit, which spares the probes
     metrics_dir = None
     if workers > 1:
         os.environ[SUPERVISOR_ENV] = str(os.getpid())  # workers exit when this process dies, even by kill -9
@@ -161,7 +192,9 @@ def serve(
             loop="uvloop",
             http="modelyard.deploy.serving.protocol:GuardedHttpToolsProtocol",
             timeout_keep_alive=keep_alive,
-            limit_concurrency=limit_concurrency,
+            # uvicorn's limit answers 503 before the path is known (probes too): only a far bound on
+            # connections here; the app refuses requests beyond limit_concurrency itself.
+            limit_concurrency=limit_concurrency * 4 + 64,
             access_log=False,
             log_config=None,
             timeout_graceful_shutdown=10,

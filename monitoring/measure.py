@@ -239,7 +239,8 @@ def reference_of(client: MlflowClient, config: Config, version: ModelVersion) ->
 
     from modelyard.core.featurespec import FittedSpec
     from modelyard.pipeline.snapshots import SnapshotNotFoundError, load_frame, read_snapshot
-    from modelyard.promotion.gates import GateInputError, load_version
+    from modelyard.promotion.evidence import load_version
+    from modelyard.promotion.gates import GateInputError
     from modelyard.training.models import feature_frame, predict
     from modelyard.training.split import SplitError
 

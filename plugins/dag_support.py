@@ -149,10 +149,11 @@ def run_chunk(context: Any, chunk: list[dict[str, str]], work: Any) -> dict[str,
         if outcome.ok and store is not None:
             store.set(_DONE_PREFIX + outcome.name, outcome.to_json())
 
-    outcomes = chunks.run_pairs(
-        pairs, work, workers=config().scale.workers, initializer=stage_pairs.start_worker, initargs=(config(),),
-        done=done, on_outcome=on_outcome,
-    )  # fmt: skip
+    with stage_pairs.worker_logs() as logs:  # workers log at their real level, not as stderr (= ERROR)
+        outcomes = chunks.run_pairs(
+            pairs, work, workers=config().scale.workers, initializer=stage_pairs.start_worker,
+            initargs=(config(), logs), done=done, on_outcome=on_outcome,
+        )  # fmt: skip
     context["ti"].xcom_push(OUTCOMES_KEY, [o.to_json() for o in outcomes])
     print(chunks.summary(outcomes))
     _fail_for(outcomes)
@@ -188,13 +189,19 @@ def _fail_for(outcomes: list[Any]) -> None:
 
 
 def _chunk_result(outcomes: list[Any]) -> dict[str, Any]:
-    """The task's return value: counts, and for a one-pair chunk what the MLflow links need."""
-    result: dict[str, Any] = {"pairs": len(outcomes), "statuses": {o.name: o.status for o in outcomes}}
+    """The task's return value: counts, every pair's MLflow link, and for a one-pair chunk what the links need."""
+    result: dict[str, Any] = {
+        "pairs": len(outcomes),
+        "statuses": {o.name: o.status for o in outcomes},
+        "links": {o.name: o.link for o in outcomes if o.link.startswith("http")},
+    }
     if len(outcomes) == 1:
         only = outcomes[0]
         result.update({k: v for k, v in only.event_extra.items() if k in ("model_name", "version")})
         if only.link.startswith("http") and "/runs/" in only.link:
             result["run_url"] = only.link
+        elif only.link.startswith("http") and "/#/models/" in only.link:  # promotion links the version decided
+            result["model_version_url"] = only.link
     return result
 
 

@@ -9,6 +9,11 @@ detail, the MLflow link or snapshot digest, and the Asset event to announce).
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import logging.handlers
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -28,10 +33,70 @@ if TYPE_CHECKING:
 _WORKER: dict[str, Any] = {}
 
 
-def start_worker(config: Config) -> None:
-    """Pool initializer: this process works for one chunk with ``config``."""
+# Third-party output that is not an error but would land on stderr, which Airflow logs as ERROR.
+QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_CONFIGURE_LOGGING": "false"}
+
+
+@dataclass(frozen=True)
+class WorkerLogs:
+    """Where a chunk's worker processes send their log records: a queue the task process reads."""
+
+    queue: Any
+    owner_pid: int
+
+
+@contextlib.contextmanager
+def worker_logs() -> Iterator[WorkerLogs]:
+    """Relay the log records of a chunk's worker processes into this process's logging, at their own level.
+
+    A worker's stderr would reach the Airflow task log as ERROR; its records go through this
+    queue instead and are handled here by the root logger (Airflow's task log handler).
+    """
+    import multiprocessing
+
+    from modelyard.core.chunks import START_METHOD
+
+    queue = multiprocessing.get_context(START_METHOD).Queue()
+    listener = logging.handlers.QueueListener(queue, _RootRelay())
+    listener.start()
+    try:
+        yield WorkerLogs(queue=queue, owner_pid=os.getpid())
+    finally:
+        listener.stop()
+        queue.close()
+
+
+class _RootRelay(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger().handle(record)
+
+
+def start_worker(config: Config, logs: WorkerLogs | None = None) -> None:
+    """Pool initializer: this process works for one chunk with ``config``, logging at each record's real level.
+
+    Run in each worker process (and in the task process itself for an inline chunk): progress
+    bars off, ``warnings`` logged at WARNING, MLflow's logger into the normal logging tree
+    (MLflow wires it to stderr on import), and in a worker process every record to ``logs``.
+    """
     _WORKER.clear()
     _WORKER["config"] = config
+    quiet_third_party()
+    if logs is not None and logs.owner_pid != os.getpid():
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        root.addHandler(logging.handlers.QueueHandler(logs.queue))
+        root.setLevel(logging.INFO)
+
+
+def quiet_third_party() -> None:
+    """Keep libraries' progress and warnings off stderr: they are logged at their own level instead."""
+    os.environ.update(QUIET_ENV)
+    logging.captureWarnings(True)
+    mlflow_logger = logging.getLogger("mlflow")
+    for handler in list(mlflow_logger.handlers):  # MLflow imported before the switch: undo its stderr handler
+        mlflow_logger.removeHandler(handler)
+    mlflow_logger.propagate = True
 
 
 def _config() -> Config:
@@ -118,10 +183,23 @@ def train_outcome(result: TrainResult) -> PairOutcome:
     link = result.run_url or ""
     if result.status == "skipped":
         return PairOutcome(**common, detail=result.reason or "", link=link)
-    metrics = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.metrics.items())[:3])
+    metrics = main_metric(result.metrics)
     detail = f"{result.model_name} v{result.version}" + (f" ({metrics})" if metrics else "")
     uri = assets.challenger_uri(result.family, result.region)
     return PairOutcome(**common, detail=detail, link=link, event_uri=uri, event_extra=result.asset_extra())
+
+
+def main_metric(metrics: dict[str, float]) -> str:
+    """The model's own headline holdout metric, with the baseline's beside it: ``holdout_auc 0.842, baseline 0.816``."""
+    from modelyard.training.registry import KEY_METRICS
+
+    for names in KEY_METRICS.values():
+        main, baseline = names[0], f"baseline_{names[0]}"
+        if main in metrics:
+            text = f"{main} {metrics[main]:.3f}"
+            return text + (f", baseline {metrics[baseline]:.3f}" if baseline in metrics else "")
+    own = sorted((k, v) for k, v in metrics.items() if not k.startswith("baseline_"))
+    return ", ".join(f"{k} {v:.3f}" for k, v in own[:2])
 
 
 # ---------------------------------------------------------------- promotion

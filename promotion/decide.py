@@ -20,7 +20,8 @@ from modelyard.promotion.aliases import (
     verify_aliases,
 )
 from modelyard.promotion.decision import Action, Decision, PromotionError
-from modelyard.promotion.gates import GateInputError, collect_evidence, evaluate_gates, gates_for
+from modelyard.promotion.evidence import collect_evidence
+from modelyard.promotion.gates import GateInputError, evaluate_gates, gates_for
 from modelyard.promotion.record import TAG, record, record_rollback, recorded_decision
 
 if TYPE_CHECKING:

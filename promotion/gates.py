@@ -9,6 +9,10 @@ keyed ``"<family>"`` or ``"<family>/<region>"``), never coded per model. Each on
 ``versus_champion``
     challenger and champion scored on the SAME rows (the challenger's holdout, rebuilt from
     its snapshot digest and split boundaries) with a maximum regression or minimum improvement.
+    Each version featurises those rows' raw fields with its OWN ``feature_spec.json`` (a version
+    owns its spec): a family's features may change while its champion serves. A champion that
+    reads a raw field the challenger's snapshot does not carry cannot be compared: its gates fail
+    with that reason (promote by hand with ``--version`` and a reason if the change is wanted).
 ``data_validation``
     the challenger's snapshot passed its data-quality checks.
 ``model_size`` / ``latency``
@@ -22,20 +26,15 @@ keyed ``"<family>"`` or ``"<family>/<region>"``), never coded per model. Each on
 
 Without a champion (the first model of a region) the comparative gates are recorded as
 skipped, so the decision rests on the absolute ones. :func:`evaluate_gates` is pure (numbers
-in, report out); :func:`collect_evidence` reads the registry and the snapshot to feed it.
+in, report out); :func:`modelyard.promotion.evidence.collect_evidence` reads the registry and the snapshot to feed it.
 """
 
 from __future__ import annotations
 
-import gc
 import math
 import operator
-import statistics
-import tempfile
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -44,16 +43,14 @@ from modelyard.core.config import GATE_TASK_KEYS, ConfigError, GateDefaults, Tas
 from modelyard.core.errors import ModelyardError
 from modelyard.training import metrics as metric_names
 
+SPEC_EXTRA_DIR = "extra_files"  # where MLflow puts a logged model's extra files (training.mlflow_log)
+
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
-    from mlflow import MlflowClient
-    from mlflow.entities.model_registry import ModelVersion
 
     from modelyard.core.config import Config
     from modelyard.pipeline.snapshots import ValidationSummary
     from modelyard.training.metrics import Task
-    from modelyard.training.split import SplitBoundaries
 
 GateKind = Literal[
     "absolute", "versus_champion", "data_validation", "model_size", "latency", "prediction_shift", "slice"
@@ -159,6 +156,8 @@ class Evidence:
     size_mb: float
     latency_p99_ms: float
     holdout_rows: int
+    # Why a champion that exists has no score (it reads a raw field the holdout does not carry).
+    champion_note: str | None = None
 
 
 # ---------------------------------------------------------------- configuration
@@ -278,7 +277,7 @@ def versus_champion_gate(
     name = f"versus_champion:{metric}"
     threshold = min_improvement if min_improvement else -max_regression
     if evidence.champion is None:
-        return _skipped(name, "versus_champion", threshold, ">=")
+        return _uncompared(name, "versus_champion", threshold, ">=", evidence.champion_note)
     challenger = evidence.challenger.metrics.get(metric)
     champion = evidence.champion.metrics.get(metric)
     if challenger is None or champion is None:
@@ -322,7 +321,7 @@ def budget_gate(kind: Literal["model_size", "latency"], label: str, value: float
 def prediction_shift_gate(evidence: Evidence, max_psi: float) -> GateResult:
     """PSI of the challenger's holdout predictions against the champion's stays below ``max_psi``."""
     if evidence.champion is None:
-        return _skipped("prediction_psi", "prediction_shift", max_psi, "<=")
+        return _uncompared("prediction_psi", "prediction_shift", max_psi, "<=", evidence.champion_note)
     value = psi(evidence.champion.predictions, evidence.challenger.predictions)
     passed = value <= max_psi
     summary = (
@@ -337,7 +336,7 @@ def prediction_shift_gate(evidence: Evidence, max_psi: float) -> GateResult:
 def slice_gates(metric: str, direction: str, evidence: Evidence, max_relative: float) -> list[GateResult]:
     """One gate per slice of ``metric`` both models were scored on: relatively at most ``max_relative`` worse."""
     if evidence.champion is None:
-        return [_skipped(f"slice:{metric}__*", "slice", max_relative, "<=")]
+        return [_uncompared(f"slice:{metric}__*", "slice", max_relative, "<=", evidence.champion_note)]
     prefix = f"{metric}__"
     results = []
     for key in sorted(k for k in evidence.challenger.metrics if k.startswith(prefix)):
@@ -357,6 +356,15 @@ def _slice_gate(key: str, direction: str, challenger: float, champion: float, ma
     )
     return GateResult(
         name=f"slice:{key}", kind="slice", value=worse, threshold=max_relative, op="<=", passed=passed, summary=summary
+    )
+
+
+def _uncompared(name: str, kind: GateKind, threshold: float, op: str, note: str | None) -> GateResult:
+    """Skipped without a champion; failed, with ``note``, when the champion exists but cannot be scored."""
+    if note is None:
+        return _skipped(name, kind, threshold, op)
+    return GateResult(
+        name=name, kind=kind, value=None, threshold=threshold, op=op, passed=False, summary=f"{name}: {note}"
     )
 
 
@@ -384,191 +392,3 @@ def psi(expected: np.ndarray, actual: np.ndarray, bins: int = PSI_BINS) -> float
     e = np.maximum(ref_share / max(len(reference), 1), floor)
     a = np.maximum(obs_share / max(len(observed), 1), floor)
     return float(np.sum((a - e) * np.log(a / e)))
-
-
-# ---------------------------------------------------------------- evidence from the registry
-
-
-def collect_evidence(
-    client: MlflowClient,
-    config: Config,
-    challenger: ModelVersion,
-    champion: ModelVersion | None,
-    latency_calls: int,
-) -> Evidence:
-    """Score challenger and champion on the challenger's holdout, and measure the challenger's size and latency.
-
-    Raises:
-        GateInputError: the snapshot, the split or a model's artifacts cannot be read.
-    """
-    family, region = _tag(challenger, "family"), _tag(challenger, "region")
-    spec = config.family(family)
-    from modelyard.training.models import feature_frame
-
-    holdout, validation = challenger_holdout(client, config, challenger, family, region)
-    x = feature_frame(holdout, spec.feature_names)
-    with tempfile.TemporaryDirectory(prefix="modelyard-gates-") as tmp:
-        model, size_mb = load_version(challenger, Path(tmp))
-        challenger_score = score_model(model, challenger, spec.task, holdout, spec.target, config)
-        latency = p99_latency_ms(model, spec.task, x, latency_calls)
-        champion_score = None
-        if champion is not None:
-            champion_model, _ = load_version(champion, Path(tmp))
-            champion_score = score_model(champion_model, champion, spec.task, holdout, spec.target, config)
-    return Evidence(
-        task=spec.task,
-        challenger=challenger_score,
-        champion=champion_score,
-        validation=validation,
-        size_mb=size_mb,
-        latency_p99_ms=latency,
-        holdout_rows=len(holdout),
-    )
-
-
-def _tag(version: ModelVersion, key: str) -> str:
-    value = (version.tags or {}).get(key)
-    if not value:
-        raise GateInputError(
-            f"model '{version.name}' version {version.version} has no '{key}' tag "
-            "(versions registered by `modelyard train` carry it; register through the training stage)"
-        )
-    return str(value)
-
-
-def challenger_holdout(
-    client: MlflowClient, config: Config, version: ModelVersion, family: str, region: str
-) -> tuple[pd.DataFrame, ValidationSummary]:
-    """The exact holdout rows the challenger was evaluated on, and its snapshot's validation result.
-
-    The snapshot comes from the version's ``data_digest`` tag; the split boundaries from its
-    run's ``split_*`` params (so a later change of ``training.holdout_days`` cannot move them).
-    """
-    from modelyard.pipeline.snapshots import SnapshotNotFoundError, load_frame, read_snapshot
-    from modelyard.training.split import SplitError, split_at, time_split
-
-    digest = _tag(version, "data_digest")
-    try:
-        meta = read_snapshot(config.storage.features_dir, family, region, digest)
-        frame = load_frame(config.storage.features_dir, meta)
-    except (SnapshotNotFoundError, OSError) as exc:
-        raise GateInputError(f"model '{version.name}' v{version.version}: cannot read its snapshot: {exc}") from exc
-    boundaries = _run_boundaries(client, version)
-    try:
-        if boundaries is not None:
-            split = split_at(frame, boundaries)
-        else:
-            split = time_split(frame, config.training.holdout_days, config.training.validation_days)
-    except SplitError as exc:
-        raise GateInputError(f"model '{version.name}' v{version.version}: {exc}") from exc
-    return split.holdout, meta.validation
-
-
-def _run_boundaries(client: MlflowClient, version: ModelVersion) -> SplitBoundaries | None:
-    import datetime as dt
-
-    from modelyard.training.split import SplitBoundaries
-
-    if not version.run_id:
-        return None
-    params = client.get_run(version.run_id).data.params
-    keys = ("split_train_start", "split_valid_start", "split_holdout_start", "split_end")
-    if not all(k in params for k in keys):
-        return None
-    values = [dt.datetime.fromisoformat(params[k]) for k in keys]
-    return SplitBoundaries(*values)
-
-
-def load_version(version: ModelVersion, folder: Path) -> tuple[Any, float]:
-    """Download a registered version's artifacts, load its native model, and return it with its size in MB.
-
-    Raises:
-        GateInputError: the artifacts cannot be downloaded or loaded.
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import Model
-
-    target = folder / f"v{version.version}"
-    try:
-        local = Path(
-            mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(target))
-        )
-        flavors = Model.load(str(local)).flavors
-        loader = mlflow.xgboost.load_model if "xgboost" in flavors else mlflow.sklearn.load_model
-        model = loader(str(local)) if {"xgboost", "sklearn"} & set(flavors) else mlflow.pyfunc.load_model(str(local))
-    except (MlflowException, OSError) as exc:
-        raise GateInputError(f"model '{version.name}' v{version.version}: cannot load its artifacts: {exc}") from exc
-    size = sum(path.stat().st_size for path in local.rglob("*") if path.is_file())
-    return model, size / 1e6
-
-
-def score_model(
-    model: Any, version: ModelVersion, task: Task, holdout: pd.DataFrame, target: str, config: Config
-) -> ModelScore:
-    """Predictions of ``model`` on ``holdout`` and the holdout metrics (overall and per slice)."""
-    from modelyard.training.metrics import evaluate
-    from modelyard.training.models import feature_frame
-
-    family = config.family(_tag(version, "family"))
-    predictions = _predict(model, task, feature_frame(holdout, family.feature_names))
-    scored = evaluate(
-        task,
-        holdout,
-        predictions,
-        target=target,
-        split="holdout",
-        threshold=config.training.operating_threshold,
-        slices=family.slices,
-    )
-    return ModelScore(version=str(version.version), predictions=predictions, metrics=scored)
-
-
-def _predict(model: Any, task: Task, x: pd.DataFrame) -> np.ndarray:
-    import numpy as np
-    from mlflow.pyfunc import PyFuncModel
-
-    from modelyard.training.models import predict
-
-    if isinstance(model, PyFuncModel):
-        # A generic pyfunc model: its predict() is taken as the score (probability or value).
-        return np.asarray(model.predict(x), dtype=float).reshape(len(x), -1)[:, -1]
-    return predict(model, task, x)
-
-
-def p99_latency_ms(model: Any, task: Task, x: pd.DataFrame, calls: int) -> float:
-    """The model's own single-row p99 prediction latency in milliseconds, robust to a busy machine.
-
-    The budget is about the model, not about the machine that happens to run the gate. So:
-
-    * each call is charged the smaller of its wall time and the CPU time the process spent during
-      it: time spent waiting for a core that other processes hold (load on a shared CI machine) is
-      not charged, while the work of the model is, whichever thread of the process does it;
-    * the p99 over ``calls`` single-row calls is measured ``LATENCY_ROUNDS`` times and the best
-      round is kept, so one burst of interference does not decide;
-    * the garbage collector is paused while timing, after a warm-up of ``WARM_UP_CALLS``.
-
-    A model that is truly slow is slow in every round, in CPU time as in wall time, and is still
-    rejected; a fast model on an idle machine measures as before (its CPU time equals its wall time).
-    """
-    rows = [x.iloc[[i % len(x)]] for i in range(calls)]
-    for row in rows[:WARM_UP_CALLS]:
-        _predict(model, task, row)
-    return min(_round_p99_ms(model, task, rows) for _ in range(LATENCY_ROUNDS))
-
-
-def _round_p99_ms(model: Any, task: Task, rows: list[pd.DataFrame]) -> float:
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        costs = [_call_cost_ms(model, task, row) for row in rows]
-    finally:
-        if was_enabled:
-            gc.enable()
-    return float(statistics.quantiles(costs, n=100, method="inclusive")[98])
-
-
-def _call_cost_ms(model: Any, task: Task, row: pd.DataFrame) -> float:
-    wall, cpu = time.perf_counter(), time.process_time()
-    _predict(model, task, row)
-    return min(time.perf_counter() - wall, time.process_time() - cpu) * 1000

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import subprocess
 import tempfile
 from pathlib import Path
@@ -37,6 +38,8 @@ FEATURE_SPEC_ARTIFACT = "feature_spec.json"
 
 # Types of the scikit-learn models we train that skops does not trust by default (tree node storage).
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+
+log = logging.getLogger(__name__)
 
 
 def experiment_name(config: Config, family: str) -> str:
@@ -112,6 +115,28 @@ def run_tags(config: Config, job: TrainingJob) -> dict[str, str]:
         "input_key": job.input_key,
         "mlflow.source.git.commit": git_commit(),
     }
+
+
+def fail_stale_runs(client: MlflowClient, experiment: str, job: TrainingJob, started_before_ms: int) -> list[str]:
+    """Mark FAILED the pair's runs that still say RUNNING but started before ``started_before_ms``.
+
+    A process killed mid-training (an MLflow outage, a lost worker) leaves its run RUNNING for ever;
+    the next run of the pair closes it, so the experiment never shows a half-done run as live.
+
+    Returns:
+        The ids of the runs marked failed.
+    """
+    query = (
+        f"tags.family = '{job.family.name}' and tags.region = '{job.region}' "
+        f"and attributes.status = 'RUNNING' and attributes.start_time < {started_before_ms}"
+    )
+    stale = [run.info.run_id for run in client.search_runs([experiment], query, max_results=100)]
+    for run_id in stale:
+        client.set_tag(run_id, "failure", "left RUNNING by a process that stopped; marked failed by the next run")
+        client.set_terminated(run_id, status="FAILED")
+    if stale:
+        log.warning("%s: marked %d run(s) left RUNNING as FAILED: %s", job.run_name, len(stale), ", ".join(stale))
+    return stale
 
 
 def log_run(config: Config, job: TrainingJob, frame: pd.DataFrame, outcome: FitOutcome) -> str:

@@ -9,11 +9,18 @@ CLI renders it (training/render.py).
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from modelyard.core.tracking import require_reachable, resolve_tracking_uri, run_url
+from modelyard.core.tracking import (
+    TrackingServerUnreachableError,
+    require_reachable,
+    resolve_tracking_uri,
+    run_url,
+)
 from modelyard.pipeline.snapshots import SnapshotNotFoundError, load_frame
 from modelyard.training import mlflow_log, models, registry
 from modelyard.training.fit import TrainingSkipped, check_trainable, fit_pair
@@ -29,6 +36,15 @@ log = logging.getLogger(__name__)
 
 Status = Literal["registered", "unchanged", "skipped", "failed"]
 EXPECTED_ERRORS = (SnapshotNotFoundError, TrainingError, models.ParamError, models.AlgorithmError)
+# The MLflow client's own retries, bounded for a training process (its defaults retry a dead server for
+# minutes per call): a few seconds of retry, then the pair fails and the server is checked once.
+MLFLOW_RETRY_BUDGET = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+# Runs of a pair that started before this process and still say RUNNING were left by a killed process.
+PROCESS_STARTED_MS = int(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -91,13 +107,32 @@ def train_pair(
 
     Raises:
         SnapshotNotFoundError, TrainingError, ParamError, AlgorithmError: see :func:`prepare_job`.
+        TrackingServerUnreachableError: the MLflow server stopped answering (after a bounded retry).
         Exception: anything failing during training; the MLflow run is then marked FAILED
             and no version is registered.
     """
-    import mlflow
-
+    bound_mlflow_retries()
     job = prepare_job(config, family, region, params_override, digest)
     uri = tracking_uri or resolve_tracking_uri(config)
+    try:
+        return _train(config, job, uri, force, tags)
+    except EXPECTED_ERRORS:
+        raise
+    except Exception as exc:
+        require_reachable(uri)  # a dead server says so in one line (exit 3), not in a client traceback
+        raise exc
+
+
+def bound_mlflow_retries(environ: os._Environ[str] | dict[str, str] = os.environ) -> None:
+    """Bound the MLflow client's HTTP retries for this process (:data:`MLFLOW_RETRY_BUDGET`), unless set."""
+    for key, value in MLFLOW_RETRY_BUDGET.items():
+        environ.setdefault(key, value)
+
+
+def _train(config: Config, job: TrainingJob, uri: str, force: bool, tags: Mapping[str, str] | None) -> TrainResult:
+    import mlflow
+
+    family, region = job.family.name, job.region
     # Fluent calls (start_run, log_model) use the global URIs; set them only when they change.
     if (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) != (uri, uri):
         mlflow.set_tracking_uri(uri)
@@ -111,6 +146,7 @@ def train_pair(
     except TrainingSkipped as skip:
         return _skipped(job, skip.reason)
     experiment = mlflow_log.experiment_id(client, uri, mlflow_log.experiment_name(config, family))
+    mlflow_log.fail_stale_runs(client, experiment, job, PROCESS_STARTED_MS)
     run_tags = {**mlflow_log.run_tags(config, job), **(tags or {})}
     with mlflow.start_run(experiment_id=experiment, run_name=job.run_name, tags=run_tags) as run:
         try:
@@ -181,7 +217,8 @@ def train_all(
 
     Raises:
         ConfigError: an unknown family or region was named.
-        TrackingServerUnreachableError: the MLflow server does not answer (checked once, up front).
+        TrackingServerUnreachableError: the MLflow server does not answer (checked up front, and again
+            when a pair fails: a server gone mid-run stops the run instead of failing every pair slowly).
     """
     pairs = config.pairs(families, regions)
     tracking_uri = require_reachable(tracking_uri or resolve_tracking_uri(config))
@@ -193,6 +230,9 @@ def train_all(
                     config, family, region, tracking_uri=tracking_uri, force=force, params_override=params_override
                 )
             )
+        except TrackingServerUnreachableError as exc:
+            log.error("%s/%s: %s", family, region, exc)
+            raise
         except Exception as exc:
             if isinstance(exc, EXPECTED_ERRORS):
                 log.error("%s/%s: training failed: %s", family, region, exc)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_FIRST_YEAR, _LAST_YEAR = 1678, 2261  # what int64 nanoseconds since the epoch hold
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _NS = 1_000_000_000
 SMALL_BATCH_ROWS = 16  # up to this many rows, time offsets are looked up row by row (cached)
@@ -134,7 +135,13 @@ def _one_epoch_ns(value: Any, family: str, feature: str, column: str) -> int:
         raise TimeOffsetError(
             f"{where}: {value!r} has no UTC offset, so its local time is unknown; add one (+07:00 or Z)"
         )
-    return ((moment - _EPOCH) // dt.timedelta(microseconds=1)) * 1000
+    try:
+        utc = moment.astimezone(dt.UTC)
+    except OverflowError:
+        utc = None  # 0001-01-01T00:00+14:00 has no UTC time
+    if utc is None or not _FIRST_YEAR <= utc.year <= _LAST_YEAR:
+        raise TimeOffsetError(f"{where}: {str(value)[:40]!r} is not between the years {_FIRST_YEAR} and {_LAST_YEAR}")
+    return ((utc - _EPOCH) // dt.timedelta(microseconds=1)) * 1000
 
 
 def local_seconds(utc_ns: np.ndarray, timezone: str) -> np.ndarray:

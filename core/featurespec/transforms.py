@@ -86,8 +86,7 @@ def check_allowed(family: str, feature: FeatureDef, allowed: Collection[str] | N
     parents = {".".join(module_name.split(".")[:n]) for n in range(1, module_name.count(".") + 2)}
     if parents & NEVER_ALLOWED or not attribute.isidentifier() or attribute.startswith("_"):
         raise FunctionNotAllowedError(
-            f"{where}: function '{feature.function}' is never run (module '{module_name}' runs processes or code, "
-            "or the name is private); write the feature as a plain function in your own package",
+            f"{where}: function '{feature.function}' is never run (a process/code module or a private name)",
             module=module_name,
         )
     if allowed is not None and not parents & set(allowed):

@@ -57,13 +57,24 @@ def plan_command(
     target: TargetOption = None,
     challenger_weight: ChallengerWeightOption = 0,
     shadow_challenger: ShadowChallengerOption = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the plan (YAML) here.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan (YAML) here.")] = None,
+    show_yaml: Annotated[bool, typer.Option("--yaml", help="Also print the plan itself (YAML).")] = False,
     config: ConfigOption = None,
     tracking_uri: TrackingOption = None,
     port: PortOption = None,
 ) -> None:
-    """Print the plan that `modelyard deploy` would apply, and its diff against what is live."""
+    """Show what `modelyard deploy` would change against what is live (the plan's YAML with --yaml/--output)."""
     from rich.console import Console
+
+    console = Console()
+    loaded, request, uri = _prepare(console, config, tracking_uri, locals())
+    _show_plans(console, loaded, request, uri, show_yaml=show_yaml, output=output)
+
+
+def _show_plans(
+    console: Console, loaded: Config, request: DeployRequest, uri: str, *, show_yaml: bool, output: Path | None
+) -> None:
+    """Per release: the diff against what is live first, then (on request) the plan's YAML or its file."""
     from rich.markup import escape
     from rich.syntax import Syntax
 
@@ -75,20 +86,21 @@ def plan_command(
     from modelyard.deploy.rollout.staged_deploy import propose
     from modelyard.deploy.serving.plan import dump_plan
 
-    console = Console()
-    loaded, request, uri = _prepare(console, config, tracking_uri, locals())
     for release, live, options in _releases(console, loaded, request, uri):
         proposal = _or_exit(console, lambda: propose(loaded, options, live, uri))  # noqa: B023
-        text = dump_plan(proposal.plan).decode()
-        console.print(Syntax(text, "yaml"), f"[bold]digest[/bold] {proposal.plan.digest()}")
         title = f"{release}: plan vs live ({live.digest()[:19] if live else 'nothing live'})"
         console.print(render_diff(diff_plans(live, proposal.plan), title))
         for key, why in proposal.skipped.items():
             console.print(f"[yellow]skipped[/yellow] {key}: {escape(why)}")
+        console.print(f"[bold]plan digest[/bold] {proposal.plan.digest()}")
+        text = dump_plan(proposal.plan).decode()
+        if show_yaml:
+            console.print(Syntax(text, "yaml"))
         if output is not None:
             path = output if len(release_names(loaded, request)) == 1 else output.with_suffix(f".{release}.yaml")
             with writes_to(path, "--output"):
                 write_bytes_atomic(path, text.encode())
+            console.print(f"wrote {path}")
 
 
 @app.command("deploy")
@@ -119,6 +131,8 @@ def deploy_command(
 
     console = Console()
     loaded, request, uri = _prepare(console, config, tracking_uri, locals())
+    if dry_run:
+        _show_plans(console, loaded, request, uri, show_yaml=False, output=None)
     results = _or_exit(console, lambda: deploy(loaded, request, uri))
     for result in results:
         console.print(render_deploy(result))

@@ -3,6 +3,11 @@
 ``/readyz`` must answer 200 and report the plan digest just deployed as active (the pods'
 admin API is off unless a token is configured, so nothing here needs it); optional
 predictions must answer 200.
+
+A smoke prediction is built from what the SERVED versions take (``GET /v1/models/<family>/<region>``:
+each variant's own feature spec), never from today's config: a family's features may have
+changed since the version that serves was trained (a version owns its spec). A request whose
+``payload`` is None is built that way.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ class SmokeRequest:
 
     family: str
     region: str
-    payload: Mapping[str, Any]
+    payload: Mapping[str, Any] | None = None  # None: built from the served versions' own features
 
 
 @dataclass
@@ -66,11 +71,38 @@ def smoke_test(
     report = SmokeReport(plan_digest=expected_plan_digest)
     for request in requests:
         path = f"v1/predict/{request.family}/{request.region}"
-        status, body = proxy_request(api, namespace, service, path, port=port, method="POST", body=request.payload)
+        payload = request.payload
+        if payload is None:
+            payload = smoke_record(_served(api, namespace, service, request, port))
+        status, body = proxy_request(api, namespace, service, path, port=port, method="POST", body=payload)
         if status != 200:
             raise SmokeTestError(f"service/{service} POST /{path} answered {status}: {_excerpt(body)}")
         report.predictions.append(_json(body, f"service/{service} /{path}"))
     return report
+
+
+def smoke_record(service_detail: Mapping[str, Any]) -> dict[str, Any]:
+    """A prediction record every served version of a service accepts: zeros for each version's own features.
+
+    ``service_detail`` is the server's ``GET /v1/models/<family>/<region>`` answer; a version with a
+    feature spec lists its features under ``raw_fields.or_features`` (the server takes precomputed
+    features too), one without lists its signature's columns as ``inputs``. Zeros for the union of
+    the variants' (and shadows') features suits each of them: a server ignores fields a version
+    does not read.
+    """
+    names: list[str] = []
+    for model in [*service_detail.get("variants", []), *service_detail.get("shadows", [])]:
+        raw = model.get("raw_fields") or {}
+        names += raw.get("or_features") or [spec["name"] for spec in model.get("inputs", []) if "name" in spec]
+    return dict.fromkeys(names, 0)
+
+
+def _served(api: ApiClient, namespace: str, service: str, request: SmokeRequest, port: str) -> dict[str, Any]:
+    path = f"v1/models/{request.family}/{request.region}"
+    status, body = proxy_request(api, namespace, service, path, port=port)
+    if status != 200:
+        raise SmokeTestError(f"service/{service} GET /{path} answered {status}: {_excerpt(body)}")
+    return _json(body, f"service/{service} /{path}")
 
 
 def active_plan_digest(readyz: Mapping[str, Any]) -> str | None:

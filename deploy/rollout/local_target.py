@@ -8,8 +8,9 @@
    and warms the new models while the old plan keeps answering, then swaps;
 2. wait until ``/readyz`` reports the plan digest active and every model ready (a
    rejected plan is an error carrying the server's reason);
-3. smoke-test one prediction per (family, region) and check that the server runs exactly
-   the plan's versions.
+3. smoke-test one prediction per (family, region), built from the served versions' own
+   features (``kube_smoke.smoke_record``, never today's config), and check that the server
+   runs exactly the plan's versions.
 
 The same plan digest already live is a no-op (no swap, no smoke-test of a changed plan).
 
@@ -29,14 +30,17 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelyard.deploy.rollout.kube_smoke import smoke_record
 from modelyard.deploy.rollout.planner import service_versions, version_of
 from modelyard.deploy.rollout.processes import ManagedProcess, start_detached
 from modelyard.deploy.rollout.strategies import TargetError
 from modelyard.deploy.serving.plan import Plan, PlanError, dump_plan, parse_plan
+from modelyard.deploy.serving.trust import ALLOWED_FUNCTION_MODULES_ENV
 
 if TYPE_CHECKING:
     import httpx
@@ -57,11 +61,12 @@ class LocalTarget:
     port: int
     run_dir: Path
     tracking_uri: str
-    families: dict[str, list[str]]
+    families: dict[str, list[str]]  # today's declared features: not used to exercise a served version
     ready_timeout: float = READY_TIMEOUT_SECONDS
     name: str = "local"
     # The server's prediction log (MODELYARD_SERVE_LOG_DIR, ..._SAMPLE_*): what the monitoring stage reads.
     sampling_env: dict[str, str] = field(default_factory=dict)
+    trust_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Config, tracking_uri: str, *, port: int) -> LocalTarget:
@@ -73,6 +78,7 @@ class LocalTarget:
             tracking_uri=tracking_uri,
             families={f.name: list(f.features) for f in config.families},
             sampling_env=sampling_env(config),
+            trust_env=trust_env(config, os.environ),
         )
 
     @property
@@ -162,7 +168,7 @@ class LocalTarget:
         # exports one) must not send the server to another registry.
         env = {
             **os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri, "MLFLOW_REGISTRY_URI": self.tracking_uri,
-            "OMP_NUM_THREADS": "1", TOKEN_ENV: self.admin_token(), **self.sampling_env,
+            "OMP_NUM_THREADS": "1", TOKEN_ENV: self.admin_token(), **self.sampling_env, **self.trust_env,
         }  # fmt: skip
         pid = start_detached(self.process, command, env)
         self.process.record(pid, self.url)
@@ -230,7 +236,10 @@ class LocalTarget:
         answered = {}
         for service in plan.services:
             key = f"{service.family}/{service.region}"
-            record = dict.fromkeys(self.families.get(service.family, []), 0)
+            served = self._request("GET", f"/v1/models/{service.family}/{service.region}")
+            if served.status_code != 200:
+                raise TargetError(f"smoke test of {key}: GET /v1/models answered {served.status_code}: {_json(served)}")
+            record = smoke_record(_json(served))
             response = self._request("POST", f"/v1/predict/{service.family}/{service.region}", json=record)
             body = _json(response)
             if response.status_code != 200:
@@ -315,6 +324,26 @@ def _check_models(plan: Plan, models: dict[str, Any]) -> None:
             raise TargetError(f"model {uri} is not ready on the serving process: {status}")
         if str(status.get("version")) != version_of(uri) and "@" not in uri:
             raise TargetError(f"model {uri} serves version {status.get('version')}, expected {version_of(uri)}")
+
+
+def trust_env(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
+    """The function modules the local server may run: those the operator's own config declares.
+
+    The local target is started by the operator from their config, so the modules of its declared
+    ``function`` features are theirs to allow (ADR 0013's trust rule: never taken from an artifact).
+    An allow-list already in the environment wins.
+    """
+    if ALLOWED_FUNCTION_MODULES_ENV in environ:
+        return {}
+    modules = sorted(
+        {
+            str(f.function).partition(":")[0]
+            for family in config.families
+            for f in [*family.feature_decls, *family.slice_features]
+            if f.function
+        }
+    )
+    return {ALLOWED_FUNCTION_MODULES_ENV: ",".join(modules)} if modules else {}
 
 
 def sampling_env(config: Config) -> dict[str, str]:

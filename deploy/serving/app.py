@@ -23,10 +23,12 @@ import os
 from modelyard.deploy.serving.admin import AdminApi
 from modelyard.deploy.serving.asgi import (
     ClientGone,
+    InFlight,
     Receive,
     Response,
     Scope,
     Send,
+    allow,
     check_declared_length,
     error_response,
     header,
@@ -43,6 +45,9 @@ from modelyard.deploy.serving.protocol_v2 import routes as standard_routes
 from modelyard.deploy.serving.settings import ServeSettings
 
 log = logging.getLogger("modelyard.serving")
+PROBES = ("/healthz", "/readyz", "/metrics")
+# Never refused by the concurrency limit: a failed probe restarts the pod (KServe probes the v2 paths).
+UNLIMITED = frozenset({*PROBES, "/v2/health/live", "/v2/health/ready"})
 
 
 class ServingApp:
@@ -55,10 +60,20 @@ class ServingApp:
         self.predictions = Predictions(self.metrics, self._manager)
         self.admin = AdminApi(settings.admin_token, settings.log_dir, self._manager)
         self.standard = standard_routes.StandardRoutes(self.metrics, self._manager)  # /v2, /openapi.json, /v1/models
+        self.in_flight = InFlight(settings.limit_concurrency)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["path"] in UNLIMITED:
             await send_response(send, await self._http(scope, receive))
+        elif scope["type"] == "http":
+            if self.in_flight.count >= self.in_flight.limit:
+                await send_response(send, self.in_flight.overloaded())
+                return
+            self.in_flight.count += 1
+            try:
+                await send_response(send, await self._http(scope, receive))
+            finally:
+                self.in_flight.count -= 1
         elif scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
 
@@ -97,31 +112,37 @@ class ServingApp:
             return Response(499, b"")  # nobody reads it: uvicorn drops a response to a closed connection
         except ServingError as exc:
             return error_response(exc)
-        except Exception as exc:
+        except Exception:
             log.exception("unhandled error", extra={"path": scope.get("path")})
-            return json_response(500, {"error": "internal", "message": f"{type(exc).__name__}: {exc}"})
+            # The exception's text (a library's, a path) goes to the log only.
+            return json_response(500, {"error": "internal", "message": "internal error; the server log has details"})
 
     async def _dispatch(self, scope: Scope, body: bytes) -> Response:
         method, path = scope["method"], scope["path"]
         parts = path.strip("/").split("/")
-        if method == "POST" and len(parts) == 4 and parts[:2] == ["v1", "predict"]:
+        if len(parts) == 4 and parts[:2] == ["v1", "predict"] and all(parts):
+            allow(method, path, "POST")
             return await self.predictions.answer(parts[2], parts[3], body, scope, mlflow_format=False)
-        if method == "POST" and len(parts) == 3 and parts[0] == "invocations":
+        if len(parts) == 3 and parts[0] == "invocations" and all(parts):
+            allow(method, path, "POST")
             return await self.predictions.answer(parts[1], parts[2], body, scope, mlflow_format=True)
+        if path in PROBES:
+            allow(method, path, "GET", "HEAD")
+            response = await self._probe(path)
+            return Response(response.status, b"", response.content_type) if method == "HEAD" else response
+        if path == "/admin/plan":
+            return await self.admin.plan(method, body, scope)
+        if standard_routes.handles(parts):
+            return await self.standard.answer(method, parts, body, scope)
+        raise RequestError(f"no endpoint {path}", field="path", status=404, code="not_found")
+
+    async def _probe(self, path: str) -> Response:
         if path == "/healthz":
             return json_response(200, {"status": "alive", "pid": os.getpid()})
         if path == "/readyz":
             ready, detail = self._manager().readiness()
             return json_response(200 if ready else 503, detail)
-        if path == "/metrics":
-            return Response(200, self.metrics.exposition(), CONTENT_TYPE.encode())
-        if path == "/admin/plan":
-            return await self.admin.plan(method, body, scope)
-        if standard_routes.handles(parts):
-            return await self.standard.answer(method, parts, body, scope)
-        if len(parts) >= 2 and parts[0] in ("v1", "invocations"):
-            raise RequestError(f"{method} not allowed on {path}; use POST", status=405, code="method_not_allowed")
-        raise RequestError(f"no endpoint {path}", field="path", status=404, code="not_found")
+        return Response(200, self.metrics.exposition(), CONTENT_TYPE.encode())
 
     def _manager(self) -> PlanManager:
         if self.manager is None:

@@ -58,7 +58,7 @@ def read_mlmodel(path: Path) -> ModelMeta:
 
 
 # The flavour keys whose values are files or folders inside the model's folder.
-_PATH_KEYS = ("data", "pickled_model", "model_path", "code", "model_code_path", "artifacts_path")
+_PATH_KEYS = ("data", "pickled_model", "model_path", "code")  # model_code_path: where it was logged from
 
 
 def check_paths(uri: str, path: Path, meta: ModelMeta) -> None:
@@ -104,8 +104,7 @@ def fitted_spec(
         fitted.spec.check_functions()  # a user function the pod cannot import fails the load, named
     except FunctionNotAllowedError as exc:
         raise FunctionNotAllowed(
-            f"{uri}: {exc}; the operator allows a module with {ALLOWED_FUNCTION_MODULES_ENV} "
-            f"(chart: serving.allowedFunctionModules), which now holds "
+            f"{uri}: {exc}; allowed by {ALLOWED_FUNCTION_MODULES_ENV} (chart: serving.allowedFunctionModules): "
             f"{', '.join(sorted(allowed_function_modules)) or 'none'}"
         ) from exc
     except FeatureSpecError as exc:

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from modelyard.deploy.serving.errors import RequestError, ServingError
+from modelyard.deploy.serving.errors import MethodNotAllowed, RequestError, ServingError
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -27,6 +27,7 @@ class Response:
     status: int
     body: bytes
     content_type: bytes = b"application/json"
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 def json_response(status: int, payload: Any) -> Response:
@@ -34,7 +35,32 @@ def json_response(status: int, payload: Any) -> Response:
 
 
 def error_response(exc: ServingError) -> Response:
-    return json_response(exc.status, exc.to_dict())
+    response = json_response(exc.status, exc.to_dict())
+    if isinstance(exc, MethodNotAllowed):
+        response.headers = ((b"allow", ", ".join(exc.allow).encode()),)
+    return response
+
+
+def allow(method: str, path: str, *methods: str) -> None:
+    """Refuse ``method`` on the known ``path`` unless it is one of ``methods`` (405 with an Allow header)."""
+    if method not in methods:
+        raise MethodNotAllowed(method, path, methods)
+
+
+class InFlight:
+    """The requests a worker answers at once; beyond ``limit`` a new one gets 503 (probes are not counted).
+
+    uvicorn's own ``limit_concurrency`` answers 503 before the app sees the path, so a busy pod
+    would fail its liveness probe and be restarted: the limit lives here instead.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def overloaded(self) -> Response:
+        body = {"error": "overloaded", "message": f"more than {self.limit} requests in flight; retry shortly"}
+        return json_response(503, body)
 
 
 async def send_response(send: Send, response: Response) -> None:
@@ -46,6 +72,7 @@ async def send_response(send: Send, response: Response) -> None:
             "headers": [
                 (b"content-type", response.content_type),
                 (b"content-length", b"%d" % len(response.body)),
+                *response.headers,
             ],
         }
     )

@@ -63,3 +63,13 @@ class RequestError(ServingError):
         super().__init__(message, field=field)
         self.status = status
         self.code = code
+
+
+class MethodNotAllowed(RequestError):
+    """A known path asked with a method it does not answer; ``allow`` lists those it does (the Allow header)."""
+
+    def __init__(self, method: str, path: str, allow: tuple[str, ...]) -> None:
+        super().__init__(
+            f"{method} not allowed on {path}; use {' or '.join(allow)}", status=405, code="method_not_allowed"
+        )
+        self.allow = allow

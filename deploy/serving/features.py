@@ -7,12 +7,21 @@ with an offset, and the window aggregates by name) with the same numpy code the 
 
 A batch is featurised columnar in one call; it is either all raw records or all precomputed
 ones (a record is raw when it carries a raw field that is not a feature name).
+
+Raw values are checked against the declared column types first, like the precomputed path
+checks feature values (:func:`check_raw_values`): a number where the column is a number
+(finite, within float32 for a float, a whole number within int64 for an int; ``true`` and
+``"12"`` are not numbers), ``true``/``false``/0/1 for a bool, text with an offset for the time
+column, a scalar for a category; ``null`` only for a category (the unknown code). Each
+refusal is a 422 naming ``records[i].field``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
+import math
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,6 +44,81 @@ class BadRawInput(BadInput):
 
     status = 400
     code = "bad_raw_input"
+
+
+class BadRawValue(BadInput):
+    """A raw field's value does not fit its declared column type (422, ``field`` names record and field)."""
+
+    code = "bad_raw_value"
+
+
+_FLOAT32_MAX = 3.4028234663852886e38
+_INT64_LIMIT = 2.0**63
+_TIMESTAMP_YEARS = (1678, 2261)  # what int64 nanoseconds since the epoch hold
+
+
+def check_raw_values(fitted: FittedSpec, records: list[Any]) -> None:
+    """Refuse a raw value that does not fit its declared column (see the module's docstring).
+
+    Window aggregates (requested by name) are floats. A field a record lacks is left to the
+    featuriser, which names it.
+
+    Raises:
+        BadRawValue: the first value that does not fit, naming ``records[i].field``.
+    """
+    columns = fitted.spec.columns
+    kinds = [(name, columns.get(name, "float")) for name in fitted.raw_inputs]
+    kinds += [(name, "float") for name in fitted.requested]
+    for index, record in enumerate(records):
+        for name, kind in kinds:
+            if name in record:
+                problem = _misfit(record[name], kind)
+                if problem is not None:
+                    raise BadRawValue(
+                        f"family '{fitted.spec.family}': field '{name}' is {_shown(record[name])}: {problem}",
+                        field=f"records[{index}].{name}",
+                    )
+
+
+def _misfit(value: Any, kind: str) -> str | None:
+    """Why ``value`` does not fit a column of type ``kind`` (None: it fits)."""
+    if kind in ("category", "string"):
+        ok = value is None or isinstance(value, str) or (type(value) in (int, float) and math.isfinite(value))
+        return None if ok else "send text or a number (or null) for a category"
+    if kind == "timestamp":
+        return _time_misfit(value)
+    if value is None:
+        return f"this {kind} field is not nullable; send a number"
+    if kind == "bool":
+        return None if type(value) in (bool, int, float) and value in (0, 1) else "send true or false (or 1 or 0)"
+    if type(value) not in (int, float):
+        return f"send a JSON number for this {kind} field"
+    if not math.isfinite(value):
+        return "send a finite number"
+    if kind == "int":
+        whole = type(value) is int or value.is_integer()
+        return None if whole and -_INT64_LIMIT <= value < _INT64_LIMIT else "send a whole number within int64"
+    return None if abs(value) <= _FLOAT32_MAX else "out of the model's float range (|x| <= 3.4e38)"
+
+
+def _time_misfit(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "send the time as ISO-8601 text with an offset, e.g. 2026-01-05T08:30:00+07:00"
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None  # the featuriser names what is wrong with the text (no offset, not a time)
+    try:
+        year = moment.astimezone(dt.UTC).year if moment.tzinfo is not None else moment.year
+    except OverflowError:
+        year = 0
+    low, high = _TIMESTAMP_YEARS
+    return None if low <= year <= high else f"send a time between the years {low} and {high}"
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, str | int | float | bool) or value is None else type(value).__name__
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +188,7 @@ class RawFeatures:
     def _featurise(self, records: list[Any]) -> Prepared:
         import numpy as np
 
+        check_raw_values(self.fitted, records)
         try:
             columns = self.fitted.columns_from_records(records)
         except MissingInputError as exc:
@@ -154,4 +239,8 @@ def _bad_value(fitted: FittedSpec, records: list[Any], exc: Exception) -> BadRaw
                     f"family '{fitted.spec.family}': field '{name}' is {record[name]!r}, not a number",
                     field=f"records[{index}].{name}",
                 )
-    return BadRawInput(f"family '{fitted.spec.family}': records cannot be featurised: {exc}", field="records")
+    return BadRawInput(  # the library's own text (numpy's) stays out of the answer
+        f"family '{fitted.spec.family}': records cannot be featurised ({type(exc).__name__}); "
+        "send one scalar value per field",
+        field="records",
+    )

@@ -309,7 +309,7 @@ def parse_plan_text(text: str | bytes, source: str = "<plan>") -> Plan:
         PlanError: the text is not YAML/JSON or not a valid plan.
     """
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: ~8x faster
     except yaml.YAMLError as exc:
         raise PlanError(f"plan {source} is not valid YAML/JSON: {exc}") from exc
     return parse_plan(data, source)

@@ -83,7 +83,9 @@ class InputSchema:
         except (TypeError, ValueError) as exc:  # None in an optional column
             matrix = np.array([[math.nan if v is None else v for v in row] for row in values], dtype=np.float32)
             if matrix.size == 0:
-                raise BadInput(f"records could not be converted: {exc}", field="records") from None
+                raise BadInput(
+                    f"records could not be converted to numbers ({type(exc).__name__})", field="records"
+                ) from None
         if np.isinf(matrix).any():
             row, col = (int(i) for i in np.argwhere(np.isinf(matrix))[0])
             raise BadInput("value does not fit a 32-bit float", field=f"records[{row}].{self.names[col]}")

@@ -1,8 +1,9 @@
 """The plan-file watcher: a changed plan file is applied; one that cannot serve falls back.
 
 Every ``poll_seconds`` the watcher compares the plan file's modification time and size
-with the last look. A new, valid plan is handed to the plan manager; a file that is gone,
-does not validate or names a plan that is rejected is recorded, and while nothing is
+with the last look. The file is read, parsed and hashed in a thread: a large plan file must not
+stop the event loop (``/healthz`` answers meanwhile). A new, valid plan is handed to the plan
+manager; a file that is gone, does not validate or names a plan that is rejected is recorded, and while nothing is
 active the ``last-good`` copy next to it (the last plan that became active) is served
 instead. Digests the manager already knows (active, loading, claimed by an admin request,
 retrying, rejected) are left alone.
@@ -75,12 +76,11 @@ class PlanFileWatcher:
             return
         self._stamp = stamp
         try:
-            plan = load_plan(path)
+            plan, digest = await asyncio.to_thread(_read, path)
         except PlanError as exc:
             self.target.reject_unparsable(str(exc), str(path))
             await self._fall_back()
             return
-        digest = plan.digest()
         if self.target.known(digest):
             return
         log.info("plan file changed", extra={"event": "plan_file_changed", "digest": digest, "path": str(path)})
@@ -93,14 +93,20 @@ class PlanFileWatcher:
         if self.target.active is not None or not path.exists():
             return
         try:
-            plan = load_plan(path)
+            plan, digest = await asyncio.to_thread(_read, path)
         except PlanError as exc:
             log.error("last good plan unreadable", extra={"event": "last_good_unreadable", "error": str(exc)})
             return
-        if self.target.known(plan.digest()):
+        if self.target.known(digest):
             return
         log.warning(
             "the plan file cannot serve; serving the last good plan",
-            extra={"event": "plan_fallback", "digest": plan.digest(), "path": str(path)},
+            extra={"event": "plan_fallback", "digest": digest, "path": str(path)},
         )
         await self.target.apply(plan)
+
+
+def _read(path: Path) -> tuple[Plan, str]:
+    """The plan file and its plan digest (run in a thread: both cost time for a large plan)."""
+    plan = load_plan(path)
+    return plan, plan.digest()

@@ -253,6 +253,19 @@ def test_pod_is_hardened_with_writable_cache(rendered: dict[str, list[dict[str, 
     assert "MODELYARD_SERVE_ADMIN_TOKEN" not in env  # no adminTokenSecret: the admin API stays off
 
 
+def test_model_artifacts_run_no_code_unless_the_values_allow_it(render: Render) -> None:
+    def env(values: dict[str, Any]) -> dict[str, Any]:
+        pod = one(render(values), "Deployment")["spec"]["template"]["spec"]
+        return {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+
+    defaults = env({})
+    assert defaults["MODELYARD_SERVE_ALLOWED_FUNCTION_MODULES"] == ""
+    assert defaults["MODELYARD_SERVE_ALLOW_PICKLE"] == "0"
+    allowed = env({"serving": {"allowedFunctionModules": ["acme.features", "acme_extra"], "allowPickle": True}})
+    assert allowed["MODELYARD_SERVE_ALLOWED_FUNCTION_MODULES"] == "acme.features,acme_extra"
+    assert allowed["MODELYARD_SERVE_ALLOW_PICKLE"] == "1"
+
+
 def test_prediction_log_writes_to_the_claimed_volume(render: Render) -> None:
     values = {"predictionLog": {"enabled": True, "existingClaim": "modelyard-storage", "sampleRate": 0.2}}
     pod = one(render(values), "Deployment")["spec"]["template"]["spec"]

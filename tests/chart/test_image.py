@@ -15,7 +15,8 @@ from .conftest import CHART
 REPO = CHART.parents[1]
 # What the wheel is built from: the namespace package, the folders its links point at, the
 # config it ships (modelyard/modelyard.yaml links it) and the build metadata.
-CODE_DIRS = {"modelyard", "core", "pipeline", "training", "promotion", "monitoring", "deploy", "plugins", "dags", "helm"}
+CODE_DIRS = {"modelyard", "core", "pipeline", "training", "promotion", "monitoring", "deploy", "plugins", "dags"}
+CODE_DIRS |= {"helm"}
 BUILD_FILES = {"constraints.txt", "setup.cfg", "pyproject.toml", "README.md", "modelyard.yaml"}
 BUILD_FILES |= {"constraints-runtime.txt"}  # modelyard/constraints-runtime.txt links it (shipped in the wheel)
 

@@ -104,6 +104,7 @@ def _register_sklearn_regressor(name: str) -> str:
             registered_model_name=name,
             signature=infer_signature(frame, model.predict(frame)),
             input_example=frame.head(3),
+            serialization_format="skops",  # the server loads no pickles by default
         )
     return f"models:/{name}/{info.registered_model_version}"
 

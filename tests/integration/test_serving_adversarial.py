@@ -149,13 +149,32 @@ def test_bad_prediction_bodies_get_a_4xx_naming_the_field(server, case, path, bo
         ("POST", "/v1/predict/nope/local", 404, "unknown family 'nope'"),
         ("POST", "/v1/predict/bench/mars", 404, "region 'mars' is not served"),
         ("GET", PREDICT, 405, "use POST"),
-        ("GET", "/v2/anything", 404, "no endpoint /v2/anything"),
+        ("GET", "/v2/anything", 404, "no v2 endpoint /v2/anything"),
+        ("POST", "/v1/predict/a/b/c", 404, "no endpoint /v1/predict/a/b/c"),
+        ("POST", "/v1/whatever", 404, "no endpoint /v1/whatever"),
+        ("GET", "/invocations/a/b/c", 404, "no endpoint /invocations/a/b/c"),
+        *[(m, p, 405, f"{m} not allowed on {p}; use GET or HEAD") for m in ("OPTIONS", "DELETE", "POST")
+          for p in ("/healthz", "/readyz", "/metrics")],
     ],
-)
+)  # fmt: skip
 def test_unknown_routes_and_methods(server, method, path, status, names):
     response = httpx.request(method, f"{server.url}{path}", json=RECORD, timeout=10)
     assert response.status_code == status
-    assert names in _error(response)["message"]
+    body = response.json()  # /v2 answers in its protocol's shape, {"error": ...}
+    assert names in (body["error"] if path.startswith("/v2/") else _error(response)["message"])
+    if status == 405:
+        assert response.headers["allow"] in ("POST", "GET, HEAD")
+
+
+def test_probes_answer_head_and_refuse_trace(server):
+    for probe in ("/healthz", "/readyz", "/metrics"):
+        head = httpx.head(f"{server.url}{probe}", timeout=10)
+        assert (head.status_code, head.content) == (200, b"")
+    with socket.create_connection(_address(server), timeout=10) as sock:
+        sock.sendall(b"TRACE /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, body = _read_response(sock)
+    assert status == 405
+    assert "TRACE not allowed on /healthz" in json.loads(body)["message"]
 
 
 def test_a_declared_body_over_64_mb_is_refused_before_it_is_sent(server):
@@ -413,17 +432,136 @@ def test_oversized_headers_get_431(server):
     assert "headers exceed" in json.loads(body)["message"]
 
 
-def test_connections_over_the_concurrency_limit_get_503(server):
-    idle = [socket.create_connection(_address(server), timeout=10) for _ in range(LIMIT_CONCURRENCY)]
+def test_requests_over_the_concurrency_limit_get_503_and_probes_still_answer(server):
+    head = f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{".encode()
+    in_flight = [socket.create_connection(_address(server), timeout=10) for _ in range(LIMIT_CONCURRENCY)]
     try:
-        time.sleep(0.2)
-        response = httpx.get(f"{server.url}/healthz", timeout=10)
-        assert response.status_code == 503
-        assert response.text == "Service Unavailable"  # uvicorn's own answer, before the app runs
-    finally:
-        for sock in idle:
-            sock.close()
-    deadline = time.monotonic() + 5
-    while httpx.get(f"{server.url}/healthz", timeout=10).status_code != 200:
-        assert time.monotonic() < deadline, "the server did not recover after the idle connections closed"
+        for sock in in_flight:  # each request waits for the rest of its body (cut at the 1 s deadline)
+            sock.sendall(head)
         time.sleep(0.1)
+        refused = httpx.post(f"{server.url}{PREDICT}", json=RECORD, timeout=10)
+        probes = [httpx.get(f"{server.url}{p}", timeout=10).status_code for p in ("/healthz", "/metrics")]
+    finally:
+        for sock in in_flight:
+            sock.close()
+    assert refused.status_code == 503, refused.text
+    assert f"more than {LIMIT_CONCURRENCY} requests in flight" in _error(refused)["message"]
+    assert probes == [200, 200]  # a busy pod is not restarted by its liveness probe
+    deadline = time.monotonic() + 5
+    while httpx.post(f"{server.url}{PREDICT}", json=RECORD, timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the server did not recover after the requests ended"
+        time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------------- model artifacts
+
+
+def _register_folder(name: str, folder: Path) -> str:
+    """Register ``folder`` as it is (anyone who can register a version can write any of its files)."""
+    import mlflow
+
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(folder), "model")
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+    return f"models:/{name}/{version.version}"
+
+
+def _sklearn_folder(tmp_path: Path, fmt: str = "skops", spec: dict[str, Any] | None = None) -> Path:
+    import mlflow.sklearn
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    frame = pd.DataFrame(np.random.default_rng(0).normal(size=(20, 4)), columns=NAMES)
+    extra = []
+    if spec is not None:
+        (tmp_path / "feature_spec.json").write_text(json.dumps(spec))
+        extra = [str(tmp_path / "feature_spec.json")]
+    folder = tmp_path / "model"
+    mlflow.sklearn.save_model(
+        LinearRegression().fit(frame, frame.sum(axis=1)), str(folder), input_example=frame.head(2),
+        serialization_format=fmt, pip_requirements=[], extra_files=extra or None,
+    )  # fmt: skip
+    return folder
+
+
+def _popen_spec() -> dict[str, Any]:
+    from modelyard.core.featurespec import Calendar, FeatureDef, FeatureSpec
+
+    columns = {"ts": "timestamp", **dict.fromkeys(NAMES, "float")}
+    features = tuple(FeatureDef(n, "column") for n in NAMES[:3])
+    features += (FeatureDef("f03", "function", function="math:fsum", inputs=("f00",)),)
+    stored = FeatureSpec("bench", "ts", columns, features).fit({}, Calendar("X", "UTC", ())).to_dict()
+    stored["features"][3]["function"] = "subprocess:Popen"  # its inputs would become the argv
+    return stored
+
+
+def _refused(server: ServerProcess, uri: str) -> tuple[httpx.Response, dict[str, Any]]:
+    response = _put(server, _plan(uri))
+    failed = httpx.get(f"{server.url}/readyz", timeout=10).json()["models"][uri]
+    return response, failed
+
+
+def test_a_spec_naming_subprocess_popen_fails_the_load_and_runs_nothing(server, tmp_path):
+    spec = _popen_spec()
+    uri = _register_folder("adversarial-popen", _sklearn_folder(tmp_path, spec=spec))
+    before = _active_digest(server)
+    response, failed = _refused(server, uri)
+    assert response.status_code == 409, response.text
+    assert failed["error_type"] == "FunctionNotAllowed"
+    assert "'subprocess:Popen' is never run" in failed["last_error"]
+    assert "MODELYARD_SERVE_ALLOWED_FUNCTION_MODULES" in failed["last_error"]
+    assert _active_digest(server) == before  # the old plan serves
+
+
+def test_a_pickled_model_is_not_loaded_by_default(server, tmp_path):
+    uri = _register_folder("adversarial-pickle", _sklearn_folder(tmp_path, fmt="cloudpickle"))
+    response, failed = _refused(server, uri)
+    assert response.status_code == 409, response.text
+    assert failed["error_type"] == "PickleNotAllowed"
+    assert "MODELYARD_SERVE_ALLOW_PICKLE=1" in failed["last_error"]
+
+
+@pytest.mark.parametrize("where", ["../../../../../../etc/passwd", "/etc/hostname"])
+def test_a_model_file_outside_its_folder_is_refused_without_paths_or_content(server, tmp_path, where):
+    import yaml
+
+    folder = _sklearn_folder(tmp_path)
+    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    mlmodel["flavors"]["sklearn"]["pickled_model"] = where
+    (folder / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    uri = _register_folder("adversarial-path", folder)
+    response, failed = _refused(server, uri)
+    assert response.status_code == 409, response.text
+    assert failed["error_type"] == "OutsideModelDir"
+    assert f"'{where}' is not a file inside the model's folder" in failed["last_error"]
+    readyz = httpx.get(f"{server.url}/readyz", timeout=10).text
+    assert str(_workdir(server) / "cache") not in readyz  # the model cache (the plan file path is shown)
+    assert "root:" not in readyz
+
+
+# ---------------------------------------------------------------------------- the prediction log
+
+
+def _dropped_samples(server: ServerProcess) -> float:
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    line = next(
+        (x for x in metrics.splitlines() if x.startswith('modelyard_prediction_log_samples_total{outcome="dropped"}')),
+        "",
+    )
+    return float(line.split()[-1]) if line else 0.0
+
+
+def test_a_junk_field_is_trimmed_from_the_prediction_log_whose_files_are_0600(server):
+    import os
+
+    before = _dropped_samples(server)
+    junk = {**RECORD, "junk": os.urandom(1_000_000).hex(), **{f"extra{i}": i for i in range(40)}}
+    for _ in range(3):
+        assert httpx.post(f"{server.url}{PREDICT}", json=junk, timeout=30).status_code == 200
+    time.sleep(1.0)  # the writer thread writes off the request path
+    files = [f for f in (_workdir(server) / "logs" / "p").rglob("*") if f.name.endswith((".jsonl.gz", ".part"))]
+    assert files
+    assert {oct(f.stat().st_mode & 0o777) for f in files} == {"0o600"}
+    assert sum(f.stat().st_size for f in files) < 500_000  # not 3 x 2 MB of incompressible junk
+    assert _dropped_samples(server) == before  # trimmed (kept, small), not dropped for its size

@@ -78,6 +78,7 @@ def test_the_demo_model_answers_raw_records_like_the_snapshot(config: Config, ml
         refused = httpx.post(f"{server.url}/v1/predict/{FAMILY}/{REGION}", json=naive, timeout=10)
         assert refused.status_code == 400, refused.text
         assert "event_time" in refused.json()["message"]
+        _probe_bad_raw_values(server.url, fitted, raw[0])
     finally:
         server.stop()
 
@@ -90,3 +91,26 @@ def _predict_all(url: str, records: list[dict[str, Any]], chunk: int) -> np.ndar
             assert response.status_code == 200, response.text
             out += response.json()["predictions"]
     return np.asarray(out)
+
+
+def _probe_bad_raw_values(url: str, fitted: Any, good: dict[str, Any]) -> None:
+    """Every value that does not fit its declared column is a 422 naming the record and field, never a 500."""
+    columns = fitted.spec.columns
+    floats = [n for n in fitted.raw_inputs if columns.get(n) == "float"]
+    ints = [n for n in fitted.raw_inputs if columns.get(n) == "int"]
+    time_column = fitted.spec.time_column
+    probes: list[tuple[str, Any, str]] = [(time_column, "0001-01-01T00:00+14:00", "between the years")]
+    for name in floats[:1]:
+        probes += [(name, v, "send a JSON number") for v in ("Infinity", "nan", "12", True)]
+        probes += [(name, 1e39, "float range"), (name, None, "not nullable"), (name, [1, 2], "send a JSON number")]
+    for name in ints[:1]:
+        probes += [(name, None, "not nullable"), (name, 1e30, "whole number within int64")]
+    assert len(probes) >= 8, (floats, ints)
+    for name, value, names in probes:
+        body = [good, {**good, name: value}]
+        response = httpx.post(f"{url}/v1/predict/{FAMILY}/{REGION}", json=body, timeout=10)
+        assert response.status_code == 422, (name, value, response.text)
+        error = response.json()
+        assert error["field"] == f"records[1].{name}", response.text
+        assert names in error["message"], response.text
+        assert "inhomogeneous" not in error["message"]

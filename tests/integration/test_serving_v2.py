@@ -83,8 +83,10 @@ def _fare_inputs(binary: bool) -> list[triton.InferInput]:
 
 def test_tritonclient_sees_a_live_ready_server_and_its_models(served):
     client = _client(served["url"])
-    assert client.is_server_live() and client.is_server_ready()
-    assert client.is_model_ready("fare-jakarta") and client.is_model_ready("v2it-fare")
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("fare-jakarta")
+    assert client.is_model_ready("v2it-fare")
     assert not client.is_model_ready("fare-bandung")
     assert client.get_server_metadata()["name"] == "modelyard"
     meta = client.get_model_metadata("fare-jakarta")
@@ -93,7 +95,8 @@ def test_tritonclient_sees_a_live_ready_server_and_its_models(served):
     assert meta["outputs"] == [{"name": "probability", "datatype": "FP32", "shape": [-1]}]
     raw = client.get_model_metadata("driver_acceptance-jakarta", model_version="1")
     types = {t["name"]: t["datatype"] for t in raw["inputs"]}
-    assert types["event_time"] == "BYTES" and types["area_demand_index"] == "FP64"
+    assert types["event_time"] == "BYTES"
+    assert types["area_demand_index"] == "FP64"
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])

@@ -25,3 +25,24 @@ def test_a_transient_error_is_left_to_airflow_retries() -> None:
 def test_a_bug_keeps_its_traceback() -> None:
     with pytest.raises(KeyError), expected_errors_fail_the_task():
         raise KeyError("family")
+
+
+def test_a_one_pair_decide_links_to_the_model_version_it_decided() -> None:
+    from modelyard.core.chunks import PairOutcome
+    from modelyard.plugins.dag_support import _chunk_result
+    from modelyard.plugins.links import model_version_url_from, run_url_from
+
+    url = "http://mlflow:5000/#/models/pickup_eta-jakarta/versions/3"
+    decided = PairOutcome("pickup_eta", "jakarta", "promoted", link=url, facts={"version": "3"})
+    result = _chunk_result([decided])
+    assert model_version_url_from(None, result) == url
+    assert run_url_from(None, result) == ""
+
+
+def test_a_chunk_result_names_every_pairs_mlflow_link() -> None:
+    from modelyard.core.chunks import PairOutcome
+    from modelyard.plugins.dag_support import _chunk_result
+
+    runs = {r: f"http://mlflow:5000/#/experiments/1/runs/{r}" for r in ("jakarta", "manila")}
+    outcomes = [PairOutcome("pickup_eta", r, "registered", link=url) for r, url in runs.items()]
+    assert _chunk_result(outcomes)["links"] == {f"pickup_eta/{r}": url for r, url in runs.items()}

@@ -58,3 +58,11 @@ def test_skipped_training_announces_nothing() -> None:
 def test_model_version_url_quotes_names() -> None:
     url = stage_pairs.model_version_url("http://mlflow:5000/", "a b", "3")
     assert url == "http://mlflow:5000/#/models/a%20b/versions/3"
+
+
+def test_training_line_shows_the_models_own_main_metric_not_the_baselines() -> None:
+    metrics = {"baseline_holdout_auc": 0.816, "baseline_holdout_logloss": 0.41, "holdout_auc": 0.842}
+    result = TrainResult("driver_acceptance", "jakarta", "registered", "driver_acceptance-jakarta", version="1",
+                         metrics=metrics)  # fmt: skip
+    detail = stage_pairs.train_outcome(result).detail
+    assert detail == "driver_acceptance-jakarta v1 (holdout_auc 0.842, baseline 0.816)"

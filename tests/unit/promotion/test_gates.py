@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from modelyard.core import featurespec
 from modelyard.core.config import ConfigError, GateDefaults, load_config
 from modelyard.pipeline.snapshots import ValidationSummary
+from modelyard.promotion import evidence as evidence_mod
 from modelyard.promotion import gates
 from modelyard.promotion.gates import Evidence, GateConfigError, ModelScore
 
@@ -196,7 +198,7 @@ def test_p99_latency_times_single_row_predictions() -> None:
 
     x = pd.DataFrame({"a": np.linspace(0, 1, 50), "b": np.linspace(1, 0, 50)})
     model = LogisticRegression().fit(x, (x.a > 0.5).astype(int))
-    latency = gates.p99_latency_ms(model, "classification", x, calls=50)
+    latency = evidence_mod.p99_latency_ms(model, "classification", x, calls=50)
     assert 0 < latency < 1000
 
 
@@ -221,13 +223,13 @@ ROWS = pd.DataFrame({"a": np.linspace(0, 1, 50), "b": np.linspace(1, 0, 50)})
 
 def test_latency_does_not_charge_the_model_for_time_it_waits_for_a_core() -> None:
     # 20 ms off-CPU per call is what a preempted call on a busy machine looks like from the wall clock.
-    waiting = gates.p99_latency_ms(_TimedModel(0.02, on_cpu=False), "classification", ROWS, calls=20)
+    waiting = evidence_mod.p99_latency_ms(_TimedModel(0.02, on_cpu=False), "classification", ROWS, calls=20)
     assert waiting < 10
     assert gates.budget_gate("latency", "p99", waiting, 10).passed
 
 
 def test_a_model_that_works_longer_than_the_budget_is_rejected() -> None:
-    working = gates.p99_latency_ms(_TimedModel(0.005, on_cpu=True), "classification", ROWS, calls=20)
+    working = evidence_mod.p99_latency_ms(_TimedModel(0.005, on_cpu=True), "classification", ROWS, calls=20)
     assert working >= 5
     assert not gates.budget_gate("latency", "p99", working, 2).passed
 
@@ -237,7 +239,7 @@ def test_a_5000_tree_model_is_rejected_against_a_tiny_budget() -> None:
 
     model = xgb.XGBClassifier(n_estimators=5000, max_depth=6, learning_rate=0.01, n_jobs=1)
     model.fit(ROWS, (ROWS.a > 0.5).astype(int))
-    latency = gates.p99_latency_ms(model, "classification", ROWS, calls=20)
+    latency = evidence_mod.p99_latency_ms(model, "classification", ROWS, calls=20)
     assert not gates.budget_gate("latency", "p99", latency, 0.5).passed
 
 
@@ -258,5 +260,54 @@ def test_a_fast_model_passes_its_budget_on_a_busy_machine(busy_machine: None, de
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression().fit(ROWS, (ROWS.a > 0.5).astype(int))
-    latency = gates.p99_latency_ms(model, "classification", ROWS, calls=60)
+    latency = evidence_mod.p99_latency_ms(model, "classification", ROWS, calls=60)
     assert gates.budget_gate("latency", "p99", latency, defaults.max_p99_latency_ms).passed
+
+
+# ---------------------------------------------------------------- a version owns its spec (issue 21)
+
+
+def fitted(features: tuple[featurespec.FeatureDef, ...]) -> featurespec.FittedSpec:
+    spec = featurespec.FeatureSpec(
+        family="f", time_column="pickup_time",
+        columns={"pickup_time": "timestamp", "distance_km": "float", "surge": "float"}, features=features,
+    )  # fmt: skip
+    return featurespec.FittedSpec(spec, featurespec.Calendar("r", "Asia/Jakarta"), {}, {})
+
+
+def snapshot_rows() -> pd.DataFrame:
+    times = pd.to_datetime(["2026-01-05T01:30:00Z", "2026-06-05T17:00:00Z"], utc=True)
+    return pd.DataFrame({"event_time": times, "raw.distance_km": [1.5, 3.0], "month": [99.0, 99.0]})
+
+
+def test_each_version_featurises_the_same_rows_with_its_own_spec() -> None:
+    old = evidence_mod.LoadedVersion("1", None, 0.1, fitted((featurespec.FeatureDef("month", "month"),)), ["month"])
+    new = evidence_mod.LoadedVersion(
+        "2", None, 0.1, fitted((featurespec.FeatureDef("distance_km"), featurespec.FeatureDef("hour", "hour"))), []
+    )
+    rows = snapshot_rows()
+    # The champion's month comes from the time in the region's zone, not from a column of today's snapshot.
+    assert evidence_mod.version_features(old, rows)["month"].tolist() == [1.0, 6.0]
+    x = evidence_mod.version_features(new, rows)
+    assert list(x.columns) == ["distance_km", "hour"]
+    assert x["distance_km"].tolist() == [1.5, 3.0]
+    assert x["hour"].tolist() == [8.0, 0.0]  # 01:30 UTC is 08:30 in Jakarta; 17:00 UTC is midnight
+
+
+def test_a_version_reading_a_field_the_rows_lack_is_named() -> None:
+    surge = evidence_mod.LoadedVersion("1", None, 0.1, fitted((featurespec.FeatureDef("surge"),)), ["surge"])
+    with pytest.raises(gates.GateInputError, match=r"v1's feature spec reads raw field.*surge"):
+        evidence_mod.version_features(surge, snapshot_rows())
+
+
+def test_a_champion_that_cannot_be_scored_fails_the_comparative_gates_with_the_reason(
+    defaults: GateDefaults,
+) -> None:
+    note = "champion v1 cannot be scored on the challenger's holdout: v1 reads raw field surge"
+    report = gates.evaluate_gates(
+        defaults, evidence(score("2", 2, holdout_auc=0.9, holdout_log_loss=0.3), None, champion_note=note)
+    )
+    failed = {r.name for r in report.failures}
+    assert "prediction_psi" in failed
+    assert any(name.startswith("versus_champion:") for name in failed)
+    assert note in report.summary()

@@ -401,3 +401,16 @@ def test_a_wait_that_airflow_timed_out_rolls_back_from_its_checkpoint(wait_kinds
     assert rollout.reason is not None
     assert "triggerer did not answer" in rollout.reason
     assert target.active == live
+
+
+def test_a_smoke_record_carries_what_each_served_version_reads_not_todays_config() -> None:
+    from modelyard.deploy.rollout.kube_smoke import smoke_record
+
+    detail = {
+        "variants": [
+            {"version": "1", "raw_fields": {"or_features": ["hour", "month"]}, "inputs": [{"name": "event_time"}]},
+            {"version": "2", "raw_fields": {"or_features": ["hour", "surge"]}, "inputs": [{"name": "event_time"}]},
+        ],
+        "shadows": [{"version": "0", "inputs": [{"name": "legacy_x"}]}],  # no spec: its signature's columns
+    }
+    assert smoke_record(detail) == {"hour": 0, "month": 0, "surge": 0, "legacy_x": 0}

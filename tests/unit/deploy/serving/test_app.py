@@ -27,3 +27,48 @@ def test_startup_puts_the_transport_limits_in_the_lifespan_state(tmp_path: Path)
     asyncio.run(app({"type": "lifespan", "state": state}, receive, send))
     assert state[LIMITS_STATE_KEY] == limits
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def _call(app: ServingApp, method: str, path: str) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One HTTP request through the ASGI app: status, headers, body."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
+
+
+def test_unknown_paths_are_404_and_a_known_path_with_the_wrong_method_405_with_allow(tmp_path: Path):
+    app = ServingApp(ServeSettings(plan_path=tmp_path / "plan.json"))
+    for path in ("/v1/predict/a/b/c", "/v1/whatever", "/v1/predict", "/invocations/a/b/c", "/v1/predict//x"):
+        status, _, body = _call(app, "POST", path)
+        expected = b'{"error":"not_found","message":"no endpoint ' + path.encode() + b'","field":"path"}'
+        assert (status, body) == (404, expected)
+    status, headers, body = _call(app, "GET", "/v1/predict/fare/jakarta")
+    assert (status, headers[b"allow"]) == (405, b"POST")
+    assert b"GET not allowed on /v1/predict/fare/jakarta; use POST" in body
+    for method in ("OPTIONS", "TRACE", "DELETE", "POST", "PUT"):
+        for probe in ("/healthz", "/readyz", "/metrics"):
+            status, headers, _ = _call(app, method, probe)
+            assert (status, headers[b"allow"]) == (405, b"GET, HEAD"), (method, probe)
+    assert _call(app, "HEAD", "/healthz")[::2] == (200, b"")
+    assert _call(app, "HEAD", "/metrics")[0] == 200
+
+
+def test_probes_answer_beyond_the_concurrency_limit(tmp_path: Path):
+    app = ServingApp(ServeSettings(plan_path=tmp_path / "plan.json", limit_concurrency=2))
+    app.in_flight.count = 2  # two predictions in flight
+    status, _, body = _call(app, "POST", "/v1/predict/fare/jakarta")
+    assert status == 503
+    assert b"more than 2 requests in flight" in body
+    assert _call(app, "GET", "/healthz")[0] == 200
+    assert _call(app, "GET", "/metrics")[0] == 200
+    app.in_flight.count = 0
+    assert _call(app, "POST", "/v1/predict/fare/jakarta")[0] == 503  # not started: not_ready, counted and released
+    assert app.in_flight.count == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from sklearn.linear_model import LinearRegression
 from modelyard.core.featurespec import Calendar, FeatureDef, FeatureSpec, FittedSpec
 from modelyard.deploy.serving import runtime
 from modelyard.deploy.serving.errors import BadInput
-from modelyard.deploy.serving.features import BadRawInput, RawFeatures
+from modelyard.deploy.serving.features import BadRawInput, BadRawValue, RawFeatures
 from modelyard.deploy.serving.runtime import ModelStatus
 from modelyard.deploy.serving.schema import Feature, InputSchema
 
@@ -73,7 +74,6 @@ def test_precomputed_feature_records_keep_working() -> None:
             r"no field 'kitchen_load' \(send: placed_at, size, cuisine, kitchen_load\)",
         ),
         (_record("2026-04-01T12:00:00"), "records", r"'placed_at'.*offset"),
-        (_record("2026-04-01T12:00:00Z", size="big"), "records[0].size", "field 'size' is 'big', not a number"),  # type: ignore[arg-type]
     ],
 )
 def test_raw_input_errors_are_400_naming_the_field(record: dict[str, object], field: str, message: str) -> None:
@@ -81,6 +81,45 @@ def test_raw_input_errors_are_400_naming_the_field(record: dict[str, object], fi
         _raw().prepare([_record("2026-04-01T12:00:00Z"), record] if field == "records" else [record])
     assert error.value.status == 400
     assert error.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("size", "big", 'is "big": send a JSON number for this float field'),
+        ("size", None, "is null: this float field is not nullable"),
+        ("size", "Infinity", "send a JSON number"),
+        ("size", "nan", "send a JSON number"),
+        ("size", "12", "send a JSON number"),
+        ("size", True, "send a JSON number"),
+        ("size", 1e39, "out of the model's float range"),
+        ("size", float("inf"), "send a finite number"),
+        ("kitchen_load", [1, 2], "is list: send a JSON number"),
+        ("cuisine", {"a": 1}, "send text or a number"),
+        ("placed_at", "0001-01-01T00:00+14:00", "send a time between the years 1678 and 2261"),
+        ("placed_at", "9999-12-31T23:59:59+00:00", "between the years"),
+        ("placed_at", 1_700_000_000, "ISO-8601 text with an offset"),
+    ],
+)
+def test_a_raw_value_that_does_not_fit_its_column_is_422_naming_record_and_field(
+    field: str, value: object, message: str
+) -> None:
+    record = {**_record("2026-04-01T12:00:00Z"), field: value}
+    with pytest.raises(BadRawValue, match=re.escape(message)) as error:
+        _raw().prepare([_record("2026-04-01T12:00:00Z"), record])
+    assert error.value.status == 422
+    assert error.value.field == f"records[1].{field}"
+
+
+def test_int_columns_take_whole_numbers_within_int64_only() -> None:
+    columns = {"ts": "timestamp", "tenure": "int", "new": "bool"}
+    spec = FeatureSpec("d", "ts", columns, (FeatureDef("tenure", "column"),))
+    raw = RawFeatures(spec.fit({}, BERLIN), InputSchema([Feature("tenure", "double")]))
+    assert raw.prepare([{"tenure": 3}, {"tenure": 4.0}]).matrix.tolist() == [[3.0], [4.0]]
+    for value, message in ((None, "not nullable"), (1e30, "whole number within int64"), (2.5, "whole number")):
+        with pytest.raises(BadRawValue, match=message) as error:
+            raw.prepare([{"tenure": value}])
+        assert error.value.field == "records[0].tenure"
 
 
 def test_a_batch_mixing_raw_and_precomputed_records_is_refused() -> None:

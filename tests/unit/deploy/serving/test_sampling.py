@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 
 from modelyard.core import storage
-from modelyard.deploy.serving.sampling import PredictionLogWriter, Sample, SamplingSettings, Shipper, new_request_id
+from modelyard.deploy.serving.sampling import (
+    MAX_EXTRA_FIELDS,
+    PredictionLogWriter,
+    Sample,
+    SamplingSettings,
+    Shipper,
+    new_request_id,
+    trim_records,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -51,6 +59,46 @@ def test_samples_land_in_their_family_region_version_folder_with_features(tmp_pa
     assert entries[0]["predictions"] == [0.25]
     assert entries[0]["ts"].startswith("2027-01-15T08:00:00")
     assert [e["request_id"] for e in _lines(tmp_path / "driver_acceptance" / "surabaya" / "7")] == ["b"]
+
+
+def test_a_sampled_record_keeps_the_models_fields_and_a_few_short_others():
+    junk = {f"junk{i}": "x" * 20_000_000 if i == 0 else i for i in range(50)}
+    records = [{"rating": 4.5, "city": "y" * 1000, "nested": {"a": [1] * 1000}, **junk}, "text", 7]
+    kept = trim_records(records, {"rating", "city"})
+    assert kept[1:] == ["str", "int"]
+    assert kept[0]["rating"] == 4.5
+    assert len(kept[0]["city"]) == 256
+    extras = [name for name in kept[0] if name not in ("rating", "city")]
+    assert len(extras) == MAX_EXTRA_FIELDS
+    assert kept[0]["nested"] == "<dict>"
+    assert len(kept[0]["junk0"]) == 256
+    assert len(json.dumps(kept)) < 10_000
+
+
+def test_a_record_over_the_cap_or_a_full_spool_is_dropped_and_counted(tmp_path):
+    drops: list[int] = []
+    settings = SamplingSettings(1.0, rotate_mb=1000, max_record_kb=1.0, max_spool_mb=0.002)
+    sink = PredictionLogWriter(tmp_path, settings, on_drop=lambda: drops.append(1))
+    big = Sample("prediction", "big", LABELS, "plan1", [{"x": "z" * 2000}], None, [0.1], 1_800_000_000.0)
+    sink.offer(big)
+    for n in range(20):  # ~300 bytes each: the 2 kB folder fills after a few
+        sink.offer(_sample(f"s{n}"))
+    sink.close(wait=10)
+    written = _lines(tmp_path / "driver_acceptance" / "jakarta" / "3")
+    assert "big" not in [e.get("request_id") for e in written]
+    assert sink.refused["too_large"] == 1
+    assert sink.refused["spool_full"] >= 10
+    assert 1 <= sink.written < 10
+    assert len(drops) == sink.dropped == 1 + sink.refused["spool_full"]
+
+
+def test_sample_files_are_readable_by_the_server_only(tmp_path):
+    sink = PredictionLogWriter(tmp_path, SamplingSettings(1.0))
+    sink.offer(_sample("a"))
+    sink.close(wait=10)
+    files = list((tmp_path / "driver_acceptance" / "jakarta" / "3").glob("*.jsonl.gz"))
+    assert files
+    assert {oct(f.stat().st_mode & 0o777) for f in files} == {"0o600"}
 
 
 def test_an_open_file_is_hidden_until_it_is_rotated(tmp_path):

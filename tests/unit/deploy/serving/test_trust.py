@@ -47,6 +47,7 @@ def _save(folder: Path, function: str | None = None, fmt: str = "skops") -> Path
         input_example=pd.DataFrame({"size": [1.0]}),
         extra_files=[str(spec_file)],
         serialization_format=fmt,
+        pip_requirements=[],
     )
     return path
 
@@ -76,7 +77,7 @@ def test_a_user_function_runs_only_when_the_operator_allows_its_module(tmp_path:
     with pytest.raises(FunctionNotAllowed, match=f"module '{__name__}' is not on the allowed list") as refused:
         _load(path)
     assert "chart: serving.allowedFunctionModules" in refused.value.message
-    assert "now holds none" in refused.value.message
+    assert refused.value.message.endswith("(chart: serving.allowedFunctionModules): none")
     CALLS.clear()
     served = _load(path, TrustPolicy(frozenset({__name__})))
     served.warm_up((1,))
@@ -86,7 +87,7 @@ def test_a_user_function_runs_only_when_the_operator_allows_its_module(tmp_path:
 
 def test_a_pickled_model_loads_only_when_pickles_are_allowed(tmp_path: Path) -> None:
     path = _save(tmp_path, fmt="cloudpickle")
-    with pytest.raises(PickleNotAllowed, match="loads no pickles.*MODELYARD_SERVE_ALLOW_PICKLE=1") as refused:
+    with pytest.raises(PickleNotAllowed, match=r"loads no pickles.*MODELYARD_SERVE_ALLOW_PICKLE=1") as refused:
         _load(path)
     assert str(tmp_path) not in refused.value.message
     assert _load(path, TrustPolicy(allow_pickle=True)).status.flavor == "sklearn"
@@ -95,7 +96,7 @@ def test_a_pickled_model_loads_only_when_pickles_are_allowed(tmp_path: Path) -> 
 def test_a_skops_model_may_not_ask_to_trust_foreign_types(tmp_path: Path) -> None:
     path = _save(tmp_path)
     _edit_mlmodel(path, skops_trusted_types=["sklearn.tree._tree.Tree", "builtins.eval"])
-    with pytest.raises(PickleNotAllowed, match="asks to trust 'builtins.eval'"):
+    with pytest.raises(PickleNotAllowed, match=r"asks to trust 'builtins\.eval'"):
         _load(path)
 
 
@@ -121,7 +122,7 @@ def test_an_input_example_or_extra_file_outside_the_folder_is_refused(tmp_path: 
     (tmp_path / "other").mkdir()
     other = _save(tmp_path / "other")
     (other / "extra_files" / "model.onnx").symlink_to(Path("/etc/hostname"))
-    with pytest.raises(OutsideModelDir, match="extra file 'extra_files/model.onnx'"):
+    with pytest.raises(OutsideModelDir, match=r"extra file 'extra_files/model\.onnx'"):
         _load(other)
 
 

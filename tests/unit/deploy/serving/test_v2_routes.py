@@ -141,7 +141,8 @@ def test_model_metadata_lists_the_raw_fields_with_v2_datatypes(tmp_path):
         check(MODEL_METADATA, raw)
         types = {t["name"]: t["datatype"] for t in raw["inputs"]}
         assert types["event_time"] == "BYTES"
-        assert types["driver_tenure_days"] == "INT64" and types["area_demand_index"] == "FP64"
+        assert types["driver_tenure_days"] == "INT64"
+        assert types["area_demand_index"] == "FP64"
         assert raw["outputs"] == [{"name": "predict", "datatype": "FP32", "shape": [-1]}]  # the spec matrix is float32
         # the registered model name is a name of the service too
         assert (await client.get("/v2/models/acceptance-model")).json()["inputs"] == raw["inputs"]
@@ -160,16 +161,24 @@ def test_infer_routes_through_the_plan_with_a_sticky_key(tmp_path):
             answer = response.json()
             check(INFERENCE_RESPONSE, answer)
             check_outputs_consistent(answer)
-            assert answer["id"] == f"req-{key}" and answer["model_name"] == "fare-jakarta"
+            assert answer["id"] == f"req-{key}"
+            assert answer["model_name"] == "fare-jakarta"
             offset = 0.0 if answer["model_version"] == "1" else 10.0
             np.testing.assert_allclose(answer["outputs"][0]["data"], [0.2 + offset, 0.4 + offset], rtol=1e-6)
-            assert answer["outputs"][0] | {"data": None} == {"name": "probability", "datatype": "FP32", "shape": [2], "data": None}  # fmt: skip
+            assert answer["outputs"][0] | {"data": None} == {
+                "name": "probability",
+                "datatype": "FP32",
+                "shape": [2],
+                "data": None,
+            }
             again = await client.post("/v2/models/fare-jakarta/infer", json=request)
             assert again.json()["model_version"] == answer["model_version"]  # sticky
             seen.add(answer["model_version"])
         assert seen == {"1", "2"}  # the 70/30 split
         header = await client.post("/v2/models/fare-jakarta/infer", json=_infer(rows), headers={"x-routing-key": "c7"})
-        by_param = await client.post("/v2/models/fare-jakarta/infer", json=_infer(rows, parameters={"routing_key": "c7"}))
+        by_param = await client.post(
+            "/v2/models/fare-jakarta/infer", json=_infer(rows, parameters={"routing_key": "c7"})
+        )
         assert header.json()["model_version"] == by_param.json()["model_version"]
         assert header.json()["parameters"]["routed_by"] == "weight"
 
@@ -181,10 +190,13 @@ def test_a_version_in_the_path_answers_with_that_version(tmp_path):
         rows = [{"distance_km": 2.0, "trips": 1}]
         for version in ("1", "2"):
             answer = (await client.post(f"/v2/models/fare-jakarta/versions/{version}/infer", json=_infer(rows))).json()
-            assert answer["model_version"] == version and answer["parameters"]["routed_by"] == "version"
+            assert answer["model_version"] == version
+            assert answer["parameters"]["routed_by"] == "version"
         missing = await client.post("/v2/models/fare-jakarta/versions/9/infer", json=_infer(rows))
         assert missing.status_code == 404
-        assert missing.json() == {"error": "version '9' of model 'fare-jakarta' is not served (serving: 1, 2) (version)"}
+        assert missing.json() == {
+            "error": "version '9' of model 'fare-jakarta' is not served (serving: 1, 2) (version)"
+        }
 
     _run(tmp_path, body)
 
@@ -229,13 +241,54 @@ def test_raw_fields_with_the_event_time_as_bytes_give_the_v1_predictions(tmp_pat
 @pytest.mark.parametrize(
     ("method", "path", "payload", "status", "message"),
     [
-        ("POST", "/v2/models/nope/infer", {"inputs": []}, 404, "unknown model 'nope' (served: driver_acceptance-jakarta, fare-jakarta)"),  # fmt: skip
-        ("GET", "/v2/models/fare-jakarta/infer", None, 405, "GET not allowed on /v2/models/fare-jakarta/infer; use POST"),
+        (
+            "POST",
+            "/v2/models/nope/infer",
+            {"inputs": []},
+            404,
+            "unknown model 'nope' (served: driver_acceptance-jakarta, fare-jakarta)",
+        ),
+        (
+            "GET",
+            "/v2/models/fare-jakarta/infer",
+            None,
+            405,
+            "GET not allowed on /v2/models/fare-jakarta/infer; use POST",
+        ),
         ("GET", "/v2/nothing/here", None, 404, "no v2 endpoint /v2/nothing/here"),
-        ("POST", "/v2/models/fare-jakarta/infer", {"inputs": [{"name": "trips", "datatype": "INT64", "shape": [1], "data": [1]}]}, 400, "distance_km"),  # fmt: skip
-        ("POST", "/v2/models/fare-jakarta/infer", {"inputs": [{"name": "distance_km", "datatype": "BYTES", "shape": [1], "data": ["far"]}, {"name": "trips", "datatype": "INT64", "shape": [1], "data": [1]}]}, 400, "input 'distance_km', row 0"),  # fmt: skip
-        ("POST", "/v2/models/fare-jakarta/infer", _infer([{"distance_km": 1.0, "trips": 1}], outputs=[{"name": "output0"}]), 400, "unknown output(s) ['output0']"),  # fmt: skip
-        ("POST", "/v2/models/fare-jakarta/infer", _infer([{"distance_km": 1.0, "trips": 1}] * 6), 413, "at most 5 per request"),  # fmt: skip
+        (
+            "POST",
+            "/v2/models/fare-jakarta/infer",
+            {"inputs": [{"name": "trips", "datatype": "INT64", "shape": [1], "data": [1]}]},
+            400,
+            "distance_km",
+        ),
+        (
+            "POST",
+            "/v2/models/fare-jakarta/infer",
+            {
+                "inputs": [
+                    {"name": "distance_km", "datatype": "BYTES", "shape": [1], "data": ["far"]},
+                    {"name": "trips", "datatype": "INT64", "shape": [1], "data": [1]},
+                ]
+            },
+            400,
+            "input 'distance_km', row 0",
+        ),
+        (
+            "POST",
+            "/v2/models/fare-jakarta/infer",
+            _infer([{"distance_km": 1.0, "trips": 1}], outputs=[{"name": "output0"}]),
+            400,
+            "unknown output(s) ['output0']",
+        ),
+        (
+            "POST",
+            "/v2/models/fare-jakarta/infer",
+            _infer([{"distance_km": 1.0, "trips": 1}] * 6),
+            413,
+            "at most 5 per request",
+        ),
     ],
 )
 def test_errors_are_v2_error_objects(tmp_path, method, path, payload, status, message):
@@ -262,7 +315,8 @@ def test_v2_requests_are_counted_like_v1(tmp_path):
 def test_v1_model_detail_and_openapi_are_served(tmp_path):
     async def body(client: httpx.AsyncClient, app: ServingApp) -> None:
         detail = (await client.get("/v1/models/fare/jakarta")).json()
-        assert detail["v2_name"] == "fare-jakarta" and detail["routing_key"] == "customer_id"
+        assert detail["v2_name"] == "fare-jakarta"
+        assert detail["routing_key"] == "customer_id"
         assert [(v["variant"], v["version"], v["weight"]) for v in detail["variants"]] == [
             ("champion", "1", 70),
             ("challenger", "2", 30),
@@ -271,7 +325,8 @@ def test_v1_model_detail_and_openapi_are_served(tmp_path):
         raw = (await client.get("/v1/models/driver_acceptance/jakarta")).json()
         assert raw["variants"][0]["raw_fields"]["time_column"] == "event_time"
         unknown = await client.get("/v1/models/fare/bandung")
-        assert unknown.status_code == 404 and "served: driver_acceptance/jakarta, fare/jakarta" in unknown.json()["message"]
+        assert unknown.status_code == 404
+        assert "served: driver_acceptance/jakarta, fare/jakarta" in unknown.json()["message"]
         spec = (await client.get("/openapi.json")).json()
         assert "/v2/models/{model_name}/infer" in spec["paths"]
 

@@ -24,12 +24,18 @@ def test_columnar_tensors_become_one_record_per_row():
             "parameters": {"routing_key": "c-9"},
             "inputs": [
                 {"name": "x", "datatype": "FP64", "shape": [2], "data": [1.5, 2.5]},
-                {"name": "event_time", "datatype": "BYTES", "shape": [2, 1], "data": [["2026-03-20T18:30:00+07:00"], ["2026-03-21T08:00:00+07:00"]]},  # fmt: skip
+                {
+                    "name": "event_time",
+                    "datatype": "BYTES",
+                    "shape": [2, 1],
+                    "data": [["2026-03-20T18:30:00+07:00"], ["2026-03-21T08:00:00+07:00"]],
+                },
             ],
         }
     )
     assert not request.is_matrix
-    assert request.id == "r1" and request.parameters == {"routing_key": "c-9"}
+    assert request.id == "r1"
+    assert request.parameters == {"routing_key": "c-9"}
     assert request.records() == [
         {"x": 1.5, "event_time": "2026-03-20T18:30:00+07:00"},
         {"x": 2.5, "event_time": "2026-03-21T08:00:00+07:00"},
@@ -57,8 +63,10 @@ def test_the_documented_example_with_its_shape_mismatch_is_refused():
 def test_the_documented_example_once_consistent_parses():
     fixed = {**DOCUMENTED_REQUEST, "inputs": [DOCUMENTED_REQUEST["inputs"][0]]}
     request = _parse(fixed)
-    assert request.id == "42" and request.outputs == ["output0"]
-    assert request.inputs[0].shape == (2, 2) and request.inputs[0].data == [1, 2, 3, 4]
+    assert request.id == "42"
+    assert request.outputs == ["output0"]
+    assert request.inputs[0].shape == (2, 2)
+    assert request.inputs[0].data == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize(
@@ -69,7 +77,12 @@ def test_the_documented_example_once_consistent_parses():
         ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1, 1], "data": [1]}]}, "must be \\[n\\]"),
         ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": 1}]}, "'data' must be an array"),
         (
-            {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}, {"name": "y", "datatype": "FP32", "shape": [2], "data": [1, 2]}]},  # fmt: skip
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]},
+                    {"name": "y", "datatype": "FP32", "shape": [2], "data": [1, 2]},
+                ]
+            },
             "different row counts",
         ),
         ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [0], "data": []}]}, "no rows"),
@@ -106,7 +119,9 @@ def test_binary_inputs_as_tritonclient_sends_them():
 
 
 def test_binary_data_past_the_body_is_refused():
-    header = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}]})
+    header = orjson.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}]}
+    )
     with pytest.raises(RequestError, match="past the body's binary part"):
         parse_infer_request(header + b"\0\0\0\0", str(len(header)), 10)
     with pytest.raises(RequestError, match="Inference-Header-Content-Length"):

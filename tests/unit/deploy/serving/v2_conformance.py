@@ -41,8 +41,25 @@ RESPONSE_OUTPUT = {
     "properties": {
         "name": _STRING,
         "shape": {"type": "array", "items": {"type": "integer"}},
-        "datatype": {"enum": ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-                              "FP16", "FP32", "FP64", "BYTES"]},  # fmt: skip
+        "datatype": {
+            "enum": [
+                *[
+                    "BOOL",
+                    "UINT8",
+                    "UINT16",
+                    "UINT32",
+                    "UINT64",
+                    "INT8",
+                    "INT16",
+                    "INT32",
+                    "INT64",
+                    "FP16",
+                    "FP32",
+                    "FP64",
+                    "BYTES",
+                ]
+            ]
+        },
         "parameters": _PARAMETERS,
         "data": {"type": "array"},
     },

@@ -1,0 +1,350 @@
+"""Evidence for the gates from the registry and the snapshot: each version loaded with its own spec.
+
+Challenger and champion are scored on the same holdout rows (the challenger's snapshot, split at
+its run's boundaries); each version featurises those rows' raw fields with its OWN
+``feature_spec.json``. Also the single-row latency a model costs (ADR 0012).
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from modelyard.core.config import Config
+    from modelyard.core.featurespec import FittedSpec
+    from modelyard.pipeline.snapshots import ValidationSummary
+    from modelyard.training.metrics import Task
+    from modelyard.training.split import SplitBoundaries
+
+from modelyard.promotion.gates import (
+    LATENCY_ROUNDS,
+    SPEC_EXTRA_DIR,
+    WARM_UP_CALLS,
+    Evidence,
+    GateInputError,
+    ModelScore,
+)
+
+# ---------------------------------------------------------------- evidence from the registry
+
+
+def collect_evidence(
+    client: MlflowClient,
+    config: Config,
+    challenger: ModelVersion,
+    champion: ModelVersion | None,
+    latency_calls: int,
+) -> Evidence:
+    """Score challenger and champion on the challenger's holdout rows, each through its own feature spec,
+    and measure the challenger's size and latency.
+
+    Raises:
+        GateInputError: the snapshot, the split or the challenger's artifacts cannot be read.
+    """
+    family, region = _tag(challenger, "family"), _tag(challenger, "region")
+    spec = config.family(family)
+    holdout, validation = challenger_holdout(client, config, challenger, family, region)
+    with tempfile.TemporaryDirectory(prefix="modelyard-gates-") as tmp:
+        loaded = load_version_with_spec(challenger, Path(tmp))
+        x = version_features(loaded, holdout)
+        challenger_score = score_model(loaded.model, challenger, spec.task, holdout, spec.target, config, x)
+        latency = p99_latency_ms(loaded.model, spec.task, x, latency_calls)
+        champion_score, note = None, None
+        if champion is not None:
+            champion_score, note = _score_champion(champion, Path(tmp), holdout, config, spec.task, spec.target)
+    return Evidence(
+        task=spec.task,
+        challenger=challenger_score,
+        champion=champion_score,
+        validation=validation,
+        size_mb=loaded.size_mb,
+        latency_p99_ms=latency,
+        holdout_rows=len(holdout),
+        champion_note=note,
+    )
+
+
+def _score_champion(
+    champion: ModelVersion, folder: Path, holdout: pd.DataFrame, config: Config, task: Task, target: str
+) -> tuple[ModelScore | None, str | None]:
+    """The champion's score on the challenger's rows, or why it has none (its spec needs what they lack)."""
+    loaded = load_version_with_spec(champion, folder)
+    try:
+        x = version_features(loaded, holdout)
+    except GateInputError as exc:
+        return None, f"champion v{champion.version} cannot be scored on the challenger's holdout: {exc}"
+    return score_model(loaded.model, champion, task, holdout, target, config, x), None
+
+
+def _tag(version: ModelVersion, key: str) -> str:
+    value = (version.tags or {}).get(key)
+    if not value:
+        raise GateInputError(
+            f"model '{version.name}' version {version.version} has no '{key}' tag "
+            "(versions registered by `modelyard train` carry it; register through the training stage)"
+        )
+    return str(value)
+
+
+def challenger_holdout(
+    client: MlflowClient, config: Config, version: ModelVersion, family: str, region: str
+) -> tuple[pd.DataFrame, ValidationSummary]:
+    """The exact holdout rows the challenger was evaluated on, and its snapshot's validation result.
+
+    The snapshot comes from the version's ``data_digest`` tag; the split boundaries from its
+    run's ``split_*`` params (so a later change of ``training.holdout_days`` cannot move them).
+    """
+    from modelyard.pipeline.snapshots import SnapshotNotFoundError, load_frame, read_snapshot
+    from modelyard.training.split import SplitError, split_at, time_split
+
+    digest = _tag(version, "data_digest")
+    try:
+        meta = read_snapshot(config.storage.features_dir, family, region, digest)
+        frame = load_frame(config.storage.features_dir, meta)
+    except (SnapshotNotFoundError, OSError) as exc:
+        raise GateInputError(f"model '{version.name}' v{version.version}: cannot read its snapshot: {exc}") from exc
+    boundaries = _run_boundaries(client, version)
+    try:
+        if boundaries is not None:
+            split = split_at(frame, boundaries)
+        else:
+            split = time_split(frame, config.training.holdout_days, config.training.validation_days)
+    except SplitError as exc:
+        raise GateInputError(f"model '{version.name}' v{version.version}: {exc}") from exc
+    return split.holdout, meta.validation
+
+
+def _run_boundaries(client: MlflowClient, version: ModelVersion) -> SplitBoundaries | None:
+    import datetime as dt
+
+    from modelyard.training.split import SplitBoundaries
+
+    if not version.run_id:
+        return None
+    params = client.get_run(version.run_id).data.params
+    keys = ("split_train_start", "split_valid_start", "split_holdout_start", "split_end")
+    if not all(k in params for k in keys):
+        return None
+    values = [dt.datetime.fromisoformat(params[k]) for k in keys]
+    return SplitBoundaries(*values)
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """A registered version's native model, its artifacts' size and the feature spec it was trained with."""
+
+    version: str
+    model: Any
+    size_mb: float
+    spec: FittedSpec | None
+    feature_names: list[str]
+
+
+def load_version(version: ModelVersion, folder: Path) -> tuple[Any, float]:
+    """Download a registered version's artifacts, load its native model, and return it with its size in MB.
+
+    Raises:
+        GateInputError: the artifacts cannot be downloaded or loaded.
+    """
+    loaded = load_version_with_spec(version, folder)
+    return loaded.model, loaded.size_mb
+
+
+def load_version_with_spec(version: ModelVersion, folder: Path) -> LoadedVersion:
+    """Download a registered version's artifacts: its native model, size, and its own ``feature_spec.json``.
+
+    The spec is the one shipped in the model's ``extra_files/`` (else the run artifact the version's
+    ``feature_spec`` tag names); a version without one reads the columns its signature names.
+
+    Raises:
+        GateInputError: the artifacts cannot be downloaded or loaded, or the spec cannot be read.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    target = folder / f"v{version.version}"
+    try:
+        local = Path(
+            mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(target))
+        )
+        meta = Model.load(str(local))
+        flavors = meta.flavors
+        loader = mlflow.xgboost.load_model if "xgboost" in flavors else mlflow.sklearn.load_model
+        model = loader(str(local)) if {"xgboost", "sklearn"} & set(flavors) else mlflow.pyfunc.load_model(str(local))
+        fitted = version_spec(version, local, target)
+    except (MlflowException, OSError) as exc:
+        raise GateInputError(f"model '{version.name}' v{version.version}: cannot load its artifacts: {exc}") from exc
+    names = fitted.names if fitted is not None else _signature_names(meta, version)
+    size = sum(path.stat().st_size for path in local.rglob("*") if path.is_file())
+    return LoadedVersion(str(version.version), model, size / 1e6, fitted, names)
+
+
+def version_spec(version: ModelVersion, local: Path, folder: Path) -> FittedSpec | None:
+    """The fitted spec of ``version``: in its model's ``extra_files/``, else its run's artifact, else none.
+
+    Raises:
+        GateInputError: the spec exists but is not one this code reads.
+    """
+    import json
+
+    import mlflow
+
+    from modelyard.core.featurespec import FeatureSpecError, FittedSpec
+    from modelyard.training.mlflow_log import FEATURE_SPEC_ARTIFACT
+
+    path = local / SPEC_EXTRA_DIR / FEATURE_SPEC_ARTIFACT
+    tag = (version.tags or {}).get("feature_spec")
+    if not path.exists() and tag and version.run_id:
+        path = Path(mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=tag, dst_path=str(folder)))
+    if not path.exists():
+        return None
+    try:
+        return FittedSpec.from_dict(json.loads(path.read_text()))
+    except (FeatureSpecError, ValueError, KeyError, TypeError) as exc:
+        raise GateInputError(f"model '{version.name}' v{version.version}: unreadable {path.name}: {exc}") from exc
+
+
+def _signature_names(meta: Any, version: ModelVersion) -> list[str]:
+    signature = meta.signature
+    if signature is None:
+        raise GateInputError(
+            f"model '{version.name}' v{version.version} has neither a feature spec nor an input signature; retrain it"
+        )
+    return list(signature.inputs.input_names())
+
+
+def version_features(loaded: LoadedVersion, rows: pd.DataFrame) -> pd.DataFrame:
+    """The model input of ``loaded`` for snapshot ``rows``, computed from their raw fields with its own spec.
+
+    Raises:
+        GateInputError: the rows lack a raw field (or window aggregate) the version's spec reads.
+    """
+    import pandas as pd
+
+    from modelyard.core.featurespec import FeatureSpecError
+
+    if loaded.spec is None:
+        missing = [name for name in loaded.feature_names if name not in rows.columns]
+        if missing:
+            raise GateInputError(f"v{loaded.version} reads column(s) {', '.join(missing)}, which the rows lack")
+        return rows[loaded.feature_names].astype("float64")
+    columns = raw_columns(loaded.spec, rows, loaded.version)
+    try:
+        computed = loaded.spec.compute(columns)
+    except FeatureSpecError as exc:
+        raise GateInputError(f"v{loaded.version}: {exc}") from exc
+    return pd.DataFrame({name: values.astype("float64") for name, values in computed.items()}, index=rows.index)
+
+
+def raw_columns(fitted: FittedSpec, rows: pd.DataFrame, version: str) -> dict[str, np.ndarray]:
+    """The raw columns (and window aggregates) ``fitted`` reads, from snapshot rows (``event_time``, ``raw.*``).
+
+    Raises:
+        GateInputError: naming the fields the rows do not carry.
+    """
+    import pandas as pd
+
+    from modelyard.core.contracts.columns import RAW_PREFIX, TIME_COLUMN
+
+    out: dict[str, np.ndarray] = {}
+    missing = []
+    for name in fitted.raw_inputs:
+        if name == fitted.spec.time_column:
+            out[name] = pd.to_datetime(rows[TIME_COLUMN], utc=True).dt.tz_localize(None).to_numpy()
+        elif f"{RAW_PREFIX}{name}" in rows.columns:
+            out[name] = rows[f"{RAW_PREFIX}{name}"].to_numpy()
+        else:
+            missing.append(name)
+    for name in fitted.requested:
+        if name in rows.columns:
+            out[name] = rows[name].to_numpy()
+        else:
+            missing.append(name)
+    if missing:
+        raise GateInputError(
+            f"v{version}'s feature spec reads raw field(s) {', '.join(missing)}, which the snapshot rows do not carry"
+        )
+    return out
+
+
+def score_model(
+    model: Any, version: ModelVersion, task: Task, holdout: pd.DataFrame, target: str, config: Config, x: pd.DataFrame
+) -> ModelScore:
+    """Predictions of ``model`` on ``x`` (``holdout`` featurised by the version's own spec) and the holdout
+    metrics (overall and per slice of ``holdout``)."""
+    from modelyard.training.metrics import evaluate
+
+    family = config.family(_tag(version, "family"))
+    predictions = _predict(model, task, x)
+    scored = evaluate(
+        task,
+        holdout,
+        predictions,
+        target=target,
+        split="holdout",
+        threshold=config.training.operating_threshold,
+        slices=family.slices,
+    )
+    return ModelScore(version=str(version.version), predictions=predictions, metrics=scored)
+
+
+def _predict(model: Any, task: Task, x: pd.DataFrame) -> np.ndarray:
+    import numpy as np
+    from mlflow.pyfunc import PyFuncModel
+
+    from modelyard.training.models import predict
+
+    if isinstance(model, PyFuncModel):
+        # A generic pyfunc model: its predict() is taken as the score (probability or value).
+        return np.asarray(model.predict(x), dtype=float).reshape(len(x), -1)[:, -1]
+    return predict(model, task, x)
+
+
+def p99_latency_ms(model: Any, task: Task, x: pd.DataFrame, calls: int) -> float:
+    """The model's own single-row p99 prediction latency in milliseconds, robust to a busy machine.
+
+    The budget is about the model, not about the machine that happens to run the gate. So:
+
+    * each call is charged the smaller of its wall time and the CPU time the process spent during
+      it: time spent waiting for a core that other processes hold (load on a shared CI machine) is
+      not charged, while the work of the model is, whichever thread of the process does it;
+    * the p99 over ``calls`` single-row calls is measured ``LATENCY_ROUNDS`` times and the best
+      round is kept, so one burst of interference does not decide;
+    * the garbage collector is paused while timing, after a warm-up of ``WARM_UP_CALLS``.
+
+    A model that is truly slow is slow in every round, in CPU time as in wall time, and is still
+    rejected; a fast model on an idle machine measures as before (its CPU time equals its wall time).
+    """
+    rows = [x.iloc[[i % len(x)]] for i in range(calls)]
+    for row in rows[:WARM_UP_CALLS]:
+        _predict(model, task, row)
+    return min(_round_p99_ms(model, task, rows) for _ in range(LATENCY_ROUNDS))
+
+
+def _round_p99_ms(model: Any, task: Task, rows: list[pd.DataFrame]) -> float:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        costs = [_call_cost_ms(model, task, row) for row in rows]
+    finally:
+        if was_enabled:
+            gc.enable()
+    return float(statistics.quantiles(costs, n=100, method="inclusive")[98])
+
+
+def _call_cost_ms(model: Any, task: Task, row: pd.DataFrame) -> float:
+    wall, cpu = time.perf_counter(), time.process_time()
+    _predict(model, task, row)
+    return min(time.perf_counter() - wall, time.process_time() - cpu) * 1000

@@ -1,0 +1,88 @@
+"""An MLflow server that goes away during training: a bounded retry, one line, no run left RUNNING."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+from mlflow import MlflowClient
+
+from modelyard.core.config import Config
+from modelyard.core.tracking import TrackingServerUnreachableError
+from modelyard.pipeline import snapshots
+from modelyard.training import mlflow_log, train
+
+
+class _GoneAfterHealth(http.server.BaseHTTPRequestHandler):
+    """Healthy for the up-front check, then every call fails as a dying server's would (503)."""
+
+    health_checks = 0
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/health") and type(self).health_checks == 0:
+            type(self).health_checks += 1
+            self._answer(200)
+        else:
+            self._answer(503)
+
+    do_POST = do_GET  # noqa: N815
+
+    def _answer(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def dying_server() -> Iterator[str]:
+    _GoneAfterHealth.health_checks = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GoneAfterHealth)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_gone_mid_run_stops_training_in_seconds_with_one_line(
+    small_config: Config, frame_factory, dying_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in train.MLFLOW_RETRY_BUDGET:
+        monkeypatch.delenv(key, raising=False)
+    snapshots.publish(
+        small_config.storage.features_dir, frame_factory(), family="acceptance", region="alpha",
+        target=small_config.family("acceptance").target, time_column="event_time", source="unit-test",
+        validation=snapshots.ValidationSummary(success=True, checks=3),
+    )  # fmt: skip
+    started = time.monotonic()
+    with pytest.raises(TrackingServerUnreachableError, match=f"cannot reach the MLflow server at {dying_server}"):
+        train.train_all(small_config, ["acceptance"], ["alpha"], tracking_uri=dying_server)
+    assert time.monotonic() - started < 60  # MLflow's own defaults retry a dead server for minutes
+
+
+def test_runs_left_running_by_a_killed_process_are_marked_failed_by_the_next_run(mlflow_uri: str) -> None:
+    client = MlflowClient(mlflow_uri, mlflow_uri)
+    experiment = client.create_experiment(f"outage-{time.time_ns()}")
+    tags = {"family": "acceptance", "region": "alpha"}
+    stale = client.create_run(experiment, tags=tags).info.run_id
+    other_pair = client.create_run(experiment, tags={**tags, "region": "beta"}).info.run_id
+    job = SimpleNamespace(family=SimpleNamespace(name="acceptance"), region="alpha", run_name="acceptance/alpha")
+    started_later = int(time.time() * 1000) + 1000
+    current = client.create_run(experiment, tags=tags, start_time=started_later + 1000).info.run_id
+
+    marked = mlflow_log.fail_stale_runs(client, experiment, job, started_later)  # type: ignore[arg-type]
+
+    assert marked == [stale]
+    assert client.get_run(stale).info.status == "FAILED"
+    assert "left RUNNING" in client.get_run(stale).data.tags["failure"]
+    assert client.get_run(other_pair).info.status == "RUNNING"
+    assert client.get_run(current).info.status == "RUNNING"  # this process's own run is not touched
