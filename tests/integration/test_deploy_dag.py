@@ -92,7 +92,7 @@ def test_deploy_dag_serves_the_champions_and_records_the_deployed_event(deploy_e
 
 def test_deploy_dag_fails_loudly_with_the_reason(deploy_env: DeployEnv) -> None:
     register_champions(deploy_env.config)
-    conf = {"target": "local", "families": ["pickup_eta"], "regions": ["jakarta"], "version": "999"}
+    conf = {"target": "local", "families": ["pickup_eta"], "regions": ["jakarta"], "version": 999}
     before = len(deploy_env.airflow.asset_events("modelyard://deployed/", dag_id="deploy"))
 
     run = deploy_env.airflow.run_dag_test("deploy", conf)
