@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,25 +93,43 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
 
 
 def is_healthy(url: str, timeout: float = 2) -> bool:
+    return health_problem(url, timeout) is None
+
+
+def health_problem(url: str, timeout: float = 2) -> str | None:
+    """Why ``GET <url>/health`` did not answer 200 (None when it did)."""
     try:
-        return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
+        response = httpx.get(f"{url}/health", timeout=timeout)
+    except httpx.TimeoutException:
+        return f"no answer within {timeout:g} s"
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}".rstrip(": ")
+    return None if response.status_code == 200 else f"answered {response.status_code}"
 
 
-def require_reachable(uri: str, timeout: float = 5) -> str:
+def require_reachable(uri: str, timeout: float = 5, attempts: int = 3, wait: float = 1.0) -> str:
     """Fail fast when an HTTP tracking server does not answer its health check.
 
-    The MLflow client retries a refused connection for minutes before it gives up, so
-    every command checks once, up front, and says what to do.
+    The MLflow client retries a refused connection for minutes before it gives up, so every
+    command checks up front and says what to do. A blip (a server restarting, a busy worker) is
+    not an outage: the check is tried ``attempts`` times, ``wait`` then twice that apart, so a dead
+    server is reported in seconds and a restarting one is waited for.
 
     Raises:
-        TrackingServerUnreachableError: ``GET <uri>/health`` did not answer 200.
+        TrackingServerUnreachableError: ``GET <uri>/health`` did not answer 200 on any attempt.
     """
-    if uri.startswith(("http://", "https://")) and not is_healthy(uri.rstrip("/"), timeout=timeout):
-        raise TrackingServerUnreachableError(
-            f"cannot reach the MLflow server at {uri} (GET /health failed): start it (`mlflow server`, or "
-            "`modelyard up` for the embedded stack), or point MLFLOW_TRACKING_URI, the `mlflow_default` Airflow "
-            "connection or mlflow.tracking_uri in modelyard.yaml at your server"
-        )
-    return uri
+    if not uri.startswith(("http://", "https://")):
+        return uri
+    problem: str | None = None
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(wait * 2 ** (attempt - 1))
+        problem = health_problem(uri.rstrip("/"), timeout=timeout)
+        if problem is None:
+            return uri
+        log.warning("MLflow at %s: GET /health %s (attempt %d of %d)", uri, problem, attempt + 1, attempts)
+    raise TrackingServerUnreachableError(
+        f"cannot reach the MLflow server at {uri} (GET /health: {problem}, {attempts} attempts): start it "
+        "(`mlflow server`, or `modelyard up` for the embedded stack), or point MLFLOW_TRACKING_URI, the "
+        "`mlflow_default` Airflow connection or mlflow.tracking_uri in modelyard.yaml at your server"
+    )

@@ -218,6 +218,20 @@ def serve_proxy(cluster: Cluster, request: Any) -> Any:
         return {"ready": True, "plan": {"active_digest": plan.digest()}}
     if path == "admin/plan":  # the chart sets no admin token: the admin API is off
         return kmock.Response(status=403, payload={"error": "admin_disabled", "message": "the admin API is off"})
+    if match := re.fullmatch(r"v1/models/([a-z_]+)/([a-z_]+)", path):  # what each served version takes
+        service_entry = plan.service(match[1], match[2])
+        if service_entry is None:
+            return kmock.Response(status=404, payload={"error": {"code": "unknown_service"}})
+        return {
+            "family": service_entry.family,
+            "region": service_entry.region,
+            "variants": [
+                {"variant": v.name, "uri": v.model_uri, "weight": v.weight, "inputs": [{"name": "distance_km"}]}
+                for v in service_entry.variants
+            ],
+            "shadows": [{"shadow": s.name, "uri": s.model_uri, "inputs": []} for s in service_entry.shadows],
+            "plan_digest": plan.digest(),
+        }
     if match := re.fullmatch(r"v1/predict/([a-z_]+)/([a-z_]+)", path):
         if image_tag(deployment) == "predict-500":
             return kmock.Response(status=500, payload={"error": {"code": "inference_failed", "message": "boom"}})

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import ast
+import http.server
 import os
 import re
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from modelyard.core.config import Config, load_config
-from modelyard.core.tracking import connection_uri, resolve_tracking_uri
+from modelyard.core.tracking import (
+    TrackingServerUnreachableError,
+    connection_uri,
+    require_reachable,
+    resolve_tracking_uri,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 PACKAGE_FOLDERS = ("core", "pipeline", "training", "promotion", "monitoring", "deploy", "plugins", "dags")
@@ -81,3 +89,39 @@ def test_user_facing_messages_name_no_make_targets() -> None:
                 if isinstance(text, str) and MAKE_TARGET.search(text):
                     found.append(f"{path.relative_to(REPO)}:{node.lineno}: {text!r}")
     assert found == []
+
+
+class _Restarting(http.server.BaseHTTPRequestHandler):
+    """A tracking server that answers 503 to its first health checks, as one restarting behind a proxy."""
+
+    failures_left = 0
+
+    def do_GET(self) -> None:
+        cls = type(self)
+        status = 503 if cls.failures_left > 0 else 200
+        cls.failures_left -= 1
+        self.send_response(status)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def restarting() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Restarting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_a_blip_is_waited_for(restarting: str) -> None:
+    _Restarting.failures_left = 2
+    assert require_reachable(restarting, wait=0.01) == restarting
+
+
+def test_an_outage_is_reported_with_what_came_back(restarting: str) -> None:
+    _Restarting.failures_left = 3
+    with pytest.raises(TrackingServerUnreachableError, match=r"GET /health: answered 503, 3 attempts\): start it"):
+        require_reachable(restarting, wait=0.01)
