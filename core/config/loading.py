@@ -133,6 +133,7 @@ class _YamlFile(YamlConfigSettingsSource):
 
     def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
         try:
+            _check_shape(Path(str(file_path)), self._label)
             data: Any = super()._read_file(file_path)
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{self._label}: not a text file (expected UTF-8 YAML such as modelyard.yaml)") from exc
@@ -177,6 +178,44 @@ def _require_file(path: Path, label: str, fix: str) -> None:
         raise ConfigError(f"{label}: is a directory, not a config file ({fix})")
     if not path.exists():
         raise ConfigError(f"{label}: config file not found ({fix})")
+
+
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_ALIASES = 64
+MAX_DEPTH = 32
+
+
+def _check_shape(path: Path, label: str) -> None:
+    """Refuse a config no one writes by hand before building it: too large, too deep, too many aliases.
+
+    A few YAML aliases of aliases expand to billions of values when the result is walked ("billion
+    laughs"); the event stream is read without building anything, so the check costs no memory.
+
+    Raises:
+        ConfigError: names the file, the limit and the line where it was passed.
+    """
+    if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{label}: {path.stat().st_size:,} bytes, larger than a config can be ({MAX_CONFIG_BYTES:,}); "
+            "point datasets at data files instead of inlining data"
+        )
+    aliases = depth = 0
+    with path.open(encoding="utf-8") as stream:  # a binary file fails here, as "not a text file"
+        for event in yaml.parse(stream, Loader=yaml.SafeLoader):
+            line = event.start_mark.line + 1
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_ALIASES:
+                    raise ConfigError(
+                        f"{label}, line {line}: more than {MAX_ALIASES} YAML aliases (*name); "
+                        "write the values out or use fewer anchors"
+                    )
+            elif isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ConfigError(f"{label}, line {line}: nested deeper than {MAX_DEPTH} levels; flatten it")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -121,3 +121,26 @@ def test_a_directory_is_not_a_config_file(tmp_path: Path, demo_config_path: Path
         load_config(tmp_path, environ={})
     with pytest.raises(ConfigError, match=r"MODELYARD_CONFIG_OVERLAY.*is a directory"):
         load_config(demo_config_path, environ={"MODELYARD_CONFIG_OVERLAY": str(tmp_path)})
+
+
+def test_a_billion_laughs_config_is_refused_before_it_is_built(tmp_path: Path) -> None:
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)]
+    (tmp_path / "modelyard.yaml").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"modelyard.yaml, line \d+: more than 64 YAML aliases"):
+        load_config(tmp_path / "modelyard.yaml", environ={})
+
+
+def test_a_config_nested_without_end_names_the_line(tmp_path: Path) -> None:
+    (tmp_path / "modelyard.yaml").write_text("seed: " + "[" * 40 + "]" * 40 + "\n")
+    with pytest.raises(ConfigError, match=r"line 1: nested deeper than 32 levels"):
+        load_config(tmp_path / "modelyard.yaml", environ={})
+
+
+def test_a_model_name_template_must_name_each_pair(demo_config_path: Path, tmp_path: Path) -> None:
+    text = demo_config_path.read_text() + "\n"
+    config = tmp_path / "modelyard.yaml"
+    config.write_text(text)
+    environ = {"MODELYARD_MLFLOW__MODEL_NAME_TEMPLATE": "{family}"}
+    with pytest.raises(ConfigError, match=r"model_name_template.*lacks \{region\}"):
+        load_config(config, environ=environ)
