@@ -53,6 +53,39 @@ class Predictions:
         key = routing_key_of(records, header(scope, b"x-routing-key"), active.plan.routing_key)
         route = handle.router.route(key)
         variant = handle.variants[route.variant]
+        output, request_id = await self.run(active, handle, variant, records, scope, large=large, started=started)
+        if mlflow_format:
+            return json_response(200, {"predictions": output})
+        return json_response(
+            200,
+            {
+                "predictions": output,
+                "model": variant.model.name,
+                "version": variant.model.version,
+                "variant": variant.name,
+                "routed_by": route.reason,
+                "request_id": request_id,
+            },
+        )
+
+    async def run(
+        self,
+        active: ActivePlan,
+        handle: ServiceHandle,
+        variant: VariantHandle,
+        records: list[Any],
+        scope: Scope,
+        *,
+        large: bool,
+        started: float,
+        request_id: str | None = None,
+    ) -> tuple[np.ndarray, str]:
+        """Prepare, batch and observe one routed request on ``variant``: the steps every protocol shares.
+
+        Returns the output and the request id (the client's ``x-request-id``, else ``request_id``,
+        else a new one).
+        """
+        family, region = handle.service.key
         labels = (family, region, variant.name, variant.model.version)
         try:
             prepared = await _maybe_off_loop(large, variant.model.prepare_counted, records)
@@ -71,21 +104,9 @@ class Predictions:
             raise
         finally:
             active.inflight -= 1
-        request_id = new_request_id(header(scope, b"x-request-id"))
+        request_id = new_request_id(header(scope, b"x-request-id") or request_id)
         self._observe(active, handle, variant, labels, (request_id, records, prepared.matrix), output, started)
-        if mlflow_format:
-            return json_response(200, {"predictions": output})
-        return json_response(
-            200,
-            {
-                "predictions": output,
-                "model": variant.model.name,
-                "version": variant.model.version,
-                "variant": variant.name,
-                "routed_by": route.reason,
-                "request_id": request_id,
-            },
-        )
+        return output, request_id
 
     def _observe(
         self,

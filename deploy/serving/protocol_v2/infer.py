@@ -16,13 +16,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelyard.deploy.serving.asgi import Response, Scope, header, json_response
-from modelyard.deploy.serving.errors import BadInput, RequestError, ServingError
+from modelyard.deploy.serving.errors import RequestError
 from modelyard.deploy.serving.predict import INLINE_PARSE_BYTES, Predictions
 from modelyard.deploy.serving.protocol_v2.metadata import ModelNames, output_name, variant_of
 from modelyard.deploy.serving.protocol_v2.tensors import InferRequest, output_tensor, parse_infer_request
 from modelyard.deploy.serving.records import routing_key_of
 from modelyard.deploy.serving.router import Route
-from modelyard.deploy.serving.sampling import new_request_id
 
 if TYPE_CHECKING:
     from modelyard.deploy.serving.active import ActivePlan, ServiceHandle, VariantHandle
@@ -61,27 +60,9 @@ class V2Predictions(Predictions):
         if records is None:
             records = request.matrix_records(variant.model.schema.names)
         _check_outputs(request, output_name(variant.model))
-        family, region = handle.service.key
-        labels = (family, region, variant.name, variant.model.version)
-        try:
-            prepared = await _off_loop(large, variant.model.prepare_counted, records)
-        except BadInput:
-            self.metrics.requests.labels(*labels, "bad_input").inc()
-            _count(active, labels, "bad_input")
-            raise
-        for feature, count in prepared.unknown.items():
-            self.metrics.unknown_categories.labels(family, region, variant.name, feature).inc(count)
-        active.inflight += 1
-        try:
-            output = await variant.batcher.submit(prepared.matrix)
-        except ServingError:
-            self.metrics.requests.labels(*labels, "error").inc()
-            _count(active, labels, "error")
-            raise
-        finally:
-            active.inflight -= 1
-        request_id = new_request_id(header(scope, b"x-request-id") or request.id)
-        self._observe(active, handle, variant, labels, (request_id, records, prepared.matrix), output, started)
+        output, _ = await self.run(
+            active, handle, variant, records, scope, large=large, started=started, request_id=request.id
+        )
         return json_response(200, _response(name, variant, route, request, output))
 
     def _route(
@@ -123,11 +104,6 @@ def _check_outputs(request: InferRequest, name: str) -> None:
     unknown = [o for o in request.outputs if o != name]
     if unknown:
         raise RequestError(f"unknown output(s) {unknown}: this version gives '{name}'", field="outputs")
-
-
-def _count(active: ActivePlan, labels: tuple[str, str, str, str], outcome: str) -> None:
-    if active.prediction_log is not None:
-        active.prediction_log.count(labels, outcome)
 
 
 def _response(name: str, variant: VariantHandle, route: Route, request: InferRequest, output: Any) -> dict[str, Any]:
