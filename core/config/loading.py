@@ -202,7 +202,7 @@ def _check_shape(path: Path, label: str) -> None:
     aliases = depth = 0
     with path.open(encoding="utf-8") as stream:  # a binary file fails here, as "not a text file"
         for event in yaml.parse(stream, Loader=yaml.SafeLoader):
-            line = event.start_mark.line + 1
+            line = event.start_mark.line + 1 if event.start_mark else "?"
             if isinstance(event, yaml.AliasEvent):
                 aliases += 1
                 if aliases > MAX_ALIASES:
