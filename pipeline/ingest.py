@@ -10,9 +10,14 @@ Every row is accounted for: a :class:`RawTable` says, per file and region value,
 rows were read, which were of regions the config does not declare (``undeclared_regions``)
 and which were bad (a malformed line, a value that does not parse), each with its line
 number. Bad rows fail the read (``bad_rows: fail``) or are set aside for the quarantine file
-(``bad_rows: quarantine``). CSV files are read in blocks by pyarrow's streaming reader; a
-"line" is the file's row number counting the header as line 1 (the physical line unless a
-quoted value spans lines); in a Parquet file it is the row's position from 1.
+(``bad_rows: quarantine``). A "line" is as :mod:`pipeline.readers` numbers it.
+
+Memory follows the rows kept, not the file: :mod:`pipeline.readers` reads a CSV in blocks
+(pyarrow's streaming reader) and a Parquet file in batches, and each chunk is renamed, counted,
+cut to the declared regions and typed before the next is read; only the typed rows of declared
+regions are kept. A problem that fails the read is tallied over the whole file and reported once
+at its end, so its message gives the file's count and first example whatever the chunk size
+(``tests/bench/ingest.py`` and docs/benchmarks.md, "Ingest", have the figures).
 """
 
 from __future__ import annotations
@@ -20,26 +25,59 @@ from __future__ import annotations
 import csv
 import glob
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.core.config import Dataset
-from modelyard.core.errors import ModelyardError
+from modelyard.pipeline.ingest_errors import (
+    ColumnTypeError,
+    DuplicateColumnError,
+    EmptyFileError,
+    HeaderOnlyError,
+    IngestError,
+    MalformedLineError,
+    MissingColumnError,
+    NaiveTimestampError,
+    NoInputError,
+    TimestampError,
+    UndeclaredRegionError,
+    UnsupportedFormatError,
+)
+from modelyard.pipeline.readers import LINE_COLUMN, no_duplicates, read_chunks
 
 if TYPE_CHECKING:
     import pandas as pd
 
-CSV_SUFFIXES = (".csv",)
-PARQUET_SUFFIXES = (".parquet", ".pq")
+__all__ = [  # the errors are raised here and in pipeline.readers; callers catch them from here
+    "FILE_COLUMN",
+    "LINE_COLUMN",
+    "UNKNOWN_REGION",
+    "BadRow",
+    "ColumnTypeError",
+    "DuplicateColumnError",
+    "EmptyFileError",
+    "HeaderOnlyError",
+    "IngestError",
+    "MalformedLineError",
+    "MissingColumnError",
+    "NaiveTimestampError",
+    "NoInputError",
+    "RawTable",
+    "TimestampError",
+    "UndeclaredRegionError",
+    "UnsupportedFormatError",
+    "input_files",
+    "read_dataset",
+    "undeclared_note",
+]
+
 # An ISO-8601 time that names its offset: ...Z, ...+07:00, ...-0500
 OFFSET_PATTERN = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
-# Hidden columns that travel with each row to the report: which file and line it came from.
+# A hidden column that travels with each row to the report: the file it came from (and LINE_COLUMN).
 FILE_COLUMN = "__modelyard_file"
-LINE_COLUMN = "__modelyard_line"
 UNKNOWN_REGION = "?"  # a malformed line too short to hold its region, or a null region
-BLOCK_BYTES = 16 << 20
 TRUE_TEXT = frozenset({"true", "t", "yes", "y", "1", "1.0"})
 FALSE_TEXT = frozenset({"false", "f", "no", "n", "0", "0.0"})
 
@@ -77,57 +115,22 @@ class RawTable:
     bad: list[BadRow] = field(default_factory=list)
 
 
-class IngestError(ModelyardError, ValueError):
-    """A raw input cannot be read; the one-line message names the file and the cause."""
+@dataclass
+class _Problem:
+    """A reason to fail the read, tallied over a file's chunks: its count is the file's, its example the first."""
 
+    error: type[IngestError]
+    count: int
+    example: Any
+    message: Callable[[int, Any], str]
 
-class NoInputError(IngestError):
-    """The path does not exist or the glob matches no file."""
-
-
-class UnsupportedFormatError(IngestError):
-    """The file is not CSV or Parquet (by extension or by content)."""
-
-
-class EmptyFileError(IngestError):
-    """The file has no bytes (or no header)."""
-
-
-class HeaderOnlyError(IngestError):
-    """The file has a header but no rows."""
-
-
-class MissingColumnError(IngestError):
-    """A column the family needs is absent."""
-
-
-class ColumnTypeError(IngestError):
-    """A column holds values of the wrong type (text in a numeric column)."""
-
-
-class TimestampError(IngestError):
-    """The time column holds values that are not timestamps."""
-
-
-class NaiveTimestampError(TimestampError):
-    """Timestamps without a UTC offset, and the dataset says ``naive_timestamps: refuse``."""
-
-
-class DuplicateColumnError(IngestError):
-    """The header names a column twice (a parser would silently drop or rename one)."""
-
-
-class MalformedLineError(IngestError):
-    """A CSV line has more or fewer fields than the header, and the dataset says ``bad_rows: fail``."""
-
-
-class UndeclaredRegionError(IngestError):
-    """Rows of regions the config does not declare, and the dataset says ``undeclared_regions: fail``."""
+    def raise_(self) -> None:
+        raise self.error(self.message(self.count, self.example))
 
 
 @dataclass
 class _Read:
-    """What reading one file gathers before the frame is typed."""
+    """What reading one file gathers, chunk by chunk, before its rows are typed and its problems reported."""
 
     path: Path
     dataset: Dataset
@@ -136,10 +139,53 @@ class _Read:
     read: Counter[tuple[str, str]] = field(default_factory=Counter)
     undeclared: Counter[tuple[str, str]] = field(default_factory=Counter)
     bad: list[BadRow] = field(default_factory=list)
+    # Ranked like the checks of one chunk (column, step, region, kind): the first of the file wins.
+    problems: dict[tuple[int, ...], _Problem] = field(default_factory=dict)
+    tallies: dict[tuple[int, ...], _Problem] = field(default_factory=dict)  # notes, with their counts
+    malformed: list[tuple[int, str]] = field(default_factory=list)  # under bad_rows: fail
+    refused: Counter[tuple[str, str]] = field(default_factory=Counter)  # under undeclared_regions: fail
+    width: int = 0  # fields in the header
 
     @property
     def quarantine(self) -> bool:
         return self.dataset.bad_rows == "quarantine"
+
+    @property
+    def failing(self) -> bool:
+        """A problem fails this file: later chunks are only tallied, their rows not kept."""
+        return bool(self.malformed or self.refused or self.problems)
+
+    def problem(self, rank: tuple[int, ...], problem: _Problem) -> None:
+        _tally(self.problems, rank, problem)
+
+    def note(self, rank: tuple[int, ...], count: int, message: Callable[[int, Any], str]) -> None:
+        _tally(self.tallies, rank, _Problem(IngestError, count, None, message))
+
+    def finish(self) -> None:
+        """Raise the file's first problem (in the order one whole-file pass meets them), else write its notes.
+
+        Raises:
+            IngestError: a malformed line, an undeclared region, a value or time that does not fit.
+        """
+        if self.malformed:
+            _raise_malformed(self)
+        if self.refused:
+            listed = ", ".join(f"{r!r} ({n})" for (_, r), n in self.refused.most_common())
+            raise UndeclaredRegionError(
+                f"{self.path}: {sum(self.refused.values())} rows of regions the config does not declare: {listed}; "
+                f"declare them under regions:, or set undeclared_regions: report on dataset '{self.dataset.name}'"
+            )
+        if self.problems:
+            self.problems[min(self.problems)].raise_()
+        self.notes.extend(self.tallies[rank].message(self.tallies[rank].count, None) for rank in sorted(self.tallies))
+        self.tallies.clear()
+
+
+def _tally(into: dict[tuple[int, ...], _Problem], rank: tuple[int, ...], problem: _Problem) -> None:
+    if rank in into:
+        into[rank].count += problem.count
+    else:
+        into[rank] = problem
 
 
 def input_files(source: str | Path) -> list[Path]:
@@ -168,6 +214,9 @@ def read_dataset(
 ) -> RawTable:
     """Every file of ``source``, renamed and typed by ``dataset``, concatenated, every row accounted for.
 
+    Files are read chunk by chunk (see the module's docstring): peak memory is one chunk's plus
+    the typed rows of the declared regions, which the returned frame holds.
+
     Args:
         source: A CSV/Parquet path or a glob of them.
         dataset: The declaration: renames, column types, the naive-timestamp, region and bad-row policies.
@@ -183,12 +232,10 @@ def read_dataset(
     Raises:
         IngestError: a subclass naming the file, the column (or line) and the count (see this module).
     """
-    import pandas as pd
 
     notes: list[str] = []
     reads = [_Read(path, dataset, regions, notes) for path in input_files(source)]
-    frames = [_read_one(read, required) for read in reads]
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    frame = _concat([chunk for read in reads for chunk in _read_one(read, required)])
     hidden = [FILE_COLUMN, LINE_COLUMN]
     table = RawTable(frame.drop(columns=hidden), notes, origin=frame[hidden])
     for read in reads:
@@ -200,6 +247,17 @@ def read_dataset(
     return table
 
 
+def _concat(chunks: list[pd.DataFrame]) -> pd.DataFrame:
+    """The chunks as one frame, a column at a time, each chunk's column freed once copied (not twice the rows)."""
+    import pandas as pd
+
+    if len(chunks) == 1:
+        return chunks[0]
+    columns = [pd.concat([chunk.pop(name) for chunk in chunks], ignore_index=True) for name in list(chunks[0].columns)]
+    chunks.clear()
+    return pd.concat(columns, axis=1)
+
+
 def undeclared_note(undeclared: Counter[tuple[str, str]]) -> str:
     """'rows of regions the config does not declare were dropped: EWR (101509), ...'."""
     per_region: Counter[str] = Counter()
@@ -209,39 +267,85 @@ def undeclared_note(undeclared: Counter[tuple[str, str]]) -> str:
     return f"{sum(per_region.values())} rows of regions the config does not declare were dropped: {listed}"
 
 
-def _read_one(read: _Read, required: list[str] | None) -> pd.DataFrame:
+def _read_one(read: _Read, required: list[str] | None) -> list[pd.DataFrame]:
+    """The typed chunks of one file (the last one kept even when empty, for its columns)."""
+    kept: list[pd.DataFrame] = []
+    empty: pd.DataFrame | None = None
+    rows = malformed = 0
+    for frame, bad_lines in read_chunks(read.path, _numeric_sources(read.dataset)):
+        rows, malformed = rows + len(frame), malformed + len(bad_lines)
+        if not (rows or malformed):
+            continue  # a header-only file is refused before its columns are looked at
+        if not read.width:
+            _check_columns(read, [str(c) for c in frame.columns if c != LINE_COLUMN], required)
+        typed = _chunk(read, frame, bad_lines)
+        if read.failing:
+            kept.clear()  # the file fails at its end: keep nothing meanwhile
+        elif typed is not None and len(typed):
+            kept.append(typed)
+        elif typed is not None:
+            empty = typed
+    if not rows and not malformed:
+        raise HeaderOnlyError(f"{read.path}: the file has a header but no rows")
+    read.finish()
+    return kept or ([empty] if empty is not None else [])
+
+
+def _numeric_sources(dataset: Dataset) -> set[str]:
+    """Source names (before renames) of the declared float and int columns."""
+    numeric = {name for name, column in dataset.columns.items() if column.type in ("float", "int")}
+    renamed = {source for source, name in dataset.renames.items() if name in numeric}
+    return renamed | (numeric - set(dataset.renames.values()))
+
+
+def _check_columns(read: _Read, columns: list[str], required: list[str] | None) -> None:
+    """Duplicates after renames, and the columns the family and the dataset need."""
     path, dataset = read.path, read.dataset
-    frame, malformed = _read_table(path)
-    frame = frame.rename(columns=dataset.renames)
-    _no_duplicates(path, [str(c) for c in frame.columns], "after renames")
+    renamed = [dataset.renames.get(c, c) for c in columns]
+    no_duplicates(path, renamed, "after renames")
     needed = required or [dataset.time_column, dataset.region_column]
-    missing = [c for c in needed if c not in frame.columns]
+    missing = [c for c in needed if c not in renamed]
     if missing:
         raise MissingColumnError(
             f"{path}: missing column(s) {', '.join(repr(c) for c in missing)} "
             f"(dataset '{dataset.name}' needs {', '.join(needed)}; map source names with renames)"
         )
+
+
+def _chunk(read: _Read, frame: pd.DataFrame, malformed: list[tuple[int, str]]) -> pd.DataFrame | None:
+    """One chunk renamed, counted, cut to the declared regions and typed; None while the file is failing."""
+    dataset = read.dataset
+    frame = frame.rename(columns=dataset.renames)
     _malformed(read, malformed, [str(c) for c in frame.columns if c != LINE_COLUMN])
-    frame[FILE_COLUMN] = str(path)
-    region = frame[dataset.region_column].map(_text, na_action="ignore").fillna(UNKNOWN_REGION)
-    read.read.update(Counter((str(path), str(r)) for r in region))
+    if read.malformed:
+        return None
+    frame[FILE_COLUMN] = _one_value(str(read.path), len(frame))
+    region = _texts(frame[dataset.region_column]).fillna(UNKNOWN_REGION)
+    for value, count in region.value_counts(sort=False).items():
+        read.read[(str(read.path), str(value))] += int(count)
     frame = _declared_regions(read, frame, region)
-    return _typed(frame, read)
+    if read.refused:
+        return None
+    return _type_chunk(frame, read)
+
+
+def _one_value(text: str, rows: int) -> pd.Categorical:
+    """``text`` in each of ``rows`` rows, a byte a row (a file's path on every row it holds)."""
+    import numpy as np
+    import pandas as pd
+
+    return pd.Categorical.from_codes(np.zeros(rows, dtype=np.int8), categories=[text])
 
 
 def _malformed(read: _Read, malformed: list[tuple[int, str]], header: list[str]) -> None:
-    """Count malformed lines by the region their fields name; fail, or keep them for quarantine."""
+    """Count malformed lines by the region their fields name; keep them for the error, or for quarantine."""
+    read.width = len(header)
     if not malformed:
         return
-    path, dataset = read.path, read.dataset
     if not read.quarantine:
-        line, text = malformed[0]
-        others = [n for n, _ in malformed[1:]]
-        more = f" (and {len(others)} more: lines {_lines(others)})" if others else ""
-        raise MalformedLineError(
-            f"{path}: line {line} has {_fields(text)} fields, expected {len(header)} ({text[:80]!r}){more}; "
-            f"fix the file, or set bad_rows: quarantine with max_bad_fraction on dataset '{dataset.name}'"
-        )
+        read.malformed.extend(malformed)
+        return
+    path, dataset = read.path, read.dataset
     position = header.index(dataset.region_column)
     for line, text in malformed:
         fields = next(csv.reader([text]), [])
@@ -249,6 +353,16 @@ def _malformed(read: _Read, malformed: list[tuple[int, str]], header: list[str])
         read.read[(str(path), region)] += 1
         reason = f"malformed line ({len(fields)} fields, expected {len(header)})"
         read.bad.append(BadRow(str(path), line, region, reason, text))
+
+
+def _raise_malformed(read: _Read) -> None:
+    line, text = read.malformed[0]
+    others = [n for n, _ in read.malformed[1:]]
+    more = f" (and {len(others)} more: lines {_lines(others)})" if others else ""
+    raise MalformedLineError(
+        f"{read.path}: line {line} has {_fields(text)} fields, expected {read.width} ({text[:80]!r}){more}; "
+        f"fix the file, or set bad_rows: quarantine with max_bad_fraction on dataset '{read.dataset.name}'"
+    )
 
 
 def _fields(text: str) -> int:
@@ -266,128 +380,52 @@ def _declared_regions(read: _Read, frame: pd.DataFrame, region: pd.Series) -> pd
     outside = ~region.isin(list(read.regions))
     if not outside.any():
         return frame
-    counts = Counter((str(read.path), str(r)) for r in region[outside])
+    counts = Counter({(str(read.path), str(r)): int(n) for r, n in region[outside].value_counts(sort=False).items()})
     if read.dataset.undeclared_regions == "fail":
-        listed = ", ".join(f"{r!r} ({n})" for (_, r), n in counts.most_common())
-        raise UndeclaredRegionError(
-            f"{read.path}: {int(outside.sum())} rows of regions the config does not declare: {listed}; "
-            f"declare them under regions:, or set undeclared_regions: report on dataset '{read.dataset.name}'"
-        )
+        read.refused.update(counts)
+        return frame.iloc[:0]
     read.undeclared.update(counts)
     return frame[~outside].reset_index(drop=True)
 
 
-def _no_duplicates(path: Path, names: list[str], where: str) -> None:
-    twice = {name: n for name, n in Counter(names).items() if n > 1}
-    if twice:
-        listed = ", ".join(f"'{name}' ({n} times)" for name, n in twice.items())
-        raise DuplicateColumnError(f"{path}: the header names column(s) {listed} {where}; give each column one name")
-
-
-def _read_table(path: Path) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
-    """The file's rows as read (CSV: all text) with their line numbers, and its malformed lines."""
-    suffix = path.suffix.lower()
-    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
-        raise UnsupportedFormatError(
-            f"{path}: '{suffix or 'no extension'}' is not a supported format (use .csv or .parquet)"
-        )
-    if path.stat().st_size == 0:
-        raise EmptyFileError(f"{path}: the file is empty (expected a header and rows)")
-    if suffix in CSV_SUFFIXES:
-        frame, malformed = _read_csv(path)
-    else:
-        frame, malformed = _read_parquet(path), []
-        frame[LINE_COLUMN] = range(1, len(frame) + 1)
-    if frame.empty and not malformed:
-        raise HeaderOnlyError(f"{path}: the file has a header but no rows")
-    return frame, malformed
-
-
-def _read_csv(path: Path) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
-    """Every row as text, read in blocks; lines with the wrong number of fields are set aside with their number."""
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    header = _csv_header(path)
-    if not any(name.strip() for name in header):
-        raise EmptyFileError(f"{path}: the file has no header and no rows")
-    _no_duplicates(path, header, "in the CSV header")
-    malformed: list[tuple[int, str]] = []
-
-    def set_aside(row: Any) -> str:
-        malformed.append((int(row.number or 0), str(row.text)))
-        return "skip"
-
-    text = dict.fromkeys(header, pa.string())
-    try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(use_threads=False, block_size=BLOCK_BYTES),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=set_aside),
-            convert_options=pacsv.ConvertOptions(
-                column_types=text, strings_can_be_null=True, null_values=sorted(pd._libs.parsers.STR_NA_VALUES)
-            ),
-        )
-        table = pa.Table.from_batches(list(reader), schema=reader.schema)
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise UnsupportedFormatError(f"{path}: not readable as CSV ({_first_line(exc)})") from exc
-    frame = table.to_pandas().astype(object)
-    bad = {line for line, _ in malformed}
-    lines = [n for n in range(2, len(frame) + len(bad) + 2) if n not in bad]
-    frame[LINE_COLUMN] = lines[: len(frame)]
-    return frame, malformed
-
-
-def _csv_header(path: Path) -> list[str]:
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            return next(csv.reader(handle), [])
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise UnsupportedFormatError(f"{path}: not readable as CSV ({_first_line(exc)})") from exc
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    import pandas as pd
-    import pyarrow as pa
-
-    try:
-        return pd.read_parquet(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise UnsupportedFormatError(f"{path}: not a valid Parquet file ({_first_line(exc)})") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 def _typed(frame: pd.DataFrame, read: _Read) -> pd.DataFrame:
-    """Type every declared column; a value that does not parse fails the read or sets its row aside."""
+    """Type every declared column of ``frame`` (one chunk, read alone) and report its problems at once.
+
+    Raises:
+        IngestError: a value that does not parse (under ``bad_rows: fail``), a refused naive or DST time.
+    """
+    typed = _type_chunk(frame, read)
+    read.finish()
+    return typed
+
+
+def _type_chunk(frame: pd.DataFrame, read: _Read) -> pd.DataFrame:
+    """Type every declared column; a value that does not parse is tallied as a problem or sets its row aside."""
     import pandas as pd
 
-    frame = frame.copy()
     dataset = read.dataset
     bad = pd.Series(False, index=frame.index)
     # Text first: the region column gives each naive time its zone.
     ordered = sorted(dataset.columns.items(), key=lambda item: item[1].type == "timestamp")
-    for name, column in ordered:
+    for position, (name, column) in enumerate(ordered):
         if name not in frame.columns:
             continue
         try:
             if column.type == "timestamp":
-                frame[name] = _timestamps(frame[name], frame[dataset.region_column], read)
+                frame[name] = _timestamps(frame[name], frame[dataset.region_column], read, position)
             elif column.type in ("float", "int"):
                 frame[name] = _numbers(frame[name], read.path, whole=column.type == "int")
             elif column.type == "bool":
                 frame[name] = _booleans(frame[name], read.path)
             else:
-                frame[name] = frame[name].map(_text, na_action="ignore").astype(object).where(frame[name].notna())
+                frame[name] = _texts(frame[name]).astype("str")
         except _BadValues as exc:
+            frame[name] = exc.parsed
             if not read.quarantine:
-                raise exc.error from None
+                read.problem((position, 0), exc.problem)
+                continue
             _set_aside(read, frame, exc.mask & ~bad, exc.reason)
             bad |= exc.mask
-            frame[name] = exc.parsed
     if bad.any():
         frame = frame[~bad]
         for name, column in dataset.columns.items():  # whole numbers once their bad rows are gone
@@ -397,15 +435,15 @@ def _typed(frame: pd.DataFrame, read: _Read) -> pd.DataFrame:
 
 
 class _BadValues(Exception):
-    """Internal: the typed error a column would raise, with the offending rows for quarantine."""
+    """Internal: the problem a column's values make, with the offending rows for quarantine."""
 
-    def __init__(self, error: IngestError, mask: pd.Series, parsed: pd.Series, reason: str) -> None:
-        super().__init__(str(error))
-        self.error, self.mask, self.parsed, self.reason = error, mask, parsed, reason
+    def __init__(self, problem: _Problem, mask: pd.Series, parsed: pd.Series, reason: str) -> None:
+        super().__init__(reason)
+        self.problem, self.mask, self.parsed, self.reason = problem, mask, parsed, reason
 
 
 def _set_aside(read: _Read, frame: pd.DataFrame, mask: pd.Series, reason: str) -> None:
-    region = frame[read.dataset.region_column].map(_text, na_action="ignore").fillna(UNKNOWN_REGION)
+    region = _texts(frame[read.dataset.region_column]).fillna(UNKNOWN_REGION)
     for index in frame.index[mask]:
         read.bad.append(BadRow(str(read.path), int(frame.at[index, LINE_COLUMN]), str(region[index]), reason))
 
@@ -423,6 +461,17 @@ def _text(value: object) -> str:
     return str(value)
 
 
+def _texts(values: pd.Series) -> pd.Series:
+    """``values`` as text (nulls kept); a column of Python strings (a CSV's) is already text."""
+    import pandas as pd
+
+    if isinstance(values.dtype, pd.StringDtype) or (
+        values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
+    ):
+        return values
+    return values.map(_text, na_action="ignore")
+
+
 def _booleans(values: pd.Series, path: Path) -> pd.Series:
     import pandas as pd
 
@@ -432,11 +481,16 @@ def _booleans(values: pd.Series, path: Path) -> pd.Series:
     parsed[text.isin(FALSE_TEXT)] = 0.0
     bad = values.notna() & parsed.isna()
     if bad.any():
-        error = ColumnTypeError(
-            f"{path}: column '{values.name}' has {int(bad.sum())} values that are not booleans "
-            f"(e.g. {values[bad].iloc[0]!r}); use true/false or 1/0"
+        problem = _Problem(
+            ColumnTypeError,
+            int(bad.sum()),
+            values[bad].iloc[0],
+            lambda count, example: (
+                f"{path}: column '{values.name}' has {count} values that are not booleans "
+                f"(e.g. {example!r}); use true/false or 1/0"
+            ),
         )
-        raise _BadValues(error, bad, parsed, f"column '{values.name}': not a boolean")
+        raise _BadValues(problem, bad, parsed, f"column '{values.name}': not a boolean")
     return parsed.astype("int64") if parsed.notna().all() else parsed
 
 
@@ -446,100 +500,154 @@ def _numbers(values: pd.Series, path: Path, *, whole: bool) -> pd.Series:
     parsed = pd.to_numeric(values, errors="coerce")
     bad = values.notna() & parsed.isna()
     if bad.any():
-        example = values[bad].iloc[0]
-        error = ColumnTypeError(
-            f"{path}: column '{values.name}' has {int(bad.sum())} values that are not numbers "
-            f"(e.g. {example!r}); expected a number in every row"
+        problem = _Problem(
+            ColumnTypeError,
+            int(bad.sum()),
+            values[bad].iloc[0],
+            lambda count, example: (
+                f"{path}: column '{values.name}' has {count} values that are not numbers "
+                f"(e.g. {example!r}); expected a number in every row"
+            ),
         )
-        raise _BadValues(error, bad, parsed.astype("float64"), f"column '{values.name}': not a number")
+        raise _BadValues(problem, bad, parsed.astype("float64"), f"column '{values.name}': not a number")
     parsed = parsed.astype("float64")
     return _whole(parsed) if whole else parsed
 
 
-def _timestamps(values: pd.Series, regions: pd.Series, read: _Read) -> pd.Series:
+def _timestamps(values: pd.Series, regions: pd.Series, read: _Read, position: int) -> pd.Series:
+    """UTC instants of ``values``; naive times by the dataset's policy, unparseable ones a problem."""
     import pandas as pd
 
-    name, path = values.name, read.path
+    name = values.name
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return _naive(values, values.notna(), regions, read)
-    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
+        return _naive(values, values.notna(), regions, read, position)
+    parsed = _parse_times(values, utc=True)
     bad = values.notna() & parsed.isna()
-    if bad.any():
-        error = TimestampError(
-            f"{path}: column '{name}' has {int(bad.sum())} values that are not timestamps "
-            f"(e.g. {values[bad].iloc[0]!r}); use ISO 8601 such as 2026-01-05T08:30:00Z"
-        )
-        raise _BadValues(error, bad, parsed, f"column '{name}': not a timestamp")
     text = values.astype(str).str.strip()
-    naive = values.notna() & ~text.str.contains(OFFSET_PATTERN, regex=True)
-    if not naive.any():
-        return parsed
-    local = pd.to_datetime(values.where(naive), errors="coerce", format="mixed")
-    return parsed.where(~naive, _naive(local, naive, regions, read))
+    naive = values.notna() & ~bad & ~text.str.contains(OFFSET_PATTERN, regex=True)
+    if naive.any():
+        local = _parse_times(values.where(naive), utc=False)
+        parsed = parsed.where(~naive, _naive(local, naive, regions, read, position))
+    if bad.any():
+        problem = _Problem(
+            TimestampError,
+            int(bad.sum()),
+            values[bad].iloc[0],
+            lambda count, example: (
+                f"{read.path}: column '{name}' has {count} values that are not timestamps "
+                f"(e.g. {example!r}); use ISO 8601 such as 2026-01-05T08:30:00Z"
+            ),
+        )
+        raise _BadValues(problem, bad, parsed, f"column '{name}': not a timestamp")
+    return parsed
 
 
-def _naive(wall: pd.Series, naive: pd.Series, regions: pd.Series, read: _Read) -> pd.Series:
+def _parse_times(values: pd.Series, *, utc: bool) -> pd.Series:
+    """``values`` (text) as times: ISO 8601 at C speed, then any other layout pandas can read, value by value."""
+    import pandas as pd
+
+    parsed = pd.to_datetime(values, utc=utc, errors="coerce", format="ISO8601")
+    again = values.notna() & parsed.isna()
+    if again.any():
+        parsed[again] = pd.to_datetime(values[again], utc=utc, errors="coerce", format="mixed")
+    return parsed
+
+
+def _naive(wall: pd.Series, naive: pd.Series, regions: pd.Series, read: _Read, position: int) -> pd.Series:
     """UTC instants of the naive wall times ``wall[naive]``, by the dataset's ``naive_timestamps``."""
     import pandas as pd
 
-    count, dataset, name = int(naive.sum()), read.dataset, wall.name
+    count, dataset, name, path = int(naive.sum()), read.dataset, wall.name, read.path
     if not count:
         return wall.dt.tz_localize("UTC")
     if dataset.naive_timestamps == "refuse":
-        raise NaiveTimestampError(
-            f"{read.path}: column '{name}' has {count} timestamps without a UTC offset "
-            f"(e.g. {str(wall[naive].iloc[0])!r}); write them with the offset of their place "
-            f"({_offset_hint(wall[naive].iloc[0], regions[naive].iloc[0], read.regions)}), or set "
-            "naive_timestamps: region_local (each region's own zone) or naive_timestamps: utc "
-            f"on dataset '{dataset.name}'"
-        )
+        example = (wall[naive].iloc[0], regions[naive].iloc[0])
+        read.problem((position, 1), _Problem(NaiveTimestampError, count, example, _refused_naive(read, str(name))))
+        return wall.dt.tz_localize("UTC")
     if dataset.naive_timestamps == "utc":
-        read.notes.append(f"{read.path}: column '{name}': {count} timestamps without a UTC offset were taken as UTC")
+        read.note(
+            (position, 0),
+            count,
+            lambda n, _: f"{path}: column '{name}': {n} timestamps without a UTC offset were taken as UTC",
+        )
         return wall.dt.tz_localize("UTC")
     if read.regions is None:
-        raise NaiveTimestampError(
-            f"{read.path}: column '{name}': naive_timestamps: region_local needs the configured regions' zones"
-        )
+        message = f"{path}: column '{name}': naive_timestamps: region_local needs the configured regions' zones"
+        read.problem((position, 1), _Problem(NaiveTimestampError, count, None, lambda n, e: message))
+        return wall.dt.tz_localize("UTC")
     out = pd.Series(pd.NaT, index=wall.index, dtype="datetime64[ns, UTC]")
-    region_text = regions.map(_text, na_action="ignore")
-    for region, zone in read.regions.items():
+    region_text = _texts(regions)
+    for index, (region, zone) in enumerate(read.regions.items()):
         rows = naive & (region_text == region)
         if rows.any():
-            out[rows] = _localize(wall[rows], zone, region, read)
-    read.notes.append(
-        f"{read.path}: column '{name}': {count} timestamps without a UTC offset were read in their region's zone"
+            out[rows] = _localize(wall[rows], zone, region, read, (position, index))
+    read.note(
+        (position, 2),
+        count,
+        lambda n, _: f"{path}: column '{name}': {n} timestamps without a UTC offset were read in their region's zone",
     )
     return out
 
 
-def _localize(wall: pd.Series, zone: str, region: str, read: _Read) -> pd.Series:
+def _refused_naive(read: _Read, name: str) -> Callable[[int, Any], str]:
+    def message(count: int, example: Any) -> str:
+        wall, region = example
+        return (
+            f"{read.path}: column '{name}' has {count} timestamps without a UTC offset "
+            f"(e.g. {str(wall)!r}); write them with the offset of their place "
+            f"({_offset_hint(wall, region, read.regions)}), or set "
+            "naive_timestamps: region_local (each region's own zone) or naive_timestamps: utc "
+            f"on dataset '{read.dataset.name}'"
+        )
+
+    return message
+
+
+def _localize(wall: pd.Series, zone: str, region: str, read: _Read, rank: tuple[int, int]) -> pd.Series:
     """``wall`` read in ``zone``; DST gaps and overlaps follow the dataset's policies and are counted."""
     import numpy as np
 
-    dataset, name = read.dataset, wall.name
+    dataset = read.dataset
     wall = wall.astype("datetime64[ns]")
     first = np.ones(len(wall), dtype=bool)  # True: the DST reading, i.e. the first of two
     gaps = wall.dt.tz_localize(zone, ambiguous=first, nonexistent="NaT").isna() & wall.notna()
     overlaps = wall.dt.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward").isna() & wall.notna()
-    for kind, mask, policy in (("gap", gaps, dataset.dst_gaps), ("overlap", overlaps, dataset.dst_overlaps)):
-        if not mask.any():
-            continue
-        key = "dst_gaps" if kind == "gap" else "dst_overlaps"
-        if policy == "refuse":
-            raise TimestampError(
-                f"{read.path}: column '{name}': {int(mask.sum())} local times of region '{region}' ({zone}) fall in a "
-                f"daylight-saving {kind} (e.g. {str(wall[mask].iloc[0])!r}); write them with an offset, or set "
-                f"{key}: {'shift' if kind == 'gap' else 'earliest'} on dataset '{dataset.name}'"
-            )
-        what = "moved forward past the gap" if kind == "gap" else f"read as the {policy} of the two"
-        read.notes.append(
-            f"{read.path}: region '{region}': {int(mask.sum())} local times in a daylight-saving {kind} ({zone}) "
-            f"were {what} ({key}: {policy})"
-        )
+    for kind, mask, policy in ((0, gaps, dataset.dst_gaps), (1, overlaps, dataset.dst_overlaps)):
+        if mask.any():
+            _dst_tally(read, (*rank, kind), int(mask.sum()), str(wall[mask].iloc[0]), wall.name, zone, region, policy)
     ambiguous = first if dataset.dst_overlaps != "latest" else ~first
     return wall.dt.tz_localize(zone, ambiguous=ambiguous, nonexistent="shift_forward").dt.tz_convert("UTC")
+
+
+def _dst_tally(
+    read: _Read, rank: tuple[int, ...], count: int, example: str, name: Any, zone: str, region: str, policy: str
+) -> None:
+    """A refused DST gap or overlap as a problem, a shifted or chosen one as a note; counted over the file."""
+    path, dataset = read.path, read.dataset
+    kind = "gap" if rank[-1] == 0 else "overlap"
+    key = "dst_gaps" if kind == "gap" else "dst_overlaps"
+    if policy == "refuse":
+
+        def refused(n: int, e: Any) -> str:
+            return (
+                f"{path}: column '{name}': {n} local times of region '{region}' ({zone}) fall in a "
+                f"daylight-saving {kind} (e.g. {e!r}); write them with an offset, or set "
+                f"{key}: {'shift' if kind == 'gap' else 'earliest'} on dataset '{dataset.name}'"
+            )
+
+        read.problem((rank[0], 2, *rank[1:]), _Problem(TimestampError, count, example, refused))
+        return
+    what = "moved forward past the gap" if kind == "gap" else f"read as the {policy} of the two"
+    read.note(
+        (rank[0], 1, *rank[1:]),
+        count,
+        lambda n, _: (
+            f"{path}: region '{region}': {n} local times in a daylight-saving {kind} ({zone}) "
+            f"were {what} ({key}: {policy})"
+        ),
+    )
 
 
 def _offset_hint(example: Any, region: Any, zones: Mapping[str, str] | None) -> str:

@@ -133,7 +133,8 @@ def _one_epoch_ns(value: Any, family: str, feature: str, column: str) -> int:
             ) from None
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise TimeOffsetError(
-            f"{where}: {value!r} has no UTC offset, so its local time is unknown; add one (+07:00 or Z)"
+            f"{where}: {value!r} has no UTC offset, so its local time is unknown; send it with its region's "
+            f"offset at that time ('{moment.isoformat()}+HH:MM') or as UTC ('{moment.isoformat()}Z')"
         )
     try:
         utc = moment.astimezone(dt.UTC)

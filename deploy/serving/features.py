@@ -72,21 +72,28 @@ def check_raw_values(fitted: FittedSpec, records: list[Any]) -> None:
     for index, record in enumerate(records):
         for name, kind in kinds:
             if name in record:
-                problem = _misfit(record[name], kind)
+                problem = _misfit(record[name], kind, fitted)
                 if problem is not None:
                     raise BadRawValue(
                         f"family '{fitted.spec.family}': field '{name}' is {_shown(record[name])}: {problem}",
                         field=f"records[{index}].{name}",
                     )
+                wall = _naive(record[name]) if kind == "timestamp" else None
+                if wall is not None:
+                    raise BadRawInput(
+                        f"family '{fitted.spec.family}': field '{name}' is {_shown(record[name])}: "
+                        f"{_naive_hint(wall, fitted)}",
+                        field=f"records[{index}].{name}",
+                    )
 
 
-def _misfit(value: Any, kind: str) -> str | None:
+def _misfit(value: Any, kind: str, fitted: FittedSpec) -> str | None:
     """Why ``value`` does not fit a column of type ``kind`` (None: it fits)."""
     if kind in ("category", "string"):
         ok = value is None or isinstance(value, str) or (type(value) in (int, float) and math.isfinite(value))
         return None if ok else "send text or a number (or null) for a category"
     if kind == "timestamp":
-        return _time_misfit(value)
+        return _time_misfit(value, fitted)
     if value is None:
         return f"this {kind} field is not nullable; send a number"
     if kind == "bool":
@@ -101,19 +108,47 @@ def _misfit(value: Any, kind: str) -> str | None:
     return None if abs(value) <= _FLOAT32_MAX else "out of the model's float range (|x| <= 3.4e38)"
 
 
-def _time_misfit(value: Any) -> str | None:
+def _time_misfit(value: Any, fitted: FittedSpec) -> str | None:
     if not isinstance(value, str):
-        return "send the time as ISO-8601 text with an offset, e.g. 2026-01-05T08:30:00+07:00"
+        return f"send the time as ISO-8601 text with an offset, e.g. {_with_offset(dt.datetime(2026, 6, 1, 8), fitted)}"
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
-        return None  # the featuriser names what is wrong with the text (no offset, not a time)
+        return None  # the featuriser names what is wrong with the text (not a time)
     try:
         year = moment.astimezone(dt.UTC).year if moment.tzinfo is not None else moment.year
     except OverflowError:
         year = 0
     low, high = _TIMESTAMP_YEARS
     return None if low <= year <= high else f"send a time between the years {low} and {high}"
+
+
+def _naive(value: Any) -> dt.datetime | None:
+    """The wall time of ``value`` when it is ISO-8601 text without an offset (None otherwise)."""
+    try:
+        moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is None else None
+
+
+def _naive_hint(wall: dt.datetime, fitted: FittedSpec) -> str:
+    """'no UTC offset, ...; send 2026-06-01T08:00:00+07:00 (the offset of region ...) or the UTC time with Z'."""
+    return (
+        f"no UTC offset, so its local time is unknown; send {_with_offset(wall, fitted)} "
+        f"(the offset of region '{fitted.calendar.region}', {fitted.calendar.timezone}, at that time) "
+        "or the UTC time with Z"
+    )
+
+
+def _with_offset(wall: dt.datetime, fitted: FittedSpec) -> str:
+    """The wall time ``wall`` written with the offset it has in the version's region, e.g. 2026-06-01T08:00:00+07:00."""
+    import zoneinfo
+
+    try:
+        return wall.replace(tzinfo=zoneinfo.ZoneInfo(fitted.calendar.timezone)).isoformat()
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OverflowError):
+        return wall.isoformat() + "+HH:MM"  # a zone this host does not know: the format is still the hint
 
 
 def _shown(value: Any) -> str:

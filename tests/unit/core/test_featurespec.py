@@ -96,8 +96,10 @@ def test_offset_text_equals_datetime64_and_naive_text_is_refused() -> None:
     fitted = _spec(FeatureDef("hour", "hour")).fit({"ts": np.array([], "datetime64[ns]")}, BERLIN)
     text = np.array(["2026-03-29T03:30:00+02:00", "2026-03-29T00:30:00Z"], dtype=object)
     assert fitted.compute({"ts": text})["hour"].tolist() == [3, 1]
-    with pytest.raises(TimeOffsetError, match=r"family 'prep', feature 'hour': column 'ts'.*no UTC offset"):
+    with pytest.raises(TimeOffsetError, match=r"family 'prep', feature 'hour': column 'ts'.*no UTC offset") as naive:
         fitted.transform({"ts": np.array(["2026-03-29T03:30:00"], dtype=object)})
+    assert "send it with its region's offset at that time ('2026-03-29T03:30:00+HH:MM')" in str(naive.value)
+    assert "or as UTC ('2026-03-29T03:30:00Z')" in str(naive.value)
     with pytest.raises(TimeOffsetError, match="not a timestamp"):
         fitted.transform({"ts": np.array(["yesterday"], dtype=object)})
 

@@ -73,12 +73,22 @@ def test_precomputed_feature_records_keep_working() -> None:
             "records[0].kitchen_load",
             r"no field 'kitchen_load' \(send: placed_at, size, cuisine, kitchen_load\)",
         ),
-        (_record("2026-04-01T12:00:00"), "records", r"'placed_at'.*offset"),
+        # A time without an offset: the fix, written with the region's own offset at that time (CEST, CET).
+        (
+            _record("2026-06-01T08:00:00"),
+            "records[1].placed_at",
+            re.escape(
+                "field 'placed_at' is \"2026-06-01T08:00:00\": no UTC offset, so its local time is unknown; "
+                "send 2026-06-01T08:00:00+02:00 (the offset of region 'BER', Europe/Berlin, at that time) "
+                "or the UTC time with Z"
+            ),
+        ),
+        (_record("2026-01-05 08:30"), "records[1].placed_at", re.escape("send 2026-01-05T08:30:00+01:00 (the offset")),
     ],
 )
 def test_raw_input_errors_are_400_naming_the_field(record: dict[str, object], field: str, message: str) -> None:
     with pytest.raises(BadRawInput, match=message) as error:
-        _raw().prepare([_record("2026-04-01T12:00:00Z"), record] if field == "records" else [record])
+        _raw().prepare([_record("2026-04-01T12:00:00Z"), record] if field.startswith("records[1]") else [record])
     assert error.value.status == 400
     assert error.value.field == field
 
@@ -98,7 +108,7 @@ def test_raw_input_errors_are_400_naming_the_field(record: dict[str, object], fi
         ("cuisine", {"a": 1}, "send text or a number"),
         ("placed_at", "0001-01-01T00:00+14:00", "send a time between the years 1678 and 2261"),
         ("placed_at", "9999-12-31T23:59:59+00:00", "between the years"),
-        ("placed_at", 1_700_000_000, "ISO-8601 text with an offset"),
+        ("placed_at", 1_700_000_000, "ISO-8601 text with an offset, e.g. 2026-06-01T08:00:00+02:00"),
     ],
 )
 def test_a_raw_value_that_does_not_fit_its_column_is_422_naming_record_and_field(
