@@ -26,9 +26,12 @@ with the outcome and the MLflow run link. Inputs already trained are not retrain
 existing version is re-announced. A pair with too little data is **skipped** with the
 reason on its line. A pair that fails fails only itself: the chunk ends failed, naming
 it, after the others finished, and a retry redoes only the pairs that did not succeed.
-`publish_challengers` then emits, at once, `modelyard://challenger/<family>/<region>` with
-extra `{family, region, model_name, version, run_id}` for every pair registered or
-re-announced, so promotion runs once per training run.
+`train_pooled_models` then trains the **pooled model** of every region group holding a trained
+pair's region (by default the regions of one country; ADR 0015), on the group's snapshots
+together, registered as `<family>-<group>`: it serves the group's regions that have too little
+data for a model of their own. `publish_challengers` then emits, at once,
+`modelyard://challenger/<family>/<region>` with extra `{family, region, model_name, version, run_id}`
+for every pair registered or re-announced, so promotion runs once per training run.
 
 **MLflow.** The server comes from the Airflow connection `mlflow_default`, falling back
 to `$MLFLOW_TRACKING_URI` and then `mlflow.tracking_uri` in `modelyard.yaml`.
@@ -134,7 +137,36 @@ def training() -> None:
 
         return publish_outcomes(get_current_context(), "train", CHALLENGERS)
 
-    train.expand(chunk=select_pairs()) >> publish_challengers()
+    @task(trigger_rule="all_done", execution_timeout=dt.timedelta(hours=2))
+    def train_pooled_models(chunks: Any) -> list[str]:
+        """Train the pooled model of each group holding a selected region; one log line per (family, group).
+
+        ``chunks``: what ``select_pairs`` returned (lists of ``{family, region}``), typed Any because the
+        DAG passes it as an XComArg.
+        """
+        from modelyard.core.tracking import require_reachable
+        from modelyard.plugins.dag_support import config, expected_errors_fail_the_task
+        from modelyard.plugins.hooks.mlflow import MlflowHook
+        from modelyard.training.pooled import pooled_selection, train_pooled
+
+        families, groups = pooled_selection(config(), [(p["family"], p["region"]) for c in chunks for p in c])
+        if not groups:
+            print("no selected region is in a region group: no pooled model to train")
+            return []
+        with expected_errors_fail_the_task():
+            uri = require_reachable(MlflowHook(config=config()).get_tracking_uri())
+        results = train_pooled(config(), families, groups, tracking_uri=uri)
+        for result in results:
+            print(f"{result.family}/{result.region}: {result.status} {result.version or ''} {result.reason or ''}")
+        failed = [f"{r.family}/{r.region}" for r in results if r.status == "failed"]
+        if failed:
+            raise RuntimeError(f"pooled training failed for {', '.join(failed)} (see the lines above)")
+        return [f"{r.model_name}/{r.version}" for r in results if r.version]
+
+    chunks = select_pairs()
+    trained = train.expand(chunk=chunks)
+    trained >> publish_challengers()
+    trained >> train_pooled_models(chunks)
 
 
 # Bound to a name so a DAG file elsewhere (``modelyard init``) can import it: the DagBag

@@ -3,9 +3,11 @@
 Per pair: read the family's dataset from its source (the built-in generator or the
 declared CSV/Parquet path or glob, filtered to the region) → validate raw → build features → validate
 features → :func:`pipeline.snapshots.publish` with the HTML report. A pair that fails
-publishes nothing and does not stop the others; a pair with fewer than
-``data.min_rows`` rows is skipped with its reason. Publishing is idempotent, so a
-re-run on the same input reports ``unchanged`` and writes nothing.
+publishes nothing and does not stop the others. A region with fewer than ``data.min_rows``
+rows that a region group pools is still published, *pooled only* (``BuildResult.pooled_only``):
+too little for a model of its own, its rows train the group's pooled model (ADR 0015); one
+with fewer than ``data.min_pooled_rows``, or in no group, is skipped with its reason.
+Publishing is idempotent, so a re-run on the same input reports ``unchanged`` and writes nothing.
 
 Each pair is resolved against the config once (:meth:`Config.pair_view`) and its
 :class:`~modelyard.core.config.PairView` is what every step reads. The results are data;
@@ -65,6 +67,7 @@ class BuildResult:
     rows_by_file: tuple[RowAccount, ...] = ()  # the region's rows per source file: read, kept, dropped by reason
     undeclared: tuple[RowAccount, ...] = ()  # rows of the source whose region the config does not declare
     quarantine: UPath | None = None  # the region's set-aside rows (file, line, reason), beside the report
+    pooled_only: bool = False  # published with fewer than data.min_rows rows: only its group's pooled model uses it
 
     @property
     def ok(self) -> bool:
@@ -194,12 +197,17 @@ def build_view(
         path = _quarantine_path(config, family, region)
         return replace(base, status="failed", reason=too_bad, quarantine=write_quarantine(path, table.bad))
     raw = chosen.frame
-    if len(raw) < config.data.min_rows:
-        reason = f"{len(raw)} rows for region '{region}', fewer than data.min_rows={config.data.min_rows}"
+    groups = config.groups_of(region)
+    too_few = too_few_rows(config, region, len(raw), groups)
+    if too_few:
         if not sum(table.read.values()):
-            reason += _closest_hint(region, cache, pair)
-        return replace(base, rows=len(raw), reason=reason)
-    result = _validate_and_publish(config, pair, raw, source, request.as_of, tuple(table.notes))
+            too_few += _closest_hint(region, cache, pair)
+        return replace(base, rows=len(raw), reason=too_few)
+    pooled = _pooled_note(config, region, len(raw), groups)
+    notes = (*table.notes, *([pooled] if pooled else []))
+    floor = config.data.min_rows if not pooled else config.data.pooled_floor
+    result = _validate_and_publish(config, pair, raw, source, request.as_of, notes, min_rows=floor)
+    result = replace(result, pooled_only=bool(pooled) and result.ok)
     result = replace(result, rows_by_file=base.rows_by_file, undeclared=base.undeclared)
     if table.bad:
         beside = (
@@ -207,6 +215,29 @@ def build_view(
         )
         result = replace(result, quarantine=write_quarantine(beside, table.bad))
     return result
+
+
+def too_few_rows(config: Config, region: str, rows: int, groups: list[str]) -> str:
+    """Why a region with ``rows`` rows is not published ('' when it is: for its own model or pooled only)."""
+    data = config.data
+    own = f"{rows} rows for region '{region}', fewer than data.min_rows={data.min_rows}"
+    if data.own_model(rows):
+        return ""
+    if not groups:
+        return f"{own}, and no region group pools it (see groups: in the config, ADR 0015)"
+    if rows < data.pooled_floor:
+        return f"{own}, and fewer than data.min_pooled_rows={data.pooled_floor} to be pooled with {groups[0]}"
+    return ""
+
+
+def _pooled_note(config: Config, region: str, rows: int, groups: list[str]) -> str:
+    """The note of a pooled-only region ('' when it has enough rows for a model of its own)."""
+    if config.data.own_model(rows):
+        return ""
+    return (
+        f"pooled only: {rows} rows for region '{region}', fewer than data.min_rows={config.data.min_rows} "
+        f"for a model of its own; served by the pooled model of {' or '.join(groups)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -299,16 +330,18 @@ def _validate_and_publish(
     source: str,
     as_of: dt.datetime | None,
     notes: tuple[str, ...] = (),
+    *,
+    min_rows: int | None = None,
 ) -> BuildResult:
     family, region = pair.family, pair.region.name
-    outcomes = [validate_raw(raw, pair, config.data, as_of)]
+    outcomes = [validate_raw(raw, pair, config.data, as_of, min_rows=min_rows)]
     built = None
     if outcomes[0].success:
         try:
             built = build_features(raw, pair, config.training)
         except FeatureError as exc:
             return BuildResult(family.name, region, "failed", rows=len(raw), reason=f"region '{region}': {exc}")
-        outcomes.append(validate_features(built.frame, pair, config.data, as_of))
+        outcomes.append(validate_features(built.frame, pair, config.data, as_of, min_rows=min_rows))
     title = f"{pair.label} data quality"
     summary = summarize(outcomes)
     if built is None or not summary.success:

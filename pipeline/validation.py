@@ -134,7 +134,13 @@ class _SuiteBuilder:
 
 
 def raw_suite(
-    pair: PairView, data: DataSettings, as_of: dt.datetime, columns: list[str], regions: Sequence[str] | None = None
+    pair: PairView,
+    data: DataSettings,
+    as_of: dt.datetime,
+    columns: list[str],
+    regions: Sequence[str] | None = None,
+    *,
+    min_rows: int | None = None,
 ) -> gx.ExpectationSuite:
     """Expectations on raw rows of the pair's dataset, as its family needs them.
 
@@ -146,13 +152,15 @@ def raw_suite(
         as_of: The moment freshness is measured from.
         columns: The frame's columns (declared columns a family does not need are checked when present).
         regions: The regions the rows may belong to; None: the pair's region only.
+        min_rows: The fewest rows the table may have; None: ``data.min_rows`` (a model of the region's
+            own). A region published pooled only passes ``data.pooled_floor`` (ADR 0015).
     """
     import great_expectations.expectations as gxe
 
     dataset, family = pair.dataset, pair.family
     required = required_raw_columns(pair)
     suite = _SuiteBuilder(f"raw.{dataset.name}.{family.name}")
-    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=data.min_rows))
+    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=data.min_rows if min_rows is None else min_rows))
     for name in required:
         suite.add_expectation(gxe.ExpectColumnToExist(column=name))
     for name, column in dataset.columns.items():
@@ -190,15 +198,20 @@ def _column_checks(suite: _SuiteBuilder, name: str, column: Column) -> None:
         suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=name))
 
 
-def features_suite(pair: PairView, data: DataSettings, as_of: dt.datetime) -> gx.ExpectationSuite:
-    """Expectations on a snapshot frame of the pair: the exact contract, complete, typed and in range."""
+def features_suite(
+    pair: PairView, data: DataSettings, as_of: dt.datetime, *, min_rows: int | None = None
+) -> gx.ExpectationSuite:
+    """Expectations on a snapshot frame of the pair: the exact contract, complete, typed and in range.
+
+    ``min_rows`` is the fewest rows it may have, as in :func:`raw_suite`.
+    """
     import great_expectations.expectations as gxe
 
     columns = snapshot_columns(pair)
     spec, dataset, family = pair.snapshot_spec, pair.dataset, pair.family
     suite = _SuiteBuilder(f"features.{family.name}")
     suite.add_expectation(gxe.ExpectTableColumnsToMatchOrderedList(column_list=columns))
-    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=data.min_rows))
+    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=data.min_rows if min_rows is None else min_rows))
     for column in columns:
         raw = dataset.columns.get(column.removeprefix(RAW_PREFIX)) if column.startswith(RAW_PREFIX) else None
         if raw is None or not (raw.nullable or raw.max_null_fraction is not None):
@@ -272,6 +285,7 @@ def validate_raw(
     as_of: dt.datetime | None = None,
     *,
     regions: Sequence[str] | None = None,
+    min_rows: int | None = None,
 ) -> ValidationOutcome:
     """Run the raw suite of the pair's family on ``frame``.
 
@@ -282,18 +296,25 @@ def validate_raw(
         as_of: The moment freshness is measured from (default: now).
         regions: Rows of several regions (a user's file): the regions they may belong to, and
             messages name no region. None: every row must be of the pair's region.
+        min_rows: The fewest rows (None: ``data.min_rows``; a pooled-only region: ``data.pooled_floor``).
     """
     batch = frame_batch(frame)  # GX needs its context before a suite can be built
-    suite = raw_suite(pair, data, as_of or _now(), list(frame.columns), regions)
+    suite = raw_suite(pair, data, as_of or _now(), list(frame.columns), regions, min_rows=min_rows)
     return run_suite(batch, frame, suite, "raw", pair.region.name if regions is None else None)
 
 
 def validate_features(
-    frame: pd.DataFrame, pair: PairView, data: DataSettings, as_of: dt.datetime | None = None
+    frame: pd.DataFrame,
+    pair: PairView,
+    data: DataSettings,
+    as_of: dt.datetime | None = None,
+    *,
+    min_rows: int | None = None,
 ) -> ValidationOutcome:
-    """Run the features suite of the pair on a snapshot frame (messages name its region)."""
+    """Run the features suite of the pair on a snapshot frame (messages name its region; ``min_rows`` as raw)."""
     batch = frame_batch(frame)
-    return run_suite(batch, frame, features_suite(pair, data, as_of or _now()), "features", pair.region.name)
+    suite = features_suite(pair, data, as_of or _now(), min_rows=min_rows)
+    return run_suite(batch, frame, suite, "features", pair.region.name)
 
 
 def _now() -> dt.datetime:
@@ -378,7 +399,10 @@ def describe_failure(check: CheckResult, error: str | None = None) -> str:
     if kind == "expect_column_values_to_be_increasing":
         return f"{subject} has {n} values out of time order"
     if kind == "expect_table_row_count_to_be_between":
-        return f"{subject} has {check.observed} rows, fewer than the minimum {kw.get('min_value')} (data.min_rows)"
+        return (
+            f"{subject} has {check.observed} rows, fewer than the minimum {kw.get('min_value')} "
+            "(data.min_rows; data.min_pooled_rows for a region pooled with its group)"
+        )
     if kind == "expect_table_columns_to_match_ordered_list":
         return f"{subject} has columns {check.observed}, expected {kw.get('column_list')}"
     if kind == "expect_column_max_to_be_between":

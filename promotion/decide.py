@@ -135,8 +135,25 @@ def judge(
         GateInputError: the challenger's snapshot or artifacts cannot be read.
     """
     gates = gates_for(config, *pair)
-    evidence = collect_evidence(client, config, challenger, champion, gates.latency_calls)
+    pooled = pooled_champion(client, config, pair) if champion is None else None
+    evidence = collect_evidence(client, config, challenger, champion, gates.latency_calls, pooled)
     return evidence, evaluate_gates(gates, evidence)
+
+
+def pooled_champion(client: MlflowClient, config: Config, pair: Pair) -> ModelVersion | None:
+    """The pooled champion serving a region without a champion of its own (its most specific group's; ADR 0015).
+
+    None for a group's own pooled model, a region in no group, or groups without a pooled champion.
+    """
+    family, region = pair
+    if region not in config.region_names:
+        return None
+    for group in config.groups_of(region):
+        name = config.pooled_model_name(family, group)
+        version = aliases(client, name).get(CHAMPION_ALIAS)
+        if version is not None:
+            return client.get_model_version(name, version)
+    return None
 
 
 def _best_effort_gates(

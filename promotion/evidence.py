@@ -45,9 +45,13 @@ def collect_evidence(
     challenger: ModelVersion,
     champion: ModelVersion | None,
     latency_calls: int,
+    pooled: ModelVersion | None = None,
 ) -> Evidence:
     """Score challenger and champion on the challenger's holdout rows, each through its own feature spec,
     and measure the challenger's size and latency.
+
+    ``pooled``: the pooled champion serving a region that has no champion of its own (ADR 0015), scored
+    on the same rows for the graduation gate.
 
     Raises:
         GateInputError: the snapshot, the split or the challenger's artifacts cannot be read.
@@ -63,6 +67,9 @@ def collect_evidence(
         champion_score, note = None, None
         if champion is not None:
             champion_score, note = _score_champion(champion, Path(tmp), holdout, config, spec.task, spec.target)
+        pooled_score, pooled_note = None, None
+        if pooled is not None:
+            pooled_score, pooled_note = _score_champion(pooled, Path(tmp), holdout, config, spec.task, spec.target)
     return Evidence(
         task=spec.task,
         challenger=challenger_score,
@@ -72,6 +79,9 @@ def collect_evidence(
         latency_p99_ms=latency,
         holdout_rows=len(holdout),
         champion_note=note,
+        pooled_model=pooled.name if pooled is not None else None,
+        pooled=pooled_score,
+        pooled_note=pooled_note,
     )
 
 

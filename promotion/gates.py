@@ -23,6 +23,10 @@ keyed ``"<family>"`` or ``"<family>/<region>"``), never coded per model. Each on
 ``slice``
     no slice the family declares (``families[].slices``) is relatively worse than the champion's by
     more than ``max_slice_regression``.
+``graduation``
+    a region's first model of its own, while its group's pooled champion serves it (ADR 0015), must
+    beat or match that pooled model on the region's own holdout, per ``versus_champion`` metric
+    (``min_improvement`` when declared, else 0): otherwise the region stays on the pooled model.
 
 Without a champion (the first model of a region) the comparative gates are recorded as
 skipped, so the decision rests on the absolute ones. :func:`evaluate_gates` is pure (numbers
@@ -53,7 +57,7 @@ if TYPE_CHECKING:
     from modelyard.training.metrics import Task
 
 GateKind = Literal[
-    "absolute", "versus_champion", "data_validation", "model_size", "latency", "prediction_shift", "slice"
+    "absolute", "versus_champion", "data_validation", "model_size", "latency", "prediction_shift", "slice", "graduation"
 ]
 PSI_BINS = 10
 WARM_UP_CALLS = 10
@@ -158,6 +162,10 @@ class Evidence:
     holdout_rows: int
     # Why a champion that exists has no score (it reads a raw field the holdout does not carry).
     champion_note: str | None = None
+    # A region's first own model: the pooled champion serving the region, scored on the same rows (ADR 0015).
+    pooled_model: str | None = None
+    pooled: ModelScore | None = None
+    pooled_note: str | None = None
 
 
 # ---------------------------------------------------------------- configuration
@@ -246,7 +254,35 @@ def evaluate_gates(gates: GateDefaults, evidence: Evidence) -> GateReport:
     results.append(prediction_shift_gate(evidence, gates.max_psi))
     for gate in section.versus_champion:
         results += slice_gates(gate.metric, gate.direction, evidence, gates.max_slice_regression)
+    if evidence.pooled_model is not None:
+        results += [
+            graduation_gate(g.metric, g.direction, g.min_improvement, evidence) for g in section.versus_champion
+        ]
     return GateReport(results=results)
+
+
+def graduation_gate(metric: str, direction: str, min_improvement: float, evidence: Evidence) -> GateResult:
+    """A region's own first model must beat or match its pooled champion on the region's holdout (ADR 0015)."""
+    name, threshold = f"graduation:{metric}", min_improvement
+    pooled = f"pooled model {evidence.pooled_model}"
+    challenger = evidence.challenger.metrics.get(metric)
+    other = evidence.pooled.metrics.get(metric) if evidence.pooled is not None else None
+    if challenger is None or other is None or evidence.pooled is None:
+        why = evidence.pooled_note or f"{metric} missing for the {'challenger' if challenger is None else pooled}"
+        return GateResult(
+            name=name, kind="graduation", value=None, threshold=threshold, op=">=", passed=False,
+            summary=f"{name}: {why}; the region stays on the {pooled}",
+        )  # fmt: skip
+    delta = improvement(challenger, other, direction)
+    passed = delta >= threshold - 1e-12
+    verdict = "takes over" if passed else f"loses: the region stays on the {pooled}"
+    summary = (
+        f"{metric} {challenger:.4g} vs {pooled} v{evidence.pooled.version} {other:.4g} on the region's holdout: "
+        f"{abs(delta):.4g} {'better' if delta >= 0 else 'worse'} (needs improvement >= {threshold:.4g}); {verdict}"
+    )
+    return GateResult(
+        name=name, kind="graduation", value=delta, threshold=threshold, op=">=", passed=passed, summary=summary
+    )
 
 
 def absolute_gate(metric: str, op: str, threshold: float, values: Mapping[str, float]) -> GateResult:

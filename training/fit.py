@@ -30,6 +30,10 @@ class TrainingSkipped(Exception):
         self.reason = reason
 
 
+class TooFewRows(TrainingSkipped):
+    """Fewer rows than ``data.min_rows``: no model of its own (a grouped region is served by its pooled model)."""
+
+
 @dataclass(frozen=True)
 class FitOutcome:
     """A fitted model, its baseline, the split and every metric (no MLflow involved)."""
@@ -48,7 +52,8 @@ def check_trainable(config: Config, family: Family, frame: pd.DataFrame) -> None
     """Raise :class:`TrainingSkipped` when the frame cannot make a model.
 
     Raises:
-        TrainingSkipped: fewer rows than ``data.min_rows``, or a single-class label.
+        TooFewRows: fewer rows than ``data.min_rows`` (a :class:`TrainingSkipped`).
+        TrainingSkipped: a single-class label.
         TrainingError: a configured feature or the target is missing from the snapshot.
     """
     missing = [c for c in [*family.feature_names, family.target] if c not in frame.columns]
@@ -58,7 +63,7 @@ def check_trainable(config: Config, family: Family, frame: pd.DataFrame) -> None
             "rebuild it after changing the family's features"
         )
     if len(frame) < config.data.min_rows:
-        raise TrainingSkipped(f"{len(frame)} rows, fewer than data.min_rows={config.data.min_rows}")
+        raise TooFewRows(f"{len(frame)} rows, fewer than data.min_rows={config.data.min_rows}")
     if family.task == "classification" and frame[family.target].nunique() < 2:
         raise TrainingSkipped(f"target '{family.target}' has a single class ({frame[family.target].iloc[0]})")
 

@@ -69,14 +69,30 @@ def prepare_job(
         TrainingError: the snapshot did not pass validation.
         AlgorithmError, ParamError: the algorithm or a hyperparameter is invalid (names the key).
     """
-    spec = config.family(family)
+    config.family(family)
     config.region(region)
-    algorithm, params = resolve_params(config, family, region, params_override)
     features_dir = config.storage.features_dir
     if digest:
         meta = read_snapshot(features_dir, family, region, digest)
     else:
         meta = latest_snapshot(features_dir, family, region)
+    return job_on(config, family, region, meta, params_override)
+
+
+def job_on(
+    config: Config, family: str, region: str, meta: SnapshotMeta, params_override: Mapping[str, Any] | None = None
+) -> TrainingJob:
+    """The training job of ``family`` on the snapshot ``meta`` of ``region`` (a region, or a group's pooled snapshot).
+
+    ``region`` names the registered model (``config.mlflow.model_name(family, region)``); a group's
+    pooled model is named like a pair's with the group in the region's place (ADR 0015).
+
+    Raises:
+        TrainingError: the snapshot did not pass validation.
+        AlgorithmError, ParamError: the algorithm or a hyperparameter is invalid (names the key).
+    """
+    spec = config.family(family)
+    algorithm, params = resolve_params(config, family, region, params_override)
     if not meta.validation.success:
         raise TrainingError(
             f"{family}/{region}: snapshot {meta.digest} did not pass validation "

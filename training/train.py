@@ -23,7 +23,7 @@ from modelyard.core.tracking import (
 )
 from modelyard.pipeline.snapshots import SnapshotNotFoundError, load_frame
 from modelyard.training import mlflow_log, models, registry
-from modelyard.training.fit import TrainingSkipped, check_trainable, fit_pair
+from modelyard.training.fit import TooFewRows, TrainingSkipped, check_trainable, fit_pair
 from modelyard.training.job import TrainingError, TrainingJob, prepare_job
 
 if TYPE_CHECKING:
@@ -113,6 +113,24 @@ def train_pair(
     """
     bound_mlflow_retries()
     job = prepare_job(config, family, region, params_override, digest)
+    return train_job(config, job, tracking_uri=tracking_uri, force=force, tags=tags)
+
+
+def train_job(
+    config: Config,
+    job: TrainingJob,
+    *,
+    tracking_uri: str | None = None,
+    force: bool = False,
+    tags: Mapping[str, str] | None = None,
+) -> TrainResult:
+    """Train a prepared job (a pair's, or a group's pooled one), log it to MLflow and register a challenger.
+
+    Raises:
+        TrackingServerUnreachableError: the MLflow server stopped answering (after a bounded retry).
+        Exception: anything failing during training (the MLflow run is then marked FAILED).
+    """
+    bound_mlflow_retries()
     uri = tracking_uri or resolve_tracking_uri(config)
     try:
         return _train(config, job, uri, force, tags)
@@ -143,6 +161,8 @@ def _train(config: Config, job: TrainingJob, uri: str, force: bool, tags: Mappin
     frame = load_frame(config.storage.features_dir, job.meta)
     try:
         check_trainable(config, job.family, frame)
+    except TooFewRows as skip:
+        return _skipped(job, skip.reason + _served_by(config, job))
     except TrainingSkipped as skip:
         return _skipped(job, skip.reason)
     experiment = mlflow_log.experiment_id(client, uri, mlflow_log.experiment_name(config, family))
@@ -169,6 +189,16 @@ def _train(config: Config, job: TrainingJob, uri: str, force: bool, tags: Mappin
         input_key=job.input_key,
         metrics=outcome.metrics,
     )
+
+
+def _served_by(config: Config, job: TrainingJob) -> str:
+    """'; served by the pooled model of country-id' for a grouped region too small for a model of its own."""
+    if job.region not in config.region_names:
+        return ""  # a group's pooled model: nothing pools it further
+    groups = config.groups_of(job.region)
+    if not groups:
+        return "; no region group pools it, so it has no model (see groups: in the config, ADR 0015)"
+    return f"; served by the pooled model of {' or '.join(groups)}"
 
 
 def _unchanged(client: MlflowClient, job: TrainingJob, version: ModelVersion, uri: str) -> TrainResult:

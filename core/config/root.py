@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from modelyard.core import featurespec
 from modelyard.core.config.base import ConfigError, Section, unique
@@ -16,7 +16,7 @@ from modelyard.core.config.gates import GateSettings, check_gate_overrides
 from modelyard.core.config.monitoring import MonitoringSettings, check_drift_overrides
 from modelyard.core.config.pairs import PairView
 from modelyard.core.config.promotion import PromotionSettings, check_approval_overrides
-from modelyard.core.config.regions import Region
+from modelyard.core.config.regions import GroupDecl, Region, groups_serving, resolve_groups
 from modelyard.core.config.scale import ScaleSettings
 from modelyard.core.config.storage import Storage
 from modelyard.core.config.tracking import MlflowSettings
@@ -34,6 +34,8 @@ class Config(Section):
     data: DataSettings = DataSettings()
     datasets: list[Dataset] = []
     regions: list[Region] = Field(min_length=1)
+    # Region groups beside the default one per country (name -> regions, or "all"): ADR 0015.
+    groups: dict[str, GroupDecl] = {}
     families: list[Family] = Field(min_length=1)
     training: TrainingSettings = TrainingSettings()
     gates: GateSettings = GateSettings()
@@ -41,12 +43,18 @@ class Config(Section):
     scale: ScaleSettings = ScaleSettings()
     promotion: PromotionSettings = PromotionSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    _region_groups: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
+    _groups_by_region: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
         unique("regions", [r.name for r in self.regions])
         unique("families", [f.name for f in self.families])
         unique("datasets", [d.name for d in self.datasets])
+        groups = resolve_groups(self.groups, {r.name: r.country for r in self.regions})
+        # Resolved once (thousands of regions ask "which groups serve me"), like deploy below.
+        self._region_groups = groups
+        self._groups_by_region = {r.name: tuple(groups_serving(groups, r.name)) for r in self.regions}
         for family in self.families:
             _check_family_data(self, family)
         names = set(self.region_names)
@@ -73,6 +81,29 @@ class Config(Section):
     def family_names(self) -> list[str]:
         """The configured families' names, in config order."""
         return [f.name for f in self.families]
+
+    @property
+    def region_groups(self) -> dict[str, tuple[str, ...]]:
+        """Every region group, name -> member regions (config order): per country, then ``groups`` (ADR 0015)."""
+        return dict(self._region_groups)
+
+    def groups_of(self, region: str) -> list[str]:
+        """The groups whose pooled model may serve ``region``, most specific first (ConfigError: unknown region)."""
+        if region not in self._groups_by_region:
+            self.region(region)  # raises, naming the configured regions
+        return list(self._groups_by_region[region])
+
+    def group_members(self, group: str) -> list[str]:
+        """The regions group ``group`` pools, in config order; ConfigError when no group has that name."""
+        groups = self.region_groups
+        if group not in groups:
+            known = ", ".join(groups) or "none; the regions of one country form one"
+            raise ConfigError(f"unknown region group '{group}' (groups: {known})")
+        return list(groups[group])
+
+    def pooled_model_name(self, family: str, group: str) -> str:
+        """The registered model of (family, group)'s pooled model: the pair template with the group as region."""
+        return self.mlflow.model_name(self.family(family).name, group)
 
     def region(self, name: str) -> Region:
         """The region called ``name``; ConfigError when none is."""

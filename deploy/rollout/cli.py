@@ -92,6 +92,8 @@ def _show_plans(
         console.print(render_diff(diff_plans(live, proposal.plan), title))
         for key, why in proposal.skipped.items():
             console.print(f"[yellow]skipped[/yellow] {key}: {escape(why)}")
+        for key, pooled in proposal.fallbacks.items():
+            console.print(f"[cyan]fallback[/cyan] {key}: no champion of its own, served by {escape(pooled)}")
         console.print(f"[bold]plan digest[/bold] {proposal.plan.digest()}")
         text = dump_plan(proposal.plan).decode()
         if show_yaml:

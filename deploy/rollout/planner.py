@@ -11,6 +11,12 @@ Plans pin versions (``models:/<name>/<version>``, never ``@alias``), contain no 
 and list services in config order, so the same registry state and options always give the
 same plan digest: that is what makes a deploy idempotent (see docs/adr/0005-rollouts.md).
 
+A region without a champion of its own is served by the champion of its group's pooled model
+(``PairState.pooled``: the groups of ``Config.groups_of``, the most specific first; ADR 0015),
+under the region's own service name and time zone. The plan's ``metadata`` then holds
+``fallback.<family>/<region>: <pooled model> v<version> (group <group>)`` and
+``PlanProposal.fallbacks`` says the same to the CLI.
+
 Variant names are fixed: ``primary`` (the version being deployed), ``standby`` (blue-green:
 the version it replaces, kept warm at weight 0), ``challenger`` (an optional weighted
 split), one per config window (``deploy.windows``); shadows are ``shadow`` (the shadow
@@ -50,15 +56,42 @@ class PlannerError(ModelyardError, ValueError):
     """The plan cannot be built; the message names the model, pair or option and what to do."""
 
 
+FALLBACK_PREFIX = "fallback."
+
+
+@dataclass(frozen=True)
+class PooledState:
+    """The registry state of a group's pooled model of a family: its name and aliases (alias -> version)."""
+
+    group: str
+    model_name: str
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class PairState:
-    """The registry state of one (family, region): its model name and aliases (alias -> version)."""
+    """The registry state of one (family, region): its model name and aliases (alias -> version).
+
+    ``pooled``: the pooled models of the region's groups, the most specific first; the first with a
+    champion serves the region while it has no champion of its own (and no version override).
+    """
 
     family: str
     region: str
     model_name: str
     aliases: Mapping[str, str] = field(default_factory=dict)
     override: str | None = None
+    pooled: tuple[PooledState, ...] = ()
+
+    def fallback(self) -> tuple[PairState, PooledState] | None:
+        """The state that serves the region from a pooled champion, and that pooled model; None when not needed."""
+        if self.new_version is not None:
+            return None
+        for pooled in self.pooled:
+            if pooled.aliases.get(CHAMPION_ALIAS):
+                served = PairState(self.family, self.region, pooled.model_name, pooled.aliases)
+                return served, pooled
+        return None
 
     @property
     def key(self) -> str:
@@ -104,6 +137,7 @@ class PlanProposal:
     planned: list[str]
     skipped: dict[str, str]
     kept: list[str]
+    fallbacks: dict[str, str] = field(default_factory=dict)  # key -> "<pooled model> v<N> (group <g>)"
 
 
 def selected_pairs(config: Config, options: PlanOptions) -> list[tuple[str, str]]:
@@ -139,9 +173,17 @@ def read_registry(client: MlflowClient, config: Config, options: PlanOptions) ->
     if options.version:
         for name in names.values():
             _check_version(client, name, options.version)
-    current = aliases_of(client, names.values())  # paginated: a few requests for thousands of models
-    return [PairState(family, region, names[(family, region)], current[names[(family, region)]], options.version)
-            for family, region in pairs]  # fmt: skip
+    groups = {region: config.groups_of(region) for region in {r for _, r in pairs}}
+    pooled = {(f, g): config.pooled_model_name(f, g) for f, r in pairs for g in groups[r]}
+    # paginated: a few requests for thousands of models (and one pooled model per family and group)
+    current = aliases_of(client, [*names.values(), *pooled.values()])
+    return [
+        PairState(
+            family, region, names[(family, region)], current[names[(family, region)]], options.version,
+            tuple(PooledState(g, pooled[(family, g)], current[pooled[(family, g)]]) for g in groups[region]),
+        )
+        for family, region in pairs
+    ]  # fmt: skip
 
 
 def _check_version(client: MlflowClient, name: str, version: str) -> None:
@@ -166,29 +208,54 @@ def build_plan(config: Config, states: list[PairState], options: PlanOptions, li
         PlannerError: no service could be planned (no champion anywhere, nothing live).
     """
     services: dict[str, Service] = {}
-    planned, skipped, kept = [], {}, []
+    planned, skipped, kept, fallbacks = [], {}, [], {}
     for state in states:
-        service = plan_service(config, state, options)
-        if service is not None:
-            services[state.key] = service
-            planned.append(state.key)
-        else:
-            skipped[state.key] = (
-                f"model '{state.model_name}' has no champion alias: promote a version first "
-                "(`modelyard promote`) or pass a version"
-            )
+        fallback = state.fallback()
+        service = plan_service(config, fallback[0] if fallback else state, options)
+        if service is None:
+            skipped[state.key] = _no_champion(state)
+            continue
+        services[state.key] = service
+        planned.append(state.key)
+        if fallback:
+            fallbacks[state.key] = _fallback_note(fallback[1])
     narrowed = bool(options.families or options.regions)
     for service in live.services if live else []:
         key = f"{service.family}/{service.region}"
         if key not in services and (narrowed or key in skipped):
             services[key] = service
             kept.append(key)
+            if live and (note := live.metadata.get(f"{FALLBACK_PREFIX}{key}")):
+                fallbacks[key] = note
     if not services:
         reasons = "; ".join(f"{k}: {why}" for k, why in skipped.items()) or "no pair selected"
         raise PlannerError(f"nothing to deploy: {reasons}")
     order = {f"{f}/{r}": i for i, (f, r) in enumerate(config.pairs())}
     ordered = sorted(services.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
-    return PlanProposal(Plan(services=[s for _, s in ordered]), planned, skipped, kept)
+    metadata = {f"{FALLBACK_PREFIX}{key}": note for key, note in sorted(fallbacks.items())}
+    plan = Plan(services=[s for _, s in ordered], metadata=metadata)
+    return PlanProposal(plan, planned, skipped, kept, fallbacks)
+
+
+def _no_champion(state: PairState) -> str:
+    reason = (
+        f"model '{state.model_name}' has no champion alias: promote a version first "
+        "(`modelyard promote`) or pass a version"
+    )
+    if state.pooled:
+        names = ", ".join(f"'{p.model_name}'" for p in state.pooled)
+        reason += f"; nor has the pooled model of its group ({names}: `modelyard train --pooled`, then promote it)"
+    return reason
+
+
+def _fallback_note(pooled: PooledState) -> str:
+    return f"{pooled.model_name} v{pooled.aliases[CHAMPION_ALIAS]} (group {pooled.group})"
+
+
+def fallbacks_of(plan: Plan) -> dict[str, str]:
+    """``family/region`` -> the pooled model serving it, for the services a plan serves by a fallback."""
+    return {key.removeprefix(FALLBACK_PREFIX): note for key, note in plan.metadata.items()
+            if key.startswith(FALLBACK_PREFIX)}  # fmt: skip
 
 
 def plan_service(config: Config, state: PairState, options: PlanOptions) -> Service | None:

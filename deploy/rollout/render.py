@@ -30,6 +30,8 @@ def render_deploy(result: DeployResult) -> Table:
         table.add_row(key, ", ".join(f"{name} v{version}" for name, version in versions.items()))
     for key, why in result.skipped.items():
         table.add_row(key, f"[yellow]skipped[/yellow]: {escape(why)}")
+    for key, pooled in result.fallbacks.items():
+        table.add_row(key, f"[cyan]fallback[/cyan]: no champion of its own, served by {escape(pooled)}")
     for step in result.steps:
         table.add_row(f"[dim]step[/dim] {step.step}", escape(f"{step.outcome} {step.detail}".strip()))
     if result.reason:

@@ -53,6 +53,7 @@ class DeployResult(BaseModel):
     versions: dict[str, dict[str, str]]
     changes: list[str] = []
     skipped: dict[str, str] = {}
+    fallbacks: dict[str, str] = {}  # family/region -> the pooled model serving it (ADR 0015)
     steps: list[StepResult] = []
     reason: str | None = None
     url: str | None = None
@@ -124,6 +125,7 @@ class StagedDeploy:
             versions=plan_versions(plan),
             changes=[_change_line(c) for c in diff_plans(live, plan) if c.change != "unchanged"],
             skipped=proposal.skipped,
+            fallbacks=proposal.fallbacks,
             url=getattr(target, "url", None),
         )
         rollout = None if request.dry_run else _rollout(target, live, plan, request)

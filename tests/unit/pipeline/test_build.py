@@ -60,12 +60,41 @@ def test_publishes_then_rerun_is_a_no_op(tmp_path: Path) -> None:
     assert _files(tmp_path) == before
 
 
-def test_too_few_rows_is_a_recorded_skip(tmp_path: Path) -> None:
+def test_too_few_rows_in_no_group_is_a_recorded_skip(tmp_path: Path) -> None:
     config = _config(tmp_path, MODELYARD_DATA__MIN_ROWS="5000")
-    results = build_all(config, families=["pickup_eta"], regions=["jakarta"])
+    results = build_all(config, families=["pickup_eta"], regions=["singapore"])
     assert [r.status for r in results] == ["skipped"]
-    assert results[0].reason == "600 rows for region 'jakarta', fewer than data.min_rows=5000"
-    assert not (config.storage.features_dir / "pickup_eta" / "jakarta").exists()
+    assert results[0].reason == (
+        "600 rows for region 'singapore', fewer than data.min_rows=5000, and no region group pools it "
+        "(see groups: in the config, ADR 0015)"
+    )
+    assert not (config.storage.features_dir / "pickup_eta" / "singapore").exists()
+
+
+def test_too_few_rows_in_a_group_publishes_pooled_only(tmp_path: Path) -> None:
+    config = _config(tmp_path, MODELYARD_DATA__MIN_ROWS="5000")
+    [result] = build_all(config, families=["pickup_eta"], regions=["jakarta"])
+    assert (result.status, result.pooled_only) == ("published", True)
+    assert "pooled only: 600 rows for region 'jakarta', fewer than data.min_rows=5000" in result.reason
+    assert "served by the pooled model of country-id" in result.reason
+    meta = latest_snapshot(config.storage.features_dir, "pickup_eta", "jakarta")
+    assert (meta.rows, meta.validation.success, meta.validation.failed) == (600, True, 0)
+    row_count = "expect_table_row_count_to_be_between"
+    assert result.report is not None
+    assert row_count in result.report.read_text()
+
+
+def test_too_few_rows_even_to_pool_is_a_recorded_skip(tmp_path: Path) -> None:
+    config = _config(tmp_path, MODELYARD_DATA__MIN_ROWS="5000", MODELYARD_DATA__MIN_POOLED_ROWS="700")
+    [result] = build_all(config, families=["pickup_eta"], regions=["jakarta"])
+    assert result.status == "skipped"
+    assert result.reason.endswith("and fewer than data.min_pooled_rows=700 to be pooled with country-id")
+
+
+def test_enough_rows_for_its_own_model_is_not_pooled_only(tmp_path: Path) -> None:
+    [result] = build_all(_config(tmp_path), families=["pickup_eta"], regions=["jakarta"])
+    assert (result.status, result.pooled_only) == ("published", False)
+    assert "pooled only" not in result.reason
 
 
 def test_bad_region_fails_alone_and_publishes_nothing(tmp_path: Path) -> None:

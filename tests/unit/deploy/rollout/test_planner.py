@@ -12,8 +12,10 @@ from modelyard.deploy.rollout.planner import (
     PairState,
     PlannerError,
     PlanOptions,
+    PooledState,
     build_plan,
     diff_plans,
+    fallbacks_of,
     plan_versions,
     selected_pairs,
 )
@@ -184,3 +186,54 @@ def test_diff_names_added_and_changed_services(config: Config) -> None:
     changed = [c for c in changes if c.change == "changed"]
     assert [(c.key, c.before, c.after) for c in changed] == [("pickup_eta/hanoi", "primary v1 100%", "primary v3 100%")]
     assert {c.change for c in diff_plans(None, new)} == {"added"}
+
+
+def with_pooled(config: Config, state: PairState, **aliases_by_group: dict[str, str]) -> PairState:
+    """``state`` with the pooled models of its region's groups; ``group=aliases`` (default: none)."""
+    pooled = tuple(
+        PooledState(
+            group, config.pooled_model_name(state.family, group), aliases_by_group.get(group.replace("-", "_"), {})
+        )
+        for group in config.groups_of(state.region)
+    )
+    return PairState(state.family, state.region, state.model_name, state.aliases, state.override, pooled)
+
+
+def test_a_region_without_a_champion_is_served_by_its_groups_pooled_champion(config: Config) -> None:
+    base = states(config, pickup_eta__surabaya={"challenger": "2"})
+    pooled = [with_pooled(config, s, country_id={"champion": "3", "challenger": "4"}) for s in base]
+
+    proposal = build_plan(config, pooled, PlanOptions())
+
+    service = proposal.plan.service("pickup_eta", "surabaya")
+    assert service is not None
+    assert (service.region, service.timezone) == ("surabaya", "Asia/Jakarta")
+    assert [(v.name, v.model_uri, v.weight) for v in service.variants] == [
+        ("primary", "models:/pickup_eta-country-id/3", 100)
+    ]
+    assert proposal.fallbacks == {"pickup_eta/surabaya": "pickup_eta-country-id v3 (group country-id)"}
+    assert proposal.plan.metadata == {"fallback.pickup_eta/surabaya": "pickup_eta-country-id v3 (group country-id)"}
+    assert fallbacks_of(proposal.plan) == proposal.fallbacks
+    jakarta = proposal.plan.service("pickup_eta", "jakarta")
+    assert jakarta is not None
+    assert jakarta.variants[0].model_uri == "models:/pickup_eta-jakarta/1"  # its own
+    assert "pickup_eta/surabaya" not in proposal.skipped
+
+
+def test_no_pooled_champion_either_is_skipped_naming_the_pooled_model(config: Config) -> None:
+    base = states(config, pickup_eta__surabaya={})
+    proposal = build_plan(config, [with_pooled(config, s) for s in base], PlanOptions())
+
+    assert proposal.plan.service("pickup_eta", "surabaya") is None
+    assert "nor has the pooled model of its group ('pickup_eta-country-id'" in proposal.skipped["pickup_eta/surabaya"]
+    assert proposal.fallbacks == {}
+
+
+def test_a_version_override_is_never_replaced_by_a_fallback(config: Config) -> None:
+    state = PairState("pickup_eta", "surabaya", "pickup_eta-surabaya", {}, override="5")
+    proposal = build_plan(config, [with_pooled(config, state, country_id={"champion": "3"})], PlanOptions())
+
+    service = proposal.plan.service("pickup_eta", "surabaya")
+    assert service is not None
+    assert service.variants[0].model_uri == "models:/pickup_eta-surabaya/5"
+    assert proposal.fallbacks == {}

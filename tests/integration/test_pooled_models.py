@@ -1,0 +1,166 @@
+"""A new region with too little data is served by its country's pooled model (ADR 0015), on a real MLflow server.
+
+Jakarta has enough bookings for a model of its own; Surabaya (same country, ~150 bookings) does not.
+With no extra config: the data stage publishes Surabaya pooled only, training skips its own model,
+the pooled model of ``country-id`` is trained on both regions, the gates promote it, and the plan
+serves Surabaya from it under Surabaya's own service and time zone. When Surabaya's data grows, its
+own first model must beat the pooled one on Surabaya's holdout (the graduation gate): one that loses
+is rejected with the reason recorded, and Surabaya stays on the pooled model.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from modelyard.core.config import Config, load_config
+from modelyard.core.contracts.registry import CHAMPION_ALIAS
+from modelyard.deploy.cli import app
+from modelyard.deploy.rollout.planner import PlanOptions, fallbacks_of
+from modelyard.deploy.rollout.staged_deploy import propose
+from modelyard.pipeline import snapshots
+from modelyard.pipeline.build import BuildRequest, build_all
+from modelyard.pipeline.generator import generate_for
+from modelyard.promotion.aliases import open_client
+from modelyard.promotion.decide import evaluate_pair
+from modelyard.training.pooled import train_pooled
+from modelyard.training.train import train_all, train_pair
+
+REPO = Path(__file__).resolve().parents[2]
+FAMILY = "driver_acceptance"
+SMALL = 150
+
+
+def write_config(folder: Path, mlflow_url: str) -> Path:
+    """The demo config: its regions of Indonesia, one family with small models, own storage and model names."""
+    raw = yaml.safe_load((REPO / "modelyard.yaml").read_text())
+    raw["regions"] = [r for r in raw["regions"] if r["country"] == "ID"]  # jakarta and surabaya
+    raw["families"] = [f for f in raw["families"] if f["name"] == FAMILY]
+    raw["families"][0]["params"] = {**raw["families"][0]["params"], "n_estimators": 60, "learning_rate": 0.15}
+    raw["deploy"].pop("kubernetes")
+    # Surabaya's own model (the last step) is judged by the graduation gate alone, not by the absolute AUC.
+    raw["gates"]["region_overrides"] = {
+        f"{FAMILY}/surabaya": {"absolute": [{"metric": "holdout_auc", "op": ">=", "threshold": 0.0}]}
+    }
+    raw["storage"] = {"root": str(folder / "data")}
+    raw["mlflow"] = {"tracking_uri": mlflow_url, "model_name_template": f"{{family}}-{{region}}-{uuid.uuid4().hex[:8]}"}
+    path = folder / "modelyard.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, mlflow_uri: str) -> Path:
+    return write_config(tmp_path, mlflow_uri)
+
+
+@pytest.fixture
+def config(config_path: Path) -> Config:
+    return load_config(config_path, environ={})
+
+
+def bookings_file(config: Config, folder: Path) -> Path:
+    """A big region and a small one of the same country, as a user's Parquet file."""
+    frame = pd.concat([generate_for(config, "jakarta", rows=2000), generate_for(config, "surabaya", rows=SMALL)])
+    path = folder / "bookings.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def shuffled_training_labels(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """The snapshot with its labels before the holdout shuffled: a model that learns nothing; the holdout stays."""
+    holdout_start = frame.event_time.max() - pd.Timedelta(days=config.training.holdout_days)
+    before = (frame.event_time < holdout_start).to_numpy()
+    shuffled = frame.copy()
+    shuffled.loc[before, "accepted"] = np.random.default_rng(3).permutation(shuffled.loc[before, "accepted"].to_numpy())
+    return shuffled
+
+
+def test_a_small_region_is_served_by_its_countrys_pooled_champion(
+    config: Config, config_path: Path, tmp_path: Path, mlflow_uri: str
+) -> None:
+    client = open_client(config)
+    built = {r.region: r for r in build_all(config, request=BuildRequest(source=str(bookings_file(config, tmp_path))))}
+    assert (built["jakarta"].status, built["jakarta"].pooled_only) == ("published", False)
+    assert (built["surabaya"].status, built["surabaya"].pooled_only) == ("published", True), built["surabaya"].reason
+    assert "served by the pooled model of country-id" in built["surabaya"].reason
+
+    trained = {r.region: r for r in train_all(config, tracking_uri=mlflow_uri)}
+    assert trained["jakarta"].status == "registered", trained["jakarta"].reason
+    assert trained["surabaya"].status == "skipped"
+    assert trained["surabaya"].reason == (
+        f"{SMALL} rows, fewer than data.min_rows=500; served by the pooled model of country-id"
+    )
+
+    [pooled] = train_pooled(config, tracking_uri=mlflow_uri)
+    assert (pooled.region, pooled.status) == ("country-id", "registered"), pooled.reason
+    assert pooled.model_name == config.pooled_model_name(FAMILY, "country-id")
+    version = client.get_model_version(pooled.model_name, str(pooled.version))
+    digests = {r: snapshots.latest_snapshot(config.storage.features_dir, FAMILY, r).digest for r in built}
+    assert version.tags["pooled_regions"] == "jakarta,surabaya"
+    assert version.tags["pooled_snapshots"] == f"jakarta={digests['jakarta']},surabaya={digests['surabaya']}"
+    assert client.get_run(str(pooled.run_id)).data.tags["pooled_group"] == "country-id"
+    pooled_meta = snapshots.read_snapshot(
+        config.storage.features_dir, FAMILY, "country-id", version.tags["data_digest"]
+    )
+    assert pooled_meta.rows == built["jakarta"].rows + SMALL
+
+    # Re-running pooled training on the same snapshots registers nothing new.
+    [again] = train_pooled(config, tracking_uri=mlflow_uri)
+    assert (again.status, again.version) == ("unchanged", pooled.version)
+
+    for region in ("jakarta", "country-id"):
+        decision = evaluate_pair(client, config, FAMILY, region, decided_by="user:test")
+        assert decision.outcome == "promoted", (region, decision.summary)
+    assert client.get_model_version_by_alias(pooled.model_name, CHAMPION_ALIAS).version == pooled.version
+
+    proposal = propose(config, PlanOptions(), None, mlflow_uri)
+    surabaya = proposal.plan.service(FAMILY, "surabaya")
+    assert surabaya is not None
+    assert (surabaya.region, surabaya.timezone) == ("surabaya", "Asia/Jakarta")
+    assert [v.model_uri for v in surabaya.variants] == [f"models:/{pooled.model_name}/{pooled.version}"]
+    jakarta = proposal.plan.service(FAMILY, "jakarta")
+    assert jakarta is not None
+    assert jakarta.variants[0].model_uri.startswith(f"models:/{trained['jakarta'].model_name}/")
+    note = f"{pooled.model_name} v{pooled.version} (group country-id)"
+    assert fallbacks_of(proposal.plan) == {f"{FAMILY}/surabaya": note}
+    assert proposal.skipped == {}
+
+    shown = CliRunner().invoke(app, ["plan", "--config", str(config_path), "--tracking-uri", mlflow_uri])
+    assert shown.exit_code == 0, shown.output
+    assert f"fallback {FAMILY}/surabaya: no champion of its own, served by {note}" in " ".join(shown.output.split())
+
+    # Surabaya's data grows: its first own model is judged against the pooled one on Surabaya's holdout.
+    grown = tmp_path / "grown.parquet"
+    generate_for(config, "surabaya", rows=1500).to_parquet(grown, index=False)
+    [rebuilt] = build_all(config, regions=["surabaya"], request=BuildRequest(source=str(grown)))
+    assert (rebuilt.status, rebuilt.pooled_only) == ("published", False), rebuilt.reason
+    meta = snapshots.latest_snapshot(config.storage.features_dir, FAMILY, "surabaya")
+    frame = shuffled_training_labels(snapshots.load_frame(config.storage.features_dir, meta), config)
+    snapshots.publish(
+        config.storage.features_dir, frame, family=FAMILY, region="surabaya", target="accepted",
+        time_column="event_time", source="test: labels shuffled", validation=meta.validation,
+        feature_spec=meta.feature_spec,
+    )  # fmt: skip
+    own = train_pair(config, FAMILY, "surabaya", tracking_uri=mlflow_uri)
+    assert own.status == "registered", own.reason
+
+    decision = evaluate_pair(client, config, FAMILY, "surabaya", decided_by="user:test")
+
+    assert decision.outcome == "rejected", decision.summary
+    assert [g.name for g in decision.gates if not g.passed] == ["graduation:holdout_auc"]
+    graduation = next(g for g in decision.gates if g.name == "graduation:holdout_auc")
+    assert not graduation.passed
+    assert f"vs pooled model {pooled.model_name} v{pooled.version}" in graduation.summary
+    assert graduation.summary.endswith(f"the region stays on the pooled model {pooled.model_name}")
+    recorded = client.get_model_version(own.model_name, str(own.version)).tags
+    assert recorded["promotion.outcome"] == "rejected"
+    still = propose(config, PlanOptions(), None, mlflow_uri).plan.service(FAMILY, "surabaya")
+    assert still is not None
+    assert [v.model_uri for v in still.variants] == [f"models:/{pooled.model_name}/{pooled.version}"]
