@@ -379,11 +379,12 @@ def log_report(
     }  # fmt: skip
     run = client.create_run(experiment_id, run_name=f"{report.family}/{report.region}/v{report.version}", tags=tags)
     run_id = run.info.run_id
+    # Known before the figures are logged: report.json carries the run's own id.
+    report.run_id, report.run_url = run_id, run_url(uri, experiment_id, run_id)
     try:
         _log_figures(client, run_id, report, bounds)
     finally:
         client.set_terminated(run_id)
-    report.run_id, report.run_url = run_id, run_url(uri, experiment_id, run_id)
     for key, value in {
         "run_id": run_id, "verdict": report.verdict, "summary": report.summary[:250], "checked_at": report.window_end,
     }.items():  # fmt: skip

@@ -4,7 +4,8 @@ Promotion only moves MLflow registry aliases of the registered model of one (fam
 
 ``champion``            the version serving the region (the deploy stage follows it);
 ``previous-champion``   the version it replaced, the target of a rollback;
-``challenger``          the newest trained version (moved by training, never by promotion).
+``challenger``          the newest trained version not yet promoted (set by training; a promotion
+                        removes it from the version it makes champion, once the decision is recorded).
 
 Two promotions of the same (family, region) never interleave: each holds an exclusive
 lock (promotion/locks.py) from reading the aliases to verifying them, and the aliases move
@@ -18,7 +19,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from modelyard.core.contracts.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS
+from modelyard.core.contracts.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, PREVIOUS_ALIAS
 from modelyard.promotion import locks
 from modelyard.promotion.decision import PromotionError
 
@@ -113,3 +114,15 @@ def restore_previous(client: MlflowClient, model_name: str, restored: str, new_p
     client.set_registered_model_alias(model_name, CHAMPION_ALIAS, restored)
     if new_previous is not None:
         client.set_registered_model_alias(model_name, PREVIOUS_ALIAS, new_previous)
+
+
+def retire_challenger(client: MlflowClient, model_name: str, champion: str) -> bool:
+    """Drop the ``challenger`` alias when it points at ``champion``: a version is one or the other.
+
+    Returns:
+        Whether the alias was dropped (it stays when training moved it to a newer version meanwhile).
+    """
+    if aliases(client, model_name).get(CHALLENGER_ALIAS) != champion:
+        return False
+    client.delete_registered_model_alias(model_name, CHALLENGER_ALIAS)
+    return True

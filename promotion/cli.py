@@ -95,7 +95,7 @@ def status(
     config: ConfigOption = None,
     tracking_uri: TrackingOption = None,
 ) -> None:
-    """Per (family, region): the champion (version, key metrics, since when), the challenger and its gate outcome."""
+    """Per (family, region): the champion (since when, key metrics, drift), the challenger, the previous champion."""
     from rich.console import Console
 
     from modelyard.core.cli import exits_on_expected_errors

@@ -259,7 +259,13 @@ class Decision(BaseModel):
     def no_challenger(cls, pair: Pair, model_name: str, current: Mapping[str, str], by: str) -> Decision:
         """The pair has no ``challenger`` to evaluate yet (a report, not a failure)."""
         return cls._without_version(
-            pair, model_name, "no-challenger", current, by, "no challenger registered yet (run `modelyard train` first)"
+            pair,
+            model_name,
+            "no-challenger",
+            current,
+            by,
+            "no challenger to decide: no version holds the `challenger` alias (each one trained so far is decided; "
+            "`modelyard train` registers a new one)",
         )
 
     @classmethod

@@ -1,19 +1,27 @@
 """Where a decision is written down, and read back from.
 
-Every decision is recorded on the decided version (tags ``promotion.*``: outcome, summary,
-decided_by, decided_at and the per-gate table as JSON), as artifacts on its training run
-(``promotion/<when>-<action>/``: decision.json, gates.txt, comparison.png, history.json) and
-in the registered model's ``promotion_history`` tag (newest entries, bounded in size).
+Every decision is recorded on the decided version: its description (Markdown, what the MLflow
+UI shows on the version page) holds the outcome, the summary and the gate table, and ends with
+the decision as JSON in an HTML comment (hidden by the UI; what :func:`recorded_decision` reads
+back). Short tags ``promotion.*`` say the outcome, summary, action, who and when, the aliases
+before and after, the gate count, and since (until) when a version was champion. Artifacts on
+its training run (``promotion/<when>-<action>/``: decision.json, gates.txt, comparison.png,
+history.json) and the registered model's ``promotion_history`` tag (newest entries, bounded in
+size) complete the record.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelyard.core.contracts.registry import HISTORY_TAG, PROMOTION_TAG
+from modelyard.promotion.aliases import retire_challenger
 from modelyard.promotion.decision import Decision
+from modelyard.promotion.render import decision_markdown
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -22,15 +30,169 @@ if TYPE_CHECKING:
 
     from modelyard.promotion.gates import Evidence, GateReport
 
+log = logging.getLogger(__name__)
+
 TAG = PROMOTION_TAG
 # Registered-model tag values are VARCHAR(5000) on SQL backends: keep the newest entries that fit.
 HISTORY_MAX_CHARS = 4800
+# Model version descriptions are VARCHAR(5000) on SQL backends.
+DESCRIPTION_MAX_CHARS = 5000
+# A tag is read in the registry's tables: a sentence, not a document.
+TAG_MAX_CHARS = 250
+NONE = "-"  # an alias tag's value when the alias pointed nowhere
+# The promotion's part of a version's description comes first (the registry's version list shows the first
+# line) and ends with the decision's record; text after it (a person's notes) is kept.
+DECISION_MARK = "<!-- modelyard:decision "
+# Lazy: the JSON holds no ">" (escaped), so the first "} -->" ends it, whatever a person wrote after it.
+_DECISION_RE = re.compile(re.escape(DECISION_MARK) + r"(\{.*?\}) -->", re.DOTALL)
+# Before the description held it, the decision was a JSON tag: still read on versions decided then.
+LEGACY_DECISION_TAG = f"{TAG}decision"
 
 
 def recorded_decision(version: ModelVersion) -> Decision | None:
-    """The decision recorded on ``version`` by an earlier run, if any."""
-    raw = (version.tags or {}).get(f"{TAG}decision")
-    return Decision.model_validate_json(raw) if raw else None
+    """The decision recorded on ``version`` by an earlier run, if any (from its description, else its tags)."""
+    from pydantic import ValidationError
+
+    found = _DECISION_RE.search(version.description or "")
+    if found:
+        try:
+            return Decision.model_validate_json(found.group(1))
+        except ValidationError:
+            log.warning(
+                "%s v%s: the decision in its description does not parse; reading its tags",
+                version.name,
+                version.version,
+            )
+    tags = version.tags or {}
+    if tags.get(LEGACY_DECISION_TAG):
+        return Decision.model_validate_json(tags[LEGACY_DECISION_TAG])
+    return _from_tags(version) if tags.get(f"{TAG}outcome") else None
+
+
+def _from_tags(version: ModelVersion) -> Decision | None:
+    """The decision from the short tags alone (its description was edited away): everything but the gates."""
+    from pydantic import ValidationError
+
+    tags = version.tags or {}
+
+    def tag(key: str) -> str | None:
+        value = tags.get(f"{TAG}{key}")
+        return None if value in (None, "", NONE) else value
+
+    try:
+        return Decision.model_validate(
+            {
+                "family": tags.get("family", ""),
+                "region": tags.get("region", ""),
+                "model_name": version.name,
+                "action": tag("action"),
+                "outcome": tag("outcome"),
+                "version": str(version.version),
+                "champion_before": tag("champion_before"),
+                "champion_after": tag("champion_after"),
+                "previous_champion_after": tag("previous_champion_after"),
+                "summary": tag("summary") or "",
+                "decided_by": tag("decided_by") or "",
+                "decided_at": tag("decided_at"),
+                "reason": tag("reason"),
+                "run_id": version.run_id or None,
+            }
+        )
+    except ValidationError:
+        return None
+
+
+def decision_tags(decision: Decision, number: str) -> dict[str, str]:
+    """The short ``promotion.*`` tags of a decision on version ``number`` (keys without the prefix)."""
+    tags = {
+        "outcome": decision.outcome,
+        "summary": _short(decision.summary),
+        "decided_by": decision.decided_by,
+        "decided_at": decision.decided_at.isoformat(),
+        "action": decision.action,
+        "gates": _short(gate_counts(decision)),
+        "champion_before": decision.champion_before or NONE,
+        "champion_after": decision.champion_after or NONE,
+        "previous_champion_after": decision.previous_champion_after or NONE,
+    }
+    if decision.reason:
+        tags["reason"] = _short(decision.reason)
+    if decision.outcome == "promoted":
+        tags["champion_since"] = decision.decided_at.isoformat()
+        if decision.champion_before and decision.champion_before != number:
+            tags["replaced"] = decision.champion_before
+    return tags
+
+
+def gate_counts(decision: Decision) -> str:
+    """``4 passed, 3 skipped, 1 failed: latency`` (``no gates`` when none ran)."""
+    if not decision.gates:
+        return "no gates"
+    failed = [gate.name for gate in decision.gates if not gate.passed]
+    skipped = sum(gate.skipped for gate in decision.gates)
+    counts = [f"{len(decision.gates) - len(failed) - skipped} passed"]
+    counts += [f"{skipped} skipped"] if skipped else []
+    counts += [f"{len(failed)} failed: {', '.join(failed)}"] if failed else []
+    return ", ".join(counts)
+
+
+def _short(text: str) -> str:
+    return _cut(text, TAG_MAX_CHARS)
+
+
+def version_description(decision: Decision, current: str | None) -> str:
+    """The version's description with ``decision`` as its promotion section (Markdown, then the hidden JSON).
+
+    The section comes first; the rest of ``current`` (a person's notes after an earlier section,
+    or all of it when it has none) is kept below it, in the room the section leaves of
+    ``DESCRIPTION_MAX_CHARS``. Summaries are cut, shortest last, until the section fits; past that
+    (hundreds of gates) the table and then the gates' record are left out: the run's ``gates.txt``
+    and ``decision.json`` have them.
+    """
+    earlier = _DECISION_RE.search(current or "")
+    kept = (current or "")[earlier.end() if earlier else 0 :].strip()
+    body = ""
+    # (each gate's summary, the decision's summary and reason, whether the table is shown, whether gates are kept)
+    for gate_chars, summary_chars, table, gates in _TRIMS:
+        trimmed = _trimmed(decision, gate_chars, summary_chars, gates)
+        shown = trimmed if table else trimmed.model_copy(update={"gates": []})
+        left_out = "" if table else f"\n\n{len(decision.gates)} gates: see gates.txt on the training run."
+        body = f"{decision_markdown(shown)}{left_out}\n\n{_hidden(trimmed)}"
+        if len(body) <= DESCRIPTION_MAX_CHARS:
+            break
+    # The notes get the room the record leaves (cut at the end when they do not fit).
+    return (f"{body}\n\n{kept}" if kept else body)[:DESCRIPTION_MAX_CHARS]
+
+
+_TRIMS: tuple[tuple[int | None, int | None, bool, bool], ...] = (
+    (None, None, True, True),
+    (120, 1000, True, True),
+    (40, 300, True, True),
+    (0, 200, False, True),
+    (0, 200, False, False),
+)
+
+
+def _trimmed(decision: Decision, gate_chars: int | None, summary_chars: int | None, gates: bool) -> Decision:
+    if gate_chars is None and summary_chars is None:
+        return decision
+    kept = [g.model_copy(update={"summary": _cut(g.summary, gate_chars)}) for g in decision.gates] if gates else []
+    reason = _cut(decision.reason, summary_chars) if decision.reason else decision.reason
+    return decision.model_copy(
+        update={"gates": kept, "summary": _cut(decision.summary, summary_chars), "reason": reason}
+    )
+
+
+def _cut(text: str, chars: int | None) -> str:
+    if chars is None or len(text) <= chars:
+        return text
+    return text[: max(chars - 1, 0)] + "…" if chars else ""
+
+
+def _hidden(decision: Decision) -> str:
+    """The decision as JSON inside an HTML comment (``>`` escaped, so no text of it can close the comment)."""
+    payload = decision.model_dump_json(exclude={"already_decided"}).replace(">", "\\u003e")
+    return f"{DECISION_MARK}{payload} -->"
 
 
 def record(
@@ -40,26 +202,24 @@ def record(
     evidence: Evidence | None,
     report: GateReport | None,
 ) -> None:
-    """Write the decision on the version (tags), on its run (artifacts) and in the model's history."""
+    """Write the decision on the version (description, tags), on its run (artifacts) and in the model's history.
+
+    A promoted version stops being the ``challenger`` (once its decision is written, so a crash in
+    between leaves a version that is decided again, not an undecided champion); the champion it
+    replaced loses ``champion_since`` and gets ``champion_until``.
+    """
     name, number = decision.model_name, str(version.version)
-    tags = {
-        "outcome": decision.outcome,
-        "summary": decision.summary,
-        "decided_by": decision.decided_by,
-        "decided_at": decision.decided_at.isoformat(),
-        "action": decision.action,
-        "gates": json.dumps([gate.model_dump(mode="json") for gate in decision.gates]),
-        "decision": decision.model_dump_json(),
-    }
-    if decision.reason:
-        tags["reason"] = decision.reason
-    if decision.outcome == "promoted":
-        tags["champion_since"] = decision.decided_at.isoformat()
-        if decision.champion_before and decision.champion_before != number:
-            tags["replaced"] = decision.champion_before
-    for key, value in tags.items():
+    client.update_model_version(name, number, description=version_description(decision, version.description))
+    for key, value in decision_tags(decision, number).items():
         client.set_model_version_tag(name, number, f"{TAG}{key}", value)
+    if LEGACY_DECISION_TAG in (version.tags or {}):
+        client.delete_model_version_tag(name, number, LEGACY_DECISION_TAG)
     entries = append_history(client, name, decision)
+    if decision.outcome == "promoted":
+        client.delete_model_version_tag(name, number, f"{TAG}champion_until")
+        if decision.champion_before and decision.champion_before != number:
+            _end_championship(client, name, decision.champion_before, decision.decided_at.isoformat())
+        retire_challenger(client, name, number)
     _log_artifacts(client, decision, evidence, report, entries)
 
 
@@ -69,13 +229,36 @@ def record_rollback(client: MlflowClient, decision: Decision, demoted: str) -> N
     demotion = {
         "rolled_back_at": when,
         "rolled_back_by": decision.decided_by,
-        "rolled_back_reason": decision.reason or "",
+        "rolled_back_reason": _short(decision.reason or ""),
     }
     for key, value in demotion.items():
         client.set_model_version_tag(name, demoted, f"{TAG}{key}", value)
-    client.set_model_version_tag(name, str(decision.version), f"{TAG}champion_since", when)
+    _end_championship(client, name, demoted, when)
+    _note_rollback(client, decision, demoted)
+    restored = str(decision.version)
+    client.set_model_version_tag(name, restored, f"{TAG}champion_since", when)
+    client.delete_model_version_tag(name, restored, f"{TAG}champion_until")
     entries = append_history(client, name, decision)
     _log_artifacts(client, decision, None, None, entries)
+
+
+def _end_championship(client: MlflowClient, name: str, version: str, when: str) -> None:
+    """``version`` no longer serves: ``champion_since`` goes, ``champion_until`` says when it stopped."""
+    client.delete_model_version_tag(name, version, f"{TAG}champion_since")
+    client.set_model_version_tag(name, version, f"{TAG}champion_until", when)
+
+
+def _note_rollback(client: MlflowClient, decision: Decision, demoted: str) -> None:
+    """A first line on the demoted version's description: rolled back, when, by whom and why."""
+    current = client.get_model_version(decision.model_name, demoted).description or ""
+    why = f": {' '.join(decision.reason.split())}" if decision.reason else ""
+    line = (
+        f"Rolled back at {decision.decided_at.isoformat(timespec='seconds')} by `{decision.decided_by}`{why} "
+        f"(v{decision.version} is the champion again)."
+    )
+    updated = f"{line}\n\n{current}".rstrip()
+    if len(updated) <= DESCRIPTION_MAX_CHARS:
+        client.update_model_version(decision.model_name, demoted, description=updated)
 
 
 def _log_artifacts(

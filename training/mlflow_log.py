@@ -334,8 +334,9 @@ def register_challenger(
 ) -> ModelVersion:
     """Register the run's model as a version of ``job.model_name`` and make it the ``challenger``.
 
-    The version carries its inputs (``input_key``, ``data_digest``, ...) and its metric summary as
-    tags. A version registered on the same inputs meanwhile is returned instead (unless ``force``).
+    The registered model is described from the config (:func:`registry.model_description`). The
+    version carries its inputs (``input_key``, ``data_digest``, ...) and its metric summary as tags. A
+    version registered on the same inputs meanwhile is returned instead (unless ``force``).
     """
     import mlflow
 
@@ -358,5 +359,6 @@ def register_challenger(
     }
     version = registry.register(model_uri, job.model_name, tags)
     registry.set_challenger(client, job.model_name, str(version.version))
+    registry.describe_model(client, job.model_name, registry.model_description(config, job.family.name, job.region))
     mlflow.set_tag("registered_version", f"{job.model_name}/{version.version}")
     return version

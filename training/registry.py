@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from modelyard.core.contracts.registry import CHALLENGER_ALIAS, INPUT_KEY_TAG
+from modelyard.core.contracts.registry import CHALLENGER_ALIAS, INPUT_KEY_TAG, PROMOTION_TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -113,6 +113,27 @@ def register(model_uri: str, model_name: str, tags: Mapping[str, str]) -> ModelV
     return mlflow.register_model(model_uri, model_name, tags=dict(tags))
 
 
+def model_description(config: Config, family: str, region: str) -> str:
+    """The registered model's description (Markdown): the family's ``description`` and what ``region`` is.
+
+    ``region`` is a configured region or a region group (whose pooled model the name then is).
+    """
+    spec = config.family(family)
+    if region in config.region_names:
+        where = config.region(region)
+        scope = f"Region **{region}** ({where.country}, {where.timezone})."
+    else:
+        members = ", ".join(config.group_members(region))
+        scope = f"Pooled model of the region group **{region}** ({members})."
+    about = spec.description.strip() or f"A {spec.task} model."
+    return f"**{family}**: {about}\n\n{scope} Target: `{spec.target}`; features: {', '.join(spec.feature_names)}."
+
+
+def describe_model(client: MlflowClient, model_name: str, description: str) -> None:
+    """Set the registered model's description (the config is its source; a re-registration rewrites it)."""
+    client.update_registered_model(model_name, description=description)
+
+
 def set_challenger(client: MlflowClient, model_name: str, version: str) -> None:
     """Point the ``challenger`` alias of ``model_name`` at ``version``."""
     client.set_registered_model_alias(model_name, CHALLENGER_ALIAS, version)
@@ -122,9 +143,10 @@ def repair_alias(client: MlflowClient, version: ModelVersion) -> bool:
     """Alias ``version`` as challenger if a retried registration lost its alias step.
 
     Only the newest version of a model without any alias qualifies: older ones were
-    superseded on purpose, and a version with an alias is already managed by promotion.
+    superseded on purpose, and a version with an alias or a promotion decision is already
+    managed by promotion (a promoted version leaves ``challenger``; a rolled-back one stays out).
     """
-    if version.aliases:
+    if version.aliases or (version.tags or {}).get(f"{PROMOTION_TAG}outcome"):
         return False
     newest = client.search_model_versions(f"name = '{version.name}'", order_by=["version_number DESC"], max_results=1)
     if not newest or newest[0].version != version.version:

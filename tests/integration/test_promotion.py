@@ -6,7 +6,6 @@ session's shared MLflow server never mixes their versions.
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -145,7 +144,13 @@ def test_first_model_is_promoted_on_absolute_gates_and_the_decision_is_recorded(
     assert tags["promotion.outcome"] == "promoted"
     assert tags["promotion.decided_by"] == "user:test"
     assert "first model" in tags["promotion.summary"]
-    assert {row["name"] for row in json.loads(tags["promotion.gates"])} >= {"absolute:holdout_auc", "latency"}
+    skipped = sum(g.skipped for g in decision.gates)
+    assert tags["promotion.gates"] == f"{len(decision.gates) - skipped} passed, {skipped} skipped"
+    assert "promotion.decision" not in tags  # the record is in the description, not a JSON tag
+    description = client.get_model_version(model_name, version).description
+    assert "| absolute:holdout_auc |" in description
+    assert "| latency |" in description
+    assert "challenger" not in aliases(client, model_name)  # the champion is not also the challenger
     artifacts = _artifact_files(client, decision.run_id or "")
     assert {"decision.json", "gates.txt", "comparison.png", "history.json"} <= {Path(a).name for a in artifacts}
     assert [e["outcome"] for e in history(client, model_name)] == ["promoted"]
@@ -214,6 +219,9 @@ def test_better_challenger_is_promoted_and_rollback_restores_the_old_champion(
     model_name = config.mlflow.model_name(FAMILY, REGION)
     assert aliases(client, model_name)[CHAMPION_ALIAS] == better
     assert aliases(client, model_name)[PREVIOUS_ALIAS] == weaker
+    replaced = client.get_model_version(model_name, weaker).tags
+    assert "promotion.champion_since" not in replaced
+    assert replaced["promotion.champion_until"] == decision.decided_at.isoformat()
 
     rolled = rollback(client, config, FAMILY, REGION, decided_by="user:oncall", reason="bad canary")
 
@@ -221,7 +229,14 @@ def test_better_challenger_is_promoted_and_rollback_restores_the_old_champion(
     current = aliases(client, model_name)
     assert current[CHAMPION_ALIAS] == weaker
     assert PREVIOUS_ALIAS not in current  # the weaker one replaced nobody: nothing further back
-    assert client.get_model_version(model_name, better).tags["promotion.rolled_back_by"] == "user:oncall"
+    demoted = client.get_model_version(model_name, better)
+    assert demoted.tags["promotion.rolled_back_by"] == "user:oncall"
+    assert "promotion.champion_since" not in demoted.tags
+    assert demoted.tags["promotion.champion_until"] == rolled.decided_at.isoformat()
+    assert demoted.description.startswith(f"Rolled back at {rolled.decided_at.isoformat(timespec='seconds')}")
+    restored = client.get_model_version(model_name, weaker).tags
+    assert restored["promotion.champion_since"] == rolled.decided_at.isoformat()
+    assert "promotion.champion_until" not in restored
     entries = history(client, model_name)
     assert [e["action"] for e in entries] == ["evaluate", "evaluate", "rollback"]
     assert entries[-1]["why"] == "bad canary"

@@ -22,7 +22,7 @@ import pytest
 from mlflow import MlflowClient
 
 from modelyard.core.config import Config, load_config
-from modelyard.core.contracts.registry import CHAMPION_ALIAS, HISTORY_TAG, PREVIOUS_ALIAS
+from modelyard.core.contracts.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, HISTORY_TAG, PREVIOUS_ALIAS
 from modelyard.promotion.aliases import aliases, open_client, pair_lock, verify_aliases
 from modelyard.promotion.decide import evaluate_pair, promote_version, rollback
 from modelyard.promotion.decision import Decision, PromotionError
@@ -108,6 +108,35 @@ def test_manual_promotion_is_recorded_with_reason_user_and_gate_status(
     assert recorded_decision(client.get_model_version(name, versions[2])) == decision
     [entry] = history(client, name)
     assert (entry["action"], entry["version"], entry["by"]) == ("promote-version", versions[2], "user:bob")
+
+
+def test_a_promoted_challenger_leaves_the_challenger_alias_and_only_the_champion_has_champion_since(
+    client: MlflowClient, config: Config, versions: list[str]
+) -> None:
+    name = config.mlflow.model_name(FAMILY, REGION)
+    v1, v2 = versions[:2]
+    client.set_registered_model_alias(name, CHALLENGER_ALIAS, v1)
+    promote(client, config, v1)
+    assert CHALLENGER_ALIAS not in aliases(client, name)
+    client.set_registered_model_alias(name, CHALLENGER_ALIAS, v3 := versions[2])  # a newer one is not touched
+    second = promote(client, config, v2)
+    assert aliases(client, name)[CHALLENGER_ALIAS] == v3
+
+    replaced, champion = client.get_model_version(name, v1), client.get_model_version(name, v2)
+    assert "promotion.champion_since" not in replaced.tags
+    assert replaced.tags["promotion.champion_until"] == second.decided_at.isoformat()
+    assert champion.tags["promotion.champion_since"] == second.decided_at.isoformat()
+    assert champion.description.startswith(f"manual promotion of v{v2} by user:alice")
+    assert recorded_decision(champion) == second
+
+    rolled = rollback(client, config, FAMILY, REGION, "user:oncall", "error rate up")
+    restored, demoted = client.get_model_version(name, v1), client.get_model_version(name, v2)
+    assert restored.tags["promotion.champion_since"] == rolled.decided_at.isoformat()
+    assert "promotion.champion_until" not in restored.tags
+    assert "promotion.champion_since" not in demoted.tags
+    assert demoted.description.startswith("Rolled back at ")
+    assert "error rate up" in demoted.description.splitlines()[0]
+    assert recorded_decision(demoted) == second  # the note leaves the record readable
 
 
 def test_manual_promotion_needs_a_reason_and_an_existing_version(

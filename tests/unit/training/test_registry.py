@@ -1,7 +1,10 @@
 from __future__ import annotations
 
-from modelyard.core.config import Config
+from pathlib import Path
+
+from modelyard.core.config import Config, load_config
 from modelyard.training import registry
+from tests.unit.conftest import CONFIG_YAML
 
 
 def test_input_key_is_stable_and_ignores_param_order() -> None:
@@ -62,3 +65,32 @@ def test_pip_requirements_are_a_fresh_list_each_call() -> None:
     first = registry.pip_requirements("xgboost")
     first.append("something-else==1")
     assert "something-else==1" not in registry.pip_requirements("xgboost")
+
+
+def test_the_model_description_says_what_the_family_predicts_and_for_which_region(small_config: Config) -> None:
+    described = small_config.model_copy(
+        update={"families": [small_config.families[0].model_copy(update={"description": "Does the driver accept?"})]}
+    )
+    text = registry.model_description(described, "acceptance", "alpha")
+    assert text.startswith("**acceptance**: Does the driver accept?")
+    assert "Region **alpha** (ID, Asia/Jakarta)." in text
+    assert "Target: `accepted`; features: x1, x2, is_new_driver." in text
+
+
+def test_a_family_without_description_and_a_pooled_model_are_described_too(tmp_path: Path) -> None:
+    path = tmp_path / "modelyard.yaml"
+    path.write_text(CONFIG_YAML % {"root": tmp_path / "store"} + "groups: {everywhere: all}\n")
+    text = registry.model_description(load_config(path, environ={}), "eta", "everywhere")
+    assert text.startswith("**eta**: A regression model.")
+    assert "Pooled model of the region group **everywhere** (alpha, beta)." in text
+
+
+def test_a_decided_version_without_alias_is_not_made_challenger_again() -> None:
+    from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
+
+    class NoClient:
+        def search_model_versions(self, *args: object, **kwargs: object) -> list[object]:
+            raise AssertionError("a decided version needs no look-up")
+
+    decided = ModelVersion("m", "3", 0, tags=[ModelVersionTag("promotion.outcome", "promoted")], aliases=[])
+    assert registry.repair_alias(NoClient(), decided) is False  # type: ignore[arg-type]
