@@ -1,9 +1,10 @@
-"""The modelyard Airflow plugin: links from task pages to MLflow, and MLflow in the UI's menu.
+"""The modelyard Airflow plugin: links from task pages to MLflow, MLflow in the UI's menu, the fleet page.
 
 Airflow loads it through the distribution's entry point
 ``airflow.plugins = modelyard = modelyard.plugins.modelyard_plugin:ModelyardPlugin``, so an
 Airflow that has the package installed shows the links with no file in its plugins folder.
-Nothing here talks to a server at import time.
+The fleet page (``plugins/fleet``) is a FastAPI app mounted at ``/modelyard`` with a "Fleet"
+entry in the UI's navigation. Nothing here talks to a server at import time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from modelyard.plugins.fleet.mount import fleet_mounts, fleet_views
 from modelyard.plugins.links import MlflowModelVersionLink, MlflowRunLink
 
 
@@ -25,11 +27,12 @@ def mlflow_menu_views(environ: dict[str, str] | None = None) -> list[dict[str, A
 
 
 class ModelyardPlugin(AirflowPlugin):
-    """Global extra links (MLflow run, MLflow model version) and an MLflow menu entry."""
+    """Global extra links (MLflow run, MLflow model version), an MLflow menu entry and the fleet page."""
 
     name = "modelyard"
     global_operator_extra_links = [MlflowRunLink(), MlflowModelVersionLink()]
 
     def __init__(self) -> None:
         # Read when Airflow instantiates the plugin (in the API server), not at import.
-        self.external_views = mlflow_menu_views()
+        self.external_views = [*fleet_views(), *mlflow_menu_views()]
+        self.fastapi_apps = fleet_mounts()

@@ -9,9 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from modelyard.core.contracts.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, MONITORING_TAG, PREVIOUS_ALIAS
+from modelyard.core.contracts.registry import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    MONITORING_TAG,
+    PREVIOUS_ALIAS,
+    PROMOTION_TAG,
+)
 from modelyard.promotion.aliases import open_client
-from modelyard.promotion.record import TAG
+
+TAG = PROMOTION_TAG  # what promotion/record.py writes under
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -32,6 +39,9 @@ class VersionInfo:
     rolled_back_at: str | None = None
     drift: str | None = None  # the last monitoring verdict (monitoring/measure.py)
     drift_summary: str | None = None
+    drift_checked_at: str | None = None  # the end of the measured window
+    drift_run_id: str | None = None  # the monitoring run that measured it
+    run_id: str | None = None  # the training run that made the version
 
     @classmethod
     def from_version(cls, version: ModelVersion, metric_names: tuple[str, ...]) -> VersionInfo:
@@ -45,6 +55,9 @@ class VersionInfo:
             rolled_back_at=tags.get(f"{TAG}rolled_back_at"),
             drift=tags.get(f"{MONITORING_TAG}verdict"),
             drift_summary=tags.get(f"{MONITORING_TAG}summary"),
+            drift_checked_at=tags.get(f"{MONITORING_TAG}checked_at"),
+            drift_run_id=tags.get(f"{MONITORING_TAG}run_id"),
+            run_id=version.run_id or None,
         )
 
 
