@@ -37,6 +37,7 @@ STAGES = (
     Stage("promotion", "modelyard.dags.promotion", "promotion_dag"),
     Stage("deploy", "modelyard.dags.deployment", "deploy_dag"),
     Stage("monitoring", "modelyard.dags.monitoring", "monitoring_dag"),
+    Stage("batch_scoring", "modelyard.dags.batch_scoring", "batch_scoring_dag"),
 )
 
 CONFIG_HEADER = """\

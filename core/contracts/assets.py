@@ -70,3 +70,21 @@ def parse_uri(uri: str) -> tuple[str, list[str]]:
         raise ValueError(f"not a modelyard asset URI: {uri!r}")
     kind, *rest = uri[len(SCHEME) + 3 :].split("/")
     return kind, rest
+
+
+class PredictionsExtra(TypedDict):
+    """The ``extra`` of a predictions event: batch scoring writes it (deploy/batch/)."""
+
+    family: str
+    region: str
+    model_name: str
+    version: str
+    spec_digest: str  # the fitted feature spec the version scored with
+    input_digest: str  # the scored input's content
+    rows: int
+    path: str  # the published Parquet file
+
+
+def predictions_uri(family: str, region: str) -> str:
+    """Batch predictions published. extra: :class:`PredictionsExtra`."""
+    return f"{SCHEME}://predictions/{family}/{region}"

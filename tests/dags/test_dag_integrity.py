@@ -21,7 +21,7 @@ DAGS = REPO / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 INSPECTOR = Path(__file__).with_name("dag_inspector.py")
 OWNER = "ml-platform"
-STAGE_KINDS = {"features", "challenger", "champion", "deployed", "drift"}
+STAGE_KINDS = {"features", "challenger", "champion", "deployed", "drift", "predictions"}
 
 
 def _dags_of(report: dict[str, Any], file: Path) -> list[dict[str, Any]]:
@@ -133,8 +133,11 @@ def test_chunked_stage_wiring(dagbag: dict[str, Any], dag_id: str) -> None:
     assert dag is not None, f"no DAG {dag_id}"
     chunk_id, publish_id, alias = CHUNKED_STAGES[dag_id]
     tasks = {t["task_id"]: t for t in dag["tasks"]}
-    approval = {"approval_requests", "approve", "apply_answer"} if dag_id == "promotion" else set()
-    assert set(tasks) == {"select_pairs", chunk_id, publish_id} | approval, sorted(tasks)
+    extra = {
+        "promotion": {"approval_requests", "approve", "apply_answer"},
+        "training": {"train_pooled_models"},
+    }.get(dag_id, set())
+    assert set(tasks) == {"select_pairs", chunk_id, publish_id} | extra, sorted(tasks)
     chunk, publish = tasks[chunk_id], tasks[publish_id]
     assert chunk["mapped"], chunk
     assert chunk["upstream"] == ["select_pairs"], chunk
@@ -143,6 +146,15 @@ def test_chunked_stage_wiring(dagbag: dict[str, Any], dag_id: str) -> None:
     assert publish["is_teardown"], publish
     assert publish["upstream"] == [chunk_id], publish
     assert publish["outlets"] == [{"type": "AssetAlias", "uri": alias}]
+
+
+def test_training_trains_the_pooled_models_after_the_pairs(dagbag: dict[str, Any]) -> None:
+    """Pooled models of the selected regions' groups (ADR 0015), whatever became of single pairs."""
+    dag = next(d for d in dagbag["dags"] if d["dag_id"] == "training")
+    pooled = {t["task_id"]: t for t in dag["tasks"]}["train_pooled_models"]
+    assert sorted(pooled["upstream"]) == ["select_pairs", "train"]
+    assert pooled["trigger_rule"] == "all_done", "a failed pair must not hold back its group's pooled model"
+    assert not pooled["mapped"]
 
 
 def test_promotion_approval_wiring(dagbag: dict[str, Any]) -> None:
@@ -169,6 +181,23 @@ def test_monitoring_wiring(dagbag: dict[str, Any]) -> None:
     assert tasks["publish_drifts"]["upstream"] == ["measure"]
     assert tasks["publish_drifts"]["outlets"] == [{"type": "AssetAlias", "uri": "modelyard-drift"}]
     assert {"families", "regions", "window_hours"} <= set(dag["params"])
+
+
+def test_batch_scoring_wiring(dagbag: dict[str, Any]) -> None:
+    """Chunked like the other stages, rescored when a champion moves, predictions announced at once."""
+    dag = next((d for d in dagbag["dags"] if d["dag_id"] == "batch_scoring"), None)
+    assert dag is not None, "dags/batch_scoring.py must define the batch_scoring DAG"
+    config = load_config(REPO / "modelyard.yaml")
+    assert sorted(dag["asset_schedule"]) == sorted(assets.champion_uri(f, r) for f, r in config.pairs())
+    tasks = {t["task_id"]: t for t in dag["tasks"]}
+    assert set(tasks) == {"select_pairs", "score", "publish_predictions"}, sorted(tasks)
+    assert tasks["score"]["mapped"]
+    assert tasks["score"]["upstream"] == ["select_pairs"]
+    assert tasks["score"]["map_index_template"] == "{{ chunk_label }}"
+    assert tasks["score"]["outlets"] == [], "events come from publish_predictions only, all at once"
+    assert tasks["publish_predictions"]["is_teardown"]
+    assert tasks["publish_predictions"]["outlets"] == [{"type": "AssetAlias", "uri": "modelyard-predictions"}]
+    assert {"families", "regions", "input", "alias", "version"} <= set(dag["params"])
 
 
 def test_training_is_scheduled_on_drift_as_well_as_features(dagbag: dict[str, Any]) -> None:

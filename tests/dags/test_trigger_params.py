@@ -18,7 +18,7 @@ from airflow.sdk.definitions.param import ParamsDict
 from modelyard.core.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
-DAG_IDS = ["data_processing", "deploy", "monitoring", "promotion", "training"]
+DAG_IDS = ["batch_scoring", "data_processing", "deploy", "monitoring", "promotion", "training"]
 
 
 def _params(report: dict[str, Any], dag_id: str, **values: Any) -> ParamsDict:
@@ -50,6 +50,7 @@ def test_form_submits_with_its_defaults(dagbag: dict[str, Any], dag_id: str) -> 
 
 
 TYPICAL = {
+    "batch_scoring": {"regions": ["jakarta"], "input": "/data/next_day/*.parquet", "version": 3, "chunk_rows": 50_000},
     "data_processing": {"regions": ["jakarta"], "start": "2026-01-01", "end": "2026-01-31", "source": "synthetic"},
     "deploy": {"regions": ["jakarta"], "strategy": "canary", "version": 3, "dry_run": True},
     "monitoring": {"regions": ["jakarta"], "window_hours": 48},
@@ -67,6 +68,9 @@ def test_a_typical_selection_validates(dagbag: dict[str, Any], dag_id: str) -> N
 
 
 BAD = [
+    ("batch_scoring", "alias", "latest"),
+    ("batch_scoring", "version", 0),
+    ("batch_scoring", "chunk_rows", 0),
     ("deploy", "version", "abc"),
     ("deploy", "version", 0),
     ("deploy", "strategy", "big-bang"),
