@@ -15,13 +15,14 @@ export OMP_NUM_THREADS ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: help install install-production test test-fast lint typecheck demo demo-festival bench bench-scale up down browser clean constraints
+.PHONY: help install install-production test test-fast lint typecheck demo demo-festival bench bench-ingest bench-scale up down browser clean constraints
 
 help:
 	@echo "make demo       run the whole chain on embedded defaults"
 	@echo "make test       install what is missing, then ruff, mypy and every test tier"
 	@echo "make test-fast  the fast tiers only (unit, data, dags, chart)"
-	@echo "make bench      serving benchmark against mlflow models serve"
+	@echo "make bench      serving benchmark against mlflow models serve, batch scoring against mlflow.pyfunc"
+	@echo "make bench-ingest  ingest of a >= 1 GB CSV (MB=1024) against pyarrow.csv.read_csv and pandas.read_csv"
 	@echo "make bench-scale  the chain for PAIRS (family, region) pairs on the real stack (default 1000; PostgreSQL)"
 	@echo "make up         start MLflow + Airflow + serving without triggering anything"
 	@echo "make demo-festival  second act: festival drift, retrain, canary under load"
@@ -79,6 +80,14 @@ up: install
 
 bench: install
 	$(BIN)/python tests/bench/serving.py
+	$(BIN)/python tests/bench/batch_scoring.py --rows 1000000
+
+# The ingest benchmark (not a test): a CSV of MB megabytes in a temporary folder, read by the data
+# stage's streaming ingest and by pyarrow/pandas alone; the table goes to docs/benchmarks.md. Take it
+# on a quiet machine.
+MB ?= 1024
+bench-ingest: install
+	$(BIN)/python tests/bench/ingest.py --mb $(MB) --write
 
 # The scale benchmark (not a test): PAIRS pairs through the real Airflow + MLflow. Airflow's
 # metadata goes to a fresh database on the local PostgreSQL (AIRFLOW_DB=sqlite for the dev

@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 
 from modelyard.core.cli import exits_on_expected_errors, hide_flag_types
 from modelyard.deploy.rollout.cli import app as deploy_app
+from modelyard.monitoring.cli import app as monitoring_app
 from modelyard.pipeline.cli import app as data_app
 from modelyard.promotion.cli import app as promotion_app
 from modelyard.training.cli import app as training_app
@@ -33,6 +34,7 @@ LAZY_COMMANDS = {
     "down": "modelyard.deploy.devstack.commands:down",
     "demo-festival": "modelyard.deploy.devstack.commands:demo_festival",
     "init": "modelyard.deploy.scaffold:init",
+    "score": "modelyard.deploy.batch.cli:score",
     "doctor": "modelyard.deploy.doctor:doctor",
 }
 
@@ -92,6 +94,7 @@ app.add_typer(data_app, name="data", help="Generate, ingest, validate and publis
 app.registered_commands.extend(training_app.registered_commands)
 app.registered_commands.extend(promotion_app.registered_commands)  # promote, rollback, status
 app.registered_commands.extend(deploy_app.registered_commands)  # plan, deploy
+app.registered_commands.extend(monitoring_app.registered_commands)  # monitor
 
 
 def main() -> None:

@@ -9,7 +9,18 @@ from typer.testing import CliRunner
 
 from modelyard.deploy.cli import LAZY_COMMANDS, app
 
-COMMANDS = ["train", "promote", "rollback", "status", "plan", "deploy", "serve", "data", *sorted(LAZY_COMMANDS)]
+COMMANDS = [
+    "train",
+    "promote",
+    "rollback",
+    "status",
+    "monitor",
+    "plan",
+    "deploy",
+    "serve",
+    "data",
+    *sorted(LAZY_COMMANDS),
+]
 
 
 def _help(*args: str) -> str:
