@@ -163,10 +163,20 @@ def training() -> None:
             raise RuntimeError(f"pooled training failed for {', '.join(failed)} (see the lines above)")
         return [f"{r.model_name}/{r.version}" for r in results if r.version]
 
+    @task
+    def every_pair_trained() -> None:
+        """The run's verdict: runs only if every chunk and the pooled models succeeded (all_success).
+
+        ``train_pooled_models`` runs whatever became of single pairs (all_done), so without this leaf
+        a failed chunk would leave a green run behind it.
+        """
+
     chunks = select_pairs()
     trained = train.expand(chunk=chunks)
     trained >> publish_challengers()
-    trained >> train_pooled_models(chunks)
+    pooled = train_pooled_models(chunks)
+    trained >> pooled
+    [trained, pooled] >> every_pair_trained()
 
 
 # Bound to a name so a DAG file elsewhere (``modelyard init``) can import it: the DagBag

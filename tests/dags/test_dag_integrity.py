@@ -135,7 +135,7 @@ def test_chunked_stage_wiring(dagbag: dict[str, Any], dag_id: str) -> None:
     tasks = {t["task_id"]: t for t in dag["tasks"]}
     extra = {
         "promotion": {"approval_requests", "approve", "apply_answer"},
-        "training": {"train_pooled_models"},
+        "training": {"train_pooled_models", "every_pair_trained"},
     }.get(dag_id, set())
     assert set(tasks) == {"select_pairs", chunk_id, publish_id} | extra, sorted(tasks)
     chunk, publish = tasks[chunk_id], tasks[publish_id]
@@ -155,6 +155,9 @@ def test_training_trains_the_pooled_models_after_the_pairs(dagbag: dict[str, Any
     assert sorted(pooled["upstream"]) == ["select_pairs", "train"]
     assert pooled["trigger_rule"] == "all_done", "a failed pair must not hold back its group's pooled model"
     assert not pooled["mapped"]
+    verdict = {t["task_id"]: t for t in dag["tasks"]}["every_pair_trained"]
+    assert sorted(verdict["upstream"]) == ["train", "train_pooled_models"]
+    assert verdict["trigger_rule"] == "all_success", "a failed chunk must fail the run"
 
 
 def test_promotion_approval_wiring(dagbag: dict[str, Any]) -> None:
