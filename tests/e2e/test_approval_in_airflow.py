@@ -39,6 +39,7 @@ def test_approve_reject_and_time_out_through_the_rest_api(chain: Chain) -> None:
     timed_out = [(family, E2E_REGIONS[1]) for family in config.family_names]
     client = open_client(config, settings.mlflow_url)
     before = {pair: aliases(client, config.mlflow.model_name(*pair)) for pair in config.pairs()}
+    newest_before = {pair: newest_version(client, config.mlflow.model_name(*pair)) for pair in config.pairs()}
     overlay = {
         "promotion": {
             "approval": "required",
@@ -65,18 +66,22 @@ def test_approve_reject_and_time_out_through_the_rest_api(chain: Chain) -> None:
         settings.overlay_path.unlink(missing_ok=True)
 
     after = {pair: aliases(client, config.mlflow.model_name(*pair)) for pair in config.pairs()}
+    new = {pair: newest_version(client, config.mlflow.model_name(*pair)) for pair in config.pairs()}
     for pair in config.pairs():
-        assert after[pair][CHALLENGER_ALIAS] != before[pair][CHALLENGER_ALIAS], f"{pair}: no new challenger"
+        assert int(new[pair]) > int(newest_before[pair]), f"{pair}: no new challenger"
+    assert CHALLENGER_ALIAS not in after[approved], "a promoted version is no longer the challenger"
+    for pair in [rejected, *timed_out]:
+        assert after[pair][CHALLENGER_ALIAS] == new[pair], f"{pair}: an undecided-for-good version stays challenger"
 
-    tags = version_tags(client, config.mlflow.model_name(*approved), after[approved][CHALLENGER_ALIAS])
-    assert after[approved][CHAMPION_ALIAS] == after[approved][CHALLENGER_ALIAS]
+    tags = version_tags(client, config.mlflow.model_name(*approved), new[approved])
+    assert after[approved][CHAMPION_ALIAS] == new[approved]
     assert tags["promotion.outcome"] == "promoted"
     assert tags["promotion.approval"] == "approved"
     assert tags["promotion.decided_by"] == AIRFLOW_USER
     assert tags["promotion.reason"] == APPROVE_REASON
     assert tags["promotion.decided_at"]
 
-    tags = version_tags(client, config.mlflow.model_name(*rejected), after[rejected][CHALLENGER_ALIAS])
+    tags = version_tags(client, config.mlflow.model_name(*rejected), new[rejected])
     assert after[rejected][CHAMPION_ALIAS] == before[rejected][CHAMPION_ALIAS]
     assert tags["promotion.outcome"] == "rejected"
     assert tags["promotion.approval"] == "rejected"
@@ -84,7 +89,7 @@ def test_approve_reject_and_time_out_through_the_rest_api(chain: Chain) -> None:
     assert tags["promotion.reason"] == REJECT_REASON
 
     for pair in timed_out:
-        tags = version_tags(client, config.mlflow.model_name(*pair), after[pair][CHALLENGER_ALIAS])
+        tags = version_tags(client, config.mlflow.model_name(*pair), new[pair])
         assert after[pair][CHAMPION_ALIAS] == before[pair][CHAMPION_ALIAS], pair
         assert tags["promotion.outcome"] == "timed-out", tags
         assert tags["promotion.approval"] == "timed-out", tags
@@ -132,6 +137,11 @@ def respond(api: AirflowApi, detail: dict[str, Any], option: str, reason: str) -
     path = f"{run}/taskInstances/{ti['task_id']}/{ti['map_index']}/hitlDetails"
     answer = api.request("PATCH", path, json={"chosen_options": [option], "params_input": {"reason": reason}})
     assert answer["responded_by"]["name"] == AIRFLOW_USER, answer
+
+
+def newest_version(client: Any, name: str) -> str:
+    """The registered model's highest version number (the one the run just trained)."""
+    return str(max(int(v.version) for v in client.search_model_versions(f"name='{name}'")))
 
 
 def version_tags(client: Any, name: str, version: str) -> dict[str, str]:
