@@ -71,3 +71,19 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MODELYARD_"):
             monkeypatch.delenv(name)
+
+
+LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "AIRFLOW_CONN_MLFLOW_DEFAULT", "AIRFLOW_HOME")
+
+
+@pytest.fixture(autouse=True)
+def _tracking_env_restored() -> Iterator[None]:
+    """Where MLflow is stays as each test found it: a test that points the process at its own server
+    (directly, or through code under test) must not send the next test to a server that is gone."""
+    before = {name: os.environ.get(name) for name in LEAKY_ENV}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

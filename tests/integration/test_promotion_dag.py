@@ -29,7 +29,7 @@ def test_promotion_dag_decides_records_and_announces_only_champion_moves(
     config = write_config(tmp_path, mlflow_server.url)
     monkeypatch.setitem(airflow.env, "MODELYARD_CONFIG", str(tmp_path / "modelyard.yaml"))
     monkeypatch.setitem(airflow.env, "MLFLOW_TRACKING_URI", mlflow_server.url)
-    client = open_client(config)
+    client = open_client(config, mlflow_server.url)
     model_name = config.mlflow.model_name(FAMILY, REGION)
     frame = bookings(seed=11)
     pair = {"families": [FAMILY], "regions": [REGION]}
