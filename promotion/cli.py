@@ -34,6 +34,10 @@ def promote(
     ] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (required with --version; recorded).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Decide again on challengers already decided.")] = False,
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", "-g", help="Decide the pooled models of this region group instead (repeatable)."),
+    ] = None,
     config: ConfigOption = None,
     tracking_uri: TrackingOption = None,
 ) -> None:
@@ -54,7 +58,11 @@ def promote(
             client = open_client(loaded, tracking_uri)
             decisions = [promote_version(client, loaded, *pair, version, reason or "", _decided_by())]
         else:
-            decisions = promote_all(loaded, family, region, _decided_by(), force=force, tracking_uri=tracking_uri)
+            if group and region:
+                raise typer.BadParameter("--group decides pooled models; leave out --region", param_hint="--group")
+            decisions = promote_all(
+                loaded, family, region, _decided_by(), force=force, tracking_uri=tracking_uri, groups=group
+            )
     for decision in decisions:
         if decision.gates and not decision.already_decided:
             console.print(render_gates(decision))

@@ -223,8 +223,12 @@ def promote_all(
     *,
     force: bool = False,
     tracking_uri: str | None = None,
+    groups: list[str] | None = None,
 ) -> list[Decision]:
     """Evaluate the challenger of every selected (family, region); one decision per pair.
+
+    With ``groups``, the pooled models of those region groups are evaluated instead, one decision
+    per (family, group) on the group's pooled holdout (ADR 0015).
 
     A pair whose inputs cannot be read (snapshot, artifacts) or whose lock times out gets an
     unrecorded ``failed`` decision naming the cause; the other pairs are still decided.
@@ -232,9 +236,15 @@ def promote_all(
     Raises:
         ConfigError: an unknown family or region was named, or a gate is misconfigured.
     """
+    if groups:
+        selected = [(f, g) for f in (families or config.family_names) for g in groups if config.group_members(g)]
+        for family in families or []:
+            config.family(family)  # an unknown family fails naming the configured ones
+    else:
+        selected = config.pairs(families, regions)
     client = open_client(config, tracking_uri)
     decisions = []
-    for family, region in config.pairs(families, regions):
+    for family, region in selected:
         try:
             decisions.append(evaluate_pair(client, config, family, region, decided_by, force=force))
         except (GateInputError, PromotionError) as exc:

@@ -28,7 +28,7 @@ from modelyard.pipeline import snapshots
 from modelyard.pipeline.build import BuildRequest, build_all
 from modelyard.pipeline.generator import generate_for
 from modelyard.promotion.aliases import open_client
-from modelyard.promotion.decide import evaluate_pair
+from modelyard.promotion.decide import evaluate_pair, promote_all
 from modelyard.training.pooled import train_pooled
 from modelyard.training.train import train_all, train_pair
 
@@ -115,9 +115,10 @@ def test_a_small_region_is_served_by_its_countrys_pooled_champion(
     [again] = train_pooled(config, tracking_uri=mlflow_uri)
     assert (again.status, again.version) == ("unchanged", pooled.version)
 
-    for region in ("jakarta", "country-id"):
-        decision = evaluate_pair(client, config, FAMILY, region, decided_by="user:test")
-        assert decision.outcome == "promoted", (region, decision.summary)
+    decision = evaluate_pair(client, config, FAMILY, "jakarta", decided_by="user:test")
+    assert decision.outcome == "promoted", decision.summary
+    [decision] = promote_all(config, [FAMILY], None, "user:test", tracking_uri=mlflow_uri, groups=["country-id"])
+    assert (decision.family, decision.region, decision.outcome) == (FAMILY, "country-id", "promoted"), decision.summary
     assert client.get_model_version_by_alias(pooled.model_name, CHAMPION_ALIAS).version == pooled.version
 
     proposal = propose(config, PlanOptions(), None, mlflow_uri)
