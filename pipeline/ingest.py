@@ -481,16 +481,7 @@ def _booleans(values: pd.Series, path: Path) -> pd.Series:
     parsed[text.isin(FALSE_TEXT)] = 0.0
     bad = values.notna() & parsed.isna()
     if bad.any():
-        problem = _Problem(
-            ColumnTypeError,
-            int(bad.sum()),
-            values[bad].iloc[0],
-            lambda count, example: (
-                f"{path}: column '{values.name}' has {count} values that are not booleans "
-                f"(e.g. {example!r}); use true/false or 1/0"
-            ),
-        )
-        raise _BadValues(problem, bad, parsed, f"column '{values.name}': not a boolean")
+        raise _bad_values(ColumnTypeError, values, bad, parsed, path, "a boolean", "use true/false or 1/0")
     return parsed.astype("int64") if parsed.notna().all() else parsed
 
 
@@ -500,16 +491,9 @@ def _numbers(values: pd.Series, path: Path, *, whole: bool) -> pd.Series:
     parsed = pd.to_numeric(values, errors="coerce")
     bad = values.notna() & parsed.isna()
     if bad.any():
-        problem = _Problem(
-            ColumnTypeError,
-            int(bad.sum()),
-            values[bad].iloc[0],
-            lambda count, example: (
-                f"{path}: column '{values.name}' has {count} values that are not numbers "
-                f"(e.g. {example!r}); expected a number in every row"
-            ),
+        raise _bad_values(
+            ColumnTypeError, values, bad, parsed.astype("float64"), path, "a number", "expected a number in every row"
         )
-        raise _BadValues(problem, bad, parsed.astype("float64"), f"column '{values.name}': not a number")
     parsed = parsed.astype("float64")
     return _whole(parsed) if whole else parsed
 
@@ -518,7 +502,6 @@ def _timestamps(values: pd.Series, regions: pd.Series, read: _Read, position: in
     """UTC instants of ``values``; naive times by the dataset's policy, unparseable ones a problem."""
     import pandas as pd
 
-    name = values.name
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
@@ -531,17 +514,27 @@ def _timestamps(values: pd.Series, regions: pd.Series, read: _Read, position: in
         local = _parse_times(values.where(naive), utc=False)
         parsed = parsed.where(~naive, _naive(local, naive, regions, read, position))
     if bad.any():
-        problem = _Problem(
-            TimestampError,
-            int(bad.sum()),
-            values[bad].iloc[0],
-            lambda count, example: (
-                f"{read.path}: column '{name}' has {count} values that are not timestamps "
-                f"(e.g. {example!r}); use ISO 8601 such as 2026-01-05T08:30:00Z"
-            ),
+        raise _bad_values(
+            TimestampError, values, bad, parsed, read.path, "a timestamp", "use ISO 8601 such as 2026-01-05T08:30:00Z"
         )
-        raise _BadValues(problem, bad, parsed, f"column '{name}': not a timestamp")
     return parsed
+
+
+def _bad_values(
+    error: type[IngestError], values: pd.Series, bad: pd.Series, parsed: pd.Series, path: Any, kind: str, fix: str
+) -> _BadValues:
+    """The problem of column ``values``'s ``bad`` rows: each is not ``kind`` ("a number"); ``fix`` says what to do."""
+    name = values.name
+    problem = _Problem(
+        error,
+        int(bad.sum()),
+        values[bad].iloc[0],
+        lambda count, example: (
+            f"{path}: column '{name}' has {count} values that are not {kind.split(' ', 1)[1]}s "
+            f"(e.g. {example!r}); {fix}"
+        ),
+    )
+    return _BadValues(problem, bad, parsed, f"column '{name}': not {kind}")
 
 
 def _parse_times(values: pd.Series, *, utc: bool) -> pd.Series:
