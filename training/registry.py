@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import random
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -134,9 +136,36 @@ def describe_model(client: MlflowClient, model_name: str, description: str) -> N
     client.update_registered_model(model_name, description=description)
 
 
-def set_challenger(client: MlflowClient, model_name: str, version: str) -> None:
-    """Point the ``challenger`` alias of ``model_name`` at ``version``."""
-    client.set_registered_model_alias(model_name, CHALLENGER_ALIAS, version)
+def set_challenger(client: MlflowClient, model_name: str, version: str, attempts: int = 5) -> None:
+    """Point the ``challenger`` alias of ``model_name`` at ``version``; of concurrent trainings the newest wins.
+
+    MLflow's SQL store sets an alias by reading, then inserting: two trainings of one pair
+    registering at once (two hosts, a retried task) can collide on the alias row
+    (PostgreSQL answers a unique violation). A collision is not a failure: the alias is read
+    again and set only while it still points below ``version``.
+    """
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            client.set_registered_model_alias(model_name, CHALLENGER_ALIAS, version)
+            return
+        except MlflowException as exc:
+            if "unique" not in str(exc).lower() or attempt == attempts - 1:
+                raise
+        time.sleep(0.05 * (attempt + 1) + random.random() * 0.05)
+        current = _alias_version(client, model_name)
+        if current is not None and int(current) >= int(version):
+            return
+
+
+def _alias_version(client: MlflowClient, model_name: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model_name, CHALLENGER_ALIAS).version)
+    except MlflowException:
+        return None
 
 
 def repair_alias(client: MlflowClient, version: ModelVersion) -> bool:

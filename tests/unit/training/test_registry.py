@@ -94,3 +94,45 @@ def test_a_decided_version_without_alias_is_not_made_challenger_again() -> None:
 
     decided = ModelVersion("m", "3", 0, tags=[ModelVersionTag("promotion.outcome", "promoted")], aliases=[])
     assert registry.repair_alias(NoClient(), decided) is False  # type: ignore[arg-type]
+
+
+class _RacingRegistry:
+    """An alias store where another training's write lands first (the unique violation PostgreSQL gives)."""
+
+    def __init__(self, rival: str | None, collisions: int) -> None:
+        self.alias = rival
+        self.collisions = collisions
+        self.writes: list[str] = []
+
+    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        if self.collisions:
+            self.collisions -= 1
+            raise MlflowException("(psycopg.errors.UniqueViolation) duplicate key value violates unique constraint")
+        self.writes.append(version)
+        self.alias = version
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> object:
+        from mlflow.exceptions import MlflowException
+
+        if self.alias is None:
+            raise MlflowException("no alias")
+        return type("Version", (), {"version": self.alias})()
+
+
+def test_a_collision_on_the_challenger_alias_leaves_it_on_the_newest_version() -> None:
+    newer_won = _RacingRegistry(rival="3", collisions=1)
+    registry.set_challenger(newer_won, "m", "2")  # type: ignore[arg-type]
+    assert (newer_won.alias, newer_won.writes) == ("3", [])  # the newer concurrent version keeps it
+    older_won = _RacingRegistry(rival="1", collisions=1)
+    registry.set_challenger(older_won, "m", "2")  # type: ignore[arg-type]
+    assert (older_won.alias, older_won.writes) == ("2", ["2"])
+
+
+def test_other_registry_errors_and_endless_collisions_are_raised() -> None:
+    import pytest
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="UniqueViolation"):
+        registry.set_challenger(_RacingRegistry(rival=None, collisions=9), "m", "2", attempts=3)  # type: ignore[arg-type]
