@@ -27,6 +27,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from modelyard.core.errors import ModelyardError
 
@@ -35,7 +36,11 @@ if TYPE_CHECKING:
 
 LOCAL_PROTOCOLS = ("", "file", "local")
 # Option keys that hold a credential in the fsspec implementations we name in the docs.
-SECRET_KEYS = re.compile(r"(secret|password|passwd|token|credential|account_key|sas|connection_string|^key$)", re.I)
+SECRET_KEYS = re.compile(
+    r"(secret|password|passwd|pwd|token|credential|account_key|sas|connection_string|^key$|^sig$|amz-signature)", re.I
+)
+# scheme://user:password@ — the password may hold "/" (unencoded), so only the user part stops at "/".
+URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@?#\s]*:[^@?#\s]*@")
 ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 ENV_INLINE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -58,23 +63,44 @@ def is_local(path: object) -> bool:
     return protocol_of(path) in LOCAL_PROTOCOLS
 
 
-def check_no_secrets(url: str, options: Mapping[str, Any], key: str = "storage") -> None:
-    """Refuse credentials written into the config file.
+def check_no_secrets(url: str, options: Mapping[str, Any], key: str = "storage", hint: str = "") -> None:
+    """Refuse credentials written into the config file, in every shape they take in a URL or options.
+
+    A URL's user-info password (also one holding ``/``, which URL parsers split at the wrong
+    place), a secret-looking query parameter (``?password=``, ``?sig=``), and a literal value
+    under a secret-looking option key at any depth (``client_kwargs.aws_secret_access_key``).
 
     Raises:
-        ValueError: a URL with a password, or a literal value under a secret-looking option key;
-            the message names the key and says to use ``${ENV_VAR}`` or the environment instead.
+        ValueError: the message names the key and says to use ``${ENV_VAR}`` or the environment instead.
     """
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@", url):
+    where = hint or (
+        "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, PGPASSWORD, ...) "
+        "or an Airflow Connection"
+    )
+    if URL_PASSWORD.match(url):
         raise ValueError(
-            f"{key}: the URL holds a password; remove it and give credentials through the environment "
-            "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, PGPASSWORD, ...) "
-            "or an Airflow Connection"
+            f"{key}: the URL holds a password; remove it and give credentials through the environment {where}"
         )
+    for name in _secret_query_names(url):
+        raise ValueError(
+            f"{key}: the URL's query parameter '{name}' holds a secret; remove it and give it through the "
+            f"environment {where}"
+        )
+    _check_options(options, f"{key}.options")
+
+
+def _secret_query_names(url: str) -> list[str]:
+    query = url.partition("?")[2].partition("#")[0]
+    return [name for name, value in parse_qsl(query) if SECRET_KEYS.search(name) and not ENV_REFERENCE.match(value)]
+
+
+def _check_options(options: Mapping[str, Any], prefix: str) -> None:
     for name, value in options.items():
-        if SECRET_KEYS.search(name) and not (isinstance(value, str) and ENV_REFERENCE.match(value)):
+        if isinstance(value, Mapping):
+            _check_options(value, f"{prefix}.{name}")
+        elif SECRET_KEYS.search(str(name)) and not (isinstance(value, str) and ENV_REFERENCE.match(value)):
             raise ValueError(
-                f"{key}.options.{name}: a secret must not be written in the config file; reference an "
+                f"{prefix}.{name}: a secret must not be written in the config file; reference an "
                 f"environment variable instead ({name}: '${{MY_VARIABLE}}') or leave it out so the client "
                 "reads its usual environment"
             )

@@ -6,6 +6,7 @@ import string
 
 from pydantic import field_validator
 
+from modelyard.core import storage
 from modelyard.core.config.base import Section
 
 
@@ -14,6 +15,17 @@ class MlflowSettings(Section):
 
     tracking_uri: str = "http://127.0.0.1:5000"
     model_name_template: str = "{family}-{region}"
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _holds_no_secret(cls, uri: str) -> str:
+        """Credentials for MLflow come from the environment or the ``mlflow_default`` connection, never the file."""
+        storage.check_no_secrets(
+            uri, {}, "mlflow.tracking_uri",
+            hint="(MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN; PGPASSWORD for a "
+            "database URI) or the Airflow Connection mlflow_default",
+        )  # fmt: skip
+        return uri
 
     @field_validator("model_name_template")
     @classmethod

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import CHART, RenderError
+from .conftest import CHART, Render, RenderError
 
 SCHEMA_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("typo at the top", {"replicaCont": 3}, ["additional properties 'replicaCont' not allowed"]),
@@ -79,6 +79,34 @@ VALIDATION_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"predictionLog": {"enabled": True}},
         ["predictionLog.existingClaim", "ReadWriteMany", "predictionLog.url"],
     ),
+    (
+        "literal secret in extraEnv",
+        {
+            "serving": {
+                "extraEnv": [
+                    {"name": "MODELYARD_BATCH_MAX", "value": "32"},
+                    {"name": "AWS_SECRET_ACCESS_KEY", "value": "x"},
+                ]
+            }
+        },
+        ["serving.extraEnv[1]", "AWS_SECRET_ACCESS_KEY holds a secret", "valueFrom.secretKeyRef"],
+    ),
+    (
+        "literal secret in the log options",
+        {"predictionLog": {"enabled": True, "url": "s3://b/x", "options": {"key": "AKIA", "endpoint_url": "${E}"}}},
+        ["predictionLog.options.key", "reference the pod's environment"],
+    ),
+    (
+        "nested literal secret in the log options",
+        {
+            "predictionLog": {
+                "enabled": True,
+                "url": "s3://b/x",
+                "options": {"client_kwargs": {"aws_secret_access_key": "x"}},
+            }
+        },
+        ["predictionLog.options.client_kwargs.aws_secret_access_key"],
+    ),
 ]
 
 
@@ -132,3 +160,28 @@ def test_schema_closes_every_object() -> None:
 
     walk(schema, "")
     assert open_objects == [], f"objects without additionalProperties: false: {open_objects}"
+
+
+def test_secrets_from_the_environment_and_secret_refs_render(render: Render) -> None:
+    values = {
+        "serving": {
+            "extraEnv": [{"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+        },
+        "predictionLog": {
+            "enabled": True,
+            "url": "s3://b/x",
+            "options": {"key": "${AWS_KEY}", "client_kwargs": {"token": "${T}"}},
+        },
+    }
+    assert render(values)
+
+
+def test_topology_constraints_are_not_evaluated_as_templates(render: Render) -> None:
+    constraint = {
+        "maxSkew": 1,
+        "topologyKey": "{{ .Values.mlflow.existingSecret }}",
+        "whenUnsatisfiable": "DoNotSchedule",
+    }
+    objects = render({"topologySpreadConstraints": [constraint]})
+    pod = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "{{ .Values.mlflow.existingSecret }}"

@@ -117,6 +117,7 @@ Validate values and fail rendering with every problem found, each naming the key
 {{- $messages = append $messages (include "modelyard-serving.validateValues.pdb" .) -}}
 {{- $messages = append $messages (include "modelyard-serving.validateValues.ingress" .) -}}
 {{- $messages = append $messages (include "modelyard-serving.validateValues.predictionLog" .) -}}
+{{- $messages = append $messages (include "modelyard-serving.validateValues.secrets" .) -}}
 {{- $messages = without $messages "" -}}
 {{- $message := join "\n" $messages -}}
 {{- if $message -}}
@@ -201,5 +202,40 @@ modelyard-serving: predictionLog.existingClaim
     The prediction log is on but has nowhere to go: set predictionLog.url to <storage.root>/monitoring/samples
     on the object store, or predictionLog.existingClaim to a ReadWriteMany PersistentVolumeClaim that also
     holds <storage.root> for the Airflow workers (the monitoring DAG reads it there).
+{{- end -}}
+{{- end -}}
+
+
+{{/*
+Literal secrets in values end up in the rendered Deployment (and in `helm get values`): a secret-looking
+extraEnv entry must use valueFrom, and predictionLog.options may only reference the pod's environment.
+*/}}
+{{- define "modelyard-serving.secretKeyPattern" -}}
+(?i)(secret|password|passwd|pwd|token|credential|account_key|sas|connection_string|^key$|^sig$)
+{{- end -}}
+
+{{- define "modelyard-serving.validateValues.secrets" -}}
+{{- $pattern := include "modelyard-serving.secretKeyPattern" . -}}
+{{- $reference := "^\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}$" -}}
+{{- range $index, $env := .Values.serving.extraEnv -}}
+{{- if and (regexMatch $pattern (toString $env.name)) (hasKey $env "value") }}
+modelyard-serving: serving.extraEnv[{{ $index }}]
+    {{ $env.name }} holds a secret as a literal value: use valueFrom.secretKeyRef (a Kubernetes Secret) instead.
+{{- end -}}
+{{- end -}}
+{{- range $key, $value := .Values.predictionLog.options -}}
+{{- if kindIs "map" $value -}}
+{{- range $inner, $innerValue := $value -}}
+{{- if and (regexMatch $pattern (toString $inner)) (not (regexMatch $reference (toString $innerValue))) }}
+modelyard-serving: predictionLog.options.{{ $key }}.{{ $inner }}
+    A secret must not be written in values: reference the pod's environment ("${MY_VARIABLE}", set from a
+    Secret through serving.extraEnv valueFrom) or leave it out so the client reads its usual environment.
+{{- end -}}
+{{- end -}}
+{{- else if and (regexMatch $pattern (toString $key)) (not (regexMatch $reference (toString $value))) }}
+modelyard-serving: predictionLog.options.{{ $key }}
+    A secret must not be written in values: reference the pod's environment ("${MY_VARIABLE}", set from a
+    Secret through serving.extraEnv valueFrom) or leave it out so the client reads its usual environment.
+{{- end -}}
 {{- end -}}
 {{- end -}}

@@ -133,3 +133,29 @@ def test_local_roots_stay_plain_paths_relative_to_the_config(tmp_path: Path) -> 
     assert isinstance(url.storage.root, Path)
     assert url.storage.root == tmp_path / "x"
     assert url.storage.local_dir == tmp_path / "x"
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "expected"),
+    [
+        ("postgresql://me:pa/ss@db/mlflow", {}, r"lock: the URL holds a password"),  # "/" inside the password
+        ("s3://bucket/x?password=hunter2", {}, r"lock: the URL's query parameter 'password' holds a secret"),
+        ("https://acct.blob/x?sv=1&sig=abc", {}, r"query parameter 'sig'"),
+        ("s3://bucket", {"client_kwargs": {"aws_secret_access_key": "x"}}, r"lock.options.client_kwargs.aws_secret"),
+    ],
+)
+def test_every_secret_shape_is_refused(url: str, options: dict[str, object], expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
+        storage.check_no_secrets(url, options, "lock")
+
+
+def test_urls_and_options_without_secrets_pass() -> None:
+    for url in ("postgresql://me@db/mlflow", "http://127.0.0.1:5000", "s3://b/x?versionId=3", "https://h/x?token=${T}"):
+        storage.check_no_secrets(url, {"config_kwargs": {"signature_version": "s3v4"}, "key": "${K}"}, "lock")
+
+
+def test_a_password_in_the_tracking_uri_is_refused_naming_mlflows_own_variables(tmp_path: Path) -> None:
+    file = tmp_path / "modelyard.yaml"
+    file.write_text((REPO / "modelyard.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"mlflow.tracking_uri: the URL holds a password.*MLFLOW_TRACKING_PASSWORD"):
+        load_config(file, environ={"MODELYARD_MLFLOW__TRACKING_URI": "https://me:hunter2@mlflow.example"})
