@@ -25,7 +25,16 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def _run(env: dict[str, str], *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["data", *args], env=env)
+    # The CLI's consoles are made at import, so they read COLUMNS then (under xdist: none, 80 wide)
+    # and a table would fold the reasons the tests look for: give them the width of this run's env.
+    from modelyard.core import cli
+
+    saved = cli.console._width
+    cli.console.width = int(env.get("COLUMNS", "200"))
+    try:
+        result = CliRunner().invoke(app, ["data", *args], env=env)
+    finally:
+        cli.console._width = saved
     return result.exit_code, result.output
 
 
