@@ -24,6 +24,9 @@ class Column(Section):
     nullable: bool = False
     max_null_fraction: float | None = Field(None, ge=0, le=1)  # implies nullable
     unique: bool = False
+    # What a server does with a raw value outside [min, max]: refuse it (422 naming the field) or clip it
+    # to the bound and count it (modelyard_raw_values_clipped_total). The data stage's suite checks the bounds.
+    out_of_range: Literal["refuse", "clip"] = "refuse"
 
     @model_validator(mode="after")
     def _bounds(self) -> Column:
@@ -212,3 +215,12 @@ class Dataset(Section):
     def column_types(self) -> dict[str, str]:
         """Every declared column's type, by name."""
         return {name: column.type for name, column in self.columns.items()}
+
+    @property
+    def column_bounds(self) -> dict[str, tuple[float | None, float | None, str]]:
+        """The declared ``(min, max, out_of_range)`` of every bounded numeric column, by name."""
+        return {
+            name: (column.min, column.max, column.out_of_range)
+            for name, column in self.columns.items()
+            if column.min is not None or column.max is not None
+        }

@@ -154,6 +154,7 @@ class Config(Section):
             time_column=dataset.time_column,
             columns=dataset.column_types,
             features=tuple(f.to_def() for f in declared),
+            bounds=dataset.column_bounds,
         )
 
     def pair_view(self, family: str, region: str) -> PairView:

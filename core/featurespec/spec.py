@@ -46,6 +46,15 @@ if TYPE_CHECKING:
     import numpy as np
 
 FORMAT_VERSION = 1
+# A raw column's declared (min, max, out_of_range); specs written before bounds existed have none.
+Bounds = tuple[float | None, float | None, str]
+
+
+def _bounds(value: Any) -> Bounds:
+    low, high, policy = value
+    if policy not in ("refuse", "clip"):
+        raise FeatureSpecError(f"feature spec bounds: out_of_range {policy!r} is not refuse or clip; retrain")
+    return (None if low is None else float(low), None if high is None else float(high), str(policy))
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,8 @@ class FeatureSpec:
         time_column: The dataset's time column.
         columns: Every raw column the dataset declares, name -> type (see :data:`COLUMN_TYPES`).
         features: The features in the order the model reads them.
+        bounds: The declared ``(min, max, out_of_range)`` of bounded numeric columns (``out_of_range``:
+            ``refuse`` or ``clip``, what a server does with a value outside them).
         allowed_function_modules: The modules a ``function`` feature may name (None: any, as in the
             pipeline, which runs the team's own config; a server passes its operator's allow-list).
             Not part of the spec's JSON: whoever reads a spec says what it may run.
@@ -66,6 +77,7 @@ class FeatureSpec:
     time_column: str
     columns: Mapping[str, str]
     features: tuple[FeatureDef, ...]
+    bounds: Mapping[str, Bounds] = field(default_factory=dict)
     allowed_function_modules: frozenset[str] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -273,6 +285,7 @@ class FittedSpec:
             "calendar": self.calendar.to_dict(),
             "vocabularies": {k: list(v) for k, v in self.vocabularies.items()},
             "edges": {k: list(v) for k, v in self.edges.items()},
+            **({"bounds": {k: list(v) for k, v in self.spec.bounds.items()}} if self.spec.bounds else {}),
         }
 
     @classmethod
@@ -297,6 +310,7 @@ class FittedSpec:
             time_column=str(data["time_column"]),
             columns=dict(data["columns"]),
             features=tuple(FeatureDef.from_dict(f) for f in data["features"]),
+            bounds={k: _bounds(v) for k, v in data.get("bounds", {}).items()},
             allowed_function_modules=allowed,
         )
         vocabularies = {k: tuple(str(v) for v in values) for k, values in data.get("vocabularies", {}).items()}

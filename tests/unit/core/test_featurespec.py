@@ -15,6 +15,7 @@ from modelyard.core.featurespec import (
     Calendar,
     FeatureDef,
     FeatureSpec,
+    FeatureSpecError,
     FittedSpec,
     FunctionNotAllowedError,
     MissingInputError,
@@ -210,6 +211,18 @@ def test_json_round_trip_gives_the_same_matrix() -> None:
     np.testing.assert_array_equal(again.transform(columns), fitted.transform(columns))
     rows = [{"ts": "2026-03-29T03:30:00+02:00", "shop": "b", "size": 4}]
     assert again.transform(again.columns_from_records(rows)).shape == (1, 3)
+
+
+def test_declared_bounds_travel_with_the_spec_and_old_specs_have_none() -> None:
+    bounded = FeatureSpec("prep", "ts", COLUMNS, (FeatureDef("size", "column"),), bounds={"size": (0.0, 9.0, "clip")})
+    fitted = bounded.fit({"ts": _times_across_dst().to_numpy(), "size": np.arange(3.0)}, BERLIN)
+    saved = json.loads(json.dumps(fitted.to_dict()))
+    assert saved["bounds"] == {"size": [0.0, 9.0, "clip"]}
+    assert FittedSpec.from_dict(saved).spec.bounds == {"size": (0.0, 9.0, "clip")}
+    del saved["bounds"]  # a spec written before bounds existed
+    assert FittedSpec.from_dict(saved).spec.bounds == {}
+    with pytest.raises(FeatureSpecError, match="out_of_range 'ignore' is not refuse or clip"):
+        FittedSpec.from_dict({**saved, "bounds": {"size": [0, 9, "ignore"]}})
 
 
 def test_the_module_imports_without_pandas() -> None:
