@@ -36,10 +36,11 @@ from modelyard.pipeline.accounting import (
     write_quarantine,
 )
 from modelyard.pipeline.features import FeatureError, build_features, check_family, required_raw_columns
-from modelyard.pipeline.ingest import FILE_COLUMN, UNKNOWN_REGION, IngestError, RawTable, read_dataset
+from modelyard.pipeline.ingest import FILE_COLUMN, UNKNOWN_REGION, IngestError, RawTable, read_dataset, region_rows
 from modelyard.pipeline.outcomes import write_outcomes
 from modelyard.pipeline.report import render_report
 from modelyard.pipeline.selection import select_rows
+from modelyard.pipeline.spill import RegionSpill, spill_folder
 from modelyard.pipeline.validation import ValidationOutcome, summarize, validate_features, validate_raw
 
 if TYPE_CHECKING:
@@ -95,9 +96,21 @@ class BuildRequest:
 
 @dataclass
 class RawCache:
-    """Raw rows read once per build: per (dataset, region) from the generator, per (dataset, family) from files."""
+    """Raw rows read once per build: per (dataset, region) from the generator, per (dataset, family) from files.
+
+    A file's rows are set down per region in a spill on this host (:mod:`pipeline.spill`), so a
+    build holds one region's rows at a time; :meth:`close` removes the spills (so does collecting
+    the cache).
+    """
 
     tables: dict[tuple[str, str], RawTable] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Remove the spilled rows of every file read."""
+        for table in self.tables.values():
+            if table.spill is not None:
+                table.spill.close()
+        self.tables.clear()
 
 
 def source_of(dataset: Dataset, request: BuildRequest) -> str:
@@ -127,7 +140,12 @@ def load_raw(config: Config, pair: PairView, source: str, cache: RawCache | None
         else:
             required = list(dict.fromkeys([*required_raw_columns(pair), *dataset.required_columns]))
             zones = {r.name: r.timezone for r in config.regions}
-            cache.tables[key] = read_dataset(source, dataset, required, zones)
+            spill = RegionSpill(spill_folder(), dataset.region_column)
+            try:
+                cache.tables[key] = read_dataset(source, dataset, required, zones, spill)
+            except BaseException:
+                spill.close()
+                raise
     table = cache.tables[key]
     if source == SYNTHETIC:
         return table
@@ -136,12 +154,12 @@ def load_raw(config: Config, pair: PairView, source: str, cache: RawCache | None
 
 def region_table(table: RawTable, dataset: Dataset, region: str) -> RawTable:
     """The rows of ``table`` (read from files) of one region, with that region's counts and set-aside rows."""
-    mine = (table.frame[dataset.region_column] == region).to_numpy()
-    origin = table.origin[mine].reset_index(drop=True) if table.origin is not None else None
+    frame, origin = region_rows(table, dataset.region_column, region)
     return replace(
         table,
-        frame=table.frame[mine].reset_index(drop=True),
+        frame=frame,
         origin=origin,
+        spill=None,
         read=Counter({k: n for k, n in table.read.items() if k[1] == region}),
         bad=[b for b in table.bad if b.region in (region, UNKNOWN_REGION)],
         notes=list(table.notes),
@@ -435,11 +453,14 @@ def build_all(
         check_family(pair)
     cache = RawCache()
     results = []
-    for pair in pairs:
-        result = build_view(config, pair, request, cache)
-        results.append(result)
-        if on_result:
-            on_result(result)
+    try:
+        for pair in pairs:
+            result = build_view(config, pair, request, cache)
+            results.append(result)
+            if on_result:
+                on_result(result)
+    finally:
+        cache.close()
     return results
 
 

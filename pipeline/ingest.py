@@ -15,7 +15,8 @@ number. Bad rows fail the read (``bad_rows: fail``) or are set aside for the qua
 Memory follows the rows kept, not the file: :mod:`pipeline.readers` reads a CSV in blocks
 (pyarrow's streaming reader) and a Parquet file in batches, and each chunk is renamed, counted,
 cut to the declared regions and typed before the next is read; only the typed rows of declared
-regions are kept. A problem that fails the read is tallied over the whole file and reported once
+regions are kept, and a build sets them down per region (:mod:`pipeline.spill`) so it holds one
+region's rows at a time. A problem that fails the read is tallied over the whole file and reported once
 at its end, so its message gives the file's count and first example whatever the chunk size
 (``tests/bench/ingest.py`` and docs/benchmarks.md, "Ingest", have the figures).
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 import csv
 import glob
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ from modelyard.pipeline.ingest_errors import (
     UnsupportedFormatError,
 )
 from modelyard.pipeline.readers import LINE_COLUMN, no_duplicates, read_chunks
+from modelyard.pipeline.spill import RegionSpill
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,6 +72,7 @@ __all__ = [  # the errors are raised here and in pipeline.readers; callers catch
     "UnsupportedFormatError",
     "input_files",
     "read_dataset",
+    "region_rows",
     "undeclared_note",
 ]
 
@@ -77,6 +80,7 @@ __all__ = [  # the errors are raised here and in pipeline.readers; callers catch
 OFFSET_PATTERN = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
 # A hidden column that travels with each row to the report: the file it came from (and LINE_COLUMN).
 FILE_COLUMN = "__modelyard_file"
+HIDDEN = [FILE_COLUMN, LINE_COLUMN]
 UNKNOWN_REGION = "?"  # a malformed line too short to hold its region, or a null region
 TRUE_TEXT = frozenset({"true", "t", "yes", "y", "1", "1.0"})
 FALSE_TEXT = frozenset({"false", "f", "no", "n", "0", "0.0"})
@@ -105,6 +109,8 @@ class RawTable:
         read: Rows read per (file, region value), bad and undeclared ones included.
         undeclared: Rows per (file, region value) of regions the config does not declare (dropped).
         bad: Rows set aside under ``bad_rows: quarantine``.
+        spill: Where the rows are when they were set down per region (``frame`` and ``origin`` are then
+            empty): read one region with :func:`region_rows`.
     """
 
     frame: pd.DataFrame
@@ -113,6 +119,7 @@ class RawTable:
     read: Counter[tuple[str, str]] = field(default_factory=Counter)
     undeclared: Counter[tuple[str, str]] = field(default_factory=Counter)
     bad: list[BadRow] = field(default_factory=list)
+    spill: RegionSpill | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -211,6 +218,7 @@ def read_dataset(
     dataset: Dataset,
     required: list[str] | None = None,
     regions: Mapping[str, str] | None = None,
+    spill: RegionSpill | None = None,
 ) -> RawTable:
     """Every file of ``source``, renamed and typed by ``dataset``, concatenated, every row accounted for.
 
@@ -224,6 +232,8 @@ def read_dataset(
         regions: The configured regions' names and IANA zones. Given, rows of other regions are
             dropped and counted (or refused), and ``naive_timestamps: region_local`` can read local
             times; None: every region value is kept.
+        spill: Where to set the typed rows down per region instead of holding them: the returned
+            table's frame is then empty and :func:`region_rows` loads one region's rows from it.
 
     Returns:
         The rows (time column as UTC timestamps, int/float/bool columns as numbers, category and
@@ -235,9 +245,14 @@ def read_dataset(
 
     notes: list[str] = []
     reads = [_Read(path, dataset, regions, notes) for path in input_files(source)]
-    frame = _concat([chunk for read in reads for chunk in _read_one(read, required)])
-    hidden = [FILE_COLUMN, LINE_COLUMN]
-    table = RawTable(frame.drop(columns=hidden), notes, origin=frame[hidden])
+    chunks = (chunk for read in reads for chunk in _read_one(read, required))
+    if spill is None:
+        frame = _concat(list(chunks))
+    else:
+        for chunk in chunks:
+            spill.add(chunk)
+        frame = spill.template if spill.template is not None else _concat([])
+    table = RawTable(frame.drop(columns=HIDDEN), notes, origin=frame[HIDDEN], spill=spill)
     for read in reads:
         table.read.update(read.read)
         table.undeclared.update(read.undeclared)
@@ -247,10 +262,22 @@ def read_dataset(
     return table
 
 
+def region_rows(table: RawTable, region_column: str, region: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The rows of ``region`` in ``table`` and their origin (file, line), from its spill or its frame."""
+    if table.spill is not None:
+        frame = table.spill.load(region)
+        return frame.drop(columns=HIDDEN), frame[HIDDEN]
+    mine = (table.frame[region_column] == region).to_numpy()
+    origin = table.origin[mine].reset_index(drop=True) if table.origin is not None else None
+    return table.frame[mine].reset_index(drop=True), origin
+
+
 def _concat(chunks: list[pd.DataFrame]) -> pd.DataFrame:
     """The chunks as one frame, a column at a time, each chunk's column freed once copied (not twice the rows)."""
     import pandas as pd
 
+    if not chunks:
+        return pd.DataFrame(columns=HIDDEN)
     if len(chunks) == 1:
         return chunks[0]
     columns = [pd.concat([chunk.pop(name) for chunk in chunks], ignore_index=True) for name in list(chunks[0].columns)]
@@ -267,9 +294,13 @@ def undeclared_note(undeclared: Counter[tuple[str, str]]) -> str:
     return f"{sum(per_region.values())} rows of regions the config does not declare were dropped: {listed}"
 
 
-def _read_one(read: _Read, required: list[str] | None) -> list[pd.DataFrame]:
-    """The typed chunks of one file (the last one kept even when empty, for its columns)."""
-    kept: list[pd.DataFrame] = []
+def _read_one(read: _Read, required: list[str] | None) -> Iterator[pd.DataFrame]:
+    """The typed chunks of one file, as they are read (an empty one at the end when none had rows, for its columns).
+
+    A file that fails raises at its end (:meth:`_Read.finish`), after the chunks given so far:
+    whoever keeps them drops them with the error.
+    """
+    given = False
     empty: pd.DataFrame | None = None
     rows = malformed = 0
     for frame, bad_lines in read_chunks(read.path, _numeric_sources(read.dataset)):
@@ -279,16 +310,18 @@ def _read_one(read: _Read, required: list[str] | None) -> list[pd.DataFrame]:
         if not read.width:
             _check_columns(read, [str(c) for c in frame.columns if c != LINE_COLUMN], required)
         typed = _chunk(read, frame, bad_lines)
-        if read.failing:
-            kept.clear()  # the file fails at its end: keep nothing meanwhile
-        elif typed is not None and len(typed):
-            kept.append(typed)
-        elif typed is not None:
+        if read.failing or typed is None:
+            continue  # the file fails at its end: give nothing meanwhile
+        if len(typed):
+            given = True
+            yield typed
+        else:
             empty = typed
     if not rows and not malformed:
         raise HeaderOnlyError(f"{read.path}: the file has a header but no rows")
     read.finish()
-    return kept or ([empty] if empty is not None else [])
+    if not given and empty is not None:
+        yield empty
 
 
 def _numeric_sources(dataset: Dataset) -> set[str]:

@@ -6,7 +6,8 @@ with fresh booking ids until the file is large enough. Then it reads that file t
 in its own process so each peak RSS is its own:
 
 * **modelyard**: ``modelyard.pipeline.ingest.read_dataset`` as ``modelyard data build`` calls it
-  (declared columns, region policy, typing, every row accounted for), streaming the file in chunks;
+  (declared columns, region policy, typing, every row accounted for), streaming the file in chunks
+  and setting the rows down per region (``pipeline.spill``), then each region's rows loaded in turn;
 * **pyarrow.csv.read_csv**: the whole file into an Arrow table (the floor: a parser and nothing else);
 * **pandas.read_csv**: the whole file into a frame.
 
@@ -70,13 +71,19 @@ def measure(reader: str, path: Path) -> dict[str, Any]:
     imported = _peak_mb()
     started = time.perf_counter()
     if reader == "modelyard":
-        from modelyard.pipeline.ingest import read_dataset
+        from modelyard.pipeline.ingest import read_dataset, region_rows
+        from modelyard.pipeline.spill import RegionSpill, spill_folder
 
         dataset = config.dataset("bookings")
         zones = {region.name: region.timezone for region in config.regions}
-        table = read_dataset(path, dataset, dataset.required_columns, zones)
-        rows = sum(table.read.values())
-        kept = len(table.frame)
+        spill = RegionSpill(spill_folder(path.parent), dataset.region_column)
+        table = read_dataset(path, dataset, dataset.required_columns, zones, spill)
+        rows, kept = sum(table.read.values()), 0
+        for region in zones:  # as a build does: one region's rows at a time
+            frame, _ = region_rows(table, dataset.region_column, region)
+            kept += len(frame)
+            del frame
+        spill.close()
     elif reader == "pyarrow":
         rows = kept = pacsv.read_csv(path).num_rows
     else:

@@ -25,6 +25,7 @@ from modelyard.pipeline.ingest import (
     UndeclaredRegionError,
     read_dataset,
 )
+from modelyard.pipeline.spill import RegionSpill
 
 CONFIG = """
 storage: {{root: {root}}}
@@ -203,3 +204,45 @@ def test_a_bad_row_keeps_its_file_and_line_across_chunks(tmp_path: Path, monkeyp
     assert [dataclasses.astuple(row)[1:3] for row in table.bad] == [(26, "EWR"), (27, "EWR"), (28, "EWR"), (182, "EWR")]
     kept = table.origin[ingest.LINE_COLUMN].tolist()
     assert kept == [n for n in range(2, 302) if n not in (26, 27, 28, 182)]
+
+
+def test_a_spill_gives_each_region_the_rows_of_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _lines(600)
+    lines[40] = lines[40].rsplit(",", 2)[0]  # malformed: set aside, not spilled
+    path = _write(tmp_path, lines)
+    config = _config(tmp_path, extra="bad_rows: quarantine\n    max_bad_fraction: 0.1")
+    whole = _read(path, config, monkeypatch, SMALL_BLOCK)
+    spill = RegionSpill(tmp_path / "spill", "origin")
+    spilled = read_dataset(path, config.dataset("flights"), regions=ZONES, spill=spill)
+    assert spilled.frame.empty
+    assert list(spilled.frame.columns) == list(whole.frame.columns)
+    assert (spilled.read, spilled.undeclared, spilled.notes) == (whole.read, whole.undeclared, whole.notes)
+    assert [row.line for row in spilled.bad] == [row.line for row in whole.bad] == [42]
+    for region in (*ZONES, "SFO"):  # SFO is undeclared: no rows, the typed columns
+        frame, origin = ingest.region_rows(spilled, "origin", region)
+        expected, expected_origin = ingest.region_rows(whole, "origin", region)
+        pd.testing.assert_frame_equal(frame, expected, check_categorical=False)
+        pd.testing.assert_frame_equal(origin, expected_origin)
+    spill.close()
+    assert not (tmp_path / "spill").exists()
+
+
+def test_with_a_spill_memory_follows_the_largest_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four regions' rows of a file: read with a spill, then one region loaded, peaks near that region's size."""
+    config = _config(tmp_path)
+    zones = {**ZONES, "CDG": "Europe/Paris", "NRT": "Asia/Tokyo"}
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 256 << 10)
+    path = _write(tmp_path, _lines(80_000, regions=tuple(zones)))
+
+    def peak(spill: RegionSpill | None) -> int:
+        tracemalloc.start()
+        table = read_dataset(path, config.dataset("flights"), regions=zones, spill=spill)
+        frame, _ = ingest.region_rows(table, "origin", "EWR")
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert len(frame) == 20_000
+        return top
+
+    held, spilled = peak(None), peak(RegionSpill(tmp_path / "spill", "origin"))
+    print(f"peak with a spill {spilled >> 10} KiB, holding every region {held >> 10} KiB")
+    assert spilled < 0.7 * held, (spilled, held)
