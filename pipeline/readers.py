@@ -11,7 +11,7 @@ each chunk before the next is read.
 from __future__ import annotations
 
 import csv
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,21 +65,25 @@ def _csv_chunks(path: Path, numeric: Collection[str]) -> Iterator[Chunk]:
     if not any(name.strip() for name in header):
         raise EmptyFileError(f"{path}: the file has no header and no rows")
     no_duplicates(path, header, "in the CSV header")
-    malformed: list[tuple[int, str]] = []
+    # pyarrow parses the next block ahead, on its own thread, while a chunk is being handled: its
+    # malformed lines arrive at any time, so each chunk takes those reported so far (popped, never
+    # cleared: a clear after the yield lost the lines reported meanwhile, and shifted the numbering).
+    malformed: deque[tuple[int, str]] = deque()
     lines = _LineNumbers()
     yielded = False
     try:
         reader = _csv_reader(path, header, malformed)
         for batch in reader:
             frame = _as_frame(batch, numeric)
-            frame[LINE_COLUMN] = lines.take(len(frame), malformed)
-            yield frame, malformed[:]
-            malformed.clear()
+            bad = _drain(malformed)
+            frame[LINE_COLUMN] = lines.take(len(frame), bad)
+            yield frame, bad
             yielded = True
-        if not yielded:
+        bad = _drain(malformed)
+        if not yielded or bad:  # no line parsed, or lines reported after the last batch
             frame = reader.schema.empty_table().to_pandas()
-            frame[LINE_COLUMN] = lines.take(0, malformed)
-            yield frame, malformed[:]
+            frame[LINE_COLUMN] = lines.take(0, bad)
+            yield frame, bad
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise UnsupportedFormatError(f"{path}: not readable as CSV ({_first_line(exc)})") from exc
 
@@ -105,7 +109,15 @@ def _as_frame(batch: Any, numeric: Collection[str]) -> pd.DataFrame:
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names).to_pandas()
 
 
-def _csv_reader(path: Path, header: list[str], malformed: list[tuple[int, str]]) -> Any:
+def _drain(reported: deque[tuple[int, str]]) -> list[tuple[int, str]]:
+    """What the parser has reported so far, taken out (its thread may append meanwhile: popleft is atomic)."""
+    taken = []
+    while reported:
+        taken.append(reported.popleft())
+    return taken
+
+
+def _csv_reader(path: Path, header: list[str], malformed: deque[tuple[int, str]]) -> Any:
     import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pacsv
