@@ -15,6 +15,8 @@ Where the URL comes from, first match wins (XComs of the task instance, map inde
   return value; else built from ``model_name`` + ``version`` in the return value and the
   MLflow UI address (the run URL's base, or ``$MLFLOW_TRACKING_URI`` of the API server).
 
+* ``Pairs on the fleet page`` (``plugins.fleet.link``): the fleet page showing only the task's pairs.
+
 The links run inside the API server, which reads XComs straight from the metadata DB.
 """
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from modelyard.plugins.fleet.link import FleetPairsLink
 from modelyard.plugins.fleet.mount import fleet_mounts, fleet_views
 from modelyard.plugins.links import MlflowModelVersionLink, MlflowRunLink
 
@@ -27,10 +28,11 @@ def mlflow_menu_views(environ: dict[str, str] | None = None) -> list[dict[str, A
 
 
 class ModelyardPlugin(AirflowPlugin):
-    """Global extra links (MLflow run, MLflow model version), an MLflow menu entry and the fleet page."""
+    """Global extra links (MLflow run and model version, the task's pairs on the fleet page), an MLflow menu entry and
+    the fleet page."""
 
     name = "modelyard"
-    global_operator_extra_links = [MlflowRunLink(), MlflowModelVersionLink()]
+    global_operator_extra_links = [MlflowRunLink(), MlflowModelVersionLink(), FleetPairsLink()]
 
     def __init__(self) -> None:
         # Read when Airflow instantiates the plugin (in the API server), not at import.

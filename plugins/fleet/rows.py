@@ -41,10 +41,11 @@ class FleetQuery:
     descending: bool = False
     page: int = 1
     per_page: int = PER_PAGE
+    pairs: tuple[str, ...] = ()  # "family/region" names: only these (a task's pairs, from its extra link)
 
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> FleetQuery:
-        """The query of ``?family=&region=&sort=&desc=&page=&per_page=``.
+        """The query of ``?family=&region=&sort=&desc=&page=&per_page=&pairs=f/r,f/r``.
 
         Raises:
             FleetQueryError: an unknown sort key, or a page or page size that is not a positive integer.
@@ -59,6 +60,7 @@ class FleetQuery:
             descending=(params.get("desc") or "") in ("1", "true", "on"),
             page=_positive(params, "page", 1, None),
             per_page=_positive(params, "per_page", PER_PAGE, MAX_PER_PAGE),
+            pairs=tuple(dict.fromkeys(p.strip() for p in (params.get("pairs") or "").split(",") if p.strip())),
         )
 
     def with_(self, **changes: Any) -> dict[str, str]:
@@ -71,6 +73,7 @@ class FleetQuery:
             "desc": "1" if values["descending"] else "",
             "page": str(values["page"]),
             "per_page": str(values["per_page"]) if values["per_page"] != PER_PAGE else "",
+            "pairs": ",".join(values["pairs"]),
         }
         return {key: value for key, value in params.items() if value}
 
@@ -167,9 +170,13 @@ class FleetPage:
 
 
 def select_pairs(pairs: Sequence[tuple[str, str]], query: FleetQuery) -> list[tuple[str, str]]:
-    """The pairs the query's family and region filters keep, in config order."""
-    region = query.region.lower()
-    return [(f, r) for f, r in pairs if (not query.family or f == query.family) and region in r.lower()]
+    """The pairs the query's family, region and pairs filters keep, in config order."""
+    region, named = query.region.lower(), set(query.pairs)
+    return [
+        (f, r)
+        for f, r in pairs
+        if (not query.family or f == query.family) and region in r.lower() and (not named or f"{f}/{r}" in named)
+    ]
 
 
 def page_slice(items: Sequence[Any], query: FleetQuery) -> list[Any]:

@@ -65,5 +65,5 @@ def test_training_chunk_names_each_pairs_mlflow_run(chain: Chain) -> None:
 def test_tasks_without_mlflow_output_have_empty_links(chain: Chain) -> None:
     run = chain.state.runs["data_processing"][-1]
     links = chain.api.extra_links("data_processing", run["dag_run_id"], "select_pairs")
-    assert set(links) == {"MLflow run", "MLflow model version"}
+    assert set(links) == {"MLflow run", "MLflow model version", "Pairs on the fleet page"}
     assert not any(links.values()), links

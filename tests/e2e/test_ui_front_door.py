@@ -4,6 +4,8 @@
   defaults would deploy), and the run it starts succeeds with the defaults as its conf.
 * The fleet page (the plugin's "Fleet" entry) lists the chain's pairs with the champion
   versions the registry holds, and a pair's champion link opens that model version in MLflow.
+* A training chunk's "Pairs on the fleet page" link shows that chunk's pairs only, and a pair's
+  link there opens the version the chunk registered in MLflow.
 
 Screenshots go to ``test-results/``.
 """
@@ -141,6 +143,29 @@ def test_the_fleet_page_lists_every_pair_with_its_champion_and_links_to_mlflow(
     browser.switch_to.default_content()
     browser.get(links[pair])  # the link opens a new tab; the same address in this one
     wait_for_text(browser, [name, f"Version {version}"], "fleet-mlflow-model-version.png")
+
+
+def test_a_training_chunk_links_each_of_its_pairs_to_its_mlflow_version(chain: Chain, browser: WebDriver) -> None:
+    run = chain.state.runs["training"][-1]
+    outcomes = chain.api.pair_outcomes("training", run["dag_run_id"], "train", 0)
+    assert outcomes, "the training run's first chunk reported no pairs"
+    link = chain.api.extra_links("training", run["dag_run_id"], "train", 0)["Pairs on the fleet page"]
+    assert link, "the chunk task has no fleet link"
+    airflow_url = chain.settings.airflow_url
+    log_in(browser, airflow_url)
+    browser.get(f"{airflow_url}{link}")  # the UI opens the task's link on the API server's own address
+    pairs = [f"{o['family']}/{o['region']}" for o in outcomes]
+    wait_for_text(browser, [f"{len(pairs)} pairs", f"the {len(pairs)} pairs of one task"], "fleet-chunk.png")
+    shown = [row.get_attribute("data-pair") for row in browser.find_elements(By.CSS_SELECTOR, "tr[data-pair]")]
+    assert sorted(shown) == sorted(pairs)
+    outcome = outcomes[0]
+    pair, version = f"{outcome['family']}/{outcome['region']}", str(outcome["event_extra"]["version"])
+    row = browser.find_element(By.CSS_SELECTOR, f"tr[data-pair='{pair}']")
+    hrefs = [a.get_attribute("href") or "" for a in row.find_elements(By.CSS_SELECTOR, "a")]
+    registered = [href for href in hrefs if href.endswith(f"/versions/{version}")]
+    assert registered, f"{pair}: no link to the version the chunk registered (v{version}) among {hrefs}"
+    browser.get(registered[0])
+    wait_for_text(browser, [outcome["event_extra"]["model_name"], f"Version {version}"], "fleet-chunk-version.png")
 
 
 def test_the_fleet_page_needs_an_airflow_login(chain: Chain) -> None:

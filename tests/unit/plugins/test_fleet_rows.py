@@ -46,6 +46,27 @@ def test_filters_keep_a_family_and_regions_containing_the_text_in_any_case() -> 
     assert select_pairs(PAIRS, FleetQuery(family="accept", region="jak")) == [("accept", "jakarta_2")]
 
 
+def test_a_tasks_pairs_are_shown_alone_and_kept_in_its_links() -> None:
+    query = FleetQuery.parse({"pairs": "eta/bangkok, accept/hanoi,eta/bangkok,"})
+    assert query.pairs == ("eta/bangkok", "accept/hanoi")
+    assert select_pairs(PAIRS, query) == [("eta", "bangkok"), ("accept", "hanoi")]
+    assert query.with_(page=2)["pairs"] == "eta/bangkok,accept/hanoi"  # paging and sorting keep the selection
+    assert select_pairs(PAIRS, FleetQuery(pairs=("eta/bangkok",), family="accept")) == []
+
+
+def test_the_fleet_link_of_a_chunk_names_its_pairs_and_of_other_tasks_nothing() -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from modelyard.plugins.fleet.link import fleet_pairs_url
+
+    outcomes = [{"family": "eta", "region": "jakarta", "status": "trained"}, {"family": "eta", "region": "hanoi"}]
+    url = urlsplit(fleet_pairs_url(outcomes, {"chunk": 0}))
+    assert url.path == "/modelyard/fleet"
+    assert parse_qs(url.query) == {"pairs": ["eta/jakarta,eta/hanoi"]}
+    assert fleet_pairs_url(None, {"family": "eta", "region": "bangkok", "version": "3"}).endswith("=eta%2Fbangkok")
+    assert fleet_pairs_url(None, ["a", "b"]) == fleet_pairs_url(None, None) == fleet_pairs_url([], None) == ""
+
+
 def test_sorting_by_region_then_family() -> None:
     assert sort_pairs(PAIRS, FleetQuery(sort="region"))[0] == ("eta", "bangkok")
 
