@@ -6,8 +6,8 @@ the decision as JSON in an HTML comment (hidden by the UI; what :func:`recorded_
 back). Short tags ``promotion.*`` say the outcome, summary, action, who and when, the aliases
 before and after, the gate count, and since (until) when a version was champion. Artifacts on
 its training run (``promotion/<when>-<action>/``: decision.json, gates.txt, comparison.png,
-history.json) and the registered model's ``promotion_history`` tag (newest entries, bounded in
-size) complete the record.
+history.json) and the promotion history at the end of the registered model's description (a
+table, newest first, bounded in size: :func:`append_history`) complete the record.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelyard.core.contracts.registry import HISTORY_TAG, PROMOTION_TAG
+from modelyard.core.contracts.registry import HISTORY_HEADING, HISTORY_TAG, PROMOTION_TAG, split_history
 from modelyard.promotion.aliases import retire_challenger
 from modelyard.promotion.decision import Decision
 from modelyard.promotion.render import decision_markdown
@@ -33,9 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TAG = PROMOTION_TAG
-# Registered-model tag values are VARCHAR(5000) on SQL backends: keep the newest entries that fit.
-HISTORY_MAX_CHARS = 4800
-# Model version descriptions are VARCHAR(5000) on SQL backends.
+# Model version and registered model descriptions are VARCHAR(5000) on SQL backends.
 DESCRIPTION_MAX_CHARS = 5000
 # A tag is read in the registry's tables: a sentence, not a document.
 TAG_MAX_CHARS = 250
@@ -291,24 +289,61 @@ def _log_artifacts(
 
 
 def history(client: MlflowClient, model_name: str) -> list[dict[str, str | None]]:
-    """The promotion history of ``model_name`` (oldest first, the newest entries that fit the tag)."""
-    raw = client.get_registered_model(model_name).tags.get(HISTORY_TAG)
-    return list(json.loads(raw)) if raw else []
+    """The promotion history of ``model_name`` (oldest first, the newest entries that fit its description)."""
+    model = client.get_registered_model(model_name)
+    _, section = split_history(model.description)
+    found = re.search(r"<!-- modelyard:history (.*?) -->", section, re.S)
+    if found:
+        return list(json.loads(found.group(1)))
+    legacy = (model.tags or {}).get(HISTORY_TAG)  # written as a tag before the history moved to the description
+    return list(json.loads(legacy)) if legacy else []
 
 
 def append_history(client: MlflowClient, model_name: str, decision: Decision) -> list[dict[str, str | None]]:
-    """Append ``decision`` to the model's ``promotion_history`` tag, dropping the oldest entries that do not fit.
+    """Append ``decision`` to the model's history section, dropping the oldest entries that do not fit.
+
+    The section ends the registered model's description (what the MLflow UI shows on the model's
+    page): a Markdown table, newest first, then the entries as JSON in an HTML comment (hidden by
+    the UI; what :func:`history` reads). Older entries stay in each decision's ``history.json``.
 
     Returns:
         The history as written.
     """
+    model = client.get_registered_model(model_name)
     entries = [*history(client, model_name), decision.history_entry()]
-    text = json.dumps(entries, separators=(",", ":"))
-    while len(text) > HISTORY_MAX_CHARS and len(entries) > 1:
+    base, _ = split_history(model.description)
+    text = _with_history(base, entries)
+    while len(text) > DESCRIPTION_MAX_CHARS and len(entries) > 1:
         entries = entries[1:]
-        text = json.dumps(entries, separators=(",", ":"))
-    client.set_registered_model_tag(model_name, HISTORY_TAG, text)
+        text = _with_history(base, entries)
+    client.update_registered_model(model_name, description=text)
+    if HISTORY_TAG in (model.tags or {}):
+        client.delete_registered_model_tag(model_name, HISTORY_TAG)
     return entries
+
+
+def _with_history(base: str, entries: list[dict[str, str | None]]) -> str:
+    rows = [
+        f"| {_cell((e.get('at') or '')[:16].replace('T', ' '))} | {_cell(e.get('action'))} | "
+        f"{_cell(e.get('outcome'))} | v{_cell(e.get('version'))} | "
+        f"{_champion_move(e)} | {_cell(e.get('by'))} | {_cell(_cut(e.get('why') or '', 80))} |"
+        for e in reversed(entries)
+    ]
+    table = "\n".join(["| when (UTC) | action | outcome | version | champion | by | why |", "|---" * 7 + "|", *rows])
+    data = json.dumps(entries, separators=(",", ":")).replace("--", "-\\u002d")  # "--" would end the comment
+    section = f"{HISTORY_HEADING} (newest first)\n\n{table}\n\n<!-- modelyard:history {data} -->"
+    return f"{base}\n\n{section}" if base else section
+
+
+def _champion_move(entry: dict[str, str | None]) -> str:
+    before, after = entry.get("champion_before"), entry.get("champion_after")
+    if before == after:
+        return f"v{before}" if before else "-"
+    return f"{'v' + before if before else 'none'} → {'v' + after if after else 'none'}"
+
+
+def _cell(value: object) -> str:
+    return " ".join(str(value or "").split()).replace("|", "\\|")
 
 
 def comparison_figure(evidence: Evidence, decision: Decision) -> Figure:

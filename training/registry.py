@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from modelyard.core.contracts.registry import CHALLENGER_ALIAS, INPUT_KEY_TAG, PROMOTION_TAG
+from modelyard.core.contracts.registry import CHALLENGER_ALIAS, INPUT_KEY_TAG, PROMOTION_TAG, split_history
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -132,8 +132,12 @@ def model_description(config: Config, family: str, region: str) -> str:
 
 
 def describe_model(client: MlflowClient, model_name: str, description: str) -> None:
-    """Set the registered model's description (the config is its source; a re-registration rewrites it)."""
-    client.update_registered_model(model_name, description=description)
+    """Set the registered model's description (the config is its source; a re-registration rewrites it).
+
+    The promotion history section at its end (promotion writes it) is kept.
+    """
+    _, history = split_history(client.get_registered_model(model_name).description)
+    client.update_registered_model(model_name, description=f"{description}\n\n{history}" if history else description)
 
 
 def set_challenger(client: MlflowClient, model_name: str, version: str, attempts: int = 5) -> None:

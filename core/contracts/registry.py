@@ -8,7 +8,10 @@ PREVIOUS_ALIAS = "previous-champion"
 
 INPUT_KEY_TAG = "input_key"  # training: the digest of (snapshot, settings, seed, algorithm, params)
 PROMOTION_TAG = "promotion."  # promotion: the decision, per gate and in summary
-HISTORY_TAG = "promotion_history"  # promotion: the alias moves of a registered model
+HISTORY_TAG = "promotion_history"  # promotion, before 2026-12: the alias moves as a JSON tag (read, then removed)
+# promotion: the alias moves of a registered model, a section at the end of its description (a Markdown
+# table, newest first, and the entries as JSON in an HTML comment); training rewrites the part above it.
+HISTORY_HEADING = "#### Promotion history"
 MONITORING_TAG = "monitoring."  # monitoring: the drift verdict of a served version
 
 # training: the lineage of a pooled model's version (ADR 0015): the group, the regions it pooled and
@@ -16,3 +19,10 @@ MONITORING_TAG = "monitoring."  # monitoring: the drift verdict of a served vers
 POOLED_GROUP_TAG = "pooled_group"
 POOLED_REGIONS_TAG = "pooled_regions"
 POOLED_SNAPSHOTS_TAG = "pooled_snapshots"
+
+
+def split_history(description: str | None) -> tuple[str, str]:
+    """A registered model's description as (what training wrote, the promotion history section or '')."""
+    text = description or ""
+    head, mark, tail = text.partition(HISTORY_HEADING)
+    return head.rstrip(), (mark + tail) if mark else ""

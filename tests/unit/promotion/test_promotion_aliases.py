@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
+import json
 import os
 import random
 import subprocess
@@ -22,11 +23,17 @@ import pytest
 from mlflow import MlflowClient
 
 from modelyard.core.config import Config, load_config
-from modelyard.core.contracts.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, HISTORY_TAG, PREVIOUS_ALIAS
+from modelyard.core.contracts.registry import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    HISTORY_HEADING,
+    HISTORY_TAG,
+    PREVIOUS_ALIAS,
+)
 from modelyard.promotion.aliases import aliases, open_client, pair_lock, verify_aliases
 from modelyard.promotion.decide import evaluate_pair, promote_version, rollback
 from modelyard.promotion.decision import Decision, PromotionError
-from modelyard.promotion.record import HISTORY_MAX_CHARS, append_history, history, recorded_decision
+from modelyard.promotion.record import DESCRIPTION_MAX_CHARS, append_history, history, recorded_decision
 
 REPO = Path(__file__).resolve().parents[3]
 FAMILY, REGION = "driver_acceptance", "jakarta"
@@ -213,19 +220,44 @@ def test_the_lock_times_out_with_a_clear_message(config: Config) -> None:
     assert len(errors) == 1
 
 
-def test_history_keeps_the_newest_entries_within_the_tag_limit(
+def test_history_keeps_the_newest_entries_within_the_description_limit(
     client: MlflowClient, config: Config, versions: list[str]
 ) -> None:
     name = config.mlflow.model_name(FAMILY, REGION)
     base = promote(client, config, versions[0])
     for index in range(40):
-        entry = base.model_copy(update={"summary": f"entry {index} " + "x" * 200, "reason": None})
+        entry = base.model_copy(update={"summary": f"entry {index} | " + "x" * 200, "reason": None})
         append_history(client, name, entry)
-    raw = client.get_registered_model(name).tags[HISTORY_TAG]
-    assert len(raw) <= HISTORY_MAX_CHARS
+    model = client.get_registered_model(name)
+    assert len(model.description) <= DESCRIPTION_MAX_CHARS
+    assert HISTORY_TAG not in model.tags  # no JSON document in the registry's tag columns
     entries = history(client, name)
     assert entries[-1]["why"].startswith("entry 39 ")
     assert 5 < len(entries) < 41
+    table = model.description.split(HISTORY_HEADING, 1)[1]
+    assert f"| v{versions[0]} | none → v{versions[0]} | user:alice | entry 39 \\| xxx" in table  # "|" escaped
+    assert table.index("entry 39") < table.index("entry 38")
+
+
+def test_a_retraining_keeps_the_history_and_a_legacy_tag_is_read_then_moved(
+    client: MlflowClient, config: Config, versions: list[str]
+) -> None:
+    from modelyard.training.registry import describe_model
+
+    name = config.mlflow.model_name(FAMILY, REGION)
+    legacy = [
+        {"at": "2026-11-01T00:00:00", "action": "promote", "outcome": "promoted", "version": versions[0],
+         "champion_before": None, "champion_after": versions[0], "by": "user:bob", "why": "old -- entry"}
+    ]  # fmt: skip
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(legacy))
+    assert history(client, name) == legacy
+    promote(client, config, versions[1])
+    assert [e["by"] for e in history(client, name)] == ["user:bob", "user:alice"]
+    assert HISTORY_TAG not in client.get_registered_model(name).tags
+    describe_model(client, name, "**driver_acceptance**: rewritten by a retraining.")
+    description = client.get_registered_model(name).description
+    assert description.startswith("**driver_acceptance**: rewritten by a retraining.\n\n" + HISTORY_HEADING)
+    assert history(client, name)[0]["why"] == "old -- entry"  # "--" survives the HTML comment
 
 
 def test_concurrent_promotions_and_rollbacks_never_break_the_alias_invariant(
