@@ -17,6 +17,7 @@ Each pair is resolved against the config once (:meth:`Config.pair_view`) and its
 from __future__ import annotations
 
 import datetime as dt
+import errno
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -69,6 +70,7 @@ class BuildResult:
     undeclared: tuple[RowAccount, ...] = ()  # rows of the source whose region the config does not declare
     quarantine: UPath | None = None  # the region's set-aside rows (file, line, reason), beside the report
     pooled_only: bool = False  # published with fewer than data.min_rows rows: only its group's pooled model uses it
+    retryable: bool = False  # failed on this host's storage (disk full, a folder gone), not on the data: try again
 
     @property
     def ok(self) -> bool:
@@ -206,6 +208,28 @@ def build_view(
         table = load_raw(config, pair, source, cache)
     except IngestError as exc:
         return BuildResult(family, region, "failed", reason=str(exc))
+    except OSError as exc:  # the spill's disk, not the input: retried
+        return BuildResult(family, region, "failed", reason=storage_fault(exc), retryable=True)
+    try:
+        return _build_table(config, pair, table, source, request, cache)
+    except OSError as exc:
+        return BuildResult(family, region, "failed", reason=storage_fault(exc), retryable=True)
+
+
+def storage_fault(exc: OSError) -> str:
+    """One line for a write that failed on storage: what, why, and that nothing of the pair was published."""
+    where = f" {exc.filename}" if exc.filename else ""
+    why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return (
+        f"could not write{where}: {why}; nothing of this pair was published (writes are whole or nothing): "
+        "free space or fix the storage, then rerun (Airflow retries the pair)"
+    )
+
+
+def _build_table(
+    config: Config, pair: PairView, table: RawTable, source: str, request: BuildRequest, cache: RawCache
+) -> BuildResult:
+    family, region = pair.family.name, pair.region.name
     chosen = choose_rows(pair, table, request)
     base = BuildResult(
         family, region, "skipped", rows_by_file=chosen.accounts, undeclared=undeclared_accounts(table.undeclared)

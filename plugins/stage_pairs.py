@@ -123,7 +123,7 @@ def data_outcome(result: BuildResult) -> PairOutcome:
     digest = f"digest {result.digest}" if result.digest else ""
     if result.status == "failed":
         report = f" (report: {result.report})" if result.report else ""
-        return PairOutcome(**common, ok=False, detail=f"{result.reason}{report}", retryable=False)
+        return PairOutcome(**common, ok=False, detail=f"{result.reason}{report}", retryable=result.retryable)
     if result.status == "skipped":
         return PairOutcome(**common, detail=result.reason)
     detail = f"{result.rows} rows, validation {result.validation}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -130,6 +131,34 @@ def test_unreadable_source_fails_every_pair_with_the_cause(tmp_path: Path) -> No
     results = build_all(config, regions=["jakarta"], request=BuildRequest(source=str(tmp_path / "missing.csv")))
     assert {r.status for r in results} == {"failed"}
     assert all("no such file" in r.reason for r in results)
+
+
+def test_a_full_disk_fails_its_pair_retryably_and_the_others_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from modelyard.pipeline import snapshots
+    from modelyard.plugins.stage_pairs import data_outcome
+
+    config = _config(tmp_path)
+    publish, calls = snapshots.publish, []
+
+    def full_once(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs["region"])
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "features" / "x.parquet"))
+        return publish(*args, **kwargs)
+
+    monkeypatch.setattr(snapshots, "publish", full_once)
+    results = build_all(config, families=["driver_acceptance"], regions=REGIONS)
+    assert [r.status for r in results] == ["failed", "published"]
+    assert results[0].reason.startswith(f"could not write {tmp_path / 'features' / 'x.parquet'}: the disk is full;")
+    assert "nothing of this pair was published" in results[0].reason
+    assert data_outcome(results[0]).retryable  # a storage fault is retried, bad data is not
+    assert not data_outcome(replace(results[0], retryable=False)).retryable
+    with pytest.raises(snapshots.SnapshotNotFoundError):
+        latest_snapshot(config.storage.features_dir, "driver_acceptance", "jakarta")
 
 
 def test_date_range_filters_rows(tmp_path: Path) -> None:
