@@ -19,7 +19,7 @@ from modelyard import __version__
 from modelyard.core.contracts.columns import RAW_PREFIX, TIME_COLUMN
 from modelyard.core.featurespec import FittedSpec
 from modelyard.core.storage import read_text, uri_of
-from modelyard.training import models, onnx_export, plots, registry
+from modelyard.training import models, onnx_export, plots, pyfunc_model, registry
 from modelyard.training.job import TrainingError
 
 if TYPE_CHECKING:
@@ -218,16 +218,17 @@ def _log_dataset(config: Config, job: TrainingJob, frame: pd.DataFrame) -> None:
 def _log_input_once(dataset: Any) -> None:
     """``mlflow.log_input``, retried when a concurrent run inserted the same dataset first.
 
-    MLflow's SQL store checks for the dataset, then inserts it: on PostgreSQL two runs of one
-    snapshot at once can both miss it and one insert fails on the unique key (SQLite serialises
-    writers, so it never shows there). The retry finds the row the other run made.
+    MLflow's SQL store checks for the dataset, then inserts it: two runs of one snapshot at once
+    can both miss it and one insert fails on the unique key (PostgreSQL's "duplicate key", SQLite's
+    "UNIQUE constraint failed", seen under load). The retry finds the row the other run made.
     """
     import mlflow
     import tenacity
     from mlflow.exceptions import MlflowException
 
     def lost_the_race(exc: BaseException) -> bool:
-        return isinstance(exc, MlflowException) and "duplicate key" in str(exc).lower()
+        text = str(exc).lower()
+        return isinstance(exc, MlflowException) and ("duplicate key" in text or "unique constraint failed" in text)
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(lost_the_race),
@@ -257,21 +258,24 @@ def _write_run_artifacts(config: Config, job: TrainingJob, outcome: FitOutcome, 
 
 
 def _log_model(job: TrainingJob, outcome: FitOutcome) -> tuple[str, str | None]:
-    import mlflow
+    """The native model and its serving extras, loadable by ``mlflow.pyfunc`` on raw rows (ADR 0017)."""
+    from mlflow.models import Model
 
     example, signature = _model_io(job, outcome)
     flavor = models.get_algorithm(job.algorithm).flavor
-    log_model = mlflow.xgboost.log_model if flavor == "xgboost" else mlflow.sklearn.log_model
-    # Our own forests: without this, MLflow's skops format refuses to load them back (in serving too).
-    trust = {"skops_trusted_types": SKOPS_TRUSTED_TYPES} if flavor == "sklearn" else {}
+    # Our own forests: without this, skops refuses to load them back (in serving too).
+    trust = {"serialization_format": "skops", "skops_trusted_types": SKOPS_TRUSTED_TYPES} if flavor == "sklearn" else {}
     holdout = models.feature_frame(outcome.split.holdout, job.family.features)
     with tempfile.TemporaryDirectory(prefix="modelyard-onnx-") as folder:
         # The ONNX copy and a holdout sample for the serving fast path, checked by the server (ADR 0002).
         extras = onnx_export.write_serving_extras(outcome.model, flavor, holdout, Path(folder))
         extras += _spec_extra(job, Path(folder))
-        info = log_model(
-            outcome.model,
+        info = Model.log(
+            artifact_path=None,
             name="model",
+            flavor=pyfunc_model,
+            native_model=outcome.model,
+            native_flavor=flavor,
             signature=signature,
             input_example=example,
             extra_files=extras,
@@ -292,19 +296,51 @@ def _spec_extra(job: TrainingJob, folder: Path) -> list[str]:
 
 
 def _model_io(job: TrainingJob, outcome: FitOutcome) -> tuple[pd.DataFrame, Any]:
-    """The input example and signature: the raw fields a client sends when the snapshot has a feature spec.
+    """The input example and signature of what ``mlflow.pyfunc`` takes and answers (ADR 0017).
 
-    Without one (a snapshot built elsewhere) they are the model's feature columns.
+    Inputs are the raw fields a client sends when the snapshot has a feature spec, else the model's
+    feature columns; outputs are what the server answers: the positive-class probability of a
+    classifier, the value of a regressor (float64).
     """
     from mlflow.models import infer_signature
 
     holdout = outcome.split.holdout.head(5)
-    features = models.feature_frame(holdout, job.family.feature_names)
-    predictions = outcome.model.predict(features)
     if job.meta.feature_spec is None:
-        return features, infer_signature(features, predictions)
-    example = raw_example(FittedSpec.from_dict(job.meta.feature_spec), holdout)
-    return example, infer_signature(example, predictions)
+        features = _object_columns(models.feature_frame(holdout, job.family.feature_names))
+        return features, infer_signature(features, models.predict(outcome.model, job.family.task, features))
+    fitted = FittedSpec.from_dict(job.meta.feature_spec)
+    example = _object_columns(raw_example(fitted, holdout))
+    return example, raw_signature(fitted, example)
+
+
+def _object_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with plain (object) column labels: MLflow compares them with a ``range`` when it saves
+    the input example, which pandas 3 warns about for its ``str`` column index."""
+    import pandas as pd
+
+    return frame.set_axis(pd.Index([str(name) for name in frame.columns], dtype=object), axis=1)
+
+
+# The signature type of a raw column by its values' kind (the time column is ISO-8601 text whatever its values).
+_SIGNATURE_TYPES = {"b": "boolean", "i": "long", "u": "long", "f": "double"}
+
+
+def raw_signature(fitted: FittedSpec, example: pd.DataFrame) -> Any:
+    """The signature of the raw rows ``mlflow.pyfunc`` takes and the float64 predictions it answers.
+
+    Built, not inferred: inference warns on every int column, and would not say that the time is text.
+    """
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    def kind(name: str) -> str:
+        if name == fitted.spec.time_column:
+            return "string"
+        return _SIGNATURE_TYPES.get(example[name].dtype.kind, "string")
+
+    inputs = Schema([ColSpec(kind(str(name)), str(name)) for name in example.columns])
+    return ModelSignature(inputs=inputs, outputs=Schema([TensorSpec(np.dtype("float64"), (-1,))]))
 
 
 def raw_example(fitted: FittedSpec, snapshot_rows: pd.DataFrame) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from modelyard.core.contracts.registry import CHALLENGER_ALIAS
 from modelyard.core.featurespec import FittedSpec
 from modelyard.pipeline import snapshots
 from modelyard.pipeline.build import build_all
-from modelyard.training.mlflow_log import FEATURE_SPEC_ARTIFACT, experiment_name
+from modelyard.training.mlflow_log import FEATURE_SPEC_ARTIFACT, experiment_name, raw_example
 from modelyard.training.train import TrainResult, train_all, train_pair
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,6 +114,9 @@ def test_training_registers_a_tagged_challenger_with_everything_logged(
     native = mlflow.xgboost.load_model(f"models:/{result.model_name}@{CHALLENGER_ALIAS}")
     example = snapshots.load_frame(config.storage.features_dir, meta).tail(3)
     assert len(native.predict(example[fitted.names].astype("float64"))) == 3
+    # The pyfunc flavour takes the raw rows and answers probabilities (ADR 0017; parity: test_pyfunc_parity.py).
+    expected = native.predict_proba(example[fitted.names].astype("float32"))[:, 1]
+    np.testing.assert_allclose(loaded.predict(raw_example(fitted, example)), expected, atol=1e-6, rtol=0)
 
 
 def test_rerun_on_the_same_inputs_creates_nothing_and_force_reproduces(
