@@ -372,7 +372,8 @@ def register_challenger(
 
     The registered model is described from the config (:func:`registry.model_description`). The
     version carries its inputs (``input_key``, ``data_digest``, ...) and its metric summary as tags. A
-    version registered on the same inputs meanwhile is returned instead (unless ``force``).
+    version registered on the same inputs meanwhile is returned instead (unless ``force``): found
+    before registering, or after it when two trainings raced (this run's version is then deleted).
     """
     import mlflow
 
@@ -394,6 +395,11 @@ def register_challenger(
         **registry.metric_tags(outcome.metrics, registry.KEY_METRICS[job.family.task]),
     }
     version = registry.register(model_uri, job.model_name, tags)
+    twin = None if force else registry.older_twin(client, version, job.input_key)
+    if twin is not None:
+        # Two trainings of the same inputs passed the check above at once: the older version stands.
+        mlflow.set_tag("duplicate_of", f"{job.model_name}/{twin.version}")
+        return twin
     registry.set_challenger(client, job.model_name, str(version.version))
     registry.describe_model(client, job.model_name, registry.model_description(config, job.family.name, job.region))
     mlflow.set_tag("registered_version", f"{job.model_name}/{version.version}")

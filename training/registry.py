@@ -103,6 +103,20 @@ def find_version(client: MlflowClient, model_name: str, key: str) -> ModelVersio
     return min(found, key=lambda version: int(version.version))
 
 
+def older_twin(client: MlflowClient, version: ModelVersion, key: str) -> ModelVersion | None:
+    """The older version trained on the same inputs as ``version`` (which is then deleted), or None.
+
+    Two trainings of one pair's inputs can both find nothing and both register (two hosts, a retried
+    task running beside its first try): each looks again once registered, and the younger version
+    gives way, so the registry holds one version per inputs and the loser reports ``unchanged``.
+    """
+    oldest = find_version(client, version.name, key)
+    if oldest is None or int(oldest.version) >= int(version.version):
+        return None
+    client.delete_model_version(version.name, str(version.version))
+    return oldest
+
+
 def register(model_uri: str, model_name: str, tags: Mapping[str, str]) -> ModelVersion:
     """Register ``model_uri`` as a new version of ``model_name`` (created if missing) with ``tags``.
 

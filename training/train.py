@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelyard.core.tracking import (
@@ -176,6 +176,12 @@ def _train(config: Config, job: TrainingJob, uri: str, force: bool, tags: Mappin
             return _skipped(job, skip.reason, run.info.run_id, run_url(uri, experiment, run.info.run_id))
         model_uri = mlflow_log.log_run(config, job, frame, outcome)
         version = mlflow_log.register_challenger(client, job, run.info.run_id, model_uri, outcome, config, force)
+    winner = (version.tags or {}).get("run_id")
+    if winner != run.info.run_id:
+        twin = _unchanged(client, job, version, uri)
+        reason = f"trained at the same time as run {winner or '?'} on the same inputs; its version stands"
+        log.info("%s: %s (this run's duplicate version was removed)", job.run_name, reason)
+        return replace(twin, reason=reason)
     log.info("%s: registered %s version %s (run %s)", job.run_name, job.model_name, version.version, run.info.run_id)
     return TrainResult(
         family=family,

@@ -168,6 +168,30 @@ def test_concurrent_trainings_lose_no_versions(config: Config, client: MlflowCli
         assert client.get_model_version(result.model_name, result.version).tags["run_id"] == result.run_id
 
 
+def test_two_trainings_racing_on_the_same_inputs_leave_one_version(
+    config: Config, client: MlflowClient, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both found nothing before registering (two hosts at once): the younger version gives way."""
+    from modelyard.training import registry
+
+    first = train_pair(config, "driver_acceptance", "bangkok", tracking_uri=mlflow_uri)
+    before = versions(client, first.model_name)
+    real, calls = registry.find_version, []
+
+    def raced(*args: object) -> object:
+        calls.append(args)
+        return None if len(calls) <= 2 else real(*args)  # the two checks before registering saw nothing
+
+    monkeypatch.setattr(registry, "find_version", raced)
+    second = train_pair(config, "driver_acceptance", "bangkok", tracking_uri=mlflow_uri)
+    assert (second.status, second.version) == ("unchanged", first.version)
+    assert f"trained at the same time as run {first.run_id}" in second.reason
+    assert versions(client, first.model_name) == before  # the duplicate version was deleted
+    experiment = client.get_experiment_by_name(experiment_name(config, "driver_acceptance"))
+    duplicate = client.search_runs([experiment.experiment_id], "tags.duplicate_of != ''")
+    assert [run.data.tags["duplicate_of"] for run in duplicate][-1:] == [f"{first.model_name}/{first.version}"]
+
+
 def test_failed_training_marks_the_run_failed_and_registers_nothing(
     config: Config, client: MlflowClient, mlflow_uri: str
 ) -> None:
