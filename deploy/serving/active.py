@@ -56,8 +56,16 @@ class ActivePlan:
     prediction_log: PredictionLogWriter | None
     activated_at: str
     inflight: int = 0
+    # (family, region) -> "<family>/<group>" for services served by their group's pooled model (ADR 0015).
+    fallbacks: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
     # The metric children of each (family, region, variant, version), looked up once per plan.
     series: dict[tuple[str, str, str, str], RequestSeries] = dataclasses.field(default_factory=dict)
+
+    def served_note(self, limit: int = 20) -> str:
+        """`` (served: fare/jakarta, ...)``: at most ``limit`` services, for an error message."""
+        names = sorted(f"{family}/{region}" for family, region in self.services)
+        more = ", ..." if len(names) > limit else ""
+        return f" (served: {', '.join(names[:limit])}{more})"
 
 
 def build_active(
@@ -95,6 +103,7 @@ def build_active(
         families=frozenset(s.family for s in plan.services),
         prediction_log=prediction_log,
         activated_at=now(),
+        fallbacks=plan.fallbacks(),
     )
 
 

@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Callable
 from pathlib import Path
 
-from modelyard.deploy.serving.asgi import Response, Scope, header, json_response, query
+from modelyard.deploy.serving.asgi import Response, Scope, allow, header, json_response, query
 from modelyard.deploy.serving.errors import RequestError
 from modelyard.deploy.serving.manager import PlanManager
 from modelyard.deploy.serving.plan import Plan, PlanError, parse_plan_text
@@ -37,12 +37,11 @@ class AdminApi:
 
     async def plan(self, method: str, body: bytes, scope: Scope) -> Response:
         """``GET``: the active plan. ``PUT``: validate, swap, then write the plan file. Both need the token."""
+        allow(method, "/admin/plan", "GET", "PUT")  # the methods are public (the OpenAPI document lists them)
         check_admin_token(self._token, header(scope, b"authorization"))
         manager = self._manager()
         if method == "GET":
             return _active_plan(manager)
-        if method != "PUT":
-            raise RequestError("use GET or PUT on /admin/plan", status=405, code="method_not_allowed")
         plan = await asyncio.to_thread(self._plan_of, body)
         if manager.active is not None and manager.active.digest == plan.digest():
             return json_response(200, {"status": "active", "digest": plan.digest(), "unchanged": True})

@@ -36,9 +36,10 @@ from modelyard.deploy.serving.asgi import (
     read_body,
     send_response,
 )
-from modelyard.deploy.serving.errors import RequestError, ServingError
+from modelyard.deploy.serving.errors import InferenceFailed, RequestError, ServingError, UnknownPath
 from modelyard.deploy.serving.manager import PlanManager
 from modelyard.deploy.serving.metrics import CONTENT_TYPE, ServingMetrics
+from modelyard.deploy.serving.openapi import ENDPOINTS
 from modelyard.deploy.serving.predict import Predictions
 from modelyard.deploy.serving.protocol import LIMITS_STATE_KEY
 from modelyard.deploy.serving.protocol_v2 import routes as standard_routes
@@ -111,6 +112,8 @@ class ServingApp:
         except ClientGone:
             return Response(499, b"")  # nobody reads it: uvicorn drops a response to a closed connection
         except ServingError as exc:
+            if isinstance(exc, InferenceFailed) and exc.detail:  # the client's message has no library text
+                log.warning("inference failed", extra={"path": scope.get("path"), "error": exc.detail})
             return error_response(exc)
         except Exception:
             log.exception("unhandled error", extra={"path": scope.get("path")})
@@ -134,7 +137,18 @@ class ServingApp:
             return await self.admin.plan(method, body, scope)
         if standard_routes.handles(parts):
             return await self.standard.answer(method, parts, body, scope)
-        raise RequestError(f"no endpoint {path}", field="path", status=404, code="not_found")
+        raise UnknownPath(path, ENDPOINTS, self._near_miss(parts))
+
+    def _near_miss(self, parts: list[str]) -> str | None:
+        """What the client probably meant by a path under ``/v1/predict`` or ``/invocations`` (None: no guess)."""
+        if parts[:2] == ["v1", "predict"]:
+            route = "POST /v1/predict/{family}/{region}"
+        elif parts[0] == "invocations":
+            route = "POST /invocations/{family}/{region}"
+        else:
+            return None
+        active = self.manager.active if self.manager is not None else None
+        return f"predictions are {route}{active.served_note() if active is not None else ''}"
 
     async def _probe(self, path: str) -> Response:
         if path == "/healthz":

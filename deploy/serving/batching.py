@@ -161,7 +161,11 @@ class Batcher:
             output = await self._predict(matrix)
         except Exception as exc:
             if not isinstance(exc, InferenceFailed):
-                exc = InferenceFailed(f"batch of {len(matrix)} rows on {self.model.uri} failed: {exc!r}")
+                exc = InferenceFailed(
+                    f"batch of {len(matrix)} rows on {self.model.uri} failed ({type(exc).__name__}); "
+                    "the server log has details",
+                    detail=repr(exc),
+                )
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(exc)

@@ -47,10 +47,18 @@ class BadInput(ServingError):
 
 
 class InferenceFailed(ServingError):
-    """The model raised or returned an unusable result on valid input."""
+    """The model raised or returned an unusable result on valid input.
+
+    ``message`` is what the client reads (never the library's text: it names numpy dtypes and
+    internal columns the client never sent); ``detail`` (the library's text) goes to the log.
+    """
 
     status = 500
     code = "inference_failed"
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class RequestError(ServingError):
@@ -72,4 +80,21 @@ class MethodNotAllowed(RequestError):
         super().__init__(
             f"{method} not allowed on {path}; use {' or '.join(allow)}", status=405, code="method_not_allowed"
         )
+        self.path = path
         self.allow = allow
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "path": self.path, "allow": list(self.allow)}
+
+
+class UnknownPath(RequestError):
+    """No endpoint answers the path: the body names it and the endpoints that exist (``hint``: the near miss)."""
+
+    def __init__(self, path: str, endpoints: tuple[str, ...], hint: str | None = None) -> None:
+        what = hint or "the endpoints are listed in 'endpoints', and described at GET /openapi.json"
+        super().__init__(f"no endpoint {path}; {what}", field="path", status=404, code="not_found")
+        self.path = path
+        self.endpoints = endpoints
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "path": self.path, "endpoints": list(self.endpoints)}

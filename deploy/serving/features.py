@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from modelyard.core.featurespec import FeatureSpecError, FittedSpec, MissingInputError
 from modelyard.deploy.serving.errors import BadInput
+from modelyard.deploy.serving.schema import shown
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,13 +76,13 @@ def check_raw_values(fitted: FittedSpec, records: list[Any]) -> None:
                 problem = _misfit(record[name], kind, fitted)
                 if problem is not None:
                     raise BadRawValue(
-                        f"family '{fitted.spec.family}': field '{name}' is {_shown(record[name])}: {problem}",
+                        f"family '{fitted.spec.family}': field '{name}' is {shown(record[name])}: {problem}",
                         field=f"records[{index}].{name}",
                     )
                 wall = _naive(record[name]) if kind == "timestamp" else None
                 if wall is not None:
                     raise BadRawInput(
-                        f"family '{fitted.spec.family}': field '{name}' is {_shown(record[name])}: "
+                        f"family '{fitted.spec.family}': field '{name}' is {shown(record[name])}: "
                         f"{_naive_hint(wall, fitted)}",
                         field=f"records[{index}].{name}",
                     )
@@ -113,8 +114,8 @@ def _time_misfit(value: Any, fitted: FittedSpec) -> str | None:
         return f"send the time as ISO-8601 text with an offset, e.g. {_with_offset(dt.datetime(2026, 6, 1, 8), fitted)}"
     try:
         moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None  # the featuriser names what is wrong with the text (not a time)
+    except ValueError:  # what the featuriser parses with (core.featurespec.times)
+        return f"not an ISO-8601 time; send it with an offset, e.g. {_with_offset(dt.datetime(2026, 6, 1, 8), fitted)}"
     try:
         year = moment.astimezone(dt.UTC).year if moment.tzinfo is not None else moment.year
     except OverflowError:
@@ -151,11 +152,6 @@ def _with_offset(wall: dt.datetime, fitted: FittedSpec) -> str:
         return wall.isoformat() + "+HH:MM"  # a zone this host does not know: the format is still the hint
 
 
-def _shown(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, str | int | float | bool) or value is None else type(value).__name__
-    return text if len(text) <= 40 else text[:39] + "…"
-
-
 @dataclasses.dataclass(frozen=True)
 class Prepared:
     """A request's model matrix and the unknown categories met on the way (per feature)."""
@@ -186,6 +182,8 @@ class RawFeatures:
         self.fitted = fitted
         self.features = features  # the precomputed path: the model's feature columns, validated
         self._raw_only = [name for name in fitted.raw_inputs if name not in set(fitted.names)]
+        sent = {*fitted.raw_inputs, *fitted.requested}
+        self._derived_only = [name for name in fitted.names if name not in sent]
 
     def describe(self) -> dict[str, Any]:
         """What a client sends (for ``/readyz``)."""
@@ -207,7 +205,7 @@ class RawFeatures:
         _require_objects(records)
         raw = [self._is_raw(record) for record in records]
         if not any(raw):
-            return Prepared(self.features.to_matrix(records))
+            return Prepared(self._precomputed(records))
         if not all(raw):
             index = raw.index(False)
             raise BadRawInput(
@@ -218,7 +216,23 @@ class RawFeatures:
         return self._featurise(records)
 
     def _is_raw(self, record: Mapping[str, Any]) -> bool:
-        return not self._raw_only or any(name in record for name in self._raw_only)
+        """Raw unless it carries a derived feature and no raw-only field.
+
+        A record with neither (one that lacks its event time, say) is raw, so the answer names
+        the raw field to send, never a derived feature the client does not compute.
+        """
+        if not self._raw_only or any(name in record for name in self._raw_only):
+            return True
+        return not any(name in record for name in self._derived_only)
+
+    def _precomputed(self, records: list[Any]) -> np.ndarray:
+        try:
+            return self.features.to_matrix(records)
+        except BadInput as exc:
+            if exc.field is None or "is missing" not in exc.message:
+                raise
+            hint = f"; or send the raw fields {', '.join(self._sent_fields())} instead of the features"
+            raise BadInput(exc.message + hint, field=exc.field) from None
 
     def _featurise(self, records: list[Any]) -> Prepared:
         import numpy as np

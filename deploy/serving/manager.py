@@ -159,6 +159,7 @@ class PlanManager:
         self.outcomes.applied(outcome.fresh)
         self.metrics.ready.set(1)
         self.metrics.plan_active.labels(digest).set(1)
+        self.metrics.mark_fallbacks(new.fallbacks, old.fallbacks if old is not None else {})
         seconds = round(time.perf_counter() - started, 3)
         extra = {"event": "plan_active", "digest": digest, "loaded": outcome.fresh, "seconds": seconds}
         log.info("plan active", extra={**extra, "load": self.progress.to_dict()})
@@ -353,6 +354,8 @@ class PlanManager:
                 "path": str(self.settings.plan_path),
             },
             "models": models,
+            # Services served by their region group's pooled model (ADR 0015): "fare/jakarta" -> "fare/indonesia".
+            "fallbacks": {f"{f}/{r}": pooled for (f, r), pooled in sorted(active.fallbacks.items())} if active else {},
         }
         return ready, detail
 

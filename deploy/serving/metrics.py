@@ -8,6 +8,7 @@ all of them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
@@ -115,6 +116,13 @@ class ServingMetrics:
             registry=reg,
             multiprocess_mode="livemax",
         )
+        self.service_fallback = Gauge(
+            "modelyard_service_fallback",
+            "1 for a service served by its region group's pooled model (join on family, region)",
+            ["family", "region", "pooled"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
         self.shadow = Counter(
             "modelyard_shadow_predictions",
             "Shadow predictions by outcome (ok, error, dropped)",
@@ -151,6 +159,15 @@ class ServingMetrics:
     def observe_predictions(self, family: str, region: str, variant: str, values: np.ndarray) -> None:
         """Feed the prediction histogram with a bounded, evenly spaced sample of ``values``."""
         observe_sample(self.prediction.labels(family, region, variant), values)
+
+    def mark_fallbacks(self, new: dict[tuple[str, str], str], old: dict[tuple[str, str], str]) -> None:
+        """Set ``modelyard_service_fallback`` for the services of the new plan; drop those the old one had."""
+        for (family, region), pooled in old.items():
+            if new.get((family, region)) != pooled:
+                with contextlib.suppress(KeyError):
+                    self.service_fallback.remove(family, region, pooled)
+        for (family, region), pooled in new.items():
+            self.service_fallback.labels(family, region, pooled).set(1)
 
     def exposition(self) -> bytes:
         """The text exposition: this process's registry, or every worker's in multiprocess mode."""

@@ -11,6 +11,21 @@ import functools
 from typing import Any
 
 OPENAPI_VERSION = "3.1.0"
+# What a 404 lists: every route, in one line each (this document has the details).
+ENDPOINTS = (
+    "POST /v1/predict/{family}/{region}",
+    "POST /invocations/{family}/{region}",
+    "GET /v1/models/{family}/{region}",
+    "GET /healthz",
+    "GET /readyz",
+    "GET /metrics",
+    "GET|PUT /admin/plan",
+    "GET /openapi.json",
+    "GET /v2",
+    "GET /v2/health/live|ready",
+    "GET /v2/models/{name}[/versions/{version}][/ready]",
+    "POST /v2/models/{name}[/versions/{version}]/infer",
+)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -81,7 +96,14 @@ def _schemas() -> dict[str, Any]:
         "Error": {
             "type": "object",
             "required": ["error", "message"],
-            "properties": {"error": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
+            "properties": {
+                "error": {"type": "string"},
+                "message": {"type": "string"},
+                "field": {"type": "string"},
+                "path": {"type": "string", "description": "The path asked (404 and 405)"},
+                "endpoints": {"type": "array", "items": {"type": "string"}, "description": "What exists (404)"},
+                "allow": {"type": "array", "items": {"type": "string"}, "description": "The methods it takes (405)"},
+            },
         },
         "ModelDetail": {
             "type": "object",
@@ -91,6 +113,10 @@ def _schemas() -> dict[str, Any]:
                 "family": {"type": "string"},
                 "region": {"type": "string"},
                 "v2_name": {"type": "string"},
+                "fallback": {
+                    "type": ["string", "null"],
+                    "description": "``<family>/<group>`` when the region is served by its group's pooled model",
+                },
                 "routing_key": {"type": "string"},
                 "inputs": {"type": "array", "items": _ref("V2TensorMetadata")},
                 "variants": {"type": "array", "items": {"type": "object"}},

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
@@ -258,9 +259,24 @@ class Plan(_Model):
         data = self.model_dump(mode="json")
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
+    def fallbacks(self) -> dict[tuple[str, str], str]:
+        """(family, region) -> ``<family>/<group>``: the services served by their region group's pooled model.
+
+        Read from the planner's metadata (ADR 0015): ``fallback.<family>/<region>: <model> v<N> (group <g>)``.
+        """
+        found = {}
+        for key, note in self.metadata.items():
+            match = _FALLBACK.match(key + "\n" + note)
+            if match is not None:
+                found[(match["family"], match["region"])] = f"{match['family']}/{match['group']}"
+        return found
+
     def digest(self) -> str:
         """``sha256:<hex>`` of the canonical JSON; equal plans have equal digests."""
         return "sha256:" + hashlib.sha256(self.canonical_json()).hexdigest()
+
+
+_FALLBACK = re.compile(r"^fallback\.(?P<family>[^/\n]+)/(?P<region>[^\n]+)\n.*\(group (?P<group>[^)]+)\)$", re.S)
 
 
 def _unique(names: list[str], what: str) -> None:
@@ -276,9 +292,33 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     lines = []
     for error in exc.errors():
         path = _field_path(error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
+        message = _in_our_words(error)
         lines.append(f"{path}: {message}" if path else message)
     return f"invalid plan {source}:\n  " + "\n  ".join(lines)
+
+
+# pydantic's phrasing ("Input should be a valid integer") -> ours, naming what was sent.
+_PYDANTIC_WORDS = (("Input should be", "must be"), ("List should have", "must have"), (" after validation", ""))
+
+
+def _in_our_words(error: Any) -> str:
+    """One validation problem without pydantic's phrasing; a type or range problem shows the value sent."""
+    kind = error["type"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a plan field; remove it (or check its spelling)"
+    message = str(error["msg"])
+    if kind == "value_error":  # our own validators' messages
+        return message.removeprefix("Value error, ")
+    if kind.endswith(("_parsing", "_type")):
+        message = message.split(",")[0]  # "..., unable to parse string as an integer": the value says it
+    for theirs, ours in _PYDANTIC_WORDS:
+        message = message.replace(theirs, ours)
+    value = error.get("input")
+    if isinstance(value, str | int | float | bool) or value is None:
+        return f"{message} (got {json.dumps(value)[:40]})"
+    return f"{message} (got {'a list' if isinstance(value, list) else 'an object'})"
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

@@ -131,7 +131,10 @@ class ServedModel:
         try:
             output = self._predict_fn(matrix)
         except Exception as exc:
-            raise InferenceFailed(f"model {self.uri} failed: {type(exc).__name__}: {exc}") from exc
+            raise InferenceFailed(
+                f"model {self.uri} failed on this input ({type(exc).__name__}); the server log has details",
+                detail=f"{type(exc).__name__}: {exc}",
+            ) from exc
         if len(output) != len(matrix):
             raise InferenceFailed(f"model {self.uri} returned {len(output)} predictions for {len(matrix)} rows")
         return output
@@ -155,7 +158,7 @@ class ServedModel:
             try:
                 output = self.predict(matrix)
             except InferenceFailed as exc:
-                raise ModelLoadFailed(f"warm-up failed on a batch of {size}: {exc.message}") from exc
+                raise ModelLoadFailed(f"warm-up failed on a batch of {size}: {exc.detail or exc.message}") from exc
             if output.dtype.kind == "f" and not np.isfinite(output).all():
                 raise ModelLoadFailed(f"model {self.uri}: warm-up on a batch of {size} returned NaN/inf")
         self.status.warmup_seconds = round(time.perf_counter() - started, 4)

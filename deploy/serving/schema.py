@@ -7,6 +7,7 @@ problem raises ``BadInput`` naming the record and field, e.g. ``records[3].hour_
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -71,7 +72,7 @@ class InputSchema:
         try:
             rows = msgspec.convert(records, self._row_list_type)
         except msgspec.ValidationError as exc:
-            raise _bad_input_from_msgspec(str(exc)) from None
+            raise _bad_input(str(exc), records, self.features) from None
         values = [msgspec.structs.astuple(row) for row in rows]
         if not self.numeric:
             matrix = np.empty((len(values), len(self.names)), dtype=object)
@@ -88,19 +89,62 @@ class InputSchema:
                 ) from None
         if np.isinf(matrix).any():
             row, col = (int(i) for i in np.argwhere(np.isinf(matrix))[0])
-            raise BadInput("value does not fit a 32-bit float", field=f"records[{row}].{self.names[col]}")
+            name = self.names[col]
+            raise BadInput(
+                f"field '{name}' is {shown(records[row][name])}: out of the model's float range (|x| <= 3.4e38)",
+                field=f"records[{row}].{name}",
+            )
         return matrix
 
 
-def _bad_input_from_msgspec(text: str) -> BadInput:
+_WANTED = {"double": "a JSON number", "float": "a JSON number", "long": "a whole number", "integer": "a whole number"}
+MAX_NAMES_IN_ERROR = 30
+
+
+def _bad_input(text: str, records: list[Any], features: tuple[Feature, ...]) -> BadInput:
+    """msgspec's validation error in our words, naming the record, the field and what to send."""
     match = _MSGSPEC_ERROR.match(text)
     message, index, rest = (match["msg"], match["index"], match["rest"]) if match else (text, None, "")
-    missing = _MISSING_FIELD.search(message)
-    if missing:
-        rest = f".{missing['name']}"
-        message = "required feature is missing"
     if index is None:
         return BadInput(message.replace("`", "'"), field="records")
-    if message.startswith("Expected `object`"):
-        message = message.replace("`", "'") + " (each record must be a JSON object of feature -> value)"
-    return BadInput(message.replace("`", "'"), field=f"records[{index}]{rest}")
+    row = int(index)
+    missing = _MISSING_FIELD.search(message)
+    if missing:
+        return _missing(row, missing["name"], features)
+    if not rest:
+        message = f"record {row} is {json_kind(records[row])}: each record must be a JSON object of field -> value"
+        return BadInput(message, field=f"records[{row}]")
+    name = rest.removeprefix(".")
+    feature = next((f for f in features if f.name == name), None)
+    if feature is None or not isinstance(records[row], dict) or name not in records[row]:
+        return BadInput(message.replace("`", "'"), field=f"records[{row}]{rest}")
+    return _wrong_type(row, feature, records[row][name])
+
+
+def _missing(row: int, name: str, features: tuple[Feature, ...]) -> BadInput:
+    names = [f.name for f in features if f.required]
+    listed = ", ".join(names[:MAX_NAMES_IN_ERROR]) + (", ..." if len(names) > MAX_NAMES_IN_ERROR else "")
+    return BadInput(f"field '{name}' is missing; this model takes {listed}", field=f"records[{row}].{name}")
+
+
+def _wrong_type(row: int, feature: Feature, value: Any) -> BadInput:
+    wanted = "true or false" if feature.kind == "boolean" else _WANTED.get(feature.kind, "text")
+    nullable = "" if feature.required else " (or null)"
+    message = f"field '{feature.name}' is {shown(value)}: send {wanted}{nullable}"
+    return BadInput(message, field=f"records[{row}].{feature.name}")
+
+
+def json_kind(value: Any) -> str:
+    """How a JSON value reads in a message: 'a list', 'a string', 'null', ..."""
+    if value is None:
+        return "null"
+    kinds = {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number", dict: "an object"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def shown(value: Any) -> str:
+    """A client's value for a message: a scalar as JSON (cut to 40 characters), a list or object by its kind."""
+    if isinstance(value, list | dict):
+        return json_kind(value)
+    text = json.dumps(value) if isinstance(value, str | int | float | bool) or value is None else type(value).__name__
+    return text if len(text) <= 40 else text[:39] + "…"

@@ -47,6 +47,9 @@ TARGETS = {
     "p99_ms": 2.0,
     "rows_per_s": 150_000.0,
     "failed_across_swaps": 0,
+    "v2_share": 0.85,  # /v2 infer req/s over /v1 predict req/s, same model and row (issue 27: within 15%)
+    "floor_share": 0.4,  # single-row req/s over a bare ASGI app's on the same stack (issue 27)
+    "mlserver_ratio": 10.0,  # single-row req/s over MLServer's (xgboost runtime, v2), same model (issue 27)
 }
 
 
@@ -413,6 +416,83 @@ def _kill_group(process: subprocess.Popen[Any]) -> None:
             process.wait(15)
 
 
+# ---------------------------------------------------------------------------- the floor and MLServer
+
+# The machine's ceiling on this stack: uvicorn + httptools + uvloop, one worker, an ASGI app that reads
+# the body and answers a fixed JSON (no routing, no parsing, no model).
+BARE_ASGI_APP = """
+BODY = b'{"predictions":[0.5]}'
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]
+
+
+async def app(scope, receive, send):
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": BODY})
+"""
+
+
+def start_bare_asgi(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The bare ASGI app under uvicorn, the way ``modelyard serve`` runs (uvloop, httptools, one worker)."""
+    (workdir / "bare_asgi.py").write_text(BARE_ASGI_APP)
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "bare_asgi:app", "--app-dir", str(workdir), "--host", "127.0.0.1",
+        "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--workers", "1", "--no-access-log",
+        "--log-level", "warning", "--lifespan", "off",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    return _start_until_ready(command, f"{url}/", workdir / "bare-asgi.log", dict(os.environ), post=True), url
+
+
+def start_mlserver(mlserver: str, model_uri: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """MLServer's xgboost runtime (v2) on the same model, as its booster, from its own environment.
+
+    ``mlserver`` is the executable of an environment holding ``mlserver`` and ``mlserver-xgboost``
+    (e.g. ``python -m venv /tmp/mlserver && /tmp/mlserver/bin/pip install mlserver==1.7.1
+    mlserver-xgboost==1.7.1 'uvloop<0.22'``). Its defaults otherwise (one parallel inference worker).
+    """
+    import mlflow
+
+    folder = workdir / "mlserver"
+    model_dir = folder / "bench-xgb"
+    model_dir.mkdir(parents=True)
+    mlflow.xgboost.load_model(model_uri).get_booster().save_model(model_dir / "model.json")
+    settings = {"name": "bench-xgb", "implementation": "mlserver_xgboost.XGBoostModel"}
+    settings["parameters"] = {"uri": "./model.json", "version": "1"}  # type: ignore[assignment]
+    (model_dir / "model-settings.json").write_text(json.dumps(settings))
+    port = free_port()
+    server = {"host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_port": free_port()}
+    (folder / "settings.json").write_text(json.dumps(server))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(mlserver).parent}{os.pathsep}{os.environ['PATH']}"}
+    url = f"http://127.0.0.1:{port}"
+    command = [mlserver, "start", str(folder)]
+    return _start_until_ready(command, f"{url}/v2/models/bench-xgb/ready", workdir / "mlserver.log", env), url
+
+
+def _start_until_ready(
+    command: list[str], probe: str, log_path: Path, env: dict[str, str], *, post: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` (its own process group) and wait until ``probe`` answers 200."""
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[0]} exited: {log_path.read_text()[-3000:]}")
+        try:
+            answer = httpx.post(probe, content=b"{}", timeout=2) if post else httpx.get(probe, timeout=2)
+            if answer.status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    _kill_group(process)
+    raise TimeoutError(f"{' '.join(command[:3])} did not answer {probe} within 180s")
+
+
 # ---------------------------------------------------------------------------- scenarios
 
 
@@ -429,6 +509,12 @@ def write_bodies(workdir: Path, n_features: int, rows: int) -> dict[str, Path]:
         "ours_n": {"records": records},
         "mlflow_1": {"dataframe_split": {"columns": names, "data": matrix[:1]}},
         "mlflow_n": {"dataframe_split": {"columns": names, "data": matrix}},
+        # The same row as v2 tensors: one per input, as the model's v2 metadata lists them (tritonclient's way).
+        "v2_1": {"inputs": [{"name": n, "datatype": "FP64", "shape": [1], "data": [v]} for n, v in records[0].items()]},
+        # ... and as one [1, k] tensor, the form MLServer's xgboost runtime takes.
+        "v2_matrix_1": {
+            "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, n_features], "data": matrix[0]}]
+        },
     }
     paths = {}
     for key, body in bodies.items():
@@ -489,6 +575,8 @@ class BenchOptions:
     rows: int = 1000
     swaps: int = 10
     out: Path = REPO / "docs"
+    rounds: int = 3  # interleaved rounds of the side-by-side servers
+    mlserver: str | None = None  # the mlserver executable of its own environment; None: not measured
 
 
 def run_benchmark(options: BenchOptions, workdir: Path) -> dict[str, Any]:
@@ -512,9 +600,63 @@ def run_benchmark(options: BenchOptions, workdir: Path) -> dict[str, Any]:
         (workdir / "get.lua").write_text(WRK_GET_SCRIPT)
         ours = _bench_ours(options, workdir, registry.url, uris, raw_uri, bodies, wrk, script)
         theirs = _bench_mlflow(options, workdir, registry.url, uris[0], bodies, wrk, script)
+        peers = _bench_side_by_side(options, workdir, registry.url, uris[0], bodies, wrk, script)
     finally:
         registry.stop()
-    return _summarize(options, ours, theirs)
+    return _summarize(options, ours, theirs, peers)
+
+
+def _bench_side_by_side(
+    options: BenchOptions,
+    workdir: Path,
+    tracking_uri: str,
+    uri: str,
+    bodies: dict[str, Path],
+    wrk: str,
+    script: Path,
+) -> dict[str, LoadResult]:
+    """The same single row on every server at once, in interleaved rounds; the median round of each.
+
+    All servers run together and take turns under the same wrk load (``options.rounds`` rounds of
+    ``options.seconds / 2``), so a neighbour's burst on a shared machine hits every server alike
+    instead of whichever ran at that moment. Servers: modelyard over ``/v1`` and ``/v2`` (one
+    process), the bare ASGI floor and, with ``options.mlserver``, MLServer.
+    """
+    plan_path = workdir / "side-by-side.json"
+    write_plan(plan_path, single_plan(uri))
+    ours = ServerProcess.start(plan_path, tracking_uri, log_path=workdir / "side-by-side.log")
+    processes: list[subprocess.Popen[bytes]] = [ours.process]
+    try:
+        ours.wait_ready()
+        targets = {
+            "modelyard_v1": (f"{ours.url}/v1/predict/bench/local", bodies["ours_1"]),
+            "modelyard_v2": (f"{ours.url}/v2/models/bench-local/infer", bodies["v2_1"]),
+        }
+        process, url = start_bare_asgi(workdir)
+        processes.append(process)
+        targets["bare_asgi"] = (f"{url}/", bodies["ours_1"])
+        if options.mlserver:
+            process, url = start_mlserver(options.mlserver, uri, workdir)
+            processes.append(process)
+            targets["mlserver"] = (f"{url}/v2/models/bench-xgb/infer", bodies["v2_matrix_1"])
+        return _rounds(options, targets, wrk, script)
+    finally:
+        for process in processes:
+            _kill_group(process)
+
+
+def _rounds(
+    options: BenchOptions, targets: dict[str, tuple[str, Path]], wrk: str, script: Path
+) -> dict[str, LoadResult]:
+    """Each target under wrk in turn, ``options.rounds`` times; the median round (by req/s) of each."""
+    for url, body in targets.values():  # warm every path
+        run_wrk(wrk, url, body, script, connections=options.connections, seconds=2)
+    runs: dict[str, list[LoadResult]] = {name: [] for name in targets}
+    for _ in range(options.rounds):
+        for name, (url, body) in targets.items():
+            seconds = max(2.0, options.seconds / 2)
+            runs[name].append(run_wrk(wrk, url, body, script, connections=options.connections, seconds=seconds))
+    return {name: sorted(results, key=lambda r: r.rps)[len(results) // 2] for name, results in runs.items()}
 
 
 def _bench_ours(
@@ -602,7 +744,13 @@ def _bench_mlflow(
     return {"single": single, "batch": batch}
 
 
-def _summarize(options: BenchOptions, ours: dict[str, Any], theirs: dict[str, LoadResult]) -> dict[str, Any]:
+def _share(ours: LoadResult, theirs: LoadResult | None, digits: int = 3) -> float | None:
+    return round(ours.rps / theirs.rps, digits) if theirs is not None and theirs.rps else None
+
+
+def _summarize(
+    options: BenchOptions, ours: dict[str, Any], theirs: dict[str, LoadResult], peers: dict[str, LoadResult]
+) -> dict[str, Any]:
     single, batch, swap_load = ours["single"], ours["batch"], ours["swap_load"]
     ratio = single.rps / theirs["single"].rps if theirs["single"].rps else float("inf")
     measured = {
@@ -612,6 +760,9 @@ def _summarize(options: BenchOptions, ours: dict[str, Any], theirs: dict[str, Lo
         "rows_per_s": round(batch.rps * options.rows),
         "failed_across_swaps": swap_load.failed,
         "raw_share": round(ours["raw_1"].rps / ours["precomputed_1"].rps, 3) if ours["precomputed_1"].rps else 0.0,
+        "v2_share": _share(peers["modelyard_v2"], peers["modelyard_v1"]),
+        "floor_share": _share(peers["modelyard_v1"], peers["bare_asgi"]),
+        "mlserver_ratio": _share(peers["modelyard_v1"], peers.get("mlserver"), 1),
     }
     met = {
         "healthz_share": measured["healthz_share"] >= TARGETS["healthz_share"],
@@ -620,6 +771,7 @@ def _summarize(options: BenchOptions, ours: dict[str, Any], theirs: dict[str, Lo
         "rows_per_s": measured["rows_per_s"] >= TARGETS["rows_per_s"],
         "failed_across_swaps": measured["failed_across_swaps"] == 0,
         "raw_share": measured["raw_share"] >= TARGETS["raw_share"],
+        **{key: _at_least(measured[key], TARGETS[key]) for key in ("v2_share", "floor_share", "mlserver_ratio")},
     }
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -644,10 +796,16 @@ def _summarize(options: BenchOptions, ours: dict[str, Any], theirs: dict[str, Lo
             f"rows_{options.rows}": _load_dict(theirs["batch"])
             | {"rows_per_s": round(theirs["batch"].rps * options.rows)},
         },
+        "peers": {name: _load_dict(result) for name, result in peers.items()},
         "measured": measured,
         "targets": TARGETS,
         "met": met,
     }
+
+
+def _at_least(measured: float | None, goal: float) -> bool | None:
+    """Whether ``measured`` reaches ``goal`` (None: not measured in this run)."""
+    return None if measured is None else measured >= goal
 
 
 def _load_dict(result: LoadResult) -> dict[str, Any]:
@@ -669,7 +827,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     swaps = ours["swap_to_serving_s"]
 
     def mark(key: str) -> str:
-        return "met" if met[key] else "MISSED"
+        return "not run" if met.get(key) is None else "met" if met[key] else "MISSED"
 
     lines = [
         "# Serving benchmark",
@@ -703,6 +861,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"(of {ours['swaps_under_load']['requests']:,}) | 0 | {mark('failed_across_swaps')} |",
         f"| raw-field single rows vs precomputed features (same model) | {measured['raw_share']:.0%} "
         f"| >= {TARGETS['raw_share']:.0%} | {mark('raw_share')} |",
+        f"| /v2 infer vs /v1 predict, single row (same model) | {_percent(measured.get('v2_share'))} "
+        f"| >= {TARGETS['v2_share']:.0%} | {mark('v2_share')} |",
+        f"| single row vs the bare ASGI floor | {_percent(measured.get('floor_share'))} "
+        f"| >= {TARGETS['floor_share']:.0%} | {mark('floor_share')} |",
+        f"| single row vs MLServer | {_times(measured.get('mlserver_ratio'))} "
+        f"| >= {TARGETS['mlserver_ratio']:.0f}x | {mark('mlserver_ratio')} |",
+        "",
+        *_peer_lines(results),
         "",
         _raw_line(ours["feature_spec_model"]),
         "",
@@ -715,6 +881,43 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "not run" if value is None else f"{value:.0%}"
+
+
+def _times(value: float | None) -> str:
+    return "not run" if value is None else f"{value}x"
+
+
+def _peer_lines(results: dict[str, Any]) -> list[str]:
+    """The same single row on every server, one worker each, the same wrk load, in interleaved rounds."""
+    side = results["peers"]
+    ours = side["modelyard_v1"]
+    peers = {
+        "bare ASGI app (uvicorn + httptools + uvloop, fixed JSON): the floor": side.get("bare_asgi"),
+        "modelyard serve, POST /v1/predict": ours,
+        "modelyard serve, POST /v2/models/{name}/infer (one tensor per field)": side.get("modelyard_v2"),
+        "MLServer 1.7 (xgboost runtime, v2, one [1, k] tensor)": side.get("mlserver"),
+        "mlflow models serve (/invocations; its own run, not in the rounds)": results["mlflow_models_serve"][
+            "single_row"
+        ],
+    }
+    rounds = results["setup"]["rounds"]
+    lines = [
+        f"Side by side: every server up at once, each in turn under the same load, {rounds} rounds; the median round.",
+        "",
+        "| single row, same model | req/s | p50 / p99 ms | modelyard /v1 over it |",
+        "|---|---|---|---|",
+    ]
+    for name, load in peers.items():
+        if load is None:
+            lines.append(f"| {name} | not run | | |")
+            continue
+        ratio = f"{ours['req_per_s'] / load['req_per_s']:.2f}x" if load["req_per_s"] else "n/a"
+        lines.append(f"| {name} | {load['req_per_s']:,.0f} | {load['p50_ms']} / {load['p99_ms']} | {ratio} |")
+    return lines
 
 
 def _raw_line(model: dict[str, Any]) -> str:
@@ -755,8 +958,17 @@ def _parse_args(argv: Sequence[str] | None) -> BenchOptions:
     parser.add_argument("--rows", type=int, default=1000, help="rows per request in the batch scenario")
     parser.add_argument("--swaps", type=int, default=10)
     parser.add_argument("--out", type=Path, default=REPO / "docs", help="where benchmarks.md/.json go")
+    parser.add_argument(
+        "--mlserver",
+        default=None,
+        help="the mlserver executable of an environment with mlserver-xgboost (else skipped)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the side-by-side servers")
     args = parser.parse_args(argv)
-    return BenchOptions(args.seconds, args.connections, args.trees, args.features, args.rows, args.swaps, args.out)
+    return BenchOptions(
+        seconds=args.seconds, connections=args.connections, trees=args.trees, features=args.features,
+        rows=args.rows, swaps=args.swaps, out=args.out, rounds=args.rounds, mlserver=args.mlserver,
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -555,11 +555,11 @@ def test_a_plan_file_change_is_picked_up_and_invalid_ones_are_refused(swap_serve
         if rejected and "services[0]" in rejected["error"]:
             break
         time.sleep(0.1)
-    assert "services[0].region: Field required" in rejected["error"]
+    assert "services[0].region: is required" in rejected["error"]
     assert _predict(swap_server, "/v1/predict/driver_acceptance/surabaya", RECORD).json()["version"] == "3"
     invalid = httpx.put(f"{swap_server.url}/admin/plan", content=b'{"services": []}', headers=ADMIN, timeout=10)
     assert invalid.status_code == 422
-    assert "services: List should have at least 1 item" in invalid.json()["message"]
+    assert "services: must have at least 1 item" in invalid.json()["message"]
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -106,7 +106,7 @@ BAD_BODIES = [
     ("empty body", PREDICT, b"", 400, "body", "empty"),
     ("json scalar", PREDICT, b"17", 400, "body", "got int"),
     ("array of numbers", PREDICT, b"[1, 2]", 422, "records[0]", "JSON object"),
-    ("string feature", PREDICT, json.dumps({**RECORD, "f01": "x"}).encode(), 422, "records[0].f01", "Expected"),
+    ("string feature", PREDICT, json.dumps({**RECORD, "f01": "x"}).encode(), 422, "records[0].f01", "JSON number"),
     ("missing feature", PREDICT, json.dumps({"f00": 1.0}).encode(), 422, "records[0].f01", "missing"),
     ("too many records", PREDICT, json.dumps([RECORD] * ROWS).encode(), 413, "records", f"at most {MAX_RECORDS}"),
     ("routing key object", PREDICT, json.dumps({**RECORD, "customer_id": [1]}).encode(), 422, "records[0].customer_id",
@@ -259,7 +259,8 @@ def test_admin_with_the_token_reads_the_plan_and_refuses_other_methods(server):
     assert httpx.get(f"{server.url}/admin/plan", headers=ADMIN).json()["digest"].startswith("sha256:")
     response = httpx.delete(f"{server.url}/admin/plan", headers=ADMIN)
     assert response.status_code == 405
-    assert "use GET or PUT" in _error(response)["message"]
+    assert "DELETE not allowed on /admin/plan; use GET or PUT" in _error(response)["message"]
+    assert response.headers["allow"] == "GET, PUT"
 
 
 @pytest.mark.parametrize(
@@ -267,7 +268,7 @@ def test_admin_with_the_token_reads_the_plan_and_refuses_other_methods(server):
     [
         (b"services: [", "not valid YAML/JSON"),
         (b"- just\n- a list\n", "top level must be a mapping"),
-        (b'{"services": []}', "services: List should have at least 1 item"),
+        (b'{"services": []}', "services: must have at least 1 item"),
     ],
 )
 def test_invalid_plans_are_422_naming_the_problem(server, body, names):

@@ -134,6 +134,7 @@ def service_detail(handle: ServiceHandle, active: ActivePlan) -> dict[str, Any]:
         "family": service.family,
         "region": service.region,
         "v2_name": f"{service.family}-{service.region}",
+        "fallback": active.fallbacks.get(service.key),  # "<family>/<group>": served by its group's pooled model
         "timezone": service.timezone,
         "routing_key": active.plan.routing_key,
         "max_records": active.plan.max_records,

@@ -13,8 +13,8 @@ from importlib import metadata as package_metadata
 from typing import TYPE_CHECKING
 
 from modelyard.deploy.serving import openapi
-from modelyard.deploy.serving.asgi import Response, Scope, json_response
-from modelyard.deploy.serving.errors import RequestError, ServingError
+from modelyard.deploy.serving.asgi import Response, Scope, allow, json_response
+from modelyard.deploy.serving.errors import MethodNotAllowed, RequestError, ServingError, UnknownPath
 from modelyard.deploy.serving.protocol_v2.infer import V2Predictions
 from modelyard.deploy.serving.protocol_v2.metadata import model_metadata, service_detail, variant_of
 from modelyard.deploy.serving.protocol_v2.tensors import datatype_of
@@ -44,7 +44,7 @@ class StandardRoutes:
     async def answer(self, method: str, parts: list[str], body: bytes, scope: Scope) -> Response:
         """Answer one request whose path ``handles`` (a ``/v1`` problem raises, a ``/v2`` one is answered)."""
         if parts[0] == "openapi.json":
-            _only(method, "GET", "/openapi.json")
+            allow(method, "/openapi.json", "GET")
             return json_response(200, openapi.document())
         if parts[0] == "v1":
             return self._v1_model(method, parts)
@@ -54,24 +54,30 @@ class StandardRoutes:
             return v2_error(exc)
 
     def _v1_model(self, method: str, parts: list[str]) -> Response:
-        if len(parts) != 4:
-            raise RequestError("use GET /v1/models/{family}/{region}", field="path", status=404, code="not_found")
-        _only(method, "GET", "/v1/models/{family}/{region}")
+        path = "/" + "/".join(parts)
+        if len(parts) != 4 or not all(parts):
+            manager = self._manager_or_none()
+            served = manager.active.served_note() if manager is not None and manager.active is not None else ""
+            hint = f"model detail is GET /v1/models/{{family}}/{{region}}{served}"
+            raise UnknownPath(path, openapi.ENDPOINTS, hint)
+        allow(method, path, "GET")
         active = self.v2.active()
         handle = active.services.get((parts[2], parts[3]))
         if handle is None:
-            served = ", ".join(sorted(f"{f}/{r}" for f, r in active.services)[:20])
             raise RequestError(
-                f"no service {parts[2]}/{parts[3]} (served: {served})", field="path", status=404, code="unknown_service"
+                f"no service {parts[2]}/{parts[3]}{active.served_note()}",
+                field="path",
+                status=404,
+                code="unknown_service",
             )
         return json_response(200, service_detail(handle, active))
 
     async def _v2(self, method: str, parts: list[str], body: bytes, scope: Scope) -> Response:
         if not parts:
-            _only(method, "GET", "/v2")
+            allow(method, "/v2", "GET")
             return json_response(200, {"name": SERVER_NAME, "version": _package_version(), "extensions": []})
         if parts[0] == "health" and len(parts) == 2 and parts[1] in ("live", "ready"):
-            _only(method, "GET", f"/v2/health/{parts[1]}")
+            allow(method, f"/v2/health/{parts[1]}", "GET")
             return self._health(parts[1])
         if parts[0] != "models" or len(parts) < 2:
             raise RequestError(f"no v2 endpoint /v2/{'/'.join(parts)}", status=404, code="not_found")
@@ -80,10 +86,10 @@ class StandardRoutes:
         if rest[:1] == ["versions"] and len(rest) >= 2:
             version, rest = rest[1], rest[2:]
         if rest == ["infer"]:
-            _only(method, "POST", path)
+            allow(method, path, "POST")
             return await self.v2.infer(name, version, body, scope)
         if rest in ([], ["ready"]):
-            _only(method, "GET", path)
+            allow(method, path, "GET")
             return await self._model(name, version, ready=bool(rest))
         raise RequestError(f"no v2 endpoint /v2/{'/'.join(parts)}", status=404, code="not_found")
 
@@ -124,18 +130,16 @@ class StandardRoutes:
             return None
 
 
-def _only(method: str, allowed: str, what: str) -> None:
-    if method != allowed:
-        raise RequestError(f"{method} not allowed on {what}; use {allowed}", status=405, code="method_not_allowed")
-
-
 def v2_error(exc: ServingError) -> Response:
-    """A v2 ``$inference_error_response``: ``{"error": "..."}``; a bad record or field is a 400."""
+    """A v2 ``$inference_error_response``: ``{"error": "..."}``; a bad record or field is a 400 (a 405 keeps Allow)."""
     message = exc.message
     if exc.field:
         message = f"{message} ({_tensor_field(exc.field)})"
     status = 400 if exc.status == 422 else exc.status
-    return json_response(status, {"error": message})
+    response = json_response(status, {"error": message})
+    if isinstance(exc, MethodNotAllowed):
+        response.headers = ((b"allow", ", ".join(exc.allow).encode()),)
+    return response
 
 
 def _tensor_field(field: str) -> str:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 from modelyard.deploy.serving.app import ServingApp
+from modelyard.deploy.serving.openapi import ENDPOINTS
 from modelyard.deploy.serving.protocol import LIMITS_STATE_KEY, TransportLimits
 from modelyard.deploy.serving.settings import ServeSettings
 
@@ -46,13 +48,34 @@ def _call(app: ServingApp, method: str, path: str) -> tuple[int, dict[bytes, byt
 
 def test_unknown_paths_are_404_and_a_known_path_with_the_wrong_method_405_with_allow(tmp_path: Path):
     app = ServingApp(ServeSettings(plan_path=tmp_path / "plan.json"))
-    for path in ("/v1/predict/a/b/c", "/v1/whatever", "/v1/predict", "/invocations/a/b/c", "/v1/predict//x"):
+    for path in ("/v1/predict/a/b/c", "/v1/predict", "/invocations/a/b/c", "/v1/predict//x"):
         status, _, body = _call(app, "POST", path)
-        expected = b'{"error":"not_found","message":"no endpoint ' + path.encode() + b'","field":"path"}'
-        assert (status, body) == (404, expected)
+        answer = json.loads(body)
+        assert (status, answer["error"], answer["field"], answer["path"]) == (404, "not_found", "path", path)
+        route = "/invocations" if path.startswith("/invocations") else "/v1/predict"
+        assert answer["message"] == f"no endpoint {path}; predictions are POST {route}/{{family}}/{{region}}"
+        assert answer["endpoints"] == list(ENDPOINTS)
+    status, _, body = _call(app, "GET", "/v1/whatever")
+    assert status == 404
+    message = "no endpoint /v1/whatever; the endpoints are listed in 'endpoints', and described at GET /openapi.json"
+    assert json.loads(body)["message"] == message
     status, headers, body = _call(app, "GET", "/v1/predict/fare/jakarta")
     assert (status, headers[b"allow"]) == (405, b"POST")
-    assert b"GET not allowed on /v1/predict/fare/jakarta; use POST" in body
+    assert json.loads(body) == {
+        "error": "method_not_allowed",
+        "message": "GET not allowed on /v1/predict/fare/jakarta; use POST",
+        "path": "/v1/predict/fare/jakarta",
+        "allow": ["POST"],
+    }
+    for method, path, allowed in (
+        ("POST", "/openapi.json", b"GET"),
+        ("DELETE", "/admin/plan", b"GET, PUT"),  # before the token check: the methods are public
+        ("POST", "/v1/models/fare/jakarta", b"GET"),
+        ("POST", "/v2/health/live", b"GET"),
+        ("GET", "/v2/models/fare-jakarta/infer", b"POST"),
+    ):
+        status, headers, _ = _call(app, method, path)
+        assert (status, headers.get(b"allow")) == (405, allowed), (method, path)
     for method in ("OPTIONS", "TRACE", "DELETE", "POST", "PUT"):
         for probe in ("/healthz", "/readyz", "/metrics"):
             status, headers, _ = _call(app, method, probe)

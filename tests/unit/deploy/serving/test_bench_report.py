@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.bench.serving import GENERATED_END, GENERATED_START, replace_generated
+from tests.bench.serving import GENERATED_END, GENERATED_START, LoadResult, replace_generated
 
 
 def test_the_first_run_keeps_the_sections_after_the_old_generated_table() -> None:
@@ -23,3 +23,39 @@ def test_later_runs_replace_only_what_is_between_the_markers() -> None:
 
 def test_an_empty_document_is_the_generated_part() -> None:
     assert replace_generated("", "# t\n") == f"{GENERATED_START}\n# t\n{GENERATED_END}\n"
+
+
+def _results(peers: dict[str, dict[str, float]]) -> dict:
+    from tests.bench.serving import BenchOptions, _summarize
+
+    ours = {"single": 4000.0, "batch": 100.0, "swap_load": 4000.0, "healthz": 20000.0}
+    ours |= {"precomputed_1": 4000.0, "raw_1": 3000.0}
+    loads = {key: LoadResult(int(rps * 10), 10.0, 0, 1.0, 2.0, 3.0) for key, rps in ours.items()}
+    mlflow = {"single": LoadResult(1000, 10.0, 0, 8.0, 9.0, 10.0), "batch": LoadResult(100, 10.0, 0, 8.0, 9.0, 10.0)}
+    extra = {"engine": None, "raw_inputs": {}, "new_model_s": 1.0, "swap_times": [1.0, 2.0]}
+    peer_loads = {name: LoadResult(int(rps * 10), 10.0, 0, 1.0, 2.0, 3.0) for name, rps in peers.items()}
+    return _summarize(BenchOptions(), {**loads, **extra}, mlflow, peer_loads)
+
+
+def test_the_peer_rows_show_the_ratios_of_the_same_run() -> None:
+    from tests.bench.serving import render_markdown
+
+    results = _results({"modelyard_v1": 4000.0, "modelyard_v2": 3600.0, "bare_asgi": 20000.0, "mlserver": 400.0})
+    assert (results["measured"]["v2_share"], results["measured"]["floor_share"]) == (0.9, 0.2)
+    assert results["measured"]["mlserver_ratio"] == 10.0
+    assert results["met"]["v2_share"] is True
+    assert results["met"]["floor_share"] is False
+    table = render_markdown(results)
+    assert "| /v2 infer vs /v1 predict, single row (same model) | 90% | >= 85% | met |" in table
+    assert "| single row vs the bare ASGI floor | 20% | >= 40% | MISSED |" in table
+    assert "| MLServer 1.7 (xgboost runtime, v2, one [1, k] tensor) | 400 | 1.0 / 2.0 | 10.00x |" in table
+
+
+def test_a_peer_not_run_says_so() -> None:
+    from tests.bench.serving import render_markdown
+
+    results = _results({"modelyard_v1": 4000.0, "modelyard_v2": 3600.0, "bare_asgi": 20000.0})
+    assert results["met"]["mlserver_ratio"] is None
+    table = render_markdown(results)
+    assert "| single row vs MLServer | not run | >= 10x | not run |" in table
+    assert "| MLServer 1.7 (xgboost runtime, v2, one [1, k] tensor) | not run | | |" in table

@@ -97,3 +97,24 @@ def test_services_that_share_a_model_share_its_one_batcher(tmp_path: Path):
         await manager.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_service_served_by_a_pooled_model_is_a_metric_until_it_graduates(tmp_path: Path):
+    """Issue 25: ``modelyard_service_fallback{family, region, pooled}`` follows the plan's fallback metadata."""
+    name = "modelyard_service_fallback"
+    labels = {"family": "f", "region": "r0", "pooled": "f/indonesia"}
+
+    async def scenario() -> None:
+        manager = CountingManager(ServeSettings(plan_path=tmp_path / "plan.json"))
+        pooled = plan_of(["models:/pooled/1"]).model_copy(
+            update={"metadata": {"fallback.f/r0": "f-indonesia v1 (group indonesia)"}}
+        )
+        assert (await manager.apply(pooled))["status"] == "active"
+        assert manager.metrics.registry.get_sample_value(name, labels) == 1.0
+        assert manager.readiness()[1]["fallbacks"] == {"f/r0": "f/indonesia"}
+        assert (await manager.apply(plan_of(["models:/own/1"])))["status"] == "active"  # graduated
+        assert manager.metrics.registry.get_sample_value(name, labels) is None
+        assert manager.readiness()[1]["fallbacks"] == {}
+        await manager.stop()
+
+    asyncio.run(scenario())

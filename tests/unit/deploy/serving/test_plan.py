@@ -85,7 +85,7 @@ def test_weights_that_do_not_sum_to_100_name_the_service():
         (lambda d: d["services"][0]["shadows"][0].update(name="canary"), r"also variant names"),
         (lambda d: d["batching"].update(max_batch_size=0), r"batching\.max_batch_size"),
         (lambda d: d.update(clock_override="2026-03-20T18:00:00"), r"clock_override: .*UTC offset"),
-        (lambda d: d.update(surprise=1), r"surprise: Extra inputs are not permitted"),
+        (lambda d: d.update(surprise=1), r"surprise: is not a plan field; remove it"),
         (lambda d: d["services"][0]["rules"][0].update(hours={"start": 5, "end": 5}), r"hours: .*empty"),
     ],
 )
@@ -94,6 +94,21 @@ def test_invalid_plans_name_the_field(mutate, expected):
     mutate(data)
     with pytest.raises(PlanError, match=expected):
         parse_plan(data)
+
+
+def test_invalid_plan_messages_are_ours_and_show_the_value_sent():
+    data = copy.deepcopy(PLAN)
+    data["services"][0]["variants"][0].update(weight="x")
+    data["services"][0]["variants"][1].pop("model_uri")
+    data["max_records"] = [1]
+    with pytest.raises(PlanError) as caught:
+        parse_plan(data)
+    text = str(caught.value)
+    assert 'services[0].variants[0].weight: must be a valid integer (got "x")' in text
+    assert "services[0].variants[1].model_uri: is required" in text
+    assert "max_records: must be a valid integer (got a list)" in text
+    for theirs in ("Input should", "Field required", "unable to parse"):  # pydantic's words
+        assert theirs not in text
 
 
 def test_digest_is_stable_across_formats_and_changes_with_content(tmp_path):

@@ -60,9 +60,32 @@ def test_precomputed_feature_records_keep_working() -> None:
     features = {"hour": 12, "is_festival": 0, "size": 3.0, "cuisine_code": 1, "kitchen_load": 1.5}
     prepared = _raw().prepare([features])
     assert prepared.matrix.tolist() == [[12.0, 0.0, 3.0, 1.0, 1.5]]
-    with pytest.raises(BadInput, match="required feature is missing") as missing:
-        _raw().prepare([{"size": 3.0}])
+    with pytest.raises(BadInput, match="field 'is_festival' is missing") as missing:
+        _raw().prepare([{"hour": 12, "size": 3.0}])
     assert missing.value.status == 422
+    assert missing.value.message.endswith(
+        "or send the raw fields placed_at, size, cuisine, kitchen_load instead of the features"
+    )
+
+
+def test_a_record_without_its_time_nor_a_derived_feature_is_told_the_raw_field_it_lacks() -> None:
+    """Issue 27: a raw record without its event time was answered with a derived feature the client never sends."""
+    for record in ({"size": 3.0, "cuisine": "thai", "kitchen_load": 1.5}, {}, {"unrelated": 1}):
+        with pytest.raises(BadRawInput) as caught:
+            _raw().prepare([record])
+        assert caught.value.field == "records[0].placed_at", record
+        assert "no field 'placed_at'" in caught.value.message
+        assert not any(name in caught.value.message for name in ("hour", "is_festival", "cuisine_code"))
+
+
+@pytest.mark.parametrize("value", ["nope", "2026-13-40T00:00:00+02:00", "[2026]"])
+def test_a_time_that_is_not_iso_8601_is_named_against_its_field(value: str) -> None:
+    with pytest.raises(BadInput) as caught:
+        _raw().prepare([_record(value)])
+    assert caught.value.field == "records[0].placed_at"
+    assert json.dumps(value) in caught.value.message  # shown as sent, brackets and all
+    assert "not an ISO-8601 time; send it with an offset" in caught.value.message
+    assert "feature '" not in caught.value.message  # no derived feature (hour) named
 
 
 @pytest.mark.parametrize(
@@ -104,7 +127,7 @@ def test_raw_input_errors_are_400_naming_the_field(record: dict[str, object], fi
         ("size", True, "send a JSON number"),
         ("size", 1e39, "out of the model's float range"),
         ("size", float("inf"), "send a finite number"),
-        ("kitchen_load", [1, 2], "is list: send a JSON number"),
+        ("kitchen_load", [1, 2], "is a list: send a JSON number"),
         ("cuisine", {"a": 1}, "send text or a number"),
         ("placed_at", "0001-01-01T00:00+14:00", "send a time between the years 1678 and 2261"),
         ("placed_at", "9999-12-31T23:59:59+00:00", "between the years"),

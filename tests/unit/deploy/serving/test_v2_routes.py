@@ -331,3 +331,50 @@ def test_v1_model_detail_and_openapi_are_served(tmp_path):
         assert "/v2/models/{model_name}/infer" in spec["paths"]
 
     _run(tmp_path, body)
+
+
+def test_v1_errors_name_the_path_the_raw_field_and_no_library_text(tmp_path, caplog):
+    """Issue 27: what a /v1 client reads when it gets a path, a field or a value wrong, or the model fails."""
+
+    def failing(matrix: np.ndarray) -> np.ndarray:
+        raise ValueError("could not convert: dtype('float64') vs np.float64(1.0)")
+
+    async def body(client: httpx.AsyncClient, app: ServingApp) -> None:
+        served = "(served: driver_acceptance/jakarta, fare/jakarta)"
+        near = await client.post("/v1/predict/fare", json={})
+        assert near.status_code == 404
+        assert (
+            near.json()["message"]
+            == f"no endpoint /v1/predict/fare; predictions are POST /v1/predict/{{family}}/{{region}} {served}"
+        )
+        assert near.json()["path"] == "/v1/predict/fare"
+        listing = await client.get("/v1/models")
+        assert listing.status_code == 404
+        assert listing.json()["message"].endswith(f"model detail is GET /v1/models/{{family}}/{{region}} {served}")
+        record = raw_records(demo_fitted_spec(), 1)[0]
+        del record["event_time"]
+        no_time = await client.post("/v1/predict/driver_acceptance/jakarta", json=record)
+        assert (no_time.status_code, no_time.json()["field"]) == (400, "records[0].event_time"), no_time.text
+        assert "no field 'event_time'" in no_time.json()["message"]
+        app.manager.active.models[V1]._predict_fn = failing
+        app.manager.active.models[V2]._predict_fn = failing
+        failed = await client.post("/v1/predict/fare/jakarta", json={"distance_km": 1.0, "trips": 2})
+        assert failed.status_code == 500
+        assert failed.json()["message"].endswith("failed on this input (ValueError); the server log has details")
+        assert "dtype" not in failed.text
+        assert "np.float64" not in failed.text
+        assert any("dtype('float64')" in getattr(r, "error", "") for r in caplog.records)
+
+    _run(tmp_path, body)
+
+
+def test_a_region_served_by_its_groups_pooled_model_says_so(tmp_path):
+    """Issue 25: the plan's ``fallback.<family>/<region>`` metadata shows in /v1/models and /readyz."""
+    plan = {**PLAN, "metadata": {"fallback.fare/jakarta": "fare-indonesia v3 (group indonesia)"}}
+
+    async def body(client: httpx.AsyncClient, app: ServingApp) -> None:
+        assert (await client.get("/v1/models/fare/jakarta")).json()["fallback"] == "fare/indonesia"
+        assert (await client.get("/v1/models/driver_acceptance/jakarta")).json()["fallback"] is None
+        assert (await client.get("/readyz")).json()["fallbacks"] == {"fare/jakarta": "fare/indonesia"}
+
+    _run(tmp_path, body, plan)

@@ -133,3 +133,25 @@ def test_output_tensor_carries_the_prediction_dtype_and_shape():
     tensor = output_tensor("predict", np.asarray([1, 2]))
     assert (tensor["datatype"], tensor["shape"]) == ("INT64", [2])
     assert datatype_of(np.asarray([1.0])) == "FP64"
+
+
+def test_the_one_call_decoder_and_the_checked_path_read_a_plain_request_alike():
+    payload = {
+        "id": "r2",
+        "parameters": {"routing_key": 7},
+        "inputs": [
+            {"name": "x", "datatype": "FP64", "shape": [2], "data": [1.5, 2.5]},
+            {"name": "event_time", "datatype": "BYTES", "shape": [2, 1], "data": ["2026-03-20T18:30:00+07:00", "b"]},
+        ],
+        "outputs": [{"name": "probability", "parameters": {"binary_data": False}}],
+    }
+    body = orjson.dumps(payload)
+    fast = parse_infer_request(body, None, 100)
+    checked = parse_infer_request(body, str(len(body)), 100)  # the binary extension's header: the checked path
+    assert fast == checked
+    assert fast.records() == [{"x": 1.5, "event_time": "2026-03-20T18:30:00+07:00"}, {"x": 2.5, "event_time": "b"}]
+    assert fast.outputs == ["probability"]
+    with pytest.raises(
+        RequestError, match=r"input 'x': shape \[3\] needs 3 values, got 2"
+    ):  # named by the checked path
+        _parse({"inputs": [{"name": "x", "datatype": "FP64", "shape": [3], "data": [1.0, 2.0]}]})
