@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from modelyard.core.featurespec import FeatureSpecError, FittedSpec, MissingInputError
+from modelyard.core.featurespec.spec import Bounds
 from modelyard.deploy.serving.errors import BadInput
 from modelyard.deploy.serving.schema import shown
 
@@ -58,18 +59,23 @@ _INT64_LIMIT = 2.0**63
 _TIMESTAMP_YEARS = (1678, 2261)  # what int64 nanoseconds since the epoch hold
 
 
-def check_raw_values(fitted: FittedSpec, records: list[Any]) -> None:
+def check_raw_values(fitted: FittedSpec, records: list[Any]) -> dict[str, int]:
     """Refuse a raw value that does not fit its declared column (see the module's docstring).
 
     Window aggregates (requested by name) are floats. A field a record lacks is left to the
-    featuriser, which names it.
+    featuriser, which names it. A number outside its column's declared ``min``/``max`` is refused,
+    or clipped to the bound in the record when the column says ``out_of_range: clip``.
+
+    Returns:
+        How many values were clipped, per field.
 
     Raises:
         BadRawValue: the first value that does not fit, naming ``records[i].field``.
     """
-    columns = fitted.spec.columns
+    columns, bounds = fitted.spec.columns, fitted.spec.bounds
     kinds = [(name, columns.get(name, "float")) for name in fitted.raw_inputs]
     kinds += [(name, "float") for name in fitted.requested]
+    clipped: dict[str, int] = {}
     for index, record in enumerate(records):
         for name, kind in kinds:
             if name in record:
@@ -86,6 +92,32 @@ def check_raw_values(fitted: FittedSpec, records: list[Any]) -> None:
                         f"{_naive_hint(wall, fitted)}",
                         field=f"records[{index}].{name}",
                     )
+                if name in bounds and kind in ("int", "float") and _outside(record, name, bounds[name], fitted, index):
+                    clipped[name] = clipped.get(name, 0) + 1
+    return clipped
+
+
+def _outside(record: Any, name: str, bounds: Bounds, fitted: FittedSpec, index: int) -> bool:
+    """Whether the value was outside its declared bounds and clipped (refused: raises BadRawValue)."""
+    low, high, policy = bounds
+    value = record[name]
+    if (low is None or value >= low) and (high is None or value <= high):
+        return False
+    if policy != "clip":
+        declared = f"[{_bound(low)}, {_bound(high)}]"
+        raise BadRawValue(
+            f"family '{fitted.spec.family}': field '{name}' is {shown(value)}: outside its declared range "
+            f"{declared}; send a value within it (the model never saw one outside)",
+            field=f"records[{index}].{name}",
+        )
+    record[name] = min(max(value, low if low is not None else value), high if high is not None else value)
+    return True
+
+
+def _bound(value: float | None) -> str:
+    if value is None:
+        return "-inf"
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _misfit(value: Any, kind: str, fitted: FittedSpec) -> str | None:
@@ -158,6 +190,7 @@ class Prepared:
 
     matrix: np.ndarray
     unknown: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    clipped: Mapping[str, int] = dataclasses.field(default_factory=dict)  # raw values clipped to their bounds
 
 
 def read_spec(path: Path, allowed_function_modules: Collection[str]) -> FittedSpec:
@@ -237,7 +270,7 @@ class RawFeatures:
     def _featurise(self, records: list[Any]) -> Prepared:
         import numpy as np
 
-        check_raw_values(self.fitted, records)
+        clipped = check_raw_values(self.fitted, records)
         try:
             columns = self.fitted.columns_from_records(records)
         except MissingInputError as exc:
@@ -250,7 +283,7 @@ class RawFeatures:
             raise BadRawInput(str(exc), field="records") from None
         except (TypeError, ValueError) as exc:
             raise _bad_value(self.fitted, records, exc) from None
-        return Prepared(transformed.matrix.astype(np.float32), transformed.unknown)
+        return Prepared(transformed.matrix.astype(np.float32), transformed.unknown, clipped)
 
     def _sent_fields(self) -> list[str]:
         return [*self.fitted.raw_inputs, *self.fitted.requested]

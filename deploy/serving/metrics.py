@@ -142,6 +142,12 @@ class ServingMetrics:
             ["family", "region", "variant", "feature"],
             registry=reg,
         )
+        self.clipped_values = Counter(
+            "modelyard_raw_values_clipped",
+            "Raw values outside their column's declared min/max, clipped to the bound (out_of_range: clip)",
+            ["family", "region", "variant", "field"],
+            registry=reg,
+        )
         self.samples = Counter(
             "modelyard_prediction_log_samples",
             "Sampled requests handed to the prediction log, by outcome (queued, dropped: the queue was full)",

@@ -95,6 +95,8 @@ class Predictions:
             raise
         for feature, count in prepared.unknown.items():
             self.metrics.unknown_categories.labels(family, region, variant.name, feature).inc(count)
+        for field, count in prepared.clipped.items():
+            self.metrics.clipped_values.labels(family, region, variant.name, field).inc(count)
         active.inflight += 1
         try:
             output = await variant.batcher.submit(prepared.matrix)

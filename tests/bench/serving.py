@@ -141,18 +141,24 @@ def raw_records(fitted: Any, rows: int, seed: int = 3) -> list[dict[str, Any]]:
     records = []
     for _ in range(rows):
         moment = (start + np.timedelta64(int(rng.integers(0, 90 * 86400)), "s")).astype(object)
-        record: dict[str, Any] = {name: _raw_number(rng, fitted.spec.columns.get(name)) for name in fitted.raw_inputs}
+        record: dict[str, Any] = {
+            name: _raw_number(rng, fitted.spec.columns.get(name), fitted.spec.bounds.get(name))
+            for name in fitted.raw_inputs
+        }
         record[time_column] = moment.isoformat() + "+07:00"
         record.update({name: float(rng.uniform(0, 3)) for name in fitted.requested})
         records.append(record)
     return records
 
 
-def _raw_number(rng: Any, column_type: str | None) -> float | int:
-    """A value of a declared column: a whole number for int (0/1 for bool) columns, as the server checks."""
+def _raw_number(rng: Any, column_type: str | None, bounds: Any = None) -> float | int:
+    """A value of a declared column within its declared bounds: a whole number for int (0/1 for bool) columns."""
     if column_type == "bool":
         return int(rng.integers(0, 2))
-    return int(rng.integers(0, 6)) if column_type == "int" else float(rng.uniform(0, 5))
+    low, high, _ = bounds or (None, None, None)
+    low = 0.0 if low is None else low
+    high = low + 5.0 if high is None else min(high, low + 5.0)
+    return int(rng.integers(int(low), int(high) + 1)) if column_type == "int" else float(rng.uniform(low, high))
 
 
 def register_raw_xgboost(name: str, *, n_trees: int = 200, seed: int = 0) -> tuple[str, dict[str, Any], dict[str, Any]]:

@@ -207,3 +207,25 @@ def test_a_model_without_a_spec_is_served_from_its_signature_as_before(tmp_path)
     assert served.raw is None
     assert status.inputs is None
     assert served.predict(served.prepare([{"x": 3.0}])).tolist() == pytest.approx([6.0])
+
+
+def _bounded(policy: str) -> RawFeatures:
+    spec = FeatureSpec("prep", "placed_at", COLUMNS, FEATURES, bounds={"size": (0.0, 10.0, policy)})
+    fitted = spec.fit({"cuisine": np.array(["pizza", "sushi", "thai"], dtype=object)}, BERLIN)
+    return RawFeatures(fitted, InputSchema([Feature(name, "double") for name in fitted.names]))
+
+
+def test_a_value_outside_its_declared_range_is_refused_naming_the_field_and_range() -> None:
+    with pytest.raises(BadRawValue) as caught:
+        _bounded("refuse").prepare([_record("2026-04-01T12:00:00Z"), _record("2026-04-01T12:00:00Z", size=12.5)])
+    assert caught.value.status == 422
+    assert caught.value.field == "records[1].size"
+    assert "field 'size' is 12.5: outside its declared range [0, 10]; send a value within it" in caught.value.message
+
+
+def test_a_clipped_value_is_served_at_its_bound_and_counted() -> None:
+    records = [_record("2026-04-01T12:00:00Z", size=-3), _record("2026-04-01T12:00:00Z", size=99.0)]
+    prepared = _bounded("clip").prepare([*records, _record("2026-04-01T12:00:00Z", size=4.0)])
+    assert prepared.matrix[:, 2].tolist() == [0.0, 10.0, 4.0]
+    assert dict(prepared.clipped) == {"size": 2}
+    assert dict(_bounded("clip").prepare([_record("2026-04-01T12:00:00Z")]).clipped) == {}
