@@ -31,7 +31,9 @@ pair's region (by default the regions of one country; ADR 0015), on the group's 
 together, registered as `<family>-<group>`: it serves the group's regions that have too little
 data for a model of their own. `publish_challengers` then emits, at once,
 `modelyard://challenger/<family>/<region>` with extra `{family, region, model_name, version, run_id}`
-for every pair registered or re-announced, so promotion runs once per training run.
+for every pair registered or re-announced, and `modelyard://challenger/<family>/<group>` (the
+same extra, `region` the group) for every pooled model, so promotion runs once per training run
+and gates the pooled challengers too.
 
 **MLflow.** The server comes from the Airflow connection `mlflow_default`, falling back
 to `$MLFLOW_TRACKING_URI` and then `mlflow.tracking_uri` in `modelyard.yaml`.
@@ -47,6 +49,7 @@ from airflow.sdk import AssetAlias, AssetAny, Param, dag, get_current_context, t
 from modelyard.plugins.dag_support import DEFAULT_ARGS, drift_assets, families_param, feature_assets, regions_param
 
 CHALLENGERS = AssetAlias("modelyard-challengers")
+POOLED_EVENTS = "pooled_challengers"  # XCom key: the pooled challengers' events, pushed even when a group failed
 
 
 @dag(
@@ -132,22 +135,31 @@ def training() -> None:
     @teardown
     @task(outlets=[CHALLENGERS])
     def publish_challengers() -> list[str]:
-        """Announce every challenger of the run at once (one promotion run per training run)."""
+        """Announce every challenger of the run at once, pooled models' too (one promotion run per training run)."""
+        from airflow.sdk import Asset
+
         from modelyard.plugins.dag_support import publish_outcomes
 
-        return publish_outcomes(get_current_context(), "train", CHALLENGERS)
+        context = get_current_context()
+        announced = publish_outcomes(context, "train", CHALLENGERS)
+        for event in context["ti"].xcom_pull(task_ids="train_pooled_models", key=POOLED_EVENTS) or []:
+            context["outlet_events"][CHALLENGERS].add(Asset(event["uri"]), extra=event["extra"])
+            print(f"announce {event['uri']} {event['extra']}")
+            announced.append(event["uri"])
+        return announced
 
     @task(trigger_rule="all_done", execution_timeout=dt.timedelta(hours=2))
     def train_pooled_models(chunks: Any) -> list[str]:
         """Train the pooled model of each group holding a selected region; one log line per (family, group).
 
         ``chunks``: what ``select_pairs`` returned (lists of ``{family, region}``), typed Any because the
-        DAG passes it as an XComArg.
+        DAG passes it as an XComArg. The challengers' events go to XCom before a failed group fails the
+        task, so ``publish_challengers`` announces the others.
         """
         from modelyard.core.tracking import require_reachable
         from modelyard.plugins.dag_support import config, expected_errors_fail_the_task
         from modelyard.plugins.hooks.mlflow import MlflowHook
-        from modelyard.training.pooled import pooled_selection, train_pooled
+        from modelyard.training.pooled import challenger_events, pooled_selection, train_pooled
 
         families, groups = pooled_selection(config(), [(p["family"], p["region"]) for c in chunks for p in c])
         if not groups:
@@ -158,10 +170,12 @@ def training() -> None:
         results = train_pooled(config(), families, groups, tracking_uri=uri)
         for result in results:
             print(f"{result.family}/{result.region}: {result.status} {result.version or ''} {result.reason or ''}")
+        events = challenger_events(results)
+        get_current_context()["ti"].xcom_push(POOLED_EVENTS, events)
         failed = [f"{r.family}/{r.region}" for r in results if r.status == "failed"]
         if failed:
             raise RuntimeError(f"pooled training failed for {', '.join(failed)} (see the lines above)")
-        return [f"{r.model_name}/{r.version}" for r in results if r.version]
+        return [event["uri"] for event in events]
 
     @task
     def every_pair_trained() -> None:
@@ -173,9 +187,9 @@ def training() -> None:
 
     chunks = select_pairs()
     trained = train.expand(chunk=chunks)
-    trained >> publish_challengers()
     pooled = train_pooled_models(chunks)
     trained >> pooled
+    [trained, pooled] >> publish_challengers()
     [trained, pooled] >> every_pair_trained()
 
 

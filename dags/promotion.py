@@ -2,10 +2,13 @@
 ### Promotion: validation gates, champion aliases, rollback
 
 **Triggers.** Runs when a `modelyard://challenger/<family>/<region>` Asset gets an event
-(training registered a challenger) and then decides **only the pairs named by those
+(training registered a challenger), or `modelyard://challenger/<family>/<group>` (the pooled
+model of a region group, ADR 0015), and then decides **only the pairs named by those
 events**. Triggered by hand, the form chooses:
 
 * `families`, `regions`: empty means all configured ones;
+* `groups`: decide the pooled models of these region groups instead of regions (like
+  `modelyard promote --group`); leave `regions` empty;
 * `action`: `evaluate` (run the gates on each challenger, promote those that pass),
   `promote-version` (make `version` the champion of exactly one pair, with a `reason`),
   or `rollback` (move `champion` back to `previous-champion`);
@@ -20,7 +23,10 @@ on the model version and its run. A pair that cannot be decided fails only itsel
 in the chunk's failure). `publish_champions` then emits, at once, for the pairs whose
 champion moved (promoted, rolled back) `modelyard://champion/<family>/<region>` with
 extra `{family, region, model_name, version}`, so the deploy stage runs once per
-promotion run.
+promotion run. A pooled champion that moved is announced as `modelyard://champion/<family>/<group>`
+and, for every region of the group it serves (no champion of its own), as that region's
+champion event with `pooled_group` in the extra: the deploy stage then serves those regions
+from it as fallbacks.
 
 **Approval.** Where `promotion.approval` is `required` for a pair (config; per family,
 region or pair), `decide` records a challenger that passed every gate as
@@ -43,19 +49,36 @@ import operator
 from collections.abc import Mapping
 from typing import Any
 
-from airflow.sdk import AssetAlias, Param, dag, get_current_context, task, teardown
+from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task, teardown
 
-from modelyard.plugins.dag_support import DEFAULT_ARGS, challenger_assets, families_param, regions_param
+from modelyard.core.contracts.assets import challenger_uri
+from modelyard.plugins.dag_support import DEFAULT_ARGS, challenger_assets, config, families_param, regions_param
 from modelyard.plugins.operators.approval import PairApprovalOperator
 
 CHAMPIONS = AssetAlias("modelyard-champions")
 ACTIONS = ["evaluate", "promote-version", "rollback"]
 
 
+def pooled_challenger_assets() -> list[Asset]:
+    """The challenger Asset of every pooled model, ``modelyard://challenger/<family>/<group>`` (ADR 0015)."""
+    from modelyard.promotion.decide import pooled_pairs
+
+    return [Asset(challenger_uri(f, g)) for f, g in pooled_pairs(config())]
+
+
+def groups_param() -> Param:
+    names = list(config().region_groups)
+    choices: dict[str, Any] = {"items": {"type": "string", "enum": names}, "examples": names} if names else {}
+    return Param(
+        [], type="array", title="Region groups",
+        description="Decide the pooled models of these groups instead (leave regions empty).", **choices,
+    )  # fmt: skip
+
+
 @dag(
     dag_id="promotion",
     description="Judge each challenger by the gates and against the champion: promote, reject or wait for approval.",
-    schedule=functools.reduce(operator.or_, challenger_assets()),
+    schedule=functools.reduce(operator.or_, [*challenger_assets(), *pooled_challenger_assets()]),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=16,  # a run waiting for approvals must not hold back the next challengers' decisions
@@ -65,6 +88,7 @@ ACTIONS = ["evaluate", "promote-version", "rollback"]
     params={
         "families": families_param("Families to decide (empty: all)."),
         "regions": regions_param("Regions to decide (empty: all)."),
+        "groups": groups_param(),
         "action": Param(
             "evaluate", type="string", enum=ACTIONS, title="Action",
             description="evaluate: gates on each challenger; promote-version: make 'version' champion "
@@ -82,19 +106,20 @@ def promotion() -> None:
 
     @task
     def select_pairs() -> list[list[dict[str, str]]]:
-        """Pairs named by triggering challenger events, else by the form (checked before anything runs), in chunks."""
+        """Pairs (or pooled models) named by triggering challenger events, else by the form (checked), in chunks."""
         from modelyard.core.contracts.assets import pairs_in
-        from modelyard.plugins.dag_support import chunked, config, expected_errors_fail_the_task, triggering_uris
-        from modelyard.promotion.decide import check_request
+        from modelyard.plugins.dag_support import chunked, expected_errors_fail_the_task, triggering_uris
+        from modelyard.promotion.decide import check_request, pooled_pairs, selected_pairs
 
         context = get_current_context()
         params = context["params"]
         uris = triggering_uris(context)
         if uris:
-            pairs = pairs_in(uris, "challenger", config().pairs())
+            pairs = pairs_in(uris, "challenger", [*config().pairs(), *pooled_pairs(config())])
         else:
             with expected_errors_fail_the_task():  # a bad form does not improve on retry
-                pairs = config().pairs(params["families"] or None, params["regions"] or None)
+                chosen = {k: params.get(k) or None for k in ("families", "regions", "groups")}
+                pairs = selected_pairs(config(), **chosen)
                 version = str(params["version"]) if params["version"] else None
                 check_request(params["action"], pairs, version, params["reason"])
         return chunked(pairs)
@@ -105,7 +130,7 @@ def promotion() -> None:
         import functools
 
         from modelyard.core.tracking import require_reachable
-        from modelyard.plugins.dag_support import config, run_chunk
+        from modelyard.plugins.dag_support import run_chunk
         from modelyard.plugins.hooks.mlflow import MlflowHook
         from modelyard.plugins.stage_pairs import DecideRequest, decide_one
 
@@ -123,10 +148,19 @@ def promotion() -> None:
     @teardown
     @task(outlets=[CHAMPIONS])
     def publish_champions() -> list[str]:
-        """Announce every champion the run moved, at once (one deploy run per promotion run)."""
-        from modelyard.plugins.dag_support import publish_outcomes
+        """Announce every champion the run moved, at once (one deploy run per promotion run).
 
-        return publish_outcomes(get_current_context(), "decide", CHAMPIONS)
+        A pooled champion that moved is announced as well for the regions it serves as a fallback.
+        """
+        from modelyard.plugins.dag_support import pair_outcomes, publish_outcomes
+
+        context = get_current_context()
+        announced = publish_outcomes(context, "decide", CHAMPIONS)
+        groups = config().region_groups
+        for moved in pair_outcomes(context, "decide"):
+            if moved.ok and moved.event_uri and moved.region in groups:
+                announced += announce_fallbacks(context, moved.family, moved.region, moved.event_extra)
+        return announced
 
     decided = decide.expand(chunk=select_pairs())
     decided >> publish_champions()
@@ -141,7 +175,7 @@ def promotion() -> None:
 @task(trigger_rule="all_done")  # a chunk that failed on one pair must not keep the others from being asked
 def approval_requests() -> list[dict[str, Any]]:
     """One request (subject, Markdown body, timeout) per pair that newly awaits approval; [] skips the rest."""
-    from modelyard.plugins.dag_support import config, pair_outcomes
+    from modelyard.plugins.dag_support import pair_outcomes
     from modelyard.plugins.hooks.mlflow import MlflowHook
     from modelyard.promotion.aliases import open_client
     from modelyard.promotion.approval import build_request, pending_requests
@@ -164,10 +198,7 @@ def approval_requests() -> list[dict[str, Any]]:
 @task(outlets=[CHAMPIONS], map_index_template="{{ pair_label }}", execution_timeout=dt.timedelta(minutes=30))
 def apply_answer(answer: dict[str, Any]) -> dict[str, Any]:
     """Apply one person's answer (promote, or keep the challenger with the reason) and announce a new champion."""
-    from airflow.sdk import Asset
-
     from modelyard.core.contracts.assets import champion_uri
-    from modelyard.plugins.dag_support import config
     from modelyard.plugins.hooks.mlflow import MlflowHook
     from modelyard.promotion.aliases import open_client
     from modelyard.promotion.approval import Answer, apply
@@ -182,8 +213,27 @@ def apply_answer(answer: dict[str, Any]) -> dict[str, Any]:
         champion = Asset(champion_uri(parsed.family, parsed.region))
         extra: dict[str, Any] = decision.asset_extra()
         context["outlet_events"][CHAMPIONS].add(champion, extra=extra)
+        if parsed.region in config().region_groups:
+            announce_fallbacks(context, parsed.family, parsed.region, extra)
     return {**decision.asset_extra(), "version": decision.version or "", "outcome": decision.outcome,
             "summary": decision.summary}  # fmt: skip
+
+
+def announce_fallbacks(context: Any, family: str, group: str, extra: Mapping[str, Any]) -> list[str]:
+    """Announce a moved pooled champion as the champion of every region of ``group`` it serves (ADR 0015)."""
+    from modelyard.core.contracts.assets import fallback_champions
+    from modelyard.plugins.hooks.mlflow import MlflowHook
+    from modelyard.promotion.aliases import open_client
+    from modelyard.promotion.status import regions_served_by
+
+    client = open_client(config(), MlflowHook(config=config()).get_tracking_uri())
+    served = regions_served_by(client, config(), family, group)
+    announced = []
+    for uri, region_extra in fallback_champions(family, group, extra, served):
+        context["outlet_events"][CHAMPIONS].add(Asset(uri), extra=region_extra)
+        print(f"announce {uri} {region_extra} (served by the pooled champion of {group})")
+        announced.append(uri)
+    return announced
 
 
 def _decided_by(context: Any) -> str:

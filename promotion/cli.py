@@ -103,7 +103,11 @@ def status(
     config: ConfigOption = None,
     tracking_uri: TrackingOption = None,
 ) -> None:
-    """Per (family, region): the champion (since when, key metrics, drift), the challenger, the previous champion."""
+    """Per (family, region): the champion (since when, key metrics, drift), the challenger, the previous champion.
+
+    A region without a champion of its own that a pooled model serves gets a line naming it
+    (``driver_acceptance/surabaya: pooled: country-id v3 (driver_acceptance-country-id)``).
+    """
     from rich.console import Console
 
     from modelyard.core.cli import exits_on_expected_errors
@@ -115,3 +119,8 @@ def status(
     with exits_on_expected_errors():
         statuses = collect_status(load_config(config), family, region, tracking_uri=tracking_uri)
     console.print(render_status(statuses))
+    for served in statuses:
+        if served.fallback is not None:
+            pooled = served.fallback
+            line = f"{served.family}/{served.region}: no champion of its own, served by {pooled} ({pooled.model_name})"
+            console.print(line, highlight=False)

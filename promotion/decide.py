@@ -234,14 +234,10 @@ def promote_all(
     unrecorded ``failed`` decision naming the cause; the other pairs are still decided.
 
     Raises:
-        ConfigError: an unknown family or region was named, or a gate is misconfigured.
+        ConfigError: an unknown family, region or group was named, or a gate is misconfigured.
+        PromotionError: both regions and groups were named.
     """
-    if groups:
-        selected = [(f, g) for f in (families or config.family_names) for g in groups if config.group_members(g)]
-        for family in families or []:
-            config.family(family)  # an unknown family fails naming the configured ones
-    else:
-        selected = config.pairs(families, regions)
+    selected = selected_pairs(config, families, regions, groups)
     client = open_client(config, tracking_uri)
     decisions = []
     for family, region in selected:
@@ -252,6 +248,42 @@ def promote_all(
             name = config.mlflow.model_name(family, region)
             decisions.append(Decision.failed((family, region), name, decided_by, exc))
     return decisions
+
+
+def pooled_pairs(
+    config: Config, families: list[str] | None = None, groups: list[str] | None = None
+) -> list[tuple[str, str]]:
+    """Every (family, group) whose pooled model is selected (ADR 0015): all groups when ``groups`` is empty.
+
+    Raises:
+        ConfigError: an unknown family or group was named.
+    """
+    chosen_families = [config.family(f).name for f in families] if families else config.family_names
+    for group in groups or []:
+        config.group_members(group)  # an unknown group fails naming the configured ones
+    chosen_groups = groups or list(config.region_groups)
+    return [(family, group) for family in chosen_families for group in chosen_groups]
+
+
+def selected_pairs(
+    config: Config,
+    families: list[str] | None = None,
+    regions: list[str] | None = None,
+    groups: list[str] | None = None,
+) -> list[tuple[str, str]]:
+    """What a promotion run selects: the (family, region) pairs, or with ``groups`` the pooled (family, group) ones.
+
+    ``modelyard promote`` and the promotion DAG's form both select through here.
+
+    Raises:
+        ConfigError: an unknown family, region or group was named.
+        PromotionError: both regions and groups were named.
+    """
+    if groups and regions:
+        raise PromotionError(
+            f"groups {', '.join(groups)} select pooled models; leave out the regions ({', '.join(regions)})"
+        )
+    return pooled_pairs(config, families, groups) if groups else config.pairs(families, regions)
 
 
 def check_request(action: str, pairs: list[tuple[str, str]], version: str | None, reason: str | None) -> None:

@@ -2,10 +2,13 @@
 
 Read only: everything comes from the registry's aliases and the version tags written by
 training (metric summary) and promotion (``promotion.*``). The CLI renders it (promotion/render.py).
+A region without a champion of its own is served by the pooled champion of its most specific
+group that has one (ADR 0015, the planner's rule): :attr:`PairStatus.fallback` names it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -62,8 +65,20 @@ class VersionInfo:
 
 
 @dataclass(frozen=True)
+class Fallback:
+    """The pooled champion serving a region that has no champion of its own (ADR 0015)."""
+
+    group: str
+    model_name: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"pooled: {self.group} v{self.version}"
+
+
+@dataclass(frozen=True)
 class PairStatus:
-    """The registry state of one (family, region)."""
+    """The registry state of one (family, region); ``fallback`` when a pooled champion serves it instead."""
 
     family: str
     region: str
@@ -71,6 +86,7 @@ class PairStatus:
     champion: VersionInfo | None
     challenger: VersionInfo | None
     previous: VersionInfo | None
+    fallback: Fallback | None = None
 
 
 def _is_number(text: str | None) -> bool:
@@ -92,7 +108,8 @@ def pair_statuses(client: MlflowClient, config: Config, pairs: list[tuple[str, s
     from modelyard.training.registry import KEY_METRICS
 
     names = {pair: config.mlflow.model_name(*pair) for pair in pairs}
-    current = aliases_of(client, names.values())
+    pooled = _pooled_names(config, pairs)
+    current = aliases_of(client, [*names.values(), *pooled.values()])
     wanted: dict[str, set[str]] = {name: set(current[name].values()) for name in names.values()}
     versions = versions_of(client, wanted)
 
@@ -112,9 +129,58 @@ def pair_statuses(client: MlflowClient, config: Config, pairs: list[tuple[str, s
             champion=info(CHAMPION_ALIAS),
             challenger=info(CHALLENGER_ALIAS),
             previous=info(PREVIOUS_ALIAS),
+            fallback=fallback_of(config, (family, region), current),
         )
 
     return [status(family, region) for family, region in pairs]
+
+
+def _pooled_names(config: Config, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(family, group) -> pooled model name, for every group of the pairs' regions (a group as region: none)."""
+    regions = set(config.region_names)
+    return {
+        (family, group): config.pooled_model_name(family, group)
+        for family, region in pairs
+        if region in regions
+        for group in config.groups_of(region)
+    }
+
+
+def fallback_of(config: Config, pair: tuple[str, str], current: Mapping[str, Mapping[str, str]]) -> Fallback | None:
+    """The pooled champion serving ``pair``, from the models' aliases (``current``: name -> alias -> version).
+
+    None when the pair has a champion of its own, its region is in no group (or is a group), or no
+    group of it has a pooled champion. The most specific group with a champion serves, as in the planner.
+    """
+    family, region = pair
+    if current.get(config.mlflow.model_name(family, region), {}).get(CHAMPION_ALIAS):
+        return None
+    if region not in config.region_names:
+        return None
+    for group in config.groups_of(region):
+        name = config.pooled_model_name(family, group)
+        version = current.get(name, {}).get(CHAMPION_ALIAS)
+        if version:
+            return Fallback(group, name, version)
+    return None
+
+
+def regions_served_by(client: MlflowClient, config: Config, family: str, group: str) -> list[str]:
+    """The member regions of ``group`` that its pooled champion of ``family`` serves now, in config order.
+
+    Raises:
+        ConfigError: an unknown family or group.
+    """
+    from modelyard.core.catalog import aliases_of
+
+    pairs = [(config.family(family).name, region) for region in config.group_members(group)]
+    names = [config.mlflow.model_name(*pair) for pair in pairs]
+    current = aliases_of(client, [*names, *_pooled_names(config, pairs).values()])
+    return [
+        region
+        for _, region in pairs
+        if (found := fallback_of(config, (family, region), current)) and found.group == group
+    ]
 
 
 def collect_status(

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from modelyard.core.contracts.assets import challenger_uri
 from modelyard.core.contracts.columns import RAW_PREFIX, TIME_COLUMN
 from modelyard.core.contracts.registry import POOLED_GROUP_TAG, POOLED_REGIONS_TAG, POOLED_SNAPSHOTS_TAG
 from modelyard.core.featurespec import WINDOW_KINDS, FeatureSpec, FeatureSpecError, FittedSpec
@@ -290,3 +291,19 @@ def train_pooled(
                 name = config.pooled_model_name(family, group)
                 results.append(TrainResult(family, group, "failed", name, reason=f"{type(exc).__name__}: {exc}"))
     return results
+
+
+ANNOUNCED = ("registered", "unchanged")
+
+
+def challenger_events(results: list[TrainResult]) -> list[dict[str, Any]]:
+    """The challenger Asset events of the pooled models trained or re-announced, as ``{uri, extra}``.
+
+    ``modelyard://challenger/<family>/<group>`` with the pair's extra (``region`` is the group), like a
+    pair's challenger: the promotion DAG gates and promotes it (ADR 0015).
+    """
+    return [
+        {"uri": challenger_uri(r.family, r.region), "extra": r.asset_extra()}
+        for r in results
+        if r.status in ANNOUNCED and r.version
+    ]

@@ -33,13 +33,38 @@ def snapshot_digest(extra: Mapping[str, Any]) -> str | None:
 
 
 def challenger_uri(family: str, region: str) -> str:
-    """Challenger registered. extra: family, region, model_name, version, run_id."""
+    """Challenger registered. extra: family, region, model_name, version, run_id.
+
+    ``region`` may be a region group: the challenger of the group's pooled model (ADR 0015).
+    """
     return f"{SCHEME}://challenger/{family}/{region}"
 
 
 def champion_uri(family: str, region: str) -> str:
-    """Champion promoted. extra: family, region, model_name, version."""
+    """Champion promoted (the model serving ``region`` changed). extra: family, region, model_name, version.
+
+    ``region`` may be a region group: the group's pooled champion moved. It is then announced as well
+    for every region it serves as a fallback (no champion of their own), with ``pooled_group`` in the
+    extra and the pooled model's ``model_name`` and ``version`` (:func:`fallback_champions`), so the
+    stages scheduled on a region's champion (deploy, batch scoring) follow it.
+    """
     return f"{SCHEME}://champion/{family}/{region}"
+
+
+POOLED_GROUP_KEY = "pooled_group"
+
+
+def fallback_champions(
+    family: str, group: str, extra: Mapping[str, Any], regions: Iterable[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The champion events, ``(uri, extra)``, of the ``regions`` a group's new pooled champion serves.
+
+    ``extra``: the pooled champion's own event extra (model_name, version, ...).
+    """
+    return [
+        (champion_uri(family, region), {**extra, "family": family, "region": region, POOLED_GROUP_KEY: group})
+        for region in regions
+    ]
 
 
 def drift_uri(family: str, region: str) -> str:

@@ -22,8 +22,9 @@ from modelyard.deploy.rollout.planner import (
     plan_versions,
     read_registry,
 )
+from modelyard.deploy.rollout.planner_graduation import rollout_steps
 from modelyard.deploy.rollout.request import DeployRequest, TargetName
-from modelyard.deploy.rollout.strategies import Rollout, Target, plan_steps
+from modelyard.deploy.rollout.strategies import Rollout, Target
 
 if TYPE_CHECKING:
     from modelyard.core.config import Config
@@ -169,7 +170,7 @@ class StagedDeploy:
 
 
 def _rollout(target: Target, live: Plan | None, plan: Plan, request: DeployRequest) -> Rollout:
-    steps = plan_steps(request.strategy, live, plan, request.canary_steps)
+    steps = rollout_steps(request.strategy, live, plan, request.canary_steps)
     return Rollout(target, steps, live, request.thresholds)
 
 

@@ -144,7 +144,8 @@ def test_chunked_stage_wiring(dagbag: dict[str, Any], dag_id: str) -> None:
     assert chunk["outlets"] == [], f"{dag_id}.{chunk_id}: events come from {publish_id} only, all at once"
     assert chunk["map_index_template"] == "{{ chunk_label }}", chunk
     assert publish["is_teardown"], publish
-    assert publish["upstream"] == [chunk_id], publish
+    # Training announces the pooled models' challengers with the pairs' (ADR 0015): after both.
+    assert publish["upstream"] == sorted([chunk_id, *({"training": ["train_pooled_models"]}.get(dag_id, []))]), publish
     assert publish["outlets"] == [{"type": "AssetAlias", "uri": alias}]
 
 
@@ -158,6 +159,16 @@ def test_training_trains_the_pooled_models_after_the_pairs(dagbag: dict[str, Any
     verdict = {t["task_id"]: t for t in dag["tasks"]}["every_pair_trained"]
     assert sorted(verdict["upstream"]) == ["train", "train_pooled_models"]
     assert verdict["trigger_rule"] == "all_success", "a failed chunk must fail the run"
+
+
+def test_promotion_is_scheduled_on_the_pooled_models_challengers(dagbag: dict[str, Any]) -> None:
+    """A pooled challenger (``challenger/<family>/<group>``, ADR 0015) triggers promotion like a pair's."""
+    dag = next(d for d in dagbag["dags"] if d["dag_id"] == "promotion")
+    config = load_config(REPO / "modelyard.yaml")
+    pooled = [assets.challenger_uri(f, g) for f in config.family_names for g in config.region_groups]
+    pairs = [assets.challenger_uri(f, r) for f, r in config.pairs()]
+    assert pooled, "the demo config has country groups"
+    assert sorted(dag["asset_schedule"]) == sorted(pairs + pooled)
 
 
 def test_promotion_approval_wiring(dagbag: dict[str, Any]) -> None:

@@ -77,6 +77,7 @@ BAD = [
     ("deploy", "canary_steps", [0, 100]),
     ("promotion", "version", "abc"),
     ("promotion", "action", "delete"),
+    ("promotion", "groups", ["java"]),
     ("training", "regions", ["atlantis"]),
     ("data_processing", "start", "yesterday"),
     ("monitoring", "window_hours", 0),
@@ -89,3 +90,13 @@ def test_bad_values_are_refused(dagbag: dict[str, Any], dag_id: str, name: str, 
 
     with pytest.raises(ParamValidationError):
         _params(dagbag, dag_id, **{name: value}).validate()
+
+
+def test_the_promotion_form_selects_pooled_models_by_region_group(dagbag: dict[str, Any]) -> None:
+    """The groups of the config (ADR 0015) are the form's choices, like families and regions."""
+    config = load_config(REPO / "modelyard.yaml", environ={})
+    dag = next(d for d in dagbag["dags"] if d["dag_id"] == "promotion")
+    assert dag["params"]["groups"]["schema"]["items"]["enum"] == list(config.region_groups)
+    values = {"families": config.family_names[:1], "groups": ["country-id"], "action": "evaluate"}
+    validated = _params(dagbag, "promotion", **values).validate()
+    assert {k: validated[k] for k in values} == values

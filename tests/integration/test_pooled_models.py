@@ -3,9 +3,12 @@
 Jakarta has enough bookings for a model of its own; Surabaya (same country, ~150 bookings) does not.
 With no extra config: the data stage publishes Surabaya pooled only, training skips its own model,
 the pooled model of ``country-id`` is trained on both regions, the gates promote it, and the plan
-serves Surabaya from it under Surabaya's own service and time zone. When Surabaya's data grows, its
-own first model must beat the pooled one on Surabaya's holdout (the graduation gate): one that loses
-is rejected with the reason recorded, and Surabaya stays on the pooled model.
+serves Surabaya from it under Surabaya's own service and time zone; ``modelyard status`` names that
+fallback. When Surabaya's data grows, its own first model must beat the pooled one on Surabaya's
+holdout (the graduation gate): one that loses is rejected with the reason recorded, and Surabaya stays
+on the pooled model; one that wins takes over, and the deploy rolls the switch out as a canary (the
+pooled model keeps the primary share while Surabaya's own model takes the canary's) under the default
+rolling strategy.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from modelyard.core.config import Config, load_config
 from modelyard.core.contracts.registry import CHAMPION_ALIAS
 from modelyard.deploy.cli import app
 from modelyard.deploy.rollout.planner import PlanOptions, fallbacks_of
+from modelyard.deploy.rollout.planner_graduation import graduations, rollout_steps
 from modelyard.deploy.rollout.staged_deploy import propose
 from modelyard.pipeline import snapshots
 from modelyard.pipeline.build import BuildRequest, build_all
 from modelyard.pipeline.generator import generate_for
 from modelyard.promotion.aliases import open_client
 from modelyard.promotion.decide import evaluate_pair, promote_all
+from modelyard.promotion.status import Fallback, collect_status
 from modelyard.training.pooled import train_pooled
 from modelyard.training.train import train_all, train_pair
 
@@ -137,6 +142,17 @@ def test_a_small_region_is_served_by_its_countrys_pooled_champion(
     assert shown.exit_code == 0, shown.output
     assert f"fallback {FAMILY}/surabaya: no champion of its own, served by {note}" in " ".join(shown.output.split())
 
+    statuses = {s.region: s for s in collect_status(config, [FAMILY], tracking_uri=mlflow_uri)}
+    assert statuses["surabaya"].fallback == Fallback("country-id", pooled.model_name, str(pooled.version))
+    assert statuses["jakarta"].fallback is None
+    status = CliRunner().invoke(
+        app, ["status", "--family", FAMILY, "--config", str(config_path), "--tracking-uri", mlflow_uri]
+    )
+    assert status.exit_code == 0, status.output
+    served = f"{FAMILY}/surabaya: no champion of its own, served by pooled: country-id v{pooled.version}"
+    assert f"{served} ({pooled.model_name})" in " ".join(status.output.split())
+    assert f"{FAMILY}/jakarta: no champion" not in " ".join(status.output.split())
+
     # Surabaya's data grows: its first own model is judged against the pooled one on Surabaya's holdout.
     grown = tmp_path / "grown.parquet"
     generate_for(config, "surabaya", rows=1500).to_parquet(grown, index=False)
@@ -162,6 +178,41 @@ def test_a_small_region_is_served_by_its_countrys_pooled_champion(
     assert graduation.summary.endswith(f"the region stays on the pooled model {pooled.model_name}")
     recorded = client.get_model_version(own.model_name, str(own.version)).tags
     assert recorded["promotion.outcome"] == "rejected"
-    still = propose(config, PlanOptions(), None, mlflow_uri).plan.service(FAMILY, "surabaya")
+    serving = propose(config, PlanOptions(), None, mlflow_uri).plan
+    still = serving.service(FAMILY, "surabaya")
     assert still is not None
-    assert [v.model_uri for v in still.variants] == [f"models:/{pooled.model_name}/{pooled.version}"]
+    pooled_uri = f"models:/{pooled.model_name}/{pooled.version}"
+    assert [v.model_uri for v in still.variants] == [pooled_uri]
+
+    # More of Surabaya's own bookings, labels intact: its own model now wins on its holdout and graduates.
+    more = tmp_path / "more.parquet"
+    generate_for(config, "surabaya", rows=4000).to_parquet(more, index=False)
+    [rebuilt] = build_all(config, regions=["surabaya"], request=BuildRequest(source=str(more)))
+    assert (rebuilt.status, rebuilt.pooled_only) == ("published", False), rebuilt.reason
+    graduate = train_pair(config, FAMILY, "surabaya", tracking_uri=mlflow_uri)
+    assert graduate.status == "registered", graduate.reason
+
+    decision = evaluate_pair(client, config, FAMILY, "surabaya", decided_by="user:test")
+
+    assert decision.outcome == "promoted", decision.summary
+    assert [g.passed for g in decision.gates if g.name == "graduation:holdout_auc"] == [True], decision.gates
+    assert [s.fallback for s in collect_status(config, [FAMILY], ["surabaya"], tracking_uri=mlflow_uri)] == [None]
+    # The next deploy moves Surabaya off the pooled model through canary steps, although the strategy is rolling.
+    graduated = propose(config, PlanOptions(), serving, mlflow_uri).plan
+    assert fallbacks_of(graduated) == {}
+    assert graduations(serving, graduated) == [(FAMILY, "surabaya")]
+    own_uri = f"models:/{graduate.model_name}/{graduate.version}"
+    steps = rollout_steps("rolling", serving, graduated, [10, 50, 100])
+    assert [s.name for s in steps] == ["graduation canary 10%", "graduation canary 50%", "promote 100%"]
+    canary = steps[0].plan.service(FAMILY, "surabaya")
+    assert canary is not None
+    assert [(v.name, v.model_uri, v.weight) for v in canary.variants] == [
+        ("primary", pooled_uri, 90), ("canary", own_uri, 10),
+    ]  # fmt: skip
+    assert steps[0].analyze == ((FAMILY, "surabaya"),)
+    assert steps[0].plan.service(FAMILY, "jakarta") == serving.service(FAMILY, "jakarta")
+    assert steps[-1].plan == graduated
+    # A chosen strategy other than rolling is kept: blue-green warms the own model, then switches.
+    assert [s.name for s in rollout_steps("blue-green", serving, graduated, [10, 100])] == [
+        "warm green 0%", "switch 100%",
+    ]  # fmt: skip

@@ -112,3 +112,31 @@ def test_cli_pooled_refuses_regions_and_unknown_groups(tmp_path: Path) -> None:
     assert without_pooled.exit_code == 2
     assert "--group selects region groups of --pooled" in flat(without_pooled.output)
     assert config.region_groups == {"country-id": ("jakarta", "surabaya")}
+
+
+def test_pooled_challengers_are_announced_like_a_pairs_with_the_group_as_region() -> None:
+    from modelyard.training.pooled import challenger_events
+    from modelyard.training.train import TrainResult
+
+    results = [
+        TrainResult("pickup_eta", "country-id", "registered", "pickup_eta-country-id", version="2", run_id="r2"),
+        TrainResult("pickup_eta", "country-vn", "unchanged", "pickup_eta-country-vn", version="1", run_id="r1"),
+        TrainResult("pickup_eta", "java", "skipped", "pickup_eta-java", reason="too few rows"),
+        TrainResult("pickup_eta", "asia", "failed", "pickup_eta-asia", reason="TrainingError: no snapshot"),
+    ]
+    assert challenger_events(results) == [
+        {
+            "uri": "modelyard://challenger/pickup_eta/country-id",
+            "extra": {
+                "family": "pickup_eta", "region": "country-id", "model_name": "pickup_eta-country-id",
+                "version": "2", "run_id": "r2",
+            },
+        },
+        {
+            "uri": "modelyard://challenger/pickup_eta/country-vn",
+            "extra": {
+                "family": "pickup_eta", "region": "country-vn", "model_name": "pickup_eta-country-vn",
+                "version": "1", "run_id": "r1",
+            },
+        },
+    ]  # fmt: skip
