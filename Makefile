@@ -78,8 +78,14 @@ demo-festival: install
 up: install
 	$(BIN)/modelyard up
 
-bench: install
-	$(BIN)/python tests/bench/serving.py
+# MLServer (the KServe v2 reference server) in its own environment, for the side-by-side serving figures.
+MLSERVER_VENV := .bench/mlserver
+$(MLSERVER_VENV)/bin/mlserver:
+	python3 -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/pip install -q mlserver==1.7.1 mlserver-xgboost==1.7.1 'uvloop<0.22'
+
+bench: install $(MLSERVER_VENV)/bin/mlserver
+	$(BIN)/python tests/bench/serving.py --mlserver $(MLSERVER_VENV)/bin/mlserver
 	$(BIN)/python tests/bench/batch_scoring.py --rows 1000000
 
 # The ingest benchmark (not a test): a CSV of MB megabytes in a temporary folder, read by the data
