@@ -81,7 +81,7 @@ up: install
 # MLServer (the KServe v2 reference server) in its own environment, for the side-by-side serving figures.
 MLSERVER_VENV := .bench/mlserver
 $(MLSERVER_VENV)/bin/mlserver:
-	python3 -m venv $(MLSERVER_VENV)
+	$(PYTHON) -m venv $(MLSERVER_VENV)
 	$(MLSERVER_VENV)/bin/pip install -q mlserver==1.7.1 mlserver-xgboost==1.7.1 'uvloop<0.22'
 
 bench: install $(MLSERVER_VENV)/bin/mlserver
