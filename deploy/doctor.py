@@ -52,7 +52,26 @@ def check_airflow() -> Check:
         return Check("airflow", False, f"not installed: pip install 'modelyard[airflow]' (Airflow {AIRFLOW_RANGE})")
     if version not in SpecifierSet(AIRFLOW_RANGE):
         return Check("airflow", False, f"{version} is outside the supported range {AIRFLOW_RANGE}")
+    clash = _svcs_clash(version)
+    if clash:
+        return Check("airflow", False, clash)
     return Check("airflow", True, f"{version} (supported: {AIRFLOW_RANGE})")
+
+
+def _svcs_clash(airflow_version: str) -> str:
+    """Airflow 3.2's in-process Execution API loses svcs 26.2's registry: every task of `dags test` fails (ADR 0014)."""
+    from packaging.version import Version
+
+    try:
+        svcs = metadata.version("svcs")
+    except metadata.PackageNotFoundError:
+        return ""
+    if Version(airflow_version) >= Version("3.3") or Version(svcs) < Version("26.2"):
+        return ""
+    return (
+        f"{airflow_version} with svcs {svcs}: Airflow before 3.3 fails every task of `airflow dags test` "
+        "('State' object has no attribute 'svcs_registry'); pip install 'svcs<26.2'"
+    )
 
 
 def check_connection(conn_id: str = MLFLOW_CONN_ID) -> Check:

@@ -1,33 +1,44 @@
 """The wheel, installed into clean environments, outside the repository.
 
-Two fresh venvs from one wheel built from a copy of the repository's build inputs:
+Three fresh venvs from one wheel built from a copy of the repository's build inputs:
 
-* ``[airflow]``: ``modelyard init`` writes a project; a temporary AIRFLOW_HOME (SQLite,
+* ``[airflow]`` at both ends of the declared Airflow range (setup.cfg): the ceiling with
+  ``constraints.txt`` (the newest Airflow), the floor with ``constraints.txt`` under the pins of
+  ``.ci/constraints-airflow-floor.txt`` (the newest release of the lowest supported minor).
+  At each end ``modelyard init`` writes a project; a temporary AIRFLOW_HOME (SQLite,
   ``airflow db migrate``) with that project's ``dags/`` as its DAG folder lists the six
-  stages with no import error, the provider and the plugin come from entry points, a task
-  runs from a DAG file outside the package, and ``modelyard doctor`` finds nothing missing once
-  ``mlflow_default`` points at a live MLflow server (and says what is missing before);
+  stages with no import error, the provider and the plugin come from entry points, a whole
+  stage (``airflow dags test data_processing``) runs from the project's DAG file, and
+  ``modelyard doctor`` reports the pinned Airflow and finds nothing missing once
+  ``mlflow_default`` points at a live MLflow server (and says what is missing before).
+  ``modelyard init`` itself and ``airflow tasks test`` are checked at the ceiling only.
 * ``[serving]``: ``modelyard serve --help`` works and Airflow, Great Expectations and
   matplotlib are not installed.
 
-Slow (two venvs; pip resolves against ``constraints.txt`` and its cache): each venv is
+Slow (three venvs; pip resolves against the constraints and its cache): each venv is
 built once per module.
 """
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[2]
 # What the wheel is built from (the same files the Dockerfile's build stage copies).
@@ -41,6 +52,9 @@ SERVING_SIZE_GOAL_MB = 500  # issue 10's goal: 478 MB without onnxruntime
 # test holds that budget so the image cannot grow unnoticed, and prints the figure against the goal.
 SERVING_SIZE_BUDGET_MB = 600
 INSTALL_TIMEOUT = 1500
+CONSTRAINTS = REPO / "constraints.txt"
+FLOOR_PINS = REPO / ".ci" / "constraints-airflow-floor.txt"
+AIRFLOW_ENDS = ("ceiling", "floor")
 
 
 @dataclass(frozen=True)
@@ -50,11 +64,13 @@ class Venv:
     root: Path
     env: dict[str, str]
 
-    def run(self, *args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """Run ``args[0]`` from this venv's ``bin`` (stdout and stderr merged)."""
+    def run(
+        self, *args: str, cwd: Path, timeout: float = 600, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``args[0]`` from this venv's ``bin`` (stdout and stderr merged), ``env`` added to its environment."""
         return subprocess.run(
-            [str(self.root / "bin" / args[0]), *args[1:]], env=self.env, cwd=cwd, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False,
+            [str(self.root / "bin" / args[0]), *args[1:]], env={**self.env, **(env or {})}, cwd=cwd,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False,
         )  # fmt: skip
 
 
@@ -77,6 +93,38 @@ def make_venv(root: Path, requirement: str, constraints: Path) -> Venv:
     )  # fmt: skip
     assert installed.returncode == 0, f"pip install {requirement} failed:\n{installed.stdout[-4000:]}"
     return venv
+
+
+def pinned_name(line: str) -> str | None:
+    """The canonical package name a constraints line pins, or None for a comment or a blank line."""
+    line = line.split("#", 1)[0].strip()
+    return canonicalize_name(Requirement(line).name) if line else None
+
+
+def floor_constraints(into: Path) -> Path:
+    """``constraints.txt`` with every package ``.ci/constraints-airflow-floor.txt`` pins pinned as it says."""
+    floor = FLOOR_PINS.read_text().splitlines()
+    replaced = {pinned_name(line) for line in floor} - {None}
+    kept = [line for line in CONSTRAINTS.read_text().splitlines() if pinned_name(line) not in replaced]
+    into.write_text("\n".join([*kept, *floor]) + "\n")
+    return into
+
+
+def pinned_version(constraints: Path, name: str) -> Version:
+    """The version ``constraints`` pins ``name`` to."""
+    for line in constraints.read_text().splitlines():
+        if pinned_name(line) == name:
+            return Version(line.split("#", 1)[0].split("==", 1)[1].strip())
+    raise AssertionError(f"{constraints} does not pin {name}")
+
+
+def declared_airflow_range() -> SpecifierSet:
+    """The ``apache-airflow`` specifier of setup.cfg's ``[airflow]`` extra."""
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    lines = (line.split("#", 1)[0].strip() for line in cfg["options.extras_require"]["airflow"].splitlines())
+    (airflow,) = [Requirement(line) for line in lines if line and Requirement(line).name == "apache-airflow"]
+    return airflow.specifier
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +154,21 @@ class Project:
     venv: Venv
     directory: Path
     init_output: str
+    airflow_version: Version  # what its constraints pin
 
-    def airflow(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return self.venv.run("airflow", *args, cwd=self.directory, timeout=timeout)
+    def airflow(
+        self, *args: str, timeout: float = 600, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.venv.run("airflow", *args, cwd=self.directory, timeout=timeout, env=env)
+
+    @property
+    def metadata_db(self) -> Path:
+        return Path(self.venv.env["AIRFLOW_HOME"]) / "airflow.db"
 
 
-@pytest.fixture(scope="module")
-def project(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
-    root = tmp_path_factory.mktemp("airflow-install")
-    venv = make_venv(root / "venv", f"{wheel}[airflow]", REPO / "constraints.txt")
+def install_project(wheel: Path, constraints: Path, root: Path) -> Project:
+    """``[airflow]`` installed with ``constraints``, ``modelyard init``, and a migrated AIRFLOW_HOME on the project."""
+    venv = make_venv(root / "venv", f"{wheel}[airflow]", constraints)
     directory = root / "team-project"
     init = venv.run("modelyard", "init", str(directory), cwd=root)
     assert init.returncode == 0, init.stdout
@@ -129,7 +183,7 @@ def project(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
         AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="120",
     )
-    installed = Project(Venv(venv.root, env), directory, init.stdout)
+    installed = Project(Venv(venv.root, env), directory, init.stdout, pinned_version(constraints, "apache-airflow"))
     migrated = installed.airflow("db", "migrate")
     assert migrated.returncode == 0, migrated.stdout[-4000:]
     # What the DAG processor does: parse the bundle, store the DAGs and the import errors.
@@ -139,9 +193,29 @@ def project(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 
 @pytest.fixture(scope="module")
+def ceiling_project(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """The project on the newest supported Airflow (``constraints.txt``)."""
+    return install_project(wheel, CONSTRAINTS, tmp_path_factory.mktemp("airflow-ceiling"))
+
+
+@pytest.fixture(scope="module")
+def floor_project(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """The project on the lowest supported Airflow (``.ci/constraints-airflow-floor.txt`` over ``constraints.txt``)."""
+    root = tmp_path_factory.mktemp("airflow-floor")
+    return install_project(wheel, floor_constraints(root / "constraints-floor.txt"), root)
+
+
+@pytest.fixture(scope="module", params=AIRFLOW_ENDS)
+def project(request: pytest.FixtureRequest) -> Project:
+    """The project at each end of the declared Airflow range; each venv is built once."""
+    found: Project = request.getfixturevalue(f"{request.param}_project")
+    return found
+
+
+@pytest.fixture(scope="module")
 def serving(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
     """A ``[serving]`` venv as the Dockerfile leaves it: without pip and setuptools."""
-    venv = make_venv(tmp_path_factory.mktemp("serving-install") / "venv", f"{wheel}[serving]", REPO / "constraints.txt")
+    venv = make_venv(tmp_path_factory.mktemp("serving-install") / "venv", f"{wheel}[serving]", CONSTRAINTS)
     trimmed = venv.run("python", "-m", "pip", "uninstall", "-y", "-q", "pip", "setuptools", cwd=venv.root)
     assert trimmed.returncode == 0, trimmed.stdout
     return venv
@@ -156,7 +230,8 @@ def json_rows(output: str) -> list[dict[str, Any]]:
     raise AssertionError(f"no JSON array in the output:\n{output[-4000:]}")
 
 
-def test_init_writes_a_project_of_thin_dag_files(project: Project) -> None:
+def test_init_writes_a_project_of_thin_dag_files(ceiling_project: Project) -> None:
+    project = ceiling_project
     dag_files = sorted(p.name for p in (project.directory / "dags").glob("*.py"))
     assert dag_files == sorted(f"modelyard_{stage}.py" for stage in STAGES)
     for name in dag_files:
@@ -170,7 +245,8 @@ def test_init_writes_a_project_of_thin_dag_files(project: Project) -> None:
         assert topic in readme
 
 
-def test_init_refuses_to_overwrite_without_force(project: Project) -> None:
+def test_init_refuses_to_overwrite_without_force(ceiling_project: Project) -> None:
+    project = ceiling_project
     config = project.directory / "modelyard.yaml"
     config.write_text(config.read_text() + "# the team's edit\n")
     again = project.venv.run("modelyard", "init", str(project.directory), cwd=project.directory)
@@ -180,7 +256,19 @@ def test_init_refuses_to_overwrite_without_force(project: Project) -> None:
     assert config.read_text().endswith("# the team's edit\n")
 
 
-def test_airflow_lists_the_five_dags_from_the_project_files(project: Project) -> None:
+def test_the_ci_floor_is_the_lowest_declared_minor() -> None:
+    """CI's two ends lie in setup.cfg's range and the floor is its lowest minor: raising the floor moves CI too."""
+    declared = declared_airflow_range()
+    floor = pinned_version(FLOOR_PINS, "apache-airflow")
+    ceiling = pinned_version(CONSTRAINTS, "apache-airflow")
+    assert floor in declared, f"{FLOOR_PINS.name} pins Airflow {floor}, outside setup.cfg's {declared}"
+    assert ceiling in declared, f"constraints.txt pins Airflow {ceiling}, outside setup.cfg's {declared}"
+    (lowest,) = [Version(spec.version) for spec in declared if spec.operator == ">="]
+    assert floor.release[:2] == lowest.release[:2], f"setup.cfg says {declared}; CI's floor is {floor}"
+    assert floor < ceiling
+
+
+def test_airflow_lists_the_stage_dags_from_the_project_files(project: Project) -> None:
     listed = project.airflow("dags", "list", "--output", "json")
     assert listed.returncode == 0, listed.stdout[-4000:]
     rows = {row["dag_id"]: row for row in json_rows(listed.stdout)}
@@ -213,10 +301,31 @@ def test_provider_and_plugin_come_from_entry_points(project: Project) -> None:
     assert not (Path(project.venv.env["AIRFLOW_HOME"]) / "plugins").exists()  # no shim
 
 
-def test_a_task_runs_from_the_project_dag_file(project: Project) -> None:
-    ran = project.airflow("tasks", "test", "data_processing", "select_pairs", "2026-06-01")
+def test_a_task_runs_from_the_project_dag_file(ceiling_project: Project) -> None:
+    """``airflow tasks test`` at the ceiling; at the floor the stage below runs the same task the same way."""
+    ran = ceiling_project.airflow("tasks", "test", "data_processing", "select_pairs", "2026-06-01")
     assert ran.returncode == 0, ran.stdout[-4000:]
     assert "'family': 'driver_acceptance', 'region': 'jakarta'" in ran.stdout, ran.stdout[-4000:]
+
+
+def test_a_stage_runs_from_the_project_dag_file(project: Project) -> None:
+    """``airflow dags test`` runs data_processing for one pair: the snapshot is written and announced."""
+    conf = {"families": ["driver_acceptance"], "regions": ["jakarta"]}
+    small = {"MODELYARD_DATA__SYNTHETIC__ROWS": "600"}  # data.min_rows is 500
+    ran = project.airflow("dags", "test", "data_processing", "2026-06-02", "--conf", json.dumps(conf), env=small)
+    assert ran.returncode == 0, ran.stdout[-6000:]
+    assert "driver_acceptance/jakarta: published | 600 rows" in ran.stdout, ran.stdout[-6000:]
+    snapshots = project.directory / ".modelyard" / "features" / "driver_acceptance" / "jakarta"
+    digest = (snapshots / "LATEST").read_text().strip()
+    assert (snapshots / f"{digest}.parquet").is_file()
+    query = (
+        "SELECT e.extra, e.source_dag_id FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+        "WHERE a.uri = 'modelyard://features/driver_acceptance/jakarta'"
+    )
+    with contextlib.closing(sqlite3.connect(project.metadata_db)) as db:
+        ((extra, dag_id),) = db.execute(query).fetchall()
+    assert json.loads(extra) == {"family": "driver_acceptance", "region": "jakarta", "digest": digest, "rows": 600}
+    assert dag_id == "data_processing"
 
 
 def test_the_wheel_ships_the_runtime_constraints(wheel: Path) -> None:
@@ -232,13 +341,11 @@ def test_doctor_says_what_the_worker_misses_then_finds_nothing(project: Project,
     assert missing.returncode == 1, missing.stdout
     lines = missing.stdout.splitlines()
     assert [line.split()[1].rstrip(":") for line in lines] == ["airflow", "connection", "mlflow", "storage", "helm"]
-    assert lines[0].startswith("ok   airflow: "), missing.stdout
+    # The Airflow this end is meant to run, and no other: the version the constraints pin.
+    assert lines[0].startswith(f"ok   airflow: {project.airflow_version} "), missing.stdout
     assert lines[1].startswith("FAIL connection: 'mlflow_default' not found"), missing.stdout
-    env = {**project.venv.env, "AIRFLOW_CONN_MLFLOW_DEFAULT": mlflow_server.url}
-    found = subprocess.run(
-        [str(project.venv.root / "bin" / "modelyard"), "doctor"], env=env, cwd=project.directory,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    connected = {"AIRFLOW_CONN_MLFLOW_DEFAULT": mlflow_server.url}
+    found = project.venv.run("modelyard", "doctor", cwd=project.directory, timeout=300, env=connected)
     assert found.returncode == 0, found.stdout
     assert f"ok   mlflow: {mlflow_server.url} answers" in found.stdout
     assert f"ok   storage: {project.directory / '.modelyard'}" in found.stdout

@@ -118,3 +118,23 @@ def test_runtime_constraints_pin_no_dev_tools_and_ship_in_the_package() -> None:
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
     assert "constraints-runtime.txt" in cfg["options.package_data"]["modelyard"]
+
+
+@pytest.mark.parametrize(
+    ("airflow", "svcs", "clash"),
+    [("3.2.2", "26.2.0", True), ("3.2.2", "26.1.0", False), ("3.3.2", "26.2.0", False)],
+)
+def test_airflow_32_with_svcs_262_is_named_with_the_pin_to_use(
+    monkeypatch: pytest.MonkeyPatch, airflow: str, svcs: str, clash: bool
+) -> None:
+    from importlib import metadata
+
+    from modelyard.deploy import doctor
+
+    versions = {"apache-airflow": airflow, "svcs": svcs}
+    monkeypatch.setattr(metadata, "version", lambda name: versions[name])
+    check = doctor.check_airflow()
+    assert check.ok is (not clash)
+    if clash:
+        assert "svcs 26.2.0" in check.detail
+        assert "pip install 'svcs<26.2'" in check.detail
