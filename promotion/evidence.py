@@ -2,7 +2,9 @@
 
 Challenger and champion are scored on the same holdout rows (the challenger's snapshot, split at
 its run's boundaries); each version featurises those rows' raw fields with its OWN
-``feature_spec.json``. Also the single-row latency a model costs (ADR 0012).
+``feature_spec.json``. Also the baseline's holdout metrics the challenger's run logged, and the
+single-row latency of the engine that will serve each model, challenger and champion timed in the
+same rounds (ADR 0012).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import gc
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +51,7 @@ def collect_evidence(
     pooled: ModelVersion | None = None,
 ) -> Evidence:
     """Score challenger and champion on the challenger's holdout rows, each through its own feature spec,
-    and measure the challenger's size and latency.
+    read the challenger's baseline metrics, measure its size, and time the engine each would serve with.
 
     ``pooled``: the pooled champion serving a region that has no champion of its own (ADR 0015), scored
     on the same rows for the graduation gate.
@@ -63,38 +66,68 @@ def collect_evidence(
         loaded = load_version_with_spec(challenger, Path(tmp))
         x = version_features(loaded, holdout)
         challenger_score = score_model(loaded.model, challenger, spec.task, holdout, spec.target, config, x)
-        latency = p99_latency_ms(loaded.model, spec.task, x, latency_calls)
+        engines = [serving_engines(loaded, spec.task, x)]
         champion_score, note = None, None
         if champion is not None:
-            champion_score, note = _score_champion(champion, Path(tmp), holdout, config, spec.task, spec.target)
+            champion_score, note, champion_engines = _score_champion(
+                champion, Path(tmp), holdout, config, spec.task, spec.target
+            )
+            engines += champion_engines
         pooled_score, pooled_note = None, None
         if pooled is not None:
-            pooled_score, pooled_note = _score_champion(pooled, Path(tmp), holdout, config, spec.task, spec.target)
+            pooled_score, pooled_note, _ = _score_champion(pooled, Path(tmp), holdout, config, spec.task, spec.target)
+        timed = serving_latencies(engines, latency_calls)
+    reference = timed[1] if champion is not None and len(timed) > 1 else None
+    baseline_algorithm, baseline_metrics = run_baseline(client, challenger)
     return Evidence(
         task=spec.task,
         challenger=challenger_score,
         champion=champion_score,
         validation=validation,
         size_mb=loaded.size_mb,
-        latency_p99_ms=latency,
+        latency_p99_ms=timed[0].p99_ms,
+        latency_engine=timed[0].engine,
+        reference_latency_ms=reference.p99_ms if reference else None,
+        reference_latency=f"champion v{champion.version} ({reference.engine})" if reference and champion else None,
         holdout_rows=len(holdout),
         champion_note=note,
         pooled_model=pooled.name if pooled is not None else None,
         pooled=pooled_score,
         pooled_note=pooled_note,
+        baseline_algorithm=baseline_algorithm,
+        baseline_metrics=baseline_metrics,
     )
 
 
 def _score_champion(
     champion: ModelVersion, folder: Path, holdout: pd.DataFrame, config: Config, task: Task, target: str
-) -> tuple[ModelScore | None, str | None]:
-    """The champion's score on the challenger's rows, or why it has none (its spec needs what they lack)."""
+) -> tuple[ModelScore | None, str | None, list[list[TimedEngine]]]:
+    """The champion's score on the challenger's rows and its serving engines to time, or why it has no
+    score (its spec needs what they lack)."""
     loaded = load_version_with_spec(champion, folder)
     try:
         x = version_features(loaded, holdout)
     except GateInputError as exc:
-        return None, f"champion v{champion.version} cannot be scored on the challenger's holdout: {exc}"
-    return score_model(loaded.model, champion, task, holdout, target, config, x), None
+        return None, f"champion v{champion.version} cannot be scored on the challenger's holdout: {exc}", []
+    score = score_model(loaded.model, champion, task, holdout, target, config, x)
+    return score, None, [serving_engines(loaded, task, x)]
+
+
+def run_baseline(client: MlflowClient, version: ModelVersion) -> tuple[str | None, dict[str, float]]:
+    """The baseline fitted beside ``version`` in its run (None: none) and that baseline's holdout metrics.
+
+    Training logs them as ``baseline_holdout_<metric>`` (scored on the same holdout rows as the
+    model); they come back keyed by the model's metric name (``holdout_auc``).
+    """
+    if not version.run_id:
+        return None, {}
+    run = client.get_run(version.run_id).data
+    algorithm = run.params.get("baseline_algorithm")
+    prefix = "baseline_"
+    metrics = {key.removeprefix(prefix): float(value) for key, value in run.metrics.items() if key.startswith(prefix)}
+    if algorithm in (None, "", "none") and not metrics:
+        return None, {}
+    return algorithm or "baseline", metrics
 
 
 def _tag(version: ModelVersion, key: str) -> str:
@@ -159,6 +192,8 @@ class LoadedVersion:
     size_mb: float
     spec: FittedSpec | None
     feature_names: list[str]
+    # The downloaded model folder: its ``extra_files/`` hold the ONNX copy training stored.
+    folder: Path | None = None
 
 
 def load_version(version: ModelVersion, folder: Path) -> tuple[Any, float]:
@@ -198,7 +233,7 @@ def load_version_with_spec(version: ModelVersion, folder: Path) -> LoadedVersion
         raise GateInputError(f"model '{version.name}' v{version.version}: cannot load its artifacts: {exc}") from exc
     names = fitted.names if fitted is not None else _signature_names(meta, version)
     size = sum(path.stat().st_size for path in local.rglob("*") if path.is_file())
-    return LoadedVersion(str(version.version), model, size / 1e6, fitted, names)
+    return LoadedVersion(str(version.version), model, size / 1e6, fitted, names, local)
 
 
 def version_spec(version: ModelVersion, local: Path, folder: Path) -> FittedSpec | None:
@@ -322,39 +357,175 @@ def _predict(model: Any, task: Task, x: pd.DataFrame) -> np.ndarray:
     return predict(model, task, x)
 
 
+# ---------------------------------------------------------------- latency of the engine that will serve (ADR 0012)
+
+# The serving pod's parity bound (deploy/serving/engines.py: PARITY_ATOL, PARITY_RTOL; promotion cannot import deploy).
+PARITY_ATOL = 1e-6
+PARITY_RTOL = 2.0**-18
+# Single rows to time a version on (cycled up to ``latency_calls``): enough for a p99, cheap to slice.
+MAX_TIMED_ROWS = 1000
+
+
+class OnnxUnusable(Exception):
+    """The version would be served natively; the message says why."""
+
+
+@dataclass(frozen=True)
+class TimedEngine:
+    """One engine of one version, ready to be timed on single rows."""
+
+    engine: str  # "native" or "onnx"
+    call: Callable[[Any], Any]
+    rows: Sequence[Any]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class EngineLatency:
+    """The engine a version would serve one-row calls with, and its single-row p99 in ms."""
+
+    engine: str
+    p99_ms: float
+
+
+def serving_engines(loaded: LoadedVersion, task: Task, x: pd.DataFrame) -> list[TimedEngine]:
+    """The engines the server chooses between for ``loaded``: native, and its ONNX copy when that is exact.
+
+    The server (``deploy/serving/engines.py``) answers one-row calls with the ONNX copy when it
+    reproduces the native predictions and is not slower on one row: :func:`onnx_engine` checks the
+    first condition (on the holdout's rows without missing values), the timing decides the second.
+    """
+    model, x = loaded.model, x.iloc[:MAX_TIMED_ROWS]
+    native = TimedEngine("native", lambda row: _predict(model, task, row), [x.iloc[[i]] for i in range(len(x))])
+    try:
+        return [native, onnx_engine(loaded, task, x)]
+    except OnnxUnusable as exc:
+        return [TimedEngine("native", native.call, native.rows, reason=str(exc))]
+
+
+def onnx_engine(loaded: LoadedVersion, task: Task, x: pd.DataFrame) -> TimedEngine:
+    """The version's ONNX copy as the server runs it (one thread), checked against the native model on ``x``.
+
+    Raises:
+        OnnxUnusable: no ONNX copy, no onnxruntime, a generic pyfunc model, or a parity miss.
+    """
+    import numpy as np
+    from mlflow.pyfunc import PyFuncModel
+
+    if isinstance(loaded.model, PyFuncModel) or loaded.folder is None:
+        raise OnnxUnusable("pyfunc flavor: served natively")
+    session = _onnx_session(loaded.folder / SPEC_EXTRA_DIR)
+    matrix = np.ascontiguousarray(x[loaded.feature_names].to_numpy(dtype=np.float32))
+    clean = matrix[~np.isnan(matrix).any(axis=1)]
+    if len(clean) == 0:
+        raise OnnxUnusable("no holdout row without missing values to check the ONNX copy on")
+    call = _onnx_call(session, task)
+    expected = _predict(loaded.model, task, _frame(clean, loaded.feature_names))
+    got = call(clean)
+    bound = PARITY_ATOL + PARITY_RTOL * np.abs(expected)
+    if got.shape != expected.shape or not bool((np.abs(got - expected) <= bound).all()):
+        raise OnnxUnusable("the ONNX copy disagrees with the native model: served natively")
+    return TimedEngine("onnx", call, [clean[i : i + 1] for i in range(len(clean))])
+
+
+def _frame(matrix: np.ndarray, names: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(matrix.astype("float64"), columns=names)
+
+
+def _onnx_session(folder: Path) -> Any:
+    from modelyard.training.onnx_export import ONNX_FILE
+
+    if not (folder / ONNX_FILE).exists():
+        raise OnnxUnusable("no ONNX copy stored with this version: served natively")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise OnnxUnusable("onnxruntime is not installed here: timed natively") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # as the serving pod runs it
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+
+
+def _onnx_call(session: Any, task: Task) -> Callable[[np.ndarray], np.ndarray]:
+    """Predictions of ``session`` shaped like :func:`_predict`'s: class-1 probability or value, float64."""
+    import numpy as np
+
+    from modelyard.training.onnx_export import INPUT_NAME
+
+    names = [o.name for o in session.get_outputs()]
+    output = "probabilities" if task == "classification" and "probabilities" in names else names[-1]
+
+    def call(matrix: np.ndarray) -> np.ndarray:
+        result = np.asarray(session.run([output], {INPUT_NAME: matrix})[0], dtype=np.float64)
+        return result[:, -1] if output == "probabilities" else result.reshape(len(matrix))
+
+    return call
+
+
+def serving_latencies(versions: list[list[TimedEngine]], calls: int) -> list[EngineLatency]:
+    """Per version, the faster of its engines on one row (what the server picks) and that engine's p99.
+
+    All engines of all versions are timed in the same rounds, taking turns, so load on the machine
+    falls on the challenger and its reference alike.
+    """
+    flat = [engine for engines in versions for engine in engines]
+    p99s = iter(p99_latencies_ms(flat, calls))
+    chosen = []
+    for engines in versions:
+        p99, engine = min((next(p99s), engine.engine) for engine in engines)
+        chosen.append(EngineLatency(engine, p99))
+    return chosen
+
+
 def p99_latency_ms(model: Any, task: Task, x: pd.DataFrame, calls: int) -> float:
-    """The model's own single-row p99 prediction latency in milliseconds, robust to a busy machine.
+    """The native model's single-row p99 prediction latency in milliseconds (see :func:`p99_latencies_ms`)."""
+    rows = [x.iloc[[i]] for i in range(min(len(x), calls))]
+    return p99_latencies_ms([TimedEngine("native", lambda row: _predict(model, task, row), rows)], calls)[0]
+
+
+def p99_latencies_ms(engines: Sequence[TimedEngine], calls: int) -> list[float]:
+    """Each engine's single-row p99 prediction latency in milliseconds, robust to a busy machine.
 
     The budget is about the model, not about the machine that happens to run the gate. So:
 
     * each call is charged the smaller of its wall time and the CPU time the process spent during
       it: time spent waiting for a core that other processes hold (load on a shared CI machine) is
       not charged, while the work of the model is, whichever thread of the process does it;
-    * the p99 over ``calls`` single-row calls is measured ``LATENCY_ROUNDS`` times and the best
-      round is kept, so one burst of interference does not decide;
+    * the p99 over ``calls`` single-row calls is measured ``LATENCY_ROUNDS`` times per engine, the
+      engines taking turns within a round, and each engine's best round is kept: one burst of
+      interference does not decide, and what remains of the load falls on every engine alike;
     * the garbage collector is paused while timing, after a warm-up of ``WARM_UP_CALLS``.
 
     A model that is truly slow is slow in every round, in CPU time as in wall time, and is still
     rejected; a fast model on an idle machine measures as before (its CPU time equals its wall time).
     """
-    rows = [x.iloc[[i % len(x)]] for i in range(calls)]
-    for row in rows[:WARM_UP_CALLS]:
-        _predict(model, task, row)
-    return min(_round_p99_ms(model, task, rows) for _ in range(LATENCY_ROUNDS))
+    batches = [[engine.rows[i % len(engine.rows)] for i in range(calls)] for engine in engines]
+    for engine, rows in zip(engines, batches, strict=True):
+        for row in rows[:WARM_UP_CALLS]:
+            engine.call(row)
+    best = [float("inf")] * len(engines)
+    for _ in range(LATENCY_ROUNDS):
+        for i, (engine, rows) in enumerate(zip(engines, batches, strict=True)):
+            best[i] = min(best[i], _round_p99_ms(engine.call, rows))
+    return best
 
 
-def _round_p99_ms(model: Any, task: Task, rows: list[pd.DataFrame]) -> float:
+def _round_p99_ms(call: Callable[[Any], Any], rows: list[Any]) -> float:
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        costs = [_call_cost_ms(model, task, row) for row in rows]
+        costs = [_call_cost_ms(call, row) for row in rows]
     finally:
         if was_enabled:
             gc.enable()
     return float(statistics.quantiles(costs, n=100, method="inclusive")[98])
 
 
-def _call_cost_ms(model: Any, task: Task, row: pd.DataFrame) -> float:
+def _call_cost_ms(call: Callable[[Any], Any], row: Any) -> float:
     wall, cpu = time.perf_counter(), time.process_time()
-    _predict(model, task, row)
+    call(row)
     return min(time.perf_counter() - wall, time.process_time() - cpu) * 1000

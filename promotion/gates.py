@@ -13,11 +13,20 @@ keyed ``"<family>"`` or ``"<family>/<region>"``), never coded per model. Each on
     owns its spec): a family's features may change while its champion serves. A champion that
     reads a raw field the challenger's snapshot does not carry cannot be compared: its gates fail
     with that reason (promote by hand with ``--version`` and a reason if the change is wanted).
+``baseline``
+    the challenger beats its own baseline (``families[].baseline``, fitted on the same training rows
+    and scored on the same holdout at training, logged as ``baseline_holdout_<metric>``) by a
+    margin, absolute or relative to the baseline's value. On by default (``DEFAULT_BASELINE_GATES``);
+    skipped for a version trained without a baseline.
 ``data_validation``
     the challenger's snapshot passed its data-quality checks.
-``model_size`` / ``latency``
-    the model's artifacts and its single-row p99 prediction latency fit the budget (the latency is
-    the model's own cost, not the machine's load: :func:`p99_latency_ms`, ADR 0012).
+``model_size``
+    the model's artifacts fit the budget.
+``latency``
+    the single-row p99 latency of the engine that will serve the model (its ONNX copy when that is
+    exact and faster, else the native model) stays within ``max_latency_ratio`` times the champion's,
+    timed in the same run on the same rows, plus ``latency_slack_ms``; and never above the absolute
+    ``max_p99_latency_ms`` (the only bound for a first model). ADR 0012.
 ``prediction_shift``
     PSI of the challenger's predictions against the champion's on the holdout.
 ``slice``
@@ -38,12 +47,13 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modelyard.core.config import GATE_TASK_KEYS, ConfigError, GateDefaults, TaskGates
+from modelyard.core.config.gates import BaselineGate
 from modelyard.core.errors import ModelyardError
 from modelyard.training import metrics as metric_names
 
@@ -57,7 +67,15 @@ if TYPE_CHECKING:
     from modelyard.training.metrics import Task
 
 GateKind = Literal[
-    "absolute", "versus_champion", "data_validation", "model_size", "latency", "prediction_shift", "slice", "graduation"
+    "absolute",
+    "versus_champion",
+    "baseline",
+    "data_validation",
+    "model_size",
+    "latency",
+    "prediction_shift",
+    "slice",
+    "graduation",
 ]
 PSI_BINS = 10
 WARM_UP_CALLS = 10
@@ -92,6 +110,11 @@ class GateResult(BaseModel):
     skipped: bool = False
     summary: str
 
+    @property
+    def better(self) -> Literal["higher", "lower"]:
+        """Which way ``value`` is better: every gate passes on ``value <op> threshold``."""
+        return "higher" if self.op in (">=", ">") else "lower"
+
 
 class GateReport(BaseModel):
     """Every gate's result for one challenger."""
@@ -113,16 +136,19 @@ class GateReport(BaseModel):
         checked = [r for r in self.results if not r.skipped]
         if self.passed:
             skipped = len(self.results) - len(checked)
-            note = f" ({skipped} skipped: no champion to compare with)" if skipped else ""
+            note = f" ({skipped} skipped: nothing to compare with)" if skipped else ""
             return f"all {len(checked)} gates passed{note}"
         reasons = "; ".join(r.summary for r in self.failures)
         return f"{len(self.failures)} of {len(checked)} gates failed: {reasons}"
 
     def as_text(self) -> str:
         """The gate table as fixed-width text (for task logs and the ``gates.txt`` artifact)."""
-        rows = [("gate", "value", "op", "threshold", "result")]
-        rows += [(r.name, format_number(r.value), r.op, format_number(r.threshold), verdict(r)) for r in self.results]
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        rows = [("gate", "value", "better", "op", "threshold", "result")]
+        rows += [
+            (r.name, format_number(r.value), r.better, r.op, format_number(r.threshold), verdict(r))
+            for r in self.results
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
         lines.insert(1, "  ".join("-" * width for width in widths))
         return "\n".join(lines)
@@ -158,8 +184,17 @@ class Evidence:
     champion: ModelScore | None
     validation: ValidationSummary
     size_mb: float
+    # The single-row p99 of the engine that will serve the challenger (ADR 0012), and which engine that is.
     latency_p99_ms: float
     holdout_rows: int
+    latency_engine: str = "native"
+    # The champion's single-row p99 on its serving engine, timed in the same rounds; what it is ("champion v3 (onnx)").
+    reference_latency_ms: float | None = None
+    reference_latency: str | None = None
+    # The challenger's run: its baseline's algorithm (None: trained without one) and holdout metrics
+    # (``holdout_auc``, from the logged ``baseline_holdout_auc``).
+    baseline_algorithm: str | None = None
+    baseline_metrics: Mapping[str, float] = field(default_factory=dict)
     # Why a champion that exists has no score (it reads a raw field the holdout does not carry).
     champion_note: str | None = None
     # A region's first own model: the pooled champion serving the region, scored on the same rows (ADR 0015).
@@ -221,6 +256,7 @@ def check_metric_names(gates: GateDefaults, task: Task) -> None:
     section = task_gates(gates, task)
     named = [("absolute", i, g.metric) for i, g in enumerate(section.absolute)]
     named += [("versus_champion", i, g.metric) for i, g in enumerate(section.versus_champion)]
+    named += [("baseline", i, g.metric) for i, g in enumerate(section.baseline)]
     for kind, index, metric in named:
         split, _, base = metric.partition("_")
         if split != "holdout" or base not in known:
@@ -246,11 +282,10 @@ def evaluate_gates(gates: GateDefaults, evidence: Evidence) -> GateReport:
         versus_champion_gate(g.metric, g.direction, g.max_regression, g.min_improvement, evidence)
         for g in section.versus_champion
     ]
+    results += [baseline_gate(g, evidence) for g in section.baseline]
     results.append(data_validation_gate(evidence.validation))
     results.append(budget_gate("model_size", "model size (MB)", evidence.size_mb, gates.max_model_size_mb))
-    results.append(
-        budget_gate("latency", "single-row p99 latency (ms)", evidence.latency_p99_ms, gates.max_p99_latency_ms)
-    )
+    results.append(latency_gate(gates, evidence))
     results.append(prediction_shift_gate(evidence, gates.max_psi))
     for gate in section.versus_champion:
         results += slice_gates(gate.metric, gate.direction, evidence, gates.max_slice_regression)
@@ -330,6 +365,64 @@ def versus_champion_gate(
     )
     return GateResult(
         name=name, kind="versus_champion", value=delta, threshold=threshold, op=">=", passed=passed, summary=summary
+    )
+
+
+def baseline_gate(gate: BaselineGate, evidence: Evidence) -> GateResult:
+    """The challenger beats its baseline on ``gate.metric`` by at least the declared margin (in the metric's unit)."""
+    metric, name = gate.metric, f"baseline:{gate.metric}"
+    challenger = evidence.challenger.metrics.get(metric)
+    baseline = evidence.baseline_metrics.get(metric)
+    margin = gate.min_improvement + gate.min_relative_improvement * abs(baseline or 0.0)
+    if evidence.baseline_algorithm is None:
+        return GateResult(
+            name=name, kind="baseline", value=None, threshold=margin, op=">=", passed=True, skipped=True,
+            summary=f"{name} skipped: trained without a baseline (set families[].baseline to compare with one)",
+        )  # fmt: skip
+    if challenger is None or baseline is None or math.isnan(challenger) or math.isnan(baseline):
+        whose = "the challenger" if challenger is None or math.isnan(challenger) else "its baseline"
+        return GateResult(
+            name=name, kind="baseline", value=None, threshold=margin, op=">=", passed=False,
+            summary=f"{name}: {metric} missing for {whose} on the holdout (retrain to log baseline_{metric})",
+        )  # fmt: skip
+    direction = "higher" if metric_names.higher_is_better(metric) else "lower"
+    delta = improvement(challenger, baseline, direction)
+    passed = delta >= margin - 1e-12
+    declared = f" = {gate.min_relative_improvement:.0%} of the baseline" if gate.min_relative_improvement else ""
+    summary = (
+        f"{metric} {challenger:.4g} vs baseline {evidence.baseline_algorithm} {baseline:.4g}: "
+        f"{abs(delta):.4g} {'better' if delta >= 0 else 'worse'} ({direction} is better; "
+        f"needs a margin >= {margin:.4g}{declared})"
+    )
+    return GateResult(
+        name=name, kind="baseline", value=delta, threshold=margin, op=">=", passed=passed, summary=summary
+    )
+
+
+def latency_gate(gates: GateDefaults, evidence: Evidence) -> GateResult:
+    """The serving engine's single-row p99 within ``max_latency_ratio`` x the champion's (timed in the same run)
+    plus ``latency_slack_ms``, and never above ``max_p99_latency_ms`` (ADR 0012)."""
+    value, outer = evidence.latency_p99_ms, gates.max_p99_latency_ms
+    label = f"single-row p99 latency ({evidence.latency_engine}) {value:.4g} ms"
+    reference = evidence.reference_latency_ms
+    if reference is None:
+        budget, why = outer, "absolute bound; no champion timed in this run"
+    else:
+        relative = gates.max_latency_ratio * reference + gates.latency_slack_ms
+        budget = min(relative, outer)
+        why = (
+            f"{gates.max_latency_ratio:.3g} x {evidence.reference_latency} {reference:.4g} ms "
+            f"+ {gates.latency_slack_ms:.3g} ms, timed in this run"
+        )
+        why += (
+            f"; absolute bound {outer:.4g} ms"
+            if relative <= outer
+            else f", capped by the absolute bound {outer:.4g} ms"
+        )
+    passed = value <= budget
+    summary = f"{label} {'within' if passed else 'over'} budget {budget:.4g} ms ({why})"
+    return GateResult(
+        name="latency", kind="latency", value=value, threshold=budget, op="<=", passed=passed, summary=summary
     )
 
 

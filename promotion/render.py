@@ -46,12 +46,12 @@ def render_decisions(decisions: list[Decision]) -> Table:
 
 
 def render_gates(decision: Decision) -> Table:
-    """The per-gate table of one decision."""
+    """The per-gate table of one decision; ``better`` says which way each row's value is better."""
     from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"Gates of {decision.model_name} v{decision.version}: {decision.outcome}")
-    for column in ("gate", "value", "op", "threshold", "result", "summary"):
+    for column in ("gate", "value", "better", "op", "threshold", "result", "summary"):
         table.add_column(column, overflow="fold")
     for gate in decision.gates:
         result = verdict(gate)
@@ -59,6 +59,7 @@ def render_gates(decision: Decision) -> Table:
         table.add_row(
             gate.name,
             format_number(gate.value),
+            gate.better,
             gate.op,
             format_number(gate.threshold),
             f"[{colour}]{result}[/{colour}]",
@@ -104,11 +105,13 @@ def render_status(statuses: list[PairStatus]) -> Table:
 
 
 def _status_row(status: PairStatus) -> tuple[str, ...]:
+    from rich.markup import escape
+
     champion = status.champion
     return (
         status.family,
         status.region,
-        _champion(champion),
+        _champion(champion) if champion or not status.fallback else f"[cyan]{escape(str(status.fallback))}[/cyan]",
         _metrics(champion),
         _drift(champion),
         _challenger(status),
@@ -184,12 +187,13 @@ def decision_markdown(decision: Decision) -> str:
 
 
 def gate_markdown(gates: list[GateResult]) -> list[str]:
-    """The per-gate table as Markdown lines: gate, value, op, threshold, result, summary."""
-    rows = ["| gate | value | op | threshold | result | summary |", "|---|---|---|---|---|---|"]
+    """The per-gate table as Markdown lines: gate, value, better (higher or lower), op, threshold, result, summary."""
+    rows = ["| gate | value | better | op | threshold | result | summary |", "|---|---|---|---|---|---|---|"]
     for gate in gates:
         result = verdict(gate)
         shown = f"**{result}**" if result == "FAIL" else result
-        cells = [gate.name, format_number(gate.value), gate.op, format_number(gate.threshold), shown, gate.summary]
+        value, threshold = format_number(gate.value), format_number(gate.threshold)
+        cells = [gate.name, value, gate.better, gate.op, threshold, shown, gate.summary]
         rows.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
     return rows
 

@@ -35,6 +35,7 @@ from modelyard.core.config.families import (
 from modelyard.core.config.gates import (
     GATE_TASK_KEYS,
     AbsoluteGate,
+    BaselineGate,
     GateDefaults,
     GateSettings,
     TaskGates,
@@ -69,6 +70,7 @@ __all__ = [
     "Algorithm",
     "Approval",
     "ApprovalOverride",
+    "BaselineGate",
     "Column",
     "ColumnType",
     "Comparison",

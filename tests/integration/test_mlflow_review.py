@@ -81,7 +81,7 @@ def test_a_reviewer_reads_descriptions_short_tags_true_aliases_and_the_cli_at_12
     # The version's description is the gate table in Markdown; the tags are short sentences.
     version = client.get_model_version(name, first)
     assert version.description.startswith("promoted (first model")
-    assert "| gate | value | op | threshold | result | summary |" in version.description
+    assert "| gate | value | better | op | threshold | result | summary |" in version.description
     for gate in decision.gates:
         assert f"| {gate.name} |" in version.description
     promotion_tags = {k: v for k, v in version.tags.items() if k.startswith("promotion.")}

@@ -32,8 +32,13 @@ REGION = "jakarta"
 START = pd.Timestamp("2026-01-05", tz="UTC")
 
 
-def write_config(folder: Path, mlflow_url: str, **gate_overrides: Any) -> Config:
-    """The demo config shrunk to one region, small models, its own storage and model names."""
+def write_config(folder: Path, mlflow_url: str, *, baseline: bool = False, **gate_overrides: Any) -> Config:
+    """The demo config shrunk to one region, small models, its own storage and model names.
+
+    ``bookings`` has a linear signal: the logistic and ridge baselines are the true models and the
+    baseline gate (on by default) rightly rejects the small xgboost models, so it is off here unless
+    ``baseline`` (the tests are about the other gates; one is about that gate).
+    """
     raw = yaml.safe_load((REPO / "modelyard.yaml").read_text())
     raw["regions"] = [r for r in raw["regions"] if r["name"] in (REGION, "ho_chi_minh")]
     raw.pop("deploy", None)  # not used here; the defaults keep this test independent of deploy settings
@@ -42,6 +47,9 @@ def write_config(folder: Path, mlflow_url: str, **gate_overrides: Any) -> Config
     for family in raw["families"]:
         family["params"] = {**family["params"], "n_estimators": 60, "learning_rate": 0.15}  # small but fitted
     raw["gates"]["defaults"].update(gate_overrides)
+    if not baseline:
+        for task in ("classification", "regression"):
+            raw["gates"]["defaults"].setdefault(task, {})["baseline"] = []
     path = folder / "modelyard.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return load_config(path, environ={})
@@ -252,6 +260,22 @@ def test_regression_family_first_model(config: Config, client: MlflowClient) -> 
     assert decision.outcome == "promoted", decision.summary
     assert decision.version == version
     assert gate(decision, "absolute:holdout_mae").value < 6.0
+
+
+def test_a_model_no_better_than_its_baseline_is_rejected_and_the_reason_names_both(
+    tmp_path: Path, mlflow_uri: str
+) -> None:
+    config = write_config(tmp_path, mlflow_uri, baseline=True)
+    publish_and_train(config, bookings(seed=8), family="pickup_eta")
+
+    decision = evaluate_pair(open_client(config), config, "pickup_eta", REGION, decided_by="test")
+
+    assert decision.outcome == "rejected", decision.summary
+    assert [g.name for g in decision.gates if not g.passed] == ["baseline:holdout_mae"]
+    summary = gate(decision, "baseline:holdout_mae").summary
+    assert "vs baseline sklearn_ridge" in summary
+    assert "needs a margin >= " in summary
+    assert summary in decision.summary
 
 
 def _artifact_files(client: MlflowClient, run_id: str, path: str = "promotion") -> list[str]:

@@ -40,8 +40,9 @@ def test_the_description_holds_the_gate_table_and_reads_back_as_the_same_decisio
     decision = evaluated([gate("absolute:holdout_auc"), gate("slice:night", passed=False, summary="auc a|b dropped")])
     text = version_description(decision, None)
     assert text.startswith("rejected (against champion v2): 1 of 2 gates failed: auc a|b dropped\n")
-    assert "| gate | value | op | threshold | result | summary |" in text
-    assert "| slice:night | 0.8123 | >= | 0.7 | **FAIL** | auc a\\|b dropped |" in text  # a pipe cannot break the row
+    assert "| gate | value | better | op | threshold | result | summary |" in text
+    # a pipe cannot break the row
+    assert "| slice:night | 0.8123 | higher | >= | 0.7 | **FAIL** | auc a\\|b dropped |" in text
     assert "`airflow:promotion/run-1`" in text
     assert recorded_decision(version("3", text)) == decision
 

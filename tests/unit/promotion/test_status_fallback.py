@@ -58,3 +58,16 @@ def test_no_pooled_champion_or_a_group_itself_has_no_fallback(config: Config) ->
     assert fallback_of(config, (FAMILY, "surabaya"), challenger_only) is None
     pooled = {config.pooled_model_name(FAMILY, "asia"): champion("7")}
     assert fallback_of(config, (FAMILY, "country-id"), pooled) is None
+
+
+def test_the_status_table_shows_the_pooled_model_in_place_of_a_missing_champion() -> None:
+    from rich.console import Console
+
+    from modelyard.promotion.render import render_status
+    from modelyard.promotion.status import PairStatus
+
+    pooled = Fallback("country-id", "m", "3")
+    served = PairStatus(FAMILY, "surabaya", f"{FAMILY}-surabaya", None, None, None, fallback=pooled)
+    console = Console(width=120, record=True)
+    console.print(render_status([served]))
+    assert "pooled: country-id v3" in console.export_text()
