@@ -300,9 +300,10 @@ def build_request(
 
 def gate_table(gates: list[GateResult]) -> str:
     """The per-gate table as Markdown."""
-    rows = ["| gate | value | op | threshold | result |", "|---|---|---|---|---|"]
+    rows = ["| gate | value | better | op | threshold | result |", "|---|---|---|---|---|---|"]
     rows += [
-        f"| {g.name} | {format_number(g.value)} | {g.op} | {format_number(g.threshold)} | {verdict(g)} |" for g in gates
+        f"| {g.name} | {format_number(g.value)} | {g.better} | {g.op} | {format_number(g.threshold)} | {verdict(g)} |"
+        for g in gates
     ]
     return "\n".join(rows)
 

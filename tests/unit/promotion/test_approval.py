@@ -130,6 +130,6 @@ def test_gate_table_is_markdown_with_one_row_per_gate() -> None:
 
     lines = gate_table(gates).splitlines()
 
-    assert lines[0] == "| gate | value | op | threshold | result |"
-    assert lines[2] == "| absolute:holdout_auc | 0.8123 | >= | 0.7 | pass |"
-    assert lines[3] == "| prediction_psi | - | <= | 0.25 | skipped |"
+    assert lines[0] == "| gate | value | better | op | threshold | result |"
+    assert lines[2] == "| absolute:holdout_auc | 0.8123 | higher | >= | 0.7 | pass |"
+    assert lines[3] == "| prediction_psi | - | lower | <= | 0.25 | skipped |"
