@@ -9,6 +9,7 @@ plain ``MlflowException`` (``__context__``, not ``__cause__``), hence both links
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Iterator, MutableMapping
 
@@ -23,6 +24,7 @@ REGISTRY_CLIENT_DEFAULTS = {
 
 _HTTP_5XX = re.compile(r"(error code|status code|HTTP|too many) 5\d\d\b|\b5\d\d (Server Error|error responses)")
 _CHAIN_LIMIT = 32
+_FULL_DISK = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def bound_registry_wait(environ: MutableMapping[str, str]) -> None:
@@ -34,9 +36,10 @@ def bound_registry_wait(environ: MutableMapping[str, str]) -> None:
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` (or anything that caused it) says the registry or network was down.
 
-    Transient: connection refused or reset, timeouts, HTTP 5xx (after MLflow's own retries).
-    Everything else (not found, unreadable artifacts, a model failing its warm-up) is
-    permanent: retrying would fail the same way.
+    Transient: connection refused or reset, timeouts, HTTP 5xx (after MLflow's own retries), and
+    a full disk under the model cache (no space, quota), which the operator frees. Everything
+    else (not found, unreadable artifacts, a model failing its warm-up) is permanent: retrying
+    would fail the same way.
     """
     return any(_transient_link(link) for link in _chain(exc))
 
@@ -70,4 +73,6 @@ def _transient_link(exc: BaseException) -> bool:
     )
     if isinstance(exc, transient_types):
         return True
+    if isinstance(exc, OSError) and exc.errno in _FULL_DISK:
+        return True  # the model cache's disk is full: freed space lets the same plan load
     return type(exc).__name__ == "MlflowException" and bool(_HTTP_5XX.search(str(exc)))

@@ -121,3 +121,20 @@ def test_bound_registry_wait_keeps_what_the_user_set() -> None:
     bound_registry_wait(env)
     assert env["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"
     assert env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == REGISTRY_CLIENT_DEFAULTS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+
+
+def test_a_full_model_cache_disk_is_transient_so_the_plan_is_retried() -> None:
+    import errno
+
+    from modelyard.deploy.serving.errors import ModelMissing
+
+    def download() -> None:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/var/cache/modelyard/m/1/model.xgb")
+        except OSError as exc:
+            raise ModelMissing(f"artifacts of models:/m/1 cannot be downloaded: {exc}") from exc
+
+    with pytest.raises(ModelMissing) as caught:
+        download()
+    assert is_transient(caught.value)
+    assert not is_transient(OSError(errno.ENOENT, "No such file or directory"))  # gone stays gone
