@@ -348,11 +348,35 @@ def parse_plan_text(text: str | bytes, source: str = "<plan>") -> Plan:
     Raises:
         PlanError: the text is not YAML/JSON or not a valid plan.
     """
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~8x faster
     try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: ~8x faster
+        _check_shape(text, source, loader)
+        data = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise PlanError(f"plan {source} is not valid YAML/JSON: {exc}") from exc
     return parse_plan(data, source)
+
+
+# A plan has no use for YAML aliases or deep nesting: a few aliases of aliases expand to billions of
+# values ("billion laughs"), and deep nesting exhausts the parser's stack. Both are refused from the
+# event stream, before anything is built (the config's loader has the same limits).
+MAX_PLAN_ALIASES = 64
+MAX_PLAN_DEPTH = 32
+
+
+def _check_shape(text: str | bytes, source: str, loader: Any) -> None:
+    aliases = depth = 0
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_PLAN_ALIASES:
+                raise PlanError(f"plan {source}: more than {MAX_PLAN_ALIASES} YAML aliases; write the values out")
+        elif isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_PLAN_DEPTH:
+                raise PlanError(f"plan {source}: nested deeper than {MAX_PLAN_DEPTH} levels; a plan is not that deep")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def load_plan(path: str | Path) -> Plan:

@@ -208,3 +208,15 @@ def test_plans_naming_one_version_three_ways_load_it_once():
 
 def test_the_last_good_copy_sits_next_to_the_plan_file(tmp_path):
     assert last_good_path(tmp_path / "plan.json") == tmp_path / "plan.json.last-good"
+
+
+def test_a_plan_with_an_alias_bomb_or_deep_nesting_is_refused_before_it_is_built() -> None:
+    from modelyard.deploy.serving.plan import PlanError, parse_plan_text
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(9)
+    )
+    with pytest.raises(PlanError, match="more than 64 YAML aliases"):
+        parse_plan_text(bomb, "bomb.yaml")
+    with pytest.raises(PlanError, match="nested deeper than 32 levels"):
+        parse_plan_text("services: " + "[" * 40 + "]" * 40, "deep.yaml")
