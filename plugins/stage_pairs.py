@@ -127,6 +127,8 @@ def data_outcome(result: BuildResult) -> PairOutcome:
     if result.status == "skipped":
         return PairOutcome(**common, detail=result.reason)
     detail = f"{result.rows} rows, validation {result.validation}"
+    if result.report:  # the quality report of every built pair, not only of a failed one
+        detail += f", report {result.report}"
     if result.status != "published":
         return PairOutcome(**common, detail=detail, link=digest)
     extra = assets.FeaturesExtra(

@@ -11,13 +11,14 @@ from modelyard.training.train import TrainResult
 
 
 def test_published_snapshot_announces_its_features_asset_with_the_digest() -> None:
-    result = BuildResult("pickup_eta", "jakarta", "published", rows=1500, digest="abc123", checks=10)
+    report = Path("/store/features/pickup_eta/jakarta/abc123.html")
+    result = BuildResult("pickup_eta", "jakarta", "published", rows=1500, digest="abc123", checks=10, report=report)
     outcome = stage_pairs.data_outcome(result)
     assert outcome.ok
     assert outcome.event_uri == features_uri("pickup_eta", "jakarta")
     assert outcome.event_extra == {"family": "pickup_eta", "region": "jakarta", "digest": "abc123", "rows": 1500}
     assert outcome.line().startswith(
-        "pickup_eta/jakarta: published | 1500 rows, validation passed 10/10 | digest abc123"
+        f"pickup_eta/jakarta: published | 1500 rows, validation passed 10/10, report {report} | digest abc123"
     )
 
 
