@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -241,19 +237,6 @@ def test_a_5000_tree_model_is_rejected_against_a_tiny_budget() -> None:
     model.fit(ROWS, (ROWS.a > 0.5).astype(int))
     latency = evidence_mod.p99_latency_ms(model, "classification", ROWS, calls=20)
     assert not gates.budget_gate("latency", "p99", latency, 0.5).passed
-
-
-@pytest.fixture
-def busy_machine() -> Iterator[None]:
-    """More CPU-bound processes than cores, at normal priority, for the length of the test."""
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range((os.cpu_count() or 1) + 1)]
-    time.sleep(0.2)
-    try:
-        yield
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
 
 
 def test_a_fast_model_passes_its_budget_on_a_busy_machine(busy_machine: None, defaults: GateDefaults) -> None:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,19 +124,6 @@ def test_a_challenger_three_times_slower_than_its_champion_is_rejected() -> None
     challenger, champion = serving_latencies([native(_Worker(0.003)), native(_Worker(0.001))], calls=20)
     result = gates.latency_gate(GATES, timed(challenger.p99_ms, champion.p99_ms))
     assert not result.passed, result.summary
-
-
-@pytest.fixture
-def busy_machine() -> Iterator[None]:
-    """More CPU-bound processes than cores, at normal priority, for the length of the test."""
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range((os.cpu_count() or 1) + 1)]
-    time.sleep(0.2)
-    try:
-        yield
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
 
 
 def test_the_same_model_passes_against_itself_on_a_busy_machine(busy_machine: None, tmp_path: Path) -> None:
