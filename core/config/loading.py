@@ -45,6 +45,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 from modelyard.core import storage
 from modelyard.core.config.base import ConfigError
 from modelyard.core.config.root import Config
+from modelyard.core.yaml_shape import shape_problem
 
 ENV_PREFIX = "MODELYARD_"
 CONFIG_ENV = "MODELYARD_CONFIG"
@@ -181,8 +182,6 @@ def _require_file(path: Path, label: str, fix: str) -> None:
 
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
-MAX_ALIASES = 64
-MAX_DEPTH = 32
 
 
 def _check_shape(path: Path, label: str) -> None:
@@ -199,23 +198,11 @@ def _check_shape(path: Path, label: str) -> None:
             f"{label}: {path.stat().st_size:,} bytes, larger than a config can be ({MAX_CONFIG_BYTES:,}); "
             "point datasets at data files instead of inlining data"
         )
-    aliases = depth = 0
     with path.open(encoding="utf-8") as stream:  # a binary file fails here, as "not a text file"
-        for event in yaml.parse(stream, Loader=yaml.SafeLoader):
-            line = event.start_mark.line + 1 if event.start_mark else "?"
-            if isinstance(event, yaml.AliasEvent):
-                aliases += 1
-                if aliases > MAX_ALIASES:
-                    raise ConfigError(
-                        f"{label}, line {line}: more than {MAX_ALIASES} YAML aliases (*name); "
-                        "write the values out or use fewer anchors"
-                    )
-            elif isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise ConfigError(f"{label}, line {line}: nested deeper than {MAX_DEPTH} levels; flatten it")
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
+        found = shape_problem(stream)
+    if found is not None:
+        line, problem = found
+        raise ConfigError(f"{label}, line {line}: {problem}")
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelyard.core.errors import ModelyardError
+from modelyard.core.yaml_shape import shape_problem
 
 MODEL_URI_PATTERN = r"^models:/[^/@\s]+(/[0-9]+|@[A-Za-z0-9_\-]+)$"
 NAME_PATTERN = r"^[a-z][a-z0-9_\-]*$"
@@ -357,26 +358,12 @@ def parse_plan_text(text: str | bytes, source: str = "<plan>") -> Plan:
     return parse_plan(data, source)
 
 
-# A plan has no use for YAML aliases or deep nesting: a few aliases of aliases expand to billions of
-# values ("billion laughs"), and deep nesting exhausts the parser's stack. Both are refused from the
-# event stream, before anything is built (the config's loader has the same limits).
-MAX_PLAN_ALIASES = 64
-MAX_PLAN_DEPTH = 32
-
-
 def _check_shape(text: str | bytes, source: str, loader: Any) -> None:
-    aliases = depth = 0
-    for event in yaml.parse(text, Loader=loader):
-        if isinstance(event, yaml.AliasEvent):
-            aliases += 1
-            if aliases > MAX_PLAN_ALIASES:
-                raise PlanError(f"plan {source}: more than {MAX_PLAN_ALIASES} YAML aliases; write the values out")
-        elif isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_PLAN_DEPTH:
-                raise PlanError(f"plan {source}: nested deeper than {MAX_PLAN_DEPTH} levels; a plan is not that deep")
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
+    """A plan has no use for many YAML aliases or deep nesting: refused as the config is (core.yaml_shape)."""
+    found = shape_problem(text, loader)
+    if found is not None:
+        line, problem = found
+        raise PlanError(f"plan {source}, line {line}: {problem}")
 
 
 def load_plan(path: str | Path) -> Plan:
