@@ -249,7 +249,8 @@ def typed_chunk(path: Any, batch: pa.RecordBatch, first_row: int, layout: Layout
     """
     import numpy as np
 
-    from modelyard.pipeline.ingest import IngestError, _Read, _text, _typed
+    from modelyard.pipeline.ingest_errors import IngestError
+    from modelyard.pipeline.ingest_types import FileRead, as_text, typed
 
     dataset = layout.dataset
     frame = batch.to_pandas().rename(columns=dataset.renames)
@@ -258,13 +259,13 @@ def typed_chunk(path: Any, batch: pa.RecordBatch, first_row: int, layout: Layout
     rows = np.arange(first_row, first_row + len(frame), dtype=np.int64)
     region_column = dataset.region_column
     if region_column in frame.columns:
-        keep = (frame[region_column].map(_text, na_action="ignore") == layout.region).to_numpy()
+        keep = (frame[region_column].map(as_text, na_action="ignore") == layout.region).to_numpy()
         frame, rows = frame[keep].reset_index(drop=True), rows[keep]
     else:  # a file of one region: its rows are the pair's
         frame[region_column] = layout.region
     try:
-        # The data stage's own typing (private to ingest: it is the one definition of a dataset's types).
-        frame = _typed(frame, _Read(cast(Path, path), dataset, {layout.region: layout.zone}, []))
+        # The data stage's own typing: the one definition of a dataset's types.
+        frame = typed(frame, FileRead(cast(Path, path), dataset, {layout.region: layout.zone}, []))
     except IngestError as exc:
         raise BatchInputError(str(exc)) from exc
     _check_requested(path, frame, layout)
