@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelyard.core.cli import ConfigOption, TrackingOption
-from modelyard.core.cli import FamiliesOption as FamilyOption
-from modelyard.core.cli import RegionsOption as RegionOption
+from modelyard.core.cli import ConfigOption, FamiliesOption, RegionsOption, TrackingOption
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -37,8 +35,8 @@ WindowOption = Annotated[
 
 @app.command()
 def monitor(
-    family: FamilyOption = None,
-    region: RegionOption = None,
+    family: FamiliesOption = None,
+    region: RegionsOption = None,
     window_hours: WindowOption = None,
     config: ConfigOption = None,
     tracking_uri: TrackingOption = None,

@@ -6,9 +6,7 @@ from typing import Annotated
 
 import typer
 
-from modelyard.core.cli import ConfigOption, TrackingOption
-from modelyard.core.cli import FamiliesOption as FamilyOption
-from modelyard.core.cli import RegionsOption as RegionOption
+from modelyard.core.cli import ConfigOption, FamiliesOption, FamilyOption, RegionOption, RegionsOption, TrackingOption
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -27,8 +25,8 @@ def _one(values: list[str] | None, option: str) -> str:
 
 @app.command()
 def promote(
-    family: FamilyOption = None,
-    region: RegionOption = None,
+    family: FamiliesOption = None,
+    region: RegionsOption = None,
     version: Annotated[
         str | None, typer.Option("--version", help="Promote this version by hand (needs one --family/--region).")
     ] = None,
@@ -73,8 +71,8 @@ def promote(
 
 @app.command()
 def rollback(
-    family: Annotated[str, typer.Option("--family", "-f", help="Family.")],
-    region: Annotated[str, typer.Option("--region", "-r", help="Region.")],
+    family: FamilyOption,
+    region: RegionOption,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded in the history).")] = None,
     config: ConfigOption = None,
     tracking_uri: TrackingOption = None,
@@ -98,8 +96,8 @@ def rollback(
 
 @app.command()
 def status(
-    family: FamilyOption = None,
-    region: RegionOption = None,
+    family: FamiliesOption = None,
+    region: RegionsOption = None,
     config: ConfigOption = None,
     tracking_uri: TrackingOption = None,
 ) -> None:

@@ -6,9 +6,7 @@ from typing import Annotated
 
 import typer
 
-from modelyard.core.cli import ConfigOption, TrackingOption
-from modelyard.core.cli import FamiliesOption as FamilyOption
-from modelyard.core.cli import RegionsOption as RegionOption
+from modelyard.core.cli import ConfigOption, FamiliesOption, RegionsOption, TrackingOption
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -30,8 +28,8 @@ ParamsOption = Annotated[
 
 @app.command()
 def train(
-    family: FamilyOption = None,
-    region: RegionOption = None,
+    family: FamiliesOption = None,
+    region: RegionsOption = None,
     force: ForceOption = False,
     params: ParamsOption = None,
     pooled: PooledOption = False,

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from modelyard.core.cli import ConfigOption, FamiliesOption, RegionsOption, TrackingOption
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -20,8 +22,6 @@ T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True)
 
-FamilyOption = Annotated[list[str] | None, typer.Option("--family", "-f", help="Family (repeatable; default: all).")]
-RegionOption = Annotated[list[str] | None, typer.Option("--region", "-r", help="Region (repeatable; default: all).")]
 VersionOption = Annotated[
     str | None, typer.Option("--version", help="Deploy this registered version instead of the champion (one pair).")
 ]
@@ -38,20 +38,13 @@ ChallengerWeightOption = Annotated[
 ShadowChallengerOption = Annotated[
     bool, typer.Option("--shadow-challenger", help="Mirror traffic to the challenger alias as a shadow.")
 ]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="Config file (default: $MODELYARD_CONFIG or ./modelyard.yaml).")
-]
-TrackingOption = Annotated[
-    str | None,
-    typer.Option("--tracking-uri", help="MLflow server (default: $MLFLOW_TRACKING_URI, then mlflow.tracking_uri)."),
-]
 PortOption = Annotated[int | None, typer.Option("--port", help="Local serving port (default: deploy.local.port).")]
 
 
 @app.command("plan")
 def plan_command(
-    family: FamilyOption = None,
-    region: RegionOption = None,
+    family: FamiliesOption = None,
+    region: RegionsOption = None,
     version: VersionOption = None,
     strategy: StrategyOption = None,
     target: TargetOption = None,
@@ -110,8 +103,8 @@ def deploy_command(
     target: TargetOption = None,
     strategy: StrategyOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and show the diff; change nothing.")] = False,
-    family: FamilyOption = None,
-    region: RegionOption = None,
+    family: FamiliesOption = None,
+    region: RegionsOption = None,
     version: VersionOption = None,
     canary_steps: Annotated[
         str | None, typer.Option("--canary-steps", help="Canary weights, e.g. 10,50,100 (default: config).")
