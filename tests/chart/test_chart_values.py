@@ -37,6 +37,9 @@ SCHEMA_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("image digest", {"image": {"digest": "latest"}}, ["/image/digest"]),
     ("sample rate", {"predictionLog": {"sampleRate": 5}}, ["/predictionLog/sampleRate", "maximum"]),
     ("log url with a password", {"predictionLog": {"url": "s3://k:s@bucket/x"}}, ["/predictionLog/url"]),
+    ("online url with a password", {"online": {"url": "redis://u:pw@redis:6379/0"}}, ["/online/url"]),
+    ("online url not redis", {"online": {"url": "http://redis:6379"}}, ["/online/url"]),
+    ("online timeout", {"online": {"timeoutMs": 0}}, ["/online/timeoutMs"]),
 ]
 
 
@@ -185,3 +188,23 @@ def test_topology_constraints_are_not_evaluated_as_templates(render: Render) -> 
     objects = render({"topologySpreadConstraints": [constraint]})
     pod = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]
     assert pod["topologySpreadConstraints"][0]["topologyKey"] == "{{ .Values.mlflow.existingSecret }}"
+
+
+def _serving_env(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in pod["containers"][0]["env"]}
+
+
+def test_online_store_reaches_the_pods(render: Render) -> None:
+    """No store by default (online features take their declared default); a URL, or a Secret's, when given."""
+    default = _serving_env(render())
+    assert "MODELYARD_SERVE_ONLINE_URL" not in default
+    assert default["MODELYARD_SERVE_ONLINE_PREFIX"] == "modelyard"
+    assert default["MODELYARD_SERVE_ONLINE_TIMEOUT_MS"] == "20"
+
+    plain = _serving_env(render({"online": {"url": "redis://redis:6379/0", "prefix": "ml", "timeoutMs": 5}}))
+    assert plain["MODELYARD_SERVE_ONLINE_URL"] == "redis://redis:6379/0"
+    assert (plain["MODELYARD_SERVE_ONLINE_PREFIX"], plain["MODELYARD_SERVE_ONLINE_TIMEOUT_MS"]) == ("ml", "5")
+
+    secret = _serving_env(render({"online": {"url": "redis://ignored:6379", "existingSecret": "online-redis"}}))
+    assert secret["MODELYARD_SERVE_ONLINE_URL"] == {"secretKeyRef": {"name": "online-redis", "key": "url"}}
