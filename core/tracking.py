@@ -1,10 +1,11 @@
 """Where the MLflow tracking server is, and whether it answers.
 
 Every entry point (CLI, DAG task, deploy) resolves the tracking URI the same way
-(:func:`resolve_tracking_uri`: ``$MLFLOW_TRACKING_URI``, then the Airflow connection
-``mlflow_default`` where Airflow is installed and configured, then ``mlflow.tracking_uri`` of the
-config) and checks it once, up front: the MLflow client retries a refused connection for minutes
-before it gives up. Airflow is imported only when the connection is looked up, never here.
+(:func:`resolve_tracking_uri` here, ``MlflowHook`` in a task: the Airflow connection
+``mlflow_default`` where Airflow is installed and configured, then ``$MLFLOW_TRACKING_URI``, then
+``mlflow.tracking_uri`` of the config; ``--tracking-uri`` on the command line beats all three)
+and checks it once, up front: the MLflow client retries a refused connection for minutes before
+it gives up. Airflow is imported only when the connection is looked up, never here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -32,13 +33,14 @@ log = logging.getLogger(__name__)
 
 
 def resolve_tracking_uri(config: Config, conn_id: str = MLFLOW_CONN_ID) -> str:
-    """Where MLflow is: ``$MLFLOW_TRACKING_URI``, else the Airflow connection, else the config.
+    """Where MLflow is: the Airflow connection, else ``$MLFLOW_TRACKING_URI``, else the config.
 
-    The connection (``conn_id``) is read only when Airflow is installed and configured on this
-    host (see :func:`airflow_configured`); its login and password become
-    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, as the tasks' ``MlflowHook`` does.
+    The order of the tasks' ``MlflowHook``, so that a CLI command on a worker talks to the server
+    its tasks use. The connection (``conn_id``) is read only when Airflow is installed and
+    configured on this host (see :func:`airflow_configured`); its login and password become
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, as the hook does.
     """
-    return os.environ.get("MLFLOW_TRACKING_URI") or connection_tracking_uri(conn_id) or config.mlflow.tracking_uri
+    return connection_tracking_uri(conn_id) or os.environ.get("MLFLOW_TRACKING_URI") or config.mlflow.tracking_uri
 
 
 def connection_tracking_uri(conn_id: str = MLFLOW_CONN_ID) -> str | None:
@@ -52,6 +54,11 @@ def connection_tracking_uri(conn_id: str = MLFLOW_CONN_ID) -> str | None:
     except Exception as exc:
         log.debug("no Airflow connection '%s' (%s); using the config", conn_id, exc)
         return None
+    return uri_of_connection(conn)
+
+
+def uri_of_connection(conn: Any) -> str | None:
+    """The tracking URI an Airflow connection gives; its login and password are exported for MLflow's basic auth."""
     if conn.login:
         os.environ["MLFLOW_TRACKING_USERNAME"] = conn.login
         os.environ["MLFLOW_TRACKING_PASSWORD"] = conn.password or ""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from modelyard.core.tracking import connection_uri
+from modelyard.core.tracking import uri_of_connection
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -44,7 +44,8 @@ class MlflowHook(BaseHook):
     def get_tracking_uri(self) -> str:
         """The tracking URI: the Connection, else ``$MLFLOW_TRACKING_URI``, else the config's.
 
-        Credentials on the Connection are exported to the environment MLflow reads them from.
+        The order of :func:`modelyard.core.tracking.resolve_tracking_uri` (the CLI's). Credentials on
+        the Connection are exported to the environment MLflow reads them from.
         """
         if self._uri is None:
             self._uri = self._from_connection() or os.environ.get("MLFLOW_TRACKING_URI") or self._from_config()
@@ -65,10 +66,7 @@ class MlflowHook(BaseHook):
         except AirflowNotFoundException:
             self.log.info("no Airflow connection '%s'; falling back to MLFLOW_TRACKING_URI/config", self.mlflow_conn_id)
             return None
-        if conn.login:
-            os.environ["MLFLOW_TRACKING_USERNAME"] = conn.login
-            os.environ["MLFLOW_TRACKING_PASSWORD"] = conn.password or ""
-        return connection_uri(conn.host, conn.port, conn.schema)
+        return uri_of_connection(conn)
 
     def _from_config(self) -> str:
         if self._config is None:

@@ -1,4 +1,4 @@
-"""One way to find MLflow: ``$MLFLOW_TRACKING_URI``, the Airflow connection, the config (issue 28)."""
+"""One way to find MLflow: the Airflow connection, ``$MLFLOW_TRACKING_URI``, the config (issue 28)."""
 
 from __future__ import annotations
 
@@ -44,8 +44,16 @@ def test_the_airflow_connection_beats_the_config(config: Config, monkeypatch: py
     assert resolve_tracking_uri(config) == "http://mlflow.internal:5001"
 
 
-def test_the_environment_beats_the_connection(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_connection_beats_the_environment_as_in_the_tasks_hook(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CLI command on a worker talks to the server its tasks use (``MlflowHook`` reads the connection first)."""
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", "http://mlflow.internal:5001")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://other:5000")
+    assert resolve_tracking_uri(config) == "http://mlflow.internal:5001"
+
+
+def test_the_environment_beats_the_config(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://other:5000")
     assert resolve_tracking_uri(config) == "http://other:5000"
 
@@ -63,7 +71,8 @@ def test_connection_credentials_reach_mlflow_as_the_hook_passes_them(
 @pytest.mark.parametrize(
     ("host", "port", "schema", "expected"),
     [("mlflow.internal", 5000, None, "http://mlflow.internal:5000"), ("https://m.example.com/", None, None,
-     "https://m.example.com"), (None, 5000, "http", None)],
+     "https://m.example.com"), (None, 5000, "http", None), ("mlflow", None, "https", "https://mlflow"),
+     ("https://mlflow.example.com/root/", None, None, "https://mlflow.example.com/root")],
 )  # fmt: skip
 def test_connection_uri(host: str | None, port: int | None, schema: str | None, expected: str | None) -> None:
     assert connection_uri(host, port, schema) == expected

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from modelyard.core.config import Config
-from modelyard.plugins.hooks.mlflow import MlflowHook, connection_uri
+from modelyard.plugins.hooks.mlflow import MlflowHook
 
 
 @pytest.fixture(autouse=True)
@@ -37,12 +37,3 @@ def test_falls_back_to_env_then_config(monkeypatch: pytest.MonkeyPatch, small_co
     assert MlflowHook(config=small_config).get_tracking_uri() == small_config.mlflow.tracking_uri
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
     assert MlflowHook(config=small_config).get_tracking_uri() == "http://from-env:5000"
-
-
-@pytest.mark.parametrize(
-    ("host", "port", "schema", "expected"),
-    [("mlflow", 5000, None, "http://mlflow:5000"), ("mlflow", None, "https", "https://mlflow"),
-     ("https://mlflow.example.com/root/", None, None, "https://mlflow.example.com/root"), (None, 5000, None, None)],
-)  # fmt: skip
-def test_connection_uri(host: str | None, port: int | None, schema: str | None, expected: str | None) -> None:
-    assert connection_uri(host, port, schema) == expected
