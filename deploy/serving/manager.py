@@ -21,7 +21,7 @@ from typing import Any
 
 from modelyard.deploy.serving.active import ActivePlan, build_active
 from modelyard.deploy.serving.background import BackgroundWorker
-from modelyard.deploy.serving.faults import is_transient
+from modelyard.deploy.serving.faults import is_transient, model_cache_faults
 from modelyard.deploy.serving.loading import LoadProgress, load_models
 from modelyard.deploy.serving.metrics import ServingMetrics
 from modelyard.deploy.serving.plan import Plan, dump_plan
@@ -170,11 +170,10 @@ class PlanManager:
 
     def _load(self, uri: str, warmup_batch: int) -> ServedModel:
         cache = self.settings.model_cache
-        if cache is not None:
-            cache.mkdir(parents=True, exist_ok=True)  # removed under a running server: downloads go on
-        return load_model(
-            uri, cache, warmup_batch, calibrate_each=self.settings.calibrate_each, trust=self.settings.trust
-        )
+        with model_cache_faults(uri, cache):  # a full or removed cache is retried like a registry outage
+            return load_model(
+                uri, cache, warmup_batch, calibrate_each=self.settings.calibrate_each, trust=self.settings.trust
+            )
 
     def _build(self, plan: Plan, digest: str, models: dict[str, ServedModel]) -> ActivePlan:
         old_log = self.active.prediction_log if self.active is not None else None

@@ -30,6 +30,12 @@ model reads and at most :data:`MAX_EXTRA_FIELDS` others, each text cut to :data:
 (:func:`trim_records`, on the request path, so the queue holds no client junk); a line longer
 than ``max_record_kb`` is dropped, and so is every sample while the folder holds more than
 ``max_spool_mb`` (each counted by reason, :attr:`PredictionLogWriter.refused`). Files are 0600.
+
+A disk that refuses a write (full, over quota, read-only, the folder removed) costs samples, never
+responses: the file being written is discarded (a gzip stream cut mid-write is unreadable), its
+samples and every sample offered while the disk refuses are counted (``disk_full``, else
+``write_error``), one warning says so, and the writer tries again every
+:data:`WRITE_RETRY_SECONDS`; one info line says when writing resumed and how many were lost.
 See ``docs/adr/0010-monitoring-and-drift.md``.
 """
 
@@ -38,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import gzip
 import logging
 import os
@@ -70,6 +77,8 @@ _FILE_MODE = 0o600
 MAX_REQUEST_ID_CHARS = 64
 _IDLE_CHECK_SECONDS = 1.0
 _RESHIP_SECONDS = 30.0
+WRITE_RETRY_SECONDS = 5.0  # after a refused write, how long samples are dropped before the disk is tried again
+_FULL_DISK = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,11 +162,13 @@ class _Part:
         self._raw = os.fdopen(os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE), "wb")
         self._gzip = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6)
         self.lines = 0
+        self.samples = 0  # lines that are samples (not ``counts`` lines)
         self.bytes = 0  # of JSON before compression: zlib buffers, so the file's size lags behind
 
-    def write(self, line: bytes) -> None:
+    def write(self, line: bytes, *, sample: bool = True) -> None:
         self._gzip.write(line)
         self.lines += 1
+        self.samples += sample
         self.bytes += len(line)
 
     def publish(self) -> Path | None:
@@ -169,6 +180,18 @@ class _Part:
             return None
         os.replace(self.temp, self.final)
         return self.final
+
+    def flush(self) -> None:
+        """Push what zlib and the file buffer hold to the disk (raises the disk's error, if any)."""
+        self._gzip.flush()
+
+    def discard(self) -> None:
+        """Close without publishing and remove the hidden file (after a refused write: it cannot be read)."""
+        for stream in (self._gzip, self._raw):
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
+        with contextlib.suppress(OSError):
+            self.temp.unlink(missing_ok=True)
 
 
 class Shipper:
@@ -242,6 +265,9 @@ class PredictionLogWriter:
         self.refused: dict[str, int] = {}  # samples the writer dropped, by reason (too_large, spool_full)
         self._spool_bytes = 0
         self._spool_counted_at = float("-inf")
+        self._refusing: str | None = None  # why the disk refuses writes ("disk_full", "write_error"), if it does
+        self._retry_at = 0.0
+        self._lost = 0  # samples lost since the disk began refusing
         self._clock = clock
         self._on_drop = on_drop
         self._tag = f"{_host()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -309,16 +335,19 @@ class PredictionLogWriter:
             try:
                 sample = self._queue.get(timeout=_IDLE_CHECK_SECONDS)
             except queue.Empty:
-                self._rotate_old()
+                self._safely(self._rotate_old)
                 continue
             if sample is None:
-                self._write_counts()
-                self._publish_all()
+                self._safely(self._write_counts)
+                self._safely(self._publish_all)
                 return
-            try:
-                self._handle(sample)
-            except Exception:  # a full disk must not kill the thread: the next file may work
-                log.exception("prediction log write failed", extra={"event": "prediction_log_error"})
+            self._safely(self._handle, sample)
+
+    def _safely(self, step: Callable[..., None], *args: Any) -> None:
+        try:
+            step(*args)
+        except Exception:  # nothing may kill the thread (a refused write is handled in _write)
+            log.exception("prediction log write failed", extra={"event": "prediction_log_error"})
 
     def _handle(self, sample: Sample) -> None:
         if sample.kind == "flush":
@@ -336,18 +365,63 @@ class PredictionLogWriter:
         if self._spool_full(len(line)):
             self._refuse("spool_full")
             return
-        part = self._part((family, region, version))
-        part.write(line)
+        key = (family, region, version)
+        if not self._write(key, line):
+            return
         self.written += 1
-        if part.bytes >= self.settings.rotate_mb * 1e6:
-            self._publish((family, region, version))
+        if self._parts[key].bytes >= self.settings.rotate_mb * 1e6:
+            self._publish(key)
         self._rotate_old()
 
-    def _refuse(self, reason: str) -> None:
-        self.refused[reason] = self.refused.get(reason, 0) + 1
-        self.dropped += 1
+    def _refuse(self, reason: str, samples: int = 1) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + samples
+        self.dropped += samples
+        if self._refusing is not None:
+            self._lost += samples
         if self._on_drop is not None:
-            self._on_drop()
+            for _ in range(samples):
+                self._on_drop()
+
+    def _write(self, key: tuple[str, str, str], line: bytes, *, sample: bool = True) -> bool:
+        """Append ``line`` to ``key``'s open file; False (the sample counted as dropped) when the disk refuses."""
+        if self._refusing is not None and self._clock() < self._retry_at:
+            if sample:
+                self._refuse(self._refusing)
+            return False
+        try:
+            part = self._part(key)
+            part.write(line, sample=sample)
+            if self._refusing is not None:
+                part.flush()  # zlib buffers: only a write that reaches the disk shows that space is back
+        except OSError as exc:
+            self._write_refused(key, exc, lost=1 if sample else 0)
+            return False
+        if self._refusing is not None:
+            log.info(
+                "prediction log writing again in %s after %d samples were lost (%s)", self.root, self._lost,
+                self._refusing, extra={"event": "prediction_log_resumed", "lost": self._lost},
+            )  # fmt: skip
+            self._refusing, self._lost = None, 0
+        return True
+
+    def _write_refused(self, key: tuple[str, str, str], exc: OSError, lost: int) -> None:
+        """The disk refused a write to ``key``'s file: drop that file and the samples in it, pause, warn once."""
+        part = self._parts.pop(key, None)
+        if part is not None:
+            part.discard()
+            lost += part.samples
+        reason = "disk_full" if exc.errno in _FULL_DISK else "write_error"
+        if self._refusing is None:
+            log.warning(
+                "prediction log cannot write to %s (%s): samples are dropped and counted in "
+                'modelyard_prediction_log_samples{outcome="dropped"}; retrying every %.0f s',
+                self.root, exc.strerror or exc, WRITE_RETRY_SECONDS,
+                extra={"event": "prediction_log_write_refused", "reason": reason},
+            )  # fmt: skip
+            self._refusing = reason
+        self._retry_at = self._clock() + WRITE_RETRY_SECONDS
+        if lost:
+            self._refuse(reason, lost)
 
     def _spool_full(self, adding: int) -> bool:
         """Whether the folder (files on disk plus what is buffered) would pass ``max_spool_mb``.
@@ -383,7 +457,7 @@ class PredictionLogWriter:
             stamp = dt.datetime.fromtimestamp(since, dt.UTC).isoformat(timespec="milliseconds")
             line = prediction_log.counts_entry(at=self._counts_since, since=stamp, counts=outcomes)
             line.update(family=key[0], region=key[1], version=key[2])
-            self._part(key).write(orjson.dumps(line) + b"\n")
+            self._write(key, orjson.dumps(line) + b"\n", sample=False)
 
     def _rotate_old(self) -> None:
         now = self._clock()
@@ -395,12 +469,13 @@ class PredictionLogWriter:
             self._reship()
 
     def _publish(self, key: tuple[str, str, str]) -> None:
-        part = self._parts.pop(key)
+        part = self._parts[key]
         try:
             published = part.publish()
-        except OSError:
-            log.exception("prediction log rotation failed", extra={"event": "prediction_log_error"})
+        except OSError as exc:  # the disk refused the end of the gzip stream: the file cannot be read
+            self._write_refused(key, exc, lost=0)
             return
+        del self._parts[key]
         if published is not None and self.shipper is not None:
             self.shipper.ship(published)
 

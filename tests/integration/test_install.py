@@ -12,6 +12,10 @@ Three fresh venvs from one wheel built from a copy of the repository's build inp
   ``modelyard doctor`` reports the pinned Airflow and finds nothing missing once
   ``mlflow_default`` points at a live MLflow server (and says what is missing before).
   ``modelyard init`` itself and ``airflow tasks test`` are checked at the ceiling only.
+  At the ceiling the README's steps also go all the way: the scaffold's config loads with the
+  installed schema and every key its header names exists; then an ``airflow standalone`` on the
+  project (the ``mlflow_default`` connection to a live MLflow), the chain unpaused, one trigger
+  of ``data_processing``, and the local endpoint the deploy stage starts answers a prediction.
 * ``[serving]``: ``modelyard serve --help`` works and Airflow, Great Expectations and
   matplotlib are not installed.
 
@@ -245,6 +249,41 @@ def test_init_writes_a_project_of_thin_dag_files(ceiling_project: Project) -> No
         assert topic in readme
 
 
+SCAFFOLD_KEYS = r"""
+import json, re, sys, typing
+from pathlib import Path
+from modelyard.core.config import Config, load_config
+
+text = Path("modelyard.yaml").read_text()
+load_config(Path("modelyard.yaml"), environ={})  # the schema refuses an unknown or invalid key
+named = []
+for line in text.splitlines():
+    found = re.match(r"^#   ([a-z][a-z_.\[\], ]*?)\s{2,}\S", line)
+    if found:
+        named += [key.strip() for key in found.group(1).split(",")]
+unknown = []
+for key in named:
+    model = Config
+    for part in key.replace("[]", "").split("."):
+        if part not in model.model_fields:
+            unknown.append(key)
+            break
+        annotation = model.model_fields[part].annotation
+        model = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else annotation
+print(json.dumps({"named": named, "unknown": unknown}))
+"""
+
+
+def test_the_scaffold_validates_against_the_wheels_config_schema(ceiling_project: Project) -> None:
+    """The config ``init`` wrote loads with the installed schema, and every key its header names exists."""
+    project = ceiling_project
+    ran = project.venv.run("python", "-c", SCAFFOLD_KEYS, cwd=project.directory)
+    assert ran.returncode == 0, ran.stdout[-4000:]
+    found = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert {"storage.root", "datasets[].source", "deploy"} <= set(found["named"]), found
+    assert found["unknown"] == [], f"the init header names keys the config does not have: {found['unknown']}"
+
+
 def test_init_refuses_to_overwrite_without_force(ceiling_project: Project) -> None:
     project = ceiling_project
     config = project.directory / "modelyard.yaml"
@@ -424,3 +463,122 @@ def directory_megabytes(root: Path, skip: Sequence[str] = ()) -> float:
     """Bytes on disk of the files under ``root``, in MB (what ``du -s`` counts, links not followed)."""
     total = sum(p.lstat().st_blocks * 512 for p in root.rglob("*") if not p.is_symlink() and p.name not in skip)
     return total / 1e6
+
+
+# ---------------------------------------------------------------------------- a trigger to a prediction
+
+CHAIN = ("data_processing", "training", "promotion", "deploy")
+CHAIN_REGION = "singapore"  # a pair no other test of this module touches: its snapshot is new
+CHAIN_TIMEOUT_S = 1200
+
+
+def standalone_environment(project: Project, mlflow_url: str, airflow_port: int, serving_port: int) -> dict[str, str]:
+    """What a team sets for its Airflow: the ``mlflow_default`` connection, ports, one shared API secret."""
+    url = f"http://127.0.0.1:{airflow_port}"
+    secret = os.urandom(16).hex()
+    return {
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": mlflow_url,
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(airflow_port),
+        "AIRFLOW__API__BASE_URL": url,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret,
+        "AIRFLOW__API__SECRET_KEY": secret,
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        # The local target's port (a config key; every key has an environment override).
+        "MODELYARD_DEPLOY__LOCAL__PORT": str(serving_port),
+    }
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> None:
+    """Until every component of ``airflow standalone`` reports healthy (fails with its log tail)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    health: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"airflow standalone exited:\n{log.read_text()[-4000:]}"
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            health = httpx.get(f"{url}/api/v2/monitor/health", timeout=5).json()
+            parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+            if all((health.get(p) or {}).get("status") == "healthy" for p in parts):
+                return
+        time.sleep(2)
+    raise AssertionError(f"Airflow not healthy after {timeout}s ({health}):\n{log.read_text()[-4000:]}")
+
+
+def chain_runs(project: Project, columns: str = "state") -> dict[str, Any]:
+    """``columns`` of each chain stage's newest run, read from the metadata database (a CLI call costs seconds)."""
+    query = f"SELECT dag_id, {columns} FROM dag_run WHERE dag_id IN (?, ?, ?, ?) ORDER BY id"
+    with contextlib.closing(sqlite3.connect(project.metadata_db, timeout=30)) as db:
+        rows = db.execute(query, CHAIN).fetchall()
+    return {str(row[0]): row[1] if len(row) == 2 else row[1:] for row in rows}
+
+
+def test_a_trigger_runs_the_chain_to_a_served_prediction(
+    ceiling_project: Project, mlflow_server: Any, tmp_path: Path
+) -> None:
+    """The README's steps at the ceiling: a running Airflow, unpaused stages, one trigger, then a prediction."""
+    import time
+
+    import httpx
+
+    from modelyard.core.config import load_config
+    from modelyard.deploy.devstack.endpoint import sample_record
+    from modelyard.deploy.rollout.mlflow_server import free_port
+    from modelyard.deploy.rollout.processes import stop_all
+
+    project = ceiling_project
+    airflow_port, serving_port = free_port(), free_port()
+    env = standalone_environment(project, mlflow_server.url, airflow_port, serving_port)
+    log = tmp_path / "standalone.log"
+    with log.open("wb") as out:
+        standalone = subprocess.Popen(
+            [str(project.venv.root / "bin" / "airflow"), "standalone"], cwd=project.directory,
+            env={**project.venv.env, **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    run_dir = project.directory / ".modelyard" / "run"
+    try:
+        launched = time.monotonic()
+        wait_healthy(f"http://127.0.0.1:{airflow_port}", standalone, log)
+        print(f"[ceiling] airflow standalone healthy after {time.monotonic() - launched:.0f}s")
+        # New DAGs are paused (Airflow's default): the README says to unpause them.
+        pattern = f"^({'|'.join(CHAIN)})$"
+        unpaused = project.airflow("dags", "unpause", "--treat-dag-id-as-regex", "--yes", pattern, env=env)
+        assert unpaused.returncode == 0, unpaused.stdout[-4000:]
+        conf = {"families": ["driver_acceptance"], "regions": [CHAIN_REGION]}
+        triggered = project.airflow("dags", "trigger", "data_processing", "--conf", json.dumps(conf), env=env)
+        assert triggered.returncode == 0, triggered.stdout[-4000:]
+        started = time.monotonic()
+        states: dict[str, str] = {}
+        while time.monotonic() - started < CHAIN_TIMEOUT_S:
+            states = chain_runs(project)
+            failed = [d for d, s in states.items() if s == "failed"]
+            assert not failed, f"{failed} failed ({states}); standalone log:\n{log.read_text()[-6000:]}"
+            if states.get("deploy") == "success":
+                break
+            time.sleep(5)
+        assert states.get("deploy") == "success", f"the chain did not reach deploy: {states}"
+        chain_s = time.monotonic() - started
+        config = load_config(project.directory / "modelyard.yaml")
+        record = sample_record(config, "driver_acceptance")
+        url = f"http://127.0.0.1:{serving_port}/v1/predict/driver_acceptance/{CHAIN_REGION}"
+        answer = httpx.post(url, json=record, timeout=30)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert 0.0 <= body["predictions"][0] <= 1.0, body
+        assert body["version"] == "1", body  # the pair's first model, trained and promoted by this chain
+        runs = chain_runs(project, "start_date, end_date")
+        print(f"[ceiling] trigger to a served prediction: {chain_s:.0f}s; runs (start, end): {runs}")
+    finally:
+        os.killpg(standalone.pid, 15)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            standalone.wait(60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(standalone.pid, 9)
+        stop_all(run_dir)  # the local target's serving process is detached: it outlives Airflow

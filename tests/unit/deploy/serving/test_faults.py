@@ -138,3 +138,37 @@ def test_a_full_model_cache_disk_is_transient_so_the_plan_is_retried() -> None:
         download()
     assert is_transient(caught.value)
     assert not is_transient(OSError(errno.ENOENT, "No such file or directory"))  # gone stays gone
+
+
+def test_the_model_cache_removed_under_a_load_is_a_transient_fault_without_the_path(tmp_path) -> None:
+    import shutil
+
+    from modelyard.deploy.serving.faults import ModelCacheFault, model_cache_faults
+
+    cache = tmp_path / "cache"
+
+    def load() -> None:
+        shutil.rmtree(cache)  # someone cleans the cache while the model downloads into it
+        (cache / "modelyard-model-x").mkdir()
+
+    with pytest.raises(ModelCacheFault) as caught, model_cache_faults("models:/m/1", cache):
+        load()
+    assert is_transient(caught.value)
+    assert str(tmp_path) not in caught.value.message
+    assert "MODELYARD_SERVE_MODEL_CACHE" in caught.value.message
+
+
+def test_a_full_cache_disk_is_a_fault_and_a_file_missing_inside_a_model_is_not(tmp_path) -> None:
+    import errno
+
+    from modelyard.deploy.serving.errors import ModelLoadFailed
+    from modelyard.deploy.serving.faults import ModelCacheFault, model_cache_faults
+
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelCacheFault, match="disk is full"), model_cache_faults("models:/m/1", cache):
+        raise OSError(errno.ENOSPC, "No space left on device", str(cache / "modelyard-model-x" / "model.xgb"))
+    missing = FileNotFoundError(errno.ENOENT, "No such file", str(cache / "modelyard-model-x" / "model" / "MLmodel"))
+    with pytest.raises(ModelLoadFailed) as caught, model_cache_faults("models:/m/1", cache):
+        raise ModelLoadFailed("models:/m/1: no readable MLmodel file in the artifacts") from missing
+    assert not isinstance(caught.value, ModelCacheFault)  # the artifact's own fault: not retried
+    assert not is_transient(caught.value)

@@ -263,3 +263,65 @@ def test_a_file_that_fails_to_ship_stays_in_the_spool_and_is_shipped_later(tmp_p
     again.close(wait=10)
     assert list(tmp_path.rglob("*.jsonl.gz")) == []
     assert [e["request_id"] for e in _shipped_lines(target / "driver_acceptance" / "jakarta" / "3")] == ["a"]
+
+
+# -- a disk that refuses writes
+
+
+class FullDisk:
+    """``_Part``'s writes raise ENOSPC while ``full`` is set (what a full disk or quota raises)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import errno
+
+        from modelyard.deploy.serving import sampling
+
+        self.full = False
+        real_write, real_flush = sampling._Part.write, sampling._Part.flush
+
+        def check() -> None:
+            if self.full:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+        def write(part, line, *, sample=True):
+            check()
+            real_write(part, line, sample=sample)
+
+        def flush(part):
+            check()
+            real_flush(part)
+
+        monkeypatch.setattr(sampling._Part, "write", write)
+        monkeypatch.setattr(sampling._Part, "flush", flush)
+
+
+def test_a_full_disk_drops_and_counts_samples_warns_once_and_resumes(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from modelyard.deploy.serving.sampling import WRITE_RETRY_SECONDS
+
+    caplog.set_level(logging.INFO, logger="modelyard.serving.sampling")
+    disk, clock, drops = FullDisk(monkeypatch), FakeClock(), []
+    sink = PredictionLogWriter(tmp_path, SamplingSettings(1.0), clock=clock, on_drop=lambda: drops.append(1))
+    sink.offer(_sample("kept-in-the-open-file"))
+    _wait_for(lambda: sink.written == 1)
+    disk.full = True
+    for n in range(5):
+        sink.offer(_sample(f"full{n}"))
+    _wait_for(lambda: sink.dropped == 6)  # the 5, and the one in the file the failed write cut
+    disk.full = False
+    sink.offer(_sample("too-soon"))  # within the retry pause: not tried
+    _wait_for(lambda: sink.dropped == 7)
+    clock.now += WRITE_RETRY_SECONDS
+    sink.offer(_sample("after"))
+    sink.close(wait=10)
+    assert [e.get("request_id") for e in _lines(tmp_path.joinpath(*LABELS[:2], LABELS[3]))] == ["after"]
+    assert sink.refused == {"disk_full": 7}
+    assert len(drops) == sink.dropped == 7
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert "No space left on device" in warnings[0]
+    assert 'modelyard_prediction_log_samples{outcome="dropped"}' in warnings[0]
+    resumed = [r.getMessage() for r in caplog.records if "writing again" in r.getMessage()]
+    assert resumed == [f"prediction log writing again in {tmp_path} after 7 samples were lost (disk_full)"]
+    assert not list(tmp_path.rglob("*.part")), "the cut file was left behind"
