@@ -15,17 +15,18 @@ export OMP_NUM_THREADS ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: help install install-production test test-fast lint typecheck demo demo-festival bench bench-ingest bench-scale up down browser clean constraints
+.PHONY: help install install-production test test-fast lint typecheck demo demo-festival demo-graduation bench bench-ingest bench-scale up down browser clean constraints
 
 help:
 	@echo "make demo       run the whole chain on embedded defaults"
 	@echo "make test       install what is missing, then ruff, mypy and every test tier"
 	@echo "make test-fast  the fast tiers only (unit, data, dags, chart)"
-	@echo "make bench      serving benchmark against mlflow models serve, batch scoring against mlflow.pyfunc"
+	@echo "make bench      serving against MLServer, mlflow models serve and a bare ASGI floor; batch scoring; online lookups"
 	@echo "make bench-ingest  ingest of a >= 1 GB CSV (MB=1024) against pyarrow.csv.read_csv and pandas.read_csv"
 	@echo "make bench-scale  the chain for PAIRS (family, region) pairs on the real stack (default 1000; PostgreSQL)"
 	@echo "make up         start MLflow + Airflow + serving without triggering anything"
 	@echo "make demo-festival  second act: festival drift, retrain, canary under load"
+	@echo "make demo-graduation  third act: the new market's data grows, its own model graduates by canary"
 	@echo "make down       stop what make demo started"
 
 install: $(STAMP) $(HELM)
@@ -63,8 +64,12 @@ $(PRODUCTION_STAMP): tests/production/requirements.txt | $(STAMP)
 	$(BIN)/python -m pip install -q --no-deps -r tests/production/requirements.txt
 	@touch $@
 
+# The fast tiers in two xdist workers, then the tiers that start servers one test at a time
+# (they start their own Airflow, MLflow and serving processes and use both cores).
+FAST_TIERS := unit or data or dags or chart or model
 test: lint typecheck browser install-production
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 -m "$(FAST_TIERS)" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not ($(FAST_TIERS))" $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/pytest -m "unit or data or dags or chart" $(PYTEST_ARGS)
@@ -75,6 +80,9 @@ demo: install
 demo-festival: install
 	$(BIN)/modelyard demo-festival
 
+demo-graduation: install
+	$(BIN)/modelyard demo-graduation
+
 up: install
 	$(BIN)/modelyard up
 
@@ -84,9 +92,17 @@ $(MLSERVER_VENV)/bin/mlserver:
 	$(PYTHON) -m venv $(MLSERVER_VENV)
 	$(MLSERVER_VENV)/bin/pip install -q mlserver==1.7.1 mlserver-xgboost==1.7.1 'uvloop<0.22'
 
-bench: install $(MLSERVER_VENV)/bin/mlserver
-	$(BIN)/python tests/bench/serving.py --mlserver $(MLSERVER_VENV)/bin/mlserver
+# KServe's Python model server in its own environment, serving the same model through tests/bench/kserve_model.py.
+KSERVE_VENV := .bench/kserve
+$(KSERVE_VENV)/installed:
+	$(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/pip install -q 'kserve==0.21.*' xgboost 'uvloop<0.22'
+	touch $@
+
+bench: install $(MLSERVER_VENV)/bin/mlserver $(KSERVE_VENV)/installed
+	$(BIN)/python tests/bench/serving.py --mlserver $(MLSERVER_VENV)/bin/mlserver --kserve $(KSERVE_VENV)/bin/python
 	$(BIN)/python tests/bench/batch_scoring.py --rows 1000000
+	$(BIN)/python tests/bench/online.py
 
 # The ingest benchmark (not a test): a CSV of MB megabytes in a temporary folder, read by the data
 # stage's streaming ingest and by pyarrow/pandas alone; the table goes to docs/benchmarks.md. Take it

@@ -2,7 +2,7 @@
 
 It sits above all three layers (like ``dags/``), so it lives in the top layer and
 composes each layer's own commands. The developer stack's commands (``demo``, ``up``,
-``down``, ``demo-festival``), ``init`` (the project for a team's own Airflow) and ``doctor``
+``down``, ``demo-festival``, ``demo-graduation``), ``init`` (the project for a team's own Airflow) and ``doctor``
 (what a worker misses) are imported only when one of them runs (or ``--help`` lists them), so
 ``modelyard serve`` in a pod loads nothing of the stack.
 """
@@ -20,6 +20,7 @@ from modelyard.core.cli import exits_on_expected_errors, hide_flag_types
 from modelyard.deploy.rollout.cli import app as deploy_app
 from modelyard.monitoring.cli import app as monitoring_app
 from modelyard.pipeline.cli import app as data_app
+from modelyard.pipeline.online_cli import app as features_app
 from modelyard.promotion.cli import app as promotion_app
 from modelyard.training.cli import app as training_app
 
@@ -33,6 +34,7 @@ LAZY_COMMANDS = {
     "up": "modelyard.deploy.devstack.commands:up",
     "down": "modelyard.deploy.devstack.commands:down",
     "demo-festival": "modelyard.deploy.devstack.commands:demo_festival",
+    "demo-graduation": "modelyard.deploy.devstack.commands:demo_graduation",
     "init": "modelyard.deploy.scaffold:init",
     "score": "modelyard.deploy.batch.cli:score",
     "doctor": "modelyard.deploy.doctor:doctor",
@@ -91,6 +93,7 @@ def _root(
 
 
 app.add_typer(data_app, name="data", help="Generate, ingest, validate and publish feature snapshots.")
+app.add_typer(features_app, name="features", help="Materialise and push online features (ADR 0019).")
 app.registered_commands.extend(training_app.registered_commands)
 app.registered_commands.extend(promotion_app.registered_commands)  # promote, rollback, status
 app.registered_commands.extend(deploy_app.registered_commands)  # plan, deploy

@@ -38,6 +38,7 @@ from modelyard.pipeline.accounting import (
 )
 from modelyard.pipeline.features import FeatureError, build_features, check_family, required_raw_columns
 from modelyard.pipeline.ingest import FILE_COLUMN, UNKNOWN_REGION, IngestError, RawTable, read_dataset, region_rows
+from modelyard.pipeline.online import materialise_notes
 from modelyard.pipeline.outcomes import write_outcomes
 from modelyard.pipeline.report import render_report
 from modelyard.pipeline.selection import select_rows
@@ -396,7 +397,7 @@ def _validate_and_publish(
         region=region,
         target=family.target,
         time_column=TIME_COLUMN,
-        source=_describe_source(config, source),
+        source=_describe_source(config, source, region),
         validation=summary,
         report_html=render_report(title, outcomes),
         feature_spec=built.fitted.to_dict(),
@@ -407,6 +408,8 @@ def _validate_and_publish(
         "never seen in it (coded as unknown)"
         for name, count in built.unknown.items()
     )
+    if created:  # online features (ADR 0019); an unchanged snapshot was materialised when it was published
+        notes += materialise_notes(config, pair, built.frame, meta.digest)
     served, _ = write_outcomes(config.storage.outcomes_dir, pair, raw, meta.digest)
     if served:
         notes += (f"{served} rows are outcomes of served requests (kept for the monitoring stage's live quality)",)
@@ -445,11 +448,12 @@ def _write_failed_report(config: Config, family: str, region: str, html: str) ->
     return path
 
 
-def _describe_source(config: Config, source: str) -> str:
+def _describe_source(config: Config, source: str, region: str) -> str:
     if source != SYNTHETIC:
         return f"file:{source}"
     synthetic = config.data.synthetic
-    return f"synthetic:seed={config.seed},rows={synthetic.rows},start={synthetic.start},days={synthetic.days}"
+    rows = synthetic.rows_of(region)
+    return f"synthetic:seed={config.seed},rows={rows},start={synthetic.start},days={synthetic.days}"
 
 
 def build_all(

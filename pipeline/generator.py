@@ -121,13 +121,16 @@ def generate_bookings(
 def generate_for(config: Config, region: str | Region, rows: int | None = None) -> pd.DataFrame:
     """Raw bookings of a configured region (by name, or already resolved) with the config's synthetic settings.
 
+    ``rows`` defaults to the region's (``data.synthetic.rows_by_region``, else ``rows``).
+
     Raises:
         ConfigError: ``region`` names no configured region.
     """
     synthetic = config.data.synthetic
+    resolved = region if isinstance(region, Region) else config.region(region)
     return generate_bookings(
-        region if isinstance(region, Region) else config.region(region),
-        rows if rows is not None else synthetic.rows,
+        resolved,
+        rows if rows is not None else synthetic.rows_of(resolved.name),
         start=synthetic.start,
         days=synthetic.days,
         seed=config.seed,

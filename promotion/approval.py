@@ -275,9 +275,16 @@ def build_request(
         links.append(_run_link(client, ui_url, f"champion v{champion.version} run", champion.run_id))
     policy = approval_policy(config, family, region)
     against = f"champion v{decision.champion_before}" if decision.champion_before else "no champion (first model)"
+    members = config.region_groups.get(region)
+    pooled = (
+        f" It is the pooled model of region group {region} ({', '.join(members)}): it serves those of them "
+        "without a champion of their own."
+        if members
+        else ""
+    )
     body = "\n\n".join(
         [
-            f"**{name} v{version}** passed every gate against {against} on the same holdout.",
+            f"**{name} v{version}** passed every gate against {against} on the same holdout.{pooled}",
             f"*Approve* makes v{version} the champion of {family}/{region} (deploy follows). *Reject* keeps it "
             f"the challenger; say why in **reason**, it is recorded on the version. No answer within "
             f"{policy.timeout} keeps it the challenger (recorded as timed out).",

@@ -50,6 +50,7 @@ from modelyard.core.config.loading import (
     load_config,
 )
 from modelyard.core.config.monitoring import DriftBounds, MonitoringSettings
+from modelyard.core.config.online import OnlineSettings
 from modelyard.core.config.pairs import PairView
 from modelyard.core.config.promotion import Approval, ApprovalOverride, PromotionSettings
 from modelyard.core.config.regions import Festival, Region
@@ -93,6 +94,7 @@ __all__ = [
     "LocalTargetConfig",
     "MlflowSettings",
     "MonitoringSettings",
+    "OnlineSettings",
     "PairView",
     "PromotionSettings",
     "Region",

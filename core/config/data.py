@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
@@ -16,11 +17,17 @@ class Schedules(Section):
 
 
 class SyntheticSettings(Section):
-    """The built-in generator: how many rows over how many days from which first day."""
+    """The built-in generator: how many rows (per region, ``rows_by_region`` over ``rows``) over how many days."""
 
     rows: int = Field(6000, ge=10)
     start: dt.date = dt.date(2026, 1, 5)
     days: int = Field(120, ge=7)
+    # A region named here gets this many rows instead of ``rows``: a new market with little data (ADR 0015).
+    rows_by_region: dict[str, Annotated[int, Field(ge=10)]] = {}
+
+    def rows_of(self, region: str) -> int:
+        """The rows the generator makes for ``region``."""
+        return self.rows_by_region.get(region, self.rows)
 
 
 POOLED_ROWS_DEFAULT = 50

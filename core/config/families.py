@@ -33,6 +33,8 @@ class FeatureDecl(Section):
     every: Literal["hour", "day"] = "hour"
     relative: bool = True
     dtype: Literal["float", "int"] = "float"
+    online: bool = False  # a window aggregate the server looks up by ``key`` in the online store (ADR 0019)
+    default: float | None = None  # online: served when the store holds no value for the key, or times out
 
     def to_def(self) -> featurespec.FeatureDef:
         """The feature spec's definition of this feature."""

@@ -14,6 +14,7 @@ from modelyard.core.config.deploy import DeploySettings, follow_regions
 from modelyard.core.config.families import Family
 from modelyard.core.config.gates import GateSettings, check_gate_overrides
 from modelyard.core.config.monitoring import MonitoringSettings, check_drift_overrides
+from modelyard.core.config.online import OnlineSettings
 from modelyard.core.config.pairs import PairView
 from modelyard.core.config.promotion import PromotionSettings, check_approval_overrides
 from modelyard.core.config.regions import GroupDecl, Region, groups_serving, resolve_groups
@@ -43,6 +44,7 @@ class Config(Section):
     scale: ScaleSettings = ScaleSettings()
     promotion: PromotionSettings = PromotionSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    online: OnlineSettings = OnlineSettings()
     _region_groups: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
     _groups_by_region: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
 
@@ -58,6 +60,11 @@ class Config(Section):
         for family in self.families:
             _check_family_data(self, family)
         names = set(self.region_names)
+        unknown_rows = sorted(set(self.data.synthetic.rows_by_region) - names)
+        if unknown_rows:
+            raise ValueError(
+                f"data.synthetic.rows_by_region names unknown regions {unknown_rows} (regions: {sorted(names)})"
+            )
         for family in self.families:
             unknown = set(family.region_overrides) - names
             if unknown:

@@ -50,10 +50,14 @@ class FeatureDef:
     every: str = "hour"  # window: hour | day
     relative: bool = True  # window_count: divided by the mean count over keys and buckets
     dtype: str = "float"  # function: float | int
+    online: bool = False  # window: looked up in the online store by ``key`` at request time (ADR 0019)
+    default: float | None = None  # online: the value served when the store has none (or does not answer)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the fields that are set."""
         out = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, ())}
+        if not self.online:  # a spec without online features reads as before (same JSON, same digests)
+            out.pop("online")
         if self.edges is not None:
             out["edges"] = list(self.edges)
         if self.inputs:

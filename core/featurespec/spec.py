@@ -121,7 +121,14 @@ class FeatureSpec:
         for feature in self.features:
             if feature.kind not in WINDOW_KINDS:
                 names.extend(self.inputs_of(feature))
+            elif feature.online:  # the server looks the aggregate up by the record's key (ADR 0019)
+                names.append(str(feature.key))
         return tuple(dict.fromkeys(names))
+
+    @functools.cached_property
+    def online(self) -> tuple[FeatureDef, ...]:
+        """The window aggregates declared ``online``: a server looks them up by their ``key`` (ADR 0019)."""
+        return tuple(f for f in self.features if f.online)
 
     def fit(self, columns: Columns, calendar: Calendar) -> FittedSpec:
         """Learn vocabularies and bucket edges on the training window ``columns``.
@@ -183,6 +190,19 @@ def _check_kind_fields(spec: FeatureSpec, feature: FeatureDef, where: str) -> No
         raise FeatureSpecError(f"{where}: function needs 'function: package.module:name' and 'inputs: [columns]'")
     if kind == "function" and feature.dtype not in ("float", "int"):
         raise FeatureSpecError(f"{where}: dtype must be float or int")
+    _check_online(feature, where)
+
+
+def _check_online(feature: FeatureDef, where: str) -> None:
+    if feature.online and feature.kind not in WINDOW_KINDS:
+        raise FeatureSpecError(
+            f"{where}: online is for window aggregates ({', '.join(WINDOW_KINDS)}), not {feature.kind}; "
+            "remove 'online' (the server computes this feature from the record)"
+        )
+    if feature.online and feature.default is None:
+        raise FeatureSpecError(f"{where}: an online feature needs a 'default' (served when no value is stored)")
+    if feature.default is not None and not feature.online:
+        raise FeatureSpecError(f"{where}: 'default' is only for online features; add 'online: true' or remove it")
 
 
 def _need(spec: FeatureSpec, feature: FeatureDef, value: str | None, key: str) -> str:
@@ -220,8 +240,13 @@ class FittedSpec:
 
     @property
     def requested(self) -> list[str]:
-        """Window aggregates: a server takes them from the request by these names."""
+        """Window aggregates: a server takes them from the request by these names (online ones: or looks them up)."""
         return [f.name for f in self.spec.features if f.kind in WINDOW_KINDS]
+
+    @property
+    def online(self) -> tuple[FeatureDef, ...]:
+        """The online window aggregates (see :attr:`FeatureSpec.online`)."""
+        return self.spec.online
 
     def compute(
         self, columns: Columns, calendar: Calendar | None = None, unknown: dict[str, int] | None = None

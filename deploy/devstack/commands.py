@@ -1,4 +1,4 @@
-"""The developer stack's commands: ``modelyard demo | up | down | demo-festival`` (loaded lazily by ``deploy.cli``)."""
+"""The developer stack's commands: ``modelyard demo | up | down | demo-festival | demo-graduation`` (loaded lazily)."""
 
 from __future__ import annotations
 
@@ -85,6 +85,18 @@ def demo_festival(
 
     def action(config: Config, settings: StackSettings, console: Console) -> None:
         stats = run_festival(config, settings, console, region or config.region_names[0], days, timeout)
+        if stats.failed:
+            raise StackError(f"{stats.failed} requests failed during the rollout")
+
+    _run(action, config_file)
+
+
+def demo_graduation(config_file: Path | None = CONFIG_OPTION, timeout: float = TIMEOUT_OPTION) -> None:
+    """Third act: the new market's data grows; its own model must beat the pooled one, then takes over by canary."""
+    from modelyard.deploy.devstack.graduation import run_graduation
+
+    def action(config: Config, settings: StackSettings, console: Console) -> None:
+        stats = run_graduation(config, settings, console, timeout)
         if stats.failed:
             raise StackError(f"{stats.failed} requests failed during the rollout")
 

@@ -5,7 +5,9 @@ triggers ``data_processing`` through the Airflow REST API and follows the asset-
 (features → training → promotion → deploy) with a live view (``deploy.devstack.progress``)
 until nothing is left to run. A failed task stops it with that task's log excerpt (exit 1).
 At the end it prints the champions, what the endpoint serves, the URLs, the Airflow login
-and a curl example. The commands themselves are in ``deploy.devstack.commands``.
+and a curl example. The demo's new market (``deploy.devstack.new_market``) starts with too little
+data for a model of its own: the summary says which pooled model serves it. The commands themselves
+are in ``deploy.devstack.commands``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from typing import TYPE_CHECKING
 from modelyard.core.config import Config
 from modelyard.deploy.devstack.chain import trigger_chain
 from modelyard.deploy.devstack.endpoint import curl_example, serving_versions
+from modelyard.deploy.devstack.new_market import market_lines, new_region, start_small
 from modelyard.deploy.devstack.progress import follow_chain
 from modelyard.deploy.devstack.stack import AIRFLOW_PASSWORD, AIRFLOW_USER, AirflowApi, StackError, StackSettings
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from modelyard.promotion.status import Fallback
 
 
 def start_stack(config: Config, settings: StackSettings, console: Console) -> AirflowApi:
@@ -50,11 +55,13 @@ def print_summary(config: Config, settings: StackSettings, console: Console) -> 
     console.print(render_status(statuses))
     served = serving_versions(config, settings.serving_url)
     champions = {f"{s.family}/{s.region}": s.champion.version for s in statuses if s.champion}
-    lines = [
-        f"{key}: serving v{version}" + ("" if champions.get(key) == version else " [red](not the champion)[/red]")
-        for key, version in served.items()
-    ]
+    fallbacks = {f"{s.family}/{s.region}": s.fallback for s in statuses if s.fallback and not s.champion}
+    lines = [serving_line(key, version, champions.get(key), fallbacks.get(key)) for key, version in served.items()]
     console.print(Panel("\n".join(lines), title="serving endpoint", expand=False))
+    region = new_region(config)
+    if region is not None:
+        market = market_lines(config, settings.serving_url, region)
+        console.print(Panel("\n".join(market), title=f"new market: {region}", expand=False))
     console.print(
         Panel(
             f"Airflow UI   {settings.airflow_url}   (login {AIRFLOW_USER} / {AIRFLOW_PASSWORD})\n"
@@ -69,6 +76,13 @@ def print_summary(config: Config, settings: StackSettings, console: Console) -> 
     return served
 
 
+def serving_line(key: str, version: str, champion: str | None, fallback: Fallback | None) -> str:
+    """``family/region: serving vN``, saying when that is a pooled fallback or not the champion."""
+    if fallback is not None and fallback.version == version:
+        return f"{key}: serving v{version} of {fallback.model_name} (no champion of its own; {fallback})"
+    return f"{key}: serving v{version}" + ("" if champion == version else " [red](not the champion)[/red]")
+
+
 def run_demo(config: Config, settings: StackSettings, console: Console, timeout: float = 3600) -> None:
     """``modelyard demo``: up, trigger, follow, summarize.
 
@@ -76,6 +90,7 @@ def run_demo(config: Config, settings: StackSettings, console: Console, timeout:
         StackError: the stack did not start, a task failed (with its log), or the chain timed out.
     """
     api = start_stack(config, settings, console)
+    start_small(config, settings, console)
     since = trigger_chain(api, note="modelyard demo")
     console.print(f"triggered data_processing; following the chain (Airflow UI: {settings.airflow_url})")
     follow_chain(api, since, console, timeout=timeout)

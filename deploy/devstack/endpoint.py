@@ -15,7 +15,8 @@ def sample_record(config: Config, family: str, now: dt.datetime | None = None) -
     """A plausible request record for ``family``: the raw fields a client sends (ADR 0007).
 
     The time column is ``now`` (UTC, ISO-8601 with its offset), window aggregates are 1.0 (the
-    average), other fields a typical value, the middle of their declared range or an allowed value.
+    average) unless declared online (the server looks those up by their key, ADR 0019), other
+    fields a typical value, the middle of their declared range or an allowed value.
     """
     typical = {
         "pickup_distance_km": 2.5,
@@ -23,6 +24,7 @@ def sample_record(config: Config, family: str, now: dt.datetime | None = None) -
         "driver_acceptance_rate": 0.85,
         "driver_tenure_days": 400,
         "surge_multiplier": 1.2,
+        "pickup_area": "central",  # the key of the online area_demand_index
     }
     spec = config.feature_spec(config.family(family))
     columns = config.dataset_of(config.family(family)).columns
@@ -37,7 +39,7 @@ def sample_record(config: Config, family: str, now: dt.datetime | None = None) -
         else:
             record[name] = _typical_value(column)
     for feature in spec.features:
-        if feature.kind in WINDOW_KINDS:
+        if feature.kind in WINDOW_KINDS and not feature.online:
             record[feature.name] = 1.0
     return record
 

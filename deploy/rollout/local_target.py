@@ -41,6 +41,7 @@ from modelyard.deploy.rollout.processes import ManagedProcess, start_detached
 from modelyard.deploy.rollout.strategies import TargetError
 from modelyard.deploy.serving.plan import Plan, PlanError, dump_plan, parse_plan
 from modelyard.deploy.serving.trust import ALLOWED_FUNCTION_MODULES_ENV
+from modelyard.pipeline.online import serving_env as online_serving_env
 
 if TYPE_CHECKING:
     import httpx
@@ -78,7 +79,7 @@ class LocalTarget:
             tracking_uri=tracking_uri,
             families={f.name: list(f.features) for f in config.families},
             sampling_env=sampling_env(config),
-            trust_env=trust_env(config, os.environ),
+            trust_env=trust_env(config, os.environ) | online_serving_env(config),  # + online store (ADR 0019)
         )
 
     @property

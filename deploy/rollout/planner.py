@@ -13,7 +13,8 @@ same plan digest: that is what makes a deploy idempotent (see docs/adr/0005-roll
 
 A region without a champion of its own is served by the champion of its group's pooled model
 (``PairState.pooled``: the groups of ``Config.groups_of``, the most specific first; ADR 0015),
-under the region's own service name and time zone. The plan's ``metadata`` then holds
+under the region's own service name, time zone and holidays (the calendar a pooled model computes the
+region's time features in at serving). The plan's ``metadata`` then holds
 ``fallback.<family>/<region>: <pooled model> v<version> (group <group>)`` and
 ``PlanProposal.fallbacks`` says the same to the CLI.
 
@@ -273,13 +274,15 @@ def plan_service(config: Config, state: PairState, options: PlanOptions) -> Serv
         variants.append(Variant(name=STANDBY, model_uri=state.uri(current), weight=0))
     variants, shadows = _challenger(state, options, variants, shadows)
     variants, rules = _windows(config, state, variants)
+    region = config.region(state.region)
     return Service(
         family=state.family,
         region=state.region,
-        timezone=config.region(state.region).timezone,
+        timezone=region.timezone,
         variants=variants,
         rules=rules,
         shadows=shadows,
+        holidays=[DateWindow(start=start, end=end) for start, end in region.calendar().holidays],
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from modelyard.core.featurespec import Calendar
 from modelyard.deploy.serving.background import BackgroundWorker
 from modelyard.deploy.serving.batching import Batcher
 from modelyard.deploy.serving.metrics import RequestSeries
@@ -26,6 +27,7 @@ class VariantHandle:
     name: str
     model: ServedModel
     batcher: Batcher
+    calendar: Calendar | None = None  # the service region's, when the model was fitted for another's (ADR 0015)
 
 
 @dataclasses.dataclass
@@ -33,6 +35,7 @@ class ShadowHandle:
     name: str
     model: ServedModel
     worker: BackgroundWorker
+    calendar: Calendar | None = None
 
 
 @dataclasses.dataclass
@@ -117,9 +120,22 @@ def _service_handle(
     return ServiceHandle(
         service=service,
         router=ServiceRouter(service, clock),
-        variants={v.name: VariantHandle(v.name, models[v.model_uri], batchers[v.model_uri]) for v in service.variants},
-        shadows=[ShadowHandle(s.name, models[s.model_uri], shadow_pool) for s in service.shadows],
+        variants={
+            v.name: VariantHandle(
+                v.name, models[v.model_uri], batchers[v.model_uri], _calendar(service, models[v.model_uri])
+            )
+            for v in service.variants
+        },
+        shadows=[
+            ShadowHandle(s.name, models[s.model_uri], shadow_pool, _calendar(service, models[s.model_uri]))
+            for s in service.shadows
+        ],
     )
+
+
+def _calendar(service: Service, model: ServedModel) -> Calendar | None:
+    """A pooled model serving a region computes its time features in that region's zone and holidays."""
+    return model.calendar_for(service.region, service.calendar)
 
 
 def _batchers(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 
-from modelyard.deploy.serving.admin import AdminApi
+from modelyard.deploy.serving.admin import AdminApi, check_admin_token
 from modelyard.deploy.serving.asgi import (
     ClientGone,
     InFlight,
@@ -39,6 +39,7 @@ from modelyard.deploy.serving.asgi import (
 from modelyard.deploy.serving.errors import InferenceFailed, RequestError, ServingError, UnknownPath
 from modelyard.deploy.serving.manager import PlanManager
 from modelyard.deploy.serving.metrics import CONTENT_TYPE, ServingMetrics
+from modelyard.deploy.serving.online import OnlineLookup, admin_features_path
 from modelyard.deploy.serving.openapi import ENDPOINTS
 from modelyard.deploy.serving.predict import Predictions
 from modelyard.deploy.serving.protocol import LIMITS_STATE_KEY
@@ -58,9 +59,11 @@ class ServingApp:
         self.settings = settings
         self.metrics = ServingMetrics()
         self.manager: PlanManager | None = None
-        self.predictions = Predictions(self.metrics, self._manager)
+        self.online = OnlineLookup.from_env(os.environ, self.metrics)  # online features (ADR 0019)
+        self.predictions = Predictions(self.metrics, self._manager, self.online)
         self.admin = AdminApi(settings.admin_token, settings.log_dir, self._manager)
         self.standard = standard_routes.StandardRoutes(self.metrics, self._manager)  # /v2, /openapi.json, /v1/models
+        self.standard.v2.online = self.online
         self.in_flight = InFlight(settings.limit_concurrency)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,6 +89,7 @@ class ServingApp:
                 if state is not None:  # uvicorn hands it to every connection's protocol (its limits)
                     state[LIMITS_STATE_KEY] = self.settings.transport
                 self.startup()
+                await self.online.warm_up()
                 await self._manager().settled(self.settings.first_plan_wait_seconds)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -103,6 +107,7 @@ class ServingApp:
     async def shutdown(self) -> None:
         if self.manager is not None:
             await self.manager.stop()
+        await self.online.close()
 
     async def _http(self, scope: Scope, receive: Receive) -> Response:
         try:
@@ -135,6 +140,9 @@ class ServingApp:
             return Response(response.status, b"", response.content_type) if method == "HEAD" else response
         if path == "/admin/plan":
             return await self.admin.plan(method, body, scope)
+        if admin_features_path(parts):
+            check_admin_token(self.settings.admin_token, header(scope, b"authorization"))
+            return await self.online.push(method, parts[2], parts[3], body, self._manager().active)
         if standard_routes.handles(parts):
             return await self.standard.answer(method, parts, body, scope)
         raise UnknownPath(path, ENDPOINTS, self._near_miss(parts))

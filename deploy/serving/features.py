@@ -26,7 +26,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from modelyard.core.featurespec import FeatureSpecError, FittedSpec, MissingInputError
+from modelyard.core.featurespec import Calendar, FeatureSpecError, FittedSpec, MissingInputError
 from modelyard.core.featurespec.spec import Bounds
 from modelyard.deploy.serving.errors import BadInput
 from modelyard.deploy.serving.schema import shown
@@ -228,8 +228,11 @@ class RawFeatures:
             "or_features": list(self.fitted.names),
         }
 
-    def prepare(self, records: list[Any]) -> Prepared:
+    def prepare(self, records: list[Any], calendar: Calendar | None = None) -> Prepared:
         """The float32 matrix of ``records``, raw or precomputed.
+
+        ``calendar``: the request's region's, when the version was fitted for another region's (a
+        pooled model serving a region, ADR 0015); default: the version's own.
 
         Raises:
             BadRawInput: a raw record lacks a field or a value cannot be computed from (400).
@@ -246,7 +249,7 @@ class RawFeatures:
                 "has: send every record of a request as raw fields or every one as precomputed features",
                 field=f"records[{index}]",
             )
-        return self._featurise(records)
+        return self._featurise(records, calendar)
 
     def _is_raw(self, record: Mapping[str, Any]) -> bool:
         """Raw unless it carries a derived feature and no raw-only field.
@@ -267,7 +270,7 @@ class RawFeatures:
             hint = f"; or send the raw fields {', '.join(self._sent_fields())} instead of the features"
             raise BadInput(exc.message + hint, field=exc.field) from None
 
-    def _featurise(self, records: list[Any]) -> Prepared:
+    def _featurise(self, records: list[Any], calendar: Calendar | None = None) -> Prepared:
         import numpy as np
 
         clipped = check_raw_values(self.fitted, records)
@@ -278,7 +281,7 @@ class RawFeatures:
         except (TypeError, ValueError) as exc:
             raise _bad_value(self.fitted, records, exc) from None
         try:
-            transformed = self.fitted.transform_counted(columns)
+            transformed = self.fitted.transform_counted(columns, calendar)
         except FeatureSpecError as exc:
             raise BadRawInput(str(exc), field="records") from None
         except (TypeError, ValueError) as exc:

@@ -20,6 +20,7 @@ ENDPOINTS = (
     "GET /readyz",
     "GET /metrics",
     "GET|PUT /admin/plan",
+    "POST /admin/features/{family}/{region}",
     "GET /openapi.json",
     "GET /v2",
     "GET /v2/health/live|ready",
@@ -57,6 +58,11 @@ def _schemas() -> dict[str, Any]:
             "name": {"type": "string"},
             "datatype": {"type": "string", "enum": ["BOOL", "INT64", "FP32", "FP64", "BYTES"]},
             "shape": {"type": "array", "items": {"type": "integer"}},
+            "parameters": {
+                "type": "object",
+                "description": "An online feature: {optional: true, online: true, key, default?}, "
+                "looked up by the record's key when not sent",
+            },
         },
     }
     return {
@@ -269,7 +275,23 @@ def _admin_paths() -> dict[str, Any]:
                     "422": ERROR,
                 },
             },
-        }
+        },
+        "/admin/features/{family}/{region}": {  # online features (ADR 0019)
+            "post": {
+                **secured,
+                "summary": "Push online feature values: {values: [{feature, key, value, window_end?}]}",
+                "parameters": [FAMILY, REGION],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {
+                    "200": {"description": "Written (an older window than the stored one is skipped)"},
+                    "401": ERROR,
+                    "403": ERROR,
+                    "404": ERROR,
+                    "409": ERROR,
+                    "422": ERROR,
+                },
+            },
+        },
     }
 
 

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelyard.core.errors import ModelyardError
+from modelyard.core.featurespec import Calendar
 from modelyard.core.yaml_shape import shape_problem
 
 MODEL_URI_PATTERN = r"^models:/[^/@\s]+(/[0-9]+|@[A-Za-z0-9_\-]+)$"
@@ -140,6 +141,9 @@ class Service(_Model):
     variants: list[Variant] = Field(min_length=1)
     rules: list[Rule] = []
     shadows: list[Shadow] = []
+    # The region's holidays (local dates): with ``timezone``, the calendar a model fitted for another
+    # region (its group's pooled model, ADR 0015) computes this region's time features in.
+    holidays: list[DateWindow] = []
 
     @field_validator("timezone")
     @classmethod
@@ -182,6 +186,10 @@ class Service(_Model):
     @property
     def key(self) -> tuple[str, str]:
         return (self.family, self.region)
+
+    def calendar(self) -> Calendar:
+        """The region's calendar (zone and holidays) for time features: what a request to this service means."""
+        return Calendar(self.region, self.timezone, tuple((h.start, h.end) for h in self.holidays))
 
     def model_uris(self) -> list[str]:
         return [v.model_uri for v in self.variants] + [s.model_uri for s in self.shadows]

@@ -20,6 +20,7 @@ from modelyard.deploy.serving.asgi import Response, Scope, header, json_response
 from modelyard.deploy.serving.errors import BadInput, RequestError, ServingError
 from modelyard.deploy.serving.manager import PlanManager
 from modelyard.deploy.serving.metrics import RequestSeries, ServingMetrics, observe_sample
+from modelyard.deploy.serving.online import OnlineLookup, fitted_of
 from modelyard.deploy.serving.records import request_records, routing_key_of
 from modelyard.deploy.serving.sampling import PredictionLogWriter, Sample, new_request_id, trim_records
 
@@ -37,9 +38,12 @@ _T = TypeVar("_T")
 class Predictions:
     """Answers prediction requests on the active plan of ``manager()``."""
 
-    def __init__(self, metrics: ServingMetrics, manager: Callable[[], PlanManager]) -> None:
+    def __init__(
+        self, metrics: ServingMetrics, manager: Callable[[], PlanManager], online: OnlineLookup | None = None
+    ) -> None:
         self.metrics = metrics
         self._manager = manager
+        self.online = online  # fills online features a raw record lacks (ADR 0019)
 
     async def answer(self, family: str, region: str, body: bytes, scope: Scope, *, mlflow_format: bool) -> Response:
         """Validate, route, batch and answer one prediction request."""
@@ -87,8 +91,10 @@ class Predictions:
         """
         family, region = handle.service.key
         labels = (family, region, variant.name, variant.model.version)
+        if self.online is not None:
+            await self.online.fill(family, region, fitted_of(variant.model), records)
         try:
-            prepared = await _maybe_off_loop(large, variant.model.prepare_counted, records)
+            prepared = await _maybe_off_loop(large, variant.model.prepare_counted, records, variant.calendar)
         except BadInput:
             self.metrics.requests.labels(*labels, "bad_input").inc()
             _count(active.prediction_log, labels, "bad_input")
@@ -147,7 +153,7 @@ class Predictions:
             if shadow.model.status.state == "released":  # queued before its plan was retired
                 return
             try:
-                predicted = shadow.model.predict(shadow.model.prepare(records))
+                predicted = shadow.model.predict(shadow.model.prepare(records, shadow.calendar))
             except Exception as exc:
                 metrics.shadow.labels(family, region, shadow.name, "error").inc()
                 log.warning("shadow failed", extra={"event": "shadow_error", "shadow": shadow.name, "error": str(exc)})

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from modelyard.core.featurespec import Calendar
 from modelyard.deploy.serving import engines
 from modelyard.deploy.serving.artifacts import check_paths, example_records, fitted_spec, read_mlmodel, schema_from
 from modelyard.deploy.serving.errors import BadInput, InferenceFailed, ModelLoadFailed, ServingError
@@ -112,15 +113,26 @@ class ServedModel:
     def version(self) -> str:
         return self.status.version or "?"
 
-    def prepare(self, records: list[Any]) -> np.ndarray:
-        """Validate records and convert them to this model's input matrix (raises ``BadInput``)."""
-        return self.prepare_counted(records).matrix
+    def prepare(self, records: list[Any], calendar: Calendar | None = None) -> np.ndarray:
+        """Validate records and convert them to this model's input matrix (raises ``BadInput``).
 
-    def prepare_counted(self, records: list[Any]) -> Prepared:
+        ``calendar``: the time features' region calendar when it is not the version's own (see
+        :meth:`calendar_for`).
+        """
+        return self.prepare_counted(records, calendar).matrix
+
+    def prepare_counted(self, records: list[Any], calendar: Calendar | None = None) -> Prepared:
         """Like :meth:`prepare`, with the unknown categories per feature (raw records only)."""
         if self.raw is None:
             return Prepared(self.schema.to_matrix(records))
-        return self.raw.prepare(records)
+        return self.raw.prepare(records, calendar)
+
+    def calendar_for(self, region: str, calendar: Callable[[], Calendar]) -> Calendar | None:
+        """The calendar a request to ``region`` is featurised in: None (the version's own) when it was fitted for
+        ``region`` or takes no raw fields, else ``calendar()`` (the region's: a pooled model, ADR 0015)."""
+        if self.raw is None or self.raw.fitted.calendar.region == region:
+            return None
+        return calendar()
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Predict on a prepared matrix: class-1 probability (classifiers) or value (regressors).

@@ -62,7 +62,10 @@ def test_text_keys_take_the_value_as_it_is(demo_config_path: Path) -> None:
     ("name", "expected"),
     [
         ("MODELYARD_DATA__SYNTEHTIC__ROWS", "'data' has no key 'syntehtic' (valid keys: synthetic, min_rows,"),
-        ("MODELYARD_DATA__SYNTHETIC__ROWZ", "'data.synthetic' has no key 'rowz' (valid keys: rows, start, days)"),
+        (
+            "MODELYARD_DATA__SYNTHETIC__ROWZ",
+            "'data.synthetic' has no key 'rowz' (valid keys: rows, start, days, rows_by_region)",
+        ),
         ("MODELYARD_DEPLOY__ROLOUT__STRATEGY", "'deploy' has no key 'rolout'"),
         ("MODELYARD_REGIONS__0__NAME", "'regions' is a value or a list, not a section"),
         ("MODELYARD_SEED__VALUE", "set it whole with MODELYARD_SEED"),

@@ -38,6 +38,7 @@ def raw_table(rows: int, seed: int = 0) -> pd.DataFrame:
             "driver_tenure_days": rng.integers(1, 900, rows),
             "surge_multiplier": rng.choice([1.0, 1.5, 2.0], rows),
             "area_demand_index": rng.uniform(0, 2, rows),
+            "pickup_area": rng.choice(["central", "airport"], rows),  # the online aggregate's key (ADR 0019)
         }
     )
 

@@ -6,7 +6,7 @@ from openapi_spec_validator import validate
 
 from modelyard.deploy.serving.openapi import document
 
-ANSWERED = {  # every (method, path) ServingApp answers (app.py, admin.py, protocol_v2/routes.py)
+ANSWERED = {  # every (method, path) ServingApp answers (app.py, admin.py, online.py, protocol_v2/routes.py)
     ("post", "/v1/predict/{family}/{region}"),
     ("post", "/invocations/{family}/{region}"),
     ("get", "/v1/models/{family}/{region}"),
@@ -16,6 +16,7 @@ ANSWERED = {  # every (method, path) ServingApp answers (app.py, admin.py, proto
     ("get", "/openapi.json"),
     ("get", "/admin/plan"),
     ("put", "/admin/plan"),
+    ("post", "/admin/features/{family}/{region}"),  # online features (deploy/serving/online.py)
     ("get", "/v2"),
     ("get", "/v2/health/live"),
     ("get", "/v2/health/ready"),

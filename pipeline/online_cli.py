@@ -1,0 +1,122 @@
+"""``modelyard features …`` commands: materialise online features from published snapshots, push fresher values.
+
+Exit codes as in :mod:`modelyard.core.cli`: 2 bad input or config, 3 the online store does not answer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from modelyard.core.cli import (
+    ConfigOption,
+    FamiliesOption,
+    FamilyOption,
+    RegionOption,
+    RegionsOption,
+    console,
+    exits_on_expected_errors,
+)
+from modelyard.core.config import Config, ConfigError, load_config
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+def _config(path: Path | None) -> Config:
+    with exits_on_expected_errors():
+        return load_config(path)
+
+
+@app.command()
+def materialise(
+    families: FamiliesOption = None, regions: RegionsOption = None, config_path: ConfigOption = None
+) -> None:
+    """Write the latest online feature values of each pair's newest snapshot to the online store."""
+    from modelyard.core.featurespec import FittedSpec
+    from modelyard.pipeline.online import materialise as write_pair
+    from modelyard.pipeline.snapshots import SnapshotNotFoundError, latest_snapshot, load_frame
+
+    config = _config(config_path)
+    with exits_on_expected_errors():
+        for family, region in config.pairs(families or None, regions or None):
+            pair = config.pair_view(family, region)
+            if not pair.spec.online:
+                continue
+            try:
+                meta = latest_snapshot(config.storage.features_dir, family, region)
+            except SnapshotNotFoundError as exc:
+                console.print(f"[yellow]skipped[/] {family}/{region}: {exc}")
+                continue
+            online = FittedSpec.from_dict(meta.feature_spec or {}).online if meta.feature_spec else None
+            try:
+                done = write_pair(config, pair, load_frame(config.storage.features_dir, meta), meta.digest, online)
+            except KeyError as exc:
+                raise ConfigError(
+                    f"{family}/{region}: snapshot {meta.digest[:12]} has no key column {exc}; it was built before "
+                    f"the feature was online: run `modelyard data build --family {family} --region {region}`"
+                ) from None
+            if done is not None:
+                console.print(f"{family}/{region}: {done.landed} of {done.offered} values written to {done.store}")
+
+
+@app.command()
+def push(
+    family: FamilyOption,
+    region: RegionOption,
+    feature: Annotated[str | None, typer.Option("--feature", help="The online feature (with --key, --value).")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="The key value, e.g. an area's name.")] = None,
+    value: Annotated[float | None, typer.Option("--value", help="The aggregate's fresh value.")] = None,
+    window_end: Annotated[
+        str | None, typer.Option("--window-end", help="End of its window: ISO-8601 with an offset (default: now).")
+    ] = None,
+    values_file: Annotated[
+        Path | None,
+        typer.Option("--file", help='A JSON list of {"feature", "key", "value", "window_end"} objects.'),
+    ] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Push fresher online feature values of one (family, region) to the online store.
+
+    A value lands unless the store holds one of a newer window; servers read it on their next lookup.
+    """
+    from modelyard.core.online import PushError, online_names, pushed_values
+    from modelyard.pipeline.online import store_from_config
+
+    config = _config(config_path)
+    with exits_on_expected_errors():
+        pair = config.pair_view(family, region)
+        items = _items(feature, key, value, window_end, values_file)
+        try:
+            values = pushed_values(items, family, region, online_names(pair.family.feature_decls))
+        except PushError as exc:
+            raise ConfigError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
+        store = store_from_config(config.online, config.storage.local_dir)
+        try:
+            landed = store.write(values, config.online.prefix, config.online.chunk_rows)
+        finally:
+            store.close()
+    skipped = len(values) - landed
+    note = f" ({skipped} skipped: the store holds a newer window)" if skipped else ""
+    console.print(f"{family}/{region}: {landed} of {len(values)} values written to {store.url}{note}")
+
+
+def _items(
+    feature: str | None, key: str | None, value: float | None, window_end: str | None, values_file: Path | None
+) -> Any:
+    """The pushed objects: from ``--file``, or the one given by ``--feature --key --value``."""
+    single = (feature, key, value)
+    if values_file is not None:
+        if any(part is not None for part in single):
+            raise ConfigError("give --file or --feature/--key/--value, not both")
+        try:
+            return json.loads(values_file.read_text())
+        except OSError as exc:
+            raise ConfigError(f"--file {values_file}: cannot read ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise ConfigError(f"--file {values_file}: not JSON ({exc}); give a list of objects") from None
+    if any(part is None for part in single):
+        raise ConfigError("give --feature, --key and --value (or --file with a JSON list of values)")
+    return [{"feature": feature, "key": key, "value": value, "window_end": window_end}]

@@ -1,0 +1,64 @@
+"""The demo's new market: rows per region in the generator's config, the overlay acts one and three write,
+and the summary line of a region served by a pooled model (ADR 0015)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelyard.core.config import Config, ConfigError, load_config
+from modelyard.deploy.devstack.demo import serving_line
+from modelyard.deploy.devstack.new_market import NEW_REGION, NEW_REGION_ROWS, new_region, set_region_rows
+from modelyard.pipeline.generator import generate_for
+from modelyard.promotion.status import Fallback
+
+REPO = Path(__file__).resolve().parents[4]
+
+
+def _demo_config(tmp_path: Path, overlay: Path | None = None) -> Config:
+    environ = {"MODELYARD_STORAGE__ROOT": str(tmp_path / "store")}
+    if overlay is not None:
+        environ["MODELYARD_CONFIG_OVERLAY"] = str(overlay)
+    return load_config(REPO / "modelyard.yaml", environ=environ)
+
+
+def test_the_generator_makes_a_regions_own_row_count(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("data: {synthetic: {rows: 400, rows_by_region: {surabaya: 120}}}\n")
+    config = _demo_config(tmp_path, overlay)
+    assert (len(generate_for(config, "surabaya")), len(generate_for(config, "jakarta"))) == (120, 400)
+    assert len(generate_for(config, "surabaya", rows=200)) == 200  # an explicit count still wins
+
+
+def test_rows_for_an_unknown_region_are_refused_naming_the_key(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("data: {synthetic: {rows_by_region: {surabya: 120}}}\n")
+    with pytest.raises(ConfigError, match=r"data.synthetic.rows_by_region names unknown regions \['surabya'\]"):
+        _demo_config(tmp_path, overlay)
+
+
+def test_act_one_starts_the_new_region_small_and_act_three_lets_it_grow(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"deploy": {"rollout": {"strategy": "canary"}}}))  # an earlier act's
+    set_region_rows(overlay, NEW_REGION, NEW_REGION_ROWS)
+    config = _demo_config(tmp_path, overlay)
+    assert new_region(config) == "surabaya"
+    assert config.groups_of("surabaya") == ["country-id"]
+    assert config.data.synthetic.rows_of("surabaya") == NEW_REGION_ROWS < config.data.min_rows
+    assert config.deploy.rollout.strategy == "canary"  # what the overlay held is kept
+    set_region_rows(overlay, NEW_REGION, None)
+    grown = _demo_config(tmp_path, overlay)
+    assert grown.data.synthetic.rows_of("surabaya") == grown.data.synthetic.rows >= grown.data.min_rows
+
+
+def test_the_summary_names_the_pooled_model_serving_a_region() -> None:
+    pooled = Fallback("country-id", "driver_acceptance-country-id", "2")
+    line = serving_line("driver_acceptance/surabaya", "2", None, pooled)
+    assert line == (
+        "driver_acceptance/surabaya: serving v2 of driver_acceptance-country-id "
+        "(no champion of its own; pooled: country-id v2)"
+    )
+    assert "not the champion" in serving_line("driver_acceptance/surabaya", "3", None, pooled)
+    assert serving_line("driver_acceptance/jakarta", "4", "4", None) == "driver_acceptance/jakarta: serving v4"
