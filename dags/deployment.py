@@ -12,6 +12,8 @@ services of the target keep what they serve). Triggered by hand, the form choose
   p99 of the canary are checked), `blue-green`, `shadow`;
 * `version`: deploy this registered version instead of the champion (one family and region);
 * `dry_run`: plan and record the diff, change nothing.
+* `force`: roll out (canary, blue-green, shadow) even when the new version needs raw fields live
+  clients are not sending (the planner refuses otherwise; see `deploy.rollout.raw_fields`).
 
 **Tasks.** `select_releases` decides the releases (`local` is one release);
 `deploy_release` (`DeployReleaseOperator`) is mapped over them. Each plans from the MLflow
@@ -66,6 +68,10 @@ STRATEGIES = ["rolling", "canary", "blue-green", "shadow"]
             description="Deploy this registered version instead of the champion (select one family and one region).",
         ),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Plan and record; change nothing."),
+        "force": Param(
+            False, type="boolean", title="Force",
+            description="Roll out even when the new version needs raw fields live clients are not sending.",
+        ),
     },
 )  # fmt: skip
 def deployment() -> None:
@@ -87,7 +93,7 @@ def deployment() -> None:
             target=params["target"], strategy=params["strategy"], families=[] if uris else params["families"],
             regions=regions, version=str(params["version"]) if params["version"] else None,
             canary_steps=params["canary_steps"],
-            dry_run=bool(params["dry_run"]) and not uris,
+            dry_run=bool(params["dry_run"]) and not uris, force=bool(params.get("force", False)) and not uris,
         )  # fmt: skip
         # Resolved once, here: bad canary steps fail before anything is mapped, and every mapped
         # deploy gets the same concrete request.

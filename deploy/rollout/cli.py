@@ -39,6 +39,10 @@ ShadowChallengerOption = Annotated[
     bool, typer.Option("--shadow-challenger", help="Mirror traffic to the challenger alias as a shadow.")
 ]
 PortOption = Annotated[int | None, typer.Option("--port", help="Local serving port (default: deploy.local.port).")]
+ForceOption = Annotated[
+    bool,
+    typer.Option("--force", help="Roll out even when the new version needs raw fields live clients are not sending."),
+]
 
 
 @app.command("plan")
@@ -55,6 +59,7 @@ def plan_command(
     config: ConfigOption = None,
     tracking_uri: TrackingOption = None,
     port: PortOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Show what `modelyard deploy` would change against what is live (the plan's YAML with --yaml/--output)."""
     from rich.console import Console
@@ -87,6 +92,8 @@ def _show_plans(
             console.print(f"[yellow]skipped[/yellow] {key}: {escape(why)}")
         for key, pooled in proposal.fallbacks.items():
             console.print(f"[cyan]fallback[/cyan] {key}: no champion of its own, served by {escape(pooled)}")
+        for key, note in proposal.raw_fields.items():
+            console.print(f"[magenta]raw fields[/magenta] {key}: {escape(note)}")
         console.print(f"[bold]plan digest[/bold] {proposal.plan.digest()}")
         text = dump_plan(proposal.plan).decode()
         if show_yaml:
@@ -117,6 +124,7 @@ def deploy_command(
     config: ConfigOption = None,
     tracking_uri: TrackingOption = None,
     port: PortOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Apply the registry's champions to the target with a rollout strategy; roll back on failure."""
     from rich.console import Console
@@ -166,6 +174,7 @@ def _prepare(
                 "canary_steps": _steps(args.get("canary_steps")),
                 "analysis_seconds": args.get("analysis_seconds"),
                 "port": args.get("port"),
+                "force": bool(args.get("force")),
             }
         )
         request = DeployRequest.resolve(loaded, choices)

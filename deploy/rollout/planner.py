@@ -128,6 +128,7 @@ class PlanOptions(BaseModel):
     strategy: Strategy = "rolling"
     challenger_weight: int = Field(default=0, ge=0, le=99)
     shadow_challenger: bool = False
+    force: bool = False  # roll out a version needing raw fields live clients are not sending (raw_fields)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class PlanProposal:
     skipped: dict[str, str]
     kept: list[str]
     fallbacks: dict[str, str] = field(default_factory=dict)  # key -> "<pooled model> v<N> (group <g>)"
+    raw_fields: dict[str, str] = field(default_factory=dict)  # key -> what clients must send (raw_fields.py)
 
 
 def selected_pairs(config: Config, options: PlanOptions) -> list[tuple[str, str]]:

@@ -32,6 +32,8 @@ def render_deploy(result: DeployResult) -> Table:
         table.add_row(key, f"[yellow]skipped[/yellow]: {escape(why)}")
     for key, pooled in result.fallbacks.items():
         table.add_row(key, f"[cyan]fallback[/cyan]: no champion of its own, served by {escape(pooled)}")
+    for key, note in result.raw_fields.items():
+        table.add_row(key, f"[magenta]raw fields[/magenta]: {escape(note)}")
     for step in result.steps:
         table.add_row(f"[dim]step[/dim] {step.step}", escape(f"{step.outcome} {step.detail}".strip()))
     if result.reason:

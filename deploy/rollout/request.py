@@ -40,6 +40,7 @@ class DeployChoices(BaseModel):
     analysis_seconds: float | None = Field(default=None, ge=0)
     releases: list[str] = []
     port: int | None = Field(default=None, ge=1, le=65535)
+    force: bool = False
 
 
 class DeployRequest(BaseModel):
@@ -63,6 +64,7 @@ class DeployRequest(BaseModel):
     thresholds: Thresholds
     releases: list[str]
     port: int = Field(ge=1, le=65535)
+    force: bool = False  # roll out even when the new version needs raw fields live clients are not sending
 
     @classmethod
     def resolve(cls, config: Config, choices: DeployChoices | None = None) -> DeployRequest:
@@ -83,7 +85,7 @@ class DeployRequest(BaseModel):
             port=chosen.port or config.deploy.local.port,
             **chosen.model_dump(
                 include={"dry_run", "families", "regions", "version", "challenger_weight", "shadow_challenger",
-                         "releases"}
+                         "releases", "force"}
             ),
         )  # fmt: skip
 
@@ -96,6 +98,7 @@ class DeployRequest(BaseModel):
             strategy=self.strategy,
             challenger_weight=self.challenger_weight,
             shadow_challenger=self.shadow_challenger,
+            force=self.force,
         )
 
     def for_release(self, release: str) -> DeployRequest:

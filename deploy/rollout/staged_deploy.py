@@ -7,7 +7,7 @@ Both targets (local, Kubernetes) build on these; ``deploy.rollout.apply`` picks 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
@@ -55,6 +55,7 @@ class DeployResult(BaseModel):
     changes: list[str] = []
     skipped: dict[str, str] = {}
     fallbacks: dict[str, str] = {}  # family/region -> the pooled model serving it (ADR 0015)
+    raw_fields: dict[str, str] = {}  # family/region -> what clients must send for the new version (raw_fields.py)
     steps: list[StepResult] = []
     reason: str | None = None
     url: str | None = None
@@ -80,9 +81,12 @@ def propose(config: Config, options: PlanOptions, live: Plan | None, tracking_ur
     from mlflow import MlflowClient
 
     from modelyard.core.tracking import require_reachable
+    from modelyard.deploy.rollout.raw_fields import check_rollout
 
     client = MlflowClient(tracking_uri=require_reachable(tracking_uri), registry_uri=tracking_uri)
-    return build_plan(config, read_registry(client, config, options), options, live)
+    proposal = build_plan(config, read_registry(client, config, options), options, live)
+    # raises PlannerError: a new version needs raw fields live clients are not sending (unless forced)
+    return replace(proposal, raw_fields=check_rollout(client, config, live, proposal.plan, options))
 
 
 def rollout_to(
@@ -127,6 +131,7 @@ class StagedDeploy:
             changes=[_change_line(c) for c in diff_plans(live, plan) if c.change != "unchanged"],
             skipped=proposal.skipped,
             fallbacks=proposal.fallbacks,
+            raw_fields=proposal.raw_fields,
             url=getattr(target, "url", None),
         )
         rollout = None if request.dry_run else _rollout(target, live, plan, request)

@@ -18,6 +18,11 @@ from mlflow import MlflowClient
 
 from modelyard.core.config import Config, load_config
 from modelyard.core.contracts.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS
+from modelyard.deploy.rollout.apply import deploy_local
+from modelyard.deploy.rollout.local_target import LocalTarget
+from modelyard.deploy.rollout.mlflow_server import free_port
+from modelyard.deploy.rollout.request import DeployChoices, DeployRequest
+from modelyard.deploy.rollout.strategies import DeployError
 from modelyard.pipeline.build import build_all
 from modelyard.promotion.aliases import aliases, open_client
 from modelyard.promotion.decide import evaluate_pair, promote_version, rollback
@@ -33,11 +38,19 @@ ADDED = [
 ]
 
 
-def write_config(folder: Path, mlflow_url: str, model_names: str, change: dict[str, Any] | None = None) -> Config:
-    """The demo config: one family, one region, few rows, small models; ``change`` drops and adds features."""
+def write_config(
+    folder: Path, mlflow_url: str, model_names: str, change: dict[str, Any] | None = None, port: int | None = None
+) -> Config:
+    """The demo config: one family, one region, few rows, small models; ``change`` drops and adds features.
+
+    With ``port``, a local serving process there rolls canaries out in two short steps.
+    """
     raw = yaml.safe_load((REPO / "modelyard.yaml").read_text())
     raw["regions"] = [r for r in raw["regions"] if r["name"] == REGION]
     raw.pop("deploy", None)
+    if port is not None:
+        rollout = {"canary_steps": [50, 100], "analysis_seconds": 1}
+        raw["deploy"] = {"target": "local", "local": {"host": "127.0.0.1", "port": port}, "rollout": rollout}
     raw["storage"] = {"root": str(folder / "data")}
     raw["data"]["synthetic"]["rows"] = 2500
     raw["mlflow"] = {"tracking_uri": mlflow_url, "model_name_template": model_names}
@@ -134,3 +147,42 @@ def test_a_champion_reading_a_dropped_raw_field_is_rejected_with_the_reason(
     forced = promote_version(client, v2_config, FAMILY, REGION, v2, "the new features are wanted", "user:test")
     assert forced.outcome == "promoted", forced.summary
     assert aliases(client, v2_config.mlflow.model_name(FAMILY, REGION)).get(PREVIOUS_ALIAS) is not None
+
+
+def test_a_canary_needing_a_raw_field_clients_do_not_send_is_refused_then_forced(
+    tmp_path: Path, mlflow_uri: str, names: str
+) -> None:
+    port = free_port()
+    # v1 does not read surge_multiplier: its clients do not send it. v2 reads it again (and drops is_weekend).
+    v1_config = write_config(tmp_path, mlflow_uri, names, {"drop": ["surge_multiplier"]}, port=port)
+    client = open_client(v1_config)
+    v1 = build_and_train(v1_config)
+    assert evaluate_pair(client, v1_config, FAMILY, REGION, decided_by="user:test").outcome == "promoted"
+    target = LocalTarget.from_config(v1_config, mlflow_uri, port=port)
+    try:
+        first = deploy_local(v1_config, DeployRequest.resolve(v1_config, DeployChoices(target="local")), mlflow_uri)
+        assert first.ok, first.reason
+        assert first.versions[f"{FAMILY}/{REGION}"]["primary"] == v1
+
+        v2_config = write_config(tmp_path, mlflow_uri, names, {"drop": ["is_weekend"]}, port=port)
+        v2 = build_and_train(v2_config)
+        promote_version(client, v2_config, FAMILY, REGION, v2, "the new features are wanted", "user:test")
+        canary = DeployChoices(target="local", strategy="canary")
+
+        with pytest.raises(DeployError) as refused:
+            deploy_local(v2_config, DeployRequest.resolve(v2_config, canary), mlflow_uri)
+        message = str(refused.value)
+        for expected in (f"{FAMILY}/{REGION}", "surge_multiplier", f"v{v2}", "--force", "default"):
+            assert expected in message, message
+        live = target.live()
+        assert live is not None
+        assert live.digest() == first.plan_digest  # nothing moved
+
+        forced = DeployRequest.resolve(v2_config, canary.model_copy(update={"force": True}))
+        result = deploy_local(v2_config, forced, mlflow_uri)
+        assert result.outcome == "deployed", (result.reason, result.steps)
+        assert result.versions[f"{FAMILY}/{REGION}"]["primary"] == v2
+        note = result.raw_fields[f"{FAMILY}/{REGION}"]
+        assert "new: surge_multiplier" in note, note
+    finally:
+        target.stop()

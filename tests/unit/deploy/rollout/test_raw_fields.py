@@ -1,0 +1,119 @@
+"""The raw-field guard of a rollout (issue 21): which fields clients must send, and the refusal, without MLflow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from upath import UPath
+
+from modelyard.core.config import Config, load_config
+from modelyard.core.contracts import prediction_log
+from modelyard.deploy.rollout.planner import PairState, PlannerError, PlanOptions, build_plan
+from modelyard.deploy.rollout.raw_fields import compare, guard, raw_field_changes, records_fields
+from modelyard.deploy.serving.plan import Plan
+
+FAMILY, REGION = "driver_acceptance", "jakarta"
+KEY = f"{FAMILY}/{REGION}"
+V1 = ["event_time", "pickup_distance_km", "driver_rating"]
+V2 = ["event_time", "pickup_distance_km", "surge_multiplier"]
+
+
+@pytest.fixture
+def config(demo_config_path: Path, clean_env: None) -> Config:
+    return load_config(demo_config_path, environ={})
+
+
+def plan_of(config: Config, strategy: str, **aliases: str) -> Plan:
+    """The plan of the one pair with ``aliases`` (e.g. champion=2, previous_champion=1)."""
+    names = {k.replace("_", "-"): v for k, v in aliases.items()}
+    state = PairState(FAMILY, REGION, config.mlflow.model_name(FAMILY, REGION), names)
+    options = PlanOptions(families=[FAMILY], regions=[REGION], strategy=strategy)  # type: ignore[arg-type]
+    return build_plan(config, [state], options).plan
+
+
+def fields(by_version: dict[str, list[str] | None]):  # type: ignore[no-untyped-def]
+    return lambda name, version: by_version[version]
+
+
+def test_compare_names_the_needed_added_dropped_and_unsent_fields() -> None:
+    change = compare(KEY, ("v1", V1), ("v2", V2), seen=None)
+
+    assert change is not None
+    assert change.needed == tuple(V2)
+    assert change.added == ("surge_multiplier",)
+    assert change.dropped == ("driver_rating",)
+    assert change.unsent == ("surge_multiplier",)
+    assert change.note() == (
+        "clients must send event_time, pickup_distance_km, surge_multiplier for v2 "
+        "(new: surge_multiplier; no longer read: driver_rating)"
+    )
+
+
+def test_a_field_seen_in_sampled_requests_counts_as_sent() -> None:
+    change = compare(KEY, ("v1", V1), ("v2", V2), seen={*V1, "surge_multiplier"})
+
+    assert change is not None
+    assert change.unsent == ()
+    assert compare(KEY, ("v1", V1), ("v2", list(reversed(V1))), seen=None) is None  # same fields, other order
+
+
+def test_a_canary_needing_an_unsent_field_is_refused_with_the_pair_the_field_and_what_to_do(config: Config) -> None:
+    live = plan_of(config, "canary", champion="1")
+    new = plan_of(config, "canary", champion="2", previous_champion="1")
+    changes = raw_field_changes(live, new, fields({"1": V1, "2": V2}), lambda *_: None)
+
+    with pytest.raises(PlannerError) as refused:
+        guard(changes, force=False)
+
+    message = str(refused.value)
+    for expected in (KEY, "surge_multiplier", "v2", "v1", "send them", "default", "--force"):
+        assert expected in message, message
+    assert "driver_rating" not in message  # a dropped field is no reason to refuse
+
+
+def test_forced_the_rollout_goes_ahead_and_the_plan_says_what_clients_must_send(config: Config) -> None:
+    live = plan_of(config, "canary", champion="1")
+    new = plan_of(config, "canary", champion="2", previous_champion="1")
+
+    notes = guard(raw_field_changes(live, new, fields({"1": V1, "2": V2}), lambda *_: None), force=True)
+
+    assert notes == {KEY: compare(KEY, ("v1", V1), ("v2", V2), None).note()}  # type: ignore[union-attr]
+
+
+def test_the_shadow_strategy_compares_the_shadowed_version(config: Config) -> None:
+    live = plan_of(config, "shadow", champion="1")
+    new = plan_of(config, "shadow", champion="2", previous_champion="1")  # primary v1, shadow v2
+
+    changes = raw_field_changes(live, new, fields({"1": V1, "2": V2}), lambda *_: None)
+
+    assert [(c.served, c.new, c.unsent) for c in changes] == [("v1", "v2", ("surge_multiplier",))]
+
+
+def test_no_change_when_the_version_is_the_same_or_a_version_has_no_spec(config: Config) -> None:
+    live = plan_of(config, "canary", champion="1")
+    again = plan_of(config, "canary", champion="1")
+    new = plan_of(config, "canary", champion="2", previous_champion="1")
+
+    assert raw_field_changes(live, again, fields({"1": V1}), lambda *_: None) == []
+    assert raw_field_changes(live, new, fields({"1": V1, "2": None}), lambda *_: None) == []
+
+
+def test_sampled_records_give_the_fields_clients_send(tmp_path: Path) -> None:
+    lines = [
+        prediction_log.prediction_entry(
+            at=1e9, kind=prediction_log.PREDICTION, request_id=str(i), labels=(FAMILY, REGION, "primary", "1"),
+            plan_digest="sha256:x", predictions=[0.5], records=[{**dict.fromkeys(V1, 1), **extra}],
+        )
+        for i, extra in enumerate([{}, {"surge_multiplier": 1.2}])
+    ]  # fmt: skip
+    lines.append(prediction_log.counts_entry(at=1e9, since="x", counts={"ok": 2}))
+    with gzip.open(tmp_path / f"a{prediction_log.SUFFIX}", "wt") as handle:
+        handle.write("\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
+
+    since = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    assert records_fields(UPath(tmp_path), since) == {*V1, "surge_multiplier"}
+    assert records_fields(UPath(tmp_path / "nothing"), since) is None
