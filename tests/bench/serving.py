@@ -11,6 +11,10 @@ plan to serving it, and failed requests across 10 consecutive swaps under load. 
 model, trained on the demo's ``driver_acceptance`` feature spec (Jakarta's calendar) and
 stored with it, is served by the same process: single-row requests with raw fields (the
 event time with its offset, the raw columns) against the same rows as precomputed features.
+Side by side in one run (``--mlserver``, ``--kserve``: their own environments, which ``make bench``
+builds under ``.bench/``): modelyard over ``/v1`` and ``/v2``, MLServer's xgboost runtime, KServe's
+Python model server (``tests/bench/kserve_model.py``) and a bare ASGI app as the floor, each on
+single rows and small batches, after checking that each answers modelyard's predictions.
 Results go to ``docs/benchmarks.md`` and ``docs/benchmarks.json``.
 
 The helpers (``register_xgboost``, ``ServerProcess``) are also used by the integration
@@ -50,7 +54,9 @@ TARGETS = {
     "v2_share": 0.85,  # /v2 infer req/s over /v1 predict req/s, same model and row (issue 27: within 15%)
     "floor_share": 0.4,  # single-row req/s over a bare ASGI app's on the same stack (issue 27)
     "mlserver_ratio": 10.0,  # single-row req/s over MLServer's (xgboost runtime, v2), same model (issue 27)
+    "kserve_ratio": 10.0,  # single-row req/s over KServe's Python model server (v2), same model (issue 27)
 }
+BATCH_ROWS = 8  # the side-by-side small batch: rows a request
 
 
 # ---------------------------------------------------------------------------- models
@@ -460,12 +466,10 @@ def start_mlserver(mlserver: str, model_uri: str, workdir: Path) -> tuple[subpro
     (e.g. ``python -m venv /tmp/mlserver && /tmp/mlserver/bin/pip install mlserver==1.7.1
     mlserver-xgboost==1.7.1 'uvloop<0.22'``). Its defaults otherwise (one parallel inference worker).
     """
-    import mlflow
-
     folder = workdir / "mlserver"
     model_dir = folder / "bench-xgb"
     model_dir.mkdir(parents=True)
-    mlflow.xgboost.load_model(model_uri).get_booster().save_model(model_dir / "model.json")
+    save_booster(model_uri, model_dir / "model.json")
     settings = {"name": "bench-xgb", "implementation": "mlserver_xgboost.XGBoostModel"}
     settings["parameters"] = {"uri": "./model.json", "version": "1"}  # type: ignore[assignment]
     (model_dir / "model-settings.json").write_text(json.dumps(settings))
@@ -476,6 +480,31 @@ def start_mlserver(mlserver: str, model_uri: str, workdir: Path) -> tuple[subpro
     url = f"http://127.0.0.1:{port}"
     command = [mlserver, "start", str(folder)]
     return _start_until_ready(command, f"{url}/v2/models/bench-xgb/ready", workdir / "mlserver.log", env), url
+
+
+def start_kserve(python: str, model_uri: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """KServe's Python model server (``tests/bench/kserve_model.py``) on the same booster, from its own environment.
+
+    ``python`` is the interpreter of an environment holding ``kserve==0.21.*`` and xgboost (``make bench``
+    builds ``.bench/kserve``). One worker, gRPC off, KServe's defaults otherwise.
+    """
+    model_file = workdir / "kserve-model.json"
+    save_booster(model_uri, model_file)
+    port = free_port()
+    command = [
+        python, str(REPO / "tests" / "bench" / "kserve_model.py"), "--model-file", str(model_file),
+        "--name", "bench-xgb", "--port", str(port),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    url = f"http://127.0.0.1:{port}"
+    return _start_until_ready(command, f"{url}/v2/models/bench-xgb/ready", workdir / "kserve.log", env), url
+
+
+def save_booster(model_uri: str, path: Path) -> None:
+    """The registered xgboost model's booster as JSON, the file the peers' xgboost runtimes load."""
+    import mlflow
+
+    mlflow.xgboost.load_model(model_uri).get_booster().save_model(path)
 
 
 def _start_until_ready(
@@ -520,6 +549,24 @@ def write_bodies(workdir: Path, n_features: int, rows: int) -> dict[str, Path]:
         # ... and as one [1, k] tensor, the form MLServer's xgboost runtime takes.
         "v2_matrix_1": {
             "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, n_features], "data": matrix[0]}]
+        },
+        # The side-by-side small batch, in each form.
+        "ours_batch": {"records": records[:BATCH_ROWS]},
+        "v2_batch": {
+            "inputs": [
+                {"name": n, "datatype": "FP64", "shape": [BATCH_ROWS], "data": [r[n] for r in records[:BATCH_ROWS]]}
+                for n in names
+            ]
+        },
+        "v2_matrix_batch": {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "datatype": "FP64",
+                    "shape": [BATCH_ROWS, n_features],
+                    "data": [v for row in matrix[:BATCH_ROWS] for v in row],
+                }
+            ]
         },
     }
     paths = {}
@@ -583,6 +630,7 @@ class BenchOptions:
     out: Path = REPO / "docs"
     rounds: int = 3  # interleaved rounds of the side-by-side servers
     mlserver: str | None = None  # the mlserver executable of its own environment; None: not measured
+    kserve: str | None = None  # the python of an environment with kserve and xgboost; None: not measured
 
 
 def run_benchmark(options: BenchOptions, workdir: Path) -> dict[str, Any]:
@@ -621,12 +669,14 @@ def _bench_side_by_side(
     wrk: str,
     script: Path,
 ) -> dict[str, LoadResult]:
-    """The same single row on every server at once, in interleaved rounds; the median round of each.
+    """The same single row (and ``BATCH_ROWS`` rows) on every server at once, in interleaved rounds.
 
     All servers run together and take turns under the same wrk load (``options.rounds`` rounds of
     ``options.seconds / 2``), so a neighbour's burst on a shared machine hits every server alike
-    instead of whichever ran at that moment. Servers: modelyard over ``/v1`` and ``/v2`` (one
-    process), the bare ASGI floor and, with ``options.mlserver``, MLServer.
+    instead of whichever ran at that moment; the median round of each. Servers: modelyard over
+    ``/v1`` and ``/v2`` (one process), the bare ASGI floor and, when their environments are given,
+    MLServer and KServe's Python model server. Each model server's answers are checked against
+    modelyard's before any timing. Keys: ``<server>`` single row, ``<server>_batch`` the small batch.
     """
     plan_path = workdir / "side-by-side.json"
     write_plan(plan_path, single_plan(uri))
@@ -645,10 +695,47 @@ def _bench_side_by_side(
             process, url = start_mlserver(options.mlserver, uri, workdir)
             processes.append(process)
             targets["mlserver"] = (f"{url}/v2/models/bench-xgb/infer", bodies["v2_matrix_1"])
+        if options.kserve:
+            process, url = start_kserve(options.kserve, uri, workdir)
+            processes.append(process)
+            targets["kserve"] = (f"{url}/v2/models/bench-xgb/infer", bodies["v2_matrix_1"])
+        batch_bodies = {"ours_1": "ours_batch", "v2_1": "v2_batch", "v2_matrix_1": "v2_matrix_batch"}
+        for name, (url, body) in list(targets.items()):
+            if name != "bare_asgi":
+                targets[f"{name}_batch"] = (url, bodies[batch_bodies[body.stem]])
+        check_answers(targets)
         return _rounds(options, targets, wrk, script)
     finally:
         for process in processes:
             _kill_group(process)
+
+
+def check_answers(targets: dict[str, tuple[str, Path]]) -> None:
+    """Every model server gives modelyard /v1's predictions for the same rows, or the bench stops."""
+    import numpy as np
+
+    reference = {"": _predictions(*targets["modelyard_v1"]), "_batch": _predictions(*targets["modelyard_v1_batch"])}
+    for name, (url, body) in targets.items():
+        if name == "bare_asgi":
+            continue
+        expected = reference["_batch" if name.endswith("_batch") else ""]
+        got = _predictions(url, body)
+        if not np.allclose(got, expected, rtol=1e-4, atol=1e-5):
+            raise RuntimeError(f"{name} answers {got.tolist()} where modelyard /v1 answers {expected.tolist()}")
+        print(f"  {name}: same predictions as modelyard /v1 ({len(got)} rows)", flush=True)
+
+
+def _predictions(url: str, body: Path) -> Any:
+    """The class-1 probabilities a server answers: ``predictions`` (v1) or the first output tensor (v2)."""
+    import numpy as np
+
+    answer = httpx.post(url, content=body.read_bytes(), headers={"Content-Type": "application/json"}, timeout=30)
+    if answer.status_code != 200:
+        raise RuntimeError(f"{url} answers {answer.status_code}: {answer.text[:500]}")
+    data = answer.json()
+    values = np.asarray(data["predictions"] if "predictions" in data else data["outputs"][0]["data"], dtype="float64")
+    shape = data.get("outputs", [{}])[0].get("shape", [])
+    return values.reshape(shape)[:, 1] if len(shape) == 2 and shape[1] == 2 else values.ravel()
 
 
 def _rounds(
@@ -769,6 +856,7 @@ def _summarize(
         "v2_share": _share(peers["modelyard_v2"], peers["modelyard_v1"]),
         "floor_share": _share(peers["modelyard_v1"], peers["bare_asgi"]),
         "mlserver_ratio": _share(peers["modelyard_v1"], peers.get("mlserver"), 1),
+        "kserve_ratio": _share(peers["modelyard_v1"], peers.get("kserve"), 1),
     }
     met = {
         "healthz_share": measured["healthz_share"] >= TARGETS["healthz_share"],
@@ -777,7 +865,10 @@ def _summarize(
         "rows_per_s": measured["rows_per_s"] >= TARGETS["rows_per_s"],
         "failed_across_swaps": measured["failed_across_swaps"] == 0,
         "raw_share": measured["raw_share"] >= TARGETS["raw_share"],
-        **{key: _at_least(measured[key], TARGETS[key]) for key in ("v2_share", "floor_share", "mlserver_ratio")},
+        **{
+            key: _at_least(measured[key], TARGETS[key])
+            for key in ("v2_share", "floor_share", "mlserver_ratio", "kserve_ratio")
+        },
     }
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -873,6 +964,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"| >= {TARGETS['floor_share']:.0%} | {mark('floor_share')} |",
         f"| single row vs MLServer | {_times(measured.get('mlserver_ratio'))} "
         f"| >= {TARGETS['mlserver_ratio']:.0f}x | {mark('mlserver_ratio')} |",
+        f"| single row vs KServe's Python model server | {_times(measured.get('kserve_ratio'))} "
+        f"| >= {TARGETS['kserve_ratio']:.0f}x | {mark('kserve_ratio')} |",
         "",
         *_peer_lines(results),
         "",
@@ -902,28 +995,40 @@ def _peer_lines(results: dict[str, Any]) -> list[str]:
     side = results["peers"]
     ours = side["modelyard_v1"]
     peers = {
-        "bare ASGI app (uvicorn + httptools + uvloop, fixed JSON): the floor": side.get("bare_asgi"),
-        "modelyard serve, POST /v1/predict": ours,
-        "modelyard serve, POST /v2/models/{name}/infer (one tensor per field)": side.get("modelyard_v2"),
-        "MLServer 1.7 (xgboost runtime, v2, one [1, k] tensor)": side.get("mlserver"),
-        "mlflow models serve (/invocations; its own run, not in the rounds)": results["mlflow_models_serve"][
-            "single_row"
-        ],
+        "bare ASGI app (uvicorn + httptools + uvloop, fixed JSON): the floor": "bare_asgi",
+        "modelyard serve, POST /v1/predict": "modelyard_v1",
+        "modelyard serve, POST /v2/models/{name}/infer (one tensor per field)": "modelyard_v2",
+        "MLServer 1.7 (xgboost runtime, v2, one [n, k] tensor)": "mlserver",
+        "KServe 0.21 Python model server (kserve.Model on the booster, v2, one [n, k] tensor)": "kserve",
     }
     rounds = results["setup"]["rounds"]
     lines = [
-        f"Side by side: every server up at once, each in turn under the same load, {rounds} rounds; the median round.",
+        f"Side by side: every server up at once, each in turn under the same load, {rounds} rounds; the median round. "
+        f"Every model server's answers were checked against modelyard's before timing.",
         "",
-        "| single row, same model | req/s | p50 / p99 ms | modelyard /v1 over it |",
-        "|---|---|---|---|",
+        "| same model | single row: req/s | p50 / p99 ms | modelyard /v1 over it "
+        f"| {BATCH_ROWS} rows a request: rows/s | modelyard /v1 over it |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, load in peers.items():
-        if load is None:
-            lines.append(f"| {name} | not run | | |")
-            continue
-        ratio = f"{ours['req_per_s'] / load['req_per_s']:.2f}x" if load["req_per_s"] else "n/a"
-        lines.append(f"| {name} | {load['req_per_s']:,.0f} | {load['p50_ms']} / {load['p99_ms']} | {ratio} |")
+    for label, key in peers.items():
+        lines.append(_peer_row(label, side.get(key), ours, side.get(f"{key}_batch"), side.get("modelyard_v1_batch")))
+    mlflow = results["mlflow_models_serve"]["single_row"]
+    lines.append(_peer_row("mlflow models serve (/invocations; its own run, not in the rounds)", mlflow, ours))
     return lines
+
+
+def _peer_row(
+    label: str, load: dict[str, Any] | None, ours: dict[str, Any], batch: Any = None, ours_batch: Any = None
+) -> str:
+    """One server's row: single-row req/s and latency, then rows/s with the small batch (if measured)."""
+    if load is None:
+        return f"| {label} | not run | | | | |"
+    ratio = f"{ours['req_per_s'] / load['req_per_s']:.2f}x" if load["req_per_s"] else "n/a"
+    cells = f"| {label} | {load['req_per_s']:,.0f} | {load['p50_ms']} / {load['p99_ms']} | {ratio} |"
+    if batch is None or ours_batch is None:
+        return cells + " | |"
+    batch_ratio = f"{ours_batch['req_per_s'] / batch['req_per_s']:.2f}x" if batch["req_per_s"] else "n/a"
+    return cells + f" {batch['req_per_s'] * BATCH_ROWS:,.0f} | {batch_ratio} |"
 
 
 def _raw_line(model: dict[str, Any]) -> str:
@@ -969,11 +1074,17 @@ def _parse_args(argv: Sequence[str] | None) -> BenchOptions:
         default=None,
         help="the mlserver executable of an environment with mlserver-xgboost (else skipped)",
     )
+    parser.add_argument(
+        "--kserve",
+        default=None,
+        help="the python of an environment with kserve==0.21.* and xgboost (make bench: .bench/kserve; else skipped)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the side-by-side servers")
     args = parser.parse_args(argv)
     return BenchOptions(
         seconds=args.seconds, connections=args.connections, trees=args.trees, features=args.features,
         rows=args.rows, swaps=args.swaps, out=args.out, rounds=args.rounds, mlserver=args.mlserver,
+        kserve=args.kserve,
     )  # fmt: skip
 
 

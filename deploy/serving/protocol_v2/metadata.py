@@ -4,7 +4,9 @@ A service (family, region) is named ``<family>-<region>`` (the default registere
 ``mlflow.model_name_template``) and also by the registered model name of its variants, so a
 client may use either. A version takes its raw fields (a feature spec's raw columns and the
 window aggregates sent by name), or its signature's columns when it has no spec, each as a
-typed tensor of shape ``[-1]``.
+typed tensor of shape ``[-1]``. An online window aggregate (ADR 0019) is listed with
+``parameters`` ``{"optional": true, "online": true, "key": <field>}``: the server looks it up by
+that field when a record does not carry it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from modelyard.deploy.serving.errors import RequestError
 
 if TYPE_CHECKING:
+    from modelyard.core.featurespec.definitions import FeatureDef
     from modelyard.deploy.serving.active import ActivePlan, ServiceHandle, VariantHandle
     from modelyard.deploy.serving.runtime import ServedModel
 
@@ -26,14 +29,18 @@ MAX_NAMES_IN_ERROR = 20
 
 @dataclasses.dataclass(frozen=True)
 class TensorSpec:
-    """One input or output of a version: ``{name, datatype, shape}``."""
+    """One input or output of a version: ``{name, datatype, shape}`` and, if any, ``parameters``."""
 
     name: str
     datatype: str
     shape: tuple[int, ...] = (-1,)
+    parameters: tuple[tuple[str, Any], ...] = ()  # the OIP's $metadata_tensor parameters, as pairs
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+        out: dict[str, Any] = {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+        if self.parameters:
+            out["parameters"] = dict(self.parameters)
+        return out
 
 
 class ModelNames:
@@ -91,7 +98,18 @@ def inputs_of(model: ServedModel) -> list[TensorSpec]:
     fitted = model.raw.fitted
     columns = fitted.spec.columns
     raw = [TensorSpec(name, _SPEC_TYPES.get(columns.get(name, "float"), "BYTES")) for name in fitted.raw_inputs]
-    return raw + [TensorSpec(name, "FP64") for name in fitted.requested if name not in set(fitted.raw_inputs)]
+    online = {feature.name: _online_parameters(feature) for feature in fitted.online}
+    return raw + [
+        TensorSpec(name, "FP64", parameters=online.get(name, ()))
+        for name in fitted.requested
+        if name not in set(fitted.raw_inputs)
+    ]
+
+
+def _online_parameters(feature: FeatureDef) -> tuple[tuple[str, Any], ...]:
+    """An online aggregate is optional: the server looks it up by ``key`` (a value the client sends wins)."""
+    default = () if feature.default is None else (("default", feature.default),)
+    return (("optional", True), ("online", True), ("key", str(feature.key)), *default)
 
 
 def service_inputs(handle: ServiceHandle) -> list[TensorSpec]:

@@ -40,15 +40,24 @@ def _results(peers: dict[str, dict[str, float]]) -> dict:
 def test_the_peer_rows_show_the_ratios_of_the_same_run() -> None:
     from tests.bench.serving import render_markdown
 
-    results = _results({"modelyard_v1": 4000.0, "modelyard_v2": 3600.0, "bare_asgi": 20000.0, "mlserver": 400.0})
+    peers = {"modelyard_v1": 4000.0, "modelyard_v2": 3600.0, "bare_asgi": 20000.0, "mlserver": 400.0, "kserve": 500.0}
+    batches = {"modelyard_v1_batch": 1000.0, "mlserver_batch": 250.0}
+    results = _results(peers | batches)
     assert (results["measured"]["v2_share"], results["measured"]["floor_share"]) == (0.9, 0.2)
     assert results["measured"]["mlserver_ratio"] == 10.0
+    assert results["measured"]["kserve_ratio"] == 8.0
+    assert results["met"]["kserve_ratio"] is False
     assert results["met"]["v2_share"] is True
     assert results["met"]["floor_share"] is False
     table = render_markdown(results)
     assert "| /v2 infer vs /v1 predict, single row (same model) | 90% | >= 85% | met |" in table
     assert "| single row vs the bare ASGI floor | 20% | >= 40% | MISSED |" in table
-    assert "| MLServer 1.7 (xgboost runtime, v2, one [1, k] tensor) | 400 | 1.0 / 2.0 | 10.00x |" in table
+    assert "| single row vs KServe's Python model server | 8.0x | >= 10x | MISSED |" in table
+    # 8-row requests: rows/s and modelyard's ratio in the same run
+    assert (
+        "| MLServer 1.7 (xgboost runtime, v2, one [n, k] tensor) | 400 | 1.0 / 2.0 | 10.00x | 2,000 | 4.00x |" in table
+    )
+    assert "one [n, k] tensor) | 500 | 1.0 / 2.0 | 8.00x | | |" in table  # KServe: no batch measured
 
 
 def test_a_peer_not_run_says_so() -> None:
@@ -56,6 +65,8 @@ def test_a_peer_not_run_says_so() -> None:
 
     results = _results({"modelyard_v1": 4000.0, "modelyard_v2": 3600.0, "bare_asgi": 20000.0})
     assert results["met"]["mlserver_ratio"] is None
+    assert results["met"]["kserve_ratio"] is None
     table = render_markdown(results)
     assert "| single row vs MLServer | not run | >= 10x | not run |" in table
-    assert "| MLServer 1.7 (xgboost runtime, v2, one [1, k] tensor) | not run | | |" in table
+    assert "| single row vs KServe's Python model server | not run | >= 10x | not run |" in table
+    assert "| MLServer 1.7 (xgboost runtime, v2, one [n, k] tensor) | not run | | | | |" in table

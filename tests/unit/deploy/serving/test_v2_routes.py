@@ -150,6 +150,27 @@ def test_model_metadata_lists_the_raw_fields_with_v2_datatypes(tmp_path):
     _run(tmp_path, body)
 
 
+def test_an_online_feature_is_listed_as_optional_with_its_key_in_v2_and_v1_metadata(tmp_path):
+    """ADR 0019: ``area_demand_index`` is looked up by ``pickup_area`` when a record does not carry it."""
+    online = {"optional": True, "online": True, "key": "pickup_area", "default": 1.0}
+
+    async def body(client: httpx.AsyncClient, app: ServingApp) -> None:
+        meta = (await client.get("/v2/models/driver_acceptance-jakarta")).json()
+        check(MODEL_METADATA, meta)
+        parameters = {t["name"]: t.get("parameters") for t in meta["inputs"]}
+        assert parameters["area_demand_index"] == online
+        assert parameters["pickup_area"] is None  # the key itself is required
+        assert [name for name, p in parameters.items() if p] == ["area_demand_index"]
+        detail = (await client.get("/v1/models/driver_acceptance/jakarta")).json()
+        by_name = {t["name"]: t for t in detail["inputs"]}
+        assert by_name["area_demand_index"]["parameters"] == online
+        assert "parameters" not in by_name["event_time"]
+        version_inputs = {t["name"]: t for t in detail["variants"][0]["inputs"]}
+        assert version_inputs["area_demand_index"]["parameters"] == online
+
+    _run(tmp_path, body)
+
+
 def test_infer_routes_through_the_plan_with_a_sticky_key(tmp_path):
     async def body(client: httpx.AsyncClient, app: ServingApp) -> None:
         rows = [{"distance_km": 2.0, "trips": 1}, {"distance_km": 4.0, "trips": 3}]

@@ -17,7 +17,12 @@ _PARAMETERS = {"type": "object"}
 METADATA_TENSOR = {
     "type": "object",
     "required": ["name", "datatype", "shape"],
-    "properties": {"name": _STRING, "datatype": _STRING, "shape": {"type": "array", "items": {"type": "integer"}}},
+    "properties": {
+        "name": _STRING,
+        "datatype": _STRING,
+        "shape": {"type": "array", "items": {"type": "integer"}},
+        "parameters": _PARAMETERS,  # #optional, as in MLServer's MetadataTensor
+    },
 }
 SERVER_METADATA = {
     "type": "object",
