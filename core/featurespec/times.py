@@ -160,8 +160,25 @@ def local_seconds(utc_ns: np.ndarray, timezone: str) -> np.ndarray:
         offsets = [_minute_offset(timezone, minute) for minute in minutes.tolist()]
         return seconds + np.array(offsets, dtype=np.int64)
     unique, inverse = np.unique(minutes, return_inverse=True)
-    offsets_of = np.fromiter((_minute_offset(timezone, m) for m in unique.tolist()), np.int64, len(unique))
-    return seconds + offsets_of[inverse.reshape(-1)]
+    return seconds + _offsets_of_minutes(unique, timezone)[inverse.reshape(-1)]
+
+
+def _offsets_of_minutes(minutes: np.ndarray, timezone: str) -> np.ndarray:
+    """The offsets of sorted distinct ``minutes``: two zone lookups per hour, one per minute only in an hour
+    whose first and last minute differ (a transition in it; a zone never changes twice in one hour).
+
+    A day of traffic spread over the hours asks the zone ~50 times instead of once per minute.
+    """
+    import numpy as np
+
+    hours, of_hour = np.unique(minutes // 60, return_inverse=True)
+    first = np.fromiter((_minute_offset(timezone, h * 60) for h in hours.tolist()), np.int64, len(hours))
+    last = np.fromiter((_minute_offset(timezone, h * 60 + 59) for h in hours.tolist()), np.int64, len(hours))
+    offsets = first[of_hour.reshape(-1)]
+    changing = (first != last)[of_hour.reshape(-1)]
+    if changing.any():
+        offsets[changing] = [_minute_offset(timezone, m) for m in minutes[changing].tolist()]
+    return offsets
 
 
 @functools.lru_cache(maxsize=1 << 16)

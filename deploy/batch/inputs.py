@@ -250,7 +250,7 @@ def typed_chunk(path: Any, batch: pa.RecordBatch, first_row: int, layout: Layout
     import numpy as np
 
     from modelyard.pipeline.ingest_errors import IngestError
-    from modelyard.pipeline.ingest_types import FileRead, as_text, typed
+    from modelyard.pipeline.ingest_types import FileRead, texts, typed
 
     dataset = layout.dataset
     frame = batch.to_pandas().rename(columns=dataset.renames)
@@ -259,7 +259,7 @@ def typed_chunk(path: Any, batch: pa.RecordBatch, first_row: int, layout: Layout
     rows = np.arange(first_row, first_row + len(frame), dtype=np.int64)
     region_column = dataset.region_column
     if region_column in frame.columns:
-        keep = (frame[region_column].map(as_text, na_action="ignore") == layout.region).to_numpy()
+        keep = (texts(frame[region_column]) == layout.region).to_numpy()  # text as the data stage reads it
         frame, rows = frame[keep].reset_index(drop=True), rows[keep]
     else:  # a file of one region: its rows are the pair's
         frame[region_column] = layout.region

@@ -344,8 +344,14 @@ def _decide(native: Predict, onnx: Predict, report: EngineReport) -> tuple[Predi
     if largest is None:
         report.engine, report.reason = "native", "ONNX matches but is not faster on 1 row: serving natively"
         return native, report
-    report.onnx_max_rows = None if everywhere else largest
-    limit = f"every batch size measured (1..{largest})" if everywhere else f"batches of up to {largest} rows"
+    # Never past the sizes measured: native (xgboost's inplace_predict) scales better with rows than a
+    # one-thread ONNX session, so a 100,000-row batch (batch scoring) is faster natively.
+    report.onnx_max_rows = largest
+    limit = (
+        f"every batch size measured (1..{largest}); larger batches natively"
+        if everywhere
+        else f"batches of up to {largest} rows"
+    )
     report.reason = f"{report.reason}; ONNX for {limit}"
     dispatch = SmallBatchDispatch(native, onnx, report.onnx_max_rows, report.missing_values == "onnx")
     return dispatch, report
