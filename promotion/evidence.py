@@ -10,11 +10,12 @@ same rounds (ADR 0012).
 from __future__ import annotations
 
 import gc
+import math
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -370,7 +371,7 @@ class OnnxUnusable(Exception):
     """The version would be served natively; the message says why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: its rows are a list
 class TimedEngine:
     """One engine of one version, ready to be timed on single rows."""
 
@@ -378,6 +379,9 @@ class TimedEngine:
     call: Callable[[Any], Any]
     rows: Sequence[Any]
     reason: str = ""
+    # The model's shape (see :func:`model_shape`): an engine of a shape timed already in this process
+    # reuses that timing. None: always timed.
+    shape: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -396,11 +400,24 @@ def serving_engines(loaded: LoadedVersion, task: Task, x: pd.DataFrame) -> list[
     first condition (on the holdout's rows without missing values), the timing decides the second.
     """
     model, x = loaded.model, x.iloc[:MAX_TIMED_ROWS]
-    native = TimedEngine("native", lambda row: _predict(model, task, row), [x.iloc[[i]] for i in range(len(x))])
+    shape = model_shape(loaded, task)
+    native = TimedEngine(
+        "native", lambda row: _predict(model, task, row), [x.iloc[[i]] for i in range(len(x))], shape=shape
+    )
     try:
-        return [native, onnx_engine(loaded, task, x)]
+        return [native, replace(onnx_engine(loaded, task, x), shape=shape)]
     except OnnxUnusable as exc:
-        return [TimedEngine("native", native.call, native.rows, reason=str(exc))]
+        return [replace(native, reason=str(exc))]
+
+
+def model_shape(loaded: LoadedVersion, task: Task) -> tuple[Any, ...] | None:
+    """What a model's single-row cost depends on, as the server's calibration keys it (ADR 0002, ADR 0012):
+    its type, task, feature count and artifact size in ~9% bins. None for a version not downloaded from
+    the registry (always timed)."""
+    if loaded.folder is None:
+        return None
+    size = round(math.log2(max(loaded.size_mb * 1e6, 1.0)) * 8)
+    return (type(loaded.model).__qualname__, task, len(loaded.feature_names), size)
 
 
 def onnx_engine(loaded: LoadedVersion, task: Task, x: pd.DataFrame) -> TimedEngine:
@@ -498,11 +515,32 @@ def p99_latencies_ms(engines: Sequence[TimedEngine], calls: int) -> list[float]:
     * the p99 over ``calls`` single-row calls is measured ``LATENCY_ROUNDS`` times per engine, the
       engines taking turns within a round, and each engine's best round is kept: one burst of
       interference does not decide, and what remains of the load falls on every engine alike;
-    * the garbage collector is paused while timing, after a warm-up of ``WARM_UP_CALLS``.
+    * the garbage collector is paused while timing, after a warm-up of ``WARM_UP_CALLS``;
+    * an engine of a model *shape* (:func:`model_shape`) timed already in this process reuses that
+      p99, as the server shares its calibration per shape: a chunk of one family's models is timed
+      once per engine and shape, not once per pair (issue 26). Engines without a shape are always timed.
 
     A model that is truly slow is slow in every round, in CPU time as in wall time, and is still
     rejected; a fast model on an idle machine measures as before (its CPU time equals its wall time).
     """
+    todo = [e for e in dict.fromkeys(engines) if _shape_key(e, calls) not in _SHAPE_P99_MS]
+    measured = dict(zip(todo, _measure_p99s_ms(todo, calls), strict=True))
+    for engine, p99 in measured.items():
+        if engine.shape is not None:
+            _SHAPE_P99_MS[_shape_key(engine, calls)] = p99
+    return [measured[e] if e in measured else _SHAPE_P99_MS[_shape_key(e, calls)] for e in engines]
+
+
+# (engine, model shape, calls) -> single-row p99 ms, for this process: a chunk's models of one shape
+# are timed once (issue 26), as the server calibrates once per shape.
+_SHAPE_P99_MS: dict[tuple[Any, ...], float] = {}
+
+
+def _shape_key(engine: TimedEngine, calls: int) -> tuple[Any, ...]:
+    return (engine.engine, engine.shape, calls) if engine.shape is not None else (id(engine),)
+
+
+def _measure_p99s_ms(engines: Sequence[TimedEngine], calls: int) -> list[float]:
     batches = [[engine.rows[i % len(engine.rows)] for i in range(calls)] for engine in engines]
     for engine, rows in zip(engines, batches, strict=True):
         for row in rows[:WARM_UP_CALLS]:

@@ -16,7 +16,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelyard.core.contracts.registry import HISTORY_HEADING, HISTORY_TAG, PROMOTION_TAG, split_history
 from modelyard.promotion.aliases import retire_challenger
@@ -26,7 +26,7 @@ from modelyard.promotion.render import decision_markdown
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from mlflow import MlflowClient
-    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
     from modelyard.promotion.gates import Evidence, GateReport
 
@@ -207,18 +207,31 @@ def record(
     replaced loses ``champion_since`` and gets ``champion_until``.
     """
     name, number = decision.model_name, str(version.version)
-    client.update_model_version(name, number, description=version_description(decision, version.description))
+    versions = version_writer(client)
+    versions.update_model_version(name, number, description=version_description(decision, version.description))
     for key, value in decision_tags(decision, number).items():
-        client.set_model_version_tag(name, number, f"{TAG}{key}", value)
+        versions.set_model_version_tag(name, number, f"{TAG}{key}", value)
     if LEGACY_DECISION_TAG in (version.tags or {}):
-        client.delete_model_version_tag(name, number, LEGACY_DECISION_TAG)
+        versions.delete_model_version_tag(name, number, LEGACY_DECISION_TAG)
     entries = append_history(client, name, decision)
     if decision.outcome == "promoted":
-        client.delete_model_version_tag(name, number, f"{TAG}champion_until")
+        versions.delete_model_version_tag(name, number, f"{TAG}champion_until")
         if decision.champion_before and decision.champion_before != number:
             _end_championship(client, name, decision.champion_before, decision.decided_at.isoformat())
         retire_challenger(client, name, number)
     _log_artifacts(client, decision, evidence, report, entries)
+
+
+def version_writer(client: MlflowClient) -> Any:
+    """What writes a decided version's description and tags: the registry client under ``client``.
+
+    ``MlflowClient`` reads the registered model before each version write, to refuse a prompt: one
+    more request per tag, ~12 per decision (issue 26). The version decided on was just read from the
+    registry as a model version, so the registry client writes directly (the same calls, same
+    arguments); a client without one (another MLflow) writes through ``client`` itself.
+    """
+    inner = getattr(client, "_get_registry_client", None)
+    return inner() if callable(inner) else client
 
 
 def record_rollback(client: MlflowClient, decision: Decision, demoted: str) -> None:
@@ -229,21 +242,23 @@ def record_rollback(client: MlflowClient, decision: Decision, demoted: str) -> N
         "rolled_back_by": decision.decided_by,
         "rolled_back_reason": _short(decision.reason or ""),
     }
+    versions = version_writer(client)
     for key, value in demotion.items():
-        client.set_model_version_tag(name, demoted, f"{TAG}{key}", value)
+        versions.set_model_version_tag(name, demoted, f"{TAG}{key}", value)
     _end_championship(client, name, demoted, when)
     _note_rollback(client, decision, demoted)
     restored = str(decision.version)
-    client.set_model_version_tag(name, restored, f"{TAG}champion_since", when)
-    client.delete_model_version_tag(name, restored, f"{TAG}champion_until")
+    versions.set_model_version_tag(name, restored, f"{TAG}champion_since", when)
+    versions.delete_model_version_tag(name, restored, f"{TAG}champion_until")
     entries = append_history(client, name, decision)
     _log_artifacts(client, decision, None, None, entries)
 
 
 def _end_championship(client: MlflowClient, name: str, version: str, when: str) -> None:
     """``version`` no longer serves: ``champion_since`` goes, ``champion_until`` says when it stopped."""
-    client.delete_model_version_tag(name, version, f"{TAG}champion_since")
-    client.set_model_version_tag(name, version, f"{TAG}champion_until", when)
+    versions = version_writer(client)
+    versions.delete_model_version_tag(name, version, f"{TAG}champion_since")
+    versions.set_model_version_tag(name, version, f"{TAG}champion_until", when)
 
 
 def _note_rollback(client: MlflowClient, decision: Decision, demoted: str) -> None:
@@ -290,7 +305,10 @@ def _log_artifacts(
 
 def history(client: MlflowClient, model_name: str) -> list[dict[str, str | None]]:
     """The promotion history of ``model_name`` (oldest first, the newest entries that fit its description)."""
-    model = client.get_registered_model(model_name)
+    return _history_of(client.get_registered_model(model_name))
+
+
+def _history_of(model: RegisteredModel) -> list[dict[str, str | None]]:
     _, section = split_history(model.description)
     found = re.search(r"<!-- modelyard:history (.*?) -->", section, re.S)
     if found:
@@ -310,7 +328,7 @@ def append_history(client: MlflowClient, model_name: str, decision: Decision) ->
         The history as written.
     """
     model = client.get_registered_model(model_name)
-    entries = [*history(client, model_name), decision.history_entry()]
+    entries = [*_history_of(model), decision.history_entry()]
     base, _ = split_history(model.description)
     text = _with_history(base, entries)
     while len(text) > DESCRIPTION_MAX_CHARS and len(entries) > 1:

@@ -25,6 +25,7 @@ from modelyard.training.job import TrainingError
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
+    from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
 
     from modelyard.core.config import Config
@@ -122,21 +123,54 @@ def fail_stale_runs(client: MlflowClient, experiment: str, job: TrainingJob, sta
 
     A process killed mid-training (an MLflow outage, a lost worker) leaves its run RUNNING for ever;
     the next run of the pair closes it, so the experiment never shows a half-done run as live.
+    The experiment is searched once per process (:func:`_left_running`), not once per pair: a search
+    per pair costs more as the experiment grows (issue 26); each of the pair's candidates is read
+    again before it is marked, so a run that finished meanwhile is left alone.
 
     Returns:
         The ids of the runs marked failed.
     """
-    query = (
-        f"tags.family = '{job.family.name}' and tags.region = '{job.region}' "
-        f"and attributes.status = 'RUNNING' and attributes.start_time < {started_before_ms}"
-    )
-    stale = [run.info.run_id for run in client.search_runs([experiment], query, max_results=100)]
+    candidates = _left_running(client, experiment, started_before_ms)
+    mine = [
+        r
+        for r in candidates
+        if r.data.tags.get("family") == job.family.name and r.data.tags.get("region") == job.region
+    ]
+    stale = []
+    for run in mine:
+        candidates.remove(run)
+        if client.get_run(run.info.run_id).info.status == "RUNNING":
+            stale.append(run.info.run_id)
     for run_id in stale:
         client.set_tag(run_id, "failure", "left RUNNING by a process that stopped; marked failed by the next run")
         client.set_terminated(run_id, status="FAILED")
     if stale:
         log.warning("%s: marked %d run(s) left RUNNING as FAILED: %s", job.run_name, len(stale), ", ".join(stale))
     return stale
+
+
+# (tracking URI, experiment id, started before ms) -> the runs that were RUNNING when first asked, per process.
+_LEFT_RUNNING: dict[tuple[str, str, int], list[Run]] = {}
+
+
+def _left_running(client: MlflowClient, experiment: str, started_before_ms: int) -> list[Run]:
+    """The experiment's runs started before ``started_before_ms`` and RUNNING when this process first asked.
+
+    A run started before then cannot become RUNNING again, so one search per process finds every one.
+    """
+    key = (client.tracking_uri, experiment, started_before_ms)
+    if key not in _LEFT_RUNNING:
+        query = f"attributes.status = 'RUNNING' and attributes.start_time < {started_before_ms}"
+        found: list[Run] = []
+        token = None
+        while True:
+            page = client.search_runs([experiment], query, max_results=1000, page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token:
+                break
+        _LEFT_RUNNING[key] = found
+    return _LEFT_RUNNING[key]
 
 
 def log_run(config: Config, job: TrainingJob, frame: pd.DataFrame, outcome: FitOutcome) -> str:

@@ -13,6 +13,14 @@ wall time measures the queue for the cores as well, CPU time does not.
 
 ``--json PATH`` writes the figures for other benches (the scale bench reuses :func:`run_stages`).
 Numbers on a shared 2-core machine are noisy: run it twice.
+
+``--profile DIR`` (issue 26) runs the stages the way a chunk worker does instead: the scale bench's
+config (``--pairs``, ``tests/bench/scale.py``'s gates and rows; ``--limit`` runs the first pairs
+only), every pair through ``plugins/stage_pairs.py`` (``build_one``, ``train_one``, ``decide_one``,
+one worker's state kept across pairs), the pooled models of their groups trained after them (stage
+``pooled``, figures per pair of the run) and decided with them, as the DAGs do, each stage under
+cProfile. It writes ``DIR/<stage>.prof`` and ``DIR/profile.md``: per stage the CPU seconds per pair
+and the functions with the most CPU per pair (cumulative and own).
 """
 
 from __future__ import annotations
@@ -161,7 +169,7 @@ def run_stages(
 
             results = build.build_all(config, on_result=stamp)
             per_pair = [b - a for a, b in itertools.pairwise(stamps)]
-            outcomes = [r.status for r in results]
+            outcomes: list[str] = [r.status for r in results]
         elif stage in ("train", "rerun"):
             with timed(train, "fit_pair", fits, fit_cpu), timed(train, "train_pair", per_pair):
                 trained = train.train_all(config, tracking_uri=tracking_uri)
@@ -183,6 +191,110 @@ def run_stages(
             )
         )
     return figures
+
+
+# ---------------------------------------------------------------------------- --profile: as a chunk worker
+
+
+@dataclass
+class StageProfile:
+    """One stage run through the chunk workers' per-pair functions under cProfile."""
+
+    stage: str
+    pairs: int
+    wall_s: float
+    cpu_s: float
+    server_cpu_s: float
+    outcomes: dict[str, int]
+    top_cumulative: list[tuple[str, float, int]]  # (function, CPU s per pair, calls per pair x 1000)
+    top_own: list[tuple[str, float, int]]
+
+    @property
+    def cpu_per_pair_s(self) -> float:
+        return self.cpu_s / max(self.pairs, 1)
+
+
+def profile_stages(
+    config_path: Path,
+    tracking_uri: str,
+    stages: list[str],
+    out: Path,
+    server_pid: int | None = None,
+    limit: int | None = None,
+    top: int = 25,
+) -> list[StageProfile]:
+    """Run ``stages`` (data, train, pooled, promote) as one chunk worker would, each under cProfile (CPU time).
+
+    ``limit``: only the config's first ``limit`` pairs (and the pooled models of their groups).
+    """
+    import cProfile
+
+    from modelyard.core.config import load_config
+    from modelyard.pipeline.build import BuildRequest
+    from modelyard.plugins import stage_pairs
+    from modelyard.promotion.decide import pooled_pairs
+    from modelyard.training.pooled import pooled_selection, train_pooled
+
+    config = load_config(config_path, environ={})
+    pairs = config.pairs()[:limit]
+    families, groups = pooled_selection(config, pairs)
+    pooled = [(f, g) for f, g in pooled_pairs(config) if f in families and g in groups]
+    stage_pairs.start_worker(config)
+    work: dict[str, Callable[[], list[str]]] = {
+        "data": lambda: [str(stage_pairs.build_one(BuildRequest(), p).status) for p in pairs],
+        "train": lambda: [str(stage_pairs.train_one(stage_pairs.TrainRequest(tracking_uri), p).status) for p in pairs],
+        "pooled": lambda: [str(r.status) for r in train_pooled(config, families, groups, tracking_uri=tracking_uri)],
+        "promote": lambda: [
+            str(stage_pairs.decide_one(stage_pairs.DecideRequest(tracking_uri, "evaluate", "bench"), p).status)
+            for p in [*pairs, *pooled]
+        ],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for stage in stages:
+        profiler = cProfile.Profile(time.process_time)
+        start, start_cpu, start_server = time.perf_counter(), own_cpu_s(), tree_cpu_s(server_pid)
+        statuses = profiler.runcall(work[stage])
+        wall, cpu = time.perf_counter() - start, own_cpu_s() - start_cpu
+        server_cpu = tree_cpu_s(server_pid) - start_server
+        profiler.dump_stats(out / f"{stage}.prof")
+        cumulative, own = top_functions(out / f"{stage}.prof", len(pairs), top)
+        results.append(StageProfile(stage, len(pairs), wall, cpu, server_cpu, _count(statuses), cumulative, own))
+    return results
+
+
+def top_functions(
+    prof: Path, pairs: int, top: int
+) -> tuple[list[tuple[str, float, int]], list[tuple[str, float, int]]]:
+    """The ``top`` functions by cumulative and by own CPU time, per pair (with calls per 1,000 pairs)."""
+    import pstats
+
+    stats = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
+    rows = []
+    for (path, line, name), (_, calls, own, cumulative, _) in stats.items():
+        where = f"{Path(path).parent.name}/{Path(path).name}:{line}" if line else path
+        rows.append((f"{name} ({where})", cumulative / pairs, own / pairs, round(calls * 1000 / pairs)))
+    by_cumulative = sorted(rows, key=lambda r: -r[1])[:top]
+    by_own = sorted(rows, key=lambda r: -r[2])[:top]
+    return [(n, c, k) for n, c, _, k in by_cumulative], [(n, o, k) for n, _, o, k in by_own]
+
+
+def render_profiles(profiles: list[StageProfile], note: str) -> str:
+    """``profile.md``: per stage the CPU per pair and its top functions (cumulative, then own)."""
+    header = "| stage | pairs | wall s | CPU s (bench process) | CPU s / pair | MLflow server CPU s / pair | outcomes |"
+    lines = [note, "", header, "|---|---|---|---|---|---|---|"]
+    for p in profiles:
+        outcomes = ", ".join(f"{k} {v}" for k, v in p.outcomes.items())
+        lines.append(
+            f"| {p.stage} | {p.pairs} | {p.wall_s:.1f} | {p.cpu_s:.1f} | {p.cpu_per_pair_s:.3f} "
+            f"| {p.server_cpu_s / max(p.pairs, 1):.3f} | {outcomes} |"
+        )
+    for p in profiles:
+        for title, rows in (("cumulative", p.top_cumulative), ("own", p.top_own)):
+            lines += ["", f"### {p.stage}: top functions by {title} CPU per pair", "",
+                      "| function | CPU s / pair | calls / 1000 pairs |", "|---|---|---|"]  # fmt: skip
+            lines += [f"| `{name}` | {seconds:.4f} | {calls} |" for name, seconds, calls in rows]
+    return "\n".join(lines) + "\n"
 
 
 def render(figures: list[StageFigures]) -> str:
@@ -210,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", default="data,train,promote,rerun", help="comma-separated stages to run")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the data, config and server here")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    parser.add_argument("--profile", type=Path, default=None, help="profile as a chunk worker; write here")
+    parser.add_argument("--pairs", type=int, default=100, help="with --profile: pairs of the scale bench's config")
+    parser.add_argument("--limit", type=int, default=None, help="with --profile: run only the first LIMIT pairs")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     logging.basicConfig(level=logging.WARNING)
@@ -224,13 +339,41 @@ def main(argv: list[str] | None = None) -> int:
         # A busy machine can take minutes to start the server (its migrations, its job workers).
         server = stack.enter_context(start_mlflow_server(workdir / "mlflow", startup_timeout=600))
         os.environ["MLFLOW_TRACKING_URI"] = server.url
-        config_path = write_config(workdir / "modelyard.yaml", workdir / "data", args.regions, args.rows, server.url)
         pid = server.process.pid if server.process else None
+        if args.profile:
+            return _profile_main(args, workdir, server.url, pid)
+        config_path = write_config(workdir / "modelyard.yaml", workdir / "data", args.regions, args.rows, server.url)
         figures = run_stages(config_path, server.url, args.stages.split(","), pid)
     print(render(figures))
     if args.json:
         rows = [{**asdict(f), "overhead_per_pair_s": f.overhead_per_pair_s} for f in figures]
         args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def _profile_main(args: argparse.Namespace, workdir: Path, tracking_uri: str, server_pid: int | None) -> int:
+    import datetime as dt
+
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests.bench.scale import write_scale_config
+
+    config_path = write_scale_config(workdir / "modelyard.yaml", workdir / "data", args.pairs)
+    raw = yaml.safe_load(config_path.read_text())
+    raw["mlflow"] = {**raw["mlflow"], "tracking_uri": tracking_uri}
+    config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    stages = [s for s in args.stages.split(",") if s != "rerun"]
+    start_load = os.getloadavg()
+    profiles = profile_stages(config_path, tracking_uri, stages, args.profile, server_pid, args.limit)
+    note = (
+        f"`python tests/bench/pair_overhead.py --profile {args.profile} --pairs {args.pairs} --limit {args.limit}`, "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M}Z, one process as a chunk worker, MLflow server on SQLite, "
+        f"{os.cpu_count()} CPUs shared with other work (load average {start_load[0]:.1f} at start, "
+        f"{os.getloadavg()[0]:.1f} at end). CPU time under cProfile (its own overhead included)."
+    )
+    text = render_profiles(profiles, note)
+    (args.profile / "profile.md").write_text(text)
+    print(text)
     return 0
 
 

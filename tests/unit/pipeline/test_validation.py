@@ -45,3 +45,34 @@ def test_one_context_validates_frame_after_frame_each_on_its_own_rows() -> None:
         "(expect_column_values_to_be_between)"
     ]
     assert first.checks == third.checks
+
+
+def test_configurations_are_kept_only_while_validating_and_change_no_outcome() -> None:
+    expectation = gxe.ExpectColumnValuesToBeBetween(column="a", min_value=0, max_value=1)
+    assert expectation.configuration is not expectation.configuration  # GX builds it on every read
+    with validation.configurations_kept():
+        kept = expectation.configuration
+        assert expectation.configuration is kept
+        assert kept.kwargs == {"column": "a", "min_value": 0, "max_value": 1}
+    assert expectation.configuration is not kept
+
+    config = load_config(REPO / "modelyard.yaml", environ={"MODELYARD_DATA__MIN_ROWS": "300"})
+    pair = config.pair_view("driver_acceptance", "jakarta")
+    broken = generate_for(config, "jakarta", rows=600)
+    broken.loc[:9, "pickup_distance_km"] = -1.0
+    as_of = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    suite = validation.raw_suite(pair, config.data, as_of, list(broken.columns))
+    batch = validation.frame_batch(broken)
+    plain = batch.validate(suite, result_format=validation.RESULT_FORMAT)  # as GX runs it
+    ours = validation.run_suite(batch, broken, suite, "raw", "jakarta")
+    assert [(c.expectation, c.column, c.success, c.unexpected_count) for c in ours.checks] == [
+        (
+            r.expectation_config.type,
+            r.expectation_config.kwargs.get("column"),
+            r.success,
+            r.result.get("unexpected_count"),
+        )
+        for r in plain.results
+    ]
+    assert not ours.success
+    assert len(ours.checks) == len(suite.expectations)

@@ -130,3 +130,29 @@ def test_the_same_model_passes_against_itself_on_a_busy_machine(busy_machine: No
     engines = serving_engines(xgboost_version(tmp_path), "classification", ROWS)
     challenger, champion = serving_latencies([engines, engines], calls=100)
     assert gates.latency_gate(GATES, timed(challenger.p99_ms, champion.p99_ms)).passed
+
+
+def test_a_shape_timed_once_in_this_process_is_not_timed_again_and_another_shape_is(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def engine(name: str, shape: tuple[Any, ...] | None) -> evidence_mod.TimedEngine:
+        return evidence_mod.TimedEngine("native", lambda row: calls.append(name), [0], shape=shape)
+
+    shape = ("XGBClassifier", "classification", 2, f"test-{tmp_path.name}")
+    (first,) = evidence_mod.p99_latencies_ms([engine("first", shape)], calls=20)
+    timed_first = len(calls)
+    (second,) = evidence_mod.p99_latencies_ms([engine("second", shape)], calls=20)
+    assert timed_first > 20
+    assert "second" not in calls
+    assert second == first
+    evidence_mod.p99_latencies_ms([engine("other", (*shape[:3], "other")), engine("unshaped", None)], calls=20)
+    assert calls.count("other") == calls.count("unshaped") == timed_first
+
+
+def test_a_downloaded_version_has_a_shape_by_type_features_and_size(tmp_path: Path) -> None:
+    loaded = xgboost_version(tmp_path)
+    shape = evidence_mod.model_shape(loaded, "classification")
+    assert shape is not None
+    assert shape[:3] == ("XGBClassifier", "classification", 2)
+    assert evidence_mod.model_shape(LoadedVersion("1", loaded.model, 0.1, None, ["a", "b"]), "classification") is None
+    assert {e.shape for e in serving_engines(loaded, "classification", ROWS)} == {shape}

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from mlflow import MlflowClient
@@ -86,3 +87,36 @@ def test_runs_left_running_by_a_killed_process_are_marked_failed_by_the_next_run
     assert "left RUNNING" in client.get_run(stale).data.tags["failure"]
     assert client.get_run(other_pair).info.status == "RUNNING"
     assert client.get_run(current).info.status == "RUNNING"  # this process's own run is not touched
+
+
+def test_the_experiment_is_searched_once_per_process_and_a_run_finished_meanwhile_is_left_alone(
+    mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = MlflowClient(mlflow_uri, mlflow_uri)
+    experiment = client.create_experiment(f"stale-once-{time.time_ns()}")
+    runs = {
+        region: client.create_run(experiment, tags={"family": "acceptance", "region": region}).info.run_id
+        for region in ("alpha", "beta", "gamma")
+    }
+    started_later = int(time.time() * 1000) + 1000
+    searches: list[str] = []
+    search = client.search_runs
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        searches.append("search")
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(client, "search_runs", counted)
+
+    def job(region: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            family=SimpleNamespace(name="acceptance"), region=region, run_name=f"acceptance/{region}"
+        )
+
+    assert mlflow_log.fail_stale_runs(client, experiment, job("alpha"), started_later) == [runs["alpha"]]  # type: ignore[arg-type]
+    client.set_terminated(runs["beta"], status="FINISHED")  # its process was alive after all
+    assert mlflow_log.fail_stale_runs(client, experiment, job("beta"), started_later) == []  # type: ignore[arg-type]
+    assert mlflow_log.fail_stale_runs(client, experiment, job("gamma"), started_later) == [runs["gamma"]]  # type: ignore[arg-type]
+    assert searches == ["search"]
+    assert client.get_run(runs["beta"]).info.status == "FINISHED"
+    assert client.get_run(runs["gamma"]).info.status == "FAILED"
