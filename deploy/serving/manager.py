@@ -26,6 +26,7 @@ from modelyard.deploy.serving.loading import LoadProgress, load_models
 from modelyard.deploy.serving.metrics import ServingMetrics
 from modelyard.deploy.serving.plan import Plan, dump_plan
 from modelyard.deploy.serving.plan_log import prediction_log_for
+from modelyard.deploy.serving.registry import import_client
 from modelyard.deploy.serving.runtime import ServedModel, load_model
 from modelyard.deploy.serving.settings import ServeSettings
 from modelyard.deploy.serving.swap_outcomes import SwapOutcomes, now
@@ -142,6 +143,7 @@ class PlanManager:
         current = self.active.models if self.active is not None else {}
         uris = plan.model_uris()
         self.progress = LoadProgress(total=len(uris), threads=self.settings.load_threads)
+        await asyncio.to_thread(import_client)  # before the loader threads import it at once
         outcome = await asyncio.to_thread(
             load_models,
             uris,

@@ -33,6 +33,19 @@ class ModelRef:
         return cls(uri, match["name"], match["version"], match["alias"])
 
 
+def import_client() -> None:
+    """Import MLflow's client modules in the calling thread, before loader threads use them.
+
+    MLflow's packages import each other in cycles: two loader threads importing them for the first
+    time at once can meet a partially initialised module (``ImportError: cannot import name
+    '_get_store' from partially initialized module 'mlflow.tracking'``), which failed a pod's first
+    plan of two models. Imported once, every thread finds them complete.
+    """
+    import mlflow.artifacts
+    import mlflow.exceptions
+    import mlflow.tracking  # noqa: F401
+
+
 def resolve_version(ref: ModelRef) -> tuple[str, dict[str, str]]:
     """The version number ``ref`` names in the registry, and its tags.
 

@@ -129,8 +129,11 @@ class ServedModel:
 
     def calendar_for(self, region: str, calendar: Callable[[], Calendar]) -> Calendar | None:
         """The calendar a request to ``region`` is featurised in: None (the version's own) when it was fitted for
-        ``region`` or takes no raw fields, else ``calendar()`` (the region's: a pooled model, ADR 0015)."""
-        if self.raw is None or self.raw.fitted.calendar.region == region:
+        ``region`` or takes no raw fields, else ``calendar()`` (the region's: a pooled model, ADR 0015).
+
+        A plan names regions in lower case (they become Kubernetes names), the config as declared (``JKT``).
+        """
+        if self.raw is None or self.raw.fitted.calendar.region.lower() == region.lower():
             return None
         return calendar()
 

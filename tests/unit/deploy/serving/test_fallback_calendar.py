@@ -100,6 +100,19 @@ def test_a_regions_own_model_keeps_the_calendar_it_was_fitted_for(tmp_path: Path
     assert _answers(tmp_path, _plan(OWN))["lima"] == [71.0]
 
 
+def test_an_own_model_of_a_region_declared_in_capitals_keeps_its_holidays() -> None:
+    """A plan names regions in lower case (``jkt``), the config as declared (``JKT``): still its own model."""
+    declared = Calendar("LIM", "America/Lima", LIMA.holidays)
+    own = _model(OWN, declared)
+    without_holidays = parse_plan({"version": 1, "services": [_service("lim", "America/Lima", OWN, [])]})
+    assert own.calendar_for("lim", without_holidays.services[0].calendar) is None
+    record = [{"booked_at": INSTANT, "distance_km": 2.0}]
+    assert own.prepare(record, own.calendar_for("lim", without_holidays.services[0].calendar))[0, :2].tolist() == [
+        7.0,
+        1.0,
+    ]
+
+
 def test_without_the_region_calendar_the_pooled_model_would_use_its_own_zone() -> None:
     # the bug this guards against: featurising Lima's request in Jakarta's calendar gives 19:00, no holiday
     pooled = _model(POOLED, JAKARTA)
