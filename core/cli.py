@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from modelyard.core.errors import ModelyardError
+
+if TYPE_CHECKING:
+    from modelyard.core.config import Config
 
 console = Console()
 errors = Console(stderr=True)
@@ -56,6 +59,14 @@ def exits_on_expected_errors(console: Console = errors, code: int = 2) -> Iterat
     except ModelyardError as exc:
         print_error(exc, console)
         raise typer.Exit(3 if isinstance(exc, ConnectionError) else code) from exc
+
+
+def config_or_exit(path: Path | None) -> Config:
+    """The config at ``path`` (default: ``$MODELYARD_CONFIG``, then ./modelyard.yaml); a bad one: one line, exit 2."""
+    from modelyard.core.config import load_config
+
+    with exits_on_expected_errors():
+        return load_config(path)
 
 
 @contextmanager

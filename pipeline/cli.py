@@ -17,11 +17,12 @@ from modelyard.core.cli import (
     ConfigOption,
     FamiliesOption,
     RegionsOption,
+    config_or_exit,
     console,
     exits_on_expected_errors,
     writes_to,
 )
-from modelyard.core.config import Config, ConfigError, PairView, load_config
+from modelyard.core.config import Config, ConfigError, PairView
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,11 +33,6 @@ if TYPE_CHECKING:
     from modelyard.pipeline.validation import ValidationOutcome
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
-
-
-def _config(path: Path | None) -> Config:
-    with exits_on_expected_errors():
-        return load_config(path)
 
 
 @app.command()
@@ -51,7 +47,7 @@ def generate(
     from modelyard.pipeline.features import required_raw_columns
     from modelyard.pipeline.generator import generate_for
 
-    config = _config(config_path)
+    config = config_or_exit(config_path)
     with exits_on_expected_errors():
         if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
             raise ConfigError(f"--out {out}: use a .csv or .parquet file name")
@@ -88,7 +84,7 @@ def validate(
     from modelyard.pipeline.ingest import read_dataset
     from modelyard.pipeline.report import render_report
 
-    config = _config(config_path)
+    config = config_or_exit(config_path)
     with exits_on_expected_errors():
         # The raw suite is the family's; without --region any region's view carries it.
         pair = config.pair_view(family, region or config.region_names[0])
@@ -174,7 +170,7 @@ def build(
     from modelyard.pipeline.build import BuildRequest
 
     request = BuildRequest(source=source, start=start.date() if start else None, end=end.date() if end else None)
-    _run_build(_config(config_path), families, regions, request)
+    _run_build(config_or_exit(config_path), families, regions, request)
 
 
 @app.command()
@@ -187,7 +183,7 @@ def ingest(
     """Build and publish snapshots from a user file (rows are filtered to each region)."""
     from modelyard.pipeline.build import BuildRequest
 
-    _run_build(_config(config_path), families, regions, BuildRequest(source=input_path))
+    _run_build(config_or_exit(config_path), families, regions, BuildRequest(source=input_path))
 
 
 def _run_build(config: Config, families: list[str] | None, regions: list[str] | None, request: BuildRequest) -> None:

@@ -17,17 +17,13 @@ from modelyard.core.cli import (
     FamilyOption,
     RegionOption,
     RegionsOption,
+    config_or_exit,
     console,
     exits_on_expected_errors,
 )
-from modelyard.core.config import Config, ConfigError, load_config
+from modelyard.core.config import ConfigError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
-
-
-def _config(path: Path | None) -> Config:
-    with exits_on_expected_errors():
-        return load_config(path)
 
 
 @app.command()
@@ -39,7 +35,7 @@ def materialise(
     from modelyard.pipeline.online import materialise as write_pair
     from modelyard.pipeline.snapshots import SnapshotNotFoundError, latest_snapshot, load_frame
 
-    config = _config(config_path)
+    config = config_or_exit(config_path)
     with exits_on_expected_errors():
         for family, region in config.pairs(families or None, regions or None):
             pair = config.pair_view(family, region)
@@ -85,7 +81,7 @@ def push(
     from modelyard.core.online import PushError, online_names, pushed_values
     from modelyard.pipeline.online import store_from_config
 
-    config = _config(config_path)
+    config = config_or_exit(config_path)
     with exits_on_expected_errors():
         pair = config.pair_view(family, region)
         items = _items(feature, key, value, window_end, values_file)
