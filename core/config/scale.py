@@ -12,6 +12,6 @@ class ScaleSettings(Section):
     running its pairs (``chunk_size`` of them, more once ``max_chunks`` is reached) in a pool of
     ``workers`` processes (1: in the task's own process). See ADR 0008."""
 
-    chunk_size: int = Field(25, ge=1)
-    max_chunks: int = Field(32, ge=1, le=1024)
-    workers: int = Field(2, ge=1, le=64)
+    chunk_size: int = Field(10, ge=1)
+    max_chunks: int = Field(8, ge=1, le=1024)
+    workers: int = Field(1, ge=1, le=64)

@@ -69,6 +69,9 @@ MARK_BEGIN = "<!-- scale:begin (tests/bench/scale.py rewrites this section) -->"
 MARK_END = "<!-- scale:end -->"
 SERVE_BEGIN = "<!-- serving-many:begin (tests/bench/scale.py --serve-models rewrites this section) -->"
 SERVE_END = "<!-- serving-many:end -->"
+GROWTH_BEGIN = "<!-- scale-growth:begin (tests/bench/scale.py adds this run's row) -->"
+GROWTH_END = "<!-- scale-growth:end -->"
+POOLED_TASK = ("training", "train_pooled_models")  # the task that trains every group's pooled model (ADR 0015)
 FIT_METRIC_KEYS = ("fit_seconds", "fit_time_s", "train_fit_seconds")  # whichever training logs, if any
 SAMPLE_SECONDS = 1.0
 
@@ -278,6 +281,7 @@ def stage_figures(
         "wall_seconds": round(end - start, 1) if start is not None and end is not None else None,
         "task_seconds": round(task_seconds, 1),
         "task_seconds_per_pair": round(task_seconds / pairs, 3),
+        "tasks": _task_windows(tasks),
         "peak_rss_mb": _mb(sampler.peak(start, end)) if sampler is not None and start is not None else None,
         "cpu_seconds": sampler.cpu_seconds(start, end) if sampler is not None and start is not None else None,
         "pair_outcomes": len(outcomes),
@@ -286,6 +290,21 @@ def stage_figures(
         "start": start,
         "end": end,
     }
+
+
+def _task_windows(tasks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per task id: instances, summed duration, and the window from the first start to the last end."""
+    windows: dict[str, dict[str, Any]] = {}
+    for ti in tasks:
+        window = windows.setdefault(ti["task_id"], {"instances": 0, "seconds": 0.0, "start": None, "end": None})
+        window["instances"] += 1
+        window["seconds"] = round(window["seconds"] + float(ti.get("duration") or 0), 1)
+        start, end = _stamp(ti.get("start_date")), _stamp(ti.get("end_date"))
+        if start is not None and (window["start"] is None or start < window["start"]):
+            window["start"] = start
+        if end is not None and (window["end"] is None or end > window["end"]):
+            window["end"] = end
+    return windows
 
 
 def tasks_of_run(tasks: list[dict[str, Any]], run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -430,6 +449,7 @@ def run_bench(pairs: int, rows: int, home: Path, timeout: float, airflow_db: str
     from modelyard.deploy.devstack.stack import StackError
 
     results = _header(pairs, rows)
+    results["commit"] = _commit()
     results["airflow_database"] = "PostgreSQL" if airflow_db else "SQLite"
     stack_context = scale_stack(home, pairs, rows, logs_to=home / "logs", airflow_db=airflow_db)
     with stack_context as stack, MemorySampler(stack.settings.run_dir) as mem:
@@ -450,6 +470,22 @@ def run_bench(pairs: int, rows: int, home: Path, timeout: float, airflow_db: str
     return results
 
 
+def _commit() -> str | None:
+    """The repository's commit (with ``+`` when the tree has changes), so each recorded run names its code."""
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
+
+
 def _header(pairs: int, rows: int) -> dict[str, Any]:
     return {
         "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -465,6 +501,7 @@ def measure(
 ) -> None:
     """Stage figures, the serving check, database sizes and overheads into ``results``."""
     pairs = results["pairs"]
+    results["since"] = since
     results["stages"] = {dag_id: stage_figures(stack.api, dag_id, since, pairs, mem) for dag_id in CHAIN_DAG_IDS}
     check = serving_check(stack)
     results["serving"] = {k: v for k, v in check.items() if k != "served"}
@@ -474,6 +511,35 @@ def measure(
     results["fit_seconds_logged"] = round(fit, 1) if fit is not None else None
     results["databases"] = database_sizes(stack.settings)
     _overheads(results)
+    results["pooled"] = pooled_cost(stack, results, mem)
+
+
+def pooled_cost(stack: ScaleStack, results: dict[str, Any], mem: MemorySampler | None) -> dict[str, Any]:
+    """What the pooled models cost (issue 25): their training task, and their promotion decisions' seconds.
+
+    Promotion decides pooled challengers inside its chunks, beside the pairs; an outcome whose
+    "region" is not a configured region is a group's pooled model.
+    """
+    stage, task_id = POOLED_TASK
+    window = results["stages"].get(stage, {}).get("tasks", {}).get(task_id) or {}
+    regions = {r.name for r in stack.config.regions}
+    figures: dict[str, Any] = {
+        "training_task_seconds": window.get("seconds"),
+        "training_machine_cpu_s": mem.cpu_seconds(window.get("start"), window.get("end")) if mem else None,
+    }
+    promotion = stack.api
+    decided = [
+        o
+        for run in stage_runs(promotion, "promotion", results["since"])
+        for ti in run_tasks(promotion, "promotion", run["dag_run_id"])
+        if int(ti.get("map_index", -1)) >= 0
+        for o in promotion.pair_outcomes("promotion", run["dag_run_id"], ti["task_id"], int(ti["map_index"]))
+        if o.get("region") not in regions
+    ]
+    figures["models"] = len(decided)
+    figures["promotion_seconds"] = round(sum(float(o.get("seconds") or 0) for o in decided), 1)
+    figures["promotion_statuses"] = dict(sorted(Counter(str(o.get("status")) for o in decided).items()))
+    return figures
 
 
 def _overheads(results: dict[str, Any]) -> None:
@@ -733,11 +799,72 @@ def _cli_line(cli: dict[str, Any] | None) -> str:
     return "Over every model, as a user runs them (a fresh process each, imports included): " + ", ".join(parts) + "."
 
 
+def growth_row(results: dict[str, Any]) -> dict[str, Any]:
+    """One run's line of the growth table: wall, machine CPU per pair per stage, peak RSS, the pooled models' cost."""
+    stages = results["stages"]
+    pooled = results.get("pooled") or {}
+    return {
+        "when": results["when"],
+        "pairs": results["pairs"],
+        "commit": results.get("commit"),
+        "complete": results.get("complete", True),
+        "trigger_to_all_served_s": results["trigger_to_all_served_s"],
+        "cpu_per_pair": {dag_id: s.get("cpu_seconds_per_pair") for dag_id, s in stages.items()},
+        "wall": {dag_id: s.get("wall_seconds") for dag_id, s in stages.items()},
+        "peak_rss_mb": results["peak_rss_mb"],
+        "loadavg_at_start": results["machine"]["loadavg_at_start"],
+        "pooled": pooled,
+    }
+
+
+def render_growth(rows: list[dict[str, Any]]) -> str:
+    """The table of every recorded scale run, by pairs then time: does the cost grow with the pairs alone?"""
+    lines = [
+        "### Growth with the pairs",
+        "",
+        "Every `make bench-scale` run recorded (newest per pair count and commit; `docs/benchmarks.json`, key "
+        "`scale_runs`). Machine CPU s per pair by stage: data / training / promotion / deploy. Pooled: the "
+        "`train_pooled_models` task's seconds and machine CPU, and the seconds of the pooled models' promotion "
+        "decisions, for that many pooled models.",
+        "",
+        "| when | commit | pairs | trigger to all served s | stage walls s | machine CPU s / pair | peak RSS MB "
+        "| pooled models: training s (machine CPU s), promotion s | load at start |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in sorted(rows, key=lambda r: (r["pairs"], r["when"])):
+        order = CHAIN_DAG_IDS
+        cpu = " / ".join(str(row["cpu_per_pair"].get(k)) for k in order if k in row["cpu_per_pair"])
+        wall = " / ".join(str(row["wall"].get(k)) for k in order if k in row["wall"])
+        p = row.get("pooled") or {}
+        pooled = (
+            f"{p.get('models')}: {p.get('training_task_seconds')} ({p.get('training_machine_cpu_s')}), "
+            f"{p.get('promotion_seconds')}"
+            if p
+            else "(not recorded)"
+        )
+        served = (
+            row["trigger_to_all_served_s"]
+            if row.get("complete", True)
+            else f"incomplete ({row['trigger_to_all_served_s']})"
+        )
+        lines.append(
+            f"| {row['when']} | {row.get('commit') or ''} | {row['pairs']} | {served} | {wall} | {cpu} "
+            f"| {row['peak_rss_mb']} | {pooled} | {row['loadavg_at_start']} |"
+        )
+    return "\n".join([*lines, ""])
+
+
 def write_results(results: dict[str, Any], out: Path) -> None:
-    """Rewrite the section between the markers of ``benchmarks.md`` and the ``scale`` key of ``benchmarks.json``."""
+    """Rewrite the marked sections of ``benchmarks.md`` and the ``scale``/``scale_runs`` keys of the JSON."""
     out.mkdir(parents=True, exist_ok=True)
     update_json(out / "benchmarks.json", "scale", results)
+    json_path = out / "benchmarks.json"
+    runs = json.loads(json_path.read_text()).get("scale_runs", []) if json_path.exists() else []
+    row = growth_row(results)
+    runs = [r for r in runs if (r["pairs"], r.get("commit")) != (row["pairs"], row["commit"])] + [row]
+    update_json(json_path, "scale_runs", runs)
     write_section(out / "benchmarks.md", MARK_BEGIN, MARK_END, render_markdown(results))
+    write_section(out / "benchmarks.md", GROWTH_BEGIN, GROWTH_END, render_growth(runs))
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
