@@ -2,7 +2,9 @@
 
 Challenger and champion are scored on the same holdout rows (the challenger's snapshot, split at
 its run's boundaries); each version featurises those rows' raw fields with its OWN
-``feature_spec.json``. Also the baseline's holdout metrics the challenger's run logged, and the
+``feature_spec.json``, each row in its own region's calendar as the server featurises it (a pooled
+model's rows, or a region's rows scored by its group's pooled model: ``row_calendars``, ADR 0015).
+Also the baseline's holdout metrics the challenger's run logged, and the
 single-row latency of the engine that will serve each model, challenger and champion timed in the
 same rounds (ADR 0012).
 """
@@ -26,8 +28,9 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
     from modelyard.core.config import Config
-    from modelyard.core.featurespec import FittedSpec
+    from modelyard.core.featurespec import Calendar, FittedSpec
     from modelyard.pipeline.snapshots import ValidationSummary
+    from modelyard.promotion.row_calendars import RowCalendars
     from modelyard.training.metrics import Task
     from modelyard.training.split import SplitBoundaries
 
@@ -62,21 +65,23 @@ def collect_evidence(
     """
     family, region = _tag(challenger, "family"), _tag(challenger, "region")
     spec = config.family(family)
-    holdout, validation = challenger_holdout(client, config, challenger, family, region)
+    holdout, validation, calendars = challenger_holdout(client, config, challenger, family, region)
     with tempfile.TemporaryDirectory(prefix="modelyard-gates-") as tmp:
         loaded = load_version_with_spec(challenger, Path(tmp))
-        x = version_features(loaded, holdout)
+        x = version_features(loaded, holdout, calendars)
         challenger_score = score_model(loaded.model, challenger, spec.task, holdout, spec.target, config, x)
         engines = [serving_engines(loaded, spec.task, x)]
         champion_score, note = None, None
         if champion is not None:
             champion_score, note, champion_engines = _score_champion(
-                champion, Path(tmp), holdout, config, spec.task, spec.target
+                champion, Path(tmp), holdout, calendars, config, spec.task, spec.target
             )
             engines += champion_engines
         pooled_score, pooled_note = None, None
         if pooled is not None:
-            pooled_score, pooled_note, _ = _score_champion(pooled, Path(tmp), holdout, config, spec.task, spec.target)
+            pooled_score, pooled_note, _ = _score_champion(
+                pooled, Path(tmp), holdout, calendars, config, spec.task, spec.target
+            )
         timed = serving_latencies(engines, latency_calls)
     reference = timed[1] if champion is not None and len(timed) > 1 else None
     baseline_algorithm, baseline_metrics = run_baseline(client, challenger)
@@ -101,13 +106,19 @@ def collect_evidence(
 
 
 def _score_champion(
-    champion: ModelVersion, folder: Path, holdout: pd.DataFrame, config: Config, task: Task, target: str
+    champion: ModelVersion,
+    folder: Path,
+    holdout: pd.DataFrame,
+    calendars: RowCalendars,
+    config: Config,
+    task: Task,
+    target: str,
 ) -> tuple[ModelScore | None, str | None, list[list[TimedEngine]]]:
     """The champion's score on the challenger's rows and its serving engines to time, or why it has no
     score (its spec needs what they lack)."""
     loaded = load_version_with_spec(champion, folder)
     try:
-        x = version_features(loaded, holdout)
+        x = version_features(loaded, holdout, calendars)
     except GateInputError as exc:
         return None, f"champion v{champion.version} cannot be scored on the challenger's holdout: {exc}", []
     score = score_model(loaded.model, champion, task, holdout, target, config, x)
@@ -143,13 +154,17 @@ def _tag(version: ModelVersion, key: str) -> str:
 
 def challenger_holdout(
     client: MlflowClient, config: Config, version: ModelVersion, family: str, region: str
-) -> tuple[pd.DataFrame, ValidationSummary]:
-    """The exact holdout rows the challenger was evaluated on, and its snapshot's validation result.
+) -> tuple[pd.DataFrame, ValidationSummary, RowCalendars]:
+    """The exact holdout rows the challenger was evaluated on, its snapshot's validation result, and
+    each row's region with the config's calendars (a pooled snapshot's rows come from several regions).
 
     The snapshot comes from the version's ``data_digest`` tag; the split boundaries from its
     run's ``split_*`` params (so a later change of ``training.holdout_days`` cannot move them).
     """
+    import numpy as np
+
     from modelyard.pipeline.snapshots import SnapshotNotFoundError, load_frame, read_snapshot
+    from modelyard.promotion.row_calendars import pooled_members, row_calendars, row_regions
     from modelyard.training.split import SplitError, split_at, time_split
 
     digest = _tag(version, "data_digest")
@@ -158,6 +173,9 @@ def challenger_holdout(
         frame = load_frame(config.storage.features_dir, meta)
     except (SnapshotNotFoundError, OSError) as exc:
         raise GateInputError(f"model '{version.name}' v{version.version}: cannot read its snapshot: {exc}") from exc
+    pooled = pooled_members(meta.source) is not None
+    if pooled:  # each row's member region travels through the split
+        frame = frame.assign(**{_ROW_REGION: row_regions(config, meta, frame)})
     boundaries = _run_boundaries(client, version)
     try:
         if boundaries is not None:
@@ -166,7 +184,12 @@ def challenger_holdout(
             split = time_split(frame, config.training.holdout_days, config.training.validation_days)
     except SplitError as exc:
         raise GateInputError(f"model '{version.name}' v{version.version}: {exc}") from exc
-    return split.holdout, meta.validation
+    holdout = split.holdout
+    regions = holdout.pop(_ROW_REGION).to_numpy() if pooled else np.full(len(holdout), meta.region, dtype=object)
+    return holdout, meta.validation, row_calendars(config, regions)
+
+
+_ROW_REGION = "_modelyard_row_region"
 
 
 def _run_boundaries(client: MlflowClient, version: ModelVersion) -> SplitBoundaries | None:
@@ -271,8 +294,12 @@ def _signature_names(meta: Any, version: ModelVersion) -> list[str]:
     return list(signature.inputs.input_names())
 
 
-def version_features(loaded: LoadedVersion, rows: pd.DataFrame) -> pd.DataFrame:
+def version_features(loaded: LoadedVersion, rows: pd.DataFrame, calendars: RowCalendars | None = None) -> pd.DataFrame:
     """The model input of ``loaded`` for snapshot ``rows``, computed from their raw fields with its own spec.
+
+    ``calendars``: each row's region and calendar; a row is featurised in the version's own calendar
+    when it was fitted for the row's region, else in the region's (the server's rule). None: every row
+    in the version's own calendar.
 
     Raises:
         GateInputError: the rows lack a raw field (or window aggregate) the version's spec reads.
@@ -287,11 +314,31 @@ def version_features(loaded: LoadedVersion, rows: pd.DataFrame) -> pd.DataFrame:
             raise GateInputError(f"v{loaded.version} reads column(s) {', '.join(missing)}, which the rows lack")
         return rows[loaded.feature_names].astype("float64")
     columns = raw_columns(loaded.spec, rows, loaded.version)
+    parts = calendars.parts(loaded.spec) if calendars is not None else []
     try:
-        computed = loaded.spec.compute(columns)
+        if len(parts) > 1:
+            computed = _compute_by_calendar(loaded.spec, columns, parts, len(rows))
+        else:
+            computed = loaded.spec.compute(columns, parts[0][0] if parts else None)
     except FeatureSpecError as exc:
         raise GateInputError(f"v{loaded.version}: {exc}") from exc
     return pd.DataFrame({name: values.astype("float64") for name, values in computed.items()}, index=rows.index)
+
+
+def _compute_by_calendar(
+    fitted: FittedSpec, columns: dict[str, np.ndarray], parts: list[tuple[Calendar, np.ndarray]], rows: int
+) -> dict[str, np.ndarray]:
+    """``fitted``'s features of each part of the rows in that part's calendar, put back in row order."""
+    import numpy as np
+
+    out: dict[str, np.ndarray] = {}
+    for calendar, mask in parts:
+        computed = fitted.compute({name: values[mask] for name, values in columns.items()}, calendar)
+        for name, values in computed.items():
+            if name not in out:
+                out[name] = np.empty(rows, dtype=values.dtype)
+            out[name][mask] = values
+    return out
 
 
 def raw_columns(fitted: FittedSpec, rows: pd.DataFrame, version: str) -> dict[str, np.ndarray]:

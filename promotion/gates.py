@@ -1,7 +1,8 @@
 """Validation gates: may a challenger replace the champion of one (family, region)?
 
 Gates are declared in ``modelyard.yaml`` (``gates.defaults`` per task, ``gates.region_overrides``
-keyed ``"<family>"`` or ``"<family>/<region>"``), never coded per model. Each one yields a
+keyed ``"<family>"``, ``"<family>/<region>"`` or ``"<family>/<group>"``, the last for the pooled model of a
+region group, ADR 0015), never coded per model. Each one yields a
 :class:`GateResult` (value, threshold, passed, readable summary):
 
 ``absolute``
@@ -208,6 +209,9 @@ class Evidence:
 
 def gates_for(config: Config, family: str, region: str) -> GateDefaults:
     """The effective gates of (family, region): defaults, then the family's override, then the region's.
+
+    ``region`` may be a region group (its pooled model, ADR 0015): its override is keyed ``<family>/<group>``.
+    A region served by a pooled model is not judged by the group's key, nor the pooled model by a member's.
 
     Raises:
         GateConfigError: an override does not validate; the message names its key.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -104,7 +105,8 @@ class GateSettings(Section):
     """The default gates and their overrides per family or pair."""
 
     defaults: GateDefaults = GateDefaults()
-    # "<family>" or "<family>/<region>" -> partial GateDefaults fields.
+    # "<family>", "<family>/<region>" or "<family>/<group>" (a region group's pooled model, ADR 0015)
+    # -> partial GateDefaults fields, applied on top of the defaults in that order (family, then pair).
     region_overrides: dict[str, dict[str, Any]] = {}
 
 
@@ -112,19 +114,25 @@ class GateSettings(Section):
 GATE_TASK_KEYS = ("absolute", "versus_champion", "baseline")
 
 
-def check_gate_overrides(overrides: dict[str, dict[str, Any]], families: list[str], regions: set[str]) -> None:
-    """Refuse an override keyed by an unknown family or region, or that sets a key no gate has.
+def check_gate_overrides(
+    overrides: dict[str, dict[str, Any]], families: list[str], regions: set[str], groups: Collection[str] = ()
+) -> None:
+    """Refuse an override keyed by an unknown family, region or group, or that sets a key no gate has.
+
+    A key is ``<family>``, ``<family>/<region>`` or ``<family>/<group>``: a group's key sets the gates
+    of that group's pooled model (ADR 0015); a group's name is never a region's.
 
     Raises:
-        ValueError: names the override key, and the valid families, regions or keys.
+        ValueError: names the override key, and the valid families, regions, groups or keys.
     """
     allowed = set(GateDefaults.model_fields) | set(GATE_TASK_KEYS)
     for key, override in overrides.items():
-        family, _, region = key.partition("/")
-        if family not in families or (region and region not in regions):
+        family, _, target = key.partition("/")
+        if family not in families or (target and target not in regions and target not in groups):
             raise ValueError(
-                f"gates.region_overrides '{key}': expected '<family>' or '<family>/<region>' with a configured "
-                f"family ({', '.join(families)}) and region ({', '.join(sorted(regions))})"
+                f"gates.region_overrides '{key}': expected '<family>', '<family>/<region>' or '<family>/<group>' "
+                f"with a configured family ({', '.join(families)}), region ({', '.join(sorted(regions))}) "
+                f"or region group ({', '.join(groups) or 'none'})"
             )
         unknown = set(override) - allowed
         if unknown:

@@ -69,7 +69,7 @@ class Config(Section):
             unknown = set(family.region_overrides) - names
             if unknown:
                 raise ValueError(f"families '{family.name}' region_overrides name unknown regions {sorted(unknown)}")
-        check_gate_overrides(self.gates.region_overrides, self.family_names, names)
+        check_gate_overrides(self.gates.region_overrides, self.family_names, names, list(groups))
         check_approval_overrides(self.promotion.overrides, self.family_names, names)
         check_drift_overrides(self.monitoring.overrides, self.family_names, names)
         object.__setattr__(self, "deploy", follow_regions(self.deploy, self.region_names))  # frozen: set once here

@@ -3,7 +3,9 @@
 For (family, region): resolve the version (alias or number), digest the input, and stop there
 when the destination already holds the predictions of this input by this version (idempotent).
 Otherwise load the version as the server does, then per chunk of at most ``chunk_rows`` rows:
-read and type it (``inputs``), featurise it with the version's own fitted spec, predict (the
+read and type it (``inputs``), featurise it with the version's own fitted spec (its time features in
+the region's own zone and calendar when the version was fitted for another region's, a pooled model:
+the server's ``ServedModel.calendar_for``, ADR 0015), predict (the
 classifier's positive-class probability or the regressor's value, as the server answers), and
 append key, prediction, version and spec digest to a staged file, published whole at the end
 (``output``). Rows of other regions are skipped when the input has a region column.
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from modelyard.core.config import Config, PairView
-    from modelyard.core.featurespec import FittedSpec
+    from modelyard.core.featurespec import Calendar, FittedSpec
     from modelyard.deploy.serving.runtime import ServedModel
 
 DEFAULT_CHUNK_ROWS = 100_000
@@ -188,8 +190,9 @@ def _score(
     )
     key_kind = pair.dataset.columns[layout.key].type if layout.key else None
     staged = output.StagedFile(out, output.schema(provenance.key, output.key_type(key_kind)))
+    calendar = served.calendar_for(pair.region.name, lambda: pair.calendar)  # a pooled model: the region's
     try:
-        rows, chunks = _score_files(files, layout, fitted, served, staged, provenance, chunk_rows)
+        rows, chunks = _score_files(files, layout, fitted, served, staged, provenance, chunk_rows, calendar)
     except BaseException:
         staged.discard()
         raise
@@ -250,6 +253,7 @@ def _score_files(
     staged: output.StagedFile,
     provenance: output.Provenance,
     chunk_rows: int,
+    calendar: Calendar | None,
 ) -> tuple[int, int]:
     offset, rows, chunks = 0, 0, 0
     for path in files:
@@ -259,7 +263,7 @@ def _score_files(
             offset += batch.num_rows
             if chunk.frame.empty:
                 continue
-            predictions = predict_chunk(served, fitted, chunk, layout)
+            predictions = predict_chunk(served, fitted, chunk, layout, calendar)
             keys = chunk.frame[layout.key] if layout.key else chunk.rows
             staged.append(
                 output.chunk_table(staged.writer.schema, keys, predictions, provenance.version, provenance.spec_digest)
@@ -269,9 +273,16 @@ def _score_files(
 
 
 def predict_chunk(
-    served: ServedModel, fitted: FittedSpec | None, chunk: inputs.Chunk, layout: inputs.Layout
+    served: ServedModel,
+    fitted: FittedSpec | None,
+    chunk: inputs.Chunk,
+    layout: inputs.Layout,
+    calendar: Calendar | None = None,
 ) -> np.ndarray:
     """The served model's answer for a chunk: featurised by the version's spec, float32, as the server predicts.
+
+    ``calendar``: the region's, when the version was fitted for another region's (a pooled model, as
+    ``ServedModel.calendar_for`` says); default: the version's own.
 
     Raises:
         BatchInputError: the spec cannot compute a feature from the chunk (names the file and the feature).
@@ -284,7 +295,7 @@ def predict_chunk(
 
     try:
         if fitted is not None:
-            matrix = fitted.transform(inputs.spec_columns(chunk, fitted, layout))
+            matrix = fitted.transform(inputs.spec_columns(chunk, fitted, layout), calendar)
         else:
             matrix = np.column_stack([chunk.frame[name].to_numpy(dtype=np.float64) for name in layout.raw])
     except FeatureSpecError as exc:

@@ -7,7 +7,8 @@ of another region mixed in) is scored in chunks of 700 rows; every prediction mu
 serving runtime answers for the same raw records (the server's own loading and featurising path)
 within 1e-6. A rerun on the same input and version does nothing and says so; a file without a raw
 column fails with one line that names the file, the column and what to do; a region without a
-champion is scored by its group's pooled champion. The ``batch_scoring`` DAG scores the same table
+champion is scored by its group's pooled champion, a region in another zone (Singapore, pooled with
+Jakarta) in its own calendar. The ``batch_scoring`` DAG scores the same table
 under ``airflow dags test`` and announces ``modelyard://predictions/driver_acceptance/jakarta``.
 """
 
@@ -28,7 +29,7 @@ import pytest
 from mlflow import MlflowClient
 
 from modelyard.core.config import Config, load_config
-from modelyard.core.featurespec import FittedSpec
+from modelyard.core.featurespec import Calendar, FittedSpec
 from modelyard.deploy.batch import output
 from modelyard.deploy.batch.errors import BatchInputError
 from modelyard.deploy.batch.model import registry_client
@@ -102,12 +103,13 @@ def _table(config: Config) -> pd.DataFrame:
     return table
 
 
-def _served(uri: str, table: pd.DataFrame) -> np.ndarray:
-    """What the serving runtime answers for ``table``'s records, in requests of 50 records."""
+def _served(uri: str, table: pd.DataFrame, calendar: Calendar | None = None) -> np.ndarray:
+    """What the serving runtime answers for ``table``'s records, in requests of 50 records (to a service
+    in ``calendar``'s region when given: a pooled model serving another region, ADR 0015)."""
     model = load_model(uri)
     try:
         records = table.drop(columns=["booking_id", "region"]).to_dict("records")
-        answers = [model.predict(model.prepare(records[i : i + 50])) for i in range(0, len(records), 50)]
+        answers = [model.predict(model.prepare(records[i : i + 50], calendar)) for i in range(0, len(records), 50)]
     finally:
         model.release()
     return np.concatenate(answers).astype(np.float64)
@@ -207,6 +209,36 @@ def test_a_region_without_a_champion_is_scored_by_its_groups_pooled_champion(
     assert result.status == "scored", result.summary()
     assert result.provenance.model_name == pooled
     assert result.provenance.rows == int((champion.table["region"] == OTHER).sum())
+
+
+def test_a_pooled_champion_scores_a_region_in_another_zone_in_that_regions_own_calendar(
+    champion: Champion, mlflow_uri: str, tmp_path: Path
+) -> None:
+    """Jakarta's model as the pooled champion of a declared group with Singapore (UTC+8, its own
+    festivals): Singapore's rows are featurised in Singapore's calendar, as the server answers them."""
+    import mlflow
+    import yaml
+
+    raw = yaml.safe_load((REPO / "modelyard.yaml").read_text())
+    raw["groups"] = {"straits": [REGION, "singapore"]}
+    (tmp_path / "modelyard.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    config, client = load_config(tmp_path / "modelyard.yaml", environ=champion.environ), MlflowClient(mlflow_uri)
+    pooled = config.pooled_model_name(FAMILY, "straits")
+    trained = client.get_model_version(champion.uri.split("/")[1], champion.version)
+    copy = mlflow.register_model(trained.source, pooled)
+    client.set_registered_model_alias(pooled, "champion", str(copy.version))
+    table = champion.table.assign(region=np.where(champion.table["region"] == OTHER, "singapore", REGION))
+    table.to_csv(tmp_path / "bookings.csv", index=False)
+
+    request = ScoreRequest(input=str(tmp_path / "bookings.csv"), out=str(tmp_path / "p.parquet"))
+    result = score_pair(config, FAMILY, "singapore", request, client)
+
+    assert (result.status, result.provenance.model_name) == ("scored", pooled), result.summary()
+    mine = table[table["region"] == "singapore"].reset_index(drop=True)
+    scored = pq.read_table(tmp_path / "p.parquet").to_pandas()["prediction"].to_numpy()
+    in_singapore = _served(champion.uri, mine, config.region("singapore").calendar())
+    np.testing.assert_allclose(scored, in_singapore, atol=1e-6, rtol=0)
+    assert not np.allclose(scored, _served(champion.uri, mine), atol=1e-6, rtol=0)  # Jakarta's calendar differs
 
 
 def test_a_missing_raw_column_is_one_line_naming_the_file_the_column_and_what_to_do(

@@ -8,7 +8,7 @@ fallback. When Surabaya's data grows, its own first model must beat the pooled o
 holdout (the graduation gate): one that loses is rejected with the reason recorded, and Surabaya stays
 on the pooled model; one that wins takes over, and the deploy rolls the switch out as a canary (the
 pooled model keeps the primary share while Surabaya's own model takes the canary's) under the default
-rolling strategy.
+rolling strategy. A gate override keyed ``<family>/<group>`` decides the pooled model's gates.
 """
 
 from __future__ import annotations
@@ -216,3 +216,21 @@ def test_a_small_region_is_served_by_its_countrys_pooled_champion(
     assert [s.name for s in rollout_steps("blue-green", serving, graduated, [10, 100])] == [
         "warm green 0%", "switch 100%",
     ]  # fmt: skip
+
+
+def test_a_gate_override_keyed_by_the_group_decides_its_pooled_model_only(
+    config: Config, config_path: Path, tmp_path: Path, mlflow_uri: str
+) -> None:
+    """``gates.region_overrides`` keyed ``<family>/<group>`` sets the gates of the group's pooled model."""
+    build_all(config, request=BuildRequest(source=str(bookings_file(config, tmp_path))))
+    [pooled] = train_pooled(config, tracking_uri=mlflow_uri)
+    assert pooled.status == "registered", pooled.reason
+    raw = yaml.safe_load(config_path.read_text())
+    raw["gates"]["region_overrides"][f"{FAMILY}/country-id"] = {"max_model_size_mb": 0.0001}
+    config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    tightened = load_config(config_path, environ={})
+
+    decision = evaluate_pair(open_client(tightened), tightened, FAMILY, "country-id", decided_by="user:test")
+
+    assert (decision.region, decision.outcome) == ("country-id", "rejected"), decision.summary
+    assert "model size" in decision.summary

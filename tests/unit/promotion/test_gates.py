@@ -160,6 +160,33 @@ def test_overrides_apply_family_then_region(tmp_path: Path) -> None:
     assert eta.regression == config.gates.defaults.regression
 
 
+def test_an_override_keyed_by_a_group_sets_the_gates_of_its_pooled_model_only(tmp_path: Path) -> None:
+    path = write_overrides(tmp_path, {"driver_acceptance/country-id": {"max_psi": 0.6, "max_p99_latency_ms": 40}})
+    config = load_config(path, environ={})
+    pooled = gates.gates_for(config, "driver_acceptance", "country-id")
+    assert (pooled.max_psi, pooled.max_p99_latency_ms) == (0.6, 40)
+    assert gates.gates_for(config, "driver_acceptance", "jakarta").max_psi == 0.25
+    assert gates.gates_for(config, "driver_acceptance", "country-vn").max_psi == 0.25
+
+
+def test_an_override_of_a_declared_group_is_accepted(tmp_path: Path) -> None:
+    raw = yaml.safe_load(write_overrides(tmp_path, {"pickup_eta/java": {"max_psi": 0.3}}).read_text())
+    raw["groups"] = {"java": ["jakarta", "surabaya"]}
+    (tmp_path / "modelyard.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    config = load_config(tmp_path / "modelyard.yaml", environ={})
+    assert gates.gates_for(config, "pickup_eta", "java").max_psi == 0.3
+
+
+def test_an_override_of_an_unknown_group_names_the_key_regions_and_groups(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_overrides(tmp_path, {"driver_acceptance/country-xx": {"max_psi": 0.4}}), environ={})
+    message = str(caught.value)
+    assert "gates.region_overrides 'driver_acceptance/country-xx'" in message
+    assert "'<family>/<group>'" in message
+    assert "jakarta, singapore, surabaya)" in message
+    assert "region group (country-id, country-vn)" in message
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
