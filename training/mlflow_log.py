@@ -72,7 +72,57 @@ def tracking_client(uri: str) -> MlflowClient:
     """One MLflow client per tracking URI and process (a pool worker reuses it across pairs and configs)."""
     import mlflow
 
+    settle_request_headers()
     return mlflow.MlflowClient(uri, uri)
+
+
+@functools.cache
+def settle_request_headers() -> None:
+    """Ask MLflow's Databricks request-header provider once per process whether it runs on Databricks.
+
+    MLflow resolves the headers of every request by asking each registered provider ``in_context()``;
+    the Databricks one tries to import ``dbruntime``, ``pyspark`` and IPython each time, ~0.4 ms of CPU a
+    request and a quarter of a request's client CPU (issue 26: ~45 requests a pair). A process does not
+    move onto Databricks, so its first answer stands; the provider still adds its headers when it is
+    there. MLflow has no setting to leave a provider out, so the answer is kept on the provider object
+    (an MLflow without that registry or provider is left as it is).
+    """
+    try:
+        from mlflow.tracking.request_header import registry
+        from mlflow.tracking.request_header.databricks_request_header_provider import DatabricksRequestHeaderProvider
+    except ImportError:
+        return
+    for provider in getattr(registry, "_request_header_provider_registry", ()):
+        if type(provider) is DatabricksRequestHeaderProvider:
+            provider.in_context = functools.partial(bool, provider.in_context())  # type: ignore[method-assign]
+
+
+@functools.cache
+def skip_pinned_requirement_check() -> None:
+    """Spare MLflow the check of model requirements this process pinned from its own packages.
+
+    Saving a model, and loading it to validate its input example, MLflow checks that the environment
+    satisfies the model's requirements, reading each package's installed version again: twice a pair,
+    ~7 ms each, ~0.4 s the first time in a process (issue 26). The requirements training declares
+    (:func:`registry.pip_requirements`) are those installed versions, read once per process: the check
+    cannot fail. Any other requirement list is still checked. MLflow has no setting for it, so the
+    function is wrapped where MLflow's save and load call it (a module without it is left as it is).
+    """
+    import mlflow.pyfunc
+    from mlflow.utils import environment
+
+    for module in (environment, mlflow.pyfunc):
+        check = getattr(module, "warn_dependency_requirement_mismatches", None)
+        if check is not None:
+            module.warn_dependency_requirement_mismatches = _unless_pinned_here(check)  # type: ignore[attr-defined]
+
+
+def _unless_pinned_here(check: Any) -> Any:
+    def checked(model_requirements: list[str]) -> None:
+        if not registry.pinned_here(list(model_requirements)):
+            check(model_requirements)
+
+    return checked
 
 
 # (tracking URI, experiment name) -> experiment id, per process: experiments are never renamed by us.
@@ -295,6 +345,7 @@ def _log_model(job: TrainingJob, outcome: FitOutcome) -> tuple[str, str | None]:
     """The native model and its serving extras, loadable by ``mlflow.pyfunc`` on raw rows (ADR 0017)."""
     from mlflow.models import Model
 
+    skip_pinned_requirement_check()
     example, signature = _model_io(job, outcome)
     flavor = models.get_algorithm(job.algorithm).flavor
     # Our own forests: without this, skops refuses to load them back (in serving too).
@@ -406,15 +457,13 @@ def register_challenger(
 
     The registered model is described from the config (:func:`registry.model_description`). The
     version carries its inputs (``input_key``, ``data_digest``, ...) and its metric summary as tags. A
-    version registered on the same inputs meanwhile is returned instead (unless ``force``): found
-    before registering, or after it when two trainings raced (this run's version is then deleted).
+    version registered on the same inputs meanwhile is returned instead (unless ``force``): one that
+    another training registered while this one ran is found once this run's version is registered
+    (which is then deleted, :func:`registry.older_twin`), so no search precedes the registration
+    (``train_pair`` searched before training).
     """
     import mlflow
 
-    # A concurrent retry of the same inputs may have registered meanwhile (forced runs register anyway).
-    existing = None if force else registry.find_version(client, job.model_name, job.input_key)
-    if existing is not None:
-        return existing
     tags = {
         "family": job.family.name,
         "region": job.region,
@@ -434,7 +483,8 @@ def register_challenger(
         # Two trainings of the same inputs passed the check above at once: the older version stands.
         mlflow.set_tag("duplicate_of", f"{job.model_name}/{twin.version}")
         return twin
-    registry.set_challenger(client, job.model_name, str(version.version))
-    registry.describe_model(client, job.model_name, registry.model_description(config, job.family.name, job.region))
+    writer = registry.registry_writer(client)
+    registry.set_challenger(writer, job.model_name, str(version.version))
+    registry.describe_model(writer, job.model_name, registry.model_description(config, job.family.name, job.region))
     mlflow.set_tag("registered_version", f"{job.model_name}/{version.version}")
     return version

@@ -74,18 +74,36 @@ def pip_requirements(flavor: str) -> list[str]:
     return list(_pinned_requirements(flavor))
 
 
+def pinned_here(requirements: list[str]) -> bool:
+    """Whether every one of ``requirements`` is a pin :func:`pip_requirements` reads from this environment."""
+    return set(requirements) <= _pins_here()
+
+
+@functools.cache
+def _pins_here() -> frozenset[str]:
+    return frozenset(requirement for flavor in FLAVOR_MODULES for requirement in _pinned_requirements(flavor))
+
+
 @functools.cache
 def _pinned_requirements(flavor: str) -> tuple[str, ...]:
     from importlib import metadata
 
     # By import name: a module may come from a differently named distribution (xgboost from xgboost-cpu).
-    distributions = metadata.packages_distributions()
+    distributions = _distributions()
     pinned = []
     for module in ("mlflow", *FLAVOR_MODULES.get(flavor, ())):
         found = distributions.get(module, [])
         for name in [module] if module in found else found[:1]:
             pinned.append(f"{name}=={metadata.version(name)}")
     return tuple(dict.fromkeys(pinned))
+
+
+@functools.cache
+def _distributions() -> Mapping[str, list[str]]:
+    """Import name -> distributions, read once per process (it walks every installed package)."""
+    from importlib import metadata
+
+    return metadata.packages_distributions()
 
 
 def input_key(data_digest: str, settings_hash: str, seed: int, algorithm: str, params: Mapping[str, Any]) -> str:
@@ -150,8 +168,24 @@ def describe_model(client: MlflowClient, model_name: str, description: str) -> N
 
     The promotion history section at its end (promotion writes it) is kept.
     """
-    _, history = split_history(client.get_registered_model(model_name).description)
-    client.update_registered_model(model_name, description=f"{description}\n\n{history}" if history else description)
+    current = client.get_registered_model(model_name).description
+    _, history = split_history(current)
+    wanted = f"{description}\n\n{history}" if history else description
+    if (current or "") != wanted:  # a retrain on an unchanged config has nothing to write
+        client.update_registered_model(model_name, description=wanted)
+
+
+def registry_writer(client: MlflowClient) -> Any:
+    """What writes the registered model of a just-registered version: the registry client under ``client``.
+
+    ``MlflowClient.set_registered_model_alias`` and ``update_registered_model`` first read the registered
+    model to refuse a prompt: one more request each per pair (issue 26). The model was just registered
+    as a model, so the registry client writes directly (the same calls, same arguments); a client
+    without one (another MLflow) writes through ``client`` itself. Promotion does the same
+    (``promotion/record.py: version_writer``).
+    """
+    inner = getattr(client, "_get_registry_client", None)
+    return inner() if callable(inner) else client
 
 
 def set_challenger(client: MlflowClient, model_name: str, version: str, attempts: int = 5) -> None:

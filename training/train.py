@@ -43,6 +43,9 @@ MLFLOW_RETRY_BUDGET = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
+# Ending a run, MLflow reads it back to print its URL (one request a pair, issue 26); the result's
+# ``run_url`` carries it instead.
+MLFLOW_QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 # Runs of a pair that started before this process and still say RUNNING were left by a killed process.
 PROCESS_STARTED_MS = int(time.time() * 1000)
 
@@ -142,8 +145,9 @@ def train_job(
 
 
 def bound_mlflow_retries(environ: os._Environ[str] | dict[str, str] = os.environ) -> None:
-    """Bound the MLflow client's HTTP retries for this process (:data:`MLFLOW_RETRY_BUDGET`), unless set."""
-    for key, value in MLFLOW_RETRY_BUDGET.items():
+    """Bound the MLflow client's HTTP retries for this process (:data:`MLFLOW_RETRY_BUDGET`) and spare it
+    the run-URL print (:data:`MLFLOW_QUIET`), unless set."""
+    for key, value in {**MLFLOW_RETRY_BUDGET, **MLFLOW_QUIET}.items():
         environ.setdefault(key, value)
 
 

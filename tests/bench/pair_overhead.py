@@ -20,7 +20,11 @@ only), every pair through ``plugins/stage_pairs.py`` (``build_one``, ``train_one
 one worker's state kept across pairs), the pooled models of their groups trained after them (stage
 ``pooled``, figures per pair of the run) and decided with them, as the DAGs do, each stage under
 cProfile. It writes ``DIR/<stage>.prof`` and ``DIR/profile.md``: per stage the CPU seconds per pair
-and the functions with the most CPU per pair (cumulative and own).
+and the functions with the most CPU per pair (cumulative and own). Beside them, per stage, the fit's CPU
+(``fit_pair``: split, fit, baseline, scoring) and the rest per pair, as a mean and as a median of the
+pairs (the median leaves out the imports the first pair of a worker pays). ``--no-cprofile`` runs the
+same work without cProfile: the figures are then the process's own CPU time, uninstrumented (no
+``.prof``, no top functions).
 """
 
 from __future__ import annotations
@@ -208,10 +212,20 @@ class StageProfile:
     outcomes: dict[str, int]
     top_cumulative: list[tuple[str, float, int]]  # (function, CPU s per pair, calls per pair x 1000)
     top_own: list[tuple[str, float, int]]
+    fit_cpu_s: float = 0.0
+    beyond_fit_cpu_s: list[float] = field(default_factory=list)  # per pair: its CPU less its fit's
 
     @property
     def cpu_per_pair_s(self) -> float:
         return self.cpu_s / max(self.pairs, 1)
+
+    @property
+    def beyond_fit_per_pair_s(self) -> float:
+        return (self.cpu_s - self.fit_cpu_s) / max(self.pairs, 1)
+
+    @property
+    def beyond_fit_median_s(self) -> float:
+        return statistics.median(self.beyond_fit_cpu_s) if self.beyond_fit_cpu_s else float("nan")
 
 
 def profile_stages(
@@ -222,10 +236,12 @@ def profile_stages(
     server_pid: int | None = None,
     limit: int | None = None,
     top: int = 25,
+    cprofile: bool = True,
 ) -> list[StageProfile]:
     """Run ``stages`` (data, train, pooled, promote) as one chunk worker would, each under cProfile (CPU time).
 
     ``limit``: only the config's first ``limit`` pairs (and the pooled models of their groups).
+    ``cprofile``: False runs them uninstrumented (CPU figures only, no top functions).
     """
     import cProfile
 
@@ -233,6 +249,7 @@ def profile_stages(
     from modelyard.pipeline.build import BuildRequest
     from modelyard.plugins import stage_pairs
     from modelyard.promotion.decide import pooled_pairs
+    from modelyard.training import train as train_module
     from modelyard.training.pooled import pooled_selection, train_pooled
 
     config = load_config(config_path, environ={})
@@ -253,13 +270,28 @@ def profile_stages(
     results = []
     for stage in stages:
         profiler = cProfile.Profile(time.process_time)
+        run = profiler.runcall if cprofile else lambda work: work()
+        fit_cpu: list[float] = []
+        pair_cpu: list[float] = []
         start, start_cpu, start_server = time.perf_counter(), own_cpu_s(), tree_cpu_s(server_pid)
-        statuses = profiler.runcall(work[stage])
+        with (
+            timed(train_module, "fit_pair", [], fit_cpu),
+            timed(stage_pairs, "train_one", [], pair_cpu),
+        ):
+            statuses = run(work[stage])
         wall, cpu = time.perf_counter() - start, own_cpu_s() - start_cpu
         server_cpu = tree_cpu_s(server_pid) - start_server
-        profiler.dump_stats(out / f"{stage}.prof")
-        cumulative, own = top_functions(out / f"{stage}.prof", len(pairs), top)
-        results.append(StageProfile(stage, len(pairs), wall, cpu, server_cpu, _count(statuses), cumulative, own))
+        cumulative: list[tuple[str, float, int]] = []
+        own: list[tuple[str, float, int]] = []
+        if cprofile:
+            profiler.dump_stats(out / f"{stage}.prof")
+            cumulative, own = top_functions(out / f"{stage}.prof", len(pairs), top)
+        # Per trained pair: its CPU less its fit's (a pair that did not fit pads with no fit).
+        fits = fit_cpu if len(fit_cpu) == len(pair_cpu) else [0.0] * len(pair_cpu)
+        beyond = [total - fit for total, fit in zip(pair_cpu, fits, strict=True)]
+        profile = StageProfile(stage, len(pairs), wall, cpu, server_cpu, _count(statuses), cumulative, own)
+        profile.fit_cpu_s, profile.beyond_fit_cpu_s = sum(fit_cpu), beyond
+        results.append(profile)
     return results
 
 
@@ -281,12 +313,16 @@ def top_functions(
 
 def render_profiles(profiles: list[StageProfile], note: str) -> str:
     """``profile.md``: per stage the CPU per pair and its top functions (cumulative, then own)."""
-    header = "| stage | pairs | wall s | CPU s (bench process) | CPU s / pair | MLflow server CPU s / pair | outcomes |"
-    lines = [note, "", header, "|---|---|---|---|---|---|---|"]
+    header = (
+        "| stage | pairs | wall s | CPU s (bench process) | CPU s / pair | fit CPU s / pair "
+        "| beyond the fit s / pair: mean, median | MLflow server CPU s / pair | outcomes |"
+    )
+    lines = [note, "", header, "|---|---|---|---|---|---|---|---|---|"]
     for p in profiles:
         outcomes = ", ".join(f"{k} {v}" for k, v in p.outcomes.items())
         lines.append(
             f"| {p.stage} | {p.pairs} | {p.wall_s:.1f} | {p.cpu_s:.1f} | {p.cpu_per_pair_s:.3f} "
+            f"| {p.fit_cpu_s / max(p.pairs, 1):.3f} | {p.beyond_fit_per_pair_s:.3f}, {p.beyond_fit_median_s:.3f} "
             f"| {p.server_cpu_s / max(p.pairs, 1):.3f} | {outcomes} |"
         )
     for p in profiles:
@@ -325,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, default=None, help="profile as a chunk worker; write here")
     parser.add_argument("--pairs", type=int, default=100, help="with --profile: pairs of the scale bench's config")
     parser.add_argument("--limit", type=int, default=None, help="with --profile: run only the first LIMIT pairs")
+    parser.add_argument(
+        "--no-cprofile", action="store_true", help="with --profile: run uninstrumented (process CPU time only)"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     logging.basicConfig(level=logging.WARNING)
@@ -364,12 +403,17 @@ def _profile_main(args: argparse.Namespace, workdir: Path, tracking_uri: str, se
     config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     stages = [s for s in args.stages.split(",") if s != "rerun"]
     start_load = os.getloadavg()
-    profiles = profile_stages(config_path, tracking_uri, stages, args.profile, server_pid, args.limit)
+    cprofile = not args.no_cprofile
+    profiles = profile_stages(
+        config_path, tracking_uri, stages, args.profile, server_pid, args.limit, cprofile=cprofile
+    )
+    flag = "" if cprofile else " --no-cprofile"
+    clock = "CPU time under cProfile (its own overhead included)" if cprofile else "process CPU time, uninstrumented"
     note = (
-        f"`python tests/bench/pair_overhead.py --profile {args.profile} --pairs {args.pairs} --limit {args.limit}`, "
-        f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M}Z, one process as a chunk worker, MLflow server on SQLite, "
-        f"{os.cpu_count()} CPUs shared with other work (load average {start_load[0]:.1f} at start, "
-        f"{os.getloadavg()[0]:.1f} at end). CPU time under cProfile (its own overhead included)."
+        f"`python tests/bench/pair_overhead.py --profile {args.profile} --pairs {args.pairs} --limit {args.limit}"
+        f"{flag}`, {dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M}Z, one process as a chunk worker, MLflow server on "
+        f"SQLite, {os.cpu_count()} CPUs shared with other work (load average {start_load[0]:.1f} at start, "
+        f"{os.getloadavg()[0]:.1f} at end). {clock}."
     )
     text = render_profiles(profiles, note)
     (args.profile / "profile.md").write_text(text)

@@ -180,7 +180,7 @@ def test_two_trainings_racing_on_the_same_inputs_leave_one_version(
 
     def raced(*args: object) -> object:
         calls.append(args)
-        return None if len(calls) <= 2 else real(*args)  # the two checks before registering saw nothing
+        return None if len(calls) <= 1 else real(*args)  # the check before training saw nothing
 
     monkeypatch.setattr(registry, "find_version", raced)
     second = train_pair(config, "driver_acceptance", "bangkok", tracking_uri=mlflow_uri)
@@ -237,3 +237,25 @@ def test_too_few_rows_is_a_recorded_skip_and_others_still_train(
     assert by_region["jakarta"].status == "unchanged"  # trained by an earlier test
     assert by_region["surabaya"].status == "failed"
     assert "no valid snapshot for family 'pickup_eta', region 'surabaya'" in (by_region["surabaya"].reason or "")
+
+
+def test_training_a_pair_reads_back_nothing_it_knows(
+    config: Config, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 26: no read of the registered model before each registry write, no run read to print its URL."""
+    from mlflow.utils import rest_utils
+
+    real, endpoints = rest_utils.http_request, []
+
+    def recorded(host_creds: object, endpoint: str, method: str, *args: object, **kwargs: object) -> object:
+        endpoints.append(f"{method} {endpoint.split('/mlflow/', 1)[-1]}")
+        return real(host_creds, endpoint, method, *args, **kwargs)
+
+    monkeypatch.setattr(rest_utils, "http_request", recorded)
+    result = train_pair(config, "pickup_eta", "bangkok", tracking_uri=mlflow_uri, force=True)
+
+    assert result.status == "registered"
+    assert endpoints.count("GET registered-models/get") == 1  # the description's history, read once
+    ended = endpoints.index("POST runs/update")
+    assert "GET runs/get" not in endpoints[ended:], endpoints[ended:]
+    assert "POST registered-models/alias" in endpoints  # the challenger alias is still written

@@ -37,3 +37,24 @@ def test_regression_plots_match_the_separate_figures(tmp_path: Path) -> None:
     # One reused figure draws the same plots at the same sizes as one figure each.
     assert _sizes(reused) == _sizes(separate)
     assert set(_sizes(reused)) == {"feature_importance.png", "residuals.png", "predicted_vs_actual.png"}
+
+
+def _pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def test_kept_figures_show_only_the_last_model(tmp_path: Path) -> None:
+    """A worker's kept figures, redrawn for a second model, show what a new figure shows for it."""
+    rng = np.random.default_rng(2)
+    y, proba = rng.integers(0, 2, 300), rng.random(300)
+    other = {f"other_feature_{i}": float(10 - i) for i in range(8)}
+    first = plots.write_holdout_plots("classification", 1 - y, proba**3, other, "first/pair long label", tmp_path / "a")
+    second = plots.write_holdout_plots("classification", y, proba, IMPORTANCE, "fam/region xgboost", tmp_path / "b")
+    fresh = plots.holdout_figures("classification", y, proba, IMPORTANCE, "fam/region xgboost")
+    expected = plots.save_all(fresh, tmp_path / "fresh")
+    for before, kept, new in zip(first, second, expected, strict=True):
+        differ = (_pixels(kept) != _pixels(new)).any(axis=2).mean()
+        # Drawn over a kept background, a curve lies above the reference line: a few pixels at most.
+        assert differ < 0.002, f"{kept.name}: {differ:.2%} of the pixels differ from a new figure's"
+        assert (_pixels(kept) != _pixels(before)).any(axis=2).mean() > 0.01, f"{kept.name} still shows the first model"

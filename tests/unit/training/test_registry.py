@@ -136,3 +136,43 @@ def test_other_registry_errors_and_endless_collisions_are_raised() -> None:
 
     with pytest.raises(MlflowException, match="UniqueViolation"):
         registry.set_challenger(_RacingRegistry(rival=None, collisions=9), "m", "2", attempts=3)  # type: ignore[arg-type]
+
+
+class _DescribedModel:
+    """A registry holding one model's description; counts the writes."""
+
+    def __init__(self, description: str | None) -> None:
+        self.description = description
+        self.writes: list[str] = []
+
+    def get_registered_model(self, name: str) -> object:
+        return type("Model", (), {"description": self.description})()
+
+    def update_registered_model(self, name: str, description: str) -> None:
+        self.writes.append(description)
+        self.description = description
+
+
+def test_a_description_is_written_only_when_it_changes_and_keeps_the_history() -> None:
+    from modelyard.core.contracts.registry import HISTORY_HEADING, split_history
+
+    new = _DescribedModel(None)
+    registry.describe_model(new, "m", "**fam**: about.")  # type: ignore[arg-type]
+    assert new.writes == ["**fam**: about."]
+    promoted = _DescribedModel(f"**fam**: about.\n\n{HISTORY_HEADING}\n- v1 promoted")
+    registry.describe_model(promoted, "m", "**fam**: about.")  # type: ignore[arg-type]
+    assert promoted.writes == []  # a retrain on the same config has nothing to write
+    registry.describe_model(promoted, "m", "**fam**: about, edited.")  # type: ignore[arg-type]
+    assert [split_history(written) for written in promoted.writes] == [
+        ("**fam**: about, edited.", f"{HISTORY_HEADING}\n- v1 promoted")
+    ]
+
+
+def test_the_registry_writer_is_the_clients_registry_client() -> None:
+    from mlflow import MlflowClient
+    from mlflow.tracking._model_registry.client import ModelRegistryClient
+
+    writer = registry.registry_writer(MlflowClient("http://127.0.0.1:1", "http://127.0.0.1:1"))
+    assert isinstance(writer, ModelRegistryClient)  # writes without MlflowClient's prompt check (a read each)
+    plain = object()
+    assert registry.registry_writer(plain) is plain  # type: ignore[arg-type]
