@@ -197,8 +197,17 @@ def _secret(home: Path) -> str:
     return path.read_text().strip()
 
 
+# The stack's Airflow syncs DAGs without the row explosion of apache/airflow#72393 (ADR 0020).
+LOCAL_SETTINGS = '''"""Written by modelyard's embedded stack (deploy/devstack/stack.py); Airflow imports it at start."""
+
+from modelyard.plugins.airflow_fixes import install
+
+install()
+'''
+
+
 def prepare_airflow_home(settings: StackSettings) -> None:
-    """Write the known admin password into ``AIRFLOW_HOME``.
+    """Write the known admin password and Airflow's local settings (:data:`LOCAL_SETTINGS`) into ``AIRFLOW_HOME``.
 
     The plugin needs no file in the plugins folder: Airflow loads it through the package's
     ``airflow.plugins`` entry point, as in any Airflow the package is installed into.
@@ -208,6 +217,9 @@ def prepare_airflow_home(settings: StackSettings) -> None:
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps({AIRFLOW_USER: AIRFLOW_PASSWORD}) + "\n")
     passwords.chmod(0o600)
+    # Airflow imports it in every component at start (AIRFLOW_HOME/config is on its path).
+    (home / "config").mkdir(exist_ok=True)
+    (home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
 
 
 def start_airflow(settings: StackSettings, timeout: float = 300) -> str:
