@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     from mlflow import MlflowClient
+    from mlflow.entities import RunData
     from mlflow.entities.model_registry import ModelVersion
 
     from modelyard.core.config import Config
@@ -65,7 +66,9 @@ def collect_evidence(
     """
     family, region = _tag(challenger, "family"), _tag(challenger, "region")
     spec = config.family(family)
-    holdout, validation, calendars = challenger_holdout(client, config, challenger, family, region)
+    # One read of the challenger's run: its split boundaries and its baseline's metrics (issue 26).
+    run_data = client.get_run(challenger.run_id).data if challenger.run_id else None
+    holdout, validation, calendars = challenger_holdout(client, config, challenger, family, region, run_data)
     with tempfile.TemporaryDirectory(prefix="modelyard-gates-") as tmp:
         loaded = load_version_with_spec(challenger, Path(tmp))
         x = version_features(loaded, holdout, calendars)
@@ -84,7 +87,7 @@ def collect_evidence(
             )
         timed = serving_latencies(engines, latency_calls)
     reference = timed[1] if champion is not None and len(timed) > 1 else None
-    baseline_algorithm, baseline_metrics = run_baseline(client, challenger)
+    baseline_algorithm, baseline_metrics = run_baseline(client, challenger, run_data)
     return Evidence(
         task=spec.task,
         challenger=challenger_score,
@@ -125,15 +128,18 @@ def _score_champion(
     return score, None, [serving_engines(loaded, task, x)]
 
 
-def run_baseline(client: MlflowClient, version: ModelVersion) -> tuple[str | None, dict[str, float]]:
+def run_baseline(
+    client: MlflowClient, version: ModelVersion, run_data: RunData | None = None
+) -> tuple[str | None, dict[str, float]]:
     """The baseline fitted beside ``version`` in its run (None: none) and that baseline's holdout metrics.
 
     Training logs them as ``baseline_holdout_<metric>`` (scored on the same holdout rows as the
-    model); they come back keyed by the model's metric name (``holdout_auc``).
+    model); they come back keyed by the model's metric name (``holdout_auc``). ``run_data``: the
+    run's data when the caller has already read it (no request then).
     """
     if not version.run_id:
         return None, {}
-    run = client.get_run(version.run_id).data
+    run = run_data if run_data is not None else client.get_run(version.run_id).data
     algorithm = run.params.get("baseline_algorithm")
     prefix = "baseline_"
     metrics = {key.removeprefix(prefix): float(value) for key, value in run.metrics.items() if key.startswith(prefix)}
@@ -153,13 +159,19 @@ def _tag(version: ModelVersion, key: str) -> str:
 
 
 def challenger_holdout(
-    client: MlflowClient, config: Config, version: ModelVersion, family: str, region: str
+    client: MlflowClient,
+    config: Config,
+    version: ModelVersion,
+    family: str,
+    region: str,
+    run_data: RunData | None = None,
 ) -> tuple[pd.DataFrame, ValidationSummary, RowCalendars]:
     """The exact holdout rows the challenger was evaluated on, its snapshot's validation result, and
     each row's region with the config's calendars (a pooled snapshot's rows come from several regions).
 
     The snapshot comes from the version's ``data_digest`` tag; the split boundaries from its
-    run's ``split_*`` params (so a later change of ``training.holdout_days`` cannot move them).
+    run's ``split_*`` params (so a later change of ``training.holdout_days`` cannot move them);
+    ``run_data``: that run's data when the caller has already read it (no request then).
     """
     import numpy as np
 
@@ -176,7 +188,7 @@ def challenger_holdout(
     pooled = pooled_members(meta.source) is not None
     if pooled:  # each row's member region travels through the split
         frame = frame.assign(**{_ROW_REGION: row_regions(config, meta, frame)})
-    boundaries = _run_boundaries(client, version)
+    boundaries = _run_boundaries(client, version, run_data)
     try:
         if boundaries is not None:
             split = split_at(frame, boundaries)
@@ -192,14 +204,16 @@ def challenger_holdout(
 _ROW_REGION = "_modelyard_row_region"
 
 
-def _run_boundaries(client: MlflowClient, version: ModelVersion) -> SplitBoundaries | None:
+def _run_boundaries(
+    client: MlflowClient, version: ModelVersion, run_data: RunData | None = None
+) -> SplitBoundaries | None:
     import datetime as dt
 
     from modelyard.training.split import SplitBoundaries
 
     if not version.run_id:
         return None
-    params = client.get_run(version.run_id).data.params
+    params = (run_data if run_data is not None else client.get_run(version.run_id).data).params
     keys = ("split_train_start", "split_valid_start", "split_holdout_start", "split_end")
     if not all(k in params for k in keys):
         return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -297,7 +298,7 @@ def _log_artifacts(
         if report is not None:
             (local / "gates.txt").write_text(f"{decision.summary}\n\n{report.as_text()}\n")
         if evidence is not None:
-            comparison_figure(evidence, decision).savefig(local / "comparison.png", format="png")
+            _kept_comparison().draw(evidence, decision).save(local / "comparison.png")
         history_doc = {"model": decision.model_name, "history": entries}
         (local / "history.json").write_text(json.dumps(history_doc, indent=2))
         client.log_artifacts(decision.run_id, str(local), folder)
@@ -365,31 +366,72 @@ def _cell(value: object) -> str:
 
 
 def comparison_figure(evidence: Evidence, decision: Decision) -> Figure:
-    """Challenger vs champion on the holdout: the gated metrics per slice, and the prediction distributions."""
-    from matplotlib.figure import Figure
+    """Challenger vs champion on the holdout: the gated metrics per slice, and the prediction distributions.
 
-    # Fixed margins, not a layout engine: a layout engine re-measures every text on each save.
-    fig = Figure(figsize=(12, 4.5), dpi=80)
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.22, top=0.85, wspace=0.2)
-    bars, hist = fig.subplots(1, 2)
-    metric = _main_metric(evidence, decision)
-    keys = [metric, *sorted(k for k in evidence.challenger.metrics if k.startswith(f"{metric}__"))]
-    positions = list(range(len(keys)))
-    sides = [(evidence.challenger, "challenger", -0.2), (evidence.champion, "champion", 0.2)]
-    for side, role, shift in sides:
-        if side is None:
-            continue
-        label = f"{role} v{side.version}"
-        heights = [side.metrics.get(k, 0.0) for k in keys]
-        bars.bar([p + shift for p in positions], heights, 0.4, label=label)
-        hist.hist(side.predictions, bins=40, alpha=0.5, label=label)
-    bars.set_xticks(positions, [k.partition("__")[2] or "overall" for k in keys], rotation=30, ha="right")
-    bars.set(title=f"{metric} on the holdout ({evidence.holdout_rows} rows)", ylabel=metric)
-    hist.set(title="prediction distribution on the holdout", xlabel="prediction", ylabel="rows")
-    bars.legend()
-    hist.legend()
-    fig.suptitle(f"{decision.model_name}: {decision.outcome} ({decision.decided_at:%Y-%m-%d %H:%M} UTC)")
-    return fig
+    A figure of its own (for notebooks); a decision's record draws on this thread's kept one.
+    """
+    return ComparisonPlot().draw(evidence, decision).fig
+
+
+class ComparisonPlot:
+    """The comparison figure, built once and redrawn per decision (issue 26).
+
+    Building the figure and its two axes is a good part of the plot's CPU: a chunk worker keeps one
+    per thread (:func:`_kept_comparison`) and :meth:`draw` clears both axes before drawing, so
+    nothing of the previous decision stays. Fixed margins, not a layout engine (a layout engine
+    re-measures every text on each save); the PNG at zlib's fastest level, as training's plots.
+    """
+
+    def __init__(self) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        self.fig = Figure(figsize=(12, 4.5), dpi=80)
+        FigureCanvasAgg(self.fig)
+        self.fig.subplots_adjust(left=0.06, right=0.98, bottom=0.22, top=0.85, wspace=0.2)
+        self.bars, self.hist = self.fig.subplots(1, 2)
+
+    def draw(self, evidence: Evidence, decision: Decision) -> ComparisonPlot:
+        """Draw ``decision``'s comparison, replacing whatever was drawn before."""
+        bars, hist = self.bars, self.hist
+        bars.cla()
+        hist.cla()
+        metric = _main_metric(evidence, decision)
+        keys = [metric, *sorted(k for k in evidence.challenger.metrics if k.startswith(f"{metric}__"))]
+        positions = list(range(len(keys)))
+        sides = [(evidence.challenger, "challenger", -0.2), (evidence.champion, "champion", 0.2)]
+        for side, role, shift in sides:
+            if side is None:
+                continue
+            label = f"{role} v{side.version}"
+            heights = [side.metrics.get(k, 0.0) for k in keys]
+            bars.bar([p + shift for p in positions], heights, 0.4, label=label)
+            hist.hist(side.predictions, bins=40, alpha=0.5, label=label)
+        bars.set_xticks(positions, [k.partition("__")[2] or "overall" for k in keys], rotation=30, ha="right")
+        bars.set(title=f"{metric} on the holdout ({evidence.holdout_rows} rows)", ylabel=metric)
+        hist.set(title="prediction distribution on the holdout", xlabel="prediction", ylabel="rows")
+        bars.legend()
+        hist.legend()
+        self.fig.suptitle(f"{decision.model_name}: {decision.outcome} ({decision.decided_at:%Y-%m-%d %H:%M} UTC)")
+        return self
+
+    def save(self, path: Path) -> None:
+        """Render the figure and write it as PNG."""
+        from modelyard.training.plots import PNG_OPTIONS
+
+        self.fig.savefig(path, format="png", pil_kwargs=PNG_OPTIONS)
+
+
+# One comparison figure per thread: figures are not shared between threads.
+_KEPT = threading.local()
+
+
+def _kept_comparison() -> ComparisonPlot:
+    """This thread's comparison figure, built on first use."""
+    kept: ComparisonPlot | None = getattr(_KEPT, "plot", None)
+    if kept is None:
+        kept = _KEPT.plot = ComparisonPlot()
+    return kept
 
 
 def _main_metric(evidence: Evidence, decision: Decision) -> str:

@@ -146,3 +146,33 @@ def test_a_pooled_snapshot_whose_member_is_gone_is_named(pooled: tuple[Config, s
 
     with pytest.raises(GateInputError, match=f"cannot read member '{BIG}'"):
         row_regions(config, broken, frame)
+
+
+def test_the_challengers_run_is_read_once_for_its_split_and_its_baseline(
+    pooled: tuple[Config, snapshots.SnapshotMeta], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 26: the split boundaries and the baseline's metrics come from one ``get_run``, not one each."""
+    from mlflow.entities import Metric, Param, RunData
+
+    from modelyard.promotion.gates import ModelScore
+
+    config, meta = pooled
+    fitted = FittedSpec.from_dict(meta.feature_spec or {})
+    data = RunData(metrics=[Metric("baseline_holdout_mae", 2.5, 0, 0)], params=[Param("baseline_algorithm", "ridge")])
+    reads: list[str] = []
+
+    class Client:
+        def get_run(self, run_id: str) -> Any:
+            reads.append(run_id)
+            return SimpleNamespace(data=data)
+
+    version = SimpleNamespace(**{**vars(_version(meta)), "run_id": "run-1"})
+    monkeypatch.setattr(evidence, "load_version_with_spec", lambda v, folder: _loaded(fitted))
+    monkeypatch.setattr(evidence, "score_model", lambda model, v, *rest: ModelScore("1", np.zeros(1), {}))
+    monkeypatch.setattr(evidence, "serving_engines", lambda *args: [])
+    monkeypatch.setattr(evidence, "serving_latencies", lambda engines, calls: [evidence.EngineLatency("native", 1.0)])
+
+    found = evidence.collect_evidence(Client(), config, version, None, latency_calls=1)  # type: ignore[arg-type]
+
+    assert reads == ["run-1"]
+    assert (found.baseline_algorithm, found.baseline_metrics) == ("ridge", {"holdout_mae": 2.5})
