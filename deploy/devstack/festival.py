@@ -154,7 +154,10 @@ def send_drifting_traffic(config: Config, serving_url: str, shifted: str, rows: 
             # the rows the served models learnt from: the rest of a snapshot may drift for real
             frame = time_split(frame, config.training.holdout_days, config.training.validation_days).train
             frame = frame.sample(rows, replace=True, random_state=7)
-            records = raw_example(FittedSpec.from_dict(meta.feature_spec or {}), frame).to_dict("records")
+            fitted = FittedSpec.from_dict(meta.feature_spec or {})
+            # as a client sends them: the online aggregates (area_demand_index) the server looks up by key
+            sent = raw_example(fitted, frame).drop(columns=[f.name for f in fitted.online])
+            records = sent.to_dict("records")
             for index, record in enumerate(records if region == shifted else []):
                 record.update(driver_tenure_days=1 + index % 20, pickup_distance_km=record["pickup_distance_km"] * 2.5)
             for start in range(0, rows, 20):
