@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from modelyard.core.contracts.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, PREVIOUS_ALIAS
 from modelyard.promotion import locks
 from modelyard.promotion.decision import PromotionError
+from modelyard.training.registry import registry_writer
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -101,19 +102,21 @@ def move_champion(client: MlflowClient, model_name: str, new: str, current: dict
     first when it points at ``new``, champion moves next, previous moves last.
     """
     old = current.get(CHAMPION_ALIAS)
+    writer = registry_writer(client)  # the model was just read as a model: no prompt check per move
     if current.get(PREVIOUS_ALIAS) == new:
-        client.delete_registered_model_alias(model_name, PREVIOUS_ALIAS)
-    client.set_registered_model_alias(model_name, CHAMPION_ALIAS, new)
+        writer.delete_registered_model_alias(model_name, PREVIOUS_ALIAS)
+    writer.set_registered_model_alias(model_name, CHAMPION_ALIAS, new)
     if old is not None and old != new:
-        client.set_registered_model_alias(model_name, PREVIOUS_ALIAS, old)
+        writer.set_registered_model_alias(model_name, PREVIOUS_ALIAS, old)
 
 
 def restore_previous(client: MlflowClient, model_name: str, restored: str, new_previous: str | None) -> None:
     """Rollback's alias moves: drop previous, champion -> ``restored``, previous -> ``new_previous`` (if any)."""
-    client.delete_registered_model_alias(model_name, PREVIOUS_ALIAS)
-    client.set_registered_model_alias(model_name, CHAMPION_ALIAS, restored)
+    writer = registry_writer(client)
+    writer.delete_registered_model_alias(model_name, PREVIOUS_ALIAS)
+    writer.set_registered_model_alias(model_name, CHAMPION_ALIAS, restored)
     if new_previous is not None:
-        client.set_registered_model_alias(model_name, PREVIOUS_ALIAS, new_previous)
+        writer.set_registered_model_alias(model_name, PREVIOUS_ALIAS, new_previous)
 
 
 def retire_challenger(client: MlflowClient, model_name: str, champion: str) -> bool:
@@ -124,5 +127,5 @@ def retire_challenger(client: MlflowClient, model_name: str, champion: str) -> b
     """
     if aliases(client, model_name).get(CHALLENGER_ALIAS) != champion:
         return False
-    client.delete_registered_model_alias(model_name, CHALLENGER_ALIAS)
+    registry_writer(client).delete_registered_model_alias(model_name, CHALLENGER_ALIAS)
     return True

@@ -17,12 +17,13 @@ import logging
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from modelyard.core.contracts.registry import HISTORY_HEADING, HISTORY_TAG, PROMOTION_TAG, split_history
 from modelyard.promotion.aliases import retire_challenger
 from modelyard.promotion.decision import Decision
 from modelyard.promotion.render import decision_markdown
+from modelyard.training.registry import registry_writer
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -208,7 +209,7 @@ def record(
     replaced loses ``champion_since`` and gets ``champion_until``.
     """
     name, number = decision.model_name, str(version.version)
-    versions = version_writer(client)
+    versions = registry_writer(client)
     versions.update_model_version(name, number, description=version_description(decision, version.description))
     for key, value in decision_tags(decision, number).items():
         versions.set_model_version_tag(name, number, f"{TAG}{key}", value)
@@ -223,18 +224,6 @@ def record(
     _log_artifacts(client, decision, evidence, report, entries)
 
 
-def version_writer(client: MlflowClient) -> Any:
-    """What writes a decided version's description and tags: the registry client under ``client``.
-
-    ``MlflowClient`` reads the registered model before each version write, to refuse a prompt: one
-    more request per tag, ~12 per decision (issue 26). The version decided on was just read from the
-    registry as a model version, so the registry client writes directly (the same calls, same
-    arguments); a client without one (another MLflow) writes through ``client`` itself.
-    """
-    inner = getattr(client, "_get_registry_client", None)
-    return inner() if callable(inner) else client
-
-
 def record_rollback(client: MlflowClient, decision: Decision, demoted: str) -> None:
     """Write a rollback: who demoted ``demoted``, when and why; since when the restored version serves again."""
     name, when = decision.model_name, decision.decided_at.isoformat()
@@ -243,7 +232,7 @@ def record_rollback(client: MlflowClient, decision: Decision, demoted: str) -> N
         "rolled_back_by": decision.decided_by,
         "rolled_back_reason": _short(decision.reason or ""),
     }
-    versions = version_writer(client)
+    versions = registry_writer(client)
     for key, value in demotion.items():
         versions.set_model_version_tag(name, demoted, f"{TAG}{key}", value)
     _end_championship(client, name, demoted, when)
@@ -257,7 +246,7 @@ def record_rollback(client: MlflowClient, decision: Decision, demoted: str) -> N
 
 def _end_championship(client: MlflowClient, name: str, version: str, when: str) -> None:
     """``version`` no longer serves: ``champion_since`` goes, ``champion_until`` says when it stopped."""
-    versions = version_writer(client)
+    versions = registry_writer(client)
     versions.delete_model_version_tag(name, version, f"{TAG}champion_since")
     versions.set_model_version_tag(name, version, f"{TAG}champion_until", when)
 
@@ -335,7 +324,7 @@ def append_history(client: MlflowClient, model_name: str, decision: Decision) ->
     while len(text) > DESCRIPTION_MAX_CHARS and len(entries) > 1:
         entries = entries[1:]
         text = _with_history(base, entries)
-    client.update_registered_model(model_name, description=text)
+    registry_writer(client).update_registered_model(model_name, description=text)
     if HISTORY_TAG in (model.tags or {}):
         client.delete_registered_model_tag(model_name, HISTORY_TAG)
     return entries
@@ -406,7 +395,7 @@ class ComparisonPlot:
             label = f"{role} v{side.version}"
             heights = [side.metrics.get(k, 0.0) for k in keys]
             bars.bar([p + shift for p in positions], heights, 0.4, label=label)
-            hist.hist(side.predictions, bins=40, alpha=0.5, label=label)
+            hist.hist(side.predictions, bins=40, histtype="stepfilled", alpha=0.5, label=label)
         bars.set_xticks(positions, [k.partition("__")[2] or "overall" for k in keys], rotation=30, ha="right")
         bars.set(title=f"{metric} on the holdout ({evidence.holdout_rows} rows)", ylabel=metric)
         hist.set(title="prediction distribution on the holdout", xlabel="prediction", ylabel="rows")

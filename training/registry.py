@@ -181,8 +181,9 @@ def registry_writer(client: MlflowClient) -> Any:
     ``MlflowClient.set_registered_model_alias`` and ``update_registered_model`` first read the registered
     model to refuse a prompt: one more request each per pair (issue 26). The model was just registered
     as a model, so the registry client writes directly (the same calls, same arguments); a client
-    without one (another MLflow) writes through ``client`` itself. Promotion does the same
-    (``promotion/record.py: version_writer``).
+    without one (another MLflow) writes through ``client`` itself. Promotion writes its decisions,
+    history and alias moves through it too: the version or model it writes was just read from the
+    registry as a model, never a prompt.
     """
     inner = getattr(client, "_get_registry_client", None)
     return inner() if callable(inner) else client
