@@ -7,6 +7,11 @@ headers and body, within ``MODELYARD_SERVE_REQUEST_TIMEOUT`` seconds of its firs
 of the connection opening); otherwise the client gets ``408`` and the connection closes.
 Headers larger than ``MODELYARD_SERVE_MAX_HEADER_BYTES`` get ``431``.
 
+A response leaves in one socket write: uvicorn writes the head on ``http.response.start`` and the
+body on ``http.response.body``, two ``send`` syscalls (and two TCP segments) for a small JSON
+answer; here the head waits for the first body write and goes out with it (profiled over HTTP,
+the head's own write was the largest single cost of a one-row prediction after the model).
+
 uvicorn builds the protocol itself (the class is importable by name for ``--workers > 1``),
 so the limits travel through the ASGI lifespan state: at startup the app puts the server's
 ``TransportLimits`` (from its settings) there, and uvicorn hands that state to every
@@ -44,6 +49,52 @@ def _error_response(status: int, reason: bytes, code: str, message: str) -> byte
     body = orjson.dumps({"error": code, "message": message})
     head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n"
     return head % (status, reason, len(body)) + body
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+JOIN_MAX_BYTES = 256 * 1024  # a larger body goes in its own write (no copy)
+
+
+class CoalescingTransport:
+    """One request's view of the connection: the response head is held until the body's first write.
+
+    uvicorn always writes a body for a non-``HEAD`` request (``b""`` for an empty one) and closes
+    through this object after a failed response, so a held head is always sent, before the close.
+    """
+
+    __slots__ = ("_head", "_head_seen", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+        self._head_seen = False
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            if len(data) <= JOIN_MAX_BYTES:
+                self._transport.write(head + data)
+                return
+            self._transport.write(head)
+        elif not self._head_seen and data.startswith(b"HTTP/") and data != CONTINUE:
+            self._head_seen = True
+            self._head = data
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        """Send a held head now."""
+        head, self._head = self._head, None
+        if head is not None:
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -85,6 +136,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._count_header_bytes(len(name) + len(value))
         super().on_header(name, value)
 
+    def on_headers_complete(self) -> None:
+        before = self.cycle
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle is not before and self.scope["method"] != "HEAD":  # HEAD writes no body
+            cycle.transport = CoalescingTransport(self.transport)  # type: ignore[assignment]
+
     def on_message_complete(self) -> None:
         self._disarm_deadline()
         super().on_message_complete()
@@ -119,4 +177,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is None or not cycle.response_started:
             self.transport.write(_error_response(status, reason, code, message))
+        elif isinstance(cycle.transport, CoalescingTransport):
+            cycle.transport.flush()
         self.transport.close()
