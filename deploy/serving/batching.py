@@ -90,16 +90,24 @@ class Batcher:
         if self._task is None or self._task.done():
             # A request that picked up a retired plan still gets its answer.
             return await self._predict(matrix)
-        if self.idle_inline and not self._queue:
-            output = self.model.predict(matrix)
-            if self._on_batch is not None:
-                self._on_batch(self.model, len(matrix))
-            return output
+        if self.answers_now():
+            return self.predict_now(matrix)
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(matrix, future))
         assert self._wake is not None
         self._wake.set()
         return await future
+
+    def answers_now(self) -> bool:
+        """Whether a request is predicted at once, in its handler: a cheap loop-thread model, nothing queued."""
+        return self.idle_inline and not self._queue and self._task is not None and not self._task.done()
+
+    def predict_now(self, matrix: np.ndarray) -> np.ndarray:
+        """Predict ``matrix`` in the caller, counted as a batch of its own (when :meth:`answers_now`)."""
+        output = self.model.predict(matrix)
+        if self._on_batch is not None:
+            self._on_batch(self.model, len(matrix))
+        return output
 
     async def close(self) -> None:
         """Finish every queued request, then stop the collector."""

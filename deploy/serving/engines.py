@@ -173,10 +173,11 @@ def onnx_predictor(session: Any, like: np.ndarray) -> Predict:
     output = "probabilities" if "probabilities" in names else names[0]
     dtype = like.dtype
     binary = like.ndim == 1
-    run = session.run
+    run = _bound_run(session)
+    outputs = [output]
 
     def predict(matrix: np.ndarray) -> np.ndarray:
-        result = run([output], {INPUT_NAME: matrix})[0]
+        result = run(outputs, {INPUT_NAME: matrix}, None)[0]
         if output == "probabilities":
             result = result[:, 1] if binary else result
         else:
@@ -184,6 +185,19 @@ def onnx_predictor(session: Any, like: np.ndarray) -> Predict:
         return np.ascontiguousarray(result, dtype=dtype)  # a column view would not serialize
 
     return predict
+
+
+def _bound_run(session: Any) -> Callable[[list[str], dict[str, Any], Any], Any]:
+    """The session's compiled ``run``, without the Python wrapper's per-call checks (~0.6 µs of a ~5 µs row).
+
+    The wrapper checks that every input is fed (this module always feeds the one input), that no
+    graph capture is on and no OrtValue crosses sessions (not used here), and falls back from a
+    failing GPU provider (only the CPU provider is used). Without ``_sess`` (a future onnxruntime,
+    a stand-in session), the public ``run``.
+    """
+    inner = getattr(session, "_sess", None)
+    run = getattr(inner, "run", None)
+    return run if callable(run) else session.run
 
 
 def _load_sample(model_dir: Path, n_features: int) -> np.ndarray:

@@ -24,6 +24,7 @@ import json
 import math
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from modelyard.core.featurespec import Calendar, FeatureSpecError, FittedSpec, MissingInputError
@@ -182,6 +183,9 @@ def _with_offset(wall: dt.datetime, fitted: FittedSpec) -> str:
         return wall.replace(tzinfo=zoneinfo.ZoneInfo(fitted.calendar.timezone)).isoformat()
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OverflowError):
         return wall.isoformat() + "+HH:MM"  # a zone this host does not know: the format is still the hint
+
+
+NO_COUNTS: Mapping[str, int] = MappingProxyType({})  # a precomputed-feature request counts nothing (shared, read-only)
 
 
 @dataclasses.dataclass(frozen=True)

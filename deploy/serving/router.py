@@ -57,6 +57,10 @@ class ServiceRouter:
         self._salt = f"{service.family}/{service.region}"
         weighted = [v for v in service.variants if v.weight > 0]
         self._names = [v.name for v in weighted]
+        # Routes are immutable: built once, not per request.
+        self._random = [Route(name, "random") for name in self._names]
+        self._weighted = [Route(name, "weight") for name in self._names]
+        self._rule_routes = [Route(rule.variant, f"rule:{rule.name}") for rule in service.rules]
         self._edges: list[int] = []
         edge = 0
         for variant in weighted:
@@ -67,12 +71,12 @@ class ServiceRouter:
         """Choose the variant for a request with routing key ``key`` (``None``: random)."""
         if self.service.rules:
             local = self._clock().astimezone(self._zone)
-            for rule in self.service.rules:
+            for rule, route in zip(self.service.rules, self._rule_routes, strict=True):
                 if rule.matches(local):
-                    return Route(rule.variant, f"rule:{rule.name}")
+                    return route
         if key is None:
-            return Route(self._pick(random.randrange(BUCKETS)), "random")
-        return Route(self._pick(bucket_of(key, self._salt)), "weight")
+            return self._random[self._pick(random.randrange(BUCKETS))]
+        return self._weighted[self._pick(bucket_of(key, self._salt))]
 
-    def _pick(self, bucket: int) -> str:
-        return self._names[bisect.bisect_right(self._edges, bucket)]
+    def _pick(self, bucket: int) -> int:
+        return bisect.bisect_right(self._edges, bucket)

@@ -35,7 +35,7 @@ from modelyard.core.featurespec import Calendar
 from modelyard.deploy.serving import engines
 from modelyard.deploy.serving.artifacts import check_paths, example_records, fitted_spec, read_mlmodel, schema_from
 from modelyard.deploy.serving.errors import BadInput, InferenceFailed, ModelLoadFailed, ServingError
-from modelyard.deploy.serving.features import Prepared, RawFeatures
+from modelyard.deploy.serving.features import NO_COUNTS, Prepared, RawFeatures
 from modelyard.deploy.serving.flavors import Task, pyfunc_predictor, sklearn_predictor, xgboost_predictor
 from modelyard.deploy.serving.registry import ModelRef, download, resolve_version
 from modelyard.deploy.serving.schema import Feature, InputSchema
@@ -124,7 +124,7 @@ class ServedModel:
     def prepare_counted(self, records: list[Any], calendar: Calendar | None = None) -> Prepared:
         """Like :meth:`prepare`, with the unknown categories per feature (raw records only)."""
         if self.raw is None:
-            return Prepared(self.schema.to_matrix(records))
+            return Prepared(self.schema.to_matrix(records), NO_COUNTS, NO_COUNTS)
         return self.raw.prepare(records, calendar)
 
     def calendar_for(self, region: str, calendar: Callable[[], Calendar]) -> Calendar | None:

@@ -76,6 +76,10 @@ _SPOOL_RECOUNT_SECONDS = 10.0
 _FILE_MODE = 0o600
 MAX_REQUEST_ID_CHARS = 64
 _IDLE_CHECK_SECONDS = 1.0
+# After draining the queue the writer rests this long before it waits on the queue again: a sample
+# then finds no waiting thread to wake (a wake-up and a GIL hand-off per sample cost the request
+# path more than the sample itself); a flush or close ends the rest at once.
+_DRAIN_PAUSE_SECONDS = 0.05
 _RESHIP_SECONDS = 30.0
 WRITE_RETRY_SECONDS = 5.0  # after a refused write, how long samples are dropped before the disk is tried again
 _FULL_DISK = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -278,6 +282,7 @@ class PredictionLogWriter:
         self._counts_since = clock()
         self._queue: queue.Queue[Sample | None] = queue.Queue(settings.queue_size)
         self._closed = threading.Event()
+        self._nudge = threading.Event()  # ends the writer's rest (flush, close)
         self._thread = threading.Thread(target=self._run, name="modelyard-prediction-log", daemon=True)
         self._thread.start()
 
@@ -310,6 +315,7 @@ class PredictionLogWriter:
         done = threading.Event()
         marker = Sample("flush", "", ("", "", "", ""), "", None, None, None, 0.0, {"done": done})
         self._queue.put(marker, timeout=timeout)
+        self._nudge.set()
         done.wait(timeout)
 
     def close(self, wait: float | None = None) -> None:
@@ -323,6 +329,7 @@ class PredictionLogWriter:
         self._closed.set()
         with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=wait or 5.0)
+        self._nudge.set()
         if wait:
             self._thread.join(wait)
 
@@ -342,6 +349,9 @@ class PredictionLogWriter:
                 self._safely(self._publish_all)
                 return
             self._safely(self._handle, sample)
+            if self._queue.empty():
+                self._nudge.wait(_DRAIN_PAUSE_SECONDS)
+                self._nudge.clear()
 
     def _safely(self, step: Callable[..., None], *args: Any) -> None:
         try:

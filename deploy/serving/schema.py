@@ -78,22 +78,33 @@ class InputSchema:
             matrix = np.empty((len(values), len(self.names)), dtype=object)
             matrix[:] = values
             return matrix
-        try:
-            with np.errstate(over="ignore"):  # overflow is reported below, naming the field
-                matrix = np.array(values, dtype=np.float32)
-        except (TypeError, ValueError) as exc:  # None in an optional column
-            matrix = np.array([[math.nan if v is None else v for v in row] for row in values], dtype=np.float32)
-            if matrix.size == 0:
-                raise BadInput(
-                    f"records could not be converted to numbers ({type(exc).__name__})", field="records"
-                ) from None
-        if np.isinf(matrix).any():
+        with np.errstate(over="ignore"):  # overflow is reported below, naming the field
+            matrix = _float32(values)
+            flat = matrix.reshape(-1)
+            # One BLAS dot, finite only if every value is: the per-value check runs only when it is not
+            # (NaN from a null, or large values whose squares overflow).
+            finite = math.isfinite(flat.dot(flat))
+        if not finite and np.isinf(matrix).any():
             row, col = (int(i) for i in np.argwhere(np.isinf(matrix))[0])
             name = self.names[col]
             raise BadInput(
                 f"field '{name}' is {shown(records[row][name])}: out of the model's float range (|x| <= 3.4e38)",
                 field=f"records[{row}].{name}",
             )
+        return matrix
+
+
+def _float32(values: list[tuple[Any, ...]]) -> np.ndarray:
+    import numpy as np
+
+    try:
+        return np.array(values, dtype=np.float32)
+    except (TypeError, ValueError) as exc:  # None in an optional column
+        matrix = np.array([[math.nan if v is None else v for v in row] for row in values], dtype=np.float32)
+        if matrix.size == 0:
+            raise BadInput(
+                f"records could not be converted to numbers ({type(exc).__name__})", field="records"
+            ) from None
         return matrix
 
 
