@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 import functools
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -358,25 +359,52 @@ def _context_and_definition() -> tuple[Any, Any]:
     return context, asset.add_batch_definition_whole_dataframe("all")
 
 
-# --- GX's expectation configurations, built once per expectation object during a run ------
+# --- GX's metric-graph work, each piece done once during a run --------------------------
 
 # The memo of the run in progress on this thread (None: no run, GX computes as it always does).
 _RUN = threading.local()
+# Metric kwargs ids by exact content (a pure function of it, so shared by every run of the process;
+# the batch id is the same for every frame, so pairs of the same columns share most of them).
+_IDS: dict[Hashable, Any] = {}
+_IDS_LIMIT = 200_000
+# Mappings GX converts to JSON key by key (GX's IDDict is added when the ids are kept).
+_PLAIN_DICTS: set[type] = {dict}
+
+
+@dataclass
+class _RunMemo:
+    """What one run keeps: per GX object, the object itself (so its id is not reused) and its result."""
+
+    configurations: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+    domain_objects: dict[int, tuple[Any, Hashable, Any]] = field(default_factory=dict)
+
+
+class _Unkeyable(Exception):
+    """A value :func:`_key` cannot key exactly: GX computes it as it always does."""
 
 
 @contextlib.contextmanager
 def configurations_kept() -> Iterator[None]:
-    """While validating, each GX expectation object builds its ``configuration`` once.
+    """While validating, GX derives each expectation's configuration, domain object and metric ids once.
 
-    GX 1.x derives an expectation's configuration from its fields (a pydantic ``dict()`` and a
-    regex on the class name) on every read, and reads it for every domain, success and runtime
-    key while it builds the metric graph: ~66 times per expectation, about half of the data stage's
-    CPU (issue 26). Validation does not change an expectation object's fields, so inside this
-    block the first read is kept for that object; outside it nothing changes.
+    GX 1.x rebuilds them over and over while it builds a suite's metric graph (issue 26): an
+    expectation's ``configuration`` from its fields (a pydantic ``dict()`` and a regex on the class
+    name) for every domain, success and runtime key (~66 times per expectation); a new expectation
+    from its configuration (``to_domain_obj``) for every metric it needs, twice per validation; and
+    each metric's id from its kwargs (``IDDict.to_id``: a JSON conversion, a dump and an md5) for
+    every metric configuration, ~39 per expectation. Validation changes neither an expectation's
+    fields nor its configuration's, so inside this block:
+
+    - an expectation object's first ``configuration`` is kept for that object;
+    - a configuration object's first domain object is kept while its fields are unchanged;
+    - a metric kwargs id is looked up by the kwargs' exact content (type and value of each) when they
+      hold only plain values (str, int, float, bool, None, enums, lists, tuples and dicts of them).
+
+    Outside it nothing changes; a GX whose internals differ runs as it is.
     """
-    _keep_configurations()
+    _patch_gx()
     outer = getattr(_RUN, "memo", None)
-    _RUN.memo = {} if outer is None else outer
+    _RUN.memo = _RunMemo() if outer is None else outer
     try:
         yield
     finally:
@@ -384,6 +412,17 @@ def configurations_kept() -> Iterator[None]:
 
 
 @functools.cache
+def _patch_gx() -> None:
+    _keep_configurations()
+    _keep_domain_objects()
+    _keep_metric_ids()
+
+
+def _run_memo() -> _RunMemo | None:
+    memo: _RunMemo | None = getattr(_RUN, "memo", None)
+    return memo
+
+
 def _keep_configurations() -> None:
     from great_expectations.expectations.expectation import Expectation
 
@@ -393,15 +432,96 @@ def _keep_configurations() -> None:
     build = original.fget
 
     def configuration(self: Any) -> Any:
-        memo: dict[int, tuple[Any, Any]] | None = getattr(_RUN, "memo", None)
-        if memo is None:
+        run = _run_memo()
+        if run is None:
             return build(self)
-        kept = memo.get(id(self))
+        kept = run.configurations.get(id(self))
         if kept is None or kept[0] is not self:  # the object is held by the memo, so its id is not reused
-            kept = memo[id(self)] = (self, build(self))
+            kept = run.configurations[id(self)] = (self, build(self))
         return kept[1]
 
     Expectation.configuration = property(configuration, doc=original.__doc__)  # type: ignore[method-assign,assignment]
+
+
+# The fields ExpectationConfiguration.to_domain_obj reads (GX 1.24; ``type`` through _get_expectation_impl).
+_DOMAIN_FIELDS = ("type", "id", "meta", "notes", "rendered_content", "severity", "description", "kwargs")
+
+
+def _keep_domain_objects() -> None:
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    build = ExpectationConfiguration.__dict__.get("to_domain_obj")
+    reads = set(getattr(getattr(build, "__code__", None), "co_names", ("?",)))
+    if not callable(build) or not reads <= {*_DOMAIN_FIELDS, "_get_expectation_impl", "update"}:
+        return  # a GX whose domain object reads other fields: validation runs as GX has it
+
+    def to_domain_obj(self: Any) -> Any:
+        run = _run_memo()
+        if run is None:
+            return build(self)
+        try:
+            fields = _key(tuple(getattr(self, f) for f in _DOMAIN_FIELDS))
+        except (_Unkeyable, AttributeError):
+            return build(self)
+        kept = run.domain_objects.get(id(self))
+        if kept is None or kept[0] is not self or kept[1] != fields:  # a changed field builds anew
+            kept = run.domain_objects[id(self)] = (self, fields, build(self))
+        return kept[2]
+
+    to_domain_obj.__doc__ = build.__doc__
+    ExpectationConfiguration.to_domain_obj = to_domain_obj  # type: ignore[method-assign]
+
+
+def _keep_metric_ids() -> None:
+    from great_expectations.core.id_dict import IDDict
+
+    build = IDDict.__dict__.get("to_id")
+    if not callable(build) or not isinstance(getattr(IDDict, "_id_ignore_keys", None), set):
+        return  # a GX whose ids are made differently: validation runs as GX has it
+    _PLAIN_DICTS.add(IDDict)
+
+    def to_id(self: Any, id_keys: Any = None, id_ignore_keys: Any = None) -> Any:
+        if id_keys is not None or id_ignore_keys is not None or _run_memo() is None:
+            return build(self, id_keys, id_ignore_keys)
+        try:
+            # GX's id reads the kept keys' values only, as a plain dict: the mapping's own type is moot.
+            key = (type(self), frozenset(self._id_ignore_keys), _key(dict(self)))
+        except (_Unkeyable, TypeError):
+            return build(self)
+        found = _IDS.get(key)
+        if found is None:
+            if len(_IDS) >= _IDS_LIMIT:
+                _IDS.clear()
+            found = _IDS[key] = build(self)
+        return found
+
+    to_id.__doc__ = build.__doc__
+    IDDict.to_id = to_id  # type: ignore[method-assign]
+
+
+def _key(value: Any) -> Hashable:
+    """``value`` as a hashable key that equals another's only when both convert to the same JSON and text.
+
+    Keyed by type as well as value (``1``, ``1.0`` and ``True`` are equal in Python, not in JSON);
+    floats by their repr (``0.0 == -0.0``). Anything else raises :class:`_Unkeyable`.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return (kind, value)
+    if kind is float:
+        return (kind, repr(value))
+    if kind is list or kind is tuple:
+        return (kind, tuple(map(_key, value)))
+    if kind in _PLAIN_DICTS:
+        if not all(type(k) is str for k in value):
+            raise _Unkeyable
+        return (kind, tuple((k, _key(v)) for k, v in value.items()))
+    if isinstance(value, enum.Enum):
+        return (kind, value)
+    raise _Unkeyable
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def _check(result: Any, prefix: str) -> CheckResult:
