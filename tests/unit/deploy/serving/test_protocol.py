@@ -70,17 +70,23 @@ def _exchange(app: Any, request: bytes) -> _Transport:
     """Hand ``request`` to a guarded protocol serving ``app``; the transport once the app has finished."""
     loop = asyncio.new_event_loop()
     try:
-        config = uvicorn.Config(app=app, http=GuardedHttpToolsProtocol, lifespan="off", proxy_headers=False)
-        config.load()
-        protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
-        transport = _Transport()
-        protocol.connection_made(transport)
+        protocol, transport = _connected(app, loop)
         protocol.data_received(request)
         loop.run_until_complete(asyncio.gather(*protocol.tasks))
         protocol.connection_lost(None)
         return transport
     finally:
         loop.close()
+
+
+def _connected(app: Any, loop: asyncio.AbstractEventLoop) -> tuple[GuardedHttpToolsProtocol, _Transport]:
+    """A guarded protocol serving ``app`` on ``loop``, connected to a recording transport."""
+    config = uvicorn.Config(app=app, http=GuardedHttpToolsProtocol, lifespan="off", proxy_headers=False)
+    config.load()
+    protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+    transport = _Transport()
+    protocol.connection_made(transport)
+    return protocol, transport
 
 
 async def _answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -135,11 +141,7 @@ def test_a_100_continue_goes_out_at_once_and_the_answer_in_one_write():
     request = b"POST / HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n"
     loop = asyncio.new_event_loop()
     try:
-        config = uvicorn.Config(app=_answer, http=GuardedHttpToolsProtocol, lifespan="off", proxy_headers=False)
-        config.load()
-        protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
-        transport = _Transport()
-        protocol.connection_made(transport)
+        protocol, transport = _connected(_answer, loop)
         protocol.data_received(request)
         loop.run_until_complete(asyncio.sleep(0.01))  # the app is waiting for the body
         assert transport.writes == [CONTINUE]
