@@ -26,6 +26,7 @@ from modelyard.training.registry import registry_writer
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import RegisteredModel
 
     from modelyard.core.config import Config
 
@@ -53,15 +54,24 @@ def open_client(config: Config, tracking_uri: str | None = None) -> MlflowClient
 
 def aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
     """The aliases of ``model_name`` (alias -> version); empty when the model is not registered."""
+    return aliases_of(registered_model(client, model_name))
+
+
+def registered_model(client: MlflowClient, model_name: str) -> RegisteredModel | None:
+    """The registered model ``model_name`` (its aliases, description, tags), or None when it is not registered."""
     from mlflow.exceptions import MlflowException
 
     try:
-        model = client.get_registered_model(model_name)
+        return client.get_registered_model(model_name)
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return {}
+            return None
         raise
-    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def aliases_of(model: RegisteredModel | None) -> dict[str, str]:
+    """The aliases of a registered model as read (alias -> version); empty for None."""
+    return {alias: str(version) for alias, version in model.aliases.items()} if model is not None else {}
 
 
 @contextlib.contextmanager
@@ -78,19 +88,24 @@ def pair_lock(config: Config, model_name: str, timeout: float = LOCK_TIMEOUT_SEC
         raise PromotionError(str(exc)) from None
 
 
-def verify_aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
+def verify_aliases(
+    client: MlflowClient, model_name: str, model: RegisteredModel | None = None, known: frozenset[str] = frozenset()
+) -> dict[str, str]:
     """Check the invariant: champion and previous-champion differ and both exist.
+
+    ``model``: the registered model just read (None: read here); ``known``: versions the caller read
+    under the pair's lock, not asked for again.
 
     Raises:
         AliasInconsistencyError: naming the aliases and versions.
     """
-    current = aliases(client, model_name)
+    current = aliases_of(model) if model is not None else aliases(client, model_name)
     champion, previous = current.get(CHAMPION_ALIAS), current.get(PREVIOUS_ALIAS)
     if previous is not None and champion is None:
         raise AliasInconsistencyError(f"{model_name}: '{PREVIOUS_ALIAS}' is v{previous} but there is no champion")
     if champion is not None and champion == previous:
         raise AliasInconsistencyError(f"{model_name}: champion and {PREVIOUS_ALIAS} both point at v{champion}")
-    for version in {champion, previous} - {None}:
+    for version in {champion, previous} - {None} - known:
         client.get_model_version(model_name, str(version))
     return current
 

@@ -16,6 +16,7 @@ from modelyard.promotion.aliases import (
     move_champion,
     open_client,
     pair_lock,
+    registered_model,
     restore_previous,
     verify_aliases,
 )
@@ -60,12 +61,15 @@ def evaluate_pair(
             champion_version = current.get(PREVIOUS_ALIAS)
         champion = client.get_model_version(name, champion_version) if champion_version else None
         evidence, report = judge(client, config, (family, region), challenger, champion)
-        after = current
+        after, model = current, None
         if report.passed:
             move_champion(client, name, str(challenger.version), current)
-            after = verify_aliases(client, name)
+            # One read after the moves: the aliases to verify and the description whose history grows.
+            model = registered_model(client, name)
+            known = frozenset({str(challenger.version), *([str(champion.version)] if champion is not None else [])})
+            after = verify_aliases(client, name, model, known)
         decision = Decision.evaluated((family, region), challenger, report, champion_version, after, decided_by)
-        record(client, decision, challenger, evidence, report)
+        record(client, decision, challenger, evidence, report, model)
         return decision
 
 

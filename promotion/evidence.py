@@ -67,7 +67,8 @@ def collect_evidence(
     family, region = _tag(challenger, "family"), _tag(challenger, "region")
     spec = config.family(family)
     # One read of the challenger's run: its split boundaries and its baseline's metrics (issue 26).
-    run_data = client.get_run(challenger.run_id).data if challenger.run_id else None
+    run = client.get_run(challenger.run_id) if challenger.run_id else None
+    run_data = run.data if run is not None else None
     holdout, validation, calendars = challenger_holdout(client, config, challenger, family, region, run_data)
     with tempfile.TemporaryDirectory(prefix="modelyard-gates-") as tmp:
         loaded = load_version_with_spec(challenger, Path(tmp))
@@ -105,6 +106,7 @@ def collect_evidence(
         pooled_note=pooled_note,
         baseline_algorithm=baseline_algorithm,
         baseline_metrics=baseline_metrics,
+        run_artifact_uri=run.info.artifact_uri if run is not None else None,
     )
 
 
@@ -244,6 +246,18 @@ def load_version(version: ModelVersion, folder: Path) -> tuple[Any, float]:
     return loaded.model, loaded.size_mb
 
 
+def _left_out() -> frozenset[str]:
+    """What the gates never open of a model: its environment files and input examples (they load it in this
+    environment), the server's ONNX parity sample and the export's report (they check parity on the holdout)."""
+    from modelyard.core.model_files import ENVIRONMENT_FILES, EXAMPLE_FILES
+    from modelyard.training.onnx_export import REPORT_FILE, SAMPLE_FILE
+
+    return ENVIRONMENT_FILES | EXAMPLE_FILES | {f"{SPEC_EXTRA_DIR}/{SAMPLE_FILE}", f"{SPEC_EXTRA_DIR}/{REPORT_FILE}"}
+
+
+_LEFT_OUT = _left_out()
+
+
 def load_version_with_spec(version: ModelVersion, folder: Path) -> LoadedVersion:
     """Download a registered version's artifacts: its native model, size, and its own ``feature_spec.json``.
 
@@ -257,21 +271,20 @@ def load_version_with_spec(version: ModelVersion, folder: Path) -> LoadedVersion
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
-    target = folder / f"v{version.version}"
+    from modelyard.core.model_files import download_model
+
     try:
-        local = Path(
-            mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(target))
-        )
+        downloaded = download_model(version.name, str(version.version), folder / f"v{version.version}", _LEFT_OUT)
+        local = downloaded.path
         meta = Model.load(str(local))
         flavors = meta.flavors
         loader = mlflow.xgboost.load_model if "xgboost" in flavors else mlflow.sklearn.load_model
         model = loader(str(local)) if {"xgboost", "sklearn"} & set(flavors) else mlflow.pyfunc.load_model(str(local))
-        fitted = version_spec(version, local, target)
+        fitted = version_spec(version, local, local)
     except (MlflowException, OSError) as exc:
         raise GateInputError(f"model '{version.name}' v{version.version}: cannot load its artifacts: {exc}") from exc
     names = fitted.names if fitted is not None else _signature_names(meta, version)
-    size = sum(path.stat().st_size for path in local.rglob("*") if path.is_file())
-    return LoadedVersion(str(version.version), model, size / 1e6, fitted, names, local)
+    return LoadedVersion(str(version.version), model, downloaded.size_bytes / 1e6, fitted, names, local)
 
 
 def version_spec(version: ModelVersion, local: Path, folder: Path) -> FittedSpec | None:

@@ -202,6 +202,8 @@ class Evidence:
     pooled_model: str | None = None
     pooled: ModelScore | None = None
     pooled_note: str | None = None
+    # Where the challenger's run keeps its artifacts (its decision's files go there); None: not read.
+    run_artifact_uri: str | None = None
 
 
 # ---------------------------------------------------------------- configuration

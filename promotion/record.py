@@ -4,10 +4,11 @@ Every decision is recorded on the decided version: its description (Markdown, wh
 UI shows on the version page) holds the outcome, the summary and the gate table, and ends with
 the decision as JSON in an HTML comment (hidden by the UI; what :func:`recorded_decision` reads
 back). Short tags ``promotion.*`` say the outcome, summary, action, who and when, the aliases
-before and after, the gate count, and since (until) when a version was champion. Artifacts on
-its training run (``promotion/<when>-<action>/``: decision.json, gates.txt, comparison.png,
-history.json) and the promotion history at the end of the registered model's description (a
-table, newest first, bounded in size: :func:`append_history`) complete the record.
+before and after (absent: none), the gate count, and since (until) when a version was champion.
+Artifacts on its training run (``promotion/<when>-<action>/``: decision.json, gates.txt,
+history.json, and comparison.png when there was a champion to compare with) and the promotion
+history at the end of the registered model's description (a table, newest first, bounded in size:
+:func:`append_history`) complete the record.
 """
 
 from __future__ import annotations
@@ -201,23 +202,32 @@ def record(
     version: ModelVersion,
     evidence: Evidence | None,
     report: GateReport | None,
+    model: RegisteredModel | None = None,
 ) -> None:
     """Write the decision on the version (description, tags), on its run (artifacts) and in the model's history.
 
     A promoted version stops being the ``challenger`` (once its decision is written, so a crash in
     between leaves a version that is decided again, not an undecided champion); the champion it
-    replaced loses ``champion_since`` and gets ``champion_until``.
+    replaced loses ``champion_since`` and gets ``champion_until``. ``model``: the registered model as
+    read under the pair's lock after the alias moves (its history is extended; None: read here).
+
+    MLflow writes one version tag a request (issue 26: most of a decision's requests), so a tag that
+    would say "none" (``-``) is written only over an earlier value, and a tag is deleted only when the
+    version has it; read back, an absent tag and ``-`` both mean none.
     """
     name, number = decision.model_name, str(version.version)
+    had = version.tags or {}
     versions = registry_writer(client)
     versions.update_model_version(name, number, description=version_description(decision, version.description))
     for key, value in decision_tags(decision, number).items():
-        versions.set_model_version_tag(name, number, f"{TAG}{key}", value)
-    if LEGACY_DECISION_TAG in (version.tags or {}):
+        if value != NONE or f"{TAG}{key}" in had:
+            versions.set_model_version_tag(name, number, f"{TAG}{key}", value)
+    if LEGACY_DECISION_TAG in had:
         versions.delete_model_version_tag(name, number, LEGACY_DECISION_TAG)
-    entries = append_history(client, name, decision)
+    entries = append_history(client, name, decision, model)
     if decision.outcome == "promoted":
-        versions.delete_model_version_tag(name, number, f"{TAG}champion_until")
+        if f"{TAG}champion_until" in had:
+            versions.delete_model_version_tag(name, number, f"{TAG}champion_until")
         if decision.champion_before and decision.champion_before != number:
             _end_championship(client, name, decision.champion_before, decision.decided_at.isoformat())
         retire_challenger(client, name, number)
@@ -286,11 +296,16 @@ def _log_artifacts(
         (local / "decision.json").write_text(json.dumps(decision.model_dump(mode="json"), indent=2))
         if report is not None:
             (local / "gates.txt").write_text(f"{decision.summary}\n\n{report.as_text()}\n")
-        if evidence is not None:
+        if evidence is not None and evidence.champion is not None:  # a first model has nothing to compare with
             _kept_comparison().draw(evidence, decision).save(local / "comparison.png")
         history_doc = {"model": decision.model_name, "history": entries}
         (local / "history.json").write_text(json.dumps(history_doc, indent=2))
-        client.log_artifacts(decision.run_id, str(local), folder)
+        if evidence is not None and evidence.run_artifact_uri:  # the run as read for the gates: no second read
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            get_artifact_repository(evidence.run_artifact_uri).log_artifacts(str(local), folder)
+        else:
+            client.log_artifacts(decision.run_id, str(local), folder)
 
 
 def history(client: MlflowClient, model_name: str) -> list[dict[str, str | None]]:
@@ -307,17 +322,20 @@ def _history_of(model: RegisteredModel) -> list[dict[str, str | None]]:
     return list(json.loads(legacy)) if legacy else []
 
 
-def append_history(client: MlflowClient, model_name: str, decision: Decision) -> list[dict[str, str | None]]:
+def append_history(
+    client: MlflowClient, model_name: str, decision: Decision, model: RegisteredModel | None = None
+) -> list[dict[str, str | None]]:
     """Append ``decision`` to the model's history section, dropping the oldest entries that do not fit.
 
     The section ends the registered model's description (what the MLflow UI shows on the model's
     page): a Markdown table, newest first, then the entries as JSON in an HTML comment (hidden by
     the UI; what :func:`history` reads). Older entries stay in each decision's ``history.json``.
+    ``model``: the registered model as the caller just read it under the pair's lock (None: read here).
 
     Returns:
         The history as written.
     """
-    model = client.get_registered_model(model_name)
+    model = model if model is not None else client.get_registered_model(model_name)
     entries = [*_history_of(model), decision.history_entry()]
     base, _ = split_history(model.description)
     text = _with_history(base, entries)

@@ -231,26 +231,29 @@ def log_run(config: Config, job: TrainingJob, frame: pd.DataFrame, outcome: FitO
     before, ``log_model`` would re-read each metric's history, one request per metric.
     """
     import mlflow
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    run_id = _active_run_id()
+    run = _active_run()
+    run_id = str(run.info.run_id)
     client = tracking_client(mlflow.get_tracking_uri())
     client.log_batch(run_id, params=_params(config, job, outcome))
     _log_dataset(config, job, frame)
     with tempfile.TemporaryDirectory(prefix="modelyard-run-") as folder:
         _write_run_artifacts(config, job, outcome, Path(folder))
-        client.log_artifacts(run_id, folder)  # one upload of the whole folder
+        # Into the run's artifact store as the active run names it (the client would read the run again for it).
+        get_artifact_repository(run.info.artifact_uri).log_artifacts(folder)
     model_uri, model_id = _log_model(job, outcome)
     client.log_batch(run_id, metrics=_metrics(outcome, run_id, model_id))
     return model_uri
 
 
-def _active_run_id() -> str:
+def _active_run() -> Run:
     import mlflow
 
     run = mlflow.active_run()
     if run is None:
         raise TrainingError("no active MLflow run to log into (train_pair starts one)")
-    return str(run.info.run_id)
+    return run
 
 
 def _params(config: Config, job: TrainingJob, outcome: FitOutcome) -> list[Any]:
@@ -485,6 +488,7 @@ def register_challenger(
         return twin
     writer = registry.registry_writer(client)
     registry.set_challenger(writer, job.model_name, str(version.version))
-    registry.describe_model(writer, job.model_name, registry.model_description(config, job.family.name, job.region))
+    description = registry.model_description(config, job.family.name, job.region)
+    registry.describe_model(writer, job.model_name, description, first_version=str(version.version) == "1")
     mlflow.set_tag("registered_version", f"{job.model_name}/{version.version}")
     return version

@@ -33,7 +33,7 @@ from modelyard.core.featurespec import WINDOW_KINDS, FeatureSpec, FeatureSpecErr
 from modelyard.core.tracking import TrackingServerUnreachableError, require_reachable, resolve_tracking_uri
 from modelyard.pipeline import snapshots
 from modelyard.pipeline.features import training_window
-from modelyard.training import mlflow_log
+from modelyard.training import mlflow_log, registry
 from modelyard.training.job import TrainingError, job_on
 from modelyard.training.train import EXPECTED_ERRORS, TrainResult, train_job
 
@@ -236,9 +236,9 @@ def train_group(
 
 def _tag_version(uri: str, model_name: str, version: str, tags: Mapping[str, str]) -> None:
     """The version's lineage tags (set after registration: ``register_challenger`` writes the pair's tags)."""
-    client = mlflow_log.tracking_client(uri)
+    writer = registry.registry_writer(mlflow_log.tracking_client(uri))  # a registered model: no prompt check per tag
     for key, value in tags.items():
-        client.set_model_version_tag(model_name, version, key, value)
+        writer.set_model_version_tag(model_name, version, key, value)
 
 
 def _with_note(result: TrainResult, note: str) -> TrainResult:

@@ -163,11 +163,16 @@ def model_description(config: Config, family: str, region: str) -> str:
     return f"**{family}**: {about}\n\n{scope} Target: `{spec.target}`; features: {', '.join(spec.feature_names)}."
 
 
-def describe_model(client: MlflowClient, model_name: str, description: str) -> None:
+def describe_model(client: MlflowClient, model_name: str, description: str, first_version: bool = False) -> None:
     """Set the registered model's description (the config is its source; a re-registration rewrites it).
 
-    The promotion history section at its end (promotion writes it) is kept.
+    The promotion history section at its end (promotion writes it) is kept. ``first_version``: the
+    model's version 1 was just registered, so nothing was promoted yet and there is no history to
+    keep: the description is written without reading the model first (issue 26: a request a pair).
     """
+    if first_version:
+        client.update_registered_model(model_name, description=description)
+        return
     current = client.get_registered_model(model_name).description
     _, history = split_history(current)
     wanted = f"{description}\n\n{history}" if history else description

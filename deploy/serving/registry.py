@@ -11,6 +11,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+from modelyard.core.model_files import ENVIRONMENT_FILES, download_model
 from modelyard.deploy.serving.errors import ModelLoadFailed, ModelMissing
 
 _URI = re.compile(r"^models:/(?P<name>[^/@\s]+)(?:/(?P<version>[0-9]+)|@(?P<alias>[A-Za-z0-9_\-]+))$")
@@ -75,16 +76,18 @@ def resolve_version(ref: ModelRef) -> tuple[str, dict[str, str]]:
         raise ModelLoadFailed(f"cannot reach the MLflow registry for {ref.uri}: {type(exc).__name__}: {exc}") from exc
 
 
+# What the server never opens: the environment files (it serves in its own) and the REST example.
+LEFT_OUT = ENVIRONMENT_FILES | {"serving_input_example.json"}
+
+
 def download(ref: ModelRef, version: str, workdir: Path) -> Path:
-    """Download the files of ``version`` of ``ref`` into ``workdir``; the model folder.
+    """Download the files of ``version`` of ``ref`` into ``workdir`` (not those in ``LEFT_OUT``); the model folder.
 
     Raises:
         ModelMissing: the artifacts are gone or cannot be read.
     """
-    import mlflow
-
     try:
-        return Path(mlflow.artifacts.download_artifacts(f"models:/{ref.name}/{version}", dst_path=str(workdir)))
+        return download_model(ref.name, version, workdir, LEFT_OUT).path
     except Exception as exc:
         raise ModelMissing(f"artifacts of {ref.uri} (version {version}) cannot be downloaded: {exc}") from exc
 

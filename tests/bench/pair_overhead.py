@@ -24,7 +24,8 @@ and the functions with the most CPU per pair (cumulative and own). Beside them, 
 (``fit_pair``: split, fit, baseline, scoring) and the rest per pair, as a mean and as a median of the
 pairs (the median leaves out the imports the first pair of a worker pays). ``--no-cprofile`` runs the
 same work without cProfile: the figures are then the process's own CPU time, uninstrumented (no
-``.prof``, no top functions).
+``.prof``, no top functions). Either way ``profile.md`` counts the stage's HTTP requests (MLflow's REST
+and artifact calls) per pair by endpoint.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import signal
 import statistics
 import sys
@@ -117,6 +119,37 @@ def timed(module: Any, name: str, into: list[float], cpu: list[float] | None = N
         yield
     finally:
         setattr(module, name, original)
+
+
+# An MLflow REST path's variable parts (artifact paths after the run, ids in the query) are dropped.
+def _endpoint(method: str, url: str) -> str:
+    from urllib.parse import urlsplit
+
+    path = urlsplit(url).path
+    head, artifacts, tail = path.partition("/mlflow-artifacts/")
+    if artifacts:
+        path = head + artifacts + tail.split("/")[0]
+    path = re.sub(r"/m-[0-9a-f]{32}", "/<model id>", path)
+    return f"{method.upper()} {path.removeprefix('/api/2.0/mlflow/').removeprefix('/ajax-api/2.0/mlflow/')}"
+
+
+@contextlib.contextmanager
+def counted_requests(into: dict[str, int]) -> Iterator[None]:
+    """Count this process's HTTP requests (MLflow's REST and artifact calls) by method and endpoint into ``into``."""
+    import requests
+
+    original = requests.Session.request
+
+    def request(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        key = _endpoint(method, str(url))
+        into[key] = into.get(key, 0) + 1
+        return original(self, method, url, *args, **kwargs)
+
+    requests.Session.request = request  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        requests.Session.request = original  # type: ignore[method-assign]
 
 
 def own_cpu_s() -> float:
@@ -213,6 +246,7 @@ class StageProfile:
     top_cumulative: list[tuple[str, float, int]]  # (function, CPU s per pair, calls per pair x 1000)
     top_own: list[tuple[str, float, int]]
     fit_cpu_s: float = 0.0
+    requests: dict[str, int] = field(default_factory=dict)  # HTTP requests by endpoint, the whole stage
     beyond_fit_cpu_s: list[float] = field(default_factory=list)  # per pair: its CPU less its fit's
 
     @property
@@ -273,10 +307,12 @@ def profile_stages(
         run = profiler.runcall if cprofile else lambda work: work()
         fit_cpu: list[float] = []
         pair_cpu: list[float] = []
+        requests: dict[str, int] = {}
         start, start_cpu, start_server = time.perf_counter(), own_cpu_s(), tree_cpu_s(server_pid)
         with (
             timed(train_module, "fit_pair", [], fit_cpu),
             timed(stage_pairs, "train_one", [], pair_cpu),
+            counted_requests(requests),
         ):
             statuses = run(work[stage])
         wall, cpu = time.perf_counter() - start, own_cpu_s() - start_cpu
@@ -291,6 +327,7 @@ def profile_stages(
         beyond = [total - fit for total, fit in zip(pair_cpu, fits, strict=True)]
         profile = StageProfile(stage, len(pairs), wall, cpu, server_cpu, _count(statuses), cumulative, own)
         profile.fit_cpu_s, profile.beyond_fit_cpu_s = sum(fit_cpu), beyond
+        profile.requests = requests
         results.append(profile)
     return results
 
@@ -325,6 +362,12 @@ def render_profiles(profiles: list[StageProfile], note: str) -> str:
             f"| {p.fit_cpu_s / max(p.pairs, 1):.3f} | {p.beyond_fit_per_pair_s:.3f}, {p.beyond_fit_median_s:.3f} "
             f"| {p.server_cpu_s / max(p.pairs, 1):.3f} | {outcomes} |"
         )
+    for p in profiles:
+        total = sum(p.requests.values())
+        lines += ["", f"### {p.stage}: HTTP requests per pair ({total / max(p.pairs, 1):.1f} in all)", "",
+                  "| request | per pair |", "|---|---|"]  # fmt: skip
+        ranked = sorted(p.requests.items(), key=lambda item: -item[1])
+        lines += [f"| `{name}` | {count / max(p.pairs, 1):.2f} |" for name, count in ranked]
     for p in profiles:
         for title, rows in (("cumulative", p.top_cumulative), ("own", p.top_own)):
             lines += ["", f"### {p.stage}: top functions by {title} CPU per pair", "",

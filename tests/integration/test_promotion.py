@@ -23,7 +23,7 @@ from modelyard.promotion.aliases import aliases, open_client
 from modelyard.promotion.decide import evaluate_pair, rollback
 from modelyard.promotion.decision import Decision, PromotionError
 from modelyard.promotion.gates import GateResult
-from modelyard.promotion.record import history
+from modelyard.promotion.record import _from_tags, history
 from modelyard.training.train import train_pair
 
 REPO = Path(__file__).resolve().parents[2]
@@ -160,8 +160,16 @@ def test_first_model_is_promoted_on_absolute_gates_and_the_decision_is_recorded(
     assert "| latency |" in description
     assert "challenger" not in aliases(client, model_name)  # the champion is not also the challenger
     artifacts = _artifact_files(client, decision.run_id or "")
-    assert {"decision.json", "gates.txt", "comparison.png", "history.json"} <= {Path(a).name for a in artifacts}
+    assert {"decision.json", "gates.txt", "history.json"} <= {Path(a).name for a in artifacts}
+    assert "comparison.png" not in {Path(a).name for a in artifacts}  # a first model has no champion to compare with
     assert [e["outcome"] for e in history(client, model_name)] == ["promoted"]
+    # Absent alias tags read as none (issue 26: a tag is a request); no champion_until to delete.
+    assert "promotion.champion_before" not in tags
+    assert "promotion.previous_champion_after" not in tags
+    assert tags["promotion.champion_after"] == version
+    from_tags = _from_tags(client.get_model_version(model_name, version))  # the record without its description
+    assert from_tags is not None
+    assert (from_tags.champion_before, from_tags.champion_after) == (None, version)
 
 
 def test_worse_challenger_is_rejected_for_the_right_reasons_and_champion_is_unchanged(
@@ -187,6 +195,9 @@ def test_worse_challenger_is_rejected_for_the_right_reasons_and_champion_is_unch
     tags = client.get_model_version(model_name, worse).tags
     assert tags["promotion.outcome"] == "rejected"
     assert "holdout_auc" in tags["promotion.summary"]
+    assert tags["promotion.champion_before"] == tags["promotion.champion_after"] == champion
+    artifacts = _artifact_files(client, decision.run_id or "")
+    assert "comparison.png" in {Path(a).name for a in artifacts}  # challenger against its champion
 
 
 def test_second_run_on_a_decided_version_changes_nothing(config: Config, client: MlflowClient) -> None:

@@ -164,7 +164,7 @@ def test_the_challengers_run_is_read_once_for_its_split_and_its_baseline(
     class Client:
         def get_run(self, run_id: str) -> Any:
             reads.append(run_id)
-            return SimpleNamespace(data=data)
+            return SimpleNamespace(data=data, info=SimpleNamespace(artifact_uri="mlflow-artifacts:/1/run-1/artifacts"))
 
     version = SimpleNamespace(**{**vars(_version(meta)), "run_id": "run-1"})
     monkeypatch.setattr(evidence, "load_version_with_spec", lambda v, folder: _loaded(fitted))
@@ -176,3 +176,4 @@ def test_the_challengers_run_is_read_once_for_its_split_and_its_baseline(
 
     assert reads == ["run-1"]
     assert (found.baseline_algorithm, found.baseline_metrics) == ("ridge", {"holdout_mae": 2.5})
+    assert found.run_artifact_uri == "mlflow-artifacts:/1/run-1/artifacts"  # the decision's files go there, unread
