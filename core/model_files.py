@@ -53,10 +53,12 @@ def download_model(
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     registry: Any = client if client is not None else mlflow.MlflowClient()
+    tracking_uri = getattr(registry, "tracking_uri", None)  # where an mlflow-artifacts: URI resolves
     # Its registry client: ``MlflowClient`` first reads the registered model to refuse a prompt (a request).
     inner = getattr(registry, "_get_registry_client", None)
     registry = inner() if callable(inner) else registry
-    repo = get_artifact_repository(registry.get_model_version_download_uri(name, str(version)))
+    location = registry.get_model_version_download_uri(name, str(version))
+    repo = get_artifact_repository(location, tracking_uri=tracking_uri)
     dst.mkdir(parents=True, exist_ok=True)
     fetch = getattr(repo, "_download_file", None)
     if fetch is None:

@@ -303,7 +303,8 @@ def _log_artifacts(
         if evidence is not None and evidence.run_artifact_uri:  # the run as read for the gates: no second read
             from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-            get_artifact_repository(evidence.run_artifact_uri).log_artifacts(str(local), folder)
+            repo = get_artifact_repository(evidence.run_artifact_uri, tracking_uri=client.tracking_uri)
+            repo.log_artifacts(str(local), folder)
         else:
             client.log_artifacts(decision.run_id, str(local), folder)
 

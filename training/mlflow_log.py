@@ -241,7 +241,7 @@ def log_run(config: Config, job: TrainingJob, frame: pd.DataFrame, outcome: FitO
     with tempfile.TemporaryDirectory(prefix="modelyard-run-") as folder:
         _write_run_artifacts(config, job, outcome, Path(folder))
         # Into the run's artifact store as the active run names it (the client would read the run again for it).
-        get_artifact_repository(run.info.artifact_uri).log_artifacts(folder)
+        get_artifact_repository(run.info.artifact_uri, tracking_uri=client.tracking_uri).log_artifacts(folder)
     model_uri, model_id = _log_model(job, outcome)
     client.log_batch(run_id, metrics=_metrics(outcome, run_id, model_id))
     return model_uri

@@ -492,8 +492,32 @@ def _header(pairs: int, rows: int) -> dict[str, Any]:
         "pairs": pairs,
         "regions": pairs // 2,
         "rows_per_region": rows,
-        "machine": {"cpus": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+            "probe_fit_cpu_s": cpu_probe(),
+        },
     }
+
+
+def cpu_probe(repeats: int = 3) -> float:
+    """CPU seconds of one fixed single-threaded xgboost fit (the best of ``repeats``): the machine's speed.
+
+    The same fit cost 40% more CPU in the afternoon of 2026-12-05 than at noon, on the same code:
+    the VM's cores are not always alike, so each run says how fast they were (lower is faster).
+    """
+    import numpy as np
+    import xgboost as xgb
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20_000, 20))
+    y = (x[:, 0] + x[:, 1] * x[:, 2] + rng.normal(size=len(x)) > 0).astype(int)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        xgb.XGBClassifier(n_estimators=100, max_depth=6, n_jobs=1, tree_method="hist").fit(x, y)
+        best = min(best, time.process_time() - start)
+    return round(best, 3)
 
 
 def measure(
@@ -739,7 +763,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{results['rows_per_region']} rows each), the dev stack's real Airflow scheduler (LocalExecutor, metadata "
         f"on {results.get('airflow_database', 'SQLite')}) and MLflow server on SQLite, "
         f"{results['machine']['cpus']} CPUs shared with other work (load average "
-        f"{results['machine']['loadavg_at_start']} at start, {results['machine']['loadavg_at_end']} at end).",
+        f"{results['machine']['loadavg_at_start']} at start, {results['machine']['loadavg_at_end']} at end; "
+        f"a fixed xgboost fit cost {results['machine'].get('probe_fit_cpu_s', '(not measured)')} CPU s).",
         "",
         (
             f"Trigger to every pair served: **{results['trigger_to_all_served_s']} s**; "
@@ -813,6 +838,7 @@ def growth_row(results: dict[str, Any]) -> dict[str, Any]:
         "wall": {dag_id: s.get("wall_seconds") for dag_id, s in stages.items()},
         "peak_rss_mb": results["peak_rss_mb"],
         "loadavg_at_start": results["machine"]["loadavg_at_start"],
+        "probe_fit_cpu_s": results["machine"].get("probe_fit_cpu_s"),
         "pooled": pooled,
     }
 
@@ -825,11 +851,12 @@ def render_growth(rows: list[dict[str, Any]]) -> str:
         "Every `make bench-scale` run recorded (newest per pair count and commit; `docs/benchmarks.json`, key "
         "`scale_runs`). Machine CPU s per pair by stage: data / training / promotion / deploy. Pooled: the "
         "`train_pooled_models` task's seconds and machine CPU, and the seconds of the pooled models' promotion "
-        "decisions, for that many pooled models.",
+        "decisions, for that many pooled models. Probe: the CPU seconds of one fixed xgboost fit at the start "
+        "(the machine's speed; lower is faster).",
         "",
         "| when | commit | pairs | trigger to all served s | stage walls s | machine CPU s / pair | peak RSS MB "
-        "| pooled models: training s (machine CPU s), promotion s | load at start |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| pooled models: training s (machine CPU s), promotion s | load at start | probe s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in sorted(rows, key=lambda r: (r["pairs"], r["when"])):
         order = CHAIN_DAG_IDS
@@ -849,7 +876,7 @@ def render_growth(rows: list[dict[str, Any]]) -> str:
         )
         lines.append(
             f"| {row['when']} | {row.get('commit') or ''} | {row['pairs']} | {served} | {wall} | {cpu} "
-            f"| {row['peak_rss_mb']} | {pooled} | {row['loadavg_at_start']} |"
+            f"| {row['peak_rss_mb']} | {pooled} | {row['loadavg_at_start']} | {row.get('probe_fit_cpu_s') or ''} |"
         )
     return "\n".join([*lines, ""])
 
