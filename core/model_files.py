@@ -52,12 +52,9 @@ def download_model(
     import mlflow
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    registry: Any = client if client is not None else mlflow.MlflowClient()
-    tracking_uri = getattr(registry, "tracking_uri", None)  # where an mlflow-artifacts: URI resolves
-    # Its registry client: ``MlflowClient`` first reads the registered model to refuse a prompt (a request).
-    inner = getattr(registry, "_get_registry_client", None)
-    registry = inner() if callable(inner) else registry
-    location = registry.get_model_version_download_uri(name, str(version))
+    client = client if client is not None else mlflow.MlflowClient()
+    tracking_uri = getattr(client, "tracking_uri", None)  # where an mlflow-artifacts: URI resolves
+    location = registry_client(client).get_model_version_download_uri(name, str(version))
     repo = get_artifact_repository(location, tracking_uri=tracking_uri)
     dst.mkdir(parents=True, exist_ok=True)
     fetch = getattr(repo, "_download_file", None)
@@ -75,6 +72,18 @@ def download_model(
         local.parent.mkdir(parents=True, exist_ok=True)
         fetch(info.path, str(local))
     return DownloadedModel(dst, sum(info.file_size or 0 for info in files))
+
+
+def registry_client(client: Any) -> Any:
+    """The registry client under an ``MlflowClient``, which calls the registry without a prompt check.
+
+    ``MlflowClient``'s registry calls (an alias, a version tag, a description, a download URI) first
+    read the registered model to refuse a prompt: one more request each (issue 26). modelyard calls
+    them on registered models it just read or registered, never prompts. A client without one (another
+    MLflow, a test double) is returned as it is.
+    """
+    inner = getattr(client, "_get_registry_client", None)
+    return inner() if callable(inner) else client
 
 
 def _files(repo: Any, path: str) -> Any:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from modelyard.training.metrics import Task
     from modelyard.training.split import SplitBoundaries
 
+from modelyard.core.model_files import ENVIRONMENT_FILES, EXAMPLE_FILES, download_model
 from modelyard.promotion.gates import (
     LATENCY_ROUNDS,
     SPEC_EXTRA_DIR,
@@ -43,6 +44,7 @@ from modelyard.promotion.gates import (
     GateInputError,
     ModelScore,
 )
+from modelyard.training.onnx_export import REPORT_FILE, SAMPLE_FILE
 
 # ---------------------------------------------------------------- evidence from the registry
 
@@ -246,16 +248,9 @@ def load_version(version: ModelVersion, folder: Path) -> tuple[Any, float]:
     return loaded.model, loaded.size_mb
 
 
-def _left_out() -> frozenset[str]:
-    """What the gates never open of a model: its environment files and input examples (they load it in this
-    environment), the server's ONNX parity sample and the export's report (they check parity on the holdout)."""
-    from modelyard.core.model_files import ENVIRONMENT_FILES, EXAMPLE_FILES
-    from modelyard.training.onnx_export import REPORT_FILE, SAMPLE_FILE
-
-    return ENVIRONMENT_FILES | EXAMPLE_FILES | {f"{SPEC_EXTRA_DIR}/{SAMPLE_FILE}", f"{SPEC_EXTRA_DIR}/{REPORT_FILE}"}
-
-
-_LEFT_OUT = _left_out()
+# What the gates never open of a model: its environment files and input examples (they load it in this
+# environment), the server's ONNX parity sample and the export's report (they check parity on the holdout).
+_LEFT_OUT = ENVIRONMENT_FILES | EXAMPLE_FILES | {f"{SPEC_EXTRA_DIR}/{SAMPLE_FILE}", f"{SPEC_EXTRA_DIR}/{REPORT_FILE}"}
 
 
 def load_version_with_spec(version: ModelVersion, folder: Path) -> LoadedVersion:
@@ -270,8 +265,6 @@ def load_version_with_spec(version: ModelVersion, folder: Path) -> LoadedVersion
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
-
-    from modelyard.core.model_files import download_model
 
     try:
         downloaded = download_model(version.name, str(version.version), folder / f"v{version.version}", _LEFT_OUT)

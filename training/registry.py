@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from modelyard.core.contracts.registry import CHALLENGER_ALIAS, INPUT_KEY_TAG, PROMOTION_TAG, split_history
+from modelyard.core.model_files import registry_client
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -190,8 +191,7 @@ def registry_writer(client: MlflowClient) -> Any:
     history and alias moves through it too: the version or model it writes was just read from the
     registry as a model, never a prompt.
     """
-    inner = getattr(client, "_get_registry_client", None)
-    return inner() if callable(inner) else client
+    return registry_client(client)
 
 
 def set_challenger(client: MlflowClient, model_name: str, version: str, attempts: int = 5) -> None:
