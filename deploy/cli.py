@@ -202,6 +202,9 @@ def serve(
             # connections here; the app refuses requests beyond limit_concurrency itself.
             limit_concurrency=limit_concurrency * 4 + 64,
             access_log=False,
+            # No X-Forwarded-* rewriting of the client address: the server never reads it, and the
+            # middleware is one more coroutine layer around every request.
+            proxy_headers=False,
             log_config=None,
             timeout_graceful_shutdown=10,
         )

@@ -5,7 +5,12 @@ response, so a client that opens a connection and sends its headers (or body) on
 a time holds it for as long as it likes (slowloris). Here every request must arrive whole,
 headers and body, within ``MODELYARD_SERVE_REQUEST_TIMEOUT`` seconds of its first byte (or
 of the connection opening); otherwise the client gets ``408`` and the connection closes.
-Headers larger than ``MODELYARD_SERVE_MAX_HEADER_BYTES`` get ``431``.
+Headers larger than ``MODELYARD_SERVE_MAX_HEADER_BYTES`` get ``431``. The deadline is one float a
+request (when it started arriving) and one timer a connection: the timer is armed when a request
+starts and none is pending, and when it fires it either refuses the request still arriving or re-arms
+for the current one's deadline. A keep-alive connection answering thousands of requests a second
+so schedules a timer every ``timeout`` seconds, not one a request (a timer and its cancel were the
+transport's largest cost of a one-row prediction after the socket write).
 
 A response leaves in one socket write: uvicorn writes the head on ``http.response.start`` and the
 body on ``http.response.body``, two ``send`` syscalls (and two TCP segments) for a small JSON
@@ -105,6 +110,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         limits = self.app_state.get(LIMITS_STATE_KEY) or TransportLimits()
         self._read_timeout, self._max_header_bytes = limits.request_timeout_seconds, limits.max_header_bytes
         self._read_deadline: asyncio.TimerHandle | None = None
+        self._arriving_since: float | None = None  # loop time the request now arriving began; None between requests
         self._header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -112,7 +118,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_deadline()
+        self._arriving_since = None
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -126,15 +135,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = 0
-        self._arm_deadline()
+        if self._arriving_since is None:  # else the connection opened for this request: its deadline runs
+            self._arm_deadline()
 
+    # The count is inlined and the parent called by name: these run for every header of every request.
     def on_url(self, url: bytes) -> None:
-        self._count_header_bytes(len(url))
-        super().on_url(url)
+        self._header_bytes += len(url)
+        if self._header_bytes > self._max_header_bytes:
+            self._headers_too_large()
+        HttpToolsProtocol.on_url(self, url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_header_bytes(len(name) + len(value))
-        super().on_header(name, value)
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > self._max_header_bytes:
+            self._headers_too_large()
+        HttpToolsProtocol.on_header(self, name, value)
 
     def on_headers_complete(self) -> None:
         before = self.cycle
@@ -144,38 +159,44 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             cycle.transport = CoalescingTransport(self.transport)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
-        self._disarm_deadline()
+        self._arriving_since = None  # arrived whole: the pending timer, when it fires, finds nothing to refuse
         super().on_message_complete()
 
-    def _count_header_bytes(self, size: int) -> None:
-        self._header_bytes += size
-        if self._header_bytes > self._max_header_bytes:
-            limit = self._max_header_bytes
-            message = f"request line and headers exceed {limit} bytes"
-            self._refuse(431, b"Request Header Fields Too Large", "headers_too_large", message)
-            raise HeadersTooLarge(message)  # stops the parser (uvicorn's 400 is suppressed above)
+    def _headers_too_large(self) -> None:
+        message = f"request line and headers exceed {self._max_header_bytes} bytes"
+        self._refuse(431, b"Request Header Fields Too Large", "headers_too_large", message)
+        raise HeadersTooLarge(message)  # stops the parser (uvicorn's 400 is suppressed above)
 
     def _arm_deadline(self) -> None:
+        """A request starts arriving now: its deadline is ``now + timeout``; a timer fires by then."""
+        now = self.loop.time()
+        self._arriving_since = now
         if self._read_deadline is None:
-            self._read_deadline = self.loop.call_later(self._read_timeout, self._deadline_passed)
-
-    def _disarm_deadline(self) -> None:
-        if self._read_deadline is not None:
-            self._read_deadline.cancel()
-            self._read_deadline = None
+            self._read_deadline = self.loop.call_at(now + self._read_timeout, self._deadline_passed)
 
     def _deadline_passed(self) -> None:
         self._read_deadline = None
+        since = self._arriving_since
+        if since is None:  # between requests: the next one arms a timer when it starts
+            return
+        deadline = since + self._read_timeout
+        if self.loop.time() < deadline:  # a later request is arriving: wait for its own deadline
+            self._read_deadline = self.loop.call_at(deadline, self._deadline_passed)
+            return
         timeout = self._read_timeout
         message = f"the request was not received within {timeout:g}s; send headers and body without pausing"
         self._refuse(408, b"Request Timeout", "request_timeout", message)
 
     def _refuse(self, status: int, reason: bytes, code: str, message: str) -> None:
-        """Answer ``status`` unless a response already started, then close the connection."""
+        """Answer ``status`` unless a response already started, then close the connection.
+
+        On a kept-alive connection ``cycle`` is still the answered request's until the next one's
+        headers are complete: a finished response is no reason to leave the refusal unsaid.
+        """
         if self.transport.is_closing():
             return
         cycle = self.cycle
-        if cycle is None or not cycle.response_started:
+        if cycle is None or not cycle.response_started or cycle.response_complete:
             self.transport.write(_error_response(status, reason, code, message))
         elif isinstance(cycle.transport, CoalescingTransport):
             cycle.transport.flush()

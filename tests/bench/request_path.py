@@ -3,7 +3,7 @@
 The serving bench (``tests/bench/serving.py``) measures the server over HTTP with ``wrk``; this
 one takes HTTP away: it registers the same 200-tree xgboost model in a temporary sqlite registry,
 starts ``ServingApp`` in this process on that plan, and times requests handed straight to the
-ASGI callable (``GET /healthz``, one-row ``/v1/predict`` and ``/invocations``, 1,000-row
+ASGI callable (``GET /healthz``, one-row ``/v1/predict``, ``/invocations`` and v2 ``infer``, 1,000-row
 ``/v1/predict``), best of several rounds, in process CPU microseconds per request (so that
 the figures hold on a busy machine). ``--profile PATH``
 writes a cProfile of the one-row ``/v1/predict`` loop (read it with ``python -m pstats``).
@@ -72,6 +72,10 @@ def bodies(n_features: int, rows: int) -> dict[str, bytes]:
         "many": json.dumps({"records": records}).encode(),
         "mlflow_one": json.dumps({"dataframe_split": {"columns": names, "data": matrix[:1]}}).encode(),
         "mlflow_many": json.dumps({"dataframe_split": {"columns": names, "data": matrix}}).encode(),
+        # The Open Inference Protocol's form: one FP64 tensor of shape [1] per field.
+        "v2_one": json.dumps(
+            {"inputs": [{"name": n, "datatype": "FP64", "shape": [1], "data": [v]} for n, v in records[0].items()]}
+        ).encode(),
     }
 
 
@@ -90,6 +94,9 @@ async def measure(app: Any, payloads: dict[str, bytes], calls: int, profile: Pat
             "predict_1_us": await per_request_us(app, "POST", one, payloads["one"], calls),
             "invocations_1_us": await per_request_us(
                 app, "POST", "/invocations/bench/local", payloads["mlflow_one"], calls
+            ),
+            "v2_infer_1_us": await per_request_us(
+                app, "POST", "/v2/models/bench-local/infer", payloads["v2_one"], calls
             ),
             "predict_1000_us": await per_request_us(app, "POST", one, payloads["many"], max(1, calls // 100)),
             "invocations_1000_us": await per_request_us(

@@ -425,6 +425,22 @@ def test_the_408_names_the_deadline(server):
     assert f"not received within {REQUEST_TIMEOUT_S:g}s" in json.loads(body)["message"]
 
 
+def test_a_later_request_on_a_kept_alive_connection_gets_its_own_deadline(server):
+    """One timer a connection: a request answered, then a stalled one is cut a deadline after its first byte."""
+    with socket.create_connection(_address(server), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_response(sock)[0] == 200
+        time.sleep(REQUEST_TIMEOUT_S * 0.6)  # the first request's timer is still pending
+        started = time.monotonic()
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # ...and the rest never comes
+        status, body = _read_response(sock)
+        waited = time.monotonic() - started
+    assert status == 408
+    assert f"not received within {REQUEST_TIMEOUT_S:g}s" in json.loads(body)["message"]
+    # Not cut by the first request's timer (due 0.4 s after this one began): its own deadline counts.
+    assert waited >= REQUEST_TIMEOUT_S * 0.9, waited
+
+
 def test_oversized_headers_get_431(server):
     with socket.create_connection(_address(server), timeout=10) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")

@@ -44,7 +44,7 @@ class Tensor(msgspec.Struct, frozen=True, gc=False):
     name: str
     datatype: Datatype
     shape: Shape
-    data: list[Any]
+    data: list[int | float | str | bool | None]  # flat; nested rows fail the one-call decode
     parameters: dict[str, Any] | None = None
 
     @property
@@ -141,13 +141,16 @@ def _fast_request(body: bytes, max_records: int) -> InferRequest | None:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     tensors = request.inputs
-    for tensor in tensors:  # the datatype and the shape's form are checked by the decoder
-        data = tensor.data
-        if tensor.parameters or (data and isinstance(data[0], list)) or len(data) != math.prod(tensor.shape):
-            return None
     if not tensors:
         return None
-    _same_rows(tensors, max_records)
+    # The datatype, the shape's form and flat scalar data are checked by the decoder; left: the sizes.
+    rows = tensors[0].shape[0]
+    for tensor in tensors:
+        shape = tensor.shape
+        if tensor.parameters or shape[0] != rows or len(tensor.data) != (rows if len(shape) == 1 else rows * shape[1]):
+            return None  # the checked path names what is wrong
+    if rows == 0 or rows > max_records:
+        _same_rows(tensors, max_records)  # raises, naming the count
     outputs = [o.name for o in request.outputs] if request.outputs is not None else []
     return InferRequest(id=request.id, parameters=request.parameters or {}, inputs=tensors, outputs=outputs)
 
