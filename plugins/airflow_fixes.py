@@ -1,4 +1,4 @@
-"""Airflow's DAG sync without the row explosion (apache/airflow#72393), for DAGs scheduled on many assets.
+"""Two Airflow queries that grow with the assets a DAG is scheduled on, fixed for the embedded stack.
 
 After every parse of a DAG file, Airflow's DAG processor reads the file's ``DagModel`` rows back
 (``DagModelOperation.find_orm_dags``) with five one-to-many collections joined into one query: tags
@@ -16,8 +16,19 @@ joins the collections (read from its source), so an Airflow that ships the fix r
 embedded stack installs it from ``AIRFLOW_HOME/config/airflow_local_settings.py``; an existing
 Airflow does the same with two lines there (README, "Installing into an existing Airflow").
 
-The module imports nothing at import time and patches nothing until Airflow's ``collection`` module
-is imported: a task process, which never syncs DAGs, pays neither.
+A task's start without a query per triggering event (apache/airflow#72672). Every task instance of
+an asset-triggered run starts through the Execution API's ``ti_run``, which answers with the run and
+the asset events that triggered it. It joins the events but not their asset and source aliases, so
+serialising the answer reads both per event, two ``SELECT`` statements each, inside the task instance's
+``FOR UPDATE`` transaction. A stage of modelyard's chain is triggered by one event per pair: at 1,000
+pairs each of a run's ~34 task instances waited ~10 s for its start (the api-server's access log,
+2026-12-05), longer than the task supervisor's 5 s timeout, and four of promotion's chunk tasks were
+killed after their retries, waiting for the heartbeat timeout to run again. :func:`patch_run_context`
+gives ``ti_run``'s load of the events the two nested loads the open fix proposes (a joined load of
+each event's asset, one ``selectinload`` of the aliases), when ``ti_run``'s source still lacks them.
+
+The module imports nothing at import time and patches nothing until Airflow's ``collection`` (or
+``task_instances`` route) module is imported: a task process, which never syncs DAGs, pays neither.
 """
 
 from __future__ import annotations
@@ -40,13 +51,23 @@ EXPLODING_LOAD = "joinedload(DagModel.schedule_asset_references)"
 REPLACED: dict[str, Any] = {}
 
 
+TASK_INSTANCES_MODULE = "airflow.api_fastapi.execution_api.routes.task_instances"
+# What Airflow's unfixed ``ti_run`` says (3.0-3.3): the events joined, their asset and aliases not.
+LAZY_EVENTS_LOAD = "joinedload(DR.consumed_asset_events)"
+FIXED_EVENTS_LOAD = "AssetEvent.asset"
+
+
 def install() -> None:
-    """Patch Airflow's DAG sync now if its module is loaded, else as soon as something imports it."""
-    module = sys.modules.get(COLLECTION_MODULE)
-    if module is not None:
-        patch(module)
-    elif not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _PatchOnImport())
+    """Patch Airflow's modules now if they are loaded, else each as soon as something imports it."""
+    pending = {}
+    for name, fix in _FIXES.items():
+        module = sys.modules.get(name)
+        if module is not None:
+            fix(module)
+        else:
+            pending[name] = fix
+    if pending and not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PatchOnImport(pending))
 
 
 def patch(module: ModuleType) -> bool:
@@ -86,15 +107,58 @@ def find_orm_dags(self: Any, *, session: Any) -> dict[str, Any]:
     return {dag.dag_id: dag for dag in session.scalars(locked)}
 
 
+def patch_run_context(module: ModuleType) -> bool:
+    """Give ``ti_run``'s load of a run's triggering events their asset and aliases; whether it lacked them."""
+    current = getattr(module, "joinedload", None)
+    ti_run = getattr(module, "ti_run", None)
+    if current is None or ti_run is None or getattr(current, "modelyard_fix", False):
+        return False
+    try:
+        source = inspect.getsource(ti_run)
+    except (OSError, TypeError):
+        return False
+    if LAZY_EVENTS_LOAD not in source or FIXED_EVENTS_LOAD in source:
+        return False
+    REPLACED[module.__name__] = current
+    module.joinedload = _with_event_assets(current)  # type: ignore[attr-defined]
+    return True
+
+
+def _with_event_assets(joinedload: Any) -> Any:
+    """``joinedload`` as the route module calls it, the run's events given their nested loads."""
+
+    def fixed(*keys: Any, **kwargs: Any) -> Any:
+        from airflow.models.dagrun import DagRun
+
+        load = joinedload(*keys, **kwargs)
+        if len(keys) == 1 and keys[0] is DagRun.consumed_asset_events:
+            from airflow.models.asset import AssetEvent
+            from sqlalchemy.orm import selectinload
+
+            load = load.options(joinedload(AssetEvent.asset), selectinload(AssetEvent.source_aliases))
+        return load
+
+    fixed.modelyard_fix = True  # type: ignore[attr-defined]
+    return fixed
+
+
+_FIXES = {COLLECTION_MODULE: patch, TASK_INSTANCES_MODULE: patch_run_context}
+
+
 class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds Airflow's ``collection`` module as the other finders do, and patches it once executed."""
+    """Finds each pending Airflow module as the other finders do, and patches it once executed."""
+
+    def __init__(self, pending: dict[str, Any]) -> None:
+        self.pending = pending
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if fullname != COLLECTION_MODULE:
+        fix = self.pending.pop(fullname, None)
+        if fix is None:
             return None
-        sys.meta_path.remove(self)  # one module, once: the real finders answer from here on
+        if not self.pending:
+            sys.meta_path.remove(self)  # every module once: the real finders answer from here on
         spec = importlib.util.find_spec(fullname)
         if spec is None or spec.loader is None:
             return spec
@@ -103,7 +167,7 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 
         def exec_module(module: ModuleType) -> None:
             execute(module)
-            patch(module)
+            fix(module)
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec

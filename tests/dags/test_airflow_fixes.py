@@ -1,12 +1,15 @@
-"""Airflow's DAG sync reads a DAG's row once with the fix (``plugins/airflow_fixes.py``, ADR 0020).
+"""Airflow's queries that grow with a DAG's assets, with and without ``plugins/airflow_fixes.py`` (ADR 0020).
 
 A real Airflow: a migrated SQLite database, a DAG scheduled on 40 assets with three tags synced by
 ``airflow dags reserialize`` in an ``AIRFLOW_HOME`` whose local settings are the embedded stack's, then
-``dag_sync_probe.py`` reads it back with Airflow's query and with the fix's, in a fresh process.
+``dag_sync_probe.py`` reads it back with Airflow's query and with the fix's, in a fresh process; and
+``run_context_probe.py`` records a run triggered by an event on each asset and builds the answer a
+task's start gets (``ti_run``) with Airflow's load and the fix's.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -22,6 +25,7 @@ from modelyard.plugins import airflow_fixes
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("dag_sync_probe.py")
+RUN_PROBE = Path(__file__).with_name("run_context_probe.py")
 ASSETS = 40
 TAGS = ["modelyard", "probe", "sync"]
 
@@ -51,7 +55,7 @@ many_assets()
 
 
 @pytest.fixture(scope="module")
-def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def probes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     home = tmp_path_factory.mktemp("airflow-sync")
     dags = home / "dags"
     dags.mkdir()
@@ -68,12 +72,31 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         PYTHONPATH=str(REPO),
     )
     airflow = str(Path(sys.executable).with_name("airflow"))
-    for command in ([airflow, "db", "migrate"], [airflow, "dags", "reserialize"], [sys.executable, str(PROBE)]):
+    commands = [
+        [airflow, "db", "migrate"], [airflow, "dags", "reserialize"],
+        [sys.executable, str(PROBE)], [sys.executable, str(RUN_PROBE)],
+    ]  # fmt: skip
+    printed = ""
+    for command in commands:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-    lines = [line for line in done.stdout.splitlines() if line.startswith("DAG-SYNC-PROBE ")]
-    assert lines, f"probe printed no result:\n{done.stdout[-2000:]}"
-    return dict(json.loads(lines[-1].split(" ", 1)[1]))
+        printed += done.stdout
+    results = {}
+    for marker in ("DAG-SYNC-PROBE", "RUN-CONTEXT-PROBE"):
+        lines = [line for line in printed.splitlines() if line.startswith(f"{marker} ")]
+        assert lines, f"{marker} printed no result:\n{printed[-2000:]}"
+        results[marker] = dict(json.loads(lines[-1].split(" ", 1)[1]))
+    return results
+
+
+@pytest.fixture(scope="module")
+def probe(probes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return probes["DAG-SYNC-PROBE"]
+
+
+@pytest.fixture(scope="module")
+def run_probe(probes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return probes["RUN-CONTEXT-PROBE"]
 
 
 def test_the_stacks_local_settings_install_the_fix_in_every_airflow_process(probe: dict[str, Any]) -> None:
@@ -104,3 +127,41 @@ def test_an_airflow_that_ships_the_fix_is_left_as_it_is() -> None:
     original = DagModelOperation.find_orm_dags
     assert airflow_fixes.patch(module) is False
     assert DagModelOperation.find_orm_dags is original
+
+
+def test_the_stacks_local_settings_install_the_task_start_fix_too(run_probe: dict[str, Any]) -> None:
+    assert run_probe["installed_by_local_settings"] is True
+
+
+def test_a_task_start_reads_each_triggering_event_again_without_the_fix_and_not_with_it(
+    run_probe: dict[str, Any],
+) -> None:
+    airflow, fixed, events = run_probe["airflow"], run_probe["fixed"], run_probe["consumed_events"]
+    assert events == ASSETS
+    assert airflow["selects"] >= 2 * ASSETS  # each event's asset and aliases, one SELECT each
+    assert fixed["selects"] <= 3  # the run with its events and assets, then the aliases of all
+
+
+def test_the_task_start_fix_answers_what_airflow_answers(run_probe: dict[str, Any]) -> None:
+    airflow, fixed = run_probe["airflow"], run_probe["fixed"]
+    assert fixed["events"] == airflow["events"]
+    assert len(fixed["events"]) == ASSETS
+    assert sum(1 for event in fixed["events"] if event["source_aliases"]) == 3
+    assert {event["asset"]["uri"] for event in fixed["events"]} == {f"modelyard://probe/{i}" for i in range(ASSETS)}
+
+
+def test_an_airflow_whose_task_start_loads_the_assets_is_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "fixed_task_instances.py"
+    path.write_text(
+        "joinedload = object()\n\n\n"
+        "def ti_run():\n"
+        "    return joinedload(DR.consumed_asset_events).options(joinedload(AssetEvent.asset))\n"
+    )
+    spec = importlib.util.spec_from_file_location("fixed_task_instances", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    original = module.joinedload
+    assert airflow_fixes.patch_run_context(module) is False
+    assert module.joinedload is original
