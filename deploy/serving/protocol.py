@@ -9,8 +9,7 @@ Headers larger than ``MODELYARD_SERVE_MAX_HEADER_BYTES`` get ``431``. The deadli
 request (when it started arriving) and one timer a connection: the timer is armed when a request
 starts and none is pending, and when it fires it either refuses the request still arriving or re-arms
 for the current one's deadline. A keep-alive connection answering thousands of requests a second
-so schedules a timer every ``timeout`` seconds, not one a request (a timer and its cancel were the
-transport's largest cost of a one-row prediction after the socket write).
+so schedules a timer every ``timeout`` seconds, not one (and its cancel) a request.
 
 A response leaves in one socket write: uvicorn writes the head on ``http.response.start`` and the
 body on ``http.response.body``, two ``send`` syscalls (and two TCP segments) for a small JSON
