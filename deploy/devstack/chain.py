@@ -59,9 +59,11 @@ def _failed(ti: dict[str, Any]) -> bool:
 def poll_chain(api: AirflowApi, since: str, known: ChainState | None = None) -> ChainState:
     """The chain's state: runs after ``since`` plus any run still queued or running.
 
-    The pair outcomes of finished chunk tasks are read once (kept from ``known``, the previous poll).
+    The pair outcomes of finished chunk tasks are read once (kept from ``known``, the previous poll),
+    and so are the task instances of a run that had already finished then and has not changed since.
     """
     state = ChainState(outcomes=dict(known.outcomes) if known else {})
+    settled = _settled_runs(known)
     for dag_id in DAG_IDS:
         runs = {run["dag_run_id"]: run for run in api.dag_runs(dag_id, since)}
         for run in api.dag_runs(dag_id):
@@ -69,10 +71,31 @@ def poll_chain(api: AirflowApi, since: str, known: ChainState | None = None) -> 
                 runs.setdefault(run["dag_run_id"], run)
         state.runs[dag_id] = sorted(runs.values(), key=lambda r: str(r.get("run_after")))
         for run in state.runs[dag_id]:
-            state.tasks[run["dag_run_id"]] = api.task_instances(dag_id, run["dag_run_id"])
-            _read_outcomes(api, state, state.tasks[run["dag_run_id"]])
+            run_id = run["dag_run_id"]
+            if known is not None and _unchanged(settled.get((dag_id, run_id)), run):
+                state.tasks[run_id] = known.tasks[run_id]
+                continue
+            state.tasks[run_id] = api.task_instances(dag_id, run_id)
+            _read_outcomes(api, state, state.tasks[run_id])
         state.queued[dag_id] = api.queued_asset_events(dag_id)
     return state
+
+
+def _settled_runs(known: ChainState | None) -> dict[tuple[str, str], dict[str, Any]]:
+    """The runs ``known`` saw finished, whose task instances it holds."""
+    if known is None:
+        return {}
+    return {
+        (dag_id, run["dag_run_id"]): run
+        for dag_id, runs in known.runs.items()
+        for run in runs
+        if run["state"] in TERMINAL_RUN_STATES and run["dag_run_id"] in known.tasks
+    }
+
+
+def _unchanged(before: dict[str, Any] | None, run: dict[str, Any]) -> bool:
+    """A run seen finished before and still finished the same way (a cleared run changes state or end date)."""
+    return before is not None and all(before.get(key) == run.get(key) for key in ("state", "end_date"))
 
 
 def _read_outcomes(api: AirflowApi, state: ChainState, tis: list[dict[str, Any]]) -> None:

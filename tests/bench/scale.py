@@ -176,6 +176,7 @@ class MemorySampler:
         self.run_dir = run_dir
         self.samples: list[tuple[float, int]] = []  # (unix time, bytes)
         self.busy: list[tuple[float, float]] = []  # (unix time, the machine's busy CPU seconds so far)
+        self.cpu: list[tuple[float, dict[int, tuple[str, float]]]] = []  # (unix time, {pid: (kind, CPU s so far)})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
@@ -190,13 +191,23 @@ class MemorySampler:
     def _run(self) -> None:
         while not self._stop.wait(SAMPLE_SECONDS):
             now = time.time()
-            self.samples.append((now, self.tree_rss()))
+            rss, cpu = self.tree_sample()
+            self.samples.append((now, rss))
             self.busy.append((now, machine_busy_seconds()))
+            self.cpu.append((now, cpu))
 
     def tree_rss(self) -> int:
+        return self.tree_sample()[0]
+
+    def tree_sample(self) -> tuple[int, dict[int, tuple[str, float]]]:
+        """The summed RSS of the stack's process trees, and each process's kind and CPU seconds so far.
+
+        PostgreSQL's processes are not in the stack's trees (a machine service) but serve Airflow's
+        metadata, so they are sampled too.
+        """
         import psutil
 
-        total = 0
+        total, cpu = 0, {}
         for pid_file in self.run_dir.glob("*.pid"):
             pid = ManagedProcess(pid_file.stem, self.run_dir).pid()
             if pid is None:
@@ -206,7 +217,35 @@ class MemorySampler:
                 for proc in [root, *root.children(recursive=True)]:
                     with contextlib.suppress(psutil.Error):
                         total += proc.memory_info().rss
-        return total
+                        times = proc.cpu_times()
+                        cpu[proc.pid] = (process_kind(pid_file.stem, proc), times.user + times.system)
+        for proc in psutil.process_iter(["name", "cpu_times"]):
+            if proc.info["name"] == "postgres" and proc.info["cpu_times"] is not None:
+                cpu[proc.pid] = ("postgres", proc.info["cpu_times"].user + proc.info["cpu_times"].system)
+        mine = psutil.Process().cpu_times()
+        cpu[os.getpid()] = ("this bench (polling Airflow, sampling)", mine.user + mine.system)
+        return total, cpu
+
+    def cpu_by_kind(self, start: float | None, end: float | None) -> dict[str, float]:
+        """CPU seconds each kind of process spent between ``start`` and ``end`` (``other``: the rest of the machine).
+
+        A process's figure is the last sample inside the window less its last sample before it
+        (0 when it started inside): a process that ended within a second of its last sample loses that second.
+        """
+        before: dict[int, float] = {}
+        last: dict[int, tuple[str, float]] = {}
+        for t, sample in self.cpu:
+            if start is not None and t < start:
+                before = {pid: seconds for pid, (_, seconds) in sample.items()}
+            elif end is None or t <= end:
+                last.update(sample)
+        kinds: dict[str, float] = {}
+        for pid, (kind, seconds) in last.items():
+            kinds[kind] = kinds.get(kind, 0.0) + max(0.0, seconds - before.get(pid, 0.0))
+        busy = self.cpu_seconds(start, end)
+        if busy is not None:
+            kinds["other"] = max(0.0, busy - sum(kinds.values()))
+        return {kind: round(seconds, 1) for kind, seconds in sorted(kinds.items(), key=lambda kv: -kv[1])}
 
     def cpu_seconds(self, start: float | None, end: float | None) -> float | None:
         """Busy CPU seconds of the whole machine between ``start`` and ``end`` (every process, all cores)."""
@@ -216,6 +255,25 @@ class MemorySampler:
     def peak(self, start: float | None = None, end: float | None = None) -> int | None:
         values = [rss for t, rss in self.samples if (start is None or t >= start) and (end is None or t <= end)]
         return max(values) if values else None
+
+
+def process_kind(root: str, proc: Any) -> str:
+    """What a process of the stack is, for the CPU breakdown: its pid file's name, Airflow's parts by command line."""
+    command = " ".join(proc.cmdline())
+    if "forkserver" in command or "multiprocessing" in command:
+        return "chunk worker processes"
+    if root == "mlflow":
+        return "mlflow server"
+    if root != "airflow":
+        return root
+    for part in ("scheduler", "dag-processor", "triggerer", "api-server"):
+        if f"airflow {part}" in command or f"airflow {part.replace('-', '_')}" in command:
+            return f"airflow {part}"
+    if "standalone" in command:
+        return "airflow standalone"
+    if "LocalExecutor" in command:
+        return "airflow executor (task supervisors)"
+    return "airflow task processes (the chunks' pairs)"
 
 
 def machine_busy_seconds() -> float:
@@ -284,6 +342,7 @@ def stage_figures(
         "tasks": _task_windows(tasks),
         "peak_rss_mb": _mb(sampler.peak(start, end)) if sampler is not None and start is not None else None,
         "cpu_seconds": sampler.cpu_seconds(start, end) if sampler is not None and start is not None else None,
+        "cpu_by_process": sampler.cpu_by_kind(start, end) if sampler is not None and start is not None else None,
         "pair_outcomes": len(outcomes),
         "pair_statuses": dict(sorted(Counter(str(o.get("status")) for o in outcomes).items())),
         "pair_seconds": round(pair_seconds, 1),
@@ -788,6 +847,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"| {s.get('pair_seconds')} | {s['overhead_per_pair_s']} | {s.get('cpu_seconds_per_pair')} "
             f"| {s['peak_rss_mb']} |"
         )
+    lines += _cpu_by_process_lines(stages, results["pairs"])
     fit = results.get("fit_seconds_logged")
     lines += [
         "",
@@ -811,6 +871,27 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _cpu_by_process_lines(stages: dict[str, Any], pairs: int) -> list[str]:
+    """Where each stage's machine CPU went, by kind of process, in CPU s a pair (the stage's window, as above)."""
+    kinds: list[str] = []
+    for stage in stages.values():
+        kinds += [k for k in stage.get("cpu_by_process") or {} if k not in kinds]
+    if not kinds:
+        return []
+    lines = [
+        "",
+        "Machine CPU s a pair by process, over each stage's window (chunk worker processes: the pairs' work; "
+        "other: the machine's processes outside the stack and PostgreSQL):",
+        "",
+        "| process | " + " | ".join(stages) + " |",
+        "|---|" + "---|" * len(stages),
+    ]
+    for kind in kinds:
+        cells = [(stage.get("cpu_by_process") or {}).get(kind) for stage in stages.values()]
+        lines.append(f"| {kind} | " + " | ".join("" if c is None else f"{c / pairs:.3f}" for c in cells) + " |")
+    return lines
 
 
 def _cli_line(cli: dict[str, Any] | None) -> str:
