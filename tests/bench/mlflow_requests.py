@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200, help="requests of each kind")
+    parser.add_argument("--http-server", choices=("uvicorn", "gunicorn"), default="gunicorn", help="what serves MLflow")
     args = parser.parse_args(argv)
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with (
         tempfile.TemporaryDirectory(prefix="modelyard-requests-") as tmp,
-        start_mlflow_server(Path(tmp) / "mlflow") as server,
+        start_mlflow_server(Path(tmp) / "mlflow", http_server=args.http_server) as server,
     ):
         mlflow.set_tracking_uri(server.url)
         client = mlflow.MlflowClient(server.url, server.url)

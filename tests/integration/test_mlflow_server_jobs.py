@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
-from modelyard.deploy.rollout.mlflow_server import MlflowServer, start_mlflow_server
+from modelyard.deploy.rollout.mlflow_server import MlflowServer, MlflowServerError, start_mlflow_server
 
 
 def _children(server: MlflowServer) -> list[str]:
@@ -22,7 +23,8 @@ def _children(server: MlflowServer) -> list[str]:
 
 def test_the_embedded_server_starts_no_job_runner(mlflow_server: MlflowServer) -> None:
     children = _children(mlflow_server)
-    assert len(children) == 1, children  # uvicorn's one worker
+    assert len(children) == 2, children  # gunicorn's arbiter and its one worker (ADR 0022)
+    assert all("gunicorn" in child for child in children), children
     assert not any("huey" in child or "_job_runner" in child for child in children)
 
 
@@ -40,3 +42,20 @@ def test_the_environment_variable_still_turns_the_job_runner_on(
             children = _children(server)
     finally:
         server.stop()
+
+
+def test_uvicorn_serves_mlflow_when_asked_and_an_unknown_server_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELYARD_MLFLOW_HTTP_SERVER", "uvicorn")
+    server = start_mlflow_server(tmp_path / "uvicorn")
+    try:
+        children = _children(server)
+        assert len(children) == 1, children
+        assert "uvicorn" in children[0], children
+        assert httpx.get(f"{server.url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=30).status_code == 200
+    finally:
+        server.stop()
+    monkeypatch.setenv("MODELYARD_MLFLOW_HTTP_SERVER", "waitress")
+    with pytest.raises(MlflowServerError, match=r"MODELYARD_MLFLOW_HTTP_SERVER='waitress'.*gunicorn, uvicorn"):
+        start_mlflow_server(tmp_path / "other")
