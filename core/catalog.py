@@ -3,14 +3,16 @@
 ``modelyard status``, ``modelyard plan`` and the deploy planner read every configured
 (family, region) model. One ``get_registered_model`` / ``get_model_version`` call per model
 costs a round trip each (1,000 models: thousands of requests); these helpers ask the
-registry with ``name IN (...)`` filters, ``NAMES_PER_QUERY`` names at a time, and follow
-``page_token`` to the end, so the request count grows with pages, not with models.
+registry with ``name IN (...)`` filters, ``NAMES_PER_QUERY`` names at a time (fewer when the
+names are long: the filter travels in the URL), and follow ``page_token`` to the end, so the
+request count grows with pages, not with models.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
+from urllib.parse import quote_plus
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -21,9 +23,24 @@ NAMES_PER_QUERY = 200
 PAGE_SIZE = 1000  # MLflow's maximum page for registered models (SEARCH_REGISTERED_MODEL_MAX_RESULTS_THRESHOLD)
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+# The URL-encoded filter's bytes per query: registry searches are GETs, and gunicorn (MLflow 2's
+# server, the embedded one: ADR 0022) refuses a request line over 4,094 bytes; nginx's default buffer is 8 kB.
+FILTER_BYTES = 3000
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    """``items`` in order, at most ``NAMES_PER_QUERY`` a chunk and ``FILTER_BYTES`` of encoded filter."""
+    chunk: list[str] = []
+    size = 0
+    for item in items:
+        cost = len(quote_plus(f"{_quoted(item)}, "))
+        if chunk and (len(chunk) >= NAMES_PER_QUERY or size + cost > FILTER_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += cost
+    if chunk:
+        yield chunk
 
 
 def _quoted(value: str) -> str:
@@ -39,7 +56,7 @@ def aliases_of(client: MlflowClient, names: Iterable[str]) -> dict[str, dict[str
     """``{model name: {alias: version}}`` for ``names``; a name that is not registered maps to ``{}``."""
     wanted = sorted(set(names))
     found: dict[str, dict[str, str]] = {name: {} for name in wanted}
-    for chunk in _chunks(wanted, NAMES_PER_QUERY):
+    for chunk in _chunks(wanted):
         token: str | None = None
         while True:
             page = client.search_registered_models(
@@ -57,7 +74,7 @@ def versions_of(client: MlflowClient, wanted: dict[str, set[str]]) -> dict[tuple
     """``{(model name, version): ModelVersion}`` for the wanted versions of each model, with their tags."""
     names = sorted(name for name, versions in wanted.items() if versions)
     found: dict[tuple[str, str], ModelVersion] = {}
-    for chunk in _chunks(names, NAMES_PER_QUERY):
+    for chunk in _chunks(names):
         token: str | None = None
         while True:
             page = client.search_model_versions(

@@ -34,8 +34,10 @@ from modelyard.core.tracking import is_healthy
 HTTP_SERVERS = ("gunicorn", "uvicorn")
 DEFAULT_HTTP_SERVER = "gunicorn"
 HTTP_SERVER_VARIABLE = "MODELYARD_MLFLOW_HTTP_SERVER"
-# One worker process of threads, as uvicorn's one worker runs the Flask app in a thread pool.
-GUNICORN_OPTIONS = "--worker-class gthread --threads 16 --timeout 300 --keep-alive 5"  # keep-alive as uvicorn's
+# One worker process of threads, as uvicorn's one worker runs the Flask app in a thread pool; keep-alive
+# as uvicorn's; request lines up to gunicorn's largest bounded limit (its default 4,094 bytes refused a
+# 200-name registry search: modelyard's own searches now stay under 3,000, a user's UI filter may not).
+GUNICORN_OPTIONS = "--worker-class gthread --threads 16 --timeout 300 --keep-alive 5 --limit-request-line 8190"
 
 
 class MlflowServerError(ModelyardError, RuntimeError):
