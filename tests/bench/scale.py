@@ -12,7 +12,9 @@ Recorded per stage, from Airflow's REST API only (so it works whatever the DAGs 
 inside: one task per pair or chunks): wall time (first run start to last run end), run and
 task-instance counts, the sum of task durations, per-pair overhead beyond the fit (the
 training runs' logged fit time when MLflow has one, else task time / pairs), and the peak
-RSS of the stack's process trees (psutil, sampled every second) during the stage. Also the
+RSS of the stack's process trees (psutil, sampled every second) during the stage, and the machine's
+busy CPU over the stage split by process (Airflow's parts, the MLflow server, the serving process,
+PostgreSQL, this bench, the rest of the machine). Also the
 sizes of the MLflow and Airflow databases, and a cold start of a second ``modelyard serve``
 on the deployed plan (seconds to ready, RSS per model). Results go to docs/benchmarks.md
 (between the ``scale`` markers) and to the ``scale`` key of docs/benchmarks.json.
@@ -882,8 +884,9 @@ def _cpu_by_process_lines(stages: dict[str, Any], pairs: int) -> list[str]:
         return []
     lines = [
         "",
-        "Machine CPU s a pair by process, over each stage's window (chunk worker processes: the pairs' work; "
-        "other: the machine's processes outside the stack and PostgreSQL):",
+        "Machine CPU s a pair by process, over each stage's window (the pairs' work runs in the Airflow task "
+        "processes, or in chunk worker processes when `scale.workers` > 1; other: the machine's processes "
+        "outside the stack and PostgreSQL):",
         "",
         "| process | " + " | ".join(stages) + " |",
         "|---|" + "---|" * len(stages),
