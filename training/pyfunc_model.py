@@ -205,11 +205,13 @@ def save_model(
     pip_requirements: list[str],
     serialization_format: str | None = None,
     skops_trusted_types: list[str] | None = None,
+    validate_serving_input: bool = True,
 ) -> None:
     """Save the native flavour to ``path``, then make this module the ``python_function`` loader.
 
-    Called by ``mlflow.models.Model.log(flavor=pyfunc_model, ...)``, which then validates the
-    serving input example by loading the folder through :func:`_load_pyfunc`.
+    Called by ``mlflow.models.Model.log(flavor=pyfunc_model, ...)``, which passes on every keyword it
+    was given: ``validate_serving_input`` is Model.log's own (whether it loads the folder through
+    :func:`_load_pyfunc` to predict the serving example), unused here.
     """
     import mlflow
     from mlflow import pyfunc
