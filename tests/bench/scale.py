@@ -198,9 +198,6 @@ class MemorySampler:
             self.busy.append((now, machine_busy_seconds()))
             self.cpu.append((now, cpu))
 
-    def tree_rss(self) -> int:
-        return self.tree_sample()[0]
-
     def tree_sample(self) -> tuple[int, dict[int, tuple[str, float]]]:
         """The summed RSS of the stack's process trees, and each process's kind and CPU seconds so far.
 
