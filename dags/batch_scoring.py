@@ -37,7 +37,6 @@ from typing import Any
 
 from airflow.sdk import (
     AssetAlias,
-    AssetAny,
     AssetOrTimeSchedule,
     CronTriggerTimetable,
     Param,
@@ -47,6 +46,7 @@ from airflow.sdk import (
     teardown,
 )
 
+from modelyard.core.contracts import assets
 from modelyard.plugins import dag_support
 
 PREDICTIONS = AssetAlias("modelyard-predictions")
@@ -57,7 +57,7 @@ SCHEDULE = os.environ.get("MODELYARD_BATCH_SCHEDULE") or None
 
 
 def _schedule() -> Any:
-    champions = AssetAny(*dag_support.champion_assets())
+    champions = dag_support.announced_by(assets.CHAMPIONS_ALIAS)
     if SCHEDULE is None:
         return champions
     return AssetOrTimeSchedule(timetable=CronTriggerTimetable(SCHEDULE, timezone="UTC"), assets=champions)

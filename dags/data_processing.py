@@ -7,7 +7,7 @@ region that fails validation fails only itself, named with the reason (column,
 expectation, offending rows) in its chunk's log, and the others go on. When the chunks
 are done, ``publish_snapshots`` emits one Asset event per newly published snapshot on
 ``modelyard://features/<family>/<region>`` with ``{family, region, digest, rows}``, all at
-once, so the training DAG scheduled on those assets runs once per data run. Re-running on
+once through the ``modelyard-features`` alias, so the training DAG scheduled on it runs once per data run. Re-running on
 the same input publishes nothing and emits nothing.
 """
 
@@ -18,9 +18,10 @@ from typing import Any
 
 from airflow.sdk import AssetAlias, Param, dag, get_current_context, task, teardown
 
+from modelyard.core.contracts import assets
 from modelyard.plugins import dag_support
 
-FEATURES_ALIAS = "modelyard-features"
+FEATURES_ALIAS = assets.FEATURES_ALIAS
 
 DOC_MD = """
 ### Data processing

@@ -35,9 +35,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import AssetAlias, AssetAny, Param, dag, get_current_context, task
+from airflow.sdk import AssetAlias, Param, dag, get_current_context, task
 
-from modelyard.plugins.dag_support import DEFAULT_ARGS, champion_assets, config, families_param, regions_param
+from modelyard.core.contracts import assets
+from modelyard.plugins.dag_support import DEFAULT_ARGS, announced_by, config, families_param, regions_param
 from modelyard.plugins.operators.deploy import DeployReleaseOperator
 
 DEPLOYED = AssetAlias("modelyard-deployed")
@@ -47,7 +48,7 @@ STRATEGIES = ["rolling", "canary", "blue-green", "shadow"]
 @dag(
     dag_id="deploy",
     description="Plan which versions serve each region and roll the plan out (local process or Helm on Kubernetes).",
-    schedule=AssetAny(*champion_assets()),
+    schedule=announced_by(assets.CHAMPIONS_ALIAS),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
@@ -80,7 +81,7 @@ def deployment() -> None:
     @task
     def select_releases() -> list[dict[str, Any]]:
         """The resolved deploy request (form, or the regions of triggering champion events) per release."""
-        from modelyard.core.contracts.assets import parse_uri
+        from modelyard.core.contracts.assets import pairs_in
         from modelyard.deploy.rollout.apply import release_names
         from modelyard.deploy.rollout.request import DeployChoices, DeployRequest
         from modelyard.plugins.dag_support import triggering_uris
@@ -88,7 +89,13 @@ def deployment() -> None:
         context = get_current_context()
         params = context["params"]
         uris = triggering_uris(context)
-        regions = sorted({parse_uri(uri)[1][1] for uri in uris}) if uris else list(params["regions"])
+        # A pooled model's own champion event (champion/<family>/<group>) comes through the alias too;
+        # the regions it serves as a fallback have events of their own (ADR 0015, 0023).
+        regions = sorted({region for _, region in pairs_in(uris, "champion", config().pairs())})
+        if uris and not regions:
+            print(f"no configured region among the triggering champions ({', '.join(sorted(uris))}): nothing to deploy")
+            return []
+        regions = regions if uris else list(params["regions"])
         choices = DeployChoices(
             target=params["target"], strategy=params["strategy"], families=[] if uris else params["families"],
             regions=regions, version=str(params["version"]) if params["version"] else None,

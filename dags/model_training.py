@@ -1,10 +1,10 @@
 """
 ### Training: one model per (family, region), registered in MLflow as the region's challenger
 
-**Triggers.** Runs when any `modelyard://features/<family>/<region>` Asset gets an event
-(the data-processing DAG published a new validated snapshot) and then retrains **only the
-pairs named by those events**, each on the snapshot its event announced (the `digest` in
-the event's extra). It also runs on `modelyard://drift/<family>/<region>` (the
+**Triggers.** Runs when the data-processing DAG announces `modelyard://features/<family>/<region>`
+events (new validated snapshots) through the `modelyard-features` alias it is scheduled on (ADR 0023),
+and then retrains **only the pairs named by those events**, each on the snapshot its event announced (the `digest` in
+the event's extra). It also runs on `modelyard://drift/<family>/<region>` events through `modelyard-drift` (the
 monitoring DAG saw served inputs or predictions drift): such a pair's snapshot is rebuilt
 from the newest data first and retrained on it, with the drift in the run's tags
 (`retrain_reason`, `drift_reason`, `drift_features`); see ADR 0010. Triggered by hand, it
@@ -44,18 +44,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import AssetAlias, AssetAny, Param, dag, get_current_context, task, teardown
+from airflow.sdk import AssetAlias, Param, dag, get_current_context, task, teardown
 
-from modelyard.plugins.dag_support import DEFAULT_ARGS, drift_assets, families_param, feature_assets, regions_param
+from modelyard.core.contracts import assets
+from modelyard.plugins.dag_support import DEFAULT_ARGS, announced_by, families_param, regions_param
 
-CHALLENGERS = AssetAlias("modelyard-challengers")
+CHALLENGERS = AssetAlias(assets.CHALLENGERS_ALIAS)
 POOLED_EVENTS = "pooled_challengers"  # XCom key: the pooled challengers' events, pushed even when a group failed
 
 
 @dag(
     dag_id="training",
     description="Train each (family, region) on its newest snapshot and register the version as challenger.",
-    schedule=AssetAny(*feature_assets(), *drift_assets()),
+    schedule=announced_by(assets.FEATURES_ALIAS, assets.DRIFT_ALIAS),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,

@@ -38,9 +38,10 @@ from typing import Any
 
 from airflow.sdk import AssetAlias, Param, dag, get_current_context, task, teardown
 
+from modelyard.core.contracts import assets
 from modelyard.plugins import dag_support
 
-DRIFTS = AssetAlias("modelyard-drift")
+DRIFTS = AssetAlias(assets.DRIFT_ALIAS)
 
 
 @dag(

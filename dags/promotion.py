@@ -44,26 +44,17 @@ to `$MLFLOW_TRACKING_URI` and then `mlflow.tracking_uri` in `modelyard.yaml`.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import operator
 from collections.abc import Mapping
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task, teardown
 
-from modelyard.core.contracts.assets import challenger_uri
-from modelyard.plugins.dag_support import DEFAULT_ARGS, challenger_assets, config, families_param, regions_param
+from modelyard.core.contracts import assets
+from modelyard.plugins.dag_support import DEFAULT_ARGS, announced_by, config, families_param, regions_param
 from modelyard.plugins.operators.approval import PairApprovalOperator
 
-CHAMPIONS = AssetAlias("modelyard-champions")
+CHAMPIONS = AssetAlias(assets.CHAMPIONS_ALIAS)
 ACTIONS = ["evaluate", "promote-version", "rollback"]
-
-
-def pooled_challenger_assets() -> list[Asset]:
-    """The challenger Asset of every pooled model, ``modelyard://challenger/<family>/<group>`` (ADR 0015)."""
-    from modelyard.promotion.decide import pooled_pairs
-
-    return [Asset(challenger_uri(f, g)) for f, g in pooled_pairs(config())]
 
 
 def groups_param() -> Param:
@@ -78,7 +69,7 @@ def groups_param() -> Param:
 @dag(
     dag_id="promotion",
     description="Judge each challenger by the gates and against the champion: promote, reject or wait for approval.",
-    schedule=functools.reduce(operator.or_, [*challenger_assets(), *pooled_challenger_assets()]),
+    schedule=announced_by(assets.CHALLENGERS_ALIAS),  # the pairs' and the pooled models' challengers
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=16,  # a run waiting for approvals must not hold back the next challengers' decisions

@@ -12,10 +12,9 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
-from airflow.sdk import Asset, Param
+from airflow.sdk import AssetAlias, AssetAny, Param
 
 from modelyard.core.config import Config, load_config
-from modelyard.core.contracts import assets
 from modelyard.core.errors import ModelyardError
 
 OWNER = "ml-platform"
@@ -89,22 +88,19 @@ def triggering_uris(context: Any) -> list[str]:
     return [event.asset.uri for events in context["triggering_asset_events"].values() for event in events]
 
 
-def feature_assets() -> list[Asset]:
-    return [Asset(assets.features_uri(f, r)) for f, r in config().pairs()]
+def announced_by(*aliases: str) -> AssetAlias | AssetAny:
+    """A schedule on the events upstream stages announce through ``aliases`` (ADR 0023).
 
-
-def challenger_assets() -> list[Asset]:
-    return [Asset(assets.challenger_uri(f, r)) for f, r in config().pairs()]
-
-
-def champion_assets() -> list[Asset]:
-    return [Asset(assets.champion_uri(f, r)) for f, r in config().pairs()]
+    Every event still names one pair's Asset (``features/<family>/<region>``, ...); the alias is how
+    the upstream stage emits them, so the schedule stays one small expression at any number of pairs.
+    """
+    scheduled = [AssetAlias(name) for name in aliases]
+    return scheduled[0] if len(scheduled) == 1 else AssetAny(*scheduled)
 
 
 # ---------------------------------------------------------------- chunked stages (ADR 0008)
 
 OUTCOMES_KEY = "pair_outcomes"
-_DONE_PREFIX = "done:"
 
 
 def chunked(pairs: list[tuple[str, str]]) -> list[list[dict[str, str]]]:
@@ -136,8 +132,9 @@ def run_chunk(context: Any, chunk: list[dict[str, str]], work: Any) -> dict[str,
 
     pairs = [(p["family"], p["region"]) for p in chunk]
     context["chunk_label"] = chunks.label(pairs)
-    store = context.get("task_state_store")
-    done = _earlier_successes(store, pairs)
+    store = context.get("task_state_store")  # None: Airflow before 3.3; a retry redoes the chunk (idempotent)
+    successes = chunks.SuccessLog(store) if store is not None else None
+    done = _earlier_successes(successes, pairs)
     print(f"chunk of {len(pairs)} pairs: {chunks.label(pairs, limit=10**6)}")
     if done:
         print(f"{len(done)} pairs succeeded in an earlier try and are not run again")
@@ -146,31 +143,30 @@ def run_chunk(context: Any, chunk: list[dict[str, str]], work: Any) -> dict[str,
         print(outcome.line(), flush=True)
         for note in outcome.notes:
             print(f"    {note}")
-        if outcome.ok and store is not None:
-            store.set(_DONE_PREFIX + outcome.name, outcome.to_json())
+        if outcome.ok and successes is not None:
+            successes.add(outcome)
 
-    with stage_pairs.worker_logs() as logs:  # workers log at their real level, not as stderr (= ERROR)
-        outcomes = chunks.run_pairs(
-            pairs, work, workers=config().scale.workers, initializer=stage_pairs.start_worker,
-            initargs=(config(), logs), done=done, on_outcome=on_outcome,
-        )  # fmt: skip
+    try:
+        with stage_pairs.worker_logs() as logs:  # workers log at their real level, not as stderr (= ERROR)
+            outcomes = chunks.run_pairs(
+                pairs, work, workers=config().scale.workers, initializer=stage_pairs.start_worker,
+                initargs=(config(), logs), done=done, on_outcome=on_outcome,
+            )  # fmt: skip
+    finally:
+        if successes is not None:
+            successes.flush()
     context["ti"].xcom_push(OUTCOMES_KEY, [o.to_json() for o in outcomes])
     print(chunks.summary(outcomes))
     _fail_for(outcomes)
     return _chunk_result(outcomes)
 
 
-def _earlier_successes(store: Any, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-    from modelyard.core.chunks import PairOutcome
-
-    if store is None:  # Airflow before 3.3 has no task state store: a retry redoes the chunk (idempotent)
+def _earlier_successes(successes: Any, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """This chunk's pairs that an earlier try of the task did (a pair moved to another chunk is redone)."""
+    if successes is None:
         return {}
-    done = {}
-    for family, region in pairs:
-        stored = store.get(f"{_DONE_PREFIX}{family}/{region}")
-        if isinstance(stored, dict):
-            done[(family, region)] = PairOutcome.from_json(stored)
-    return done
+    earlier = successes.earlier()
+    return {pair: earlier[pair] for pair in pairs if pair in earlier}
 
 
 def _fail_for(outcomes: list[Any]) -> None:
@@ -244,7 +240,3 @@ def _pulled_outcomes(context: Any, chunk_task_id: str) -> tuple[list[Any], list[
     selected = ti.xcom_pull(task_ids="select_pairs") or []
     pulled = ti.xcom_pull(task_ids=chunk_task_id, key=OUTCOMES_KEY, map_indexes=list(range(len(selected))))
     return selected, list(pulled or [])
-
-
-def drift_assets() -> list[Asset]:
-    return [Asset(assets.drift_uri(f, r)) for f, r in config().pairs()]

@@ -89,6 +89,9 @@ def start_worker(config: Config, logs: WorkerLogs | None = None) -> None:
         root.setLevel(logging.INFO)
 
 
+GX_EXPECTATION_LOGGER = "great_expectations.expectations.expectation"
+
+
 def quiet_third_party() -> None:
     """Keep libraries' progress and warnings off stderr: they are logged at their own level instead."""
     os.environ.update(QUIET_ENV)
@@ -97,6 +100,9 @@ def quiet_third_party() -> None:
     for handler in list(mlflow_logger.handlers):  # MLflow imported before the switch: undo its stderr handler
         mlflow_logger.removeHandler(handler)
     mlflow_logger.propagate = True
+    # Great Expectations logs "_get_default_value called with key 'row_condition', but it is not a known
+    # field" at INFO for each expectation it runs: ten lines a pair in the data stage's task log.
+    logging.getLogger(GX_EXPECTATION_LOGGER).setLevel(logging.WARNING)
 
 
 def _config() -> Config:

@@ -11,6 +11,15 @@ from typing import Any, TypedDict
 
 SCHEME = "modelyard"
 
+# Each stage announces its per-pair events through one AssetAlias, and the next stage is scheduled on
+# that alias (ADR 0023): a schedule of one Asset per pair made the DAG's asset expression grow with
+# the pairs, and Airflow decodes it once per queued event (the scheduler) and per event registered
+# (the API server), a cost that grew with the square of the pairs.
+FEATURES_ALIAS = "modelyard-features"
+DRIFT_ALIAS = "modelyard-drift"
+CHALLENGERS_ALIAS = "modelyard-challengers"
+CHAMPIONS_ALIAS = "modelyard-champions"
+
 
 class FeaturesExtra(TypedDict):
     """The ``extra`` of a features event: the data stage writes it, training trains on ``digest``."""

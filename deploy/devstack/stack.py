@@ -131,8 +131,9 @@ def dag_reparse_seconds(pairs: int) -> int:
     """How often the stack's Airflow re-parses an unchanged DAG file, for a config of ``pairs`` pairs.
 
     Airflow's default is every 30 s (``[dag_processor] min_file_process_interval``). Each parse
-    builds the stage DAGs, scheduled on two assets per pair, and syncs them: ~22% of a core at
-    1,000 pairs even with the sync fixed (ADR 0020). So the interval grows with the pairs: 30 s up
+    builds the stage DAGs and syncs them: ~22% of a core at 1,000 pairs even with the sync fixed
+    (ADR 0020), measured when they were scheduled on two assets per pair (before ADR 0023; their
+    forms still list every region). So the interval grows with the pairs: 30 s up
     to 100 pairs, 0.3 s a pair beyond (300 s at 1,000). A DAG file that changes is re-parsed at once
     whatever the interval; a change of the config reaches the DAGs' forms and schedules within it
     (``airflow dags reserialize`` applies it at once).

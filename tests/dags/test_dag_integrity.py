@@ -101,14 +101,28 @@ def test_asset_uris_name_real_stages(dagbag: dict[str, Any]) -> None:
 
 
 def test_scheduled_assets_have_a_producer(dagbag: dict[str, Any]) -> None:
-    produced = [o["uri"] for d in dagbag["dags"] for t in d["tasks"] for o in t["outlets"]]
+    produced = {o["uri"] for d in dagbag["dags"] for t in d["tasks"] for o in t["outlets"]}
     for dag in dagbag["dags"]:
         for uri in dag["asset_schedule"]:
-            if not uri.startswith(f"{assets.SCHEME}://"):
-                continue
-            kind, _ = assets.parse_uri(uri)
-            # Producers emit either the Asset itself or an AssetAlias named after the stage.
-            assert any(uri == p or kind in p for p in produced), f"{dag['dag_id']} waits on {uri}, nobody produces it"
+            assert uri in produced, f"{dag['dag_id']} waits on {uri}, no task emits through it"
+
+
+# Each stage is scheduled on the alias its upstream announces per-pair events through (ADR 0023):
+# one small expression, however many pairs; the events still name one pair's Asset each.
+SCHEDULED_ON = {
+    "training": [assets.DRIFT_ALIAS, assets.FEATURES_ALIAS],
+    "promotion": [assets.CHALLENGERS_ALIAS],
+    "deploy": [assets.CHAMPIONS_ALIAS],
+    "batch_scoring": [assets.CHAMPIONS_ALIAS],
+}
+
+
+@pytest.mark.parametrize("dag_id", sorted(SCHEDULED_ON))
+def test_stages_are_scheduled_on_their_upstream_alias_not_one_asset_a_pair(
+    dagbag: dict[str, Any], dag_id: str
+) -> None:
+    dag = next(d for d in dagbag["dags"] if d["dag_id"] == dag_id)
+    assert sorted(dag["asset_schedule"]) == SCHEDULED_ON[dag_id]
 
 
 def test_data_processing_wiring(dagbag: dict[str, Any]) -> None:
@@ -162,13 +176,13 @@ def test_training_trains_the_pooled_models_after_the_pairs(dagbag: dict[str, Any
 
 
 def test_promotion_is_scheduled_on_the_pooled_models_challengers(dagbag: dict[str, Any]) -> None:
-    """A pooled challenger (``challenger/<family>/<group>``, ADR 0015) triggers promotion like a pair's."""
-    dag = next(d for d in dagbag["dags"] if d["dag_id"] == "promotion")
-    config = load_config(REPO / "modelyard.yaml")
-    pooled = [assets.challenger_uri(f, g) for f in config.family_names for g in config.region_groups]
-    pairs = [assets.challenger_uri(f, r) for f, r in config.pairs()]
-    assert pooled, "the demo config has country groups"
-    assert sorted(dag["asset_schedule"]) == sorted(pairs + pooled)
+    """A pooled challenger (``challenger/<family>/<group>``, ADR 0015) triggers promotion like a pair's:
+    training announces both through the alias promotion is scheduled on."""
+    training = next(d for d in dagbag["dags"] if d["dag_id"] == "training")
+    promotion = next(d for d in dagbag["dags"] if d["dag_id"] == "promotion")
+    publish = {t["task_id"]: t for t in training["tasks"]}["publish_challengers"]
+    assert publish["outlets"] == [{"type": "AssetAlias", "uri": assets.CHALLENGERS_ALIAS}]
+    assert promotion["asset_schedule"] == [assets.CHALLENGERS_ALIAS]
 
 
 def test_promotion_approval_wiring(dagbag: dict[str, Any]) -> None:
@@ -201,8 +215,7 @@ def test_batch_scoring_wiring(dagbag: dict[str, Any]) -> None:
     """Chunked like the other stages, rescored when a champion moves, predictions announced at once."""
     dag = next((d for d in dagbag["dags"] if d["dag_id"] == "batch_scoring"), None)
     assert dag is not None, "dags/batch_scoring.py must define the batch_scoring DAG"
-    config = load_config(REPO / "modelyard.yaml")
-    assert sorted(dag["asset_schedule"]) == sorted(assets.champion_uri(f, r) for f, r in config.pairs())
+    assert dag["asset_schedule"] == [assets.CHAMPIONS_ALIAS]
     tasks = {t["task_id"]: t for t in dag["tasks"]}
     assert set(tasks) == {"select_pairs", "score", "publish_predictions"}, sorted(tasks)
     assert tasks["score"]["mapped"]
@@ -216,7 +229,6 @@ def test_batch_scoring_wiring(dagbag: dict[str, Any]) -> None:
 
 def test_training_is_scheduled_on_drift_as_well_as_features(dagbag: dict[str, Any]) -> None:
     dag = next(d for d in dagbag["dags"] if d["dag_id"] == "training")
-    config = load_config(REPO / "modelyard.yaml")
-    for family, region in config.pairs():
-        assert assets.features_uri(family, region) in dag["asset_schedule"]
-        assert assets.drift_uri(family, region) in dag["asset_schedule"]
+    assert sorted(dag["asset_schedule"]) == [assets.DRIFT_ALIAS, assets.FEATURES_ALIAS]
+    publish = {t["task_id"]: t for d in dagbag["dags"] if d["dag_id"] == "monitoring" for t in d["tasks"]}
+    assert publish["publish_drifts"]["outlets"] == [{"type": "AssetAlias", "uri": assets.DRIFT_ALIAS}]

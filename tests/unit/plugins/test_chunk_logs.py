@@ -52,3 +52,16 @@ def test_worker_logs_keep_their_level_and_stay_off_stderr(
     assert ("INFO", "Successfully registered model 'm-jakarta'.") in levels
     if workers > 1:  # inline, pytest's own warning capture takes the warning before logging can
         assert any(level == "WARNING" and "jakarta: hyperparameter" in message for level, message in levels), levels
+
+
+def test_great_expectations_per_expectation_chatter_stays_out_of_the_task_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    stage_pairs.quiet_third_party()
+    gx = logging.getLogger(stage_pairs.GX_EXPECTATION_LOGGER)
+    gx.info('_get_default_value called with key "row_condition", but it is not a known field')
+    gx.warning("an expectation could not be built")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == gx.name] == [
+        ("WARNING", "an expectation could not be built")
+    ]
