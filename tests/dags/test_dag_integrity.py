@@ -118,9 +118,7 @@ SCHEDULED_ON = {
 
 
 @pytest.mark.parametrize("dag_id", sorted(SCHEDULED_ON))
-def test_stages_are_scheduled_on_their_upstream_alias_not_one_asset_a_pair(
-    dagbag: dict[str, Any], dag_id: str
-) -> None:
+def test_stages_are_scheduled_on_their_upstream_alias_not_one_asset_a_pair(dagbag: dict[str, Any], dag_id: str) -> None:
     dag = next(d for d in dagbag["dags"] if d["dag_id"] == dag_id)
     assert sorted(dag["asset_schedule"]) == SCHEDULED_ON[dag_id]
 
