@@ -91,11 +91,13 @@ def deployment() -> None:
         uris = triggering_uris(context)
         # A pooled model's own champion event (champion/<family>/<group>) comes through the alias too;
         # the regions it serves as a fallback have events of their own (ADR 0015, 0023).
-        regions = sorted({region for _, region in pairs_in(uris, "champion", config().pairs())})
-        if uris and not regions:
-            print(f"no configured region among the triggering champions ({', '.join(sorted(uris))}): nothing to deploy")
-            return []
-        regions = regions if uris else list(params["regions"])
+        if uris:
+            regions = sorted({region for _, region in pairs_in(uris, "champion", config().pairs())})
+            if not regions:
+                print(f"no configured region among the triggering champions ({sorted(uris)}): nothing to deploy")
+                return []
+        else:
+            regions = list(params["regions"])
         choices = DeployChoices(
             target=params["target"], strategy=params["strategy"], families=[] if uris else params["families"],
             regions=regions, version=str(params["version"]) if params["version"] else None,
