@@ -134,6 +134,8 @@ class ServingApp:
         if len(parts) == 3 and parts[0] == "invocations" and all(parts):
             allow(method, path, "POST")
             return await self.predictions.answer(parts[1], parts[2], body, scope, mlflow_format=True)
+        if len(parts) == 4 and parts[3] == "infer" and parts[:2] == ["v2", "models"] and parts[2]:
+            return await self.standard.v2.infer(method, path, parts[2], None, body, scope)  # v2's busiest path
         if path in PROBES:
             allow(method, path, "GET", "HEAD")
             response = await self._probe(path)

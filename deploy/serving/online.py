@@ -68,6 +68,35 @@ class OnlineMetrics:
             buckets=AGE_BUCKETS,
             registry=metrics.registry,
         )
+        self._counts: dict[tuple[str, str, str, str], Any] = {}
+        self._ages: dict[tuple[str, str, str], Any] = {}
+
+    def count(self, family: str, region: str, feature: str, outcome: str) -> None:
+        """One lookup of ``feature`` by outcome (the labelled child kept: ``labels()`` is a lock and a lookup)."""
+        key = (family, region, feature, outcome)
+        child = self._counts.get(key)
+        if child is None:
+            child = self._counts[key] = self.lookups.labels(*key)
+        child.inc()
+
+    def observe_age(self, family: str, region: str, feature: str, seconds: float) -> None:
+        key = (family, region, feature)
+        child = self._ages.get(key)
+        if child is None:
+            child = self._ages[key] = self.age.labels(*key)
+        child.observe(seconds)
+
+
+class _Batch(list[tuple[list[str], "asyncio.Future[list[Any] | None]"]]):
+    """The reads waiting for one store read, and the timer that gives up on them."""
+
+    timer: asyncio.TimerHandle | None = None
+
+    def expire(self) -> None:
+        """Answer every read of the batch still waiting with None (the bound passed; the read goes on)."""
+        for _, future in self:
+            if not future.done():
+                future.set_result(None)
 
 
 class CoalescedReads:
@@ -76,40 +105,58 @@ class CoalescedReads:
     A request's keys wait while the read before them is in flight, then go together with every
     other request's that arrived meanwhile: under load the store sees a few reads carrying many keys
     instead of one read per request, and the client's per-command cost (most of a lookup's) is shared.
+    The bound is one timer a batch, set when its first read arrives: at ``timeout_seconds`` every
+    read still waiting in it is answered None (a later read in the batch waits less, never more).
+    The store read itself is not cancelled: it finishes in the background and its connection goes
+    back to the pool (cancelling would close it, and the next request would pay to reopen it).
     """
 
-    def __init__(self, store: RedisStore | EmbeddedStore) -> None:
+    def __init__(self, store: RedisStore | EmbeddedStore, timeout_seconds: float) -> None:
         self.store = store
-        self._pending: list[tuple[list[str], asyncio.Future[list[Any]]]] = []
+        self.timeout_seconds = timeout_seconds
+        self._pending = _Batch()
         self._flushing = False
+        self._flusher: asyncio.Task[None] | None = None
 
-    def read(self, keys: list[str]) -> asyncio.Future[list[Any]]:
-        """A future of the stored values of ``keys`` (in order)."""
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._pending.append((keys, future))
+    def read(self, keys: list[str]) -> asyncio.Future[list[Any] | None]:
+        """A future of the stored values of ``keys`` (in order), None past the bound; a failed read raises."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any] | None] = loop.create_future()
+        batch = self._pending
+        if not batch:
+            batch.timer = loop.call_later(self.timeout_seconds, batch.expire)
+        batch.append((keys, future))
         if not self._flushing:
             self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
+            self._flusher = loop.create_task(self._flush())  # held: the loop keeps only a weak reference
         return future
 
     async def _flush(self) -> None:
         try:
             while self._pending:
-                batch, self._pending = self._pending, []
+                batch, self._pending = self._pending, _Batch()
                 try:
                     values = await self.store.aread([key for keys, _ in batch for key in keys])
                 except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    _settle(batch, exc)
                     continue
-                start = 0
-                for keys, future in batch:
-                    if not future.done():
-                        future.set_result(values[start : start + len(keys)])
-                    start += len(keys)
+                _settle(batch, values)
         finally:
             self._flushing = False
+
+
+def _settle(batch: _Batch, outcome: list[Any] | Exception) -> None:
+    """Give each waiting read of ``batch`` its values (or the read's error); stop the batch's timer."""
+    if batch.timer is not None:
+        batch.timer.cancel()
+    start = 0
+    for keys, future in batch:
+        if not future.done():
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome[start : start + len(keys)])
+        start += len(keys)
 
 
 class OnlineLookup:
@@ -129,7 +176,7 @@ class OnlineLookup:
         self.prefix = prefix
         self.timeout_seconds = timeout_seconds
         self.metrics = OnlineMetrics(metrics)
-        self._reads = CoalescedReads(store) if store is not None else None
+        self._reads = CoalescedReads(store, timeout_seconds) if store is not None else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], metrics: ServingMetrics) -> OnlineLookup:
@@ -158,11 +205,11 @@ class OnlineLookup:
         for (record, feature, _), value in zip(wanted, stored, strict=True):
             if value is None:
                 record[feature.name] = feature.default
-                self.metrics.lookups.labels(family, region, feature.name, outcome).inc()
+                self.metrics.count(family, region, feature.name, outcome)
             else:
                 record[feature.name] = value.value
-                self.metrics.lookups.labels(family, region, feature.name, "hit").inc()
-                self.metrics.age.labels(family, region, feature.name).observe(max(0.0, now - value.window_end))
+                self.metrics.count(family, region, feature.name, "hit")
+                self.metrics.observe_age(family, region, feature.name, max(0.0, now - value.window_end))
 
     def _wanted(self, family: str, region: str, online: tuple[FeatureDef, ...], records: list[Any]) -> list[Wanted]:
         wanted: list[Wanted] = []
@@ -171,7 +218,7 @@ class OnlineLookup:
                 continue  # the featuriser names a record that is not an object
             for feature in online:
                 if feature.name in record:
-                    self.metrics.lookups.labels(family, region, feature.name, "sent").inc()
+                    self.metrics.count(family, region, feature.name, "sent")
                 elif str(feature.key) in record:  # without its key the featuriser names the missing field
                     key = key_text(record[str(feature.key)])
                     wanted.append((record, feature, entry_key(self.prefix, family, region, feature.name, key or "")))
@@ -181,17 +228,14 @@ class OnlineLookup:
         """The stored values (None where missing) and the outcome of a None: miss, timeout or error."""
         if self._reads is None:
             return [None] * len(keys), "miss"
-        read = self._reads.read(keys)
         try:
-            # Shielded: a read past the bound finishes in the background and its connection goes back to
-            # the pool; cancelling it would close the connection, and the next request would pay to reopen it.
-            return await asyncio.wait_for(asyncio.shield(read), self.timeout_seconds), "miss"
-        except TimeoutError:
-            read.add_done_callback(_quiet)
-            return [None] * len(keys), "timeout"
+            values = await self._reads.read(keys)
         except Exception as exc:  # a store that fails must not fail the request: the default is served
             log.warning("online lookup failed", extra={"event": "online_error", "error": f"{type(exc).__name__}"})
             return [None] * len(keys), "error"
+        if values is None:
+            return [None] * len(keys), "timeout"
+        return values, "miss"
 
     async def warm_up(self) -> None:
         """Connect to the store at the server's start; a store that does not answer is logged, not fatal."""
@@ -229,12 +273,6 @@ class OnlineLookup:
         return json_response(
             200, {"written": landed, "skipped_older": len(values) - landed, "store": _store_name(self)}
         )
-
-
-def _quiet(read: asyncio.Future[Any]) -> None:
-    """Retrieve a late read's outcome, so an error in it is not reported as never retrieved."""
-    if not read.cancelled():
-        read.exception()
 
 
 def _served_online(active: ActivePlan | None, family: str, region: str) -> list[str]:

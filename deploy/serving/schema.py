@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import operator
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
     import numpy as np
 
 _PYTHON_TYPES: dict[str, type] = {"double": float, "float": float, "long": int, "integer": int, "boolean": bool}
+# The exact types of a JSON value msgspec takes for a numeric column (a whole number is a float too; never a bool).
+FLOAT32_MAX = 3.4028234663852886e38
+_ACCEPTED: dict[str, frozenset[type]] = {
+    "double": frozenset({float, int}), "float": frozenset({float, int}), "long": frozenset({int}), "integer": frozenset({int}),
+}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +52,11 @@ class InputSchema:
         self.names = tuple(f.name for f in features)
         self.numeric = all(f.kind in _PYTHON_TYPES for f in features)
         self._row_list_type: Any = list[self._row_struct()]  # type: ignore[misc]
+        # One record of plain numbers (the single-row request) skips msgspec's convert: see _one_numeric_row.
+        self._accepted = tuple(_ACCEPTED.get(f.kind) for f in features)
+        self._one_row = all(self._accepted) and bool(self._accepted)
+        getter = operator.itemgetter(*self.names)
+        self._values_of = getter if len(self.names) > 1 else (lambda record: (getter(record),))
 
     def _row_struct(self) -> type[msgspec.Struct]:
         fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
@@ -69,6 +80,10 @@ class InputSchema:
         """
         import numpy as np
 
+        if self._one_row and len(records) == 1:
+            matrix = self._one_numeric_row(records[0])
+            if matrix is not None:
+                return matrix
         try:
             rows = msgspec.convert(records, self._row_list_type)
         except msgspec.ValidationError as exc:
@@ -92,6 +107,25 @@ class InputSchema:
                 field=f"records[{row}].{name}",
             )
         return matrix
+
+
+    def _one_numeric_row(self, record: Any) -> np.ndarray | None:
+        """The ``[1, k]`` matrix of one record whose values are all plain numbers of their column's type.
+
+        None for anything else (a missing or null field, a string, a bool, a value past float32, NaN),
+        which ``to_matrix``'s msgspec path then converts or names: the same matrix, or the same
+        error, as that path gives; about a third of its cost on a one-row request.
+        """
+        import numpy as np
+
+        try:
+            values = self._values_of(record)
+        except (KeyError, TypeError, IndexError):
+            return None
+        for value, accepted in zip(values, self._accepted, strict=True):
+            if type(value) not in accepted or not -FLOAT32_MAX <= value <= FLOAT32_MAX:  # type: ignore[operator]
+                return None  # NaN and infinity fail the bound too
+        return np.array([values], dtype=np.float32)
 
 
 def _float32(values: list[tuple[Any, ...]]) -> np.ndarray:

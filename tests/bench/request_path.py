@@ -5,8 +5,8 @@ one takes HTTP away: it registers the same 200-tree xgboost model in a temporary
 starts ``ServingApp`` in this process on that plan, and times requests handed straight to the
 ASGI callable (``GET /healthz``, one-row ``/v1/predict``, ``/invocations`` and v2 ``infer``, 1,000-row
 ``/v1/predict``), best of several rounds, in process CPU microseconds per request (so that
-the figures hold on a busy machine). ``--profile PATH``
-writes a cProfile of the one-row ``/v1/predict`` loop (read it with ``python -m pstats``).
+the figures hold on a busy machine). ``--profile PATH`` writes a cProfile of the one-row
+``/v1/predict`` loop (``--profiled v2``: the v2 ``infer`` one; read it with ``python -m pstats``).
 """
 
 from __future__ import annotations
@@ -79,7 +79,12 @@ def bodies(n_features: int, rows: int) -> dict[str, bytes]:
     }
 
 
-async def measure(app: Any, payloads: dict[str, bytes], calls: int, profile: Path | None) -> dict[str, float]:
+PROFILED = {"v1": ("/v1/predict/bench/local", "one"), "v2": ("/v2/models/bench-local/infer", "v2_one")}
+
+
+async def measure(
+    app: Any, payloads: dict[str, bytes], calls: int, profile: Path | None, profiled: str = "v1"
+) -> dict[str, float]:
     """Start the app, wait for its plan, time every scenario."""
     from modelyard.deploy.serving.app import ServingApp
 
@@ -106,10 +111,11 @@ async def measure(app: Any, payloads: dict[str, bytes], calls: int, profile: Pat
         detail = next(iter(app._manager().active.models.values())).status.engine_detail or {}
         results["onnx_max_rows"] = float(detail.get("onnx_max_rows") or 0)  # 0: ONNX at every size measured
         if profile is not None:
+            path, body = PROFILED[profiled]
             profiler = cProfile.Profile()
             profiler.enable()
             for _ in range(calls):
-                await call(app, "POST", one, payloads["one"])
+                await call(app, "POST", path, payloads[body])
             profiler.disable()
             profiler.dump_stats(str(profile))
         return results
@@ -126,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="one-row requests per round")
     parser.add_argument("--profile", type=Path, default=None, help="write a cProfile of the one-row loop here")
+    parser.add_argument("--profiled", choices=sorted(PROFILED), default="v1", help="the one-row loop to profile")
     options = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="modelyard-request-path-") as tmp:
         workdir = Path(tmp)
@@ -139,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan_path = workdir / "plan.json"
         plan_path.write_text(json.dumps(single_plan(uri)))
         app = ServingApp(ServeSettings(plan_path=plan_path, model_cache=workdir, log_dir=workdir / "logs"))
-        results = asyncio.run(measure(app, bodies(20, 1000), options.calls, options.profile))
+        results = asyncio.run(measure(app, bodies(20, 1000), options.calls, options.profile, options.profiled))
     results["rows_per_s_1000"] = 1000 / (results["predict_1000_us"] / 1e6)
     print(json.dumps({k: round(v, 1) for k, v in results.items()}, indent=2))
     return 0

@@ -11,11 +11,12 @@ variant serving it (routed by ``version``).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from modelyard.deploy.serving.asgi import Response, Scope, header, json_response
-from modelyard.deploy.serving.errors import RequestError
+from modelyard.deploy.serving.asgi import Response, Scope, allow, header, json_response
+from modelyard.deploy.serving.errors import MethodNotAllowed, RequestError, ServingError
 from modelyard.deploy.serving.predict import INLINE_PARSE_BYTES, Predictions
 from modelyard.deploy.serving.protocol_v2.metadata import ModelNames, output_name, variant_of
 from modelyard.deploy.serving.protocol_v2.tensors import InferRequest, output_tensor, parse_infer_request
@@ -24,6 +25,8 @@ from modelyard.deploy.serving.router import Route
 
 if TYPE_CHECKING:
     from modelyard.deploy.serving.active import ActivePlan, ServiceHandle, VariantHandle
+
+_RECORD_FIELD = re.compile(r"^records\[(?P<row>\d+)\](?:\.(?P<name>.+))?$")
 
 
 class V2Predictions(Predictions):
@@ -44,25 +47,35 @@ class V2Predictions(Predictions):
             names = self._names = ModelNames(active)
         return names.service(active, name)
 
-    async def infer(self, name: str, version: str | None, body: bytes, scope: Scope) -> Response:
-        """Validate, route, batch and answer one v2 inference request."""
+    async def infer(
+        self, method: str, path: str, name: str, version: str | None, body: bytes, scope: Scope
+    ) -> Response:
+        """Validate, route, batch and answer one v2 inference request; a problem is a v2 error object.
+
+        The app calls this straight from its dispatch for ``/v2/models/{name}/infer`` (the busiest
+        v2 path, one coroutine deep, as ``/v1``'s predict); the versioned path comes through the routes.
+        """
         started = time.perf_counter()
-        active = self.active()
-        handle = self.service(active, name)
-        large = len(body) > INLINE_PARSE_BYTES
-        length = header(scope, b"inference-header-content-length")
-        if large:  # parse off the loop: /healthz keeps answering
-            request = await asyncio.to_thread(parse_infer_request, body, length, active.plan.max_records)
-        else:  # called, not awaited (as /v1): a coroutine per step is a measurable share of a one-row request
-            request = parse_infer_request(body, length, active.plan.max_records)
-        records = None if request.is_matrix else request.records()
-        route, variant = self._route(active, handle, name, version, request, records, scope)
-        if records is None:
-            records = request.matrix_records(variant.model.schema.names)
-        _check_outputs(request, output_name(variant.model))
-        output, _ = await self.run(
-            active, handle, variant, records, scope, large=large, started=started, request_id=request.id
-        )
+        try:
+            allow(method, path, "POST")
+            active = self.active()
+            handle = self.service(active, name)
+            large = len(body) > INLINE_PARSE_BYTES
+            length = header(scope, b"inference-header-content-length")
+            if large:  # parse off the loop: /healthz keeps answering
+                request = await asyncio.to_thread(parse_infer_request, body, length, active.plan.max_records)
+            else:  # called, not awaited (as /v1): a coroutine per step is a measurable share of a one-row request
+                request = parse_infer_request(body, length, active.plan.max_records)
+            records = None if request.is_matrix else request.records()
+            route, variant = self._route(active, handle, name, version, request, records, scope)
+            if records is None:
+                records = request.matrix_records(variant.model.schema.names)
+            _check_outputs(request, output_name(variant.model))
+            output, _ = await self.run(
+                active, handle, variant, records, scope, large=large, started=started, request_id=request.id
+            )
+        except ServingError as exc:
+            return v2_error(exc)
         return json_response(200, _response(name, variant, route, request, output))
 
     def _route(
@@ -111,3 +124,25 @@ def _response(name: str, variant: VariantHandle, route: Route, request: InferReq
     if request.id is not None:
         body["id"] = request.id
     return body
+
+
+def v2_error(exc: ServingError) -> Response:
+    """A v2 ``$inference_error_response``: ``{"error": "..."}``; a bad record or field is a 400 (a 405 keeps Allow)."""
+    message = exc.message
+    if exc.field:
+        message = f"{message} ({_tensor_field(exc.field)})"
+    status = 400 if exc.status == 422 else exc.status
+    response = json_response(status, {"error": message})
+    if isinstance(exc, MethodNotAllowed):
+        response.headers = ((b"allow", ", ".join(exc.allow).encode()),)
+    return response
+
+
+def _tensor_field(field: str) -> str:
+    """``records[3].hour_sin`` -> ``input 'hour_sin', row 3``: what a v2 client sent."""
+    match = _RECORD_FIELD.match(field)
+    if match is None:
+        return field
+    if match["name"] is None:
+        return f"row {match['row']}"
+    return f"input '{match['name']}', row {match['row']}"

@@ -7,15 +7,14 @@ input tensor and row); health answers 200 for true and 400 for false, as the pro
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from importlib import metadata as package_metadata
 from typing import TYPE_CHECKING
 
 from modelyard.deploy.serving import openapi
 from modelyard.deploy.serving.asgi import Response, Scope, allow, json_response
-from modelyard.deploy.serving.errors import MethodNotAllowed, RequestError, ServingError, UnknownPath
-from modelyard.deploy.serving.protocol_v2.infer import V2Predictions
+from modelyard.deploy.serving.errors import RequestError, ServingError, UnknownPath
+from modelyard.deploy.serving.protocol_v2.infer import V2Predictions, v2_error
 from modelyard.deploy.serving.protocol_v2.metadata import model_metadata, service_detail, variant_of
 from modelyard.deploy.serving.protocol_v2.tensors import datatype_of
 
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
     from modelyard.deploy.serving.runtime import ServedModel
 
 SERVER_NAME = "modelyard"
-_RECORD_FIELD = re.compile(r"^records\[(?P<row>\d+)\](?:\.(?P<name>.+))?$")
 
 
 def handles(parts: list[str]) -> bool:
@@ -86,8 +84,7 @@ class StandardRoutes:
         if rest[:1] == ["versions"] and len(rest) >= 2:
             version, rest = rest[1], rest[2:]
         if rest == ["infer"]:
-            allow(method, path, "POST")
-            return await self.v2.infer(name, version, body, scope)
+            return await self.v2.infer(method, path, name, version, body, scope)
         if rest in ([], ["ready"]):
             allow(method, path, "GET")
             return await self._model(name, version, ready=bool(rest))
@@ -128,28 +125,6 @@ class StandardRoutes:
             return self._manager()
         except RequestError:  # the server is starting
             return None
-
-
-def v2_error(exc: ServingError) -> Response:
-    """A v2 ``$inference_error_response``: ``{"error": "..."}``; a bad record or field is a 400 (a 405 keeps Allow)."""
-    message = exc.message
-    if exc.field:
-        message = f"{message} ({_tensor_field(exc.field)})"
-    status = 400 if exc.status == 422 else exc.status
-    response = json_response(status, {"error": message})
-    if isinstance(exc, MethodNotAllowed):
-        response.headers = ((b"allow", ", ".join(exc.allow).encode()),)
-    return response
-
-
-def _tensor_field(field: str) -> str:
-    """``records[3].hour_sin`` -> ``input 'hour_sin', row 3``: what a v2 client sent."""
-    match = _RECORD_FIELD.match(field)
-    if match is None:
-        return field
-    if match["name"] is None:
-        return f"row {match['row']}"
-    return f"input '{match['name']}', row {match['row']}"
 
 
 def _package_version() -> str:

@@ -60,6 +60,8 @@ class InferRequest:
     parameters: dict[str, Any]
     inputs: list[Tensor]
     outputs: list[str]
+    # The rows, when the one-call decode built them already (the same rows ``records`` would build).
+    decoded_records: list[dict[str, Any]] | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def is_matrix(self) -> bool:
@@ -68,6 +70,8 @@ class InferRequest:
 
     def records(self) -> list[dict[str, Any]]:
         """One record per row of the columnar tensors (each tensor is one raw field)."""
+        if self.decoded_records is not None:
+            return self.decoded_records
         columns = {tensor.name: tensor.data for tensor in self.inputs}
         rows = self.inputs[0].rows
         return [{name: values[i] for name, values in columns.items()} for i in range(rows)]
@@ -93,7 +97,7 @@ def parse_infer_request(body: bytes, header_length: str | None, max_records: int
         RequestError: the JSON, a tensor's datatype, shape or data, or its size is wrong (400/413).
     """
     if header_length is None:
-        fast = _fast_request(body, max_records)
+        fast = _single_row(body) or _fast_request(body, max_records)
         if fast is not None:
             return fast
     json_part, binary = _split(body, header_length)
@@ -129,10 +133,43 @@ class _RequestIn(msgspec.Struct, gc=False):
 _REQUEST_DECODER = msgspec.json.Decoder(_RequestIn)
 
 
+class _OneValue(Tensor, frozen=True, gc=False):
+    """A tensor of shape ``[1]`` holding one value and no parameters: a field of a single-row request."""
+
+    shape: tuple[Literal[1]]
+    data: Annotated[list[int | float | str | bool | None], msgspec.Meta(min_length=1, max_length=1)]
+    parameters: None = None
+
+
+class _SingleRowIn(msgspec.Struct, gc=False):
+    inputs: Annotated[list[_OneValue], msgspec.Meta(min_length=1)]
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[_OutputIn] | None = None
+
+
+_SINGLE_ROW_DECODER = msgspec.json.Decoder(_SingleRowIn)
+
+
+def _single_row(body: bytes) -> InferRequest | None:
+    """A one-row request of ``[1]`` tensors, its shapes and sizes checked by the decoder itself (None: not one)."""
+    try:
+        request = _SINGLE_ROW_DECODER.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None  # a first tensor of another shape fails within a microsecond
+    tensors = request.inputs
+    record = {tensor.name: tensor.data[0] for tensor in tensors}
+    if len(record) != len(tensors):
+        return None  # a repeated name: the checked path names it
+    outputs = [o.name for o in request.outputs] if request.outputs is not None else []
+    return InferRequest(request.id, request.parameters or {}, tensors, outputs, [record])  # type: ignore[arg-type]
+
+
 def _fast_request(body: bytes, max_records: int) -> InferRequest | None:
     """A plain JSON request of flat tensors, decoded and typed in one msgspec call (None: take the checked path).
 
-    Anything unusual (nested data, binary parameters, a shape or size that does not add up, any
+    Per-field tensors become records in the same pass that checks their sizes. Anything unusual
+    (nested data, binary parameters, a shape or size that does not add up, a repeated name, any
     type msgspec refuses) returns None, and ``parse_infer_request``'s field-by-field path answers
     it, naming what is wrong.
     """
@@ -144,15 +181,32 @@ def _fast_request(body: bytes, max_records: int) -> InferRequest | None:
     if not tensors:
         return None
     # The datatype, the shape's form and flat scalar data are checked by the decoder; left: the sizes.
-    rows = tensors[0].shape[0]
-    for tensor in tensors:
-        shape = tensor.shape
-        if tensor.parameters or shape[0] != rows or len(tensor.data) != (rows if len(shape) == 1 else rows * shape[1]):
-            return None  # the checked path names what is wrong
+    first = tensors[0]
+    rows = first.shape[0]
     if rows == 0 or rows > max_records:
         _same_rows(tensors, max_records)  # raises, naming the count
+    records = None
+    if len(tensors) == 1 and len(first.shape) == 2 and first.shape[1] != 1:  # one [n, k] tensor of features
+        if first.parameters or len(first.data) != rows * first.shape[1]:
+            return None
+    else:
+        columns = {}
+        for tensor in tensors:
+            shape = tensor.shape
+            if tensor.parameters or shape[0] != rows or shape[-1] != (1 if len(shape) == 2 else rows):
+                return None
+            data = tensor.data
+            if len(data) != rows:
+                return None
+            columns[tensor.name] = data
+        if len(columns) != len(tensors):
+            return None  # a repeated name
+        if rows == 1:
+            records = [{name: data[0] for name, data in columns.items()}]
+        else:
+            records = [{name: data[i] for name, data in columns.items()} for i in range(rows)]
     outputs = [o.name for o in request.outputs] if request.outputs is not None else []
-    return InferRequest(id=request.id, parameters=request.parameters or {}, inputs=tensors, outputs=outputs)
+    return InferRequest(request.id, request.parameters or {}, tensors, outputs, records)
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -267,6 +321,13 @@ def _same_rows(tensors: list[Tensor], max_records: int) -> None:
     names = [tensor.name for tensor in tensors]
     if len(set(names)) != len(names):
         raise RequestError(f"input names repeat: {names}", field="inputs")
+    wide = next((t for t in tensors if len(t.shape) == 2 and t.shape[1] != 1), None)
+    if wide is not None and len(tensors) > 1:
+        raise RequestError(
+            f"input '{wide.name}' has shape {list(wide.shape)}: with several inputs each is one raw field of "
+            "shape [n] (or send a single [n, k] tensor of the features)",
+            field=f"inputs[{tensors.index(wide)}].shape",
+        )
 
 
 def _optional_str(value: Any, field: str) -> str | None:

@@ -61,3 +61,40 @@ def test_bad_records_name_the_record_and_field(records, field, message):
     # msgspec's own words (Expected `float`, got `str`) stay out of what the client reads.
     assert "Expected" not in caught.value.message
     assert "`" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"a": 1.5, "b": 2, "c": 0.0},
+        {"a": 1, "b": -7, "c": 3},
+        {"a": 3.4e38, "b": 0, "c": -3.4e38},
+        {"a": 1e39, "b": 0, "c": 0.0},  # past float32
+        {"a": 1.5, "b": 2.5, "c": 0.0},  # a fraction in a whole-number column
+        {"a": True, "b": 2, "c": 0.0},  # a bool is not a number here
+        {"a": "1.5", "b": 2, "c": 0.0},
+        {"a": 1.5, "c": 0.0},  # missing
+        {"a": 1.5, "b": 2, "c": None},  # null in an optional column
+        {"a": 1.5, "b": 2, "c": math.nan},
+        {"a": 1.5, "b": 2, "c": math.inf},
+        {"a": 1.5, "b": 2, "c": 0.0, "extra": "kept out"},
+        [1.5, 2, 0.0],  # not an object
+    ],
+)
+def test_one_record_gives_the_same_matrix_or_error_as_the_general_path(record):
+    """The one-row shortcut (plain numbers) and msgspec's path agree on every record, good or bad."""
+    schema = InputSchema([Feature("a", "double"), Feature("b", "long"), Feature("c", "double", required=False)])
+    filler = {"a": 0.5, "b": 1, "c": 0.25}
+
+    def outcome(records):
+        try:
+            return schema.to_matrix(records)[:1]
+        except BadInput as exc:
+            return (exc.message, exc.field)
+
+    alone, general = outcome([record]), outcome([record, filler])  # two records: never the shortcut
+    if isinstance(general, tuple):
+        assert alone == general
+    else:
+        np.testing.assert_array_equal(alone, general)
+        assert alone.dtype == np.float32

@@ -155,3 +155,21 @@ def test_the_one_call_decoder_and_the_checked_path_read_a_plain_request_alike():
         RequestError, match=r"input 'x': shape \[3\] needs 3 values, got 2"
     ):  # named by the checked path
         _parse({"inputs": [{"name": "x", "datatype": "FP64", "shape": [3], "data": [1.0, 2.0]}]})
+
+
+def test_a_wide_tensor_among_several_inputs_is_refused_not_cut_to_its_first_column():
+    payload = {
+        "inputs": [
+            {"name": "x", "datatype": "FP64", "shape": [1], "data": [1.5]},
+            {"name": "y", "datatype": "FP64", "shape": [1, 2], "data": [2.5, 3.5]},
+        ]
+    }
+    with pytest.raises(RequestError, match=r"input 'y' has shape \[1, 2\]: with several inputs") as caught:
+        _parse(payload)
+    assert caught.value.field == "inputs[1].shape"
+
+
+def test_a_repeated_input_name_is_named_not_overwritten():
+    one = {"name": "x", "datatype": "FP64", "shape": [1], "data": [1.5]}
+    with pytest.raises(RequestError, match="input names repeat"):
+        _parse({"inputs": [one, {**one, "data": [2.5]}]})
