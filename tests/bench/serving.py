@@ -14,7 +14,8 @@ event time with its offset, the raw columns) against the same rows as precompute
 Side by side in one run (``--mlserver``, ``--kserve``: their own environments, which ``make bench``
 builds under ``.bench/``): modelyard over ``/v1`` and ``/v2``, MLServer's xgboost runtime, KServe's
 Python model server (``tests/bench/kserve_model.py``) and a bare ASGI app as the floor, each on
-single rows and small batches, after checking that each answers modelyard's predictions.
+single rows and small batches, after checking that each answers modelyard's predictions; and the floor
+with the model: the bare app plus the same ONNX call on the row and nothing else (a reading, no goal).
 Results go to ``docs/benchmarks.md`` and ``docs/benchmarks.json``.
 
 The helpers (``register_xgboost``, ``ServerProcess``) are also used by the integration
@@ -459,6 +460,65 @@ def start_bare_asgi(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     return _start_until_ready(command, f"{url}/", workdir / "bare-asgi.log", dict(os.environ), post=True), url
 
 
+# The floor with the model: the same stack and the same ONNX call modelyard makes on one row, and nothing
+# else (no validation, routing, batching, metrics, request id or sampling): what any Python server
+# answering this model on this stack can reach. Not a peer users would pick; a measure of the app's own cost.
+BARE_MODEL_APP = """
+import operator
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+
+options = ort.SessionOptions()
+options.intra_op_num_threads = options.inter_op_num_threads = 1
+options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+SESSION = ort.InferenceSession({onnx!r}, options, providers=["CPUExecutionProvider"])
+RUN = SESSION._sess.run
+INPUT = SESSION.get_inputs()[0].name
+VALUES = operator.itemgetter(*{names!r})
+HEADERS = [(b"content-type", b"application/json")]
+
+
+async def app(scope, receive, send):
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    record = orjson.loads(body or b"{{}}")
+    if record:
+        matrix = np.array([VALUES(record)], dtype=np.float32)
+        answer = {{"predictions": RUN(["probabilities"], {{INPUT: matrix}}, None)[0][:, 1]}}
+    else:  # the readiness probe
+        answer = {{"predictions": []}}
+    out = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+    headers = [*HEADERS, (b"content-length", b"%d" % len(out))]
+    await send({{"type": "http.response.start", "status": 200, "headers": headers}})
+    await send({{"type": "http.response.body", "body": out}})
+"""
+
+
+def start_bare_model(model_uri: str, n_features: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The floor with the model (``BARE_MODEL_APP``) on the version's own ONNX copy, under uvicorn as the floor."""
+    import mlflow
+
+    from modelyard.deploy.serving.engines import EXTRA_FILES_DIR, ONNX_FILE
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(workdir / "bare-model")))
+    source = BARE_MODEL_APP.format(onnx=str(local / EXTRA_FILES_DIR / ONNX_FILE), names=feature_names(n_features))
+    (workdir / "bare_model.py").write_text(source)
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "bare_model:app", "--app-dir", str(workdir), "--host", "127.0.0.1",
+        "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--workers", "1", "--no-access-log",
+        "--log-level", "warning", "--lifespan", "off",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    url = f"http://127.0.0.1:{port}"
+    return _start_until_ready(command, f"{url}/", workdir / "bare-model.log", env, post=True), url
+
+
 def start_mlserver(mlserver: str, model_uri: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """MLServer's xgboost runtime (v2) on the same model, as its booster, from its own environment.
 
@@ -691,6 +751,9 @@ def _bench_side_by_side(
         process, url = start_bare_asgi(workdir)
         processes.append(process)
         targets["bare_asgi"] = (f"{url}/", bodies["ours_1"])
+        process, url = start_bare_model(uri, options.features, workdir)
+        processes.append(process)
+        targets["bare_model"] = (f"{url}/", bodies["ours_1"])
         if options.mlserver:
             process, url = start_mlserver(options.mlserver, uri, workdir)
             processes.append(process)
@@ -701,7 +764,7 @@ def _bench_side_by_side(
             targets["kserve"] = (f"{url}/v2/models/bench-xgb/infer", bodies["v2_matrix_1"])
         batch_bodies = {"ours_1": "ours_batch", "v2_1": "v2_batch", "v2_matrix_1": "v2_matrix_batch"}
         for name, (url, body) in list(targets.items()):
-            if name != "bare_asgi":
+            if not name.startswith("bare_"):
                 targets[f"{name}_batch"] = (url, bodies[batch_bodies[body.stem]])
         check_answers(targets)
         return _rounds(options, targets, wrk, script)
@@ -855,6 +918,7 @@ def _summarize(
         "raw_share": round(ours["raw_1"].rps / ours["precomputed_1"].rps, 3) if ours["precomputed_1"].rps else 0.0,
         "v2_share": _share(peers["modelyard_v2"], peers["modelyard_v1"]),
         "floor_share": _share(peers["modelyard_v1"], peers["bare_asgi"]),
+        "model_floor_share": _share(peers["modelyard_v1"], peers.get("bare_model")),  # no goal: a reading
         "mlserver_ratio": _share(peers["modelyard_v1"], peers.get("mlserver"), 1),
         "kserve_ratio": _share(peers["modelyard_v1"], peers.get("kserve"), 1),
     }
@@ -962,6 +1026,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"| >= {TARGETS['v2_share']:.0%} | {mark('v2_share')} |",
         f"| single row vs the bare ASGI floor | {_percent(measured.get('floor_share'))} "
         f"| >= {TARGETS['floor_share']:.0%} | {mark('floor_share')} |",
+        f"| single row vs the floor with the model (bare app + the same ONNX call) "
+        f"| {_percent(measured.get('model_floor_share'))} | (a reading) | |",
         f"| single row vs MLServer | {_times(measured.get('mlserver_ratio'))} "
         f"| >= {TARGETS['mlserver_ratio']:.0f}x | {mark('mlserver_ratio')} |",
         f"| single row vs KServe's Python model server | {_times(measured.get('kserve_ratio'))} "
@@ -996,6 +1062,7 @@ def _peer_lines(results: dict[str, Any]) -> list[str]:
     ours = side["modelyard_v1"]
     peers = {
         "bare ASGI app (uvicorn + httptools + uvloop, fixed JSON): the floor": "bare_asgi",
+        "the same bare app + the same ONNX call on the row, nothing else: the floor with the model": "bare_model",
         "modelyard serve, POST /v1/predict": "modelyard_v1",
         "modelyard serve, POST /v2/models/{name}/infer (one tensor per field)": "modelyard_v2",
         "MLServer 1.7 (xgboost runtime, v2, one [n, k] tensor)": "mlserver",

@@ -41,6 +41,7 @@ def test_the_peer_rows_show_the_ratios_of_the_same_run() -> None:
     from tests.bench.serving import render_markdown
 
     peers = {"modelyard_v1": 4000.0, "modelyard_v2": 3600.0, "bare_asgi": 20000.0, "mlserver": 400.0, "kserve": 500.0}
+    peers["bare_model"] = 8000.0
     batches = {"modelyard_v1_batch": 1000.0, "mlserver_batch": 250.0}
     results = _results(peers | batches)
     assert (results["measured"]["v2_share"], results["measured"]["floor_share"]) == (0.9, 0.2)
@@ -52,6 +53,8 @@ def test_the_peer_rows_show_the_ratios_of_the_same_run() -> None:
     table = render_markdown(results)
     assert "| /v2 infer vs /v1 predict, single row (same model) | 90% | >= 85% | met |" in table
     assert "| single row vs the bare ASGI floor | 20% | >= 40% | MISSED |" in table
+    assert "| single row vs the floor with the model (bare app + the same ONNX call) | 50% | (a reading) | |" in table
+    assert "the floor with the model | 8,000 | 1.0 / 2.0 | 0.50x | | |" in table
     assert "| single row vs KServe's Python model server | 8.0x | >= 10x | MISSED |" in table
     # 8-row requests: rows/s and modelyard's ratio in the same run
     assert (
