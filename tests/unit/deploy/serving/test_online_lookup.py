@@ -122,3 +122,38 @@ def test_concurrent_requests_share_store_reads_and_each_gets_its_own_values(tmp_
     asyncio.run(fill_all())
     assert [[r["demand"] for r in records] for records in requests] == [[float(i), 1.0] for i in range(20)]
     assert store.reads <= 2  # the first request's read, then one for the 19 that arrived during it
+
+
+class SlowThenFastStore(EmbeddedStore):
+    """The embedded store whose first read takes longer than the lookup's bound."""
+
+    reads = 0
+
+    async def aread(self, keys):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        if self.reads == 1:
+            await asyncio.sleep(0.3)
+        return self.read(keys)
+
+
+def test_a_slow_read_gives_its_batch_the_default_and_the_next_read_its_values(tmp_path: Path, fitted: FittedSpec):
+    store = SlowThenFastStore(tmp_path / "o.sqlite", ttl_seconds=3600)
+    store.write([OnlineValue("rides", "jakarta", "demand", "airport", 2.5, time.time(), "push")], "t")
+    metrics = ServingMetrics()
+    lookup = OnlineLookup(store, "t", 0.05, metrics)
+    first, second, later = ([{"km": 1.0, "area": "airport"}] for _ in range(3))
+
+    async def scenario() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(
+            lookup.fill("rides", "jakarta", fitted, first), lookup.fill("rides", "jakarta", fitted, second)
+        )
+        waited = time.perf_counter() - started
+        await asyncio.sleep(0.4)  # the slow read finishes in the background, its values unused
+        await lookup.fill("rides", "jakarta", fitted, later)
+        return waited
+
+    waited = asyncio.run(scenario())
+    assert waited < 0.25  # the bound, not the read's 0.3 s
+    assert [first[0]["demand"], second[0]["demand"], later[0]["demand"]] == [1.0, 1.0, 2.5]
+    assert (_count(metrics, "timeout"), _count(metrics, "hit")) == (2, 1)

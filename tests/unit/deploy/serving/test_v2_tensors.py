@@ -173,3 +173,27 @@ def test_a_repeated_input_name_is_named_not_overwritten():
     one = {"name": "x", "datatype": "FP64", "shape": [1], "data": [1.5]}
     with pytest.raises(RequestError, match="input names repeat"):
         _parse({"inputs": [one, {**one, "data": [2.5]}]})
+
+
+def test_a_single_row_request_reads_alike_on_its_own_decoder_and_the_checked_path():
+    payload = {
+        "id": "r1",
+        "inputs": [
+            {"name": "x", "datatype": "FP64", "shape": [1], "data": [1.5]},
+            {"name": "n", "datatype": "INT64", "shape": [1], "data": [3]},
+            {"name": "area", "datatype": "BYTES", "shape": [1], "data": ["airport"]},
+        ],
+        "outputs": [{"name": "probability"}],
+    }
+    body = orjson.dumps(payload)
+    fast = parse_infer_request(body, None, 100)
+    checked = parse_infer_request(body, str(len(body)), 100)
+    assert [(t.name, t.datatype, t.shape, t.data) for t in fast.inputs] == [
+        (t.name, t.datatype, t.shape, t.data) for t in checked.inputs
+    ]
+    assert fast.records() == checked.records() == [{"x": 1.5, "n": 3, "area": "airport"}]
+    assert (fast.id, fast.outputs) == ("r1", ["probability"])
+    # One value too many for its [1] shape: not the single-row decoder's, and named by the checked path.
+    payload["inputs"][0]["data"] = [1.5, 2.5]
+    with pytest.raises(RequestError, match=r"input 'x': shape \[1\] needs 1 values, got 2"):
+        _parse(payload)
