@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 _PYTHON_TYPES: dict[str, type] = {"double": float, "float": float, "long": int, "integer": int, "boolean": bool}
-# The exact types of a JSON value msgspec takes for a numeric column (a whole number is a float too; never a bool).
 FLOAT32_MAX = 3.4028234663852886e38
+# The exact types of a JSON value msgspec takes for a numeric column (a whole number is a float too; never a bool).
 _NUMBER, _WHOLE = frozenset({float, int}), frozenset({int})
 _ACCEPTED: dict[str, frozenset[type]] = {"double": _NUMBER, "float": _NUMBER, "long": _WHOLE, "integer": _WHOLE}
 
