@@ -449,15 +449,23 @@ async def app(scope, receive, send):
 
 def start_bare_asgi(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The bare ASGI app under uvicorn, the way ``modelyard serve`` runs (uvloop, httptools, one worker)."""
-    (workdir / "bare_asgi.py").write_text(BARE_ASGI_APP)
+    return _start_bare_app(workdir, "bare_asgi", BARE_ASGI_APP, dict(os.environ))
+
+
+def _start_bare_app(
+    workdir: Path, module: str, source: str, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``source`` written to ``workdir/<module>.py`` and served under uvicorn as ``modelyard serve`` runs."""
+    (workdir / f"{module}.py").write_text(source)
     port = free_port()
     command = [
-        sys.executable, "-m", "uvicorn", "bare_asgi:app", "--app-dir", str(workdir), "--host", "127.0.0.1",
+        sys.executable, "-m", "uvicorn", f"{module}:app", "--app-dir", str(workdir), "--host", "127.0.0.1",
         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--workers", "1", "--no-access-log",
         "--log-level", "warning", "--lifespan", "off",
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    return _start_until_ready(command, f"{url}/", workdir / "bare-asgi.log", dict(os.environ), post=True), url
+    log_path = workdir / f"{module.replace('_', '-')}.log"
+    return _start_until_ready(command, f"{url}/", log_path, env, post=True), url
 
 
 # The floor with the model: the same stack and the same ONNX call modelyard makes on one row, and nothing
@@ -507,16 +515,7 @@ def start_bare_model(model_uri: str, n_features: int, workdir: Path) -> tuple[su
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(workdir / "bare-model")))
     source = BARE_MODEL_APP.format(onnx=str(local / EXTRA_FILES_DIR / ONNX_FILE), names=feature_names(n_features))
-    (workdir / "bare_model.py").write_text(source)
-    port = free_port()
-    command = [
-        sys.executable, "-m", "uvicorn", "bare_model:app", "--app-dir", str(workdir), "--host", "127.0.0.1",
-        "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--workers", "1", "--no-access-log",
-        "--log-level", "warning", "--lifespan", "off",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    url = f"http://127.0.0.1:{port}"
-    return _start_until_ready(command, f"{url}/", workdir / "bare-model.log", env, post=True), url
+    return _start_bare_app(workdir, "bare_model", source, {**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def start_mlserver(mlserver: str, model_uri: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
