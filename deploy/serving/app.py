@@ -10,9 +10,7 @@ Endpoints:
   ``protocol_v2.routes``.
 
 A ``ServingError`` becomes its status and JSON body; anything else is a 500 (and a log
-line with its traceback). A small prediction request whose service answers without waiting is
-answered by ``answer_now`` in the transport's callback (``protocol.Lane``, ADR 0024), with the
-same steps, errors and counts as the ASGI path. The plan manager starts with the lifespan; in a worker of a
+line with its traceback). The plan manager starts with the lifespan; in a worker of a
 multi-worker server, startup waits for the first plan so the shared socket only sends
 requests to workers that can answer them.
 """
@@ -43,8 +41,8 @@ from modelyard.deploy.serving.manager import PlanManager
 from modelyard.deploy.serving.metrics import CONTENT_TYPE, ServingMetrics
 from modelyard.deploy.serving.online import OnlineLookup, admin_features_path
 from modelyard.deploy.serving.openapi import ENDPOINTS
-from modelyard.deploy.serving.predict import INLINE_PARSE_BYTES, Predictions
-from modelyard.deploy.serving.protocol import LANE_STATE_KEY, LIMITS_STATE_KEY, Lane
+from modelyard.deploy.serving.predict import Predictions
+from modelyard.deploy.serving.protocol import LIMITS_STATE_KEY
 from modelyard.deploy.serving.protocol_v2 import routes as standard_routes
 from modelyard.deploy.serving.settings import ServeSettings
 
@@ -52,7 +50,6 @@ log = logging.getLogger("modelyard.serving")
 PROBES = ("/healthz", "/readyz", "/metrics")
 # Never refused by the concurrency limit: a failed probe restarts the pod (KServe probes the v2 paths).
 UNLIMITED = frozenset({*PROBES, "/v2/health/live", "/v2/health/ready"})
-LANE_PATHS = ("/v1/predict/", "/invocations/", "/v2/models/")  # what answer_now may answer
 
 
 class ServingApp:
@@ -89,9 +86,8 @@ class ServingApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 state = scope.get("state")
-                if state is not None:  # uvicorn hands it to every connection's protocol (its limits, the lane)
+                if state is not None:  # uvicorn hands it to every connection's protocol (its limits)
                     state[LIMITS_STATE_KEY] = self.settings.transport
-                    state[LANE_STATE_KEY] = Lane(LANE_PATHS, INLINE_PARSE_BYTES, self.answer_now)
                 self.startup()
                 await self.online.warm_up()
                 await self._manager().settled(self.settings.first_plan_wait_seconds)
@@ -120,35 +116,26 @@ class ServingApp:
             return await self._dispatch(scope, body)
         except ClientGone:
             return Response(499, b"")  # nobody reads it: uvicorn drops a response to a closed connection
-        except Exception as exc:
-            return _failed(exc, scope)
-
-    def answer_now(self, scope: Scope, body: bytes) -> Response | None:
-        """The answer to a small POST under ``LANE_PATHS`` if it needs no waiting, else None (the ASGI path answers).
-
-        Called by the transport with the whole body (at most ``INLINE_PARSE_BYTES``); never raises.
-        """
-        if self.in_flight.count >= self.in_flight.limit:
-            return self.in_flight.overloaded()
-        try:
-            kind, first, second = _prediction_path(scope["path"].strip("/").split("/"))
-            if kind == "v1" or kind == "invocations":
-                return self.predictions.answer_now(first, second, body, scope, mlflow_format=kind == "invocations")
-            if kind == "v2":
-                return self.standard.v2.infer_now(first, body, scope)
-            return None
-        except Exception as exc:
-            return _failed(exc, scope)
+        except ServingError as exc:
+            if isinstance(exc, InferenceFailed) and exc.detail:  # the client's message has no library text
+                log.warning("inference failed", extra={"path": scope.get("path"), "error": exc.detail})
+            return error_response(exc)
+        except Exception:
+            log.exception("unhandled error", extra={"path": scope.get("path")})
+            # The exception's text (a library's, a path) goes to the log only.
+            return json_response(500, {"error": "internal", "message": "internal error; the server log has details"})
 
     async def _dispatch(self, scope: Scope, body: bytes) -> Response:
         method, path = scope["method"], scope["path"]
         parts = path.strip("/").split("/")
-        kind, first, second = _prediction_path(parts)
-        if kind == "v1" or kind == "invocations":
+        if len(parts) == 4 and parts[:2] == ["v1", "predict"] and all(parts):
             allow(method, path, "POST")
-            return await self.predictions.answer(first, second, body, scope, mlflow_format=kind == "invocations")
-        if kind == "v2":
-            return await self.standard.v2.infer(method, path, first, None, body, scope)  # v2's busiest path
+            return await self.predictions.answer(parts[2], parts[3], body, scope, mlflow_format=False)
+        if len(parts) == 3 and parts[0] == "invocations" and all(parts):
+            allow(method, path, "POST")
+            return await self.predictions.answer(parts[1], parts[2], body, scope, mlflow_format=True)
+        if len(parts) == 4 and parts[3] == "infer" and parts[:2] == ["v2", "models"] and parts[2]:
+            return await self.standard.v2.infer(method, path, parts[2], None, body, scope)  # v2's busiest path
         if path in PROBES:
             allow(method, path, "GET", "HEAD")
             response = await self._probe(path)
@@ -185,25 +172,3 @@ class ServingApp:
         if self.manager is None:
             raise RequestError("server is starting", status=503, code="not_ready")
         return self.manager
-
-
-def _prediction_path(parts: list[str]) -> tuple[str | None, str, str]:
-    """``("v1" | "invocations", family, region)``, ``("v2", model name, "")`` or ``(None, "", "")``."""
-    if len(parts) == 4 and parts[:2] == ["v1", "predict"] and all(parts):
-        return "v1", parts[2], parts[3]
-    if len(parts) == 3 and parts[0] == "invocations" and all(parts):
-        return "invocations", parts[1], parts[2]
-    if len(parts) == 4 and parts[3] == "infer" and parts[:2] == ["v2", "models"] and parts[2]:
-        return "v2", parts[2], ""
-    return None, "", ""
-
-
-def _failed(exc: Exception, scope: Scope) -> Response:
-    """The response to a request that raised ``exc``: its own error, or a 500 whose detail goes to the log only."""
-    if isinstance(exc, ServingError):
-        if isinstance(exc, InferenceFailed) and exc.detail:  # the client's message has no library text
-            log.warning("inference failed", extra={"path": scope.get("path"), "error": exc.detail})
-        return error_response(exc)
-    log.error("unhandled error", exc_info=exc, extra={"path": scope.get("path")})
-    # The exception's text (a library's, a path) goes to the log only.
-    return json_response(500, {"error": "internal", "message": "internal error; the server log has details"})

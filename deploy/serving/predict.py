@@ -1,8 +1,7 @@
 """The prediction endpoints: ``POST /v1/predict/{family}/{region}`` and ``POST /invocations/{family}/{region}``.
 
 A request is parsed into records, routed to a variant of its service, validated against the
-variant's model, batched with concurrent requests (or, when its service's models answer at once,
-predicted in the transport's callback: ``answer_now``), and answered; then, off the response path,
+variant's model, batched with concurrent requests, and answered; then, off the response path,
 it is counted, sampled into the plan's prediction log and handed to the service's shadows.
 Our endpoint answers predictions with the model, version, variant and routing reason;
 MLflow's answers ``{"predictions": [...]}``.
@@ -28,9 +27,6 @@ from modelyard.deploy.serving.sampling import PredictionLogWriter, Sample, new_r
 if TYPE_CHECKING:
     import numpy as np
 
-    from modelyard.deploy.serving.features import Prepared
-    from modelyard.deploy.serving.router import Route
-
 log = logging.getLogger("modelyard.serving")
 
 INLINE_PARSE_BYTES = 64 * 1024  # larger bodies are parsed and validated off the event loop
@@ -50,42 +46,32 @@ class Predictions:
     async def answer(self, family: str, region: str, body: bytes, scope: Scope, *, mlflow_format: bool) -> Response:
         """Validate, route, batch and answer one prediction request."""
         started = time.perf_counter()
-        active, handle = self._service(family, region)
+        active = self._manager().active
+        if active is None:
+            raise RequestError("no plan is active yet; see /readyz", status=503, code="not_ready")
+        handle = _service(active, family, region)
         large = len(body) > INLINE_PARSE_BYTES  # parse and validate off the loop: /healthz keeps answering
         if large:
             records = await asyncio.to_thread(request_records, body, active.plan.max_records, mlflow_format)
         else:  # called, not awaited: a coroutine per step is a measurable share of a one-row request
             records = request_records(body, active.plan.max_records, mlflow_format)
-        route, variant = _routed(active, handle, records, scope)
+        key = routing_key_of(records, header(scope, b"x-routing-key"), active.plan.routing_key)
+        route = handle.router.route(key)
+        variant = handle.variants[route.variant]
         output, request_id = await self.run(active, handle, variant, records, scope, large=large, started=started)
-        return _answer(route, variant, output, request_id, mlflow_format)
-
-    def answer_now(
-        self, family: str, region: str, body: bytes, scope: Scope, *, mlflow_format: bool
-    ) -> Response | None:
-        """``answer`` without awaiting, for a small body on a service that answers at once (else None)."""
-        started = time.perf_counter()
-        active, handle = self._service(family, region)
-        if len(body) > INLINE_PARSE_BYTES or not self.answers_at_once(handle):
-            return None
-        records = request_records(body, active.plan.max_records, mlflow_format)
-        route, variant = _routed(active, handle, records, scope)
-        output, request_id = self.run_now(active, handle, variant, records, scope, started=started)
-        return _answer(route, variant, output, request_id, mlflow_format)
-
-    def answers_at_once(self, handle: ServiceHandle) -> bool:
-        """Whether each variant of ``handle`` answers without waiting: its model called in the handler, nothing to read.
-
-        A variant whose requests are queued for a batch (``Batcher.answers_now``), or whose family
-        reads online features from the store, makes its service's requests take the awaited path.
-        """
-        for variant in handle.variants.values():
-            if not variant.batcher.answers_now():
-                return False
-            fitted = fitted_of(variant.model)
-            if self.online is not None and fitted is not None and fitted.online:
-                return False
-        return True
+        if mlflow_format:
+            return json_response(200, {"predictions": output})
+        return json_response(
+            200,
+            {
+                "predictions": output,
+                "model": variant.model.name,
+                "version": variant.model.version,
+                "variant": variant.name,
+                "routed_by": route.reason,
+                "request_id": request_id,
+            },
+        )
 
     async def run(
         self,
@@ -109,15 +95,19 @@ class Predictions:
         fitted = fitted_of(variant.model)
         if self.online is not None and fitted is not None and fitted.online:
             await self.online.fill(family, region, fitted, records)
-        if large:
-            try:
+        try:
+            if large:
                 prepared = await asyncio.to_thread(variant.model.prepare_counted, records, variant.calendar)
-            except BadInput:
-                self._refused(active, labels, "bad_input")
-                raise
-        else:
-            prepared = self._prepared(active, labels, variant, records)
-        self._count_prepared(labels, prepared)
+            else:
+                prepared = variant.model.prepare_counted(records, variant.calendar)
+        except BadInput:
+            self.metrics.requests.labels(*labels, "bad_input").inc()
+            _count(active.prediction_log, labels, "bad_input")
+            raise
+        for feature, count in prepared.unknown.items():
+            self.metrics.unknown_categories.labels(family, region, variant.name, feature).inc(count)
+        for field, count in prepared.clipped.items():
+            self.metrics.clipped_values.labels(family, region, variant.name, field).inc(count)
         active.inflight += 1
         batcher = variant.batcher
         try:
@@ -125,65 +115,14 @@ class Predictions:
                 batcher.predict_now(prepared.matrix) if batcher.answers_now() else await batcher.submit(prepared.matrix)
             )
         except ServingError:
-            self._refused(active, labels, "error")
+            self.metrics.requests.labels(*labels, "error").inc()
+            _count(active.prediction_log, labels, "error")
             raise
         finally:
             active.inflight -= 1
         request_id = new_request_id(header(scope, b"x-request-id") or request_id)
         self._observe(active, handle, variant, labels, (request_id, records, prepared.matrix), output, started)
         return output, request_id
-
-    def run_now(
-        self,
-        active: ActivePlan,
-        handle: ServiceHandle,
-        variant: VariantHandle,
-        records: list[Any],
-        scope: Scope,
-        *,
-        started: float,
-        request_id: str | None = None,
-    ) -> tuple[np.ndarray, str]:
-        """``run`` for a variant that answers at once (``answers_at_once``): the same steps, none awaited."""
-        family, region = handle.service.key
-        labels = (family, region, variant.name, variant.model.version)
-        prepared = self._prepared(active, labels, variant, records)
-        self._count_prepared(labels, prepared)
-        active.inflight += 1
-        try:
-            output = variant.batcher.predict_now(prepared.matrix)
-        except ServingError:
-            self._refused(active, labels, "error")
-            raise
-        finally:
-            active.inflight -= 1
-        request_id = new_request_id(header(scope, b"x-request-id") or request_id)
-        self._observe(active, handle, variant, labels, (request_id, records, prepared.matrix), output, started)
-        return output, request_id
-
-    def _service(self, family: str, region: str) -> tuple[ActivePlan, ServiceHandle]:
-        active = self._manager().active
-        if active is None:
-            raise RequestError("no plan is active yet; see /readyz", status=503, code="not_ready")
-        return active, _service(active, family, region)
-
-    def _prepared(self, active: ActivePlan, labels: Labels, variant: VariantHandle, records: list[Any]) -> Prepared:
-        try:
-            return variant.model.prepare_counted(records, variant.calendar)
-        except BadInput:
-            self._refused(active, labels, "bad_input")
-            raise
-
-    def _refused(self, active: ActivePlan, labels: Labels, outcome: str) -> None:
-        self.metrics.requests.labels(*labels, outcome).inc()
-        _count(active.prediction_log, labels, outcome)
-
-    def _count_prepared(self, labels: Labels, prepared: Prepared) -> None:
-        family, region, variant = labels[:3]
-        for feature, count in prepared.unknown.items():
-            self.metrics.unknown_categories.labels(family, region, variant, feature).inc(count)
-        for field, count in prepared.clipped.items():
-            self.metrics.clipped_values.labels(family, region, variant, field).inc(count)
 
     def _observe(
         self,
@@ -263,28 +202,6 @@ class Predictions:
         queued = plog.offer(Sample("prediction", request_id, labels, digest, kept, matrix, output, time.time()))
         if queued:
             self.metrics.samples.labels("queued").inc()
-
-
-def _routed(active: ActivePlan, handle: ServiceHandle, records: list[Any], scope: Scope) -> tuple[Route, VariantHandle]:
-    key = routing_key_of(records, header(scope, b"x-routing-key"), active.plan.routing_key)
-    route = handle.router.route(key)
-    return route, handle.variants[route.variant]
-
-
-def _answer(route: Route, variant: VariantHandle, output: np.ndarray, request_id: str, mlflow_format: bool) -> Response:
-    if mlflow_format:
-        return json_response(200, {"predictions": output})
-    return json_response(
-        200,
-        {
-            "predictions": output,
-            "model": variant.model.name,
-            "version": variant.model.version,
-            "variant": variant.name,
-            "routed_by": route.reason,
-            "request_id": request_id,
-        },
-    )
 
 
 def _service(active: ActivePlan, family: str, region: str) -> ServiceHandle:

@@ -16,43 +16,24 @@ body on ``http.response.body``, two ``send`` syscalls (and two TCP segments) for
 answer; here the head waits for the first body write and goes out with it (profiled over HTTP,
 the head's own write was the largest single cost of a one-row prediction after the model).
 
-A small prediction request can be answered in the parser's callback (the lane, ADR 0024): a POST
-under one of the app's ``Lane.paths``, with a declared body of at most ``Lane.max_body`` bytes
-(no ``Expect``, no chunked body) is not handed to an ASGI task when its headers arrive; when its
-body is complete, ``Lane.answer`` gets the scope and the body and returns the response, written
-at once with the server's default headers, or None when the request must wait for something (an
-online-store read, a queued batch, parsing off the loop), and the request then takes the ASGI path
-with its body already read. uvicorn's own request state (scope, cycle, keep-alive, pipelining) is
-kept; what the lane skips is the task, the ASGI messages and the response header checks (the
-lane's headers are the server's own): a third of a one-row prediction's CPU in process through
-this transport (``tests/bench/request_path.py``).
-
 uvicorn builds the protocol itself (the class is importable by name for ``--workers > 1``),
-so the limits and the lane travel through the ASGI lifespan state: at startup the app puts the
-server's ``TransportLimits`` (from its settings) and its ``Lane`` there, and uvicorn hands that
-state to every connection's protocol. Without them (no lifespan) the defaults apply and every
-request takes the ASGI path.
+so the limits travel through the ASGI lifespan state: at startup the app puts the server's
+``TransportLimits`` (from its settings) there, and uvicorn hands that state to every
+connection's protocol. Without them (no lifespan) the defaults apply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
-from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
-
-from modelyard.deploy.serving.asgi import Response, Scope
-
-log = logging.getLogger("modelyard.serving")
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 LIMITS_STATE_KEY = "modelyard.transport_limits"  # in the ASGI lifespan state
-LANE_STATE_KEY = "modelyard.lane"  # in the ASGI lifespan state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,47 +42,6 @@ class TransportLimits:
 
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_S
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-
-
-@dataclasses.dataclass(frozen=True)
-class Lane:
-    """The requests the app may answer in the parser's callback, and how.
-
-    ``answer(scope, body)`` returns the response, or None to hand the request to the ASGI app; it
-    must not raise (the app turns its own errors into responses; anything else here is a 500).
-    """
-
-    paths: tuple[str, ...]
-    max_body: int
-    answer: Callable[[Scope, bytes], Response | None]
-
-
-def _declared_small(headers: Iterable[tuple[bytes, bytes]], limit: int) -> bool:
-    """Whether the request declares a body of at most ``limit`` bytes (and is not chunked)."""
-    length = None
-    for name, value in headers:
-        if name == b"content-length":
-            length = value
-        elif name == b"transfer-encoding":
-            return False
-    return length is not None and length.isdigit() and int(length) <= limit
-
-
-def _lane_response(response: Response, default_headers: list[tuple[bytes, bytes]], keep_alive: bool) -> bytes:
-    """``response`` as the bytes uvicorn would write for it: status line, the server's headers, the body."""
-    parts = [STATUS_LINE[response.status]]
-    for name, value in (*default_headers, *response.headers):
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(b"content-type: %s\r\ncontent-length: %d\r\n" % (response.content_type, len(response.body)))
-    if not keep_alive:
-        parts.append(b"connection: close\r\n")
-    parts += (b"\r\n", response.body)
-    return b"".join(parts)
-
-
-INTERNAL_ERROR = Response(
-    500, orjson.dumps({"error": "internal", "message": "internal error; the server log has details"})
-)
 
 
 class HeadersTooLarge(Exception):
@@ -171,8 +111,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._read_deadline: asyncio.TimerHandle | None = None
         self._arriving_since: float | None = None  # loop time the request now arriving began; None between requests
         self._header_bytes = 0
-        self._lane: Lane | None = self.app_state.get(LANE_STATE_KEY)
-        self._lane_cycle: tuple[RequestResponseCycle, Any] | None = None  # its headers in, its body arriving
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -180,7 +118,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._arriving_since = None
-        self._lane_cycle = None
         if self._read_deadline is not None:
             self._read_deadline.cancel()
             self._read_deadline = None
@@ -217,54 +154,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         before = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
-        lane_cycle = self._lane_cycle
-        if cycle is not None and cycle is not before and (lane_cycle is None or lane_cycle[0] is not cycle):
-            _coalesce(cycle)
-
-    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        lane = self._lane
-        if (
-            lane is not None
-            and cycle is self.cycle
-            and cycle.more_body  # its body is still arriving (a pipelined request may be complete already)
-            and app is self.app  # not uvicorn's own 503 of its concurrency limit
-            and not cycle.access_log
-            and not self.expect_100_continue
-            and cycle.scope["method"] == "POST"
-            and cycle.scope["path"].startswith(lane.paths)
-            and _declared_small(cycle.scope["headers"], lane.max_body)
-        ):
-            self._lane_cycle = (cycle, app)  # answered when its body is complete
-            return
-        super()._start_asgi_task(cycle, app)
+        if cycle is not None and cycle is not before and self.scope["method"] != "HEAD":  # HEAD writes no body
+            cycle.transport = CoalescingTransport(self.transport)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._arriving_since = None  # arrived whole: the pending timer, when it fires, finds nothing to refuse
         super().on_message_complete()
-        taken = self._lane_cycle
-        if taken is not None and taken[0] is self.cycle:
-            self._lane_cycle = None
-            self._answer_in_lane(*taken)
-
-    def _answer_in_lane(self, cycle: RequestResponseCycle, app: Any) -> None:
-        """Answer the complete request in ``cycle`` now, or start its ASGI task (the app said wait)."""
-        assert self._lane is not None
-        response = None
-        if not self.flow.write_paused:  # else the ASGI path waits for the client to read its earlier answers
-            try:
-                response = self._lane.answer(cast(Scope, cycle.scope), bytes(cycle.body))
-            except Exception:
-                log.exception("unhandled error", extra={"path": cycle.scope.get("path")})
-                response = INTERNAL_ERROR
-        if response is None:
-            _coalesce(cycle)
-            HttpToolsProtocol._start_asgi_task(self, cycle, app)
-            return
-        cycle.response_started = cycle.response_complete = True
-        self.transport.write(_lane_response(response, cycle.default_headers, cycle.keep_alive))
-        if not cycle.keep_alive:
-            self.transport.close()
-        cycle.on_response()
 
     def _headers_too_large(self) -> None:
         message = f"request line and headers exceed {self._max_header_bytes} bytes"
@@ -305,9 +200,3 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         elif isinstance(cycle.transport, CoalescingTransport):
             cycle.transport.flush()
         self.transport.close()
-
-
-def _coalesce(cycle: RequestResponseCycle) -> None:
-    """Hold the head of ``cycle``'s response for its body's first write (a ``HEAD`` answer has no body)."""
-    if cycle.scope["method"] != "HEAD":
-        cycle.transport = CoalescingTransport(cycle.transport)  # type: ignore[assignment]

@@ -5,11 +5,7 @@ one takes HTTP away: it registers the same 200-tree xgboost model in a temporary
 starts ``ServingApp`` in this process on that plan, and times requests handed straight to the
 ASGI callable (``GET /healthz``, one-row ``/v1/predict``, ``/invocations`` and v2 ``infer``, 1,000-row
 ``/v1/predict``), best of several rounds, in process CPU microseconds per request (so that
-the figures hold on a busy machine). The ``transport_*`` figures take the same one-row ``/v1``
-request as HTTP bytes through the server's transport (``GuardedHttpToolsProtocol`` on a
-connection that keeps nothing): answered in the parser's callback (the lane, as ``modelyard
-serve`` runs) and through an ASGI task (no lane), and a bare ASGI app on the same transport. The
-loop is uvloop's, as the server's. ``--profile PATH`` writes a cProfile of the one-row
+the figures hold on a busy machine). ``--profile PATH`` writes a cProfile of the one-row
 ``/v1/predict`` loop (``--profiled v2``: the v2 ``infer`` one; read it with ``python -m pstats``).
 """
 
@@ -25,8 +21,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import uvloop
 
 from tests.bench.serving import feature_names, register_xgboost, single_plan
 
@@ -51,76 +45,6 @@ async def call(app: Any, method: str, path: str, body: bytes) -> tuple[int, byte
 
     await app(scope_of(method, path, body), receive, send)
     return sent[0]["status"], sent[1]["body"]
-
-
-class _Sink(asyncio.Transport):
-    """A connection that counts the bytes written to it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.written = 0
-
-    def write(self, data: Any) -> None:
-        self.written += len(data)
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
-async def _bare_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    await receive()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
-    await send({"type": "http.response.body", "body": b"{}"})
-
-
-async def transport_us(app: Any, path: str, body: bytes, calls: int, *, lane: bool) -> float:
-    """Best-of-``ROUNDS`` process CPU microseconds per HTTP request through the server's transport."""
-    import uvicorn
-    from uvicorn.server import ServerState
-
-    from modelyard.deploy.serving.app import LANE_PATHS
-    from modelyard.deploy.serving.predict import INLINE_PARSE_BYTES
-    from modelyard.deploy.serving.protocol import LANE_STATE_KEY, GuardedHttpToolsProtocol, Lane
-
-    config = uvicorn.Config(
-        app=app, http=GuardedHttpToolsProtocol, lifespan="off", proxy_headers=False, access_log=False
-    )
-    config.load()
-    state = {LANE_STATE_KEY: Lane(LANE_PATHS, INLINE_PARSE_BYTES, app.answer_now)} if lane else {}
-    protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state=state)
-    sink = _Sink()
-    protocol.connection_made(sink)
-    head = f"POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: "
-    request = head.encode() + b"%d\r\n\r\n%s" % (len(body), body)
-
-    async def one() -> None:
-        protocol.data_received(request)
-        if protocol.tasks:
-            await asyncio.gather(*protocol.tasks)
-
-    await one()
-    if not sink.written:
-        raise RuntimeError(f"POST {path} through the transport wrote nothing")
-    best = float("inf")
-    for _ in range(ROUNDS):
-        started = time.process_time()
-        for _ in range(calls):
-            await one()
-        best = min(best, (time.process_time() - started) / calls)
-    protocol.connection_lost(None)
-    return best * 1e6
 
 
 async def per_request_us(app: Any, method: str, path: str, body: bytes, calls: int) -> float:
@@ -179,9 +103,6 @@ async def measure(
             "v2_infer_1_us": await per_request_us(
                 app, "POST", "/v2/models/bench-local/infer", payloads["v2_one"], calls
             ),
-            "transport_lane_1_us": await transport_us(app, one, payloads["one"], calls, lane=True),
-            "transport_asgi_1_us": await transport_us(app, one, payloads["one"], calls, lane=False),
-            "transport_bare_asgi_us": await transport_us(_bare_asgi, one, payloads["one"], calls, lane=False),
             "predict_1000_us": await per_request_us(app, "POST", one, payloads["many"], max(1, calls // 100)),
             "invocations_1000_us": await per_request_us(
                 app, "POST", "/invocations/bench/local", payloads["mlflow_many"], max(1, calls // 100)
@@ -225,8 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan_path = workdir / "plan.json"
         plan_path.write_text(json.dumps(single_plan(uri)))
         app = ServingApp(ServeSettings(plan_path=plan_path, model_cache=workdir, log_dir=workdir / "logs"))
-        run = measure(app, bodies(20, 1000), options.calls, options.profile, options.profiled)
-        results = uvloop.run(run)
+        results = asyncio.run(measure(app, bodies(20, 1000), options.calls, options.profile, options.profiled))
     results["rows_per_s_1000"] = 1000 / (results["predict_1000_us"] / 1e6)
     print(json.dumps({k: round(v, 1) for k, v in results.items()}, indent=2))
     return 0

@@ -66,46 +66,17 @@ class V2Predictions(Predictions):
                 request = await asyncio.to_thread(parse_infer_request, body, length, active.plan.max_records)
             else:  # called, not awaited (as /v1): a coroutine per step is a measurable share of a one-row request
                 request = parse_infer_request(body, length, active.plan.max_records)
-            route, variant, records = self._routed(active, handle, name, version, request, scope)
+            records = None if request.is_matrix else request.records()
+            route, variant = self._route(active, handle, name, version, request, records, scope)
+            if records is None:
+                records = request.matrix_records(variant.model.schema.names)
+            _check_outputs(request, output_name(variant.model))
             output, _ = await self.run(
                 active, handle, variant, records, scope, large=large, started=started, request_id=request.id
             )
         except ServingError as exc:
             return v2_error(exc)
         return json_response(200, _response(name, variant, route, request, output))
-
-    def infer_now(self, name: str, body: bytes, scope: Scope) -> Response | None:
-        """``infer`` on ``/v2/models/{name}/infer`` without awaiting, when its service answers at once (else None)."""
-        started = time.perf_counter()
-        try:
-            active = self.active()
-            handle = self.service(active, name)
-            if len(body) > INLINE_PARSE_BYTES or not self.answers_at_once(handle):
-                return None
-            length = header(scope, b"inference-header-content-length")
-            request = parse_infer_request(body, length, active.plan.max_records)
-            route, variant, records = self._routed(active, handle, name, None, request, scope)
-            output, _ = self.run_now(active, handle, variant, records, scope, started=started, request_id=request.id)
-        except ServingError as exc:
-            return v2_error(exc)
-        return json_response(200, _response(name, variant, route, request, output))
-
-    def _routed(
-        self,
-        active: ActivePlan,
-        handle: ServiceHandle,
-        name: str,
-        version: str | None,
-        request: InferRequest,
-        scope: Scope,
-    ) -> tuple[Route, VariantHandle, list[Any]]:
-        """The route, its variant and the request's records (checked against the variant's outputs)."""
-        records = None if request.is_matrix else request.records()
-        route, variant = self._route(active, handle, name, version, request, records, scope)
-        if records is None:
-            records = request.matrix_records(variant.model.schema.names)
-        _check_outputs(request, output_name(variant.model))
-        return route, variant, records
 
     def _route(
         self,

@@ -1,4 +1,4 @@
-"""The ASGI app: its lifespan hands the server's transport limits and its lane to uvicorn's connections."""
+"""The ASGI app: its lifespan hands the server's transport limits to uvicorn's connections."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from modelyard.deploy.serving.app import LANE_PATHS, ServingApp
+from modelyard.deploy.serving.app import ServingApp
 from modelyard.deploy.serving.openapi import ENDPOINTS
-from modelyard.deploy.serving.predict import INLINE_PARSE_BYTES
-from modelyard.deploy.serving.protocol import LANE_STATE_KEY, LIMITS_STATE_KEY, TransportLimits
+from modelyard.deploy.serving.protocol import LIMITS_STATE_KEY, TransportLimits
 from modelyard.deploy.serving.settings import ServeSettings
 
 
-def test_startup_puts_the_transport_limits_and_the_lane_in_the_lifespan_state(tmp_path: Path):
+def test_startup_puts_the_transport_limits_in_the_lifespan_state(tmp_path: Path):
     limits = TransportLimits(request_timeout_seconds=2.5, max_header_bytes=4096)
     app = ServingApp(ServeSettings(plan_path=tmp_path / "plan.json", transport=limits))
     state: dict[str, Any] = {}
@@ -29,8 +28,6 @@ def test_startup_puts_the_transport_limits_and_the_lane_in_the_lifespan_state(tm
 
     asyncio.run(app({"type": "lifespan", "state": state}, receive, send))
     assert state[LIMITS_STATE_KEY] == limits
-    lane = state[LANE_STATE_KEY]
-    assert (lane.paths, lane.max_body, lane.answer) == (LANE_PATHS, INLINE_PARSE_BYTES, app.answer_now)
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
 

@@ -8,14 +8,11 @@ from typing import Any
 import uvicorn
 from uvicorn.server import ServerState
 
-from modelyard.deploy.serving.asgi import Response
 from modelyard.deploy.serving.protocol import (
     CONTINUE,
     JOIN_MAX_BYTES,
-    LANE_STATE_KEY,
     LIMITS_STATE_KEY,
     GuardedHttpToolsProtocol,
-    Lane,
     TransportLimits,
 )
 
@@ -82,16 +79,11 @@ def _exchange(app: Any, request: bytes) -> _Transport:
         loop.close()
 
 
-def _connected(
-    app: Any, loop: asyncio.AbstractEventLoop, app_state: dict[str, Any] | None = None
-) -> tuple[GuardedHttpToolsProtocol, _Transport]:
+def _connected(app: Any, loop: asyncio.AbstractEventLoop) -> tuple[GuardedHttpToolsProtocol, _Transport]:
     """A guarded protocol serving ``app`` on ``loop``, connected to a recording transport."""
-    config = uvicorn.Config(
-        app=app, http=GuardedHttpToolsProtocol, lifespan="off", proxy_headers=False, access_log=False
-    )  # as modelyard serve runs it (an access log takes every request off the lane)
+    config = uvicorn.Config(app=app, http=GuardedHttpToolsProtocol, lifespan="off", proxy_headers=False)
     config.load()
-    state = app_state or {}
-    protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state=state, _loop=loop)
+    protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
     transport = _Transport()
     protocol.connection_made(transport)
     return protocol, transport
@@ -159,133 +151,3 @@ def test_a_100_continue_goes_out_at_once_and_the_answer_in_one_write():
         assert transport.writes[1].endswith(b"\r\n\r\n{}")
     finally:
         loop.close()
-
-
-# ---------------------------------------------------------------------------- the lane
-
-
-class _Lane:
-    """A lane that answers with what ``reply`` returns and records every (path, body) it was given."""
-
-    def __init__(self, reply: Any = None) -> None:
-        self.calls: list[tuple[str, bytes]] = []
-        self.reply = reply if reply is not None else (lambda scope, body: Response(200, b'{"lane":true}'))
-
-    def answer(self, scope: dict[str, Any], body: bytes) -> Response | None:
-        self.calls.append((scope["path"], body))
-        return self.reply(scope, body)  # type: ignore[no-any-return]
-
-    def state(self) -> dict[str, Any]:
-        return {LANE_STATE_KEY: Lane(("/v1/",), 1024, self.answer)}
-
-
-async def _echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The ASGI path: answers what it received."""
-    body = (await receive())["body"]
-    headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 201, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _lane_exchange(lane: _Lane, *chunks: bytes) -> tuple[GuardedHttpToolsProtocol, _Transport, int]:
-    """Feed ``chunks`` to a protocol with ``lane``; the protocol, its transport and how many ASGI tasks ran.
-
-    The transport is as the exchange left it (``closed`` only if the server closed it).
-    """
-    loop = asyncio.new_event_loop()
-    try:
-        protocol, transport = _connected(_echo, loop, lane.state())
-        tasks = 0
-        for chunk in chunks:
-            protocol.data_received(chunk)
-            if protocol.tasks:
-                tasks += len(protocol.tasks)
-                loop.run_until_complete(asyncio.gather(*protocol.tasks))
-        closed = transport.closed
-        protocol.connection_lost(None)
-        transport.closed = closed
-        return protocol, transport, tasks
-    finally:
-        loop.close()
-
-
-def test_the_lane_answers_a_small_post_in_one_write_without_a_task():
-    lane = _Lane()
-    protocol, transport, tasks = _lane_exchange(lane, POST)
-    assert lane.calls == [("/v1/predict/a/b", b"{}")]
-    assert tasks == 0
-    assert transport.writes == [
-        b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 13\r\n\r\n{"lane":true}'
-    ]
-    assert not transport.closed
-    assert protocol.server_state.total_requests == 1
-
-
-def test_the_lane_gets_the_whole_body_however_it_arrives_and_pipelined_requests_in_order():
-    lane = _Lane(lambda scope, body: Response(200, body))
-    request = b"POST /v1/x HTTP/1.1\r\nhost: x\r\ncontent-length: 6\r\n\r\n"
-    _, transport, tasks = _lane_exchange(lane, request + b"abc", b"def" + request + b"ghi", b"jkl")
-    assert lane.calls == [("/v1/x", b"abcdef"), ("/v1/x", b"ghijkl")]
-    assert tasks == 0
-    assert [w.rsplit(b"\r\n\r\n", 1)[1] for w in transport.writes] == [b"abcdef", b"ghijkl"]
-
-
-def test_a_request_the_lane_declines_takes_the_asgi_path_with_its_body():
-    lane = _Lane(lambda scope, body: None)
-    _, transport, tasks = _lane_exchange(lane, POST.replace(b"/v1/predict/a/b", b"/v1/wait"))
-    assert lane.calls == [("/v1/wait", b"{}")]
-    assert tasks == 1
-    assert len(transport.writes) == 1  # the ASGI answer still leaves in one write
-    assert transport.writes[0].startswith(b"HTTP/1.1 201 Created\r\n")
-    assert transport.writes[0].endswith(b"\r\n\r\n{}")
-
-
-def test_the_lane_takes_only_small_declared_posts_under_its_paths():
-    large = b"x" * 1025
-    requests = [
-        b"GET /v1/predict/a/b HTTP/1.1\r\nhost: x\r\n\r\n",
-        b"POST /other HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}",
-        b"POST /v1/x HTTP/1.1\r\nhost: x\r\ncontent-length: 1025\r\n\r\n" + large,
-        b"POST /v1/x HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
-    ]
-    for request in requests:
-        lane = _Lane()
-        _, transport, tasks = _lane_exchange(lane, request)
-        assert lane.calls == [], request[:40]
-        assert tasks == 1, request[:40]
-        assert transport.writes[0].startswith(b"HTTP/1.1 201 Created\r\n"), request[:40]
-
-
-def test_a_request_that_expects_100_continue_takes_the_asgi_path():
-    lane = _Lane()
-    request = b"POST /v1/x HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n"
-    loop = asyncio.new_event_loop()
-    try:
-        protocol, transport = _connected(_echo, loop, lane.state())
-        protocol.data_received(request)
-        loop.run_until_complete(asyncio.sleep(0.01))  # the app asks for the body: the 100 goes out
-        protocol.data_received(b"{}")
-        loop.run_until_complete(asyncio.gather(*protocol.tasks))
-    finally:
-        loop.close()
-    assert lane.calls == []
-    assert transport.writes[0] == CONTINUE
-    assert transport.writes[1].startswith(b"HTTP/1.1 201 Created\r\n")
-
-
-def test_a_lane_answer_to_a_closing_request_closes_the_connection():
-    lane = _Lane()
-    _, transport, _ = _lane_exchange(lane, POST.replace(b"host: x\r\n", b"host: x\r\nconnection: close\r\n"))
-    assert b"\r\nconnection: close\r\n" in transport.writes[0]
-    assert transport.closed
-
-
-def test_a_lane_that_fails_answers_500_without_its_text(caplog):
-    def fails(scope: dict[str, Any], body: bytes) -> Response:
-        raise RuntimeError("secret /srv/path detail")
-
-    _, transport, _ = _lane_exchange(_Lane(fails), POST)
-    assert transport.writes[0].startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
-    assert b"secret" not in transport.writes[0]
-    assert b"the server log has details" in transport.writes[0]
-    assert "secret /srv/path detail" in caplog.text
