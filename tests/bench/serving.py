@@ -316,7 +316,7 @@ end
 
 @dataclasses.dataclass
 class LoadResult:
-    """One wrk run: throughput, latency and every kind of failed request."""
+    """One wrk run: throughput, latency, every kind of failed request and, if read, the server's CPU a request."""
 
     requests: int
     seconds: float
@@ -324,10 +324,24 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    cpu_us: float | None = None  # the server's process group: user + system CPU microseconds per request
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+
+def group_cpu_seconds(group: int) -> float:
+    """User + system CPU seconds of every live process in process group ``group`` (a server and its workers)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[2]) == group:  # pgrp; utime and stime follow at 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def ensure_wrk() -> str:
@@ -741,32 +755,36 @@ def _bench_side_by_side(
     write_plan(plan_path, single_plan(uri))
     ours = ServerProcess.start(plan_path, tracking_uri, log_path=workdir / "side-by-side.log")
     processes: list[subprocess.Popen[bytes]] = [ours.process]
+    groups: dict[str, int] = {}  # each server runs in its own process group (start_new_session)
     try:
         ours.wait_ready()
         targets = {
             "modelyard_v1": (f"{ours.url}/v1/predict/bench/local", bodies["ours_1"]),
             "modelyard_v2": (f"{ours.url}/v2/models/bench-local/infer", bodies["v2_1"]),
         }
+        groups["modelyard_v1"] = groups["modelyard_v2"] = ours.process.pid
         process, url = start_bare_asgi(workdir)
         processes.append(process)
-        targets["bare_asgi"] = (f"{url}/", bodies["ours_1"])
+        targets["bare_asgi"], groups["bare_asgi"] = (f"{url}/", bodies["ours_1"]), process.pid
         process, url = start_bare_model(uri, options.features, workdir)
         processes.append(process)
-        targets["bare_model"] = (f"{url}/", bodies["ours_1"])
+        targets["bare_model"], groups["bare_model"] = (f"{url}/", bodies["ours_1"]), process.pid
         if options.mlserver:
             process, url = start_mlserver(options.mlserver, uri, workdir)
             processes.append(process)
             targets["mlserver"] = (f"{url}/v2/models/bench-xgb/infer", bodies["v2_matrix_1"])
+            groups["mlserver"] = process.pid  # with its inference worker process
         if options.kserve:
             process, url = start_kserve(options.kserve, uri, workdir)
             processes.append(process)
             targets["kserve"] = (f"{url}/v2/models/bench-xgb/infer", bodies["v2_matrix_1"])
+            groups["kserve"] = process.pid
         batch_bodies = {"ours_1": "ours_batch", "v2_1": "v2_batch", "v2_matrix_1": "v2_matrix_batch"}
         for name, (url, body) in list(targets.items()):
             if not name.startswith("bare_"):
                 targets[f"{name}_batch"] = (url, bodies[batch_bodies[body.stem]])
         check_answers(targets)
-        return _rounds(options, targets, wrk, script)
+        return _rounds(options, targets, wrk, script, groups)
     finally:
         for process in processes:
             _kill_group(process)
@@ -801,16 +819,31 @@ def _predictions(url: str, body: Path) -> Any:
 
 
 def _rounds(
-    options: BenchOptions, targets: dict[str, tuple[str, Path]], wrk: str, script: Path
+    options: BenchOptions,
+    targets: dict[str, tuple[str, Path]],
+    wrk: str,
+    script: Path,
+    groups: dict[str, int] | None = None,
 ) -> dict[str, LoadResult]:
-    """Each target under wrk in turn, ``options.rounds`` times; the median round (by req/s) of each."""
+    """Each target under wrk in turn, ``options.rounds`` times; the median round (by req/s) of each.
+
+    ``groups`` maps a target to its server's process group: its CPU time is read before and after
+    each of its runs (``LoadResult.cpu_us``), a measure of the server's own cost a request that a
+    slow spell of the machine moves less than req/s, since wrk shares the machine.
+    """
     for url, body in targets.values():  # warm every path
         run_wrk(wrk, url, body, script, connections=options.connections, seconds=2)
     runs: dict[str, list[LoadResult]] = {name: [] for name in targets}
     for _ in range(options.rounds):
         for name, (url, body) in targets.items():
             seconds = max(2.0, options.seconds / 2)
-            runs[name].append(run_wrk(wrk, url, body, script, connections=options.connections, seconds=seconds))
+            group = (groups or {}).get(name)
+            before = group_cpu_seconds(group) if group is not None else 0.0
+            result = run_wrk(wrk, url, body, script, connections=options.connections, seconds=seconds)
+            if group is not None and result.requests:
+                cpu_us = (group_cpu_seconds(group) - before) * 1e6 / result.requests
+                result = dataclasses.replace(result, cpu_us=cpu_us)
+            runs[name].append(result)
     return {name: sorted(results, key=lambda r: r.rps)[len(results) // 2] for name, results in runs.items()}
 
 
@@ -903,6 +936,13 @@ def _share(ours: LoadResult, theirs: LoadResult | None, digits: int = 3) -> floa
     return round(ours.rps / theirs.rps, digits) if theirs is not None and theirs.rps else None
 
 
+def _cpu_ratio(theirs: LoadResult | None, ours: LoadResult) -> float | None:
+    """How many times modelyard's server CPU a request ``theirs`` spends (None: not read)."""
+    if theirs is None or theirs.cpu_us is None or not ours.cpu_us:
+        return None
+    return round(theirs.cpu_us / ours.cpu_us, 1)
+
+
 def _summarize(
     options: BenchOptions, ours: dict[str, Any], theirs: dict[str, LoadResult], peers: dict[str, LoadResult]
 ) -> dict[str, Any]:
@@ -920,6 +960,9 @@ def _summarize(
         "model_floor_share": _share(peers["modelyard_v1"], peers.get("bare_model")),  # no goal: a reading
         "mlserver_ratio": _share(peers["modelyard_v1"], peers.get("mlserver"), 1),
         "kserve_ratio": _share(peers["modelyard_v1"], peers.get("kserve"), 1),
+        # Readings, no goals: a peer's server CPU a single-row request over modelyard's (/v1), same rounds.
+        "mlserver_cpu_ratio": _cpu_ratio(peers.get("mlserver"), peers["modelyard_v1"]),
+        "kserve_cpu_ratio": _cpu_ratio(peers.get("kserve"), peers["modelyard_v1"]),
     }
     met = {
         "healthz_share": measured["healthz_share"] >= TARGETS["healthz_share"],
@@ -969,7 +1012,7 @@ def _at_least(measured: float | None, goal: float) -> bool | None:
 
 
 def _load_dict(result: LoadResult) -> dict[str, Any]:
-    return {
+    load = {
         "requests": result.requests,
         "req_per_s": round(result.rps, 1),
         "p50_ms": round(result.p50_ms, 2),
@@ -977,6 +1020,9 @@ def _load_dict(result: LoadResult) -> dict[str, Any]:
         "max_ms": round(result.max_ms, 2),
         "failed": result.failed,
     }
+    if result.cpu_us is not None:
+        load["server_cpu_us"] = round(result.cpu_us, 1)
+    return load
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -1031,6 +1077,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"| >= {TARGETS['mlserver_ratio']:.0f}x | {mark('mlserver_ratio')} |",
         f"| single row vs KServe's Python model server | {_times(measured.get('kserve_ratio'))} "
         f"| >= {TARGETS['kserve_ratio']:.0f}x | {mark('kserve_ratio')} |",
+        f"| server CPU a single-row request: MLServer's / KServe's over modelyard's "
+        f"| {_times(measured.get('mlserver_cpu_ratio'))} / {_times(measured.get('kserve_cpu_ratio'))} "
+        "| (a reading) | |",
         "",
         *_peer_lines(results),
         "",
@@ -1072,9 +1121,9 @@ def _peer_lines(results: dict[str, Any]) -> list[str]:
         f"Side by side: every server up at once, each in turn under the same load, {rounds} rounds; the median round. "
         f"Every model server's answers were checked against modelyard's before timing.",
         "",
-        "| same model | single row: req/s | p50 / p99 ms | modelyard /v1 over it "
+        "| same model | single row: req/s | p50 / p99 ms | modelyard /v1 over it | server CPU µs a request "
         f"| {BATCH_ROWS} rows a request: rows/s | modelyard /v1 over it |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for label, key in peers.items():
         lines.append(_peer_row(label, side.get(key), ours, side.get(f"{key}_batch"), side.get("modelyard_v1_batch")))
@@ -1088,9 +1137,10 @@ def _peer_row(
 ) -> str:
     """One server's row: single-row req/s and latency, then rows/s with the small batch (if measured)."""
     if load is None:
-        return f"| {label} | not run | | | | |"
+        return f"| {label} | not run | | | | | |"
     ratio = f"{ours['req_per_s'] / load['req_per_s']:.2f}x" if load["req_per_s"] else "n/a"
-    cells = f"| {label} | {load['req_per_s']:,.0f} | {load['p50_ms']} / {load['p99_ms']} | {ratio} |"
+    cpu = f" {load['server_cpu_us']:,.0f} |" if "server_cpu_us" in load else " |"
+    cells = f"| {label} | {load['req_per_s']:,.0f} | {load['p50_ms']} / {load['p99_ms']} | {ratio} |{cpu}"
     if batch is None or ours_batch is None:
         return cells + " | |"
     batch_ratio = f"{ours_batch['req_per_s'] / batch['req_per_s']:.2f}x" if batch["req_per_s"] else "n/a"

@@ -25,7 +25,7 @@ def test_an_empty_document_is_the_generated_part() -> None:
     assert replace_generated("", "# t\n") == f"{GENERATED_START}\n# t\n{GENERATED_END}\n"
 
 
-def _results(peers: dict[str, dict[str, float]]) -> dict:
+def _results(peers: dict[str, float], cpu_us: dict[str, float] | None = None) -> dict:
     from tests.bench.serving import BenchOptions, _summarize
 
     ours = {"single": 4000.0, "batch": 100.0, "swap_load": 4000.0, "healthz": 20000.0}
@@ -33,7 +33,8 @@ def _results(peers: dict[str, dict[str, float]]) -> dict:
     loads = {key: LoadResult(int(rps * 10), 10.0, 0, 1.0, 2.0, 3.0) for key, rps in ours.items()}
     mlflow = {"single": LoadResult(1000, 10.0, 0, 8.0, 9.0, 10.0), "batch": LoadResult(100, 10.0, 0, 8.0, 9.0, 10.0)}
     extra = {"engine": None, "raw_inputs": {}, "new_model_s": 1.0, "swap_times": [1.0, 2.0]}
-    peer_loads = {name: LoadResult(int(rps * 10), 10.0, 0, 1.0, 2.0, 3.0) for name, rps in peers.items()}
+    cpu = cpu_us or {}
+    peer_loads = {name: LoadResult(int(rps * 10), 10.0, 0, 1.0, 2.0, 3.0, cpu.get(name)) for name, rps in peers.items()}
     return _summarize(BenchOptions(), {**loads, **extra}, mlflow, peer_loads)
 
 
@@ -43,7 +44,8 @@ def test_the_peer_rows_show_the_ratios_of_the_same_run() -> None:
     peers = {"modelyard_v1": 4000.0, "modelyard_v2": 3600.0, "bare_asgi": 20000.0, "mlserver": 400.0, "kserve": 500.0}
     peers["bare_model"] = 8000.0
     batches = {"modelyard_v1_batch": 1000.0, "mlserver_batch": 250.0}
-    results = _results(peers | batches)
+    results = _results(peers | batches, cpu_us={"modelyard_v1": 200.0, "mlserver": 1400.0})
+    assert (results["measured"]["mlserver_cpu_ratio"], results["measured"]["kserve_cpu_ratio"]) == (7.0, None)
     assert (results["measured"]["v2_share"], results["measured"]["floor_share"]) == (0.9, 0.2)
     assert results["measured"]["mlserver_ratio"] == 10.0
     assert results["measured"]["kserve_ratio"] == 8.0
@@ -54,13 +56,16 @@ def test_the_peer_rows_show_the_ratios_of_the_same_run() -> None:
     assert "| /v2 infer vs /v1 predict, single row (same model) | 90% | >= 85% | met |" in table
     assert "| single row vs the bare ASGI floor | 20% | >= 40% | MISSED |" in table
     assert "| single row vs the floor with the model (bare app + the same ONNX call) | 50% | (a reading) | |" in table
-    assert "the floor with the model | 8,000 | 1.0 / 2.0 | 0.50x | | |" in table
+    assert "the floor with the model | 8,000 | 1.0 / 2.0 | 0.50x | | | |" in table
+    assert "serve, POST /v1/predict | 4,000 | 1.0 / 2.0 | 1.00x | 200 | 8,000 | 1.00x |" in table
+    assert "| server CPU a single-row request: MLServer's / KServe's over modelyard's | 7.0x / not run |" in table
     assert "| single row vs KServe's Python model server | 8.0x | >= 10x | MISSED |" in table
     # 8-row requests: rows/s and modelyard's ratio in the same run
     assert (
-        "| MLServer 1.7 (xgboost runtime, v2, one [n, k] tensor) | 400 | 1.0 / 2.0 | 10.00x | 2,000 | 4.00x |" in table
+        "| MLServer 1.7 (xgboost runtime, v2, one [n, k] tensor) | 400 | 1.0 / 2.0 | 10.00x | 1,400 | 2,000 | 4.00x |"
+        in table
     )
-    assert "one [n, k] tensor) | 500 | 1.0 / 2.0 | 8.00x | | |" in table  # KServe: no batch measured
+    assert "one [n, k] tensor) | 500 | 1.0 / 2.0 | 8.00x | | | |" in table  # KServe: no batch, no CPU read
 
 
 def test_a_peer_not_run_says_so() -> None:
@@ -72,4 +77,4 @@ def test_a_peer_not_run_says_so() -> None:
     table = render_markdown(results)
     assert "| single row vs MLServer | not run | >= 10x | not run |" in table
     assert "| single row vs KServe's Python model server | not run | >= 10x | not run |" in table
-    assert "| MLServer 1.7 (xgboost runtime, v2, one [n, k] tensor) | not run | | | | |" in table
+    assert "| MLServer 1.7 (xgboost runtime, v2, one [n, k] tensor) | not run | | | | | |" in table
