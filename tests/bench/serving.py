@@ -828,8 +828,8 @@ def _rounds(
     """Each target under wrk in turn, ``options.rounds`` times; the median round (by req/s) of each.
 
     ``groups`` maps a target to its server's process group: its CPU time is read before and after
-    each of its runs (``LoadResult.cpu_us``), a measure of the server's own cost a request that a
-    slow spell of the machine moves less than req/s, since wrk shares the machine.
+    each of its runs (``LoadResult.cpu_us``): the server's own cost a request, apart from how much of
+    the two cores it got beside wrk (a server answering from two processes gets more of them).
     """
     for url, body in targets.values():  # warm every path
         run_wrk(wrk, url, body, script, connections=options.connections, seconds=2)
