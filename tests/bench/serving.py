@@ -765,10 +765,12 @@ def _bench_side_by_side(
         groups["modelyard_v1"] = groups["modelyard_v2"] = ours.process.pid
         process, url = start_bare_asgi(workdir)
         processes.append(process)
-        targets["bare_asgi"], groups["bare_asgi"] = (f"{url}/", bodies["ours_1"]), process.pid
+        targets["bare_asgi"] = (f"{url}/", bodies["ours_1"])
+        groups["bare_asgi"] = process.pid
         process, url = start_bare_model(uri, options.features, workdir)
         processes.append(process)
-        targets["bare_model"], groups["bare_model"] = (f"{url}/", bodies["ours_1"]), process.pid
+        targets["bare_model"] = (f"{url}/", bodies["ours_1"])
+        groups["bare_model"] = process.pid
         if options.mlserver:
             process, url = start_mlserver(options.mlserver, uri, workdir)
             processes.append(process)
