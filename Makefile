@@ -64,12 +64,14 @@ $(PRODUCTION_STAMP): tests/production/requirements.txt | $(STAMP)
 	$(BIN)/python -m pip install -q --no-deps -r tests/production/requirements.txt
 	@touch $@
 
-# The fast tiers in two xdist workers, then the tiers that start servers one test at a time
-# (they start their own Airflow, MLflow and serving processes and use both cores).
+# The fast tiers in two xdist workers, then the tiers that start servers (their own Airflow,
+# MLflow and serving processes) in two workers too, a whole file at a time on one worker: a
+# file's module fixtures start its stack once, and much of their time is spent waiting on
+# schedulers and servers, so two files overlap well on two cores (ADR 0025).
 FAST_TIERS := unit or data or dags or chart or model
 test: lint typecheck browser install-production
 	$(BIN)/pytest -n 2 -m "$(FAST_TIERS)" $(PYTEST_ARGS)
-	$(BIN)/pytest -m "not ($(FAST_TIERS))" $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile -m "not ($(FAST_TIERS))" $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/pytest -m "unit or data or dags or chart" $(PYTEST_ARGS)

@@ -382,7 +382,13 @@ def resume_serving(target: LocalTarget) -> Plan | None:
         StackError: the process did not come back; the message carries its reason and log.
     """
     plan = last_deployed_plan(target)
-    if plan is None or target.live() is not None:
+    if plan is None:
+        return None
+    try:
+        serving = target.live()
+    except TargetError as exc:
+        raise StackError(f"cannot tell what the serving process serves: {exc}") from exc
+    if serving is not None:
         return None
     try:
         target.apply(plan)

@@ -120,11 +120,26 @@ class LocalTarget:
     # -- reading
 
     def live(self) -> Plan | None:
-        """The plan the process serves now, or None when nothing answers (or nothing is active)."""
+        """The plan the process serves now, or None when nothing answers (or nothing is active).
+
+        Raises:
+            TargetError: a server answers but refuses this token (or has its admin API off): it
+                may well serve a plan, so "nothing live" would be a wrong diff and a wrong deploy.
+        """
         try:
-            body = self._get("/admin/plan", admin=True).json()
+            response = self._request("GET", "/admin/plan", headers=self._admin_headers())
         except TargetError:
             return None
+        if response.status_code in (401, 403):
+            raise TargetError(
+                f"the serving process at {self.url} refused this command's admin token "
+                f"({response.status_code}: {_server_message(response)}); the token comes from {TOKEN_ENV}, "
+                f"else {self.token_file}: run the command with the environment and storage.local the "
+                "server was started with"
+            )
+        if response.status_code != 200:
+            return None
+        body = response.json()
         if not body.get("plan"):
             return None
         try:
@@ -298,6 +313,14 @@ class LocalTarget:
     def stop(self) -> bool:
         """Stop the serving process this target started (True if one was running)."""
         return self.process.stop()
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The ``message`` of the server's JSON error, else the start of its body."""
+    try:
+        return str(response.json()["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
 
 
 def _exited(pid: int) -> bool:

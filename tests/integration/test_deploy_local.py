@@ -318,6 +318,7 @@ def test_plan_command_shows_the_diff_and_dry_run_changes_nothing(config: Config,
     planned = runner.invoke(app, ["plan", *args], env={"COLUMNS": "200"})
     dry = runner.invoke(app, ["deploy", "--dry-run", *args], env={"COLUMNS": "200"})
     bad = runner.invoke(app, ["deploy", "--strategy", "sideways", *args])
+    stranger = runner.invoke(app, ["plan", *args], env={"MODELYARD_SERVE_ADMIN_TOKEN": "not-the-servers-token"})
 
     assert planned.exit_code == 0, planned.output
     assert "pickup_eta/jakarta" in planned.output
@@ -328,3 +329,7 @@ def test_plan_command_shows_the_diff_and_dry_run_changes_nothing(config: Config,
     assert readyz(serving)["plan"]["active_digest"] == deployed.plan_digest
     assert bad.exit_code == 2
     assert "--strategy" in bad.output
+    # A server that refuses the token may serve anything: never "nothing live" and a wrong diff.
+    assert stranger.exit_code == 2, stranger.output
+    assert "refused this command's admin token (401" in stranger.output
+    assert "nothing live" not in stranger.output

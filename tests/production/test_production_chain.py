@@ -55,20 +55,24 @@ def stack(
         "AIRFLOW_CONN_MLFLOW_DEFAULT": mlflow.url,
         "MODELYARD_SERVE_ADMIN_TOKEN": secrets.token_urlsafe(24),  # a deployment secret, in every worker's env
     }
-    for name, value in {**cluster.s3_env(s3), "MODELYARD_STORAGE__LOCAL": str(tier_dir / "test-scratch")}.items():
-        os.environ.setdefault(name, value)  # this process reads the bucket too (assertions)
-    config = load_config(config_file)
-    airflow = cluster.start_airflow(root, databases["airflow"], env, logs)
-    try:
-        # A generous read timeout: on a loaded 2-core box one api-server worker answers slowly.
-        api = AirflowApi(airflow.url, timeout=180)
-        yield Stack(config, airflow, api, f"http://127.0.0.1:{serving_port}", root)
-    finally:
-        for home in airflow.worker_homes.values():
-            ManagedProcess("serving", home / "scratch" / "run").stop()
-        airflow.stop()
-        cluster.delete_redis_keys(airflow.queue)
-        cluster.remove_tree(root)
+    # This process reads the bucket too (assertions), for this module only: under xdist the
+    # next module on this worker must not find this scratch directory or endpoint.
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {**cluster.s3_env(s3), "MODELYARD_STORAGE__LOCAL": str(tier_dir / "test-scratch")}.items():
+            if name not in os.environ:
+                patch.setenv(name, value)
+        config = load_config(config_file)
+        airflow = cluster.start_airflow(root, databases["airflow"], env, logs)
+        try:
+            # A generous read timeout: on a loaded 2-core box one api-server worker answers slowly.
+            api = AirflowApi(airflow.url, timeout=180)
+            yield Stack(config, airflow, api, f"http://127.0.0.1:{serving_port}", root)
+        finally:
+            for home in airflow.worker_homes.values():
+                ManagedProcess("serving", home / "scratch" / "run").stop()
+            airflow.stop()
+            cluster.delete_redis_keys(airflow.queue)
+            cluster.remove_tree(root)
 
 
 def run_chain(stack: Stack, note: str) -> object:

@@ -98,3 +98,14 @@ def test_a_plan_that_cannot_serve_is_an_error_naming_it(target: LocalTarget, mod
 
     with pytest.raises(StackError, match=r"did not come back.*version 999"):
         resume_serving(target)
+
+
+def test_a_server_that_refuses_the_token_is_an_error_not_nothing_serving(
+    target: LocalTarget, model_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target.apply(_plan(model_uri))
+    monkeypatch.setenv("MODELYARD_SERVE_ADMIN_TOKEN", "not-the-servers-token")
+
+    with pytest.raises(StackError, match=r"refused this command's admin token \(401: .*MODELYARD_SERVE_ADMIN_TOKEN"):
+        resume_serving(target)
+    assert _served_digest(target) is not None  # left serving, not restarted over it
