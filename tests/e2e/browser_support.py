@@ -7,12 +7,14 @@ Chromium and chromedriver come from Debian (``.ci/install-browser.sh``). Screens
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from e2e_stack import RESULTS
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -34,6 +36,7 @@ CHROMIUM_FLAGS = (
     "--window-size=1600,1000",
 )
 WAIT_SECONDS = 60
+T = TypeVar("T")
 
 
 def chromium(profile: Path) -> Iterator[WebDriver]:
@@ -52,6 +55,24 @@ def chromium(profile: Path) -> Iterator[WebDriver]:
         session.quit()
 
 
+def settled(condition: Callable[[WebDriver], T]) -> Callable[[WebDriver], T | bool]:
+    """``condition`` for a ``WebDriverWait``, retried while the page navigates.
+
+    A lookup that runs while the page redirects (Airflow's UI sends ``/`` to its login page from
+    script) fails with "aborted by navigation"; that is not an answer, so the wait goes on.
+    """
+
+    def check(driver: WebDriver) -> T | bool:
+        try:
+            return condition(driver)
+        except WebDriverException as exc:
+            if "aborted by navigation" in (exc.msg or ""):
+                return False
+            raise
+
+    return check
+
+
 def screenshot(browser: WebDriver, name: str) -> None:
     RESULTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(RESULTS / name))
@@ -65,7 +86,7 @@ def wait_for_text(browser: WebDriver, texts: list[str], shot: str) -> str:
         return all(text.lower() in page for text in texts)
 
     try:
-        WebDriverWait(browser, WAIT_SECONDS).until(shows_all)
+        WebDriverWait(browser, WAIT_SECONDS).until(settled(shows_all))
     finally:
         screenshot(browser, shot)
     return str(browser.find_element(By.TAG_NAME, "body").text)
@@ -75,7 +96,7 @@ def log_in(browser: WebDriver, airflow_url: str) -> None:
     """Log into the Airflow UI with the demo user."""
     browser.get(f"{airflow_url}/")
     wait = WebDriverWait(browser, WAIT_SECONDS)
-    username = wait.until(expected_conditions.presence_of_element_located((By.NAME, "username")))
+    username = wait.until(settled(expected_conditions.presence_of_element_located((By.NAME, "username"))))
     username.send_keys(AIRFLOW_USER)
     browser.find_element(By.NAME, "password").send_keys(AIRFLOW_PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()

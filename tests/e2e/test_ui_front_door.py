@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from browser_support import WAIT_SECONDS, chromium, log_in, screenshot, wait_for_text
+from browser_support import WAIT_SECONDS, chromium, log_in, screenshot, settled, wait_for_text
 from e2e_stack import Chain
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -48,11 +48,11 @@ def _open_trigger_form(browser: WebDriver, airflow_url: str, dag_id: str) -> Any
     browser.get(f"{airflow_url}/dags/{dag_id}")
     wait = WebDriverWait(browser, WAIT_SECONDS)
     wait.until(
-        expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"))
+        settled(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-button]")))
     ).click()
     wait_for_text(browser, [f"Trigger Dag - {dag_id}", "Run Parameters"], f"airflow-{dag_id}-trigger-form.png")
     return wait.until(
-        expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-submit]"))
+        settled(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-submit]")))
     )
 
 
@@ -122,11 +122,11 @@ def test_the_fleet_page_lists_every_pair_with_its_champion_and_links_to_mlflow(
     log_in(browser, airflow_url)
     browser.get(f"{airflow_url}/dags")
     nav = WebDriverWait(browser, WAIT_SECONDS).until(
-        expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "a[aria-label='Fleet']"))
+        settled(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "a[aria-label='Fleet']")))
     )
     nav.click()
     frame = WebDriverWait(browser, WAIT_SECONDS).until(
-        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "iframe[src$='/modelyard/fleet']"))
+        settled(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "iframe[src$='/modelyard/fleet']")))
     )
     browser.switch_to.frame(frame)
     names = sorted({part for pair in champions for part in pair.split("/")})  # families and regions
