@@ -131,11 +131,8 @@ class LocalTarget:
         except TargetError:
             return None
         if response.status_code in (401, 403):
-            raise TargetError(
-                f"the serving process at {self.url} refused this command's admin token "
-                f"({response.status_code}: {_server_message(response)}); the token comes from {TOKEN_ENV}, "
-                f"else {self.token_file}: run the command with the environment and storage.local the "
-                "server was started with"
+            raise self._token_refused(
+                response, "run the command with the environment and storage.local the server was started with"
             )
         if response.status_code != 200:
             return None
@@ -195,10 +192,8 @@ class LocalTarget:
         )
         body = _json(response)
         if response.status_code in (401, 403):
-            raise TargetError(
-                f"the serving process at {self.url} refused the admin token in {self.token_file} "
-                f"({body.get('message', body)}); it was not started by this target: run `modelyard down` "
-                "(or stop it) and deploy again"
+            raise self._token_refused(
+                response, "it was not started by this target: run `modelyard down` (or stop it) and deploy again"
             )
         if response.status_code == 409 or body.get("status") == "rejected":
             raise TargetError(
@@ -207,6 +202,15 @@ class LocalTarget:
             )
         if response.status_code >= 400:
             raise TargetError(f"PUT {self.url}/admin/plan answered {response.status_code}: {body}")
+
+    def _token_refused(self, response: httpx.Response, advice: str) -> TargetError:
+        """The error for a 401/403 of the admin API: the server's reason, where this token came from."""
+        body = _json(response)
+        return TargetError(
+            f"the serving process at {self.url} refused this command's admin token "
+            f"({response.status_code}: {body.get('message', body)}); the token comes from {TOKEN_ENV}, "
+            f"else {self.token_file}: {advice}"
+        )
 
     def wait_active(self, plan_digest: str) -> dict[str, Any]:
         """Poll ``/readyz`` until ``plan_digest`` is active and every model ready; the readiness detail.
@@ -313,14 +317,6 @@ class LocalTarget:
     def stop(self) -> bool:
         """Stop the serving process this target started (True if one was running)."""
         return self.process.stop()
-
-
-def _server_message(response: httpx.Response) -> str:
-    """The ``message`` of the server's JSON error, else the start of its body."""
-    try:
-        return str(response.json()["message"])
-    except (ValueError, KeyError, TypeError):
-        return response.text[:200]
 
 
 def _exited(pid: int) -> bool:
