@@ -62,18 +62,30 @@ def print_summary(config: Config, settings: StackSettings, console: Console) -> 
     if region is not None:
         market = market_lines(config, settings.serving_url, region)
         console.print(Panel("\n".join(market), title=f"new market: {region}", expand=False))
+    print_endpoints(console, settings, curl_example(config, settings.serving_url))
+    return served
+
+
+def print_endpoints(console: Console, settings: StackSettings, curl: str) -> None:
+    """The URLs and login in a panel, then ``curl`` on a line of its own, as it must be pasted.
+
+    A panel wraps a long line between its borders, so a command printed inside one cannot be copied:
+    the curl call is printed after it, unwrapped (the terminal folds it) and without markup.
+    """
+    from rich.panel import Panel
+
     console.print(
         Panel(
             f"Airflow UI   {settings.airflow_url}   (login {AIRFLOW_USER} / {AIRFLOW_PASSWORD})\n"
             f"MLflow UI    {settings.mlflow_url}\n"
             f"Serving      {settings.serving_url}   (/readyz, /metrics)\n\n"
-            f"{curl_example(config, settings.serving_url)}\n\n"
             "Stop everything with: modelyard down",
             title="the stack is up",
             expand=False,
         )
     )
-    return served
+    console.print("Try the endpoint:")
+    console.print(curl, soft_wrap=True, markup=False, highlight=False)
 
 
 def serving_line(key: str, version: str, champion: str | None, fallback: Fallback | None) -> str:
