@@ -21,6 +21,7 @@ left behind by a crash).
 
 from __future__ import annotations
 
+import glob
 import os
 import pathlib
 import re
@@ -213,3 +214,23 @@ def uri_of(path: UPath | os.PathLike[str]) -> str:
     if isinstance(path, pathlib.Path):
         return path.resolve().as_uri()
     return str(path)
+
+
+def local_files(pattern: str) -> list[pathlib.Path]:
+    """The local files ``pattern`` names: that file, or every file a glob matches, sorted ([] for none).
+
+    A file that exists under the name as written is that file, glob characters or not
+    (``exports/[2026] jakarta.csv``). In a glob, the longest leading folder that exists as written
+    is taken literally and only the rest is matched, so a folder whose name holds ``[`` or ``*``
+    can hold a glob (``exports/[2026]/*.csv``). ``**`` matches any depth.
+    """
+    path = pathlib.Path(pattern)
+    if path.is_file():
+        return [path]
+    parts = path.parts
+    for cut in range(len(parts) - 1, -1, -1):
+        folder, rest = pathlib.Path(*parts[:cut]), str(pathlib.Path(*parts[cut:]))
+        if folder.is_dir() and glob.has_magic(rest):
+            matches = glob.glob(rest, root_dir=folder, recursive=True)
+            return sorted(folder / match for match in matches if (folder / match).is_file())
+    return []

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelyard.core import storage
 from modelyard.core.config import Dataset
 from modelyard.pipeline.ingest_errors import (
     ColumnTypeError,
@@ -109,21 +110,16 @@ class RawTable:
 
 
 def input_files(source: str | Path) -> list[Path]:
-    """The files named by ``source``: one path, or every match of a glob, sorted.
+    """The files named by ``source``: one path, or every match of a glob, sorted (:func:`storage.local_files`).
 
     Raises:
         NoInputError: nothing matches.
     """
     text = str(source)
-    if glob.has_magic(text):
-        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
-        if not files:
-            raise NoInputError(f"{text}: the glob matches no file")
-        return files
-    path = Path(text)
-    if not path.is_file():
-        raise NoInputError(f"{path}: no such file")
-    return [path]
+    files = storage.local_files(text)
+    if not files:
+        raise NoInputError(f"{text}: the glob matches no file" if glob.has_magic(text) else f"{text}: no such file")
+    return files
 
 
 def read_dataset(

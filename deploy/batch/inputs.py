@@ -86,11 +86,7 @@ def input_files(source: str, options: Mapping[str, Any] | None = None) -> list[A
     """
     if storage.is_local(source):
         text = source[len("file://") :] if source.startswith("file://") else source
-        found: list[Any] = (
-            sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
-            if glob.has_magic(text)
-            else ([Path(text)] if Path(text).is_file() else [])
-        )
+        found: list[Any] = list(storage.local_files(text))
     else:
         found = _remote_files(source, options or {})
     if not found:
@@ -104,7 +100,7 @@ def input_files(source: str, options: Mapping[str, Any] | None = None) -> list[A
 
 def _remote_files(source: str, options: Mapping[str, Any]) -> list[Any]:
     path = storage.storage_path(source, options)
-    if not glob.has_magic(source):
+    if not glob.has_magic(source) or path.is_file():  # an object named as written is that object
         return [path] if path.exists() else []
     protocol = storage.protocol_of(source)
     matches = sorted(str(p) for p in path.fs.glob(path.path))

@@ -159,3 +159,39 @@ def test_a_password_in_the_tracking_uri_is_refused_naming_mlflows_own_variables(
     file.write_text((REPO / "modelyard.yaml").read_text())
     with pytest.raises(ConfigError, match=r"mlflow.tracking_uri: the URL holds a password.*MLFLOW_TRACKING_PASSWORD"):
         load_config(file, environ={"MODELYARD_MLFLOW__TRACKING_URI": "https://me:hunter2@mlflow.example"})
+
+
+# ---------------------------------------------------------------- local_files: names with glob characters
+
+
+def _files(root: Path, *names: str) -> None:
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x\n")
+
+
+def test_a_file_named_with_glob_characters_is_that_file(tmp_path: Path) -> None:
+    _files(tmp_path, "[2026] jakarta.csv", "2 jakarta.csv")
+    assert storage.local_files(str(tmp_path / "[2026] jakarta.csv")) == [tmp_path / "[2026] jakarta.csv"]
+
+
+def test_a_glob_inside_a_folder_named_with_brackets(tmp_path: Path) -> None:
+    _files(tmp_path, "[red]exp/b.csv", "[red]exp/a.csv", "[red]exp/notes.txt", "r/b.csv")
+    found = storage.local_files(str(tmp_path / "[red]exp" / "*.csv"))
+    assert found == [tmp_path / "[red]exp" / "a.csv", tmp_path / "[red]exp" / "b.csv"]
+
+
+def test_a_pattern_still_matches_when_no_name_is_written_so(tmp_path: Path) -> None:
+    _files(tmp_path, "a/x.csv", "b/x.csv", "c/x.csv", "deep/er/y.csv")
+    assert storage.local_files(str(tmp_path / "[ab]" / "x.csv")) == [tmp_path / "a/x.csv", tmp_path / "b/x.csv"]
+    assert storage.local_files(str(tmp_path / "**" / "y.csv")) == [tmp_path / "deep/er/y.csv"]
+    assert storage.local_files(str(tmp_path / "[xy]" / "x.csv")) == []
+    assert storage.local_files(str(tmp_path / "missing.csv")) == []
+
+
+def test_a_relative_glob_stays_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _files(tmp_path, "exports/jakarta-1.csv", "exports/jakarta-2.csv", "exports/bali-1.csv")
+    monkeypatch.chdir(tmp_path)
+    expected = [Path("exports/jakarta-1.csv"), Path("exports/jakarta-2.csv")]
+    assert storage.local_files("exports/jakarta-*.csv") == expected
+    assert storage.local_files("*/bali-1.csv") == [Path("exports/bali-1.csv")]

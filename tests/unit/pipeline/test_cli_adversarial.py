@@ -131,6 +131,26 @@ def test_validate_a_missing_input(env: dict[str, str], tmp_path: Path) -> None:
     assert f"{tmp_path / 'nope.csv'}: no such file" in text
 
 
+@pytest.mark.parametrize("named", ["file", "glob"])
+def test_validate_a_file_in_a_folder_named_like_markup_and_a_glob(
+    env: dict[str, str], tmp_path: Path, named: str
+) -> None:
+    folder = tmp_path / "[red]exports"
+    folder.mkdir()
+    path = folder / "jakarta.csv"
+    code, _ = _run(env, "data", "generate", "--region", "jakarta", "--rows", "600", "--out", str(path))
+    assert code == 0
+    lines = path.read_text().splitlines()  # times without their offset, as exports of a local clock write them
+    path.write_text("\n".join(line.replace("Z,", ",") for line in lines) + "\n")
+    config = _config_file(
+        tmp_path, DEMO.read_text().replace("naive_timestamps: refuse", "naive_timestamps: region_local")
+    )
+    source = str(path) if named == "file" else str(folder / "*.csv")
+    code, text = _run(env, "data", "validate", "--config", str(config), "--input", source, "--family", "pickup_eta")
+    assert code == 0, text  # "[red]" is a folder, not a glob's character class
+    assert f"note: {path}: column 'event_time': 600 timestamps without a UTC offset were read" in text
+
+
 def test_validate_an_unsupported_format(env: dict[str, str], tmp_path: Path) -> None:
     path = _config_file(tmp_path, "a: 1\n")
     code, text = _run(env, "data", "validate", "--input", str(path), "--family", "pickup_eta")

@@ -72,6 +72,15 @@ def test_files_of_a_glob_are_sorted_and_other_formats_refused(tmp_path: Path) ->
         inputs.input_files(str(tmp_path / "missing.csv"))
 
 
+def test_a_folder_or_file_named_with_brackets_is_read_as_named(tmp_path: Path) -> None:
+    folder = tmp_path / "[2026] exports"
+    folder.mkdir()
+    for name in ("b.csv", "[a].csv"):
+        (folder / name).write_text("x\n1\n")
+    assert inputs.input_files(str(folder / "[a].csv")) == [folder / "[a].csv"]
+    assert inputs.input_files(f"file://{folder}/*.csv") == [folder / "[a].csv", folder / "b.csv"]
+
+
 def test_the_input_digest_follows_the_content_not_the_name(tmp_path: Path) -> None:
     (tmp_path / "one.csv").write_text("x\n1\n")
     (tmp_path / "two.csv").write_text("x\n1\n")
