@@ -92,7 +92,7 @@ def validate(
         zones = {r.name: r.timezone for r in config.regions}
         table = read_dataset(input_path, pair.dataset, required, zones)
         for note in table.notes:
-            console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+            console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
         frame, rows, bad = _chosen(config, pair, table, region)
         outcomes = _validate_file(config, pair, frame, one_region=region is not None)
     console.print(render_rows([*rows, *undeclared_accounts(table.undeclared)]))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from modelyard.core.cli import (
     ConfigOption,
@@ -44,7 +45,7 @@ def materialise(
             try:
                 meta = latest_snapshot(config.storage.features_dir, family, region)
             except SnapshotNotFoundError as exc:
-                console.print(f"[yellow]skipped[/] {family}/{region}: {exc}")
+                console.print(f"[yellow]skipped[/] {family}/{region}: {escape(str(exc))}", highlight=False)
                 continue
             online = FittedSpec.from_dict(meta.feature_spec or {}).online if meta.feature_spec else None
             try:
@@ -55,7 +56,8 @@ def materialise(
                     f"the feature was online: run `modelyard data build --family {family} --region {region}`"
                 ) from None
             if done is not None:
-                console.print(f"{family}/{region}: {done.landed} of {done.offered} values written to {done.store}")
+                written = f"{family}/{region}: {done.landed} of {done.offered} values written to {done.store}"
+                console.print(written, markup=False, highlight=False)
 
 
 @app.command()
@@ -96,7 +98,8 @@ def push(
             store.close()
     skipped = len(values) - landed
     note = f" ({skipped} skipped: the store holds a newer window)" if skipped else ""
-    console.print(f"{family}/{region}: {landed} of {len(values)} values written to {store.url}{note}")
+    written = f"{family}/{region}: {landed} of {len(values)} values written to {store.url}{note}"
+    console.print(written, markup=False, highlight=False)
 
 
 def _items(

@@ -121,4 +121,4 @@ def status(
         if served.fallback is not None:
             pooled = served.fallback
             line = f"{served.family}/{served.region}: no champion of its own, served by {pooled} ({pooled.model_name})"
-            console.print(line, highlight=False)
+            console.print(line, markup=False, highlight=False)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 import yaml
+from rich.markup import escape
 
 from modelyard.core.config import Config
 from modelyard.deploy.devstack.chain import trigger_chain
@@ -121,8 +122,9 @@ def run_festival(
         raise StackError(f"nothing serves at {settings.serving_url} yet; run `modelyard demo` first")
     overlay = festival_overlay(config, region, days)
     write_bytes_atomic(settings.overlay_path, yaml.safe_dump(overlay, sort_keys=False).encode())
+    overlay_path = escape(str(settings.overlay_path))
     console.print(
-        f"festival over the last {days} days of [bold]{region}[/bold]'s data (overlay {settings.overlay_path}); "
+        f"festival over the last {days} days of [bold]{region}[/bold]'s data (overlay {overlay_path}); "
         "rollout strategy: canary"
     )
     pairs = [(family, region) for family in config.family_names]

@@ -40,6 +40,7 @@ def run_graduation(config: Config, settings: StackSettings, console: Console, ti
         StackError: the config has no new market, the region is not served by a pooled model (run
             ``demo`` first), a task failed, or the chain timed out.
     """
+    from rich.markup import escape
     from rich.panel import Panel
 
     region = new_region(config)
@@ -48,8 +49,9 @@ def run_graduation(config: Config, settings: StackSettings, console: Console, ti
     api = start_stack(config, settings, console)
     require_fallback(config, settings.serving_url, region)
     set_region_rows(settings.overlay_path, region, None)
+    overlay_path = escape(str(settings.overlay_path))
     console.print(
-        f"{region}'s data grows to {config.data.synthetic.rows} bookings (overlay {settings.overlay_path}): "
+        f"{region}'s data grows to {config.data.synthetic.rows} bookings (overlay {overlay_path}): "
         "its own model trains and must beat the pooled model on its holdout to take over"
     )
     pairs = [(family, region) for family in config.family_names]

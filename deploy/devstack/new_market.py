@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
+from rich.markup import escape
 
 from modelyard.core.config import Config
 from modelyard.deploy.devstack.endpoint import sample_record
@@ -63,9 +64,10 @@ def start_small(config: Config, settings: StackSettings, console: Console) -> st
     if region is None:
         return None
     set_region_rows(settings.overlay_path, region, NEW_REGION_ROWS)
+    overlay_path = escape(str(settings.overlay_path))
     console.print(
         f"new market: [bold]{region}[/bold] starts with {NEW_REGION_ROWS} bookings (fewer than "
-        f"data.min_rows={config.data.min_rows}; data.synthetic.rows_by_region in {settings.overlay_path}): "
+        f"data.min_rows={config.data.min_rows}; data.synthetic.rows_by_region in {overlay_path}): "
         f"no model of its own, served by the pooled model of {config.groups_of(region)[0]}"
     )
     return region

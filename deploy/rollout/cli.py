@@ -102,7 +102,7 @@ def _show_plans(
             path = output if len(release_names(loaded, request)) == 1 else output.with_suffix(f".{release}.yaml")
             with writes_to(path, "--output"):
                 write_bytes_atomic(path, text.encode())
-            console.print(f"wrote {path}")
+            console.print(f"wrote {escape(str(path))}", highlight=False)
 
 
 @app.command("deploy")
