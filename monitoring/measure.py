@@ -80,6 +80,13 @@ class SampleWindow:
     files: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)  # every request the server answered, by outcome
     by_request: dict[str, list[float]] = field(default_factory=dict)  # request id -> its predictions
+    models: set[str] = field(default_factory=set)  # the registered models the lines name (lines may name none)
+    latest_named: tuple[str, str] | None = None  # (ts, model) of the newest line that names its model
+
+    @property
+    def latest_model(self) -> str | None:
+        """The model the newest line names: the one serving at the end of the window."""
+        return self.latest_named[1] if self.latest_named else None
 
     @property
     def error_rate(self) -> float | None:
@@ -177,11 +184,14 @@ def _published_since(folder: UPath, since: dt.datetime) -> bool:
     return any(p.stat().st_mtime >= since.timestamp() for p in folder.glob(f"*{prediction_log.SUFFIX}"))
 
 
-def read_samples(folder: UPath, since: dt.datetime, until: dt.datetime | None = None) -> SampleWindow:
+def read_samples(
+    folder: UPath, since: dt.datetime, until: dt.datetime | None = None, model: str | None = None
+) -> SampleWindow:
     """The served predictions (not shadows) logged in ``folder`` from ``since`` (to ``until``).
 
     Only published files are read (``*.jsonl.gz``; open ones are hidden ``.part`` files). A
-    line that does not parse is counted, not fatal: one torn file must not hide a drift.
+    line that does not parse is counted, not fatal: one torn file must not hide a drift. With
+    ``model``, a prediction line that names another model is left out (a line naming none is kept).
     """
     window = SampleWindow()
     for path in sorted(folder.glob(f"*{prediction_log.SUFFIX}")):
@@ -195,9 +205,13 @@ def read_samples(folder: UPath, since: dt.datetime, until: dt.datetime | None = 
             if entry.get("kind") == prediction_log.COUNTS:
                 for outcome, n in (entry.get("counts") or {}).items():
                     window.outcomes[outcome] = window.outcomes.get(outcome, 0) + int(n)
-            elif entry.get("kind") == prediction_log.PREDICTION:
+            elif entry.get("kind") == prediction_log.PREDICTION and _of_model(entry, model):
                 _add(window, entry)
     return window
+
+
+def _of_model(entry: dict[str, Any], model: str | None) -> bool:
+    return model is None or entry.get("model", model) == model
 
 
 def _entries(path: UPath, window: SampleWindow) -> Iterable[dict[str, Any]]:
@@ -220,6 +234,11 @@ def _add(window: SampleWindow, entry: dict[str, Any]) -> None:
         window.unreadable_lines += 1
         return
     window.requests += 1
+    named = entry.get("model")
+    if isinstance(named, str):
+        window.models.add(named)
+        if window.latest_named is None or entry["ts"] >= window.latest_named[0]:
+            window.latest_named = (entry["ts"], named)
     rate = entry.get("sample_rate") or 0
     window.estimated_requests += 1 / rate if rate else 1
     window.features.extend(features)
@@ -330,9 +349,14 @@ def measure_pair(
     client = open_client(config, tracking_uri)
     end = now or dt.datetime.now(dt.UTC)
     start = end - dt.timedelta(hours=window_hours or config.monitoring.window_hours)
-    model_name = config.mlflow.model_name(served.family, served.region)
-    version = _version(client, model_name, served.version)
+    own = config.mlflow.model_name(served.family, served.region)
     samples = read_samples(served.folder, start, end)
+    # The model the samples name: the pair's own, or the pooled model it falls back to (ADR 0015). When
+    # both served this version number inside the window (a region graduating), the one serving last.
+    model_name = samples.latest_model or own
+    if samples.models - {model_name}:
+        samples = read_samples(served.folder, start, end, model=model_name)
+    version = _version(client, model_name, served.version)
     bounds = config.monitoring.bounds(served.family, served.region)
     report = DriftReport(
         served.family, served.region, model_name, served.version, "too_few_samples",
@@ -342,7 +366,7 @@ def measure_pair(
         reference = reference_of(client, config, version)
         report.verdict, report.features, report.prediction = compare(reference, samples, bounds, config.monitoring.bins)
     report.live = live_quality(config, served, samples, version)
-    log_report(client, config, report, version, bounds, tracking_uri)
+    log_report(client, config, report, version, bounds, tracking_uri, tag_version=model_name == own)
     return report
 
 
@@ -365,8 +389,13 @@ def log_report(
     version: ModelVersion,
     bounds: DriftBounds,
     tracking_uri: str | None,
+    tag_version: bool = True,
 ) -> None:
-    """One monitoring run (metrics, bounds, one plot), tagged with the version and tagging it back."""
+    """One monitoring run (metrics, bounds, one plot), tagged with the version and tagging it back.
+
+    A pooled model measured on one region's traffic is not tagged back (``tag_version`` False): it
+    serves other regions too, whose measurements would overwrite each other's verdict on it.
+    """
     from modelyard.core.tracking import resolve_tracking_uri, run_url
 
     uri = tracking_uri or resolve_tracking_uri(config)
@@ -385,6 +414,8 @@ def log_report(
         _log_figures(client, run_id, report, bounds)
     finally:
         client.set_terminated(run_id)
+    if not tag_version:
+        return
     for key, value in {
         "run_id": run_id, "verdict": report.verdict, "summary": report.summary[:250], "checked_at": report.window_end,
     }.items():  # fmt: skip

@@ -36,8 +36,13 @@ def prediction_entry(
     records: list[dict[str, Any]] | None = None,
     features: list[list[float]] | None = None,
     extra: dict[str, Any] | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """One sampled request; ``labels`` is (family, region, variant, version)."""
+    """One sampled request; ``labels`` is (family, region, variant, version).
+
+    ``model`` is the registered model that answered (the pair's own, or its group's pooled model when
+    the pair falls back to it, ADR 0015); lines written before the field existed lack it.
+    """
     family, region, variant, version = labels
     entry: dict[str, Any] = {
         "v": SCHEMA_VERSION,
@@ -48,6 +53,7 @@ def prediction_entry(
         "region": region,
         "variant": variant,
         "version": version,
+        **({"model": model} if model is not None else {}),
         "plan": plan_digest,
         "predictions": predictions,
     }

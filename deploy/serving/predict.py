@@ -27,6 +27,8 @@ from modelyard.deploy.serving.sampling import PredictionLogWriter, Sample, new_r
 if TYPE_CHECKING:
     import numpy as np
 
+    from modelyard.deploy.serving.runtime import ServedModel
+
 log = logging.getLogger("modelyard.serving")
 
 INLINE_PARSE_BYTES = 64 * 1024  # larger bodies are parsed and validated off the event loop
@@ -141,7 +143,7 @@ class Predictions:
         series.ok.inc()
         series.latency.observe(time.perf_counter() - started)
         observe_sample(series.predictions, output)
-        self._sample(active.prediction_log, labels, active.digest, request, output, variant.model.fields)
+        self._sample(active.prediction_log, labels, active.digest, request, output, variant.model)
         for shadow in handle.shadows:
             self._shadow(active, labels, shadow, records, output, request_id)
 
@@ -185,12 +187,12 @@ class Predictions:
         digest: str,
         request: tuple[str, list[Any], np.ndarray],
         output: np.ndarray,
-        fields: frozenset[str],
+        model: ServedModel,
     ) -> None:
         """Count the request; hand a sampled one to the prediction log (a tuple into a bounded queue; never blocks).
 
-        The records are trimmed to ``fields`` (what the model reads) and a few others first, so the
-        queue never holds what a client sent beyond that.
+        The records are trimmed to the fields ``model`` reads and a few others first, so the queue
+        never holds what a client sent beyond that.
         """
         if plog is None:
             return
@@ -198,8 +200,9 @@ class Predictions:
         if not plog.sampled():
             return
         request_id, records, matrix = request
-        kept = trim_records(records, fields)
-        queued = plog.offer(Sample("prediction", request_id, labels, digest, kept, matrix, output, time.time()))
+        kept = trim_records(records, model.fields)
+        sample = Sample("prediction", request_id, labels, digest, kept, matrix, output, time.time(), model=model.name)
+        queued = plog.offer(sample)
         if queued:
             self.metrics.samples.labels("queued").inc()
 

@@ -110,6 +110,7 @@ class Sample:
     predictions: Any
     at: float
     extra: dict[str, Any] | None = None
+    model: str | None = None  # the registered model that answered (a pooled one when the service falls back)
 
 
 def new_request_id(sent: str | None = None) -> str:
@@ -511,6 +512,7 @@ def entry_of(sample: Sample) -> dict[str, Any]:
         records=sample.records,
         features=sample.features,
         extra=sample.extra,
+        model=sample.model,
     )
 
 

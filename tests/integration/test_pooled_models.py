@@ -13,6 +13,9 @@ rolling strategy. A gate override keyed ``<family>/<group>`` decides the pooled 
 
 from __future__ import annotations
 
+import datetime as dt
+import gzip
+import json
 import uuid
 from pathlib import Path
 
@@ -23,11 +26,15 @@ import yaml
 from typer.testing import CliRunner
 
 from modelyard.core.config import Config, load_config
+from modelyard.core.contracts import prediction_log
 from modelyard.core.contracts.registry import CHAMPION_ALIAS
+from modelyard.core.featurespec import FittedSpec
 from modelyard.deploy.cli import app
+from modelyard.deploy.rollout.mlflow_server import free_port
 from modelyard.deploy.rollout.planner import PlanOptions, fallbacks_of
 from modelyard.deploy.rollout.planner_graduation import graduations, rollout_steps
 from modelyard.deploy.rollout.staged_deploy import propose
+from modelyard.monitoring.measure import ServedVersion, measure_pair
 from modelyard.pipeline import snapshots
 from modelyard.pipeline.build import BuildRequest, build_all
 from modelyard.pipeline.generator import generate_for
@@ -40,6 +47,7 @@ from modelyard.training.train import train_all, train_pair
 REPO = Path(__file__).resolve().parents[2]
 FAMILY = "driver_acceptance"
 SMALL = 150
+NOW = dt.datetime.now(dt.UTC)
 
 
 def write_config(folder: Path, mlflow_url: str) -> Path:
@@ -49,6 +57,7 @@ def write_config(folder: Path, mlflow_url: str) -> Path:
     raw["families"] = [f for f in raw["families"] if f["name"] == FAMILY]
     raw["families"][0]["params"] = {**raw["families"][0]["params"], "n_estimators": 60, "learning_rate": 0.15}
     raw["deploy"].pop("kubernetes")
+    raw["deploy"]["local"]["port"] = free_port()  # `modelyard plan` finds nothing live, even beside a running demo
     # Surabaya's own model (the last step) is judged by the graduation gate alone, not by the absolute AUC.
     raw["gates"]["region_overrides"] = {
         f"{FAMILY}/surabaya": {"absolute": [{"metric": "holdout_auc", "op": ">=", "threshold": 0.0}]}
@@ -85,6 +94,34 @@ def shuffled_training_labels(frame: pd.DataFrame, config: Config) -> pd.DataFram
     shuffled = frame.copy()
     shuffled.loc[before, "accepted"] = np.random.default_rng(3).permutation(shuffled.loc[before, "accepted"].to_numpy())
     return shuffled
+
+
+def sampled_surabaya(config: Config, model_name: str, version: str) -> ServedVersion:
+    """250 sampled requests to Surabaya as the endpoint logs them, answered by ``model_name`` v``version``."""
+    meta = snapshots.latest_snapshot(config.storage.features_dir, FAMILY, "country-id")
+    assert meta.feature_spec is not None
+    names = FittedSpec.from_dict(meta.feature_spec).names
+    frame = snapshots.load_frame(config.storage.features_dir, meta).sample(250, replace=True, random_state=3)
+    folder = config.storage.samples_dir / FAMILY / "surabaya" / version
+    folder.mkdir(parents=True)
+    rows = frame[names].to_numpy(dtype=float).tolist()
+    labels = (FAMILY, "surabaya", "primary", version)
+    lines = [
+        prediction_log.prediction_entry(
+            at=NOW.timestamp() - 60,
+            kind=prediction_log.PREDICTION,
+            request_id=f"r{i}",
+            labels=labels,
+            plan_digest="sha256:test",
+            predictions=[0.5],
+            features=[row],
+            model=model_name,
+        )
+        for i, row in enumerate(rows)
+    ]
+    with gzip.open(folder / f"samples{prediction_log.SUFFIX}", "wt") as handle:
+        handle.write("".join(json.dumps(line) + "\n" for line in lines))
+    return ServedVersion(FAMILY, "surabaya", version, folder)
 
 
 def test_a_small_region_is_served_by_its_countrys_pooled_champion(
@@ -152,6 +189,15 @@ def test_a_small_region_is_served_by_its_countrys_pooled_champion(
     served = f"{FAMILY}/surabaya: no champion of its own, served by pooled: country-id v{pooled.version}"
     assert f"{served} ({pooled.model_name})" in " ".join(status.output.split())
     assert f"{FAMILY}/jakarta: no champion" not in " ".join(status.output.split())
+
+    # The endpoint's samples of Surabaya name the pooled model that answered them: monitoring measures
+    # that model on Surabaya's traffic (it used to look for Surabaya's own model and fail the task).
+    report = measure_pair(config, sampled_surabaya(config, pooled.model_name, str(pooled.version)), now=NOW)
+    assert (report.model_name, report.version, report.samples.rows) == (pooled.model_name, str(pooled.version), 250)
+    assert report.verdict in ("stable", "drifted"), report.summary
+    assert report.run_id is not None
+    tags = client.get_model_version(pooled.model_name, str(pooled.version)).tags
+    assert not any(key.startswith("monitoring.") for key in tags), tags  # it serves other regions too
 
     # Surabaya's data grows: its first own model is judged against the pooled one on Surabaya's holdout.
     grown = tmp_path / "grown.parquet"

@@ -288,7 +288,7 @@ def test_time_window_rules_use_the_fixed_clock_in_the_region_time_zone(main_serv
     assert (response["variant"], response["version"], response["routed_by"]) == ("festival", "3", "rule:songkran")
 
 
-def test_shadows_that_sleep_or_raise_never_delay_or_fail_the_response(main_server):
+def test_shadows_that_sleep_or_raise_never_delay_or_fail_the_response(main_server, models):
     exploding = {**RECORD, "f00": 500.0}
     latencies = []
     for _ in range(20):
@@ -319,6 +319,10 @@ def test_shadows_that_sleep_or_raise_never_delay_or_fail_the_response(main_serve
     assert shadow_entries[0]["shadow_predictions"] == [0.5]
     assert shadow_entries[0]["predictions"]
     assert any(e["kind"] == "prediction" and e["region"] == "jakarta" for e in log_lines)
+    v1_name = models["v1"].split("/")[1]  # a line names the registered model that answered (a pooled one too)
+    jakarta = ("prediction", "driver_acceptance", "jakarta")
+    answered = {e.get("model") for e in log_lines if (e["kind"], e["family"], e["region"]) == jakarta}
+    assert answered == {v1_name}
 
 
 MALFORMED = [

@@ -54,6 +54,28 @@ def test_only_served_predictions_inside_the_window_are_read(tmp_path):
     assert window.estimated_requests == pytest.approx(4.0)  # each sampled request stands for 1 / 0.5
 
 
+def test_lines_name_their_model_and_a_window_can_keep_one(tmp_path):
+    """A region graduating from its pooled model to its own v1 writes both under version 1 (ADR 0015)."""
+    hour = dt.timedelta(hours=1)
+
+    def named(at: dt.datetime, value: float, model: str | None) -> str:
+        entry = json.loads(_line(at, [[value]]))
+        return json.dumps({**entry, "model": model} if model else entry)
+
+    lines = [
+        named(NOW - 3 * hour, 1.0, None),  # written before lines named their model
+        named(NOW - 2 * hour, 2.0, "fam-country-id"),
+        named(NOW - hour, 3.0, "fam-surabaya"),
+        named(NOW - 90 * dt.timedelta(minutes=1), 4.0, "fam-country-id"),
+    ]
+    _write(tmp_path, "a.jsonl.gz", lines)
+    window = read_samples(tmp_path, NOW - 24 * hour, NOW)
+    assert window.rows == 4
+    assert (window.models, window.latest_model) == ({"fam-country-id", "fam-surabaya"}, "fam-surabaya")
+    assert read_samples(tmp_path, NOW - 24 * hour, NOW, model="fam-surabaya").features == [[1.0], [3.0]]
+    assert read_samples(tmp_path, NOW - 24 * hour, NOW, model="fam-country-id").features == [[1.0], [2.0], [4.0]]
+
+
 def test_served_versions_are_listed_per_pair_in_numeric_order(tmp_path):
     for version in ("10", "9", ".tmp"):
         (tmp_path / "fam" / "jakarta" / version).mkdir(parents=True)
