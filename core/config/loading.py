@@ -80,7 +80,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     sources.append(_EnvSource(overrides))
     raw: dict[str, Any] = {}
     for source in sources:
-        _deep_merge(raw, source())
+        deep_merge(raw, source())
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -284,10 +284,11 @@ def _check_value(name: str, value: str, annotation: Any) -> None:
         raise ConfigError(f"{name}={value!r}: not a YAML value ({_yaml_problem(exc)}); quote it or fix it") from exc
 
 
-def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Merge ``extra`` into ``base`` as the config's sources combine: mappings merge, anything else replaces."""
     for key, value in extra.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _deep_merge(base[key], value)
+            deep_merge(base[key], value)
         else:
             base[key] = value
 

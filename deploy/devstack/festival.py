@@ -29,6 +29,8 @@ from modelyard.deploy.devstack.progress import follow_chain
 from modelyard.deploy.devstack.stack import StackError, StackSettings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console, RenderableType
 
 
@@ -44,6 +46,22 @@ def festival_overlay(config: Config, region: str, days: int, name: str = "demo_f
             raw["festivals"] = [*raw["festivals"], {"name": name, "start": start.isoformat(), "end": end.isoformat()}]
         regions.append(raw)
     return {"regions": regions, "deploy": {"rollout": {"strategy": "canary"}}}
+
+
+def write_overlay(path: Path, overlay: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``overlay`` into the overlay file at ``path``, keeping what the other acts wrote there.
+
+    The first act's entry (the new market's row count) must survive the festival, or the festival's
+    rebuild gives the new market all its rows and the third act finds nothing to graduate.
+    """
+    from modelyard.core.config.loading import deep_merge
+    from modelyard.core.storage import write_bytes_atomic
+
+    raw = yaml.safe_load(path.read_text()) if path.exists() else None
+    merged: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    deep_merge(merged, overlay)
+    write_bytes_atomic(path, yaml.safe_dump(merged, sort_keys=False).encode())
+    return merged
 
 
 @dataclass
@@ -113,15 +131,12 @@ def run_festival(
     Raises:
         StackError: the stack is not serving yet (run ``demo`` first), a task failed, or it timed out.
     """
-    from modelyard.core.storage import write_bytes_atomic
-
     config.region(region)
     api = start_stack(config, settings, console)
     before = serving_versions(config, settings.serving_url)
     if not any(v.isdigit() for v in before.values()):
         raise StackError(f"nothing serves at {settings.serving_url} yet; run `modelyard demo` first")
-    overlay = festival_overlay(config, region, days)
-    write_bytes_atomic(settings.overlay_path, yaml.safe_dump(overlay, sort_keys=False).encode())
+    write_overlay(settings.overlay_path, festival_overlay(config, region, days))
     overlay_path = escape(str(settings.overlay_path))
     console.print(
         f"festival over the last {days} days of [bold]{region}[/bold]'s data (overlay {overlay_path}); "

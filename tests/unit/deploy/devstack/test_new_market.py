@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from modelyard.core.config import Config, ConfigError, load_config
+from modelyard.deploy.devstack import festival
 from modelyard.deploy.devstack.demo import serving_line
 from modelyard.deploy.devstack.new_market import NEW_REGION, NEW_REGION_ROWS, new_region, set_region_rows
 from modelyard.pipeline.generator import generate_for
@@ -51,6 +52,16 @@ def test_act_one_starts_the_new_region_small_and_act_three_lets_it_grow(tmp_path
     set_region_rows(overlay, NEW_REGION, None)
     grown = _demo_config(tmp_path, overlay)
     assert grown.data.synthetic.rows_of("surabaya") == grown.data.synthetic.rows >= grown.data.min_rows
+
+
+def test_the_festival_keeps_the_new_market_small_for_act_three(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    set_region_rows(overlay, NEW_REGION, NEW_REGION_ROWS)  # act one
+    festival.write_overlay(overlay, festival.festival_overlay(_demo_config(tmp_path, overlay), "jakarta", 40))
+    config = _demo_config(tmp_path, overlay)
+    assert config.data.synthetic.rows_of("surabaya") == NEW_REGION_ROWS  # still pooled: act three can graduate it
+    assert "demo_festival" in [f.name for f in config.region("jakarta").festivals]
+    assert config.deploy.rollout.strategy == "canary"
 
 
 def test_the_summary_names_the_pooled_model_serving_a_region() -> None:
