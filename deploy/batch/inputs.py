@@ -86,7 +86,7 @@ def input_files(source: str, options: Mapping[str, Any] | None = None) -> list[A
     """
     if storage.is_local(source):
         text = source[len("file://") :] if source.startswith("file://") else source
-        found: list[Any] = list(storage.local_files(text))
+        found: list[Any] = storage.local_files(text)
     else:
         found = _remote_files(source, options or {})
     if not found:

@@ -18,19 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
-import yaml
 from rich.markup import escape
 
 from modelyard.core.config import Config
 from modelyard.deploy.devstack.chain import trigger_chain
 from modelyard.deploy.devstack.demo import start_stack
 from modelyard.deploy.devstack.endpoint import sample_record, serving_versions
+from modelyard.deploy.devstack.new_market import merge_overlay
 from modelyard.deploy.devstack.progress import follow_chain
 from modelyard.deploy.devstack.stack import StackError, StackSettings
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from rich.console import Console, RenderableType
 
 
@@ -46,22 +44,6 @@ def festival_overlay(config: Config, region: str, days: int, name: str = "demo_f
             raw["festivals"] = [*raw["festivals"], {"name": name, "start": start.isoformat(), "end": end.isoformat()}]
         regions.append(raw)
     return {"regions": regions, "deploy": {"rollout": {"strategy": "canary"}}}
-
-
-def write_overlay(path: Path, overlay: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``overlay`` into the overlay file at ``path``, keeping what the other acts wrote there.
-
-    The first act's entry (the new market's row count) must survive the festival, or the festival's
-    rebuild gives the new market all its rows and the third act finds nothing to graduate.
-    """
-    from modelyard.core.config.loading import deep_merge
-    from modelyard.core.storage import write_bytes_atomic
-
-    raw = yaml.safe_load(path.read_text()) if path.exists() else None
-    merged: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    deep_merge(merged, overlay)
-    write_bytes_atomic(path, yaml.safe_dump(merged, sort_keys=False).encode())
-    return merged
 
 
 @dataclass
@@ -136,7 +118,7 @@ def run_festival(
     before = serving_versions(config, settings.serving_url)
     if not any(v.isdigit() for v in before.values()):
         raise StackError(f"nothing serves at {settings.serving_url} yet; run `modelyard demo` first")
-    write_overlay(settings.overlay_path, festival_overlay(config, region, days))
+    merge_overlay(settings.overlay_path, festival_overlay(config, region, days))
     overlay_path = escape(str(settings.overlay_path))
     console.print(
         f"festival over the last {days} days of [bold]{region}[/bold]'s data (overlay {overlay_path}); "

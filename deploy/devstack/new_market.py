@@ -44,18 +44,39 @@ def set_region_rows(overlay: Path, region: str, rows: int | None) -> dict[str, A
 
     ``rows=None`` removes the entry: the region gets ``data.synthetic.rows``. Returns the new overlay.
     """
-    from modelyard.core.storage import write_bytes_atomic
-
-    raw = yaml.safe_load(overlay.read_text()) if overlay.exists() else None
-    current: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    current = _read_overlay(overlay)
     synthetic = current.setdefault("data", {}).setdefault("synthetic", {})
     by_region = synthetic.setdefault("rows_by_region", {})
     if rows is None:
         by_region.pop(region, None)
     else:
         by_region[region] = rows
-    write_bytes_atomic(overlay, yaml.safe_dump(current, sort_keys=False).encode())
-    return current
+    return _write_overlay(overlay, current)
+
+
+def merge_overlay(overlay: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``extra`` into the overlay file, keeping what the other acts wrote there. Returns the new overlay.
+
+    Act one's entry (the new market's row count) must survive the festival, or the festival's rebuild
+    gives the new market all its rows and act three finds nothing to graduate.
+    """
+    from modelyard.core.config.loading import deep_merge
+
+    current = _read_overlay(overlay)
+    deep_merge(current, extra)
+    return _write_overlay(overlay, current)
+
+
+def _read_overlay(overlay: Path) -> dict[str, Any]:
+    raw = yaml.safe_load(overlay.read_text()) if overlay.exists() else None
+    return raw if isinstance(raw, dict) else {}
+
+
+def _write_overlay(overlay: Path, content: dict[str, Any]) -> dict[str, Any]:
+    from modelyard.core.storage import write_bytes_atomic
+
+    write_bytes_atomic(overlay, yaml.safe_dump(content, sort_keys=False).encode())
+    return content
 
 
 def start_small(config: Config, settings: StackSettings, console: Console) -> str | None:

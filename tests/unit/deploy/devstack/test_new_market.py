@@ -11,7 +11,13 @@ import yaml
 from modelyard.core.config import Config, ConfigError, load_config
 from modelyard.deploy.devstack import festival
 from modelyard.deploy.devstack.demo import serving_line
-from modelyard.deploy.devstack.new_market import NEW_REGION, NEW_REGION_ROWS, new_region, set_region_rows
+from modelyard.deploy.devstack.new_market import (
+    NEW_REGION,
+    NEW_REGION_ROWS,
+    merge_overlay,
+    new_region,
+    set_region_rows,
+)
 from modelyard.pipeline.generator import generate_for
 from modelyard.promotion.status import Fallback
 
@@ -57,7 +63,7 @@ def test_act_one_starts_the_new_region_small_and_act_three_lets_it_grow(tmp_path
 def test_the_festival_keeps_the_new_market_small_for_act_three(tmp_path: Path) -> None:
     overlay = tmp_path / "overlay.yaml"
     set_region_rows(overlay, NEW_REGION, NEW_REGION_ROWS)  # act one
-    festival.write_overlay(overlay, festival.festival_overlay(_demo_config(tmp_path, overlay), "jakarta", 40))
+    merge_overlay(overlay, festival.festival_overlay(_demo_config(tmp_path, overlay), "jakarta", 40))
     config = _demo_config(tmp_path, overlay)
     assert config.data.synthetic.rows_of("surabaya") == NEW_REGION_ROWS  # still pooled: act three can graduate it
     assert "demo_festival" in [f.name for f in config.region("jakarta").festivals]
