@@ -15,8 +15,9 @@ compares:
 
 The figures go to a monitoring run (experiment ``<project>/<family>/monitoring``) with one
 plot; the run and the model version are tagged with each other (``monitoring.*`` on the
-version). A pair over its bounds (``monitoring`` in the config) is ``drifted``; the
-monitoring DAG then emits ``modelyard://drift/<family>/<region>``. See ADR 0010.
+version; ``monitoring.<region>.*`` on a pooled version, which each of its regions measures). A
+pair over its bounds (``monitoring`` in the config) is ``drifted``; the monitoring DAG then
+emits ``modelyard://drift/<family>/<region>``. See ADR 0010.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from upath import UPath
 
 from modelyard.core.contracts import prediction_log
-from modelyard.core.contracts.registry import MONITORING_TAG
+from modelyard.core.contracts.registry import monitoring_tag
 from modelyard.core.errors import ModelyardError
 from modelyard.monitoring.drift import FeatureDrift, feature_drifts, psi
 
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TAG = MONITORING_TAG
 Verdict = Literal["drifted", "stable", "too_few_samples"]
 
 
@@ -366,7 +366,7 @@ def measure_pair(
         reference = reference_of(client, config, version)
         report.verdict, report.features, report.prediction = compare(reference, samples, bounds, config.monitoring.bins)
     report.live = live_quality(config, served, samples, version)
-    log_report(client, config, report, version, bounds, tracking_uri, tag_version=model_name == own)
+    log_report(client, config, report, version, bounds, tracking_uri, own_version=model_name == own)
     return report
 
 
@@ -389,12 +389,12 @@ def log_report(
     version: ModelVersion,
     bounds: DriftBounds,
     tracking_uri: str | None,
-    tag_version: bool = True,
+    own_version: bool = True,
 ) -> None:
     """One monitoring run (metrics, bounds, one plot), tagged with the version and tagging it back.
 
-    A pooled model measured on one region's traffic is not tagged back (``tag_version`` False): it
-    serves other regions too, whose measurements would overwrite each other's verdict on it.
+    A pooled model measured on one region's traffic (``own_version`` False) is tagged under that
+    region (``monitoring.<region>.verdict``): it serves other regions too, each with its own verdict.
     """
     from modelyard.core.tracking import resolve_tracking_uri, run_url
 
@@ -414,12 +414,11 @@ def log_report(
         _log_figures(client, run_id, report, bounds)
     finally:
         client.set_terminated(run_id)
-    if not tag_version:
-        return
+    scope = None if own_version else report.region
     for key, value in {
         "run_id": run_id, "verdict": report.verdict, "summary": report.summary[:250], "checked_at": report.window_end,
     }.items():  # fmt: skip
-        client.set_model_version_tag(report.model_name, report.version, f"{TAG}{key}", value)
+        client.set_model_version_tag(report.model_name, report.version, monitoring_tag(key, scope), value)
 
 
 def _experiment(client: MlflowClient, name: str) -> str:

@@ -113,7 +113,7 @@ def _status_row(status: PairStatus) -> tuple[str, ...]:
         status.region,
         _champion(champion) if champion or not status.fallback else f"[cyan]{escape(str(status.fallback))}[/cyan]",
         _metrics(champion),
-        _drift(champion),
+        _drift(status.serving),
         _challenger(status),
         f"v{status.previous.version}" if status.previous else "-",
     )
@@ -151,7 +151,7 @@ def _challenger(status: PairStatus) -> str:
 
 
 def _drift(info: VersionInfo | None) -> str:
-    """The champion's last monitoring verdict and what drifted, one name a line."""
+    """The serving version's last monitoring verdict and what drifted, one name a line."""
     from rich.markup import escape
 
     if info is None or info.drift is None:

@@ -8,6 +8,7 @@ group that has one (ADR 0015, the planner's rule): :attr:`PairStatus.fallback` n
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -15,9 +16,9 @@ from typing import TYPE_CHECKING
 from modelyard.core.contracts.registry import (
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
-    MONITORING_TAG,
     PREVIOUS_ALIAS,
     PROMOTION_TAG,
+    monitoring_tag,
 )
 from modelyard.promotion.aliases import open_client
 
@@ -47,7 +48,10 @@ class VersionInfo:
     run_id: str | None = None  # the training run that made the version
 
     @classmethod
-    def from_version(cls, version: ModelVersion, metric_names: tuple[str, ...]) -> VersionInfo:
+    def from_version(
+        cls, version: ModelVersion, metric_names: tuple[str, ...], region: str | None = None
+    ) -> VersionInfo:
+        """The version as status shows it; with ``region``, a pooled version's drift as that region measured it."""
         tags = version.tags or {}
         return cls(
             version=str(version.version),
@@ -56,10 +60,10 @@ class VersionInfo:
             outcome=tags.get(f"{TAG}outcome"),
             summary=tags.get(f"{TAG}summary"),
             rolled_back_at=tags.get(f"{TAG}rolled_back_at"),
-            drift=tags.get(f"{MONITORING_TAG}verdict"),
-            drift_summary=tags.get(f"{MONITORING_TAG}summary"),
-            drift_checked_at=tags.get(f"{MONITORING_TAG}checked_at"),
-            drift_run_id=tags.get(f"{MONITORING_TAG}run_id"),
+            drift=tags.get(monitoring_tag("verdict", region)),
+            drift_summary=tags.get(monitoring_tag("summary", region)),
+            drift_checked_at=tags.get(monitoring_tag("checked_at", region)),
+            drift_run_id=tags.get(monitoring_tag("run_id", region)),
             run_id=version.run_id or None,
         )
 
@@ -71,6 +75,8 @@ class Fallback:
     group: str
     model_name: str
     version: str
+    # the pooled version, its drift as this region's traffic measured it (not part of which fallback it is)
+    info: VersionInfo | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"pooled: {self.group} v{self.version}"
@@ -87,6 +93,11 @@ class PairStatus:
     challenger: VersionInfo | None
     previous: VersionInfo | None
     fallback: Fallback | None = None
+
+    @property
+    def serving(self) -> VersionInfo | None:
+        """The version that answers this region: its champion, else the pooled champion serving it."""
+        return self.champion or (self.fallback.info if self.fallback else None)
 
 
 def _is_number(text: str | None) -> bool:
@@ -110,7 +121,11 @@ def pair_statuses(client: MlflowClient, config: Config, pairs: list[tuple[str, s
     names = {pair: config.mlflow.model_name(*pair) for pair in pairs}
     pooled = _pooled_names(config, pairs)
     current = aliases_of(client, [*names.values(), *pooled.values()])
+    fallbacks = {pair: fallback_of(config, pair, current) for pair in pairs}
     wanted: dict[str, set[str]] = {name: set(current[name].values()) for name in names.values()}
+    for found in fallbacks.values():
+        if found is not None:
+            wanted.setdefault(found.model_name, set()).add(found.version)
     versions = versions_of(client, wanted)
 
     def status(family: str, region: str) -> PairStatus:
@@ -122,6 +137,10 @@ def pair_statuses(client: MlflowClient, config: Config, pairs: list[tuple[str, s
             found = versions.get((name, number)) if number else None
             return VersionInfo.from_version(found, metric_names) if found else None
 
+        fallback = fallbacks[(family, region)]
+        if fallback is not None and (pooled_version := versions.get((fallback.model_name, fallback.version))):
+            as_measured_here = VersionInfo.from_version(pooled_version, metric_names, region)
+            fallback = dataclasses.replace(fallback, info=as_measured_here)
         return PairStatus(
             family=family,
             region=region,
@@ -129,7 +148,7 @@ def pair_statuses(client: MlflowClient, config: Config, pairs: list[tuple[str, s
             champion=info(CHAMPION_ALIAS),
             challenger=info(CHALLENGER_ALIAS),
             previous=info(PREVIOUS_ALIAS),
-            fallback=fallback_of(config, (family, region), current),
+            fallback=fallback,
         )
 
     return [status(family, region) for family, region in pairs]

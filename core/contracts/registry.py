@@ -14,6 +14,16 @@ HISTORY_TAG = "promotion_history"  # promotion, before 2026-12: the alias moves 
 HISTORY_HEADING = "#### Promotion history"
 MONITORING_TAG = "monitoring."  # monitoring: the drift verdict of a served version
 
+
+def monitoring_tag(key: str, region: str | None = None) -> str:
+    """The tag monitoring writes ``key`` under: ``monitoring.<key>`` on a region's own version.
+
+    A pooled version serves several regions (ADR 0015), each measured on its own traffic: their
+    verdicts live side by side under ``monitoring.<region>.<key>``.
+    """
+    return f"{MONITORING_TAG}{region}.{key}" if region else f"{MONITORING_TAG}{key}"
+
+
 # training: the lineage of a pooled model's version (ADR 0015): the group, the regions it pooled and
 # each region's snapshot digest (``jakarta=<digest>,surabaya=<digest>``).
 POOLED_GROUP_TAG = "pooled_group"

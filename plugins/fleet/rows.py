@@ -194,10 +194,10 @@ def sort_pairs(pairs: Sequence[tuple[str, str]], query: FleetQuery) -> list[tupl
 
 
 def _drift_key(row: FleetRow) -> tuple[int, str]:
-    champion = row.status.champion
-    verdict = champion.drift if champion else None
+    serving = row.status.serving  # its champion, or the pooled one as this region measured it
+    verdict = serving.drift if serving else None
     rank = {"drifted": 3, "too_few_samples": 2, "stable": 1}.get(verdict or "", 0)
-    return rank, (champion.drift_checked_at or "") if champion else ""
+    return rank, (serving.drift_checked_at or "") if serving else ""
 
 
 _ROW_KEYS: dict[str, Callable[[FleetRow], Any]] = {

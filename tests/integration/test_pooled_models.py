@@ -196,8 +196,22 @@ def test_a_small_region_is_served_by_its_countrys_pooled_champion(
     assert (report.model_name, report.version, report.samples.rows) == (pooled.model_name, str(pooled.version), 250)
     assert report.verdict in ("stable", "drifted"), report.summary
     assert report.run_id is not None
+    # The pooled version serves other regions too: Surabaya's verdict is kept under Surabaya's name.
     tags = client.get_model_version(pooled.model_name, str(pooled.version)).tags
-    assert not any(key.startswith("monitoring.") for key in tags), tags  # it serves other regions too
+    assert tags["monitoring.surabaya.verdict"] == report.verdict
+    assert tags["monitoring.surabaya.run_id"] == report.run_id
+    assert "monitoring.verdict" not in tags, tags
+    [measured] = collect_status(config, [FAMILY], ["surabaya"], tracking_uri=mlflow_uri)
+    assert measured.serving is not None
+    assert (measured.serving.version, measured.serving.drift) == (str(pooled.version), report.verdict)
+    assert measured.serving.drift_run_id == report.run_id
+    shown = CliRunner().invoke(
+        app,
+        ["status", "--family", FAMILY, "--config", str(config_path), "--tracking-uri", mlflow_uri],
+        env={"COLUMNS": "160"},
+    )
+    row = next(line for line in shown.output.splitlines() if "surabaya" in line and "pooled" in line)
+    assert report.verdict.replace("_", " ") in row, shown.output
 
     # Surabaya's data grows: its first own model is judged against the pooled one on Surabaya's holdout.
     grown = tmp_path / "grown.parquet"

@@ -105,3 +105,23 @@ def test_the_live_plan_wins_over_the_deploy_record_and_the_newest_record_wins() 
     assert recorded.serving is not None
     assert (recorded.serving.summary, recorded.deploy) == ("primary v2", new)
     assert (never.serving, never.deploy) == (None, None)
+
+
+def test_a_region_served_by_a_pooled_model_shows_it_and_the_drift_it_measured() -> None:
+    from modelyard.plugins.fleet.page import Links, render_page
+    from modelyard.plugins.fleet.rows import FleetPage
+    from modelyard.promotion.status import Fallback
+
+    pooled = VersionInfo(version="3", drift="drifted", drift_run_id="run9", drift_checked_at="2026-12-06T10:00:00")
+    fallback = Fallback("country-id", "eta-id", "3", pooled)
+    served = PairStatus("eta", "surabaya", "eta-surabaya", None, None, None, fallback)
+    rows = build_rows([status("eta", "a", "1", "stable"), served, status("eta", "b")], [], None)
+    assert [row.status.region for row in sort_rows(rows, FleetQuery(sort="drift", descending=True))] == [
+        "surabaya", "a", "b",
+    ]  # fmt: skip
+    html = render_page(FleetPage(FleetQuery(), rows, 3), Links("http://mlflow:5000", "/"))
+    row = html.split('data-pair="eta/surabaya"')[1].split("</tr>")[0]
+    assert "pooled: country-id" in row
+    assert 'class="mlflow-pooled" href="http://mlflow:5000/#/models/eta-id/versions/3"' in row
+    assert '<span class="drifted"' in row
+    assert 'href="http://mlflow:5000/#/runs/run9"' in row

@@ -71,3 +71,36 @@ def test_the_status_table_shows_the_pooled_model_in_place_of_a_missing_champion(
     console = Console(width=120, record=True)
     console.print(render_status([served]))
     assert "pooled: country-id v3" in console.export_text()
+
+
+def test_the_status_table_shows_the_drift_a_region_measured_on_its_pooled_model() -> None:
+    """Monitoring tags a pooled version per region: each region's row shows its own verdict."""
+    from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
+    from rich.console import Console
+
+    from modelyard.promotion.render import render_status
+    from modelyard.promotion.status import PairStatus, VersionInfo
+
+    tags = {
+        "monitoring.surabaya.verdict": "drifted", "monitoring.surabaya.summary": "drifted: trip_distance_km psi=0.4",
+        "monitoring.bandung.verdict": "stable",
+    }  # fmt: skip
+    version = ModelVersion("m", "3", 0, tags=[ModelVersionTag(k, v) for k, v in tags.items()])
+
+    def served(region: str) -> PairStatus:
+        info = VersionInfo.from_version(version, (), region)
+        pooled = Fallback("country-id", "m", "3", info=info)
+        return PairStatus(FAMILY, region, f"{FAMILY}-{region}", None, None, None, fallback=pooled)
+
+    rows = [served("surabaya"), served("bandung"), served("medan")]
+    assert [row.serving.drift if row.serving else None for row in rows] == ["drifted", "stable", None]
+    console = Console(width=120, record=True)
+    console.print(render_status(rows))
+    text = console.export_text()
+    lines = {line.split()[1]: line for line in text.splitlines() if line.startswith(FAMILY)}
+    assert "drifted" in lines["surabaya"]
+    assert "stable" not in lines["surabaya"]
+    assert "stable" in lines["bandung"]
+    assert "drifted" not in lines["medan"]
+    assert "stable" not in lines["medan"]
+    assert "trip_distance_km" in text
