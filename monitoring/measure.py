@@ -51,7 +51,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Verdict = Literal["drifted", "stable", "too_few_samples"]
+# ``no_reference``: a version not registered by ``modelyard train`` (a notebook's, promoted by hand)
+# has no training window to compare with: its volume, errors and live quality are still recorded.
+Verdict = Literal["drifted", "stable", "too_few_samples", "no_reference"]
 
 
 class MonitoringError(ModelyardError):
@@ -136,6 +138,12 @@ class DriftReport:
     def summary(self) -> str:
         if self.verdict == "too_few_samples":
             return f"too few samples ({self.samples.rows} rows)"
+        if self.verdict == "no_reference":
+            return (
+                f"no reference: v{self.version} was not registered by `modelyard train`, so there is no training "
+                f"window to measure drift against ({self.samples.rows} rows sampled; volume, errors and live "
+                "quality recorded)"
+            )
         parts = [f"{name} {d['statistic']}={d['value']:.3f}" for name, d in self.drifted_features.items()]
         if self.prediction is not None and self.prediction.drifted:
             parts.append(f"predictions psi={self.prediction.value:.3f}")
@@ -265,7 +273,7 @@ def reference_of(client: MlflowClient, config: Config, version: ModelVersion) ->
 
     tags = version.tags or {}
     family, region, digest = tags.get("family"), tags.get("region"), tags.get("data_digest")
-    if not (family and region and digest):
+    if not (family and region and digest):  # see has_reference
         raise MonitoringError(
             f"model '{version.name}' v{version.version} has no family/region/data_digest tags "
             "(versions registered by `modelyard train` carry them)"
@@ -292,6 +300,12 @@ def reference_of(client: MlflowClient, config: Config, version: ModelVersion) ->
         holdout = predict(model, spec.task, feature_frame(split.holdout, names))
     columns = {name: train[name].to_numpy(dtype=float) for name in names}
     return Reference(names, kinds, columns, holdout, digest)
+
+
+def has_reference(version: ModelVersion) -> bool:
+    """Whether the version names its training window (``modelyard train`` tags family, region, data digest)."""
+    tags = version.tags or {}
+    return all(tags.get(key) for key in ("family", "region", "data_digest"))
 
 
 def _split(client: MlflowClient, config: Config, version: ModelVersion, frame: Any) -> Any:
@@ -362,7 +376,9 @@ def measure_pair(
         served.family, served.region, model_name, served.version, "too_few_samples",
         start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds"), samples,
     )  # fmt: skip
-    if samples.rows >= bounds.min_samples:
+    if not has_reference(version):
+        report.verdict = "no_reference"
+    elif samples.rows >= bounds.min_samples:
         reference = reference_of(client, config, version)
         report.verdict, report.features, report.prediction = compare(reference, samples, bounds, config.monitoring.bins)
     report.live = live_quality(config, served, samples, version)

@@ -196,7 +196,7 @@ def sort_pairs(pairs: Sequence[tuple[str, str]], query: FleetQuery) -> list[tupl
 def _drift_key(row: FleetRow) -> tuple[int, str]:
     serving = row.status.serving  # its champion, or the pooled one as this region measured it
     verdict = serving.drift if serving else None
-    rank = {"drifted": 3, "too_few_samples": 2, "stable": 1}.get(verdict or "", 0)
+    rank = {"drifted": 3, "no_reference": 2, "too_few_samples": 2, "stable": 1}.get(verdict or "", 0)
     return rank, (serving.drift_checked_at or "") if serving else ""
 
 
