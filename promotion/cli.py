@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from modelyard.core.cli import ConfigOption, FamiliesOption, FamilyOption, RegionOption, RegionsOption, TrackingOption
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from modelyard.promotion.decision import Decision
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -65,8 +70,24 @@ def promote(
         if decision.gates and not decision.already_decided:
             console.print(render_gates(decision))
     console.print(render_decisions(decisions))
+    _print_next_step(console, decisions)
     if any(decision.outcome == "failed" for decision in decisions):
         raise typer.Exit(1)
+
+
+def _print_next_step(console: Console, decisions: list[Decision]) -> None:
+    """After a champion moved: serving follows only a deploy (the deployment DAG follows the promotion DAG)."""
+    moved = [d for d in decisions if d.champion_changed]
+    if not moved:
+        return
+    pairs = ", ".join(f"{d.family}/{d.region} v{d.champion_after}" for d in moved[:5])
+    more = f" and {len(moved) - 5} more" if len(moved) > 5 else ""
+    console.print(
+        f"champion moved: {pairs}{more}. What serves changes when `modelyard deploy` applies it "
+        "(`modelyard plan` shows the change; the deployment DAG does it when the promotion DAG moves a champion).",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command()
@@ -92,6 +113,7 @@ def rollback(
         loaded.pairs([family], [region])
         decision = do_rollback(open_client(loaded, tracking_uri), loaded, family, region, _decided_by(), reason)
     console.print(render_decisions([decision]))
+    _print_next_step(console, [decision])
 
 
 @app.command()

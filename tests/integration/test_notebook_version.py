@@ -91,6 +91,10 @@ def test_a_notebook_version_promoted_by_hand_is_monitored_without_a_reference(
     )
     assert promoted.exit_code == 0, promoted.output
     assert "gates not evaluated" in " ".join(promoted.output.split())
+    # The alias moved; what serves follows a deploy, and the CLI says so (no Airflow event from a terminal).
+    assert f"champion moved: {FAMILY}/jakarta v{version}. What serves changes when `modelyard deploy`" in (
+        promoted.output
+    )
 
     write_samples(Path(config.storage.samples_dir), name, version, rows=300)
     measured = runner.invoke(app, ["monitor", "-f", FAMILY, "-r", "jakarta", *common])
