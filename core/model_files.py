@@ -74,6 +74,26 @@ def download_model(
     return DownloadedModel(dst, sum(info.file_size or 0 for info in files))
 
 
+def download_model_file(name: str, version: str, path: str, dst: Path, client: MlflowClient) -> Path:
+    """Download one file of version ``version`` of ``name`` (``path`` inside the model, e.g. ``MLmodel``) into ``dst``.
+
+    Raises:
+        MlflowException: the version or the file does not exist.
+        OSError: the file cannot be written.
+    """
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    location = registry_client(client).get_model_version_download_uri(name, str(version))
+    repo = get_artifact_repository(location, tracking_uri=getattr(client, "tracking_uri", None))
+    dst.mkdir(parents=True, exist_ok=True)
+    local = dst / Path(path).name
+    fetch = getattr(repo, "_download_file", None)  # without MLflow's progress bar, as download_model
+    if fetch is None:
+        return Path(repo.download_artifacts(path, dst_path=str(dst)))
+    fetch(path, str(local))
+    return local
+
+
 def registry_client(client: Any) -> Any:
     """The registry client under an ``MlflowClient``, which calls the registry without a prompt check.
 

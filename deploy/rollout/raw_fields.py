@@ -1,11 +1,12 @@
 """The raw fields a rollout asks clients to send, and the guard against fields nobody sends (issue 21).
 
 A version takes raw rows through its own ``feature_spec.json``: the raw columns its features read
-and the window aggregates a request carries (online ones are looked up, not sent). When a
-canary, blue-green or shadow rollout moves a pair from the version it serves to one whose spec
-reads other raw fields, the plan says which fields clients must send for the new version; and
-when the new version needs a field live clients are not sending, the planner refuses the
-rollout unless forced (``modelyard deploy --force``, the deploy DAG's ``force`` param).
+and the window aggregates a request carries (online ones are looked up, not sent); a version
+without one (registered from a notebook) takes the columns of its MLmodel signature. When a
+rollout (any strategy: a rolling one swaps every client at once) moves a pair from the version it
+serves to one that reads other raw fields, the plan says which fields clients must send for the
+new version; and when the new version needs a field live clients are not sending, the planner
+refuses the rollout unless forced (``modelyard deploy --force``, the deploy DAG's ``force`` param).
 
 "Live clients are not sending" a field: the served version does not take it, and no request
 sampled for that pair and version in the monitoring window (the prediction log,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelyard.deploy")
 
-GUARDED = frozenset({"canary", "blue-green", "shadow"})  # rollouts that serve two versions at once
 SPEC_TAG = "feature_spec"  # the version tag naming its run's spec artifact (training.mlflow_log)
 FieldsOf = Callable[[str, str], "list[str] | None"]  # (model name, version) -> raw fields
 SeenOf = Callable[[str, str, str], "set[str] | None"]  # (family, region, version) -> fields sampled requests carried
@@ -112,7 +112,7 @@ def check_rollout(
         PlannerError: a new version needs a raw field live clients are not sending and ``options.force`` is off;
             or a version's spec cannot be read.
     """
-    if live is None or options.strategy not in GUARDED:
+    if live is None:
         return {}
     with TemporaryDirectory(prefix="modelyard-spec-") as folder:
         changes = raw_field_changes(
@@ -140,7 +140,7 @@ def raw_field_changes(live: Plan, plan: Plan, fields_of: FieldsOf, seen_of: Seen
             continue
         old_fields, new_fields = fields_of(*served), fields_of(*new)
         if old_fields is None or new_fields is None:
-            continue  # a version without a spec reads its signature's columns: nothing to compare
+            continue  # no named inputs (a tensor signature, or none): nothing to compare
         seen = seen_of(service.family, service.region, served[1])
         change = compare(key, (f"v{served[1]}", old_fields), (f"v{new[1]}", new_fields), seen)
         if change is not None:
@@ -178,10 +178,11 @@ def _pinned(uri: str) -> tuple[str, str] | None:
 def version_fields(client: MlflowClient, name: str, version: str, folder: Path) -> list[str] | None:
     """The raw fields a client sends to ``name`` v``version`` (raw columns, then sent window aggregates).
 
-    None when the version has no feature spec (it reads the precomputed columns of its signature).
+    A version without a feature spec (registered from a notebook) reads the columns of its MLmodel
+    signature; None when it names none (a tensor signature, or no signature).
 
     Raises:
-        PlannerError: the spec cannot be downloaded or read.
+        PlannerError: the spec or the MLmodel cannot be downloaded or read.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -192,9 +193,12 @@ def version_fields(client: MlflowClient, name: str, version: str, folder: Path) 
         meta = client.get_model_version(name, version)
         artifact = (meta.tags or {}).get(SPEC_TAG)
         if not artifact or not meta.run_id:
-            return None
+            return signature_fields(client, name, version, folder / f"{name}-{version}")
         path = mlflow.artifacts.download_artifacts(
-            run_id=meta.run_id, artifact_path=artifact, dst_path=str(folder / f"{name}-{version}")
+            run_id=meta.run_id,
+            artifact_path=artifact,
+            dst_path=str(folder / f"{name}-{version}"),
+            tracking_uri=client.tracking_uri,  # this client's server, not MLflow's current one
         )
         fitted = FittedSpec.from_dict(json.loads(Path(path).read_text()))
     except (MlflowException, OSError, FeatureSpecError, ValueError, KeyError, TypeError) as exc:
@@ -203,6 +207,21 @@ def version_fields(client: MlflowClient, name: str, version: str, folder: Path) 
         ) from exc
     online = {f.name for f in fitted.online}
     return [*fitted.raw_inputs, *(field for field in fitted.requested if field not in online)]
+
+
+def signature_fields(client: MlflowClient, name: str, version: str, folder: Path) -> list[str] | None:
+    """The input column names of the version's MLmodel signature (what the server reads without a spec), or None.
+
+    Only the ``MLmodel`` file is fetched, from where the registry says the version's files are.
+    """
+    from mlflow.models import Model
+
+    from modelyard.core.model_files import download_model_file
+
+    signature = Model.load(str(download_model_file(name, version, "MLmodel", folder, client))).signature
+    if signature is None or not signature.inputs.has_input_names():
+        return None
+    return list(signature.inputs.input_names())
 
 
 def sent_fields(config: Config, family: str, region: str, version: str) -> set[str] | None:

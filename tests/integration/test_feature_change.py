@@ -149,7 +149,7 @@ def test_a_champion_reading_a_dropped_raw_field_is_rejected_with_the_reason(
     assert aliases(client, v2_config.mlflow.model_name(FAMILY, REGION)).get(PREVIOUS_ALIAS) is not None
 
 
-def test_a_canary_needing_a_raw_field_clients_do_not_send_is_refused_then_forced(
+def test_a_rollout_needing_a_raw_field_clients_do_not_send_is_refused_then_forced(
     tmp_path: Path, mlflow_uri: str, names: str
 ) -> None:
     port = free_port()
@@ -169,6 +169,9 @@ def test_a_canary_needing_a_raw_field_clients_do_not_send_is_refused_then_forced
         promote_version(client, v2_config, FAMILY, REGION, v2, "the new features are wanted", "user:test")
         canary = DeployChoices(target="local", strategy="canary")
 
+        # The default rolling deploy would swap every client to v2 at once: refused the same way.
+        with pytest.raises(DeployError, match="surge_multiplier"):
+            deploy_local(v2_config, DeployRequest.resolve(v2_config, DeployChoices(target="local")), mlflow_uri)
         with pytest.raises(DeployError) as refused:
             deploy_local(v2_config, DeployRequest.resolve(v2_config, canary), mlflow_uri)
         message = str(refused.value)

@@ -74,8 +74,9 @@ def write_samples(samples_dir: Path, model_name: str, version: str, rows: int) -
 
 
 def test_a_notebook_version_promoted_by_hand_is_monitored_without_a_reference(
-    config_path: Path, mlflow_uri: str
+    config_path: Path, mlflow_uri: str, tmp_path: Path
 ) -> None:
+    import mlflow
     from mlflow import MlflowClient
 
     from modelyard.core.config import load_config
@@ -96,15 +97,25 @@ def test_a_notebook_version_promoted_by_hand_is_monitored_without_a_reference(
         promoted.output
     )
 
+    # Without a feature spec, the fields a client sends are its signature's columns (the rollout guard's view).
+    from modelyard.deploy.rollout.raw_fields import version_fields
+
+    client = MlflowClient(mlflow_uri, mlflow_uri)
+    mlflow.set_tracking_uri((tmp_path / "elsewhere").as_uri())  # MLflow's current server is not the deploy's
+    try:
+        assert version_fields(client, name, version, tmp_path / "fields") == ["pickup_distance_km", "driver_rating"]
+    finally:
+        mlflow.set_tracking_uri(mlflow_uri)
+
     write_samples(Path(config.storage.samples_dir), name, version, rows=300)
     measured = runner.invoke(app, ["monitor", "-f", FAMILY, "-r", "jakarta", *common])
     assert measured.exit_code == 0, measured.output  # it used to exit 1: "has no family/region/data_digest tags"
     assert "no_reference" in measured.output
     assert "was not registered by `modelyard train`" in " ".join(measured.output.split())
 
-    tags = MlflowClient(mlflow_uri).get_model_version(name, version).tags
+    tags = client.get_model_version(name, version).tags
     assert tags["monitoring.verdict"] == "no_reference"
-    run = MlflowClient(mlflow_uri).get_run(tags["monitoring.run_id"])
+    run = client.get_run(tags["monitoring.run_id"])
     assert run.data.metrics["samples_rows"] == 300.0
     assert "drifted_features" in run.data.metrics  # zero: nothing was compared
 
