@@ -197,8 +197,8 @@ class LocalTarget:
             )
         if response.status_code == 409 or body.get("status") == "rejected":
             raise TargetError(
-                f"the serving process rejected plan {plan.digest()[:19]}: {body.get('model_uri', '')}: "
-                f"{body.get('error', body)}; the previous plan keeps serving"
+                f"{_rejection(plan.digest(), body.get('model_uri'), body.get('error', body))}; "
+                "the previous plan keeps serving"
             )
         if response.status_code >= 400:
             raise TargetError(f"PUT {self.url}/admin/plan answered {response.status_code}: {body}")
@@ -232,10 +232,7 @@ class LocalTarget:
                 return detail
             rejected = plan_state.get("last_rejected") or {}
             if rejected.get("digest") == plan_digest:
-                raise TargetError(
-                    f"the serving process rejected plan {plan_digest[:19]}: {rejected.get('model_uri') or ''} "
-                    f"{rejected.get('error')}"
-                )
+                raise TargetError(_rejection(plan_digest, rejected.get("model_uri"), rejected.get("error")))
             time.sleep(POLL_SECONDS)
         raise TargetError(
             f"plan {plan_digest[:19]} not active and ready at {self.url} after {self.ready_timeout:.0f}s "
@@ -326,6 +323,13 @@ def _exited(pid: int) -> bool:
     except ChildProcessError:
         return False
     return done != 0
+
+
+def _rejection(digest: str, model_uri: str | None, error: Any) -> str:
+    """The server's reason for rejecting a plan, naming the model once (its load errors start with the URI)."""
+    text = str(error)
+    named = f"{model_uri}: " if model_uri and not text.startswith(str(model_uri)) else ""
+    return f"the serving process rejected plan {digest[:19]}: {named}{text}"
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

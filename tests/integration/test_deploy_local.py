@@ -93,7 +93,7 @@ def features(config: Config, family: str, rows: int, seed: int) -> pd.DataFrame:
     return frame.astype("float64")
 
 
-def register_sklearn(config: Config, family: str, region: str, seed: int) -> str:
+def register_sklearn(config: Config, family: str, region: str, seed: int, serialization: str = "skops") -> str:
     """Fit a small scikit-learn model on random data, log and register it; its version."""
     import mlflow
     from mlflow.models import infer_signature
@@ -109,7 +109,7 @@ def register_sklearn(config: Config, family: str, region: str, seed: int) -> str
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
             model, name="model", signature=infer_signature(x, y), input_example=x.head(3), pip_requirements=[],
-            registered_model_name=config.mlflow.model_name(family, region),
+            registered_model_name=config.mlflow.model_name(family, region), serialization_format=serialization,
         )  # fmt: skip
     return str(info.registered_model_version)
 
@@ -257,6 +257,30 @@ def test_canary_of_an_erroring_model_rolls_back_and_the_old_version_keeps_servin
     assert {a["version"] for a in answers} == {old}
     metrics = parse_metrics(httpx.get(f"{serving.url}/metrics").text)
     assert metrics.requests[("driver_acceptance", "jakarta", "canary", "error")] >= 5
+
+
+def test_a_pickled_notebook_model_is_refused_at_load_and_the_deploy_rolls_back_saying_why(
+    config: Config, serving: LocalTarget
+) -> None:
+    versions = register_all(config)
+    live = deploy_local(config)
+    assert live.outcome == "deployed", live.reason
+    # Someone's notebook logs with cloudpickle (MLflow 2's default); the server loads no pickles by default.
+    pickled = register_sklearn(config, "driver_acceptance", "jakarta", seed=3, serialization="cloudpickle")
+    promote(config, "driver_acceptance", "jakarta", pickled)
+
+    result = deploy_local(config)
+
+    assert result.outcome == "rolled-back"
+    reason = result.reason or ""
+    uri = f"models:/{config.mlflow.model_name('driver_acceptance', 'jakarta')}/{pickled}"
+    assert reason.count(uri) == 1, reason  # named once (it used to be repeated)
+    for expected in ("loads no pickles", "serialization_format='skops'", "MODELYARD_SERVE_ALLOW_PICKLE=1"):
+        assert expected in reason, reason
+    assert readyz(serving)["plan"]["active_digest"] == live.plan_digest
+    record = dict.fromkeys(config.family("driver_acceptance").features, 1.0)
+    answer = httpx.post(predict_url(serving, "driver_acceptance", "jakarta"), json=record, timeout=10).json()
+    assert answer["version"] == versions[("driver_acceptance", "jakarta")]
 
 
 def test_blue_green_keeps_the_old_version_warm_and_shadow_mirrors_the_new_one(
