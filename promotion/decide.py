@@ -73,6 +73,20 @@ def evaluate_pair(
         return decision
 
 
+def not_gateable(version: ModelVersion) -> str | None:
+    """Why the gates cannot judge ``version`` (not registered by ``modelyard train``: no snapshot named), or None."""
+    tags = version.tags or {}
+    missing = [key for key in ("family", "region", "data_digest") if not tags.get(key)]
+    if not missing:
+        return None
+    named = f"{', '.join(repr(key) for key in missing)} tag{'s' if len(missing) > 1 else ''}"
+    return (
+        f"v{version.version} was not registered by `modelyard train` (no {named}), so the gates have no snapshot "
+        f"to score it on; if it is wanted, promote it by hand: `modelyard promote --version {version.version} "
+        "--reason ...` (the promotion DAG's promote-version action)"
+    )
+
+
 def promote_version(
     client: MlflowClient, config: Config, family: str, region: str, version: str, reason: str, decided_by: str
 ) -> Decision:
@@ -175,7 +189,8 @@ def challenger_to_decide(
     client: MlflowClient, config: Config, pair: Pair, decided_by: str, force: bool
 ) -> Decision | tuple[ModelVersion, dict[str, str]]:
     """Under the pair's lock: the challenger to decide on and the model's aliases, or a decision to
-    return as it is (there is no challenger, or it was decided already and not ``force``)."""
+    return as it is (there is no challenger; it was decided already and not ``force``; or the gates
+    cannot judge it, see :func:`not_gateable`: then it is rejected, and that is recorded)."""
     name = config.mlflow.model_name(*pair)
     current = aliases(client, name)
     challenger_version = current.get(CHALLENGER_ALIAS)
@@ -186,6 +201,12 @@ def challenger_to_decide(
     if recorded is not None and not force:
         log.info("%s v%s already decided (%s); use force to decide again", name, challenger_version, recorded.outcome)
         return recorded.model_copy(update={"already_decided": True})
+    champion = current.get(CHAMPION_ALIAS)
+    if champion != challenger_version and (why := not_gateable(challenger)) is not None:
+        # A property of the version, not a fault: rejected and recorded once, so no later run fails on it.
+        decision = Decision.not_judged(pair, challenger, champion, current, decided_by, why)
+        record(client, decision, challenger, None, None)
+        return decision
     return challenger, current
 
 

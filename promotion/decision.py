@@ -175,6 +175,22 @@ class Decision(BaseModel):
         )
 
     @classmethod
+    def not_judged(
+        cls, pair: Pair, challenger: ModelVersion, champion: str | None, current: Mapping[str, str], by: str, why: str
+    ) -> Decision:
+        """The gates cannot run on ``challenger`` (``why``: e.g. it names no snapshot): rejected, nothing moves."""
+        return cls.on_version(
+            pair,
+            challenger,
+            "evaluate",
+            "rejected",
+            champion_before=champion,
+            after=current,
+            summary=f"rejected: {why}",
+            decided_by=by,
+        )
+
+    @classmethod
     def promoted_by_hand(
         cls,
         pair: Pair,

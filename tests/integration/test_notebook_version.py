@@ -1,4 +1,4 @@
-"""A model version from someone else's notebook, promoted by hand: status and monitoring keep working.
+"""A model version from someone else's notebook: promoted by hand, judged as a challenger, monitored.
 
 A data scientist logs an xgboost model with ``mlflow.xgboost.log_model`` under a pair's registered
 name; the team promotes it with ``modelyard promote --version N --reason ...`` (the gates cannot run on
@@ -119,8 +119,24 @@ def test_a_notebook_version_promoted_by_hand_is_monitored_without_a_reference(
     assert run.data.metrics["samples_rows"] == 300.0
     assert "drifted_features" in run.data.metrics  # zero: nothing was compared
 
+    # Someone sets the challenger alias on another notebook version in the MLflow UI: the gates cannot
+    # score it (no snapshot), so it is rejected with the way to promote it by hand, once; not a failed run.
+    challenger = notebook_version(name)
+    client.set_registered_model_alias(name, "challenger", challenger)
+    judged = runner.invoke(app, ["promote", "-f", FAMILY, "-r", "jakarta", *common])
+    assert judged.exit_code == 0, judged.output  # it used to fail with "GateInputError: ... has no 'family' tag"
+    text = " ".join(judged.output.split())
+    assert "rejected" in text
+    assert f"v{challenger} was not registered by `modelyard train`" in text
+    assert f"modelyard promote --version {challenger} --reason" in text
+    again = runner.invoke(app, ["promote", "-f", FAMILY, "-r", "jakarta", *common])
+    assert again.exit_code == 0, again.output
+    assert "already decided" in again.output
+    assert client.get_model_version_by_alias(name, "champion").version == version
+
     shown = runner.invoke(app, ["status", "-f", FAMILY, "-r", "jakarta", *common])
     assert shown.exit_code == 0, shown.output
     row = next(line for line in shown.output.splitlines() if line.startswith(FAMILY))
     assert f"v{version}" in row
     assert "no reference" in row
+    assert f"v{challenger} rejected" in row
