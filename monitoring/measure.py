@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from upath import UPath
 
 from modelyard.core.contracts import prediction_log
-from modelyard.core.contracts.registry import monitoring_tag
+from modelyard.core.contracts.registry import missing_training_tags, monitoring_tag
 from modelyard.core.errors import ModelyardError
 from modelyard.monitoring.drift import FeatureDrift, feature_drifts, psi
 
@@ -273,7 +273,7 @@ def reference_of(client: MlflowClient, config: Config, version: ModelVersion) ->
 
     tags = version.tags or {}
     family, region, digest = tags.get("family"), tags.get("region"), tags.get("data_digest")
-    if not (family and region and digest):  # see has_reference
+    if not (family and region and digest):  # missing_training_tags, spelt out for the types
         raise MonitoringError(
             f"model '{version.name}' v{version.version} has no family/region/data_digest tags "
             "(versions registered by `modelyard train` carry them)"
@@ -300,12 +300,6 @@ def reference_of(client: MlflowClient, config: Config, version: ModelVersion) ->
         holdout = predict(model, spec.task, feature_frame(split.holdout, names))
     columns = {name: train[name].to_numpy(dtype=float) for name in names}
     return Reference(names, kinds, columns, holdout, digest)
-
-
-def has_reference(version: ModelVersion) -> bool:
-    """Whether the version names its training window (``modelyard train`` tags family, region, data digest)."""
-    tags = version.tags or {}
-    return all(tags.get(key) for key in ("family", "region", "data_digest"))
 
 
 def _split(client: MlflowClient, config: Config, version: ModelVersion, frame: Any) -> Any:
@@ -376,7 +370,7 @@ def measure_pair(
         served.family, served.region, model_name, served.version, "too_few_samples",
         start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds"), samples,
     )  # fmt: skip
-    if not has_reference(version):
+    if missing_training_tags(version.tags):
         report.verdict = "no_reference"
     elif samples.rows >= bounds.min_samples:
         reference = reference_of(client, config, version)

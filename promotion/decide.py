@@ -10,7 +10,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from modelyard.core.contracts.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, PREVIOUS_ALIAS
+from modelyard.core.contracts.registry import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    PREVIOUS_ALIAS,
+    missing_training_tags,
+)
 from modelyard.promotion.aliases import (
     aliases,
     move_champion,
@@ -75,8 +80,7 @@ def evaluate_pair(
 
 def not_gateable(version: ModelVersion) -> str | None:
     """Why the gates cannot judge ``version`` (not registered by ``modelyard train``: no snapshot named), or None."""
-    tags = version.tags or {}
-    missing = [key for key in ("family", "region", "data_digest") if not tags.get(key)]
+    missing = missing_training_tags(version.tags)
     if not missing:
         return None
     named = f"{', '.join(repr(key) for key in missing)} tag{'s' if len(missing) > 1 else ''}"

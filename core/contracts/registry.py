@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
 PREVIOUS_ALIAS = "previous-champion"
@@ -22,6 +24,16 @@ def monitoring_tag(key: str, region: str | None = None) -> str:
     verdicts live side by side under ``monitoring.<region>.<key>``.
     """
     return f"{MONITORING_TAG}{region}.{key}" if region else f"{MONITORING_TAG}{key}"
+
+
+# training: the tags naming the snapshot a version learnt from. A version without them was registered
+# outside `modelyard train` (a notebook's): no gate can score it, no drift reference exists (ADR 0026).
+TRAINING_WINDOW_TAGS = ("family", "region", "data_digest")
+
+
+def missing_training_tags(tags: Mapping[str, str] | None) -> list[str]:
+    """The :data:`TRAINING_WINDOW_TAGS` a version's ``tags`` lack (empty: trained by modelyard)."""
+    return [key for key in TRAINING_WINDOW_TAGS if not (tags or {}).get(key)]
 
 
 # training: the lineage of a pooled model's version (ADR 0015): the group, the regions it pooled and
