@@ -18,6 +18,11 @@ KNOWN_VERSIONS = frozenset({1})
 PREDICTION = "prediction"
 SHADOW = "shadow"
 COUNTS = "counts"
+# A request carrying this header (any value) is modelyard's own probe (a deploy's smoke test, the
+# demo's check of what each pair answers): answered and counted in the server's metrics like any
+# request, but never sampled or counted in the prediction log nor handed to shadows, so a row of
+# zeros does not reach drift, live quality or the fields clients are seen sending.
+PROBE_HEADER = "X-Modelyard-Probe"
 
 
 def timestamp(at: float) -> str:

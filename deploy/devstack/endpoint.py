@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from modelyard.core.config import Config
+from modelyard.core.contracts.prediction_log import PROBE_HEADER
 from modelyard.core.featurespec import WINDOW_KINDS
 
 
@@ -58,7 +59,7 @@ def _typical_value(column: Any) -> Any:
 def serving_versions(config: Config, serving_url: str) -> dict[str, str]:
     """``family/region`` -> the version the endpoint answers with (or the error it gives)."""
     answered = {}
-    with httpx.Client(base_url=serving_url, timeout=10) as client:
+    with httpx.Client(base_url=serving_url, timeout=10, headers={PROBE_HEADER: "demo"}) as client:
         for family, region in config.pairs():
             key = f"{family}/{region}"
             try:

@@ -29,8 +29,9 @@ def proxy_request(
     method: str = "GET",
     body: Mapping[str, Any] | None = None,
     timeout_seconds: float = 30,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, bytes]:
-    """One HTTP request to ``service`` through the API server's service proxy.
+    """One HTTP request to ``service`` through the API server's service proxy (``headers`` added to it).
 
     Returns:
         The status code and body the service (or the API server) answered.
@@ -38,7 +39,7 @@ def proxy_request(
     quoted = urllib.parse.quote(path.lstrip("/"), safe="/?=&")
     resource_path = f"/api/v1/namespaces/{{namespace}}/services/{{name}}/proxy/{quoted}"
     params = {"namespace": namespace, "name": f"{service}:{port}"}
-    return _proxy(api, resource_path, params, method, body, timeout_seconds)
+    return _proxy(api, resource_path, params, method, body, timeout_seconds, headers)
 
 
 def _proxy(
@@ -48,8 +49,9 @@ def _proxy(
     method: str,
     body: Mapping[str, Any] | None,
     timeout_seconds: float,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> tuple[int, bytes]:
-    headers = {"Accept": "application/json, text/plain;q=0.9, */*;q=0.8"}
+    headers = {"Accept": "application/json, text/plain;q=0.9, */*;q=0.8", **(extra_headers or {})}
     if body is not None:
         headers["Content-Type"] = "application/json"
     method_, url, header_params, serialized, post = api.param_serialize(

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from modelyard.core.contracts.prediction_log import PROBE_HEADER
 from modelyard.core.errors import ModelyardError
 from modelyard.deploy.rollout.kube_proxy import proxy_request
 
@@ -74,7 +75,9 @@ def smoke_test(
         payload = request.payload
         if payload is None:
             payload = smoke_record(_served(api, namespace, service, request, port))
-        status, body = proxy_request(api, namespace, service, path, port=port, method="POST", body=payload)
+        status, body = proxy_request(
+            api, namespace, service, path, port=port, method="POST", body=payload, headers={PROBE_HEADER: "smoke"}
+        )
         if status != 200:
             raise SmokeTestError(f"service/{service} POST /{path} answered {status}: {_excerpt(body)}")
         report.predictions.append(_json(body, f"service/{service} /{path}"))

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelyard.core.contracts.prediction_log import PROBE_HEADER
 from modelyard.deploy.rollout.kube_smoke import smoke_record
 from modelyard.deploy.rollout.planner import service_versions, version_of
 from modelyard.deploy.rollout.processes import ManagedProcess, start_detached
@@ -257,7 +258,8 @@ class LocalTarget:
             if served.status_code != 200:
                 raise TargetError(f"smoke test of {key}: GET /v1/models answered {served.status_code}: {_json(served)}")
             record = smoke_record(_json(served))
-            response = self._request("POST", f"/v1/predict/{service.family}/{service.region}", json=record)
+            path = f"/v1/predict/{service.family}/{service.region}"
+            response = self._request("POST", path, json=record, headers={PROBE_HEADER: "smoke"})
             body = _json(response)
             if response.status_code != 200:
                 raise TargetError(f"smoke test of {key} failed: HTTP {response.status_code}: {body}")

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from modelyard.core.contracts.prediction_log import PROBE_HEADER
 from modelyard.deploy.serving.active import ActivePlan, ServiceHandle, ShadowHandle, VariantHandle
 from modelyard.deploy.serving.asgi import Response, Scope, header, json_response
 from modelyard.deploy.serving.errors import BadInput, RequestError, ServingError
@@ -33,6 +34,7 @@ log = logging.getLogger("modelyard.serving")
 
 INLINE_PARSE_BYTES = 64 * 1024  # larger bodies are parsed and validated off the event loop
 Labels = tuple[str, str, str, str]  # family, region, variant, version
+_PROBE = PROBE_HEADER.lower().encode()
 
 
 class Predictions:
@@ -123,7 +125,8 @@ class Predictions:
         finally:
             active.inflight -= 1
         request_id = new_request_id(header(scope, b"x-request-id") or request_id)
-        self._observe(active, handle, variant, labels, (request_id, records, prepared.matrix), output, started)
+        probe = header(scope, _PROBE) is not None
+        self._observe(active, handle, variant, labels, (request_id, records, prepared.matrix), output, started, probe)
         return output, request_id
 
     def _observe(
@@ -135,13 +138,18 @@ class Predictions:
         request: tuple[str, list[Any], np.ndarray],
         output: np.ndarray,
         started: float,
+        probe: bool,
     ) -> None:
+        """Count and time the request; unless it is modelyard's own probe (``PROBE_HEADER``), observe its
+        predictions, sample it into the prediction log and hand it to the shadows."""
         request_id, records, _ = request
         series = active.series.get(labels)
         if series is None:
             series = active.series[labels] = RequestSeries.of(self.metrics, labels)
         series.ok.inc()
         series.latency.observe(time.perf_counter() - started)
+        if probe:  # a deploy's smoke test: its row of zeros must not reach drift, quality or sent fields
+            return
         observe_sample(series.predictions, output)
         self._sample(active.prediction_log, labels, active.digest, request, output, variant.model)
         for shadow in handle.shadows:

@@ -69,6 +69,14 @@ class Cluster:
     def proxy_requests(self) -> list[str]:
         return [f"{r.method.value.upper()} {r.url.path}" for r in list(self.emulator) if "/proxy/" in r.url.path]
 
+    def proxy_headers(self, method: str, path_part: str) -> list[dict[str, str]]:
+        """The headers of each proxied ``method`` request whose path contains ``path_part`` (lower-cased names)."""
+        return [
+            {k.lower(): v for k, v in r.headers.items()}
+            for r in list(self.emulator)
+            if "/proxy/" in r.url.path and path_part in r.url.path and r.method.value.upper() == method
+        ]
+
     def count(self, method: str, resource: str) -> int:
         return sum(1 for r in list(self.emulator) if r.method.value.upper() == method and resource in r.url.path)
 

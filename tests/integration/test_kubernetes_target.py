@@ -112,6 +112,8 @@ def test_rollout_is_watched_then_smoke_tested_through_the_service(
         f"GET {base}/readyz",
         f"POST {base}/v1/predict/driver_acceptance/jakarta",
     ]
+    # The smoke prediction says it is a probe, so the server keeps its row of zeros out of the prediction log.
+    assert [h.get("x-modelyard-probe") for h in cluster.proxy_headers("POST", "/v1/predict/")] == ["smoke"]
     # The plan the pods read is the shard's plan, so the digest they report is the one recorded.
     configmap = cluster.get("configmaps", f"{NAME}-plan")
     assert parse_plan(yaml.safe_load(configmap["data"]["plan.yaml"])).digest() == shard.plan_digest

@@ -325,6 +325,29 @@ def test_shadows_that_sleep_or_raise_never_delay_or_fail_the_response(main_serve
     assert answered == {v1_name}
 
 
+def test_a_probe_is_answered_and_counted_but_never_logged_or_shadowed(main_server):
+    # A deploy's smoke test sends a row of zeros: it must not reach drift, live quality or the shadows' diffs.
+    probe = {"X-Modelyard-Probe": "smoke", "X-Request-Id": "probe-1"}
+    path = "/v1/predict/driver_acceptance/jakarta"  # a service with shadows
+    before = _sample(httpx.get(f"{main_server.url}/metrics").text, "modelyard_requests_total", region="jakarta")
+    answered = _predict(main_server, path, RECORD, headers=probe)
+    client = _predict(main_server, path, RECORD, headers={"X-Request-Id": "client-1"})
+
+    assert answered.status_code == client.status_code == 200
+    assert answered.json()["predictions"] == client.json()["predictions"]
+    after = _sample(httpx.get(f"{main_server.url}/metrics").text, "modelyard_requests_total", region="jakarta")
+    assert after - before == 2  # the server's own metrics count it
+    deadline = time.monotonic() + 30  # the writer publishes a file once it is a second old
+    while time.monotonic() < deadline:
+        ids = {e.get("request_id") for e in _log_lines(Path(_log_path(main_server)))}
+        if "client-1" in ids:
+            break
+        time.sleep(0.5)
+    assert "client-1" in ids
+    time.sleep(1.5)  # the shadows run off the request path: give a wrongly queued one time to land
+    assert "probe-1" not in {e.get("request_id") for e in _log_lines(Path(_log_path(main_server)))}
+
+
 MALFORMED = [
     ("not json", b'{"f00": ', 400, "body"),
     ("empty body", b"", 400, "body"),
