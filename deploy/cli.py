@@ -107,6 +107,9 @@ def main() -> None:
     if not sys.stdout.isatty():
         # Rich falls back to 80 columns off a terminal (CI logs, pipes): tables of digests and URLs need more.
         os.environ.setdefault("COLUMNS", "160")
+    # MLflow draws a tqdm bar for every file a command reads from the registry (a spec, an MLmodel):
+    # on stderr between the tables it is noise; `MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=true` brings it back.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         # The last net for an expected error a command did not handle: one line, exit 2 (3: a server is down).
         with exits_on_expected_errors():

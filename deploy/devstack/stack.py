@@ -394,7 +394,9 @@ def resume_serving(target: LocalTarget) -> Plan | None:
         target.apply(plan)
     except TargetError as exc:
         raise StackError(
-            f"the serving process did not come back on the last deployed plan ({target.plan_file}): {exc}"
+            f"the serving process did not come back on the last deployed plan ({target.plan_file}): {exc}. "
+            "To serve what the registry holds now (a version deleted in the MLflow UI, say), run "
+            "`modelyard plan` to see the change, then `modelyard deploy`"
         ) from exc
     return plan
 

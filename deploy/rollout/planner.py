@@ -363,11 +363,21 @@ def plan_versions(plan: Plan) -> dict[str, dict[str, str]]:
 
 
 def describe_service(service: Service | None) -> str:
-    """A one-line summary, e.g. ``primary v4 90% · challenger v5 10% · shadow v6 · rule festival→festival``."""
+    """A one-line summary, e.g. ``primary v4 90% · challenger v5 10% · shadow v6 · rule festival→festival``.
+
+    A variant serving another registered model than the pair's own (a region group's pooled model) names it:
+    ``primary driver_acceptance-country-id v1 100%``.
+    """
     if service is None:
         return "-"
-    parts = [f"{v.name} v{version_of(v.model_uri)} {v.weight}%" for v in service.variants]
-    parts += [f"shadow {s.name} v{version_of(s.model_uri)}" for s in service.shadows]
+
+    def model(uri: str) -> str:  # named only when it is not the pair's own (a group's pooled model)
+        match = _PINNED.match(uri)
+        name = match["name"] if match else ""
+        return "" if not name or (service.family in name and service.region in name) else f"{name} "
+
+    parts = [f"{v.name} {model(v.model_uri)}v{version_of(v.model_uri)} {v.weight}%" for v in service.variants]
+    parts += [f"shadow {s.name} {model(s.model_uri)}v{version_of(s.model_uri)}" for s in service.shadows]
     parts += [f"rule {r.name}→{r.variant}" for r in service.rules]
     return " · ".join(parts)
 

@@ -49,6 +49,10 @@ SeenOf = Callable[[str, str, str], "set[str] | None"]  # (family, region, versio
 _PINNED = re.compile(r"^models:/(?P<name>[^/@\s]+)/(?P<version>[0-9]+)$")
 
 
+class VersionGone(PlannerError):
+    """The version is no longer in the registry (deleted, e.g. in the MLflow UI, while it served)."""
+
+
 @dataclass(frozen=True)
 class RawFieldChange:
     """How the raw fields of one pair's new version differ from the version it serves.
@@ -138,11 +142,20 @@ def raw_field_changes(live: Plan, plan: Plan, fields_of: FieldsOf, seen_of: Seen
         served, new = (_pinned(primary_variant(old).model_uri) if old else None), _pinned(_new_uri(service))
         if served is None or new is None or served == new:
             continue
-        old_fields, new_fields = fields_of(*served), fields_of(*new)
+        seen = seen_of(service.family, service.region, served[1])
+        served_label, new_label = _labels(served, new)
+        try:
+            old_fields = fields_of(*served)
+        except VersionGone as gone:
+            if seen is None:
+                log.warning("raw fields %s: %s; no sampled requests to compare the new version with", key, gone)
+                continue
+            old_fields = sorted(seen)  # what its clients were seen sending is all that is left of it
+            served_label += " (no longer in the registry: the fields its sampled requests carried)"
+        new_fields = fields_of(*new)
         if old_fields is None or new_fields is None:
             continue  # no named inputs (a tensor signature, or none): nothing to compare
-        seen = seen_of(service.family, service.region, served[1])
-        change = compare(key, (f"v{served[1]}", old_fields), (f"v{new[1]}", new_fields), seen)
+        change = compare(key, (served_label, old_fields), (new_label, new_fields), seen)
         if change is not None:
             changes.append(change)
     return changes
@@ -170,6 +183,13 @@ def _new_uri(service: Service) -> str:
     return shadow.model_uri if shadow else primary_variant(service).model_uri
 
 
+def _labels(served: tuple[str, str], new: tuple[str, str]) -> tuple[str, str]:
+    """``("v3", "v4")``; with the model names when they differ (a region moving to its group's pooled model)."""
+    if served[0] == new[0]:
+        return f"v{served[1]}", f"v{new[1]}"
+    return f"{served[0]} v{served[1]}", f"{new[0]} v{new[1]}"
+
+
 def _pinned(uri: str) -> tuple[str, str] | None:
     match = _PINNED.match(uri)
     return (match["name"], match["version"]) if match else None
@@ -182,6 +202,7 @@ def version_fields(client: MlflowClient, name: str, version: str, folder: Path) 
     signature; None when it names none (a tensor signature, or no signature).
 
     Raises:
+        VersionGone: the version is not in the registry (any more).
         PlannerError: the spec or the MLmodel cannot be downloaded or read.
     """
     import mlflow
@@ -191,6 +212,11 @@ def version_fields(client: MlflowClient, name: str, version: str, folder: Path) 
 
     try:
         meta = client.get_model_version(name, version)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise VersionGone(f"model '{name}' v{version} is no longer in the registry") from exc
+        raise PlannerError(f"model '{name}' v{version}: cannot read it to compare raw fields: {exc}") from exc
+    try:
         artifact = (meta.tags or {}).get(SPEC_TAG)
         if not artifact or not meta.run_id:
             return signature_fields(client, name, version, folder / f"{name}-{version}")

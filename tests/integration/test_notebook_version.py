@@ -98,12 +98,15 @@ def test_a_notebook_version_promoted_by_hand_is_monitored_without_a_reference(
     )
 
     # Without a feature spec, the fields a client sends are its signature's columns (the rollout guard's view).
-    from modelyard.deploy.rollout.raw_fields import version_fields
+    from modelyard.deploy.rollout.raw_fields import VersionGone, version_fields
 
     client = MlflowClient(mlflow_uri, mlflow_uri)
     mlflow.set_tracking_uri((tmp_path / "elsewhere").as_uri())  # MLflow's current server is not the deploy's
     try:
         assert version_fields(client, name, version, tmp_path / "fields") == ["pickup_distance_km", "driver_rating"]
+        # A version deleted in the MLflow UI while it served is "gone", not a failure to plan (VersionGone).
+        with pytest.raises(VersionGone, match=f"'{name}' v999 is no longer in the registry"):
+            version_fields(client, name, "999", tmp_path / "fields")
     finally:
         mlflow.set_tracking_uri(mlflow_uri)
 

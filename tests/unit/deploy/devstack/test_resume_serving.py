@@ -96,8 +96,9 @@ def test_a_plan_that_cannot_serve_is_an_error_naming_it(target: LocalTarget, mod
     missing = _plan(model_uri.rsplit("/", 1)[0] + "/999")
     target.plan_file.write_text(json.dumps(missing.model_dump(mode="json")))
 
-    with pytest.raises(StackError, match=r"did not come back.*version 999"):
+    with pytest.raises(StackError, match=r"did not come back.*version 999") as failed:
         resume_serving(target)
+    assert "then `modelyard deploy`" in str(failed.value)  # the way out: plan from the registry as it is
 
 
 def test_a_server_that_refuses_the_token_is_an_error_not_nothing_serving(

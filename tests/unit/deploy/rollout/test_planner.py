@@ -220,6 +220,22 @@ def test_a_region_without_a_champion_is_served_by_its_groups_pooled_champion(con
     assert "pickup_eta/surabaya" not in proposal.skipped
 
 
+def test_the_diff_names_the_pooled_model_when_a_region_loses_its_champion(config: Config) -> None:
+    # Someone deletes Jakarta's champion alias in the MLflow UI: the region falls back to its group's
+    # pooled v1, and "primary v1 100%" on both sides of the diff would hide that the model changed.
+    live = build_plan(
+        config, [with_pooled(config, s, country_id={"champion": "1"}) for s in states(config)], PlanOptions()
+    )
+    lost = states(config, pickup_eta__jakarta={})
+    new = build_plan(config, [with_pooled(config, s, country_id={"champion": "1"}) for s in lost], PlanOptions())
+
+    changed = [c for c in diff_plans(live.plan, new.plan) if c.change == "changed"]
+
+    assert [(c.key, c.before, c.after) for c in changed] == [
+        ("pickup_eta/jakarta", "primary v1 100%", "primary pickup_eta-country-id v1 100%")
+    ]
+
+
 def test_no_pooled_champion_either_is_skipped_naming_the_pooled_model(config: Config) -> None:
     base = states(config, pickup_eta__surabaya={})
     proposal = build_plan(config, [with_pooled(config, s) for s in base], PlanOptions())

@@ -13,7 +13,7 @@ from upath import UPath
 from modelyard.core.config import Config, load_config
 from modelyard.core.contracts import prediction_log
 from modelyard.deploy.rollout.planner import PairState, PlannerError, PlanOptions, build_plan
-from modelyard.deploy.rollout.raw_fields import compare, guard, raw_field_changes, records_fields
+from modelyard.deploy.rollout.raw_fields import VersionGone, compare, guard, raw_field_changes, records_fields
 from modelyard.deploy.serving.plan import Plan
 
 FAMILY, REGION = "driver_acceptance", "jakarta"
@@ -100,6 +100,37 @@ def test_no_change_when_the_version_is_the_same_or_a_version_has_no_spec(config:
 
     assert raw_field_changes(live, again, fields({"1": V1}), lambda *_: None) == []
     assert raw_field_changes(live, new, fields({"1": V1, "2": None}), lambda *_: None) == []
+
+
+def test_a_served_version_deleted_from_the_registry_is_compared_by_what_its_clients_sent(config: Config) -> None:
+    # Someone deleted the serving v1 in the MLflow UI: its spec is gone, the plan must still be made.
+    live = plan_of(config, "canary", champion="1")
+    new = plan_of(config, "canary", champion="2", previous_champion="1")
+
+    def fields_of(name: str, version: str) -> list[str]:
+        if version == "1":
+            raise VersionGone(f"model '{name}' v1 is no longer in the registry")
+        return V2
+
+    seen = raw_field_changes(live, new, fields_of, lambda *_: {"event_time", "pickup_distance_km", "driver_rating"})
+    unseen = raw_field_changes(live, new, fields_of, lambda *_: None)
+
+    assert [(c.served, c.unsent) for c in seen] == [
+        ("v1 (no longer in the registry: the fields its sampled requests carried)", ("surge_multiplier",))
+    ]
+    assert unseen == []  # nothing left to compare with: the rollout is not refused for a version nobody can read
+
+
+def test_a_region_moving_to_its_groups_pooled_model_names_both_models(config: Config) -> None:
+    # Its champion alias was deleted: "v1" and "v1" would not say that the model changed.
+    live = plan_of(config, "rolling", champion="1")
+    service = live.services[0]
+    pooled = service.variants[0].model_copy(update={"model_uri": "models:/driver_acceptance-country-id/1"})
+    moved = live.model_copy(update={"services": [service.model_copy(update={"variants": [pooled]})]})
+
+    changes = raw_field_changes(live, moved, lambda name, version: V1 if name.endswith(REGION) else V2, lambda *_: None)
+
+    assert [(c.served, c.new) for c in changes] == [("driver_acceptance-jakarta v1", "driver_acceptance-country-id v1")]
 
 
 def test_sampled_records_give_the_fields_clients_send(tmp_path: Path) -> None:
