@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from modelyard.core.contracts.prediction_log import PROBE_HEADER
+
 OPENAPI_VERSION = "3.1.0"
 # What a 404 lists: every route, in one line each (this document has the details).
 ENDPOINTS = (
@@ -199,7 +201,7 @@ def _v1_paths() -> dict[str, Any]:
             "post": {
                 "summary": "Predict with the service's routed variant",
                 "tags": ["v1"],
-                "parameters": [FAMILY, REGION, _header("X-Routing-Key"), _header("X-Request-Id")],
+                "parameters": [FAMILY, REGION, _header("X-Routing-Key"), _header("X-Request-Id"), PROBE],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("PredictRequest")}}},
                 "responses": predict_responses,
             }
@@ -208,7 +210,7 @@ def _v1_paths() -> dict[str, Any]:
             "post": {
                 "summary": "MLflow's scoring protocol, routed like /v1",
                 "tags": ["v1"],
-                "parameters": [FAMILY, REGION, _header("X-Routing-Key")],
+                "parameters": [FAMILY, REGION, _header("X-Routing-Key"), PROBE],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("MlflowRequest")}}},
                 "responses": {"200": _json(_ref("MlflowResponse"), "Predictions"), "400": ERROR, "404": ERROR},
             }
@@ -311,7 +313,7 @@ def _v2_paths() -> dict[str, Any]:
         body = {"required": True, "content": {"application/json": {"schema": _ref("V2InferRequest")}}}
         responses = {"200": _json(_ref("V2InferResponse"), "Outputs"), "400": V2_ERROR, "404": V2_ERROR}
         summary = "Infer (routed through the plan like /v1; a version bypasses the split)"
-        parameters = [*params, _header("X-Routing-Key")]
+        parameters = [*params, _header("X-Routing-Key"), PROBE]
         operation = {"summary": summary, "tags": ["v2"], "parameters": parameters, "requestBody": body}
         return {"post": {**operation, "responses": responses}}
 
@@ -329,8 +331,17 @@ def _v2_paths() -> dict[str, Any]:
     }
 
 
-def _header(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+def _header(name: str, description: str | None = None) -> dict[str, Any]:
+    header = {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+    return {**header, "description": description} if description else header
+
+
+# A synthetic check's request (a deploy's smoke test): counted in /metrics, never sampled or shadowed.
+PROBE = _header(
+    PROBE_HEADER,
+    "Any value marks the request as a probe: answered and counted in /metrics, but never sampled "
+    "into the prediction log nor handed to shadows (drift and live quality never see it).",
+)
 
 
 @functools.cache

@@ -42,3 +42,11 @@ def test_the_admin_api_needs_the_bearer_token():
     spec = document()
     assert spec["components"]["securitySchemes"]["adminToken"] == {"type": "http", "scheme": "bearer"}
     assert all(op["security"] == [{"adminToken": []}] for op in spec["paths"]["/admin/plan"].values())
+
+
+def test_every_prediction_route_documents_the_probe_header():
+    predicting = [(m, p) for m, p in ANSWERED if m == "post" and ("predict" in p or "infer" in p or "invocations" in p)]
+    paths = document()["paths"]
+    for method, path in predicting:
+        headers = {p["name"] for p in paths[path][method]["parameters"] if p["in"] == "header"}
+        assert "X-Modelyard-Probe" in headers, path
