@@ -382,6 +382,14 @@ def describe_service(service: Service | None) -> str:
     return " · ".join(parts)
 
 
+def _with_sources(service: Service | None) -> str:
+    """``describe_service`` and each model's pinned source: what tells a recreated version from the old one."""
+    if service is None:
+        return "-"
+    sources = [f"{m.name} from {m.source or 'an unpinned source'}" for m in [*service.variants, *service.shadows]]
+    return f"{describe_service(service)} ({'; '.join(sources)})"
+
+
 @dataclass(frozen=True)
 class ServiceChange:
     """How one service differs between the live plan and a new one."""
@@ -402,6 +410,9 @@ def diff_plans(live: Plan | None, new: Plan) -> list[ServiceChange]:
         kind: Literal["added", "changed", "unchanged"] = (
             "added" if old is None else ("unchanged" if old == service else "changed")
         )
-        changes.append(ServiceChange(key, kind, describe_service(old), describe_service(service)))
+        before_text, after_text = describe_service(old), describe_service(service)
+        if kind == "changed" and before_text == after_text:  # the same versions, made from other models
+            before_text, after_text = _with_sources(old), _with_sources(service)
+        changes.append(ServiceChange(key, kind, before_text, after_text))
     changes += [ServiceChange(key, "removed", describe_service(s), "-") for key, s in before.items()]
     return changes

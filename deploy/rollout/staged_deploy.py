@@ -81,10 +81,11 @@ def propose(config: Config, options: PlanOptions, live: Plan | None, tracking_ur
     from mlflow import MlflowClient
 
     from modelyard.core.tracking import require_reachable
+    from modelyard.deploy.rollout.pinning import pin_sources
     from modelyard.deploy.rollout.raw_fields import check_rollout
 
     client = MlflowClient(tracking_uri=require_reachable(tracking_uri), registry_uri=tracking_uri)
-    proposal = build_plan(config, read_registry(client, config, options), options, live)
+    proposal = pin_sources(client, build_plan(config, read_registry(client, config, options), options, live), live)
     # raises PlannerError: a new version needs raw fields live clients are not sending (unless forced)
     return replace(proposal, raw_fields=check_rollout(client, config, live, proposal.plan, options))
 

@@ -157,7 +157,7 @@ def _batcher(
     old: dict[str, Batcher], model: ServedModel, plan: Plan, on_batch: Callable[[ServedModel, int], None]
 ) -> Batcher:
     batcher = old.get(model.uri)
-    if batcher is not None:
+    if batcher is not None and batcher.model is model:
         # Same model: keep its collector, only the bounds may have changed.
         batcher.max_batch_size = plan.batching.max_batch_size
         batcher.max_wait = plan.batching.max_wait_ms / 1000

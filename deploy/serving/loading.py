@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from modelyard.deploy.serving.registry import ModelRef
@@ -88,17 +88,22 @@ class LoadOutcome:
     error: Exception | None = None
 
 
-def reusable(uri: str, current: dict[str, ServedModel]) -> ServedModel | None:
+def reusable(uri: str, current: dict[str, ServedModel], source: str | None = None) -> ServedModel | None:
     """A loaded model ``uri`` names: the same URI, or a concrete ``models:/name/N`` already in memory
     under another URI (an alias that resolved to version N): one (name, version) loads once.
+
+    With ``source`` (the plan pins the version's source), only a model loaded from that source: a
+    registered model deleted and registered again has a new version N under the old URI.
     """
     model = current.get(uri)
-    if model is not None:
-        return model
-    ref = ModelRef.parse(uri)
-    if ref.version is None:
-        return None  # an alias is resolved by loading; the deploy stage writes concrete versions
-    return next((m for m in current.values() if m.name == ref.name and m.status.version == ref.version), None)
+    if model is None:
+        ref = ModelRef.parse(uri)
+        if ref.version is None:
+            return None  # an alias is resolved by loading; the deploy stage writes concrete versions
+        model = next((m for m in current.values() if m.name == ref.name and m.status.version == ref.version), None)
+    if model is not None and source is not None and model.status.source != source:
+        return None
+    return model
 
 
 def load_models(
@@ -108,6 +113,7 @@ def load_models(
     progress: LoadProgress,
     *,
     on_loaded: Callable[[ServedModel], None] | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> LoadOutcome:
     """Reuse what is in memory and load the rest with a bounded pool of ``progress.threads`` threads.
 
@@ -121,6 +127,7 @@ def load_models(
         load: loads and warms one URI (raises ``ServingError`` or anything the registry raises).
         progress: counters to update; ``progress.total`` should be ``len(uris)``.
         on_loaded: called (in a loader thread) for each model as soon as it is ready.
+        sources: URI -> the source the plan pins (a model in memory from another source is loaded again).
 
     Returns:
         The models by URI and which were loaded; or, after a failure, the failing URI and error.
@@ -128,7 +135,7 @@ def load_models(
     models: dict[str, ServedModel] = {}
     pending: list[str] = []
     for uri in uris:
-        found = reusable(uri, current)
+        found = reusable(uri, current, (sources or {}).get(uri))
         if found is not None:
             models[uri] = found
             progress._count("reused")

@@ -141,16 +141,17 @@ class PlanManager:
     async def _apply_locked(self, plan: Plan, digest: str) -> dict[str, Any]:
         started = time.perf_counter()
         current = self.active.models if self.active is not None else {}
-        uris = plan.model_uris()
+        uris, sources = plan.model_uris(), plan.model_sources()
         self.progress = LoadProgress(total=len(uris), threads=self.settings.load_threads)
         await asyncio.to_thread(import_client)  # before the loader threads import it at once
         outcome = await asyncio.to_thread(
             load_models,
             uris,
             current,
-            lambda uri: self._load(uri, plan.batching.max_batch_size),
+            lambda uri: self._load(uri, plan.batching.max_batch_size, sources.get(uri)),
             self.progress,
             on_loaded=self._observe_load,
+            sources=sources,
         )
         self._observe_progress(self.progress)
         if outcome.error is not None:
@@ -167,14 +168,15 @@ class PlanManager:
         log.info("plan active", extra={**extra, "load": self.progress.to_dict()})
         if old is not None:
             self.metrics.plan_active.labels(old.digest).set(0)
-            self._spawn(self._retire(old, keep=set(new.models) | {m.uri for m in new.models.values()}))
+            self._spawn(self._retire(old, keep={id(m) for m in new.models.values()}))
         return {"status": "active", "digest": digest, "seconds": seconds, "loaded": len(outcome.fresh)}
 
-    def _load(self, uri: str, warmup_batch: int) -> ServedModel:
+    def _load(self, uri: str, warmup_batch: int, source: str | None) -> ServedModel:
         cache = self.settings.model_cache
         with model_cache_faults(uri, cache):  # a full or removed cache is retried like a registry outage
+            settings = self.settings
             return load_model(
-                uri, cache, warmup_batch, calibrate_each=self.settings.calibrate_each, trust=self.settings.trust
+                uri, cache, warmup_batch, calibrate_each=settings.calibrate_each, trust=settings.trust, source=source
             )
 
     def _build(self, plan: Plan, digest: str, models: dict[str, ServedModel]) -> ActivePlan:
@@ -228,18 +230,22 @@ class PlanManager:
                     return {"persisted": False, "warning": warning}
         return {}
 
-    async def _retire(self, old: ActivePlan, keep: set[str]) -> None:
-        """Wait for the old plan's in-flight requests, then stop and release what is unused."""
+    async def _retire(self, old: ActivePlan, keep: set[int]) -> None:
+        """Wait for the old plan's in-flight requests, then stop and release what is unused.
+
+        ``keep``: the ``id`` of every model the new plan serves (a model loaded again under the same
+        URI, from another source, releases the old one).
+        """
         deadline = time.monotonic() + RETIRE_TIMEOUT_S
         while old.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         if self.active is None or self.active.digest != old.digest:
             with contextlib.suppress(KeyError):
                 self.metrics.plan_active.remove(old.digest)
-        for uri, batcher in old.batchers.items():
-            if uri not in keep:
+        for batcher in old.batchers.values():
+            if id(batcher.model) not in keep:
                 await batcher.close()
-        released = [uri for uri in old.models if uri not in keep]
+        released = [uri for uri, model in old.models.items() if id(model) not in keep]
         for uri in released:
             old.models[uri].release()
         if old.prediction_log is not None and (

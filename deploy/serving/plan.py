@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from modelyard.core.errors import ModelyardError
 from modelyard.core.featurespec import Calendar
@@ -52,29 +61,41 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Variant(_Model):
-    """One model taking a share of a service's traffic."""
+SOURCE_DESCRIPTION = (
+    "The registry's source of the version when it was planned (its logged model, e.g. models:/m-<id>): "
+    "a server refuses the version if the registry now says another (a registered model deleted and "
+    "registered again reuses version numbers). Written by the deploy stage; optional."
+)
+
+
+class _Pinned(_Model):
+    """A named model reference that may pin its version's source; an unpinned one serialises without the key."""
 
     name: str = Field(pattern=NAME_PATTERN)
     model_uri: str = Field(pattern=MODEL_URI_PATTERN, description="models:/<name>/<version> or models:/<name>@<alias>")
+    source: str | None = Field(default=None, min_length=1, max_length=2048, description=SOURCE_DESCRIPTION)
+
+    @field_validator("model_uri")
+    @classmethod
+    def _one_uri_per_version(cls, uri: str) -> str:
+        return normalize_model_uri(uri)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_source(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("source") is None:
+            data.pop("source", None)  # plans written before the field keep their digest
+        return data
+
+
+class Variant(_Pinned):
+    """One model taking a share of a service's traffic."""
+
     weight: int = Field(ge=0, le=100, description="Percent of the weighted split (0 = only via rules)")
 
-    @field_validator("model_uri")
-    @classmethod
-    def _one_uri_per_version(cls, uri: str) -> str:
-        return normalize_model_uri(uri)
 
-
-class Shadow(_Model):
+class Shadow(_Pinned):
     """A model that gets a copy of every request off the response path."""
-
-    name: str = Field(pattern=NAME_PATTERN)
-    model_uri: str = Field(pattern=MODEL_URI_PATTERN)
-
-    @field_validator("model_uri")
-    @classmethod
-    def _one_uri_per_version(cls, uri: str) -> str:
-        return normalize_model_uri(uri)
 
 
 class DateWindow(_Model):
@@ -247,6 +268,14 @@ class Plan(_Model):
     @classmethod
     def _unique_services(cls, services: list[Service]) -> list[Service]:
         _unique([f"{s.family}/{s.region}" for s in services], "service")
+        pinned: dict[str, str] = {}
+        for service in services:
+            for model in [*service.variants, *service.shadows]:
+                if model.source and pinned.setdefault(model.model_uri, model.source) != model.source:
+                    raise ValueError(
+                        f"{model.model_uri} is pinned to two sources ({pinned[model.model_uri]} and {model.source}); "
+                        "one URI is one model in a plan"
+                    )
         return services
 
     @field_validator("clock_override")
@@ -262,6 +291,10 @@ class Plan(_Model):
     def model_uris(self) -> list[str]:
         """Every distinct model URI of the plan, in plan order."""
         return list(dict.fromkeys(uri for s in self.services for uri in s.model_uris()))
+
+    def model_sources(self) -> dict[str, str]:
+        """Model URI -> the source the plan pins it to (URIs without one are left out)."""
+        return {m.model_uri: m.source for s in self.services for m in [*s.variants, *s.shadows] if m.source}
 
     def canonical_json(self) -> bytes:
         """The plan as canonical JSON (sorted keys, no whitespace): the input of ``digest()``."""

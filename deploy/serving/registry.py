@@ -47,8 +47,8 @@ def import_client() -> None:
     import mlflow.tracking  # noqa: F401
 
 
-def resolve_version(ref: ModelRef) -> tuple[str, dict[str, str]]:
-    """The version number ``ref`` names in the registry, and its tags.
+def resolve_version(ref: ModelRef) -> tuple[str, dict[str, str], str | None]:
+    """The version number ``ref`` names in the registry, its tags and its source (e.g. ``models:/m-<id>``).
 
     Raises:
         ModelMissing: the registry has no such version or alias.
@@ -63,7 +63,7 @@ def resolve_version(ref: ModelRef) -> tuple[str, dict[str, str]]:
             found = client.get_model_version_by_alias(ref.name, ref.alias)
         else:
             found = client.get_model_version(ref.name, str(ref.version))
-        return str(found.version), dict(found.tags or {})
+        return str(found.version), dict(found.tags or {}), found.source or None
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
             what = f"alias '{ref.alias}'" if ref.alias else f"version {ref.version}"

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from modelyard.core.featurespec import Calendar
 from modelyard.deploy.serving import engines
 from modelyard.deploy.serving.artifacts import check_paths, example_records, fitted_spec, read_mlmodel, schema_from
-from modelyard.deploy.serving.errors import BadInput, InferenceFailed, ModelLoadFailed, ServingError
+from modelyard.deploy.serving.errors import BadInput, InferenceFailed, ModelLoadFailed, ModelMissing, ServingError
 from modelyard.deploy.serving.features import NO_COUNTS, Prepared, RawFeatures
 from modelyard.deploy.serving.flavors import Task, pyfunc_predictor, sklearn_predictor, xgboost_predictor
 from modelyard.deploy.serving.registry import ModelRef, download, resolve_version
@@ -66,6 +66,7 @@ class ModelStatus:
     engine: str = "native"
     engine_detail: dict[str, Any] | None = None  # see engines.EngineReport
     inputs: dict[str, Any] | None = None  # what a client sends, when the version has a feature spec
+    source: str | None = None  # the registry's source of the version (its logged model, e.g. models:/m-<id>)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -198,6 +199,7 @@ def load_model(
     *,
     calibrate_each: bool = False,
     trust: TrustPolicy | None = None,
+    source: str | None = None,
 ) -> ServedModel:
     """Load ``uri`` from the MLflow registry (tracking URI from ``MLFLOW_TRACKING_URI``) and warm it up.
 
@@ -207,16 +209,24 @@ def load_model(
         warmup_batch: the plan's largest batch, warmed up beside 1 and 8 rows.
         calibrate_each: time both engines on this model even when one of its shape was timed.
         trust: what the artifact may run (default: no feature functions, no pickles).
+        source: the source the plan pinned for the version (None: any); another one is refused.
 
     Raises:
-        ModelMissing: the registry has no such model version or alias.
+        ModelMissing: the registry has no such model version or alias, or the version now has
+            another source than ``source`` (its registered model was deleted and registered again).
         ModelLoadFailed: the artifacts cannot be read or loaded, or warm-up fails (a subclass of
             ``trust`` says which rule refused it); the message holds no server path.
     """
     ref = ModelRef.parse(uri)
     status = ModelStatus(uri=uri, name=ref.name)
     started = time.perf_counter()
-    status.version, tags = resolve_version(ref)
+    status.version, tags, status.source = resolve_version(ref)
+    if source is not None and status.source != source:
+        raise ModelMissing(
+            f"{uri} is another model than the plan pinned: the registry's version {status.version} comes from "
+            f"{status.source}, the plan's from {source} (was the registered model deleted and registered "
+            "again?); plan from the registry as it is now: `modelyard deploy`"
+        )
     workdir = Path(tempfile.mkdtemp(prefix="modelyard-model-", dir=cache_root))
     try:
         path = download(ref, status.version, workdir)

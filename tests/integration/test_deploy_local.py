@@ -29,7 +29,8 @@ from modelyard.deploy.rollout.apply import deploy_local
 from modelyard.deploy.rollout.local_target import LocalTarget
 from modelyard.deploy.rollout.mlflow_server import free_port
 from modelyard.deploy.rollout.request import DeployChoices, DeployRequest
-from modelyard.deploy.rollout.strategies import parse_metrics
+from modelyard.deploy.rollout.strategies import TargetError, parse_metrics
+from modelyard.deploy.serving.plan import parse_plan
 from modelyard.promotion.aliases import aliases, move_champion
 
 REPO = Path(__file__).resolve().parents[2]
@@ -281,6 +282,42 @@ def test_a_pickled_notebook_model_is_refused_at_load_and_the_deploy_rolls_back_s
     record = dict.fromkeys(config.family("driver_acceptance").features, 1.0)
     answer = httpx.post(predict_url(serving, "driver_acceptance", "jakarta"), json=record, timeout=10).json()
     assert answer["version"] == versions[("driver_acceptance", "jakarta")]
+
+
+def test_a_registered_model_deleted_and_registered_again_is_served_anew_and_an_old_plan_is_refused(
+    config: Config, serving: LocalTarget
+) -> None:
+    # Someone deletes the registered model in the MLflow UI and retrains: the new v1 is another model
+    # under the old URI. It used to leave the plan "unchanged" and the server answering with the old model.
+    register_all(config)
+    first = deploy_local(config)
+    assert first.outcome == "deployed", first.reason
+    family, region = "pickup_eta", "jakarta"
+    name = config.mlflow.model_name(family, region)
+    url, record = predict_url(serving, family, region), dict.fromkeys(config.family(family).features, 1.0)
+    before = httpx.post(url, json=record, timeout=10).json()
+    pinned = readyz(serving)["models"][f"models:/{name}/1"]["source"]
+    assert pinned
+    assert pinned.startswith("models:/m-")
+    old_plan = serving.plan_file.read_text()
+
+    MlflowClient().delete_registered_model(name)
+    assert register_sklearn(config, family, region, seed=7) == "1"
+    promote(config, family, region, "1")
+    again = deploy_local(config)
+
+    assert again.outcome == "deployed", again.reason
+    assert again.plan_digest != first.plan_digest
+    after = httpx.post(url, json=record, timeout=10).json()
+    assert after["version"] == before["version"] == "1"
+    assert after["predictions"] != before["predictions"]  # the new model answers
+    assert readyz(serving)["models"][f"models:/{name}/1"]["source"] not in (None, pinned)
+
+    # A server restarted on the old plan refuses the version rather than serve another model under it.
+    serving.stop()
+    serving.plan_file.write_text(old_plan)
+    with pytest.raises(TargetError, match="another model than the plan pinned"):
+        serving.apply(parse_plan(yaml.safe_load(old_plan)))
 
 
 def test_blue_green_keeps_the_old_version_warm_and_shadow_mirrors_the_new_one(

@@ -23,16 +23,19 @@ class CountingManager(PlanManager):
         self.loads: list[str] = []
         self.gate = gate
 
-    def _load(self, uri: str, warmup_batch: int) -> ServedModel:
+    def _load(self, uri: str, warmup_batch: int, source: str | None = None) -> ServedModel:
         if self.gate is not None:
             self.gate(uri)
         self.loads.append(uri)
-        return fake_model(uri)
+        model = fake_model(uri)
+        model.status.source = source  # the in-memory registry has what the plan pins
+        return model
 
 
-def plan_of(model_uris: list[str]):
+def plan_of(model_uris: list[str], source: str | None = None):
+    pin = {"source": source} if source else {}
     services = [
-        {"family": "f", "region": f"r{i}", "variants": [{"name": "main", "model_uri": uri, "weight": 100}]}
+        {"family": "f", "region": f"r{i}", "variants": [{"name": "main", "model_uri": uri, "weight": 100, **pin}]}
         for i, uri in enumerate(model_uris)
     ]
     return parse_plan({"services": services})
@@ -94,6 +97,36 @@ def test_services_that_share_a_model_share_its_one_batcher(tmp_path: Path):
         }
         collectors = [t for t in asyncio.all_tasks() if t.get_name().startswith("batcher:")]
         assert len(collectors) == 1  # no collector started for a batcher nobody uses
+        await manager.stop()
+
+    asyncio.run(scenario())
+
+
+def test_the_same_uri_pinned_to_another_source_is_loaded_again_and_the_old_model_released(tmp_path: Path):
+    # The registered model was deleted and registered again: its new v1 is another model under the old URI.
+    async def scenario() -> None:
+        manager = CountingManager(ServeSettings(plan_path=tmp_path / "plan.json"))
+        assert (await manager.apply(plan_of(["models:/m0/1"], "models:/m-old")))["status"] == "active"
+        old = manager.active
+        assert old is not None
+        old_model, old_batcher = old.models["models:/m0/1"], old.batchers["models:/m0/1"]
+        assert (await manager.apply(plan_of(["models:/m0/1", "models:/m1/1"])))["status"] == "active"
+        assert manager.loads == ["models:/m0/1", "models:/m1/1"]  # unpinned: what is in memory serves
+
+        assert (await manager.apply(plan_of(["models:/m0/1"], "models:/m-new")))["status"] == "active"
+
+        new = manager.active
+        assert new is not None
+        assert manager.loads[-1] == "models:/m0/1"
+        assert new.models["models:/m0/1"] is not old_model
+        assert new.models["models:/m0/1"].status.source == "models:/m-new"
+        assert new.batchers["models:/m0/1"] is not old_batcher
+        assert new.batchers["models:/m0/1"].model is new.models["models:/m0/1"]
+        for _ in range(100):  # the old plan retires in the background
+            if old_model.status.state == "released":
+                break
+            await asyncio.sleep(0.01)
+        assert old_model.status.state == "released"
         await manager.stop()
 
     asyncio.run(scenario())
