@@ -140,3 +140,35 @@ def require_reachable(uri: str, timeout: float = 5, attempts: int = 3, wait: flo
         "(`mlflow server`, or `modelyard up` for the embedded stack), or point MLFLOW_TRACKING_URI, the "
         "`mlflow_default` Airflow connection or mlflow.tracking_uri in modelyard.yaml at your server"
     )
+
+
+class ExperimentDeletedError(ModelyardError):
+    """The experiment modelyard records into is in MLflow's trash; the message says how to bring it back."""
+
+
+def find_or_create_experiment(client: Any, name: str) -> str:
+    """The id of experiment ``name``, created when missing (a concurrent creation is found, not an error).
+
+    Raises:
+        ExperimentDeletedError: the experiment was deleted (e.g. in the MLflow UI) and not purged:
+            MLflow keeps its name, so nothing can be created under it or logged into it.
+    """
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        try:
+            # The MLflow 3 UI opens GenAI experiments on an overview page; this kind opens on the runs.
+            return str(client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"}))
+        except MlflowException:  # created by a concurrent run meanwhile
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if found.lifecycle_stage == "deleted":
+        raise ExperimentDeletedError(
+            f"the MLflow experiment '{name}' (id {found.experiment_id}) is deleted: MLflow keeps it in its trash "
+            "and refuses new runs in it. Restore it (MLflow UI: Experiments, the trash; or `mlflow experiments "
+            f"restore --experiment-id {found.experiment_id}`), or purge it (`mlflow gc --experiment-ids "
+            f"{found.experiment_id}`, on the server's backend store) so that modelyard creates it anew"
+        )
+    return str(found.experiment_id)

@@ -53,11 +53,17 @@ log = logging.getLogger(__name__)
 
 # ``no_reference``: a version not registered by ``modelyard train`` (a notebook's, promoted by hand)
 # has no training window to compare with: its volume, errors and live quality are still recorded.
-Verdict = Literal["drifted", "stable", "too_few_samples", "no_reference"]
+# ``deleted``: the version is no longer in the registry (deleted in the MLflow UI); its samples stay in
+# the window until they age out, and are not measured (there is no version to record against).
+Verdict = Literal["drifted", "stable", "too_few_samples", "no_reference", "deleted"]
 
 
 class MonitoringError(ModelyardError):
     """A served version cannot be measured (no such version, no snapshot); the message says which and why."""
+
+
+class VersionDeleted(MonitoringError):
+    """The samples name a version the registry no longer has."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,11 @@ class DriftReport:
     def summary(self) -> str:
         if self.verdict == "too_few_samples":
             return f"too few samples ({self.samples.rows} rows)"
+        if self.verdict == "deleted":
+            return (
+                f"v{self.version} of '{self.model_name}' is no longer in the registry (deleted); its "
+                f"{self.samples.rows} sampled rows are not measured and leave the window as they age"
+            )
         if self.verdict == "no_reference":
             return (
                 f"no reference: v{self.version} was not registered by `modelyard train`, so there is no training "
@@ -349,8 +360,10 @@ def measure_pair(
 ) -> DriftReport:
     """Measure one served version's drift over the window and record it in MLflow.
 
+    A version the registry no longer has gets the verdict ``deleted`` (nothing recorded in MLflow).
+
     Raises:
-        MonitoringError: the version is not in the registry or its training window cannot be rebuilt.
+        MonitoringError: the registry cannot be read or the training window cannot be rebuilt.
     """
     from modelyard.promotion.aliases import open_client
 
@@ -364,12 +377,16 @@ def measure_pair(
     model_name = samples.latest_model or own
     if samples.models - {model_name}:
         samples = read_samples(served.folder, start, end, model=model_name)
-    version = _version(client, model_name, served.version)
-    bounds = config.monitoring.bounds(served.family, served.region)
     report = DriftReport(
         served.family, served.region, model_name, served.version, "too_few_samples",
         start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds"), samples,
     )  # fmt: skip
+    try:
+        version = _version(client, model_name, served.version)
+    except VersionDeleted:  # a property of the version, not a fault to fail every hour until the samples age out
+        report.verdict = "deleted"
+        return report
+    bounds = config.monitoring.bounds(served.family, served.region)
     if missing_training_tags(version.tags):
         report.verdict = "no_reference"
     elif samples.rows >= bounds.min_samples:
@@ -386,9 +403,12 @@ def _version(client: MlflowClient, model_name: str, number: str) -> ModelVersion
     try:
         return client.get_model_version(model_name, number)
     except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise VersionDeleted(
+                f"samples name model '{model_name}' version {number}, which the registry does not have"
+            ) from exc
         raise MonitoringError(
-            f"samples name model '{model_name}' version {number}, which the registry does not have "
-            f"({exc.error_code}); remove its sample folder if the version was deleted"
+            f"model '{model_name}' version {number} cannot be read from the registry: {exc.error_code}: {exc.message}"
         ) from exc
 
 
@@ -406,10 +426,10 @@ def log_report(
     A pooled model measured on one region's traffic (``own_version`` False) is tagged under that
     region (``monitoring.<region>.verdict``): it serves other regions too, each with its own verdict.
     """
-    from modelyard.core.tracking import resolve_tracking_uri, run_url
+    from modelyard.core.tracking import find_or_create_experiment, resolve_tracking_uri, run_url
 
     uri = tracking_uri or resolve_tracking_uri(config)
-    experiment_id = _experiment(client, f"{config.project}/{report.family}/monitoring")
+    experiment_id = find_or_create_experiment(client, f"{config.project}/{report.family}/monitoring")
     tags = {
         "family": report.family, "region": report.region, "model_name": report.model_name,
         "model_version": report.version, "model_run_id": version.run_id or "", "verdict": report.verdict,
@@ -429,20 +449,6 @@ def log_report(
         "run_id": run_id, "verdict": report.verdict, "summary": report.summary[:250], "checked_at": report.window_end,
     }.items():  # fmt: skip
         client.set_model_version_tag(report.model_name, report.version, monitoring_tag(key, scope), value)
-
-
-def _experiment(client: MlflowClient, name: str) -> str:
-    from mlflow.exceptions import MlflowException
-
-    found = client.get_experiment_by_name(name)
-    if found is None:
-        try:
-            return str(client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"}))
-        except MlflowException:  # a concurrent measurement made it meanwhile
-            found = client.get_experiment_by_name(name)
-            if found is None:
-                raise
-    return str(found.experiment_id)
 
 
 def _log_figures(client: MlflowClient, run_id: str, report: DriftReport, bounds: DriftBounds) -> None:

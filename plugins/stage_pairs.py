@@ -306,7 +306,7 @@ def monitor_one(request: MonitorRequest, pair: Pair) -> PairOutcome:
         return PairOutcome(**common, status="no samples", detail="no sample file published in the window")
     drifted = [r for r in reports if r.verdict == "drifted"]
     verdicts = {r.verdict for r in reports}
-    status = next(v for v in ("drifted", "stable", "no_reference", "too_few_samples") if v in verdicts)
+    status = next(v for v in ("drifted", "stable", "no_reference", "too_few_samples", "deleted") if v in verdicts)
     newest = drifted[-1] if drifted else reports[-1]
     return PairOutcome(
         **common,

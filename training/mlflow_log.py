@@ -130,26 +130,16 @@ _EXPERIMENT_IDS: dict[tuple[str, str], str] = {}
 
 
 def experiment_id(client: MlflowClient, uri: str, name: str) -> str:
-    """The id of experiment ``name`` on ``uri``, created when missing (looked up once per process)."""
+    """The id of experiment ``name`` on ``uri``, created when missing (looked up once per process).
+
+    Raises:
+        ExperimentDeletedError: the experiment is in MLflow's trash (the message says how to restore it).
+    """
+    from modelyard.core.tracking import find_or_create_experiment
+
     if (uri, name) not in _EXPERIMENT_IDS:
-        _EXPERIMENT_IDS[(uri, name)] = _find_or_create_experiment(client, name)
+        _EXPERIMENT_IDS[(uri, name)] = find_or_create_experiment(client, name)
     return _EXPERIMENT_IDS[(uri, name)]
-
-
-def _find_or_create_experiment(client: MlflowClient, name: str) -> str:
-    from mlflow.exceptions import MlflowException
-
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return str(found.experiment_id)
-    try:
-        # The MLflow 3 UI opens GenAI experiments on an overview page; this kind opens on the runs.
-        return str(client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"}))
-    except MlflowException:  # created by a concurrent training meanwhile
-        again = client.get_experiment_by_name(name)
-        if again is None:
-            raise
-        return str(again.experiment_id)
 
 
 def run_tags(config: Config, job: TrainingJob) -> dict[str, str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelyard.core.tracking import (
+    ExperimentDeletedError,
     TrackingServerUnreachableError,
     require_reachable,
     resolve_tracking_uri,
@@ -35,7 +36,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Status = Literal["registered", "unchanged", "skipped", "failed"]
-EXPECTED_ERRORS = (SnapshotNotFoundError, TrainingError, models.ParamError, models.AlgorithmError)
+EXPECTED_ERRORS = (
+    SnapshotNotFoundError,
+    TrainingError,
+    models.ParamError,
+    models.AlgorithmError,
+    ExperimentDeletedError,
+)
 # The MLflow client's own retries, bounded for a training process (its defaults retry a dead server for
 # minutes per call): a few seconds of retry, then the pair fails and the server is checked once.
 MLFLOW_RETRY_BUDGET = {

@@ -134,3 +134,27 @@ def test_an_outage_is_reported_with_what_came_back(restarting: str) -> None:
     _Restarting.failures_left = 3
     with pytest.raises(TrackingServerUnreachableError, match=r"GET /health: answered 503, 3 attempts\): start it"):
         require_reachable(restarting, wait=0.01)
+
+
+def test_an_experiment_in_mlflows_trash_is_an_error_saying_how_to_restore_it(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from modelyard.core.tracking import ExperimentDeletedError, find_or_create_experiment
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    created = find_or_create_experiment(client, "modelyard/pickup_eta")
+    assert find_or_create_experiment(client, "modelyard/pickup_eta") == created
+    client.delete_experiment(created)  # the MLflow UI's delete: the name stays taken
+
+    with pytest.raises(ExperimentDeletedError) as deleted:
+        find_or_create_experiment(client, "modelyard/pickup_eta")
+
+    message = str(deleted.value)
+    for expected in (
+        "'modelyard/pickup_eta'",
+        f"id {created}",
+        f"mlflow experiments restore --experiment-id {created}",
+    ):
+        assert expected in message, message
+    client.restore_experiment(created)
+    assert find_or_create_experiment(client, "modelyard/pickup_eta") == created
