@@ -10,8 +10,9 @@ moved instead of quietly serving another model (ADR 0027).
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, TypeVar
+
+from modelyard.deploy.rollout.planner import pinned_ref
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from modelyard.deploy.rollout.planner import PlanProposal
     from modelyard.deploy.serving.plan import Plan, Shadow, Variant
 
-_PINNED = re.compile(r"^models:/(?P<name>[^/@\s]+)/(?P<version>[0-9]+)$")
 Ref = TypeVar("Ref", "Variant", "Shadow")
 
 
@@ -37,15 +37,15 @@ def pin_sources(client: MlflowClient, proposal: PlanProposal, live: Plan | None)
     plan = proposal.plan
     wanted: dict[str, set[str]] = {}
     for uri in plan.model_uris():
-        if match := _PINNED.match(uri):
-            wanted.setdefault(match["name"], set()).add(match["version"])
+        if ref := pinned_ref(uri):
+            wanted.setdefault(ref[0], set()).add(ref[1])
     found = versions_of(client, wanted)
     pinned_live = live.model_sources() if live is not None else {}
     kept = set(proposal.kept)
 
     def pin(ref: Ref) -> Ref:
-        match = _PINNED.match(ref.model_uri)
-        version = found.get((match["name"], match["version"])) if match else None
+        pinned = pinned_ref(ref.model_uri)
+        version = found.get(pinned) if pinned else None
         source = (version.source if version is not None else None) or pinned_live.get(ref.model_uri)
         return ref if source == ref.source else ref.model_copy(update={"source": source})
 

@@ -338,6 +338,12 @@ def _window_rule(config: Config, state: PairState, window: DeployWindow, version
 # ---------------------------------------------------------------------------- reading plans
 
 
+def pinned_ref(model_uri: str) -> tuple[str, str] | None:
+    """``(name, version)`` of a pinned ``models:/<name>/<version>`` URI; None for an alias URI."""
+    match = _PINNED.match(model_uri)
+    return (match["name"], match["version"]) if match else None
+
+
 def version_of(model_uri: str) -> str:
     """The version of a pinned ``models:/<name>/<version>`` URI (the alias for ``@alias`` URIs)."""
     match = _PINNED.match(model_uri)
@@ -372,8 +378,7 @@ def describe_service(service: Service | None) -> str:
         return "-"
 
     def model(uri: str) -> str:  # named only when it is not the pair's own (a group's pooled model)
-        match = _PINNED.match(uri)
-        name = match["name"] if match else ""
+        name = (pinned_ref(uri) or ("", ""))[0]
         return "" if not name or (service.family in name and service.region in name) else f"{name} "
 
     parts = [f"{v.name} {model(v.model_uri)}v{version_of(v.model_uri)} {v.weight}%" for v in service.variants]

@@ -23,7 +23,6 @@ import datetime as dt
 import gzip
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING
 
 from modelyard.core.contracts import prediction_log
-from modelyard.deploy.rollout.planner import SHADOW, PlannerError, primary_variant
+from modelyard.deploy.rollout.planner import SHADOW, PlannerError, pinned_ref, primary_variant
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -46,7 +45,6 @@ log = logging.getLogger("modelyard.deploy")
 SPEC_TAG = "feature_spec"  # the version tag naming its run's spec artifact (training.mlflow_log)
 FieldsOf = Callable[[str, str], "list[str] | None"]  # (model name, version) -> raw fields
 SeenOf = Callable[[str, str, str], "set[str] | None"]  # (family, region, version) -> fields sampled requests carried
-_PINNED = re.compile(r"^models:/(?P<name>[^/@\s]+)/(?P<version>[0-9]+)$")
 
 
 class VersionGone(PlannerError):
@@ -139,7 +137,7 @@ def raw_field_changes(live: Plan, plan: Plan, fields_of: FieldsOf, seen_of: Seen
     for service in plan.services:
         key = f"{service.family}/{service.region}"
         old = before.get(key)
-        served, new = (_pinned(primary_variant(old).model_uri) if old else None), _pinned(_new_uri(service))
+        served, new = (pinned_ref(primary_variant(old).model_uri) if old else None), pinned_ref(_new_uri(service))
         if served is None or new is None or served == new:
             continue
         seen = seen_of(service.family, service.region, served[1])
@@ -188,11 +186,6 @@ def _labels(served: tuple[str, str], new: tuple[str, str]) -> tuple[str, str]:
     if served[0] == new[0]:
         return f"v{served[1]}", f"v{new[1]}"
     return f"{served[0]} v{served[1]}", f"{new[0]} v{new[1]}"
-
-
-def _pinned(uri: str) -> tuple[str, str] | None:
-    match = _PINNED.match(uri)
-    return (match["name"], match["version"]) if match else None
 
 
 def version_fields(client: MlflowClient, name: str, version: str, folder: Path) -> list[str] | None:

@@ -137,9 +137,12 @@ def canary_plan(live: Plan, target: Plan, weight: int) -> Plan:
     def split(service: Service, old: Service) -> Service:
         primary = primary_variant(service)
         canary_weight = round(primary.weight * weight / 100)
-        variants = [
-            Variant(name=PRIMARY, model_uri=primary_variant(old).model_uri, weight=primary.weight - canary_weight),
-            Variant(name=CANARY, model_uri=primary.model_uri, weight=canary_weight),
+        served = primary_variant(old)
+        variants = [  # each keeps the source its plan pinned (ADR 0027)
+            Variant(
+                name=PRIMARY, model_uri=served.model_uri, source=served.source, weight=primary.weight - canary_weight
+            ),
+            Variant(name=CANARY, model_uri=primary.model_uri, source=primary.source, weight=canary_weight),
         ]
         others = [v for v in service.variants if v.name != primary.name and v.name not in (PRIMARY, CANARY)]
         return service.model_copy(update={"variants": [*variants, *others], "rules": _rules(service, primary)})
@@ -156,7 +159,8 @@ def green_plan(live: Plan, target: Plan) -> Plan:
     """``live`` plus each changed service's new version as ``green`` at weight 0 (loaded, warmed, unrouted)."""
 
     def add_green(service: Service, old: Service) -> Service:
-        green = Variant(name=GREEN, model_uri=primary_variant(service).model_uri, weight=0)
+        new = primary_variant(service)
+        green = Variant(name=GREEN, model_uri=new.model_uri, source=new.source, weight=0)
         kept = [v for v in old.variants if v.name != GREEN]
         return old.model_copy(update={"variants": [*kept, green]})
 

@@ -19,6 +19,7 @@ from modelyard.deploy.rollout.strategies import (
     Thresholds,
     breach_of,
     canary_plan,
+    green_plan,
     histogram_quantile,
     parse_metrics,
     plan_steps,
@@ -207,6 +208,22 @@ def test_canary_keeps_a_challenger_split_and_rules_point_at_the_primary_slot() -
     step = canary_plan(live, new, 50).services[0]
 
     assert [(v.name, v.weight) for v in step.variants] == [("primary", 40), (CANARY, 40), ("challenger", 20)]
+
+
+def test_the_intermediate_plans_keep_the_sources_their_plans_pinned() -> None:
+    def pinned(version: str) -> Plan:
+        variant = Variant(
+            name="primary", model_uri=f"models:/eta-jakarta/{version}", source=f"models:/m-{version}", weight=100
+        )
+        return Plan(services=[service("jakarta", version).model_copy(update={"variants": [variant]})])
+
+    live, new = pinned("1"), pinned("2")
+
+    canary = canary_plan(live, new, 10).services[0]
+    green = green_plan(live, new).services[0]
+
+    assert {v.name: v.source for v in canary.variants} == {"primary": "models:/m-1", CANARY: "models:/m-2"}
+    assert {v.name: v.source for v in green.variants} == {"primary": "models:/m-1", GREEN: "models:/m-2"}
 
 
 def test_window_stats_reads_deltas_and_ignores_bad_input() -> None:
