@@ -177,11 +177,20 @@ def _fail_for(outcomes: list[Any]) -> None:
     failed = [o for o in outcomes if not o.ok]
     if not failed:
         return
-    names = "; ".join(f"{o.name}: {o.detail}" for o in failed)
-    message = f"{len(failed)} of {len(outcomes)} pairs failed (the others succeeded and are announced): {names}"
+    message = f"{len(failed)} of {len(outcomes)} pairs failed (the others succeeded and are announced): "
+    message += failure_summary([(o.name, o.detail) for o in failed])
     if any(o.retryable for o in failed):
         raise ChunkError(message + " — retrying only these pairs")
     raise AirflowFailException(message)
+
+
+def failure_summary(failures: list[tuple[str, str]]) -> str:
+    """``a, b: why; c: why else``: pairs that failed for the same reason share it (a deleted experiment,
+    an unreachable store: one reason for a chunk of hundreds of pairs is said once)."""
+    by_reason: dict[str, list[str]] = {}
+    for name, detail in failures:
+        by_reason.setdefault(detail, []).append(name)
+    return "; ".join(f"{', '.join(names)}: {detail}" for detail, names in by_reason.items())
 
 
 def _chunk_result(outcomes: list[Any]) -> dict[str, Any]:

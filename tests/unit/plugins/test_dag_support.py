@@ -46,3 +46,14 @@ def test_a_chunk_result_names_every_pairs_mlflow_link() -> None:
     runs = {r: f"http://mlflow:5000/#/experiments/1/runs/{r}" for r in ("jakarta", "manila")}
     outcomes = [PairOutcome("pickup_eta", r, "registered", link=url) for r, url in runs.items()]
     assert _chunk_result(outcomes)["links"] == {f"pickup_eta/{r}": url for r, url in runs.items()}
+
+
+def test_pairs_failing_for_the_same_reason_share_it_in_the_task_failure() -> None:
+    from modelyard.plugins.dag_support import failure_summary
+
+    deleted = "ExperimentDeletedError: the MLflow experiment 'modelyard/pickup_eta' (id 2) is deleted"
+    summary = failure_summary(
+        [("pickup_eta/hanoi", deleted), ("pickup_eta/bangkok", deleted), ("driver_acceptance/hanoi", "too few rows")]
+    )
+
+    assert summary == f"pickup_eta/hanoi, pickup_eta/bangkok: {deleted}; driver_acceptance/hanoi: too few rows"
