@@ -61,24 +61,39 @@ def follow_chain(
     """
     from rich.live import Live
 
+    try:
+        with Live(render_progress(ChainState()), console=console, refresh_per_second=2, transient=False) as live:
+            return _follow(api, since, live, timeout, on_poll, extra_view)
+    finally:
+        if not console.is_terminal:  # off a terminal rich's Live ends its last render without a newline
+            console.line()
+
+
+def _follow(
+    api: AirflowApi,
+    since: str,
+    live: Any,
+    timeout: float,
+    on_poll: Callable[[ChainState], None] | None,
+    extra_view: Callable[[], RenderableType] | None,
+) -> ChainState:
     deadline = time.monotonic() + timeout
     quiet = 0
     state = ChainState()
-    with Live(render_progress(state), console=console, refresh_per_second=2, transient=False) as live:
-        while time.monotonic() < deadline:
-            state = poll_chain(api, since, state)
-            live.update(_with_extra(render_progress(state), extra_view))
-            if on_poll:
-                on_poll(state)
-            if state.failures():
-                raise ChainFailedError(failure_report(api, state.failures()))
-            if state.failed_runs():
-                ids = ", ".join(f"{r['dag_id']}/{r['dag_run_id']}" for r in state.failed_runs())
-                raise ChainFailedError(f"runs failed without a failed task (check the Airflow UI): {ids}")
-            quiet = 0 if state.busy() else quiet + 1
-            if quiet >= QUIET_POLLS:
-                return state
-            time.sleep(POLL_SECONDS)
+    while time.monotonic() < deadline:
+        state = poll_chain(api, since, state)
+        live.update(_with_extra(render_progress(state), extra_view))
+        if on_poll:
+            on_poll(state)
+        if state.failures():
+            raise ChainFailedError(failure_report(api, state.failures()))
+        if state.failed_runs():
+            ids = ", ".join(f"{r['dag_id']}/{r['dag_run_id']}" for r in state.failed_runs())
+            raise ChainFailedError(f"runs failed without a failed task (check the Airflow UI): {ids}")
+        quiet = 0 if state.busy() else quiet + 1
+        if quiet >= QUIET_POLLS:
+            return state
+        time.sleep(POLL_SECONDS)
     raise StackError(f"the chain did not finish within {timeout:.0f}s; see the Airflow UI at {api.url}")
 
 

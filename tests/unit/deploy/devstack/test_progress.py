@@ -100,3 +100,19 @@ def test_the_airflow_client_logs_in_once_and_keeps_one_http_client() -> None:
     assert api.client is client
     api.close()
     assert client.is_closed
+
+
+def test_off_a_terminal_the_live_view_ends_its_line_before_what_follows(monkeypatch: Any) -> None:
+    import io
+
+    from modelyard.deploy.devstack import progress
+
+    monkeypatch.setattr(progress, "POLL_SECONDS", 0.0)
+    api = CountingApi()  # nothing runs: the chain settles after QUIET_POLLS polls
+    output = io.StringIO()
+    console = Console(file=output, width=120)
+
+    progress.follow_chain(api, "since", console, extra_view=lambda: "background load: 3 served")  # type: ignore[arg-type]
+    console.print("festival in jakarta: what serves now")
+
+    assert "background load: 3 served\nfestival in jakarta" in output.getvalue()  # they shared a line
