@@ -50,12 +50,8 @@ def download_model(
         OSError: a file cannot be written.
     """
     import mlflow
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    client = client if client is not None else mlflow.MlflowClient()
-    tracking_uri = getattr(client, "tracking_uri", None)  # where an mlflow-artifacts: URI resolves
-    location = registry_client(client).get_model_version_download_uri(name, str(version))
-    repo = get_artifact_repository(location, tracking_uri=tracking_uri)
+    repo = _artifact_repository(client if client is not None else mlflow.MlflowClient(), name, version)
     dst.mkdir(parents=True, exist_ok=True)
     fetch = getattr(repo, "_download_file", None)
     if fetch is None:
@@ -81,10 +77,7 @@ def download_model_file(name: str, version: str, path: str, dst: Path, client: M
         MlflowException: the version or the file does not exist.
         OSError: the file cannot be written.
     """
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-    location = registry_client(client).get_model_version_download_uri(name, str(version))
-    repo = get_artifact_repository(location, tracking_uri=getattr(client, "tracking_uri", None))
+    repo = _artifact_repository(client, name, version)
     dst.mkdir(parents=True, exist_ok=True)
     local = dst / Path(path).name
     fetch = getattr(repo, "_download_file", None)  # without MLflow's progress bar, as download_model
@@ -92,6 +85,15 @@ def download_model_file(name: str, version: str, path: str, dst: Path, client: M
         return Path(repo.download_artifacts(path, dst_path=str(dst)))
     fetch(path, str(local))
     return local
+
+
+def _artifact_repository(client: MlflowClient, name: str, version: str) -> Any:
+    """The artifact repository holding the files of ``name`` v``version``, as the registry locates them."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    location = registry_client(client).get_model_version_download_uri(name, str(version))
+    # The client's server, where an mlflow-artifacts: URI resolves (not MLflow's process-wide URI).
+    return get_artifact_repository(location, tracking_uri=getattr(client, "tracking_uri", None))
 
 
 def registry_client(client: Any) -> Any:
