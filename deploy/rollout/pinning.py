@@ -57,4 +57,14 @@ def pin_sources(client: MlflowClient, proposal: PlanProposal, live: Plan | None)
         )
         for service in plan.services
     ]
-    return replace(proposal, plan=plan.model_copy(update={"services": services}))
+    skipped = dict(proposal.skipped)
+    for service in plan.services:  # kept from live because nothing replaces it, on a version that is gone
+        key = f"{service.family}/{service.region}"
+        gone = [ref for uri in service.model_uris() if (ref := pinned_ref(uri)) and ref not in found]
+        if key in kept and key in skipped and gone:
+            versions = ", ".join(f"{name} v{version}" for name, version in gone)
+            skipped[key] += (
+                f"; it keeps serving {versions}, which the registry no longer has: a restarted server "
+                "cannot load this plan, so promote another version and deploy"
+            )
+    return replace(proposal, plan=plan.model_copy(update={"services": services}), skipped=skipped)

@@ -88,3 +88,26 @@ def test_a_version_gone_from_the_registry_keeps_the_source_the_live_plan_pinned(
     again = pin_sources(Registry({}), proposal(config), live).plan  # type: ignore[arg-type]
 
     assert again.digest() == live.digest()
+
+
+def test_a_pair_kept_on_a_deleted_version_says_a_restart_cannot_load_it(config: Config) -> None:
+    # bangkok's champion v1 was deleted in the MLflow UI (its alias with it) and it has no region group.
+    live = pin_sources(Registry(sources_of(config, "models:/m-a")), proposal(config), None).plan  # type: ignore[arg-type]
+    name = config.mlflow.model_name("pickup_eta", "bangkok")
+    states = [
+        PairState(
+            f, r, config.mlflow.model_name(f, r), {} if (f, r) == ("pickup_eta", "bangkok") else {"champion": "1"}
+        )
+        for f, r in config.pairs()
+    ]
+    registry = sources_of(config, "models:/m-a")
+    del registry[(name, "1")]
+
+    pinned = pin_sources(Registry(registry), build_plan(config, states, PlanOptions(), live), live)  # type: ignore[arg-type]
+
+    assert pinned.plan.service("pickup_eta", "bangkok") == live.service("pickup_eta", "bangkok")  # still serves
+    reason = pinned.skipped["pickup_eta/bangkok"]
+    assert "has no champion alias" in reason
+    assert f"it keeps serving {name} v1, which the registry no longer has" in reason
+    assert "restarted server cannot load this plan" in reason
+    assert "which the registry no longer has" not in pinned.skipped.get("pickup_eta/singapore", "")
