@@ -6,7 +6,12 @@ as YAML: ``MODELYARD_DEPLOY__ROLLOUT__CANARY_STEPS='[10, 100]'``). The path of t
 itself comes from ``MODELYARD_CONFIG`` when set. ``MODELYARD_CONFIG_OVERLAY`` may name a
 YAML file merged over it before the variables (mappings merge key by key, lists and scalars
 replace): a running stack picks up a temporary change (the demo's festival) without anyone
-editing the config file; a missing overlay file is ignored.
+editing the config file; a missing overlay file is ignored. Without the variable (in the
+process's environment), the embedded stack's own overlay
+(``<storage.local_dir>/run/config-overlay.yaml``, which its tasks read and which exists only
+while a demo act has one) is merged too, so a command in a terminal plans with the config the
+stack's DAGs use (``modelyard deploy`` after ``make demo-festival`` dropped the festival window
+from the plan).
 
 Which variables are config keys: a ``MODELYARD_*`` variable whose first segment (up to the
 first ``__``) is a top-level key (``data``, ``deploy``, ``seed``, ...) must name a key all the
@@ -51,6 +56,7 @@ ENV_PREFIX = "MODELYARD_"
 CONFIG_ENV = "MODELYARD_CONFIG"
 OVERLAY_ENV = "MODELYARD_CONFIG_OVERLAY"
 DEFAULT_CONFIG_FILE = "modelyard.yaml"
+STACK_OVERLAY = Path("run") / "config-overlay.yaml"  # under storage.local_dir: the embedded stack's overlay
 
 
 def config_path(path: str | Path | None = None) -> Path:
@@ -63,13 +69,24 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
 
     Priority, highest first: ``MODELYARD_<SECTION>__<KEY>`` variables, the overlay file named
     by ``MODELYARD_CONFIG_OVERLAY``, the config file (see the module docstring and ADR 0001).
+    ``environ``: the variables to read; by default the process's, and then, when they name no
+    overlay, the embedded stack's own overlay is merged if it has one.
 
     Raises:
         ConfigError: the file is missing, unreadable or not YAML, an override names no key or
             is not YAML, or a key is invalid; the message names the file, variable or key.
     """
     file = config_path(path)
-    environ = os.environ if environ is None else environ
+    if environ is not None:  # exactly these variables (a test, a task building its own environment)
+        return _load(file, environ)
+    config = _load(file, os.environ)
+    stack_overlay = config.storage.local_dir / STACK_OVERLAY
+    if OVERLAY_ENV not in os.environ and stack_overlay.is_file():  # what the embedded stack's tasks read
+        return _load(file, {**os.environ, OVERLAY_ENV: str(stack_overlay)})
+    return config
+
+
+def _load(file: Path, environ: Mapping[str, str]) -> Config:
     _require_file(file, f"{file}", f"set {CONFIG_ENV} or pass --config")
     sources: list[PydanticBaseSettingsSource] = [_YamlFile(file, str(file))]
     overlay = environ.get(OVERLAY_ENV)

@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 import httpx
 
 from modelyard.core.config import CONFIG_ENV, OVERLAY_ENV, Config
+from modelyard.core.config.loading import STACK_OVERLAY
 from modelyard.deploy.rollout.local_target import LocalTarget
 from modelyard.deploy.rollout.mlflow_server import port_in_use
 from modelyard.deploy.rollout.processes import (
@@ -84,7 +85,7 @@ class StackSettings:
     @property
     def overlay_path(self) -> Path:
         """The config overlay every task reads (``MODELYARD_CONFIG_OVERLAY``); absent unless a demo act wrote it."""
-        return self.run_dir / "config-overlay.yaml"
+        return self.root / STACK_OVERLAY  # load_config merges it for any command on this storage, too
 
     @property
     def airflow_home(self) -> Path:

@@ -387,12 +387,20 @@ def describe_service(service: Service | None) -> str:
     return " · ".join(parts)
 
 
-def _with_sources(service: Service | None) -> str:
+def _sources(service: Service) -> list[str | None]:
+    return [m.source for m in [*service.variants, *service.shadows]]
+
+
+def _with_sources(service: Service) -> str:
     """``describe_service`` and each model's pinned source: what tells a recreated version from the old one."""
-    if service is None:
-        return "-"
     sources = [f"{m.name} from {m.source or 'an unpinned source'}" for m in [*service.variants, *service.shadows]]
     return f"{describe_service(service)} ({'; '.join(sources)})"
+
+
+def _changed_fields(old: Service, new: Service) -> list[str]:
+    """The service's fields that differ (``timezone``, ``holidays``, ...), for a change the summary does not show."""
+    before, after = old.model_dump(mode="json"), new.model_dump(mode="json")
+    return [name for name in after if before.get(name) != after[name]]
 
 
 @dataclass(frozen=True)
@@ -416,8 +424,11 @@ def diff_plans(live: Plan | None, new: Plan) -> list[ServiceChange]:
             "added" if old is None else ("unchanged" if old == service else "changed")
         )
         before_text, after_text = describe_service(old), describe_service(service)
-        if kind == "changed" and before_text == after_text:  # the same versions, made from other models
-            before_text, after_text = _with_sources(old), _with_sources(service)
+        if kind == "changed" and old is not None and before_text == after_text:
+            if _sources(old) != _sources(service):  # the same versions, made from other models
+                before_text, after_text = _with_sources(old), _with_sources(service)
+            else:  # a time zone, the holidays
+                after_text = f"{after_text} (changed: {', '.join(_changed_fields(old, service))})"
         changes.append(ServiceChange(key, kind, before_text, after_text))
     changes += [ServiceChange(key, "removed", describe_service(s), "-") for key, s in before.items()]
     return changes

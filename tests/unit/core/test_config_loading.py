@@ -147,3 +147,28 @@ def test_a_model_name_template_must_name_each_pair(demo_config_path: Path, tmp_p
     environ = {"MODELYARD_MLFLOW__MODEL_NAME_TEMPLATE": "{family}"}
     with pytest.raises(ConfigError, match=r"model_name_template.*lacks \{region\}"):
         load_config(config, environ=environ)
+
+
+def test_a_terminal_command_reads_the_embedded_stacks_overlay_as_its_tasks_do(
+    tmp_path: Path, demo_config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After `make demo-festival`, `modelyard deploy` from a terminal planned without the festival window.
+    import yaml
+
+    raw = yaml.safe_load(demo_config_path.read_text())
+    raw["storage"] = {"root": str(tmp_path / "store")}
+    path = tmp_path / "modelyard.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.delenv("MODELYARD_CONFIG_OVERLAY", raising=False)
+    monkeypatch.delenv("MODELYARD_SEED", raising=False)
+    plain = load_config(path).seed
+    overlay = tmp_path / "store" / "run" / "config-overlay.yaml"
+    overlay.parent.mkdir(parents=True)
+    overlay.write_text(f"seed: {plain + 1}\n")
+
+    assert load_config(path).seed == plain + 1  # the process's environment: the stack's overlay too
+    assert load_config(path, environ={}).seed == plain  # exactly the given variables
+    other = tmp_path / "other.yaml"
+    other.write_text(f"seed: {plain + 2}\n")
+    monkeypatch.setenv("MODELYARD_CONFIG_OVERLAY", str(other))
+    assert load_config(path).seed == plain + 2  # a named overlay wins

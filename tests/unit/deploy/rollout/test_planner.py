@@ -19,7 +19,7 @@ from modelyard.deploy.rollout.planner import (
     plan_versions,
     selected_pairs,
 )
-from modelyard.deploy.serving.plan import Plan, parse_plan_text
+from modelyard.deploy.serving.plan import DateWindow, Plan, parse_plan_text
 from modelyard.deploy.serving.router import ServiceRouter, fixed_clock
 
 
@@ -186,6 +186,22 @@ def test_diff_names_added_and_changed_services(config: Config) -> None:
     changed = [c for c in changes if c.change == "changed"]
     assert [(c.key, c.before, c.after) for c in changed] == [("pickup_eta/hanoi", "primary v1 100%", "primary v3 100%")]
     assert {c.change for c in diff_plans(None, new)} == {"added"}
+
+
+def test_a_change_the_summary_does_not_show_names_the_fields(config: Config) -> None:
+    # A festival added to Jakarta's calendar: same versions, same sources, other holidays.
+    live = build_plan(config, states(config), PlanOptions()).plan
+    jakarta = live.service("pickup_eta", "jakarta")
+    assert jakarta is not None
+    festival = DateWindow(start=dt.date(2026, 4, 1), end=dt.date(2026, 4, 3))
+    moved = jakarta.model_copy(update={"holidays": [*jakarta.holidays, festival]})
+    new = live.model_copy(update={"services": [moved if s is jakarta else s for s in live.services]})
+
+    changed = [c for c in diff_plans(live, new) if c.change == "changed"]
+
+    assert [(c.key, c.before, c.after) for c in changed] == [
+        ("pickup_eta/jakarta", "primary v1 100%", "primary v1 100% (changed: holidays)")
+    ]
 
 
 def with_pooled(config: Config, state: PairState, **aliases_by_group: dict[str, str]) -> PairState:
