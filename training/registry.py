@@ -142,10 +142,20 @@ def register(model_uri: str, model_name: str, tags: Mapping[str, str]) -> ModelV
     The tags are written with the version in one call, so a version found by its
     ``input_key`` is always complete. Callers use the returned version number: with
     concurrent registrations, "the latest version" may be someone else's.
+
+    MLflow prints ``Successfully registered model ...`` and ``Created version ...`` to stderr, which
+    an Airflow task log shows as errors; they are kept quiet here (the training logs the version).
     """
     import mlflow
+    from mlflow.utils import logging_utils
 
-    return mlflow.register_model(model_uri, model_name, tags=dict(tags))
+    stream = logging_utils.MLFLOW_LOGGING_STREAM
+    was_enabled = stream.enabled
+    stream.enabled = False  # MLflow's eprint stream only; its loggers go through logging as before
+    try:
+        return mlflow.register_model(model_uri, model_name, tags=dict(tags))
+    finally:
+        stream.enabled = was_enabled
 
 
 def model_description(config: Config, family: str, region: str) -> str:

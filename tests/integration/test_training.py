@@ -57,12 +57,15 @@ def artifact_paths(client: MlflowClient, run_id: str, path: str | None = None) -
 
 
 def test_training_registers_a_tagged_challenger_with_everything_logged(
-    config: Config, client: MlflowClient, mlflow_uri: str
+    config: Config, client: MlflowClient, mlflow_uri: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     result = train_pair(config, "driver_acceptance", "jakarta", tracking_uri=mlflow_uri)
     meta = snapshots.latest_snapshot(config.storage.features_dir, "driver_acceptance", "jakarta")
 
     assert result.status == "registered"
+    stderr = capfd.readouterr().err  # what an Airflow task log shows as errors
+    assert "Successfully registered model" not in stderr
+    assert "Created version" not in stderr
     assert result.model_name == "it-training-driver_acceptance-jakarta"
     version = client.get_model_version_by_alias(result.model_name, CHALLENGER_ALIAS)
     assert version.version == result.version
