@@ -140,19 +140,21 @@ def raw_field_changes(live: Plan, plan: Plan, fields_of: FieldsOf, seen_of: Seen
         served, new = (pinned_ref(primary_variant(old).model_uri) if old else None), pinned_ref(_new_uri(service))
         if served is None or new is None or served == new:
             continue
-        seen = seen_of(service.family, service.region, served[1])
         served_label, new_label = _labels(served, new)
         try:
-            old_fields = fields_of(*served)
-        except VersionGone as gone:
+            old_fields, gone = fields_of(*served), None
+        except VersionGone as exc:
+            old_fields, gone = [], exc
+        new_fields = fields_of(*new)
+        if old_fields is None or new_fields is None:
+            continue  # no named inputs (a tensor signature, or none): nothing to compare
+        seen = seen_of(service.family, service.region, served[1])  # read the prediction log only when comparing
+        if gone is not None:
             if seen is None:
                 log.warning("raw fields %s: %s; no sampled requests to compare the new version with", key, gone)
                 continue
             old_fields = sorted(seen)  # what its clients were seen sending is all that is left of it
             served_label += " (no longer in the registry: the fields its sampled requests carried)"
-        new_fields = fields_of(*new)
-        if old_fields is None or new_fields is None:
-            continue  # no named inputs (a tensor signature, or none): nothing to compare
         change = compare(key, (served_label, old_fields), (new_label, new_fields), seen)
         if change is not None:
             changes.append(change)
