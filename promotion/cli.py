@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelyard.core.cli import ConfigOption, FamiliesOption, FamilyOption, RegionOption, RegionsOption, TrackingOption
+from modelyard.core.cli import ConfigOption, FamiliesOption, FamilyOption, RegionsOption, TrackingOption
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from modelyard.core.config import Config
     from modelyard.promotion.decision import Decision
 
 app = typer.Typer(no_args_is_help=True)
@@ -28,12 +29,34 @@ def _one(values: list[str] | None, option: str) -> str:
     return values[0]
 
 
+def _pair_or_group(config: Config, family: str, region: str | None, group: str | None) -> tuple[str, str]:
+    """(family, region), or (family, group) for a group's pooled model: exactly one of the two named.
+
+    Raises:
+        typer.BadParameter: both or neither of --region and --group.
+        ConfigError: an unknown family, region or group.
+    """
+    if (region is None) == (group is None):
+        raise typer.BadParameter(
+            "give --region for a region's own model or --group for a region group's pooled model (one of them)",
+            param_hint="--region/--group",
+        )
+    if group is not None:
+        from modelyard.promotion.decide import pooled_pairs
+
+        [pair] = pooled_pairs(config, [family], [group])
+        return pair
+    [pair] = config.pairs([family], [str(region)])
+    return pair
+
+
 @app.command()
 def promote(
     family: FamiliesOption = None,
     region: RegionsOption = None,
     version: Annotated[
-        str | None, typer.Option("--version", help="Promote this version by hand (needs one --family/--region).")
+        str | None,
+        typer.Option("--version", help="Promote this version by hand (one --family; one --region or --group)."),
     ] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (required with --version; recorded).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Decide again on challengers already decided.")] = False,
@@ -57,7 +80,9 @@ def promote(
     with exits_on_expected_errors():
         loaded = load_config(config)
         if version is not None:
-            pair = (_one(family, "--family"), _one(region, "--region"))  # a bad flag fails before connecting
+            one_region = _one(region, "--region") if region else None
+            one_group = _one(group, "--group") if group else None
+            pair = _pair_or_group(loaded, _one(family, "--family"), one_region, one_group)  # before connecting
             client = open_client(loaded, tracking_uri)
             decisions = [promote_version(client, loaded, *pair, version, reason or "", _decided_by())]
         else:
@@ -93,12 +118,15 @@ def _print_next_step(console: Console, decisions: list[Decision]) -> None:
 @app.command()
 def rollback(
     family: FamilyOption,
-    region: RegionOption,
+    region: Annotated[str | None, typer.Option("--region", "-r", help="Region.")] = None,
+    group: Annotated[
+        str | None, typer.Option("--group", "-g", help="Roll back the pooled model of this region group instead.")
+    ] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded in the history).")] = None,
     config: ConfigOption = None,
     tracking_uri: TrackingOption = None,
 ) -> None:
-    """Move the champion of (family, region) back to the previous champion."""
+    """Move the champion of (family, region), or of a region group's pooled model, back to the previous champion."""
     from rich.console import Console
 
     from modelyard.core.cli import exits_on_expected_errors
@@ -110,8 +138,8 @@ def rollback(
     console = Console()
     with exits_on_expected_errors():
         loaded = load_config(config)
-        loaded.pairs([family], [region])
-        decision = do_rollback(open_client(loaded, tracking_uri), loaded, family, region, _decided_by(), reason)
+        pair = _pair_or_group(loaded, family, region, group)
+        decision = do_rollback(open_client(loaded, tracking_uri), loaded, *pair, _decided_by(), reason)
     console.print(render_decisions([decision]))
     _print_next_step(console, [decision])
 

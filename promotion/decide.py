@@ -128,12 +128,22 @@ def rollback(
     the restored one had replaced, when it still exists (so a second rollback steps further back).
 
     Raises:
-        PromotionError: there is no champion or no previous-champion to return to.
+        PromotionError: there is no champion or no previous-champion to return to (for a region a
+            pooled model serves, the message names the group to roll back instead).
     """
     name = config.mlflow.model_name(family, region)
     with pair_lock(config, name):
         current = aliases(client, name)
         demoted, restored = current.get(CHAMPION_ALIAS), current.get(PREVIOUS_ALIAS)
+        if demoted is None and (served := serving_pooled(client, config, (family, region))) is not None:
+            group, pooled = served
+            raise PromotionError(
+                f"{name} has no champion: {family}/{region} is served by the pooled model {pooled.name} "
+                f"v{pooled.version} of region group {group}; to roll that back, name the group "
+                f"(modelyard rollback --family {family} --group {group}; in the promotion DAG's form: "
+                f"action rollback, region groups {group}). It serves every region of {group} without a "
+                "champion of its own."
+            )
         if demoted is None or restored is None:
             raise PromotionError(
                 f"{name}: nothing to roll back to "
@@ -167,6 +177,15 @@ def pooled_champion(client: MlflowClient, config: Config, pair: Pair) -> ModelVe
 
     None for a group's own pooled model, a region in no group, or groups without a pooled champion.
     """
+    served = serving_pooled(client, config, pair)
+    return served[1] if served is not None else None
+
+
+def serving_pooled(client: MlflowClient, config: Config, pair: Pair) -> tuple[str, ModelVersion] | None:
+    """The region group and the pooled champion that would serve ``pair`` without a champion of its own.
+
+    Its most specific group with a pooled champion; None as :func:`pooled_champion`.
+    """
     family, region = pair
     if region not in config.region_names:
         return None
@@ -174,7 +193,7 @@ def pooled_champion(client: MlflowClient, config: Config, pair: Pair) -> ModelVe
         name = config.pooled_model_name(family, group)
         version = aliases(client, name).get(CHAMPION_ALIAS)
         if version is not None:
-            return client.get_model_version(name, version)
+            return group, client.get_model_version(name, version)
     return None
 
 

@@ -125,7 +125,12 @@ def sampled_surabaya(config: Config, model_name: str, version: str) -> ServedVer
 
 
 def test_a_small_region_is_served_by_its_countrys_pooled_champion(
-    config: Config, config_path: Path, tmp_path: Path, mlflow_uri: str
+    config: Config,
+    config_path: Path,
+    tmp_path: Path,
+    mlflow_uri: str,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client = open_client(config)
     built = {r.region: r for r in build_all(config, request=BuildRequest(source=str(bookings_file(config, tmp_path))))}
@@ -192,7 +197,11 @@ def test_a_small_region_is_served_by_its_countrys_pooled_champion(
 
     # The endpoint's samples of Surabaya name the pooled model that answered them: monitoring measures
     # that model on Surabaya's traffic (it used to look for Surabaya's own model and fail the task).
+    monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)  # as in a fresh process
+    capfd.readouterr()
     report = measure_pair(config, sampled_surabaya(config, pooled.model_name, str(pooled.version)), now=NOW)
+    printed = capfd.readouterr().out
+    assert "View run" not in printed, printed  # MLflow's print (and its read of the run) beside report.run_url
     assert (report.model_name, report.version, report.samples.rows) == (pooled.model_name, str(pooled.version), 250)
     assert report.verdict in ("stable", "drifted"), report.summary
     assert report.run_id is not None
@@ -294,3 +303,47 @@ def test_a_gate_override_keyed_by_the_group_decides_its_pooled_model_only(
 
     assert (decision.region, decision.outcome) == ("country-id", "rejected"), decision.summary
     assert "model size" in decision.summary
+
+
+def test_a_pooled_model_is_promoted_by_hand_and_rolled_back_by_its_group(
+    config: Config, config_path: Path, tmp_path: Path, mlflow_uri: str
+) -> None:
+    """``--group`` names a pooled model in ``promote --version`` and ``rollback``; a region it serves points there.
+
+    Surabaya has no model of its own: ``rollback --region surabaya`` used to answer "nothing to roll back
+    to (champion: none ...)", and neither command took a group, so a pooled champion serving a bad
+    version could only be moved back by hand in the MLflow UI.
+    """
+    build_all(config, request=BuildRequest(source=str(bookings_file(config, tmp_path))))
+    [first] = train_pooled(config, tracking_uri=mlflow_uri)
+    promote_all(config, [FAMILY], None, "user:test", tracking_uri=mlflow_uri, groups=["country-id"])
+    [second] = train_pooled(config, tracking_uri=mlflow_uri, params_override={"max_depth": 2})
+    assert (first.status, second.status) == ("registered", "registered"), (first.reason, second.reason)
+    client = open_client(config)
+    assert client.get_model_version_by_alias(first.model_name, CHAMPION_ALIAS).version == first.version
+    common = ["--family", FAMILY, "--config", str(config_path), "--tracking-uri", mlflow_uri]
+
+    promoted = CliRunner().invoke(
+        app, ["promote", *common, "--group", "country-id", "--version", str(second.version), "--reason", "depth 2"]
+    )
+
+    assert promoted.exit_code == 0, promoted.output
+    assert client.get_model_version_by_alias(first.model_name, CHAMPION_ALIAS).version == second.version
+
+    pointed = CliRunner().invoke(app, ["rollback", *common, "--region", "surabaya"])
+
+    assert pointed.exit_code == 2, pointed.output
+    message = " ".join(pointed.output.split())
+    assert f"{FAMILY}/surabaya is served by the pooled model {first.model_name} v{second.version}" in message
+    assert f"modelyard rollback --family {FAMILY} --group country-id" in message
+
+    rolled = CliRunner().invoke(app, ["rollback", *common, "--group", "country-id", "--reason", "too shallow"])
+
+    assert rolled.exit_code == 0, rolled.output
+    assert client.get_model_version_by_alias(first.model_name, CHAMPION_ALIAS).version == first.version
+    assert f"champion moved: {FAMILY}/country-id v{first.version}" in " ".join(rolled.output.split())
+    for wrong in (["--group", "country-id", "--region", "jakarta"], [], ["--group", "nowhere"]):
+        refused = CliRunner().invoke(app, ["rollback", *common, *wrong])
+        assert refused.exit_code == 2, refused.output
+    assert "unknown region group 'nowhere'" in refused.output
+    assert client.get_model_version_by_alias(first.model_name, CHAMPION_ALIAS).version == first.version
