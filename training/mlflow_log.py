@@ -277,19 +277,33 @@ def _metrics(outcome: FitOutcome, run_id: str, model_id: str | None) -> list[Any
     return [Metric(key, float(value), now, 0, model_id=model_id, run_id=run_id) for key, value in values.items()]
 
 
+# What MLflow warns about on every logged dataset, though nothing is wrong: it registers its local artifact
+# source twice (a ``file://`` source then "can be interpreted in multiple ways"), and it infers the dataset
+# record's schema with the hint meant for a model's signature (this one's is built: raw_signature).
+_DATASET_NOISE = (
+    r"The specified dataset source can be interpreted in multiple ways",
+    r"Hint: Inferred schema contains integer column",
+)
+
+
 def _log_dataset(config: Config, job: TrainingJob, frame: pd.DataFrame) -> None:
+    import warnings
+
     from mlflow.data.pandas_dataset import from_pandas
 
     features_dir = config.storage.features_dir
     source = uri_of(job.meta.path(features_dir))
-    dataset = from_pandas(
-        frame,
-        source=source,
-        targets=job.family.target,
-        name=f"{job.family.name}/{job.region}",
-        digest=job.meta.digest,
-    )
-    _log_input_once(dataset)
+    with warnings.catch_warnings():
+        for message in _DATASET_NOISE:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
+        dataset = from_pandas(
+            frame,
+            source=source,
+            targets=job.family.target,
+            name=f"{job.family.name}/{job.region}",
+            digest=job.meta.digest,
+        )
+        _log_input_once(dataset)
 
 
 def _log_input_once(dataset: Any) -> None:
