@@ -99,6 +99,17 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
+# Ending a run, MLflow reads it back to print "🏃 View run ... / 🧪 View experiment ..." on stdout: one
+# request a run (issue 26) and two lines beside the link the stage already reports (:func:`run_url`).
+MLFLOW_QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+
+
+def quiet_run_urls(environ: os._Environ[str] | dict[str, str] = os.environ) -> None:
+    """Spare this process MLflow's run-URL print and its request (:data:`MLFLOW_QUIET`), unless set."""
+    for key, value in MLFLOW_QUIET.items():
+        environ.setdefault(key, value)
+
+
 def is_healthy(url: str, timeout: float = 2) -> bool:
     return health_problem(url, timeout) is None
 

@@ -426,8 +426,9 @@ def log_report(
     A pooled model measured on one region's traffic (``own_version`` False) is tagged under that
     region (``monitoring.<region>.verdict``): it serves other regions too, each with its own verdict.
     """
-    from modelyard.core.tracking import find_or_create_experiment, resolve_tracking_uri, run_url
+    from modelyard.core.tracking import find_or_create_experiment, quiet_run_urls, resolve_tracking_uri, run_url
 
+    quiet_run_urls()  # set_terminated below would read the run back to print its URL; report.run_url has it
     uri = tracking_uri or resolve_tracking_uri(config)
     experiment_id = find_or_create_experiment(client, f"{config.project}/{report.family}/monitoring")
     tags = {

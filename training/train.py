@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from modelyard.core.tracking import (
     ExperimentDeletedError,
     TrackingServerUnreachableError,
+    quiet_run_urls,
     require_reachable,
     resolve_tracking_uri,
     run_url,
@@ -50,9 +51,6 @@ MLFLOW_RETRY_BUDGET = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
-# Ending a run, MLflow reads it back to print its URL (one request a pair, issue 26); the result's
-# ``run_url`` carries it instead.
-MLFLOW_QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 # Runs of a pair that started before this process and still say RUNNING were left by a killed process.
 PROCESS_STARTED_MS = int(time.time() * 1000)
 
@@ -153,9 +151,10 @@ def train_job(
 
 def bound_mlflow_retries(environ: os._Environ[str] | dict[str, str] = os.environ) -> None:
     """Bound the MLflow client's HTTP retries for this process (:data:`MLFLOW_RETRY_BUDGET`) and spare it
-    the run-URL print (:data:`MLFLOW_QUIET`), unless set."""
-    for key, value in {**MLFLOW_RETRY_BUDGET, **MLFLOW_QUIET}.items():
+    the run-URL print (:func:`~modelyard.core.tracking.quiet_run_urls`), unless set."""
+    for key, value in MLFLOW_RETRY_BUDGET.items():
         environ.setdefault(key, value)
+    quiet_run_urls(environ)
 
 
 def _train(config: Config, job: TrainingJob, uri: str, force: bool, tags: Mapping[str, str] | None) -> TrainResult:

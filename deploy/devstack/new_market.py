@@ -20,6 +20,7 @@ import yaml
 from rich.markup import escape
 
 from modelyard.core.config import Config
+from modelyard.core.contracts.prediction_log import PROBE_HEADER
 from modelyard.deploy.devstack.endpoint import sample_record
 from modelyard.deploy.devstack.stack import StackError, StackSettings
 
@@ -97,7 +98,8 @@ def start_small(config: Config, settings: StackSettings, console: Console) -> st
 def served_models(config: Config, serving_url: str, region: str) -> dict[str, tuple[str, str]]:
     """``family/region`` -> (model, version) the endpoint answers ``region``'s requests with."""
     answered = {}
-    with httpx.Client(base_url=serving_url, timeout=10) as client:
+    # A probe: answered like a client's request, never sampled into the region's drift or live quality.
+    with httpx.Client(base_url=serving_url, timeout=10, headers={PROBE_HEADER: "demo"}) as client:
         for family in config.family_names:
             response = client.post(f"/v1/predict/{family}/{region}", json=sample_record(config, family))
             body = response.json() if response.status_code == 200 else {}

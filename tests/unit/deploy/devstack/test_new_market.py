@@ -3,12 +3,17 @@ and the summary line of a region served by a pooled model (ADR 0015)."""
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from modelyard.core.config import Config, ConfigError, load_config
+from modelyard.core.contracts.prediction_log import PROBE_HEADER
 from modelyard.deploy.devstack import festival
 from modelyard.deploy.devstack.demo import serving_line
 from modelyard.deploy.devstack.new_market import (
@@ -16,6 +21,7 @@ from modelyard.deploy.devstack.new_market import (
     NEW_REGION_ROWS,
     merge_overlay,
     new_region,
+    served_models,
     set_region_rows,
 )
 from modelyard.pipeline.generator import generate_for
@@ -79,3 +85,47 @@ def test_the_summary_names_the_pooled_model_serving_a_region() -> None:
     )
     assert "not the champion" in serving_line("driver_acceptance/surabaya", "3", None, pooled)
     assert serving_line("driver_acceptance/jakarta", "4", "4", None) == "driver_acceptance/jakarta: serving v4"
+
+
+@pytest.fixture
+def endpoint() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A stand-in endpoint on a free port: answers every predict with v1 and keeps each request's headers."""
+    seen: list[dict[str, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"model": "driver_acceptance-country-id", "version": "1"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_new_markets_check_is_a_probe_so_it_never_reaches_the_regions_monitoring(
+    tmp_path: Path, endpoint: tuple[str, list[dict[str, str]]]
+) -> None:
+    """Its one request per family was sampled like a client's: ``modelyard monitor`` then measured Surabaya
+    on that single demo row ("too few samples (1 rows)")."""
+    url, seen = endpoint
+    config = _demo_config(tmp_path)
+
+    answered = served_models(config, url, NEW_REGION)
+
+    assert set(answered) == {f"{family}/{NEW_REGION}" for family in config.family_names}
+    assert len(seen) == len(config.family_names)
+    assert all(PROBE_HEADER.lower() in headers for headers in seen), seen
