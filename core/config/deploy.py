@@ -55,7 +55,8 @@ class DeployWindow(Section):
 
     Conditions combine with AND: ``festivals`` (the region's festival dates), ``weekdays``,
     ``hours`` ([start, end) local hours; start > end wraps past midnight). A model without
-    the alias is served as usual.
+    the alias is served as usual. A festival window is planned with the region's festivals not
+    over yet; with none left it is left out (and the aliased version is not loaded).
     """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_\-]*$")

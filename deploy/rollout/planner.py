@@ -26,7 +26,9 @@ strategy) and ``challenger``.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -201,20 +203,29 @@ def _check_version(client: MlflowClient, name: str, version: str) -> None:
         ) from exc
 
 
-def build_plan(config: Config, states: list[PairState], options: PlanOptions, live: Plan | None = None) -> PlanProposal:
+def build_plan(
+    config: Config,
+    states: list[PairState],
+    options: PlanOptions,
+    live: Plan | None = None,
+    *,
+    now: dt.datetime | None = None,
+) -> PlanProposal:
     """The plan for ``states``; services of ``live`` outside a narrowed selection are kept as they are.
 
     Without a family/region filter the plan covers exactly the configured pairs, so a
-    region removed from the config is removed from serving.
+    region removed from the config is removed from serving. ``now`` (default: the current
+    time) decides which festival dates are over (:func:`plan_service`).
 
     Raises:
         PlannerError: no service could be planned (no champion anywhere, nothing live).
     """
     services: dict[str, Service] = {}
     planned, skipped, kept, fallbacks = [], {}, [], {}
+    at = now or dt.datetime.now(dt.UTC)
     for state in states:
         fallback = state.fallback()
-        service = plan_service(config, fallback[0] if fallback else state, options)
+        service = plan_service(config, fallback[0] if fallback else state, options, at)
         if service is None:
             skipped[state.key] = _no_champion(state)
             continue
@@ -261,8 +272,15 @@ def fallbacks_of(plan: Plan) -> dict[str, str]:
             if key.startswith(FALLBACK_PREFIX)}  # fmt: skip
 
 
-def plan_service(config: Config, state: PairState, options: PlanOptions) -> Service | None:
-    """The service of one pair under ``options``; None when there is no version to serve."""
+def plan_service(
+    config: Config, state: PairState, options: PlanOptions, now: dt.datetime | None = None
+) -> Service | None:
+    """The service of one pair under ``options``; None when there is no version to serve.
+
+    A festival window keeps only the region's festivals not over at ``now`` (the region's local
+    date): once all are over its rule and the version it loads leave the plan, so the next deploy
+    unloads a festival model instead of keeping it for a date that never comes back.
+    """
     new = state.new_version
     if new is None:
         return None
@@ -275,8 +293,9 @@ def plan_service(config: Config, state: PairState, options: PlanOptions) -> Serv
     elif options.strategy == "blue-green" and current is not None:
         variants.append(Variant(name=STANDBY, model_uri=state.uri(current), weight=0))
     variants, shadows = _challenger(state, options, variants, shadows)
-    variants, rules = _windows(config, state, variants)
     region = config.region(state.region)
+    today = (now or dt.datetime.now(dt.UTC)).astimezone(zoneinfo.ZoneInfo(region.timezone)).date()
+    variants, rules = _windows(config, state, variants, today)
     return Service(
         family=state.family,
         region=state.region,
@@ -305,7 +324,9 @@ def _challenger(
     return variants, shadows
 
 
-def _windows(config: Config, state: PairState, variants: list[Variant]) -> tuple[list[Variant], list[Rule]]:
+def _windows(
+    config: Config, state: PairState, variants: list[Variant], today: dt.date
+) -> tuple[list[Variant], list[Rule]]:
     rules = []
     for window in config.deploy.windows:
         if (window.families and state.family not in window.families) or (
@@ -313,7 +334,7 @@ def _windows(config: Config, state: PairState, variants: list[Variant]) -> tuple
         ):
             continue
         version = state.aliases.get(window.alias)
-        rule = _window_rule(config, state, window, version)
+        rule = _window_rule(config, state, window, today)
         if version is None or rule is None:
             continue
         uri = state.uri(version)
@@ -325,12 +346,13 @@ def _windows(config: Config, state: PairState, variants: list[Variant]) -> tuple
     return variants, rules
 
 
-def _window_rule(config: Config, state: PairState, window: DeployWindow, version: str | None) -> Rule | None:
+def _window_rule(config: Config, state: PairState, window: DeployWindow, today: dt.date) -> Rule | None:
     dates: list[DateWindow] = []
     if window.festivals:
-        dates = [DateWindow(start=f.start, end=f.end) for f in config.region(state.region).festivals]
+        festivals = config.region(state.region).festivals
+        dates = [DateWindow(start=f.start, end=f.end) for f in festivals if f.end >= today]
         if not dates:
-            return None  # a festival window in a region without festivals never holds
+            return None  # no festival in the region, or all of them over: the window never holds again
     hours = HourWindow(start=window.hours[0], end=window.hours[1]) if window.hours else None
     return Rule(name=window.name, variant=PRIMARY, dates=dates, weekdays=list(window.weekdays), hours=hours)
 

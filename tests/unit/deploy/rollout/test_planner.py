@@ -140,11 +140,14 @@ def test_challenger_weight_splits_and_shadow_challenger_mirrors(config: Config) 
     assert [(v.name, v.weight) for v in same.variants] == [("primary", 100)]  # the challenger is the champion
 
 
+BEFORE_LEBARAN = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)  # Jakarta's festival: 2026-03-16 to 2026-03-27
+
+
 def test_festival_window_routes_to_the_alias_during_the_region_festival(config: Config) -> None:
     aliases = {"champion": "5", "festival": "9"}
     one = [PairState("driver_acceptance", "jakarta", "driver_acceptance-jakarta", aliases)]
 
-    service = build_plan(config, one, PlanOptions()).plan.services[0]
+    service = build_plan(config, one, PlanOptions(), now=BEFORE_LEBARAN).plan.services[0]
 
     assert [(v.name, v.weight) for v in service.variants] == [("primary", 100), ("festival", 0)]
     assert [r.variant for r in service.rules] == ["festival"]
@@ -152,6 +155,31 @@ def test_festival_window_routes_to_the_alias_during_the_region_festival(config: 
     ordinary = ServiceRouter(service, fixed_clock(dt.datetime(2026, 5, 20, 12, tzinfo=dt.UTC)))
     assert lebaran.route("customer-1").variant == "festival"
     assert ordinary.route("customer-1").variant == "primary"
+
+
+def test_a_festival_over_leaves_the_plan_with_the_version_it_loaded(config: Config) -> None:
+    """Once the region's last festival is over (its local date), the window never holds again: a plan
+    kept the festival version loaded, and the rule, for ever."""
+    aliases = {"champion": "5", "festival": "9"}
+    one = [PairState("driver_acceptance", "jakarta", "driver_acceptance-jakarta", aliases)]
+    last_day_in_jakarta = dt.datetime(2026, 3, 27, 16, 59, tzinfo=dt.UTC)  # 23:59 in Jakarta
+    over_in_jakarta = dt.datetime(2026, 3, 27, 17, 0, tzinfo=dt.UTC)  # 00:00 on the 28th there
+
+    during = build_plan(config, one, PlanOptions(), now=last_day_in_jakarta).plan.services[0]
+    after = build_plan(config, one, PlanOptions(), now=over_in_jakarta).plan.services[0]
+
+    assert [r.name for r in during.rules] == ["festival"]
+    assert (after.rules, [(v.name, v.weight) for v in after.variants]) == ([], [("primary", 100)])
+    assert plan_versions(Plan(services=[after])) == {"driver_acceptance/jakarta": {"primary": "5"}}
+    # Next year's festival added to the region's calendar: the window holds again, for that date only.
+    raw = config.model_dump(mode="json")
+    jakarta = next(r for r in raw["regions"] if r["name"] == "jakarta")
+    jakarta["festivals"].append({"name": "lebaran", "start": "2027-03-06", "end": "2027-03-12"})
+    next_year = type(config).model_validate(raw)
+    again = build_plan(next_year, one, PlanOptions(), now=over_in_jakarta).plan.services[0]
+    assert [[(d.start.isoformat(), d.end.isoformat()) for d in r.dates] for r in again.rules] == [
+        [("2027-03-06", "2027-03-12")]
+    ]
 
 
 def test_no_window_rule_without_the_alias(config: Config) -> None:
