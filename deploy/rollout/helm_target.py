@@ -269,6 +269,15 @@ class HelmReleaseTarget:
             raise TargetError(f"release '{self.name}': no ready pod answered /metrics")
         return merge_expositions(texts)
 
+    def live_digest(self) -> str | None:
+        """The digest of the plan the release's pods serve (``/readyz`` through the service proxy); None
+        when nothing answers."""
+        try:
+            status, body = proxy_request(self.api, self.namespace, deployment_name(self.name), "readyz")
+            return active_plan_digest(json.loads(body)) if status == 200 else None
+        except Exception:  # the API server, the release or its pods are not there: nothing is live
+            return None
+
     def live(self) -> Plan | None:
         """The plan the release serves, None when nothing answers.
 

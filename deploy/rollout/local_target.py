@@ -149,6 +149,13 @@ class LocalTarget:
         """The server's Prometheus exposition."""
         return self._get("/metrics").text
 
+    def live_digest(self) -> str | None:
+        """The digest of the plan the process serves (its public ``/readyz``); None when nothing answers."""
+        try:
+            return self._active_plan_digest()
+        except TargetError:
+            return None
+
     # -- applying
 
     def apply(self, plan: Plan) -> bool:

@@ -69,6 +69,10 @@ class Target(Protocol):
         """The serving ``/metrics`` exposition (for canary analysis)."""
         ...
 
+    def live_digest(self) -> str | None:
+        """The digest of the plan the target serves now; None when nothing answers."""
+        ...
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -355,6 +359,7 @@ class Rollout:
     position: int = 0
     waiting: Wait | None = None
     restored: bool = False  # the failing step's target put back what it served before
+    overtaken: bool = False  # another deploy changed the target meanwhile: no rollback over its plan
 
     def run(self) -> RolloutState:
         """Run to ``succeeded``, ``rolled-back`` or ``failed`` (``reason`` says why), waiting here
@@ -406,6 +411,11 @@ class Rollout:
 
     def _start_step(self, step: Step) -> tuple[str | None, Wait | None]:
         self.state = "applying"
+        foreign = self._foreign_plan()
+        if foreign is not None:
+            self.overtaken = True
+            self.records.append(StepRecord(step.name, step.plan.digest(), "failed", foreign))
+            return foreign, None
         try:
             if isinstance(self.target, StagedTarget):
                 changed, ready = self.target.begin(step.plan)
@@ -420,6 +430,29 @@ class Rollout:
             return None, Wait("ready", dict(ready))
         self.records.append(StepRecord(step.name, step.plan.digest(), "applied" if changed else "unchanged"))
         return self._analysis(step)
+
+    def _foreign_plan(self) -> str | None:
+        """Why this rollout must stop: the target serves a plan that is none of its own (the live plan
+        it started from, or one of its steps), so another deploy moved it meanwhile; else None.
+
+        Checked before each step (a canary's steps are minutes apart, and a deferred Airflow task
+        resumes in another process) and before a rollback, which would otherwise put back a plan
+        over the other deploy's. A target that does not answer is not a foreign plan: the step
+        itself says what is wrong (and the local target restarts its process)."""
+        try:
+            live = self.target.live_digest()
+        except DeployError:
+            return None
+        ours = {step.plan.digest() for step in self.steps}
+        if self.previous is not None:
+            ours.add(self.previous.digest())
+        if live is None or live in ours:
+            return None
+        return (
+            f"{self.target.name} serves plan {live}, which this deploy did not apply: another deploy "
+            "(the deployment DAG or `modelyard deploy`) changed it meanwhile. This one stops here and rolls "
+            "nothing back over it; `modelyard plan` shows what serves, deploy again if it is not what you want"
+        )
 
     def _after(self, wait: Wait, outcome: Mapping[str, Any]) -> tuple[str | None, Wait | None]:
         step = self.steps[self.position]
@@ -485,6 +518,7 @@ class Rollout:
             "state": self.state,
             "position": self.position,
             "changed": self.changed,
+            "overtaken": self.overtaken,
             "reason": self.reason,
             "records": [asdict(r) for r in self.records],
             "waiting": asdict(self.waiting) if self.waiting else None,
@@ -495,6 +529,7 @@ class Rollout:
         self.state = checkpoint["state"]
         self.position = int(checkpoint["position"])
         self.changed = bool(checkpoint["changed"])
+        self.overtaken = bool(checkpoint.get("overtaken", False))  # a checkpoint of an older release has none
         self.reason = checkpoint["reason"]
         self.records = [StepRecord(**r) for r in checkpoint["records"]]
         waiting = checkpoint.get("waiting")
@@ -503,6 +538,12 @@ class Rollout:
 
     def _roll_back(self) -> None:
         self.state = "rolling-back"
+        if not self.overtaken and (foreign := self._foreign_plan()) is not None:
+            self.overtaken = True
+            self.reason = f"{self.reason}; and {foreign}"
+        if self.overtaken:
+            self.state = "failed"
+            return
         if self.previous is None:
             self.state = "failed"
             self.reason = f"{self.reason} (nothing was live before: no plan to roll back to)"

@@ -394,3 +394,58 @@ def test_plan_command_shows_the_diff_and_dry_run_changes_nothing(config: Config,
     assert stranger.exit_code == 2, stranger.output
     assert "refused this command's admin token (401" in stranger.output
     assert "nothing live" not in stranger.output
+
+
+def test_a_canary_overtaken_by_another_deploy_stops_and_leaves_the_other_plan_serving(
+    config: Config, serving: LocalTarget
+) -> None:
+    """On-call runs ``modelyard deploy`` while the deployment DAG's canary is analysing: the canary used
+    to go on with its stale plan over the newer one (or roll back over it on a breach)."""
+    register_all(config)
+    assert deploy_local(config).outcome == "deployed"
+    family, region = "driver_acceptance", "jakarta"
+    canaried = register_sklearn(config, family, region, seed=1)
+    newer = register_sklearn(config, family, region, seed=2)
+    promote(config, family, region, canaried)
+    record = dict.fromkeys(config.family(family).features, 1.0)
+    load = Load(predict_url(serving, family, region), record).start()
+    outcome: dict[str, Any] = {}
+    canary = threading.Thread(
+        target=lambda: outcome.update(
+            result=deploy_local(config, local_request(config, strategy="canary", analysis_seconds=20))
+        ),
+        daemon=True,
+    )
+    try:
+        canary.start()
+        assert wait_for_variant(serving, family, region, "canary"), "the canary step never went live"
+        promote(config, family, region, newer)
+        other = deploy_local(config)  # rolling, from the canary's plan as live
+        canary.join(120)
+    finally:
+        load.finish()
+
+    assert other.outcome == "deployed", other.reason
+    result = outcome["result"]
+    assert result.outcome == "failed", result
+    assert result.reason is not None
+    assert f"serves plan {other.plan_digest}, which this deploy did not apply" in result.reason
+    assert [s.step for s in result.steps][-1] != "rollback"
+    assert readyz(serving)["plan"]["active_digest"] == other.plan_digest
+    answer = httpx.post(predict_url(serving, family, region), json=record, timeout=10).json()
+    assert answer["version"] == newer
+    assert set(load.statuses) == {200}
+
+
+def wait_for_variant(target: LocalTarget, family: str, region: str, variant: str, seconds: float = 60) -> bool:
+    """Whether the plan ``target`` serves routes (family, region) to ``variant`` within ``seconds``."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        live = target.live()
+        service = live.service(family, region) if live else None
+        if service is not None and any(v.name == variant for v in service.variants):
+            return True
+        time.sleep(0.2)
+    return False

@@ -101,6 +101,9 @@ class MemoryTarget:
     def metrics_text(self) -> str:
         return ""
 
+    def live_digest(self) -> str | None:
+        return self.active.digest() if self.active is not None else None
+
 
 def test_a_staged_deploy_runs_and_resumes_on_the_requests_values(config: Config) -> None:
     states = [

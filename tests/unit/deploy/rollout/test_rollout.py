@@ -67,6 +67,9 @@ class FakeTarget:
     def metrics_text(self) -> str:
         return self.metrics.exposition().decode()
 
+    def live_digest(self) -> str | None:
+        return self.active.digest() if self.active is not None else None
+
     def traffic(self, requests_per_service: int = 100) -> None:
         assert self.active is not None
         for svc in self.active.services:
@@ -159,6 +162,61 @@ def test_rejected_step_rolls_back_and_nothing_live_means_failed() -> None:
     assert target.active == plan(jakarta="1")
     assert failed.state == "failed"
     assert "nothing was live before" in (failed.reason or "")
+
+
+@dataclass
+class OvertakenTarget(FakeTarget):
+    """A target another deploy writes ``other`` to once this rollout has analysed for ``after`` seconds."""
+
+    other: Plan | None = None
+    after: float = 3.0
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if self.other is not None and self.now >= self.after and self.active != self.other:
+            self.active = self.other  # not in ``applied``: that is this rollout's record
+
+
+def test_a_canary_overtaken_by_another_deploy_stops_and_rolls_nothing_back_over_it() -> None:
+    """Between two canary steps (minutes apart), another deploy (the DAG, the CLI) made its plan live:
+    going on would overwrite it with this rollout's stale plans, and a rollback would undo it."""
+    live, new, theirs = plan(jakarta="1"), plan(jakarta="2"), plan(jakarta="3")
+    target = OvertakenTarget(other=theirs, after=THRESHOLDS.analysis_seconds / 2)  # in the 10% step's window
+
+    rollout = run(target, "canary", live, new)
+
+    assert rollout.state == "failed"
+    assert target.active == theirs
+    assert [p.services[0].variants[-1].weight for p in target.applied] == [10]  # the 10% step only
+    assert rollout.reason is not None
+    assert rollout.reason.startswith(f"canary 50%: fake serves plan {theirs.digest()}, which this deploy did not apply")
+    assert [r.outcome for r in rollout.records] == ["applied", "passed", "failed"]
+
+
+def test_a_breach_after_another_deploy_took_the_target_does_not_roll_back_over_it() -> None:
+    live, new, theirs = plan(jakarta="1"), plan(jakarta="2"), plan(jakarta="3")
+    # The canary's bad answers are counted, then the other deploy takes the target, then the breach is seen.
+    target = OvertakenTarget(bad_versions={"2": (0.3, 0.002)}, other=theirs, after=2.0)
+
+    rollout = run(target, "canary", live, new)
+
+    assert rollout.state == "failed"
+    assert "canary of eta/jakarta: error rate" in (rollout.reason or "")
+    assert "; and fake serves plan" in (rollout.reason or "")
+    assert target.active == theirs
+    assert live not in target.applied
+
+
+def test_a_target_that_does_not_answer_is_not_another_deploy() -> None:
+    """The local target restarts a serving process that died: nothing answering must not stop a deploy."""
+
+    class Silent(FakeTarget):
+        def live_digest(self) -> str | None:
+            return None
+
+    rollout = run(Silent(), "canary", plan(jakarta="1"), plan(jakarta="2"))
+
+    assert rollout.state == "succeeded", rollout.reason
 
 
 def test_blue_green_warms_the_new_version_at_zero_before_switching() -> None:
