@@ -148,6 +148,10 @@ def rollback(
 def status(
     family: FamiliesOption = None,
     region: RegionsOption = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", "-g", help="The pooled models of this region group instead (repeatable)."),
+    ] = None,
     config: ConfigOption = None,
     tracking_uri: TrackingOption = None,
 ) -> None:
@@ -155,17 +159,25 @@ def status(
 
     A region without a champion of its own that a pooled model serves gets a line naming it
     (``driver_acceptance/surabaya: pooled: country-id v3 (driver_acceptance-country-id)``).
+    With --group: the same for the pooled models of those region groups.
     """
     from rich.console import Console
 
     from modelyard.core.cli import exits_on_expected_errors
     from modelyard.core.config import load_config
+    from modelyard.promotion.aliases import open_client
+    from modelyard.promotion.decide import selected_pairs
     from modelyard.promotion.render import render_status
-    from modelyard.promotion.status import collect_status
+    from modelyard.promotion.status import collect_status, pair_statuses
 
     console = Console()
     with exits_on_expected_errors():
-        statuses = collect_status(load_config(config), family, region, tracking_uri=tracking_uri)
+        loaded = load_config(config)
+        if group:  # the pooled models of those groups (their region column shows the group)
+            pairs = selected_pairs(loaded, family, region, group)  # checked before connecting
+            statuses = pair_statuses(open_client(loaded, tracking_uri), loaded, pairs)
+        else:
+            statuses = collect_status(loaded, family, region, tracking_uri=tracking_uri)
     console.print(render_status(statuses))
     for served in statuses:
         if served.fallback is not None:

@@ -341,6 +341,10 @@ def test_a_pooled_model_is_promoted_by_hand_and_rolled_back_by_its_group(
 
     assert rolled.exit_code == 0, rolled.output
     assert client.get_model_version_by_alias(first.model_name, CHAMPION_ALIAS).version == first.version
+    shown = CliRunner().invoke(app, ["status", *common, "--group", "country-id"], env={"COLUMNS": "160"})
+    assert shown.exit_code == 0, shown.output
+    row = next(line for line in shown.output.splitlines() if "country-id" in line)
+    assert row.split()[:3] == [FAMILY, "country-id", f"v{first.version}"], shown.output
     assert f"champion moved: {FAMILY}/country-id v{first.version}" in " ".join(rolled.output.split())
     for wrong in (["--group", "country-id", "--region", "jakarta"], [], ["--group", "nowhere"]):
         refused = CliRunner().invoke(app, ["rollback", *common, *wrong])
