@@ -139,6 +139,8 @@ def run_festival(
 def send_drifting_traffic(config: Config, serving_url: str, shifted: str, rows: int = 400) -> None:
     """Every served pair gets ``rows`` raw records from its training window; ``shifted`` gets new drivers on long trips.
 
+    ``shifted`` is sent as live clients send it (online aggregates looked up by key); the others are replays.
+
     Then waits until the servers' prediction logs have published their files (``monitoring.rotate_seconds``).
     """
     from modelyard.core.featurespec import FittedSpec
@@ -154,8 +156,13 @@ def send_drifting_traffic(config: Config, serving_url: str, shifted: str, rows: 
             frame = time_split(frame, config.training.holdout_days, config.training.validation_days).train
             frame = frame.sample(rows, replace=True, random_state=7)
             fitted = FittedSpec.from_dict(meta.feature_spec or {})
-            # as a client sends them: the online aggregates (area_demand_index) the server looks up by key
-            sent = raw_example(fitted, frame).drop(columns=[f.name for f in fitted.online])
+            sent = raw_example(fitted, frame)
+            if region == shifted:
+                # the festival crowd, live clients: the online aggregates (area_demand_index) are looked up by key
+                sent = sent.drop(columns=[f.name for f in fitted.online])
+            # Every other region replays rows its model learnt from, each with the aggregate it had then (a
+            # value the client sends wins: the replay path). Looked up instead, every row would get the store's
+            # one latest value per key, and monitoring would rightly call that usual traffic drifted.
             records = sent.to_dict("records")
             for index, record in enumerate(records if region == shifted else []):
                 record.update(driver_tenure_days=1 + index % 20, pickup_distance_km=record["pickup_distance_km"] * 2.5)

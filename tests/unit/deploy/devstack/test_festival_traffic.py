@@ -1,4 +1,5 @@
-"""The festival's drifting traffic is sent as a client sends it: online aggregates are looked up, not sent.
+"""The festival's drifting traffic is sent as a client sends it: online aggregates are looked up, not sent;
+the other regions' usual traffic replays rows with the aggregates they had.
 
 ``area_demand_index`` is declared ``online`` in the demo (ADR 0019): the server reads it by its key
 ``pickup_area``, so the demo's clients send the key and never the aggregate (issue 27).
@@ -16,6 +17,7 @@ import yaml
 
 from modelyard.core.config import Config, load_config
 from modelyard.deploy.devstack import festival
+from modelyard.pipeline import snapshots
 from modelyard.pipeline.build import build_all
 
 REPO = Path(__file__).resolve().parents[4]
@@ -57,3 +59,14 @@ def test_drifting_traffic_sends_the_online_key_and_never_the_online_aggregate(
     assert len(sent) == 40
     assert all(KEY in record and ONLINE not in record for record in sent)
     assert all(record["driver_tenure_days"] <= 20 for record in sent)  # the festival's new drivers
+
+    # A region without the festival replays its training rows with the aggregates they had: looked up, all
+    # of them got the store's one latest value per area, and monitoring flagged the usual traffic as drifted.
+    sent.clear()
+    festival.send_drifting_traffic(config, "http://serving.test", "elsewhere", rows=40)
+
+    assert len(sent) == 40
+    assert all(KEY in record and ONLINE in record for record in sent)
+    meta = snapshots.latest_snapshot(config.storage.features_dir, FAMILY, REGION)
+    learnt = set(snapshots.load_frame(config.storage.features_dir, meta)[ONLINE])
+    assert {record[ONLINE] for record in sent} <= learnt
