@@ -94,6 +94,8 @@ def _show_plans(
             console.print(f"[cyan]fallback[/cyan] {key}: no champion of its own, served by {escape(pooled)}")
         for key, note in proposal.raw_fields.items():
             console.print(f"[magenta]raw fields[/magenta] {key}: {escape(note)}")
+        for key, note in proposal.windows_over.items():
+            console.print(f"[blue]window over[/blue] {key}: {escape(note)}")
         console.print(f"[bold]plan digest[/bold] {proposal.plan.digest()}")
         text = dump_plan(proposal.plan).decode()
         if show_yaml:

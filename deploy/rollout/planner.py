@@ -143,6 +143,7 @@ class PlanProposal:
     kept: list[str]
     fallbacks: dict[str, str] = field(default_factory=dict)  # key -> "<pooled model> v<N> (group <g>)"
     raw_fields: dict[str, str] = field(default_factory=dict)  # key -> what clients must send (raw_fields.py)
+    windows_over: dict[str, str] = field(default_factory=dict)  # key -> the festival windows it no longer plans
 
 
 def selected_pairs(config: Config, options: PlanOptions) -> list[tuple[str, str]]:
@@ -221,16 +222,19 @@ def build_plan(
         PlannerError: no service could be planned (no champion anywhere, nothing live).
     """
     services: dict[str, Service] = {}
-    planned, skipped, kept, fallbacks = [], {}, [], {}
+    planned, skipped, kept, fallbacks, windows_over = [], {}, [], {}, {}
     at = now or dt.datetime.now(dt.UTC)
     for state in states:
         fallback = state.fallback()
-        service = plan_service(config, fallback[0] if fallback else state, options, at)
+        served = fallback[0] if fallback else state
+        service = plan_service(config, served, options, at)
         if service is None:
             skipped[state.key] = _no_champion(state)
             continue
         services[state.key] = service
         planned.append(state.key)
+        if over := _windows_over(config, served, _local_date(config, served, at)):
+            windows_over[state.key] = over
         if fallback:
             fallbacks[state.key] = _fallback_note(fallback[1])
     narrowed = bool(options.families or options.regions)
@@ -248,7 +252,7 @@ def build_plan(
     ordered = sorted(services.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
     metadata = {f"{FALLBACK_PREFIX}{key}": note for key, note in sorted(fallbacks.items())}
     plan = Plan(services=[s for _, s in ordered], metadata=metadata)
-    return PlanProposal(plan, planned, skipped, kept, fallbacks)
+    return PlanProposal(plan, planned, skipped, kept, fallbacks, windows_over=windows_over)
 
 
 def _no_champion(state: PairState) -> str:
@@ -294,8 +298,7 @@ def plan_service(
         variants.append(Variant(name=STANDBY, model_uri=state.uri(current), weight=0))
     variants, shadows = _challenger(state, options, variants, shadows)
     region = config.region(state.region)
-    today = (now or dt.datetime.now(dt.UTC)).astimezone(zoneinfo.ZoneInfo(region.timezone)).date()
-    variants, rules = _windows(config, state, variants, today)
+    variants, rules = _windows(config, state, variants, _local_date(config, state, now or dt.datetime.now(dt.UTC)))
     return Service(
         family=state.family,
         region=state.region,
@@ -324,14 +327,37 @@ def _challenger(
     return variants, shadows
 
 
+def _local_date(config: Config, state: PairState, now: dt.datetime) -> dt.date:
+    return now.astimezone(zoneinfo.ZoneInfo(config.region(state.region).timezone)).date()
+
+
+def _applies(window: DeployWindow, state: PairState) -> bool:
+    return (not window.families or state.family in window.families) and (
+        not window.regions or state.region in window.regions
+    )
+
+
+def _windows_over(config: Config, state: PairState, today: dt.date) -> str | None:
+    """Why festival windows with a version to serve are left out of the pair's plan: every festival is over."""
+    festivals = config.region(state.region).festivals
+    if not festivals or any(f.end >= today for f in festivals):
+        return None
+    notes = [
+        f"window {window.name}: every festival of {state.region} is over (the last ended "
+        f"{max(f.end for f in festivals).isoformat()}), so its '{window.alias}' version v{version} is no longer "
+        "loaded; add the next festival's dates to regions[].festivals to route to it again"
+        for window in config.deploy.windows
+        if window.festivals and _applies(window, state) and (version := state.aliases.get(window.alias))
+    ]
+    return "; ".join(notes) or None
+
+
 def _windows(
     config: Config, state: PairState, variants: list[Variant], today: dt.date
 ) -> tuple[list[Variant], list[Rule]]:
     rules = []
     for window in config.deploy.windows:
-        if (window.families and state.family not in window.families) or (
-            window.regions and state.region not in window.regions
-        ):
+        if not _applies(window, state):
             continue
         version = state.aliases.get(window.alias)
         rule = _window_rule(config, state, window, today)

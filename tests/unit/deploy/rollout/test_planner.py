@@ -165,11 +165,18 @@ def test_a_festival_over_leaves_the_plan_with_the_version_it_loaded(config: Conf
     last_day_in_jakarta = dt.datetime(2026, 3, 27, 16, 59, tzinfo=dt.UTC)  # 23:59 in Jakarta
     over_in_jakarta = dt.datetime(2026, 3, 27, 17, 0, tzinfo=dt.UTC)  # 00:00 on the 28th there
 
-    during = build_plan(config, one, PlanOptions(), now=last_day_in_jakarta).plan.services[0]
-    after = build_plan(config, one, PlanOptions(), now=over_in_jakarta).plan.services[0]
+    during = build_plan(config, one, PlanOptions(), now=last_day_in_jakarta)
+    over = build_plan(config, one, PlanOptions(), now=over_in_jakarta)
+    after = over.plan.services[0]
 
-    assert [r.name for r in during.rules] == ["festival"]
+    assert [r.name for r in during.plan.services[0].rules] == ["festival"]
+    assert during.windows_over == {}
     assert (after.rules, [(v.name, v.weight) for v in after.variants]) == ([], [("primary", 100)])
+    assert over.windows_over == {
+        "driver_acceptance/jakarta": "window festival: every festival of jakarta is over (the last ended "
+        "2026-03-27), so its 'festival' version v9 is no longer loaded; add the next festival's dates to "
+        "regions[].festivals to route to it again"
+    }
     assert plan_versions(Plan(services=[after])) == {"driver_acceptance/jakarta": {"primary": "5"}}
     # Next year's festival added to the region's calendar: the window holds again, for that date only.
     raw = config.model_dump(mode="json")
