@@ -50,6 +50,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 from modelyard.core import storage
 from modelyard.core.config.base import ConfigError
 from modelyard.core.config.root import Config
+from modelyard.core.config.storage import Storage
 from modelyard.core.yaml_shape import shape_problem
 
 ENV_PREFIX = "MODELYARD_"
@@ -79,14 +80,40 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     file = config_path(path)
     if environ is not None:  # exactly these variables (a test, a task building its own environment)
         return _load(file, environ)
-    config = _load(file, os.environ)
-    stack_overlay = config.storage.local_dir / STACK_OVERLAY
-    if OVERLAY_ENV not in os.environ and stack_overlay.is_file():  # what the embedded stack's tasks read
+    stack_overlay = _stack_overlay(file)
+    if OVERLAY_ENV not in os.environ and stack_overlay is not None:  # what the embedded stack's tasks read
         return _load(file, {**os.environ, OVERLAY_ENV: str(stack_overlay)})
-    return config
+    return _load(file, os.environ)
+
+
+def _stack_overlay(file: Path) -> Path | None:
+    """The embedded stack's overlay when it exists, found from the ``storage`` section alone.
+
+    Only that section is validated here: the whole config is validated once, by the load that
+    follows (twice, its notes, such as a release naming a removed region, were logged twice).
+    """
+    raw, _ = _merged(file, os.environ)
+    try:
+        section = Storage.model_validate(raw.get("storage") or {})
+    except ValidationError:
+        return None  # the load that follows reports it, naming the key
+    overlay = _anchored(section, file).local_dir / STACK_OVERLAY
+    return overlay if overlay.is_file() else None
 
 
 def _load(file: Path, environ: Mapping[str, str]) -> Config:
+    raw, overrides = _merged(file, environ)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{file}: invalid configuration\n{_describe(exc)}{_blame(exc, overrides)}") from exc
+    config = config.model_copy(update={"storage": _anchored(config.storage, file)})
+    return _anchor_datasets(config, file)
+
+
+def _merged(file: Path, environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, _Override]]:
+    """The file, the overlay ``environ`` names and its ``MODELYARD_*`` overrides merged, not validated; and
+    the overrides."""
     _require_file(file, f"{file}", f"set {CONFIG_ENV} or pass --config")
     sources: list[PydanticBaseSettingsSource] = [_YamlFile(file, str(file))]
     overlay = environ.get(OVERLAY_ENV)
@@ -98,25 +125,19 @@ def _load(file: Path, environ: Mapping[str, str]) -> Config:
     raw: dict[str, Any] = {}
     for source in sources:
         deep_merge(raw, source())
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{file}: invalid configuration\n{_describe(exc)}{_blame(exc, overrides)}") from exc
-    return _anchor_datasets(_anchor_storage(config, file), file)
+    return raw, overrides
 
 
-def _anchor_storage(config: Config, file: Path) -> Config:
+def _anchored(section: Storage, file: Path) -> Storage:
     """Relative local folders of ``storage`` are relative to the config file."""
     base = file.resolve().parent
-    root, local = config.storage.root, config.storage.local
+    root, local = section.root, section.local
     update: dict[str, Any] = {}
     if isinstance(root, Path) and not root.is_absolute():
         update["root"] = storage.storage_path((base / root).resolve())
     if local is not None and not local.is_absolute():
         update["local"] = (base / local).resolve()
-    if not update:
-        return config
-    return config.model_copy(update={"storage": config.storage.model_copy(update=update)})
+    return section.model_copy(update=update) if update else section
 
 
 def _anchor_datasets(config: Config, file: Path) -> Config:

@@ -172,3 +172,30 @@ def test_a_terminal_command_reads_the_embedded_stacks_overlay_as_its_tasks_do(
     other.write_text(f"seed: {plain + 2}\n")
     monkeypatch.setenv("MODELYARD_CONFIG_OVERLAY", str(other))
     assert load_config(path).seed == plain + 2  # a named overlay wins
+
+
+def test_with_the_stacks_overlay_a_config_note_is_logged_once(
+    tmp_path: Path, demo_config_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The config was validated twice to find the overlay: `modelyard plan` printed each note twice."""
+    import logging
+
+    import yaml
+
+    raw = yaml.safe_load(demo_config_path.read_text())
+    raw["storage"] = {"root": "store"}  # relative: found next to the config file, as the load anchors it
+    raw["regions"] = [r for r in raw["regions"] if r["name"] != "bangkok"]  # still in a release
+    path = tmp_path / "modelyard.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    overlay = tmp_path / "store" / "run" / "config-overlay.yaml"
+    overlay.parent.mkdir(parents=True)
+    overlay.write_text("seed: 99\n")
+    monkeypatch.delenv("MODELYARD_CONFIG_OVERLAY", raising=False)
+    monkeypatch.delenv("MODELYARD_SEED", raising=False)
+
+    with caplog.at_level(logging.WARNING, logger="modelyard.core.config.deploy"):
+        config = load_config(path)
+
+    assert config.seed == 99
+    notes = [r.getMessage() for r in caplog.records if "names ['bangkok']" in r.getMessage()]
+    assert len(notes) == 1, notes
