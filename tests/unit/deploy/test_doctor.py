@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import http.server
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from modelyard.deploy import doctor
 from modelyard.deploy.cli import app
+from modelyard.deploy.rollout.processes import ManagedProcess
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -73,6 +75,26 @@ def test_missing_connection_and_unreachable_mlflow_fail(worker: Path, monkeypatc
     assert lines[1].startswith("FAIL connection: 'mlflow_default' not found")
     assert "airflow connections add mlflow_default" in lines[1]
     assert lines[2].startswith("FAIL mlflow: http://127.0.0.1:9: GET /health failed")
+
+
+def test_beside_a_running_embedded_stack_the_connection_is_the_stacks(
+    worker: Path, mlflow_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shell beside `make demo` has no connection of its own; the stack's tasks get it from their env."""
+    monkeypatch.delenv("AIRFLOW_CONN_MLFLOW_DEFAULT", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_url)
+    code, lines = run(worker)
+    assert code == 1
+    assert lines[1].startswith("FAIL connection: 'mlflow_default' not found")
+    run_dir = worker.parent / "store" / "run"
+    ManagedProcess("mlflow", run_dir).record(os.getpid(), mlflow_url)
+    ManagedProcess("airflow", run_dir).record(os.getpid(), "http://127.0.0.1:8080")  # a live pid
+    code, lines = run(worker)
+    assert code == 0, lines
+    assert lines[1] == (
+        f"ok   connection: 'mlflow_default' -> {mlflow_url}: set by the embedded stack running here for its own "
+        "tasks (this shell's Airflow has none; a host that runs the stages needs it)"
+    )
 
 
 def test_storage_check_catches_a_root_that_is_a_file(
