@@ -14,12 +14,15 @@ the same input publishes nothing and emits nothing.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import AssetAlias, Param, dag, get_current_context, task, teardown
 
 from modelyard.core.contracts import assets
 from modelyard.plugins import dag_support
+
+if TYPE_CHECKING:
+    from modelyard.pipeline.build import BuildRequest
 
 FEATURES_ALIAS = assets.FEATURES_ALIAS
 
@@ -75,6 +78,7 @@ def data_processing() -> None:
         chosen = params or {}
         with dag_support.expected_errors_fail_the_task():
             pairs = dag_support.config().pairs(chosen.get("families") or None, chosen.get("regions") or None)
+            _build_request(chosen)  # a date range that ends before it starts fails here, before any chunk
         return dag_support.chunked(pairs)
 
     @task(map_index_template="{{ chunk_label }}")
@@ -82,15 +86,9 @@ def data_processing() -> None:
         """Build, validate and publish the chunk's pairs in a worker pool, one log line per pair."""
         import functools
 
-        from modelyard.pipeline.build import BuildRequest
         from modelyard.plugins.stage_pairs import build_one
 
-        chosen = params or {}
-        request = BuildRequest(
-            source=chosen.get("source") or None,
-            start=dt.date.fromisoformat(chosen["start"]) if chosen.get("start") else None,
-            end=dt.date.fromisoformat(chosen["end"]) if chosen.get("end") else None,
-        )
+        request = _build_request(params or {})
         return dag_support.run_chunk(get_current_context(), chunk, functools.partial(build_one, request))
 
     @teardown
@@ -100,6 +98,17 @@ def data_processing() -> None:
         return dag_support.publish_outcomes(get_current_context(), "build_snapshots", AssetAlias(FEATURES_ALIAS))
 
     build_snapshots.expand(chunk=select_pairs()) >> publish_snapshots()
+
+
+def _build_request(chosen: dict[str, Any]) -> BuildRequest:
+    """The form's source and date range as a build request (raises ``BuildRequestError`` for start after end)."""
+    from modelyard.pipeline.build import BuildRequest
+
+    return BuildRequest(
+        source=chosen.get("source") or None,
+        start=dt.date.fromisoformat(chosen["start"]) if chosen.get("start") else None,
+        end=dt.date.fromisoformat(chosen["end"]) if chosen.get("end") else None,
+    )
 
 
 # Bound to a name so a DAG file elsewhere (``modelyard init``) can import it: the DagBag

@@ -83,8 +83,9 @@ def deployment() -> None:
         """The resolved deploy request (form, or the regions of triggering champion events) per release."""
         from modelyard.core.contracts.assets import pairs_in
         from modelyard.deploy.rollout.apply import release_names
+        from modelyard.deploy.rollout.planner import selected_pairs
         from modelyard.deploy.rollout.request import DeployChoices, DeployRequest
-        from modelyard.plugins.dag_support import triggering_uris
+        from modelyard.plugins.dag_support import expected_errors_fail_the_task, triggering_uris
 
         context = get_current_context()
         params = context["params"]
@@ -104,11 +105,15 @@ def deployment() -> None:
             canary_steps=params["canary_steps"],
             dry_run=bool(params["dry_run"]) and not uris, force=bool(params.get("force", False)) and not uris,
         )  # fmt: skip
-        # Resolved once, here: bad canary steps fail before anything is mapped, and every mapped
-        # deploy gets the same concrete request.
-        request = DeployRequest.resolve(config(), choices)
+        # Resolved once, here: a refused form (canary steps, a version for several pairs, a release map
+        # naming no region) fails before anything is mapped, at once (a retry cannot mend it), and
+        # every mapped deploy gets the same concrete request.
+        with expected_errors_fail_the_task():
+            request = DeployRequest.resolve(config(), choices)
+            selected_pairs(config(), request.plan_options())
+            names = release_names(config(), request)
         payload = request.model_dump(mode="json")
-        return [{"release": name, "request": payload} for name in release_names(config(), request)]
+        return [{"release": name, "request": payload} for name in names]
 
     DeployReleaseOperator.partial(
         task_id="deploy_release", outlets=[DEPLOYED], map_index_template="{{ release_label }}",

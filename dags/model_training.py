@@ -157,11 +157,15 @@ def training() -> None:
         DAG passes it as an XComArg. The challengers' events go to XCom before a failed group fails the
         task, so ``publish_challengers`` announces the others.
         """
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from modelyard.core.tracking import require_reachable
         from modelyard.plugins.dag_support import config, expected_errors_fail_the_task
         from modelyard.plugins.hooks.mlflow import MlflowHook
         from modelyard.training.pooled import challenger_events, pooled_selection, train_pooled
 
+        if chunks is None:  # select_pairs failed (a refused form): it says why, and the run fails on it
+            raise AirflowSkipException("select_pairs selected no pairs (it failed): no pooled model to train")
         families, groups = pooled_selection(config(), [(p["family"], p["region"]) for c in chunks for p in c])
         if not groups:
             print("no selected region is in a region group: no pooled model to train")

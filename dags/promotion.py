@@ -20,7 +20,8 @@ them in a pool of worker processes. Its log has one line per pair (outcome, summ
 link to the model version in MLflow) followed by the pair's gate table. A challenger that
 fails a gate is a recorded decision (`rejected`), not a failure; MLflow keeps the table
 on the model version and its run. A pair that cannot be decided fails only itself (named
-in the chunk's failure). `publish_champions` then emits, at once, for the pairs whose
+in the chunk's failure; the run fails on it, as on a refused form: `every_pair_decided` is
+the run's verdict). `publish_champions` then emits, at once, for the pairs whose
 champion moved (promoted, rolled back) `modelyard://champion/<family>/<region>` with
 extra `{family, region, model_name, version}`, so the deploy stage runs once per
 promotion run. A pooled champion that moved is announced as `modelyard://champion/<family>/<group>`
@@ -153,8 +154,18 @@ def promotion() -> None:
                 announced += announce_fallbacks(context, moved.family, moved.region, moved.event_extra)
         return announced
 
+    @task
+    def every_pair_decided() -> None:
+        """The run's verdict: runs only if the form was accepted and every chunk decided (all_success).
+
+        ``approval_requests`` runs whatever became of the chunks (all_done) and ``publish_champions``
+        is a teardown, which Airflow leaves out of a run's state: without this leaf a refused form or
+        a failed chunk would leave a green run behind it.
+        """
+
     decided = decide.expand(chunk=select_pairs())
     decided >> publish_champions()
+    decided >> every_pair_decided()
     requests = approval_requests()
     decided >> requests
     answers = PairApprovalOperator.partial(

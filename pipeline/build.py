@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 from modelyard.core.config import Config, ConfigError, Dataset, PairView
 from modelyard.core.contracts.columns import TIME_COLUMN
+from modelyard.core.errors import ModelyardError
 from modelyard.core.storage import write_bytes_atomic
 from modelyard.pipeline import snapshots
 from modelyard.pipeline.accounting import (
@@ -87,14 +88,29 @@ class BuildResult:
         return f"passed {self.checks}/{self.checks}"
 
 
+class BuildRequestError(ModelyardError, ValueError):
+    """A build request that can select no row (a date range that ends before it starts)."""
+
+
 @dataclass(frozen=True)
 class BuildRequest:
-    """Which data to build from: the source (None: the dataset's) and an optional date range (UTC days)."""
+    """Which data to build from: the source (None: the dataset's) and an optional date range (UTC days).
+
+    Raises:
+        BuildRequestError: ``start`` is after ``end`` (every pair would find 0 rows and be skipped).
+    """
 
     source: str | None = None
     start: dt.date | None = None
     end: dt.date | None = None
     as_of: dt.datetime | None = None  # freshness is measured from here (default: now)
+
+    def __post_init__(self) -> None:
+        if self.start and self.end and self.start > self.end:
+            raise BuildRequestError(
+                f"start {self.start} is after end {self.end}: the date range (UTC days, both included) "
+                "holds no day; swap them, or leave one out to build from the first or up to the last row"
+            )
 
 
 @dataclass

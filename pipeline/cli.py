@@ -169,7 +169,8 @@ def build(
     """Validate, build and publish feature snapshots; exit 1 if any (family, region) failed."""
     from modelyard.pipeline.build import BuildRequest
 
-    request = BuildRequest(source=source, start=start.date() if start else None, end=end.date() if end else None)
+    with exits_on_expected_errors():  # a range that ends before it starts
+        request = BuildRequest(source=source, start=start.date() if start else None, end=end.date() if end else None)
     _run_build(config_or_exit(config_path), families, regions, request)
 
 

@@ -146,7 +146,7 @@ def test_chunked_stage_wiring(dagbag: dict[str, Any], dag_id: str) -> None:
     chunk_id, publish_id, alias = CHUNKED_STAGES[dag_id]
     tasks = {t["task_id"]: t for t in dag["tasks"]}
     extra = {
-        "promotion": {"approval_requests", "approve", "apply_answer"},
+        "promotion": {"approval_requests", "approve", "apply_answer", "every_pair_decided"},
         "training": {"train_pooled_models", "every_pair_trained"},
     }.get(dag_id, set())
     assert set(tasks) == {"select_pairs", chunk_id, publish_id} | extra, sorted(tasks)
@@ -195,6 +195,9 @@ def test_promotion_approval_wiring(dagbag: dict[str, Any]) -> None:
     assert tasks["apply_answer"]["mapped"]
     assert tasks["apply_answer"]["upstream"] == ["approve"]
     assert tasks["apply_answer"]["outlets"] == [{"type": "AssetAlias", "uri": "modelyard-champions"}]
+    # approval_requests runs whatever became of the chunks and the teardown does not count: the verdict does.
+    assert tasks["every_pair_decided"]["upstream"] == ["decide"]
+    assert tasks["every_pair_decided"]["trigger_rule"] == "all_success", "a failed chunk must fail the run"
 
 
 def test_monitoring_wiring(dagbag: dict[str, Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,14 +68,6 @@ def test_rerun_registers_nothing_new_and_reannounces(trained: AirflowEnv, mlflow
     assert {v.version for v in client.search_model_versions(f"name = '{model_name}'")} == versions_before
     last = trained.asset_events(PREFIX, dag_id=DAG_ID)[-1]
     assert last.extra["version"] == max(versions_before, key=int)
-
-
-def test_invalid_override_fails_the_run_naming_the_key(trained: AirflowEnv) -> None:
-    conf = {**CONF, "hyperparameters": json.dumps({"max_dept": 3})}
-    result = trained.run_dag_test(DAG_ID, conf)
-    assert "unknown hyperparameter 'max_dept'" in result.stdout
-    states = {(t, m): s for t, m, s in trained.task_states(DAG_ID)}
-    assert states[("select_pairs", -1)] == "failed"
 
 
 def test_chunks_train_every_pair_but_the_failing_one_and_announce_them_at_once(

@@ -174,6 +174,16 @@ def test_date_range_filters_rows(tmp_path: Path) -> None:
     assert meta.time_max < dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
 
 
+def test_a_range_that_ends_before_it_starts_is_refused() -> None:
+    import datetime as dt
+
+    from modelyard.pipeline.build import BuildRequestError
+
+    with pytest.raises(BuildRequestError, match="start 2026-03-31 is after end 2026-02-01"):
+        BuildRequest(start=dt.date(2026, 3, 31), end=dt.date(2026, 2, 1))
+    assert BuildRequest(start=dt.date(2026, 2, 1), end=dt.date(2026, 2, 1)).start == dt.date(2026, 2, 1)  # one day
+
+
 def test_unknown_names_are_config_errors(tmp_path: Path) -> None:
     config = _config(tmp_path)
     with pytest.raises(ConfigError, match="unknown region 'atlantis'"):

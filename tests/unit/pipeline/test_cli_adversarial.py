@@ -164,6 +164,14 @@ def test_build_with_an_impossible_date(env: dict[str, str]) -> None:
     assert "--start" in text
 
 
+def test_build_with_a_range_that_ends_before_it_starts(env: dict[str, str], tmp_path: Path) -> None:
+    """Every pair would find 0 rows and be skipped, and the command would succeed: refused, naming both days."""
+    code, text = _run(env, "data", "build", "--start", "2026-06-10", "--end", "2026-06-01")
+    assert code == 2
+    assert "error: start 2026-06-10 is after end 2026-06-01" in text
+    assert not (tmp_path / "store").exists()  # nothing read, nothing written
+
+
 # ---------------------------------------------------------------- training and promotion commands
 
 
