@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,22 +14,74 @@ from modelyard.deploy.rollout.mlflow_server import MlflowServer, start_mlflow_se
 REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "data", "model", "dags", "chart", "integration", "e2e", "production")
 
+# The server tiers run in two xdist workers, a file at a time (ADR 0025). xdist hands out files with the
+# most tests first, so the files with few but long tests (the install venvs, the e2e chains) ran last,
+# on one worker, while the other sat idle: 14 minutes of a 41-minute tier in the last CI run. These
+# are the files that take minutes (seconds of one worker's time, measured on a slow day), handed out
+# longest first; the four files that read the session's e2e chain are one unit, so one worker starts
+# that stack and runs that chain, not both (ADR 0029).
+E2E_CHAIN = "e2e-chain"
+SHARED_STACK = {
+    f"tests/e2e/{name}": E2E_CHAIN
+    for name in ("test_chain.py", "test_browser.py", "test_ui_front_door.py", "test_approval_in_airflow.py")
+}
+MINUTES_LONG = {
+    "tests/integration/test_install.py": 960,
+    E2E_CHAIN: 600,
+    "tests/e2e/test_scale_chain.py": 330,
+    "tests/production/test_production_chain.py": 260,
+}
+
 
 def _tier(item: pytest.Item) -> str | None:
     parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
     return parts[0] if parts and parts[0] in TIERS else None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with its tier and run the tiers fastest first: a broken unit fails in
-    seconds, and the e2e stack (session-scoped, so alive until the session ends) starts last
-    instead of loading the machine under every later tier."""
+    seconds. Within a tier the files that read one shared stack run one after another, so the
+    stack can stop after the last of them (tests/e2e/conftest.py). Handed out a file at a time
+    to xdist workers, the longest files go first: the order a worker collects is the order the
+    scheduler below hands out (it sends back indexes into that collection, so the scheduler itself
+    cannot reorder it)."""
     for item in items:
         tier = _tier(item)
         if tier:
             item.add_marker(getattr(pytest.mark, tier))
     order = {tier: rank for rank, tier in enumerate(TIERS)}
-    items.sort(key=lambda item: order.get(_tier(item) or "", len(TIERS)))
+    by_file = hasattr(config, "workerinput")  # an xdist worker (it sees dist "no"), see below
+
+    def rank(item: pytest.Item) -> tuple[int, int, str]:
+        unit = _unit(item.nodeid)
+        return (-MINUTES_LONG.get(unit, 0) if by_file else 0, order.get(_tier(item) or "", len(TIERS)), unit)
+
+    items.sort(key=rank)
+
+
+def _unit(nodeid: str) -> str:
+    """The file a test is in, or the shared stack it reads: tests that share one run one after another."""
+    path = nodeid.split("::", 1)[0]
+    return SHARED_STACK.get(path, path)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    if getattr(config.option, "dist", "no") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class LongestFirst(LoadFileScheduling):
+        """Whole files (and the shared e2e chain) per worker, in the order the workers collected."""
+
+        def __init__(self, config: pytest.Config, log: object) -> None:
+            super().__init__(config, log)
+            config.option.loadscopereorder = False  # not xdist's order by number of tests
+
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    return LongestFirst(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -73,17 +126,26 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "AIRFLOW_CONN_MLFLOW_DEFAULT", "AIRFLOW_HOME")
+LEAKY_ENV = (
+    "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
+    "AIRFLOW_CONN_MLFLOW_DEFAULT", "AIRFLOW_HOME",
+)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
 def _tracking_env_restored() -> Iterator[None]:
     """Where MLflow is stays as each test found it: a test that points the process at its own server
-    (directly, or through code under test) must not send the next test to a server that is gone."""
+    (directly, or through code under test) must not send the next test to a server that is gone, and
+    an experiment it set (``mlflow.set_experiment``: an environment variable and MLflow's module
+    global) must not become the next test's experiment on another server ("No Experiment with id=7")."""
     before = {name: os.environ.get(name) for name in LEAKY_ENV}
+    experiment = getattr(sys.modules.get("mlflow.tracking.fluent"), "_active_experiment_id", None)
     yield
     for name, value in before.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is not None:
+        fluent._active_experiment_id = experiment  # no public way to unset it

@@ -34,8 +34,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, St
         up(settings, timeout=300)
         yield config, settings
     finally:
-        down(settings)
-        _keep_logs(settings)
+        _stop(settings)
+
+
+def _stop(settings: StackSettings) -> None:
+    """Stop the stack and keep its logs; a second call finds nothing running and copies the same logs."""
+    down(settings)
+    _keep_logs(settings)
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the e2e stack after the last test that reads it, not when the session ends: on an xdist
+    worker the session goes on with other files, and an idle ``airflow standalone`` still parses DAGs
+    and heartbeats on a two-core machine (the files that read it are handed out as one unit, first)."""
+    uses_stack = "stack" in getattr(item, "fixturenames", ())
+    if uses_stack and (nextitem is None or "stack" not in getattr(nextitem, "fixturenames", ())):
+        _config, settings = item.funcargs["stack"]
+        _stop(settings)
 
 
 def _keep_logs(settings: StackSettings) -> None:
