@@ -99,11 +99,12 @@ def batch_scoring() -> None:
 
     @task
     def select_pairs() -> list[list[dict[str, str]]]:
-        """Pairs named by triggering champion events, else by the form (checked before anything runs), in chunks."""
+        """Pairs named by triggering champion events, else by the form, in chunks; the form and a local input
+        are checked before any model is loaded."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         from modelyard.core.contracts.assets import pairs_in
-        from modelyard.deploy.batch.stage import check_selection
+        from modelyard.deploy.batch.stage import check_input, check_selection
 
         context = get_current_context()
         params = context["params"]
@@ -115,8 +116,9 @@ def batch_scoring() -> None:
             else:
                 pairs = config.pairs(params["families"] or None, params["regions"] or None)
                 check_selection(pairs, params["version"], params["input"], manual=_manual(context))
-        if not params["input"]:
-            raise AirflowSkipException("no input to score: set MODELYARD_BATCH_INPUT or give input in the form")
+            if not params["input"]:
+                raise AirflowSkipException("no input to score: set MODELYARD_BATCH_INPUT or give input in the form")
+            check_input(pairs, params["input"])
         return dag_support.chunked(pairs)
 
     @task(map_index_template="{{ chunk_label }}", execution_timeout=dt.timedelta(hours=2))

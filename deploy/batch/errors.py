@@ -13,5 +13,9 @@ class BatchInputError(BatchScoringError, ValueError):
     """The input cannot be scored: no file, an unreadable file, a missing raw column, a bad value."""
 
 
+class MissingInputError(BatchInputError):
+    """The input names no file: no such path, or a glob that matches nothing."""
+
+
 class ScoringModelError(BatchScoringError, LookupError):
     """The version to score with cannot be found or loaded."""

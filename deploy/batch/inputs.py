@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from modelyard.core import storage
-from modelyard.deploy.batch.errors import BatchInputError
+from modelyard.deploy.batch.errors import BatchInputError, MissingInputError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -82,7 +82,8 @@ def input_files(source: str, options: Mapping[str, Any] | None = None) -> list[A
     """The files ``source`` names: one path or URL, or every match of a glob, sorted.
 
     Raises:
-        BatchInputError: nothing matches, or a file is not CSV or Parquet.
+        MissingInputError: nothing matches.
+        BatchInputError: a file is not CSV or Parquet.
     """
     if storage.is_local(source):
         text = source[len("file://") :] if source.startswith("file://") else source
@@ -91,7 +92,7 @@ def input_files(source: str, options: Mapping[str, Any] | None = None) -> list[A
         found = _remote_files(source, options or {})
     if not found:
         what = "the glob matches no file" if glob.has_magic(source) else "no such file"
-        raise BatchInputError(f"input {source}: {what}; give a CSV/Parquet path or glob (quote the glob in a shell)")
+        raise MissingInputError(f"input {source}: {what}; give a CSV/Parquet path or glob (quote the glob in a shell)")
     for path in found:
         if _suffix(path) not in CSV_SUFFIXES + PARQUET_SUFFIXES:
             raise BatchInputError(f"{path}: '{_suffix(path) or 'no extension'}' is not .csv or .parquet")

@@ -128,10 +128,11 @@ def output_path(config: Config, out: str | None, family: str, region: str) -> An
 
     if out is None:
         return config.storage.root / "predictions" / family / region / PREDICTIONS_FILE
-    return storage.storage_path(_for_pair(out, family, region), config.storage.options)
+    return storage.storage_path(for_pair(out, family, region), config.storage.options)
 
 
-def _for_pair(template: str, family: str, region: str) -> str:
+def for_pair(template: str, family: str, region: str) -> str:
+    """``template`` with ``{family}`` and ``{region}`` replaced by the pair's."""
     return template.replace("{family}", family).replace("{region}", region)
 
 
@@ -144,7 +145,7 @@ def score_pair(config: Config, family: str, region: str, request: ScoreRequest, 
         BatchScoringError: scoring or publishing failed (names the file or the destination).
     """
     pair = config.pair_view(family, region)
-    files = inputs.input_files(_for_pair(request.input, family, region), config.storage.options)
+    files = inputs.input_files(for_pair(request.input, family, region), config.storage.options)
     out = output_path(config, request.out, family, region)
     chosen = resolve_version(client, config, family, region, request.alias, request.version)
     started = time.perf_counter()

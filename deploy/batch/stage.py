@@ -46,6 +46,37 @@ def check_selection(pairs: list[Pair], version: int | None, source: str | None, 
         )
 
 
+def check_input(pairs: list[Pair], source: str) -> None:
+    """Refuse a local input that names no file for any selected pair, before any model is loaded.
+
+    Checked on this host's file system only: an object store's input is checked when each pair is
+    scored (here it would cost a listing per pair). An input with ``{family}``/``{region}`` that
+    has files for some pairs goes on: those pairs are scored, the others fail with their own error.
+
+    Raises:
+        MissingInputError: no selected pair has a file.
+        BatchInputError: a file is there but is not CSV or Parquet.
+    """
+    from modelyard.core import storage
+    from modelyard.deploy.batch.errors import MissingInputError
+    from modelyard.deploy.batch.inputs import input_files
+    from modelyard.deploy.batch.scoring import for_pair
+
+    if not pairs or not storage.is_local(source):
+        return
+    sources = dict.fromkeys(for_pair(source, family, region) for family, region in pairs)
+    missing: list[MissingInputError] = []
+    for each in sources:
+        try:
+            input_files(each)  # a file that is there but is not CSV or Parquet is refused now
+            return
+        except MissingInputError as exc:
+            missing.append(exc)
+    if len(sources) == 1:
+        raise missing[0]
+    raise MissingInputError(f"input {source}: no file for any of the {len(pairs)} selected pairs (first: {missing[0]})")
+
+
 def score_one(request: BatchRequest, pair: Pair) -> PairOutcome:
     """Score one pair; published predictions announce ``modelyard://predictions/<family>/<region>``."""
     from modelyard.deploy.batch.model import registry_client

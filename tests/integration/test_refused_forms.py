@@ -49,6 +49,10 @@ REFUSED = [
         "batch_scoring", "select_pairs", {"version": 5, "input": "bookings.csv"},
         "version 5 is one version of one registered model", id="batch_scoring-version",
     ),
+    pytest.param(
+        "batch_scoring", "select_pairs", {"input": "/no/such/folder/{family}-{region}.csv"},
+        "no such file; give a CSV/Parquet path or glob", id="batch_scoring-input",
+    ),
 ]  # fmt: skip
 
 

@@ -11,10 +11,10 @@ import pytest
 
 from modelyard.core.contracts import assets
 from modelyard.deploy.batch import output
-from modelyard.deploy.batch.errors import BatchScoringError
+from modelyard.deploy.batch.errors import BatchInputError, BatchScoringError, MissingInputError
 from modelyard.deploy.batch.model import trust_from_env
 from modelyard.deploy.batch.scoring import ScoreRequest, ScoreResult
-from modelyard.deploy.batch.stage import check_selection, score_outcome
+from modelyard.deploy.batch.stage import check_input, check_selection, score_outcome
 
 PROVENANCE = output.Provenance(
     family="f", region="r", model_name="f-r", version="3", spec_digest="s1", input_digest="d1", key="booking_id"
@@ -90,6 +90,23 @@ def test_a_form_that_cannot_be_scored_is_refused_before_anything_runs() -> None:
         check_selection([("f", "a")], None, None, manual=True)
     check_selection([("f", "a")], 3, "in.csv", manual=True)
     check_selection([("f", "a"), ("f", "b")], None, None, manual=False)  # a champion event: skipped later
+
+
+def test_a_local_input_that_names_no_file_is_refused_before_any_model_is_loaded(tmp_path: Path) -> None:
+    missing = tmp_path / "bookings.csv"
+    with pytest.raises(MissingInputError, match=rf"input {missing}: no such file"):
+        check_input([("f", "a"), ("f", "b")], str(missing))
+    with pytest.raises(MissingInputError, match="the glob matches no file"):
+        check_input([("f", "a")], f"file://{tmp_path}/*.parquet")
+    per_pair = f"{tmp_path}/{{family}}-{{region}}.csv"
+    with pytest.raises(MissingInputError, match=r"no file for any of the 2 selected pairs \(first: input .*/f-a.csv"):
+        check_input([("f", "a"), ("f", "b")], per_pair)
+    (tmp_path / "f-b.csv").write_text("booking_id\nb1\n")
+    check_input([("f", "a"), ("f", "b")], per_pair)  # f/b has its file: scored; f/a fails on its own when scored
+    (tmp_path / "f-a.txt").write_text("booking_id\nb1\n")
+    with pytest.raises(BatchInputError, match=r"f-a.txt: '.txt' is not .csv or .parquet"):
+        check_input([("f", "a")], f"{tmp_path}/f-a.txt")
+    check_input([("f", "a")], "s3://bucket/none-such.csv")  # an object store is checked per pair when scored
 
 
 def test_a_request_takes_an_alias_or_a_version() -> None:
