@@ -67,7 +67,8 @@ $(PRODUCTION_STAMP): tests/production/requirements.txt | $(STAMP)
 # The fast tiers in two xdist workers, then the tiers that start servers (their own Airflow,
 # MLflow and serving processes) in two workers too, a whole file at a time on one worker: a
 # file's module fixtures start its stack once, and much of their time is spent waiting on
-# schedulers and servers, so two files overlap well on two cores (ADR 0025).
+# schedulers and servers, so two files overlap well on two cores (ADR 0025). The longest files go
+# first and the e2e files that share one chain run as one unit (tests/conftest.py, ADR 0029).
 FAST_TIERS := unit or data or dags or chart or model
 test: lint typecheck browser install-production
 	$(BIN)/pytest -n 2 -m "$(FAST_TIERS)" $(PYTEST_ARGS)

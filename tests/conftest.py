@@ -16,20 +16,23 @@ TIERS = ("unit", "data", "model", "dags", "chart", "integration", "e2e", "produc
 
 # The server tiers run in two xdist workers, a file at a time (ADR 0025). xdist hands out files with the
 # most tests first, so the files with few but long tests (the install venvs, the e2e chains) ran last,
-# on one worker, while the other sat idle: 14 minutes of a 41-minute tier in the last CI run. These
-# are the files that take minutes (seconds of one worker's time, measured on a slow day), handed out
-# longest first; the four files that read the session's e2e chain are one unit, so one worker starts
-# that stack and runs that chain, not both (ADR 0029).
+# on one worker, while the other sat idle: 14 minutes of a 41-minute tier in one CI run. The files
+# that take longest (seconds on one worker, with fixtures, measured 2026-12-07 with the CPU probe at
+# 0.45 s) go first (ADR 0029); the four files that read the session's e2e chain are one unit, so one
+# worker starts that stack and runs that chain, not both.
 E2E_CHAIN = "e2e-chain"
 SHARED_STACK = {
     f"tests/e2e/{name}": E2E_CHAIN
     for name in ("test_chain.py", "test_browser.py", "test_ui_front_door.py", "test_approval_in_airflow.py")
 }
-MINUTES_LONG = {
-    "tests/integration/test_install.py": 960,
-    E2E_CHAIN: 600,
-    "tests/e2e/test_scale_chain.py": 330,
-    "tests/production/test_production_chain.py": 260,
+LONG_FILES_SECONDS = {
+    "tests/integration/test_install.py": 690,
+    E2E_CHAIN: 330,
+    "tests/e2e/test_scale_chain.py": 210,
+    "tests/production/test_production_chain.py": 200,
+    "tests/integration/test_promotion_dag.py": 95,
+    "tests/integration/test_deploy_dag_kubernetes.py": 90,
+    "tests/integration/test_refused_forms.py": 80,
 }
 
 
@@ -54,7 +57,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     def rank(item: pytest.Item) -> tuple[int, int, str]:
         unit = _unit(item.nodeid)
-        return (-MINUTES_LONG.get(unit, 0) if by_file else 0, order.get(_tier(item) or "", len(TIERS)), unit)
+        return (-LONG_FILES_SECONDS.get(unit, 0) if by_file else 0, order.get(_tier(item) or "", len(TIERS)), unit)
 
     items.sort(key=rank)
 
