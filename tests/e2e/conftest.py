@@ -47,9 +47,9 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     """Stop the e2e stack after the last test that reads it, not when the session ends: on an xdist
     worker the session goes on with other files, and an idle ``airflow standalone`` still parses DAGs
     and heartbeats on a two-core machine (the files that read it are handed out as one unit, first)."""
-    uses_stack = "stack" in getattr(item, "fixturenames", ())
-    if uses_stack and (nextitem is None or "stack" not in getattr(nextitem, "fixturenames", ())):
-        _config, settings = item.funcargs["stack"]
+    started = getattr(item, "funcargs", {}).get("stack")  # None: this test did not get that far
+    if started is not None and (nextitem is None or "stack" not in getattr(nextitem, "fixturenames", ())):
+        _config, settings = started
         _stop(settings)
 
 
