@@ -8,8 +8,9 @@ by hand, the form chooses:
 
 * `families`, `regions`: empty means all configured ones;
 * `input`: a CSV/Parquet path, glob or URL (`{family}` and `{region}` are replaced per pair);
-  empty: `$MODELYARD_BATCH_INPUT`. A run without any input is skipped (a champion event
-  with nothing to score is not an error);
+  empty: `$MODELYARD_BATCH_INPUT`. A manual run without any input is refused; a champion event
+  or the schedule with none is skipped (nothing to score is not an error). A local input that
+  names no file for any selected pair fails `select_pairs` at once, naming the path;
 * `alias` (`champion` by default) or `version` (one family and one region);
 * `chunk_rows`: rows read, featurised and predicted at a time (bounds a worker's memory);
 * `force`: rescore even when the predictions of this input by this version are published.
@@ -18,7 +19,8 @@ by hand, the form chooses:
 config); `score` is mapped over the chunks and scores each pair in a worker pool: the rows of
 the pair's region (all rows when the input has no region column), featurised with the
 version's own feature spec and predicted as the server answers (a classifier's
-positive-class probability, a regressor's value). Each pair's predictions are published at
+positive-class probability, a regressor's value). A window aggregate the input does not carry
+is computed from its rows as the data stage computes it. Each pair's predictions are published at
 once to `<storage.root>/predictions/<family>/<region>/predictions.parquet`: the key column
 (the dataset's `key_column`, else `input_row`), `prediction`, `model_version`,
 `spec_digest`, and in the file's footer what was scored. The same input scored by the same

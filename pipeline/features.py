@@ -161,8 +161,7 @@ def _window(raw: pd.DataFrame, pair: PairView, feature: featurespec.FeatureDef) 
     dataset = pair.dataset
     times = raw_columns(raw[[dataset.time_column]], dataset)[dataset.time_column]
     utc_ns = featurespec.epoch_ns(times, pair.family.name, feature.name, dataset.time_column)
-    bucket = featurespec.local_seconds(utc_ns, pair.timezone) // featurespec.WINDOW_EVERY[feature.every]
-    key = raw[str(feature.key)].astype(str) + "|" + bucket.astype(str)
+    key = featurespec.window_keys(feature, raw[str(feature.key)], utc_ns, pair.timezone)
     if feature.kind == "window_mean":
         return raw[str(feature.column)].astype("float64").groupby(key).transform("mean").to_numpy()
     per_key = key.value_counts()

@@ -67,7 +67,7 @@ from modelyard.core.featurespec.kinds import (
     WINDOW_KINDS,
 )
 from modelyard.core.featurespec.spec import FORMAT_VERSION, FeatureSpec, FittedSpec, Transformed
-from modelyard.core.featurespec.times import SMALL_BATCH_ROWS, epoch_ns, local_seconds
+from modelyard.core.featurespec.times import SMALL_BATCH_ROWS, epoch_ns, local_seconds, window_keys
 
 __all__ = [
     "COLUMN_TYPES",
@@ -96,4 +96,5 @@ __all__ = [
     "UserFunctionError",
     "epoch_ns",
     "local_seconds",
+    "window_keys",
 ]

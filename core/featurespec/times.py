@@ -145,6 +145,25 @@ def _one_epoch_ns(value: Any, family: str, feature: str, column: str) -> int:
     return ((utc - _EPOCH) // dt.timedelta(microseconds=1)) * 1000
 
 
+def window_keys(feature: FeatureDef, keys: Any, utc_ns: np.ndarray, timezone: str) -> Any:
+    """Each row's window of a window aggregate: ``<key>|<local hour (or day) number>``, as text.
+
+    The one definition of a window, shared by the data stage (over a region's table) and batch
+    scoring (over its input, chunk by chunk): rows with the same text are counted (and averaged)
+    together.
+
+    Args:
+        feature: the ``window_count`` / ``window_mean`` feature (its ``every``).
+        keys: the ``key`` column's values (a pandas Series).
+        utc_ns: the rows' times, UTC nanoseconds since the epoch (:func:`epoch_ns`).
+        timezone: the region's IANA zone: windows are local hours and days.
+    """
+    from modelyard.core.featurespec.kinds import WINDOW_EVERY
+
+    bucket = local_seconds(utc_ns, timezone) // WINDOW_EVERY[feature.every]
+    return keys.astype(str) + "|" + bucket.astype(str)
+
+
 def local_seconds(utc_ns: np.ndarray, timezone: str) -> np.ndarray:
     """Local wall-clock seconds since the epoch in ``timezone`` (one zone lookup per distinct minute).
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from modelyard.core.config import Dataset
-    from modelyard.core.featurespec import FittedSpec
+    from modelyard.core.featurespec import FeatureDef, FittedSpec
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -51,8 +51,9 @@ class Layout:
         region: the pair's region; rows of other regions are skipped when the input has a region column.
         zone: the region's IANA zone (for ``naive_timestamps: region_local``).
         raw: the raw columns the version reads (its spec's raw inputs, or its feature names).
-        requested: window aggregates the version takes by feature name (numbers).
+        requested: window aggregates the version takes by feature name that the input carries (numbers).
         key: the key column (the dataset's ``key_column``) when the input has it, else None.
+        computed: window aggregates the input does not carry: computed from its rows (``windows.py``).
     """
 
     dataset: Dataset
@@ -61,11 +62,21 @@ class Layout:
     raw: tuple[str, ...]
     requested: tuple[str, ...]
     key: str | None
+    computed: tuple[FeatureDef, ...] = ()
+
+    @property
+    def computed_from(self) -> dict[str, list[str]]:
+        """Each computed aggregate's input columns: the time column, its key, and a mean's column."""
+        return {
+            feature.name: [self.dataset.time_column, str(feature.key), *([feature.column] if feature.column else [])]
+            for feature in self.computed
+        }
 
     @property
     def declared(self) -> list[str]:
         """Every declared column a chunk needs, key and region included."""
-        names = [*self.raw, *self.requested, *([self.key] if self.key else [])]
+        sources = [name for names in self.computed_from.values() for name in names]
+        names = [*self.raw, *self.requested, *sources, *([self.key] if self.key else [])]
         return list(dict.fromkeys(names))
 
 
@@ -167,20 +178,27 @@ def check_columns(path: Any, names: list[str], layout: Layout, what: str) -> Non
         what: the version, for the message (``model 'x' v3``).
 
     Raises:
-        BatchInputError: the missing raw column(s) and window aggregate(s).
+        BatchInputError: the missing raw column(s), window aggregate(s) and the columns an aggregate is computed from.
     """
-    missing = [name for name in [*layout.raw, *layout.requested] if name not in names]
+    reads = [*layout.raw, *layout.requested]
+    for sources in layout.computed_from.values():
+        reads += [name for name in sources if name not in reads]
+    missing = [name for name in reads if name not in names]
     if not missing:
         return
     aggregates = [name for name in missing if name in layout.requested]
     hint = (
-        f"; window aggregates ({', '.join(aggregates)}) are columns named like the feature, computed by you"
+        f"; window aggregates ({', '.join(aggregates)}) are columns named like the feature: give them in every "
+        "file, or in none and they are computed from the input's rows"
         if aggregates
         else ""
     )
+    for aggregate, sources in layout.computed_from.items():
+        if any(name in missing for name in sources):
+            hint += f"; window aggregate '{aggregate}' is computed from {', '.join(sources)} (or give it as a column)"
     raise BatchInputError(
         f"{path}: missing column(s) {', '.join(repr(m) for m in missing)}, which {what}'s feature spec reads "
-        f"(it reads: {', '.join([*layout.raw, *layout.requested])}); add them to the file, or map source names "
+        f"(it reads: {', '.join(reads)}); add them to the file, or map source names "
         f"with renames on dataset '{layout.dataset.name}'{hint}"
     )
 
@@ -303,7 +321,7 @@ def spec_columns(chunk: Chunk, fitted: FittedSpec | None, layout: Layout) -> dic
     """The chunk's columns as the feature spec reads them (time as naive UTC ``datetime64``)."""
     frame, time_column = chunk.frame, fitted.spec.time_column if fitted is not None else None
     out: dict[str, np.ndarray] = {}
-    for name in [*layout.raw, *layout.requested]:
+    for name in [*layout.raw, *layout.requested, *(feature.name for feature in layout.computed)]:
         values = frame[name]
         if name == time_column:
             out[name] = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()

@@ -10,6 +10,10 @@ classifier's positive-class probability or the regressor's value, as the server 
 append key, prediction, version and spec digest to a staged file, published whole at the end
 (``output``). Rows of other regions are skipped when the input has a region column.
 
+A window aggregate the version takes (``area_demand_index``) is read from the input's column of
+that name when the input has one; else it is computed from the input's rows as the data stage
+computes it (``windows``), in a first pass over the pair's rows.
+
 The key column is the dataset's ``key_column`` when every input file has it, else
 ``input_row``: the row's position in the input (files in sorted order, from 0).
 """
@@ -19,13 +23,16 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelyard.core.featurespec import WINDOW_KINDS
 from modelyard.deploy.batch import inputs, output
 from modelyard.deploy.batch.errors import BatchInputError, BatchScoringError
 from modelyard.deploy.batch.model import ScoringVersion, load_for_scoring, resolve_version, spec_digest
+from modelyard.deploy.batch.windows import WindowTotals
 from modelyard.deploy.serving.trust import TrustPolicy
 
 if TYPE_CHECKING:
@@ -236,13 +243,16 @@ def layout_for(
     )
     key = dataset.key_column
     has_key = key is not None and all(key in names for names in headers)
+    windows = [f for f in fitted.spec.features if f.kind in WINDOW_KINDS] if fitted is not None else []
+    carried = [f for f in windows if any(f.name in names for names in headers)]  # a value given still wins
     return inputs.Layout(
         dataset=reading,
         region=pair.region.name,
         zone=pair.timezone,
         raw=raw,
-        requested=tuple(fitted.requested) if fitted is not None else (),
+        requested=tuple(f.name for f in carried),
         key=key if has_key else None,
+        computed=tuple(f for f in windows if f not in carried),
     )
 
 
@@ -256,21 +266,46 @@ def _score_files(
     chunk_rows: int,
     calendar: Calendar | None,
 ) -> tuple[int, int]:
-    offset, rows, chunks = 0, 0, 0
+    totals = _window_totals(files, layout, fitted, chunk_rows)
+    rows, chunks = 0, 0
+    for chunk in _chunks(files, layout, chunk_rows):
+        for feature, total in totals.items():
+            chunk.frame[feature] = total.values(chunk.frame)
+        predictions = predict_chunk(served, fitted, chunk, layout, calendar)
+        keys = chunk.frame[layout.key] if layout.key else chunk.rows
+        staged.append(
+            output.chunk_table(staged.writer.schema, keys, predictions, provenance.version, provenance.spec_digest)
+        )
+        rows, chunks = rows + len(predictions), chunks + 1
+    return rows, chunks
+
+
+def _chunks(files: list[Any], layout: inputs.Layout, chunk_rows: int) -> Iterator[inputs.Chunk]:
+    """The pair's rows of every file, typed, in chunks of at most ``chunk_rows`` (empty chunks left out)."""
+    offset = 0
     for path in files:
         columns = inputs.source_columns(inputs.header(path), layout)
         for batch in inputs.raw_batches(path, columns, chunk_rows):
             chunk = inputs.typed_chunk(path, batch, offset, layout)
             offset += batch.num_rows
-            if chunk.frame.empty:
-                continue
-            predictions = predict_chunk(served, fitted, chunk, layout, calendar)
-            keys = chunk.frame[layout.key] if layout.key else chunk.rows
-            staged.append(
-                output.chunk_table(staged.writer.schema, keys, predictions, provenance.version, provenance.spec_digest)
-            )
-            rows, chunks = rows + len(predictions), chunks + 1
-    return rows, chunks
+            if not chunk.frame.empty:
+                yield chunk
+
+
+def _window_totals(
+    files: list[Any], layout: inputs.Layout, fitted: FittedSpec | None, chunk_rows: int
+) -> dict[str, WindowTotals]:
+    """The window aggregates the input does not carry, added up over a first pass of its rows (``windows.py``)."""
+    if not layout.computed or fitted is None:
+        return {}
+    totals = {
+        feature.name: WindowTotals(fitted.spec.family, feature, layout.dataset.time_column, layout.zone)
+        for feature in layout.computed
+    }
+    for chunk in _chunks(files, layout, chunk_rows):
+        for total in totals.values():
+            total.add(chunk.frame)
+    return totals
 
 
 def predict_chunk(

@@ -152,6 +152,39 @@ def test_a_multi_chunk_csv_scores_as_the_server_answers_and_a_rerun_does_nothing
     assert not list(out.parent.glob(".*.tmp")), "no staged file is left behind"
 
 
+def test_a_table_without_the_window_aggregate_gets_the_values_the_data_stage_computes(
+    champion: Champion, mlflow_uri: str, tmp_path: Path
+) -> None:
+    """Raw rows as a team has them (no ``area_demand_index``): the aggregate is computed from the table's
+    rows of the pair's region, across chunks, exactly as the data stage computes it for a snapshot."""
+    from modelyard.pipeline.features import window_aggregates
+    from modelyard.pipeline.generator import generate_for
+
+    config, pair = champion.config, champion.config.pair_view(FAMILY, REGION)
+    mine, other = generate_for(config, REGION, 2000), generate_for(config, OTHER, 500)
+    offline = window_aggregates(mine, pair)["area_demand_index"]  # the data stage's values for these rows
+    raw = pd.concat([mine, other]).sample(frac=1.0, random_state=7)  # regions mixed, rows out of time order
+    without, given = tmp_path / "raw.csv", tmp_path / "given.csv"
+    raw.to_csv(without, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+    mine.assign(area_demand_index=offline).to_csv(given, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+    assert "area_demand_index" not in pd.read_csv(without, nrows=1).columns
+    assert raw["booking_id"].is_unique
+    client = MlflowClient(mlflow_uri)
+
+    scored = {}
+    for name, source in (("computed", without), ("given", given)):
+        out = tmp_path / f"{name}.parquet"
+        request = ScoreRequest(input=str(source), out=str(out), chunk_rows=300)
+        result = score_pair(config, FAMILY, REGION, request, client)
+        assert result.status == "scored", result.summary()
+        assert result.chunks > 2  # the aggregate's windows span chunks
+        scored[name] = pq.read_table(out).to_pandas().set_index("booking_id")["prediction"]
+
+    assert len(scored["computed"]) == len(mine)  # the other region's rows are neither scored nor counted
+    computed = scored["computed"].reindex(scored["given"].index).to_numpy()
+    np.testing.assert_allclose(computed, scored["given"].to_numpy(), atol=1e-6, rtol=0)  # as the server test
+
+
 def test_a_regressor_scores_its_value_as_the_server_answers(
     champion: Champion, regressor: str, mlflow_uri: str, tmp_path: Path
 ) -> None:

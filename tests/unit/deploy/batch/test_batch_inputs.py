@@ -121,7 +121,24 @@ def test_a_missing_raw_column_names_the_file_the_column_and_what_to_do(pair: Pai
     assert "model 'm' v3's feature spec reads" in message
     assert "add them to the file" in message
     assert "renames on dataset 'bookings'" in message
-    assert "window aggregates (area_demand_index)" in message
+    assert "window aggregate 'area_demand_index' is computed from event_time, pickup_area" in message
+
+
+def test_a_window_aggregate_is_read_where_the_input_carries_it_else_computed(
+    pair: PairView, fitted: FittedSpec
+) -> None:
+    carried = layout_for(pair, fitted, fitted.names, [["area_demand_index", "pickup_area"]])
+    assert (carried.requested, carried.computed) == (("area_demand_index",), ())
+    computed = layout_for(pair, fitted, fitted.names, [["pickup_area"], ["pickup_area"]])
+    assert computed.requested == ()
+    assert [f.name for f in computed.computed] == ["area_demand_index"]
+    assert computed.computed_from == {"area_demand_index": ["event_time", "pickup_area"]}
+    assert {"event_time", "pickup_area"} <= set(computed.declared)
+    some = layout_for(pair, fitted, fitted.names, [["area_demand_index"], []])  # one file has it, one does not
+    with pytest.raises(BatchInputError) as caught:
+        inputs.check_columns("b.csv", [*fitted.raw_inputs], some, "model 'm' v3")
+    assert str(caught.value).startswith("b.csv: missing column(s) 'area_demand_index'")
+    assert "give them in every file, or in none and they are computed from the input's rows" in str(caught.value)
 
 
 def test_a_value_that_does_not_parse_names_the_file_and_the_column(
