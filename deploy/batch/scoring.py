@@ -302,7 +302,8 @@ def _window_totals(
         feature.name: WindowTotals(fitted.spec.family, feature, layout.dataset.time_column, layout.zone)
         for feature in layout.computed
     }
-    for chunk in _chunks(files, layout, chunk_rows):
+    sources = dataclasses.replace(layout, raw=(), requested=(), key=None)  # read and type only what windows need
+    for chunk in _chunks(files, sources, chunk_rows):
         for total in totals.values():
             total.add(chunk.frame)
     return totals
