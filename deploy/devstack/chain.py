@@ -27,7 +27,7 @@ class ChainFailedError(StackError):
 
 @dataclass
 class ChainState:
-    """Runs of the four DAGs since the demo's trigger, their task instances and queued asset events."""
+    """Runs of the stage DAGs since the demo's trigger, their task instances and queued asset events."""
 
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     tasks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # run_id -> task instances

@@ -23,7 +23,7 @@ def _load(config_file: Path | None) -> tuple[Config, StackSettings]:
 
     path = config_path(config_file)
     config = load_config(path)
-    return config, stack_settings(config, path)
+    return config, stack_settings(config, path, batch_input=True)
 
 
 def _run(action: Callable[[Config, StackSettings, Console], object], config_file: Path | None) -> None:

@@ -32,7 +32,7 @@ def start_stack(config: Config, settings: StackSettings, console: Console) -> Ai
     from modelyard.deploy.devstack.stack import resume_serving, serving_target, up
 
     with console.status("starting MLflow and Airflow (the first start migrates Airflow's database: ~1 min)"):
-        urls = up(settings)
+        urls = up(settings, config=config)
     console.print(f"[green]MLflow[/green] {urls.mlflow}   [green]Airflow[/green] {urls.airflow}")
     with console.status("restarting the serving process on the last deployed plan"):
         resumed = resume_serving(serving_target(config, settings))

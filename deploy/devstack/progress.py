@@ -22,7 +22,7 @@ POLL_SECONDS = 3.0
 QUIET_POLLS = 3  # consecutive polls with nothing running or queued before the chain counts as done
 STAGE_LABELS = {
     "data_processing": "data", "monitoring": "monitoring", "training": "training", "promotion": "promotion",
-    "deploy": "deploy",
+    "deploy": "deploy", "batch_scoring": "batch",
 }  # fmt: skip
 STATE_STYLES = {
     "success": "green",

@@ -51,11 +51,13 @@ VENV_BIN = Path(sys.executable).parent
 AIRFLOW_USER = "admin"
 AIRFLOW_PASSWORD = "admin"
 AIRFLOW_PARALLELISM = 4
-DAG_IDS = ("data_processing", "monitoring", "training", "promotion", "deploy")
+DAG_IDS = ("data_processing", "monitoring", "training", "promotion", "deploy", "batch_scoring")
 # The stages a trigger of data_processing runs through; monitoring runs on its own (hourly, and
 # only finds something once a server has sampled traffic), so a chain is not judged by it.
 CHAIN_DAG_IDS = ("data_processing", "training", "promotion", "deploy")
 HEALTHY_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+BATCH_INPUT_ENV = "MODELYARD_BATCH_INPUT"
+BATCH_INPUT_ROWS = 1000
 
 
 class StackError(ManagedProcessError):
@@ -77,6 +79,8 @@ class StackSettings:
     airflow_database_url: str | None = None
     # How often Airflow re-parses an unchanged DAG file (:func:`dag_reparse_seconds`).
     dag_reparse_seconds: int = 30
+    # batch_scoring's default input (``MODELYARD_BATCH_INPUT``) when the stack writes one (:func:`demo_batch_input`).
+    batch_input: str | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -108,8 +112,13 @@ class StackSettings:
         return f"http://{self.host}:{self.serving_port}"
 
 
-def stack_settings(config: Config, config_path: Path, environ: Mapping[str, str] | None = None) -> StackSettings:
+def stack_settings(
+    config: Config, config_path: Path, environ: Mapping[str, str] | None = None, *, batch_input: bool = False
+) -> StackSettings:
     """The stack's settings from the config and ``AIRFLOW_PORT`` / ``MLFLOW_PORT`` / ``SERVING_PORT``.
+
+    ``batch_input``: give batch_scoring the demo's table (:func:`demo_batch_input`) unless
+    ``MODELYARD_BATCH_INPUT`` names one (``modelyard up`` and the demo do; a benchmark does not).
 
     Raises:
         StackError: a port variable is not a port number.
@@ -125,7 +134,37 @@ def stack_settings(config: Config, config_path: Path, environ: Mapping[str, str]
         serving_port=_port(env, "SERVING_PORT", config.deploy.local.port),
         airflow_database_url=env.get("AIRFLOW_DATABASE_URL", "").strip() or None,
         dag_reparse_seconds=dag_reparse_seconds(len(config.pairs())),
+        batch_input=demo_batch_input(config) if batch_input and not env.get(BATCH_INPUT_ENV) else None,
     )
+
+
+def demo_batch_input(config: Config) -> str | None:
+    """Where the stack keeps a table for ``batch_scoring`` when every dataset is the built-in generator's.
+
+    ``<storage>/batch-input/{region}.csv``: :data:`BATCH_INPUT_ROWS` generated bookings a region
+    (raw columns only: the window aggregates are computed from the rows, as a team's own table's
+    are), written by :func:`write_batch_input` when ``up`` starts. The stack's Airflow gets it as
+    ``MODELYARD_BATCH_INPUT``, so the batch_scoring form's defaults score something and each
+    champion move rescores its pairs. None for a team's own data (a ``file`` source): its batch
+    input is the team's to name.
+    """
+    if any(dataset.source.kind != "synthetic" for dataset in config.datasets):
+        return None
+    return str(config.storage.local_dir / "batch-input" / "{region}.csv")
+
+
+def write_batch_input(config: Config, template: str) -> None:
+    """Write each region's generated table for :func:`demo_batch_input` (kept when already there)."""
+    from modelyard.pipeline.generator import generate_for
+
+    for region in config.regions:
+        path = Path(template.replace("{region}", region.name))
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.tmp")
+        generate_for(config, region, BATCH_INPUT_ROWS).to_csv(partial, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+        partial.replace(path)  # a table is there whole or not at all
 
 
 def dag_reparse_seconds(pairs: int) -> int:
@@ -200,6 +239,8 @@ def airflow_environment(settings: StackSettings, base: Mapping[str, str] | None 
             "NO_COLOR": "1",
         }
     )
+    if settings.batch_input and not env.get(BATCH_INPUT_ENV):
+        env[BATCH_INPUT_ENV] = settings.batch_input
     if settings.airflow_database_url:
         # Airflow's async engine would pick asyncpg for postgresql+psycopg; psycopg 3 does async itself.
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = settings.airflow_database_url
@@ -334,14 +375,19 @@ class StackUrls:
     serving: str
 
 
-def up(settings: StackSettings, timeout: float = 300) -> StackUrls:
+def up(settings: StackSettings, timeout: float = 300, config: Config | None = None) -> StackUrls:
     """Start MLflow and Airflow (each only if not running) and wait until both are healthy.
+
+    ``config`` (the one ``settings`` came from) writes the demo's batch input when the settings
+    name one (:func:`demo_batch_input`).
 
     Raises:
         StackError: a port is taken or a process did not start; the message says what to do.
     """
     check_serving_port(settings)
     check_airflow_port(settings)
+    if settings.batch_input and config is not None:
+        write_batch_input(config, settings.batch_input)
     try:
         mlflow_url = ensure_mlflow(settings.run_dir, settings.mlflow_dir, settings.host, settings.mlflow_port)
     except ManagedProcessError as exc:

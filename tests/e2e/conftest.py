@@ -29,9 +29,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, St
     config_path = write_e2e_config(root / "modelyard.yaml", root / "data")
     config = load_config(config_path, environ={})
     ports = {name: str(free_port()) for name in ("AIRFLOW_PORT", "MLFLOW_PORT", "SERVING_PORT")}
-    settings = stack_settings(config, config_path, ports)
+    settings = stack_settings(config, config_path, ports, batch_input=True)
     try:
-        up(settings, timeout=300)
+        up(settings, timeout=300, config=config)
         yield config, settings
     finally:
         _stop(settings)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pyarrow.parquet as pq
 import pytest
 from e2e_stack import Chain
 
@@ -67,3 +70,14 @@ def test_tasks_without_mlflow_output_have_empty_links(chain: Chain) -> None:
     links = chain.api.extra_links("data_processing", run["dag_run_id"], "select_pairs")
     assert set(links) == {"MLflow run", "MLflow model version", "Pairs on the fleet page"}
     assert not any(links.values()), links
+
+
+def test_every_champion_move_rescored_its_pairs_rows_of_the_batch_table(chain: Chain) -> None:
+    """The stack gives batch_scoring the demo's generated table; each promotion's champion events rescore it."""
+    runs = chain.state.runs["batch_scoring"]
+    assert runs, "no batch_scoring run followed the champions' events"
+    assert {run["state"] for run in runs} == {"success"}, runs
+    root = Path(str(chain.config.storage.root))
+    for family, region in chain.config.pairs():
+        scored = pq.read_table(root / "predictions" / family / region / "predictions.parquet")
+        assert scored.num_rows > 0, f"{family}/{region}: no rows scored"
