@@ -183,10 +183,11 @@ def _score(
     chunk_rows: int,
 ) -> ScoreResult:
     fitted = served.raw.fitted if served.raw is not None else None
-    headers = {str(path): _renamed(inputs.header(path), pair) for path in files}
-    layout = layout_for(pair, fitted, list(served.schema.names), list(headers.values()))
-    for path in files:
-        inputs.check_columns(path, headers[str(path)], layout, chosen.describe())
+    tables = [(path, inputs.header(path)) for path in files]  # each file's header, read once
+    headers = [_renamed(names, pair) for _, names in tables]
+    layout = layout_for(pair, fitted, list(served.schema.names), headers)
+    for (path, _), names in zip(tables, headers, strict=True):
+        inputs.check_columns(path, names, layout, chosen.describe())
     provenance = output.Provenance(
         family=pair.family.name,
         region=pair.region.name,
@@ -200,7 +201,7 @@ def _score(
     staged = output.StagedFile(out, output.schema(provenance.key, output.key_type(key_kind)))
     calendar = served.calendar_for(pair.region.name, lambda: pair.calendar)  # a pooled model: the region's
     try:
-        rows, chunks = _score_files(files, layout, fitted, served, staged, provenance, chunk_rows, calendar)
+        rows, chunks = _score_files(tables, layout, fitted, served, staged, provenance, chunk_rows, calendar)
     except BaseException:
         staged.discard()
         raise
@@ -257,7 +258,7 @@ def layout_for(
 
 
 def _score_files(
-    files: list[Any],
+    tables: list[tuple[Any, list[str]]],
     layout: inputs.Layout,
     fitted: FittedSpec | None,
     served: ServedModel,
@@ -266,9 +267,9 @@ def _score_files(
     chunk_rows: int,
     calendar: Calendar | None,
 ) -> tuple[int, int]:
-    totals = _window_totals(files, layout, fitted, chunk_rows)
+    totals = _window_totals(tables, layout, fitted, chunk_rows)
     rows, chunks = 0, 0
-    for chunk in _chunks(files, layout, chunk_rows):
+    for chunk in _chunks(tables, layout, chunk_rows):
         for feature, total in totals.items():
             chunk.frame[feature] = total.values(chunk.frame)
         predictions = predict_chunk(served, fitted, chunk, layout, calendar)
@@ -280,11 +281,11 @@ def _score_files(
     return rows, chunks
 
 
-def _chunks(files: list[Any], layout: inputs.Layout, chunk_rows: int) -> Iterator[inputs.Chunk]:
-    """The pair's rows of every file, typed, in chunks of at most ``chunk_rows`` (empty chunks left out)."""
+def _chunks(tables: list[tuple[Any, list[str]]], layout: inputs.Layout, chunk_rows: int) -> Iterator[inputs.Chunk]:
+    """The pair's rows of every (file, header), typed, in chunks of at most ``chunk_rows`` (empty chunks left out)."""
     offset = 0
-    for path in files:
-        columns = inputs.source_columns(inputs.header(path), layout)
+    for path, names in tables:
+        columns = inputs.source_columns(names, layout)
         for batch in inputs.raw_batches(path, columns, chunk_rows):
             chunk = inputs.typed_chunk(path, batch, offset, layout)
             offset += batch.num_rows
@@ -293,7 +294,7 @@ def _chunks(files: list[Any], layout: inputs.Layout, chunk_rows: int) -> Iterato
 
 
 def _window_totals(
-    files: list[Any], layout: inputs.Layout, fitted: FittedSpec | None, chunk_rows: int
+    tables: list[tuple[Any, list[str]]], layout: inputs.Layout, fitted: FittedSpec | None, chunk_rows: int
 ) -> dict[str, WindowTotals]:
     """The window aggregates the input does not carry, added up over a first pass of its rows (``windows.py``)."""
     if not layout.computed or fitted is None:
@@ -303,7 +304,7 @@ def _window_totals(
         for feature in layout.computed
     }
     sources = dataclasses.replace(layout, raw=(), requested=(), key=None)  # read and type only what windows need
-    for chunk in _chunks(files, sources, chunk_rows):
+    for chunk in _chunks(tables, sources, chunk_rows):
         for total in totals.values():
             total.add(chunk.frame)
     return totals
