@@ -39,7 +39,8 @@ Timestamps are ``datetime64`` (naive means UTC) or ISO-8601 text with an offset
 
 Modules: ``spec`` (:class:`FeatureSpec`, :class:`FittedSpec`, their JSON), ``definitions``
 (:class:`FeatureDef`, :class:`Calendar`), ``kinds`` (the vocabulary), ``fitting`` (what a spec
-learns), ``times``, ``transforms`` and ``inputs`` (computing on a batch), ``errors``.
+learns), ``times``, ``transforms`` and ``inputs`` (computing on a batch), ``rows`` (the same values for
+a few rows with Python scalars, for a server's small requests), ``errors``.
 """
 
 from __future__ import annotations

@@ -69,11 +69,12 @@ def text(values: np.ndarray) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     for index, value in enumerate(values.tolist()):
         missing = value is None or (isinstance(value, float) and math.isnan(value))
-        out[index] = None if missing else _category_text(value)
+        out[index] = None if missing else category_text(value)
     return out
 
 
-def _category_text(value: Any) -> str:
+def category_text(value: Any) -> str:
+    """A category value as its text: a whole float as the integer (``7.0`` is ``"7"``)."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

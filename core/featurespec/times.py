@@ -70,9 +70,7 @@ class LocalTimes:
         if kind == "hour":
             return self._part(feature, "hour")
         if kind in ("hour_sin", "hour_cos"):
-            hours = self._part(feature, "hour") + self._part(feature, "minute") / 60.0
-            angle = hours * (2 * math.pi / 24)
-            return np.sin(angle) if kind == "hour_sin" else np.cos(angle)
+            return hour_wave(kind)[self._part(feature, "hour") * 60 + self._part(feature, "minute")]
         if kind == "day_of_week":
             return self._part(feature, "weekday")
         if kind == "is_weekend":
@@ -81,6 +79,22 @@ class LocalTimes:
         if kind == "month":
             return days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12 + 1
         return _in_holidays(days, self._calendar)
+
+
+@functools.cache
+def hour_wave(kind: str) -> np.ndarray:
+    """``hour_sin`` or ``hour_cos`` of each minute of the local day (1,440 values, by ``hour * 60 + minute``).
+
+    One table that a batch and a single row both read, so a row featurised alone gets the very
+    bits it gets inside a batch (numpy's vector sine need not equal its one-element sine).
+    """
+    import numpy as np
+
+    hours = np.repeat(np.arange(24, dtype=np.int64), 60) + np.tile(np.arange(60, dtype=np.int64), 24) / 60.0
+    angle = hours * (2 * math.pi / 24)
+    table = np.sin(angle) if kind == "hour_sin" else np.cos(angle)
+    table.flags.writeable = False
+    return table
 
 
 def _in_holidays(days: np.ndarray, calendar: Calendar) -> np.ndarray:
@@ -143,6 +157,31 @@ def _one_epoch_ns(value: Any, family: str, feature: str, column: str) -> int:
     if utc is None or not _FIRST_YEAR <= utc.year <= _LAST_YEAR:
         raise TimeOffsetError(f"{where}: {str(value)[:40]!r} is not between the years {_FIRST_YEAR} and {_LAST_YEAR}")
     return ((utc - _EPOCH) // dt.timedelta(microseconds=1)) * 1000
+
+
+def one_local_seconds(value: Any, family: str, feature: str, column: str, timezone: str) -> int:
+    """:func:`local_seconds` of one time value (datetime or offset ISO-8601 text), without arrays.
+
+    Raises:
+        TimeOffsetError: as :func:`epoch_ns`.
+    """
+    seconds = _one_epoch_ns(value, family, feature, column) // _NS
+    return seconds + _minute_offset(timezone, seconds // 60)
+
+
+def one_month(day: int) -> int:
+    """The month (1-12) of the local day number ``day`` (days since the epoch)."""
+    return dt.date.fromordinal(day + _EPOCH_ORDINAL).month
+
+
+def one_in_holidays(day: int, calendar: Calendar) -> int:
+    """1 when the local day number ``day`` is in one of ``calendar``'s holiday periods (ends included), else 0."""
+    return int(any(start <= day <= end for start, end in _holiday_periods(calendar.holidays)))
+
+
+@functools.lru_cache(maxsize=256)
+def _holiday_periods(holidays: tuple[tuple[dt.date, dt.date], ...]) -> tuple[tuple[int, int], ...]:
+    return tuple((start.toordinal() - _EPOCH_ORDINAL, end.toordinal() - _EPOCH_ORDINAL) for start, end in holidays)
 
 
 def window_keys(feature: FeatureDef, keys: Any, utc_ns: np.ndarray, timezone: str) -> Any:

@@ -28,6 +28,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from modelyard.core.featurespec import Calendar, FeatureSpecError, FittedSpec, MissingInputError
+from modelyard.core.featurespec.rows import RowPlan
 from modelyard.core.featurespec.spec import Bounds
 from modelyard.deploy.serving.errors import BadInput
 from modelyard.deploy.serving.schema import shown
@@ -60,12 +61,28 @@ _INT64_LIMIT = 2.0**63
 _TIMESTAMP_YEARS = (1678, 2261)  # what int64 nanoseconds since the epoch hold
 
 
-def check_raw_values(fitted: FittedSpec, records: list[Any]) -> dict[str, int]:
+RawField = tuple[str, str, "Bounds | None"]  # a field a raw record may carry: name, declared type, bounds
+
+
+def raw_fields(fitted: FittedSpec) -> list[RawField]:
+    """The fields :func:`check_raw_values` checks: the raw inputs by declared type, window aggregates as floats."""
+    columns, bounds = fitted.spec.columns, fitted.spec.bounds
+    kinds = [(name, columns.get(name, "float")) for name in fitted.raw_inputs]
+    kinds += [(name, "float") for name in fitted.requested]
+    return [(name, kind, bounds.get(name) if kind in ("int", "float") else None) for name, kind in kinds]
+
+
+def check_raw_values(fitted: FittedSpec, records: list[Any], fields: list[RawField] | None = None) -> dict[str, int]:
     """Refuse a raw value that does not fit its declared column (see the module's docstring).
 
     Window aggregates (requested by name) are floats. A field a record lacks is left to the
     featuriser, which names it. A number outside its column's declared ``min``/``max`` is refused,
     or clipped to the bound in the record when the column says ``out_of_range: clip``.
+
+    Args:
+        fitted: The version's spec.
+        records: The request's records.
+        fields: :func:`raw_fields` of ``fitted``, worked out once by the caller (default: now).
 
     Returns:
         How many values were clipped, per field.
@@ -73,29 +90,34 @@ def check_raw_values(fitted: FittedSpec, records: list[Any]) -> dict[str, int]:
     Raises:
         BadRawValue: the first value that does not fit, naming ``records[i].field``.
     """
-    columns, bounds = fitted.spec.columns, fitted.spec.bounds
-    kinds = [(name, columns.get(name, "float")) for name in fitted.raw_inputs]
-    kinds += [(name, "float") for name in fitted.requested]
+    fields = raw_fields(fitted) if fields is None else fields
     clipped: dict[str, int] = {}
     for index, record in enumerate(records):
-        for name, kind in kinds:
-            if name in record:
-                problem = _misfit(record[name], kind, fitted)
-                if problem is not None:
-                    raise BadRawValue(
-                        f"family '{fitted.spec.family}': field '{name}' is {shown(record[name])}: {problem}",
-                        field=f"records[{index}].{name}",
-                    )
-                wall = _naive(record[name]) if kind == "timestamp" else None
-                if wall is not None:
-                    raise BadRawInput(
-                        f"family '{fitted.spec.family}': field '{name}' is {shown(record[name])}: "
-                        f"{_naive_hint(wall, fitted)}",
-                        field=f"records[{index}].{name}",
-                    )
-                if name in bounds and kind in ("int", "float") and _outside(record, name, bounds[name], fitted, index):
-                    clipped[name] = clipped.get(name, 0) + 1
+        for name, kind, bounds in fields:
+            if name not in record:
+                continue
+            value = record[name]
+            # An ordinary float in a float column fits (NaN and inf fail the comparison): no call.
+            if not (kind == "float" and type(value) is float and -_FLOAT32_MAX <= value <= _FLOAT32_MAX):
+                _check_value(fitted, value, kind, f"records[{index}].{name}")
+            if bounds is not None and _outside(record, name, bounds, fitted, index):
+                clipped[name] = clipped.get(name, 0) + 1
     return clipped
+
+
+def _check_value(fitted: FittedSpec, value: Any, kind: str, where: str) -> None:
+    """Raise the 422 (or, for a time without an offset, the 400) naming ``where`` when ``value`` does not fit."""
+    name = where.rpartition(".")[2]
+    if kind == "timestamp":
+        problem, wall = _time_problem(value, fitted)
+    else:
+        problem, wall = _misfit(value, kind), None
+    if problem is not None:
+        raise BadRawValue(f"family '{fitted.spec.family}': field '{name}' is {shown(value)}: {problem}", field=where)
+    if wall is not None:
+        raise BadRawInput(
+            f"family '{fitted.spec.family}': field '{name}' is {shown(value)}: {_naive_hint(wall, fitted)}", field=where
+        )
 
 
 def _outside(record: Any, name: str, bounds: Bounds, fitted: FittedSpec, index: int) -> bool:
@@ -121,13 +143,11 @@ def _bound(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def _misfit(value: Any, kind: str, fitted: FittedSpec) -> str | None:
-    """Why ``value`` does not fit a column of type ``kind`` (None: it fits)."""
+def _misfit(value: Any, kind: str) -> str | None:
+    """Why ``value`` does not fit a column of type ``kind`` other than the time column (None: it fits)."""
     if kind in ("category", "string"):
         ok = value is None or isinstance(value, str) or (type(value) in (int, float) and math.isfinite(value))
         return None if ok else "send text or a number (or null) for a category"
-    if kind == "timestamp":
-        return _time_misfit(value, fitted)
     if value is None:
         return f"this {kind} field is not nullable; send a number"
     if kind == "bool":
@@ -142,28 +162,23 @@ def _misfit(value: Any, kind: str, fitted: FittedSpec) -> str | None:
     return None if abs(value) <= _FLOAT32_MAX else "out of the model's float range (|x| <= 3.4e38)"
 
 
-def _time_misfit(value: Any, fitted: FittedSpec) -> str | None:
+def _time_problem(value: Any, fitted: FittedSpec) -> tuple[str | None, dt.datetime | None]:
+    """Why a time value does not fit (None: it fits), and its wall time when it is text without an offset."""
+    example = dt.datetime(2026, 6, 1, 8)
     if not isinstance(value, str):
-        return f"send the time as ISO-8601 text with an offset, e.g. {_with_offset(dt.datetime(2026, 6, 1, 8), fitted)}"
+        return f"send the time as ISO-8601 text with an offset, e.g. {_with_offset(example, fitted)}", None
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:  # what the featuriser parses with (core.featurespec.times)
-        return f"not an ISO-8601 time; send it with an offset, e.g. {_with_offset(dt.datetime(2026, 6, 1, 8), fitted)}"
+        return f"not an ISO-8601 time; send it with an offset, e.g. {_with_offset(example, fitted)}", None
     try:
         year = moment.astimezone(dt.UTC).year if moment.tzinfo is not None else moment.year
     except OverflowError:
         year = 0
     low, high = _TIMESTAMP_YEARS
-    return None if low <= year <= high else f"send a time between the years {low} and {high}"
-
-
-def _naive(value: Any) -> dt.datetime | None:
-    """The wall time of ``value`` when it is ISO-8601 text without an offset (None otherwise)."""
-    try:
-        moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-    return moment if moment is not None and moment.tzinfo is None else None
+    if not low <= year <= high:
+        return f"send a time between the years {low} and {high}", None
+    return None, (moment if moment.tzinfo is None else None)
 
 
 def _naive_hint(wall: dt.datetime, fitted: FittedSpec) -> str:
@@ -185,6 +200,7 @@ def _with_offset(wall: dt.datetime, fitted: FittedSpec) -> str:
         return wall.isoformat() + "+HH:MM"  # a zone this host does not know: the format is still the hint
 
 
+ROW_PATH_ROWS = 12  # up to this many records a request is featurised row by row (RowPlan), past it as a batch
 NO_COUNTS: Mapping[str, int] = MappingProxyType({})  # a precomputed-feature request counts nothing (shared, read-only)
 
 
@@ -221,6 +237,8 @@ class RawFeatures:
         self._raw_only = [name for name in fitted.raw_inputs if name not in set(fitted.names)]
         sent = {*fitted.raw_inputs, *fitted.requested}
         self._derived_only = [name for name in fitted.names if name not in sent]
+        self._rows = RowPlan.of(fitted)  # small requests: scalars, the batch's values (ADR 0031)
+        self._fields = raw_fields(fitted)
 
     def describe(self) -> dict[str, Any]:
         """What a client sends (for ``/readyz``)."""
@@ -277,7 +295,11 @@ class RawFeatures:
     def _featurise(self, records: list[Any], calendar: Calendar | None = None) -> Prepared:
         import numpy as np
 
-        clipped = check_raw_values(self.fitted, records)
+        clipped = check_raw_values(self.fitted, records, self._fields)
+        if self._rows is not None and len(records) <= ROW_PATH_ROWS:
+            done = self._rows.transform_counted(records, calendar)
+            if done is not None:
+                return Prepared(done.matrix.astype(np.float32), done.unknown, clipped)
         try:
             columns = self.fitted.columns_from_records(records)
         except MissingInputError as exc:

@@ -13,7 +13,7 @@ from sklearn.linear_model import LinearRegression
 from modelyard.core.featurespec import Calendar, FeatureDef, FeatureSpec, FittedSpec
 from modelyard.deploy.serving import runtime
 from modelyard.deploy.serving.errors import BadInput
-from modelyard.deploy.serving.features import BadRawInput, BadRawValue, RawFeatures
+from modelyard.deploy.serving.features import ROW_PATH_ROWS, BadRawInput, BadRawValue, RawFeatures
 from modelyard.deploy.serving.runtime import ModelStatus
 from modelyard.deploy.serving.schema import Feature, InputSchema
 
@@ -54,6 +54,21 @@ def test_an_unseen_category_gets_the_unknown_code_and_is_counted() -> None:
     prepared = _raw().prepare([_record("2026-04-01T12:00:00Z", "ramen"), _record("2026-04-01T12:00:00Z", "ramen")])
     assert prepared.matrix[:, 3].tolist() == [3.0, 3.0]  # len(vocabulary)
     assert dict(prepared.unknown) == {"cuisine_code": 2}
+
+
+def test_a_small_request_gets_the_bits_its_rows_get_in_a_large_one() -> None:
+    # Up to ROW_PATH_ROWS records go through the scalar row path (ADR 0031), past it the batch path.
+    raw, rows = _raw(), [_record(f"2026-03-{d:02d}T{h:02d}:{m:02d}:00+01:00", c) for d, h, m, c in _spread()]
+    large = raw.prepare(rows)
+    assert len(rows) > ROW_PATH_ROWS
+    assert raw._rows is not None
+    alone = [raw.prepare([row]) for row in rows]
+    assert b"".join(one.matrix.tobytes() for one in alone) == large.matrix.tobytes()
+    assert sum(one.unknown.get("cuisine_code", 0) for one in alone) == large.unknown["cuisine_code"] > 0
+
+
+def _spread() -> list[tuple[int, int, int, str]]:
+    return [(1 + i % 28, i % 24, (7 * i) % 60, ("pizza", "ramen", "thai")[i % 3]) for i in range(200)]
 
 
 def test_precomputed_feature_records_keep_working() -> None:
