@@ -292,7 +292,7 @@ def evaluate_gates(gates: GateDefaults, evidence: Evidence) -> GateReport:
     results.append(data_validation_gate(evidence.validation))
     results.append(budget_gate("model_size", "model size (MB)", evidence.size_mb, gates.max_model_size_mb))
     results.append(latency_gate(gates, evidence))
-    results.append(prediction_shift_gate(evidence, gates.max_psi))
+    results.append(prediction_shift_gate(evidence, gates.max_psi, gates.psi_earned_improvement))
     for gate in section.versus_champion:
         results += slice_gates(gate.metric, gate.direction, evidence, gates.max_slice_regression)
     if evidence.pooled_model is not None:
@@ -453,19 +453,62 @@ def budget_gate(kind: Literal["model_size", "latency"], label: str, value: float
     return GateResult(name=kind, kind=kind, value=value, threshold=budget, op="<=", passed=passed, summary=summary)
 
 
-def prediction_shift_gate(evidence: Evidence, max_psi: float) -> GateResult:
-    """PSI of the challenger's holdout predictions against the champion's stays below ``max_psi``."""
+# The proper score a shift must earn (ADR 0032): it rewards predictions that match the outcomes, calibration included.
+PROPER_SCORES = {"classification": "holdout_logloss", "regression": "holdout_rmse"}
+
+
+def prediction_shift_gate(evidence: Evidence, max_psi: float, earned_improvement: float | None = None) -> GateResult:
+    """PSI of the challenger's holdout predictions against the champion's stays below ``max_psi``, or is earned.
+
+    A shift is earned when the challenger's proper score on the same fresh holdout (:data:`PROPER_SCORES`)
+    is at least ``earned_improvement`` (a fraction) better than the champion's: the outcomes moved (a
+    festival, new drivers) and the challenger follows them. None: a shift above ``max_psi`` always fails.
+    """
     if evidence.champion is None:
         return _uncompared("prediction_psi", "prediction_shift", max_psi, "<=", evidence.champion_note)
     value = psi(evidence.champion.predictions, evidence.challenger.predictions)
-    passed = value <= max_psi
-    summary = (
-        f"prediction PSI vs champion v{evidence.champion.version} {value:.4g} ({'<=' if passed else '>'} {max_psi})"
-    )
+    summary = f"prediction PSI vs champion v{evidence.champion.version} {value:.4g}"
+    if value <= max_psi:
+        passed, summary = True, f"{summary} (<= {max_psi})"
+    else:
+        earned = _earned_shift(evidence, earned_improvement)
+        passed, summary = earned is not None, f"{summary} (> {max_psi}){earned or _unearned(evidence)}"
     return GateResult(
         name="prediction_psi", kind="prediction_shift", value=value, threshold=max_psi, op="<=", passed=passed,
         summary=summary,
     )  # fmt: skip
+
+
+def _earned_shift(evidence: Evidence, earned_improvement: float | None) -> str | None:
+    """'; earned: holdout_logloss 0.5614 against the champion's 0.6444 ...' or None (not earned)."""
+    scores = _proper_scores(evidence)
+    if earned_improvement is None or scores is None or not scores[2] > 0:
+        return None
+    metric, challenger, champion = scores
+    better = (champion - challenger) / champion
+    if not better >= earned_improvement:
+        return None
+    return (
+        f"; earned: {metric} {challenger:.4g} against the champion's {champion:.4g} on the same holdout "
+        f"({better:.1%} better, >= {earned_improvement:.0%})"
+    )
+
+
+def _unearned(evidence: Evidence) -> str:
+    scores = _proper_scores(evidence)
+    if scores is None:
+        return ""
+    metric, challenger, champion = scores
+    return f"; not earned: {metric} {challenger:.4g} against the champion's {champion:.4g}"
+
+
+def _proper_scores(evidence: Evidence) -> tuple[str, float, float] | None:
+    """The task's proper score, the challenger's and the champion's on the holdout (None: one is missing)."""
+    metric = PROPER_SCORES.get(evidence.task)
+    if metric is None or evidence.champion is None:
+        return None
+    challenger, champion = evidence.challenger.metrics.get(metric), evidence.champion.metrics.get(metric)
+    return None if challenger is None or champion is None else (metric, challenger, champion)
 
 
 def slice_gates(metric: str, direction: str, evidence: Evidence, max_relative: float) -> list[GateResult]:

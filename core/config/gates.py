@@ -83,6 +83,9 @@ class GateDefaults(Section):
     max_latency_ratio: float = Field(2.0, ge=1)
     latency_slack_ms: float = Field(0.5, ge=0)
     max_psi: float = Field(0.25, gt=0)
+    # A shift above max_psi the fresh holdout earns (ADR 0032): it still passes when the challenger's proper
+    # score there (logloss, rmse) is at least this fraction better than the champion's; null: never.
+    psi_earned_improvement: float | None = Field(0.05, ge=0)
     # Relative: a slice metric may be at most this fraction worse than the champion's on that slice.
     max_slice_regression: float = Field(0.05, ge=0)
     latency_calls: int = Field(300, ge=20, le=100_000)

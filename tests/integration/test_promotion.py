@@ -55,8 +55,11 @@ def write_config(folder: Path, mlflow_url: str, *, baseline: bool = False, **gat
     return load_config(path, environ={})
 
 
-def bookings(seed: int, rows: int = 2000, days: int = 70) -> pd.DataFrame:
-    """Synthetic bookings with the snapshot columns of both families and a strong, learnable signal."""
+def bookings(seed: int, rows: int = 2000, days: int = 70, festival_days: int = 0) -> pd.DataFrame:
+    """Synthetic bookings with the snapshot columns of both families and a strong, learnable signal.
+
+    ``festival_days``: the last days are a festival (``is_festival`` 1) in which drivers accept far less.
+    """
     rng = np.random.default_rng(seed)
     times = START + pd.to_timedelta(np.sort(rng.uniform(0, days * 86400, rows)), unit="s")
     local = times.tz_convert("Asia/Jakarta")
@@ -77,12 +80,14 @@ def bookings(seed: int, rows: int = 2000, days: int = 70) -> pd.DataFrame:
             "hour_cos": np.cos(2 * np.pi * hour / 24),
             "day_of_week": local.dayofweek.to_numpy().astype("int64"),
             "is_weekend": np.asarray(local.dayofweek >= 5, dtype="int64"),
-            "is_festival": np.zeros(rows, dtype="int64"),
+            "is_festival": np.asarray(times >= times.max() - pd.Timedelta(days=festival_days), dtype="int64"),
         }
     )
+    if not festival_days:
+        frame["is_festival"] = 0
     logit = (
         1.0 - 0.9 * frame.pickup_distance_km + 5.0 * (frame.driver_acceptance_rate - 0.7)
-        + 1.5 * (frame.driver_rating - 4.4) + 0.8 * (frame.surge_multiplier - 1)
+        + 1.5 * (frame.driver_rating - 4.4) + 0.8 * (frame.surge_multiplier - 1) - 2.5 * frame.is_festival
     )  # fmt: skip
     frame["accepted"] = (rng.uniform(size=rows) < 1 / (1 + np.exp(-logit))).astype("int64")
     frame["pickup_eta_min"] = 2 + 2.2 * frame.pickup_distance_km + 3 * frame.area_demand_index + rng.normal(0, 1, rows)
@@ -261,6 +266,42 @@ def test_better_challenger_is_promoted_and_rollback_restores_the_old_champion(
     assert entries[-1]["why"] == "bad canary"
     with pytest.raises(PromotionError, match="nothing to roll back to"):
         rollback(client, config, FAMILY, REGION, decided_by="user:oncall")
+
+
+@pytest.mark.parametrize("earned", [0.05, None])
+def test_a_festival_challenger_whose_shift_the_holdout_earns_is_promoted_unless_earning_is_off(
+    tmp_path: Path, mlflow_uri: str, earned: float | None
+) -> None:
+    # The demo's festival act: drivers accept far less in the last weeks; the stale champion keeps
+    # predicting the old rate. The challenger's predictions move (PSI far above 0.25) because the
+    # outcomes moved, and its logloss on the same fresh holdout shows it (ADR 0032).
+    # Slices of a 14-day holdout are a few dozen rows: this test is about the shift gate, not theirs.
+    config = write_config(tmp_path, mlflow_uri, psi_earned_improvement=earned, max_slice_regression=0.5)
+    client = open_client(config)
+    before = bookings(seed=8)  # the champion: before the festival, on less history (ranks a little worse)
+    before = before[before.event_time >= START + pd.Timedelta(days=30)].reset_index(drop=True)
+    champion = publish_and_train(config, before)
+    assert evaluate_pair(client, config, FAMILY, REGION, "test").outcome == "promoted"
+    publish_and_train(config, bookings(seed=8, festival_days=30))
+
+    decision = evaluate_pair(client, config, FAMILY, REGION, decided_by="test")
+
+    shift = gate(decision, "prediction_psi")
+    assert shift.value is not None
+    assert shift.value > 0.25, shift.summary
+    if earned is None:
+        assert decision.outcome == "rejected"
+        assert not shift.passed
+        assert "; not earned: holdout_logloss" in shift.summary
+        assert aliases(client, config.mlflow.model_name(FAMILY, REGION))[CHAMPION_ALIAS] == champion
+    else:
+        assert decision.outcome == "promoted", decision.summary
+        assert shift.passed
+        assert "; earned: holdout_logloss" in shift.summary
+        assert (
+            "earned: holdout_logloss"
+            in client.get_model_version(config.mlflow.model_name(FAMILY, REGION), decision.version).description
+        )
 
 
 def test_regression_family_first_model(config: Config, client: MlflowClient) -> None:

@@ -321,3 +321,51 @@ def test_a_champion_that_cannot_be_scored_fails_the_comparative_gates_with_the_r
     assert "prediction_psi" in failed
     assert any(name.startswith("versus_champion:") for name in failed)
     assert note in report.summary()
+
+
+def _shifted(task: str, metric: str, champion_value: float, challenger_value: float) -> Evidence:
+    # The festival case: the outcomes moved, the challenger's predictions follow them (PSI far above 0.25).
+    champion = score("1", 1, **{metric: champion_value})
+    challenger = ModelScore("2", champion.predictions * 0.6, {metric: challenger_value})
+    return evidence(challenger, champion, task=task)
+
+
+def test_a_prediction_shift_the_fresh_holdout_earns_passes_and_says_why() -> None:
+    # Measured on the demo's festival act: v2 0.5614 against the stale champion's 0.6444 logloss, PSI 0.93.
+    result = gates.prediction_shift_gate(_shifted("classification", "holdout_logloss", 0.6444, 0.5614), 0.25, 0.05)
+    assert result.passed
+    assert result.value is not None
+    assert result.value > 0.25
+    earned = "(> 0.25); earned: holdout_logloss 0.5614 against the champion's 0.6444 on the same holdout"
+    assert earned in result.summary
+    assert "12.9% better, >= 5%" in result.summary
+
+
+@pytest.mark.parametrize(
+    ("task", "metric", "champion", "challenger", "earned", "passed"),
+    [
+        ("classification", "holdout_logloss", 0.6444, 0.62, 0.05, False),  # 3.8% better: the shift is not earned
+        ("classification", "holdout_logloss", 0.6444, 0.5614, None, False),  # earning switched off
+        ("classification", "holdout_auc", 0.70, 0.80, 0.05, False),  # no proper score to earn it with
+        ("regression", "holdout_rmse", 2.462, 1.8231, 0.05, True),  # the festival's pickup_eta: rmse
+        ("regression", "holdout_rmse", 2.462, 2.40, 0.05, False),
+    ],
+)
+def test_a_shift_is_earned_only_by_the_tasks_proper_score_by_the_declared_margin(
+    task: str, metric: str, champion: float, challenger: float, earned: float | None, passed: bool
+) -> None:
+    result = gates.prediction_shift_gate(_shifted(task, metric, champion, challenger), 0.25, earned)
+    assert result.passed is passed, result.summary
+    assert ("; earned:" in result.summary) is passed
+    assert ("; not earned:" in result.summary) is (not passed and metric != "holdout_auc")
+
+
+def test_earning_a_shift_can_be_switched_off_per_family(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "modelyard.yaml").read_text())
+    data["gates"]["region_overrides"] = {"driver_acceptance": {"psi_earned_improvement": None}}
+    path = tmp_path / "modelyard.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path, environ={})
+    assert config.gates.defaults.psi_earned_improvement == 0.05
+    assert gates.gates_for(config, "driver_acceptance", "jakarta").psi_earned_improvement is None
+    assert gates.gates_for(config, "pickup_eta", "jakarta").psi_earned_improvement == 0.05
