@@ -147,7 +147,9 @@ def _challenger(status: PairStatus) -> str:
     suffix = " (rolled back)" if challenger.rolled_back_at else ""
     # Spaced, not hyphenated: the cell wraps between words ("awaiting / approval").
     shown = escape(outcome.replace("-", " "))
-    return f"v{challenger.version} [{colour}]{shown}[/{colour}]{suffix}"
+    # Which gates said no, one a line like the drifted features: the figures are on the version's page.
+    failed = "".join(f"\n{escape(name)}" for name in challenger.failed_gates) if outcome == "rejected" else ""
+    return f"v{challenger.version} [{colour}]{shown}[/{colour}]{suffix}{failed}"
 
 
 def _drift(info: VersionInfo | None) -> str:

@@ -40,6 +40,7 @@ class VersionInfo:
     champion_since: str | None = None
     outcome: str | None = None
     summary: str | None = None
+    failed_gates: tuple[str, ...] = ()  # the gates its decision failed, as the ``promotion.gates`` tag names them
     rolled_back_at: str | None = None
     drift: str | None = None  # the last monitoring verdict (monitoring/measure.py)
     drift_summary: str | None = None
@@ -59,6 +60,7 @@ class VersionInfo:
             champion_since=tags.get(f"{TAG}champion_since"),
             outcome=tags.get(f"{TAG}outcome"),
             summary=tags.get(f"{TAG}summary"),
+            failed_gates=failed_gates(tags.get(f"{TAG}gates")),
             rolled_back_at=tags.get(f"{TAG}rolled_back_at"),
             drift=tags.get(monitoring_tag("verdict", region)),
             drift_summary=tags.get(monitoring_tag("summary", region)),
@@ -98,6 +100,12 @@ class PairStatus:
     def serving(self) -> VersionInfo | None:
         """The version that answers this region: its champion, else the pooled champion serving it."""
         return self.champion or (self.fallback.info if self.fallback else None)
+
+
+def failed_gates(counts: str | None) -> tuple[str, ...]:
+    """The gate names of a ``promotion.gates`` tag (``12 passed, 2 failed: latency, prediction_psi``)."""
+    _, found, names = (counts or "").partition(" failed: ")
+    return tuple(name.strip() for name in names.split(",") if name.strip()) if found else ()
 
 
 def _is_number(text: str | None) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from modelyard.promotion.render import render_status
-from modelyard.promotion.status import PairStatus, VersionInfo
+from modelyard.promotion.status import PairStatus, VersionInfo, failed_gates
 
 METRICS = {"holdout_auc": 0.8123, "holdout_logloss": 0.4567, "holdout_brier": 0.1234, "baseline_holdout_auc": 0.8}
 DRIFT = "drifted: pickup_distance_km psi=0.412, driver_acceptance_rate psi=0.3, predictions psi=0.5"
@@ -63,3 +63,14 @@ def test_a_challenger_that_is_the_champion_says_so_and_no_challenger_is_a_dash()
     )
     assert "v5 (is champion)" in text
     assert "awaiting approval" not in text
+
+
+def test_a_rejected_challenger_names_the_gates_that_failed_one_a_line() -> None:
+    # What a data scientist asks first on seeing "v2 rejected": which gate? (the figures are in MLflow)
+    tags = {"promotion.outcome": "rejected", "promotion.gates": "11 passed, 2 failed: latency, slice:auc__[night]"}
+    challenger = VersionInfo("2", outcome="rejected", failed_gates=failed_gates(tags["promotion.gates"]))
+    text = rendered([PairStatus("f", "r", "m", VersionInfo("1", METRICS), challenger, None)])
+    lines = [line.split()[-1] for line in text.splitlines() if "latency" in line or "slice:" in line]
+    assert lines == ["latency", "slice:auc__[night]"], text
+    assert failed_gates("13 passed") == ()
+    assert failed_gates(None) == ()
