@@ -97,6 +97,11 @@ class GateInputError(ModelyardError, RuntimeError):
     """An input of the gates (snapshot, split, model artifacts) cannot be read; the message says which."""
 
 
+_HOLDS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq,
+}  # fmt: skip
+
+
 class GateResult(BaseModel):
     """One gate's outcome. Skipped gates (no champion to compare with) count as passed."""
 
@@ -115,6 +120,14 @@ class GateResult(BaseModel):
     def better(self) -> Literal["higher", "lower"]:
         """Which way ``value`` is better: every gate passes on ``value <op> threshold``."""
         return "higher" if self.op in (">=", ">") else "lower"
+
+    @property
+    def past_its_bound(self) -> bool:
+        """Passed although ``value <op> threshold`` does not hold: a prediction shift the holdout earned (ADR 0032)."""
+        holds = _HOLDS.get(self.op)
+        if holds is None or not self.passed or self.skipped or self.value is None or self.threshold is None:
+            return False
+        return not holds(self.value, self.threshold)
 
 
 class GateReport(BaseModel):
@@ -138,7 +151,9 @@ class GateReport(BaseModel):
         if self.passed:
             skipped = len(self.results) - len(checked)
             note = f" ({skipped} skipped: nothing to compare with)" if skipped else ""
-            return f"all {len(checked)} gates passed{note}"
+            # A gate passed past its bound says why first: a reviewer reads the summary, not the table.
+            earned = "".join(f"; {r.summary}" for r in self.results if r.past_its_bound)
+            return f"all {len(checked)} gates passed{note}{earned}"
         reasons = "; ".join(r.summary for r in self.failures)
         return f"{len(self.failures)} of {len(checked)} gates failed: {reasons}"
 

@@ -339,6 +339,11 @@ def test_a_prediction_shift_the_fresh_holdout_earns_passes_and_says_why() -> Non
     earned = "(> 0.25); earned: holdout_logloss 0.5614 against the champion's 0.6444 on the same holdout"
     assert earned in result.summary
     assert "12.9% better, >= 5%" in result.summary
+    assert result.past_its_bound
+    # The decision's summary (the version's first line in MLflow, the promotion.summary tag) says it first.
+    report = gates.GateReport(results=[gates.absolute_gate("holdout_auc", ">=", 0.7, {"holdout_auc": 0.8}), result])
+    assert report.summary() == f"all 2 gates passed; {result.summary}"
+    assert not report.results[0].past_its_bound
 
 
 @pytest.mark.parametrize(
