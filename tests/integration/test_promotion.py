@@ -298,10 +298,10 @@ def test_a_festival_challenger_whose_shift_the_holdout_earns_is_promoted_unless_
         assert decision.outcome == "promoted", decision.summary
         assert shift.passed
         assert "; earned: holdout_logloss" in shift.summary
-        assert (
-            "earned: holdout_logloss"
-            in client.get_model_version(config.mlflow.model_name(FAMILY, REGION), decision.version).description
-        )
+        assert "; earned: holdout_logloss" in decision.summary  # the version's first line in MLflow says why
+        version = client.get_model_version(config.mlflow.model_name(FAMILY, REGION), decision.version)
+        assert "earned: holdout_logloss" in version.description.splitlines()[0]
+        assert "earned: holdout_logloss" in version.tags["promotion.summary"]
 
 
 def test_regression_family_first_model(config: Config, client: MlflowClient) -> None:
