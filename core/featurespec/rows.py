@@ -9,10 +9,9 @@ category text, the hour's sine and cosine from the table the batch reads
 (:func:`~modelyard.core.featurespec.times.hour_wave`), and numpy's own ``log1p`` (ADR 0031).
 
 It covers every kind but ``function`` (a user function takes arrays; :data:`COVERED`): a spec with
-one has no plan.
-A value it cannot take exactly as the batch would (a missing field, text where a number goes, a
-number that is not finite, or a whole number of 2**53 or more) makes it decline the request: the caller then runs
-the batch path, which computes or names the problem as it always has.
+one has no plan. A value it cannot take exactly as the batch would (a missing field, text where a
+number goes, a number that is not finite, a whole number of 2**53 or more) makes it decline the
+request: the caller then runs the batch path, which computes or names the problem as it always has.
 """
 
 from __future__ import annotations

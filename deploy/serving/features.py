@@ -99,15 +99,15 @@ def check_raw_values(fitted: FittedSpec, records: list[Any], fields: list[RawFie
             value = record[name]
             # An ordinary float in a float column fits (NaN and inf fail the comparison): no call.
             if not (kind == "float" and type(value) is float and -_FLOAT32_MAX <= value <= _FLOAT32_MAX):
-                _check_value(fitted, value, kind, f"records[{index}].{name}")
+                _check_value(fitted, value, kind, name, index)
             if bounds is not None and _outside(record, name, bounds, fitted, index):
                 clipped[name] = clipped.get(name, 0) + 1
     return clipped
 
 
-def _check_value(fitted: FittedSpec, value: Any, kind: str, where: str) -> None:
-    """Raise the 422 (or, for a time without an offset, the 400) naming ``where`` when ``value`` does not fit."""
-    name = where.rpartition(".")[2]
+def _check_value(fitted: FittedSpec, value: Any, kind: str, name: str, index: int) -> None:
+    """Raise the 422 (or, for a time without an offset, the 400) naming ``records[index].name`` if ``value`` misfits."""
+    where = f"records[{index}].{name}"
     if kind == "timestamp":
         problem, wall = _time_problem(value, fitted)
     else:

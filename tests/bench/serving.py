@@ -1212,11 +1212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as tmp:
         results = run_benchmark(options, Path(tmp))
     options.out.mkdir(parents=True, exist_ok=True)
-    document = options.out / "benchmarks.json"
-    kept = json.loads(document.read_text()) if document.exists() else {}
-    # Other benches (scale.py) keep their own keys in the same file: replace only ours.
-    kept = {key: value for key, value in kept.items() if key in OTHER_BENCH_KEYS}
-    document.write_text(json.dumps({**kept, **results}, indent=2) + "\n")
+    write_json(options.out / "benchmarks.json", results)
     markdown = render_markdown(results)
     path = options.out / "benchmarks.md"
     path.write_text(replace_generated(path.read_text() if path.exists() else "", markdown))
@@ -1224,7 +1220,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-OTHER_BENCH_KEYS = ("serving_many", "scale", "pair_overhead")
+def write_json(document: Path, results: dict[str, Any]) -> None:
+    """Replace this bench's keys of ``document`` with ``results``; the other benches' keys stay as they are.
+
+    scale.py keeps its runs' history (``scale_runs``) in the same file: a list of only the keys other
+    benches had once lost it.
+    """
+    kept = json.loads(document.read_text()) if document.exists() else {}
+    document.write_text(json.dumps({**kept, **results}, indent=2) + "\n")
+
+
 GENERATED_START, GENERATED_END = "<!-- make bench: start -->", "<!-- make bench: end -->"
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tests.bench.serving import GENERATED_END, GENERATED_START, LoadResult, replace_generated
+import json
+from pathlib import Path
+
+from tests.bench.serving import GENERATED_END, GENERATED_START, LoadResult, replace_generated, write_json
 
 
 def test_the_first_run_keeps_the_sections_after_the_old_generated_table() -> None:
@@ -78,3 +81,14 @@ def test_a_peer_not_run_says_so() -> None:
     assert "| single row vs MLServer | not run | >= 10x | not run |" in table
     assert "| single row vs KServe's Python model server | not run | >= 10x | not run |" in table
     assert "| MLServer 1.7 (xgboost runtime, v2, one [n, k] tensor) | not run | | | | | |" in table
+
+
+def test_the_json_keeps_every_other_benchs_keys(tmp_path: Path) -> None:
+    # make bench once dropped scale.py's run history (scale_runs), and the next make bench-scale
+    # then rewrote its growth table with one row.
+    document = tmp_path / "benchmarks.json"
+    document.write_text(json.dumps({"scale_runs": [{"pairs": 1000}], "scale": {"a": 1}, "measured": {"old": 1}}))
+    write_json(document, {"measured": {"new": 2}, "when": "now"})
+    assert json.loads(document.read_text()) == {
+        "scale_runs": [{"pairs": 1000}], "scale": {"a": 1}, "measured": {"new": 2}, "when": "now",
+    }  # fmt: skip
