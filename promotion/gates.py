@@ -505,7 +505,7 @@ def _earned_shift(evidence: Evidence, earned_improvement: float | None) -> str |
         return None
     return (
         f"; earned: {metric} {challenger:.4g} against the champion's {champion:.4g} on the same holdout "
-        f"({better:.1%} better, >= {earned_improvement:.0%})"
+        f"({better:.1%} better, >= {earned_improvement * 100:g}%)"
     )
 
 
