@@ -59,6 +59,11 @@ class BadRawValue(BadInput):
 _FLOAT32_MAX = 3.4028234663852886e38
 _INT64_LIMIT = 2.0**63
 _TIMESTAMP_YEARS = (1678, 2261)  # what int64 nanoseconds since the epoch hold
+COLUMNAR_ROWS = 32  # past this many records, a number or category field is first checked as a whole column
+_COLUMN_TYPES = {  # what fits without a closer look
+    "float": frozenset({float, int}), "int": frozenset({int}),
+    "category": frozenset({str, type(None), int, float}), "string": frozenset({str, type(None), int, float}),
+}  # fmt: skip
 
 
 RawField = tuple[str, str, "Bounds | None"]  # a field a raw record may carry: name, declared type, bounds
@@ -91,6 +96,8 @@ def check_raw_values(fitted: FittedSpec, records: list[Any], fields: list[RawFie
         BadRawValue: the first value that does not fit, naming ``records[i].field``.
     """
     fields = raw_fields(fitted) if fields is None else fields
+    if len(records) > COLUMNAR_ROWS:  # fields that fit as a whole column skip the row loop
+        fields = [field for field in fields if not _column_fits(records, field)]
     clipped: dict[str, int] = {}
     for index, record in enumerate(records):
         for name, kind, bounds in fields:
@@ -103,6 +110,34 @@ def check_raw_values(fitted: FittedSpec, records: list[Any], fields: list[RawFie
             if bounds is not None and _outside(record, name, bounds, fitted, index):
                 clipped[name] = clipped.get(name, 0) + 1
     return clipped
+
+
+def _column_fits(records: list[Any], field: RawField) -> bool:
+    """Whether every record's value of ``field`` fits (within its bounds): what the row loop would find.
+
+    False (the row loop then names or clips) at the first doubt: a record without it, a value of another
+    type (a whole float in an int column, a bool), a non-finite float, a value past its range or bounds.
+    """
+    name, kind, bounds = field
+    accepted = _COLUMN_TYPES.get(kind)
+    if accepted is None:
+        return False
+    try:
+        values = [record[name] for record in records]
+        if not set(map(type, values)) <= accepted or (kind == "float" and not all(map(math.isfinite, values))):
+            return False
+        if kind not in ("float", "int"):  # a category takes text, null, an int and a finite float
+            return all(math.isfinite(value) for value in values if type(value) is float)
+        low, high = min(values), max(values)
+    except (KeyError, TypeError, OverflowError):
+        return False
+    limit = _FLOAT32_MAX if kind == "float" else _INT64_LIMIT
+    if not (-limit <= low and (high <= limit if kind == "float" else high < limit)):
+        return False
+    if bounds is None:
+        return True
+    declared_low, declared_high, _ = bounds
+    return (declared_low is None or low >= declared_low) and (declared_high is None or high <= declared_high)
 
 
 def _check_value(fitted: FittedSpec, value: Any, kind: str, name: str, index: int) -> None:
@@ -146,7 +181,12 @@ def _bound(value: float | None) -> str:
 def _misfit(value: Any, kind: str) -> str | None:
     """Why ``value`` does not fit a column of type ``kind`` other than the time column (None: it fits)."""
     if kind in ("category", "string"):
-        ok = value is None or isinstance(value, str) or (type(value) in (int, float) and math.isfinite(value))
+        ok = (
+            value is None
+            or isinstance(value, str)
+            or type(value) is int
+            or (type(value) is float and math.isfinite(value))
+        )
         return None if ok else "send text or a number (or null) for a category"
     if value is None:
         return f"this {kind} field is not nullable; send a number"
@@ -154,7 +194,7 @@ def _misfit(value: Any, kind: str) -> str | None:
         return None if type(value) in (bool, int, float) and value in (0, 1) else "send true or false (or 1 or 0)"
     if type(value) not in (int, float):
         return f"send a JSON number for this {kind} field"
-    if not math.isfinite(value):
+    if type(value) is float and not math.isfinite(value):  # an int is finite (and may be too large for a float)
         return "send a finite number"
     if kind == "int":
         whole = type(value) is int or value.is_integer()

@@ -11,9 +11,10 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from modelyard.core.featurespec import Calendar, FeatureDef, FeatureSpec, FittedSpec
+from modelyard.deploy.serving import features as features_mod
 from modelyard.deploy.serving import runtime
 from modelyard.deploy.serving.errors import BadInput
-from modelyard.deploy.serving.features import ROW_PATH_ROWS, BadRawInput, BadRawValue, RawFeatures
+from modelyard.deploy.serving.features import COLUMNAR_ROWS, ROW_PATH_ROWS, BadRawInput, BadRawValue, RawFeatures
 from modelyard.deploy.serving.runtime import ModelStatus
 from modelyard.deploy.serving.schema import Feature, InputSchema
 
@@ -244,3 +245,41 @@ def test_a_clipped_value_is_served_at_its_bound_and_counted() -> None:
     assert prepared.matrix[:, 2].tolist() == [0.0, 10.0, 4.0]
     assert dict(prepared.clipped) == {"size": 2}
     assert dict(_bounded("clip").prepare([_record("2026-04-01T12:00:00Z")]).clipped) == {}
+
+
+@pytest.mark.parametrize("policy", ["refuse", "clip"])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("size", 12.5), ("size", -0.5), ("size", True), ("size", "3"), ("size", float("nan")), ("size", 10**400),
+        ("size", None), ("size", 3), ("kitchen_load", float("inf")), ("kitchen_load", 1e39), ("cuisine", ["x"]),
+        ("cuisine", 10**400), ("cuisine", float("nan")), ("cuisine", None), ("cuisine", 7), ("placed_at", 5),
+    ],
+)  # fmt: skip
+def test_a_large_request_is_checked_a_column_at_a_time_with_the_row_loops_outcome(
+    policy: str, field: str, value: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past COLUMNAR_ROWS a field that fits as a whole column skips the row loop: the answer must not change.
+    fitted = _bounded(policy).fitted
+    records = [_record("2026-04-01T12:00:00Z", size=float(i % 10)) for i in range(COLUMNAR_ROWS + 8)]
+    records[COLUMNAR_ROWS + 3][field] = value
+
+    def outcome(limit: int) -> object:
+        monkeypatch.setattr(features_mod, "COLUMNAR_ROWS", limit)
+        copies = [dict(record) for record in records]
+        try:
+            return features_mod.check_raw_values(fitted, copies), copies
+        except BadInput as exc:
+            return type(exc).__name__, exc.message, exc.field
+
+    assert outcome(COLUMNAR_ROWS) == outcome(10**9)
+
+
+def test_an_integer_too_large_for_a_float_is_a_422_naming_the_field_not_an_overflow() -> None:
+    # JSON integers have no size limit: 10**400 used to raise OverflowError out of the check.
+    with pytest.raises(BadRawValue) as caught:
+        _raw().prepare([_record("2026-04-01T12:00:00Z", size=10**400)])  # type: ignore[arg-type]
+    assert caught.value.field == "records[0].size"
+    assert "out of the model's float range" in caught.value.message
+    unknown = _raw().prepare([_record("2026-04-01T12:00:00Z", cuisine=10**400)])  # type: ignore[arg-type]
+    assert dict(unknown.unknown) == {"cuisine_code": 1}
