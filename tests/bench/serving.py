@@ -1223,8 +1223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def write_json(document: Path, results: dict[str, Any]) -> None:
     """Replace this bench's keys of ``document`` with ``results``; the other benches' keys stay as they are.
 
-    scale.py keeps its runs' history (``scale_runs``) in the same file: a list of only the keys other
-    benches had once lost it.
+    scale.py keeps its runs' history (``scale_runs``) in the same file. Keeping a fixed list of the
+    other benches' keys, instead of every key this run does not write, once lost that history.
     """
     kept = json.loads(document.read_text()) if document.exists() else {}
     document.write_text(json.dumps({**kept, **results}, indent=2) + "\n")
