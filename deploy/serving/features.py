@@ -13,7 +13,9 @@ checks feature values (:func:`check_raw_values`): a number where the column is a
 (finite, within float32 for a float, a whole number within int64 for an int; ``true`` and
 ``"12"`` are not numbers), ``true``/``false``/0/1 for a bool, text with an offset for the time
 column, a scalar for a category; ``null`` only for a category (the unknown code). Each
-refusal is a 422 naming ``records[i].field``.
+refusal is a 422 naming ``records[i].field``. The time column is parsed once, by the
+featuriser, when a time feature reads it: only a featurising that fails checks it, so a bad
+time gets the same answer, after any other field's refusal.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from modelyard.core.featurespec import Calendar, FeatureSpecError, FittedSpec, MissingInputError
+from modelyard.core.featurespec import (
+    TIME_KINDS,
+    Calendar,
+    FeatureSpecError,
+    FittedSpec,
+    MissingInputError,
+    Transformed,
+)
 from modelyard.core.featurespec.rows import RowPlan
 from modelyard.core.featurespec.spec import Bounds
 from modelyard.deploy.serving.errors import BadInput
@@ -278,7 +287,13 @@ class RawFeatures:
         sent = {*fitted.raw_inputs, *fitted.requested}
         self._derived_only = [name for name in fitted.names if name not in sent]
         self._rows = RowPlan.of(fitted)  # small requests: scalars, the batch's values (ADR 0031)
-        self._fields = raw_fields(fitted)
+        # The time column is parsed once, by the featuriser, when a time feature reads every record's
+        # time; only a featurising that fails checks it here, to name a bad one as the check does.
+        fields = raw_fields(fitted)
+        timed = any(feature.kind in TIME_KINDS for feature in fitted.spec.features)
+        deferred = [field for field in fields if timed and field[0] == fitted.spec.time_column]
+        self._fields = [field for field in fields if field not in deferred]
+        self._times = deferred
 
     def describe(self) -> dict[str, Any]:
         """What a client sends (for ``/readyz``)."""
@@ -341,6 +356,15 @@ class RawFeatures:
             if done is not None:
                 return Prepared(done.matrix.astype(np.float32), done.unknown, clipped)
         try:
+            transformed = self._batch(records, calendar)
+        except BadInput:
+            check_raw_values(self.fitted, records, self._times)  # a bad time: named as the check names it
+            raise
+        return Prepared(transformed.matrix.astype(np.float32), transformed.unknown, clipped)
+
+    def _batch(self, records: list[Any], calendar: Calendar | None) -> Transformed:
+        """The batch path: the records' columns through ``fitted.transform_counted``."""
+        try:
             columns = self.fitted.columns_from_records(records)
         except MissingInputError as exc:
             raise BadRawInput(str(exc), field=_missing_field(records, self._sent_fields())) from None
@@ -352,7 +376,7 @@ class RawFeatures:
             raise BadRawInput(str(exc), field="records") from None
         except (TypeError, ValueError) as exc:
             raise _bad_value(self.fitted, records, exc) from None
-        return Prepared(transformed.matrix.astype(np.float32), transformed.unknown, clipped)
+        return transformed
 
     def _sent_fields(self) -> list[str]:
         return [*self.fitted.raw_inputs, *self.fitted.requested]

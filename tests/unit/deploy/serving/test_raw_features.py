@@ -283,3 +283,35 @@ def test_an_integer_too_large_for_a_float_is_a_422_naming_the_field_not_an_overf
     assert "out of the model's float range" in caught.value.message
     unknown = _raw().prepare([_record("2026-04-01T12:00:00Z", cuisine=10**400)])  # type: ignore[arg-type]
     assert dict(unknown.unknown) == {"cuisine_code": 1}
+
+
+@pytest.mark.parametrize("rows", [1, ROW_PATH_ROWS + 1, COLUMNAR_ROWS + 8])
+@pytest.mark.parametrize(
+    "value",
+    [5, None, ["x"], "yesterday", "2026-04-01T12:00:00", "1500-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00"],
+)
+def test_a_bad_time_is_named_as_the_check_names_it_though_the_featuriser_parses_it(rows: int, value: object) -> None:
+    # The time column is parsed once, by the featuriser; a bad one still gets the check's own answer.
+    raw = _raw()
+    records = [_record("2026-04-01T12:00:00Z") for _ in range(rows)]
+    records[rows // 2]["placed_at"] = value
+    with pytest.raises(BadInput) as served:
+        raw.prepare([dict(record) for record in records])
+    with pytest.raises(BadInput) as checked:
+        features_mod.check_raw_values(raw.fitted, records)
+    assert (type(served.value), served.value.message, served.value.field) == (
+        type(checked.value),
+        checked.value.message,
+        checked.value.field,
+    )
+    assert served.value.field == f"records[{rows // 2}].placed_at"
+
+
+@pytest.mark.parametrize("rows", [1, ROW_PATH_ROWS + 1, COLUMNAR_ROWS + 8])
+def test_a_good_request_parses_its_times_once(rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    def second_parse(value: object, fitted: FittedSpec) -> None:
+        raise AssertionError(f"the check parsed {value!r} again")
+
+    monkeypatch.setattr(features_mod, "_time_problem", second_parse)
+    prepared = _raw().prepare([_record("2026-04-01T12:00:00Z") for _ in range(rows)])
+    assert prepared.matrix[:, 0].tolist() == [14.0] * rows  # 12:00Z is 14:00 in Berlin's summer time
