@@ -49,7 +49,7 @@ from modelyard.pipeline.ingest_errors import (
     UnsupportedFormatError,
 )
 from modelyard.pipeline.ingest_types import UNKNOWN_REGION, BadRow, FileRead, texts, type_chunk
-from modelyard.pipeline.readers import LINE_COLUMN, no_duplicates, read_chunks
+from modelyard.pipeline.readers import LINE_COLUMN, no_duplicates, numbering, read_chunks
 from modelyard.pipeline.spill import RegionSpill
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def read_dataset(
     """
 
     notes: list[str] = []
-    reads = [FileRead(path, dataset, regions, notes) for path in input_files(source)]
+    reads = [FileRead(path, dataset, regions, notes, numbering=numbering(path)) for path in input_files(source)]
     chunks = (chunk for read in reads for chunk in _read_one(read, required))
     if spill is None:
         frame = _concat(list(chunks))

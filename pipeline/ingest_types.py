@@ -81,6 +81,14 @@ class FileRead:
     malformed: list[tuple[int, str]] = field(default_factory=list)  # under bad_rows: fail
     refused: Counter[tuple[str, str]] = field(default_factory=Counter)  # under undeclared_regions: fail
     width: int = 0  # fields in the header
+    # How a row's number (its LINE_COLUMN) is named in a message: a CSV's line, or a data row from 1.
+    numbering: str = "on line {}"
+
+    def where(self, frame: pd.DataFrame, mask: pd.Series) -> str:
+        """' on line 12' (``numbering``) of the first row of ``mask``; '' when the frame's rows are not numbered."""
+        if LINE_COLUMN not in frame.columns or not mask.any():
+            return ""
+        return " " + self.numbering.format(int(frame[LINE_COLUMN][mask].iloc[0]))
 
     @property
     def quarantine(self) -> bool:
@@ -167,11 +175,11 @@ def type_chunk(frame: pd.DataFrame, read: FileRead) -> pd.DataFrame:
             continue
         try:
             if column.type == "timestamp":
-                frame[name] = _timestamps(frame[name], frame[dataset.region_column], read, position)
+                frame[name] = _timestamps(frame, name, read, position)
             elif column.type in ("float", "int"):
-                frame[name] = _numbers(frame[name], read.path, whole=column.type == "int")
+                frame[name] = _numbers(frame, name, read, whole=column.type == "int")
             elif column.type == "bool":
-                frame[name] = _booleans(frame[name], read.path)
+                frame[name] = _booleans(frame, name, read)
             else:
                 frame[name] = texts(frame[name]).astype("str")
         except _BadValues as exc:
@@ -227,66 +235,84 @@ def texts(values: pd.Series) -> pd.Series:
     return values.map(as_text, na_action="ignore")
 
 
-def _booleans(values: pd.Series, path: Path) -> pd.Series:
+def _booleans(frame: pd.DataFrame, name: str, read: FileRead) -> pd.Series:
     import pandas as pd
 
+    values = frame[name]
     text = values.astype(str).str.strip().str.lower()
     parsed = pd.Series(float("nan"), index=values.index)
     parsed[text.isin(TRUE_TEXT)] = 1.0
     parsed[text.isin(FALSE_TEXT)] = 0.0
     bad = values.notna() & parsed.isna()
     if bad.any():
-        raise _bad_values(ColumnTypeError, values, bad, parsed, path, "a boolean", "use true/false or 1/0")
+        raise _bad_values(ColumnTypeError, frame, name, bad, parsed, read, "a boolean", "use true/false or 1/0")
     return parsed.astype("int64") if parsed.notna().all() else parsed
 
 
-def _numbers(values: pd.Series, path: Path, *, whole: bool) -> pd.Series:
+def _numbers(frame: pd.DataFrame, name: str, read: FileRead, *, whole: bool) -> pd.Series:
     import pandas as pd
 
+    values = frame[name]
     parsed = pd.to_numeric(values, errors="coerce")
     bad = values.notna() & parsed.isna()
     if bad.any():
         raise _bad_values(
-            ColumnTypeError, values, bad, parsed.astype("float64"), path, "a number", "expected a number in every row"
+            ColumnTypeError, frame, name, bad, parsed.astype("float64"), read, "a number", "write a number in every row"
         )
     parsed = parsed.astype("float64")
     return _whole(parsed) if whole else parsed
 
 
-def _timestamps(values: pd.Series, regions: pd.Series, read: FileRead, position: int) -> pd.Series:
-    """UTC instants of ``values``; naive times by the dataset's policy, unparseable ones a problem."""
+def _timestamps(frame: pd.DataFrame, name: str, read: FileRead, position: int) -> pd.Series:
+    """UTC instants of column ``name``; naive times by the dataset's policy, unparseable ones a problem."""
     import pandas as pd
 
+    values, regions = frame[name], frame[read.dataset.region_column]
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return _naive(values, values.notna(), regions, read, position)
+        return _naive(values, values.notna(), regions, read, position, read.where(frame, values.notna()))
     parsed = _parse_times(values, utc=True)
     bad = values.notna() & parsed.isna()
     text = values.astype(str).str.strip()
     naive = values.notna() & ~bad & ~text.str.contains(OFFSET_PATTERN, regex=True)
     if naive.any():
         local = _parse_times(values.where(naive), utc=False)
-        parsed = parsed.where(~naive, _naive(local, naive, regions, read, position))
+        parsed = parsed.where(~naive, _naive(local, naive, regions, read, position, read.where(frame, naive)))
     if bad.any():
         raise _bad_values(
-            TimestampError, values, bad, parsed, read.path, "a timestamp", "use ISO 8601 such as 2026-01-05T08:30:00Z"
+            TimestampError, frame, name, bad, parsed, read, "a timestamp", "use ISO 8601 such as 2026-01-05T08:30:00Z"
         )
     return parsed
 
 
+def counted(count: int, one: str, many: str) -> str:
+    """'1 value' or '3 values'."""
+    return f"{count} {one if count == 1 else many}"
+
+
 def _bad_values(
-    error: type[IngestError], values: pd.Series, bad: pd.Series, parsed: pd.Series, path: Any, kind: str, fix: str
+    error: type[IngestError],
+    frame: pd.DataFrame,
+    name: str,
+    bad: pd.Series,
+    parsed: pd.Series,
+    read: FileRead,
+    kind: str,
+    fix: str,
 ) -> _BadValues:
-    """The problem of column ``values``'s ``bad`` rows: each is not ``kind`` ("a number"); ``fix`` says what to do."""
-    name = values.name
+    """The problem of column ``name``'s ``bad`` rows: each is not ``kind`` ("a number"); ``fix`` says what to do.
+
+    The example is the first bad value and where it is (``FileRead.where``: ' on line 12').
+    """
+    path, some = read.path, f"values that are not {kind.split(' ', 1)[1]}s"
     problem = Problem(
         error,
         int(bad.sum()),
-        values[bad].iloc[0],
+        (frame[name][bad].iloc[0], read.where(frame, bad)),
         lambda count, example: (
-            f"{path}: column '{name}' has {count} values that are not {kind.split(' ', 1)[1]}s "
-            f"(e.g. {example!r}); {fix}"
+            f"{path}: column '{name}' has {counted(count, f'value that is not {kind}', some)} "
+            f"(e.g. {example[0]!r}{example[1]}); {fix}"
         ),
     )
     return _BadValues(problem, bad, parsed, f"column '{name}': not {kind}")
@@ -303,15 +329,20 @@ def _parse_times(values: pd.Series, *, utc: bool) -> pd.Series:
     return parsed
 
 
-def _naive(wall: pd.Series, naive: pd.Series, regions: pd.Series, read: FileRead, position: int) -> pd.Series:
-    """UTC instants of the naive wall times ``wall[naive]``, by the dataset's ``naive_timestamps``."""
+def _naive(
+    wall: pd.Series, naive: pd.Series, regions: pd.Series, read: FileRead, position: int, where: str
+) -> pd.Series:
+    """UTC instants of the naive wall times ``wall[naive]``, by the dataset's ``naive_timestamps``.
+
+    ``where``: the first naive time's place in the file (' on line 12'), for a refusal.
+    """
     import pandas as pd
 
     count, dataset, name, path = int(naive.sum()), read.dataset, wall.name, read.path
     if not count:
         return wall.dt.tz_localize("UTC")
     if dataset.naive_timestamps == "refuse":
-        example = (wall[naive].iloc[0], regions[naive].iloc[0])
+        example = (wall[naive].iloc[0], regions[naive].iloc[0], where)
         read.problem((position, 1), Problem(NaiveTimestampError, count, example, _refused_naive(read, str(name))))
         return wall.dt.tz_localize("UTC")
     if dataset.naive_timestamps == "utc":
@@ -341,10 +372,10 @@ def _naive(wall: pd.Series, naive: pd.Series, regions: pd.Series, read: FileRead
 
 def _refused_naive(read: FileRead, name: str) -> Callable[[int, Any], str]:
     def message(count: int, example: Any) -> str:
-        wall, region = example
+        wall, region, where = example
         return (
-            f"{read.path}: column '{name}' has {count} timestamps without a UTC offset "
-            f"(e.g. {str(wall)!r}); write them with the offset of their place "
+            f"{read.path}: column '{name}' has {counted(count, 'timestamp', 'timestamps')} without a UTC offset "
+            f"(e.g. {str(wall)!r}{where}); write them with the offset of their place "
             f"({_offset_hint(wall, region, read.regions)}), or set "
             "naive_timestamps: region_local (each region's own zone) or naive_timestamps: utc "
             f"on dataset '{read.dataset.name}'"

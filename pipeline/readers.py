@@ -41,6 +41,11 @@ def no_duplicates(path: Path, names: list[str], where: str) -> None:
 Chunk = tuple["pd.DataFrame", list[tuple[int, str]]]
 
 
+def numbering(path: Path) -> str:
+    """How a row's number (:data:`LINE_COLUMN`) reads in a message: a CSV's line, a Parquet file's row from 1."""
+    return "in row {}" if path.suffix.lower() in PARQUET_SUFFIXES else "on line {}"
+
+
 def read_chunks(path: Path, numeric: Collection[str] = ()) -> Iterator[Chunk]:
     """The file's rows as read (CSV: text, plain numbers of ``numeric`` columns as floats) with their line
     numbers, chunk by chunk, and its malformed lines."""

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from modelyard.core.config import Dataset
     from modelyard.core.featurespec import FeatureDef, FittedSpec
+    from modelyard.pipeline.ingest_types import FileRead
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -256,8 +257,11 @@ def _csv_batches(path: Any, columns: list[str]) -> Iterator[pa.RecordBatch]:
         yield from reader
 
 
-def typed_chunk(path: Any, batch: pa.RecordBatch, first_row: int, layout: Layout) -> Chunk:
+def typed_chunk(path: Any, batch: pa.RecordBatch, first_row: int, layout: Layout, file_row: int = 0) -> Chunk:
     """A raw batch renamed, cut to the pair's region and typed as the data stage types the dataset.
+
+    ``first_row``: the batch's first row's position in the whole input (the ``input_row`` key);
+    ``file_row``: in its file, from 0. A refused value is named by its row in its file, from 1.
 
     Raises:
         BatchInputError: a value does not parse, or a column the version needs is empty where it may not be.
@@ -266,12 +270,14 @@ def typed_chunk(path: Any, batch: pa.RecordBatch, first_row: int, layout: Layout
 
     from modelyard.pipeline.ingest_errors import IngestError
     from modelyard.pipeline.ingest_types import FileRead, texts, typed
+    from modelyard.pipeline.readers import LINE_COLUMN
 
     dataset = layout.dataset
     frame = batch.to_pandas().rename(columns=dataset.renames)
     if _suffix(path) in CSV_SUFFIXES:
         frame = frame.astype(object)  # text and None, as the data stage reads a CSV
     rows = np.arange(first_row, first_row + len(frame), dtype=np.int64)
+    frame[LINE_COLUMN] = np.arange(file_row + 1, file_row + 1 + len(frame), dtype=np.int64)
     region_column = dataset.region_column
     if region_column in frame.columns:
         keep = (texts(frame[region_column]) == layout.region).to_numpy()  # text as the data stage reads it
@@ -280,29 +286,40 @@ def typed_chunk(path: Any, batch: pa.RecordBatch, first_row: int, layout: Layout
         frame[region_column] = layout.region
     try:
         # The data stage's own typing: the one definition of a dataset's types.
-        frame = typed(frame, FileRead(cast(Path, path), dataset, {layout.region: layout.zone}, []))
+        read = FileRead(cast(Path, path), dataset, {layout.region: layout.zone}, [], numbering=_numbering(path))
+        frame = typed(frame, read)
     except IngestError as exc:
         raise BatchInputError(str(exc)) from exc
-    _check_requested(path, frame, layout)
-    _check_nulls(path, frame, layout)
+    _check_requested(read, frame, layout)
+    _check_nulls(read, frame, layout)
     return Chunk(str(path), frame, rows)
 
 
-def _check_requested(path: Any, frame: pd.DataFrame, layout: Layout) -> None:
+def _numbering(path: Any) -> str:
+    """A batch input's rows are named by their row in the file (pyarrow's CSV reader does not count lines)."""
+    return "in row {}" if _suffix(path) not in CSV_SUFFIXES else "in row {} after the header"
+
+
+def _check_requested(read: FileRead, frame: pd.DataFrame, layout: Layout) -> None:
     import pandas as pd
+
+    from modelyard.pipeline.ingest_types import counted
 
     for name in layout.requested:
         parsed = pd.to_numeric(frame[name], errors="coerce")
         bad = frame[name].notna() & parsed.isna()
         if bad.any():
             raise BatchInputError(
-                f"{path}: column '{name}' (a window aggregate) has {int(bad.sum())} values that are not numbers "
-                f"(e.g. {frame[name][bad].iloc[0]!r}); write a number in every row"
+                f"{read.path}: column '{name}' (a window aggregate) has "
+                f"{counted(int(bad.sum()), 'value that is not a number', 'values that are not numbers')} "
+                f"(e.g. {frame[name][bad].iloc[0]!r}{read.where(frame, bad)}); write a number in every row"
             )
         frame[name] = parsed.astype("float64")
 
 
-def _check_nulls(path: Any, frame: pd.DataFrame, layout: Layout) -> None:
+def _check_nulls(read: FileRead, frame: pd.DataFrame, layout: Layout) -> None:
+    from modelyard.pipeline.ingest_types import counted
+
     columns = layout.dataset.columns
     for name in layout.raw:
         column = columns.get(name)
@@ -312,8 +329,9 @@ def _check_nulls(path: Any, frame: pd.DataFrame, layout: Layout) -> None:
         empty = frame[name].isna()
         if not may_be_null and empty.any():
             raise BatchInputError(
-                f"{path}: column '{name}' is empty in {int(empty.sum())} rows of region '{layout.region}'; "
-                f"dataset '{layout.dataset.name}' declares it not nullable: fill it, or drop those rows"
+                f"{read.path}: column '{name}' is empty in {counted(int(empty.sum()), 'row', 'rows')} of region "
+                f"'{layout.region}' (first{read.where(frame, empty)}); dataset '{layout.dataset.name}' declares it "
+                "not nullable: fill it, or drop those rows"
             )
 
 

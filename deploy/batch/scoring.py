@@ -286,9 +286,10 @@ def _chunks(tables: list[tuple[Any, list[str]]], layout: inputs.Layout, chunk_ro
     offset = 0
     for path, names in tables:
         columns = inputs.source_columns(names, layout)
+        in_file = 0
         for batch in inputs.raw_batches(path, columns, chunk_rows):
-            chunk = inputs.typed_chunk(path, batch, offset, layout)
-            offset += batch.num_rows
+            chunk = inputs.typed_chunk(path, batch, offset, layout, file_row=in_file)
+            offset, in_file = offset + batch.num_rows, in_file + batch.num_rows
             if not chunk.frame.empty:
                 yield chunk
 

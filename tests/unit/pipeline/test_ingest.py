@@ -75,7 +75,8 @@ def test_naive_timestamps_are_refused_or_taken_as_utc_by_the_dataset_setting(dat
     path = tmp_path / "t.csv"
     path.write_text("event_time,region\n2026-01-05 08:00:00,jakarta\n2026-01-05T15:00:00+07:00,jakarta\n")
     with pytest.raises(
-        NaiveTimestampError, match="column 'event_time' has 1 timestamps without a UTC offset"
+        NaiveTimestampError,
+        match=r"column 'event_time' has 1 timestamp without a UTC offset \(e.g. '2026-01-05 08:00:00' on line 2\)",
     ) as caught:
         read_dataset(path, dataset)
     assert str(path) in str(caught.value)
@@ -112,13 +113,18 @@ def test_renames_map_source_names_and_regions_are_whatever_the_data_holds(datase
         ("b.csv", "\n\n", EmptyFileError, "no header and no rows"),
         ("b.csv", "event_time,region\n", HeaderOnlyError, "header but no rows"),
         ("b.csv", "event_time,place\n2026-01-05,jakarta\n", MissingColumnError, "missing column(s) 'region'"),
-        ("b.csv", "event_time,region\nsoon,jakarta\n", TimestampError, "column 'event_time' has 1 values"),
+        (
+            "b.csv",
+            "event_time,region\nsoon,jakarta\n",
+            TimestampError,
+            "column 'event_time' has 1 value that is not a timestamp (e.g. 'soon' on line 2)",
+        ),
         ("b.csv", "event_time,region,region\n2026-01-05Z,a,b\n", DuplicateColumnError, "'region' (2 times)"),
         (
             "b.csv",
             "event_time,region,driver_rating\n2026-01-05T00:00Z,jakarta,five\n",
             ColumnTypeError,
-            "column 'driver_rating' has 1 values that are not numbers (e.g. 'five')",
+            "column 'driver_rating' has 1 value that is not a number (e.g. 'five' on line 2)",
         ),
     ],
 )
@@ -158,3 +164,14 @@ def test_nulls_survive_ingest_for_validation_to_count(config: Config, bookings: 
     frame.to_csv(path, index=False)
     out = read_bookings(path)
     assert out["accepted"].isna().sum() == 5
+
+
+def test_a_bad_value_in_a_parquet_file_is_named_by_its_row(dataset: Dataset, tmp_path: Path) -> None:
+    path = tmp_path / "b.parquet"
+    ratings = ["4.5", "4.1", "five", "4.9"]
+    pd.DataFrame(
+        {"event_time": ["2026-01-05T00:00Z"] * 4, "region": ["jakarta"] * 4, "driver_rating": ratings}
+    ).to_parquet(path)
+    with pytest.raises(ColumnTypeError) as caught:
+        read_dataset(path, dataset)
+    assert "column 'driver_rating' has 1 value that is not a number (e.g. 'five' in row 3)" in str(caught.value)

@@ -128,7 +128,7 @@ def test_many_chunks_give_the_rows_counts_and_notes_of_one_pass(
             lambda lines: [line.replace(".5,", "x,", 1) if i % 100 == 99 else line for i, line in enumerate(lines)],
             "",
             "region_local",
-            "column 'distance' has 4 values that are not numbers (e.g. '199x')",
+            "column 'distance' has 4 values that are not numbers (e.g. '199x' on line 101)",
         ),
         (lambda lines: lines, "undeclared_regions: fail", "region_local", "200 rows of regions the config does not"),
         (lambda lines: lines, "", "refuse", "column 'dep_time' has 400 timestamps without a UTC offset"),

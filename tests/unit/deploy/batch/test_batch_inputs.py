@@ -10,7 +10,7 @@ import pytest
 
 from modelyard.core.config import PairView, load_config
 from modelyard.core.featurespec import FittedSpec
-from modelyard.deploy.batch import inputs
+from modelyard.deploy.batch import inputs, scoring
 from modelyard.deploy.batch.errors import BatchInputError
 from modelyard.deploy.batch.scoring import layout_for
 
@@ -55,7 +55,9 @@ def chunks_of(path: Path, layout: inputs.Layout, chunk_rows: int) -> list[inputs
     columns = inputs.source_columns(inputs.header(path), layout)
     out, offset = [], 0
     for batch in inputs.raw_batches(path, columns, chunk_rows):
-        out.append(inputs.typed_chunk(path, batch, offset, layout))
+        out.append(
+            inputs.typed_chunk(path, batch, offset, layout, file_row=offset)
+        )  # one file: its rows are the input's
         offset += batch.num_rows
     return out
 
@@ -149,8 +151,29 @@ def test_a_value_that_does_not_parse_names_the_file_and_the_column(
     path = tmp_path / "bad.csv"
     table.to_csv(path, index=False)
     layout = layout_for(pair, fitted, fitted.names, [inputs.header(path)])
-    with pytest.raises(BatchInputError, match=r"bad\.csv: column 'driver_rating' has 1 values that are not numbers"):
+    with pytest.raises(
+        BatchInputError,
+        match=r"bad\.csv: column 'driver_rating' has 1 value that is not a number "
+        r"\(e.g. 'five stars' in row 4 after the header\)",
+    ):
         chunks_of(path, layout, chunk_rows=100)
+
+
+def test_a_bad_value_is_named_by_its_row_in_its_own_file_whatever_the_chunk(
+    pair: PairView, fitted: FittedSpec, tmp_path: Path
+) -> None:
+    # Two Parquet files read in chunks of 4 rows: the bad value is the second file's 7th row (its second chunk).
+    first, second = raw_table(10), raw_table(10).astype({"driver_rating": str})  # a text column, as some exports
+    second.loc[6, "driver_rating"] = "n/a?"
+    first.to_parquet(tmp_path / "a.parquet")
+    second.to_parquet(tmp_path / "b.parquet")
+    files = inputs.input_files(str(tmp_path / "*.parquet"))
+    tables = [(path, inputs.header(path)) for path in files]
+    layout = layout_for(pair, fitted, fitted.names, [names for _, names in tables])
+    with pytest.raises(BatchInputError) as caught:
+        list(scoring._chunks(tables, layout, chunk_rows=4))
+    assert str(caught.value).startswith(f"{tmp_path / 'b.parquet'}: column 'driver_rating' has 1 value that is not")
+    assert "(e.g. 'n/a?' in row 7); write a number in every row" in str(caught.value)
 
 
 def test_an_empty_value_where_the_dataset_forbids_it_is_refused(
@@ -161,7 +184,11 @@ def test_an_empty_value_where_the_dataset_forbids_it_is_refused(
     path = tmp_path / "empty.csv"
     table.to_csv(path, index=False)
     layout = layout_for(pair, fitted, fitted.names, [inputs.header(path)])
-    with pytest.raises(BatchInputError, match=r"column 'surge_multiplier' is empty in 1 rows.*not nullable"):
+    with pytest.raises(
+        BatchInputError,
+        match=r"column 'surge_multiplier' is empty in 1 row of region 'jakarta' "
+        r"\(first in row 1 after the header\).*not nullable",
+    ):
         chunks_of(path, layout, chunk_rows=100)
 
 
