@@ -86,7 +86,9 @@ def raw_fields(fitted: FittedSpec) -> list[RawField]:
     return [(name, kind, bounds.get(name) if kind in ("int", "float") else None) for name, kind in kinds]
 
 
-def check_raw_values(fitted: FittedSpec, records: list[Any], fields: list[RawField] | None = None) -> dict[str, int]:
+def check_raw_values(
+    fitted: FittedSpec, records: list[Any], fields: list[RawField] | None = None, calendar: Calendar | None = None
+) -> dict[str, int]:
     """Refuse a raw value that does not fit its declared column (see the module's docstring).
 
     Window aggregates (requested by name) are floats. A field a record lacks is left to the
@@ -97,6 +99,8 @@ def check_raw_values(fitted: FittedSpec, records: list[Any], fields: list[RawFie
         fitted: The version's spec.
         records: The request's records.
         fields: :func:`raw_fields` of ``fitted``, worked out once by the caller (default: now).
+        calendar: The request's region's (a pooled model serving a region, ADR 0015): a time without an
+            offset is answered with that region's offset. Default: the version's own.
 
     Returns:
         How many values were clipped, per field.
@@ -105,6 +109,7 @@ def check_raw_values(fitted: FittedSpec, records: list[Any], fields: list[RawFie
         BadRawValue: the first value that does not fit, naming ``records[i].field``.
     """
     fields = raw_fields(fitted) if fields is None else fields
+    calendar = calendar or fitted.calendar
     if len(records) > COLUMNAR_ROWS:  # fields that fit as a whole column skip the row loop
         fields = [field for field in fields if not _column_fits(records, field)]
     clipped: dict[str, int] = {}
@@ -115,7 +120,7 @@ def check_raw_values(fitted: FittedSpec, records: list[Any], fields: list[RawFie
             value = record[name]
             # An ordinary float in a float column fits (NaN and inf fail the comparison): no call.
             if not (kind == "float" and type(value) is float and -_FLOAT32_MAX <= value <= _FLOAT32_MAX):
-                _check_value(fitted, value, kind, name, index)
+                _check_value(fitted, value, kind, name, index, calendar)
             if bounds is not None and _outside(record, name, bounds, fitted, index):
                 clipped[name] = clipped.get(name, 0) + 1
     return clipped
@@ -149,19 +154,18 @@ def _column_fits(records: list[Any], field: RawField) -> bool:
     return (declared_low is None or low >= declared_low) and (declared_high is None or high <= declared_high)
 
 
-def _check_value(fitted: FittedSpec, value: Any, kind: str, name: str, index: int) -> None:
+def _check_value(fitted: FittedSpec, value: Any, kind: str, name: str, index: int, calendar: Calendar) -> None:
     """Raise the 422 (or, for a time without an offset, the 400) naming ``records[index].name`` if ``value`` misfits."""
     where = f"records[{index}].{name}"
     if kind == "timestamp":
-        problem, wall = _time_problem(value, fitted)
+        problem, wall = _time_problem(value, calendar)
     else:
         problem, wall = _misfit(value, kind), None
     if problem is not None:
         raise BadRawValue(f"family '{fitted.spec.family}': field '{name}' is {shown(value)}: {problem}", field=where)
     if wall is not None:
-        raise BadRawInput(
-            f"family '{fitted.spec.family}': field '{name}' is {shown(value)}: {_naive_hint(wall, fitted)}", field=where
-        )
+        hint = _naive_hint(wall, calendar)
+        raise BadRawInput(f"family '{fitted.spec.family}': field '{name}' is {shown(value)}: {hint}", field=where)
 
 
 def _outside(record: Any, name: str, bounds: Bounds, fitted: FittedSpec, index: int) -> bool:
@@ -211,15 +215,15 @@ def _misfit(value: Any, kind: str) -> str | None:
     return None if abs(value) <= _FLOAT32_MAX else "out of the model's float range (|x| <= 3.4e38)"
 
 
-def _time_problem(value: Any, fitted: FittedSpec) -> tuple[str | None, dt.datetime | None]:
+def _time_problem(value: Any, calendar: Calendar) -> tuple[str | None, dt.datetime | None]:
     """Why a time value does not fit (None: it fits), and its wall time when it is text without an offset."""
     example = dt.datetime(2026, 6, 1, 8)
     if not isinstance(value, str):
-        return f"send the time as ISO-8601 text with an offset, e.g. {_with_offset(example, fitted)}", None
+        return f"send the time as ISO-8601 text with an offset, e.g. {_with_offset(example, calendar)}", None
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:  # what the featuriser parses with (core.featurespec.times)
-        return f"not an ISO-8601 time; send it with an offset, e.g. {_with_offset(example, fitted)}", None
+        return f"not an ISO-8601 time; send it with an offset, e.g. {_with_offset(example, calendar)}", None
     try:
         year = moment.astimezone(dt.UTC).year if moment.tzinfo is not None else moment.year
     except OverflowError:
@@ -230,21 +234,21 @@ def _time_problem(value: Any, fitted: FittedSpec) -> tuple[str | None, dt.dateti
     return None, (moment if moment.tzinfo is None else None)
 
 
-def _naive_hint(wall: dt.datetime, fitted: FittedSpec) -> str:
+def _naive_hint(wall: dt.datetime, calendar: Calendar) -> str:
     """'no UTC offset, ...; send 2026-06-01T08:00:00+07:00 (the offset of region ...) or the UTC time with Z'."""
     return (
-        f"no UTC offset, so its local time is unknown; send {_with_offset(wall, fitted)} "
-        f"(the offset of region '{fitted.calendar.region}', {fitted.calendar.timezone}, at that time) "
+        f"no UTC offset, so its local time is unknown; send {_with_offset(wall, calendar)} "
+        f"(the offset of region '{calendar.region}', {calendar.timezone}, at that time) "
         "or the UTC time with Z"
     )
 
 
-def _with_offset(wall: dt.datetime, fitted: FittedSpec) -> str:
-    """The wall time ``wall`` written with the offset it has in the version's region, e.g. 2026-06-01T08:00:00+07:00."""
+def _with_offset(wall: dt.datetime, calendar: Calendar) -> str:
+    """The wall time ``wall`` written with the offset it has in ``calendar``'s zone, e.g. 2026-06-01T08:00:00+07:00."""
     import zoneinfo
 
     try:
-        return wall.replace(tzinfo=zoneinfo.ZoneInfo(fitted.calendar.timezone)).isoformat()
+        return wall.replace(tzinfo=zoneinfo.ZoneInfo(calendar.timezone)).isoformat()
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OverflowError):
         return wall.isoformat() + "+HH:MM"  # a zone this host does not know: the format is still the hint
 
@@ -350,7 +354,7 @@ class RawFeatures:
     def _featurise(self, records: list[Any], calendar: Calendar | None = None) -> Prepared:
         import numpy as np
 
-        clipped = check_raw_values(self.fitted, records, self._fields)
+        clipped = check_raw_values(self.fitted, records, self._fields, calendar)
         if self._rows is not None and len(records) <= ROW_PATH_ROWS:
             done = self._rows.transform_counted(records, calendar)
             if done is not None:
@@ -358,7 +362,7 @@ class RawFeatures:
         try:
             transformed = self._batch(records, calendar)
         except BadInput:
-            check_raw_values(self.fitted, records, self._times)  # a bad time: named as the check names it
+            check_raw_values(self.fitted, records, self._times, calendar)  # a bad time: named as the check names it
             raise
         return Prepared(transformed.matrix.astype(np.float32), transformed.unknown, clipped)
 

@@ -309,9 +309,27 @@ def test_a_bad_time_is_named_as_the_check_names_it_though_the_featuriser_parses_
 
 @pytest.mark.parametrize("rows", [1, ROW_PATH_ROWS + 1, COLUMNAR_ROWS + 8])
 def test_a_good_request_parses_its_times_once(rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    def second_parse(value: object, fitted: FittedSpec) -> None:
+    def second_parse(value: object, calendar: Calendar) -> None:
         raise AssertionError(f"the check parsed {value!r} again")
 
     monkeypatch.setattr(features_mod, "_time_problem", second_parse)
     prepared = _raw().prepare([_record("2026-04-01T12:00:00Z") for _ in range(rows)])
     assert prepared.matrix[:, 0].tolist() == [14.0] * rows  # 12:00Z is 14:00 in Berlin's summer time
+
+
+@pytest.mark.parametrize("rows", [1, COLUMNAR_ROWS + 8])
+def test_a_time_without_an_offset_is_answered_with_the_requests_regions_offset(rows: int) -> None:
+    # A pooled model fitted on Berlin's calendar serving Lisbon (ADR 0015): the hint is Lisbon's, not Berlin's.
+    lisbon = Calendar("LIS", "Europe/Lisbon", ())
+    records = [_record("2026-07-01T12:00:00Z") for _ in range(rows)]
+    records[-1]["placed_at"] = "2026-07-01T12:00:00"
+    with pytest.raises(BadRawInput) as caught:
+        _raw().prepare(records, lisbon)
+    assert "send 2026-07-01T12:00:00+01:00 (the offset of region 'LIS', Europe/Lisbon, at that time)" in (
+        caught.value.message
+    )
+    with pytest.raises(BadRawInput) as own:
+        _raw().prepare(records)
+    assert (
+        "send 2026-07-01T12:00:00+02:00 (the offset of region 'BER', Europe/Berlin, at that time)" in own.value.message
+    )
