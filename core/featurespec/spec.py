@@ -342,6 +342,15 @@ class FittedSpec:
         edges = {k: tuple(float(v) for v in values) for k, values in data.get("edges", {}).items()}
         return cls(spec, Calendar.from_dict(data["calendar"]), vocabularies, edges)
 
+    def _sent(self) -> str:
+        """'send: a, b, c' and the online aggregates a server looks up when a row does not carry them."""
+        looked_up = {f.name: str(f.key) for f in self.online}
+        sent = ", ".join(name for name in [*self.raw_inputs, *self.requested] if name not in looked_up)
+        if not looked_up:
+            return f"send: {sent}"
+        online = ", ".join(f"{name} (by {key})" for name, key in looked_up.items())
+        return f"send: {sent}; looked up when not sent: {online}"
+
     def columns_from_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         """Columnar raw inputs from JSON-like rows (what a server receives), typed by the declaration.
 
@@ -356,8 +365,7 @@ class FittedSpec:
                 values = [record[name] for record in records]
             except KeyError:
                 raise MissingInputError(
-                    f"family '{self.spec.family}': a row has no field '{name}' (send: "
-                    f"{', '.join([*self.raw_inputs, *self.requested])})"
+                    f"family '{self.spec.family}': a row has no field '{name}' ({self._sent()})"
                 ) from None
             kind = self.spec.columns.get(name, "float")
             out[name] = np.array(values, dtype=object if kind in ("category", "string", "timestamp") else np.float64)

@@ -333,3 +333,16 @@ def test_a_time_without_an_offset_is_answered_with_the_requests_regions_offset(r
     assert (
         "send 2026-07-01T12:00:00+02:00 (the offset of region 'BER', Europe/Berlin, at that time)" in own.value.message
     )
+
+
+def test_a_missing_field_lists_what_to_send_apart_from_the_aggregates_looked_up_online() -> None:
+    online = FeatureDef("kitchen_load", "window_count", key="cuisine", online=True, default=1.0)
+    spec = FeatureSpec("prep", "placed_at", COLUMNS, (*FEATURES[:4], online))
+    fitted = spec.fit({"cuisine": np.array(["pizza", "sushi"], dtype=object)}, BERLIN)
+    raw = RawFeatures(fitted, InputSchema([Feature(name, "double") for name in fitted.names]))
+    with pytest.raises(BadRawInput) as caught:
+        raw.prepare([{"placed_at": "2026-04-01T12:00:00Z", "cuisine": "thai"}])  # no size, no kitchen_load
+    assert caught.value.field == "records[0].size"
+    assert caught.value.message.endswith(
+        "no field 'size' (send: placed_at, size, cuisine; looked up when not sent: kitchen_load (by cuisine))"
+    )
