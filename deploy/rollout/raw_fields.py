@@ -9,9 +9,11 @@ new version; and when the new version needs a field live clients are not sending
 refuses the rollout unless forced (``modelyard deploy --force``, the deploy DAG's ``force`` param).
 
 "Live clients are not sending" a field: the served version does not take it, and no request
-sampled for that pair and version in the monitoring window (the prediction log,
-``core.contracts.prediction_log``) carried it. Without a prediction log, only the served
-version's fields count as sent.
+sampled for that pair in the monitoring window (the prediction log,
+``core.contracts.prediction_log``), whichever version answered it, carried it. A rollback to the
+version that served before is then not refused for fields its clients sent a moment ago (the version
+rolled back from has few samples yet). Without a prediction log, only the served version's fields
+count as sent.
 
 ``compare`` is the pure rule; ``check_rollout`` reads the specs from the registry and the
 samples from storage and applies it to every changed service of a proposal.
@@ -76,7 +78,8 @@ class RawFieldChange:
     def refusal(self) -> str:
         return (
             f"{self.key}: {self.new} needs raw field(s) {', '.join(self.unsent)} that live clients of {self.served} "
-            "are not sending (not read by the served version, not seen in its sampled requests), so their "
+            "are not sending (not read by the served version, not seen in the pair's sampled requests of the "
+            "monitoring window), so their "
             "requests would be refused with 422; send them first, or change the family's features so the "
             "version does not need them (a window aggregate can be 'online: true' with a 'default', looked up "
             "instead of sent) and retrain, or deploy with --force (the deploy DAG's 'force' param)"
@@ -246,19 +249,24 @@ def signature_fields(client: MlflowClient, name: str, version: str, folder: Path
 
 
 def sent_fields(config: Config, family: str, region: str, version: str) -> set[str] | None:
-    """The record fields sampled requests to ``family/region`` v``version`` carried in the monitoring window.
+    """The record fields sampled requests to ``family/region`` carried in the monitoring window.
 
-    None when no sample of them could be read (no prediction log, or samples without records).
+    Those answered by ``version`` (the served one) and by any other version of the pair in the
+    window: a pair rolled back to the version it served an hour ago has few samples of the version
+    rolled back from, and its clients' requests to the one before carried what they still send.
+    None when no sample could be read (no prediction log, or samples without records).
     """
-    folder = config.storage.samples_dir / family / region / version
+    pair = config.storage.samples_dir / family / region
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=config.monitoring.window_hours)
     try:
-        if not folder.is_dir():
+        if not pair.is_dir():
             return None
-        return records_fields(folder, since)
+        folders = [pair / version, *(f for f in sorted(pair.iterdir()) if f.name != version and f.is_dir())]
+        seen = [fields for folder in folders if folder.is_dir() and (fields := records_fields(folder, since))]
     except (OSError, EOFError) as exc:
-        log.warning("%s: prediction log unreadable (%s); only the served version's fields count as sent", folder, exc)
+        log.warning("%s: prediction log unreadable (%s); only the served version's fields count as sent", pair, exc)
         return None
+    return set().union(*seen) if seen else None
 
 
 def records_fields(folder: UPath, since: dt.datetime) -> set[str] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,14 @@ from upath import UPath
 from modelyard.core.config import Config, load_config
 from modelyard.core.contracts import prediction_log
 from modelyard.deploy.rollout.planner import PairState, PlannerError, PlanOptions, build_plan
-from modelyard.deploy.rollout.raw_fields import VersionGone, compare, guard, raw_field_changes, records_fields
+from modelyard.deploy.rollout.raw_fields import (
+    VersionGone,
+    compare,
+    guard,
+    raw_field_changes,
+    records_fields,
+    sent_fields,
+)
 from modelyard.deploy.serving.plan import Plan
 
 FAMILY, REGION = "driver_acceptance", "jakarta"
@@ -131,6 +139,43 @@ def test_a_region_moving_to_its_groups_pooled_model_names_both_models(config: Co
     changes = raw_field_changes(live, moved, lambda name, version: V1 if name.endswith(REGION) else V2, lambda *_: None)
 
     assert [(c.served, c.new) for c in changes] == [("driver_acceptance-jakarta v1", "driver_acceptance-country-id v1")]
+
+
+def write_samples(folder: Path, version: str, records: list[dict[str, object]], name: str = "a") -> Path:
+    """A prediction-log file in ``folder`` of requests answered by ``version`` carrying ``records``."""
+    lines = [
+        prediction_log.prediction_entry(
+            at=1e9, kind=prediction_log.PREDICTION, request_id=str(i), labels=(FAMILY, REGION, "primary", version),
+            plan_digest="sha256:x", predictions=[0.5], records=[record],
+        )
+        for i, record in enumerate(records)
+    ]  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}{prediction_log.SUFFIX}"
+    with gzip.open(path, "wt") as handle:
+        handle.write("\n".join(json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+def test_a_rollback_counts_what_clients_sent_the_version_before_within_the_window(
+    demo_config_path: Path, clean_env: None, tmp_path: Path
+) -> None:
+    # v2 (a notebook model reading fewer fields) served for minutes: one sample. Rolled back to v1,
+    # whose clients sent driver_rating an hour ago: the guard must not refuse it.
+    config = load_config(demo_config_path, environ={"MODELYARD_STORAGE__ROOT": str(tmp_path)})
+    pair = Path(str(config.storage.samples_dir)) / FAMILY / REGION
+    write_samples(pair / "2", "2", [dict.fromkeys(V2, 1)])
+    write_samples(pair / "1", "1", [dict.fromkeys(V1, 1)])
+    old = write_samples(pair / "0", "0", [{"left_the_window": 1}])
+    stale = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=config.monitoring.window_hours + 1)).timestamp()
+    os.utime(old, (stale, stale))
+
+    seen = sent_fields(config, FAMILY, REGION, "2")
+
+    assert seen == {*V1, *V2}
+    assert compare(KEY, ("v2", V2), ("v1", V1), seen) is not None
+    assert compare(KEY, ("v2", V2), ("v1", V1), seen).unsent == ()  # type: ignore[union-attr]
+    assert compare(KEY, ("v2", V2), ("v1", V1), sent_fields(config, FAMILY, "hanoi", "2")).unsent == ("driver_rating",)  # type: ignore[union-attr]
 
 
 def test_sampled_records_give_the_fields_clients_send(tmp_path: Path) -> None:
