@@ -90,7 +90,8 @@ def push(
         try:
             values = pushed_values(items, family, region, online_names(pair.family.feature_decls))
         except PushError as exc:
-            raise ConfigError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
+            named = not exc.field or exc.message.startswith(exc.field)  # most messages begin with the field
+            raise ConfigError(exc.message if named else f"{exc.field}: {exc.message}") from None
         store = store_from_config(config.online, config.storage.local_dir)
         try:
             landed = store.write(values, config.online.prefix, config.online.chunk_rows)
