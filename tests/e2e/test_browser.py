@@ -1,9 +1,10 @@
 """What a user sees in the UIs after the chain ran: headless Debian Chromium driven by selenium.
 
-Logs into the Airflow UI with the demo login, finds the four DAGs and their last run
-states, then opens the MLflow UI on one family's experiment and finds its runs per region.
+Logs into the Airflow UI with the demo login, finds every stage's DAG and the chain's last
+run states, then opens the MLflow UI on one family's experiment and finds its runs per region.
 Screenshots go to ``test-results/``; the browser and the login are ``browser_support``'s.
-Forms and the fleet page are clicked through in ``test_ui_front_door.py``.
+Forms and the fleet page are clicked through in ``test_ui_front_door.py``; a version page in
+``test_mlflow_version_page.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
     yield from chromium(tmp_path / "chromium-profile")
 
 
-def test_airflow_ui_lists_the_four_dags_with_successful_last_runs(chain: Chain, browser: WebDriver) -> None:
+def test_airflow_ui_lists_the_dags_and_the_chains_successful_last_runs(chain: Chain, browser: WebDriver) -> None:
     airflow_url = chain.settings.airflow_url
     log_in(browser, airflow_url)
     browser.get(f"{airflow_url}/dags")

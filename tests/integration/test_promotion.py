@@ -268,14 +268,15 @@ def test_better_challenger_is_promoted_and_rollback_restores_the_old_champion(
         rollback(client, config, FAMILY, REGION, decided_by="user:oncall")
 
 
-@pytest.mark.parametrize("earned", [0.05, None])
-def test_a_festival_challenger_whose_shift_the_holdout_earns_is_promoted_unless_earning_is_off(
-    tmp_path: Path, mlflow_uri: str, earned: float | None
-) -> None:
-    # The demo's festival act: drivers accept far less in the last weeks; the stale champion keeps
-    # predicting the old rate. The challenger's predictions move (PSI far above 0.25) because the
-    # outcomes moved, and its logloss on the same fresh holdout shows it (ADR 0032).
-    # Slices of a 14-day holdout are a few dozen rows: this test is about the shift gate, not theirs.
+def festival(tmp_path: Path, mlflow_uri: str, earned: float | None) -> tuple[Config, MlflowClient, str, Decision]:
+    """The demo's festival act on one pair: a champion from before, then the festival's challenger, gated.
+
+    Drivers accept far less in the last weeks; the stale champion keeps predicting the old rate. The
+    challenger's predictions move (PSI far above 0.25) because the outcomes moved, and its logloss on
+    the same fresh holdout shows it (ADR 0032). Returns the config, its client, the champion's version
+    and the challenger's decision. ``earned``: ``gates.defaults.psi_earned_improvement``.
+    """
+    # Slices of a 14-day holdout are a few dozen rows: this is about the shift gate, not theirs.
     config = write_config(tmp_path, mlflow_uri, psi_earned_improvement=earned, max_slice_regression=0.5)
     client = open_client(config)
     before = bookings(seed=8)  # the champion: before the festival, on less history (ranks a little worse)
@@ -283,8 +284,14 @@ def test_a_festival_challenger_whose_shift_the_holdout_earns_is_promoted_unless_
     champion = publish_and_train(config, before)
     assert evaluate_pair(client, config, FAMILY, REGION, "test").outcome == "promoted"
     publish_and_train(config, bookings(seed=8, festival_days=30))
+    return config, client, champion, evaluate_pair(client, config, FAMILY, REGION, decided_by="test")
 
-    decision = evaluate_pair(client, config, FAMILY, REGION, decided_by="test")
+
+@pytest.mark.parametrize("earned", [0.05, None])
+def test_a_festival_challenger_whose_shift_the_holdout_earns_is_promoted_unless_earning_is_off(
+    tmp_path: Path, mlflow_uri: str, earned: float | None
+) -> None:
+    config, client, champion, decision = festival(tmp_path, mlflow_uri, earned)
 
     shift = gate(decision, "prediction_psi")
     assert shift.value is not None
