@@ -45,6 +45,7 @@ def test_the_demo_stack_gives_batch_scoring_a_generated_table_of_each_region(tmp
     environ = {"MODELYARD_STORAGE__ROOT": str(tmp_path / "data")}
     config = load_config(REPO / "modelyard.yaml", environ=environ)
     settings = stack_settings(config, REPO / "modelyard.yaml", environ={}, batch_input=True)
+    settings = dataclasses.replace(settings, root=tmp_path / "stack")  # its Airflow home (a secret) out of the repo
     template = str(tmp_path / "data" / "batch-input" / "{region}.csv")
     assert settings.batch_input == template
     assert airflow_environment(settings, base={})["MODELYARD_BATCH_INPUT"] == template
@@ -66,6 +67,7 @@ def test_a_named_batch_input_a_teams_own_data_or_a_benchmark_get_no_generated_ta
     config = load_config(REPO / "modelyard.yaml", environ={})
     path = REPO / "modelyard.yaml"
     named = stack_settings(config, path, environ={"MODELYARD_BATCH_INPUT": "/data/x.csv"}, batch_input=True)
+    named = dataclasses.replace(named, root=tmp_path)  # its Airflow home (a secret) out of the repo
     assert named.batch_input is None
     assert "MODELYARD_BATCH_INPUT" not in airflow_environment(named, base={})
     assert airflow_environment(named, base={"MODELYARD_BATCH_INPUT": "/data/x.csv"})["MODELYARD_BATCH_INPUT"] == (
