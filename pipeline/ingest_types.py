@@ -271,14 +271,14 @@ def _timestamps(frame: pd.DataFrame, name: str, read: FileRead, position: int) -
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return _naive(values, values.notna(), regions, read, position, read.where(frame, values.notna()))
+        return _naive(values, values.notna(), regions, read, position, frame)
     parsed = _parse_times(values, utc=True)
     bad = values.notna() & parsed.isna()
     text = values.astype(str).str.strip()
     naive = values.notna() & ~bad & ~text.str.contains(OFFSET_PATTERN, regex=True)
     if naive.any():
         local = _parse_times(values.where(naive), utc=False)
-        parsed = parsed.where(~naive, _naive(local, naive, regions, read, position, read.where(frame, naive)))
+        parsed = parsed.where(~naive, _naive(local, naive, regions, read, position, frame))
     if bad.any():
         raise _bad_values(
             TimestampError, frame, name, bad, parsed, read, "a timestamp", "use ISO 8601 such as 2026-01-05T08:30:00Z"
@@ -330,11 +330,11 @@ def _parse_times(values: pd.Series, *, utc: bool) -> pd.Series:
 
 
 def _naive(
-    wall: pd.Series, naive: pd.Series, regions: pd.Series, read: FileRead, position: int, where: str
+    wall: pd.Series, naive: pd.Series, regions: pd.Series, read: FileRead, position: int, frame: pd.DataFrame
 ) -> pd.Series:
     """UTC instants of the naive wall times ``wall[naive]``, by the dataset's ``naive_timestamps``.
 
-    ``where``: the first naive time's place in the file (' on line 12'), for a refusal.
+    ``frame``: the chunk, whose row numbers place a refusal's first naive time (``FileRead.where``).
     """
     import pandas as pd
 
@@ -342,7 +342,7 @@ def _naive(
     if not count:
         return wall.dt.tz_localize("UTC")
     if dataset.naive_timestamps == "refuse":
-        example = (wall[naive].iloc[0], regions[naive].iloc[0], where)
+        example = (wall[naive].iloc[0], regions[naive].iloc[0], read.where(frame, naive))
         read.problem((position, 1), Problem(NaiveTimestampError, count, example, _refused_naive(read, str(name))))
         return wall.dt.tz_localize("UTC")
     if dataset.naive_timestamps == "utc":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -23,6 +23,9 @@ from modelyard.core.cli import (
     exits_on_expected_errors,
 )
 from modelyard.core.config import ConfigError
+
+if TYPE_CHECKING:
+    from modelyard.core.online import PushError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
@@ -90,8 +93,7 @@ def push(
         try:
             values = pushed_values(items, family, region, online_names(pair.family.feature_decls))
         except PushError as exc:
-            named = not exc.field or exc.message.startswith(exc.field)  # most messages begin with the field
-            raise ConfigError(exc.message if named else f"{exc.field}: {exc.message}") from None
+            raise ConfigError(_refusal(exc, values_file)) from None
         store = store_from_config(config.online, config.storage.local_dir)
         try:
             landed = store.write(values, config.online.prefix, config.online.chunk_rows)
@@ -101,6 +103,20 @@ def push(
     note = f" ({skipped} skipped: the store holds a newer window)" if skipped else ""
     written = f"{family}/{region}: {landed} of {len(values)} values written to {store.url}{note}"
     console.print(written, markup=False, highlight=False)
+
+
+def _refusal(exc: PushError, values_file: Path | None) -> str:
+    """``exc``'s message, which begins with its field, in the command's words: '--file x.json: values[3].key ...'
+    for a file, '--value is ...' for the one value given by options."""
+    if values_file is not None:
+        return f"--file {values_file}: {exc.message}"
+    part = exc.field.removeprefix("values[0].")
+    if part in _OPTIONS and exc.message.startswith(exc.field):
+        return _OPTIONS[part] + exc.message[len(exc.field) :]
+    return exc.message
+
+
+_OPTIONS = {"feature": "--feature", "key": "--key", "value": "--value", "window_end": "--window-end"}
 
 
 def _items(

@@ -21,7 +21,7 @@ MAX_PUSHED_VALUES = 100_000
 
 
 class PushError(ModelyardError, ValueError):
-    """A pushed value that cannot be written; ``field`` names it (``values[3].value``)."""
+    """A pushed value that cannot be written; ``field`` names it (``values[3].value``), and so does the message."""
 
     def __init__(self, message: str, field: str) -> None:
         super().__init__(message)
@@ -38,9 +38,10 @@ def pushed_values(
         PushError: the first item that does not fit, naming it and what to send.
     """
     if not isinstance(items, list) or not items:
-        raise PushError("send a non-empty JSON list of {feature, key, value, window_end} objects", "values")
+        given = "an empty list" if isinstance(items, list) else "not a list"
+        raise PushError(f"values is {given}; send a non-empty JSON list of {{feature, key, value}} objects", "values")
     if len(items) > MAX_PUSHED_VALUES:
-        raise PushError(f"{len(items)} values in one push; send at most {MAX_PUSHED_VALUES} a call", "values")
+        raise PushError(f"values holds {len(items)} items; send at most {MAX_PUSHED_VALUES} a call", "values")
     if not online:
         raise PushError(f"family '{family}' declares no online feature (add online: true to a window aggregate)", "")
     moment = time.time() if now is None else now

@@ -172,6 +172,41 @@ def test_build_with_a_range_that_ends_before_it_starts(env: dict[str, str], tmp_
     assert not (tmp_path / "store").exists()  # nothing read, nothing written
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--feature", "driver_rating", "error: --feature is 'driver_rating': not an online feature"),
+        ("--key", "", "error: --key is ''; send the key value as text"),
+        ("--window-end", "2026-06-01T08:00", "error: --window-end is '2026-06-01T08:00'; send ISO-8601 with an"),
+    ],
+)
+def test_push_names_the_option_that_is_wrong(env: dict[str, str], option: str, value: str, expected: str) -> None:
+    given = {"--feature": "area_demand_index", "--key": "airport", "--value": "1.5", option: value}
+    args = [part for pair in given.items() for part in pair]
+    code, text = _run(env, "features", "push", "-f", "driver_acceptance", "-r", "jakarta", *args)
+    assert code == 2, text
+    assert expected in text
+    assert not (Path(env["MODELYARD_STORAGE__ROOT"]) / "online").exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("{}", "values is not a list; send a non-empty JSON list"),
+        ("[]", "values is an empty list"),
+        ('[{"feature": "area_demand_index", "key": "airport", "value": "[high]"}]', "values[0].value is '[high]'"),
+    ],
+)
+def test_push_from_a_file_names_the_file_and_the_value(
+    env: dict[str, str], tmp_path: Path, content: str, expected: str
+) -> None:
+    path = tmp_path / "values.json"
+    path.write_text(content)
+    code, text = _run(env, "features", "push", "-f", "driver_acceptance", "-r", "jakarta", "--file", str(path))
+    assert code == 2, text
+    assert f"error: --file {path}: {expected}" in text
+
+
 # ---------------------------------------------------------------- training and promotion commands
 
 
