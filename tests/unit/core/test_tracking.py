@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import ast
-import http.server
 import os
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from modelyard.core.tracking import (
     require_reachable,
     resolve_tracking_uri,
 )
+from tests.stand_in import Handler, stand_in
 
 REPO = Path(__file__).resolve().parents[3]
 PACKAGE_FOLDERS = ("core", "pipeline", "training", "promotion", "monitoring", "deploy", "plugins", "dags")
@@ -100,7 +99,7 @@ def test_user_facing_messages_name_no_make_targets() -> None:
     assert found == []
 
 
-class _Restarting(http.server.BaseHTTPRequestHandler):
+class _Restarting(Handler):
     """A tracking server that answers 503 to its first health checks, as one restarting behind a proxy."""
 
     failures_left = 0
@@ -109,20 +108,13 @@ class _Restarting(http.server.BaseHTTPRequestHandler):
         cls = type(self)
         status = 503 if cls.failures_left > 0 else 200
         cls.failures_left -= 1
-        self.send_response(status)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.answer(status)
 
 
 @pytest.fixture
 def restarting() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Restarting)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with stand_in(_Restarting) as url:
+        yield url
 
 
 def test_a_blip_is_waited_for(restarting: str) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import configparser
-import http.server
 import os
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,27 +15,21 @@ from typer.testing import CliRunner
 from modelyard.deploy import doctor
 from modelyard.deploy.cli import app
 from modelyard.deploy.rollout.processes import ManagedProcess
+from tests.stand_in import Handler, stand_in
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-class _Health(http.server.BaseHTTPRequestHandler):
+class _Health(Handler):
     def do_GET(self) -> None:
-        self.send_response(200 if self.path == "/health" else 404)
-        self.end_headers()
-        self.wfile.write(b"OK")
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.answer(200 if self.path == "/health" else 404, b"OK", "text/plain")
 
 
 @pytest.fixture
 def mlflow_url() -> Iterator[str]:
     """An HTTP server that answers GET /health as MLflow's does."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with stand_in(_Health) as url:
+        yield url
 
 
 @pytest.fixture

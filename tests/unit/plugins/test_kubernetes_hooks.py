@@ -19,6 +19,7 @@ from modelyard.plugins.hooks.kubernetes import (
     default_kubeconfig,
     settings_from_extras,
 )
+from tests.stand_in import Handler, stand_in
 
 
 def kubeconfig(server: str = "https://10.0.0.1:6443", context: str = "prod") -> dict[str, Any]:
@@ -165,9 +166,7 @@ def test_the_async_client_renews_an_expired_exec_plugin_token_during_a_wait(
 ) -> None:
     """An exec plugin (as EKS, GKE and AKS kubeconfigs use) whose tokens expire at once: every request of a
     long trigger wait must carry a freshly issued token, not the one read when the client was made."""
-    import http.server
     import sys
-    import threading
 
     counter = tmp_path / "issued"
     plugin = tmp_path / "token-plugin.py"
@@ -183,35 +182,22 @@ def test_the_async_client_renews_an_expired_exec_plugin_token_during_a_wait(
     )
     seen: list[str] = []
 
-    class Recorder(http.server.BaseHTTPRequestHandler):
+    class Recorder(Handler):
         def do_GET(self) -> None:
             seen.append(self.headers.get("Authorization", ""))
-            body = b'{"kind": "Deployment"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    config = kubeconfig(server=f"http://127.0.0.1:{server.server_port}")
-    exec_user = {"apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable, "args": [str(plugin)]}
-    config["users"] = [{"name": "u", "user": {"exec": exec_user}}]
-    connection(monkeypatch, {"kube_config": json.dumps(config), "cluster_context": "prod"})
+            self.answer(200, b'{"kind": "Deployment"}')
 
     async def three_polls() -> None:
         async with await KubernetesHook().get_async_client() as kube:
             for _ in range(3):
                 assert await kube.deployment("serving", "eta") == {"kind": "Deployment"}
 
-    try:
+    with stand_in(Recorder) as url:
+        config = kubeconfig(server=url)
+        exec_user = {"apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable, "args": [str(plugin)]}
+        config["users"] = [{"name": "u", "user": {"exec": exec_user}}]
+        connection(monkeypatch, {"kube_config": json.dumps(config), "cluster_context": "prod"})
         asyncio.run(three_polls())
-    finally:
-        server.shutdown()
     assert len(seen) == 3
     assert all(header.startswith("Bearer tok-") for header in seen)
     assert len(set(seen)) == 3  # a new token for every request, since each one had expired

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -16,9 +14,10 @@ from modelyard.core.config import Config
 from modelyard.core.tracking import TrackingServerUnreachableError
 from modelyard.pipeline import snapshots
 from modelyard.training import mlflow_log, train
+from tests.stand_in import Handler, stand_in
 
 
-class _GoneAfterHealth(http.server.BaseHTTPRequestHandler):
+class _GoneAfterHealth(Handler):
     """Healthy for the up-front check, then every call fails as a dying server's would (503)."""
 
     health_checks = 0
@@ -26,32 +25,18 @@ class _GoneAfterHealth(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.startswith("/health") and type(self).health_checks == 0:
             type(self).health_checks += 1
-            self._answer(200)
+            self.answer(200)
         else:
-            self._answer(503)
+            self.answer(503)
 
     do_POST = do_GET  # noqa: N815
-
-    def _answer(self, status: int) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
 def dying_server() -> Iterator[str]:
     _GoneAfterHealth.health_checks = 0
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GoneAfterHealth)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with stand_in(_GoneAfterHealth) as url:
+        yield url
 
 
 def test_a_server_gone_mid_run_stops_training_in_seconds_with_one_line(

@@ -3,9 +3,7 @@ and the summary line of a region served by a pooled model (ADR 0015)."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from modelyard.deploy.devstack.new_market import (
 )
 from modelyard.pipeline.generator import generate_for
 from modelyard.promotion.status import Fallback
+from tests.stand_in import Handler, stand_in
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -92,28 +91,14 @@ def endpoint() -> Iterator[tuple[str, list[dict[str, str]]]]:
     """A stand-in endpoint on a free port: answers every predict with v1 and keeps each request's headers."""
     seen: list[dict[str, str]] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Endpoint(Handler):
         def do_POST(self) -> None:
             seen.append({k.lower(): v for k, v in self.headers.items()})
             self.rfile.read(int(self.headers["Content-Length"]))
-            body = json.dumps({"model": "driver_acceptance-country-id", "version": "1"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(200, json.dumps({"model": "driver_acceptance-country-id", "version": "1"}).encode())
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with stand_in(Endpoint) as url:
+        yield url, seen
 
 
 def test_the_new_markets_check_is_a_probe_so_it_never_reaches_the_regions_monitoring(

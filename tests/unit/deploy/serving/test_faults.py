@@ -3,26 +3,19 @@ and against an HTTP server that answers 503, next to failures that must not be r
 
 from __future__ import annotations
 
-import http.server
 import socket
-import threading
 
 import pytest
 
 from modelyard.deploy.serving.errors import ModelLoadFailed, ModelMissing
 from modelyard.deploy.serving.faults import REGISTRY_CLIENT_DEFAULTS, bound_registry_wait, is_transient
 from modelyard.deploy.serving.runtime import load_model
+from tests.stand_in import Handler, stand_in
 
 
-class _Answers503(http.server.BaseHTTPRequestHandler):
+class _Answers503(Handler):
     def do_GET(self) -> None:
-        self.send_response(503)
-        self.send_header("Content-Length", "11")
-        self.end_headers()
-        self.wfile.write(b"unavailable")
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.answer(503, b"unavailable", "text/plain")
 
 
 @pytest.fixture
@@ -57,15 +50,10 @@ def test_a_registry_on_a_closed_port_is_transient(registry_env: pytest.MonkeyPat
 
 
 def test_a_registry_answering_503_is_transient(registry_env: pytest.MonkeyPatch) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers503)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        _point_at(registry_env, f"http://127.0.0.1:{server.server_port}")
+    with stand_in(_Answers503) as url:
+        _point_at(registry_env, url)
         with pytest.raises(ModelLoadFailed) as caught:
             load_model("models:/anything/1")
-    finally:
-        server.shutdown()
-        server.server_close()
     assert is_transient(caught.value), caught.value
 
 
