@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard.core import storage
 from modelyard.deploy.batch.errors import BatchScoringError
+from modelyard.deploy.batch.inputs import PARQUET_SUFFIXES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,6 +92,26 @@ def chunk_table(target: pa.Schema, keys: Any, predictions: np.ndarray, version: 
         pa.array([digest] * rows, type=pa.string()),
     ]
     return pa.Table.from_arrays(columns, schema=target)
+
+
+def check_destination(out: Any) -> None:
+    """Refuse an ``out`` that cannot take the predictions file before anything is scored.
+
+    Raises:
+        BatchScoringError: ``out`` is an existing folder, or not named as a Parquet file (the file is Parquet
+            whatever its name, so ``x.csv`` would hold Parquet).
+    """
+    local = storage.local_file(out)
+    name = pathlib.PurePosixPath(str(out))
+    if local is not None and local.is_dir():
+        raise BatchScoringError(
+            f"output {out} is a folder; name the Parquet file to write in it, e.g. {local / 'predictions.parquet'}"
+        )
+    if name.suffix.lower() not in PARQUET_SUFFIXES:
+        raise BatchScoringError(
+            f"output {out}: predictions are written as Parquet, so name the file .parquet "
+            f"(e.g. {name.with_suffix('.parquet')}); read it with pandas.read_parquet or DuckDB"
+        )
 
 
 def read_provenance(out: Any) -> Provenance | None:

@@ -154,6 +154,7 @@ def score_pair(config: Config, family: str, region: str, request: ScoreRequest, 
     pair = config.pair_view(family, region)
     files = inputs.input_files(for_pair(request.input, family, region), config.storage.options)
     out = output_path(config, request.out, family, region)
+    output.check_destination(out)
     chosen = resolve_version(client, config, family, region, request.alias, request.version)
     started = time.perf_counter()
     digest = inputs.input_digest(files)

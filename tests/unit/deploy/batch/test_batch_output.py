@@ -63,6 +63,23 @@ def test_a_file_that_is_not_ours_has_no_provenance(tmp_path: Path) -> None:
     assert output.read_provenance(tmp_path / "missing.parquet") is None
 
 
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("out", "is a folder; name the Parquet file to write in it, e.g. {tmp}/out/predictions.parquet"),
+        ("out/p.csv", "{tmp}/out/p.csv: predictions are written as Parquet, so name the file .parquet"),
+        ("out/p", "(e.g. {tmp}/out/p.parquet)"),
+    ],
+)
+def test_an_output_that_cannot_take_a_parquet_file_is_refused(tmp_path: Path, name: str, expected: str) -> None:
+    (tmp_path / "out").mkdir()
+    with pytest.raises(BatchScoringError) as caught:
+        output.check_destination(tmp_path / name)
+    assert expected.format(tmp=tmp_path) in str(caught.value)
+    output.check_destination(tmp_path / "out" / "p.parquet")
+    output.check_destination(tmp_path / "new" / "p.pq")
+
+
 def test_other_work_is_told_apart(tmp_path: Path) -> None:
     assert PROVENANCE.work() == output.Provenance(**{**PROVENANCE.__dict__, "rows": 9}).work()
     assert PROVENANCE.work() != output.Provenance(**{**PROVENANCE.__dict__, "version": "4"}).work()
