@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -152,6 +153,9 @@ def status(
         list[str] | None,
         typer.Option("--group", "-g", help="The pooled models of this region group instead (repeatable)."),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list, one object per pair (for scripts and jq).")
+    ] = False,
     config: ConfigOption = None,
     tracking_uri: TrackingOption = None,
 ) -> None:
@@ -159,7 +163,8 @@ def status(
 
     A region without a champion of its own that a pooled model serves gets a line naming it
     (``driver_acceptance/surabaya: pooled: country-id v3 (driver_acceptance-country-id)``).
-    With --group: the same for the pooled models of those region groups.
+    With --group: the same for the pooled models of those region groups. With --json: each pair's
+    fields, and ``serving`` (the model and version that answers the region).
     """
     from rich.console import Console
 
@@ -168,7 +173,7 @@ def status(
     from modelyard.promotion.aliases import open_client
     from modelyard.promotion.decide import selected_pairs
     from modelyard.promotion.render import render_status
-    from modelyard.promotion.status import collect_status, pair_statuses
+    from modelyard.promotion.status import collect_status, pair_statuses, status_record
 
     console = Console()
     with exits_on_expected_errors():
@@ -178,6 +183,9 @@ def status(
             statuses = pair_statuses(open_client(loaded, tracking_uri), loaded, pairs)
         else:
             statuses = collect_status(loaded, family, region, tracking_uri=tracking_uri)
+    if as_json:
+        typer.echo(json.dumps([status_record(served) for served in statuses], indent=2))
+        return
     console.print(render_status(statuses))
     for served in statuses:
         if served.fallback is not None:

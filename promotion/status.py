@@ -9,9 +9,10 @@ group that has one (ADR 0015, the planner's rule): :attr:`PairStatus.fallback` n
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelyard.core.contracts.registry import (
     CHALLENGER_ALIAS,
@@ -100,6 +101,31 @@ class PairStatus:
     def serving(self) -> VersionInfo | None:
         """The version that answers this region: its champion, else the pooled champion serving it."""
         return self.champion or (self.fallback.info if self.fallback else None)
+
+
+def status_record(status: PairStatus) -> dict[str, Any]:
+    """One pair's status as JSON-ready data (``modelyard status --json``).
+
+    The dataclass's fields, plus ``serving``: the registered model and version that answers the region
+    (its champion, else the pooled champion serving it; None when nothing does). A metric that is not a
+    finite number is null.
+    """
+    record = dataclasses.asdict(status)
+    for key in ("champion", "challenger", "previous"):
+        if record[key] is not None:
+            record[key]["metrics"] = _finite(record[key]["metrics"])
+    if record["fallback"] is not None and record["fallback"]["info"] is not None:
+        record["fallback"]["info"]["metrics"] = _finite(record["fallback"]["info"]["metrics"])
+    serving = None
+    if status.champion is not None:
+        serving = {"model_name": status.model_name, "version": status.champion.version}
+    elif status.fallback is not None:
+        serving = {"model_name": status.fallback.model_name, "version": status.fallback.version}
+    return {**record, "serving": serving}
+
+
+def _finite(metrics: Mapping[str, float]) -> dict[str, float | None]:
+    return {name: value if math.isfinite(value) else None for name, value in metrics.items()}
 
 
 def failed_gates(counts: str | None) -> tuple[str, ...]:

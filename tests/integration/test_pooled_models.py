@@ -194,6 +194,23 @@ def test_a_small_region_is_served_by_its_countrys_pooled_champion(
     served = f"{FAMILY}/surabaya: no champion of its own, served by pooled: country-id v{pooled.version}"
     assert f"{served} ({pooled.model_name})" in " ".join(status.output.split())
     assert f"{FAMILY}/jakarta: no champion" not in " ".join(status.output.split())
+    listed = CliRunner().invoke(
+        app,
+        [
+            "status",
+            "-f",
+            FAMILY,
+            "-r",
+            "surabaya",
+            "--json",
+            "--config",
+            str(config_path),
+            "--tracking-uri",
+            mlflow_uri,
+        ],
+    )
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout)[0]["serving"] == {"model_name": pooled.model_name, "version": str(pooled.version)}
 
     # The endpoint's samples of Surabaya name the pooled model that answered them: monitoring measures
     # that model on Surabaya's traffic (it used to look for Surabaya's own model and fail the task).

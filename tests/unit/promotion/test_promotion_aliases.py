@@ -327,6 +327,12 @@ def test_cli_promote_rollback_and_status(config: Config, versions: list[str], tm
     assert f"v{versions[1]}" in status.stdout
     assert f"v{versions[0]}" in status.stdout  # the previous champion
     assert dt.datetime.now(dt.UTC).strftime("%Y-%m-%d") in status.stdout  # champion since
+    listed = modelyard("status", "-f", FAMILY, "-r", REGION, "--json")
+    assert listed.returncode == 0, listed.stderr
+    (record,) = json.loads(listed.stdout)
+    assert (record["family"], record["region"], record["champion"]["version"]) == (FAMILY, REGION, versions[1])
+    assert record["previous"]["version"] == versions[0]
+    assert record["serving"] == {"model_name": config.mlflow.model_name(FAMILY, REGION), "version": versions[1]}
 
     rolled = modelyard("rollback", "-f", FAMILY, "-r", REGION, "--reason", "cli test")
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr

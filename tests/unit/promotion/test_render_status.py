@@ -1,11 +1,14 @@
-"""``modelyard status`` at 120 columns: every line fits, no name breaks mid-word, user text keeps its brackets."""
+"""``modelyard status`` at 120 columns: every line fits, no name breaks mid-word, user text keeps its brackets;
+``--json``: every field, as valid JSON."""
 
 from __future__ import annotations
+
+import json
 
 from rich.console import Console
 
 from modelyard.promotion.render import render_status
-from modelyard.promotion.status import PairStatus, VersionInfo, failed_gates
+from modelyard.promotion.status import Fallback, PairStatus, VersionInfo, failed_gates, status_record
 
 METRICS = {"holdout_auc": 0.8123, "holdout_logloss": 0.4567, "holdout_brier": 0.1234, "baseline_holdout_auc": 0.8}
 DRIFT = "drifted: pickup_distance_km psi=0.412, driver_acceptance_rate psi=0.3, predictions psi=0.5"
@@ -74,3 +77,20 @@ def test_a_rejected_challenger_names_the_gates_that_failed_one_a_line() -> None:
     assert lines == ["latency", "slice:auc__[night]"], text
     assert failed_gates("13 passed") == ()
     assert failed_gates(None) == ()
+
+
+def test_the_json_of_a_status_is_every_field_and_what_serves_the_region() -> None:
+    champion, pooled = fleet()[0], VersionInfo("3", {"holdout_auc": float("nan")}, drift="stable")
+    fallback = Fallback("id", "eta-id", "3", pooled)
+    served = PairStatus("pickup_eta", "surabaya", "eta-surabaya", None, None, None, fallback)
+    records = json.loads(json.dumps([status_record(champion), status_record(served)], allow_nan=False))
+    assert records[0]["champion"]["metrics"] == METRICS
+    assert records[0]["champion"]["drift_summary"] == DRIFT
+    assert records[0]["challenger"]["outcome"] == "awaiting-approval"
+    assert records[0]["previous"]["version"] == "11"
+    assert records[0]["serving"] == {"model_name": "m-jakarta", "version": "12"}
+    assert records[1]["fallback"]["group"] == "id"
+    assert records[1]["fallback"]["info"]["metrics"] == {"holdout_auc": None}  # NaN is not JSON
+    assert records[1]["serving"] == {"model_name": "eta-id", "version": "3"}
+    nothing = status_record(PairStatus("f", "r", "m", None, VersionInfo("1", outcome="rejected"), None))
+    assert nothing["serving"] is None
