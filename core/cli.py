@@ -71,10 +71,13 @@ def config_or_exit(path: Path | None) -> Config:
 
 @contextmanager
 def writes_to(path: Path, option: str, console: Console = errors) -> Iterator[None]:
-    """Turn a failed write of a path the user gave (missing, read-only folder) into one line and exit 2."""
+    """Turn a failed write of a path the user gave (missing, read-only folder, a folder) into one line and exit 2."""
     try:
         yield
     except OSError as exc:
+        if path.is_dir():  # the error names the temporary file beside it, not what the user gave
+            print_error(f"{option} {path}: is a folder; give the path of a file in it", console)
+            raise typer.Exit(2) from exc
         where = f": {exc.filename}" if exc.filename and str(exc.filename) != str(path) else ""
         problem = f"{exc.strerror or exc}{where}"
         print_error(f"{option} {path}: cannot write it ({problem}); choose a writable folder", console)

@@ -8,11 +8,13 @@ import io
 from pathlib import Path
 
 import pytest
+import typer
 import yaml
 from rich.console import Console
 from typer.testing import CliRunner
 
-from modelyard.core.cli import print_error
+from modelyard.core.cli import print_error, writes_to
+from modelyard.core.storage import write_bytes_atomic
 from modelyard.deploy.cli import app
 from modelyard.pipeline.build import BuildResult
 from modelyard.pipeline.cli import render_summary
@@ -111,6 +113,16 @@ def test_generate_out_where_nothing_can_be_written(env: dict[str, str], tmp_path
     code, text = _run(env, "data", "generate", "--region", "jakarta", "--rows", "20", "--out", out)
     assert code == 2
     assert f"error: --out {out}: cannot write it ({reason}); choose a writable folder" in text
+
+
+def test_an_output_that_is_a_folder_is_named_not_the_temporary_file_beside_it(tmp_path: Path) -> None:
+    """``plan --output`` and the others write atomically through a temporary file beside the target."""
+    console = Console(file=io.StringIO(), width=200)
+    with pytest.raises(typer.Exit) as caught, writes_to(tmp_path, "--output", console):
+        write_bytes_atomic(tmp_path, b"plan")
+    assert caught.value.exit_code == 2
+    assert f"error: --output {tmp_path}: is a folder; give the path of a file in it" in console.file.getvalue()
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
 
 
 def test_generate_out_with_an_unknown_format(env: dict[str, str], tmp_path: Path) -> None:
