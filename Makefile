@@ -15,7 +15,7 @@ export OMP_NUM_THREADS ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: help install install-production test test-fast lint typecheck demo demo-festival demo-graduation bench bench-ingest bench-scale up down browser clean constraints
+.PHONY: help install install-production test test-fast lint typecheck demo demo-festival demo-graduation bench bench-ingest bench-scale up down browser prometheus clean constraints
 
 help:
 	@echo "make demo       run the whole chain on embedded defaults"
@@ -57,6 +57,10 @@ typecheck: install
 browser:
 	bash .ci/install-browser.sh
 
+# Debian's prometheus (promtool) for the chart's alert tests (installed only when missing).
+prometheus:
+	bash .ci/install-prometheus.sh
+
 # The production tier's S3/Celery/Redis stack, pinned, without pip's resolver (see setup.cfg [cluster]).
 PRODUCTION_STAMP := $(VENV)/.production-installed
 install-production: $(PRODUCTION_STAMP)
@@ -70,11 +74,11 @@ $(PRODUCTION_STAMP): tests/production/requirements.txt | $(STAMP)
 # schedulers and servers, so two files overlap well on two cores (ADR 0025). The longest files go
 # first and the e2e files that share one chain run as one unit (tests/conftest.py, ADR 0029).
 FAST_TIERS := unit or data or dags or chart or model
-test: lint typecheck browser install-production
+test: lint typecheck browser prometheus install-production
 	$(BIN)/pytest -n 2 -m "$(FAST_TIERS)" $(PYTEST_ARGS)
 	$(BIN)/pytest -n 2 --dist loadfile -m "not ($(FAST_TIERS))" $(PYTEST_ARGS)
 
-test-fast: install
+test-fast: install prometheus
 	$(BIN)/pytest -m "unit or data or dags or chart" $(PYTEST_ARGS)
 
 demo: install

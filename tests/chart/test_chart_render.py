@@ -22,7 +22,7 @@ from modelyard.deploy.serving.plan import parse_plan
 from .conftest import CHART, RELEASE, ROLLING_PLAN, Render, merge
 
 KUBERNETES_VERSIONS = ("1.30", "1.37")
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -98,7 +98,7 @@ CASES: dict[str, dict[str, Any]] = {
         },
         "pdb": {"minAvailable": "", "maxUnavailable": "25%"},
         "ingress": {"enabled": True},
-        "metrics": {"serviceMonitor": {"enabled": True}},
+        "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
         "networkPolicy": {"enabled": True},
         "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "nodeSelector": {"kubernetes.io/arch": "amd64"},
@@ -150,7 +150,7 @@ def test_every_object_is_valid_kubernetes(rendered: dict[str, list[dict[str, Any
     checked = 0
     for obj in rendered[case]:
         if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
-            continue  # asserted on in test_servicemonitor
+            continue  # asserted on in test_servicemonitor and test_chart_alerts.py
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
