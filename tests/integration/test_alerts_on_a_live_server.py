@@ -1,0 +1,162 @@
+"""The chart's alerts on a live server: a real Prometheus scrapes a real ``modelyard serve`` and evaluates
+the PrometheusRule that ``helm template`` renders (ADR 0034).
+
+The scrape gives the series the labels the chart's ServiceMonitor would (``job`` = the release name,
+``namespace``). Clients send good and refused (422) requests; Prometheus must fire the 422 alert with
+the version's labels, the latency alert (its threshold set to 0 here), and nothing about 500s. This
+proves the rules' selectors and label values (``status="bad_input"``) match what the server exports,
+which the chart tier checks on names only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from modelyard.deploy.rollout import helmbin
+from modelyard.deploy.rollout.mlflow_server import free_port
+from tests.bench.serving import ServerProcess, feature_names, register_xgboost
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "modelyard-serving"
+RELEASE, NAMESPACE = "eta", "modelyard"
+NAMES = feature_names(4)
+
+
+def _rules(path: Path) -> None:
+    """The release's PrometheusRule as rendered by the real helm, its groups written as a rules file."""
+    immediate = {"enabled": True, "for": "0m"}
+    values = {
+        "plan": {
+            "version": 1,
+            "services": [
+                {
+                    "family": "fare",
+                    "region": "jakarta",
+                    "variants": [{"name": "champion", "model_uri": "models:/alerts-fare/1", "weight": 100}],
+                }
+            ],
+        },
+        "mlflow": {"existingSecret": "s"},
+        "metrics": {
+            "prometheusRule": {
+                "enabled": True,
+                "alerts": {
+                    "badInputs": {**immediate, "severity": "warning", "threshold": 0.1},
+                    "latency": {**immediate, "severity": "warning", "threshold": 0},
+                    "errors": {**immediate, "severity": "critical", "threshold": 0.01},
+                },
+            }
+        },
+    }
+    command = [str(helmbin.find_helm()), "template", RELEASE, str(CHART), "-n", NAMESPACE, "--values", "-"]
+    command += ["--show-only", "templates/prometheusrule.yaml"]
+    rendered = subprocess.run(command, input=json.dumps(values), capture_output=True, text=True, timeout=120)
+    assert rendered.returncode == 0, rendered.stderr
+    rule = yaml.safe_load(rendered.stdout)
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+
+
+@pytest.fixture(scope="module")
+def served(mlflow_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    mlflow.set_registry_uri(mlflow_server.url)
+    uri = register_xgboost("alerts-fare", n_features=4, n_trees=10, rows=300, onnx=False)
+    plan = {"version": 1, "services": [{"family": "fare", "region": "jakarta", "variants": [
+        {"name": "champion", "model_uri": uri, "weight": 100}]}]}  # fmt: skip
+    plan_path = tmp_path_factory.mktemp("alerts") / "plan.yaml"
+    plan_path.write_text(yaml.safe_dump(plan))
+    server = ServerProcess.start(plan_path, mlflow_server.url)
+    try:
+        server.wait_ready(timeout=180)
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def prometheus(served: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed: run `make prometheus` (Debian's prometheus package)")
+    folder = tmp_path_factory.mktemp("prometheus")
+    _rules(folder / "rules.yaml")
+    target = served.removeprefix("http://")
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": ["rules.yaml"],
+        "scrape_configs": [
+            {"job_name": RELEASE, "static_configs": [{"targets": [target], "labels": {"namespace": NAMESPACE}}]}
+        ],
+    }
+    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    command = [binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}"]
+    command += [f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    with (folder / "prometheus.log").open("w") as log:
+        process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, (folder / "prometheus.log").read_text()
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"prometheus did not become ready: {(folder / 'prometheus.log').read_text()}")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _firing(prometheus: str) -> dict[str, list[dict[str, Any]]]:
+    alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+    found: dict[str, list[dict[str, Any]]] = {}
+    for alert in alerts:
+        if alert["state"] == "firing":
+            found.setdefault(alert["labels"]["alertname"], []).append(alert)
+    return found
+
+
+def test_refused_requests_fire_the_422_alert_with_the_versions_labels(served: str, prometheus: str) -> None:
+    good = {"records": [dict.fromkeys(NAMES, 0.5)]}
+    bad = {"records": [{**dict.fromkeys(NAMES, 0.5), NAMES[0]: "not a number"}]}
+    path = f"{served}/v1/predict/fare/jakarta"
+    firing: dict[str, list[dict[str, Any]]] = {}
+    deadline = time.monotonic() + 90
+    with httpx.Client(timeout=10) as client:
+        while time.monotonic() < deadline:  # traffic across scrapes, so the counters' rates are not 0
+            assert client.post(path, json=good).status_code == 200
+            assert client.post(path, json=bad).status_code == 422
+            time.sleep(0.05)
+            firing = _firing(prometheus)
+            if {"ModelyardBadInputs", "ModelyardSlowPredictions"} <= set(firing):
+                break
+    assert {"ModelyardBadInputs", "ModelyardSlowPredictions"} <= set(firing), firing
+    (refused,) = firing["ModelyardBadInputs"]
+    labels = refused["labels"]
+    assert (labels["family"], labels["region"], labels["severity"]) == ("fare", "jakarta", "warning")
+    assert labels["version"] == "1"
+    summary = refused["annotations"]["summary"]
+    assert summary.startswith("fare/jakarta v1: "), summary
+    assert summary.endswith("% of requests refused (422)"), summary
+    assert 0.3 < float(refused["value"]) < 0.7  # about one refused request in two
+    (slow,) = firing["ModelyardSlowPredictions"]
+    assert (slow["labels"]["family"], slow["labels"]["region"]) == ("fare", "jakarta")
+    assert "ModelyardServingErrors" not in firing  # no request failed with 500
