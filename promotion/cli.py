@@ -56,8 +56,8 @@ def promote(
     family: FamiliesOption = None,
     region: RegionsOption = None,
     version: Annotated[
-        str | None,
-        typer.Option("--version", help="Promote this version by hand (one --family; one --region or --group)."),
+        int | None,
+        typer.Option("--version", min=1, help="Promote this version by hand (one --family; one --region or --group)."),
     ] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (required with --version; recorded).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Decide again on challengers already decided.")] = False,
@@ -85,7 +85,7 @@ def promote(
             one_group = _one(group, "--group") if group else None
             pair = _pair_or_group(loaded, _one(family, "--family"), one_region, one_group)  # before connecting
             client = open_client(loaded, tracking_uri)
-            decisions = [promote_version(client, loaded, *pair, version, reason or "", _decided_by())]
+            decisions = [promote_version(client, loaded, *pair, str(version), reason or "", _decided_by())]
         else:
             if group and region:
                 raise typer.BadParameter("--group decides pooled models; leave out --region", param_hint="--group")

@@ -23,7 +23,8 @@ T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True)
 
 VersionOption = Annotated[
-    str | None, typer.Option("--version", help="Deploy this registered version instead of the champion (one pair).")
+    int | None,
+    typer.Option("--version", min=1, help="Deploy this registered version instead of the champion (one pair)."),
 ]
 StrategyOption = Annotated[
     str | None,
@@ -170,7 +171,7 @@ def _prepare(
                 "dry_run": bool(args.get("dry_run", False)),
                 "families": list(args.get("family") or []),
                 "regions": list(args.get("region") or []),
-                "version": args.get("version"),
+                "version": None if args.get("version") is None else str(args["version"]),
                 "challenger_weight": args.get("challenger_weight") or 0,
                 "shadow_challenger": bool(args.get("shadow_challenger")),
                 "canary_steps": _steps(args.get("canary_steps")),

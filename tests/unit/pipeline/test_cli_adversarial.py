@@ -256,6 +256,15 @@ def test_promote_a_version_without_its_pair_fails_before_connecting(env: dict[st
     assert "give exactly one --family" in text
 
 
+@pytest.mark.parametrize("command", ["deploy", "plan", "promote", "score"])
+def test_a_version_that_is_not_a_number_is_refused_like_every_other_option(env: dict[str, str], command: str) -> None:
+    """Each command that takes --version reads it as a number (deploy's said "String should match pattern")."""
+    code, text = _run(env, command, "-f", "driver_acceptance", "-r", "jakarta", "--version", "v7")
+    assert code == 2, text
+    assert "Invalid value for '--version'" in text
+    assert "pattern" not in text
+
+
 def test_status_against_a_server_that_does_not_answer(env: dict[str, str]) -> None:
     code, text = _run(env, "status", "--tracking-uri", "http://127.0.0.1:1")
     assert code == 3
