@@ -118,6 +118,7 @@ EXPECTED_KINDS = {
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
         "ServiceAccount",
+        "Pod",  # the `helm test` pod
     },
 }
 
@@ -354,7 +355,8 @@ def strings(node: Any) -> list[str]:
 def test_no_secret_values_anywhere(rendered: dict[str, list[dict[str, Any]]], case: str) -> None:
     objects = rendered[case]
     assert not [o for o in objects if o["kind"] == "Secret"]
-    urls = [s for o in objects for s in strings(o) if "://" in s]
+    own = f"http://{one(objects, 'Service')['metadata']['name']}.modelyard.svc:"  # the helm test pod's target
+    urls = [s for o in objects for s in strings(o) if "://" in s and not s.startswith(own)]
     assert not urls, f"{case}: an endpoint is rendered in clear: {urls}"
     for env in container(objects)["env"]:
         if any(word in env["name"] for word in ("MLFLOW", "PASSWORD", "TOKEN", "SECRET")):
@@ -454,6 +456,34 @@ def test_plan_digest_and_image_digest(rendered: dict[str, list[dict[str, Any]]])
     assert deployment["spec"]["template"]["metadata"]["annotations"]["modelyard.io/plan-digest"] == "sha256:1f2e"
     assert container(rendered["defaults"])["image"] == "ghcr.io/modelyard/modelyard-serving:0.1.0"
     assert container(rendered["everything"])["image"] == "ghcr.io/modelyard/modelyard-serving@sha256:" + "a" * 64
+
+
+def test_helm_test_pod_checks_the_plan_through_the_service(
+    render: Render, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    objects = rendered["defaults"]
+    pod, service = one(objects, "Pod"), one(objects, "Service")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    selector = service["spec"]["selector"]
+    assert not selector.items() <= pod["metadata"]["labels"].items(), "the Service would send traffic to the test pod"
+    (check,) = pod["spec"]["containers"]
+    assert check["image"] == container(objects)["image"]
+    assert check["command"] == ["python", "-m", "modelyard.deploy.serving.check"]
+    url = check["args"][check["args"].index("--url") + 1]
+    assert url == f"http://{service['metadata']['name']}.modelyard.svc:{service['spec']['ports'][0]['port']}"
+    plan = check["args"][check["args"].index("--plan") + 1]
+    assert plan == container(objects)["args"][container(objects)["args"].index("--plan") + 1]
+    (volume,) = pod["spec"]["volumes"]
+    assert volume["configMap"]["name"] == one(objects, "ConfigMap")["metadata"]["name"]
+    assert check["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    # A NetworkPolicy that admits only named peers admits the test pod too.
+    peers = one(rendered["networkpolicy"], "NetworkPolicy")["spec"]["ingress"][0]["from"]
+    test_pod = one(rendered["networkpolicy"], "Pod")["metadata"]["labels"]
+    assert any(
+        p.get("podSelector", {}).get("matchLabels", {}).items() <= test_pod.items() for p in peers if "podSelector" in p
+    )
+    assert not [o for o in render({"tests": {"enabled": False}}) if o["kind"] == "Pod"]
 
 
 def test_helm_lint_strict(helm: Path, tmp_path: Path) -> None:

@@ -49,6 +49,12 @@ modelyard.io/shard: {{ . | quote }}
 {{- end }}
 {{- end -}}
 
+{{/* Labels of the `helm test` pod: every label of the release's objects, with component "test" instead of
+"serving", so the Service never selects it. */}}
+{{- define "modelyard-serving.testLabels" -}}
+{{ include "modelyard-serving.labels" . | replace "app.kubernetes.io/component: serving" "app.kubernetes.io/component: test" }}
+{{- end -}}
+
 {{/* The image reference: registry/repository:tag or @digest. */}}
 {{- define "modelyard-serving.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag -}}

@@ -1,11 +1,14 @@
-"""The chart's alerts on a live server: a real Prometheus scrapes a real ``modelyard serve`` and evaluates
-the PrometheusRule that ``helm template`` renders (ADR 0034).
+"""What the chart renders, run against a real ``modelyard serve`` (no cluster runs here).
 
-The scrape gives the series the labels the chart's ServiceMonitor would (``job`` = the release name,
-``namespace``). Clients send good and refused (422) requests; Prometheus must fire the 422 alert with
-the version's labels, the latency alert (its threshold set to 0 here), and nothing about 500s. This
-proves the rules' selectors and label values (``status="bad_input"``) match what the server exports,
-which the chart tier checks on names only.
+* **Alerts** (ADR 0034): a real Prometheus scrapes the server and evaluates the PrometheusRule that
+  ``helm template`` renders. The scrape gives the series the labels the chart's ServiceMonitor would
+  (``job`` = the release name, ``namespace``). Clients send good and refused (422) requests;
+  Prometheus must fire the 422 alert with the version's labels, the latency alert (its threshold set
+  to 0 here), and nothing about 500s. This proves the rules' selectors and label values
+  (``status="bad_input"``) match what the server exports, which the chart tier checks on names only.
+* **The ``helm test`` pod**: its command and arguments, as rendered, run against the server with the
+  plan its ConfigMap mounts: it passes on the release's plan and fails, naming both digests, on a
+  plan the server does not serve.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,20 +36,21 @@ RELEASE, NAMESPACE = "eta", "modelyard"
 NAMES = feature_names(4)
 
 
+def _template(values: dict[str, Any], show: str) -> dict[str, Any]:
+    """The one object ``templates/<show>`` renders with the real helm, for release eta in namespace modelyard."""
+    command = [str(helmbin.find_helm()), "template", RELEASE, str(CHART), "-n", NAMESPACE, "--values", "-"]
+    command += ["--show-only", f"templates/{show}"]
+    rendered = subprocess.run(command, input=json.dumps(values), capture_output=True, text=True, timeout=120)
+    assert rendered.returncode == 0, rendered.stderr
+    found: dict[str, Any] = yaml.safe_load(rendered.stdout)
+    return found
+
+
 def _rules(path: Path) -> None:
     """The release's PrometheusRule as rendered by the real helm, its groups written as a rules file."""
     immediate = {"enabled": True, "for": "0m"}
     values = {
-        "plan": {
-            "version": 1,
-            "services": [
-                {
-                    "family": "fare",
-                    "region": "jakarta",
-                    "variants": [{"name": "champion", "model_uri": "models:/alerts-fare/1", "weight": 100}],
-                }
-            ],
-        },
+        "plan": _plan("models:/chart-live-fare/1"),
         "mlflow": {"existingSecret": "s"},
         "metrics": {
             "prometheusRule": {
@@ -58,25 +63,30 @@ def _rules(path: Path) -> None:
             }
         },
     }
-    command = [str(helmbin.find_helm()), "template", RELEASE, str(CHART), "-n", NAMESPACE, "--values", "-"]
-    command += ["--show-only", "templates/prometheusrule.yaml"]
-    rendered = subprocess.run(command, input=json.dumps(values), capture_output=True, text=True, timeout=120)
-    assert rendered.returncode == 0, rendered.stderr
-    rule = yaml.safe_load(rendered.stdout)
+    rule = _template(values, "prometheusrule.yaml")
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
 
 
+def _plan(uri: str, weight: int = 100) -> dict[str, Any]:
+    variants = [{"name": "champion", "model_uri": uri, "weight": weight}]
+    if weight < 100:
+        variants.append({"name": "canary", "model_uri": uri, "weight": 100 - weight})
+    return {"version": 1, "services": [{"family": "fare", "region": "jakarta", "variants": variants}]}
+
+
 @pytest.fixture(scope="module")
-def served(mlflow_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def model_uri(mlflow_server: Any) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(mlflow_server.url)
     mlflow.set_registry_uri(mlflow_server.url)
-    uri = register_xgboost("alerts-fare", n_features=4, n_trees=10, rows=300, onnx=False)
-    plan = {"version": 1, "services": [{"family": "fare", "region": "jakarta", "variants": [
-        {"name": "champion", "model_uri": uri, "weight": 100}]}]}  # fmt: skip
-    plan_path = tmp_path_factory.mktemp("alerts") / "plan.yaml"
-    plan_path.write_text(yaml.safe_dump(plan))
+    return register_xgboost("chart-live-fare", n_features=4, n_trees=10, rows=300, onnx=False)
+
+
+@pytest.fixture(scope="module")
+def served(mlflow_server: Any, model_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    plan_path = tmp_path_factory.mktemp("served") / "plan.yaml"
+    plan_path.write_text(yaml.safe_dump(_plan(model_uri)))
     server = ServerProcess.start(plan_path, mlflow_server.url)
     try:
         server.wait_ready(timeout=180)
@@ -160,3 +170,28 @@ def test_refused_requests_fire_the_422_alert_with_the_versions_labels(served: st
     (slow,) = firing["ModelyardSlowPredictions"]
     assert (slow["labels"]["family"], slow["labels"]["region"]) == ("fare", "jakarta")
     assert "ModelyardServingErrors" not in firing  # no request failed with 500
+
+
+def test_the_helm_test_pod_passes_on_the_plan_served_and_names_a_plan_that_is_not(
+    served: str, model_uri: str, tmp_path: Path
+) -> None:
+    def run_pod(plan: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        values = {"plan": plan, "mlflow": {"existingSecret": "s"}}
+        pod = _template(values, "tests/test-plan-served.yaml")
+        mounted = _template(values, "configmap.yaml")["data"]["plan.yaml"]  # what the pod reads at --plan
+        (tmp_path / "plan.yaml").write_text(mounted)
+        (check,) = pod["spec"]["containers"]
+        args = list(check["args"])
+        args[args.index("--url") + 1] = served  # the Service, here the server itself
+        args[args.index("--plan") + 1] = str(tmp_path / "plan.yaml")
+        command = [sys.executable, *check["command"][1:], *args]
+        assert check["command"][0] == "python"
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO)
+
+    passed = run_pod(_plan(model_uri))
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "ok   fare/jakarta answers /v1/models/fare/jakarta" in passed.stdout
+    other = run_pod(_plan(model_uri, weight=90))  # a canary the server was never given
+    assert other.returncode == 1, other.stdout + other.stderr
+    assert f"FAIL {served} serves plan sha256:" in other.stderr
+    assert "its pods have not rolled to this plan" in other.stderr
