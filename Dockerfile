@@ -41,7 +41,7 @@ COPY helm ./helm
 COPY modelyard.yaml constraints-runtime.txt ./
 # pip and setuptools are build tools: the pod never installs anything (~25 MB).
 RUN pip install --no-deps -c constraints.txt . \
-    && python -c "import modelyard.deploy.serving.server" \
+    && python -c "import modelyard.deploy.serving.server, modelyard.deploy.serving.check" \
     && python -m compileall -q /opt/modelyard/lib \
     && python -m pip uninstall -y -q pip setuptools
 

@@ -396,6 +396,9 @@ def test_serving_extra_serves_without_airflow_gx_or_matplotlib(serving: Venv, tm
     assert "--plan" in helped.stdout
     imported = serving.run("python", "-c", "import modelyard.deploy.serving.server", cwd=tmp_path)
     assert imported.returncode == 0, imported.stdout
+    checker = serving.run("python", "-m", "modelyard.deploy.serving.check", "--help", cwd=tmp_path)  # helm test's
+    assert checker.returncode == 0, checker.stdout
+    assert "--plan" in checker.stdout
     for module in ("airflow", "great_expectations", "matplotlib"):
         probe = serving.run("python", "-c", f"import {module}", cwd=tmp_path)
         assert probe.returncode != 0, f"{module} is installed"
