@@ -1,5 +1,6 @@
-"""The chart's PrometheusRule: every alert is PromQL that parses, reads only metrics and labels the server
-exports, and carries the thresholds, durations and severities the values give.
+"""The chart's PrometheusRule and Grafana dashboard: every alert and panel query is PromQL that parses
+and reads only metrics and labels the server exports; alerts carry the thresholds, durations and
+severities the values give.
 
 The metrics come from the server's own registries (``ServingMetrics`` and ``OnlineMetrics``), so a
 renamed metric or label fails here instead of leaving an alert that never fires. Prometheus's own
@@ -10,6 +11,8 @@ another job or below the threshold that must not.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -321,3 +324,67 @@ def test_each_alert_fires_on_its_series_with_its_labels_and_words(render: Render
     ran = subprocess.run([promtool(), "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "SUCCESS" in ran.stdout, ran.stdout
+
+
+# Grafana's variables and macros, as one selection of the dashboard would fill them in.
+DASHBOARD_VARIABLES = {
+    "$__rate_interval": "5m",
+    "$namespace": "modelyard",
+    "$job": "eta",
+    "$family": ".*",
+    "$region": ".*",
+}
+
+
+def dashboard_queries(
+    dashboard: dict[str, Any], variables: dict[str, str] = DASHBOARD_VARIABLES
+) -> list[tuple[str, str]]:
+    """(where, PromQL) of every panel target, with ``variables`` filled in."""
+    found = []
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for name, value in sorted(variables.items(), key=lambda item: -len(item[0])):
+                expr = expr.replace(name, value)
+            found.append((f"{panel['title']} {target['refId']}", expr))
+    return found
+
+
+def dashboard(render: Render) -> tuple[dict[str, Any], dict[str, Any]]:
+    objects = render({"metrics": {"grafanaDashboard": {"enabled": True}}}, release="eta")
+    (config_map,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard")]
+    return config_map, json.loads(config_map["data"]["modelyard-serving.json"])
+
+
+def test_every_dashboard_query_reads_only_what_the_server_exports(render: Render) -> None:
+    config_map, board = dashboard(render)
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"  # what Grafana's sidecar looks for
+    series = exported()
+    queries = dashboard_queries(board)
+    assert len(queries) >= 15
+    for where, query in queries:
+        expr = promql_parser.parse(query)
+        for selector in selectors(expr):
+            assert selector.name in series, f"{where}: {selector.name} is not a metric the server exports"
+            matched = {m.name for m in selector.matchers.matchers}
+            assert matched <= series[selector.name] | TARGET_LABELS, f"{where}: {selector.name} {matched}"
+            assert {"namespace", "job"} <= matched, f"{where}: not scoped to the selected release"
+        everything = set().union(*(series[s.name] for s in selectors(expr))) | TARGET_LABELS
+        assert set(grouping(expr)) <= everything, f"{where}: grouped by a label no series has"
+    for variable in board["templating"]["list"][1:]:  # label_values(metric{...}, label)
+        metric, label = re.fullmatch(r"label_values\((\w+)(?:\{.*\})?, (\w+)\)", variable["query"]["query"]).groups()
+        assert label in series[metric] | TARGET_LABELS, variable["name"]
+
+
+def test_the_dashboards_panels_do_not_overlap_and_have_their_own_ids(render: Render) -> None:
+    _, board = dashboard(render)
+    assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
+    cells = [
+        (p["gridPos"]["x"] + dx, p["gridPos"]["y"] + dy)
+        for p in board["panels"]
+        for dx in range(p["gridPos"]["w"])
+        for dy in range(p["gridPos"]["h"])
+    ]
+    assert len(cells) == len(set(cells)), "two panels share a grid cell"
+    assert all(p["gridPos"]["x"] + p["gridPos"]["w"] <= 24 for p in board["panels"])
+    assert not [o for o in render({}) if o["metadata"]["name"].endswith("-dashboard")]

@@ -6,6 +6,9 @@
   Prometheus must fire the 422 alert with the version's labels, the latency alert (its threshold set
   to 0 here), and nothing about 500s. This proves the rules' selectors and label values
   (``status="bad_input"``) match what the server exports, which the chart tier checks on names only.
+* **The Grafana dashboard**: every panel's query, with the variables of one selection filled in,
+  runs on that Prometheus without error, and the request, latency and readiness panels show the
+  server's series.
 * **The ``helm test`` pod**: its command and arguments, as rendered, run against the server with the
   plan its ConfigMap mounts: it passes on the release's plan and fails, naming both digests, on a
   plan the server does not serve.
@@ -29,6 +32,7 @@ import yaml
 from modelyard.deploy.rollout import helmbin
 from modelyard.deploy.rollout.mlflow_server import free_port
 from tests.bench.serving import ServerProcess, feature_names, register_xgboost
+from tests.chart.test_chart_alerts import DASHBOARD_VARIABLES, dashboard_queries
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "modelyard-serving"
@@ -195,3 +199,26 @@ def test_the_helm_test_pod_passes_on_the_plan_served_and_names_a_plan_that_is_no
     assert other.returncode == 1, other.stdout + other.stderr
     assert f"FAIL {served} serves plan sha256:" in other.stderr
     assert "its pods have not rolled to this plan" in other.stderr
+
+
+def test_every_dashboard_query_runs_on_the_live_prometheus(served: str, prometheus: str) -> None:
+    values = {"plan": _plan("models:/chart-live-fare/1"), "mlflow": {"existingSecret": "s"}}
+    values["metrics"] = {"grafanaDashboard": {"enabled": True}}
+    board = json.loads(_template(values, "dashboard.yaml")["data"]["modelyard-serving.json"])
+    queries = dashboard_queries(board, {**DASHBOARD_VARIABLES, "$__rate_interval": "1m", "$job": RELEASE})
+    with httpx.Client(timeout=10) as client:
+        for _ in range(40):  # traffic across a few scrapes, so rates are not empty
+            client.post(f"{served}/v1/predict/fare/jakarta", json={"records": [dict.fromkeys(NAMES, 0.5)]})
+            time.sleep(0.1)
+        shown: dict[str, int] = {}
+        for where, query in queries:
+            answer = client.get(f"{prometheus}/api/v1/query", params={"query": query}).json()
+            assert answer["status"] == "success", (where, query, answer)
+            shown[where] = len(answer["data"]["result"])
+    for where in (
+        "Requests by outcome A",
+        "Traffic by variant and version A",
+        "Latency p50 / p99 B",
+        "Pods ready and plans served A",
+    ):
+        assert shown[where] > 0, f"{where} shows nothing: {shown}"
