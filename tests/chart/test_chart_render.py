@@ -151,7 +151,7 @@ def test_every_object_is_valid_kubernetes(rendered: dict[str, list[dict[str, Any
     checked = 0
     for obj in rendered[case]:
         if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
-            continue  # asserted on in test_servicemonitor and test_chart_alerts.py
+            continue  # asserted on in test_servicemonitor and test_chart_monitoring.py
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as exc:

@@ -32,7 +32,7 @@ import yaml
 from modelyard.deploy.rollout import helmbin
 from modelyard.deploy.rollout.mlflow_server import free_port
 from tests.bench.serving import ServerProcess, feature_names, register_xgboost
-from tests.chart.test_chart_alerts import DASHBOARD_VARIABLES, dashboard_queries
+from tests.chart.test_chart_monitoring import DASHBOARD_VARIABLES, dashboard_queries
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "modelyard-serving"
