@@ -1,4 +1,4 @@
-"""``modelyard data …`` commands: generate, ingest, validate, build.
+"""``modelyard data …`` commands: generate, ingest, validate, build; list snapshots, point LATEST back.
 
 Exit codes as in :mod:`modelyard.core.cli`: 1 data failed validation (or a region failed to build).
 """
@@ -16,6 +16,8 @@ from rich.table import Table
 from modelyard.core.cli import (
     ConfigOption,
     FamiliesOption,
+    FamilyOption,
+    RegionOption,
     RegionsOption,
     config_or_exit,
     console,
@@ -185,6 +187,60 @@ def ingest(
     from modelyard.pipeline.build import BuildRequest
 
     _run_build(config_or_exit(config_path), families, regions, BuildRequest(source=input_path))
+
+
+@app.command()
+def snapshots(
+    families: FamiliesOption = None,
+    regions: RegionsOption = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """List each pair's published snapshots, newest first: digest, built, rows, time window, source; * is LATEST."""
+    from modelyard.pipeline.snapshots import latest_digest, list_snapshots
+
+    config = config_or_exit(config_path)
+    with exits_on_expected_errors():
+        pairs = config.pairs(families or None, regions or None)
+    table = Table(title="Feature snapshots (* LATEST: what training reads)", title_justify="left")
+    for name in ("family", "region", "", "digest", "built (UTC)", "rows", "from", "to", "source"):
+        table.add_column(name, justify="right" if name == "rows" else "left", overflow="fold")
+    features = config.storage.features_dir
+    for family, region in pairs:
+        current = latest_digest(features, family, region)
+        for meta in list_snapshots(features, family, region):
+            table.add_row(
+                family, region, "*" if meta.digest == current else "", meta.digest,
+                f"{meta.created_at:%Y-%m-%d %H:%M}", str(meta.rows), f"{meta.time_min:%Y-%m-%d}",
+                f"{meta.time_max:%Y-%m-%d}", escape(meta.source),
+            )  # fmt: skip
+    console.print(table)
+
+
+@app.command()
+def rollback(
+    family: FamilyOption,
+    region: RegionOption,
+    to: Annotated[str | None, typer.Option("--to", help="The snapshot's digest (a unique prefix will do).")] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Point the pair's LATEST back at the snapshot published before it (or --to DIGEST): what training reads next.
+
+    For a build that passed validation with data that is wrong. The snapshots stay; a version
+    already trained on the snapshot is reused (same inputs), and the next build points LATEST at
+    what it publishes.
+    """
+    from modelyard.pipeline.snapshots import point_latest
+
+    config = config_or_exit(config_path)
+    with exits_on_expected_errors():
+        config.pair_view(family, region)
+        before, meta = point_latest(config.storage.features_dir, family, region, to)
+    line = (
+        f"{family}/{region}: LATEST {before} -> {meta.digest} (built {meta.created_at:%Y-%m-%d %H:%M} UTC, "
+        f"{meta.rows} rows, {meta.time_min:%Y-%m-%d} to {meta.time_max:%Y-%m-%d}); "
+        f"`modelyard train -f {family} -r {region}` trains on it"
+    )
+    console.print(line, markup=False, highlight=False)
 
 
 def _run_build(config: Config, families: list[str] | None, regions: list[str] | None, request: BuildRequest) -> None:

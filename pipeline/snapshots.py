@@ -185,6 +185,56 @@ def latest_snapshot(features_dir: UPath, family: str, region: str) -> SnapshotMe
     return read_snapshot(features_dir, family, region, pointer.strip())
 
 
+def list_snapshots(features_dir: UPath, family: str, region: str) -> list[SnapshotMeta]:
+    """Every published snapshot of (family, region), newest first (by ``created_at``)."""
+    folder = snapshot_dir(features_dir, family, region)
+    if not folder.exists():
+        return []
+    found = []
+    for meta_file in folder.glob("*.json"):
+        text = read_text(meta_file)
+        if text is not None:
+            found.append(SnapshotMeta.model_validate_json(text))
+    return sorted(found, key=lambda meta: meta.created_at, reverse=True)
+
+
+def latest_digest(features_dir: UPath, family: str, region: str) -> str | None:
+    """The digest ``LATEST`` points at, or None when nothing was published."""
+    pointer = read_text(snapshot_dir(features_dir, family, region) / LATEST)
+    return pointer.strip() if pointer is not None else None
+
+
+def point_latest(features_dir: UPath, family: str, region: str, digest: str | None = None) -> tuple[str, SnapshotMeta]:
+    """Point (family, region)'s ``LATEST`` at snapshot ``digest`` (a unique prefix will do), by default the
+    one published before the current ``LATEST``. Returns the digest it pointed at before and the snapshot.
+
+    Raises:
+        SnapshotNotFoundError: no such snapshot, a prefix that names several, or nothing older to go back to.
+    """
+    snapshots = list_snapshots(features_dir, family, region)
+    current = latest_digest(features_dir, family, region)
+    pair = f"{family}/{region}"
+    if not snapshots or current is None:
+        raise SnapshotNotFoundError(f"{pair} has no published snapshot; run `modelyard data build` first")
+    if digest is None:
+        digests = [meta.digest for meta in snapshots]
+        older = digests[digests.index(current) + 1 :] if current in digests else []
+        if not older:
+            raise SnapshotNotFoundError(f"{pair}: LATEST {current} is its oldest snapshot; there is none to go back to")
+        chosen = next(meta for meta in snapshots if meta.digest == older[0])
+    else:
+        matches = [meta for meta in snapshots if meta.digest.startswith(digest)]
+        if len(matches) != 1:
+            known = ", ".join(meta.digest for meta in snapshots)
+            what = "no snapshot" if not matches else f"{len(matches)} snapshots"
+            raise SnapshotNotFoundError(f"{pair}: {what} with digest {digest!r} (its snapshots: {known})")
+        chosen = matches[0]
+    if not chosen.validation.success:
+        raise SnapshotNotFoundError(f"{pair}: snapshot {chosen.digest} did not pass validation")
+    _point_latest(snapshot_dir(features_dir, family, region), chosen.digest)
+    return current, chosen
+
+
 def read_snapshot(features_dir: UPath, family: str, region: str, digest: str) -> SnapshotMeta:
     """The metadata of one snapshot by digest."""
     meta_file = snapshot_dir(features_dir, family, region) / f"{digest}.json"

@@ -250,3 +250,43 @@ def test_rows_that_answer_served_requests_become_outcomes_for_live_quality(tmp_p
                         types.SimpleNamespace(tags={}))  # fmt: skip
     assert live["live_rows"] == 40
     assert live["live_auc"] == pytest.approx(roc_auc_score(picked["accepted"], scores))
+
+
+def test_latest_goes_back_to_an_earlier_snapshot_and_the_next_build_moves_it_on(tmp_path: Path) -> None:
+    """A build that passed its checks with wrong data: `modelyard data rollback` points LATEST back."""
+    from typer.testing import CliRunner
+
+    from modelyard.deploy.cli import app
+    from modelyard.pipeline.snapshots import list_snapshots
+
+    pair = ("driver_acceptance", "jakarta")
+    (first,) = build_all(_config(tmp_path), ["driver_acceptance"], ["jakarta"])
+    (second,) = build_all(_config(tmp_path, MODELYARD_DATA__SYNTHETIC__ROWS="700"), ["driver_acceptance"], ["jakarta"])
+    features = _config(tmp_path).storage.features_dir
+    assert [meta.digest for meta in list_snapshots(features, *pair)] == [second.digest, first.digest]
+    env = {"MODELYARD_CONFIG": str(REPO / "modelyard.yaml"), "MODELYARD_STORAGE__ROOT": str(tmp_path), "COLUMNS": "200"}
+
+    def data(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["data", *args], env=env)
+        return result.exit_code, " ".join(result.output.split())
+
+    code, text = data("rollback", "-f", pair[0], "-r", pair[1])
+    assert code == 0, text
+    assert f"driver_acceptance/jakarta: LATEST {second.digest} -> {first.digest} (built " in text
+    assert "600 rows" in text
+    assert latest_snapshot(features, *pair).digest == first.digest
+    code, text = data("snapshots", "-f", pair[0], "-r", pair[1])
+    assert f"│ * │ {first.digest} │" in text
+    assert f"│ │ {second.digest} │" in text  # listed, not LATEST
+    code, text = data("rollback", "-f", pair[0], "-r", pair[1])
+    assert code == 2
+    assert f"LATEST {first.digest} is its oldest snapshot; there is none to go back to" in text
+    code, text = data("rollback", "-f", pair[0], "-r", pair[1], "--to", "[nope]")
+    assert code == 2
+    assert f"no snapshot with digest '[nope]' (its snapshots: {second.digest}, {first.digest})" in text
+    code, text = data("rollback", "-f", pair[0], "-r", pair[1], "--to", second.digest[:6])
+    assert code == 0, text
+    assert latest_snapshot(features, *pair).digest == second.digest
+    data("rollback", "-f", pair[0], "-r", pair[1])
+    (again,) = build_all(_config(tmp_path, MODELYARD_DATA__SYNTHETIC__ROWS="700"), ["driver_acceptance"], ["jakarta"])
+    assert latest_snapshot(features, *pair).digest == again.digest == second.digest
