@@ -6,6 +6,7 @@ Exit codes as in :mod:`modelyard.core.cli`: 1 data failed validation (or a regio
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -193,6 +194,7 @@ def ingest(
 def snapshots(
     families: FamiliesOption = None,
     regions: RegionsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per snapshot.")] = False,
     config_path: ConfigOption = None,
 ) -> None:
     """List each pair's published snapshots, newest first: digest, built, rows, time window, source; * is LATEST."""
@@ -201,18 +203,24 @@ def snapshots(
     config = config_or_exit(config_path)
     with exits_on_expected_errors():
         pairs = config.pairs(families or None, regions or None)
-    table = Table(title="Feature snapshots (* LATEST: what training reads)", title_justify="left")
-    for name in ("family", "region", "", "digest", "built (UTC)", "rows", "from", "to", "source"):
-        table.add_column(name, justify="right" if name == "rows" else "left", overflow="fold")
     features = config.storage.features_dir
+    listed = []
     for family, region in pairs:
         current = latest_digest(features, family, region)
-        for meta in list_snapshots(features, family, region):
-            table.add_row(
-                family, region, "*" if meta.digest == current else "", meta.digest,
-                f"{meta.created_at:%Y-%m-%d %H:%M}", str(meta.rows), f"{meta.time_min:%Y-%m-%d}",
-                f"{meta.time_max:%Y-%m-%d}", escape(meta.source),
-            )  # fmt: skip
+        listed += [(meta, meta.digest == current) for meta in list_snapshots(features, family, region)]
+    if as_json:
+        fields = ("family", "region", "digest", "rows", "time_min", "time_max", "source", "created_at")
+        records = [{**meta.model_dump(mode="json", include=set(fields)), "latest": latest} for meta, latest in listed]
+        typer.echo(json.dumps(records, indent=2))
+        return
+    table = Table(title="Feature snapshots (* LATEST: what training reads)", title_justify="left")
+    for name in ("family", "region", "", "digest", "built (UTC)", "rows", "from", "to", "source"):
+        table.add_column(name, justify="right" if name == "rows" else "left", overflow="fold", no_wrap=name != "source")
+    for meta, latest in listed:
+        table.add_row(
+            meta.family, meta.region, "*" if latest else "", meta.digest, f"{meta.created_at:%Y-%m-%d %H:%M}",
+            str(meta.rows), f"{meta.time_min:%Y-%m-%d}", f"{meta.time_max:%Y-%m-%d}", escape(meta.source),
+        )  # fmt: skip
     console.print(table)
 
 
