@@ -59,35 +59,37 @@ def exported() -> dict[str, set[str]]:
     return series
 
 
+def nodes(node: Any) -> list[Any]:
+    """``node`` (a parsed PromQL expression) and every node under it."""
+    children = [getattr(node, name, None) for name in ("lhs", "rhs", "expr", "param", "vector_selector")]
+    children += list(getattr(node, "args", None) or [])
+    return [node, *(found for child in children if child is not None for found in nodes(child))]
+
+
 def selectors(node: Any) -> list[Any]:
-    """The vector selectors under ``node`` (a parsed PromQL expression)."""
-    if isinstance(node, promql_parser.VectorSelector):
-        return [node]
-    if isinstance(node, promql_parser.MatrixSelector):
-        return [node.vector_selector]
-    found: list[Any] = []
-    for name in ("lhs", "rhs", "expr", "param"):
-        child = getattr(node, name, None)
-        if child is not None:
-            found += selectors(child)
-    for arg in getattr(node, "args", None) or []:
-        found += selectors(arg)
-    return found
+    """The vector selectors under ``node``."""
+    return [n for n in nodes(node) if isinstance(n, promql_parser.VectorSelector)]
 
 
 def grouping(node: Any) -> list[str]:
     """The labels of every ``by (...)`` under ``node``."""
-    labels: list[str] = []
-    modifier = getattr(node, "modifier", None)
-    if isinstance(node, promql_parser.AggregateExpr) and modifier is not None:
-        labels += list(modifier.labels)
-    for name in ("lhs", "rhs", "expr"):
-        child = getattr(node, name, None)
-        if child is not None:
-            labels += grouping(child)
-    for arg in getattr(node, "args", None) or []:
-        labels += grouping(arg)
-    return labels
+    aggregates = [n for n in nodes(node) if isinstance(n, promql_parser.AggregateExpr) and n.modifier is not None]
+    return [label for n in aggregates for label in n.modifier.labels]
+
+
+def assert_reads_exported(where: str, query: str, series: dict[str, set[str]]) -> None:
+    """``query`` parses, and reads only exported metrics and labels, scoped to one release."""
+    expr = promql_parser.parse(query)  # raises on PromQL that Prometheus would refuse
+    found = selectors(expr)
+    assert found, where
+    for selector in found:
+        assert selector.name in series, f"{where}: {selector.name} is not a metric the server exports"
+        allowed = series[selector.name] | TARGET_LABELS
+        matched = {m.name for m in selector.matchers.matchers}
+        assert matched <= allowed, f"{where}: {selector.name} has no label {matched - allowed}"
+        assert {"namespace", "job"} <= matched, f"{where}: {selector.name} is not scoped to the release"
+    everything = set().union(*(series[s.name] for s in found)) | TARGET_LABELS
+    assert set(grouping(expr)) <= everything, f"{where}: grouped by a label no series has"
 
 
 def rules(render: Render, values: dict[str, Any], release: str = "eta") -> dict[str, dict[str, Any]]:
@@ -109,17 +111,7 @@ def test_every_alert_reads_only_what_the_server_exports(defaults: dict[str, dict
     series = exported()
     assert set(defaults) == set(ALERTS.values())
     for name, rule in defaults.items():
-        expr = promql_parser.parse(rule["expr"])  # raises on PromQL that Prometheus would refuse
-        found = selectors(expr)
-        assert found, name
-        for selector in found:
-            assert selector.name in series, f"{name}: {selector.name} is not a metric the server exports"
-            allowed = series[selector.name] | TARGET_LABELS
-            matched = {m.name for m in selector.matchers.matchers}
-            assert matched <= allowed, f"{name}: {selector.name} has no label {matched - allowed}"
-            assert {"namespace", "job"} <= matched, f"{name}: {selector.name} is not scoped to the release"
-        everything = set().union(*(series[s.name] for s in found)) | TARGET_LABELS
-        assert set(grouping(expr)) <= everything, f"{name}: grouped by a label no series has"
+        assert_reads_exported(name, rule["expr"], series)
         summary = rule["annotations"]["summary"]
         assert "$labels" in summary or "$value" in summary, f"{name}: {summary}"  # Prometheus's, not Helm's
         assert rule["annotations"]["description"].strip()
@@ -363,14 +355,7 @@ def test_every_dashboard_query_reads_only_what_the_server_exports(render: Render
     queries = dashboard_queries(board)
     assert len(queries) >= 15
     for where, query in queries:
-        expr = promql_parser.parse(query)
-        for selector in selectors(expr):
-            assert selector.name in series, f"{where}: {selector.name} is not a metric the server exports"
-            matched = {m.name for m in selector.matchers.matchers}
-            assert matched <= series[selector.name] | TARGET_LABELS, f"{where}: {selector.name} {matched}"
-            assert {"namespace", "job"} <= matched, f"{where}: not scoped to the selected release"
-        everything = set().union(*(series[s.name] for s in selectors(expr))) | TARGET_LABELS
-        assert set(grouping(expr)) <= everything, f"{where}: grouped by a label no series has"
+        assert_reads_exported(where, query, series)
     for variable in board["templating"]["list"][1:]:  # label_values(metric{...}, label)
         metric, label = re.fullmatch(r"label_values\((\w+)(?:\{.*\})?, (\w+)\)", variable["query"]["query"]).groups()
         assert label in series[metric] | TARGET_LABELS, variable["name"]
