@@ -72,17 +72,28 @@ def aliases_of(client: MlflowClient, names: Iterable[str]) -> dict[str, dict[str
 
 def versions_of(client: MlflowClient, wanted: dict[str, set[str]]) -> dict[tuple[str, str], ModelVersion]:
     """``{(model name, version): ModelVersion}`` for the wanted versions of each model, with their tags."""
-    names = sorted(name for name, versions in wanted.items() if versions)
-    found: dict[tuple[str, str], ModelVersion] = {}
-    for chunk in _chunks(names):
+    every = all_versions(client, [name for name, versions in wanted.items() if versions])
+    return {
+        (name, str(version.version)): version
+        for name, versions in every.items()
+        for version in versions
+        if str(version.version) in wanted[name]
+    }
+
+
+def all_versions(client: MlflowClient, names: Iterable[str]) -> dict[str, list[ModelVersion]]:
+    """``{model name: every registered version, with its tags}``; a name that is not registered maps to ``[]``."""
+    wanted = sorted(set(names))
+    found: dict[str, list[ModelVersion]] = {name: [] for name in wanted}
+    for chunk in _chunks(wanted):
         token: str | None = None
         while True:
             page = client.search_model_versions(
                 filter_string=_in_filter("name", chunk), max_results=PAGE_SIZE, page_token=token
             )
             for version in page:
-                if str(version.version) in wanted[version.name]:
-                    found[(version.name, str(version.version))] = version
+                if version.name in found:
+                    found[version.name].append(version)
             token = page.token
             if not token:
                 break

@@ -38,6 +38,7 @@ STAGES = (
     Stage("deploy", "modelyard.dags.deployment", "deploy_dag"),
     Stage("monitoring", "modelyard.dags.monitoring", "monitoring_dag"),
     Stage("batch_scoring", "modelyard.dags.batch_scoring", "batch_scoring_dag"),
+    Stage("housekeeping", "modelyard.dags.housekeeping", "housekeeping_dag"),
 )
 
 CONFIG_HEADER = """\

@@ -4,7 +4,7 @@
 an overlay and ``MODELYARD_*`` variables (see its docstring and ADR 0001); ``pairs`` resolves
 one (family, region) once. Each other module is one section, named after what reads it:
 ``regions``, ``datasets``, ``families``, ``storage``, ``tracking`` (MLflow), ``data``,
-``training``, ``gates``, ``promotion``, ``deploy``, ``scale``, ``monitoring``.
+``training``, ``gates``, ``promotion``, ``deploy``, ``scale``, ``monitoring``, ``online``, ``retention``.
 
 Import the names from here: ``from modelyard.core.config import Config, load_config``.
 """
@@ -54,6 +54,7 @@ from modelyard.core.config.online import OnlineSettings
 from modelyard.core.config.pairs import PairView
 from modelyard.core.config.promotion import Approval, ApprovalOverride, PromotionSettings
 from modelyard.core.config.regions import Festival, Region
+from modelyard.core.config.retention import RetentionSettings
 from modelyard.core.config.root import Config
 from modelyard.core.config.scale import ScaleSettings
 from modelyard.core.config.storage import LOCK_PROTOCOLS, Storage, StorageRoot
@@ -99,6 +100,7 @@ __all__ = [
     "PromotionSettings",
     "Region",
     "RegionOverride",
+    "RetentionSettings",
     "RolloutSettings",
     "RowSelection",
     "ScaleSettings",

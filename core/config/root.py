@@ -18,6 +18,7 @@ from modelyard.core.config.online import OnlineSettings
 from modelyard.core.config.pairs import PairView
 from modelyard.core.config.promotion import PromotionSettings, check_approval_overrides
 from modelyard.core.config.regions import GroupDecl, Region, groups_serving, resolve_groups
+from modelyard.core.config.retention import RetentionSettings, check_sample_days
 from modelyard.core.config.scale import ScaleSettings
 from modelyard.core.config.storage import Storage
 from modelyard.core.config.tracking import MlflowSettings
@@ -45,6 +46,7 @@ class Config(Section):
     promotion: PromotionSettings = PromotionSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     online: OnlineSettings = OnlineSettings()
+    retention: RetentionSettings = RetentionSettings()
     _region_groups: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
     _groups_by_region: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
 
@@ -72,6 +74,7 @@ class Config(Section):
         check_gate_overrides(self.gates.region_overrides, self.family_names, names, list(groups))
         check_approval_overrides(self.promotion.overrides, self.family_names, names)
         check_drift_overrides(self.monitoring.overrides, self.family_names, names)
+        check_sample_days(self.retention, self.monitoring.window_hours)
         object.__setattr__(self, "deploy", follow_regions(self.deploy, self.region_names))  # frozen: set once here
         for window in self.deploy.windows:
             unknown = (set(window.regions) - names) | (set(window.families) - set(self.family_names))

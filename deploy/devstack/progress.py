@@ -22,7 +22,7 @@ POLL_SECONDS = 3.0
 QUIET_POLLS = 3  # consecutive polls with nothing running or queued before the chain counts as done
 STAGE_LABELS = {
     "data_processing": "data", "monitoring": "monitoring", "training": "training", "promotion": "promotion",
-    "deploy": "deploy", "batch_scoring": "batch",
+    "deploy": "deploy", "batch_scoring": "batch", "housekeeping": "housekeeping",
 }  # fmt: skip
 STATE_STYLES = {
     "success": "green",
@@ -132,11 +132,12 @@ def render_progress(state: ChainState) -> RenderableType:
             ", ".join(f"{n} {styled(s)}" for s, n in sorted(counts.items())) or "-",
         )
     pairs = Table(title="per family / region (latest task state)", title_justify="left")
-    for column in ("family", "region", *(STAGE_LABELS[d] for d in DAG_IDS)):
+    by_pair = [d for d in DAG_IDS if any(d in states for states in grid.values())]  # not housekeeping: no pairs
+    for column in ("family", "region", *(STAGE_LABELS[d] for d in by_pair)):
         pairs.add_column(column)
     for label in sorted(grid):
         family, _, region = label.partition("/")
-        pairs.add_row(family, region, *(styled(grid[label].get(d, "-")) for d in DAG_IDS))
+        pairs.add_row(family, region, *(styled(grid[label].get(d, "-")) for d in by_pair))
     return Group(stages, pairs) if grid else stages
 
 

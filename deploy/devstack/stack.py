@@ -51,7 +51,7 @@ VENV_BIN = Path(sys.executable).parent
 AIRFLOW_USER = "admin"
 AIRFLOW_PASSWORD = "admin"
 AIRFLOW_PARALLELISM = 4
-DAG_IDS = ("data_processing", "monitoring", "training", "promotion", "deploy", "batch_scoring")
+DAG_IDS = ("data_processing", "monitoring", "training", "promotion", "deploy", "batch_scoring", "housekeeping")
 # The stages a trigger of data_processing runs through; monitoring runs on its own (hourly, and
 # only finds something once a server has sampled traffic), so a chain is not judged by it.
 CHAIN_DAG_IDS = ("data_processing", "training", "promotion", "deploy")

@@ -228,6 +228,16 @@ def test_batch_scoring_wiring(dagbag: dict[str, Any]) -> None:
     assert {"families", "regions", "input", "alias", "version"} <= set(dag["params"])
 
 
+def test_housekeeping_wiring(dagbag: dict[str, Any]) -> None:
+    """One task on retention.schedule, announcing nothing: pruning starts no stage."""
+    dag = next((d for d in dagbag["dags"] if d["dag_id"] == "housekeeping"), None)
+    assert dag is not None, "dags/housekeeping.py must define the housekeeping DAG"
+    assert "0 0 * * *" in dag["schedule"], f"schedule should follow retention.schedule (@daily): {dag['schedule']}"
+    assert [(t["task_id"], t["outlets"]) for t in dag["tasks"]] == [("prune", [])]
+    assert set(dag["params"]) == {"families", "regions", "snapshots", "sample_days", "dry_run"}
+    assert dag["params"]["dry_run"]["value"] is False
+
+
 def test_training_is_scheduled_on_drift_as_well_as_features(dagbag: dict[str, Any]) -> None:
     dag = next(d for d in dagbag["dags"] if d["dag_id"] == "training")
     assert sorted(dag["asset_schedule"]) == [assets.DRIFT_ALIAS, assets.FEATURES_ALIAS]

@@ -18,7 +18,7 @@ from airflow.sdk.definitions.param import ParamsDict
 from modelyard.core.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
-DAG_IDS = ["batch_scoring", "data_processing", "deploy", "monitoring", "promotion", "training"]
+DAG_IDS = ["batch_scoring", "data_processing", "deploy", "housekeeping", "monitoring", "promotion", "training"]
 
 
 def _params(report: dict[str, Any], dag_id: str, **values: Any) -> ParamsDict:
@@ -53,6 +53,7 @@ TYPICAL = {
     "batch_scoring": {"regions": ["jakarta"], "input": "/data/next_day/*.parquet", "version": 3, "chunk_rows": 50_000},
     "data_processing": {"regions": ["jakarta"], "start": "2026-01-01", "end": "2026-01-31", "source": "synthetic"},
     "deploy": {"regions": ["jakarta"], "strategy": "canary", "version": 3, "dry_run": True},
+    "housekeeping": {"regions": ["jakarta"], "snapshots": 5, "sample_days": 90, "dry_run": True},
     "monitoring": {"regions": ["jakarta"], "window_hours": 48},
     "promotion": {"regions": ["jakarta"], "action": "promote-version", "version": 2, "reason": "hotfix"},
     "training": {"regions": ["jakarta"], "force": True, "hyperparameters": '{"max_depth": 4}'},
@@ -81,6 +82,9 @@ BAD = [
     ("training", "regions", ["atlantis"]),
     ("data_processing", "start", "yesterday"),
     ("monitoring", "window_hours", 0),
+    ("housekeeping", "snapshots", 0),
+    ("housekeeping", "sample_days", 0),
+    ("housekeeping", "dry_run", "maybe"),
 ]
 
 

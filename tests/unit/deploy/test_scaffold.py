@@ -20,7 +20,7 @@ def test_writes_config_dag_files_and_readme(tmp_path: Path) -> None:
     assert {p.relative_to(tmp_path / "team").as_posix() for p in written} == {
         "modelyard.yaml", "README.md", "dags/modelyard_data_processing.py", "dags/modelyard_training.py",
         "dags/modelyard_promotion.py", "dags/modelyard_deploy.py", "dags/modelyard_monitoring.py",
-        "dags/modelyard_batch_scoring.py",
+        "dags/modelyard_batch_scoring.py", "dags/modelyard_housekeeping.py",
     }  # fmt: skip
     config = yaml.safe_load((tmp_path / "team" / "modelyard.yaml").read_text())
     assert config == yaml.safe_load(scaffold.packaged_config())
@@ -44,7 +44,7 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     scaffold.write_project(tmp_path)
     config = tmp_path / "modelyard.yaml"
     config.write_text("# edited\n")
-    with pytest.raises(scaffold.ProjectExistsError, match=r"8 of the project's files exist already.*--force"):
+    with pytest.raises(scaffold.ProjectExistsError, match=r"9 of the project's files exist already.*--force"):
         scaffold.write_project(tmp_path)
     assert config.read_text() == "# edited\n"
     scaffold.write_project(tmp_path, force=True)
@@ -87,7 +87,7 @@ def test_the_project_readme_counts_the_dag_files_it_writes(tmp_path: Path) -> No
     dag_files = [p for p in written if p.parent.name == scaffold.DAGS_DIR]
     readme = (tmp_path / "README.md").read_text()
     assert f"({len(dag_files)} files)" in readme
-    assert len(dag_files) == len(scaffold.STAGES) == 6
+    assert len(dag_files) == len(scaffold.STAGES) == 7
 
 
 @pytest.mark.parametrize("stage", scaffold.STAGES, ids=lambda s: s.dag_id)
@@ -126,4 +126,4 @@ def test_the_readme_states_the_range_and_the_files_init_writes() -> None:
 
     section = readme_section("Installing into an existing Airflow")
     assert f"Airflow {AIRFLOW_RANGE}" in section
-    assert f"{['', 'one', 'two', 'three', 'four', 'five', 'six'][len(scaffold.STAGES)]} DAG files" in section
+    assert f"{['', 'one', 'two', 'three', 'four', 'five', 'six', 'seven'][len(scaffold.STAGES)]} DAG files" in section

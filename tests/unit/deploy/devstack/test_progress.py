@@ -43,6 +43,10 @@ def test_a_finished_chunk_shows_every_pair_with_its_own_outcome() -> None:
     text = console.export_text()
     for region in ("jakarta", "manila", "JKT"):
         assert region in text, text
+    header = next(line for line in text.splitlines() if line.startswith("┃") and "family" in line)
+    columns = [cell.strip() for cell in header.split("┃")[1:-1]]
+    assert columns == ["family", "region", "training"], header  # housekeeping handles no pairs: no column
+    assert "housekeeping" in text  # the stages table lists every DAG
 
 
 class CountingApi:

@@ -1,0 +1,347 @@
+"""Retention: what ``modelyard prune`` and the housekeeping DAG remove from storage (ADR 0035).
+
+Storage grows with every build that brings new data (a content-addressed snapshot of each pair)
+and every hour a server runs (a prediction-log file per server and rotation). Nothing else ever
+removes them. :func:`plan_prune` decides, per (family, region) and per (family, region group):
+
+- **snapshots** other than those still needed. Kept: the one ``LATEST`` names (what training reads
+  next); the newest ``retention.snapshots``; every snapshot a registered model version was trained
+  on (its ``data_digest`` tag: the gates' holdout, the monitoring reference and the lineage shown in
+  MLflow read it); every member snapshot a registered pooled version stacked (its
+  ``pooled_snapshots`` tag). A snapshot is its JSON, its Parquet and its report.
+- **unpublished data files**: a ``<digest>.parquet`` or report that no JSON names, left by a build
+  that died before publishing, once a day old (younger, it may be a build publishing right now).
+- **prediction-log files** published more than ``retention.sample_days`` ago (the config refuses a
+  retention shorter than ``monitoring.window_hours``, so the monitoring stage never misses one).
+
+The registry is read before anything is removed; if it cannot be read, nothing is. :func:`prune`
+removes a snapshot JSON first (what makes a snapshot exist), so a prune that stops midway leaves
+only unpublished data files, which the next prune removes; and it reads ``LATEST`` again just
+before, so a build that pointed ``LATEST`` at an old snapshot in the meantime keeps it. Model
+versions are never removed here: their lifecycle is the registry's (delete a version in the MLflow
+UI, and its snapshot goes at the next prune).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from modelyard.core.catalog import all_versions
+from modelyard.core.config.retention import RetentionSettings, check_sample_days
+from modelyard.core.contracts import prediction_log
+from modelyard.core.contracts.registry import POOLED_SNAPSHOTS_TAG
+from modelyard.core.errors import ModelyardError
+from modelyard.pipeline import snapshots
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from upath import UPath
+
+    from modelyard.core.config import Config
+
+log = logging.getLogger(__name__)
+
+# A build that has written its data file but not yet its JSON is publishing; one older than this died.
+UNPUBLISHED_GRACE = dt.timedelta(days=1)
+_DATA_FILE = re.compile(r"^(?P<digest>[0-9a-f]{16})\.(parquet|report\.html)$")
+
+Kind = Literal["snapshot", "unpublished", "samples"]
+
+
+class RetentionError(ModelyardError, ValueError):
+    """A retention the monitoring stage cannot live with, or removals that failed; the message names them."""
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One thing a prune removes: a snapshot, an unpublished data file, or a version's old sample files."""
+
+    kind: Kind
+    family: str
+    region: str  # a region, or a region group for a pooled model's snapshots
+    name: str  # the digest, the file name, or "v<version>"
+    detail: str
+    files: tuple[UPath, ...]  # in the order they are removed
+    size: int
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """What a prune removes, and why each snapshot that stays is kept."""
+
+    removals: tuple[Removal, ...]
+    kept: dict[tuple[str, str, str], list[str]]  # (family, region, digest) -> reasons
+
+    @property
+    def size(self) -> int:
+        return sum(removal.size for removal in self.removals)
+
+    @property
+    def kept_for_versions(self) -> int:
+        """Kept snapshots that a registered version was trained on (or pooled)."""
+        return sum(any(why.startswith(("trained", "pooled")) for why in reasons) for reasons in self.kept.values())
+
+    @property
+    def files(self) -> int:
+        return sum(len(removal.files) for removal in self.removals)
+
+
+@dataclass
+class PruneOutcome:
+    """What a prune removed, and the removals it could not finish (with the reason)."""
+
+    removed: list[Removal] = field(default_factory=list)
+    skipped: list[tuple[Removal, str]] = field(default_factory=list)
+    failed: list[tuple[Removal, str]] = field(default_factory=list)
+
+
+def settings(
+    config: Config, keep: int | None = None, sample_days: int | None = None, *, option: str = "sample_days"
+) -> RetentionSettings:
+    """``retention`` with a run's own ``keep`` (snapshots) / ``sample_days`` over it, checked like the config.
+
+    Raises:
+        RetentionError: fewer days of prediction logs than ``monitoring.window_hours`` reads (named ``option``).
+    """
+    given = {"snapshots": keep, "sample_days": sample_days}
+    chosen = config.retention.model_copy(update={key: value for key, value in given.items() if value is not None})
+    try:
+        check_sample_days(chosen, config.monitoring.window_hours)
+    except ValueError as exc:
+        raise RetentionError(str(exc).replace("retention.sample_days", option)) from exc
+    return chosen
+
+
+def folders(config: Config, families: list[str] | None, regions: list[str] | None) -> list[tuple[str, str, str]]:
+    """``(family, region or group, registered model name)`` of every selected pair and of the groups serving them."""
+    pairs = config.pairs(families, regions)
+    chosen = [(family, region, config.mlflow.model_name(family, region)) for family, region in pairs]
+    groups: dict[str, set[str]] = defaultdict(set)
+    for family, region in pairs:
+        groups[family].update(config.groups_of(region))
+    for family, names in groups.items():
+        chosen += [(family, group, config.pooled_model_name(family, group)) for group in sorted(names)]
+    return chosen
+
+
+def trained_on(client: MlflowClient, chosen: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], list[str]]:
+    """``{(family, region, digest): ["trained v3", "pooled v1 (country-id)"]}`` from every registered version."""
+    chosen = list(chosen)
+    folder_of = {name: (family, region) for family, region, name in chosen}
+    reasons: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for name, versions in all_versions(client, folder_of).items():
+        family, region = folder_of[name]
+        for version in sorted(versions, key=lambda v: int(v.version)):
+            tags = version.tags or {}
+            if tags.get("data_digest"):
+                reasons[(family, region, tags["data_digest"])].append(f"trained v{version.version}")
+            for member in filter(None, tags.get(POOLED_SNAPSHOTS_TAG, "").split(",")):
+                member_region, _, digest = member.partition("=")
+                reasons[(family, member_region, digest)].append(f"pooled v{version.version} ({region})")
+    return reasons
+
+
+def plan_prune(
+    config: Config,
+    chosen: list[tuple[str, str, str]],
+    needed: dict[tuple[str, str, str], list[str]],
+    kept: RetentionSettings | None = None,
+    *,
+    now: dt.datetime | None = None,
+) -> PrunePlan:
+    """What to remove under ``chosen`` folders, keeping ``needed`` snapshots (from :func:`trained_on`).
+
+    ``kept`` says how many snapshots and days of prediction logs stay (default: ``retention``, see :func:`settings`).
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    kept_settings = kept or config.retention
+    keep = kept_settings.snapshots
+    removals: list[Removal] = []
+    reasons: dict[tuple[str, str, str], list[str]] = {}
+    features = config.storage.features_dir
+    for family, region, _ in chosen:
+        planned, why = _snapshots(features, family, region, needed, keep, now)
+        removals += planned
+        reasons.update(why)
+    cutoff = now - dt.timedelta(days=kept_settings.sample_days)
+    for family, region, _ in chosen:
+        removals += _old_samples(config.storage.samples_dir / family / region, family, region, cutoff)
+    return PrunePlan(tuple(removals), reasons)
+
+
+def _snapshots(
+    features: UPath,
+    family: str,
+    region: str,
+    needed: dict[tuple[str, str, str], list[str]],
+    keep: int,
+    now: dt.datetime,
+) -> tuple[list[Removal], dict[tuple[str, str, str], list[str]]]:
+    folder = snapshots.snapshot_dir(features, family, region)
+    if not folder.is_dir():
+        return [], {}
+    published = snapshots.list_snapshots(features, family, region)
+    latest = snapshots.latest_digest(features, family, region)
+    removals, kept = [], {}
+    for rank, meta in enumerate(published):
+        key = (family, region, meta.digest)
+        reasons = [*(["LATEST"] if meta.digest == latest else []), *needed.get(key, [])]
+        if rank < keep:
+            reasons.append(f"newest {keep}")
+        if reasons:
+            kept[key] = reasons
+            continue
+        files = [folder / f"{meta.digest}.json", meta.path(features)]
+        report = meta.report_path(features)
+        files += [report] if report is not None else []
+        window = f"{meta.time_min:%Y-%m-%d} to {meta.time_max:%Y-%m-%d}"
+        built = f"built {meta.created_at:%Y-%m-%d %H:%M} UTC; {meta.rows} rows, {window}"
+        removals.append(Removal("snapshot", family, region, meta.digest, built, *_sized(files)))
+    names = {meta.digest for meta in published} | ({latest} if latest else set())
+    for path in sorted(folder.iterdir()):
+        match = _DATA_FILE.match(path.name)
+        if match is None or match["digest"] in names:
+            continue
+        stat = path.stat()
+        if dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC) > now - UNPUBLISHED_GRACE:
+            continue
+        detail = f"no snapshot names it; written {dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC):%Y-%m-%d %H:%M} UTC"
+        removals.append(Removal("unpublished", family, region, path.name, detail, (path,), stat.st_size))
+    return removals, kept
+
+
+def _old_samples(folder: UPath, family: str, region: str, cutoff: dt.datetime) -> list[Removal]:
+    if not folder.is_dir():
+        return []
+    removals = []
+    versions = [path for path in folder.iterdir() if path.is_dir() and not path.name.startswith(".")]
+    for version in sorted(versions, key=lambda p: (len(p.name), p.name)):
+        old = []
+        for path in sorted(version.glob(f"*{prediction_log.SUFFIX}")):
+            stat = path.stat()
+            if stat.st_mtime < cutoff.timestamp():
+                old.append((path, stat.st_size, stat.st_mtime))
+        if old:
+            newest = dt.datetime.fromtimestamp(max(at for _, _, at in old), dt.UTC)
+            detail = f"{len(old)} prediction-log files, the newest published {newest:%Y-%m-%d %H:%M} UTC"
+            files = tuple(path for path, _, _ in old)
+            removals.append(
+                Removal("samples", family, region, f"v{version.name}", detail, files, sum(s for _, s, _ in old))
+            )
+    return removals
+
+
+def _sized(files: list[UPath]) -> tuple[tuple[UPath, ...], int]:
+    size = 0
+    for path in files:
+        try:
+            size += path.stat().st_size
+        except FileNotFoundError:
+            continue
+    return tuple(files), size
+
+
+def prune(config: Config, plan: PrunePlan) -> PruneOutcome:
+    """Remove what ``plan`` lists; a removal that fails is reported and the others go on."""
+    outcome = PruneOutcome()
+    features = config.storage.features_dir
+    for removal in plan.removals:
+        if (
+            removal.kind == "snapshot"
+            and snapshots.latest_digest(features, removal.family, removal.region) == removal.name
+        ):
+            outcome.skipped.append((removal, "LATEST points at it again (a build since the plan); kept"))
+            continue
+        try:
+            for path in removal.files:
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            outcome.failed.append((removal, f"{type(exc).__name__}: {exc}"))
+            continue
+        outcome.removed.append(removal)
+        if removal.kind == "samples" and config.storage.is_local:
+            _remove_if_empty(removal.files[0].parent)
+    return outcome
+
+
+def _remove_if_empty(folder: UPath) -> None:
+    # os.rmdir removes only an empty folder (a server still writing there keeps it); UPath's rmdir recurses.
+    try:
+        os.rmdir(folder.path)
+    except OSError:
+        return
+
+
+def describe(removals: Iterable[Removal]) -> str:
+    """``2 snapshots, 1 unpublished data file and 12 prediction-log files of 2 versions (4.1 MB)``."""
+    removals = list(removals)
+    samples = [r for r in removals if r.kind == "samples"]
+    parts = [
+        _counted(sum(r.kind == "snapshot" for r in removals), "snapshot"),
+        _counted(sum(r.kind == "unpublished" for r in removals), "unpublished data file"),
+        f"{_counted(sum(len(r.files) for r in samples), 'prediction-log file')} of {_counted(len(samples), 'version')}",
+    ]
+    return f"{', '.join(parts[:-1])} and {parts[-1]} ({_size(sum(r.size for r in removals))})"
+
+
+def describe_kept(plan: PrunePlan) -> str:
+    return f"kept {_counted(len(plan.kept), 'snapshot')}, {plan.kept_for_versions} of them for registered versions"
+
+
+def _counted(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _size(size: int) -> str:
+    from rich.filesize import decimal
+
+    return decimal(size)
+
+
+def run(
+    config: Config,
+    tracking_uri: str,
+    *,
+    families: list[str] | None = None,
+    regions: list[str] | None = None,
+    keep: int | None = None,
+    sample_days: int | None = None,
+    dry_run: bool = False,
+) -> dict[str, object]:
+    """The housekeeping DAG's prune: plan against the registry, log each removal, remove (unless ``dry_run``).
+
+    Returns:
+        What was (or would be) removed and kept, for the task's XCom.
+
+    Raises:
+        RetentionError: a bad retention, or some removals failed (the others are done).
+    """
+    from mlflow import MlflowClient
+
+    chosen_settings = settings(config, keep, sample_days)
+    chosen = folders(config, families, regions)
+    needed = trained_on(MlflowClient(tracking_uri, tracking_uri), chosen)
+    plan = plan_prune(config, chosen, needed, chosen_settings)
+    verb = "would remove" if dry_run else "removing"
+    for removal in plan.removals:
+        log.info("%s %s %s/%s %s: %s (%s)", verb, removal.kind, removal.family, removal.region, removal.name,
+                 removal.detail, _size(removal.size))  # fmt: skip
+    summary = {"kept": len(plan.kept), "kept_for_versions": plan.kept_for_versions, "dry_run": dry_run}
+    if dry_run:
+        log.info("dry run: would remove %s; %s", describe(plan.removals), describe_kept(plan))
+        return {**summary, "removed": 0, "bytes": plan.size}
+    outcome = prune(config, plan)
+    log.info("removed %s; %s", describe(outcome.removed), describe_kept(plan))
+    for removal, why in outcome.skipped:
+        log.info("%s/%s %s: %s", removal.family, removal.region, removal.name, why)
+    if outcome.failed:
+        failed = "; ".join(f"{r.family}/{r.region} {r.kind} {r.name}: {why}" for r, why in outcome.failed)
+        raise RetentionError(f"{len(outcome.failed)} removals failed (the others were done): {failed}")
+    return {**summary, "removed": len(outcome.removed), "bytes": sum(r.size for r in outcome.removed)}

@@ -1,0 +1,145 @@
+"""``modelyard prune`` and the housekeeping DAG against a real ``mlflow server``: the registry decides
+which old snapshots stay.
+
+A snapshot a registered version was trained on (its ``data_digest`` tag) or that a pooled version
+stacked (``pooled_snapshots``) stays; once the version is deleted in the registry, the next prune
+removes it. A dry run and a prune without ``--yes`` off a terminal remove nothing. The DAG runs
+with ``airflow dags test`` on the session's Airflow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import os
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from modelyard.core.config import Config, load_config
+from modelyard.deploy.cli import app
+from modelyard.deploy.rollout.mlflow_server import MlflowServer
+from modelyard.pipeline import snapshots
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import AirflowEnv
+
+REPO = Path(__file__).resolve().parents[2]
+PAIR = ("driver_acceptance", "jakarta")
+
+
+def publish(config: Config, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    times = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.sort(rng.uniform(0, 86400 * 30, 40)), unit="s")
+    frame = pd.DataFrame({"event_time": times, "x": rng.normal(size=40), "accepted": rng.integers(0, 2, 40)})
+    meta, _ = snapshots.publish(
+        config.storage.features_dir,
+        frame,
+        family=PAIR[0],
+        region=PAIR[1],
+        target="accepted",
+        time_column="event_time",
+        source=f"seed {seed}",
+        validation=snapshots.ValidationSummary(success=True, checks=1),
+    )
+    return meta.digest
+
+
+def test_the_registry_keeps_the_snapshots_its_versions_were_trained_on(
+    tmp_path: Path, mlflow_server: MlflowServer
+) -> None:
+    env = {
+        "MODELYARD_CONFIG": str(REPO / "modelyard.yaml"),
+        "MODELYARD_STORAGE__ROOT": str(tmp_path),
+        "MODELYARD_MLFLOW__MODEL_NAME_TEMPLATE": f"prune-{uuid.uuid4().hex[:8]}-{{family}}-{{region}}",
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "COLUMNS": "240",
+    }
+    config = load_config(REPO / "modelyard.yaml", environ=env)
+    made = [publish(config, seed) for seed in range(4)]  # oldest first; made[3] is LATEST and the newest
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
+    own, pooled = config.mlflow.model_name(*PAIR), config.pooled_model_name(PAIR[0], "country-id")
+    for name in (own, pooled):
+        client.create_registered_model(name)
+    client.create_model_version(own, source="s3://prune/own/1", tags={"data_digest": made[0]})
+    pooled_tags = {"data_digest": "0" * 16, "pooled_snapshots": f"jakarta={made[1]},surabaya={'1' * 16}"}
+    client.create_model_version(pooled, source="s3://prune/pooled/1", tags=pooled_tags)
+
+    def prune(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["prune", "-f", PAIR[0], "-r", PAIR[1], "--snapshots", "1", *args], env=env)
+        return result.exit_code, " ".join(result.output.replace("│", " ").split())
+
+    def left() -> list[str]:
+        return [meta.digest for meta in snapshots.list_snapshots(config.storage.features_dir, *PAIR)]
+
+    code, output = prune("--dry-run")
+    assert code == 0, output
+    assert "Would remove" in output
+    assert made[2] in output
+    assert not {made[0], made[1], made[3]} & set(output.split())  # kept: LATEST and newest, trained v1, pooled v1
+    assert "kept 3 snapshots, 2 of them for registered versions" in output
+    assert left() == made[::-1]
+
+    code, output = prune()  # CliRunner's stdin is not a terminal: no one to ask
+    assert code == 2, output
+    assert "pass --yes to remove them without asking" in output
+    assert left() == made[::-1]
+
+    code, output = prune("--yes")
+    assert code == 0, output
+    assert "removed 1 snapshot, 0 unpublished data files and 0 prediction-log files of 0 versions (" in output
+    assert left() == [made[3], made[1], made[0]]
+
+    client.delete_model_version(own, "1")  # the registry's lifecycle: its snapshot goes at the next prune
+    code, output = prune("--yes")
+    assert code == 0, output
+    assert left() == [made[3], made[1]]
+    code, output = prune("--yes")
+    assert code == 0, output
+    assert "nothing to remove; kept 2 snapshots, 1 of them for registered versions" in output
+
+
+def test_the_housekeeping_dag_prunes_what_the_registry_does_not_need(
+    tmp_path: Path, mlflow_server: MlflowServer, airflow: AirflowEnv
+) -> None:
+    overrides = {
+        "MODELYARD_STORAGE__ROOT": str(tmp_path / "store"),
+        "MODELYARD_MLFLOW__MODEL_NAME_TEMPLATE": f"housekeeping-{uuid.uuid4().hex[:8]}-{{family}}-{{region}}",
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+    }
+    config = load_config(airflow.config_path, environ=overrides)
+    made = [publish(config, seed) for seed in range(3)]
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
+    client.create_registered_model(config.mlflow.model_name(*PAIR))
+    client.create_model_version(config.mlflow.model_name(*PAIR), source="s3://prune/1", tags={"data_digest": made[0]})
+    logs = config.storage.samples_dir / PAIR[0] / PAIR[1] / "1"
+    logs.mkdir(parents=True)
+    old, recent = logs / "20261001T000000-host-1-0.jsonl.gz", logs / "20261206T000000-host-1-0.jsonl.gz"
+    for path, days in ((old, 45), (recent, 1)):
+        path.write_bytes(gzip.compress(b"{}\n"))
+        at = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).timestamp()
+        os.utime(path, (at, at))
+    dags = replace(airflow, env={**airflow.env, **overrides})
+    selection = {"families": [PAIR[0]], "regions": [PAIR[1]], "snapshots": 1}
+
+    run = dags.run_dag_test("housekeeping", {**selection, "dry_run": True})
+
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert f"would remove snapshot {PAIR[0]}/{PAIR[1]} {made[1]}" in run.stdout, run.stdout[-6000:]
+    assert f"would remove samples {PAIR[0]}/{PAIR[1]} v1: 1 prediction-log files" in run.stdout, run.stdout[-6000:]
+    assert [meta.digest for meta in snapshots.list_snapshots(config.storage.features_dir, *PAIR)] == made[::-1]
+    assert old.exists()
+
+    run = dags.run_dag_test("housekeeping", selection)
+
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert "removed 1 snapshot, 0 unpublished data files and 1 prediction-log file of 1 version" in run.stdout
+    assert [meta.digest for meta in snapshots.list_snapshots(config.storage.features_dir, *PAIR)] == [made[2], made[0]]
+    assert not old.exists()
+    assert recent.exists()

@@ -1,0 +1,239 @@
+"""Retention (monitoring.retention): which snapshots, unpublished files and prediction logs a prune removes.
+
+The registry's answer (which snapshots registered versions were trained on) is given here as
+:func:`trained_on` returns it; tests/integration/test_prune.py reads it from a real MLflow server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from modelyard.core.config import Config, ConfigError, load_config
+from modelyard.deploy.cli import app
+from modelyard.monitoring import retention
+from modelyard.pipeline import snapshots
+from tests.unit.conftest import make_frame
+
+pytestmark = pytest.mark.unit
+
+NOW = dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)
+PAIR = ("acceptance", "alpha")
+
+
+def publish(config: Config, seed: int, pair: tuple[str, str] = PAIR) -> snapshots.SnapshotMeta:
+    meta, _ = snapshots.publish(
+        config.storage.features_dir,
+        make_frame(rows=50, seed=seed),
+        family=pair[0],
+        region=pair[1],
+        target="accepted",
+        time_column="event_time",
+        source=f"seed {seed}",
+        validation=snapshots.ValidationSummary(success=True, checks=1),
+        report_html="<html>report</html>",
+    )
+    return meta
+
+
+def files_of(config: Config, pair: tuple[str, str] = PAIR) -> set[str]:
+    return {path.name for path in snapshots.snapshot_dir(config.storage.features_dir, *pair).iterdir()}
+
+
+def aged(path: Path, when: dt.datetime) -> Path:
+    os.utime(path, (when.timestamp(), when.timestamp()))
+    return path
+
+
+def test_keeps_latest_the_newest_and_what_versions_were_trained_on_and_removes_the_rest(small_config: Config) -> None:
+    made = [publish(small_config, seed) for seed in range(6)]  # oldest first
+    snapshots.point_latest(small_config.storage.features_dir, *PAIR, made[1].digest)  # a rollback: LATEST is old
+    needed = {(*PAIR, made[0].digest): ["trained v1"]}
+    chosen = retention.folders(small_config, ["acceptance"], ["alpha"])
+
+    plan = retention.plan_prune(small_config, chosen, needed, retention.settings(small_config, keep=2), now=NOW)
+
+    assert plan.kept == {
+        (*PAIR, made[5].digest): ["newest 2"],
+        (*PAIR, made[4].digest): ["newest 2"],
+        (*PAIR, made[1].digest): ["LATEST"],
+        (*PAIR, made[0].digest): ["trained v1"],
+    }
+    assert plan.kept_for_versions == 1
+    assert [(r.kind, r.name) for r in plan.removals] == [("snapshot", made[3].digest), ("snapshot", made[2].digest)]
+    removal = plan.removals[0]
+    assert [path.name for path in removal.files] == [
+        f"{made[3].digest}{end}" for end in (".json", ".parquet", ".report.html")
+    ]
+    assert removal.size == sum(path.stat().st_size for path in removal.files)
+    assert "UTC; 50 rows, 2026-01-01 to 2026-02-28" in removal.detail
+
+    outcome = retention.prune(small_config, plan)
+
+    assert outcome.removed == list(plan.removals)
+    assert not outcome.failed
+    left = [meta.digest for meta in snapshots.list_snapshots(small_config.storage.features_dir, *PAIR)]
+    assert left == [made[i].digest for i in (5, 4, 1, 0)]
+    assert not {name for name in files_of(small_config) if name.startswith((made[2].digest, made[3].digest))}
+    assert snapshots.latest_snapshot(small_config.storage.features_dir, *PAIR).digest == made[1].digest
+    assert (
+        retention.plan_prune(small_config, chosen, needed, retention.settings(small_config, keep=2), now=NOW).removals
+        == ()
+    )
+
+
+def test_a_pooled_version_keeps_its_member_snapshots(tmp_path: Path) -> None:
+    config = load_config(
+        Path(__file__).resolve().parents[3] / "modelyard.yaml", environ={"MODELYARD_STORAGE__ROOT": str(tmp_path)}
+    )
+    pair = ("driver_acceptance", "jakarta")
+    old, _new = publish(config, 1, pair), publish(config, 2, pair)
+    chosen = retention.folders(config, ["driver_acceptance"], ["jakarta"])
+    assert ("driver_acceptance", "country-id", config.pooled_model_name("driver_acceptance", "country-id")) in chosen
+
+    bare = retention.plan_prune(config, chosen, {}, retention.settings(config, keep=1), now=NOW)
+    pooled = retention.plan_prune(
+        config, chosen, {(*pair, old.digest): ["pooled v3 (country-id)"]}, retention.settings(config, keep=1), now=NOW
+    )
+
+    assert [r.name for r in bare.removals] == [old.digest]
+    assert pooled.removals == ()
+    assert pooled.kept[(*pair, old.digest)] == ["pooled v3 (country-id)"]
+
+
+def test_an_unpublished_data_file_goes_once_a_day_old_and_other_files_stay(small_config: Config) -> None:
+    publish(small_config, 0)
+    folder = snapshots.snapshot_dir(small_config.storage.features_dir, *PAIR)
+    dead = folder / "0123456789abcdef.parquet"
+    dead.write_bytes(b"x" * 10)
+    aged(dead, NOW - dt.timedelta(days=2))
+    publishing = folder / "fedcba9876543210.parquet"
+    publishing.write_bytes(b"y")
+    aged(publishing, NOW - dt.timedelta(hours=2))
+    notes = folder / "NOTES.md"
+    notes.write_text("a team's own file")
+    aged(notes, NOW - dt.timedelta(days=30))
+
+    plan = retention.plan_prune(small_config, retention.folders(small_config, None, None), {}, now=NOW)
+
+    assert [(r.kind, r.name, r.size) for r in plan.removals] == [("unpublished", dead.name, 10)]
+    assert "no snapshot names it" in plan.removals[0].detail
+    retention.prune(small_config, plan)
+    assert not dead.exists()
+    assert publishing.exists()
+    assert notes.exists()
+
+
+def write_log(folder: Path, name: str, when: dt.datetime) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(gzip.compress(b'{"kind": "prediction"}\n'))
+    return aged(path, when)
+
+
+def test_prediction_logs_older_than_the_retention_go_and_an_emptied_version_folder_with_them(
+    small_config: Config,
+) -> None:
+    samples = small_config.storage.samples_dir / "acceptance" / "alpha"
+    gone = write_log(samples / "1", "20261001T000000-host-1-0.jsonl.gz", NOW - dt.timedelta(days=60))
+    old = write_log(samples / "2", "20261101T000000-host-1-0.jsonl.gz", NOW - dt.timedelta(days=31))
+    recent = write_log(samples / "2", "20261201T000000-host-1-0.jsonl.gz", NOW - dt.timedelta(days=6))
+    writing = write_log(samples / "3", ".20261001T000000-host-1-0.jsonl.gz.part", NOW - dt.timedelta(days=60))
+    also_old = write_log(samples / "3", "20261002T000000-host-1-0.jsonl.gz", NOW - dt.timedelta(days=60))
+
+    plan = retention.plan_prune(small_config, retention.folders(small_config, None, None), {}, now=NOW)
+
+    assert [(r.kind, r.name, len(r.files)) for r in plan.removals] == [
+        ("samples", "v1", 1),
+        ("samples", "v2", 1),
+        ("samples", "v3", 1),
+    ]
+    assert "1 prediction-log files, the newest published 2026-11-06" in plan.removals[1].detail
+    retention.prune(small_config, plan)
+    assert not gone.exists()
+    assert not old.exists()
+    assert not also_old.exists()
+    assert recent.exists()
+    assert writing.exists()
+    assert sorted(path.name for path in samples.iterdir()) == ["2", "3"]  # v1's folder was left empty: removed
+    assert retention.plan_prune(small_config, retention.folders(small_config, None, None), {}, now=NOW).removals == ()
+    assert retention.plan_prune(
+        small_config,
+        retention.folders(small_config, None, None),
+        {},
+        retention.settings(small_config, sample_days=5),
+        now=NOW,
+    ).removals[0].files == (recent,)
+
+
+def test_a_snapshot_latest_points_at_again_before_the_prune_is_kept(small_config: Config) -> None:
+    made = [publish(small_config, seed) for seed in range(3)]
+    plan = retention.plan_prune(
+        small_config, retention.folders(small_config, None, None), {}, retention.settings(small_config, keep=1), now=NOW
+    )
+    assert [r.name for r in plan.removals] == [made[1].digest, made[0].digest]
+    snapshots.point_latest(small_config.storage.features_dir, *PAIR, made[0].digest)  # a build of the same content
+
+    outcome = retention.prune(small_config, plan)
+
+    assert [r.name for r in outcome.removed] == [made[1].digest]
+    assert [(r.name, why) for r, why in outcome.skipped] == [
+        (made[0].digest, "LATEST points at it again (a build since the plan); kept")
+    ]
+    assert snapshots.latest_snapshot(small_config.storage.features_dir, *PAIR).digest == made[0].digest
+
+
+def test_a_retention_shorter_than_the_monitoring_window_is_refused_naming_both_keys(tmp_path: Path) -> None:
+    path = Path(__file__).resolve().parents[3] / "modelyard.yaml"
+    environ = {"MODELYARD_STORAGE__ROOT": str(tmp_path), "MODELYARD_MONITORING__WINDOW_HOURS": "72"}
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, environ={**environ, "MODELYARD_RETENTION__SAMPLE_DAYS": "2"})
+
+    assert "retention.sample_days=2 keeps 48 hours" in str(refused.value)
+    assert "monitoring.window_hours=72" in str(refused.value)
+    assert "at least 3" in str(refused.value)
+    assert load_config(path, environ={**environ, "MODELYARD_RETENTION__SAMPLE_DAYS": "3"}).retention.sample_days == 3
+
+
+def prune_cli(config: Config, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    path = Path(config.storage.root).parent / "modelyard.yaml"
+    env = {
+        "COLUMNS": "200",
+        "TERM": "dumb",
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
+        **(env or {}),
+    }  # nothing listens on :9
+    result = CliRunner().invoke(app, ["prune", "--config", str(path), *args], env=env)
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_without_the_registry_nothing_is_removed(small_config: Config) -> None:
+    made = [publish(small_config, seed) for seed in range(5)]
+    before = files_of(small_config)
+
+    code, output = prune_cli(small_config, "--yes", "--snapshots", "1")
+
+    assert code == 3, output
+    assert "http://127.0.0.1:9" in output
+    assert files_of(small_config) == before
+    assert len(made) == 5
+
+
+def test_the_cli_refuses_a_sample_retention_shorter_than_the_window_before_reading_anything(
+    small_config: Config,
+) -> None:
+    code, output = prune_cli(small_config, "--sample-days", "0")
+    assert code == 2
+    assert "--sample-days" in output
+    code, output = prune_cli(small_config, "--sample-days", "2", env={"MODELYARD_MONITORING__WINDOW_HOURS": "72"})
+    assert code == 2, output
+    assert "--sample-days=2 keeps 48 hours of prediction logs, less than monitoring.window_hours=72" in output
+    code, output = prune_cli(small_config, "--family", "[nope]")
+    assert code == 2
+    assert "unknown family '[nope]'" in output
