@@ -122,13 +122,8 @@ def settings(
 def folders(config: Config, families: list[str] | None, regions: list[str] | None) -> list[tuple[str, str, str]]:
     """``(family, region or group, registered model name)`` of every selected pair and of the groups serving them."""
     pairs = config.pairs(families, regions)
-    chosen = [(family, region, config.mlflow.model_name(family, region)) for family, region in pairs]
-    groups: dict[str, set[str]] = defaultdict(set)
-    for family, region in pairs:
-        groups[family].update(config.groups_of(region))
-    for family, names in groups.items():
-        chosen += [(family, group, config.pooled_model_name(family, group)) for group in sorted(names)]
-    return chosen
+    pooled = [(family, group, config.pooled_model_name(family, group)) for family, group in config.pooled_pairs(pairs)]
+    return [*((family, region, config.mlflow.model_name(family, region)) for family, region in pairs), *pooled]
 
 
 def trained_on(client: MlflowClient, chosen: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], list[str]]:

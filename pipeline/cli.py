@@ -197,12 +197,16 @@ def snapshots(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per snapshot.")] = False,
     config_path: ConfigOption = None,
 ) -> None:
-    """List each pair's published snapshots, newest first: digest, built, rows, time window, source; * is LATEST."""
+    """List each pair's published snapshots, newest first: digest, built, rows, time window, source; * is LATEST.
+
+    The region groups serving the selected regions follow, with their pooled models' snapshots.
+    """
     from modelyard.pipeline.snapshots import latest_digest, list_snapshots
 
     config = config_or_exit(config_path)
     with exits_on_expected_errors():
         pairs = config.pairs(families or None, regions or None)
+        pairs += config.pooled_pairs(pairs)  # the pooled snapshots of the region groups serving them
     features = config.storage.features_dir
     listed = []
     for family, region in pairs:

@@ -190,6 +190,13 @@ class Config(Section):
         chosen_regions = [self.region(r).name for r in regions] if regions else self.region_names
         return [(f, r) for f in chosen_families for r in chosen_regions]
 
+    def pooled_pairs(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """(family, group) of every region group serving one of ``pairs``' regions: where its pooled snapshots live."""
+        groups: dict[str, set[str]] = {}
+        for family, region in pairs:
+            groups.setdefault(family, set()).update(self.groups_of(region))
+        return [(family, group) for family, names in groups.items() for group in sorted(names)]
+
     def config_hash(self) -> str:
         """A stable hash of the effective configuration, logged with every run (the ``config_hash`` tag)."""
         payload = self.model_dump_json().encode()

@@ -294,3 +294,30 @@ def test_latest_goes_back_to_an_earlier_snapshot_and_the_next_build_moves_it_on(
     data("rollback", "-f", pair[0], "-r", pair[1])
     (again,) = build_all(_config(tmp_path, MODELYARD_DATA__SYNTHETIC__ROWS="700"), ["driver_acceptance"], ["jakarta"])
     assert latest_snapshot(features, *pair).digest == again.digest == second.digest
+
+
+def test_snapshots_lists_the_pooled_snapshots_of_the_groups_serving_the_regions(tmp_path: Path) -> None:
+    """What `modelyard prune` weighs for a region includes its group's pooled snapshots: the listing shows them."""
+    from typer.testing import CliRunner
+
+    from modelyard.deploy.cli import app
+    from modelyard.pipeline.snapshots import ValidationSummary, publish
+
+    config = _config(tmp_path)
+    (own,) = build_all(config, ["driver_acceptance"], ["jakarta"])
+    frame = load_frame(
+        config.storage.features_dir, latest_snapshot(config.storage.features_dir, "driver_acceptance", "jakarta")
+    )
+    pooled, _ = publish(
+        config.storage.features_dir, frame.iloc[:100], family="driver_acceptance", region="country-id",
+        target="accepted", time_column="event_time", source="pooled:country-id:jakarta@x",
+        validation=ValidationSummary(success=True),
+    )  # fmt: skip
+    env = {"MODELYARD_CONFIG": str(REPO / "modelyard.yaml"), "MODELYARD_STORAGE__ROOT": str(tmp_path)}
+
+    def listed(*args: str) -> list[tuple[str, str]]:
+        output = CliRunner().invoke(app, ["data", "snapshots", "-f", "driver_acceptance", *args, "--json"], env=env)
+        return [(record["region"], record["digest"]) for record in json.loads(output.stdout)]
+
+    assert listed("-r", "jakarta") == [("jakarta", own.digest), ("country-id", pooled.digest)]
+    assert listed("-r", "singapore") == []  # another country's group
