@@ -132,6 +132,41 @@ def test_the_endpoint_serves_the_champions_loaded_through_mlflow(stack: Stack, c
     assert serving_versions(stack.config, stack.serving_url) == champions
 
 
+def test_housekeeping_prunes_the_object_store_and_keeps_what_the_registry_needs(
+    stack: Stack, s3: cluster.S3, chain: object
+) -> None:
+    """Two newer snapshots of a pair on S3; the housekeeping DAG, on a Celery worker, removes the untrained one."""
+    from modelyard.pipeline import snapshots
+
+    features = stack.config.storage.features_dir
+    family, region = stack.config.pairs()[0]
+    trained = snapshots.latest_snapshot(features, family, region)
+    frame = snapshots.load_frame(features, trained)
+    newer = []
+    for cut in (10, 20):  # the same columns, fewer rows: a training that read one would still work
+        meta, _ = snapshots.publish(
+            features, frame.iloc[:-cut], family=family, region=region, target=trained.target,
+            time_column="event_time", source=f"{trained.source} minus {cut}", validation=trained.validation,
+        )  # fmt: skip
+        newer.append(meta.digest)
+    prefix = f"modelyard/features/{family}/{region}/"
+    try:
+        since = str(
+            stack.api.trigger("housekeeping", conf={"families": [family], "regions": [region], "snapshots": 1})[
+                "run_after"
+            ]
+        )
+        run = _wait_for(stack, "housekeeping", since)
+        assert run["state"] == "success", run
+        result = stack.api.xcom("housekeeping", str(run["dag_run_id"]), "prune")
+        assert result["removed"] == 1, result
+        keys = set(s3.list_keys(prefix))
+        assert not {key for key in keys if newer[0] in key}  # its JSON and Parquet: neither newest nor trained on
+        assert {f"{prefix}{trained.digest}.json", f"{prefix}{newer[1]}.json"} <= keys  # trained on; LATEST
+    finally:
+        snapshots.point_latest(features, family, region, trained.digest)  # later tests train on the chain's data
+
+
 def test_a_worker_killed_mid_training_publishes_nothing_half_and_a_retry_finishes(
     stack: Stack, s3: cluster.S3, chain: object
 ) -> None:
@@ -146,7 +181,7 @@ def test_a_worker_killed_mid_training_publishes_nothing_half_and_a_retry_finishe
     for each in doomed:
         each.kill()
     process.popen.wait()
-    run = _wait_for_training(stack, since)
+    run = _wait_for(stack, "training", since)
     assert run["state"] == "success", run
     tries = [ti for ti in stack.api.task_instances("training", str(run["dag_run_id"])) if ti["task_id"] == "train"]
     assert max(int(ti["try_number"]) for ti in tries) >= 2  # the killed try was retried
@@ -189,11 +224,11 @@ def _worker_running_training(stack: Stack, since: str, timeout: float = 900) -> 
     raise AssertionError("no worker was seen running a training task")
 
 
-def _wait_for_training(stack: Stack, since: str, timeout: float = 1200) -> dict[str, Any]:
+def _wait_for(stack: Stack, dag_id: str, since: str, timeout: float = 1200) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = stack.api.dag_runs("training", since)
+        runs = stack.api.dag_runs(dag_id, since)
         if runs and runs[-1]["state"] in ("success", "failed"):
             return dict(runs[-1])
         time.sleep(3)
-    raise AssertionError(f"training did not finish in {timeout:.0f}s")
+    raise AssertionError(f"{dag_id} did not finish in {timeout:.0f}s")
