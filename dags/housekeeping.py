@@ -14,11 +14,12 @@ the form chooses:
 (`data_digest`) or pooled (`pooled_snapshots`): the gates, the monitoring reference and the
 lineage in MLflow read them. Model versions are never removed here: delete one in the MLflow
 UI and its snapshot goes at the next run. Prediction-log files newer than `sample_days` stay
-(the config refuses fewer days than `monitoring.window_hours` reads).
+(the config refuses fewer days than `monitoring.window_hours` reads), and so do the data
+stage's outcome files (`ingested-*.parquet`) written since.
 
 **What goes.** Every other snapshot (its JSON first, then its data and report), data files
 no snapshot names once a day old (a build that died before publishing), and older
-prediction-log files. The registry is read before anything is removed: if MLflow does not
+prediction-log and outcome files. The registry is read before anything is removed: if MLflow does not
 answer, the task fails and nothing is removed. The log lists each removal and its size
 (`modelyard prune` does the same from a shell; docs/adr/0035-retention.md).
 """

@@ -125,8 +125,9 @@ def prune(
     """Remove old feature snapshots and prediction logs, keeping what is still needed (ADR 0035).
 
     Kept: the snapshot LATEST names, the newest --snapshots, and every snapshot a registered model
-    version was trained on (or pooled); prediction-log files newer than --sample-days. Model versions
-    are never removed (delete one in the MLflow UI and its snapshot goes at the next prune).
+    version was trained on (or pooled); prediction-log files, and the data stage's outcome files,
+    newer than --sample-days. Model versions are never removed (delete one in the MLflow UI and its
+    snapshot goes at the next prune).
     Exit 1 when something could not be removed (the rest is), 3 when MLflow does not answer.
     """
     import sys

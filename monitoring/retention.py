@@ -12,7 +12,9 @@ removes them. :func:`plan_prune` decides, per (family, region) and per (family, 
 - **unpublished data files**: a ``<digest>.parquet`` or report that no JSON names, left by a build
   that died before publishing, once a day old (younger, it may be a build publishing right now).
 - **prediction-log files** published more than ``retention.sample_days`` ago (the config refuses a
-  retention shorter than ``monitoring.window_hours``, so the monitoring stage never misses one).
+  retention shorter than ``monitoring.window_hours``, so the monitoring stage never misses one), and
+  the data stage's ``ingested-<digest>.parquet`` outcome files written as long ago (they answer
+  requests older than that, whose samples are gone; a team's own outcome files stay).
 
 The registry is read before anything is removed; if it cannot be read, nothing is. :func:`prune`
 removes a snapshot JSON first (what makes a snapshot exist), so a prune that stops midway leaves
@@ -38,7 +40,7 @@ from modelyard.core.config.retention import RetentionSettings, check_sample_days
 from modelyard.core.contracts import prediction_log
 from modelyard.core.contracts.registry import POOLED_SNAPSHOTS_TAG
 from modelyard.core.errors import ModelyardError
-from modelyard.pipeline import snapshots
+from modelyard.pipeline import outcomes, snapshots
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -52,7 +54,7 @@ log = logging.getLogger(__name__)
 UNPUBLISHED_GRACE = dt.timedelta(days=1)
 _DATA_FILE = re.compile(r"^(?P<digest>[0-9a-f]{16})\.(parquet|report\.html)$")
 
-Kind = Literal["snapshot", "unpublished", "samples"]
+Kind = Literal["snapshot", "unpublished", "samples", "outcomes"]
 
 
 class RetentionError(ModelyardError, ValueError):
@@ -168,6 +170,7 @@ def plan_prune(
     cutoff = now - dt.timedelta(days=kept_settings.sample_days)
     for family, region, _ in chosen:
         removals += _old_samples(config.storage.samples_dir / family / region, family, region, cutoff)
+        removals += _old_outcomes(config.storage.outcomes_dir / family / region, family, region, cutoff)
     return PrunePlan(tuple(removals), reasons)
 
 
@@ -218,19 +221,35 @@ def _old_samples(folder: UPath, family: str, region: str, cutoff: dt.datetime) -
     removals = []
     versions = [path for path in folder.iterdir() if path.is_dir() and not path.name.startswith(".")]
     for version in sorted(versions, key=lambda p: (len(p.name), p.name)):
-        old = []
-        for path in sorted(version.glob(f"*{prediction_log.SUFFIX}")):
-            stat = path.stat()
-            if stat.st_mtime < cutoff.timestamp():
-                old.append((path, stat.st_size, stat.st_mtime))
-        if old:
-            newest = dt.datetime.fromtimestamp(max(at for _, _, at in old), dt.UTC)
-            detail = f"{len(old)} prediction-log files, the newest published {newest:%Y-%m-%d %H:%M} UTC"
-            files = tuple(path for path, _, _ in old)
-            removals.append(
-                Removal("samples", family, region, f"v{version.name}", detail, files, sum(s for _, s, _ in old))
-            )
+        old = _older(version.glob(f"*{prediction_log.SUFFIX}"), cutoff, "prediction-log files")
+        removals += [Removal("samples", family, region, f"v{version.name}", *old)] if old else []
     return removals
+
+
+def _old_outcomes(folder: UPath, family: str, region: str, cutoff: dt.datetime) -> list[Removal]:
+    """The data stage's own outcome files (``ingested-<digest>.parquet``) written before ``cutoff``.
+
+    Each holds the outcomes of requests made before it was written, so one older than the
+    prediction logs kept can only match samples already removed. A team's own files stay.
+    """
+    if not folder.is_dir():
+        return []
+    old = _older(folder.glob(f"{outcomes.PREFIX}*.parquet"), cutoff, "ingested outcome files")
+    return [Removal("outcomes", family, region, "ingested", *old)] if old else []
+
+
+def _older(paths: Iterable[UPath], cutoff: dt.datetime, what: str) -> tuple[str, tuple[UPath, ...], int] | None:
+    """(detail, files, bytes) of the ``paths`` last written before ``cutoff``; None when there is none."""
+    old = []
+    for path in sorted(paths):
+        stat = path.stat()
+        if stat.st_mtime < cutoff.timestamp():
+            old.append((path, stat.st_size, stat.st_mtime))
+    if not old:
+        return None
+    newest = dt.datetime.fromtimestamp(max(at for _, _, at in old), dt.UTC)
+    detail = f"{len(old)} {what}, the newest written {newest:%Y-%m-%d %H:%M} UTC"
+    return detail, tuple(path for path, _, _ in old), sum(size for _, size, _ in old)
 
 
 def _sized(files: list[UPath]) -> tuple[tuple[UPath, ...], int]:
@@ -275,15 +294,22 @@ def _remove_if_empty(folder: UPath) -> None:
 
 
 def describe(removals: Iterable[Removal]) -> str:
-    """``2 snapshots, 1 unpublished data file and 12 prediction-log files of 2 versions (4.1 MB)``."""
+    """``2 snapshots, 1 unpublished data file and 12 prediction-log files of 2 versions (4.1 MB)``; ``nothing``."""
     removals = list(removals)
     samples = [r for r in removals if r.kind == "samples"]
-    parts = [
-        _counted(sum(r.kind == "snapshot" for r in removals), "snapshot"),
-        _counted(sum(r.kind == "unpublished" for r in removals), "unpublished data file"),
-        f"{_counted(sum(len(r.files) for r in samples), 'prediction-log file')} of {_counted(len(samples), 'version')}",
-    ]
-    return f"{', '.join(parts[:-1])} and {parts[-1]} ({_size(sum(r.size for r in removals))})"
+    counts = {
+        "snapshot": sum(r.kind == "snapshot" for r in removals),
+        "unpublished data file": sum(r.kind == "unpublished" for r in removals),
+        "ingested outcome file": sum(len(r.files) for r in removals if r.kind == "outcomes"),
+        "prediction-log file": sum(len(r.files) for r in samples),
+    }
+    parts = [_counted(n, what) for what, n in counts.items() if n]
+    if samples:
+        parts[-1] += f" of {_counted(len(samples), 'version')}"
+    if not parts:
+        return "nothing"
+    listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+    return f"{listed} ({_size(sum(r.size for r in removals))})"
 
 
 def describe_kept(plan: PrunePlan) -> str:

@@ -93,7 +93,7 @@ def test_the_registry_keeps_the_snapshots_its_versions_were_trained_on(
 
     code, output = prune("--yes")
     assert code == 0, output
-    assert "removed 1 snapshot, 0 unpublished data files and 0 prediction-log files of 0 versions (" in output
+    assert "removed 1 snapshot (" in output
     assert left() == [made[3], made[1], made[0]]
 
     client.delete_model_version(own, "1")  # the registry's lifecycle: its snapshot goes at the next prune
@@ -139,7 +139,7 @@ def test_the_housekeeping_dag_prunes_what_the_registry_does_not_need(
     run = dags.run_dag_test("housekeeping", selection)
 
     assert run.returncode == 0, run.stdout[-6000:]
-    assert "removed 1 snapshot, 0 unpublished data files and 1 prediction-log file of 1 version" in run.stdout
+    assert "removed 1 snapshot and 1 prediction-log file of 1 version (" in run.stdout
     assert [meta.digest for meta in snapshots.list_snapshots(config.storage.features_dir, *PAIR)] == [made[2], made[0]]
     assert not old.exists()
     assert recent.exists()

@@ -153,7 +153,7 @@ def test_prediction_logs_older_than_the_retention_go_and_an_emptied_version_fold
         ("samples", "v2", 1),
         ("samples", "v3", 1),
     ]
-    assert "1 prediction-log files, the newest published 2026-11-06" in plan.removals[1].detail
+    assert "1 prediction-log files, the newest written 2026-11-06" in plan.removals[1].detail
     retention.prune(small_config, plan)
     assert not gone.exists()
     assert not old.exists()
@@ -169,6 +169,35 @@ def test_prediction_logs_older_than_the_retention_go_and_an_emptied_version_fold
         retention.settings(small_config, sample_days=5),
         now=NOW,
     ).removals[0].files == (recent,)
+
+
+def test_the_data_stages_old_outcome_files_go_with_the_prediction_logs_and_a_teams_own_stay(
+    small_config: Config,
+) -> None:
+    folder = small_config.storage.outcomes_dir / "acceptance" / "alpha"
+    old = write_log(folder, "ingested-0123456789abcdef.parquet", NOW - dt.timedelta(days=40))
+    recent = write_log(folder, "ingested-fedcba9876543210.parquet", NOW - dt.timedelta(days=2))
+    own = write_log(folder, "labels-october.parquet", NOW - dt.timedelta(days=40))
+
+    plan = retention.plan_prune(small_config, retention.folders(small_config, None, None), {}, now=NOW)
+
+    assert [(r.kind, r.region, r.files) for r in plan.removals] == [("outcomes", "alpha", (old,))]
+    retention.prune(small_config, plan)
+    assert not old.exists()
+    assert recent.exists()
+    assert own.exists()
+
+
+def test_a_summary_names_only_what_there_is() -> None:
+    def removal(kind: retention.Kind, files: int) -> retention.Removal:
+        return retention.Removal(kind, "f", "r", "x", "", tuple(Path(f"/x/{i}") for i in range(files)), 1000)
+
+    assert retention.describe([]) == "nothing"
+    assert retention.describe([removal("snapshot", 3)]) == "1 snapshot (1.0 kB)"
+    mixed = [removal("snapshot", 3), removal("snapshot", 2), removal("samples", 4), removal("samples", 1)]
+    assert retention.describe(mixed) == "2 snapshots and 5 prediction-log files of 2 versions (4.0 kB)"
+    every = [removal("unpublished", 1), removal("outcomes", 2), removal("snapshot", 3)]
+    assert retention.describe(every) == "1 snapshot, 1 unpublished data file and 2 ingested outcome files (3.0 kB)"
 
 
 def test_a_snapshot_latest_points_at_again_before_the_prune_is_kept(small_config: Config) -> None:
