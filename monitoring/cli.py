@@ -147,10 +147,11 @@ def prune(
         needed = retention.trained_on(open_client(loaded, tracking_uri), chosen)
         plan = retention.plan_prune(loaded, chosen, needed, kept)
     if not plan.removals:
-        console.print(f"nothing to remove; {retention.describe_kept(plan)}", highlight=False)
+        console.print(f"nothing to remove; {retention.describe_kept(plan)}", markup=False, highlight=False)
         return
     console.print(render_removals(plan.removals, "Would remove" if dry_run else "To remove"))
-    console.print(f"{retention.describe(plan.removals)}; {retention.describe_kept(plan)}", highlight=False)
+    summary = f"{retention.describe(plan.removals)}; {retention.describe_kept(plan)}"
+    console.print(summary, markup=False, highlight=False)
     if dry_run:
         return
     if not yes:
@@ -159,7 +160,7 @@ def prune(
             raise typer.Exit(2)
         typer.confirm(f"Remove these {plan.files} files?", abort=True)
     outcome = retention.prune(loaded, plan)
-    console.print(f"removed {retention.describe(outcome.removed)}", highlight=False)
+    console.print(f"removed {retention.describe(outcome.removed)}", markup=False, highlight=False)
     for removal, why in outcome.skipped:
         console.print(f"{removal.family}/{removal.region} {removal.name}: {why}", markup=False, highlight=False)
     for removal, why in outcome.failed:
