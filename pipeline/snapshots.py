@@ -241,7 +241,9 @@ def read_snapshot(features_dir: UPath, family: str, region: str, digest: str) ->
     text = read_text(meta_file)
     if text is None:
         raise SnapshotNotFoundError(
-            f"snapshot {digest} of family '{family}', region '{region}' not found ({meta_file})"
+            f"snapshot {digest} of family '{family}', region '{region}' not found ({meta_file}); "
+            f"`modelyard data snapshots -f {family} -r {region}` lists what there is (`modelyard prune` removes "
+            "snapshots no registered version was trained on)"
         )
     return SnapshotMeta.model_validate_json(text)
 

@@ -56,8 +56,9 @@ def test_the_digest_given_is_trained_on_not_latest(small_config: Config, frame_f
     pinned = prepare_job(small_config, "acceptance", "alpha", digest=older.digest)
     assert pinned.meta.digest == older.digest
     assert pinned.input_key != prepare_job(small_config, "acceptance", "alpha").input_key
-    with pytest.raises(snapshots.SnapshotNotFoundError, match="snapshot 0000 of family 'acceptance'"):
+    with pytest.raises(snapshots.SnapshotNotFoundError, match="snapshot 0000 of family 'acceptance'") as missing:
         prepare_job(small_config, "acceptance", "alpha", digest="0000")
+    assert "`modelyard data snapshots -f acceptance -r alpha` lists what there is" in str(missing.value)
 
 
 def test_missing_snapshot_names_the_pair(small_config: Config) -> None:
