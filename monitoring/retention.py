@@ -313,6 +313,9 @@ def describe(removals: Iterable[Removal]) -> str:
 
 
 def describe_kept(plan: PrunePlan) -> str:
+    """``kept 9 snapshots, 6 of them for registered versions``; ``no snapshot published yet``."""
+    if not plan.kept:
+        return "no snapshot published yet"
     return f"kept {_counted(len(plan.kept), 'snapshot')}, {plan.kept_for_versions} of them for registered versions"
 
 

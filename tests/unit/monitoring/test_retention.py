@@ -193,6 +193,7 @@ def test_a_summary_names_only_what_there_is() -> None:
         return retention.Removal(kind, "f", "r", "x", "", tuple(Path(f"/x/{i}") for i in range(files)), 1000)
 
     assert retention.describe([]) == "nothing"
+    assert retention.describe_kept(retention.PrunePlan((), {})) == "no snapshot published yet"
     assert retention.describe([removal("snapshot", 3)]) == "1 snapshot (1.0 kB)"
     mixed = [removal("snapshot", 3), removal("snapshot", 2), removal("samples", 4), removal("samples", 1)]
     assert retention.describe(mixed) == "2 snapshots and 5 prediction-log files of 2 versions (4.0 kB)"
