@@ -19,9 +19,9 @@ stage's outcome files (`ingested-*.parquet`) written since.
 
 **What goes.** Every other snapshot (its JSON first, then its data and report), data files
 no snapshot names once a day old (a build that died before publishing), and older
-prediction-log and outcome files. The registry is read before anything is removed: if MLflow does not
-answer, the task fails and nothing is removed. The log lists each removal and its size
-(`modelyard prune` does the same from a shell; docs/adr/0035-retention.md).
+prediction-log and outcome files. The registry is read before anything is removed: if MLflow
+does not answer, the task fails and nothing is removed. The log lists each removal and its
+size (`modelyard prune` does the same from a shell; docs/adr/0035-retention.md).
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ def render_progress(state: ChainState) -> RenderableType:
             ", ".join(f"{n} {styled(s)}" for s, n in sorted(counts.items())) or "-",
         )
     pairs = Table(title="per family / region (latest task state)", title_justify="left")
-    by_pair = [d for d in DAG_IDS if any(d in states for states in grid.values())]  # not housekeeping: no pairs
+    by_pair = [d for d in DAG_IDS if any(d in states for states in grid.values())]  # housekeeping handles no pair
     for column in ("family", "region", *(STAGE_LABELS[d] for d in by_pair)):
         pairs.add_column(column)
     for label in sorted(grid):

@@ -53,7 +53,8 @@ AIRFLOW_PASSWORD = "admin"
 AIRFLOW_PARALLELISM = 4
 DAG_IDS = ("data_processing", "monitoring", "training", "promotion", "deploy", "batch_scoring", "housekeeping")
 # The stages a trigger of data_processing runs through; monitoring runs on its own (hourly, and
-# only finds something once a server has sampled traffic), so a chain is not judged by it.
+# only finds something once a server has sampled traffic) and housekeeping daily, so a chain is
+# not judged by them.
 CHAIN_DAG_IDS = ("data_processing", "training", "promotion", "deploy")
 HEALTHY_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 BATCH_INPUT_ENV = "MODELYARD_BATCH_INPUT"
