@@ -61,6 +61,23 @@ def test_versions_of_returns_the_wanted_versions_with_their_tags(
     assert all(found[(n, v)].tags["rank"] == str(int(v) - 1) for n, v in found)
 
 
+def test_all_versions_of_many_models_equal_one_search_per_model(
+    registered: tuple[MlflowClient, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What retention reads (every version's ``data_digest``), across several pages and chunks."""
+    client, names = registered
+    monkeypatch.setattr(catalog, "PAGE_SIZE", 2)
+    monkeypatch.setattr(catalog, "NAMES_PER_QUERY", 4)
+    expected = {name: sorted(v.version for v in client.search_model_versions(f"name = '{name}'")) for name in names}
+    unknown = f"{names[0]}-never-registered"
+
+    found = catalog.all_versions(client, [*names, unknown])
+
+    assert {name: sorted(v.version for v in versions) for name, versions in found.items()} == {**expected, unknown: []}
+    assert sum(len(versions) for versions in found.values()) == sum(1 + i % 3 for i in range(len(names)))
+    assert all(v.tags["rank"] == str(int(v.version) - 1) for versions in found.values() for v in versions)
+
+
 def test_a_name_with_a_quote_is_escaped(mlflow_uri: str) -> None:
     client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
     name = f"o'brien-{uuid.uuid4().hex[:6]}"
