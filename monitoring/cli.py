@@ -119,6 +119,7 @@ def prune(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove without asking (for scripts).")] = False,
+    show_kept: Annotated[bool, typer.Option("--kept", help="Also list each kept snapshot and why it stays.")] = False,
     config: ConfigOption = None,
     tracking_uri: TrackingOption = None,
 ) -> None:
@@ -146,6 +147,8 @@ def prune(
         chosen = retention.folders(loaded, family, region)
         needed = retention.trained_on(open_client(loaded, tracking_uri), chosen)
         plan = retention.plan_prune(loaded, chosen, needed, kept)
+    if show_kept and plan.kept:
+        console.print(render_kept(plan))
     if not plan.removals:
         console.print(f"nothing to remove; {retention.describe_kept(plan)}", markup=False, highlight=False)
         return
@@ -167,6 +170,19 @@ def prune(
         print_error(f"{removal.family}/{removal.region} {removal.kind} {removal.name}: not removed ({why})")
     if outcome.failed:
         raise typer.Exit(1)
+
+
+def render_kept(plan: retention.PrunePlan) -> Table:
+    """One row per kept snapshot: the pair (or group), its digest and why it stays."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="Kept", title_justify="left")
+    for column in ("family", "region", "digest", "why"):
+        table.add_column(column, no_wrap=column != "why")
+    for (family, region, digest), reasons in plan.kept.items():
+        table.add_row(*(escape(cell) for cell in (family, region, digest, ", ".join(reasons))))
+    return table
 
 
 def render_removals(removals: tuple[retention.Removal, ...] | list[retention.Removal], title: str) -> Table:

@@ -190,9 +190,8 @@ def _snapshots(
     removals, kept = [], {}
     for rank, meta in enumerate(published):
         key = (family, region, meta.digest)
-        reasons = [*(["LATEST"] if meta.digest == latest else []), *needed.get(key, [])]
-        if rank < keep:
-            reasons.append(f"newest {keep}")
+        reasons = [*(["LATEST"] if meta.digest == latest else []), *([f"newest {keep}"] if rank < keep else [])]
+        reasons += sorted(needed.get(key, []), key=lambda why: why.startswith("pooled"))  # its own model's first
         if reasons:
             kept[key] = reasons
             continue

@@ -85,6 +85,10 @@ def test_the_registry_keeps_the_snapshots_its_versions_were_trained_on(
     assert not {made[0], made[1], made[3]} & set(output.split())  # kept: LATEST and newest, trained v1, pooled v1
     assert "kept 3 snapshots, 2 of them for registered versions" in output
     assert left() == made[::-1]
+    code, output = prune("--dry-run", "--kept")
+    assert code == 0, output
+    for digest, why in ((made[3], "LATEST, newest 1"), (made[1], "pooled v1 (country-id)"), (made[0], "trained v1")):
+        assert f"driver_acceptance jakarta {digest} {why}" in output
 
     code, output = prune()  # CliRunner's stdin is not a terminal: no one to ask
     assert code == 2, output
