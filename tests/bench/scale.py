@@ -458,13 +458,16 @@ def cold_start(stack: ScaleStack, workdir: Path) -> dict[str, Any]:
 
 
 def cli_timings(stack: ScaleStack) -> dict[str, Any]:
-    """Wall seconds of ``modelyard status`` and ``modelyard plan`` over every model, as a user runs them."""
+    """Wall seconds of ``modelyard status``, ``modelyard plan`` and ``modelyard prune --dry-run`` (what the daily
+    housekeeping DAG plans: every pair's snapshots against every registered version) over every model, as a user
+    runs them."""
     import subprocess
 
     config_path = str(stack.settings.config_path)
     common = ["--config", config_path, "--tracking-uri", stack.settings.mlflow_url]
     out: dict[str, Any] = {}
-    for name, args in {"status": ["status"], "plan": ["plan", "--target", "local"]}.items():
+    commands = {"status": ["status"], "plan": ["plan", "--target", "local"], "prune --dry-run": ["prune", "--dry-run"]}
+    for name, args in commands.items():
         started = time.perf_counter()
         done = subprocess.run(
             [str(Path(sys.executable).with_name("modelyard")), *args, *common],
@@ -896,7 +899,7 @@ def _cpu_by_process_lines(stages: dict[str, Any], pairs: int) -> list[str]:
 
 def _cli_line(cli: dict[str, Any] | None) -> str:
     if not cli:
-        return "`modelyard status` / `modelyard plan` over every model: not timed (the chain did not complete)."
+        return "`modelyard status`, `plan`, `prune --dry-run` over every model: not timed (the chain did not complete)"
     parts = [
         f"`modelyard {name}` {figures['seconds']} s"
         + ("" if figures["exit_code"] == 0 else f" (exit {figures['exit_code']}: {figures.get('stderr', '')})")
