@@ -38,6 +38,7 @@ LAZY_COMMANDS = {
     "init": "modelyard.deploy.scaffold:init",
     "score": "modelyard.deploy.batch.cli:score",
     "doctor": "modelyard.deploy.doctor:doctor",
+    "prune": "modelyard.deploy.rollout.prune_cli:prune",
 }
 
 

@@ -1,5 +1,4 @@
-"""``modelyard monitor`` measures drift from the command line, as the monitoring DAG does; ``modelyard prune``
-removes old snapshots and prediction logs, as the housekeeping DAG does. Both are composed into the root app.
+"""``modelyard monitor`` measures drift from the command line, as the monitoring DAG does (composed into the root app).
 
 Every served version of the selected pairs that published samples inside the window is
 measured against its training window and recorded in MLflow (a monitoring run, ``monitoring.*``
@@ -19,7 +18,6 @@ from modelyard.core.cli import ConfigOption, FamiliesOption, RegionsOption, Trac
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from modelyard.monitoring import retention
     from modelyard.monitoring.measure import DriftReport, ServedVersion
 
 app = typer.Typer(no_args_is_help=True)
@@ -102,99 +100,4 @@ def render_reports(reports: list[DriftReport]) -> Table:
             "-" if rate is None else f"{rate:.2%}",
             escape(report.summary),
         )
-    return table
-
-
-@app.command()
-def prune(
-    family: FamiliesOption = None,
-    region: RegionsOption = None,
-    snapshots: Annotated[
-        int | None,
-        typer.Option("--snapshots", min=1, help="Newest snapshots kept per pair (default: retention.snapshots)."),
-    ] = None,
-    sample_days: Annotated[
-        int | None,
-        typer.Option("--sample-days", min=1, help="Prediction logs kept, in days (default: retention.sample_days)."),
-    ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove without asking (for scripts).")] = False,
-    show_kept: Annotated[bool, typer.Option("--kept", help="Also list each kept snapshot and why it stays.")] = False,
-    config: ConfigOption = None,
-    tracking_uri: TrackingOption = None,
-) -> None:
-    """Remove old feature snapshots and prediction logs, keeping what is still needed (ADR 0035).
-
-    Kept: the snapshot LATEST names, the newest --snapshots, and every snapshot a registered model
-    version was trained on (or pooled); prediction-log files, and the data stage's outcome files,
-    newer than --sample-days. Model versions are never removed (delete one in the MLflow UI and its
-    snapshot goes at the next prune).
-    Exit 1 when something could not be removed (the rest is), 3 when MLflow does not answer.
-    """
-    import sys
-
-    from rich.console import Console
-
-    from modelyard.core.cli import exits_on_expected_errors, print_error
-    from modelyard.core.config import load_config
-    from modelyard.monitoring import retention
-    from modelyard.promotion.aliases import open_client
-
-    console = Console()
-    with exits_on_expected_errors():
-        loaded = load_config(config)
-        kept = retention.settings(loaded, snapshots, sample_days, option="--sample-days")
-        chosen = retention.folders(loaded, family, region)
-        needed = retention.trained_on(open_client(loaded, tracking_uri), chosen)
-        plan = retention.plan_prune(loaded, chosen, needed, kept)
-    if show_kept and plan.kept:
-        console.print(render_kept(plan))
-    if not plan.removals:
-        console.print(f"nothing to remove; {retention.describe_kept(plan)}", markup=False, highlight=False)
-        return
-    console.print(render_removals(plan.removals, "Would remove" if dry_run else "To remove"))
-    summary = f"{retention.describe(plan.removals)}; {retention.describe_kept(plan)}"
-    console.print(summary, markup=False, highlight=False)
-    if dry_run:
-        return
-    if not yes:
-        if not sys.stdin.isatty():
-            print_error("prune removes files: pass --yes to remove them without asking, or --dry-run to only list them")
-            raise typer.Exit(2)
-        typer.confirm(f"Remove these {plan.files} files?", abort=True)
-    outcome = retention.prune(loaded, plan)
-    console.print(f"removed {retention.describe(outcome.removed)}", markup=False, highlight=False)
-    for removal, why in outcome.skipped:
-        console.print(f"{removal.family}/{removal.region} {removal.name}: {why}", markup=False, highlight=False)
-    for removal, why in outcome.failed:
-        print_error(f"{removal.family}/{removal.region} {removal.kind} {removal.name}: not removed ({why})")
-    if outcome.failed:
-        raise typer.Exit(1)
-
-
-def render_kept(plan: retention.PrunePlan) -> Table:
-    """One row per kept snapshot: the pair (or group), its digest and why it stays."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title="Kept", title_justify="left")
-    for column in ("family", "region", "digest", "why"):
-        table.add_column(column, no_wrap=column != "why")
-    for (family, region, digest), reasons in plan.kept.items():
-        table.add_row(*(escape(cell) for cell in (family, region, digest, ", ".join(reasons))))
-    return table
-
-
-def render_removals(removals: tuple[retention.Removal, ...] | list[retention.Removal], title: str) -> Table:
-    """One row per removal: what, the pair, its name (digest, file, version), the detail and the bytes."""
-    from rich.filesize import decimal
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for column in ("what", "family", "region", "name", "detail", "size"):
-        table.add_column(column, no_wrap=column != "detail", justify="right" if column == "size" else "left")
-    for removal in removals:
-        row = (removal.kind, removal.family, removal.region, removal.name, removal.detail)
-        table.add_row(*(escape(cell) for cell in row), decimal(removal.size))
     return table

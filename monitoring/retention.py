@@ -20,8 +20,9 @@ The registry is read before anything is removed; if it cannot be read, nothing i
 removes a snapshot JSON first (what makes a snapshot exist), so a prune that stops midway leaves
 only unpublished data files, which the next prune removes; and it reads ``LATEST`` again just
 before, so a build that pointed ``LATEST`` at an old snapshot in the meantime keeps it. Model
-versions are never removed here: their lifecycle is the registry's (delete a version in the MLflow
-UI, and its snapshot goes at the next prune).
+versions are not removed here: ``deploy.rollout.version_retention`` does that (it must read the
+deploy target's plans), and ``deploy.rollout.pruning`` runs both, versions first; a version deleted
+in the MLflow UI frees its snapshot the same way.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import logging
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -105,14 +106,19 @@ class PruneOutcome:
 
 
 def settings(
-    config: Config, keep: int | None = None, sample_days: int | None = None, *, option: str = "sample_days"
+    config: Config,
+    keep: int | None = None,
+    sample_days: int | None = None,
+    *,
+    option: str = "sample_days",
+    versions: int | None = None,
 ) -> RetentionSettings:
-    """``retention`` with a run's own ``keep`` (snapshots) / ``sample_days`` over it, checked like the config.
+    """``retention`` with a run's own ``keep`` (snapshots), ``sample_days`` and ``versions``, checked like the config.
 
     Raises:
         RetentionError: fewer days of prediction logs than ``monitoring.window_hours`` reads (named ``option``).
     """
-    given = {"snapshots": keep, "sample_days": sample_days}
+    given = {"snapshots": keep, "sample_days": sample_days, "versions": versions}
     chosen = config.retention.model_copy(update={key: value for key, value in given.items() if value is not None})
     try:
         check_sample_days(chosen, config.monitoring.window_hours)
@@ -128,14 +134,21 @@ def folders(config: Config, families: list[str] | None, regions: list[str] | Non
     return [*((family, region, config.mlflow.model_name(family, region)) for family, region in pairs), *pooled]
 
 
-def trained_on(client: MlflowClient, chosen: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], list[str]]:
-    """``{(family, region, digest): ["trained v3", "pooled v1 (country-id)"]}`` from every registered version."""
+def trained_on(
+    client: MlflowClient, chosen: Iterable[tuple[str, str, str]], deleting: Collection[tuple[str, str]] = ()
+) -> dict[tuple[str, str, str], list[str]]:
+    """``{(family, region, digest): ["trained v3", "pooled v1 (country-id)"]}`` from every registered version.
+
+    ``deleting``: ``(model name, version)`` the same prune deletes first; they keep nothing.
+    """
     chosen = list(chosen)
     folder_of = {name: (family, region) for family, region, name in chosen}
     reasons: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for name, versions in all_versions(client, folder_of).items():
         family, region = folder_of[name]
         for version in sorted(versions, key=lambda v: int(v.version)):
+            if (name, str(version.version)) in deleting:
+                continue
             tags = version.tags or {}
             if tags.get("data_digest"):
                 reasons[(family, region, tags["data_digest"])].append(f"trained v{version.version}")
@@ -261,6 +274,16 @@ def _sized(files: list[UPath]) -> tuple[tuple[UPath, ...], int]:
     return tuple(files), size
 
 
+def still_unneeded(plan: PrunePlan, needed: dict[tuple[str, str, str], list[str]]) -> PrunePlan:
+    """``plan`` without the snapshots ``needed`` (read again) names: a version whose deletion failed keeps its own."""
+    removals = tuple(r for r in plan.removals if r.kind != "snapshot" or (r.family, r.region, r.name) not in needed)
+    kept = dict(plan.kept)
+    for r in plan.removals:
+        if r not in removals:
+            kept[(r.family, r.region, r.name)] = needed[(r.family, r.region, r.name)]
+    return PrunePlan(removals, kept)
+
+
 def prune(config: Config, plan: PrunePlan) -> PruneOutcome:
     """Remove what ``plan`` lists; a removal that fails is reported and the others go on."""
     outcome = PruneOutcome()
@@ -308,7 +331,7 @@ def describe(removals: Iterable[Removal]) -> str:
     if not parts:
         return "nothing"
     listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
-    return f"{listed} ({_size(sum(r.size for r in removals))})"
+    return f"{listed} ({size_text(sum(r.size for r in removals))})"
 
 
 def describe_kept(plan: PrunePlan) -> str:
@@ -322,49 +345,8 @@ def _counted(n: int, what: str) -> str:
     return f"{n} {what}{'' if n == 1 else 's'}"
 
 
-def _size(size: int) -> str:
+def size_text(size: int) -> str:
+    """``226.2 kB``."""
     from rich.filesize import decimal
 
     return decimal(size)
-
-
-def run(
-    config: Config,
-    tracking_uri: str,
-    *,
-    families: list[str] | None = None,
-    regions: list[str] | None = None,
-    keep: int | None = None,
-    sample_days: int | None = None,
-    dry_run: bool = False,
-) -> dict[str, object]:
-    """The housekeeping DAG's prune: plan against the registry, log each removal, remove (unless ``dry_run``).
-
-    Returns:
-        What was (or would be) removed and kept, for the task's XCom.
-
-    Raises:
-        RetentionError: a bad retention, or some removals failed (the others are done).
-    """
-    from mlflow import MlflowClient
-
-    chosen_settings = settings(config, keep, sample_days)
-    chosen = folders(config, families, regions)
-    needed = trained_on(MlflowClient(tracking_uri, tracking_uri), chosen)
-    plan = plan_prune(config, chosen, needed, chosen_settings)
-    verb = "would remove" if dry_run else "removing"
-    for removal in plan.removals:
-        log.info("%s %s %s/%s %s: %s (%s)", verb, removal.kind, removal.family, removal.region, removal.name,
-                 removal.detail, _size(removal.size))  # fmt: skip
-    summary = {"kept": len(plan.kept), "kept_for_versions": plan.kept_for_versions, "dry_run": dry_run}
-    if dry_run:
-        log.info("dry run: would remove %s; %s", describe(plan.removals), describe_kept(plan))
-        return {**summary, "removed": 0, "bytes": plan.size}
-    outcome = prune(config, plan)
-    log.info("removed %s; %s", describe(outcome.removed), describe_kept(plan))
-    for removal, why in outcome.skipped:
-        log.info("%s/%s %s: %s", removal.family, removal.region, removal.name, why)
-    if outcome.failed:
-        failed = "; ".join(f"{r.family}/{r.region} {r.kind} {r.name}: {why}" for r, why in outcome.failed)
-        raise RetentionError(f"{len(outcome.failed)} removals failed (the others were done): {failed}")
-    return {**summary, "removed": len(outcome.removed), "bytes": sum(r.size for r in outcome.removed)}

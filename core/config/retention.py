@@ -11,13 +11,17 @@ class RetentionSettings(Section):
     """How much history storage keeps: feature snapshots per pair and days of prediction logs.
 
     A snapshot that ``LATEST`` names or that a registered model version was trained on is always
-    kept, whatever ``snapshots`` says; model versions themselves are never removed (the registry's
-    lifecycle, in the MLflow UI).
+    kept, whatever ``snapshots`` says. Model versions are removed only when ``versions`` is set:
+    then every version an alias holds, the newest ``versions`` and every version a plan of the
+    deploy target names stay (ADR 0036).
     """
 
     schedule: str | None = Field("@daily", description="when the housekeeping DAG prunes (null: only when triggered)")
     snapshots: int = Field(3, ge=1, description="newest snapshots kept per pair besides the ones still needed")
     sample_days: int = Field(30, ge=1, le=3650, description="prediction-log files older than this are removed")
+    versions: int | None = Field(
+        None, ge=1, description="newest model versions kept per model besides aliased and served ones (null: keep all)"
+    )
 
 
 def check_sample_days(retention: RetentionSettings, window_hours: int) -> None:

@@ -209,6 +209,21 @@ class HelmReleases:
             raise HelmReleaseError(f"release '{release}': helm history failed: {_stderr(exc)}") from exc
         return parse_history(entries)
 
+    async def values(self, release: str, revision: int) -> dict[str, Any]:
+        """The values ``release`` was given at ``revision`` (``helm get values --revision``).
+
+        Raises:
+            HelmReleaseError: helm failed.
+        """
+        import pyhelm3
+
+        try:
+            return await self.command.get_values(release, namespace=self.namespace, revision=revision)
+        except pyhelm3.errors.Error as exc:
+            raise HelmReleaseError(
+                f"release '{release}': helm get values --revision {revision} failed: {_stderr(exc)}"
+            ) from exc
+
     async def last_good_revision(self, release: str) -> int | None:
         """The newest revision before the current one that was deployed successfully."""
         return last_good_revision(await self.history(release))

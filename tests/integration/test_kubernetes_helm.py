@@ -260,3 +260,32 @@ def test_failed_upgrade_is_a_typed_error_with_helms_words(filestore: tuple[HelmR
         asyncio.run(helm.upgrade(shard.release, values))
     assert asyncio.run(helm.history(shard.release)) == []
     assert asyncio.run(helm.last_good_revision(shard.release)) is None
+
+
+def test_the_plans_of_every_revision_keep_their_versions_from_a_prune(
+    filestore: tuple[HelmReleases, Path], tmp_path: Path, real_helm: Path
+) -> None:
+    from modelyard.deploy.rollout.version_retention import ServedUnknownError, release_plans, served_by
+
+    helm, _ = filestore
+    config = load_config(REPO / "modelyard.yaml")
+    one, two = shards(1)[0], shards(2)[0]  # the first release; the others were never installed
+    for shard in (one, two):
+        asyncio.run(helm.upgrade(shard.release, release_values(shard, BASE), description=f"plan {shard.plan_digest}"))
+
+    plans = asyncio.run(release_plans(config, helm))
+
+    assert [where for _, where in plans] == [f"release {one.release} revision 1", f"release {one.release} revision 2"]
+    served = served_by(plans)
+    family, region = next((s.family, s.region) for s in one.plan.services)
+    model = config.mlflow.model_name(family, region)
+    assert served[model] == {"1": [f"release {one.release} revision 1"], "2": [f"release {one.release} revision 2"]}
+
+    unreachable = tmp_path / "helm-unreachable"  # helm without a cluster: only `helm version` works
+    unreachable.write_text(
+        f'#!/bin/sh\n[ "$1" = version ] && exec {real_helm} "$@"\n'
+        'echo "Error: Kubernetes cluster unreachable: connection refused" >&2\nexit 1\n'
+    )
+    unreachable.chmod(0o755)
+    with pytest.raises(ServedUnknownError, match=r"so no version is deleted: .*Kubernetes cluster unreachable"):
+        asyncio.run(release_plans(config, HelmReleases(make_command(unreachable), NAMESPACE)))
