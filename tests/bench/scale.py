@@ -459,14 +459,20 @@ def cold_start(stack: ScaleStack, workdir: Path) -> dict[str, Any]:
 
 def cli_timings(stack: ScaleStack) -> dict[str, Any]:
     """Wall seconds of ``modelyard status``, ``modelyard plan`` and ``modelyard prune --dry-run`` (what the daily
-    housekeeping DAG plans: every pair's snapshots against every registered version) over every model, as a user
-    runs them."""
+    housekeeping DAG plans: every pair's snapshots against every registered version), also with ``--versions``,
+    over every model, as a user runs them."""
     import subprocess
 
     config_path = str(stack.settings.config_path)
     common = ["--config", config_path, "--tracking-uri", stack.settings.mlflow_url]
     out: dict[str, Any] = {}
-    commands = {"status": ["status"], "plan": ["plan", "--target", "local"], "prune --dry-run": ["prune", "--dry-run"]}
+    commands = {
+        "status": ["status"],
+        "plan": ["plan", "--target", "local"],
+        "prune --dry-run": ["prune", "--dry-run"],
+        # + every model's aliases and the local server's plans (ADR 0036)
+        "prune --dry-run --versions 1": ["prune", "--dry-run", "--versions", "1"],
+    }
     for name, args in commands.items():
         started = time.perf_counter()
         done = subprocess.run(

@@ -9,6 +9,7 @@ worker ran the deploy) loads its models through MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import secrets
@@ -135,11 +136,20 @@ def test_the_endpoint_serves_the_champions_loaded_through_mlflow(stack: Stack, c
 def test_housekeeping_prunes_the_object_store_and_keeps_what_the_registry_needs(
     stack: Stack, s3: cluster.S3, chain: object
 ) -> None:
-    """Two newer snapshots of a pair on S3; the housekeeping DAG, on a Celery worker, removes the untrained one."""
+    """Two newer snapshots of a pair on S3 and two unaliased versions; the housekeeping DAG, on a Celery worker,
+    removes the untrained snapshot and the older extra version, and keeps what the live server's plan names."""
+    from mlflow import MlflowClient
+
     from modelyard.pipeline import snapshots
 
     features = stack.config.storage.features_dir
     family, region = stack.config.pairs()[0]
+    uri = stack.config.mlflow.tracking_uri
+    client = MlflowClient(uri, uri)
+    model = stack.config.mlflow.model_name(family, region)
+    champion = client.get_model_version_by_alias(model, "champion")
+    source = f"runs:/{champion.run_id}/model"  # registered twice more by hand (never served)
+    extra = [client.create_model_version(model, source, run_id=champion.run_id).version for _ in range(2)]
     trained = snapshots.latest_snapshot(features, family, region)
     frame = snapshots.load_frame(features, trained)
     newer = []
@@ -152,9 +162,9 @@ def test_housekeeping_prunes_the_object_store_and_keeps_what_the_registry_needs(
     prefix = f"modelyard/features/{family}/{region}/"
     try:
         since = str(
-            stack.api.trigger("housekeeping", conf={"families": [family], "regions": [region], "snapshots": 1})[
-                "run_after"
-            ]
+            stack.api.trigger(
+                "housekeeping", conf={"families": [family], "regions": [region], "snapshots": 1, "versions": 1}
+            )["run_after"]
         )
         run = _wait_for(stack, "housekeeping", since)
         assert run["state"] == "success", run
@@ -163,8 +173,15 @@ def test_housekeeping_prunes_the_object_store_and_keeps_what_the_registry_needs(
         keys = set(s3.list_keys(prefix))
         assert not {key for key in keys if newer[0] in key}  # its JSON and Parquet: neither newest nor trained on
         assert {f"{prefix}{trained.digest}.json", f"{prefix}{newer[1]}.json"} <= keys  # trained on; LATEST
+        left = {v.version for v in client.search_model_versions(f"name = '{model}'")}
+        assert extra[0] not in left, result  # unaliased, not the newest, in no plan
+        assert {champion.version, extra[1]} <= left, result  # the champion the server's plan names; the newest
+        assert result["versions_removed"] >= 1, result
     finally:
         snapshots.point_latest(features, family, region, trained.digest)  # later tests train on the chain's data
+        for version in extra:
+            with contextlib.suppress(Exception):
+                client.delete_model_version(model, version)
 
 
 def test_a_worker_killed_mid_training_publishes_nothing_half_and_a_retry_finishes(
