@@ -62,7 +62,7 @@ class LazyGroup(TyperGroup):
         if cmd_name not in LAZY_COMMANDS:
             return super().get_command(ctx, cmd_name)
         module, function = LAZY_COMMANDS[cmd_name].split(":")
-        single = typer.Typer(pretty_exceptions_enable=False)
+        single = typer.Typer(pretty_exceptions_enable=False, add_completion=False)  # the root app offers completion
         single.command(cmd_name)(getattr(importlib.import_module(module), function))
         return typer.main.get_command(single)
 

@@ -48,3 +48,9 @@ def test_data_subcommands_show_no_bool_type() -> None:
         name = line.strip("│ ").split(" ")[0]
         if name and name.isidentifier() and name not in ("Usage", "Options", "Commands"):
             assert "<bool>" not in _help("data", name)
+
+
+@pytest.mark.parametrize("command", sorted(LAZY_COMMANDS))
+def test_only_the_root_offers_shell_completion(command: str) -> None:
+    assert "--install-completion" in _help()
+    assert "--install-completion" not in _help(command)  # a lazy command is built as an app of its own
