@@ -7,6 +7,7 @@ the form chooses:
 * `families`, `regions`: empty means all configured ones (and the region groups serving them);
 * `snapshots`: newest snapshots kept per pair (empty: `retention.snapshots`);
 * `sample_days`: prediction logs kept, in days (empty: `retention.sample_days`);
+* `monitoring_days`: monitoring runs kept in MLflow, in days (empty: `retention.monitoring_days`);
 * `versions`: also delete model versions, keeping the newest N of each model (empty:
   `retention.versions`; unset there too, every version stays);
 * `dry_run`: list what would be removed in the task log, remove nothing.
@@ -25,7 +26,9 @@ stage's outcome files (`ingested-*.parquet`) written since.
 
 **What goes.** Every other snapshot (its JSON first, then its data and report), data files
 no snapshot names once a day old (a build that died before publishing), and older
-prediction-log and outcome files. The registry is read before anything is removed: if MLflow
+prediction-log and outcome files, and monitoring runs older than `monitoring_days` (default 90)
+except the latest of each version, which its page links to (deleted softly: `mlflow gc` purges
+them). The registry is read before anything is removed: if MLflow
 does not answer, the task fails and nothing is removed. The log lists each removal and its
 size (`modelyard prune` does the same from a shell; docs/adr/0035-retention.md, 0036).
 """
@@ -61,6 +64,11 @@ from modelyard.plugins import dag_support
             None, type=["null", "integer"], minimum=1, maximum=3650, title="Prediction logs kept (days)",
             description="Prediction-log files older than this are removed (empty: retention.sample_days).",
         ),
+        "monitoring_days": Param(
+            None, type=["null", "integer"], minimum=1, maximum=3650, title="Monitoring runs kept (days)",
+            description="Monitoring runs older than this are deleted in MLflow; each version's latest stays "
+            "(empty: retention.monitoring_days).",
+        ),
         "versions": Param(
             None, type=["null", "integer"], minimum=1, title="Model versions kept per model",
             description="Also delete model versions: the newest N stay, with every aliased or served one "
@@ -91,6 +99,7 @@ def housekeeping() -> None:
                 keep=params["snapshots"],
                 sample_days=params["sample_days"],
                 versions=params["versions"],
+                monitoring_days=params["monitoring_days"],
                 dry_run=params["dry_run"],
                 releaser=_releaser(config, params["versions"]),
             )

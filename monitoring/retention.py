@@ -14,7 +14,9 @@ removes them. :func:`plan_prune` decides, per (family, region) and per (family, 
 - **prediction-log files** published more than ``retention.sample_days`` ago (the config refuses a
   retention shorter than ``monitoring.window_hours``, so the monitoring stage never misses one), and
   the data stage's ``ingested-<digest>.parquet`` outcome files written as long ago (they answer
-  requests older than that, whose samples are gone; a team's own outcome files stay).
+  requests older than that, whose samples are gone; a team's own outcome files stay);
+- **monitoring runs** in MLflow started more than ``retention.monitoring_days`` ago, except the
+  run each version's ``monitoring.run_id`` tag names (its latest measurement), deleted softly.
 
 The registry is read before anything is removed; if it cannot be read, nothing is. :func:`prune`
 removes a snapshot JSON first (what makes a snapshot exist), so a prune that stops midway leaves
@@ -34,12 +36,12 @@ import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from modelyard.core.catalog import all_versions
 from modelyard.core.config.retention import RetentionSettings, check_sample_days
 from modelyard.core.contracts import prediction_log
-from modelyard.core.contracts.registry import POOLED_SNAPSHOTS_TAG
+from modelyard.core.contracts.registry import POOLED_SNAPSHOTS_TAG, monitoring_tag
 from modelyard.core.errors import ModelyardError
 from modelyard.pipeline import outcomes, snapshots
 
@@ -55,7 +57,8 @@ log = logging.getLogger(__name__)
 UNPUBLISHED_GRACE = dt.timedelta(days=1)
 _DATA_FILE = re.compile(r"^(?P<digest>[0-9a-f]{16})\.(parquet|report\.html)$")
 
-Kind = Literal["snapshot", "unpublished", "samples", "outcomes"]
+Kind = Literal["snapshot", "unpublished", "samples", "outcomes", "runs"]
+RUNS_PER_PAGE = 1000
 
 
 class RetentionError(ModelyardError, ValueError):
@@ -64,15 +67,17 @@ class RetentionError(ModelyardError, ValueError):
 
 @dataclass(frozen=True)
 class Removal:
-    """One thing a prune removes: a snapshot, an unpublished data file, or a version's old sample files."""
+    """One thing a prune removes: a snapshot, an unpublished data file, a version's old sample files, or a
+    pair's old monitoring runs in MLflow."""
 
     kind: Kind
     family: str
     region: str  # a region, or a region group for a pooled model's snapshots
-    name: str  # the digest, the file name, or "v<version>"
+    name: str  # the digest, the file name, "v<version>", or "monitoring runs"
     detail: str
     files: tuple[UPath, ...]  # in the order they are removed
     size: int
+    runs: tuple[str, ...] = ()  # MLflow run ids (kind "runs")
 
 
 @dataclass(frozen=True)
@@ -112,13 +117,15 @@ def settings(
     *,
     option: str = "sample_days",
     versions: int | None = None,
+    monitoring_days: int | None = None,
 ) -> RetentionSettings:
-    """``retention`` with a run's own ``keep`` (snapshots), ``sample_days`` and ``versions``, checked like the config.
+    """``retention`` with a run's own ``keep`` (snapshots), ``sample_days``, ``versions`` and ``monitoring_days`` over
+    it, checked like the config.
 
     Raises:
         RetentionError: fewer days of prediction logs than ``monitoring.window_hours`` reads (named ``option``).
     """
-    given = {"snapshots": keep, "sample_days": sample_days, "versions": versions}
+    given = {"snapshots": keep, "sample_days": sample_days, "versions": versions, "monitoring_days": monitoring_days}
     chosen = config.retention.model_copy(update={key: value for key, value in given.items() if value is not None})
     try:
         check_sample_days(chosen, config.monitoring.window_hours)
@@ -158,6 +165,71 @@ def trained_on(
     return reasons
 
 
+def old_monitoring_runs(
+    client: MlflowClient,
+    config: Config,
+    chosen: Iterable[tuple[str, str, str]],
+    days: int | None,
+    *,
+    now: dt.datetime | None = None,
+) -> list[Removal]:
+    """Per selected pair, its monitoring runs started more than ``days`` ago; none when ``days`` is None.
+
+    Every hourly measurement of every served version is a run (experiment ``<project>/<family>/monitoring``).
+    A run a version's ``monitoring.run_id`` tag names (its latest measurement, linked from the
+    version's page) stays whatever its age.
+    """
+    if days is None:
+        return []
+    chosen = list(chosen)
+    cutoff = int(((now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)).timestamp() * 1000)
+    linked = _linked_runs(client, chosen)
+    regions: dict[str, set[str]] = defaultdict(set)
+    for family, region, _ in chosen:
+        regions[family].add(region)
+    removals = []
+    for family, selected in regions.items():
+        experiment = client.get_experiment_by_name(f"{config.project}/{family}/monitoring")
+        if experiment is None:
+            continue
+        old: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for run in _runs_before(client, experiment.experiment_id, cutoff):
+            region = run.data.tags.get("region", "")
+            if region in selected and run.info.run_id not in linked:
+                old[region].append((run.info.run_id, run.info.start_time or 0))
+        for region, found in sorted(old.items()):
+            newest = dt.datetime.fromtimestamp(max(start for _, start in found) / 1000, dt.UTC)
+            detail = f"{len(found)} monitoring runs, the newest started {newest:%Y-%m-%d %H:%M} UTC"
+            runs = tuple(sorted(run_id for run_id, _ in found))
+            removals.append(Removal("runs", family, region, "monitoring runs", detail, (), 0, runs))
+    return removals
+
+
+def _runs_before(client: MlflowClient, experiment_id: str, cutoff_ms: int) -> Iterable[Any]:
+    token: str | None = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], f"attributes.start_time < {cutoff_ms}", max_results=RUNS_PER_PAGE, page_token=token
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _linked_runs(client: MlflowClient, chosen: list[tuple[str, str, str]]) -> set[str]:
+    """The run ids the ``monitoring.run_id`` / ``monitoring.<region>.run_id`` tags of every version name."""
+    linked = set()
+    for versions in all_versions(client, [name for _, _, name in chosen]).values():
+        for version in versions:
+            linked |= {value for key, value in (version.tags or {}).items() if _is_run_link(key)}
+    return linked
+
+
+def _is_run_link(key: str) -> bool:
+    return key.startswith(monitoring_tag("")) and key.endswith("run_id")
+
+
 def plan_prune(
     config: Config,
     chosen: list[tuple[str, str, str]],
@@ -165,10 +237,12 @@ def plan_prune(
     kept: RetentionSettings | None = None,
     *,
     now: dt.datetime | None = None,
+    runs: Iterable[Removal] = (),
 ) -> PrunePlan:
     """What to remove under ``chosen`` folders, keeping ``needed`` snapshots (from :func:`trained_on`).
 
-    ``kept`` says how many snapshots and days of prediction logs stay (default: ``retention``, see :func:`settings`).
+    ``kept`` says how many snapshots and days of prediction logs stay (default: ``retention``, see
+    :func:`settings`); ``runs``: the old monitoring runs (from :func:`old_monitoring_runs`).
     """
     now = now or dt.datetime.now(dt.UTC)
     kept_settings = kept or config.retention
@@ -184,6 +258,7 @@ def plan_prune(
     for family, region, _ in chosen:
         removals += _old_samples(config.storage.samples_dir / family / region, family, region, cutoff)
         removals += _old_outcomes(config.storage.outcomes_dir / family / region, family, region, cutoff)
+    removals += runs
     return PrunePlan(tuple(removals), reasons)
 
 
@@ -284,11 +359,17 @@ def still_unneeded(plan: PrunePlan, needed: dict[tuple[str, str, str], list[str]
     return PrunePlan(removals, kept)
 
 
-def prune(config: Config, plan: PrunePlan) -> PruneOutcome:
-    """Remove what ``plan`` lists; a removal that fails is reported and the others go on."""
+def prune(config: Config, plan: PrunePlan, client: MlflowClient | None = None) -> PruneOutcome:
+    """Remove what ``plan`` lists; a removal that fails is reported and the others go on.
+
+    ``client`` deletes the monitoring runs (MLflow's soft delete: ``mlflow gc`` purges them).
+    """
     outcome = PruneOutcome()
     features = config.storage.features_dir
     for removal in plan.removals:
+        if removal.kind == "runs":
+            _delete_runs(client, removal, outcome)
+            continue
         if (
             removal.kind == "snapshot"
             and snapshots.latest_digest(features, removal.family, removal.region) == removal.name
@@ -305,6 +386,21 @@ def prune(config: Config, plan: PrunePlan) -> PruneOutcome:
         if removal.kind == "samples" and config.storage.is_local:
             _remove_if_empty(removal.files[0].parent)
     return outcome
+
+
+def _delete_runs(client: MlflowClient | None, removal: Removal, outcome: PruneOutcome) -> None:
+    from mlflow.exceptions import MlflowException
+
+    if client is None:
+        outcome.failed.append((removal, "no MLflow client to delete runs with"))
+        return
+    try:
+        for run_id in removal.runs:
+            client.delete_run(run_id)
+    except MlflowException as exc:
+        outcome.failed.append((removal, f"run {run_id}: {exc.message}"))
+        return
+    outcome.removed.append(removal)
 
 
 def _remove_if_empty(folder: UPath) -> None:
@@ -325,13 +421,17 @@ def describe(removals: Iterable[Removal]) -> str:
         "ingested outcome file": sum(len(r.files) for r in removals if r.kind == "outcomes"),
         "prediction-log file": sum(len(r.files) for r in samples),
     }
+    runs = sum(len(r.runs) for r in removals if r.kind == "runs")
     parts = [_counted(n, what) for what, n in counts.items() if n]
     if samples:
         parts[-1] += f" of {_counted(len(samples), 'version')}"
-    if not parts:
+    if not parts and not runs:
         return "nothing"
+    if not parts:
+        return _counted(runs, "monitoring run")
     listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
-    return f"{listed} ({size_text(sum(r.size for r in removals))})"
+    listed = f"{listed} ({size_text(sum(r.size for r in removals))})"
+    return f"{listed} and {_counted(runs, 'monitoring run')}" if runs else listed
 
 
 def describe_kept(plan: PrunePlan) -> str:

@@ -19,6 +19,9 @@ class RetentionSettings(Section):
     schedule: str | None = Field("@daily", description="when the housekeeping DAG prunes (null: only when triggered)")
     snapshots: int = Field(3, ge=1, description="newest snapshots kept per pair besides the ones still needed")
     sample_days: int = Field(30, ge=1, le=3650, description="prediction-log files older than this are removed")
+    monitoring_days: int | None = Field(
+        90, ge=1, le=3650, description="monitoring runs older than this are deleted in MLflow (null: keep all)"
+    )
     versions: int | None = Field(
         None, ge=1, description="newest model versions kept per model besides aliased and served ones (null: keep all)"
     )

@@ -40,6 +40,15 @@ def prune(
             "version a plan of the deploy target names (default: retention.versions; unset keeps every version).",
         ),
     ] = None,
+    monitoring_days: Annotated[
+        int | None,
+        typer.Option(
+            "--monitoring-days",
+            min=1,
+            help="Monitoring runs kept in MLflow, in days; each version's latest stays (default: "
+            "retention.monitoring_days).",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove without asking (for scripts).")] = False,
     show_kept: Annotated[
@@ -48,15 +57,16 @@ def prune(
     config: ConfigOption = None,
     tracking_uri: TrackingOption = None,
 ) -> None:
-    """Remove old feature snapshots and prediction logs (and, with --versions, model versions), keeping what is needed.
+    """Remove old snapshots, prediction logs, monitoring runs (with --versions, model versions); keep what is needed.
 
     Kept: the snapshot LATEST names, the newest --snapshots, and every snapshot a registered model
     version was trained on (or pooled); prediction-log files, and the data stage's outcome files,
-    newer than --sample-days. Model versions are deleted only with --versions (or retention.versions):
-    aliased versions, the newest N and every version a plan of the deploy target names stay, and
-    nothing is deleted when those plans cannot be read. The snapshots of deleted versions go in the
-    same run. Exit 1 when something could not be removed (the rest is), 3 when MLflow or the deploy
-    target does not answer.
+    newer than --sample-days; monitoring runs newer than --monitoring-days, and each version's
+    latest (MLflow deletes runs softly: `mlflow gc` purges them). Model versions are deleted only
+    with --versions (or retention.versions): aliased versions, the newest N and every version a
+    plan of the deploy target names stay, and nothing is deleted when those plans cannot be read.
+    The snapshots of deleted versions go in the same run. Exit 1 when something could not be
+    removed (the rest is), 3 when MLflow or the deploy target does not answer.
     """
     import mlflow
     from rich.console import Console
@@ -71,12 +81,14 @@ def prune(
     with exits_on_expected_errors():
         loaded = load_config(config)
         # A bad option or selection is refused before MLflow is asked.
-        retention.settings(loaded, snapshots, sample_days, option="--sample-days", versions=versions)
+        retention.settings(
+            loaded, snapshots, sample_days, option="--sample-days", versions=versions, monitoring_days=monitoring_days
+        )
         retention.folders(loaded, family, region)
         client = open_client(loaded, tracking_uri)
         chosen = pruning.plan(
             loaded, client, mlflow.get_tracking_uri(), families=family, regions=region, keep=snapshots,
-            sample_days=sample_days, versions=versions, option="--sample-days",
+            sample_days=sample_days, versions=versions, monitoring_days=monitoring_days, option="--sample-days",
         )  # fmt: skip
     if show_kept:
         for table in render_kept(chosen):
@@ -112,9 +124,8 @@ def report(console: Console, result: PruneResult) -> None:
     from modelyard.deploy.rollout import version_retention
     from modelyard.monitoring import retention
 
-    removed = [retention.describe(result.files.removed)]
-    if result.versions.removed or result.versions.failed or result.versions.skipped:
-        removed.insert(0, version_retention.describe(result.versions.removed))
+    removed = [version_retention.describe(result.versions.removed)] if result.versions.removed else []
+    removed += [retention.describe(result.files.removed)] if result.files.removed or not removed else []
     console.print(f"removed {' and '.join(removed)}", markup=False, highlight=False)
     for version, why in result.versions.skipped:
         console.print(f"{version.model} v{version.version}: {why}", markup=False, highlight=False)
@@ -163,5 +174,5 @@ def render_removals(chosen: Prune, title: str) -> Table:
         table.add_row(*(escape(cell) for cell in row), "-")
     for removal in chosen.files.removals:
         row = (removal.kind, removal.family, removal.region, removal.name, removal.detail)
-        table.add_row(*(escape(cell) for cell in row), decimal(removal.size))
+        table.add_row(*(escape(cell) for cell in row), "-" if removal.kind == "runs" else decimal(removal.size))
     return table

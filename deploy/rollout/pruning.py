@@ -71,6 +71,7 @@ def plan(
     keep: int | None = None,
     sample_days: int | None = None,
     versions: int | None = None,
+    monitoring_days: int | None = None,
     releaser: HelmReleases | None = None,
     option: str = "sample_days",
 ) -> Prune:
@@ -80,7 +81,9 @@ def plan(
         RetentionError: a bad retention.
         ServedUnknownError: ``versions`` is set and the deploy target's plans cannot be read.
     """
-    chosen_settings = retention.settings(config, keep, sample_days, option=option, versions=versions)
+    chosen_settings = retention.settings(
+        config, keep, sample_days, option=option, versions=versions, monitoring_days=monitoring_days
+    )
     chosen = retention.folders(config, families, regions)
     version_plan = None
     if chosen_settings.versions is not None:
@@ -88,16 +91,18 @@ def plan(
         version_plan = version_retention.plan_versions(client, chosen, served, chosen_settings.versions)
     deleting = version_plan.deleted() if version_plan is not None else set()
     needed = retention.trained_on(client, chosen, deleting)
-    return Prune(chosen, chosen_settings, version_plan, retention.plan_prune(config, chosen, needed, chosen_settings))
+    runs = retention.old_monitoring_runs(client, config, chosen, chosen_settings.monitoring_days)
+    files = retention.plan_prune(config, chosen, needed, chosen_settings, runs=runs)
+    return Prune(chosen, chosen_settings, version_plan, files)
 
 
 def execute(config: Config, client: MlflowClient, prune: Prune) -> PruneResult:
     """Delete the planned versions, then remove the files that are still unneeded (read the registry again)."""
     if prune.versions is None or not prune.versions.removals:
-        return PruneResult(version_retention.VersionOutcome(), retention.prune(config, prune.files))
+        return PruneResult(version_retention.VersionOutcome(), retention.prune(config, prune.files, client))
     deleted = version_retention.delete_versions(config, client, prune.versions)
     files = retention.still_unneeded(prune.files, retention.trained_on(client, prune.chosen))
-    return PruneResult(deleted, retention.prune(config, files))
+    return PruneResult(deleted, retention.prune(config, files, client))
 
 
 def run(
@@ -109,6 +114,7 @@ def run(
     keep: int | None = None,
     sample_days: int | None = None,
     versions: int | None = None,
+    monitoring_days: int | None = None,
     dry_run: bool = False,
     releaser: HelmReleases | None = None,
 ) -> dict[str, object]:
@@ -126,7 +132,7 @@ def run(
     client = MlflowClient(tracking_uri, tracking_uri)
     chosen = plan(
         config, client, tracking_uri, families=families, regions=regions, keep=keep, sample_days=sample_days,
-        versions=versions, releaser=releaser,
+        versions=versions, monitoring_days=monitoring_days, releaser=releaser,
     )  # fmt: skip
     verb = "would remove" if dry_run else "removing"
     for version in chosen.versions.removals if chosen.versions is not None else ():
@@ -146,8 +152,9 @@ def run(
                 "versions_planned": planned_versions}  # fmt: skip
     result = execute(config, client, chosen)
     removed = retention.describe(result.files.removed)
-    if chosen.versions is not None:
-        removed = f"{version_retention.describe(result.versions.removed)}, {removed}"
+    if result.versions.removed:
+        versions_removed = version_retention.describe(result.versions.removed)
+        removed = versions_removed if not result.files.removed else f"{versions_removed}, {removed}"
     log.info("removed %s; %s", removed, retention.describe_kept(chosen.files))
     for skipped, why in result.versions.skipped:
         log.info("%s v%s: %s", skipped.model, skipped.version, why)

@@ -234,7 +234,8 @@ def test_housekeeping_wiring(dagbag: dict[str, Any]) -> None:
     assert dag is not None, "dags/housekeeping.py must define the housekeeping DAG"
     assert "0 0 * * *" in dag["schedule"], f"schedule should follow retention.schedule (@daily): {dag['schedule']}"
     assert [(t["task_id"], t["outlets"]) for t in dag["tasks"]] == [("prune", [])]
-    assert set(dag["params"]) == {"families", "regions", "snapshots", "sample_days", "versions", "dry_run"}
+    form = {"families", "regions", "snapshots", "sample_days", "monitoring_days", "versions", "dry_run"}
+    assert set(dag["params"]) == form
     assert dag["params"]["dry_run"]["value"] is False
 
 

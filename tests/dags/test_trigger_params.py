@@ -53,7 +53,14 @@ TYPICAL = {
     "batch_scoring": {"regions": ["jakarta"], "input": "/data/next_day/*.parquet", "version": 3, "chunk_rows": 50_000},
     "data_processing": {"regions": ["jakarta"], "start": "2026-01-01", "end": "2026-01-31", "source": "synthetic"},
     "deploy": {"regions": ["jakarta"], "strategy": "canary", "version": 3, "dry_run": True},
-    "housekeeping": {"regions": ["jakarta"], "snapshots": 5, "sample_days": 90, "versions": 10, "dry_run": True},
+    "housekeeping": {
+        "regions": ["jakarta"],
+        "snapshots": 5,
+        "sample_days": 90,
+        "monitoring_days": 60,
+        "versions": 10,
+        "dry_run": True,
+    },
     "monitoring": {"regions": ["jakarta"], "window_hours": 48},
     "promotion": {"regions": ["jakarta"], "action": "promote-version", "version": 2, "reason": "hotfix"},
     "training": {"regions": ["jakarta"], "force": True, "hyperparameters": '{"max_depth": 4}'},
@@ -85,6 +92,7 @@ BAD = [
     ("housekeeping", "snapshots", 0),
     ("housekeeping", "sample_days", 0),
     ("housekeeping", "versions", 0),
+    ("housekeeping", "monitoring_days", 0),
     ("housekeeping", "dry_run", "maybe"),
 ]
 

@@ -216,3 +216,49 @@ def test_the_housekeeping_dag_prunes_what_the_registry_does_not_need(
     assert [meta.digest for meta in snapshots.list_snapshots(config.storage.features_dir, *PAIR)] == [made[3], made[1]]
     assert not old.exists()
     assert recent.exists()
+
+
+def test_old_monitoring_runs_are_deleted_but_each_versions_latest_stays(
+    tmp_path: Path, mlflow_server: MlflowServer
+) -> None:
+    env = {
+        "MODELYARD_CONFIG": str(REPO / "modelyard.yaml"),
+        "MODELYARD_STORAGE__ROOT": str(tmp_path),
+        "MODELYARD_PROJECT": f"runs{uuid.uuid4().hex[:8]}",
+        "MODELYARD_MLFLOW__MODEL_NAME_TEMPLATE": f"runs-{uuid.uuid4().hex[:8]}-{{family}}-{{region}}",
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "COLUMNS": "240",
+    }
+    config = load_config(REPO / "modelyard.yaml", environ=env)
+    client = MlflowClient(mlflow_server.url, mlflow_server.url)
+    model = config.mlflow.model_name(*PAIR)
+    client.create_registered_model(model)
+    experiment = client.create_experiment(f"{config.project}/{PAIR[0]}/monitoring")
+    now = dt.datetime.now(dt.UTC)
+
+    def measured(days: int, region: str = PAIR[1]) -> str:
+        start = int((now - dt.timedelta(days=days)).timestamp() * 1000)
+        run = client.create_run(experiment, start_time=start, tags={"family": PAIR[0], "region": region})
+        client.set_terminated(run.info.run_id)
+        return run.info.run_id
+
+    old, linked, recent, elsewhere = measured(100), measured(95), measured(1), measured(100, "surabaya")
+    client.create_model_version(model, source="s3://runs/1", tags={"monitoring.run_id": linked})
+
+    def prune(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["prune", "-f", PAIR[0], "-r", PAIR[1], *args], env=env)
+        return result.exit_code, " ".join(result.output.replace("│", " ").split())
+
+    code, output = prune("--dry-run")
+    assert code == 0, output
+    assert f"runs {PAIR[0]} {PAIR[1]} monitoring runs 1 monitoring runs, the newest started" in output
+    assert "1 monitoring run;" in output
+    code, output = prune("--yes")
+    assert code == 0, output
+    assert "removed 1 monitoring run" in output
+    stages = {run_id: client.get_run(run_id).info.lifecycle_stage for run_id in (old, linked, recent, elsewhere)}
+    assert stages == {old: "deleted", linked: "active", recent: "active", elsewhere: "active"}
+    code, output = prune("--yes", "--monitoring-days", "1")  # the recent one is a day old: it goes too
+    assert code == 0, output
+    assert client.get_run(recent).info.lifecycle_stage == "deleted"
+    assert client.get_run(linked).info.lifecycle_stage == "active"

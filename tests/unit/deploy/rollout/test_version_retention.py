@@ -56,6 +56,9 @@ class Registry:
         found = [SimpleNamespace(name=n, aliases=a) for n, a in self.aliases.items() if f"'{n}'" in filter_string]
         return PagedList(found, None)
 
+    def get_experiment_by_name(self, name: str) -> None:
+        return None  # nothing measured yet: no monitoring runs
+
     def get_registered_model(self, name: str) -> Any:
         return SimpleNamespace(name=name, aliases=dict(self.aliases[name]))
 
@@ -236,3 +239,17 @@ def test_retention_versions_must_keep_at_least_one(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         RetentionSettings(versions=0)
+
+
+def test_the_report_names_only_what_was_removed() -> None:
+    from rich.console import Console
+
+    from modelyard.deploy.rollout.prune_cli import report
+    from modelyard.monitoring.retention import PruneOutcome
+
+    removed = [version_retention.VersionRemoval("acceptance", "alpha", "m", v, "") for v in ("1", "2")]
+    for versions, expected in ((removed, "removed 2 model versions of 1 model"), ([], "removed nothing")):
+        console = Console(record=True, width=200)
+        outcome = version_retention.VersionOutcome(removed=list(versions))
+        report(console, pruning.PruneResult(outcome, PruneOutcome()))
+        assert console.export_text().strip() == expected
