@@ -139,8 +139,9 @@ def run(
         log.info("%s model version %s v%s (%s/%s): %s", verb, version.model, version.version, version.family,
                  version.region, version.detail)  # fmt: skip
     for removal in chosen.files.removals:
+        size = "in MLflow" if removal.kind == "runs" else retention.size_text(removal.size)
         log.info("%s %s %s/%s %s: %s (%s)", verb, removal.kind, removal.family, removal.region, removal.name,
-                 removal.detail, retention.size_text(removal.size))  # fmt: skip
+                 removal.detail, size)  # fmt: skip
     summary: dict[str, object] = {
         "kept": len(chosen.files.kept), "kept_for_versions": chosen.files.kept_for_versions, "dry_run": dry_run,
         "versions_kept": None if chosen.versions is None else len(chosen.versions.kept),
@@ -166,8 +167,9 @@ def run(
         raise retention.RetentionError(f"{result.failed} removals failed (the others were done): {'; '.join(failed)}")
     return {
         **summary,
-        "removed": len(result.files.removed),
+        "removed": sum(r.kind != "runs" for r in result.files.removed),  # snapshots and groups of files
         "bytes": sum(r.size for r in result.files.removed),
         "versions_removed": len(result.versions.removed),
         "versions_planned": planned_versions,
+        "monitoring_runs_removed": sum(len(r.runs) for r in result.files.removed),
     }
