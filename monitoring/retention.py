@@ -34,7 +34,7 @@ import logging
 import os
 import re
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,6 +47,7 @@ from modelyard.pipeline import outcomes, snapshots
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
     from upath import UPath
 
     from modelyard.core.config import Config
@@ -142,16 +143,20 @@ def folders(config: Config, families: list[str] | None, regions: list[str] | Non
 
 
 def trained_on(
-    client: MlflowClient, chosen: Iterable[tuple[str, str, str]], deleting: Collection[tuple[str, str]] = ()
+    client: MlflowClient,
+    chosen: Iterable[tuple[str, str, str]],
+    deleting: Collection[tuple[str, str]] = (),
+    every: Mapping[str, list[ModelVersion]] | None = None,
 ) -> dict[tuple[str, str, str], list[str]]:
     """``{(family, region, digest): ["trained v3", "pooled v1 (country-id)"]}`` from every registered version.
 
     ``deleting``: ``(model name, version)`` the same prune deletes first; they keep nothing.
+    ``every``: the chosen models' versions as :func:`core.catalog.all_versions` read them (None: read here).
     """
     chosen = list(chosen)
     folder_of = {name: (family, region) for family, region, name in chosen}
     reasons: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-    for name, versions in all_versions(client, folder_of).items():
+    for name, versions in (every if every is not None else all_versions(client, folder_of)).items():
         family, region = folder_of[name]
         for version in sorted(versions, key=lambda v: int(v.version)):
             if (name, str(version.version)) in deleting:
@@ -172,6 +177,7 @@ def old_monitoring_runs(
     days: int | None,
     *,
     now: dt.datetime | None = None,
+    every: Mapping[str, list[ModelVersion]] | None = None,
 ) -> list[Removal]:
     """Per selected pair, its monitoring runs started more than ``days`` ago; none when ``days`` is None.
 
@@ -183,7 +189,7 @@ def old_monitoring_runs(
         return []
     chosen = list(chosen)
     cutoff = int(((now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)).timestamp() * 1000)
-    linked = _linked_runs(client, chosen)
+    linked = _linked_runs(every if every is not None else all_versions(client, [name for _, _, name in chosen]))
     regions: dict[str, set[str]] = defaultdict(set)
     for family, region, _ in chosen:
         regions[family].add(region)
@@ -217,10 +223,10 @@ def _runs_before(client: MlflowClient, experiment_id: str, cutoff_ms: int) -> It
             return
 
 
-def _linked_runs(client: MlflowClient, chosen: list[tuple[str, str, str]]) -> set[str]:
+def _linked_runs(every: Mapping[str, list[ModelVersion]]) -> set[str]:
     """The run ids the ``monitoring.run_id`` / ``monitoring.<region>.run_id`` tags of every version name."""
     linked = set()
-    for versions in all_versions(client, [name for _, _, name in chosen]).values():
+    for versions in every.values():
         for version in versions:
             linked |= {value for key, value in (version.tags or {}).items() if _is_run_link(key)}
     return linked

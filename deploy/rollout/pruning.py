@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from modelyard.core.catalog import all_versions
 from modelyard.deploy.rollout import version_retention
 from modelyard.monitoring import retention
 
@@ -85,13 +86,16 @@ def plan(
         config, keep, sample_days, option=option, versions=versions, monitoring_days=monitoring_days
     )
     chosen = retention.folders(config, families, regions)
+    keep_versions = chosen_settings.versions
+    # The deploy target first: when it cannot be read, nothing else is asked.
+    served = version_retention.served_versions(config, tracking_uri, releaser) if keep_versions else None
+    every = all_versions(client, [name for _, _, name in chosen])  # one registry read for the three plans
     version_plan = None
-    if chosen_settings.versions is not None:
-        served = version_retention.served_versions(config, tracking_uri, releaser)
-        version_plan = version_retention.plan_versions(client, chosen, served, chosen_settings.versions)
+    if keep_versions is not None and served is not None:
+        version_plan = version_retention.plan_versions(client, chosen, served, keep_versions, every)
     deleting = version_plan.deleted() if version_plan is not None else set()
-    needed = retention.trained_on(client, chosen, deleting)
-    runs = retention.old_monitoring_runs(client, config, chosen, chosen_settings.monitoring_days)
+    needed = retention.trained_on(client, chosen, deleting, every)
+    runs = retention.old_monitoring_runs(client, config, chosen, chosen_settings.monitoring_days, every=every)
     files = retention.plan_prune(config, chosen, needed, chosen_settings, runs=runs)
     return Prune(chosen, chosen_settings, version_plan, files)
 

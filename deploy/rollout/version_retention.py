@@ -190,13 +190,17 @@ def plan_versions(
     chosen: Iterable[tuple[str, str, str]],
     served: Mapping[str, Mapping[str, list[str]]],
     keep: int,
+    every: Mapping[str, list[ModelVersion]] | None = None,
 ) -> VersionPlan:
-    """The versions of the ``chosen`` models (``(family, region or group, model name)``) to delete."""
+    """The versions of the ``chosen`` models (``(family, region or group, model name)``) to delete.
+
+    ``every``: their versions as :func:`core.catalog.all_versions` read them (None: read here).
+    """
     chosen = list(chosen)
     folder_of = {name: (family, region) for family, region, name in chosen}
     held = aliases_of(client, folder_of)
     removals, kept = [], {}
-    for name, versions in all_versions(client, folder_of).items():
+    for name, versions in (every if every is not None else all_versions(client, folder_of)).items():
         family, region = folder_of[name]
         by_alias: dict[str, list[str]] = defaultdict(list)
         for alias, number in held.get(name, {}).items():
