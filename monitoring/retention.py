@@ -33,8 +33,10 @@ import datetime as dt
 import logging
 import os
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -60,6 +62,8 @@ _DATA_FILE = re.compile(r"^(?P<digest>[0-9a-f]{16})\.(parquet|report\.html)$")
 
 Kind = Literal["snapshot", "unpublished", "samples", "outcomes", "runs"]
 RUNS_PER_PAGE = 1000
+# Monitoring runs are deleted one request each (MLflow has no batch delete): a few in flight at once.
+DELETING_THREADS = 4
 
 
 class RetentionError(ModelyardError, ValueError):
@@ -178,44 +182,63 @@ def old_monitoring_runs(
     *,
     now: dt.datetime | None = None,
     every: Mapping[str, list[ModelVersion]] | None = None,
+    limit: int | None = None,
 ) -> list[Removal]:
     """Per selected pair, its monitoring runs started more than ``days`` ago; none when ``days`` is None.
 
     Every hourly measurement of every served version is a run (experiment ``<project>/<family>/monitoring``).
     A run a version's ``monitoring.run_id`` tag names (its latest measurement, linked from the
-    version's page) stays whatever its age.
+    version's page) stays whatever its age. At most ``limit`` runs (default
+    ``retention.monitoring_runs_per_prune``), the oldest first over every selected family: the first
+    prune of a registry that kept months of them stays within its task's timeout, and the next
+    prunes take the rest.
     """
     if days is None:
         return []
     chosen = list(chosen)
+    limit = limit or config.retention.monitoring_runs_per_prune
     cutoff = int(((now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)).timestamp() * 1000)
     linked = _linked_runs(every if every is not None else all_versions(client, [name for _, _, name in chosen]))
     regions: dict[str, set[str]] = defaultdict(set)
     for family, region, _ in chosen:
         regions[family].add(region)
-    removals = []
-    for family, selected in regions.items():
+    family_of = {}
+    for family in regions:
         experiment = client.get_experiment_by_name(f"{config.project}/{family}/monitoring")
-        if experiment is None:
+        if experiment is not None:
+            family_of[experiment.experiment_id] = family
+    old: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
+    taken, more = 0, False
+    for run in _runs_before(client, list(family_of), cutoff) if family_of else ():
+        family, region = family_of[run.info.experiment_id], run.data.tags.get("region", "")
+        if region not in regions[family] or run.info.run_id in linked:
             continue
-        old: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        for run in _runs_before(client, experiment.experiment_id, cutoff):
-            region = run.data.tags.get("region", "")
-            if region in selected and run.info.run_id not in linked:
-                old[region].append((run.info.run_id, run.info.start_time or 0))
-        for region, found in sorted(old.items()):
-            newest = dt.datetime.fromtimestamp(max(start for _, start in found) / 1000, dt.UTC)
-            detail = f"{len(found)} monitoring runs, the newest started {newest:%Y-%m-%d %H:%M} UTC"
-            runs = tuple(sorted(run_id for run_id, _ in found))
-            removals.append(Removal("runs", family, region, "monitoring runs", detail, (), 0, runs))
+        if taken == limit:
+            more = True
+            break
+        old[(family, region)].append((run.info.run_id, run.info.start_time or 0))
+        taken += 1
+    removals = []
+    for (family, region), found in sorted(old.items()):
+        newest = dt.datetime.fromtimestamp(max(start for _, start in found) / 1000, dt.UTC)
+        detail = f"{len(found)} monitoring runs, the newest started {newest:%Y-%m-%d %H:%M} UTC"
+        if more:
+            detail += f" (a prune deletes the oldest {limit:,}; the next prune takes the rest)"
+        runs = tuple(sorted(run_id for run_id, _ in found))
+        removals.append(Removal("runs", family, region, "monitoring runs", detail, (), 0, runs))
     return removals
 
 
-def _runs_before(client: MlflowClient, experiment_id: str, cutoff_ms: int) -> Iterable[Any]:
+def _runs_before(client: MlflowClient, experiment_ids: list[str], cutoff_ms: int) -> Iterable[Any]:
+    """Every run of ``experiment_ids`` started before ``cutoff_ms``, the oldest first, a page at a time."""
     token: str | None = None
     while True:
         page = client.search_runs(
-            [experiment_id], f"attributes.start_time < {cutoff_ms}", max_results=RUNS_PER_PAGE, page_token=token
+            experiment_ids,
+            f"attributes.start_time < {cutoff_ms}",
+            max_results=RUNS_PER_PAGE,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
         )
         yield from page
         token = page.token
@@ -395,16 +418,31 @@ def prune(config: Config, plan: PrunePlan, client: MlflowClient | None = None) -
 
 
 def _delete_runs(client: MlflowClient | None, removal: Removal, outcome: PruneOutcome) -> None:
-    from mlflow.exceptions import MlflowException
-
+    """Delete ``removal``'s runs, a few requests at a time; the first failure stops the rest (a server
+    that is down would otherwise be retried once per run)."""
     if client is None:
         outcome.failed.append((removal, "no MLflow client to delete runs with"))
         return
-    try:
-        for run_id in removal.runs:
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def delete(run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        if stop.is_set():
+            return False
+        try:
             client.delete_run(run_id)
-    except MlflowException as exc:
-        outcome.failed.append((removal, f"run {run_id}: {exc.message}"))
+        except MlflowException as exc:
+            stop.set()
+            errors.append(f"run {run_id}: {exc.message}")
+            return False
+        return True
+
+    with ThreadPoolExecutor(DELETING_THREADS, thread_name_prefix="prune-runs") as pool:
+        deleted = sum(pool.map(delete, removal.runs))
+    if errors:
+        outcome.failed.append((removal, f"deleted {deleted} of {len(removal.runs)}, then {errors[0]}"))
         return
     outcome.removed.append(removal)
 

@@ -22,6 +22,11 @@ class RetentionSettings(Section):
     monitoring_days: int | None = Field(
         90, ge=1, le=3650, description="monitoring runs older than this are deleted in MLflow (null: keep all)"
     )
+    monitoring_runs_per_prune: int = Field(
+        50_000,
+        ge=1,
+        description="most monitoring runs one prune deletes, the oldest first (a backlog goes over several prunes)",
+    )
     versions: int | None = Field(
         None, ge=1, description="newest model versions kept per model besides aliased and served ones (null: keep all)"
     )

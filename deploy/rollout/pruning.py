@@ -95,7 +95,8 @@ def plan(
         version_plan = version_retention.plan_versions(client, chosen, served, keep_versions, every)
     deleting = version_plan.deleted() if version_plan is not None else set()
     needed = retention.trained_on(client, chosen, deleting, every)
-    runs = retention.old_monitoring_runs(client, config, chosen, chosen_settings.monitoring_days, every=every)
+    days, limit = chosen_settings.monitoring_days, chosen_settings.monitoring_runs_per_prune
+    runs = retention.old_monitoring_runs(client, config, chosen, days, every=every, limit=limit)
     files = retention.plan_prune(config, chosen, needed, chosen_settings, runs=runs)
     return Prune(chosen, chosen_settings, version_plan, files)
 

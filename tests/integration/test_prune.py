@@ -242,22 +242,31 @@ def test_old_monitoring_runs_are_deleted_but_each_versions_latest_stays(
         client.set_terminated(run.info.run_id)
         return run.info.run_id
 
-    old, linked, recent, elsewhere = measured(100), measured(95), measured(1), measured(100, "surabaya")
+    oldest, old, linked = measured(110), measured(100), measured(95)
+    recent, elsewhere = measured(1), measured(100, "surabaya")
     client.create_model_version(model, source="s3://runs/1", tags={"monitoring.run_id": linked})
 
-    def prune(*args: str) -> tuple[int, str]:
-        result = CliRunner().invoke(app, ["prune", "-f", PAIR[0], "-r", PAIR[1], *args], env=env)
+    def prune(*args: str, per_prune: int = 1) -> tuple[int, str]:
+        limit = {"MODELYARD_RETENTION__MONITORING_RUNS_PER_PRUNE": str(per_prune)}
+        result = CliRunner().invoke(app, ["prune", "-f", PAIR[0], "-r", PAIR[1], *args], env={**env, **limit})
         return result.exit_code, " ".join(result.output.replace("│", " ").split())
 
-    code, output = prune("--dry-run")
+    def stages() -> dict[str, str]:
+        return {run: client.get_run(run).info.lifecycle_stage for run in (oldest, old, linked, recent, elsewhere)}
+
+    code, output = prune("--dry-run")  # one run a prune: the oldest first, the rest at the next
     assert code == 0, output
     assert f"runs {PAIR[0]} {PAIR[1]} monitoring runs 1 monitoring runs, the newest started" in output
+    assert "(a prune deletes the oldest 1; the next prune takes the rest)" in output
     assert "1 monitoring run;" in output
     code, output = prune("--yes")
     assert code == 0, output
     assert "removed 1 monitoring run" in output
-    stages = {run_id: client.get_run(run_id).info.lifecycle_stage for run_id in (old, linked, recent, elsewhere)}
-    assert stages == {old: "deleted", linked: "active", recent: "active", elsewhere: "active"}
+    assert stages() == {oldest: "deleted", old: "active", linked: "active", recent: "active", elsewhere: "active"}
+    code, output = prune("--yes", per_prune=50_000)
+    assert code == 0, output
+    assert "removed 1 monitoring run" in output
+    assert stages() == {oldest: "deleted", old: "deleted", linked: "active", recent: "active", elsewhere: "active"}
     code, output = prune("--yes", "--monitoring-days", "1")  # the recent one is a day old: it goes too
     assert code == 0, output
     assert client.get_run(recent).info.lifecycle_stage == "deleted"

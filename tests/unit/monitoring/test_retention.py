@@ -1,4 +1,5 @@
-"""Retention (monitoring.retention): which snapshots, unpublished files and prediction logs a prune removes.
+"""Retention (monitoring.retention): which snapshots, unpublished files, prediction logs and monitoring runs a
+prune removes.
 
 The registry's answer (which snapshots registered versions were trained on) is given here as
 :func:`trained_on` returns it; tests/integration/test_prune.py reads it from a real MLflow server.
@@ -9,9 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import os
+import re
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.store.entities.paged_list import PagedList
 from typer.testing import CliRunner
 
 from modelyard.core.config import Config, ConfigError, load_config
@@ -267,3 +273,93 @@ def test_the_cli_refuses_a_sample_retention_shorter_than_the_window_before_readi
     code, output = prune_cli(small_config, "--family", "[nope]")
     assert code == 2
     assert "unknown family '[nope]'" in output
+
+
+class MonitoringRuns:
+    """The MlflowClient calls the monitoring-run prune makes, on runs held in memory."""
+
+    def __init__(self, config: Config) -> None:
+        self.project = config.project
+        self.runs: list[SimpleNamespace] = []
+        self.refuse: set[str] = set()
+        self.deleted: list[str] = []
+
+    def measured(self, family: str, region: str, days: float) -> str:
+        run_id = f"{family}-{region}-{days}"
+        start = int((NOW - dt.timedelta(days=days)).timestamp() * 1000)
+        info = SimpleNamespace(run_id=run_id, experiment_id=family, start_time=start)
+        self.runs.append(SimpleNamespace(info=info, data=SimpleNamespace(tags={"region": region})))
+        return run_id
+
+    def get_experiment_by_name(self, name: str) -> Any:
+        project, family, _ = name.split("/")
+        return SimpleNamespace(experiment_id=family) if project == self.project else None
+
+    def search_runs(
+        self, experiment_ids: list[str], filter_string: str, max_results: int, order_by: list[str], page_token: Any
+    ) -> PagedList:
+        cutoff = int(re.fullmatch(r"attributes\.start_time < (\d+)", filter_string)[1])  # type: ignore[index]
+        assert order_by == ["attributes.start_time ASC"]
+        found = sorted(
+            (r for r in self.runs if r.info.experiment_id in experiment_ids and r.info.start_time < cutoff),
+            key=lambda r: r.info.start_time,
+        )
+        start = int(page_token or 0)
+        end = start + max_results
+        return PagedList(found[start:end], str(end) if end < len(found) else None)
+
+    def delete_run(self, run_id: str) -> None:
+        if run_id in self.refuse:
+            raise MlflowException(f"Run '{run_id}': permission denied")
+        self.deleted.append(run_id)
+
+
+def test_a_prune_takes_the_oldest_monitoring_runs_over_every_family_up_to_its_limit(
+    small_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention, "RUNS_PER_PAGE", 2)  # several pages
+    client = MonitoringRuns(small_config)
+    oldest = client.measured("acceptance", "alpha", 400)
+    client.measured("acceptance", "beta", 390)  # a region not chosen: neither taken nor counted
+    linked = client.measured("acceptance", "alpha", 380)  # a version's latest measurement
+    second = client.measured("eta", "alpha", 370)  # another family, in between
+    third = client.measured("acceptance", "alpha", 360)
+    fourth = client.measured("eta", "alpha", 350)
+    client.measured("acceptance", "alpha", 10)  # recent
+    chosen = [("acceptance", "alpha", "m-acceptance-alpha"), ("eta", "alpha", "m-eta-alpha")]
+    every = {"m-acceptance-alpha": [SimpleNamespace(tags={"monitoring.alpha.run_id": linked})]}
+
+    def planned(limit: int) -> dict[tuple[str, str], tuple[tuple[str, ...], str]]:
+        found = retention.old_monitoring_runs(client, small_config, chosen, 90, now=NOW, every=every, limit=limit)
+        return {(r.family, r.region): (r.runs, r.detail) for r in found}
+
+    capped = planned(3)
+    assert {key: runs for key, (runs, _) in capped.items()} == {
+        ("acceptance", "alpha"): tuple(sorted((oldest, third))),
+        ("eta", "alpha"): (second,),
+    }
+    assert all("a prune deletes the oldest 3; the next prune takes the rest" in detail for _, detail in capped.values())
+    whole = planned(4)  # exactly as many as there are: nothing left over, nothing said
+    assert whole[("eta", "alpha")][0] == tuple(sorted((second, fourth)))
+    assert not any("next prune" in detail for _, detail in whole.values())
+
+
+def test_deleting_monitoring_runs_stops_at_the_first_refusal_and_says_how_many_went(
+    small_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = MonitoringRuns(small_config)
+    runs = tuple(client.measured("acceptance", "alpha", 100 + day) for day in range(40))
+    removal = retention.Removal("runs", *PAIR, "monitoring runs", "40 monitoring runs", (), 0, runs)
+    plan = retention.PrunePlan((removal,), {})
+
+    done = retention.prune(small_config, plan, client)  # type: ignore[arg-type]
+    assert done.removed == [removal]
+    assert sorted(client.deleted) == sorted(runs)
+
+    client.deleted.clear()
+    client.refuse.add(runs[4])
+    monkeypatch.setattr(retention, "DELETING_THREADS", 1)  # in order: which runs went is known
+    failed = retention.prune(small_config, plan, client)  # type: ignore[arg-type]
+    assert failed.removed == []
+    assert failed.failed == [(removal, f"deleted 4 of 40, then run {runs[4]}: Run '{runs[4]}': permission denied")]
+    assert client.deleted == list(runs[:4])  # the rest were not tried once the server refused one
