@@ -418,17 +418,20 @@ def prune(config: Config, plan: PrunePlan, client: MlflowClient | None = None) -
 
 
 def _delete_runs(client: MlflowClient | None, removal: Removal, outcome: PruneOutcome) -> None:
-    """Delete ``removal``'s runs, a few requests at a time; the first failure stops the rest (a server
-    that is down would otherwise be retried once per run)."""
-    if client is None:
-        outcome.failed.append((removal, "no MLflow client to delete runs with"))
+    """Delete ``removal``'s runs, a few requests at a time. The first failure stops the rest, and the
+    prune's next groups of runs are not tried (a server that is down would otherwise be retried once
+    per run)."""
+    from mlflow.exceptions import MlflowException
+
+    refused = next((f"{r.family}/{r.region}" for r, _ in outcome.failed if r.kind == "runs"), None)
+    if client is None or refused is not None:
+        why = f"not tried, since deleting {refused}'s failed" if refused else "no MLflow client to delete runs with"
+        outcome.failed.append((removal, why))
         return
     stop = threading.Event()
     errors: list[str] = []
 
     def delete(run_id: str) -> bool:
-        from mlflow.exceptions import MlflowException
-
         if stop.is_set():
             return False
         try:

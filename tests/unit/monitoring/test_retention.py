@@ -359,7 +359,11 @@ def test_deleting_monitoring_runs_stops_at_the_first_refusal_and_says_how_many_w
     client.deleted.clear()
     client.refuse.add(runs[4])
     monkeypatch.setattr(retention, "DELETING_THREADS", 1)  # in order: which runs went is known
-    failed = retention.prune(small_config, plan, client)  # type: ignore[arg-type]
+    other = retention.Removal("runs", "acceptance", "beta", "monitoring runs", "1 monitoring run", (), 0, ("b1",))
+    failed = retention.prune(small_config, retention.PrunePlan((removal, other), {}), client)  # type: ignore[arg-type]
     assert failed.removed == []
-    assert failed.failed == [(removal, f"deleted 4 of 40, then run {runs[4]}: Run '{runs[4]}': permission denied")]
+    assert failed.failed == [
+        (removal, f"deleted 4 of 40, then run {runs[4]}: Run '{runs[4]}': permission denied"),
+        (other, "not tried, since deleting acceptance/alpha's failed"),
+    ]
     assert client.deleted == list(runs[:4])  # the rest were not tried once the server refused one
