@@ -2,6 +2,7 @@
 
 * Every DAG's trigger form submits with its defaults (the deploy form as a dry run, since its
   defaults would deploy), and the run it starts succeeds with the defaults as its conf.
+* The housekeeping form submits numbers typed into it, and its dry run plans with them.
 * The fleet page (the plugin's "Fleet" entry) lists the chain's pairs with the champion
   versions the registry holds, and a pair's champion link opens that model version in MLflow.
 * A training chunk's "Pairs on the fleet page" link shows that chunk's pairs only, and a pair's
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.timeout(1800)  # may be the first test of the session: 
 
 RUN_TIMEOUT = 600  # a loaded 2-core CI box runs a DAG's defaults in minutes
 DRY_RUN_SWITCH = "[id='switch:element_dry_run:control']"
+NUMBER_FIELD = "[id='number-input:element_%s'] input"  # Chakra's NumberInput under Airflow's form
 
 
 @pytest.fixture
@@ -100,6 +102,37 @@ def test_the_trigger_form_submits_with_its_defaults(chain: Chain, browser: WebDr
     if dag_id == "deploy":
         result = api.xcom(dag_id, run["dag_run_id"], "deploy_release", map_index=0)
         assert result["outcome"] == "dry-run"
+
+
+def test_the_housekeeping_form_submits_the_values_typed_into_it(chain: Chain, browser: WebDriver) -> None:
+    """A team pruning by hand: numbers typed into the form (model versions kept, days of monitoring
+    runs) reach the task, and a dry run there plans against the registry and removes nothing."""
+    api, dag_id = chain.api, "housekeeping"
+    log_in(browser, chain.settings.airflow_url)
+    submit = _open_trigger_form(browser, chain.settings.airflow_url, dag_id)
+    for name, typed in (("versions", "2"), ("monitoring_days", "30")):
+        field = browser.find_element(By.CSS_SELECTOR, NUMBER_FIELD % name)
+        field.send_keys(typed)
+        WebDriverWait(browser, WAIT_SECONDS).until(lambda _, f=field, t=typed: f.get_attribute("value") == t)
+    switch = browser.find_element(By.CSS_SELECTOR, DRY_RUN_SWITCH)
+    switch.click()
+    WebDriverWait(browser, WAIT_SECONDS).until(lambda _: switch.get_attribute("data-state") == "checked")
+    before = _run_ids(api, dag_id)
+    submit.click()
+    run = _new_run(api, dag_id, before)
+    screenshot(browser, "airflow-housekeeping-typed-triggered.png")
+    assert {name: run["conf"].get(name) for name in ("versions", "monitoring_days", "dry_run", "snapshots")} == {
+        "versions": 2,
+        "monitoring_days": 30,
+        "dry_run": True,
+        "snapshots": None,
+    }
+    finished = _finished(api, dag_id, run["dag_run_id"])
+    assert finished["state"] == "success", f"{dag_id} run {run['dag_run_id']} with typed values failed"
+    result = api.xcom(dag_id, run["dag_run_id"], "prune")
+    assert result["dry_run"] is True
+    assert result["removed"] == 0
+    assert result["versions_kept"] >= len(chain.config.pairs())  # versions were planned: each champion stays
 
 
 def _champions(chain: Chain) -> dict[str, tuple[str, str]]:
