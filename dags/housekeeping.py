@@ -108,9 +108,12 @@ def housekeeping() -> None:
 
 
 def _releaser(config: Any, versions: int | None) -> Any:
-    """Helm on the connection ``kubernetes_default`` when model versions are pruned on Kubernetes; else None."""
+    """Helm on the connection ``kubernetes_default`` when model versions are pruned and Kubernetes releases
+    may serve them (``deploy.target: kubernetes``, or a deploy recorded one); else None."""
+    from modelyard.deploy.rollout.version_retention import kubernetes_releases
+
     pruned = versions if versions is not None else config.retention.versions
-    if config.deploy.target != "kubernetes" or pruned is None:
+    if pruned is None or not kubernetes_releases(config):
         return None
     from modelyard.deploy.rollout.kube_deploy import chart_path
     from modelyard.plugins.hooks.helm import HelmHook

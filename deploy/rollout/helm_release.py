@@ -117,8 +117,13 @@ class HelmReleases:
         self.client = pyhelm3.Client(command, executable=command._executable)
         self.namespace = namespace
         self.chart_path = Path(chart).resolve()
+        self.timeout_seconds = timeout_seconds
         self.timeout = f"{timeout_seconds}s"
         self.wait = wait
+
+    def in_namespace(self, namespace: str) -> HelmReleases:
+        """The same helm, cluster and chart, on the releases of ``namespace``."""
+        return HelmReleases(self.command, namespace, self.chart_path, self.timeout_seconds, wait=self.wait)
 
     async def chart(self) -> pyhelm3.Chart:
         """The chart (its metadata read by ``helm show chart``)."""

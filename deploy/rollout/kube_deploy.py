@@ -172,7 +172,23 @@ def stage_release(
         proposal = propose(config, request.plan_options(regions), live, tracking_uri)
     except PlannerError as exc:
         raise DeployError(f"release '{release}': {exc}") from exc
+    if not request.dry_run:
+        _record(config, release)
     return StagedDeploy.start(target, live, proposal, request.model_copy(update={"target": "kubernetes"}), release)
+
+
+def _record(config: Config, release: str) -> None:
+    """Record the release before anything changes, so a prune of model versions reads its plans (ADR 0036)."""
+    from modelyard.deploy.rollout import release_records
+
+    try:
+        release_records.record(config, release)
+    except OSError as exc:
+        where = release_records.records_dir(config)
+        raise DeployError(
+            f"release '{release}': cannot record it under {where} ({exc}); nothing was changed. A prune of "
+            "model versions reads the releases recorded there: make storage.root writable and deploy again"
+        ) from exc
 
 
 def served_regions(config: Config, release: str, selected: list[str]) -> list[str]:

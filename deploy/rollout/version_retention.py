@@ -93,16 +93,44 @@ def served_versions(config: Config, tracking_uri: str, releaser: HelmReleases | 
     """Every version a plan of the deploy target names, and where.
 
     The local target's plan files are read on every target (they are cheap and a laptop may hold
-    some); Kubernetes releases only for ``deploy.target: kubernetes`` (``releaser``: the
-    DAG's, from ``HelmHook``; else helm with the kubeconfig's current context).
+    some); the Kubernetes releases of :func:`kubernetes_releases` (``releaser``: the DAG's, from
+    ``HelmHook``; else helm with the kubeconfig's current context).
 
     Raises:
         ServedUnknownError: a plan cannot be read.
     """
     plans = local_plans(config, tracking_uri)
-    if config.deploy.target == "kubernetes":
-        plans += asyncio.run(release_plans(config, releaser))
+    if releases := kubernetes_releases(config):
+        plans += asyncio.run(release_plans(config, releaser, releases))
     return served_by(plans)
+
+
+def kubernetes_releases(config: Config) -> dict[str, list[str]]:
+    """``{namespace: [release, ...]}`` whose plans a prune reads: every release a deploy recorded
+    (``release_records``: the form deploys to Kubernetes whatever ``deploy.target`` says), and the
+    configured ones when ``deploy.target`` is ``kubernetes``.
+
+    Raises:
+        ServedUnknownError: the records cannot be read.
+    """
+    from modelyard.deploy.rollout import release_records
+    from modelyard.deploy.rollout.releases import ShardingError, release_groups
+
+    try:
+        releases = release_records.recorded(config)
+    except OSError as exc:
+        where = release_records.records_dir(config)
+        raise ServedUnknownError(
+            f"cannot read which Kubernetes releases modelyard deployed ({where}: {exc}), so no version is deleted"
+        ) from exc
+    if config.deploy.target == "kubernetes":
+        namespace = config.deploy.kubernetes.namespace
+        try:
+            configured = release_groups(config)
+        except ShardingError as exc:
+            raise ServedUnknownError(f"cannot tell the configured releases, so no version is deleted: {exc}") from exc
+        releases[namespace] = sorted({*releases.get(namespace, []), *configured})
+    return releases
 
 
 def served_by(plans: Iterable[tuple[Plan, str]]) -> Served:
@@ -144,10 +172,14 @@ def local_plans(config: Config, tracking_uri: str) -> list[tuple[Plan, str]]:
     return plans
 
 
-async def release_plans(config: Config, releaser: HelmReleases | None = None) -> list[tuple[Plan, str]]:
-    """The plan of every revision in the Helm history of each release (``deploy.kubernetes.releases``).
+async def release_plans(
+    config: Config, releaser: HelmReleases | None = None, releases: Mapping[str, list[str]] | None = None
+) -> list[tuple[Plan, str]]:
+    """The plan of every revision in the Helm history of each release.
 
-    A release never installed has no history and names nothing.
+    ``releases``: ``{namespace: [release, ...]}`` (default: ``deploy.kubernetes.releases`` in its
+    namespace). ``releaser`` reads them (another namespace: the same helm and cluster). A release
+    never installed, or uninstalled since, has no history and names nothing.
 
     Raises:
         ServedUnknownError: helm cannot read a release's history or values, or a revision holds no readable plan.
@@ -166,13 +198,16 @@ async def release_plans(config: Config, releaser: HelmReleases | None = None) ->
     )
     plans = []
     try:
-        for release in release_groups(config):
-            for revision in await helm.history(release):
-                values = await helm.values(release, revision.revision)
-                where = f"release {release} revision {revision.revision}"
-                if "plan" not in values:
-                    raise ServedUnknownError(f"{where}: its values hold no plan (was it installed by modelyard?)")
-                plans.append((parse_plan(values["plan"], where), where))
+        for namespace, names in (releases or {settings.namespace: list(release_groups(config))}).items():
+            reader = helm if namespace == helm.namespace else helm.in_namespace(namespace)
+            for release in names:
+                named = release if namespace == settings.namespace else f"{namespace}/{release}"
+                for revision in await reader.history(release):
+                    values = await reader.values(release, revision.revision)
+                    where = f"release {named} revision {revision.revision}"
+                    if "plan" not in values:
+                        raise ServedUnknownError(f"{where}: its values hold no plan (was it installed by modelyard?)")
+                    plans.append((parse_plan(values["plan"], where), where))
     except (HelmReleaseError, ShardingError, PlanError) as exc:
         raise ServedUnknownError(
             f"cannot read what the Kubernetes releases serve, so no version is deleted: {exc}. Run the prune "

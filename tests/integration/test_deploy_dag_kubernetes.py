@@ -216,3 +216,50 @@ def test_a_rollout_that_never_gets_ready_is_rolled_back_by_the_resumed_task(kube
     assert served_digest(kube_env.cluster, "sea-west") == good  # the old plan serves again
     assert image_tag(kube_env.cluster.get("deployments", deployment_name("sea-west"))) == "good"
     assert len(kube_env.airflow.asset_events("modelyard://deployed/", dag_id="deploy")) == before
+
+
+def test_housekeeping_keeps_each_version_a_release_revision_names_reading_them_through_helmhook(
+    kube_env: KubeDeployEnv, tmp_path: Path
+) -> None:
+    """The deploy form's target is kubernetes while ``deploy.target`` says local: the deploy records its
+    releases, and the housekeeping DAG with ``versions: 1`` reads every revision of each through
+    ``HelmHook`` on ``kubernetes_default``, keeps the version revision 1 serves though no alias holds
+    it any more, and deletes the one nothing names."""
+    from mlflow import MlflowClient
+
+    from modelyard.deploy.rollout import release_records
+    from modelyard.deploy.rollout.mlflow_server import free_port
+
+    own = {  # this test's storage (the release records, snapshots), local server port and monitoring runs
+        "MODELYARD_STORAGE__ROOT": str(tmp_path / "store"),
+        "MODELYARD_DEPLOY__LOCAL__PORT": str(free_port()),
+        "MODELYARD_PROJECT": f"hk{uuid.uuid4().hex[:6]}",
+    }
+    airflow = dataclasses.replace(kube_env.airflow, env={**kube_env.airflow.env, **own})
+    config, client = kube_env.config, MlflowClient()
+    assert config.deploy.target == "local"
+    served = register_champions(config)  # v1 of each pair, champion
+    deployed = airflow.run_dag_test("deploy", {"target": "kubernetes", "strategy": "rolling"})
+    assert deployed.returncode == 0, deployed.stdout[-8000:]
+    stored = load_config(kube_env.config_path, environ=own)
+    assert release_records.recorded(stored) == {NAMESPACE: ["sea-east", "sea-west"]}
+    models = {pair: config.mlflow.model_name(*pair) for pair in config.pairs()}
+    for name in models.values():
+        for number in (2, 3):
+            client.create_model_version(name, source=f"s3://housekeeping/{name}/{number}")
+        client.set_registered_model_alias(name, "champion", "3")  # v1 keeps no alias; v2 never had one
+    calls_before = len(Path(str(kube_env.store) + ".log").read_text().splitlines())
+
+    run = airflow.run_dag_test("housekeeping", {"versions": 1})
+
+    assert run.returncode == 0, run.stdout[-8000:]
+    assert set(served.values()) == {"1"}
+    for (family, region), name in models.items():
+        assert f"removing model version {name} v2 ({family}/{region})" in run.stdout, run.stdout[-8000:]
+        assert sorted(v.version for v in client.search_model_versions(f"name = '{name}'")) == ["1", "3"]
+    log = Path(str(kube_env.store) + ".log").read_text().splitlines()
+    calls = [json.loads(line) for line in log[calls_before:]]  # the prune's, through the cluster's helm
+    histories = [call for call in calls if call[0] == "history"]
+    assert sorted(call[1] for call in histories) == ["sea-east", "sea-west"]
+    assert all("--kubeconfig" in call for call in histories)  # kubernetes_default's cluster
+    assert any(call[:2] == ["get", "values"] and "--revision" in call for call in calls)

@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.entities.paged_list import PagedList
 
 from modelyard.core.config import Config
-from modelyard.deploy.rollout import pruning, version_retention
+from modelyard.deploy.rollout import pruning, release_records, version_retention
 from modelyard.deploy.rollout.helm_release import HelmReleaseError, Revision
 from modelyard.deploy.rollout.local_target import LocalTarget
 from modelyard.deploy.serving.plan import dump_plan, last_good_path, parse_plan
@@ -135,8 +135,17 @@ def test_local_plans_are_read_and_an_unreadable_one_deletes_nothing(
 class Releases:
     """Helm's history and values of each release, as ``HelmReleases`` returns them."""
 
-    def __init__(self, history: dict[str, list[list[str]]], fail: str | None = None) -> None:
-        self.history_of, self.fail = history, fail
+    def __init__(
+        self,
+        history: dict[str, list[list[str]]],
+        fail: str | None = None,
+        namespace: str = "modelyard",
+        elsewhere: dict[str, Releases] | None = None,
+    ) -> None:
+        self.history_of, self.fail, self.namespace, self.elsewhere = history, fail, namespace, elsewhere or {}
+
+    def in_namespace(self, namespace: str) -> Releases:
+        return self.elsewhere[namespace]
 
     async def history(self, release: str) -> list[Revision]:
         if self.fail:
@@ -165,6 +174,41 @@ def test_every_revision_of_every_release_is_read_and_a_helm_failure_deletes_noth
     assert "Kubernetes cluster unreachable" in str(raised.value)
     assert "no version is deleted" in str(raised.value)
     assert "kubernetes_default" in str(raised.value)
+
+
+def test_every_release_a_deploy_recorded_is_read_in_its_namespace_whatever_deploy_target_says(
+    small_config: Config,
+) -> None:
+    import asyncio
+
+    def configured(target: str, namespace: str = "modelyard") -> Config:
+        kubernetes = small_config.deploy.kubernetes.model_copy(update={"namespace": namespace})
+        return small_config.model_copy(
+            update={"deploy": small_config.deploy.model_copy(update={"target": target, "kubernetes": kubernetes})}
+        )
+
+    assert small_config.deploy.target == "local"
+    assert version_retention.kubernetes_releases(small_config) == {}  # never deployed to a cluster: helm is not run
+    release_records.record(small_config, "sea-east")  # the deploy form's target: kubernetes
+    release_records.record(small_config, "sea-east")  # recorded once
+    release_records.record(configured("local", "old"), "retired")  # a namespace the config has left since
+    assert version_retention.kubernetes_releases(small_config) == {"modelyard": ["sea-east"], "old": ["retired"]}
+    project = small_config.project
+    assert version_retention.kubernetes_releases(configured("kubernetes")) == {
+        "modelyard": sorted(["sea-east", project]),  # and the configured releases, installed yet or not
+        "old": ["retired"],
+    }
+    old = Releases({"retired": [["models:/m/4"]]}, namespace="old")
+    helm = Releases({"sea-east": [["models:/m/1"], ["models:/m/2"]]}, elsewhere={"old": old})
+
+    releases = version_retention.kubernetes_releases(small_config)
+    plans = asyncio.run(version_retention.release_plans(small_config, helm, releases))  # type: ignore[arg-type]
+
+    assert [(where, plan.model_uris()) for plan, where in plans] == [
+        ("release sea-east revision 1", ["models:/m/1"]),
+        ("release sea-east revision 2", ["models:/m/2"]),
+        ("release old/retired revision 1", ["models:/m/4"]),
+    ]
 
 
 def test_a_version_an_alias_moved_onto_is_kept_and_a_refused_delete_is_reported(small_config: Config) -> None:
