@@ -27,12 +27,12 @@ SHARED_STACK = {
 }
 LONG_FILES_SECONDS = {
     "tests/integration/test_install.py": 690,
-    E2E_CHAIN: 330,
+    E2E_CHAIN: 360,
     "tests/e2e/test_scale_chain.py": 210,
     "tests/production/test_production_chain.py": 220,
+    "tests/integration/test_deploy_dag_kubernetes.py": 170,
     "tests/integration/test_prune.py": 110,
     "tests/integration/test_promotion_dag.py": 95,
-    "tests/integration/test_deploy_dag_kubernetes.py": 90,
     "tests/integration/test_refused_forms.py": 80,
 }
 
