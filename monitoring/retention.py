@@ -221,7 +221,7 @@ def old_monitoring_runs(
     removals = []
     for (family, region), found in sorted(old.items()):
         newest = dt.datetime.fromtimestamp(max(start for _, start in found) / 1000, dt.UTC)
-        detail = f"{len(found)} monitoring runs, the newest started {newest:%Y-%m-%d %H:%M} UTC"
+        detail = f"{_counted(len(found), 'monitoring run')}, the newest started {newest:%Y-%m-%d %H:%M} UTC"
         if more:
             detail += f" (a prune deletes the oldest {limit:,}; the next prune takes the rest)"
         runs = tuple(sorted(run_id for run_id, _ in found))

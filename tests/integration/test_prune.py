@@ -256,7 +256,7 @@ def test_old_monitoring_runs_are_deleted_but_each_versions_latest_stays(
 
     code, output = prune("--dry-run")  # one run a prune: the oldest first, the rest at the next
     assert code == 0, output
-    assert f"runs {PAIR[0]} {PAIR[1]} monitoring runs 1 monitoring runs, the newest started" in output
+    assert f"runs {PAIR[0]} {PAIR[1]} monitoring runs 1 monitoring run, the newest started" in output
     assert "(a prune deletes the oldest 1; the next prune takes the rest)" in output
     assert "1 monitoring run;" in output
     code, output = prune("--yes")
